@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "MergeKit",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "MergeKit", targets: ["MergeKit"]),
+        .executable(name: "merge-cli", targets: ["merge-cli"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"4.0.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]
+        ),
+        .target(
+            name: "MergeKit",
+            dependencies: [
+                "CBLAS",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "merge-cli",
+            dependencies: [
+                "MergeKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "MergeKitTests",
+            dependencies: ["MergeKit"]
+        ),
+    ]
+)

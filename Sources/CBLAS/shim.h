@@ -1,0 +1,157 @@
+// CBLAS: the C side of MergeKit.
+//
+// BLAS (OpenBLAS) and LAPACKE, plus the few small helpers that need CPU intrinsics:
+// half <-> float conversion with F16C when the CPU has it (chosen at run time) and a portable,
+// bit-exact fallback otherwise. Everything here is `static inline` so this stays a plain system
+// library module (no C target to compile).
+#ifndef MERGEKIT_CBLAS_SHIM_H
+#define MERGEKIT_CBLAS_SHIM_H
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <stdint.h>
+#include <string.h>
+#include <stddef.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MK_X86 1
+#else
+#define MK_X86 0
+#endif
+
+// ---- portable IEEE binary16 <-> binary32, bit exact, round-to-nearest-even -------------------
+
+static inline float mk_half_to_float_scalar(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1Fu;
+    uint32_t man = h & 0x3FFu;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { // subnormal: normalise
+            int e = -1;
+            do { e++; man <<= 1; } while ((man & 0x400u) == 0);
+            man &= 0x3FFu;
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | (man << 13);
+        }
+    } else if (exp == 0x1F) {
+        bits = sign | 0x7F800000u | (man << 13); // Inf or NaN (payload kept, quiet bit kept)
+    } else {
+        bits = sign | ((exp + (127 - 15)) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t mk_float_to_half_scalar(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t absx = x & 0x7FFFFFFFu;
+    if (absx >= 0x7F800000u) { // Inf or NaN
+        if (absx > 0x7F800000u) return (uint16_t)(sign | 0x7E00u | ((absx >> 13) & 0x3FFu));
+        return (uint16_t)(sign | 0x7C00u);
+    }
+    if (absx >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u); // rounds to >= 65520 -> Inf
+    if (absx < 0x38800000u) { // result is subnormal or zero
+        if (absx < 0x33000000u) return (uint16_t)sign; // < 2^-25: rounds to 0 (2^-25 ties to even 0)
+        uint32_t e = absx >> 23;
+        uint32_t man = (absx & 0x7FFFFFu) | 0x800000u;
+        uint32_t shift = 126 - e; // 14..24 : value = man * 2^(e-150), half subnormal unit 2^-24
+        uint32_t q = man >> shift;
+        uint32_t rem = man & ((1u << shift) - 1u);
+        uint32_t halfway = 1u << (shift - 1);
+        if (rem > halfway || (rem == halfway && (q & 1u))) q += 1;
+        return (uint16_t)(sign | q);
+    }
+    // normal
+    uint32_t r = absx + 0x0FFFu + ((absx >> 13) & 1u); // round to nearest even at bit 13
+    r -= 0x38000000u;                                 // rebias exponent 127 -> 15
+    return (uint16_t)(sign | (r >> 13));
+}
+
+static inline void mk_half_to_float_portable(const void *src, float *dst, size_t n) {
+    const unsigned char *s = (const unsigned char *)src;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = mk_half_to_float_scalar(h);
+    }
+}
+
+static inline void mk_float_to_half_portable(const float *src, void *dst, size_t n) {
+    unsigned char *d = (unsigned char *)dst;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = mk_float_to_half_scalar(src[i]);
+        memcpy(d + 2 * i, &h, 2);
+    }
+}
+
+// ---- F16C paths (x86-64), selected at run time ------------------------------------------------
+
+#if MK_X86
+__attribute__((target("f16c,avx")))
+static inline void mk_half_to_float_f16c(const void *src, float *dst, size_t n) {
+    const unsigned char *s = (const unsigned char *)src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(s + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = mk_half_to_float_scalar(h);
+    }
+}
+
+__attribute__((target("f16c,avx")))
+static inline void mk_float_to_half_f16c(const float *src, void *dst, size_t n) {
+    unsigned char *d = (unsigned char *)dst;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 f = _mm256_loadu_ps(src + i);
+        __m128i h = _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(d + 2 * i), h);
+    }
+    for (; i < n; i++) {
+        uint16_t h = mk_float_to_half_scalar(src[i]);
+        memcpy(d + 2 * i, &h, 2);
+    }
+}
+#endif
+
+/// 1 when the F16C instructions (and the AVX state they need) are usable on this CPU.
+static inline int mk_cpu_has_f16c(void) {
+#if MK_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+#else
+    return 0;
+#endif
+}
+
+/// Converts `n` little-endian IEEE half values at `src` (any alignment) to float.
+/// `use_f16c` must only be non-zero when `mk_cpu_has_f16c()` said so.
+static inline void mk_half_to_float(const void *src, float *dst, size_t n, int use_f16c) {
+#if MK_X86
+    if (use_f16c) { mk_half_to_float_f16c(src, dst, n); return; }
+#endif
+    (void)use_f16c;
+    mk_half_to_float_portable(src, dst, n);
+}
+
+/// Converts `n` floats to IEEE half (round to nearest even, overflow to Inf, NaN kept quiet)
+/// at `dst` (any alignment).
+static inline void mk_float_to_half(const float *src, void *dst, size_t n, int use_f16c) {
+#if MK_X86
+    if (use_f16c) { mk_float_to_half_f16c(src, dst, n); return; }
+#endif
+    (void)use_f16c;
+    mk_float_to_half_portable(src, dst, n);
+}
+
+#endif

@@ -1,0 +1,194 @@
+/// A model on disk: one `.safetensors` file, a directory holding `model.safetensors`, or a
+/// sharded Hugging Face directory (`*.safetensors.index.json` plus its shards).
+///
+/// Opening validates every file's header and, for sharded checkpoints, that the index and the
+/// shards agree exactly (every shard present, every indexed tensor in its shard, no tensor in two
+/// shards). Tensor names are unique across the checkpoint.
+public final class Checkpoint: @unchecked Sendable {
+    public enum Layout: Sendable, Equatable {
+        /// A single safetensors file named directly.
+        case file
+        /// A directory with one safetensors file (normally `model.safetensors`).
+        case directory(weights: String)
+        /// A directory with an index file and shards.
+        case sharded(index: String)
+    }
+
+    /// One tensor and the file it lives in.
+    public struct Entry: Sendable {
+        public let file: SafeTensorsFile
+        public let info: TensorInfo
+        public var name: String { info.name }
+    }
+
+    /// The path as the user gave it.
+    public let path: String
+    public let layout: Layout
+    /// The safetensors files, in shard order.
+    public let files: [SafeTensorsFile]
+    /// Every tensor, in shard order then data order (the order outputs follow).
+    public let entries: [Entry]
+    /// The directory the checkpoint lives in, when it is a directory checkpoint.
+    public let directory: String?
+    private let byName: [String: Int]
+
+    /// File names inside a checkpoint directory that are never copied as companions.
+    static let weightSuffixes = [".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".pth",
+                                 ".ckpt", ".h5", ".msgpack", ".gguf", ".onnx", ".pkl", ".npz"]
+    /// The file transformers reads first in a model directory.
+    public static let singleFileName = "model.safetensors"
+    /// The index name transformers writes for sharded safetensors.
+    public static let indexFileName = "model.safetensors.index.json"
+
+    /// Opens and validates the checkpoint at `path`.
+    public init(path: String) throws(MergeKitError) {
+        self.path = path
+        switch FileSystem.kind(of: path) {
+        case .missing:
+            throw MergeKitError(.fileNotFound, file: path, "does not exist",
+                fix: "Check the path; a checkpoint is a .safetensors file or a directory holding model.safetensors or a *.safetensors.index.json")
+        case .other:
+            throw MergeKitError(.notACheckpoint, file: path, "is neither a file nor a directory")
+        case .file:
+            let file = try SafeTensorsFile(path: path)
+            layout = .file
+            files = [file]
+            directory = nil
+        case .directory:
+            directory = path
+            let names = try FileSystem.contents(of: path)
+            let indexes = names.filter { $0.hasSuffix(".safetensors.index.json") }
+            let weights = names.filter { $0.hasSuffix(".safetensors") }
+            if names.contains(Checkpoint.singleFileName) {
+                layout = .directory(weights: Checkpoint.singleFileName)
+                files = [try SafeTensorsFile(path: FileSystem.join(path, Checkpoint.singleFileName))]
+            } else if indexes.count == 1 {
+                layout = .sharded(index: indexes[0])
+                files = try Checkpoint.openShards(directory: path, index: indexes[0])
+            } else if indexes.count > 1 {
+                throw MergeKitError(.ambiguousCheckpoint, file: path,
+                    "holds several index files (\(indexes.joined(separator: ", "))) and no model.safetensors",
+                    fix: "Keep one index file in the directory, or name the checkpoint file directly")
+            } else if weights.count == 1 {
+                layout = .directory(weights: weights[0])
+                files = [try SafeTensorsFile(path: FileSystem.join(path, weights[0]))]
+            } else if weights.isEmpty {
+                throw MergeKitError(.notACheckpoint, file: path,
+                    "holds no model.safetensors, no *.safetensors.index.json and no .safetensors file",
+                    fix: "Point at a safetensors checkpoint (PyTorch .bin checkpoints must be converted to safetensors first)")
+            } else {
+                throw MergeKitError(.ambiguousCheckpoint, file: path,
+                    "holds several .safetensors files (\(weights.joined(separator: ", "))) but no index file saying how they fit together",
+                    fix: "Add a model.safetensors.index.json, or name one file directly")
+            }
+        }
+        var entries: [Entry] = []
+        var byName: [String: Int] = [:]
+        for file in files {
+            for info in file.tensors {
+                // Uniqueness across shards is guaranteed by openShards; within a file by the header.
+                byName[info.name] = entries.count
+                entries.append(Entry(file: file, info: info))
+            }
+        }
+        self.entries = entries
+        self.byName = byName
+    }
+
+    public func entry(named name: String) -> Entry? {
+        byName[name].map { entries[$0] }
+    }
+
+    public var tensorNames: [String] { entries.map(\.name) }
+
+    /// The `__metadata__` of the first file (where task-vector provenance is recorded).
+    public var metadata: [String: String]? { files.first?.metadata }
+
+    /// Total number of elements over all tensors.
+    public var parameterCount: Int { entries.reduce(0) { $0 + $1.info.elementCount } }
+    /// Total tensor data bytes.
+    public var dataBytes: Int { entries.reduce(0) { $0 + $1.info.byteCount } }
+
+    /// Non-weight files of a directory checkpoint (config.json, tokenizer files, ...), sorted.
+    public func companionFiles() throws(MergeKitError) -> [String] {
+        guard let directory else { return [] }
+        return try FileSystem.contents(of: directory).filter { name in
+            !name.hasPrefix(".") && name != "README.md"
+                && !Checkpoint.weightSuffixes.contains(where: { name.hasSuffix($0) })
+                && FileSystem.kind(of: FileSystem.join(directory, name)) == .file
+        }
+    }
+
+    /// The file identities of everything this checkpoint reads, to refuse outputs that would
+    /// overwrite an input.
+    public var fileIdentities: [FileIdentity] { files.map(\.identity) }
+
+    private static func openShards(directory: String, index: String) throws(MergeKitError) -> [SafeTensorsFile] {
+        let indexPath = FileSystem.join(directory, index)
+        let bytes = try FileSystem.readFile(indexPath)
+        let json: JSONValue
+        do {
+            json = try JSONParser.parse(bytes)
+        } catch {
+            throw MergeKitError(.indexInvalid, file: indexPath, "is not valid JSON (\(error.description))",
+                fix: "Restore the index file from the model's source")
+        }
+        guard case .object(let weightMap)? = json["weight_map"] else {
+            throw MergeKitError(.indexInvalid, file: indexPath, "has no \"weight_map\" object",
+                fix: "Restore the index file from the model's source")
+        }
+        var shardOf: [String: String] = [:]
+        var shardNames: [String] = []
+        var seenShards = Set<String>()
+        for member in weightMap {
+            guard case .string(let shard) = member.value else {
+                throw MergeKitError(.indexInvalid, file: indexPath, tensor: member.key,
+                    "weight_map entry is \(member.value.kindName), not a shard file name",
+                    fix: "Restore the index file from the model's source")
+            }
+            guard !shard.isEmpty, !shard.contains("/"), shard != ".", shard != "..", !shard.contains("\0") else {
+                throw MergeKitError(.shardPathUnsafe, file: indexPath, tensor: member.key,
+                    "names shard \"\(shard)\", which is not a plain file name in the checkpoint directory",
+                    fix: "Shards must sit next to the index; fix the index or the directory layout")
+            }
+            if seenShards.insert(shard).inserted { shardNames.append(shard) }
+            shardOf[member.key] = shard
+        }
+        shardNames.sort()
+        var files: [SafeTensorsFile] = []
+        for shard in shardNames {
+            let shardPath = FileSystem.join(directory, shard)
+            if FileSystem.kind(of: shardPath) == .missing {
+                let example = shardOf.first(where: { $0.value == shard })?.key
+                throw MergeKitError(.shardMissing, file: indexPath, tensor: example,
+                    "names shard \"\(shard)\", which is not in \(directory)",
+                    fix: "Download the missing shard (all shards listed in the index are needed)")
+            }
+            files.append(try SafeTensorsFile(path: shardPath))
+        }
+        for file in files {
+            let shard = FileSystem.lastComponent(of: file.path)
+            for info in file.tensors {
+                guard let mapped = shardOf[info.name] else {
+                    throw MergeKitError(.tensorNotInIndex, file: file.path, tensor: info.name,
+                        "is in the shard but not in the index's weight_map (\(index))",
+                        fix: "Restore the index file from the model's source")
+                }
+                if mapped != shard {
+                    throw MergeKitError(.tensorInTwoShards, file: file.path, tensor: info.name,
+                        "is also stored here although the index places it in \(mapped); a tensor must live in one shard",
+                        fix: "Re-shard the checkpoint or restore it from its source")
+                }
+            }
+        }
+        for (name, shard) in shardOf.sorted(by: { $0.key < $1.key }) {
+            let file = files.first(where: { FileSystem.lastComponent(of: $0.path) == shard })!
+            if file.tensor(named: name) == nil {
+                throw MergeKitError(.tensorMissingFromShard, file: file.path, tensor: name,
+                    "is listed in the index (\(index)) for this shard but the shard does not contain it",
+                    fix: "Download the shard again or restore the index from the model's source")
+            }
+        }
+        return files
+    }
+}

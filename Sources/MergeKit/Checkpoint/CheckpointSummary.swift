@@ -1,0 +1,107 @@
+/// What `merge-cli inspect` reports about a checkpoint: layout, kind, metadata, tensors, totals.
+public struct CheckpointSummary: Sendable {
+    public struct DTypeTotal: Sendable {
+        public let dtype: DType
+        public let tensors: Int
+        public let parameters: Int
+        public let bytes: Int
+    }
+
+    public let path: String
+    public let layout: Checkpoint.Layout
+    public let files: [String]
+    /// "model" or "task_vector".
+    public let kind: String
+    public let metadata: [String: String]
+    public let tensors: [TensorInfo]
+    public let parameters: Int
+    public let bytes: Int
+    public let dtypes: [DTypeTotal]
+
+    public init(_ checkpoint: Checkpoint) {
+        path = checkpoint.path
+        layout = checkpoint.layout
+        files = checkpoint.files.map(\.path)
+        kind = TaskVectorFile.isTaskVector(checkpoint) ? "task_vector" : "model"
+        metadata = checkpoint.metadata ?? [:]
+        tensors = checkpoint.entries.map(\.info)
+        parameters = checkpoint.parameterCount
+        bytes = checkpoint.dataBytes
+        var totals: [DType: (Int, Int, Int)] = [:]
+        for t in tensors {
+            let old = totals[t.dtype] ?? (0, 0, 0)
+            totals[t.dtype] = (old.0 + 1, old.1 + t.elementCount, old.2 + t.byteCount)
+        }
+        dtypes = totals.keys.sorted { $0.rawValue < $1.rawValue }.map { d in
+            DTypeTotal(dtype: d, tensors: totals[d]!.0, parameters: totals[d]!.1, bytes: totals[d]!.2)
+        }
+    }
+
+    public var layoutDescription: String {
+        switch layout {
+        case .file: return "single file"
+        case .directory(let weights): return "directory (\(weights))"
+        case .sharded(let index): return "sharded directory, \(files.count) shards (\(index))"
+        }
+    }
+
+    public var json: JSONValue {
+        .object([
+            JSONMember("path", .string(path)),
+            JSONMember("layout", .string(layoutDescription)),
+            JSONMember("files", .array(files.map { .string($0) })),
+            JSONMember("kind", .string(kind)),
+            JSONMember("metadata", .object(metadata.keys.sorted().map { JSONMember($0, .string(metadata[$0]!)) })),
+            JSONMember("tensor_count", .int(tensors.count)),
+            JSONMember("parameters", .int(parameters)),
+            JSONMember("bytes", .int(bytes)),
+            JSONMember("dtypes", .array(dtypes.map { d in
+                .object([JSONMember("dtype", .string(d.dtype.rawValue)), JSONMember("tensors", .int(d.tensors)),
+                         JSONMember("parameters", .int(d.parameters)), JSONMember("bytes", .int(d.bytes))])
+            })),
+            JSONMember("tensors", .array(tensors.map { t in
+                .object([JSONMember("name", .string(t.name)), JSONMember("dtype", .string(t.dtype.rawValue)),
+                         JSONMember("shape", .array(t.shape.map { .int($0) })), JSONMember("parameters", .int(t.elementCount)),
+                         JSONMember("bytes", .int(t.byteCount))])
+            })),
+        ])
+    }
+
+    /// The human-readable report.
+    public var text: String {
+        var lines: [String] = []
+        lines.append("\(path): \(layoutDescription)")
+        lines.append("kind: \(kind == "task_vector" ? "task vector" : "model")")
+        if !metadata.isEmpty {
+            lines.append("metadata:")
+            for key in metadata.keys.sorted() { lines.append("  \(key): \(metadata[key]!)") }
+        }
+        lines.append("tensors: \(tensors.count), parameters: \(grouped(parameters)), bytes: \(grouped(bytes))")
+        for d in dtypes {
+            lines.append("  \(d.dtype.rawValue): \(d.tensors) tensors, \(grouped(d.parameters)) parameters, \(grouped(d.bytes)) bytes")
+        }
+        let nameWidth = min(80, max(4, tensors.map(\.name.count).max() ?? 0))
+        lines.append("")
+        lines.append(pad("name", nameWidth) + "  " + pad("dtype", 6) + "  " + pad("shape", 16) + "  parameters")
+        for t in tensors {
+            let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
+            lines.append(pad(t.name, nameWidth) + "  " + pad(t.dtype.rawValue, 6) + "  " + pad(shape, 16) + "  " + grouped(t.elementCount))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func pad(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
+    }
+}
+
+/// 1234567 -> "1,234,567".
+func grouped(_ n: Int) -> String {
+    let digits = String(n.magnitude)
+    var out = ""
+    for (i, c) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(c)
+    }
+    return n < 0 ? "-" + out : out
+}

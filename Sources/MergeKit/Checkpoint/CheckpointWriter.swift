@@ -1,0 +1,148 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes an output checkpoint atomically: everything goes to a temporary sibling of the output
+/// (a file, or a directory holding the shards, the index and the companions), and only a complete,
+/// fsynced result is renamed into place. `abort()` (or a failure in `commit()`) removes the
+/// temporary output; an existing output is only replaced after the new one is complete.
+///
+/// Shard files are laid out up front (header written, space reserved) so that workers can
+/// `write(_:at:shard:)` tensor bytes at their precomputed offsets in any order.
+final class CheckpointWriter: @unchecked Sendable {
+    let output: OutputSpec
+    let shards: [OutputShard]
+    /// The temporary file or directory being written.
+    let temporaryPath: String
+    private var descriptors: [Int32]
+    private var shardPaths: [String]
+    private var finished = false
+
+    init(output: OutputSpec, shards: [OutputShard]) throws(MergeKitError) {
+        self.output = output
+        self.shards = shards
+        temporaryPath = FileSystem.temporarySibling(of: output.path)
+        descriptors = []
+        shardPaths = []
+        do throws(MergeKitError) {
+            if output.isDirectory {
+                guard mkdir(temporaryPath, 0o755) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
+                shardPaths = shards.map { FileSystem.join(temporaryPath, $0.fileName) }
+            } else {
+                shardPaths = [temporaryPath]
+            }
+            for (shard, path) in zip(shards, shardPaths) {
+                let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+                guard fd >= 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
+                descriptors.append(fd)
+                try reserve(fd, size: shard.layout.fileSize)
+                try FileSystem.pwriteAll(fd, shard.layout.prefix, at: 0, file: output.path)
+            }
+        } catch {
+            abort()
+            throw error
+        }
+    }
+
+    deinit {
+        if !finished { abort() }
+    }
+
+    /// Reserves the file's full size so that a disk too small for the output fails now, before
+    /// any merging, rather than half-way through.
+    private func reserve(_ fd: Int32, size: Int) throws(MergeKitError) {
+        guard size > 0 else { return }
+        let code = posix_fallocate(fd, 0, off_t(size))
+        if code == 0 { return }
+        if code == ENOSPC || code == EDQUOT || code == EFBIG { throw FileSystem.writeError(file: output.path, errno: code) }
+        guard ftruncate(fd, off_t(size)) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
+    }
+
+    /// Writes `bytes` at `offset` within the data buffer of shard `shard`.
+    func write(_ bytes: UnsafeRawBufferPointer, dataOffset offset: Int, shard: Int) throws(MergeKitError) {
+        try FileSystem.pwriteAll(descriptors[shard], bytes, at: shards[shard].layout.dataStart + offset, file: output.path)
+    }
+
+    /// Finishes the output: fsync every shard, write the index (sharded directories) and the
+    /// companions, then rename into place (replacing an existing output only when overwriting).
+    /// `companions` are (source path, file name) pairs; `rewrite` may transform a companion's bytes.
+    func commit(companions: [(source: String, name: String)], rewrite: (String, [UInt8]) -> [UInt8]) throws(MergeKitError) {
+        do throws(MergeKitError) {
+            for fd in descriptors {
+                guard fsync(fd) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
+                close(fd)
+            }
+            descriptors = []
+            if output.isDirectory {
+                if shards.count > 1 { try writeIndex() }
+                for (source, name) in companions {
+                    let bytes = rewrite(name, try FileSystem.readFile(source))
+                    try FileSystem.writeFile(FileSystem.join(temporaryPath, name), bytes)
+                }
+                FileSystem.syncDirectory(temporaryPath)
+            }
+            try moveIntoPlace()
+            finished = true
+        } catch {
+            abort()
+            throw error
+        }
+    }
+
+    private func writeIndex() throws(MergeKitError) {
+        var weightMap: [(String, String)] = []
+        for shard in shards {
+            for tensor in shard.layout.tensors { weightMap.append((tensor.name, shard.fileName)) }
+        }
+        weightMap.sort { $0.0 < $1.0 }
+        let total = shards.reduce(0) { $0 + $1.layout.dataSize }
+        let index = JSONValue.object([
+            JSONMember("metadata", .object([JSONMember("total_size", .int(total))])),
+            JSONMember("weight_map", .object(weightMap.map { JSONMember($0.0, .string($0.1)) })),
+        ])
+        try FileSystem.writeFile(FileSystem.join(temporaryPath, Checkpoint.indexFileName),
+                                 Array((index.serialized(indent: 2) + "\n").utf8))
+    }
+
+    private func moveIntoPlace() throws(MergeKitError) {
+        let destination = output.path
+        let parent = FileSystem.parentDirectory(of: destination)
+        if FileSystem.exists(destination) {
+            guard output.overwrite else {
+                throw MergeKitError(.outputExists, file: destination, "appeared while the merge was running",
+                    fix: "Choose a new output path, or pass --overwrite")
+            }
+            // Same kind (file over file): rename(2) replaces atomically. Otherwise move the old
+            // output aside first and delete it once the new one is in place.
+            let oldIsDirectory = FileSystem.kind(of: destination) == .directory
+            if !oldIsDirectory && !output.isDirectory {
+                guard rename(temporaryPath, destination) == 0 else { throw FileSystem.writeError(file: destination, errno: errno) }
+            } else {
+                let aside = FileSystem.temporarySibling(of: destination)
+                guard rename(destination, aside) == 0 else { throw FileSystem.writeError(file: destination, errno: errno) }
+                guard rename(temporaryPath, destination) == 0 else {
+                    let code = errno
+                    _ = rename(aside, destination)
+                    throw FileSystem.writeError(file: destination, errno: code)
+                }
+                FileSystem.removeQuietly(aside)
+            }
+        } else {
+            guard rename(temporaryPath, destination) == 0 else { throw FileSystem.writeError(file: destination, errno: errno) }
+        }
+        FileSystem.syncDirectory(parent)
+    }
+
+    /// Closes and removes the temporary output. Safe to call more than once.
+    func abort() {
+        for fd in descriptors { close(fd) }
+        descriptors = []
+        if !finished { FileSystem.removeQuietly(temporaryPath) }
+        finished = true
+    }
+}

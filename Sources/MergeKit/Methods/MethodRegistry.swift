@@ -1,0 +1,10 @@
+/// The merge methods MergeKit knows, in the order `merge-cli methods` lists them.
+public enum MethodRegistry {
+    public static let all: [MethodInfo] = [
+        TaskArithmetic.info,
+    ]
+
+    public static func info(named name: String) -> MethodInfo? {
+        all.first { $0.name == name }
+    }
+}

@@ -1,0 +1,42 @@
+/// Task arithmetic (Ilharco et al., "Editing Models with Task Arithmetic", ICLR 2023;
+/// mlfoundations/task_vectors):
+///
+///     θ = θ₀ + λ · Σᵢ wᵢ τᵢ,   τᵢ = θᵢ − θ₀
+///
+/// - Addition: wᵢ = 1. Negation (forgetting a task): w = −1, i.e. θ = θ₀ − λ τ.
+///   Analogy "A is to B as C is to D": weights (−1, +1, +1) on (τ_A, τ_B, τ_C).
+/// - λ (`scale`) defaults to 1, mergekit's default for `task_arithmetic`; the paper picks λ on a
+///   validation split from 0.00, 0.05, …, 1.00. Weights default to 1 and may be negative; they are
+///   not normalised (as in mergekit).
+/// - Zeros, ties and NaN need no special rule: the formula is applied elementwise, so a NaN or
+///   ±∞ in any input propagates to that element of the output, as IEEE arithmetic says.
+/// - Computed with BLAS axpy: τ = Σᵢ (λwᵢ) τᵢ, accumulated in input order (deterministic).
+public struct TaskArithmetic: MergeMethod {
+    public static let info = MethodInfo(
+        name: "task-arithmetic",
+        summary: "θ₀ + λ·Σ wᵢτᵢ — add, negate (w < 0) or combine task vectors as analogies",
+        reference: "Ilharco et al., Editing Models with Task Arithmetic (ICLR 2023)")
+
+    /// λ, the scale applied to the weighted sum of task vectors.
+    public let scale: Double
+
+    public init(scale: Double = 1.0) throws(MergeKitError) {
+        guard scale.isFinite else {
+            throw MergeKitError(.invalidArgument, "scale λ = \(scale) is not a finite number",
+                fix: "Pass a finite --scale, e.g. 0.5")
+        }
+        self.scale = scale
+    }
+
+    public var info: MethodInfo { Self.info }
+    public var parameters: [JSONMember] { [JSONMember("scale", .double(scale))] }
+
+    public func combine<T: ComputeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
+                                          into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        out.initialize(repeating: 0)
+        let lambda = T(scale)
+        for (delta, weight) in zip(deltas, weights) {
+            T.axpy(lambda * weight, UnsafeBufferPointer(delta), out)
+        }
+    }
+}

@@ -1,0 +1,207 @@
+/// Building a plan: every check that can fail because of the user's inputs runs here, before a
+/// byte is written. Problems are collected and reported together (up to `maximumReported`).
+extension MergePlan {
+    /// At most this many problems are listed in one error.
+    static let maximumReported = 12
+
+    public init(base: Checkpoint, inputs: [MergeInput], method: any MergeMethod, output: OutputSpec) throws(MergeKitError) {
+        var problems = ProblemList()
+
+        if inputs.isEmpty {
+            problems.add(MergeKitError(.invalidArgument, "no fine-tuned models or task vectors to merge",
+                fix: "Pass at least one --model or --task-vector"))
+        }
+        if let dtype = output.dtype, !dtype.isMergeable {
+            problems.add(MergeKitError(.invalidArgument, "output dtype \(dtype.rawValue) is not one MergeKit writes",
+                fix: "Use one of F32, F16, BF16, F64"))
+        }
+        if let size = output.maxShardSize {
+            if size <= 0 {
+                problems.add(MergeKitError(.invalidArgument, "maximum shard size \(size) must be positive",
+                    fix: "Pass e.g. --max-shard-size 2G"))
+            } else if !output.isDirectory {
+                problems.add(MergeKitError(.invalidArgument, file: output.path,
+                    "a single .safetensors output cannot be sharded",
+                    fix: "Give an output directory (a path not ending in .safetensors) to write shards"))
+            }
+        }
+        for input in inputs where !input.weight.isFinite {
+            problems.add(MergeKitError(.invalidArgument, file: input.path, "weight \(input.weight) is not a finite number",
+                fix: "Pass finite --weight values"))
+        }
+
+        Self.checkOutputPath(output, checkpoints: [base] + inputs.map(\.checkpoint), into: &problems)
+        let fingerprint = Self.checkTaskVectorBases(base: base, inputs: inputs, into: &problems)
+
+        // Per tensor: every input has it, with the same shape and a compatible dtype.
+        var planned: [(action: PlannedTensor.Action, base: Checkpoint.Entry, inputs: [Checkpoint.Entry], double: Bool, dtype: DType)] = []
+        for entry in base.entries {
+            let info = entry.info
+            let mergeable = info.dtype.isMergeable
+            if output.emit == .taskVector && !mergeable { continue }
+            var inputEntries: [Checkpoint.Entry] = []
+            var double = info.dtype == .F64
+            for input in inputs {
+                guard let other = input.checkpoint.entry(named: info.name) else {
+                    if mergeable {
+                        problems.add(MergeKitError(.missingTensor, file: input.path, tensor: info.name,
+                            "is in the base (\(base.path)) but not in this \(input.kind == .model ? "model" : "task vector")",
+                            fix: "Merge checkpoints of the same architecture, or recompute the task vector against this base"))
+                    }
+                    continue
+                }
+                if other.info.shape != info.shape {
+                    problems.add(MergeKitError(.shapeMismatch, file: input.path, tensor: info.name,
+                        "has shape \(other.info.shape) but the base (\(base.path)) has \(info.shape)",
+                        fix: "Merge only checkpoints fine-tuned from this base (same architecture and sizes)"))
+                    continue
+                }
+                let compatible = mergeable ? other.info.dtype.isMergeable : other.info.dtype == info.dtype
+                if !compatible {
+                    problems.add(MergeKitError(.dtypeMismatch, file: input.path, tensor: info.name,
+                        "is \(other.info.dtype.rawValue) but the base (\(base.path)) has \(info.dtype.rawValue)",
+                        fix: mergeable ? "Float tensors can only be merged with float tensors (F32, F16, BF16, F64)"
+                                       : "Non-float tensors are copied from the base and must have the same dtype in every model"))
+                    continue
+                }
+                if other.info.dtype == .F64 { double = true }
+                inputEntries.append(other)
+            }
+            if mergeable {
+                let outDType = output.dtype ?? (output.emit == .model ? info.dtype : (double ? .F64 : .F32))
+                if outDType == .F64 { double = true }
+                planned.append((.merge, entry, inputEntries, double, outDType))
+            } else {
+                planned.append((.copy, entry, [], false, info.dtype))
+            }
+        }
+        for input in inputs {
+            for other in input.checkpoint.entries where base.entry(named: other.name) == nil {
+                problems.add(MergeKitError(.extraTensor, file: input.path, tensor: other.name,
+                    "is not in the base (\(base.path)); the merged model would silently drop it",
+                    fix: "Merge only checkpoints with the base's tensors (remove extra heads or adapters first)"))
+            }
+        }
+        try problems.throwIfAny()
+
+        // Output layout: shards in base order, split at the maximum shard size.
+        let specs = planned.map { TensorSpec(name: $0.base.name, dtype: $0.dtype, shape: $0.base.info.shape) }
+        let limit = output.isDirectory ? (output.maxShardSize ?? OutputSpec.defaultMaxShardSize) : Int.max
+        var groups: [[Int]] = [[]]
+        var groupBytes = 0
+        for (i, spec) in specs.enumerated() {
+            if !groups[groups.count - 1].isEmpty && groupBytes + spec.byteCount > limit {
+                groups.append([])
+                groupBytes = 0
+            }
+            groups[groups.count - 1].append(i)
+            groupBytes += spec.byteCount
+        }
+
+        var metadata = ["format": "pt", "mergekit.method": method.info.name,
+                        "mergekit.parameters": JSONValue.object(method.parameters + [
+                            JSONMember("weights", .array(inputs.map { .double($0.weight) })),
+                        ]).serialized()]
+        if output.emit == .taskVector {
+            metadata[TaskVectorFile.kindKey] = TaskVectorFile.kindValue
+            metadata[TaskVectorFile.baseKey] = base.path
+            metadata[TaskVectorFile.fingerprintKey] = fingerprint ?? BaseFingerprint.compute(base)
+            metadata[TaskVectorFile.sourcesKey] = JSONValue.array(inputs.map { .string($0.path) }).serialized()
+        }
+
+        var shards: [OutputShard] = []
+        var tensors: [PlannedTensor] = []
+        for (shardIndex, group) in groups.enumerated() {
+            let fileName: String
+            if !output.isDirectory {
+                fileName = FileSystem.lastComponent(of: output.path)
+            } else if groups.count == 1 {
+                fileName = Checkpoint.singleFileName
+            } else {
+                fileName = "model-\(Self.fiveDigits(shardIndex + 1))-of-\(Self.fiveDigits(groups.count)).safetensors"
+            }
+            let layout = SafeTensorsLayout(specs: group.map { specs[$0] }, metadata: metadata)
+            shards.append(OutputShard(fileName: fileName, layout: layout))
+            for (position, i) in group.enumerated() {
+                let p = planned[i]
+                tensors.append(PlannedTensor(action: p.action, base: p.base, inputs: p.inputs, computeInDouble: p.double,
+                                             shard: shardIndex, output: layout.tensors[position]))
+            }
+        }
+
+        let companions = output.isDirectory && output.emit == .model ? try base.companionFiles() : []
+        self.init(base: base, inputs: inputs, method: method, output: output, tensors: tensors, shards: shards,
+                  companions: companions, metadata: metadata)
+    }
+
+    private static func fiveDigits(_ n: Int) -> String {
+        let s = String(n)
+        return s.count >= 5 ? s : String(repeating: "0", count: 5 - s.count) + s
+    }
+
+    /// Refuses an output that is an input, lies inside an input directory, contains an input, or
+    /// already exists (unless overwriting). Symlinks are resolved before comparing.
+    private static func checkOutputPath(_ output: OutputSpec, checkpoints: [Checkpoint], into problems: inout ProblemList) {
+        let target = FileSystem.canonicalPath(forNew: output.path)
+        let targetIdentity = FileSystem.identity(of: output.path)
+        for checkpoint in checkpoints {
+            guard let source = FileSystem.realPath(checkpoint.path) else { continue }
+            let sameFile = targetIdentity.map { id in checkpoint.fileIdentities.contains(id) } ?? false
+            if target == source || sameFile || target.hasPrefix(source + "/") || source.hasPrefix(target + "/") {
+                problems.add(MergeKitError(.outputIsInput, file: output.path,
+                    "is, contains or lies inside the input \(checkpoint.path); writing there could destroy an input",
+                    fix: "Choose an output path outside every input"))
+                return
+            }
+        }
+        let parent = FileSystem.parentDirectory(of: target)
+        if FileSystem.kind(of: parent) != .directory {
+            problems.add(MergeKitError(.fileNotFound, file: output.path, "cannot be created: the directory \(parent) does not exist",
+                fix: "Create the directory first"))
+        } else if FileSystem.exists(output.path) && !output.overwrite {
+            problems.add(MergeKitError(.outputExists, file: output.path, "already exists",
+                fix: "Choose a new output path, or pass --overwrite to replace it once the merge has succeeded"))
+        }
+    }
+
+    /// Task-vector inputs that record their base's fingerprint must match this base.
+    /// Returns the base's fingerprint when it had to be computed.
+    private static func checkTaskVectorBases(base: Checkpoint, inputs: [MergeInput], into problems: inout ProblemList) -> String? {
+        var fingerprint: String?
+        for input in inputs where input.kind == .taskVector {
+            guard let recorded = input.checkpoint.metadata?[TaskVectorFile.fingerprintKey] else { continue }
+            let actual = fingerprint ?? BaseFingerprint.compute(base)
+            fingerprint = actual
+            if recorded != actual {
+                let madeFrom = input.checkpoint.metadata?[TaskVectorFile.baseKey].map { " (made from \($0))" } ?? ""
+                problems.add(MergeKitError(.baseMismatch, file: input.path,
+                    "is a task vector of another base model\(madeFrom): its base fingerprint does not match \(base.path)",
+                    fix: "Apply it to the base it was made from, or recompute it with `merge-cli task-vector --base \(base.path)`"))
+            }
+        }
+        return fingerprint
+    }
+}
+
+/// Problems found while planning, reported together.
+struct ProblemList {
+    private(set) var items: [MergeKitError] = []
+    private var overflow = 0
+
+    mutating func add(_ problem: MergeKitError) {
+        if items.count < MergePlan.maximumReported { items.append(problem) } else { overflow += 1 }
+    }
+
+    func throwIfAny() throws(MergeKitError) {
+        guard var first = items.first else { return }
+        guard items.count > 1 else { throw first }
+        var lines = ["\(items.count + overflow) problems found before merging:"]
+        lines += items.map { "  - \($0.description)" }
+        if overflow > 0 { lines.append("  - … and \(overflow) more") }
+        first.detail = lines.joined(separator: "\n")
+        first.file = nil
+        first.tensor = nil
+        first.fix = nil
+        throw first
+    }
+}

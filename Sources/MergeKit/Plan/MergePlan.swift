@@ -1,0 +1,111 @@
+/// One input of a merge: a fine-tuned checkpoint (τ = θ − θ₀ is computed on the fly) or a
+/// task-vector file (τ read as stored), with its weight wᵢ.
+public struct MergeInput: Sendable {
+    public enum Kind: String, Sendable {
+        case model
+        case taskVector = "task-vector"
+    }
+
+    public let kind: Kind
+    public let checkpoint: Checkpoint
+    public let weight: Double
+
+    public init(kind: Kind, checkpoint: Checkpoint, weight: Double = 1) {
+        self.kind = kind
+        self.checkpoint = checkpoint
+        self.weight = weight
+    }
+
+    public var path: String { checkpoint.path }
+}
+
+/// What a merge writes: the merged model θ₀ + τ, or only the merged task vector τ.
+public enum EmitKind: String, Sendable, CaseIterable {
+    case model
+    case taskVector = "task-vector"
+}
+
+/// Where and how the output is written.
+public struct OutputSpec: Sendable {
+    /// A path ending in `.safetensors` is written as one file; anything else as a Hugging Face
+    /// directory (shards + index when larger than `maxShardSize`, companions copied from the base).
+    public var path: String
+    /// Output dtype for merged tensors; nil keeps the base's (F32 for task vectors).
+    public var dtype: DType?
+    /// Largest shard (tensor bytes) of a directory output; nil = `defaultMaxShardSize`.
+    public var maxShardSize: Int?
+    public var emit: EmitKind
+    /// Replace an existing output (atomically, only once the new one is complete).
+    public var overwrite: Bool
+
+    /// transformers' `save_pretrained` default shard size (5 GB).
+    public static let defaultMaxShardSize = 5_000_000_000
+
+    public init(path: String, dtype: DType? = nil, maxShardSize: Int? = nil, emit: EmitKind = .model, overwrite: Bool = false) {
+        self.path = path
+        self.dtype = dtype
+        self.maxShardSize = maxShardSize
+        self.emit = emit
+        self.overwrite = overwrite
+    }
+
+    /// Whether the output is a directory (anything not ending in `.safetensors`).
+    public var isDirectory: Bool { !path.hasSuffix(".safetensors") }
+}
+
+/// What happens to one output tensor.
+public struct PlannedTensor: Sendable {
+    public enum Action: Sendable, Equatable {
+        /// Merged by the method (float tensors).
+        case merge
+        /// Copied from the base byte for byte (integer, bool and other non-mergeable dtypes).
+        case copy
+    }
+
+    public let action: Action
+    /// The base tensor.
+    public let base: Checkpoint.Entry
+    /// The inputs' tensors, parallel to `MergePlan.inputs` (empty for copies).
+    public let inputs: [Checkpoint.Entry]
+    /// Computed in Double (some input or the output is F64) rather than Float.
+    public let computeInDouble: Bool
+    /// Index of the output shard and the tensor's place in it.
+    public let shard: Int
+    public let output: TensorInfo
+
+    public var name: String { output.name }
+}
+
+/// One output file: its name (inside the output directory, or the output file itself) and layout.
+public struct OutputShard: Sendable {
+    public let fileName: String
+    public let layout: SafeTensorsLayout
+}
+
+/// A validated, complete description of one merge, made before any heavy work.
+///
+/// Everything a user can get wrong is checked here (see `MergePlan.init`), so that execution
+/// only fails for reasons outside the user's control (a full disk, a file changed underneath).
+public struct MergePlan: Sendable {
+    public let base: Checkpoint
+    public let inputs: [MergeInput]
+    public let method: any MergeMethod
+    public let output: OutputSpec
+    /// Output tensors in output order (shard by shard, data order within a shard).
+    public let tensors: [PlannedTensor]
+    public let shards: [OutputShard]
+    /// Companion files (config.json, tokenizer files, ...) copied from the base directory.
+    public let companions: [String]
+    /// `__metadata__` written into every output file.
+    public let metadata: [String: String]
+
+    /// Tensor bytes read from the inputs (base included) for merged tensors and copies.
+    public var inputBytes: Int {
+        tensors.reduce(0) { total, t in
+            total + t.base.info.byteCount + t.inputs.reduce(0) { $0 + $1.info.byteCount }
+        }
+    }
+
+    /// Tensor bytes written.
+    public var outputBytes: Int { shards.reduce(0) { $0 + $1.layout.dataSize } }
+}

@@ -1,0 +1,104 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A safetensors file opened for reading: validated once at open, then memory-mapped read-only.
+///
+/// After `open` succeeds, every tensor's bytes are known to lie inside the mapping, so `bytes(of:)`
+/// cannot fail. Element data is read with unaligned loads (offsets need not be aligned).
+/// Callers that stream through a large file call `release(_:)` on ranges they have consumed, so
+/// that mapped pages do not accumulate in the process's resident memory.
+public final class SafeTensorsFile: @unchecked Sendable {
+    /// The path as the user named it (used in messages).
+    public let path: String
+    public let header: SafeTensorsHeader
+    /// The file's size in bytes.
+    public let fileSize: Int
+    /// The device and inode, to recognise the same file under two names.
+    public let identity: FileIdentity
+
+    private let mapping: UnsafeMutableRawPointer?
+    private let byName: [String: Int]
+
+    /// Opens and validates `path`. Throws a `MergeKitError` naming the file on any problem.
+    public init(path: String) throws(MergeKitError) {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystem.openError(path: path, errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileSystem.openError(path: path, errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            if (st.st_mode & S_IFMT) == S_IFDIR {
+                throw MergeKitError(.isDirectory, file: path, "is a directory, not a .safetensors file",
+                    fix: "Pass the directory as a checkpoint, or name the .safetensors file inside it")
+            }
+            throw MergeKitError(.fileUnreadable, file: path, "is not a regular file")
+        }
+        let size = Int(st.st_size)
+        fileSize = size
+        identity = FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        if size == 0 {
+            mapping = nil
+            _ = try SafeTensorsHeader.parse(fileBytes: UnsafeRawBufferPointer(start: nil, count: 0), file: path)
+            preconditionFailure("an empty file cannot hold a valid header")
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            throw MergeKitError(.fileUnreadable, file: path, "cannot be memory-mapped (\(String(cString: strerror(errno))))")
+        }
+        mapping = p
+        do {
+            header = try SafeTensorsHeader.parse(fileBytes: UnsafeRawBufferPointer(start: p, count: size), file: path)
+        } catch {
+            munmap(p, size)
+            throw error
+        }
+        var index: [String: Int] = [:]
+        index.reserveCapacity(header.tensors.count)
+        for (i, t) in header.tensors.enumerated() { index[t.name] = i }
+        byName = index
+    }
+
+    deinit {
+        if let mapping { munmap(mapping, fileSize) }
+    }
+
+    /// Tensors in data order.
+    public var tensors: [TensorInfo] { header.tensors }
+    public var metadata: [String: String]? { header.metadata }
+
+    public func tensor(named name: String) -> TensorInfo? {
+        byName[name].map { header.tensors[$0] }
+    }
+
+    /// The raw little-endian bytes of `tensor` (which must come from this file).
+    public func bytes(of tensor: TensorInfo) -> UnsafeRawBufferPointer {
+        let start = header.dataStart + tensor.begin
+        precondition(start + tensor.byteCount <= fileSize)
+        return UnsafeRawBufferPointer(start: mapping.map { $0 + start }, count: tensor.byteCount)
+    }
+
+    /// Absolute file offset of byte 0 of `tensor`'s data.
+    public func fileOffset(of tensor: TensorInfo) -> Int { header.dataStart + tensor.begin }
+
+    /// Drops the mapped pages wholly inside `range` (absolute file offsets) from this process's
+    /// resident set. The page cache keeps them; a later access faults them back in unchanged.
+    public func release(_ range: Range<Int>) {
+        guard let mapping else { return }
+        let page = FileSystem.pageSize
+        let lower = (range.lowerBound + page - 1) / page * page
+        let upper = min(range.upperBound, fileSize) / page * page
+        guard upper > lower else { return }
+        _ = madvise(mapping + lower, upper - lower, MADV_DONTNEED)
+    }
+}
+
+/// A file's device and inode: two paths name the same file exactly when these are equal.
+public struct FileIdentity: Hashable, Sendable {
+    public let device: UInt64
+    public let inode: UInt64
+}

@@ -1,0 +1,48 @@
+/// Every error MergeKit throws: what went wrong, where (file, tensor), and how to fix it.
+///
+/// `code` names the failure precisely, so tests (and scripts reading `--json`) can tell one
+/// failure from another; `description` is the one-line message users read.
+public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable {
+    public enum Code: String, Sendable, CaseIterable {
+        // Files in general
+        case fileNotFound, fileUnreadable, isDirectory
+        // safetensors format (shared/REFERENCE.md §1)
+        case fileTooSmall, headerTooLarge, headerPastEndOfFile, headerNotUTF8, headerInvalidJSON
+        case headerNotObject, metadataInvalid, tensorEntryInvalid, unknownDType, invalidShape
+        case elementCountOverflow, invalidOffsets, offsetsReversed, offsetsOverlap, offsetsGap
+        case dataPastEndOfFile, trailingBytes, byteSizeMismatch, duplicateTensor
+        // Checkpoints (single files, sharded directories)
+        case notACheckpoint, indexInvalid, shardMissing, shardPathUnsafe, tensorInTwoShards
+        case tensorMissingFromShard, tensorNotInIndex, ambiguousCheckpoint
+        // Merges
+        case missingTensor, extraTensor, shapeMismatch, dtypeMismatch, baseMismatch
+        case invalidArgument, outputIsInput, outputExists, writeFailed, nonFiniteValue
+    }
+
+    public var code: Code
+    /// The file (or directory) the problem is in, as the user named it.
+    public var file: String?
+    /// The tensor concerned, when there is one.
+    public var tensor: String?
+    /// What went wrong.
+    public var detail: String
+    /// What the user can do about it.
+    public var fix: String?
+
+    public init(_ code: Code, file: String? = nil, tensor: String? = nil, _ detail: String, fix: String? = nil) {
+        self.code = code
+        self.file = file
+        self.tensor = tensor
+        self.detail = detail
+        self.fix = fix
+    }
+
+    public var description: String {
+        var parts: [String] = []
+        if let file { parts.append(file) }
+        if let tensor { parts.append("tensor '\(tensor)'") }
+        var message = parts.isEmpty ? detail : parts.joined(separator: ": ") + ": " + detail
+        if let fix { message += ". " + fix }
+        return message
+    }
+}

@@ -1,0 +1,23 @@
+import ArgumentParser
+import MergeKit
+
+@main
+struct MergeCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "merge-cli",
+        abstract: "Merge fine-tuned checkpoints of one base model through task vectors.",
+        discussion: """
+            Checkpoints are .safetensors files or Hugging Face directories (model.safetensors, or \
+            shards with a *.safetensors.index.json). Exit status: 0 on success, 1 when the inputs \
+            cannot be merged (the message names the file, the tensor and the fix), 64 for \
+            malformed arguments.
+            """,
+        subcommands: [
+            TaskArithmeticCommand.self,
+            NegateCommand.self,
+            TaskVectorCommand.self,
+            InspectCommand.self,
+            MethodsCommand.self,
+        ]
+    )
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+import MergeKit
+
+struct TaskArithmeticCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "task-arithmetic",
+        abstract: "θ = θ₀ + λ·Σ wᵢτᵢ: add task vectors, subtract them (negative weights) or form analogies.",
+        discussion: """
+            Examples:
+              add:      merge-cli task-arithmetic --base B --model A --model C --scale 0.5 -o out
+              analogy:  merge-cli task-arithmetic --base B --model C --model Bm --model A \\
+                          --weight 1 --weight 1 --weight -1 -o out     (τ_C + τ_B − τ_A)
+            """)
+
+    @OptionGroup var inputs: InputOptions
+    @OptionGroup var outputOptions: OutputOptions
+
+    @Option(name: .long, help: ArgumentHelp("λ, the scale of the summed task vectors (the paper sweeps 0–1).", valueName: "λ"))
+    var scale: Double = 1.0
+
+    func validate() throws {
+        guard scale.isFinite else { throw ValidationError("--scale \(scale) is not a finite number.") }
+    }
+
+    func run() throws {
+        try reportingErrors { () throws(MergeKitError) in
+            let (base, opened) = try inputs.open()
+            let plan = try MergePlan(base: base, inputs: opened, method: try TaskArithmetic(scale: scale),
+                                     output: outputOptions.spec())
+            try MergeRunner.run(plan, options: outputOptions)
+        }
+    }
+}
+
+struct NegateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "negate",
+        abstract: "θ = θ₀ − λ·τ: remove the behaviour a fine-tuned model (or task vector) added.")
+
+    @Option(name: .long, help: ArgumentHelp("The pre-trained base checkpoint θ₀.", valueName: "path"))
+    var base: String
+
+    @Option(name: .long, help: ArgumentHelp("The fine-tuned checkpoint whose task vector is removed.", valueName: "path"))
+    var model: String?
+
+    @Option(name: .customLong("task-vector"), help: ArgumentHelp("A task-vector file to remove instead of --model.", valueName: "path"))
+    var taskVector: String?
+
+    @Option(name: .long, help: ArgumentHelp("λ, how much of the task vector to subtract.", valueName: "λ"))
+    var scale: Double = 1.0
+
+    @OptionGroup var outputOptions: OutputOptions
+
+    func validate() throws {
+        guard (model == nil) != (taskVector == nil) else {
+            throw ValidationError("Give exactly one of --model or --task-vector.")
+        }
+        guard scale.isFinite else { throw ValidationError("--scale \(scale) is not a finite number.") }
+    }
+
+    func run() throws {
+        try reportingErrors { () throws(MergeKitError) in
+            let baseCheckpoint = try Checkpoint(path: base)
+            let input = model.map { (MergeInput.Kind.model, $0) } ?? (.taskVector, taskVector!)
+            let opened = MergeInput(kind: input.0, checkpoint: try Checkpoint(path: input.1), weight: -1)
+            let plan = try MergePlan(base: baseCheckpoint, inputs: [opened], method: try TaskArithmetic(scale: scale),
+                                     output: outputOptions.spec())
+            try MergeRunner.run(plan, options: outputOptions)
+        }
+    }
+}
+
+struct TaskVectorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "task-vector",
+        abstract: "Write τ = θ_ft − θ₀ as a task-vector file (F32 by default) that remembers its base.")
+
+    @Option(name: .long, help: ArgumentHelp("The pre-trained base checkpoint θ₀.", valueName: "path"))
+    var base: String
+
+    @Option(name: .long, help: ArgumentHelp("The fine-tuned checkpoint θ_ft.", valueName: "path"))
+    var finetuned: String
+
+    @OptionGroup var outputOptions: OutputOptions
+
+    func run() throws {
+        try reportingErrors { () throws(MergeKitError) in
+            let baseCheckpoint = try Checkpoint(path: base)
+            let input = MergeInput(kind: .model, checkpoint: try Checkpoint(path: finetuned), weight: 1)
+            let plan = try MergePlan(base: baseCheckpoint, inputs: [input], method: try TaskArithmetic(scale: 1),
+                                     output: outputOptions.spec(emit: .taskVector))
+            try MergeRunner.run(plan, options: outputOptions)
+        }
+    }
+}
