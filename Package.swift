@@ -34,7 +34,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MergeKitTests",
-            dependencies: ["MergeKit"]
+            dependencies: ["MergeKit", "merge-cli"]
         ),
     ]
 )

@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+@testable import MergeKit
+
+/// Paths and helpers shared by the tests.
+enum TestSupport {
+    /// The package root (found from this file's path).
+    static let packageRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+            url = url.deletingLastPathComponent()
+        }
+        return url
+    }()
+
+    static func fixture(_ relative: String) -> String {
+        packageRoot.appendingPathComponent("Fixtures").appendingPathComponent(relative).path
+    }
+
+    /// A fresh empty directory under the system temporary directory.
+    static func temporaryDirectory(_ label: String = "test") -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("mergekit-\(label)-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url.path
+    }
+
+    /// Writes a safetensors file from (spec, Float values) pairs; values are stored in the spec's
+    /// dtype (float dtypes) or as raw little-endian integers (I64/I32).
+    static func writeCheckpoint(_ path: String, _ tensors: [(TensorSpec, [Double])], metadata: [String: String]? = ["format": "pt"]) {
+        let layout = SafeTensorsLayout(specs: tensors.map(\.0), metadata: metadata)
+        var bytes = layout.prefix
+        for (spec, values) in tensors {
+            precondition(values.count == spec.elementCount)
+            var chunk = [UInt8](repeating: 0, count: spec.byteCount)
+            chunk.withUnsafeMutableBytes { raw in
+                switch spec.dtype {
+                case .I64:
+                    for (i, v) in values.enumerated() { raw.storeBytes(of: Int64(v).littleEndian, toByteOffset: 8 * i, as: Int64.self) }
+                case .I32:
+                    for (i, v) in values.enumerated() { raw.storeBytes(of: Int32(v).littleEndian, toByteOffset: 4 * i, as: Int32.self) }
+                default:
+                    values.withUnsafeBufferPointer { Double.store($0.baseAddress!, count: values.count, as: spec.dtype, into: raw.baseAddress!) }
+                }
+            }
+            bytes += chunk
+        }
+        precondition(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+    }
+
+    /// All tensors of a checkpoint decoded to Double, by name.
+    static func values(_ checkpoint: Checkpoint) -> [String: (info: TensorInfo, values: [Double])] {
+        var result: [String: (TensorInfo, [Double])] = [:]
+        for entry in checkpoint.entries {
+            let bytes = entry.file.bytes(of: entry.info)
+            var values = [Double](repeating: 0, count: entry.info.elementCount)
+            switch entry.info.dtype {
+            case .I64:
+                for i in values.indices { values[i] = Double(bytes.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self).littleEndian) }
+            case let d where d.isMergeable:
+                values.withUnsafeMutableBufferPointer { Double.load(bytes.baseAddress!, dtype: d, count: $0.count, into: $0.baseAddress!) }
+            default:
+                break
+            }
+            result[entry.name] = (entry.info, values)
+        }
+        return result
+    }
+
+    /// The spacing of representable values of `dtype` near `x` (one unit in the last place).
+    static func ulp(_ x: Double, _ dtype: DType) -> Double {
+        let bits: Int
+        switch dtype {
+        case .F16: bits = 10
+        case .BF16: bits = 7
+        case .F32: bits = 23
+        default: bits = 52
+        }
+        let minExponent: Int = dtype == .F16 ? -14 : (dtype == .F64 ? -1022 : -126)
+        let exponent = x == 0 ? minExponent : max(minExponent, Int(Foundation.floor(Foundation.log2(abs(x)))))
+        return Foundation.pow(2.0, Double(exponent - bits))
+    }
+
+    /// Lists files (including hidden ones) in a directory.
+    static func listing(_ directory: String) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: directory).sorted()) ?? []
+    }
+}
+
+/// Compares two checkpoints tensor by tensor: same names, shapes and dtypes (checked first), and
+/// values within `ulps` units in the last place of the dtype plus `absolute` (integers exactly).
+/// `absolute` covers cancellation: a sum of terms of size ~0.02 that lands near 0 carries the
+/// rounding error of its terms, which can be many ulps of the tiny result.
+func expectCheckpointsMatch(_ actual: Checkpoint, _ expected: Checkpoint, ulps: Double = 1, absolute: Double = 0,
+                            sourceLocation: SourceLocation = #_sourceLocation) {
+    let a = TestSupport.values(actual), e = TestSupport.values(expected)
+    #expect(a.keys.sorted() == e.keys.sorted(), "tensor names differ", sourceLocation: sourceLocation)
+    for (name, exp) in e {
+        guard let act = a[name] else { continue }
+        #expect(act.info.shape == exp.info.shape, "\(name): shape", sourceLocation: sourceLocation)
+        #expect(act.info.dtype == exp.info.dtype, "\(name): dtype", sourceLocation: sourceLocation)
+        guard act.info.shape == exp.info.shape, act.info.dtype == exp.info.dtype else { continue }
+        var worst = 0.0
+        var worstIndex = 0
+        for i in exp.values.indices {
+            let x = act.values[i], y = exp.values[i]
+            if x.isNaN && y.isNaN { continue }
+            let err = max(0, abs(x - y) - absolute) / TestSupport.ulp(y, exp.info.dtype)
+            if !(err <= worst) { worst = err; worstIndex = i }
+        }
+        #expect(worst <= ulps, "\(name): element \(worstIndex) is \(act.values[worstIndex]), expected \(exp.values[worstIndex]) (\(worst) ulp)",
+                sourceLocation: sourceLocation)
+    }
+}
