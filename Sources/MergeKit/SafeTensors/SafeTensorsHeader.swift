@@ -78,7 +78,10 @@ public struct SafeTensorsHeader: Sendable, Equatable {
             case .invalidUTF8:
                 throw MergeKitError(.headerNotUTF8, file: file, "header is not valid UTF-8",
                     fix: "The file is corrupt or not a safetensors file; download it again")
-            case .duplicateKey(let name):
+            case .duplicateKey(let name) where error.depth == 1 && name == metadataKey:
+                throw MergeKitError(.metadataInvalid, file: file, "__metadata__ appears twice in the header",
+                    fix: "The file is malformed; re-export it with a safetensors writer")
+            case .duplicateKey(let name) where error.depth == 1:
                 throw MergeKitError(.duplicateTensor, file: file, tensor: name,
                     "appears twice in the header", fix: "The file is malformed; re-export it with a safetensors writer")
             default:

@@ -94,6 +94,8 @@ public struct JSONError: Error, Equatable, Sendable {
     }
     public var reason: Reason
     public var offset: Int
+    /// Object nesting depth where the error happened (1 = the top-level object).
+    public var depth: Int = 0
 
     public var description: String {
         switch reason {
@@ -205,7 +207,9 @@ public struct JSONParser {
             let keyOffset = index
             let key = try parseString()
             guard seen.insert(key).inserted else {
-                throw JSONError(reason: .duplicateKey(key), offset: keyOffset)
+                var error = JSONError(reason: .duplicateKey(key), offset: keyOffset)
+                error.depth = depth
+                throw error
             }
             skipWhitespace()
             guard !atEnd else { throw fail(.unexpectedEnd) }
