@@ -15,6 +15,8 @@ public protocol ComputeScalar: BinaryFloatingPoint, Sendable where Self.RawSigni
     static func dot(_ x: UnsafeBufferPointer<Self>, _ y: UnsafeBufferPointer<Self>) -> Self
     /// ‖x‖₂ (BLAS scales to avoid overflow).
     static func nrm2(_ x: UnsafeBufferPointer<Self>) -> Self
+    /// Σ|xᵢ|
+    static func asum(_ x: UnsafeBufferPointer<Self>) -> Self
     /// y ← x
     static func copy(_ x: UnsafeBufferPointer<Self>, _ y: UnsafeMutableBufferPointer<Self>)
 }
@@ -49,6 +51,11 @@ extension Float: ComputeScalar {
         return cblas_snrm2(blasCount(x.count), x.baseAddress, 1)
     }
     @inline(__always)
+    public static func asum(_ x: UnsafeBufferPointer<Float>) -> Float {
+        guard x.count > 0 else { return 0 }
+        return cblas_sasum(blasCount(x.count), x.baseAddress, 1)
+    }
+    @inline(__always)
     public static func copy(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>) {
         precondition(x.count == y.count)
         guard x.count > 0 else { return }
@@ -78,6 +85,11 @@ extension Double: ComputeScalar {
     public static func nrm2(_ x: UnsafeBufferPointer<Double>) -> Double {
         guard x.count > 0 else { return 0 }
         return cblas_dnrm2(blasCount(x.count), x.baseAddress, 1)
+    }
+    @inline(__always)
+    public static func asum(_ x: UnsafeBufferPointer<Double>) -> Double {
+        guard x.count > 0 else { return 0 }
+        return cblas_dasum(blasCount(x.count), x.baseAddress, 1)
     }
     @inline(__always)
     public static func copy(_ x: UnsafeBufferPointer<Double>, _ y: UnsafeMutableBufferPointer<Double>) {

@@ -2,6 +2,13 @@
 public enum MethodRegistry {
     public static let all: [MethodInfo] = [
         TaskArithmetic.info,
+        TIES.info,
+        DARE.info,
+        Linear.info,
+        Breadcrumbs.info,
+        ModelStock.info,
+        MetaGPT.info,
+        MagMax.info,
     ]
 
     public static func info(named name: String) -> MethodInfo? {

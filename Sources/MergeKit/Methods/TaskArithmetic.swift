@@ -9,9 +9,9 @@
 ///   validation split from 0.00, 0.05, …, 1.00. Weights default to 1 and may be negative; they are
 ///   not normalised (as in mergekit).
 /// - Zeros, ties and NaN need no special rule: the formula is applied elementwise, so a NaN or
-///   ±∞ in any input propagates to that element of the output, as IEEE arithmetic says.
-/// - Computed with BLAS axpy: τ = Σᵢ (λwᵢ) τᵢ, accumulated in input order (deterministic).
-public struct TaskArithmetic: MergeMethod {
+///   ±∞ in any input with a non-zero weight propagates to that element of the output.
+/// - Computed with BLAS: dᵢ = wᵢτᵢ (scal), Σ dᵢ in input order (axpy), × λ — deterministic.
+public struct TaskArithmetic: TaskVectorMergeConfiguration {
     public static let info = MethodInfo(
         name: "task-arithmetic",
         summary: "θ₀ + λ·Σ wᵢτᵢ — add, negate (w < 0) or combine task vectors as analogies",
@@ -19,24 +19,13 @@ public struct TaskArithmetic: MergeMethod {
 
     /// λ, the scale applied to the weighted sum of task vectors.
     public let scale: Double
+    let core: TaskVectorMerge
 
     public init(scale: Double = 1.0) throws(MergeKitError) {
-        guard scale.isFinite else {
-            throw MergeKitError(.invalidArgument, "scale λ = \(scale) is not a finite number",
-                fix: "Pass a finite --scale, e.g. 0.5")
-        }
+        try ParameterCheck.finite(scale, "scale λ", flag: "--scale, e.g. 0.5")
         self.scale = scale
+        core = TaskVectorMerge(sparsification: .none, consensus: .none, aggregation: .sum, scale: scale)
     }
 
     public var info: MethodInfo { Self.info }
-    public var parameters: [JSONMember] { [JSONMember("scale", .double(scale))] }
-
-    public func combine<T: ComputeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
-                                          into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
-        out.initialize(repeating: 0)
-        let lambda = T(scale)
-        for (delta, weight) in zip(deltas, weights) {
-            T.axpy(lambda * weight, UnsafeBufferPointer(delta), out)
-        }
-    }
 }

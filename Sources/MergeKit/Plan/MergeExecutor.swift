@@ -2,7 +2,7 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// Progress of a running merge, reported after each chunk.
+/// Progress of a running merge, reported after each unit of work.
 public struct MergeProgress: Sendable {
     public let completedBytes: Int
     public let totalBytes: Int
@@ -23,20 +23,33 @@ public struct MergeResult: Sendable {
     public let inputBytes: Int
     public let outputBytes: Int
     public let seconds: Double
+    /// Whole-model statistics the method used (thresholds, norms), when it needed any.
+    public let modelStatistics: ModelStatistics?
 }
 
-/// Runs a `MergePlan`: a bounded pool of workers streams over the tensors chunk by chunk —
-/// read the inputs from their mappings, convert to the compute type, apply the method, convert to
-/// the output dtype and `pwrite` at the tensor's precomputed offset — then commits the output
-/// atomically.
+/// Runs a `MergePlan`:
 ///
-/// Memory stays flat in model size: each worker owns scratch buffers of `chunkElements` values per
-/// input, and mapped input pages are released (`madvise`) as soon as a chunk is consumed. Results
-/// do not depend on the thread count: chunks are computed independently, with BLAS
-/// single-threaded, and each lands at a fixed offset.
+/// 1. reserve the output files (so a full disk fails before any work);
+/// 2. **statistics** passes over every merged tensor when the method needs whole-model numbers;
+/// 3. **merge**: a bounded pool of workers streams over the tensors chunk by chunk — read the
+///    inputs from their mappings, convert to the compute type, run the method, convert to the
+///    output dtype and `pwrite` at the tensor's precomputed offset. Methods with per-tensor
+///    statistics get whole tensors, which a worker passes over twice or more (from memory when the
+///    tensor fits `tensorCacheBytes`, else re-reading it);
+/// 4. fix up the elements whose TIES vote depended on the model-wide majority, then commit the
+///    output atomically.
+///
+/// Memory stays flat in model size: scratch buffers of `chunkElements` values per input per
+/// worker, at most `tensorCacheBytes` of cached tensor per worker, and mapped input pages released
+/// (`madvise`) as soon as they are converted. Results do not depend on the thread count: chunks
+/// are computed independently with BLAS single-threaded, statistics are reduced in a fixed order,
+/// and each result lands at a fixed offset.
 public enum MergeExecutor {
-    /// Elements per chunk (4 MB of Float per input buffer).
-    public static let chunkElements = 1 << 20
+    /// Elements per chunk: 256 KB of Float per buffer, so a chunk's buffers stay in cache.
+    public static let chunkElements = 1 << 16
+    /// Largest tensor (all inputs and the base, in the compute type) a worker keeps in memory
+    /// for methods with per-tensor statistics; larger tensors are re-read for each pass.
+    public static let tensorCacheBytes = 192 << 20
 
     public static func run(_ plan: MergePlan, threads requested: Int? = nil,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> MergeResult {
@@ -44,17 +57,31 @@ public enum MergeExecutor {
         let threads = max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)
         BLAS.setThreads(1)
         let writer = try CheckpointWriter(output: plan.output, shards: plan.shards)
+        let request = plan.method.statistics
 
-        let items = workItems(plan)
+        var model = ModelStatistics()
+        if request.needsModelPasses {
+            do throws(MergeKitError) {
+                model = try ModelStatisticsPass(plan: plan, request: request, threads: threads).run()
+            } catch {
+                writer.abort()
+                throw error
+            }
+        }
+
+        let statistics = model
+        let items = workItems(plan, wholeTensors: request.needsTensorPasses)
         let totalBytes = items.reduce(0) { $0 + $1.bytes }
         let next = Atomic<Int>(0)
         let doneBytes = Atomic<Int>(0)
         let doneTensors = Atomic<Int>(0)
         let failure = Mutex<MergeKitError?>(nil)
         let failed = Atomic<Bool>(false)
+        let workerCount = min(threads, max(1, items.count))
+        let finished = Mutex<[Worker]>([])
 
-        DispatchQueue.concurrentPerform(iterations: min(threads, max(1, items.count))) { _ in
-            let worker = Worker(plan: plan, writer: writer)
+        DispatchQueue.concurrentPerform(iterations: workerCount) { _ in
+            let worker = Worker(plan: plan, writer: writer, model: statistics)
             while !failed.load(ordering: .relaxed) {
                 let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard i < items.count else { break }
@@ -71,8 +98,16 @@ public enum MergeExecutor {
                 progress?(MergeProgress(completedBytes: bytes, totalBytes: totalBytes,
                                         completedTensors: tensors, totalTensors: plan.tensors.count))
             }
+            finished.withLock { $0.append(worker) }
         }
-        if let error = failure.withLock({ $0 }) {
+        let workers = finished.withLock { $0 }
+        do throws(MergeKitError) {
+            if let error = failure.withLock({ $0 }) { throw error }
+            if request.majoritySign {
+                let votes = workers.reduce(0) { $0 + $1.signVotes }
+                for worker in workers { try worker.patches.apply(majority: votes.signum(), writer: writer) }
+            }
+        } catch {
             writer.abort()
             throw error
         }
@@ -90,33 +125,43 @@ public enum MergeExecutor {
                            tensorsMerged: plan.tensors.filter { $0.action == .merge }.count,
                            tensorsCopied: plan.tensors.filter { $0.action == .copy }.count,
                            inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
-                           seconds: Date().timeIntervalSince(start))
+                           seconds: Date().timeIntervalSince(start),
+                           modelStatistics: request.needsModelPasses ? model : nil)
     }
 
-    /// A chunk of one tensor: elements `range` of `plan.tensors[tensor]`.
+    /// A unit of work: elements `range` of `plan.tensors[tensor]`.
     struct WorkItem: Sendable {
         let tensor: Int
         let range: Range<Int>
-        /// Input + output bytes this chunk moves (for progress).
+        /// Input + output bytes this item moves (for progress).
         let bytes: Int
         let isLast: Bool
     }
 
-    static func workItems(_ plan: MergePlan) -> [WorkItem] {
+    /// Chunks of every tensor; whole tensors for merged tensors when `wholeTensors` (per-tensor
+    /// statistics need one worker to see a tensor's chunks in order).
+    static func workItems(_ plan: MergePlan, wholeTensors: Bool, mergedOnly: Bool = false) -> [WorkItem] {
         var items: [WorkItem] = []
         for (index, tensor) in plan.tensors.enumerated() {
+            if mergedOnly && tensor.action != .merge { continue }
             let n = tensor.output.elementCount
-            let bytesPerElement = tensor.base.info.dtype.bitWidth + tensor.inputs.reduce(0) { $0 + $1.info.dtype.bitWidth }
-            // Copies of non-mergeable tensors move raw bytes; split them by bytes, not elements.
-            let step = tensor.action == .copy ? max(1, (chunkElements * 4 * 8) / max(1, tensor.base.info.dtype.bitWidth)) : chunkElements
+            let bitsPerElement = tensor.base.info.dtype.bitWidth + tensor.output.dtype.bitWidth
+                + tensor.inputs.reduce(0) { $0 + $1.info.dtype.bitWidth }
+            let step: Int
+            switch tensor.action {
+            case .copy: step = max(1, (chunkElements * 64) / max(1, tensor.base.info.dtype.bitWidth))
+            case .merge: step = wholeTensors ? max(1, n) : chunkElements
+            }
             if n == 0 {
                 items.append(WorkItem(tensor: index, range: 0..<0, bytes: 0, isLast: true))
                 continue
             }
+            // Sub-byte copies are written whole (their chunks would not fall on byte boundaries).
+            let effectiveStep = tensor.base.info.dtype.byteWidth == nil ? n : step
             var lower = 0
             while lower < n {
-                let upper = min(n, lower + step)
-                items.append(WorkItem(tensor: index, range: lower..<upper, bytes: (upper - lower) * bytesPerElement / 8,
+                let upper = min(n, lower + effectiveStep)
+                items.append(WorkItem(tensor: index, range: lower..<upper, bytes: (upper - lower) * bitsPerElement / 8,
                                       isLast: upper == n))
                 lower = upper
             }
@@ -124,20 +169,29 @@ public enum MergeExecutor {
         return items
     }
 
-    /// One worker's scratch buffers and the per-chunk pipeline.
-    final class Worker {
+    /// One worker's buffers and pipeline.
+    final class Worker: @unchecked Sendable {
         let plan: MergePlan
         let writer: CheckpointWriter
-        private lazy var floatScratch = Scratch<Float>(inputs: plan.inputs.count)
-        private lazy var doubleScratch = Scratch<Double>(inputs: plan.inputs.count)
+        let model: ModelStatistics
+        let request: StatisticsRequest
+        private lazy var floatBuffers = WorkerBuffers<Float>(inputs: plan.inputs.count)
+        private lazy var doubleBuffers = WorkerBuffers<Double>(inputs: plan.inputs.count)
         private let floatWeights: [Float]
         private let doubleWeights: [Double]
+        /// Σ sign(vote) over everything this worker merged (mass-vote methods).
+        private(set) var signVotes = 0
+        /// Results to fix once the model-wide majority sign is known.
+        let patches: PatchLog
 
-        init(plan: MergePlan, writer: CheckpointWriter) {
+        init(plan: MergePlan, writer: CheckpointWriter, model: ModelStatistics) {
             self.plan = plan
             self.writer = writer
+            self.model = model
+            request = plan.method.statistics
             doubleWeights = plan.inputs.map(\.weight)
             floatWeights = doubleWeights.map { Float($0) }
+            patches = PatchLog(near: plan.output.path)
         }
 
         func process(_ item: WorkItem) throws(MergeKitError) {
@@ -148,16 +202,15 @@ public enum MergeExecutor {
                 try copy(tensor, item.range)
             case .merge:
                 if tensor.computeInDouble {
-                    try merge(tensor, item.range, doubleScratch, weights: doubleWeights)
+                    try merge(tensor, item.range, doubleBuffers, weights: doubleWeights)
                 } else {
-                    try merge(tensor, item.range, floatScratch, weights: floatWeights)
+                    try merge(tensor, item.range, floatBuffers, weights: floatWeights)
                 }
             }
         }
 
         private func copy(_ tensor: PlannedTensor, _ range: Range<Int>) throws(MergeKitError) {
             let bits = tensor.base.info.dtype.bitWidth
-            // Sub-byte tensors are one item (range = whole tensor), so these divisions are exact.
             let lower = range.lowerBound * bits / 8
             let upper = range.upperBound * bits / 8
             let source = tensor.base.file.bytes(of: tensor.base.info)
@@ -167,59 +220,222 @@ public enum MergeExecutor {
             tensor.base.file.release((offset + lower)..<(offset + upper))
         }
 
-        private func merge<T: ComputeScalar & TensorElement>(_ tensor: PlannedTensor, _ range: Range<Int>,
-                                                             _ scratch: Scratch<T>, weights: [T]) throws(MergeKitError) {
-            let n = range.count
-            let base = UnsafeMutableBufferPointer(rebasing: scratch.base[0..<n])
-            load(tensor.base, range, into: base)
+        /// Statistics passes over the tensor (when the method has per-tensor statistics), then
+        /// the merge pass, chunk by chunk in index order.
+        private func merge<T: MergeScalar>(_ tensor: PlannedTensor, _ range: Range<Int>, _ buffers: WorkerBuffers<T>,
+                                           weights: [T]) throws(MergeKitError) {
+            let statistics = TensorStatistics()
+            let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: model, statistics: statistics)
+            let source = ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, buffers: buffers)
+            if request.needsTensorPasses {
+                precondition(range == 0..<tensor.output.elementCount)
+                computeTensorStatistics(source, statistics, context)
+            }
+            for chunk in source.chunks {
+                let (base, deltas) = source.load(chunk)
+                context.elementOffset = chunk.lowerBound
+                let out = UnsafeMutableBufferPointer(rebasing: buffers.out[0..<chunk.count])
+                plan.method.combine(deltas, base: UnsafeBufferPointer(base), weights: weights, into: out, context: context)
+                try finish(tensor, chunk, out: out, base: base, context: context, buffers: buffers)
+            }
+        }
+
+        /// θ = θ₀ + τ (or τ alone), converted and written; deferred elements logged as patches.
+        private func finish<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, out: UnsafeMutableBufferPointer<T>,
+                                            base: UnsafeMutableBufferPointer<T>, context: ChunkContext,
+                                            buffers: WorkerBuffers<T>) throws(MergeKitError) {
+            let emitModel = plan.output.emit == .model
+            if emitModel { T.axpy(1, UnsafeBufferPointer(base), out) }
+            let dtype = tensor.output.dtype
+            let width = dtype.byteWidth!
+            let n = chunk.count
+            T.store(out.baseAddress!, count: n, as: dtype, into: buffers.bytes.baseAddress!)
+            let offset = tensor.output.begin + chunk.lowerBound * width
+            try writer.write(UnsafeRawBufferPointer(start: buffers.bytes.baseAddress!, count: n * width),
+                             dataOffset: offset, shard: tensor.shard)
+            signVotes += context.signVotes
+            context.signVotes = 0
+            for (k, negative, zero) in context.deferred {
+                let values: [T] = [T(negative) + (emitModel ? base[k] : 0), T(zero) + (emitModel ? base[k] : 0)]
+                var bytes = [UInt8](repeating: 0, count: 2 * width)
+                values.withUnsafeBufferPointer { v in
+                    bytes.withUnsafeMutableBytes { T.store(v.baseAddress!, count: 2, as: dtype, into: $0.baseAddress!) }
+                }
+                try patches.append(shard: tensor.shard, dataOffset: offset + k * width,
+                                   negative: Array(bytes[0..<width]), zero: Array(bytes[width...]))
+            }
+            context.deferred.removeAll(keepingCapacity: true)
+        }
+
+        /// Gram matrix, DARE L1 sums and rank-window selections, in as few passes as the
+        /// selections need (2 for Float keys, 4 for Double).
+        private func computeTensorStatistics<T: MergeScalar>(_ source: ChunkSource<T>, _ statistics: TensorStatistics,
+                                                             _ context: ChunkContext) {
+            let inputs = plan.inputs.count
+            let n = source.tensor.output.elementCount
+            var windows: [Range<Int>] = []
+            var lowerSelections: [RadixSelection?] = []
+            var upperSelections: [RadixSelection?] = []
+            if let window = request.tensorRankWindow {
+                for _ in 0..<inputs {
+                    let w = window(n)
+                    windows.append(w)
+                    lowerSelections.append(w.lowerBound > 0 && !w.isEmpty ? RadixSelection(rank: w.lowerBound, keyBits: T.magnitudeKeyBits) : nil)
+                    upperSelections.append(w.upperBound < n && !w.isEmpty ? RadixSelection(rank: w.upperBound - 1, keyBits: T.magnitudeKeyBits) : nil)
+                }
+            }
+            let needsSelection = lowerSelections.contains { $0 != nil } || upperSelections.contains { $0 != nil }
+            let passes = needsSelection ? T.magnitudeKeyBits / RadixSelection.digitBits : 1
+            var gram = [[Double]](repeating: [Double](repeating: 0, count: inputs), count: inputs)
+            var l1 = [(before: Double, after: Double)](repeating: (0, 0), count: inputs)
+            for pass in 0..<passes {
+                for chunk in source.chunks {
+                    let (_, deltas) = source.load(chunk)
+                    if pass == 0 {
+                        if request.tensorGram {
+                            for i in 0..<inputs {
+                                for j in i..<inputs {
+                                    gram[i][j] += Double(T.dot(UnsafeBufferPointer(deltas[i]), UnsafeBufferPointer(deltas[j])))
+                                }
+                            }
+                        }
+                        if let mask = request.tensorDropL1 {
+                            let limit = mask.threshold
+                            for i in 0..<inputs {
+                                let random = CounterRandom(seed: mask.seed, tensor: context.tensor, input: i)
+                                var before: T = 0, after: T = 0
+                                for k in deltas[i].indices {
+                                    let a = abs(deltas[i][k])
+                                    before += a
+                                    if random.bits(chunk.lowerBound + k) >= limit { after += a }
+                                }
+                                l1[i].before += Double(before)
+                                l1[i].after += Double(after)
+                            }
+                        }
+                    }
+                    for i in 0..<lowerSelections.count {
+                        lowerSelections[i]?.observe(UnsafeBufferPointer(deltas[i]))
+                        upperSelections[i]?.observe(UnsafeBufferPointer(deltas[i]))
+                    }
+                }
+                for i in 0..<lowerSelections.count {
+                    lowerSelections[i]?.finishPass()
+                    upperSelections[i]?.finishPass()
+                }
+            }
+            for i in 0..<inputs { for j in 0..<i { gram[i][j] = gram[j][i] } }
+            statistics.gram = request.tensorGram ? gram : []
+            statistics.dropL1 = request.tensorDropL1 != nil ? l1 : []
+            statistics.windows = windows.indices.map { i in
+                windows[i].isEmpty ? RankWindow.empty
+                    : RankWindow(lower: windows[i].lowerBound, lowerSelection: lowerSelections[i],
+                                 upper: windows[i].upperBound, upperSelection: upperSelections[i])
+            }
+        }
+    }
+
+    /// Where a worker's chunks of one tensor come from: its cache (a tensor small enough is
+    /// converted once and kept for every pass) or the inputs' mappings (re-read for each pass).
+    struct ChunkSource<T: MergeScalar> {
+        let tensor: PlannedTensor
+        let range: Range<Int>
+        let inputs: [MergeInput]
+        let buffers: WorkerBuffers<T>
+        let cached: Bool
+
+        init(tensor: PlannedTensor, range: Range<Int>, inputs: [MergeInput], buffers: WorkerBuffers<T>) {
+            self.tensor = tensor
+            self.range = range
+            self.inputs = inputs
+            self.buffers = buffers
+            let bytes = range.count * (inputs.count + 1) * MemoryLayout<T>.stride
+            cached = range.count > MergeExecutor.chunkElements && bytes <= MergeExecutor.tensorCacheBytes
+            if cached {
+                buffers.reserveCache(elements: range.count)
+                // Convert every chunk once; τ = θᵢ − θ₀ is formed here too.
+                for chunk in chunks {
+                    let offset = chunk.lowerBound - range.lowerBound
+                    let base = UnsafeMutableBufferPointer(rebasing: buffers.cacheBase[offset..<(offset + chunk.count)])
+                    Self.load(tensor.base, chunk, into: base)
+                    for (i, entry) in tensor.inputs.enumerated() {
+                        let delta = UnsafeMutableBufferPointer(rebasing: buffers.cacheDeltas[i][offset..<(offset + chunk.count)])
+                        Self.load(entry, chunk, into: delta)
+                        if inputs[i].kind == .model { T.axpy(-1, UnsafeBufferPointer(base), delta) }
+                    }
+                }
+            }
+        }
+
+        var chunks: [Range<Int>] {
+            stride(from: range.lowerBound, to: range.upperBound, by: MergeExecutor.chunkElements).map {
+                $0..<min(range.upperBound, $0 + MergeExecutor.chunkElements)
+            }
+        }
+
+        /// θ₀ and τᵢ for `chunk`. Statistics passes only read them; the merge pass, the last use,
+        /// may overwrite them (cached slices included).
+        func load(_ chunk: Range<Int>) -> (base: UnsafeMutableBufferPointer<T>, deltas: [UnsafeMutableBufferPointer<T>]) {
+            let n = chunk.count
+            if cached {
+                let offset = chunk.lowerBound - range.lowerBound
+                return (UnsafeMutableBufferPointer(rebasing: buffers.cacheBase[offset..<(offset + n)]),
+                        buffers.cacheDeltas.prefix(tensor.inputs.count).map { UnsafeMutableBufferPointer(rebasing: $0[offset..<(offset + n)]) })
+            }
+            let base = UnsafeMutableBufferPointer(rebasing: buffers.base[0..<n])
+            Self.load(tensor.base, chunk, into: base)
             var deltas: [UnsafeMutableBufferPointer<T>] = []
             deltas.reserveCapacity(tensor.inputs.count)
             for (i, entry) in tensor.inputs.enumerated() {
-                let delta = UnsafeMutableBufferPointer(rebasing: scratch.deltas[i][0..<n])
-                load(entry, range, into: delta)
-                if plan.inputs[i].kind == .model { T.axpy(-1, UnsafeBufferPointer(base), delta) }
+                let delta = UnsafeMutableBufferPointer(rebasing: buffers.deltas[i][0..<n])
+                Self.load(entry, chunk, into: delta)
+                if inputs[i].kind == .model { T.axpy(-1, UnsafeBufferPointer(base), delta) }
                 deltas.append(delta)
             }
-            let out = UnsafeMutableBufferPointer(rebasing: scratch.out[0..<n])
-            let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape,
-                                       elementOffset: range.lowerBound, tensorElementCount: tensor.output.elementCount)
-            plan.method.combine(deltas, weights: weights, into: out, context: context)
-            if plan.output.emit == .model { T.axpy(1, UnsafeBufferPointer(base), out) }
-
-            let dtype = tensor.output.dtype
-            let width = dtype.byteWidth!
-            T.store(out.baseAddress!, count: n, as: dtype, into: scratch.bytes.baseAddress!)
-            try writer.write(UnsafeRawBufferPointer(start: scratch.bytes.baseAddress!, count: n * width),
-                             dataOffset: tensor.output.begin + range.lowerBound * width, shard: tensor.shard)
+            return (base, deltas)
         }
 
-        private func load<T: TensorElement>(_ entry: Checkpoint.Entry, _ range: Range<Int>, into buffer: UnsafeMutableBufferPointer<T>) {
+        /// Converts elements `range` of `entry` into `buffer`, then drops the mapped pages.
+        static func load(_ entry: Checkpoint.Entry, _ range: Range<Int>, into buffer: UnsafeMutableBufferPointer<T>) {
             let width = entry.info.dtype.byteWidth!
             let bytes = entry.file.bytes(of: entry.info)
             T.load(bytes.baseAddress! + range.lowerBound * width, dtype: entry.info.dtype, count: range.count, into: buffer.baseAddress!)
-            // The values now live in the scratch buffer: drop the mapped pages from our resident set.
-            release(entry, range)
-        }
-
-        private func release(_ entry: Checkpoint.Entry, _ range: Range<Int>) {
-            let width = entry.info.dtype.byteWidth!
             let offset = entry.file.fileOffset(of: entry.info)
             entry.file.release((offset + range.lowerBound * width)..<(offset + range.upperBound * width))
         }
     }
 
-    /// Per-worker buffers for one compute type, allocated on first use and reused for every chunk.
-    final class Scratch<T: ComputeScalar> {
+    /// Per-worker buffers for one compute type, allocated on first use and reused.
+    final class WorkerBuffers<T: MergeScalar> {
         let base: UnsafeMutableBufferPointer<T>
         let out: UnsafeMutableBufferPointer<T>
         let deltas: [UnsafeMutableBufferPointer<T>]
         let bytes: UnsafeMutableRawBufferPointer
+        private(set) var cacheBase = UnsafeMutableBufferPointer<T>(start: nil, count: 0)
+        private(set) var cacheDeltas: [UnsafeMutableBufferPointer<T>] = []
+        private let inputs: Int
 
         init(inputs: Int) {
+            self.inputs = inputs
             base = .allocate(capacity: MergeExecutor.chunkElements)
             out = .allocate(capacity: MergeExecutor.chunkElements)
             deltas = (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) }
             bytes = .allocate(byteCount: MergeExecutor.chunkElements * 8, alignment: 64)
+        }
+
+        /// Grows the tensor cache to hold `elements` values per input and for the base.
+        func reserveCache(elements: Int) {
+            guard cacheBase.count < elements else { return }
+            releaseCache()
+            cacheBase = .allocate(capacity: elements)
+            cacheDeltas = (0..<inputs).map { _ in .allocate(capacity: elements) }
+        }
+
+        private func releaseCache() {
+            if cacheBase.baseAddress != nil { cacheBase.deallocate() }
+            cacheDeltas.forEach { $0.deallocate() }
+            cacheBase = UnsafeMutableBufferPointer(start: nil, count: 0)
+            cacheDeltas = []
         }
 
         deinit {
@@ -227,6 +443,7 @@ public enum MergeExecutor {
             out.deallocate()
             deltas.forEach { $0.deallocate() }
             bytes.deallocate()
+            releaseCache()
         }
     }
 }

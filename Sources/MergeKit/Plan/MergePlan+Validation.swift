@@ -29,6 +29,13 @@ extension MergePlan {
             problems.add(MergeKitError(.invalidArgument, file: input.path, "weight \(input.weight) is not a finite number",
                 fix: "Pass finite --weight values"))
         }
+        if !inputs.isEmpty && inputs.allSatisfy({ $0.weight.isFinite }) {
+            do throws(MergeKitError) {
+                try method.validate(weights: inputs.map(\.weight))
+            } catch {
+                problems.add(error)
+            }
+        }
 
         Self.checkOutputPath(output, checkpoints: [base] + inputs.map(\.checkpoint), into: &problems)
         let fingerprint = Self.checkTaskVectorBases(base: base, inputs: inputs, into: &problems)

@@ -1,0 +1,37 @@
+/// Model Breadcrumbs (Davari & Belilovsky, "Model Breadcrumbs: Scaling Multi-Task Model Merging
+/// with Sparse Masks", ECCV 2024), with mergekit's `breadcrumbs` (magnitude_outliers) rule:
+///
+///     per tensor and task, rank |τ| ascending (ties by position); with n entries
+///     keep = ⌊density·n⌋, top = ⌊γ·n⌋, bottom = max(0, n − keep − top);
+///     τ̃ keeps ranks bottom ..< bottom + keep  (drops the γ outliers and the smallest)
+///     θ = θ₀ + λ Σ wᵢ τ̃ᵢ
+///
+/// Defaults: density 0.1 and γ = 0.01 (mergekit's γ default; the paper masks the top ~1 % and
+/// keeps a sparse band below it), λ = 1. When density + γ > 1 fewer outliers are dropped so
+/// that `keep` entries remain. Selections are exact and O(n). NaN ranks as the largest magnitude.
+public struct Breadcrumbs: TaskVectorMergeConfiguration {
+    public static let info = MethodInfo(
+        name: "breadcrumbs",
+        summary: "per tensor drop the largest γ (outliers) and the smallest |τ|, keep a density band, then task arithmetic",
+        reference: "Davari & Belilovsky, Model Breadcrumbs (ECCV 2024)")
+
+    public let density: Double
+    public let gamma: Double
+    public let scale: Double
+    let core: TaskVectorMerge
+
+    public init(density: Double = 0.1, gamma: Double = 0.01, scale: Double = 1) throws(MergeKitError) {
+        try ParameterCheck.density(density)
+        guard gamma >= 0 && gamma < 1 else {
+            throw MergeKitError(.invalidArgument, "gamma γ = \(gamma) is outside [0, 1)", fix: "Pass --gamma as the fraction of outliers to drop, e.g. 0.01")
+        }
+        try ParameterCheck.finite(scale, "scale λ", flag: "--scale")
+        self.density = density
+        self.gamma = gamma
+        self.scale = scale
+        core = TaskVectorMerge(sparsification: .tensorOutliers(density: density, gamma: gamma), consensus: .none,
+                               aggregation: .sum, scale: scale)
+    }
+
+    public var info: MethodInfo { Self.info }
+}

@@ -1,0 +1,43 @@
+/// Linear merge / weighted average (model soups: Wortsman et al., ICML 2022; mergekit `linear`):
+///
+///     normalised:     θ = Σᵢ wᵢ θᵢ / Σᵢ wᵢ  = θ₀ + Σᵢ wᵢ τᵢ / Σᵢ wᵢ
+///     not normalised: θ = Σᵢ wᵢ θᵢ          = θ₀ + Σᵢ wᵢ τᵢ + (Σᵢ wᵢ − 1) θ₀
+///
+/// over the fine-tuned models θᵢ (the base only anchors task-vector inputs and supplies the
+/// layout and companions). Normalised by default (mergekit's default; weights 1 give the uniform
+/// "simple average" of the model-soups paper). Weights summing to 0 are rejected when normalising.
+/// NaN and ±∞ propagate elementwise.
+public struct Linear: MergeMethod {
+    public static let info = MethodInfo(
+        name: "linear",
+        summary: "weighted average Σwᵢθᵢ/Σwᵢ of the models (or the plain weighted sum)",
+        reference: "Wortsman et al., Model soups (ICML 2022)")
+
+    public let normalize: Bool
+
+    public init(normalize: Bool = true) {
+        self.normalize = normalize
+    }
+
+    public var info: MethodInfo { Self.info }
+    public var parameters: [JSONMember] { [JSONMember("normalize", .bool(normalize))] }
+
+    public func validate(weights: [Double]) throws(MergeKitError) {
+        if normalize && abs(weights.reduce(0, +)) < 1e-12 {
+            throw MergeKitError(.invalidArgument,
+                "the weights \(weights) sum to 0, so the normalised average Σwᵢθᵢ/Σwᵢ is undefined",
+                fix: "Change the weights, or pass --no-normalize for the plain weighted sum")
+        }
+    }
+
+    public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
+                                        weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        let total = weights.reduce(0, +)
+        let denominator: T = normalize ? total : 1
+        out.initialize(repeating: 0)
+        for (delta, weight) in zip(deltas, weights) {
+            T.axpy(weight / denominator, UnsafeBufferPointer(delta), out)
+        }
+        if !normalize && total != 1 { T.axpy(total - 1, base, out) }
+    }
+}

@@ -1,0 +1,44 @@
+/// MagMax (Marczak et al., "MagMax: Leveraging Model Merging for Seamless Continual
+/// Learning", ECCV 2024):
+///
+///     per element, τ* = the τᵢ with the largest |τᵢ|;   θ = θ₀ + λ τ*
+///
+/// Ties go to the earliest input (so the result does not depend on chunking or threads). λ
+/// defaults to 1 (the paper tunes it on validation data). The method picks one task per entry,
+/// so `--weight` is rejected. A NaN never wins the `>` comparison, so it is skipped (an entry
+/// where every τᵢ is NaN or 0 yields θ₀).
+public struct MagMax: MergeMethod {
+    public static let info = MethodInfo(
+        name: "magmax",
+        summary: "per entry keep the task vector with the largest magnitude: θ₀ + λ·τ_argmax|τ|",
+        reference: "Marczak et al., MagMax (ECCV 2024)")
+
+    public let scale: Double
+
+    public init(scale: Double = 1) throws(MergeKitError) {
+        try ParameterCheck.finite(scale, "scale λ", flag: "--scale")
+        self.scale = scale
+    }
+
+    public var info: MethodInfo { Self.info }
+    public var parameters: [JSONMember] { [JSONMember("scale", .double(scale))] }
+
+    public func validate(weights: [Double]) throws(MergeKitError) {
+        try ParameterCheck.unitWeights(weights, method: "magmax")
+    }
+
+    public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
+                                        weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        let pointers = deltas.map { UnsafePointer($0.baseAddress!) }
+        let lambda = T(scale)
+        for k in out.indices {
+            var best: T = 0
+            var bestMagnitude: T = 0
+            for p in pointers where abs(p[k]) > bestMagnitude {
+                best = p[k]
+                bestMagnitude = abs(p[k])
+            }
+            out[k] = lambda * best
+        }
+    }
+}

@@ -1,0 +1,100 @@
+/// Numbers a method needs before its per-chunk pass, declared by the method and computed by the
+/// executor: whole-model statistics in passes over every merged tensor (before any output is
+/// written), per-tensor statistics in passes over one tensor (by the worker that merges it).
+public struct StatisticsRequest: Sendable {
+    /// Paper TIES trim: per input, the magnitude threshold that keeps |τ| ≥ the k-th smallest
+    /// |τ| over the whole model, k = d − int(d·K) with K this keep fraction (ties all kept).
+    public var globalKeepFraction: Double?
+    /// MetaGPT: per input, Σ τ² over the whole model.
+    public var globalSquaredNorms = false
+    /// Per tensor and input: the window of ascending magnitude ranks to keep, from the tensor's
+    /// element count (ties broken by position, so the window's size is exact).
+    public var tensorRankWindow: (@Sendable (Int) -> Range<Int>)?
+    /// Per tensor: the Gram matrix τᵢ·τⱼ of the inputs.
+    public var tensorGram = false
+    /// Per tensor and input: Σ|τ| and Σ|τ| over the elements DARE's mask keeps.
+    public var tensorDropL1: DropMask?
+    /// Mass-vote sign ties are resolved by the sign of the vote summed over the whole model; the
+    /// executor fixes those elements up once the vote is known.
+    public var majoritySign = false
+
+    public init() {}
+
+    var needsTensorPasses: Bool { tensorRankWindow != nil || tensorGram || tensorDropL1 != nil }
+    var needsModelPasses: Bool { globalKeepFraction != nil || globalSquaredNorms }
+}
+
+/// DARE's random mask: element j of input i of a tensor is dropped when the counter-based
+/// random number for (seed, tensor, i, j) falls below the drop probability.
+public struct DropMask: Sendable, Equatable {
+    public let probability: Double
+    public let seed: UInt64
+
+    public init(probability: Double, seed: UInt64) {
+        self.probability = probability
+        self.seed = seed
+    }
+
+    var threshold: UInt64 { CounterRandom.threshold(dropProbability: probability) }
+
+    /// Zeroes the dropped elements of `values` (element `offset + k` of the tensor for index k).
+    func apply<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, tensor: String, input: Int, offset: Int) {
+        let random = CounterRandom(seed: seed, tensor: tensor, input: input)
+        let limit = threshold
+        for k in values.indices where random.bits(offset + k) < limit { values[k] = 0 }
+    }
+}
+
+/// Whole-model statistics, computed before the merge pass.
+public struct ModelStatistics: Sendable {
+    /// Per input: keep elements whose magnitude key is ≥ this (paper TIES trim).
+    public var thresholdKeys: [UInt64]?
+    /// Whether `thresholdKeys` are 64-bit (Double) keys; Float values then use their wide key.
+    public var thresholdKeysAreWide = false
+    /// Per input: Σ τ² over the merged tensors.
+    public var squaredNorms: [Double]?
+    /// Elements over all merged tensors (d).
+    public var elementCount = 0
+
+    public init() {}
+}
+
+/// Per-tensor statistics and state, owned by the worker merging the tensor.
+public final class TensorStatistics {
+    /// Per input: the rank window to keep (its ordinals advance as chunks are visited in order).
+    var windows: [RankWindow] = []
+    /// τᵢ·τⱼ, accumulated in Double chunk by chunk.
+    public internal(set) var gram: [[Double]] = []
+    /// Per input: (Σ|τ|, Σ|τ| over kept elements).
+    public internal(set) var dropL1: [(before: Double, after: Double)] = []
+
+    init() {}
+}
+
+/// What a method sees of the tensor it is merging, besides the numbers.
+public final class ChunkContext {
+    /// The tensor's name and shape.
+    public let tensor: String
+    public let shape: [Int]
+    /// Element count of the whole tensor.
+    public let tensorElementCount: Int
+    /// Index of the current chunk's first element within the tensor (row-major).
+    public internal(set) var elementOffset = 0
+    public let model: ModelStatistics
+    public let tensorStatistics: TensorStatistics
+
+    /// Σ sign(vote) over the chunk's elements (mass-vote methods add to it).
+    public var signVotes = 0
+    /// Elements whose vote was an exact 0 but whose result depends on the model-wide majority:
+    /// `out` holds the result for a positive majority; `negative` and `zero` are the results
+    /// (before θ₀ is added) for a negative and a zero majority.
+    public var deferred: [(index: Int, negative: Double, zero: Double)] = []
+
+    init(tensor: String, shape: [Int], model: ModelStatistics, statistics: TensorStatistics) {
+        self.tensor = tensor
+        self.shape = shape
+        self.tensorElementCount = shape.reduce(1, *)
+        self.model = model
+        self.tensorStatistics = statistics
+    }
+}

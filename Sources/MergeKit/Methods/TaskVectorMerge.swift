@@ -1,0 +1,260 @@
+/// The shared implementation behind task arithmetic, TIES, DARE and Breadcrumbs: each is a
+/// configuration of the same per-element pipeline, not a copy of it.
+///
+/// For every input i, on its task vector τᵢ:
+/// 1. **sparsify** τᵢ → τ̃ᵢ: nothing; a whole-model magnitude trim (paper TIES); an exact
+///    per-tensor top-k (mergekit TIES); a rank window dropping outliers and small values
+///    (Breadcrumbs); or DARE's random drop with rescaling by 1/(1 − p) or to the tensor's L1 norm;
+/// 2. **weight**: dᵢ = wᵢ τ̃ᵢ;
+/// 3. **consensus** (optional): elect s = sign(Σᵢ dᵢ) per element. `mass` resolves s = 0 with
+///    the sign of Σ s over the whole model (the TIES paper's code); `weighted` takes s = + (mergekit);
+/// 4. **aggregate** the dᵢ that agree with s (sign(dᵢ) = s, zeros never agree; all dᵢ without
+///    consensus): `sum`, `mean` (÷ the number of agreeing entries, at least 1), `max` (s·max|dᵢ|),
+///    or `normalized` (÷ Σ of the agreeing wᵢ, 1 when that is 0 — mergekit's `normalize`);
+/// 5. **scale** by λ.
+///
+/// NaN inputs propagate through sums; NaN never "agrees" with a sign, so consensus methods drop it.
+public struct TaskVectorMerge: Sendable {
+    public enum Sparsification: Sendable, Equatable {
+        case none
+        /// Keep |τ| ≥ the (d − int(d·keep))-th smallest |τ| over the whole model; ties kept.
+        case globalMagnitude(keep: Double)
+        /// Keep exactly max(1, ⌊density·n⌋) largest |τ| per tensor (ties broken by position).
+        case tensorTopK(density: Double)
+        /// Drop the ⌊γ·n⌋ largest |τ| and the smallest, keeping ⌊density·n⌋ per tensor.
+        case tensorOutliers(density: Double, gamma: Double)
+        /// Drop each element with probability p (seeded), then rescale.
+        case random(DropMask, rescale: Rescale)
+    }
+
+    public enum Rescale: String, Sendable, CaseIterable {
+        /// × 1/(1 − p), the DARE paper's rescaling (expected value preserved).
+        case inverse
+        /// × Σ|τ| / Σ|τ̃| per tensor, mergekit's rescaling (L1 norm preserved exactly).
+        case l1
+    }
+
+    public enum Consensus: String, Sendable, CaseIterable {
+        case none, mass, weighted
+    }
+
+    public enum Aggregation: String, Sendable, CaseIterable {
+        case sum, mean, max, normalized
+    }
+
+    public let sparsification: Sparsification
+    public let consensus: Consensus
+    public let aggregation: Aggregation
+    /// λ.
+    public let scale: Double
+
+    init(sparsification: Sparsification, consensus: Consensus, aggregation: Aggregation, scale: Double) {
+        self.sparsification = sparsification
+        self.consensus = consensus
+        self.aggregation = aggregation
+        self.scale = scale
+    }
+
+    var statistics: StatisticsRequest {
+        var request = StatisticsRequest()
+        switch sparsification {
+        case .none:
+            break
+        case .globalMagnitude(let keep):
+            request.globalKeepFraction = keep
+        case .tensorTopK(let density):
+            request.tensorRankWindow = { n in
+                guard density < 1, n > 0 else { return 0..<n }
+                let k = Swift.max(1, Int(density * Double(n)))
+                return (n - k)..<n
+            }
+        case .tensorOutliers(let density, let gamma):
+            request.tensorRankWindow = { n in
+                guard density < 1 else { return 0..<n }
+                let target = Int(density * Double(n))
+                let top = Int(gamma * Double(n))
+                let bottom = Swift.max(0, n - target - top)
+                return bottom..<Swift.min(n, bottom + target)
+            }
+        case .random(let mask, let rescale):
+            if rescale == .l1 { request.tensorDropL1 = mask }
+        }
+        request.majoritySign = consensus == .mass
+        return request
+    }
+
+    func validate(weights: [Double]) throws(MergeKitError) {
+        if consensus == .none && aggregation == .normalized {
+            let total = weights.reduce(0, +)
+            if abs(total) < 1e-12 {
+                throw MergeKitError(.invalidArgument,
+                    "the weights \(weights) sum to 0, so the normalised average Σwᵢθᵢ/Σwᵢ is undefined",
+                    fix: "Change the weights, or turn normalisation off")
+            }
+        }
+    }
+
+    func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
+                                 into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        for (i, delta) in deltas.enumerated() {
+            sparsify(delta, input: i, context: context)
+            // Without consensus the weights fold into the accumulation below.
+            if consensus != .none && weights[i] != 1 { T.scal(weights[i], delta) }
+        }
+        let n = out.count
+        let lambda = T(scale)
+        switch consensus {
+        case .none:
+            // τ = Σ (λ·wᵢ / D) τ̃ᵢ with D = Σwᵢ when normalised, else 1.
+            let denominator: T = aggregation == .normalized ? weights.reduce(0, +) : 1
+            out.initialize(repeating: 0)
+            for (delta, weight) in zip(deltas, weights) {
+                T.axpy(lambda * weight / denominator, UnsafeBufferPointer(delta), out)
+            }
+        case .mass, .weighted:
+            let pointers = deltas.map { UnsafePointer($0.baseAddress!) }
+            let mass = consensus == .mass
+            var votes = 0
+            for k in 0..<n {
+                var total: T = 0
+                for p in pointers { total += p[k] }
+                var s: T = total > 0 ? 1 : (total < 0 ? -1 : 0)
+                if s == 0 && !mass { s = 1 }
+                votes += s > 0 ? 1 : (s < 0 ? -1 : 0)
+                if s != 0 {
+                    out[k] = lambda * aggregate(pointers, k, sign: s, weights: weights)
+                } else {
+                    // An exact tie: the model-wide majority decides. Store the result for a
+                    // positive majority; the executor patches it if the majority is not positive.
+                    let positive = aggregate(pointers, k, sign: 1, weights: weights)
+                    let negative = aggregate(pointers, k, sign: -1, weights: weights)
+                    out[k] = lambda * positive
+                    let zero: T = aggregation == .max ? 0 : negative
+                    if positive != negative || zero != positive {
+                        context.deferred.append((k, Double(lambda * negative), Double(lambda * zero)))
+                    }
+                }
+            }
+            if mass { context.signVotes += votes }
+        }
+    }
+
+    /// The aggregate of the entries agreeing with `sign` at element k.
+    @inline(__always)
+    private func aggregate<T: MergeScalar>(_ pointers: [UnsafePointer<T>], _ k: Int, sign: T, weights: [T]) -> T {
+        var sum: T = 0
+        var count = 0
+        var largest: T = 0
+        var weightSum: T = 0
+        for (i, p) in pointers.enumerated() {
+            let d = p[k]
+            if sign > 0 ? d > 0 : d < 0 {
+                sum += d
+                count += 1
+                largest = Swift.max(largest, abs(d))
+                weightSum += weights[i]
+            }
+        }
+        switch aggregation {
+        case .sum: return sum
+        case .mean: return sum / T(Swift.max(1, count))
+        case .max: return sign * largest
+        case .normalized: return weightSum == 0 ? sum : sum / weightSum
+        }
+    }
+
+    private func sparsify<T: MergeScalar>(_ delta: UnsafeMutableBufferPointer<T>, input: Int, context: ChunkContext) {
+        switch sparsification {
+        case .none:
+            break
+        case .globalMagnitude:
+            let threshold = context.model.thresholdKeys![input]
+            if context.model.thresholdKeysAreWide {
+                for k in delta.indices where T.wideMagnitudeKey(delta[k]) < threshold { delta[k] = 0 }
+            } else {
+                for k in delta.indices where T.magnitudeKey(delta[k]) < threshold { delta[k] = 0 }
+            }
+        case .tensorTopK, .tensorOutliers:
+            context.tensorStatistics.windows[input].apply(delta)
+        case .random(let mask, let rescale):
+            mask.apply(delta, tensor: context.tensor, input: input, offset: context.elementOffset)
+            let factor: Double
+            switch rescale {
+            case .inverse:
+                factor = 1 / (1 - mask.probability)
+            case .l1:
+                // mergekit's rule: no rescaling when either norm is below 1e-7.
+                let (before, after) = context.tensorStatistics.dropL1[input]
+                factor = before < 1e-7 || after < 1e-7 ? 1 : before / after
+            }
+            if factor != 1 { T.scal(T(factor), delta) }
+        }
+    }
+
+    var parameters: [JSONMember] {
+        var members: [JSONMember] = []
+        switch sparsification {
+        case .none: break
+        case .globalMagnitude(let keep):
+            members += [JSONMember("trim_scope", .string("global")), JSONMember("density", .double(keep))]
+        case .tensorTopK(let density):
+            members += [JSONMember("trim_scope", .string("tensor")), JSONMember("density", .double(density))]
+        case .tensorOutliers(let density, let gamma):
+            members += [JSONMember("density", .double(density)), JSONMember("gamma", .double(gamma))]
+        case .random(let mask, let rescale):
+            members += [JSONMember("drop_rate", .double(mask.probability)), JSONMember("seed", .int(Int(truncatingIfNeeded: mask.seed))),
+                        JSONMember("rescale", .string(rescale.rawValue))]
+        }
+        if consensus != .none { members.append(JSONMember("vote", .string(consensus.rawValue))) }
+        if consensus != .none || aggregation == .normalized { members.append(JSONMember("merge", .string(aggregation.rawValue))) }
+        members.append(JSONMember("scale", .double(scale)))
+        return members
+    }
+}
+
+/// Methods that are configurations of `TaskVectorMerge` forward to it.
+protocol TaskVectorMergeConfiguration: MergeMethod {
+    var core: TaskVectorMerge { get }
+}
+
+extension TaskVectorMergeConfiguration {
+    public var parameters: [JSONMember] { core.parameters }
+    public var statistics: StatisticsRequest { core.statistics }
+    public func validate(weights: [Double]) throws(MergeKitError) { try core.validate(weights: weights) }
+    public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
+                                        weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        core.combine(deltas, weights: weights, into: out, context: context)
+    }
+}
+
+/// Parameter checks shared by the method initialisers; messages name the bad value.
+enum ParameterCheck {
+    static func finite(_ value: Double, _ name: String, flag: String) throws(MergeKitError) {
+        guard value.isFinite else {
+            throw MergeKitError(.invalidArgument, "\(name) = \(value) is not a finite number", fix: "Pass a finite \(flag)")
+        }
+    }
+
+    /// value ∈ (0, 1]
+    static func density(_ value: Double, _ name: String = "density", flag: String = "--density") throws(MergeKitError) {
+        guard value > 0 && value <= 1 else {
+            throw MergeKitError(.invalidArgument, "\(name) = \(value) is outside (0, 1]",
+                fix: "Pass \(flag) as a fraction of entries to keep, e.g. 0.2")
+        }
+    }
+
+    /// value ∈ [0, 1)
+    static func probability(_ value: Double, _ name: String, flag: String) throws(MergeKitError) {
+        guard value >= 0 && value < 1 else {
+            throw MergeKitError(.invalidArgument, "\(name) = \(value) is outside [0, 1)",
+                fix: "Pass \(flag) as a probability below 1, e.g. 0.9")
+        }
+    }
+
+    static func unitWeights(_ weights: [Double], method: String) throws(MergeKitError) {
+        guard weights.allSatisfy({ $0 == 1 }) else {
+            throw MergeKitError(.invalidArgument, "\(method) sets its own per-task coefficients; got weights \(weights)",
+                fix: "Drop --weight for \(method)")
+        }
+    }
+}
