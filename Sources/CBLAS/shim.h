@@ -37,7 +37,8 @@ static inline float mk_half_to_float_scalar(uint16_t h) {
             bits = sign | ((uint32_t)(127 - 15 - e) << 23) | (man << 13);
         }
     } else if (exp == 0x1F) {
-        bits = sign | 0x7F800000u | (man << 13); // Inf or NaN (payload kept, quiet bit kept)
+        bits = sign | 0x7F800000u | (man << 13); // Inf or NaN (payload kept)
+        if (man != 0) bits |= 0x00400000u;         // NaNs come out quiet, as vcvtph2ps makes them
     } else {
         bits = sign | ((exp + (127 - 15)) << 23) | (man << 13);
     }

@@ -15,6 +15,13 @@ struct MergeCLI: ParsableCommand {
         subcommands: [
             TaskArithmeticCommand.self,
             NegateCommand.self,
+            TIESCommand.self,
+            DARECommand.self,
+            LinearCommand.self,
+            BreadcrumbsCommand.self,
+            ModelStockCommand.self,
+            MetaGPTCommand.self,
+            MagMaxCommand.self,
             TaskVectorCommand.self,
             InspectCommand.self,
             MethodsCommand.self,

@@ -18,6 +18,8 @@ struct RadixSelection: Sendable {
     private(set) var prefixBits = 0
     /// Keys strictly below the current prefix group.
     private(set) var below = 0
+    /// Keys in the current prefix group (after the last pass: keys equal to `key`).
+    private(set) var groupCount = 0
     private(set) var histogram: [Int]
 
     init(rank: Int, keyBits: Int) {
@@ -40,6 +42,15 @@ struct RadixSelection: Sendable {
         precondition(isDone)
         return below
     }
+
+    /// Number of keys equal to `key` (valid once `isDone`).
+    var countEqual: Int {
+        precondition(isDone)
+        return groupCount
+    }
+
+    /// The finished order statistic.
+    var statistic: OrderStatistic { OrderStatistic(key: key, countLess: countLess, countEqual: countEqual) }
 
     /// Counts the keys of a chunk of values (64-bit selections take the wide key of Float values).
     mutating func observe<T: MergeScalar>(_ values: UnsafeBufferPointer<T>) {
@@ -76,6 +87,11 @@ struct RadixSelection: Sendable {
         for i in histogram.indices { histogram[i] &+= other.histogram[i] }
     }
 
+    /// Zeroes the counts (a worker's copy of a selection starts a pass from the shared prefix).
+    mutating func clearCounts() {
+        for i in histogram.indices { histogram[i] = 0 }
+    }
+
     /// Ends a pass: narrows the prefix to the bin holding `rank` and clears the counts.
     mutating func finishPass() {
         precondition(!isDone)
@@ -88,40 +104,78 @@ struct RadixSelection: Sendable {
         }
         precondition(cumulative + histogram[bin] > target, "rank \(rank) is beyond the values observed")
         below += cumulative
+        groupCount = histogram[bin]
         prefix = prefix << UInt64(RadixSelection.digitBits) | UInt64(bin)
         prefixBits += RadixSelection.digitBits
         for i in histogram.indices { histogram[i] = 0 }
     }
 }
 
-/// Keeps the elements whose ascending magnitude rank lies in `lower..<upper`, ranks among equal
-/// magnitudes given by position (earlier elements rank lower), so exactly `upper − lower`
-/// elements are kept whatever the ties. Elements must be visited in index order (`ordinals`
-/// carry over from chunk to chunk).
+/// The key at some rank of a multiset of keys, with how many keys are below it and equal to it.
+struct OrderStatistic: Sendable, Equatable {
+    let key: UInt64
+    let countLess: Int
+    let countEqual: Int
+
+    /// The statistic at `rank` of `sortedKeys`.
+    init(sortedKeys: [UInt64], rank: Int) {
+        key = sortedKeys[rank]
+        func firstIndex(where predicate: (UInt64) -> Bool) -> Int {
+            var low = 0, high = sortedKeys.count
+            while low < high {
+                let mid = (low + high) / 2
+                if predicate(sortedKeys[mid]) { high = mid } else { low = mid + 1 }
+            }
+            return low
+        }
+        let key = self.key
+        countLess = firstIndex { $0 >= key }
+        countEqual = firstIndex { $0 > key } - countLess
+    }
+
+    init(key: UInt64, countLess: Int, countEqual: Int) {
+        self.key = key
+        self.countLess = countLess
+        self.countEqual = countEqual
+    }
+}
+
+/// Keeps the elements whose ascending magnitude rank lies in `lower..<upper`, so exactly
+/// `upper − lower` elements are kept whatever the ties. Among equal magnitudes, position decides
+/// the rank: with `earlierRanksHigher` false, earlier elements rank lower (a stable ascending
+/// sort, used to drop the smallest); with it true, earlier elements rank higher (a stable
+/// descending sort, used to keep the largest). Elements must be visited in index order (the tie
+/// ordinals carry over from chunk to chunk).
 struct RankWindow: Sendable {
     struct Boundary: Sendable {
-        /// The magnitude key at the boundary rank.
         let key: UInt64
-        /// Elements with this key whose ordinal among equals is < `ordinalLimit` (upper) or
-        /// ≥ `ordinalLimit` (lower) are inside the window.
-        let ordinalLimit: Int
+        /// Elements equal to `key` are inside when `ordinals.contains(their ordinal among equals)`.
+        let ordinals: Range<Int>
     }
     let lower: Boundary?
     let upper: Boundary?
     private var lowerOrdinal = 0
     private var upperOrdinal = 0
 
-    /// A window from finished selections: `lowerSelection` at rank `lower` (nil when lower = 0)
-    /// and `upperSelection` at rank `upper − 1` (nil when upper = n).
-    init(lower: Int, lowerSelection: RadixSelection?, upper: Int, upperSelection: RadixSelection?) {
-        self.lower = lowerSelection.map { Boundary(key: $0.key, ordinalLimit: lower - $0.countLess) }
-        self.upper = upperSelection.map { Boundary(key: $0.key, ordinalLimit: upper - $0.countLess) }
+    /// A window from the order statistics at its ends: `lowerStatistic` at rank `lower` (nil when
+    /// lower = 0) and `upperStatistic` at rank `upper − 1` (nil when upper = n).
+    init(lower: Int, lowerStatistic: OrderStatistic?, upper: Int, upperStatistic: OrderStatistic?, earlierRanksHigher: Bool) {
+        // The element with ordinal o among e equals (c below them) has ascending rank c + o, or
+        // c + e − 1 − o when earlier elements rank higher.
+        self.lower = lowerStatistic.map { s in
+            Boundary(key: s.key, ordinals: earlierRanksHigher ? 0..<Swift.max(0, s.countLess + s.countEqual - lower)
+                                                              : Swift.max(0, lower - s.countLess)..<Int.max)
+        }
+        self.upper = upperStatistic.map { s in
+            Boundary(key: s.key, ordinals: earlierRanksHigher ? Swift.max(0, s.countLess + s.countEqual - upper)..<Int.max
+                                                              : 0..<Swift.max(0, upper - s.countLess))
+        }
     }
 
     /// A window keeping nothing.
     static let empty = RankWindow(keepNothing: ())
     private init(keepNothing: ()) {
-        lower = Boundary(key: UInt64.max, ordinalLimit: Int.max)
+        lower = Boundary(key: UInt64.max, ordinals: 0..<0)
         upper = nil
     }
 
@@ -132,13 +186,13 @@ struct RankWindow: Sendable {
             var keep = true
             if let lower {
                 if key < lower.key { keep = false } else if key == lower.key {
-                    keep = lowerOrdinal >= lower.ordinalLimit
+                    keep = lower.ordinals.contains(lowerOrdinal)
                     lowerOrdinal += 1
                 }
             }
             if let upper {
                 if key > upper.key { keep = false } else if key == upper.key {
-                    keep = keep && upperOrdinal < upper.ordinalLimit
+                    keep = keep && upper.ordinals.contains(upperOrdinal)
                     upperOrdinal += 1
                 }
             }

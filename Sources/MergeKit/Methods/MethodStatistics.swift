@@ -10,6 +10,9 @@ public struct StatisticsRequest: Sendable {
     /// Per tensor and input: the window of ascending magnitude ranks to keep, from the tensor's
     /// element count (ties broken by position, so the window's size is exact).
     public var tensorRankWindow: (@Sendable (Int) -> Range<Int>)?
+    /// Among equal magnitudes in a rank window, earlier elements rank higher (a stable
+    /// descending sort: "keep the k largest, earliest first") instead of lower.
+    public var tensorRankTiesEarlierHigher = false
     /// Per tensor: the Gram matrix τᵢ·τⱼ of the inputs.
     public var tensorGram = false
     /// Per tensor and input: Σ|τ| and Σ|τ| over the elements DARE's mask keeps.

@@ -19,9 +19,10 @@ public struct TaskVectorMerge: Sendable {
         case none
         /// Keep |τ| ≥ the (d − int(d·keep))-th smallest |τ| over the whole model; ties kept.
         case globalMagnitude(keep: Double)
-        /// Keep exactly max(1, ⌊density·n⌋) largest |τ| per tensor (ties broken by position).
+        /// Keep exactly max(1, ⌊density·n⌋) largest |τ| per tensor (among equals, earliest first).
         case tensorTopK(density: Double)
-        /// Drop the ⌊γ·n⌋ largest |τ| and the smallest, keeping ⌊density·n⌋ per tensor.
+        /// Drop the ⌊γ·n⌋ largest |τ| and the smallest, keeping ⌊density·n⌋ per tensor (ranks from
+        /// a stable ascending sort: among equals, earlier elements rank lower).
         case tensorOutliers(density: Double, gamma: Double)
         /// Drop each element with probability p (seeded), then rescale.
         case random(DropMask, rescale: Rescale)
@@ -68,6 +69,7 @@ public struct TaskVectorMerge: Sendable {
                 let k = Swift.max(1, Int(density * Double(n)))
                 return (n - k)..<n
             }
+            request.tensorRankTiesEarlierHigher = true
         case .tensorOutliers(let density, let gamma):
             request.tensorRankWindow = { n in
                 guard density < 1 else { return 0..<n }

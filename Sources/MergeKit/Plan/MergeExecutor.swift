@@ -267,25 +267,28 @@ public enum MergeExecutor {
             context.deferred.removeAll(keepingCapacity: true)
         }
 
-        /// Gram matrix, DARE L1 sums and rank-window selections, in as few passes as the
-        /// selections need (2 for Float keys, 4 for Double).
+        /// Tensors up to this many elements get their rank windows from a sorted copy of the keys
+        /// (one pass); larger ones from radix selections (2 passes for Float, 4 for Double).
+        static let sortedSelectionLimit = 1 << 18
+
+        /// Gram matrix, DARE L1 sums and rank-window selections, in as few passes as possible.
         private func computeTensorStatistics<T: MergeScalar>(_ source: ChunkSource<T>, _ statistics: TensorStatistics,
                                                              _ context: ChunkContext) {
             let inputs = plan.inputs.count
             let n = source.tensor.output.elementCount
-            var windows: [Range<Int>] = []
+            let windows = request.tensorRankWindow.map { window in (0..<inputs).map { _ in window(n) } } ?? []
+            let needsBounds = windows.contains { !$0.isEmpty && ($0.lowerBound > 0 || $0.upperBound < n) }
+            let sortKeys = needsBounds && n <= Worker.sortedSelectionLimit
+            var sortedKeys = [[UInt64]](repeating: [], count: sortKeys ? inputs : 0)
             var lowerSelections: [RadixSelection?] = []
             var upperSelections: [RadixSelection?] = []
-            if let window = request.tensorRankWindow {
-                for _ in 0..<inputs {
-                    let w = window(n)
-                    windows.append(w)
+            if needsBounds && !sortKeys {
+                for w in windows {
                     lowerSelections.append(w.lowerBound > 0 && !w.isEmpty ? RadixSelection(rank: w.lowerBound, keyBits: T.magnitudeKeyBits) : nil)
                     upperSelections.append(w.upperBound < n && !w.isEmpty ? RadixSelection(rank: w.upperBound - 1, keyBits: T.magnitudeKeyBits) : nil)
                 }
             }
-            let needsSelection = lowerSelections.contains { $0 != nil } || upperSelections.contains { $0 != nil }
-            let passes = needsSelection ? T.magnitudeKeyBits / RadixSelection.digitBits : 1
+            let passes = needsBounds && !sortKeys ? T.magnitudeKeyBits / RadixSelection.digitBits : 1
             var gram = [[Double]](repeating: [Double](repeating: 0, count: inputs), count: inputs)
             var l1 = [(before: Double, after: Double)](repeating: (0, 0), count: inputs)
             for pass in 0..<passes {
@@ -303,15 +306,18 @@ public enum MergeExecutor {
                             let limit = mask.threshold
                             for i in 0..<inputs {
                                 let random = CounterRandom(seed: mask.seed, tensor: context.tensor, input: i)
-                                var before: T = 0, after: T = 0
+                                var before = 0.0, after = 0.0
                                 for k in deltas[i].indices {
-                                    let a = abs(deltas[i][k])
+                                    let a = Double(abs(deltas[i][k]))
                                     before += a
                                     if random.bits(chunk.lowerBound + k) >= limit { after += a }
                                 }
-                                l1[i].before += Double(before)
-                                l1[i].after += Double(after)
+                                l1[i].before += before
+                                l1[i].after += after
                             }
+                        }
+                        if sortKeys {
+                            for i in 0..<inputs { sortedKeys[i] += deltas[i].lazy.map { T.magnitudeKey($0) } }
                         }
                     }
                     for i in 0..<lowerSelections.count {
@@ -328,9 +334,20 @@ public enum MergeExecutor {
             statistics.gram = request.tensorGram ? gram : []
             statistics.dropL1 = request.tensorDropL1 != nil ? l1 : []
             statistics.windows = windows.indices.map { i in
-                windows[i].isEmpty ? RankWindow.empty
-                    : RankWindow(lower: windows[i].lowerBound, lowerSelection: lowerSelections[i],
-                                 upper: windows[i].upperBound, upperSelection: upperSelections[i])
+                let w = windows[i]
+                if w.isEmpty { return RankWindow.empty }
+                var lower: OrderStatistic?
+                var upper: OrderStatistic?
+                if sortKeys {
+                    sortedKeys[i].sort()
+                    if w.lowerBound > 0 { lower = OrderStatistic(sortedKeys: sortedKeys[i], rank: w.lowerBound) }
+                    if w.upperBound < n { upper = OrderStatistic(sortedKeys: sortedKeys[i], rank: w.upperBound - 1) }
+                } else if needsBounds {
+                    lower = lowerSelections[i]?.statistic
+                    upper = upperSelections[i]?.statistic
+                }
+                return RankWindow(lower: w.lowerBound, lowerStatistic: lower, upper: w.upperBound, upperStatistic: upper,
+                                  earlierRanksHigher: request.tensorRankTiesEarlierHigher)
             }
         }
     }
