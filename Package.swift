@@ -32,6 +32,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "benchmark-tool",
+            dependencies: ["MergeKit"],
+            path: "Benchmarks/Sources/benchmark-tool"
+        ),
         .testTarget(
             name: "MergeKitTests",
             dependencies: ["MergeKit", "merge-cli"]

@@ -1,0 +1,244 @@
+// benchmark-tool: builds synthetic Llama-shaped checkpoint sets and measures the machine's I/O
+// bound for the merge benchmark (Benchmarks/run.sh). Not part of the library.
+//
+//   benchmark-tool synth --out DIR [--hidden 2048 --layers 22 --intermediate 5632 --vocab 32000
+//                        --heads 32 --kv-heads 4 --models 3 --seed 0 --shard-size 1000000000]
+//   benchmark-tool iobound --output FILE --write-bytes N INPUT_FILE...
+import Dispatch
+import Foundation
+import MergeKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Arguments
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+guard let command = arguments.first else {
+    FileHandle.standardError.write(Data("usage: benchmark-tool synth|iobound ...\n".utf8))
+    exit(64)
+}
+arguments.removeFirst()
+
+func option(_ name: String, _ defaultValue: Int) -> Int {
+    if let i = arguments.firstIndex(of: "--" + name), i + 1 < arguments.count, let v = Int(arguments[i + 1]) { return v }
+    return defaultValue
+}
+func option(_ name: String) -> String? {
+    if let i = arguments.firstIndex(of: "--" + name), i + 1 < arguments.count { return arguments[i + 1] }
+    return nil
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("benchmark-tool: \(message)\n".utf8))
+    exit(1)
+}
+
+func pwriteAll(_ fd: Int32, _ p: UnsafeRawPointer, _ count: Int, _ offset: Int) {
+    var done = 0
+    while done < count {
+        let n = pwrite(fd, p + done, count - done, off_t(offset + done))
+        if n <= 0 { if errno == EINTR { continue }; fail("write failed: \(String(cString: strerror(errno)))") }
+        done += n
+    }
+}
+
+// MARK: - Random numbers
+
+/// SplitMix64-seeded xorshift, with a cheap approximately normal draw (Irwin–Hall, 4 uniforms).
+struct Generator {
+    var state: UInt64
+    init(seed: UInt64) {
+        var z = seed &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        state = (z ^ (z >> 31)) | 1
+    }
+    @inline(__always) mutating func next() -> UInt64 {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return state
+    }
+    /// ≈ N(0, 1).
+    @inline(__always) mutating func normal() -> Float {
+        let r = next()
+        let a = Float(r & 0xFFFF) + Float((r >> 16) & 0xFFFF) + Float((r >> 32) & 0xFFFF) + Float(r >> 48)
+        return (a / 65536 - 2) * 1.7320508
+    }
+}
+
+func fnv1a(_ s: String) -> UInt64 {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+    return h
+}
+
+@inline(__always) func bf16(_ x: Float) -> UInt16 {
+    let u = x.bitPattern
+    return UInt16(truncatingIfNeeded: (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
+}
+
+// MARK: - synth
+
+func synth() {
+    guard let out = option("out") else { fail("synth needs --out DIR") }
+    let hidden = option("hidden", 2048), layers = option("layers", 22), intermediate = option("intermediate", 5632)
+    let vocab = option("vocab", 32000), heads = option("heads", 32), kvHeads = option("kv-heads", 4)
+    let models = option("models", 3), seed = UInt64(option("seed", 0)), shardSize = option("shard-size", 1_000_000_000)
+    let kv = hidden / heads * kvHeads
+
+    // Tensor list in the order transformers saves a LlamaForCausalLM.
+    var specs: [TensorSpec] = [TensorSpec(name: "model.embed_tokens.weight", dtype: .BF16, shape: [vocab, hidden])]
+    for l in 0..<layers {
+        let p = "model.layers.\(l)."
+        specs += [
+            TensorSpec(name: p + "self_attn.q_proj.weight", dtype: .BF16, shape: [hidden, hidden]),
+            TensorSpec(name: p + "self_attn.k_proj.weight", dtype: .BF16, shape: [kv, hidden]),
+            TensorSpec(name: p + "self_attn.v_proj.weight", dtype: .BF16, shape: [kv, hidden]),
+            TensorSpec(name: p + "self_attn.o_proj.weight", dtype: .BF16, shape: [hidden, hidden]),
+            TensorSpec(name: p + "mlp.gate_proj.weight", dtype: .BF16, shape: [intermediate, hidden]),
+            TensorSpec(name: p + "mlp.up_proj.weight", dtype: .BF16, shape: [intermediate, hidden]),
+            TensorSpec(name: p + "mlp.down_proj.weight", dtype: .BF16, shape: [hidden, intermediate]),
+            TensorSpec(name: p + "input_layernorm.weight", dtype: .BF16, shape: [hidden]),
+            TensorSpec(name: p + "post_attention_layernorm.weight", dtype: .BF16, shape: [hidden]),
+        ]
+    }
+    specs += [TensorSpec(name: "model.norm.weight", dtype: .BF16, shape: [hidden]),
+              TensorSpec(name: "lm_head.weight", dtype: .BF16, shape: [vocab, hidden])]
+
+    // Shards of at most shardSize bytes.
+    var groups: [[TensorSpec]] = [[]]
+    var bytes = 0
+    for spec in specs {
+        if !groups[groups.count - 1].isEmpty && bytes + spec.byteCount > shardSize { groups.append([]); bytes = 0 }
+        groups[groups.count - 1].append(spec)
+        bytes += spec.byteCount
+    }
+    let total = specs.reduce(0) { $0 + $1.elementCount }
+    FileHandle.standardError.write(Data("synth: \(total) parameters, \(groups.count) shards per model, \(models + 1) models\n".utf8))
+
+    let config = """
+        {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": \(hidden), \
+        "intermediate_size": \(intermediate), "num_hidden_layers": \(layers), "num_attention_heads": \(heads), \
+        "num_key_value_heads": \(kvHeads), "vocab_size": \(vocab), "max_position_embeddings": 2048, "rms_norm_eps": 1e-05, \
+        "hidden_act": "silu", "tie_word_embeddings": false, "torch_dtype": "bfloat16", "rope_theta": 10000.0}
+
+        """
+    for m in 0...models {
+        let dir = out + "/" + (m == 0 ? "base" : "ft_\(m)")
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: dir + "/config.json", contents: Data(config.utf8))
+        var weightMap: [String] = []
+        var jobs: [(path: String, layout: SafeTensorsLayout, index: Int)] = []
+        for (s, group) in groups.enumerated() {
+            let name = String(format: "model-%05d-of-%05d.safetensors", s + 1, groups.count)
+            let layout = SafeTensorsLayout(specs: group, metadata: ["format": "pt"])
+            jobs.append((dir + "/" + name, layout, s))
+            weightMap += group.map { "    \"\($0.name)\": \"\(name)\"" }
+        }
+        // One job per tensor, all shards, run on every core.
+        var tasks: [(fd: Int32, offset: Int, spec: TensorSpec)] = []
+        var fds: [Int32] = []
+        for job in jobs {
+            let fd = open(job.path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+            guard fd >= 0 else { fail("cannot create \(job.path)") }
+            fds.append(fd)
+            guard ftruncate(fd, off_t(job.layout.fileSize)) == 0 else { fail("cannot size \(job.path)") }
+            job.layout.prefix.withUnsafeBytes { pwriteAll(fd, $0.baseAddress!, $0.count, 0) }
+            for t in job.layout.tensors {
+                tasks.append((fd, job.layout.dataStart + t.begin, TensorSpec(name: t.name, dtype: t.dtype, shape: t.shape)))
+            }
+        }
+        DispatchQueue.concurrentPerform(iterations: tasks.count) { i in
+            let task = tasks[i]
+            let isNorm = task.spec.name.hasSuffix("norm.weight")
+            var base = Generator(seed: seed ^ fnv1a(task.spec.name))
+            var delta = Generator(seed: seed ^ fnv1a(task.spec.name) ^ (UInt64(m) &* 0x9E37_79B9_7F4A_7C15))
+            let chunk = 1 << 20
+            var buffer = [UInt16](repeating: 0, count: chunk)
+            var done = 0
+            let n = task.spec.elementCount
+            while done < n {
+                let count = min(chunk, n - done)
+                for k in 0..<count {
+                    var x = isNorm ? 1 + 0.02 * base.normal() : 0.02 * base.normal()
+                    if m > 0 { x += 0.002 * delta.normal() }
+                    buffer[k] = bf16(x)
+                }
+                buffer.withUnsafeBytes { pwriteAll(task.fd, $0.baseAddress!, count * 2, task.offset + done * 2) }
+                done += count
+            }
+        }
+        fds.forEach { close($0) }
+        let index = "{\n  \"metadata\": {\n    \"total_size\": \(total * 2)\n  },\n  \"weight_map\": {\n"
+            + weightMap.sorted().joined(separator: ",\n") + "\n  }\n}\n"
+        FileManager.default.createFile(atPath: dir + "/model.safetensors.index.json", contents: Data(index.utf8))
+        FileHandle.standardError.write(Data("synth: wrote \(dir)\n".utf8))
+    }
+}
+
+// MARK: - iobound
+
+/// Reads every input file (2 threads, 16 MB preads, as a merge reads) and writes `write-bytes`
+/// to `output` (pwrite + fsync, as a merge writes), printing the seconds each took.
+func iobound() {
+    guard let output = option("output") else { fail("iobound needs --output FILE") }
+    let writeBytes = option("write-bytes", 0)
+    let inputs = arguments.filter { !$0.hasPrefix("--") && $0 != output && Int($0) == nil }
+    let threads = option("threads", ProcessInfo.processInfo.activeProcessorCount)
+    let block = 16 << 20
+    // Read: split every file into 16 MB blocks, workers take blocks.
+    var blocks: [(String, Int, Int)] = []
+    for path in inputs {
+        var st = stat()
+        guard stat(path, &st) == 0 else { fail("cannot stat \(path)") }
+        var offset = 0
+        while offset < Int(st.st_size) { blocks.append((path, offset, min(block, Int(st.st_size) - offset))); offset += block }
+    }
+    let readStart = Date()
+    let counter = NSLock()
+    var next = 0
+    DispatchQueue.concurrentPerform(iterations: threads) { _ in
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: block, alignment: 4096)
+        defer { buffer.deallocate() }
+        var fds: [String: Int32] = [:]
+        while true {
+            counter.lock(); let i = next; next += 1; counter.unlock()
+            guard i < blocks.count else { break }
+            let (path, offset, count) = blocks[i]
+            let fd = fds[path] ?? open(path, O_RDONLY)
+            fds[path] = fd
+            _ = pread(fd, buffer, count, off_t(offset))
+        }
+        fds.values.forEach { close($0) }
+    }
+    let readSeconds = Date().timeIntervalSince(readStart)
+    let writeStart = Date()
+    let fd = open(output, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { fail("cannot create \(output)") }
+    _ = posix_fallocate(fd, 0, off_t(writeBytes))
+    next = 0
+    let writeBlocks = (writeBytes + block - 1) / block
+    DispatchQueue.concurrentPerform(iterations: threads) { _ in
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: block, alignment: 4096)
+        memset(buffer, 0x3C, block)
+        defer { buffer.deallocate() }
+        while true {
+            counter.lock(); let i = next; next += 1; counter.unlock()
+            guard i < writeBlocks else { break }
+            pwriteAll(fd, buffer, min(block, writeBytes - i * block), i * block)
+        }
+    }
+    fsync(fd)
+    close(fd)
+    let writeSeconds = Date().timeIntervalSince(writeStart)
+    unlink(output)
+    print(String(format: "read_seconds=%.3f write_seconds=%.3f total_seconds=%.3f", readSeconds, writeSeconds, readSeconds + writeSeconds))
+}
+
+switch command {
+case "synth": synth()
+case "iobound": iobound()
+default: fail("unknown command \(command)")
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Merge benchmark: builds a synthetic Llama-shaped checkpoint set (default 1.1B parameters, bf16,
+# base + 3 fine-tuned, ~1 GB shards) with a fixed seed, measures the machine's I/O bound, times
+# merge-cli for task arithmetic, TIES (per tensor, density 0.2), DARE-TIES and global TIES, and —
+# when mergekit is installed — the same merges with mergekit-yaml, side by side.
+#
+# Usage: Benchmarks/run.sh [--dir DIR] [--scale 1|2] [--mergekit PATH/TO/mergekit-yaml] [--runs N]
+#   --scale 2 doubles the model (32 layers, hidden 2816) to check that memory stays flat.
+# Writes a Markdown table to stdout and to DIR/results.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dir=/tmp/mergekit-bench; scale=1; mergekit="$(command -v mergekit-yaml || true)"; runs=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) dir="$2"; shift 2;;
+    --scale) scale="$2"; shift 2;;
+    --mergekit) mergekit="$2"; shift 2;;
+    --runs) runs="$2"; shift 2;;
+    *) echo "unknown option $1" >&2; exit 64;;
+  esac
+done
+
+swift build -c release --product merge-cli >/dev/null
+swift build -c release --product benchmark-tool >/dev/null
+bin="$(swift build -c release --show-bin-path)"
+cli="$bin/merge-cli"; tool="$bin/benchmark-tool"
+
+if [ "$scale" = 2 ]; then shape=(--hidden 2816 --layers 32 --intermediate 7680 --heads 32 --kv-heads 4); else shape=(); fi
+set_dir="$dir/set-x$scale"
+if [ ! -f "$set_dir/ft_3/model.safetensors.index.json" ]; then
+  mkdir -p "$set_dir"
+  "$tool" synth --out "$set_dir" "${shape[@]}" --models 3 --seed 0 --shard-size 1000000000
+fi
+inputs=("$set_dir"/base/*.safetensors "$set_dir"/ft_1/*.safetensors "$set_dir"/ft_2/*.safetensors "$set_dir"/ft_3/*.safetensors)
+input_bytes=$(cat "${inputs[@]}" | wc -c)
+model_bytes=$(cat "$set_dir"/base/*.safetensors | wc -c)
+out="$dir/out"; rm -rf "$out"; mkdir -p "$out"
+
+warm() { cat "${inputs[@]}" > /dev/null; }
+
+# time_cmd NAME CMD... → prints "NAME seconds rss_mb"
+time_cmd() {
+  local name="$1"; shift
+  local best="" rss=""
+  for _ in $(seq "$runs"); do
+    rm -rf "$out/result"; sync; warm
+    local t; t=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    # /usr/bin/time writes to stderr after the command's own stderr, which we silenced above.
+    local secs="${t% *}" kb="${t#* }"
+    if [ -z "$best" ] || awk "BEGIN{exit !($secs < $best)}"; then best="$secs"; rss="$kb"; fi
+  done
+  echo "$name $best $((rss / 1024))"
+}
+
+results=()
+warm
+io=$("$tool" iobound --output "$out/iobound.bin" --write-bytes "$model_bytes" "${inputs[@]}")
+io_total=$(echo "$io" | sed 's/.*total_seconds=//')
+echo "I/O bound: $io" >&2
+
+base=(--base "$set_dir/base" --model "$set_dir/ft_1" --model "$set_dir/ft_2" --model "$set_dir/ft_3" -o "$out/result")
+results+=("$(time_cmd task-arithmetic "$cli" task-arithmetic "${base[@]}")")
+results+=("$(time_cmd ties-tensor "$cli" ties --trim-scope tensor --vote weighted --merge normalized --density 0.2 "${base[@]}")")
+results+=("$(time_cmd dare-ties "$cli" dare --combine ties --vote weighted --merge sum --rescale l1 --drop-rate 0.8 --seed 0 "${base[@]}")")
+results+=("$(time_cmd ties-global "$cli" ties --density 0.2 "${base[@]}")")
+
+mk=()
+if [ -n "$mergekit" ] && [ -x "$mergekit" ]; then
+  yaml() {  # METHOD EXTRA_MODEL_PARAMS EXTRA_PARAMS
+    printf 'merge_method: %s\nbase_model: %s\nmodels:\n' "$1" "$set_dir/base"
+    for m in ft_1 ft_2 ft_3; do printf '  - model: %s\n    parameters: {weight: 1.0%s}\n' "$set_dir/$m" "$2"; done
+    printf 'parameters: {%s}\ndtype: bfloat16\n' "$3"
+  }
+  yaml task_arithmetic "" "lambda: 1.0" > "$out/ta.yml"
+  yaml ties ", density: 0.2" "normalize: true, lambda: 1.0" > "$out/ties.yml"
+  yaml dare_ties ", density: 0.2" "lambda: 1.0" > "$out/dare.yml"
+  mk+=("$(time_cmd task-arithmetic "$mergekit" "$out/ta.yml" "$out/result" --no-cuda --random-seed 0)")
+  mk+=("$(time_cmd ties-tensor "$mergekit" "$out/ties.yml" "$out/result" --no-cuda --random-seed 0)")
+  mk+=("$(time_cmd dare-ties "$mergekit" "$out/dare.yml" "$out/result" --no-cuda --random-seed 0)")
+fi
+rm -rf "$out/result"
+
+{
+  params=$(awk "BEGIN{printf \"%.2f\", $model_bytes / 2 / 1e9}")
+  echo "Set: $params B parameters (bf16), base + 3 fine-tuned, $(awk "BEGIN{printf \"%.1f\", $input_bytes/1e9}") GB of inputs; $(nproc) cores; $(date -u +%Y-%m-%d)"
+  echo "I/O bound (read all inputs from page cache + write one output, fsync): ${io_total} s"
+  echo
+  echo "| merge | merge-cli s | GB/s of input | × I/O bound | peak RSS MB | mergekit s | mergekit RSS MB | speed-up |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for r in "${results[@]}"; do
+    read -r name secs rss <<< "$r"
+    gbs=$(awk "BEGIN{printf \"%.2f\", $input_bytes/1e9/$secs}")
+    ratio=$(awk "BEGIN{printf \"%.2f\", $secs/$io_total}")
+    mks="–"; mkrss="–"; speed="–"
+    for m in "${mk[@]}"; do
+      read -r mname msecs mrss <<< "$m"
+      if [ "$mname" = "$name" ]; then mks="$msecs"; mkrss="$mrss"; speed=$(awk "BEGIN{printf \"%.1f×\", $msecs/$secs}"); fi
+    done
+    echo "| $name | $secs | $gbs | $ratio | $rss | $mks | $mkrss | $speed |"
+  done
+} | tee "$dir/results-x$scale.md"
