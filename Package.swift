@@ -35,7 +35,9 @@ let package = Package(
         .executableTarget(
             name: "benchmark-tool",
             dependencies: ["MergeKit"],
-            path: "Benchmarks/Sources/benchmark-tool"
+            path: "Benchmarks/Sources/benchmark-tool",
+            // A small top-level script; Swift 5 mode spares it the strict-concurrency ceremony.
+            swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
             name: "MergeKitTests",

@@ -54,7 +54,7 @@ time_cmd() {
 }
 
 results=()
-warm
+sync; warm
 io=$("$tool" iobound --output "$out/iobound.bin" --write-bytes "$model_bytes" "${inputs[@]}")
 io_total=$(echo "$io" | sed 's/.*total_seconds=//')
 echo "I/O bound: $io" >&2

@@ -7,7 +7,7 @@
 ///     u_j    = mix(stream + (j + 1) · 0x9E3779B97F4A7C15) >> 11          (53 uniform bits)
 ///
 /// where mix is SplitMix64's finaliser. Element j is dropped when u_j < ⌊p · 2⁵³⌋.
-struct CounterRandom: Sendable {
+public struct CounterRandom: Sendable {
     static let golden: UInt64 = 0x9E37_79B9_7F4A_7C15
 
     /// SplitMix64's output function.
@@ -28,13 +28,13 @@ struct CounterRandom: Sendable {
 
     let stream: UInt64
 
-    init(seed: UInt64, tensor: String, input: Int) {
+    public init(seed: UInt64, tensor: String, input: Int) {
         stream = CounterRandom.mix(seed ^ CounterRandom.mix(CounterRandom.fnv1a(tensor) ^ CounterRandom.mix(UInt64(input) &+ 1)))
     }
 
     /// 53 uniform bits for element `index`.
     @inline(__always)
-    func bits(_ index: Int) -> UInt64 {
+    public func bits(_ index: Int) -> UInt64 {
         CounterRandom.mix(stream &+ (UInt64(index) &+ 1) &* CounterRandom.golden) >> 11
     }
 

@@ -1,6 +1,6 @@
 /// The element types merge kernels run on (`Float`, `Double`): BLAS operations, dtype
 /// conversions, and an order-preserving integer key of |x| for exact magnitude selection.
-public protocol MergeScalar: ComputeScalar, TensorElement {
+public protocol MergeScalar: ComputeScalar, TensorElement, ElementwiseKernels {
     /// Bits of `magnitudeKey` (32 for Float, 64 for Double).
     static var magnitudeKeyBits: Int { get }
     /// The bit pattern of |x|: for non-negative floats, integer order equals value order

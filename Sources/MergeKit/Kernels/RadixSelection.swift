@@ -53,6 +53,8 @@ struct RadixSelection: Sendable {
     var statistic: OrderStatistic { OrderStatistic(key: key, countLess: countLess, countEqual: countEqual) }
 
     /// Counts the keys of a chunk of values (64-bit selections take the wide key of Float values).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     mutating func observe<T: MergeScalar>(_ values: UnsafeBufferPointer<T>) {
         guard !isDone else { return }
         if keyBits == 64 && T.magnitudeKeyBits == 32 {
@@ -180,9 +182,20 @@ struct RankWindow: Sendable {
     }
 
     /// Zeroes the elements of `values` outside the window (in place), visiting them in order.
+    /// A chunk without boundary keys (most of them) takes a vectorised pass; one holding the
+    /// boundary elements is walked element by element to count their ordinals.
     mutating func apply<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>) {
+        let lowerKey = lower?.key ?? 0, upperKey = upper?.key ?? 0
+        let hits = T.countBoundary(UnsafeBufferPointer(values), lowerKey: lowerKey, hasLower: lower != nil,
+                                   upperKey: upperKey, hasUpper: upper != nil)
+        if hits == 0 {
+            T.keepStrictlyInside(values, lowerKey: lowerKey, hasLower: lower != nil, upperKey: upperKey, hasUpper: upper != nil)
+            return
+        }
+        let zero = T.zero
         for i in values.indices {
-            let key = T.magnitudeKey(values[i])
+            let x = values[i]
+            let key = T.magnitudeKey(x)
             var keep = true
             if let lower {
                 if key < lower.key { keep = false } else if key == lower.key {
@@ -196,7 +209,7 @@ struct RankWindow: Sendable {
                     upperOrdinal += 1
                 }
             }
-            if !keep { values[i] = 0 }
+            values[i] = keep ? x : zero
         }
     }
 }

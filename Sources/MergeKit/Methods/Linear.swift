@@ -30,6 +30,8 @@ public struct Linear: MergeMethod {
         }
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
         let total = weights.reduce(0, +)

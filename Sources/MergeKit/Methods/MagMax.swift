@@ -27,18 +27,10 @@ public struct MagMax: MergeMethod {
         try ParameterCheck.unitWeights(weights, method: "magmax")
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
-        let pointers = deltas.map { UnsafePointer($0.baseAddress!) }
-        let lambda = T(scale)
-        for k in out.indices {
-            var best: T = 0
-            var bestMagnitude: T = 0
-            for p in pointers where abs(p[k]) > bestMagnitude {
-                best = p[k]
-                bestMagnitude = abs(p[k])
-            }
-            out[k] = lambda * best
-        }
+        T.largestMagnitude(deltas, into: out, scale: T(scale))
     }
 }

@@ -34,6 +34,8 @@ public struct MetaGPT: MergeMethod {
         return squaredNorms.map { total > 0 ? $0 / total : 0 }
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
         let lambdas = MetaGPT.coefficients(context.model.squaredNorms!)

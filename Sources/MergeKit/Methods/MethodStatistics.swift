@@ -41,10 +41,10 @@ public struct DropMask: Sendable, Equatable {
     var threshold: UInt64 { CounterRandom.threshold(dropProbability: probability) }
 
     /// Zeroes the dropped elements of `values` (element `offset + k` of the tensor for index k).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func apply<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, tensor: String, input: Int, offset: Int) {
-        let random = CounterRandom(seed: seed, tensor: tensor, input: input)
-        let limit = threshold
-        for k in values.indices where random.bits(offset + k) < limit { values[k] = 0 }
+        T.drop(values, random: CounterRandom(seed: seed, tensor: tensor, input: input), offset: offset, limit: threshold)
     }
 }
 
@@ -93,7 +93,22 @@ public final class ChunkContext {
     /// (before θ₀ is added) for a negative and a zero majority.
     public var deferred: [(index: Int, negative: Double, zero: Double)] = []
 
-    init(tensor: String, shape: [Int], model: ModelStatistics, statistics: TensorStatistics) {
+    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `chunkElements` values.
+    private let scratchMemory: UnsafeMutableRawBufferPointer
+    static let scratchSlots = 4
+
+    /// Scratch buffer `slot` (< `scratchSlots`) of `count` values, valid for the current chunk.
+    public func scratch<T: MergeScalar>(_ slot: Int, count: Int) -> UnsafeMutableBufferPointer<T> {
+        let stride = MergeExecutor.chunkElements * 8
+        precondition(slot < ChunkContext.scratchSlots && count * MemoryLayout<T>.stride <= stride)
+        let start = scratchMemory.baseAddress! + slot * stride
+        return UnsafeMutableBufferPointer(start: start.bindMemory(to: T.self, capacity: count), count: count)
+    }
+
+    init(tensor: String, shape: [Int], model: ModelStatistics, statistics: TensorStatistics,
+         scratch: UnsafeMutableRawBufferPointer) {
+        precondition(scratch.count >= ChunkContext.scratchSlots * MergeExecutor.chunkElements * 8)
+        self.scratchMemory = scratch
         self.tensor = tensor
         self.shape = shape
         self.tensorElementCount = shape.reduce(1, *)

@@ -49,6 +49,8 @@ public struct ModelStock: MergeMethod {
         return abs(denominator) < 1e-6 ? 0 : Double(n) * cosine / denominator
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
         let t = ModelStock.interpolation(gram: context.tensorStatistics.gram)

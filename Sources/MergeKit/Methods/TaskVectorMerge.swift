@@ -96,6 +96,8 @@ public struct TaskVectorMerge: Sendable {
         }
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
                                  into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
         for (i, delta) in deltas.enumerated() {
@@ -114,42 +116,77 @@ public struct TaskVectorMerge: Sendable {
                 T.axpy(lambda * weight / denominator, UnsafeBufferPointer(delta), out)
             }
         case .mass, .weighted:
-            let pointers = deltas.map { UnsafePointer($0.baseAddress!) }
-            let mass = consensus == .mass
-            var votes = 0
-            for k in 0..<n {
-                var total: T = 0
-                for p in pointers { total += p[k] }
-                var s: T = total > 0 ? 1 : (total < 0 ? -1 : 0)
-                if s == 0 && !mass { s = 1 }
-                votes += s > 0 ? 1 : (s < 0 ? -1 : 0)
-                if s != 0 {
-                    out[k] = lambda * aggregate(pointers, k, sign: s, weights: weights)
-                } else {
-                    // An exact tie: the model-wide majority decides. Store the result for a
-                    // positive majority; the executor patches it if the majority is not positive.
-                    let positive = aggregate(pointers, k, sign: 1, weights: weights)
-                    let negative = aggregate(pointers, k, sign: -1, weights: weights)
-                    out[k] = lambda * positive
-                    let zero: T = aggregation == .max ? 0 : negative
-                    if positive != negative || zero != positive {
-                        context.deferred.append((k, Double(lambda * negative), Double(lambda * zero)))
-                    }
-                }
+            electAndMerge(deltas, weights: weights, into: out, context: context)
+        }
+    }
+
+    /// Sign election and disjoint merge, input by input over whole chunks (branch-free loops the
+    /// compiler vectorises), then a scalar pass over the rare exact ties of a mass vote.
+    ///
+    /// A vote sum S elects + when S > 0 and − when S < 0. S = 0 is + for the weighted vote
+    /// (mergekit's `S >= 0`) and a tie for the mass vote; a NaN S elects − (mergekit's `S >= 0`
+    /// is false, and the paper's `where(sign > 0, τ > 0, τ < 0)` keeps negatives) and casts no vote.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    private func electAndMerge<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
+                                               into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        let n = out.count
+        let lambda = T(scale)
+        let zero = T.zero
+        let mass = consensus == .mass
+        let total: UnsafeMutableBufferPointer<T> = context.scratch(0, count: n)
+        let count: UnsafeMutableBufferPointer<T> = context.scratch(1, count: n)
+        let sign: UnsafeMutableBufferPointer<T> = context.scratch(2, count: n)
+        let magnitude: UnsafeMutableBufferPointer<T> = context.scratch(3, count: n)
+        total.initialize(repeating: zero)
+        magnitude.initialize(repeating: zero)
+        for delta in deltas { T.accumulateTotal(UnsafeBufferPointer(delta), total: total, magnitude: magnitude) }
+        let (votes, ties) = T.electSigns(UnsafeBufferPointer(total), magnitude: UnsafeBufferPointer(magnitude), into: sign, mass: mass)
+        out.initialize(repeating: zero)
+        count.initialize(repeating: zero)
+        for (delta, weight) in zip(deltas, weights) {
+            switch aggregation {
+            case .sum, .mean, .normalized:
+                // `count` holds the number of agreeing entries (mean) or their weights (normalized).
+                T.accumulateAgreeing(UnsafeBufferPointer(delta), sign: UnsafeBufferPointer(sign), out: out, count: count,
+                                     increment: aggregation == .normalized ? weight : 1)
+            case .max:
+                T.maximumAgreeing(UnsafeBufferPointer(delta), sign: UnsafeBufferPointer(sign), out: out)
             }
-            if mass { context.signVotes += votes }
+        }
+        switch aggregation {
+        case .sum: T.scal(lambda, out)
+        case .mean: T.divideByCount(out, count: UnsafeBufferPointer(count), scale: lambda)
+        case .normalized: T.divideByWeights(out, weights: UnsafeBufferPointer(count), scale: lambda)
+        case .max: T.applySign(out, sign: UnsafeBufferPointer(sign), scale: lambda)
+        }
+        guard mass else { return }
+        context.signVotes += votes
+        guard ties > 0 else { return }
+        // Exact ties: the model-wide majority decides. Store the result for a positive majority;
+        // the executor patches the element if the majority turns out negative or zero.
+        for k in 0..<n where total[k] == zero && magnitude[k] > zero {
+            let positive = aggregate(deltas, k, sign: 1, weights: weights)
+            let negative = aggregate(deltas, k, sign: -1, weights: weights)
+            out[k] = lambda * positive
+            let zero: T = aggregation == .max ? 0 : negative
+            if positive != negative || zero != positive {
+                context.deferred.append((k, Double(lambda * negative), Double(lambda * zero)))
+            }
         }
     }
 
     /// The aggregate of the entries agreeing with `sign` at element k.
     @inline(__always)
-    private func aggregate<T: MergeScalar>(_ pointers: [UnsafePointer<T>], _ k: Int, sign: T, weights: [T]) -> T {
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    private func aggregate<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], _ k: Int, sign: T, weights: [T]) -> T {
         var sum: T = 0
         var count = 0
         var largest: T = 0
         var weightSum: T = 0
-        for (i, p) in pointers.enumerated() {
-            let d = p[k]
+        for (i, delta) in deltas.enumerated() {
+            let d = delta[k]
             if sign > 0 ? d > 0 : d < 0 {
                 sum += d
                 count += 1
@@ -165,17 +202,15 @@ public struct TaskVectorMerge: Sendable {
         }
     }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     private func sparsify<T: MergeScalar>(_ delta: UnsafeMutableBufferPointer<T>, input: Int, context: ChunkContext) {
         switch sparsification {
         case .none:
             break
         case .globalMagnitude:
             let threshold = context.model.thresholdKeys![input]
-            if context.model.thresholdKeysAreWide {
-                for k in delta.indices where T.wideMagnitudeKey(delta[k]) < threshold { delta[k] = 0 }
-            } else {
-                for k in delta.indices where T.magnitudeKey(delta[k]) < threshold { delta[k] = 0 }
-            }
+            T.zeroBelow(delta, key: threshold, wide: context.model.thresholdKeysAreWide)
         case .tensorTopK, .tensorOutliers:
             context.tensorStatistics.windows[input].apply(delta)
         case .random(let mask, let rescale):

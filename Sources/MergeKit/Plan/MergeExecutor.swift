@@ -225,7 +225,8 @@ public enum MergeExecutor {
         private func merge<T: MergeScalar>(_ tensor: PlannedTensor, _ range: Range<Int>, _ buffers: WorkerBuffers<T>,
                                            weights: [T]) throws(MergeKitError) {
             let statistics = TensorStatistics()
-            let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: model, statistics: statistics)
+            let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: model, statistics: statistics,
+                                       scratch: buffers.methodScratch)
             let source = ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, buffers: buffers)
             if request.needsTensorPasses {
                 precondition(range == 0..<tensor.output.elementCount)
@@ -306,14 +307,9 @@ public enum MergeExecutor {
                             let limit = mask.threshold
                             for i in 0..<inputs {
                                 let random = CounterRandom(seed: mask.seed, tensor: context.tensor, input: i)
-                                var before = 0.0, after = 0.0
-                                for k in deltas[i].indices {
-                                    let a = Double(abs(deltas[i][k]))
-                                    before += a
-                                    if random.bits(chunk.lowerBound + k) >= limit { after += a }
-                                }
-                                l1[i].before += before
-                                l1[i].after += after
+                                let sums = T.dropL1(UnsafeBufferPointer(deltas[i]), random: random, offset: chunk.lowerBound, limit: limit)
+                                l1[i].before += sums.before
+                                l1[i].after += sums.after
                             }
                         }
                         if sortKeys {
@@ -428,6 +424,8 @@ public enum MergeExecutor {
         let out: UnsafeMutableBufferPointer<T>
         let deltas: [UnsafeMutableBufferPointer<T>]
         let bytes: UnsafeMutableRawBufferPointer
+        /// Scratch memory methods get through `ChunkContext.scratch`.
+        let methodScratch: UnsafeMutableRawBufferPointer
         private(set) var cacheBase = UnsafeMutableBufferPointer<T>(start: nil, count: 0)
         private(set) var cacheDeltas: [UnsafeMutableBufferPointer<T>] = []
         private let inputs: Int
@@ -438,6 +436,7 @@ public enum MergeExecutor {
             out = .allocate(capacity: MergeExecutor.chunkElements)
             deltas = (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) }
             bytes = .allocate(byteCount: MergeExecutor.chunkElements * 8, alignment: 64)
+            methodScratch = .allocate(byteCount: ChunkContext.scratchSlots * MergeExecutor.chunkElements * 8, alignment: 64)
         }
 
         /// Grows the tensor cache to hold `elements` values per input and for the base.
@@ -460,6 +459,7 @@ public enum MergeExecutor {
             out.deallocate()
             deltas.forEach { $0.deallocate() }
             bytes.deallocate()
+            methodScratch.deallocate()
             releaseCache()
         }
     }

@@ -1,0 +1,323 @@
+/// The elementwise inner loops of the merge methods, written once as `@inline(__always)` generic
+/// bodies and instantiated as concrete `Float` and `Double` functions (the `MergeScalar`
+/// requirements below), so that each compiles to a vectorised loop. Generic callers reach them
+/// through one protocol call per chunk.
+///
+/// Two rules keep these loops vectorisable: constants are hoisted out of the loop (a literal in a
+/// generic loop is an opaque conversion), and conditions become selects, never branches.
+public protocol ElementwiseKernels {
+    /// total += d, magnitude += |d|
+    static func accumulateTotal(_ d: UnsafeBufferPointer<Self>, total: UnsafeMutableBufferPointer<Self>,
+                                magnitude: UnsafeMutableBufferPointer<Self>)
+    /// sign[k] = +1 / −1 / 0 for the vote sums `total` (0 only for a mass-vote tie, S = 0);
+    /// returns Σ sign(S) (NaN casts no vote) and the number of ties that matter: S = 0 while some
+    /// entry is non-zero (`magnitude` = Σ|d| > 0).
+    static func electSigns(_ total: UnsafeBufferPointer<Self>, magnitude: UnsafeBufferPointer<Self>,
+                           into sign: UnsafeMutableBufferPointer<Self>, mass: Bool) -> (votes: Int, ties: Int)
+    /// For entries agreeing with the elected sign (d·sign > 0): out += d, count += increment.
+    static func accumulateAgreeing(_ d: UnsafeBufferPointer<Self>, sign: UnsafeBufferPointer<Self>,
+                                   out: UnsafeMutableBufferPointer<Self>, count: UnsafeMutableBufferPointer<Self>, increment: Self)
+    /// For entries agreeing with the elected sign: out = max(out, |d|).
+    static func maximumAgreeing(_ d: UnsafeBufferPointer<Self>, sign: UnsafeBufferPointer<Self>, out: UnsafeMutableBufferPointer<Self>)
+    /// out = λ · out / max(1, count)
+    static func divideByCount(_ out: UnsafeMutableBufferPointer<Self>, count: UnsafeBufferPointer<Self>, scale: Self)
+    /// out = λ · (count == 0 ? out : out / count)
+    static func divideByWeights(_ out: UnsafeMutableBufferPointer<Self>, weights: UnsafeBufferPointer<Self>, scale: Self)
+    /// out = λ · sign · out, with 0 treated as +
+    static func applySign(_ out: UnsafeMutableBufferPointer<Self>, sign: UnsafeBufferPointer<Self>, scale: Self)
+    /// x = key(|x|) < threshold ? 0 : x, with 32- or 64-bit keys (`wide`).
+    static func zeroBelow(_ x: UnsafeMutableBufferPointer<Self>, key threshold: UInt64, wide: Bool)
+    /// DARE: x = dropped ? 0 : x, element j of the tensor being `offset + index`.
+    static func drop(_ x: UnsafeMutableBufferPointer<Self>, random: CounterRandom, offset: Int, limit: UInt64)
+    /// (Σ|x|, Σ|x| over the entries DARE keeps), accumulated in Double.
+    static func dropL1(_ x: UnsafeBufferPointer<Self>, random: CounterRandom, offset: Int, limit: UInt64) -> (before: Double, after: Double)
+    /// How many entries have a boundary key (hasLower/hasUpper say whether a bound applies).
+    static func countBoundary(_ x: UnsafeBufferPointer<Self>, lowerKey: UInt64, hasLower: Bool,
+                              upperKey: UInt64, hasUpper: Bool) -> Int
+    /// Keeps x where lowerKey < key(|x|) < upperKey (absent bounds do not apply), zeroes the rest.
+    static func keepStrictlyInside(_ x: UnsafeMutableBufferPointer<Self>, lowerKey: UInt64, hasLower: Bool,
+                                   upperKey: UInt64, hasUpper: Bool)
+    /// MagMax: out[k] = the d with the largest |d| (earliest on ties; NaN never wins).
+    static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Self>], into out: UnsafeMutableBufferPointer<Self>, scale: Self)
+}
+
+// MARK: - Generic bodies
+
+@inline(__always)
+func accumulateTotalBody<T: MergeScalar>(_ d: UnsafeBufferPointer<T>, _ total: UnsafeMutableBufferPointer<T>,
+                                         _ magnitude: UnsafeMutableBufferPointer<T>) {
+    for k in 0..<d.count {
+        let v = d[k]
+        total[k] += v
+        magnitude[k] += abs(v)
+    }
+}
+
+@inline(__always)
+func electSignsBody<T: MergeScalar>(_ total: UnsafeBufferPointer<T>, _ magnitude: UnsafeBufferPointer<T>,
+                                    _ sign: UnsafeMutableBufferPointer<T>, mass: Bool) -> (Int, Int) {
+    // Single-level selects of precomputed values only: nested conditionals become branches.
+    let zero = T.zero, one: T = 1
+    var votes: Int32 = 0, ties: Int32 = 0
+    if mass {
+        // sign = [t > 0] − [¬(t ≥ 0)]: +1, 0 for t = 0, −1 for t < 0 and for NaN.
+        for k in 0..<total.count {
+            let t = total[k]
+            let up: T = t > zero ? one : zero
+            let down: T = t >= zero ? zero : one
+            sign[k] = up - down
+            let plus: Int32 = t > zero ? 1 : 0
+            let minus: Int32 = t < zero ? 1 : 0
+            let nonzero: Int32 = magnitude[k] > zero ? 1 : 0
+            let tie: Int32 = t == zero ? nonzero : 0
+            votes &+= plus &- minus
+            ties &+= tie
+        }
+    } else {
+        let minusOne: T = -1
+        for k in 0..<total.count {
+            let t = total[k]
+            sign[k] = t >= zero ? one : minusOne
+        }
+    }
+    return (Int(votes), Int(ties))
+}
+
+@inline(__always)
+func accumulateAgreeingBody<T: MergeScalar>(_ d: UnsafeBufferPointer<T>, _ sign: UnsafeBufferPointer<T>,
+                                            _ out: UnsafeMutableBufferPointer<T>, _ count: UnsafeMutableBufferPointer<T>, _ increment: T) {
+    let zero = T.zero
+    for k in 0..<d.count {
+        let v = d[k]
+        let agree = v * sign[k] > zero
+        let add: T = agree ? v : zero
+        let inc: T = agree ? increment : zero
+        out[k] += add
+        count[k] += inc
+    }
+}
+
+@inline(__always)
+func maximumAgreeingBody<T: MergeScalar>(_ d: UnsafeBufferPointer<T>, _ sign: UnsafeBufferPointer<T>, _ out: UnsafeMutableBufferPointer<T>) {
+    let zero = T.zero
+    for k in 0..<d.count {
+        let v = d[k]
+        let a = abs(v)
+        let magnitude: T = v * sign[k] > zero ? a : zero
+        let current = out[k]
+        out[k] = magnitude > current ? magnitude : current
+    }
+}
+
+@inline(__always)
+func divideByCountBody<T: MergeScalar>(_ out: UnsafeMutableBufferPointer<T>, _ count: UnsafeBufferPointer<T>, _ scale: T) {
+    let one: T = 1
+    for k in 0..<out.count {
+        let c = count[k]
+        let divisor: T = c > one ? c : one
+        out[k] = scale * (out[k] / divisor)
+    }
+}
+
+@inline(__always)
+func divideByWeightsBody<T: MergeScalar>(_ out: UnsafeMutableBufferPointer<T>, _ weights: UnsafeBufferPointer<T>, _ scale: T) {
+    let zero = T.zero, one: T = 1
+    for k in 0..<out.count {
+        let w = weights[k]
+        let divisor: T = w == zero ? one : w
+        out[k] = scale * (out[k] / divisor)
+    }
+}
+
+@inline(__always)
+func applySignBody<T: MergeScalar>(_ out: UnsafeMutableBufferPointer<T>, _ sign: UnsafeBufferPointer<T>, _ scale: T) {
+    let zero = T.zero
+    let negativeScale = -scale
+    for k in 0..<out.count {
+        let factor: T = sign[k] < zero ? negativeScale : scale
+        out[k] *= factor
+    }
+}
+
+@inline(__always)
+func zeroBelowBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, _ threshold: UInt64, wide: Bool) {
+    let zero = T.zero
+    if wide {
+        for k in 0..<x.count { let v = x[k]; x[k] = T.wideMagnitudeKey(v) < threshold ? zero : v }
+    } else {
+        for k in 0..<x.count { let v = x[k]; x[k] = T.magnitudeKey(v) < threshold ? zero : v }
+    }
+}
+
+@inline(__always)
+func dropBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, _ random: CounterRandom, _ offset: Int, _ limit: UInt64) {
+    let zero = T.zero
+    for k in 0..<x.count {
+        let v = x[k]
+        let dropped = random.bits(offset &+ k) < limit
+        x[k] = dropped ? zero : v
+    }
+}
+
+@inline(__always)
+func dropL1Body<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ random: CounterRandom, _ offset: Int, _ limit: UInt64) -> (Double, Double) {
+    var before = 0.0, after = 0.0
+    for k in 0..<x.count {
+        let a = Double(abs(x[k]))
+        let kept = random.bits(offset &+ k) >= limit
+        let contribution = kept ? a : 0.0
+        before += a
+        after += contribution
+    }
+    return (before, after)
+}
+
+@inline(__always)
+func countBoundaryBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ lowerKey: UInt64, _ hasLower: Bool,
+                                       _ upperKey: UInt64, _ hasUpper: Bool) -> Int {
+    // An absent bound becomes a key no magnitude has (magnitude keys never set the top bit).
+    let low = hasLower ? lowerKey : UInt64.max
+    let high = hasUpper ? upperKey : UInt64.max
+    var hits: Int32 = 0
+    for k in 0..<x.count {
+        let key = T.magnitudeKey(x[k])
+        let atLow: Int32 = key == low ? 1 : 0
+        let atHigh: Int32 = key == high ? 1 : 0
+        hits &+= atLow | atHigh
+    }
+    return Int(hits)
+}
+
+@inline(__always)
+func keepStrictlyInsideBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, _ lowerKey: UInt64, _ hasLower: Bool,
+                                            _ upperKey: UInt64, _ hasUpper: Bool) {
+    let zero = T.zero
+    // Absent bounds: below every key / above every key (magnitude keys never set the top bit).
+    let low: UInt64 = hasLower ? lowerKey : 0
+    let high: UInt64 = hasUpper ? upperKey : UInt64.max
+    let lowInclusive = !hasLower  // with no lower bound, key 0 is inside too
+    for k in 0..<x.count {
+        let v = x[k]
+        let key = T.magnitudeKey(v)
+        let aboveLow = key > low || lowInclusive
+        let belowHigh = key < high
+        let keep: T = aboveLow ? v : zero
+        x[k] = belowHigh ? keep : zero
+    }
+}
+
+@inline(__always)
+func largestMagnitudeBody<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], _ out: UnsafeMutableBufferPointer<T>, _ scale: T) {
+    let zero = T.zero
+    out.initialize(repeating: zero)
+    let best: UnsafeMutableBufferPointer<T> = .allocate(capacity: out.count)
+    defer { best.deallocate() }
+    best.initialize(repeating: zero)
+    for delta in deltas {
+        for k in 0..<out.count {
+            let v = delta[k]
+            let magnitude = abs(v)
+            let previousBest = best[k], previous = out[k]
+            let wins = magnitude > previousBest
+            best[k] = wins ? magnitude : previousBest
+            out[k] = wins ? v : previous
+        }
+    }
+    for k in 0..<out.count { out[k] *= scale }
+}
+
+// MARK: - Concrete instances
+
+extension Float: ElementwiseKernels {
+    public static func accumulateTotal(_ d: UnsafeBufferPointer<Float>, total: UnsafeMutableBufferPointer<Float>,
+                                       magnitude: UnsafeMutableBufferPointer<Float>) {
+        accumulateTotalBody(d, total, magnitude)
+    }
+    public static func electSigns(_ total: UnsafeBufferPointer<Float>, magnitude: UnsafeBufferPointer<Float>,
+                                  into sign: UnsafeMutableBufferPointer<Float>, mass: Bool) -> (votes: Int, ties: Int) {
+        electSignsBody(total, magnitude, sign, mass: mass)
+    }
+    public static func accumulateAgreeing(_ d: UnsafeBufferPointer<Float>, sign: UnsafeBufferPointer<Float>,
+                                          out: UnsafeMutableBufferPointer<Float>, count: UnsafeMutableBufferPointer<Float>, increment: Float) {
+        accumulateAgreeingBody(d, sign, out, count, increment)
+    }
+    public static func maximumAgreeing(_ d: UnsafeBufferPointer<Float>, sign: UnsafeBufferPointer<Float>, out: UnsafeMutableBufferPointer<Float>) {
+        maximumAgreeingBody(d, sign, out)
+    }
+    public static func divideByCount(_ out: UnsafeMutableBufferPointer<Float>, count: UnsafeBufferPointer<Float>, scale: Float) {
+        divideByCountBody(out, count, scale)
+    }
+    public static func divideByWeights(_ out: UnsafeMutableBufferPointer<Float>, weights: UnsafeBufferPointer<Float>, scale: Float) {
+        divideByWeightsBody(out, weights, scale)
+    }
+    public static func applySign(_ out: UnsafeMutableBufferPointer<Float>, sign: UnsafeBufferPointer<Float>, scale: Float) {
+        applySignBody(out, sign, scale)
+    }
+    public static func zeroBelow(_ x: UnsafeMutableBufferPointer<Float>, key threshold: UInt64, wide: Bool) {
+        zeroBelowBody(x, threshold, wide: wide)
+    }
+    public static func drop(_ x: UnsafeMutableBufferPointer<Float>, random: CounterRandom, offset: Int, limit: UInt64) {
+        dropBody(x, random, offset, limit)
+    }
+    public static func dropL1(_ x: UnsafeBufferPointer<Float>, random: CounterRandom, offset: Int, limit: UInt64) -> (before: Double, after: Double) {
+        dropL1Body(x, random, offset, limit)
+    }
+    public static func countBoundary(_ x: UnsafeBufferPointer<Float>, lowerKey: UInt64, hasLower: Bool,
+                                     upperKey: UInt64, hasUpper: Bool) -> Int {
+        countBoundaryBody(x, lowerKey, hasLower, upperKey, hasUpper)
+    }
+    public static func keepStrictlyInside(_ x: UnsafeMutableBufferPointer<Float>, lowerKey: UInt64, hasLower: Bool,
+                                          upperKey: UInt64, hasUpper: Bool) {
+        keepStrictlyInsideBody(x, lowerKey, hasLower, upperKey, hasUpper)
+    }
+    public static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Float>], into out: UnsafeMutableBufferPointer<Float>, scale: Float) {
+        largestMagnitudeBody(deltas, out, scale)
+    }
+}
+
+extension Double: ElementwiseKernels {
+    public static func accumulateTotal(_ d: UnsafeBufferPointer<Double>, total: UnsafeMutableBufferPointer<Double>,
+                                       magnitude: UnsafeMutableBufferPointer<Double>) {
+        accumulateTotalBody(d, total, magnitude)
+    }
+    public static func electSigns(_ total: UnsafeBufferPointer<Double>, magnitude: UnsafeBufferPointer<Double>,
+                                  into sign: UnsafeMutableBufferPointer<Double>, mass: Bool) -> (votes: Int, ties: Int) {
+        electSignsBody(total, magnitude, sign, mass: mass)
+    }
+    public static func accumulateAgreeing(_ d: UnsafeBufferPointer<Double>, sign: UnsafeBufferPointer<Double>,
+                                          out: UnsafeMutableBufferPointer<Double>, count: UnsafeMutableBufferPointer<Double>, increment: Double) {
+        accumulateAgreeingBody(d, sign, out, count, increment)
+    }
+    public static func maximumAgreeing(_ d: UnsafeBufferPointer<Double>, sign: UnsafeBufferPointer<Double>, out: UnsafeMutableBufferPointer<Double>) {
+        maximumAgreeingBody(d, sign, out)
+    }
+    public static func divideByCount(_ out: UnsafeMutableBufferPointer<Double>, count: UnsafeBufferPointer<Double>, scale: Double) {
+        divideByCountBody(out, count, scale)
+    }
+    public static func divideByWeights(_ out: UnsafeMutableBufferPointer<Double>, weights: UnsafeBufferPointer<Double>, scale: Double) {
+        divideByWeightsBody(out, weights, scale)
+    }
+    public static func applySign(_ out: UnsafeMutableBufferPointer<Double>, sign: UnsafeBufferPointer<Double>, scale: Double) {
+        applySignBody(out, sign, scale)
+    }
+    public static func zeroBelow(_ x: UnsafeMutableBufferPointer<Double>, key threshold: UInt64, wide: Bool) {
+        zeroBelowBody(x, threshold, wide: wide)
+    }
+    public static func drop(_ x: UnsafeMutableBufferPointer<Double>, random: CounterRandom, offset: Int, limit: UInt64) {
+        dropBody(x, random, offset, limit)
+    }
+    public static func dropL1(_ x: UnsafeBufferPointer<Double>, random: CounterRandom, offset: Int, limit: UInt64) -> (before: Double, after: Double) {
+        dropL1Body(x, random, offset, limit)
+    }
+    public static func countBoundary(_ x: UnsafeBufferPointer<Double>, lowerKey: UInt64, hasLower: Bool,
+                                     upperKey: UInt64, hasUpper: Bool) -> Int {
+        countBoundaryBody(x, lowerKey, hasLower, upperKey, hasUpper)
+    }
+    public static func keepStrictlyInside(_ x: UnsafeMutableBufferPointer<Double>, lowerKey: UInt64, hasLower: Bool,
+                                          upperKey: UInt64, hasUpper: Bool) {
+        keepStrictlyInsideBody(x, lowerKey, hasLower, upperKey, hasUpper)
+    }
+    public static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Double>], into out: UnsafeMutableBufferPointer<Double>, scale: Double) {
+        largestMagnitudeBody(deltas, out, scale)
+    }
+}
