@@ -29,6 +29,8 @@ final class CheckpointWriter: @unchecked Sendable {
         temporaryPath = FileSystem.temporarySibling(of: output.path)
         descriptors = []
         shardPaths = []
+        try CheckpointWriter.checkFreeSpace(FileSystem.parentDirectory(of: temporaryPath),
+                                            needed: shards.reduce(0) { $0 + $1.layout.fileSize }, output: output.path)
         do throws(MergeKitError) {
             if output.isDirectory {
                 guard mkdir(temporaryPath, 0o755) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
@@ -53,14 +55,25 @@ final class CheckpointWriter: @unchecked Sendable {
         if !finished { abort() }
     }
 
-    /// Reserves the file's full size so that a disk too small for the output fails now, before
-    /// any merging, rather than half-way through.
+    /// Sizes the file. Whether the disk can hold it was checked when the writer was created
+    /// (`checkFreeSpace`); blocks are not preallocated, because writing into preallocated
+    /// (unwritten) extents costs ext4 an extent conversion per write.
     private func reserve(_ fd: Int32, size: Int) throws(MergeKitError) {
         guard size > 0 else { return }
-        let code = posix_fallocate(fd, 0, off_t(size))
-        if code == 0 { return }
-        if code == ENOSPC || code == EDQUOT || code == EFBIG { throw FileSystem.writeError(file: output.path, errno: code) }
         guard ftruncate(fd, off_t(size)) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
+    }
+
+    /// Fails now, before any merging, when the output's file system has less free space than the
+    /// output needs (rather than half-way through the merge).
+    private static func checkFreeSpace(_ directory: String, needed: Int, output: String) throws(MergeKitError) {
+        var info = statvfs()
+        guard statvfs(directory, &info) == 0 else { return }
+        let available = Int(info.f_bavail) &* Int(info.f_frsize)
+        if available < needed {
+            throw MergeKitError(.writeFailed, file: output,
+                "needs \(needed) bytes but its disk has only \(available) bytes free",
+                fix: "Free space on the output's disk or write to another one")
+        }
     }
 
     /// Writes `bytes` at `offset` within the data buffer of shard `shard`.

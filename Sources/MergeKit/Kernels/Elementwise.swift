@@ -6,12 +6,16 @@
 /// Two rules keep these loops vectorisable: constants are hoisted out of the loop (a literal in a
 /// generic loop is an opaque conversion), and conditions become selects, never branches.
 public protocol ElementwiseKernels {
+    /// Writes the indices k with total[k] = 0 < magnitude[k] to `indices` (branch-free
+    /// compaction) and returns how many there are.
+    static func tieIndices(_ total: UnsafeBufferPointer<Self>, magnitude: UnsafeBufferPointer<Self>,
+                           into indices: UnsafeMutablePointer<Int32>) -> Int
     /// total += d, magnitude += |d|
     static func accumulateTotal(_ d: UnsafeBufferPointer<Self>, total: UnsafeMutableBufferPointer<Self>,
                                 magnitude: UnsafeMutableBufferPointer<Self>)
-    /// sign[k] = +1 / −1 / 0 for the vote sums `total` (0 only for a mass-vote tie, S = 0);
-    /// returns Σ sign(S) (NaN casts no vote) and the number of ties that matter: S = 0 while some
-    /// entry is non-zero (`magnitude` = Σ|d| > 0).
+    /// sign[k] = +1 for S ≥ 0, −1 for S < 0 or NaN (a mass-vote tie, S = 0, provisionally +);
+    /// returns Σ sign(S) (S = 0 and NaN cast no vote) and the number of ties that matter: S = 0
+    /// while some entry is non-zero (`magnitude` = Σ|d| > 0).
     static func electSigns(_ total: UnsafeBufferPointer<Self>, magnitude: UnsafeBufferPointer<Self>,
                            into sign: UnsafeMutableBufferPointer<Self>, mass: Bool) -> (votes: Int, ties: Int)
     /// For entries agreeing with the elected sign (d·sign > 0): out += d, count += increment.
@@ -57,30 +61,37 @@ func accumulateTotalBody<T: MergeScalar>(_ d: UnsafeBufferPointer<T>, _ total: U
 func electSignsBody<T: MergeScalar>(_ total: UnsafeBufferPointer<T>, _ magnitude: UnsafeBufferPointer<T>,
                                     _ sign: UnsafeMutableBufferPointer<T>, mass: Bool) -> (Int, Int) {
     // Single-level selects of precomputed values only: nested conditionals become branches.
-    let zero = T.zero, one: T = 1
+    let zero = T.zero, one: T = 1, minusOne: T = -1
+    for k in 0..<total.count {
+        let t = total[k]
+        sign[k] = t >= zero ? one : minusOne
+    }
+    guard mass else { return (0, 0) }
     var votes: Int32 = 0, ties: Int32 = 0
-    if mass {
-        // sign = [t > 0] − [¬(t ≥ 0)]: +1, 0 for t = 0, −1 for t < 0 and for NaN.
-        for k in 0..<total.count {
-            let t = total[k]
-            let up: T = t > zero ? one : zero
-            let down: T = t >= zero ? zero : one
-            sign[k] = up - down
-            let plus: Int32 = t > zero ? 1 : 0
-            let minus: Int32 = t < zero ? 1 : 0
-            let nonzero: Int32 = magnitude[k] > zero ? 1 : 0
-            let tie: Int32 = t == zero ? nonzero : 0
-            votes &+= plus &- minus
-            ties &+= tie
-        }
-    } else {
-        let minusOne: T = -1
-        for k in 0..<total.count {
-            let t = total[k]
-            sign[k] = t >= zero ? one : minusOne
-        }
+    for k in 0..<total.count {
+        let t = total[k]
+        let plus: Int32 = t > zero ? 1 : 0
+        let minus: Int32 = t < zero ? 1 : 0
+        let nonzero: Int32 = magnitude[k] > zero ? 1 : 0
+        let tie: Int32 = t == zero ? nonzero : 0
+        votes &+= plus &- minus
+        ties &+= tie
     }
     return (Int(votes), Int(ties))
+}
+
+@inline(__always)
+func tieIndicesBody<T: MergeScalar>(_ total: UnsafeBufferPointer<T>, _ magnitude: UnsafeBufferPointer<T>,
+                                    _ indices: UnsafeMutablePointer<Int32>) -> Int {
+    let zero = T.zero
+    var count = 0
+    for k in 0..<total.count {
+        indices[count] = Int32(truncatingIfNeeded: k)
+        let isZero: Int = total[k] == zero ? 1 : 0
+        let nonzero: Int = magnitude[k] > zero ? 1 : 0
+        count &+= isZero & nonzero
+    }
+    return count
 }
 
 @inline(__always)
@@ -229,6 +240,10 @@ func largestMagnitudeBody<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<
 // MARK: - Concrete instances
 
 extension Float: ElementwiseKernels {
+    public static func tieIndices(_ total: UnsafeBufferPointer<Float>, magnitude: UnsafeBufferPointer<Float>,
+                                  into indices: UnsafeMutablePointer<Int32>) -> Int {
+        tieIndicesBody(total, magnitude, indices)
+    }
     public static func accumulateTotal(_ d: UnsafeBufferPointer<Float>, total: UnsafeMutableBufferPointer<Float>,
                                        magnitude: UnsafeMutableBufferPointer<Float>) {
         accumulateTotalBody(d, total, magnitude)
@@ -276,6 +291,10 @@ extension Float: ElementwiseKernels {
 }
 
 extension Double: ElementwiseKernels {
+    public static func tieIndices(_ total: UnsafeBufferPointer<Double>, magnitude: UnsafeBufferPointer<Double>,
+                                  into indices: UnsafeMutablePointer<Int32>) -> Int {
+        tieIndicesBody(total, magnitude, indices)
+    }
     public static func accumulateTotal(_ d: UnsafeBufferPointer<Double>, total: UnsafeMutableBufferPointer<Double>,
                                        magnitude: UnsafeMutableBufferPointer<Double>) {
         accumulateTotalBody(d, total, magnitude)

@@ -93,9 +93,17 @@ public final class ChunkContext {
     /// (before θ₀ is added) for a negative and a zero majority.
     public var deferred: [(index: Int, negative: Double, zero: Double)] = []
 
-    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `chunkElements` values.
+    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `chunkElements` values,
+    /// then `chunkElements` Int32 indices.
     private let scratchMemory: UnsafeMutableRawBufferPointer
     static let scratchSlots = 4
+    static var scratchBytes: Int { (scratchSlots * 8 + 4) * MergeExecutor.chunkElements }
+
+    /// Room for `chunkElements` element indices.
+    var tieIndexScratch: UnsafeMutablePointer<Int32> {
+        (scratchMemory.baseAddress! + ChunkContext.scratchSlots * MergeExecutor.chunkElements * 8)
+            .bindMemory(to: Int32.self, capacity: MergeExecutor.chunkElements)
+    }
 
     /// Scratch buffer `slot` (< `scratchSlots`) of `count` values, valid for the current chunk.
     public func scratch<T: MergeScalar>(_ slot: Int, count: Int) -> UnsafeMutableBufferPointer<T> {
@@ -107,7 +115,7 @@ public final class ChunkContext {
 
     init(tensor: String, shape: [Int], model: ModelStatistics, statistics: TensorStatistics,
          scratch: UnsafeMutableRawBufferPointer) {
-        precondition(scratch.count >= ChunkContext.scratchSlots * MergeExecutor.chunkElements * 8)
+        precondition(scratch.count >= ChunkContext.scratchBytes)
         self.scratchMemory = scratch
         self.tensor = tensor
         self.shape = shape

@@ -163,12 +163,14 @@ public struct TaskVectorMerge: Sendable {
         guard mass else { return }
         context.signVotes += votes
         guard ties > 0 else { return }
-        // Exact ties: the model-wide majority decides. Store the result for a positive majority;
-        // the executor patches the element if the majority turns out negative or zero.
-        for k in 0..<n where total[k] == zero && magnitude[k] > zero {
+        // Exact ties: the model-wide majority decides. They were merged as positive (the result
+        // for a positive majority); the executor patches them if the majority is negative or zero.
+        let indices = context.tieIndexScratch
+        let tieCount = T.tieIndices(UnsafeBufferPointer(total), magnitude: UnsafeBufferPointer(magnitude), into: indices)
+        for position in 0..<tieCount {
+            let k = Int(indices[position])
             let positive = aggregate(deltas, k, sign: 1, weights: weights)
             let negative = aggregate(deltas, k, sign: -1, weights: weights)
-            out[k] = lambda * positive
             let zero: T = aggregation == .max ? 0 : negative
             if positive != negative || zero != positive {
                 context.deferred.append((k, Double(lambda * negative), Double(lambda * zero)))

@@ -45,8 +45,12 @@ public struct MergeResult: Sendable {
 /// are computed independently with BLAS single-threaded, statistics are reduced in a fixed order,
 /// and each result lands at a fixed offset.
 public enum MergeExecutor {
-    /// Elements per chunk: 256 KB of Float per buffer, so a chunk's buffers stay in cache.
-    public static let chunkElements = 1 << 16
+    /// Elements per chunk: 64 KB of Float per buffer, so a chunk's buffers stay in L2 cache
+    /// through the several passes a method makes over them.
+    public static let chunkElements = 1 << 14
+    /// Elements per work item (and per `madvise` of consumed input pages: releasing pages costs
+    /// TLB shoot-downs on every core, so it is done per 2²⁰ elements, not per chunk).
+    public static let itemElements = 64 * chunkElements
     /// Largest tensor (all inputs and the base, in the compute type) a worker keeps in memory
     /// for methods with per-tensor statistics; larger tensors are re-read for each pass.
     public static let tensorCacheBytes = 192 << 20
@@ -149,8 +153,8 @@ public enum MergeExecutor {
                 + tensor.inputs.reduce(0) { $0 + $1.info.dtype.bitWidth }
             let step: Int
             switch tensor.action {
-            case .copy: step = max(1, (chunkElements * 64) / max(1, tensor.base.info.dtype.bitWidth))
-            case .merge: step = wholeTensors ? max(1, n) : chunkElements
+            case .copy: step = max(1, (itemElements * 64) / max(1, tensor.base.info.dtype.bitWidth))
+            case .merge: step = wholeTensors ? max(1, n) : itemElements
             }
             if n == 0 {
                 items.append(WorkItem(tensor: index, range: 0..<0, bytes: 0, isLast: true))
@@ -209,15 +213,20 @@ public enum MergeExecutor {
             }
         }
 
+        /// Copies bytes of a non-merged tensor through a staging buffer, a work item at a time.
         private func copy(_ tensor: PlannedTensor, _ range: Range<Int>) throws(MergeKitError) {
             let bits = tensor.base.info.dtype.bitWidth
             let lower = range.lowerBound * bits / 8
             let upper = range.upperBound * bits / 8
-            let source = tensor.base.file.bytes(of: tensor.base.info)
-            try writer.write(UnsafeRawBufferPointer(rebasing: source[lower..<upper]),
-                             dataOffset: tensor.output.begin + lower, shard: tensor.shard)
-            let offset = tensor.base.file.fileOffset(of: tensor.base.info)
-            tensor.base.file.release((offset + lower)..<(offset + upper))
+            let staging = floatBuffers.staging[0]
+            let capacity = MergeExecutor.itemElements * 8
+            var position = lower
+            while position < upper {
+                let n = min(capacity, upper - position)
+                try tensor.base.file.read(into: staging, count: n, at: tensor.base.file.fileOffset(of: tensor.base.info) + position)
+                try writer.write(UnsafeRawBufferPointer(start: staging, count: n), dataOffset: tensor.output.begin + position, shard: tensor.shard)
+                position += n
+            }
         }
 
         /// Statistics passes over the tensor (when the method has per-tensor statistics), then
@@ -227,33 +236,42 @@ public enum MergeExecutor {
             let statistics = TensorStatistics()
             let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: model, statistics: statistics,
                                        scratch: buffers.methodScratch)
-            let source = ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, buffers: buffers)
+            let source = try ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, buffers: buffers,
+                                         multiPass: request.needsTensorPasses)
             if request.needsTensorPasses {
                 precondition(range == 0..<tensor.output.elementCount)
-                computeTensorStatistics(source, statistics, context)
+                try computeTensorStatistics(source, statistics, context)
             }
+            // Results are staged and written a work item's worth at a time: one large pwrite
+            // costs far less than many small ones.
+            let width = tensor.output.dtype.byteWidth!
+            var groupStart = range.lowerBound
             for chunk in source.chunks {
-                let (base, deltas) = source.load(chunk)
+                let (base, deltas) = try source.load(chunk)
                 context.elementOffset = chunk.lowerBound
                 let out = UnsafeMutableBufferPointer(rebasing: buffers.out[0..<chunk.count])
                 plan.method.combine(deltas, base: UnsafeBufferPointer(base), weights: weights, into: out, context: context)
-                try finish(tensor, chunk, out: out, base: base, context: context, buffers: buffers)
+                try finish(tensor, chunk, out: out, base: base, context: context,
+                           into: buffers.bytes.baseAddress! + (chunk.lowerBound - groupStart) * width)
+                if (chunk.upperBound - range.lowerBound) % MergeExecutor.itemElements == 0 || chunk.upperBound == range.upperBound {
+                    try writer.write(UnsafeRawBufferPointer(start: buffers.bytes.baseAddress!, count: (chunk.upperBound - groupStart) * width),
+                                     dataOffset: tensor.output.begin + groupStart * width, shard: tensor.shard)
+                    groupStart = chunk.upperBound
+                }
             }
         }
 
-        /// θ = θ₀ + τ (or τ alone), converted and written; deferred elements logged as patches.
+        /// θ = θ₀ + τ (or τ alone), converted into the output staging buffer; deferred elements
+        /// logged as patches.
         private func finish<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, out: UnsafeMutableBufferPointer<T>,
                                             base: UnsafeMutableBufferPointer<T>, context: ChunkContext,
-                                            buffers: WorkerBuffers<T>) throws(MergeKitError) {
+                                            into staged: UnsafeMutableRawPointer) throws(MergeKitError) {
             let emitModel = plan.output.emit == .model
             if emitModel { T.axpy(1, UnsafeBufferPointer(base), out) }
             let dtype = tensor.output.dtype
             let width = dtype.byteWidth!
-            let n = chunk.count
-            T.store(out.baseAddress!, count: n, as: dtype, into: buffers.bytes.baseAddress!)
+            T.store(out.baseAddress!, count: chunk.count, as: dtype, into: staged)
             let offset = tensor.output.begin + chunk.lowerBound * width
-            try writer.write(UnsafeRawBufferPointer(start: buffers.bytes.baseAddress!, count: n * width),
-                             dataOffset: offset, shard: tensor.shard)
             signVotes += context.signVotes
             context.signVotes = 0
             for (k, negative, zero) in context.deferred {
@@ -274,7 +292,7 @@ public enum MergeExecutor {
 
         /// Gram matrix, DARE L1 sums and rank-window selections, in as few passes as possible.
         private func computeTensorStatistics<T: MergeScalar>(_ source: ChunkSource<T>, _ statistics: TensorStatistics,
-                                                             _ context: ChunkContext) {
+                                                             _ context: ChunkContext) throws(MergeKitError) {
             let inputs = plan.inputs.count
             let n = source.tensor.output.elementCount
             let windows = request.tensorRankWindow.map { window in (0..<inputs).map { _ in window(n) } } ?? []
@@ -294,7 +312,7 @@ public enum MergeExecutor {
             var l1 = [(before: Double, after: Double)](repeating: (0, 0), count: inputs)
             for pass in 0..<passes {
                 for chunk in source.chunks {
-                    let (_, deltas) = source.load(chunk)
+                    let (_, deltas) = try source.load(chunk)
                     if pass == 0 {
                         if request.tensorGram {
                             for i in 0..<inputs {
@@ -348,34 +366,39 @@ public enum MergeExecutor {
         }
     }
 
-    /// Where a worker's chunks of one tensor come from: its cache (a tensor small enough is
-    /// converted once and kept for every pass) or the inputs' mappings (re-read for each pass).
-    struct ChunkSource<T: MergeScalar> {
+    /// Where a worker's chunks of one tensor come from. Input bytes are read with `pread`, a
+    /// work item's worth (`itemElements`) per input at a time, into the worker's staging buffers,
+    /// and converted chunk by chunk. A tensor read more than once (per-tensor statistics) is
+    /// converted once into the worker's cache when it fits `tensorCacheBytes`; otherwise each pass
+    /// reads it again.
+    final class ChunkSource<T: MergeScalar> {
         let tensor: PlannedTensor
         let range: Range<Int>
         let inputs: [MergeInput]
         let buffers: WorkerBuffers<T>
         let cached: Bool
+        /// Start of the element group currently in the staging buffers.
+        private var stagedGroup: Int?
 
-        init(tensor: PlannedTensor, range: Range<Int>, inputs: [MergeInput], buffers: WorkerBuffers<T>) {
+        /// `multiPass`: the tensor will be read more than once, so cache it when it fits.
+        init(tensor: PlannedTensor, range: Range<Int>, inputs: [MergeInput], buffers: WorkerBuffers<T>,
+             multiPass: Bool = false) throws(MergeKitError) {
             self.tensor = tensor
             self.range = range
             self.inputs = inputs
             self.buffers = buffers
             let bytes = range.count * (inputs.count + 1) * MemoryLayout<T>.stride
-            cached = range.count > MergeExecutor.chunkElements && bytes <= MergeExecutor.tensorCacheBytes
+            cached = multiPass && range.count > MergeExecutor.chunkElements && bytes <= MergeExecutor.tensorCacheBytes
             if cached {
                 buffers.reserveCache(elements: range.count)
                 // Convert every chunk once; τ = θᵢ − θ₀ is formed here too.
                 for chunk in chunks {
                     let offset = chunk.lowerBound - range.lowerBound
-                    let base = UnsafeMutableBufferPointer(rebasing: buffers.cacheBase[offset..<(offset + chunk.count)])
-                    Self.load(tensor.base, chunk, into: base)
-                    for (i, entry) in tensor.inputs.enumerated() {
-                        let delta = UnsafeMutableBufferPointer(rebasing: buffers.cacheDeltas[i][offset..<(offset + chunk.count)])
-                        Self.load(entry, chunk, into: delta)
-                        if inputs[i].kind == .model { T.axpy(-1, UnsafeBufferPointer(base), delta) }
+                    let cachedBase = UnsafeMutableBufferPointer(rebasing: buffers.cacheBase[offset..<(offset + chunk.count)])
+                    let cachedDeltas = buffers.cacheDeltas.prefix(tensor.inputs.count).map {
+                        UnsafeMutableBufferPointer(rebasing: $0[offset..<(offset + chunk.count)])
                     }
+                    try convert(chunk, base: cachedBase, deltas: cachedDeltas)
                 }
             }
         }
@@ -386,9 +409,9 @@ public enum MergeExecutor {
             }
         }
 
-        /// θ₀ and τᵢ for `chunk`. Statistics passes only read them; the merge pass, the last use,
-        /// may overwrite them (cached slices included).
-        func load(_ chunk: Range<Int>) -> (base: UnsafeMutableBufferPointer<T>, deltas: [UnsafeMutableBufferPointer<T>]) {
+        /// θ₀ and τᵢ for `chunk` (chunks in order within a pass). Statistics passes only read
+        /// them; the merge pass, the last use, may overwrite them (cached slices included).
+        func load(_ chunk: Range<Int>) throws(MergeKitError) -> (base: UnsafeMutableBufferPointer<T>, deltas: [UnsafeMutableBufferPointer<T>]) {
             let n = chunk.count
             if cached {
                 let offset = chunk.lowerBound - range.lowerBound
@@ -396,25 +419,37 @@ public enum MergeExecutor {
                         buffers.cacheDeltas.prefix(tensor.inputs.count).map { UnsafeMutableBufferPointer(rebasing: $0[offset..<(offset + n)]) })
             }
             let base = UnsafeMutableBufferPointer(rebasing: buffers.base[0..<n])
-            Self.load(tensor.base, chunk, into: base)
-            var deltas: [UnsafeMutableBufferPointer<T>] = []
-            deltas.reserveCapacity(tensor.inputs.count)
-            for (i, entry) in tensor.inputs.enumerated() {
-                let delta = UnsafeMutableBufferPointer(rebasing: buffers.deltas[i][0..<n])
-                Self.load(entry, chunk, into: delta)
-                if inputs[i].kind == .model { T.axpy(-1, UnsafeBufferPointer(base), delta) }
-                deltas.append(delta)
-            }
+            let deltas = (0..<tensor.inputs.count).map { UnsafeMutableBufferPointer(rebasing: buffers.deltas[$0][0..<n]) }
+            try convert(chunk, base: base, deltas: deltas)
             return (base, deltas)
         }
 
-        /// Converts elements `range` of `entry` into `buffer`, then drops the mapped pages.
-        static func load(_ entry: Checkpoint.Entry, _ range: Range<Int>, into buffer: UnsafeMutableBufferPointer<T>) {
-            let width = entry.info.dtype.byteWidth!
-            let bytes = entry.file.bytes(of: entry.info)
-            T.load(bytes.baseAddress! + range.lowerBound * width, dtype: entry.info.dtype, count: range.count, into: buffer.baseAddress!)
-            let offset = entry.file.fileOffset(of: entry.info)
-            entry.file.release((offset + range.lowerBound * width)..<(offset + range.upperBound * width))
+        /// Converts `chunk` from the staged bytes (reading the next group first when needed).
+        private func convert(_ chunk: Range<Int>, base: UnsafeMutableBufferPointer<T>, deltas: [UnsafeMutableBufferPointer<T>]) throws(MergeKitError) {
+            let span = MergeExecutor.itemElements
+            let group = range.lowerBound + (chunk.lowerBound - range.lowerBound) / span * span
+            if stagedGroup != group {
+                let groupEnd = min(range.upperBound, group + span)
+                for (e, entry) in ([tensor.base] + tensor.inputs).enumerated() {
+                    let width = entry.info.dtype.byteWidth!
+                    try entry.file.read(into: buffers.staging[e], count: (groupEnd - group) * width,
+                                        at: entry.file.fileOffset(of: entry.info) + group * width)
+                }
+                stagedGroup = group
+            }
+            let skip = chunk.lowerBound - group
+            let baseWidth = tensor.base.info.dtype.byteWidth!
+            T.load(buffers.staging[0] + skip * baseWidth, dtype: tensor.base.info.dtype, count: chunk.count, into: base.baseAddress!)
+            for (i, entry) in tensor.inputs.enumerated() {
+                let width = entry.info.dtype.byteWidth!
+                let source = UnsafeRawPointer(buffers.staging[i + 1] + skip * width)
+                if inputs[i].kind == .model {
+                    T.loadDifference(source, dtype: entry.info.dtype, count: chunk.count, minus: UnsafePointer(base.baseAddress!),
+                                     into: deltas[i].baseAddress!)
+                } else {
+                    T.load(source, dtype: entry.info.dtype, count: chunk.count, into: deltas[i].baseAddress!)
+                }
+            }
         }
     }
 
@@ -424,6 +459,8 @@ public enum MergeExecutor {
         let out: UnsafeMutableBufferPointer<T>
         let deltas: [UnsafeMutableBufferPointer<T>]
         let bytes: UnsafeMutableRawBufferPointer
+        /// Raw input bytes of one work item, for the base and each input (`itemElements` × 8 bytes).
+        let staging: [UnsafeMutableRawPointer]
         /// Scratch memory methods get through `ChunkContext.scratch`.
         let methodScratch: UnsafeMutableRawBufferPointer
         private(set) var cacheBase = UnsafeMutableBufferPointer<T>(start: nil, count: 0)
@@ -435,8 +472,9 @@ public enum MergeExecutor {
             base = .allocate(capacity: MergeExecutor.chunkElements)
             out = .allocate(capacity: MergeExecutor.chunkElements)
             deltas = (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) }
-            bytes = .allocate(byteCount: MergeExecutor.chunkElements * 8, alignment: 64)
-            methodScratch = .allocate(byteCount: ChunkContext.scratchSlots * MergeExecutor.chunkElements * 8, alignment: 64)
+            bytes = .allocate(byteCount: MergeExecutor.itemElements * 8, alignment: 4096)
+            staging = (0...inputs).map { _ in .allocate(byteCount: MergeExecutor.itemElements * 8, alignment: 4096) }
+            methodScratch = .allocate(byteCount: ChunkContext.scratchBytes, alignment: 64)
         }
 
         /// Grows the tensor cache to hold `elements` values per input and for the base.
@@ -459,6 +497,7 @@ public enum MergeExecutor {
             out.deallocate()
             deltas.forEach { $0.deallocate() }
             bytes.deallocate()
+            staging.forEach { $0.deallocate() }
             methodScratch.deallocate()
             releaseCache()
         }

@@ -34,29 +34,36 @@ struct ModelStatisticsPass {
             let next = Atomic<Int>(0)
             let partials = Mutex<[[RadixSelection?]]>([])
             let norms = Mutex<[(Int, [Double])]>([])
+            let failure = Mutex<MergeKitError?>(nil)
             let current = selections
             DispatchQueue.concurrentPerform(iterations: min(threads, max(1, items.count))) { _ in
                 var local = current
                 var localNorms: [(Int, [Double])] = []
                 let floatBuffers = MergeExecutor.WorkerBuffers<Float>(inputs: inputs)
                 var doubleBuffers: MergeExecutor.WorkerBuffers<Double>?
-                while true {
+                let wantNorms = pass == 0 && request.globalSquaredNorms
+                while failure.withLock({ $0 == nil }) {
                     let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
                     guard i < items.count else { break }
                     let item = items[i]
                     let tensor = plan.tensors[item.tensor]
-                    if tensor.computeInDouble {
-                        if doubleBuffers == nil { doubleBuffers = MergeExecutor.WorkerBuffers<Double>(inputs: inputs) }
-                        let norm = observe(tensor, item.range, doubleBuffers!, &local, norms: pass == 0 && request.globalSquaredNorms)
+                    do throws(MergeKitError) {
+                        let norm: [Double]?
+                        if tensor.computeInDouble {
+                            if doubleBuffers == nil { doubleBuffers = MergeExecutor.WorkerBuffers<Double>(inputs: inputs) }
+                            norm = try observe(tensor, item.range, doubleBuffers!, &local, norms: wantNorms)
+                        } else {
+                            norm = try observe(tensor, item.range, floatBuffers, &local, norms: wantNorms)
+                        }
                         if let norm { localNorms.append((i, norm)) }
-                    } else {
-                        let norm = observe(tensor, item.range, floatBuffers, &local, norms: pass == 0 && request.globalSquaredNorms)
-                        if let norm { localNorms.append((i, norm)) }
+                    } catch {
+                        failure.withLock { if $0 == nil { $0 = error } }
                     }
                 }
                 partials.withLock { $0.append(local) }
                 norms.withLock { $0 += localNorms }
             }
+            if let error = failure.withLock({ $0 }) { throw error }
             for (i, norm) in norms.withLock({ $0 }) { itemNorms[i] = norm }
             let collected = partials.withLock { $0 }
             for input in 0..<inputs where selections[input] != nil {
@@ -83,13 +90,18 @@ struct ModelStatisticsPass {
         return statistics
     }
 
-    /// Counts one chunk's |τ| keys (and returns its Σ τ² per input when asked).
+    /// Counts one work item's |τ| keys (and returns its Σ τ² per input when asked).
     private func observe<T: MergeScalar>(_ tensor: PlannedTensor, _ range: Range<Int>, _ buffers: MergeExecutor.WorkerBuffers<T>,
-                                         _ selections: inout [RadixSelection?], norms: Bool) -> [Double]? {
-        let source = MergeExecutor.ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, buffers: buffers)
-        let (_, deltas) = source.load(range)
-        for i in selections.indices { selections[i]?.observe(UnsafeBufferPointer(deltas[i])) }
-        guard norms else { return nil }
-        return deltas.map { Double(T.dot(UnsafeBufferPointer($0), UnsafeBufferPointer($0))) }
+                                         _ selections: inout [RadixSelection?], norms: Bool) throws(MergeKitError) -> [Double]? {
+        let source = try MergeExecutor.ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, buffers: buffers)
+        var squares = [Double](repeating: 0, count: plan.inputs.count)
+        for chunk in source.chunks {
+            let (_, deltas) = try source.load(chunk)
+            for i in selections.indices { selections[i]?.observe(UnsafeBufferPointer(deltas[i])) }
+            if norms {
+                for (i, delta) in deltas.enumerated() { squares[i] += Double(T.dot(UnsafeBufferPointer(delta), UnsafeBufferPointer(delta))) }
+            }
+        }
+        return norms ? squares : nil
     }
 }

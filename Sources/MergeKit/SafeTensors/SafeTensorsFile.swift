@@ -10,8 +10,11 @@ import Darwin
 ///
 /// After `open` succeeds, every tensor's bytes are known to lie inside the mapping, so `bytes(of:)`
 /// cannot fail. Element data is read with unaligned loads (offsets need not be aligned).
-/// Callers that stream through a large file call `release(_:)` on ranges they have consumed, so
-/// that mapped pages do not accumulate in the process's resident memory.
+///
+/// Merges stream through files with `read(into:count:at:)` (pread into reusable buffers) rather
+/// than through the mapping: mapped pages would count in the process's resident memory and cost a
+/// page fault each, while pread copies from the page cache at memory speed. The file descriptor
+/// stays open for that.
 public final class SafeTensorsFile: @unchecked Sendable {
     /// The path as the user named it (used in messages).
     public let path: String
@@ -22,6 +25,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let identity: FileIdentity
 
     private let mapping: UnsafeMutableRawPointer?
+    private let descriptor: Int32
     private let byName: [String: Int]
 
     /// Opens and validates `path`. Throws a `MergeKitError` naming the file on any problem.
@@ -29,7 +33,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystem.openError(path: path, errno: errno) }
-        defer { close(fd) }
+        var keepOpen = false
+        defer { if !keepOpen { close(fd) } }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw FileSystem.openError(path: path, errno: errno) }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
@@ -57,6 +62,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
             munmap(p, size)
             throw error
         }
+        descriptor = fd
+        keepOpen = true
         var index: [String: Int] = [:]
         index.reserveCapacity(header.tensors.count)
         for (i, t) in header.tensors.enumerated() { index[t.name] = i }
@@ -65,6 +72,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     deinit {
         if let mapping { munmap(mapping, fileSize) }
+        close(descriptor)
     }
 
     /// Tensors in data order.
@@ -84,6 +92,25 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// Absolute file offset of byte 0 of `tensor`'s data.
     public func fileOffset(of tensor: TensorInfo) -> Int { header.dataStart + tensor.begin }
+
+    /// Reads `count` bytes at absolute file offset `offset` into `buffer` (pread, retried on short
+    /// reads). Fails only if the file changed underneath (truncated) or the device failed.
+    public func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int) throws(MergeKitError) {
+        var done = 0
+        while done < count {
+            let n = pread(descriptor, buffer + done, count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw MergeKitError(.fileUnreadable, file: path, "cannot be read at byte \(offset + done) (\(String(cString: strerror(errno))))",
+                    fix: "Check the disk; the file may have been changed or removed during the merge")
+            }
+            if n == 0 {
+                throw MergeKitError(.fileUnreadable, file: path, "ended at byte \(offset + done), before the data its header describes",
+                    fix: "The file was truncated during the merge; do not modify inputs while merging")
+            }
+            done += n
+        }
+    }
 
     /// Drops the mapped pages wholly inside `range` (absolute file offsets) from this process's
     /// resident set. The page cache keeps them; a later access faults them back in unchanged.

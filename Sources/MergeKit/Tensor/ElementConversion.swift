@@ -10,6 +10,10 @@
 public protocol TensorElement {
     /// Converts `count` stored elements of `dtype` at `source` into `destination`.
     static func load(_ source: UnsafeRawPointer, dtype: DType, count: Int, into destination: UnsafeMutablePointer<Self>)
+    /// destination = (stored values of `dtype` at `source`) − base, in one pass: the task vector
+    /// of a fine-tuned chunk, without a separate subtraction.
+    static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Self>,
+                               into destination: UnsafeMutablePointer<Self>)
     /// Converts `count` values to `dtype`, writing little-endian bytes at `destination`.
     static func store(_ source: UnsafePointer<Self>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer)
 }
@@ -32,6 +36,24 @@ extension Float: TensorElement {
             }
         default:
             preconditionFailure("\(dtype) is not a float dtype MergeKit computes with")
+        }
+    }
+
+    public static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Float>,
+                                      into destination: UnsafeMutablePointer<Float>) {
+        switch dtype {
+        case .BF16:
+            for i in 0..<count {
+                let h = source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian
+                destination[i] = Float(bitPattern: UInt32(h) << 16) - base[i]
+            }
+        case .F32:
+            for i in 0..<count {
+                destination[i] = Float(bitPattern: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) - base[i]
+            }
+        default:
+            load(source, dtype: dtype, count: count, into: destination)
+            for i in 0..<count { destination[i] -= base[i] }
         }
     }
 
@@ -77,6 +99,12 @@ extension Double: TensorElement {
         default:
             preconditionFailure("\(dtype) is not a float dtype MergeKit computes with")
         }
+    }
+
+    public static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Double>,
+                                      into destination: UnsafeMutablePointer<Double>) {
+        load(source, dtype: dtype, count: count, into: destination)
+        for i in 0..<count { destination[i] -= base[i] }
     }
 
     public static func store(_ source: UnsafePointer<Double>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer) {
