@@ -6,18 +6,12 @@
 /// Two rules keep these loops vectorisable: constants are hoisted out of the loop (a literal in a
 /// generic loop is an opaque conversion), and conditions become selects, never branches.
 public protocol ElementwiseKernels {
-    /// Writes the indices k with total[k] = 0 < magnitude[k] to `indices` (branch-free
-    /// compaction) and returns how many there are.
-    static func tieIndices(_ total: UnsafeBufferPointer<Self>, magnitude: UnsafeBufferPointer<Self>,
-                           into indices: UnsafeMutablePointer<Int32>) -> Int
-    /// total += d, magnitude += |d|
-    static func accumulateTotal(_ d: UnsafeBufferPointer<Self>, total: UnsafeMutableBufferPointer<Self>,
-                                magnitude: UnsafeMutableBufferPointer<Self>)
-    /// sign[k] = +1 for S ≥ 0, −1 for S < 0 or NaN (a mass-vote tie, S = 0, provisionally +);
-    /// returns Σ sign(S) (S = 0 and NaN cast no vote) and the number of ties that matter: S = 0
-    /// while some entry is non-zero (`magnitude` = Σ|d| > 0).
-    static func electSigns(_ total: UnsafeBufferPointer<Self>, magnitude: UnsafeBufferPointer<Self>,
-                           into sign: UnsafeMutableBufferPointer<Self>, mass: Bool) -> (votes: Int, ties: Int)
+    /// sign[k] = +1 for S > 0, −1 for S < 0 or NaN, `tie` for S = 0; returns Σ sign(S) (S = 0
+    /// and NaN cast no vote).
+    static func electSigns(_ total: UnsafeBufferPointer<Self>, into sign: UnsafeMutableBufferPointer<Self>, tie: Self) -> Int
+    /// How many elements have a vote sum of exactly 0 yet a non-zero result: the elements whose
+    /// value depends on how ties are resolved.
+    static func countResolvedTies(_ total: UnsafeBufferPointer<Self>, out: UnsafeBufferPointer<Self>) -> Int
     /// For entries agreeing with the elected sign (d·sign > 0): out += d, count += increment.
     static func accumulateAgreeing(_ d: UnsafeBufferPointer<Self>, sign: UnsafeBufferPointer<Self>,
                                    out: UnsafeMutableBufferPointer<Self>, count: UnsafeMutableBufferPointer<Self>, increment: Self)
@@ -41,6 +35,9 @@ public protocol ElementwiseKernels {
     /// Keeps x where lowerKey < key(|x|) < upperKey (absent bounds do not apply), zeroes the rest.
     static func keepStrictlyInside(_ x: UnsafeMutableBufferPointer<Self>, lowerKey: UInt64, hasLower: Bool,
                                    upperKey: UInt64, hasUpper: Bool)
+    /// Counts the magnitude keys below `low` and histograms those in low...high into `counts`
+    /// (indexed by key − low); returns the count below. Keys are narrow (Float) keys.
+    static func bracketCount(_ x: UnsafeBufferPointer<Self>, low: UInt64, high: UInt64, into counts: UnsafeMutablePointer<Int>) -> Int
     /// MagMax: out[k] = the d with the largest |d| (earliest on ties; NaN never wins).
     static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Self>], into out: UnsafeMutableBufferPointer<Self>, scale: Self)
 }
@@ -48,50 +45,31 @@ public protocol ElementwiseKernels {
 // MARK: - Generic bodies
 
 @inline(__always)
-func accumulateTotalBody<T: MergeScalar>(_ d: UnsafeBufferPointer<T>, _ total: UnsafeMutableBufferPointer<T>,
-                                         _ magnitude: UnsafeMutableBufferPointer<T>) {
-    for k in 0..<d.count {
-        let v = d[k]
-        total[k] += v
-        magnitude[k] += abs(v)
-    }
-}
-
-@inline(__always)
-func electSignsBody<T: MergeScalar>(_ total: UnsafeBufferPointer<T>, _ magnitude: UnsafeBufferPointer<T>,
-                                    _ sign: UnsafeMutableBufferPointer<T>, mass: Bool) -> (Int, Int) {
+func electSignsBody<T: MergeScalar>(_ total: UnsafeBufferPointer<T>, _ sign: UnsafeMutableBufferPointer<T>, _ tie: T) -> Int {
     // Single-level selects of precomputed values only: nested conditionals become branches.
     let zero = T.zero, one: T = 1, minusOne: T = -1
+    var votes: Int32 = 0
     for k in 0..<total.count {
         let t = total[k]
-        sign[k] = t >= zero ? one : minusOne
-    }
-    guard mass else { return (0, 0) }
-    var votes: Int32 = 0, ties: Int32 = 0
-    for k in 0..<total.count {
-        let t = total[k]
+        let strict: T = t >= zero ? one : minusOne
+        sign[k] = t == zero ? tie : strict
         let plus: Int32 = t > zero ? 1 : 0
         let minus: Int32 = t < zero ? 1 : 0
-        let nonzero: Int32 = magnitude[k] > zero ? 1 : 0
-        let tie: Int32 = t == zero ? nonzero : 0
         votes &+= plus &- minus
-        ties &+= tie
     }
-    return (Int(votes), Int(ties))
+    return Int(votes)
 }
 
 @inline(__always)
-func tieIndicesBody<T: MergeScalar>(_ total: UnsafeBufferPointer<T>, _ magnitude: UnsafeBufferPointer<T>,
-                                    _ indices: UnsafeMutablePointer<Int32>) -> Int {
+func countResolvedTiesBody<T: MergeScalar>(_ total: UnsafeBufferPointer<T>, _ out: UnsafeBufferPointer<T>) -> Int {
     let zero = T.zero
-    var count = 0
+    var count: Int32 = 0
     for k in 0..<total.count {
-        indices[count] = Int32(truncatingIfNeeded: k)
-        let isZero: Int = total[k] == zero ? 1 : 0
-        let nonzero: Int = magnitude[k] > zero ? 1 : 0
-        count &+= isZero & nonzero
+        let tie: Int32 = total[k] == zero ? 1 : 0
+        let nonzero: Int32 = out[k] != zero ? 1 : 0
+        count &+= tie & nonzero
     }
-    return count
+    return Int(count)
 }
 
 @inline(__always)
@@ -218,6 +196,20 @@ func keepStrictlyInsideBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, 
 }
 
 @inline(__always)
+func bracketCountBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ low: UInt64, _ high: UInt64,
+                                      _ counts: UnsafeMutablePointer<Int>) -> Int {
+    var below = 0
+    let span = high &- low
+    for k in 0..<x.count {
+        let key = T.magnitudeKey(x[k])
+        below &+= key < low ? 1 : 0
+        let offset = key &- low
+        if offset <= span { counts[Int(truncatingIfNeeded: offset)] &+= 1 }
+    }
+    return below
+}
+
+@inline(__always)
 func largestMagnitudeBody<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], _ out: UnsafeMutableBufferPointer<T>, _ scale: T) {
     let zero = T.zero
     out.initialize(repeating: zero)
@@ -240,17 +232,11 @@ func largestMagnitudeBody<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<
 // MARK: - Concrete instances
 
 extension Float: ElementwiseKernels {
-    public static func tieIndices(_ total: UnsafeBufferPointer<Float>, magnitude: UnsafeBufferPointer<Float>,
-                                  into indices: UnsafeMutablePointer<Int32>) -> Int {
-        tieIndicesBody(total, magnitude, indices)
+    public static func electSigns(_ total: UnsafeBufferPointer<Float>, into sign: UnsafeMutableBufferPointer<Float>, tie: Float) -> Int {
+        electSignsBody(total, sign, tie)
     }
-    public static func accumulateTotal(_ d: UnsafeBufferPointer<Float>, total: UnsafeMutableBufferPointer<Float>,
-                                       magnitude: UnsafeMutableBufferPointer<Float>) {
-        accumulateTotalBody(d, total, magnitude)
-    }
-    public static func electSigns(_ total: UnsafeBufferPointer<Float>, magnitude: UnsafeBufferPointer<Float>,
-                                  into sign: UnsafeMutableBufferPointer<Float>, mass: Bool) -> (votes: Int, ties: Int) {
-        electSignsBody(total, magnitude, sign, mass: mass)
+    public static func countResolvedTies(_ total: UnsafeBufferPointer<Float>, out: UnsafeBufferPointer<Float>) -> Int {
+        countResolvedTiesBody(total, out)
     }
     public static func accumulateAgreeing(_ d: UnsafeBufferPointer<Float>, sign: UnsafeBufferPointer<Float>,
                                           out: UnsafeMutableBufferPointer<Float>, count: UnsafeMutableBufferPointer<Float>, increment: Float) {
@@ -285,23 +271,20 @@ extension Float: ElementwiseKernels {
                                           upperKey: UInt64, hasUpper: Bool) {
         keepStrictlyInsideBody(x, lowerKey, hasLower, upperKey, hasUpper)
     }
+    public static func bracketCount(_ x: UnsafeBufferPointer<Float>, low: UInt64, high: UInt64, into counts: UnsafeMutablePointer<Int>) -> Int {
+        bracketCountBody(x, low, high, counts)
+    }
     public static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Float>], into out: UnsafeMutableBufferPointer<Float>, scale: Float) {
         largestMagnitudeBody(deltas, out, scale)
     }
 }
 
 extension Double: ElementwiseKernels {
-    public static func tieIndices(_ total: UnsafeBufferPointer<Double>, magnitude: UnsafeBufferPointer<Double>,
-                                  into indices: UnsafeMutablePointer<Int32>) -> Int {
-        tieIndicesBody(total, magnitude, indices)
+    public static func electSigns(_ total: UnsafeBufferPointer<Double>, into sign: UnsafeMutableBufferPointer<Double>, tie: Double) -> Int {
+        electSignsBody(total, sign, tie)
     }
-    public static func accumulateTotal(_ d: UnsafeBufferPointer<Double>, total: UnsafeMutableBufferPointer<Double>,
-                                       magnitude: UnsafeMutableBufferPointer<Double>) {
-        accumulateTotalBody(d, total, magnitude)
-    }
-    public static func electSigns(_ total: UnsafeBufferPointer<Double>, magnitude: UnsafeBufferPointer<Double>,
-                                  into sign: UnsafeMutableBufferPointer<Double>, mass: Bool) -> (votes: Int, ties: Int) {
-        electSignsBody(total, magnitude, sign, mass: mass)
+    public static func countResolvedTies(_ total: UnsafeBufferPointer<Double>, out: UnsafeBufferPointer<Double>) -> Int {
+        countResolvedTiesBody(total, out)
     }
     public static func accumulateAgreeing(_ d: UnsafeBufferPointer<Double>, sign: UnsafeBufferPointer<Double>,
                                           out: UnsafeMutableBufferPointer<Double>, count: UnsafeMutableBufferPointer<Double>, increment: Double) {
@@ -335,6 +318,9 @@ extension Double: ElementwiseKernels {
     public static func keepStrictlyInside(_ x: UnsafeMutableBufferPointer<Double>, lowerKey: UInt64, hasLower: Bool,
                                           upperKey: UInt64, hasUpper: Bool) {
         keepStrictlyInsideBody(x, lowerKey, hasLower, upperKey, hasUpper)
+    }
+    public static func bracketCount(_ x: UnsafeBufferPointer<Double>, low: UInt64, high: UInt64, into counts: UnsafeMutablePointer<Int>) -> Int {
+        bracketCountBody(x, low, high, counts)
     }
     public static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Double>], into out: UnsafeMutableBufferPointer<Double>, scale: Double) {
         largestMagnitudeBody(deltas, out, scale)

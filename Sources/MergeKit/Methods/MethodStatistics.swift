@@ -17,9 +17,11 @@ public struct StatisticsRequest: Sendable {
     public var tensorGram = false
     /// Per tensor and input: Σ|τ| and Σ|τ| over the elements DARE's mask keeps.
     public var tensorDropL1: DropMask?
-    /// Mass-vote sign ties are resolved by the sign of the vote summed over the whole model; the
-    /// executor fixes those elements up once the vote is known.
+    /// Mass-vote sign ties are resolved by the sign of the vote Σ sign(S) summed over the whole
+    /// model (`ModelStatistics.majority`).
     public var majoritySign = false
+    /// The tie sign the method uses for a given majority (ties needing no majority: nil).
+    public var tieSign: (@Sendable (Int) -> Int)?
 
     public init() {}
 
@@ -58,6 +60,10 @@ public struct ModelStatistics: Sendable {
     public var squaredNorms: [Double]?
     /// Elements over all merged tensors (d).
     public var elementCount = 0
+    /// The sign (+1, −1 or 0) of the mass vote Σ sign(Σᵢ wᵢτ̃ᵢ) over every merged element: a
+    /// prediction (from the statistics sample) during the merge pass, checked against the count
+    /// the merge pass makes.
+    public var majority: Int?
 
     public init() {}
 }
@@ -86,24 +92,15 @@ public final class ChunkContext {
     public let model: ModelStatistics
     public let tensorStatistics: TensorStatistics
 
-    /// Σ sign(vote) over the chunk's elements (mass-vote methods add to it).
+    /// Σ sign(vote) over the chunks merged with this context (mass-vote methods add to it).
     public var signVotes = 0
-    /// Elements whose vote was an exact 0 but whose result depends on the model-wide majority:
-    /// `out` holds the result for a positive majority; `negative` and `zero` are the results
-    /// (before θ₀ is added) for a negative and a zero majority.
-    public var deferred: [(index: Int, negative: Double, zero: Double)] = []
+    /// Elements whose result depended on the tie sign (mass-vote methods add to it).
+    public var resolvedTies = 0
 
-    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `chunkElements` values,
-    /// then `chunkElements` Int32 indices.
+    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `chunkElements` values.
     private let scratchMemory: UnsafeMutableRawBufferPointer
     static let scratchSlots = 4
-    static var scratchBytes: Int { (scratchSlots * 8 + 4) * MergeExecutor.chunkElements }
-
-    /// Room for `chunkElements` element indices.
-    var tieIndexScratch: UnsafeMutablePointer<Int32> {
-        (scratchMemory.baseAddress! + ChunkContext.scratchSlots * MergeExecutor.chunkElements * 8)
-            .bindMemory(to: Int32.self, capacity: MergeExecutor.chunkElements)
-    }
+    static var scratchBytes: Int { scratchSlots * 8 * MergeExecutor.chunkElements }
 
     /// Scratch buffer `slot` (< `scratchSlots`) of `count` values, valid for the current chunk.
     public func scratch<T: MergeScalar>(_ slot: Int, count: Int) -> UnsafeMutableBufferPointer<T> {

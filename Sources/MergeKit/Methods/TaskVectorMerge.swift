@@ -82,6 +82,7 @@ public struct TaskVectorMerge: Sendable {
             if rescale == .l1 { request.tensorDropL1 = mask }
         }
         request.majoritySign = consensus == .mass
+        if consensus == .mass { request.tieSign = { [self] in tieSign(majority: $0) } }
         return request
     }
 
@@ -120,12 +121,13 @@ public struct TaskVectorMerge: Sendable {
         }
     }
 
-    /// Sign election and disjoint merge, input by input over whole chunks (branch-free loops the
-    /// compiler vectorises), then a scalar pass over the rare exact ties of a mass vote.
+    /// Sign election and disjoint merge, input by input over whole chunks (branch-free kernels).
     ///
-    /// A vote sum S elects + when S > 0 and − when S < 0. S = 0 is + for the weighted vote
-    /// (mergekit's `S >= 0`) and a tie for the mass vote; a NaN S elects − (mergekit's `S >= 0`
-    /// is false, and the paper's `where(sign > 0, τ > 0, τ < 0)` keeps negatives) and casts no vote.
+    /// A vote sum S elects + when S > 0 and − when S < 0 or S is NaN (mergekit's `S >= 0` is false
+    /// for NaN, and the paper's `where(sign > 0, τ > 0, τ < 0)` keeps negatives). S = 0 is + for the
+    /// weighted vote (mergekit) and takes the model-wide majority for the mass vote (the paper):
+    /// see `tieSign`. The executor merges with a predicted majority, counts the real vote, and
+    /// merges again in the rare case the prediction was wrong and mattered.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     private func electAndMerge<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
@@ -133,15 +135,13 @@ public struct TaskVectorMerge: Sendable {
         let n = out.count
         let lambda = T(scale)
         let zero = T.zero
-        let mass = consensus == .mass
         let total: UnsafeMutableBufferPointer<T> = context.scratch(0, count: n)
         let count: UnsafeMutableBufferPointer<T> = context.scratch(1, count: n)
         let sign: UnsafeMutableBufferPointer<T> = context.scratch(2, count: n)
-        let magnitude: UnsafeMutableBufferPointer<T> = context.scratch(3, count: n)
         total.initialize(repeating: zero)
-        magnitude.initialize(repeating: zero)
-        for delta in deltas { T.accumulateTotal(UnsafeBufferPointer(delta), total: total, magnitude: magnitude) }
-        let (votes, ties) = T.electSigns(UnsafeBufferPointer(total), magnitude: UnsafeBufferPointer(magnitude), into: sign, mass: mass)
+        for delta in deltas { T.axpy(1, UnsafeBufferPointer(delta), total) }
+        let tie: T = consensus == .weighted ? 1 : T(tieSign(majority: context.model.majority ?? 1))
+        let votes = T.electSigns(UnsafeBufferPointer(total), into: sign, tie: tie)
         out.initialize(repeating: zero)
         count.initialize(repeating: zero)
         for (delta, weight) in zip(deltas, weights) {
@@ -160,48 +160,17 @@ public struct TaskVectorMerge: Sendable {
         case .normalized: T.divideByWeights(out, weights: UnsafeBufferPointer(count), scale: lambda)
         case .max: T.applySign(out, sign: UnsafeBufferPointer(sign), scale: lambda)
         }
-        guard mass else { return }
-        context.signVotes += votes
-        guard ties > 0 else { return }
-        // Exact ties: the model-wide majority decides. They were merged as positive (the result
-        // for a positive majority); the executor patches them if the majority is negative or zero.
-        let indices = context.tieIndexScratch
-        let tieCount = T.tieIndices(UnsafeBufferPointer(total), magnitude: UnsafeBufferPointer(magnitude), into: indices)
-        for position in 0..<tieCount {
-            let k = Int(indices[position])
-            let positive = aggregate(deltas, k, sign: 1, weights: weights)
-            let negative = aggregate(deltas, k, sign: -1, weights: weights)
-            let zero: T = aggregation == .max ? 0 : negative
-            if positive != negative || zero != positive {
-                context.deferred.append((k, Double(lambda * negative), Double(lambda * zero)))
-            }
+        if consensus == .mass {
+            context.signVotes += votes
+            context.resolvedTies += T.countResolvedTies(UnsafeBufferPointer(total), out: UnsafeBufferPointer(out))
         }
     }
 
-    /// The aggregate of the entries agreeing with `sign` at element k.
-    @inline(__always)
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    private func aggregate<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], _ k: Int, sign: T, weights: [T]) -> T {
-        var sum: T = 0
-        var count = 0
-        var largest: T = 0
-        var weightSum: T = 0
-        for (i, delta) in deltas.enumerated() {
-            let d = delta[k]
-            if sign > 0 ? d > 0 : d < 0 {
-                sum += d
-                count += 1
-                largest = Swift.max(largest, abs(d))
-                weightSum += weights[i]
-            }
-        }
-        switch aggregation {
-        case .sum: return sum
-        case .mean: return sum / T(Swift.max(1, count))
-        case .max: return sign * largest
-        case .normalized: return weightSum == 0 ? sum : sum / weightSum
-        }
+    /// The sign an exact vote tie takes under a mass vote, given the model-wide majority: the
+    /// majority's sign, except that a zero majority keeps negatives for `sum`/`mean`/`normalized`
+    /// (the reference's `where(sign > 0, τ > 0, τ < 0)`) and yields 0 for `max` (0·max|τ|).
+    func tieSign(majority: Int) -> Int {
+        majority > 0 ? 1 : (majority < 0 || aggregation != .max ? -1 : 0)
     }
 
     @_specialize(where T == Float)

@@ -36,8 +36,12 @@ public struct MergeResult: Sendable {
 ///    output dtype and `pwrite` at the tensor's precomputed offset. Methods with per-tensor
 ///    statistics get whole tensors, which a worker passes over twice or more (from memory when the
 ///    tensor fits `tensorCacheBytes`, else re-reading it);
-/// 4. fix up the elements whose TIES vote depended on the model-wide majority, then commit the
-///    output atomically.
+/// 4. commit the output atomically.
+///
+/// TIES's mass vote resolves exact ties by the sign of the vote over the whole model, which is
+/// only known once every element has voted: the merge pass uses a prediction (from the statistics
+/// sample, else +) and counts the vote; in the rare case the count disagrees and some result
+/// depended on it, the merge pass runs again with the counted majority.
 ///
 /// Memory stays flat in model size: scratch buffers of `chunkElements` values per input per
 /// worker, at most `tensorCacheBytes` of cached tensor per worker, and mapped input pages released
@@ -73,43 +77,21 @@ public enum MergeExecutor {
             }
         }
 
-        let statistics = model
         let items = workItems(plan, wholeTensors: request.needsTensorPasses)
-        let totalBytes = items.reduce(0) { $0 + $1.bytes }
-        let next = Atomic<Int>(0)
-        let doneBytes = Atomic<Int>(0)
-        let doneTensors = Atomic<Int>(0)
-        let failure = Mutex<MergeKitError?>(nil)
-        let failed = Atomic<Bool>(false)
-        let workerCount = min(threads, max(1, items.count))
-        let finished = Mutex<[Worker]>([])
-
-        DispatchQueue.concurrentPerform(iterations: workerCount) { _ in
-            let worker = Worker(plan: plan, writer: writer, model: statistics)
-            while !failed.load(ordering: .relaxed) {
-                let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard i < items.count else { break }
-                do throws(MergeKitError) {
-                    try worker.process(items[i])
-                } catch {
-                    failure.withLock { if $0 == nil { $0 = error } }
-                    failed.store(true, ordering: .relaxed)
-                    break
-                }
-                let bytes = doneBytes.wrappingAdd(items[i].bytes, ordering: .relaxed).newValue
-                let tensors = items[i].isLast ? doneTensors.wrappingAdd(1, ordering: .relaxed).newValue
-                                              : doneTensors.load(ordering: .relaxed)
-                progress?(MergeProgress(completedBytes: bytes, totalBytes: totalBytes,
-                                        completedTensors: tensors, totalTensors: plan.tensors.count))
-            }
-            finished.withLock { $0.append(worker) }
-        }
-        let workers = finished.withLock { $0 }
         do throws(MergeKitError) {
-            if let error = failure.withLock({ $0 }) { throw error }
-            if request.majoritySign {
-                let votes = workers.reduce(0) { $0 + $1.signVotes }
-                for worker in workers { try worker.patches.apply(majority: votes.signum(), writer: writer) }
+            if request.majoritySign && model.majority == nil { model.majority = 1 }
+            let workers = try runWorkers(plan, writer: writer, model: model, items: items, threads: threads, progress: progress)
+            if request.majoritySign, let tieSign = request.tieSign {
+                // Exact vote ties were merged with the predicted majority. If the counted
+                // majority resolves ties differently and some result depended on it, merge again.
+                let counted = workers.reduce(0) { $0 + $1.signVotes }.signum()
+                let resolved = workers.reduce(0) { $0 + $1.resolvedTies }
+                if tieSign(counted) != tieSign(model.majority!) && resolved > 0 {
+                    model.majority = counted
+                    _ = try runWorkers(plan, writer: writer, model: model, items: items, threads: threads)
+                } else {
+                    model.majority = counted
+                }
             }
         } catch {
             writer.abort()
@@ -131,6 +113,40 @@ public enum MergeExecutor {
                            inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
                            seconds: Date().timeIntervalSince(start),
                            modelStatistics: request.needsModelPasses ? model : nil)
+    }
+
+    /// Runs the worker pool over `items`; returns the workers (for their vote counts).
+    static func runWorkers(_ plan: MergePlan, writer: CheckpointWriter, model: ModelStatistics, items: [WorkItem], threads: Int,
+                           progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [Worker] {
+        let totalBytes = items.reduce(0) { $0 + $1.bytes }
+        let next = Atomic<Int>(0)
+        let doneBytes = Atomic<Int>(0)
+        let doneTensors = Atomic<Int>(0)
+        let failure = Mutex<MergeKitError?>(nil)
+        let failed = Atomic<Bool>(false)
+        let finished = Mutex<[Worker]>([])
+        DispatchQueue.concurrentPerform(iterations: min(threads, max(1, items.count))) { _ in
+            let worker = Worker(plan: plan, writer: writer, model: model)
+            while !failed.load(ordering: .relaxed) {
+                let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard i < items.count else { break }
+                do throws(MergeKitError) {
+                    try worker.process(items[i])
+                } catch {
+                    failure.withLock { if $0 == nil { $0 = error } }
+                    failed.store(true, ordering: .relaxed)
+                    break
+                }
+                let bytes = doneBytes.wrappingAdd(items[i].bytes, ordering: .relaxed).newValue
+                let tensors = items[i].isLast ? doneTensors.wrappingAdd(1, ordering: .relaxed).newValue
+                                              : doneTensors.load(ordering: .relaxed)
+                progress?(MergeProgress(completedBytes: bytes, totalBytes: totalBytes,
+                                        completedTensors: tensors, totalTensors: plan.tensors.count))
+            }
+            finished.withLock { $0.append(worker) }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+        return finished.withLock { $0 }
     }
 
     /// A unit of work: elements `range` of `plan.tensors[tensor]`.
@@ -185,8 +201,8 @@ public enum MergeExecutor {
         private let doubleWeights: [Double]
         /// Σ sign(vote) over everything this worker merged (mass-vote methods).
         private(set) var signVotes = 0
-        /// Results to fix once the model-wide majority sign is known.
-        let patches: PatchLog
+        /// Elements whose result depended on how vote ties were resolved.
+        private(set) var resolvedTies = 0
 
         init(plan: MergePlan, writer: CheckpointWriter, model: ModelStatistics) {
             self.plan = plan
@@ -195,7 +211,6 @@ public enum MergeExecutor {
             request = plan.method.statistics
             doubleWeights = plan.inputs.map(\.weight)
             floatWeights = doubleWeights.map { Float($0) }
-            patches = PatchLog(near: plan.output.path)
         }
 
         func process(_ item: WorkItem) throws(MergeKitError) {
@@ -251,39 +266,22 @@ public enum MergeExecutor {
                 context.elementOffset = chunk.lowerBound
                 let out = UnsafeMutableBufferPointer(rebasing: buffers.out[0..<chunk.count])
                 plan.method.combine(deltas, base: UnsafeBufferPointer(base), weights: weights, into: out, context: context)
-                try finish(tensor, chunk, out: out, base: base, context: context,
-                           into: buffers.bytes.baseAddress! + (chunk.lowerBound - groupStart) * width)
+                finish(tensor, chunk, out: out, base: base, into: buffers.bytes.baseAddress! + (chunk.lowerBound - groupStart) * width)
                 if (chunk.upperBound - range.lowerBound) % MergeExecutor.itemElements == 0 || chunk.upperBound == range.upperBound {
                     try writer.write(UnsafeRawBufferPointer(start: buffers.bytes.baseAddress!, count: (chunk.upperBound - groupStart) * width),
                                      dataOffset: tensor.output.begin + groupStart * width, shard: tensor.shard)
                     groupStart = chunk.upperBound
                 }
             }
+            signVotes += context.signVotes
+            resolvedTies += context.resolvedTies
         }
 
-        /// θ = θ₀ + τ (or τ alone), converted into the output staging buffer; deferred elements
-        /// logged as patches.
+        /// θ = θ₀ + τ (or τ alone), converted into the output staging buffer.
         private func finish<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, out: UnsafeMutableBufferPointer<T>,
-                                            base: UnsafeMutableBufferPointer<T>, context: ChunkContext,
-                                            into staged: UnsafeMutableRawPointer) throws(MergeKitError) {
-            let emitModel = plan.output.emit == .model
-            if emitModel { T.axpy(1, UnsafeBufferPointer(base), out) }
-            let dtype = tensor.output.dtype
-            let width = dtype.byteWidth!
-            T.store(out.baseAddress!, count: chunk.count, as: dtype, into: staged)
-            let offset = tensor.output.begin + chunk.lowerBound * width
-            signVotes += context.signVotes
-            context.signVotes = 0
-            for (k, negative, zero) in context.deferred {
-                let values: [T] = [T(negative) + (emitModel ? base[k] : 0), T(zero) + (emitModel ? base[k] : 0)]
-                var bytes = [UInt8](repeating: 0, count: 2 * width)
-                values.withUnsafeBufferPointer { v in
-                    bytes.withUnsafeMutableBytes { T.store(v.baseAddress!, count: 2, as: dtype, into: $0.baseAddress!) }
-                }
-                try patches.append(shard: tensor.shard, dataOffset: offset + k * width,
-                                   negative: Array(bytes[0..<width]), zero: Array(bytes[width...]))
-            }
-            context.deferred.removeAll(keepingCapacity: true)
+                                            base: UnsafeMutableBufferPointer<T>, into staged: UnsafeMutableRawPointer) {
+            if plan.output.emit == .model { T.axpy(1, UnsafeBufferPointer(base), out) }
+            T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype, into: staged)
         }
 
         /// Tensors up to this many elements get their rank windows from a sorted copy of the keys

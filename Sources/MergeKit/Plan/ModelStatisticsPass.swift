@@ -4,104 +4,271 @@ import Synchronization
 /// The whole-model statistics passes that run before the merge pass (paper TIES's trim
 /// thresholds, MetaGPT's norms), streaming over every merged tensor with flat memory.
 ///
-/// Thresholds: per input, an exact radix selection of the k-th smallest |τ| over all d merged
-/// elements, k = d − int(d·K): 2 passes with Float keys (4 when some tensor computes in Double),
-/// 65,536 counters per input per worker, histograms summed after each pass. Norms: Σ τ² in the
-/// first pass, kept per work item and summed in item order, so the result is the same for any
-/// thread count.
+/// **Thresholds** — per input, the exact k-th smallest |τ| over all d merged elements,
+/// k = d − int(d·K), without ever holding the model:
+/// 1. a *sample* pass reads ~2²⁰ elements spread over every work item and brackets the k-th
+///    magnitude key between two sample quantiles, wide enough (6 standard errors) that it lies
+///    inside with overwhelming probability;
+/// 2. one *full* pass counts, per input, the keys below the bracket and histograms the keys inside
+///    it (at most 2¹⁸ distinct keys: 2 MB of counters per input per worker). If the k-th key falls
+///    inside the bracket, the histogram gives it exactly;
+/// 3. otherwise (an unlucky sample, heavy ties, or Double keys) an exact radix selection runs:
+///    2 more passes with Float keys, 4 with Double keys, 65,536 counters per input per worker.
+/// Either way the result is exact; the bracket only saves passes.
+///
+/// **Majority** (TIES's mass vote) — predicted from the sample with the estimated thresholds;
+/// the merge pass counts the exact vote and the executor checks the prediction.
+///
+/// **Norms** — Σ τ² in the full pass, kept per work item and summed in item order, so the
+/// result is the same for any thread count.
 struct ModelStatisticsPass {
     let plan: MergePlan
     let request: StatisticsRequest
     let threads: Int
 
+    /// Distinct keys a bracket may span.
+    static let bracketBins = 1 << 18
+    /// Target sample size per input.
+    static let sampleTarget = 1 << 20
+
     func run() throws(MergeKitError) -> ModelStatistics {
         let items = MergeExecutor.workItems(plan, wholeTensors: false, mergedOnly: true)
         let inputs = plan.inputs.count
-        let elementCount = plan.tensors.filter { $0.action == .merge }.reduce(0) { $0 + $1.output.elementCount }
+        let elementCount = items.reduce(0) { $0 + $1.range.count }
         let wide = plan.tensors.contains { $0.action == .merge && $0.computeInDouble }
-        let keyBits = wide ? 64 : 32
+        var statistics = ModelStatistics()
+        statistics.elementCount = elementCount
 
-        var selections: [RadixSelection?] = Array(repeating: nil, count: inputs)
+        var rank: Int?
         if let keep = request.globalKeepFraction, elementCount > 0 {
             // k-th smallest, 1-indexed, k = d − int(d·K); k ≤ 0 keeps everything.
             let k = elementCount - Int(Double(elementCount) * keep)
-            if k >= 1 { selections = Array(repeating: RadixSelection(rank: k - 1, keyBits: keyBits), count: inputs) }
+            if k >= 1 { rank = k - 1 }
         }
-        let passes = selections.contains { $0 != nil } ? keyBits / RadixSelection.digitBits : (request.globalSquaredNorms ? 1 : 0)
-        var itemNorms = [[Double]](repeating: [], count: items.count)
 
-        for pass in 0..<passes {
-            let next = Atomic<Int>(0)
-            let partials = Mutex<[[RadixSelection?]]>([])
-            let norms = Mutex<[(Int, [Double])]>([])
-            let failure = Mutex<MergeKitError?>(nil)
-            let current = selections
-            DispatchQueue.concurrentPerform(iterations: min(threads, max(1, items.count))) { _ in
-                var local = current
-                var localNorms: [(Int, [Double])] = []
-                let floatBuffers = MergeExecutor.WorkerBuffers<Float>(inputs: inputs)
-                var doubleBuffers: MergeExecutor.WorkerBuffers<Double>?
-                let wantNorms = pass == 0 && request.globalSquaredNorms
-                while failure.withLock({ $0 == nil }) {
-                    let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                    guard i < items.count else { break }
-                    let item = items[i]
-                    let tensor = plan.tensors[item.tensor]
-                    do throws(MergeKitError) {
-                        let norm: [Double]?
-                        if tensor.computeInDouble {
-                            if doubleBuffers == nil { doubleBuffers = MergeExecutor.WorkerBuffers<Double>(inputs: inputs) }
-                            norm = try observe(tensor, item.range, doubleBuffers!, &local, norms: wantNorms)
-                        } else {
-                            norm = try observe(tensor, item.range, floatBuffers, &local, norms: wantNorms)
-                        }
-                        if let norm { localNorms.append((i, norm)) }
-                    } catch {
-                        failure.withLock { if $0 == nil { $0 = error } }
-                    }
+        // Sample pass and bracket (Float keys only).
+        var brackets: [ClosedRange<UInt64>]?
+        if let rank, !wide {
+            let rate = min(1, Double(Self.sampleTarget) / Double(elementCount))
+            let sampled = items.map { item in
+                (item.tensor, item.range.lowerBound..<(item.range.lowerBound + max(1, Int((Double(item.range.count) * rate).rounded(.up)))))
+            }
+            let visitors = try runPass(sampled) { SampleVisitor(inputs: inputs) }
+            var estimates: [UInt64] = []
+            brackets = (0..<inputs).map { input in
+                var keys = visitors.flatMap { $0.values[input].lazy.map { Float.magnitudeKey($0) } }
+                keys.sort()
+                let q = (Double(rank) + 0.5) / Double(elementCount)
+                estimates.append(keys.isEmpty ? 0 : keys[min(keys.count - 1, Int(q * Double(keys.count)))])
+                return Self.bracket(sortedSample: keys, rank: rank, total: elementCount)
+            }
+            if request.majoritySign {
+                // Predict the majority from the sample with the estimated thresholds.
+                var votes = 0
+                for visitor in visitors {
+                    votes += visitor.votes(thresholds: estimates, weights: plan.inputs.map { Float($0.weight) })
                 }
-                partials.withLock { $0.append(local) }
-                norms.withLock { $0 += localNorms }
-            }
-            if let error = failure.withLock({ $0 }) { throw error }
-            for (i, norm) in norms.withLock({ $0 }) { itemNorms[i] = norm }
-            let collected = partials.withLock { $0 }
-            for input in 0..<inputs where selections[input] != nil {
-                var merged = current[input]!
-                for partial in collected { merged.merge(partial[input]!) }
-                merged.finishPass()
-                selections[input] = merged
+                statistics.majority = votes >= 0 ? (votes == 0 ? 0 : 1) : -1
             }
         }
 
-        var statistics = ModelStatistics()
-        statistics.elementCount = elementCount
-        if request.globalKeepFraction != nil {
-            statistics.thresholdKeys = selections.map { $0?.key ?? 0 }
-            statistics.thresholdKeysAreWide = wide
-        }
-        if request.globalSquaredNorms {
-            var totals = [Double](repeating: 0, count: inputs)
-            for norm in itemNorms where !norm.isEmpty {
-                for i in 0..<inputs { totals[i] += norm[i] }
+        // Full pass: bracket histograms and norms.
+        var thresholds: [UInt64]? = request.globalKeepFraction == nil ? nil : Array(repeating: 0, count: inputs)
+        var unresolved = rank == nil ? [] : Array(0..<inputs)
+        if request.globalSquaredNorms || brackets != nil {
+            let ranges = items.map { ($0.tensor, $0.range) }
+            let currentBrackets = brackets
+            let visitors = try runPass(ranges) {
+                FullPassVisitor(inputs: inputs, brackets: currentBrackets, norms: request.globalSquaredNorms)
             }
-            statistics.squaredNorms = totals
+            if request.globalSquaredNorms {
+                var itemNorms = [[Double]](repeating: [], count: items.count)
+                for visitor in visitors { for (i, norm) in visitor.itemNorms { itemNorms[i] = norm } }
+                var totals = [Double](repeating: 0, count: inputs)
+                for norm in itemNorms where !norm.isEmpty { for i in 0..<inputs { totals[i] += norm[i] } }
+                statistics.squaredNorms = totals
+            }
+            if let brackets, let rank {
+                unresolved = []
+                for input in 0..<inputs {
+                    let below = visitors.reduce(0) { $0 + $1.below[input] }
+                    var histogram = [Int](repeating: 0, count: Self.bracketBins)
+                    for visitor in visitors {
+                        for (bin, count) in visitor.histograms[input].enumerated() where count != 0 { histogram[bin] += count }
+                    }
+                    var cumulative = below
+                    var found: UInt64?
+                    if rank >= below {
+                        for bin in 0..<Self.bracketBins {
+                            cumulative += histogram[bin]
+                            if cumulative > rank { found = brackets[input].lowerBound + UInt64(bin); break }
+                        }
+                    }
+                    if let found { thresholds![input] = found } else { unresolved.append(input) }
+                }
+            }
+        }
+
+        // Exact radix selection for whatever the bracket did not settle.
+        if let rank, !unresolved.isEmpty {
+            let keyBits = wide ? 64 : 32
+            var selections = unresolved.map { _ in RadixSelection(rank: rank, keyBits: keyBits) }
+            let ranges = items.map { ($0.tensor, $0.range) }
+            for _ in 0..<(keyBits / RadixSelection.digitBits) {
+                let current = selections
+                let pending = unresolved
+                let visitors = try runPass(ranges) { RadixVisitor(inputs: pending, selections: current) }
+                for s in selections.indices {
+                    var merged = current[s]
+                    for visitor in visitors { merged.merge(visitor.selections[s]) }
+                    merged.finishPass()
+                    selections[s] = merged
+                }
+            }
+            for (s, input) in unresolved.enumerated() { thresholds![input] = selections[s].key }
+        }
+
+        if let thresholds {
+            statistics.thresholdKeys = thresholds
+            statistics.thresholdKeysAreWide = wide
         }
         return statistics
     }
 
-    /// Counts one work item's |τ| keys (and returns its Σ τ² per input when asked).
-    private func observe<T: MergeScalar>(_ tensor: PlannedTensor, _ range: Range<Int>, _ buffers: MergeExecutor.WorkerBuffers<T>,
-                                         _ selections: inout [RadixSelection?], norms: Bool) throws(MergeKitError) -> [Double]? {
+    /// The key range holding the sample quantile at rank/total ± 6 standard errors (plus a
+    /// margin for small samples), narrowed to `bracketBins` keys around the estimate.
+    static func bracket(sortedSample keys: [UInt64], rank: Int, total: Int) -> ClosedRange<UInt64> {
+        guard !keys.isEmpty else { return 0...0 }
+        let m = Double(keys.count)
+        let q = (Double(rank) + 0.5) / Double(total)
+        let delta = 6 * (q * (1 - q) / m).squareRoot() + 4 / m
+        let index = { (p: Double) in min(keys.count - 1, max(0, Int((p * m).rounded(.down)))) }
+        var low = keys[index(q - delta)]
+        var high = keys[index(q + delta)]
+        if high - low >= UInt64(bracketBins) {
+            let estimate = keys[index(q)]
+            let half = UInt64(bracketBins / 2)
+            low = max(low, estimate >= half ? estimate - half : 0)
+            high = min(high, low + UInt64(bracketBins) - 1)
+        }
+        return low...high
+    }
+
+    /// Runs `visitor`s over the τ chunks of `ranges` on all workers; returns one visitor per worker.
+    private func runPass<V: ChunkVisitor>(_ ranges: [(Int, Range<Int>)], _ makeVisitor: @escaping @Sendable () -> V) throws(MergeKitError) -> [V] {
+        let inputs = plan.inputs.count
+        let next = Atomic<Int>(0)
+        let finished = Mutex<[V]>([])
+        let failure = Mutex<MergeKitError?>(nil)
+        let plan = self.plan
+        DispatchQueue.concurrentPerform(iterations: min(threads, max(1, ranges.count))) { _ in
+            var visitor = makeVisitor()
+            let floatBuffers = MergeExecutor.WorkerBuffers<Float>(inputs: inputs)
+            var doubleBuffers: MergeExecutor.WorkerBuffers<Double>?
+            while failure.withLock({ $0 == nil }) {
+                let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard i < ranges.count else { break }
+                let (tensorIndex, range) = ranges[i]
+                let tensor = plan.tensors[tensorIndex]
+                do throws(MergeKitError) {
+                    if tensor.computeInDouble {
+                        if doubleBuffers == nil { doubleBuffers = MergeExecutor.WorkerBuffers<Double>(inputs: inputs) }
+                        try visit(&visitor, tensor, range, item: i, doubleBuffers!)
+                    } else {
+                        try visit(&visitor, tensor, range, item: i, floatBuffers)
+                    }
+                } catch {
+                    failure.withLock { if $0 == nil { $0 = error } }
+                }
+            }
+            let done = visitor
+            finished.withLock { $0.append(done) }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+        return finished.withLock { $0 }
+    }
+
+    private func visit<V: ChunkVisitor, T: MergeScalar>(_ visitor: inout V, _ tensor: PlannedTensor, _ range: Range<Int>, item: Int,
+                                                       _ buffers: MergeExecutor.WorkerBuffers<T>) throws(MergeKitError) {
         let source = try MergeExecutor.ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, buffers: buffers)
-        var squares = [Double](repeating: 0, count: plan.inputs.count)
+        visitor.begin(item: item)
         for chunk in source.chunks {
             let (_, deltas) = try source.load(chunk)
-            for i in selections.indices { selections[i]?.observe(UnsafeBufferPointer(deltas[i])) }
-            if norms {
-                for (i, delta) in deltas.enumerated() { squares[i] += Double(T.dot(UnsafeBufferPointer(delta), UnsafeBufferPointer(delta))) }
-            }
+            visitor.visit(deltas)
         }
-        return norms ? squares : nil
+    }
+}
+
+/// What a statistics pass does with each chunk of task vectors (one visitor per worker).
+protocol ChunkVisitor: Sendable {
+    mutating func begin(item: Int)
+    mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>])
+}
+
+/// Collects a sample of the task vectors (Float tensors only; the same positions for every input).
+struct SampleVisitor: ChunkVisitor {
+    var values: [[Float]]
+    init(inputs: Int) { values = Array(repeating: [], count: inputs) }
+    mutating func begin(item: Int) {}
+    mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>]) {
+        for (i, delta) in deltas.enumerated() { values[i] += delta.lazy.map { Float($0) } }
+    }
+
+    /// Σ sign(Σᵢ wᵢ τ̃ᵢ) over the sample, trimming below `thresholds` (sum in input order).
+    func votes(thresholds: [UInt64], weights: [Float]) -> Int {
+        guard let count = values.first?.count else { return 0 }
+        var votes = 0
+        for k in 0..<count {
+            var total: Float = 0
+            for i in values.indices where Float.magnitudeKey(values[i][k]) >= thresholds[i] { total += weights[i] * values[i][k] }
+            votes += total > 0 ? 1 : (total < 0 ? -1 : 0)
+        }
+        return votes
+    }
+}
+
+/// The full pass: keys below each bracket, a histogram of keys inside it, and Σ τ² per item.
+struct FullPassVisitor: ChunkVisitor {
+    let brackets: [ClosedRange<UInt64>]?
+    let norms: Bool
+    var below: [Int]
+    var histograms: [[Int]]
+    var itemNorms: [(Int, [Double])] = []
+
+    init(inputs: Int, brackets: [ClosedRange<UInt64>]?, norms: Bool) {
+        self.brackets = brackets
+        self.norms = norms
+        below = Array(repeating: 0, count: inputs)
+        histograms = brackets == nil ? [] : Array(repeating: Array(repeating: 0, count: ModelStatisticsPass.bracketBins), count: inputs)
+    }
+
+    mutating func begin(item: Int) {
+        if norms { itemNorms.append((item, Array(repeating: 0, count: below.count))) }
+    }
+
+    mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>]) {
+        for (i, delta) in deltas.enumerated() {
+            if let brackets {
+                let bracket = brackets[i]
+                below[i] += histograms[i].withUnsafeMutableBufferPointer { counts in
+                    T.bracketCount(UnsafeBufferPointer(delta), low: bracket.lowerBound, high: bracket.upperBound, into: counts.baseAddress!)
+                }
+            }
+            if norms { itemNorms[itemNorms.count - 1].1[i] += Double(T.dot(UnsafeBufferPointer(delta), UnsafeBufferPointer(delta))) }
+        }
+    }
+}
+
+/// One pass of the exact radix selection, for the inputs the bracket did not settle.
+struct RadixVisitor: ChunkVisitor {
+    let inputs: [Int]
+    var selections: [RadixSelection]
+    init(inputs: [Int], selections: [RadixSelection]) {
+        self.inputs = inputs
+        self.selections = selections.map { var s = $0; s.clearCounts(); return s }
+    }
+    mutating func begin(item: Int) {}
+    mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>]) {
+        for (s, input) in inputs.enumerated() { selections[s].observe(UnsafeBufferPointer(deltas[input])) }
     }
 }
