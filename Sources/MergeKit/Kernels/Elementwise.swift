@@ -9,6 +9,11 @@ public protocol ElementwiseKernels {
     /// sign[k] = +1 for S > 0, −1 for S < 0 or NaN, `tie` for S = 0; returns Σ sign(S) (S = 0
     /// and NaN cast no vote).
     static func electSigns(_ total: UnsafeBufferPointer<Self>, into sign: UnsafeMutableBufferPointer<Self>, tie: Self) -> Int
+    /// The rank window for a chunk holding boundary keys: keeps x where low < key < high, and
+    /// where key equals a boundary and the element's ordinal among equals (counted from
+    /// `lowOrdinal` / `highOrdinal`, updated in place) lies in the boundary's ordinal range.
+    static func windowWithTies(_ x: UnsafeMutableBufferPointer<Self>, low: UInt64, hasLow: Bool, lowOrdinals: Range<Int>,
+                               lowOrdinal: inout Int, high: UInt64, hasHigh: Bool, highOrdinals: Range<Int>, highOrdinal: inout Int)
     /// How many elements have a vote sum of exactly 0 yet a non-zero result: the elements whose
     /// value depends on how ties are resolved.
     static func countResolvedTies(_ total: UnsafeBufferPointer<Self>, out: UnsafeBufferPointer<Self>) -> Int
@@ -29,12 +34,14 @@ public protocol ElementwiseKernels {
     static func drop(_ x: UnsafeMutableBufferPointer<Self>, random: CounterRandom, offset: Int, limit: UInt64)
     /// (Σ|x|, Σ|x| over the entries DARE keeps), accumulated in Double.
     static func dropL1(_ x: UnsafeBufferPointer<Self>, random: CounterRandom, offset: Int, limit: UInt64) -> (before: Double, after: Double)
-    /// How many entries have a boundary key (hasLower/hasUpper say whether a bound applies).
+    /// How many entries have the lower and the upper boundary key (absent bounds count 0).
     static func countBoundary(_ x: UnsafeBufferPointer<Self>, lowerKey: UInt64, hasLower: Bool,
-                              upperKey: UInt64, hasUpper: Bool) -> Int
-    /// Keeps x where lowerKey < key(|x|) < upperKey (absent bounds do not apply), zeroes the rest.
-    static func keepStrictlyInside(_ x: UnsafeMutableBufferPointer<Self>, lowerKey: UInt64, hasLower: Bool,
-                                   upperKey: UInt64, hasUpper: Bool)
+                              upperKey: UInt64, hasUpper: Bool) -> (lower: Int, upper: Int)
+    /// Keeps x where lowerKey < key(|x|) < upperKey (absent bounds do not apply), and where the
+    /// key equals a boundary whose equals are all kept in this chunk (`keepLowerEquals`,
+    /// `keepUpperEquals`); zeroes the rest.
+    static func keepInside(_ x: UnsafeMutableBufferPointer<Self>, lowerKey: UInt64, hasLower: Bool, keepLowerEquals: Bool,
+                           upperKey: UInt64, hasUpper: Bool, keepUpperEquals: Bool)
     /// Counts the magnitude keys below `low` and histograms those in low...high into `counts`
     /// (indexed by key − low); returns the count below. Keys are narrow (Float) keys.
     static func bracketCount(_ x: UnsafeBufferPointer<Self>, low: UInt64, high: UInt64, into counts: UnsafeMutablePointer<Int>) -> Int
@@ -58,6 +65,31 @@ func electSignsBody<T: MergeScalar>(_ total: UnsafeBufferPointer<T>, _ sign: Uns
         votes &+= plus &- minus
     }
     return Int(votes)
+}
+
+@inline(__always)
+func windowWithTiesBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, _ low: UInt64, _ hasLow: Bool, _ lowOrdinals: Range<Int>,
+                                        _ lowOrdinal: inout Int, _ high: UInt64, _ hasHigh: Bool, _ highOrdinals: Range<Int>,
+                                        _ highOrdinal: inout Int) {
+    let zero = T.zero
+    let lowKey = hasLow ? low : UInt64.max, highKey = hasHigh ? high : UInt64.max
+    let lowMin = lowOrdinals.lowerBound, lowMax = lowOrdinals.upperBound
+    let highMin = highOrdinals.lowerBound, highMax = highOrdinals.upperBound
+    var lo = lowOrdinal, hi = highOrdinal
+    for k in 0..<x.count {
+        let v = x[k]
+        let key = T.magnitudeKey(v)
+        let atLow = key == lowKey, atHigh = key == highKey
+        let aboveLow = !hasLow || key > low
+        let belowHigh = !hasHigh || key < high
+        let lowOK = aboveLow || (atLow && lo >= lowMin && lo < lowMax)
+        let highOK = belowHigh || (atHigh && hi >= highMin && hi < highMax)
+        lo &+= atLow ? 1 : 0
+        hi &+= atHigh ? 1 : 0
+        x[k] = lowOK && highOK ? v : zero
+    }
+    lowOrdinal = lo
+    highOrdinal = hi
 }
 
 @inline(__always)
@@ -163,35 +195,34 @@ func dropL1Body<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ random: CounterRa
 
 @inline(__always)
 func countBoundaryBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ lowerKey: UInt64, _ hasLower: Bool,
-                                       _ upperKey: UInt64, _ hasUpper: Bool) -> Int {
+                                       _ upperKey: UInt64, _ hasUpper: Bool) -> (Int, Int) {
     // An absent bound becomes a key no magnitude has (magnitude keys never set the top bit).
     let low = hasLower ? lowerKey : UInt64.max
     let high = hasUpper ? upperKey : UInt64.max
-    var hits: Int32 = 0
+    var lows: Int32 = 0, highs: Int32 = 0
     for k in 0..<x.count {
         let key = T.magnitudeKey(x[k])
         let atLow: Int32 = key == low ? 1 : 0
         let atHigh: Int32 = key == high ? 1 : 0
-        hits &+= atLow | atHigh
+        lows &+= atLow
+        highs &+= atHigh
     }
-    return Int(hits)
+    return (Int(lows), Int(highs))
 }
 
 @inline(__always)
-func keepStrictlyInsideBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, _ lowerKey: UInt64, _ hasLower: Bool,
-                                            _ upperKey: UInt64, _ hasUpper: Bool) {
+func keepInsideBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, _ lowerKey: UInt64, _ hasLower: Bool, _ keepLowerEquals: Bool,
+                                    _ upperKey: UInt64, _ hasUpper: Bool, _ keepUpperEquals: Bool) {
     let zero = T.zero
-    // Absent bounds: below every key / above every key (magnitude keys never set the top bit).
-    let low: UInt64 = hasLower ? lowerKey : 0
-    let high: UInt64 = hasUpper ? upperKey : UInt64.max
-    let lowInclusive = !hasLower  // with no lower bound, key 0 is inside too
+    // key ≥ lowFloor passes the lower bound; key ≤ highCeiling passes the upper one.
+    let lowFloor: UInt64 = !hasLower ? 0 : (keepLowerEquals ? lowerKey : lowerKey &+ 1)
+    let highCeiling: UInt64 = !hasUpper ? UInt64.max : (keepUpperEquals ? upperKey : upperKey &- 1)
+    let emptyAbove = hasUpper && !keepUpperEquals && upperKey == 0
     for k in 0..<x.count {
         let v = x[k]
         let key = T.magnitudeKey(v)
-        let aboveLow = key > low || lowInclusive
-        let belowHigh = key < high
-        let keep: T = aboveLow ? v : zero
-        x[k] = belowHigh ? keep : zero
+        let inside = key >= lowFloor && key <= highCeiling && !emptyAbove
+        x[k] = inside ? v : zero
     }
 }
 
@@ -235,6 +266,10 @@ extension Float: ElementwiseKernels {
     public static func electSigns(_ total: UnsafeBufferPointer<Float>, into sign: UnsafeMutableBufferPointer<Float>, tie: Float) -> Int {
         electSignsBody(total, sign, tie)
     }
+    public static func windowWithTies(_ x: UnsafeMutableBufferPointer<Float>, low: UInt64, hasLow: Bool, lowOrdinals: Range<Int>,
+                                      lowOrdinal: inout Int, high: UInt64, hasHigh: Bool, highOrdinals: Range<Int>, highOrdinal: inout Int) {
+        windowWithTiesBody(x, low, hasLow, lowOrdinals, &lowOrdinal, high, hasHigh, highOrdinals, &highOrdinal)
+    }
     public static func countResolvedTies(_ total: UnsafeBufferPointer<Float>, out: UnsafeBufferPointer<Float>) -> Int {
         countResolvedTiesBody(total, out)
     }
@@ -264,12 +299,12 @@ extension Float: ElementwiseKernels {
         dropL1Body(x, random, offset, limit)
     }
     public static func countBoundary(_ x: UnsafeBufferPointer<Float>, lowerKey: UInt64, hasLower: Bool,
-                                     upperKey: UInt64, hasUpper: Bool) -> Int {
+                                     upperKey: UInt64, hasUpper: Bool) -> (lower: Int, upper: Int) {
         countBoundaryBody(x, lowerKey, hasLower, upperKey, hasUpper)
     }
-    public static func keepStrictlyInside(_ x: UnsafeMutableBufferPointer<Float>, lowerKey: UInt64, hasLower: Bool,
-                                          upperKey: UInt64, hasUpper: Bool) {
-        keepStrictlyInsideBody(x, lowerKey, hasLower, upperKey, hasUpper)
+    public static func keepInside(_ x: UnsafeMutableBufferPointer<Float>, lowerKey: UInt64, hasLower: Bool, keepLowerEquals: Bool,
+                                  upperKey: UInt64, hasUpper: Bool, keepUpperEquals: Bool) {
+        keepInsideBody(x, lowerKey, hasLower, keepLowerEquals, upperKey, hasUpper, keepUpperEquals)
     }
     public static func bracketCount(_ x: UnsafeBufferPointer<Float>, low: UInt64, high: UInt64, into counts: UnsafeMutablePointer<Int>) -> Int {
         bracketCountBody(x, low, high, counts)
@@ -282,6 +317,10 @@ extension Float: ElementwiseKernels {
 extension Double: ElementwiseKernels {
     public static func electSigns(_ total: UnsafeBufferPointer<Double>, into sign: UnsafeMutableBufferPointer<Double>, tie: Double) -> Int {
         electSignsBody(total, sign, tie)
+    }
+    public static func windowWithTies(_ x: UnsafeMutableBufferPointer<Double>, low: UInt64, hasLow: Bool, lowOrdinals: Range<Int>,
+                                      lowOrdinal: inout Int, high: UInt64, hasHigh: Bool, highOrdinals: Range<Int>, highOrdinal: inout Int) {
+        windowWithTiesBody(x, low, hasLow, lowOrdinals, &lowOrdinal, high, hasHigh, highOrdinals, &highOrdinal)
     }
     public static func countResolvedTies(_ total: UnsafeBufferPointer<Double>, out: UnsafeBufferPointer<Double>) -> Int {
         countResolvedTiesBody(total, out)
@@ -312,12 +351,12 @@ extension Double: ElementwiseKernels {
         dropL1Body(x, random, offset, limit)
     }
     public static func countBoundary(_ x: UnsafeBufferPointer<Double>, lowerKey: UInt64, hasLower: Bool,
-                                     upperKey: UInt64, hasUpper: Bool) -> Int {
+                                     upperKey: UInt64, hasUpper: Bool) -> (lower: Int, upper: Int) {
         countBoundaryBody(x, lowerKey, hasLower, upperKey, hasUpper)
     }
-    public static func keepStrictlyInside(_ x: UnsafeMutableBufferPointer<Double>, lowerKey: UInt64, hasLower: Bool,
-                                          upperKey: UInt64, hasUpper: Bool) {
-        keepStrictlyInsideBody(x, lowerKey, hasLower, upperKey, hasUpper)
+    public static func keepInside(_ x: UnsafeMutableBufferPointer<Double>, lowerKey: UInt64, hasLower: Bool, keepLowerEquals: Bool,
+                                  upperKey: UInt64, hasUpper: Bool, keepUpperEquals: Bool) {
+        keepInsideBody(x, lowerKey, hasLower, keepLowerEquals, upperKey, hasUpper, keepUpperEquals)
     }
     public static func bracketCount(_ x: UnsafeBufferPointer<Double>, low: UInt64, high: UInt64, into counts: UnsafeMutablePointer<Int>) -> Int {
         bracketCountBody(x, low, high, counts)

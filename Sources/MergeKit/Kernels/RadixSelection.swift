@@ -182,34 +182,31 @@ struct RankWindow: Sendable {
     }
 
     /// Zeroes the elements of `values` outside the window (in place), visiting them in order.
-    /// A chunk without boundary keys (most of them) takes a vectorised pass; one holding the
-    /// boundary elements is walked element by element to count their ordinals.
+    /// Boundary ordinals advance by whole chunks: when every element equal to a boundary key in
+    /// this chunk falls on the same side of the window's edge (all but at most two chunks per
+    /// tensor), one vectorised pass does the chunk; otherwise it is walked element by element.
     mutating func apply<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>) {
         let lowerKey = lower?.key ?? 0, upperKey = upper?.key ?? 0
-        let hits = T.countBoundary(UnsafeBufferPointer(values), lowerKey: lowerKey, hasLower: lower != nil,
-                                   upperKey: upperKey, hasUpper: upper != nil)
-        if hits == 0 {
-            T.keepStrictlyInside(values, lowerKey: lowerKey, hasLower: lower != nil, upperKey: upperKey, hasUpper: upper != nil)
+        let counts = T.countBoundary(UnsafeBufferPointer(values), lowerKey: lowerKey, hasLower: lower != nil,
+                                     upperKey: upperKey, hasUpper: upper != nil)
+        /// Whether all `count` equals from ordinal `first` on are kept (true), dropped (false) or mixed (nil).
+        func uniform(_ ordinals: Range<Int>, first: Int, count: Int) -> Bool? {
+            if count == 0 { return true }
+            let span = first..<(first + count)
+            if ordinals.lowerBound <= span.lowerBound && span.upperBound <= ordinals.upperBound { return true }
+            if span.upperBound <= ordinals.lowerBound || ordinals.upperBound <= span.lowerBound { return false }
+            return nil
+        }
+        let keepLower = lower.map { uniform($0.ordinals, first: lowerOrdinal, count: counts.lower) } ?? true
+        let keepUpper = upper.map { uniform($0.ordinals, first: upperOrdinal, count: counts.upper) } ?? true
+        if let keepLower, let keepUpper {
+            T.keepInside(values, lowerKey: lowerKey, hasLower: lower != nil, keepLowerEquals: keepLower,
+                         upperKey: upperKey, hasUpper: upper != nil, keepUpperEquals: keepUpper)
+            lowerOrdinal += counts.lower
+            upperOrdinal += counts.upper
             return
         }
-        let zero = T.zero
-        for i in values.indices {
-            let x = values[i]
-            let key = T.magnitudeKey(x)
-            var keep = true
-            if let lower {
-                if key < lower.key { keep = false } else if key == lower.key {
-                    keep = lower.ordinals.contains(lowerOrdinal)
-                    lowerOrdinal += 1
-                }
-            }
-            if let upper {
-                if key > upper.key { keep = false } else if key == upper.key {
-                    keep = keep && upper.ordinals.contains(upperOrdinal)
-                    upperOrdinal += 1
-                }
-            }
-            values[i] = keep ? x : zero
-        }
+        T.windowWithTies(values, low: lowerKey, hasLow: lower != nil, lowOrdinals: lower?.ordinals ?? 0..<0, lowOrdinal: &lowerOrdinal,
+                         high: upperKey, hasHigh: upper != nil, highOrdinals: upper?.ordinals ?? 0..<0, highOrdinal: &upperOrdinal)
     }
 }
