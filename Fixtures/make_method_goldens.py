@@ -127,27 +127,51 @@ def mix_np(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+M32 = (1 << 32) - 1
+
+
+def lowbias32_int(x: int) -> int:
+    """lowbias32 (C. Wellons) on Python integers (mod 2^32)."""
+    x &= M32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & M32
+    x ^= x >> 16
+    return x
+
+
+def lowbias32_np(x: np.ndarray) -> np.ndarray:
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
 def uniform_bits(seed: int, tensor: str, index: int, n: int) -> np.ndarray:
-    """u_j = mix(stream + (j+1)·golden) >> 11 for j = 0..n-1 (uint64; 53 significant bits)."""
+    """u_j = lowbias32(lowbias32(j ^ a) + b), a/b = low/high 32 bits of the stream (uint32)."""
+    s = stream_of(seed, tensor, index)
+    a, b = np.uint32(s & M32), np.uint32(s >> 32)
     with np.errstate(over="ignore"):
-        j = np.arange(1, n + 1, dtype=np.uint64)
-        z = np.uint64(stream_of(seed, tensor, index)) + j * np.uint64(GOLDEN)
-        return mix_np(z) >> np.uint64(11)
+        j = np.arange(0, n, dtype=np.uint32)
+        return lowbias32_np(lowbias32_np(j ^ a) + b)
 
 
 def uniform_bits_slow(seed: int, tensor: str, index: int, n: int) -> list[int]:
     s = stream_of(seed, tensor, index)
-    return [mix_int(s + (j + 1) * GOLDEN) >> 11 for j in range(n)]
+    a, b = s & M32, s >> 32
+    return [lowbias32_int(lowbias32_int(j ^ a) + b) for j in range(n)]
 
 
 def drop_threshold(p: float) -> int:
-    return int(math.floor(p * 9007199254740992.0))  # ⌊p·2^53⌋
+    return min(M32, int(math.floor(p * 4294967296.0)))  # ⌊p·2^32⌋
 
 
 def drop_mask(seed: int, tensor: str, index: int, shape, p: float) -> np.ndarray:
     """True where element j (row-major) is DROPPED."""
     n = int(np.prod(shape)) if len(shape) else 1
-    return (uniform_bits(seed, tensor, index, n) < np.uint64(drop_threshold(p))).reshape(shape)
+    return (uniform_bits(seed, tensor, index, n) < np.uint32(drop_threshold(p))).reshape(shape)
 
 
 # ======================================================================================
@@ -594,7 +618,10 @@ def known_answers() -> None:
         fast = [int(x) for x in uniform_bits(seed, name, idx, 300)]
         check(fast == uniform_bits_slow(seed, name, idx, 300), f"counter RNG numpy vs int ({seed}, {name}, {idx})")
     for p in (0.0, 0.1, 0.5, 0.9, 0.99, 1 - 2**-53):
-        check(drop_threshold(p) == math.floor(Fraction(p) * 2**53), f"drop threshold for p = {p}")
+        check(drop_threshold(p) == min(M32, math.floor(Fraction(p) * 2**32)), f"drop threshold for p = {p}")
+    # lowbias32 known answers (from the hash's published reference implementation behaviour)
+    check(lowbias32_int(0) == 0, "lowbias32(0)")
+    check(int(lowbias32_np(np.array([1, 0xFFFFFFFF], dtype=np.uint32))[1]) == lowbias32_int(0xFFFFFFFF), "lowbias32 numpy vs int")
 
 
 def counter_random_vectors(names, base) -> dict:
@@ -607,16 +634,16 @@ def counter_random_vectors(names, base) -> dict:
                               (18446744073709551615, "model.layers.0.mlp.down_proj.weight", 2)]:
         vectors.append({"seed": hx(seed), "tensor": tensor, "input": idx,
                         "fnv1a64": hx(fnv1a64(tensor)), "stream": hx(stream_of(seed, tensor, idx)),
-                        "bits_first8": [hx(int(x)) for x in uniform_bits(seed, tensor, idx, 8)]})
+                        "bits_first8": [f"0x{int(x):08X}" for x in uniform_bits(seed, tensor, idx, 8)]})
     counts = {n: [int(drop_mask(7, n, i, base[n].shape, 0.5).sum()) for i in range(len(MODELS))] for n in names}
     return {
-        "description": ("DARE counter RNG (Sources/MergeKit/Kernels/CounterRandom.swift). All 64-bit values are "
-                        "hex strings. bits_first8[j] = mix(stream + (j+1)*0x9E3779B97F4A7C15) >> 11 for j = 0..7. "
+        "description": ("DARE counter RNG (Sources/MergeKit/Kernels/CounterRandom.swift). Values are hex strings. "
+                        "bits_first8[j] = lowbias32(lowbias32(j ^ a) + b) for j = 0..7, a/b = low/high 32 bits of stream. "
                         "dropped_p0.5_seed7[tensor][i] = number of elements of that tensor dropped for input i "
-                        "(0 = ft_a, 1 = ft_b, 2 = ft_c) with p = 0.5, seed 7 (threshold 2^52)."),
+                        "(0 = ft_a, 1 = ft_b, 2 = ft_c) with p = 0.5, seed 7 (threshold 2^31)."),
         "mix": [[hx(x), hx(mix_int(x))] for x in (0, 1, GOLDEN, M64)],
         "fnv1a64": [[s, hx(fnv1a64(s))] for s in ("", "a", "foobar")],
-        "threshold": [[p, hx(drop_threshold(p))] for p in (0.0, 0.1, 0.5, 0.9, 0.99)],
+        "threshold": [[p, f"0x{drop_threshold(p):08X}"] for p in (0.0, 0.1, 0.5, 0.9, 0.99)],
         "streams": vectors,
         "dropped_p0.5_seed7": counts,
     }

@@ -125,6 +125,68 @@ static inline void mk_float_to_half_f16c(const float *src, void *dst, size_t n) 
 }
 #endif
 
+// ---- Counter-based random bits for DARE (lowbias32 hash, twice), AVX2 when available ----------
+
+static inline uint32_t mk_lowbias32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+/// out[k] = lowbias32(lowbias32((start + k) ^ a) + b), k < n: 32 uniform bits per element.
+static inline void mk_random_bits_portable(uint32_t *out, size_t n, uint32_t a, uint32_t b, uint32_t start) {
+    for (size_t k = 0; k < n; k++) out[k] = mk_lowbias32(mk_lowbias32((start + (uint32_t)k) ^ a) + b);
+}
+
+#if MK_X86
+__attribute__((target("avx2")))
+static inline __m256i mk_lowbias32_avx2(__m256i x) {
+    x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+    x = _mm256_mullo_epi32(x, _mm256_set1_epi32((int)0x7feb352du));
+    x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+    x = _mm256_mullo_epi32(x, _mm256_set1_epi32((int)0x846ca68bu));
+    x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+    return x;
+}
+
+__attribute__((target("avx2")))
+static inline void mk_random_bits_avx2(uint32_t *out, size_t n, uint32_t a, uint32_t b, uint32_t start) {
+    const __m256i va = _mm256_set1_epi32((int)a), vb = _mm256_set1_epi32((int)b);
+    __m256i counter = _mm256_add_epi32(_mm256_set1_epi32((int)start), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i eight = _mm256_set1_epi32(8);
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256i x = mk_lowbias32_avx2(_mm256_xor_si256(counter, va));
+        x = mk_lowbias32_avx2(_mm256_add_epi32(x, vb));
+        _mm256_storeu_si256((__m256i *)(out + k), x);
+        counter = _mm256_add_epi32(counter, eight);
+    }
+    for (; k < n; k++) out[k] = mk_lowbias32(mk_lowbias32((start + (uint32_t)k) ^ a) + b);
+}
+#endif
+
+/// 1 when AVX2 is usable on this CPU.
+static inline int mk_cpu_has_avx2(void) {
+#if MK_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+/// Random bits (see mk_random_bits_portable); `use_avx2` only when mk_cpu_has_avx2() said so.
+static inline void mk_random_bits(uint32_t *out, size_t n, uint32_t a, uint32_t b, uint32_t start, int use_avx2) {
+#if MK_X86
+    if (use_avx2) { mk_random_bits_avx2(out, n, a, b, start); return; }
+#endif
+    (void)use_avx2;
+    mk_random_bits_portable(out, n, a, b, start);
+}
+
 /// 1 when the F16C instructions (and the AVX state they need) are usable on this CPU.
 static inline int mk_cpu_has_f16c(void) {
 #if MK_X86

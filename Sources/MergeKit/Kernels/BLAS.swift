@@ -122,6 +122,20 @@ public enum BLAS {
         mk_float_to_half(source, destination, count, hasF16C ? 1 : 0)
     }
 
+    /// Whether the AVX2 random-bit generator is used on this machine.
+    public static let hasAVX2: Bool = mk_cpu_has_avx2() != 0
+
+    /// out[k] = lowbias32(lowbias32((start + k) ⊕ a) + b) for k < count (DARE's random stream).
+    @inline(__always)
+    static func randomBits(_ out: UnsafeMutablePointer<UInt32>, count: Int, a: UInt32, b: UInt32, start: UInt32) {
+        mk_random_bits(out, count, a, b, start, hasAVX2 ? 1 : 0)
+    }
+
+    /// The portable random-bit generator, for tests.
+    static func randomBitsPortable(_ out: UnsafeMutablePointer<UInt32>, count: Int, a: UInt32, b: UInt32, start: UInt32) {
+        mk_random_bits_portable(out, count, a, b, start)
+    }
+
     /// The portable (non-F16C) conversions, exposed so tests can check both paths agree bit for bit.
     static func halfToFloatPortable(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>, count: Int) {
         mk_half_to_float_portable(source, destination, count)

@@ -3,13 +3,14 @@
 /// count or the order work is done in, and anyone can recompute the exact mask (the numpy
 /// reference in Fixtures/make_method_goldens.py does).
 ///
-///     stream = mix(seed ⊕ mix(fnv1a64(name) ⊕ mix(i + 1)))
-///     u_j    = mix(stream + (j + 1) · 0x9E3779B97F4A7C15) >> 11          (53 uniform bits)
+///     stream = mix(seed ⊕ mix(fnv1a64(name) ⊕ mix(i + 1)))          (64 bits; a = low 32, b = high 32)
+///     u_j    = lowbias32(lowbias32(j ⊕ a) + b)                       (32 uniform bits, j < 2³²)
 ///
-/// where mix is SplitMix64's finaliser. Element j is dropped when u_j < ⌊p · 2⁵³⌋.
+/// mix is SplitMix64's finaliser; lowbias32 is the 32-bit integer hash
+/// x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b; x ^= x >> 16 (all mod 2³²).
+/// Element j is dropped when u_j < ⌊p · 2³²⌋. The 32-bit hash vectorises (AVX2 in the C shim,
+/// chosen at run time), which keeps DARE at the speed of the rest of the merge.
 public struct CounterRandom: Sendable {
-    static let golden: UInt64 = 0x9E37_79B9_7F4A_7C15
-
     /// SplitMix64's output function.
     @inline(__always)
     static func mix(_ x: UInt64) -> UInt64 {
@@ -26,20 +27,39 @@ public struct CounterRandom: Sendable {
         return h
     }
 
+    /// lowbias32, a 32-bit integer hash with low bias (C. Wellons).
+    @inline(__always)
+    static func lowbias32(_ value: UInt32) -> UInt32 {
+        var x = value
+        x ^= x >> 16
+        x = x &* 0x7FEB_352D
+        x ^= x >> 15
+        x = x &* 0x846C_A68B
+        x ^= x >> 16
+        return x
+    }
+
     let stream: UInt64
+    var a: UInt32 { UInt32(truncatingIfNeeded: stream) }
+    var b: UInt32 { UInt32(truncatingIfNeeded: stream >> 32) }
 
     public init(seed: UInt64, tensor: String, input: Int) {
         stream = CounterRandom.mix(seed ^ CounterRandom.mix(CounterRandom.fnv1a(tensor) ^ CounterRandom.mix(UInt64(input) &+ 1)))
     }
 
-    /// 53 uniform bits for element `index`.
-    @inline(__always)
-    public func bits(_ index: Int) -> UInt64 {
-        CounterRandom.mix(stream &+ (UInt64(index) &+ 1) &* CounterRandom.golden) >> 11
+    /// The 32 random bits of element `index` (< 2³²).
+    public func bits(_ index: Int) -> UInt32 {
+        CounterRandom.lowbias32(CounterRandom.lowbias32(UInt32(truncatingIfNeeded: index) ^ a) &+ b)
     }
 
-    /// The threshold on `bits` that drops with probability `p`.
-    static func threshold(dropProbability p: Double) -> UInt64 {
-        UInt64((p * 9_007_199_254_740_992.0).rounded(.down))
+    /// bits(start + k) for k < count, written to `out` (vectorised).
+    func fill(_ out: UnsafeMutablePointer<UInt32>, count: Int, start: Int) {
+        precondition(start >= 0 && start + count <= 1 << 32, "DARE's random stream covers tensors of up to 2³² elements")
+        BLAS.randomBits(out, count: count, a: a, b: b, start: UInt32(truncatingIfNeeded: start))
+    }
+
+    /// The threshold on `bits` that drops with probability `p` ∈ [0, 1): ⌊p · 2³²⌋.
+    static func threshold(dropProbability p: Double) -> UInt32 {
+        UInt32(min(4_294_967_295, (p * 4_294_967_296.0).rounded(.down)))
     }
 }

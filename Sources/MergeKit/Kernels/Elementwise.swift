@@ -30,10 +30,8 @@ public protocol ElementwiseKernels {
     static func applySign(_ out: UnsafeMutableBufferPointer<Self>, sign: UnsafeBufferPointer<Self>, scale: Self)
     /// x = key(|x|) < threshold ? 0 : x, with 32- or 64-bit keys (`wide`).
     static func zeroBelow(_ x: UnsafeMutableBufferPointer<Self>, key threshold: UInt64, wide: Bool)
-    /// DARE: x = dropped ? 0 : x, element j of the tensor being `offset + index`.
-    static func drop(_ x: UnsafeMutableBufferPointer<Self>, random: CounterRandom, offset: Int, limit: UInt64)
-    /// (Σ|x|, Σ|x| over the entries DARE keeps), accumulated in Double.
-    static func dropL1(_ x: UnsafeBufferPointer<Self>, random: CounterRandom, offset: Int, limit: UInt64) -> (before: Double, after: Double)
+    /// DARE: x = bits < limit ? 0 : x (bits from `CounterRandom.fill`).
+    static func drop(_ x: UnsafeMutableBufferPointer<Self>, bits: UnsafePointer<UInt32>, limit: UInt32)
     /// How many entries have the lower and the upper boundary key (absent bounds count 0).
     static func countBoundary(_ x: UnsafeBufferPointer<Self>, lowerKey: UInt64, hasLower: Bool,
                               upperKey: UInt64, hasUpper: Bool) -> (lower: Int, upper: Int)
@@ -171,26 +169,12 @@ func zeroBelowBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, _ thresho
 }
 
 @inline(__always)
-func dropBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, _ random: CounterRandom, _ offset: Int, _ limit: UInt64) {
+func dropBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, _ bits: UnsafePointer<UInt32>, _ limit: UInt32) {
     let zero = T.zero
     for k in 0..<x.count {
         let v = x[k]
-        let dropped = random.bits(offset &+ k) < limit
-        x[k] = dropped ? zero : v
+        x[k] = bits[k] < limit ? zero : v
     }
-}
-
-@inline(__always)
-func dropL1Body<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ random: CounterRandom, _ offset: Int, _ limit: UInt64) -> (Double, Double) {
-    var before = 0.0, after = 0.0
-    for k in 0..<x.count {
-        let a = Double(abs(x[k]))
-        let kept = random.bits(offset &+ k) >= limit
-        let contribution = kept ? a : 0.0
-        before += a
-        after += contribution
-    }
-    return (before, after)
 }
 
 @inline(__always)
@@ -292,11 +276,8 @@ extension Float: ElementwiseKernels {
     public static func zeroBelow(_ x: UnsafeMutableBufferPointer<Float>, key threshold: UInt64, wide: Bool) {
         zeroBelowBody(x, threshold, wide: wide)
     }
-    public static func drop(_ x: UnsafeMutableBufferPointer<Float>, random: CounterRandom, offset: Int, limit: UInt64) {
-        dropBody(x, random, offset, limit)
-    }
-    public static func dropL1(_ x: UnsafeBufferPointer<Float>, random: CounterRandom, offset: Int, limit: UInt64) -> (before: Double, after: Double) {
-        dropL1Body(x, random, offset, limit)
+    public static func drop(_ x: UnsafeMutableBufferPointer<Float>, bits: UnsafePointer<UInt32>, limit: UInt32) {
+        dropBody(x, bits, limit)
     }
     public static func countBoundary(_ x: UnsafeBufferPointer<Float>, lowerKey: UInt64, hasLower: Bool,
                                      upperKey: UInt64, hasUpper: Bool) -> (lower: Int, upper: Int) {
@@ -344,11 +325,8 @@ extension Double: ElementwiseKernels {
     public static func zeroBelow(_ x: UnsafeMutableBufferPointer<Double>, key threshold: UInt64, wide: Bool) {
         zeroBelowBody(x, threshold, wide: wide)
     }
-    public static func drop(_ x: UnsafeMutableBufferPointer<Double>, random: CounterRandom, offset: Int, limit: UInt64) {
-        dropBody(x, random, offset, limit)
-    }
-    public static func dropL1(_ x: UnsafeBufferPointer<Double>, random: CounterRandom, offset: Int, limit: UInt64) -> (before: Double, after: Double) {
-        dropL1Body(x, random, offset, limit)
+    public static func drop(_ x: UnsafeMutableBufferPointer<Double>, bits: UnsafePointer<UInt32>, limit: UInt32) {
+        dropBody(x, bits, limit)
     }
     public static func countBoundary(_ x: UnsafeBufferPointer<Double>, lowerKey: UInt64, hasLower: Bool,
                                      upperKey: UInt64, hasUpper: Bool) -> (lower: Int, upper: Int) {

@@ -40,13 +40,14 @@ public struct DropMask: Sendable, Equatable {
         self.seed = seed
     }
 
-    var threshold: UInt64 { CounterRandom.threshold(dropProbability: probability) }
+    var threshold: UInt32 { CounterRandom.threshold(dropProbability: probability) }
 
-    /// Zeroes the dropped elements of `values` (element `offset + k` of the tensor for index k).
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    func apply<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, tensor: String, input: Int, offset: Int) {
-        T.drop(values, random: CounterRandom(seed: seed, tensor: tensor, input: input), offset: offset, limit: threshold)
+    /// Zeroes the dropped elements of `values` (element `offset + k` of the tensor for index k),
+    /// using `bits` (room for `values.count` UInt32) as scratch.
+    func apply<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, tensor: String, input: Int, offset: Int,
+                               bits: UnsafeMutablePointer<UInt32>) {
+        CounterRandom(seed: seed, tensor: tensor, input: input).fill(bits, count: values.count, start: offset)
+        T.drop(values, bits: bits, limit: threshold)
     }
 }
 
@@ -97,10 +98,17 @@ public final class ChunkContext {
     /// Elements whose result depended on the tie sign (mass-vote methods add to it).
     public var resolvedTies = 0
 
-    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `chunkElements` values.
+    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `chunkElements` values,
+    /// then `chunkElements` random bits.
     private let scratchMemory: UnsafeMutableRawBufferPointer
     static let scratchSlots = 4
-    static var scratchBytes: Int { scratchSlots * 8 * MergeExecutor.chunkElements }
+    static var scratchBytes: Int { (scratchSlots * 8 + 4) * MergeExecutor.chunkElements }
+
+    /// Room for `chunkElements` random bits (DARE's masks), separate from the value slots.
+    var bitsScratch: UnsafeMutablePointer<UInt32> {
+        (scratchMemory.baseAddress! + ChunkContext.scratchSlots * MergeExecutor.chunkElements * 8)
+            .bindMemory(to: UInt32.self, capacity: MergeExecutor.chunkElements)
+    }
 
     /// Scratch buffer `slot` (< `scratchSlots`) of `count` values, valid for the current chunk.
     public func scratch<T: MergeScalar>(_ slot: Int, count: Int) -> UnsafeMutableBufferPointer<T> {

@@ -185,7 +185,7 @@ public struct TaskVectorMerge: Sendable {
         case .tensorTopK, .tensorOutliers:
             context.tensorStatistics.windows[input].apply(delta)
         case .random(let mask, let rescale):
-            mask.apply(delta, tensor: context.tensor, input: input, offset: context.elementOffset)
+            mask.apply(delta, tensor: context.tensor, input: input, offset: context.elementOffset, bits: context.bitsScratch)
             let factor: Double
             switch rescale {
             case .inverse:

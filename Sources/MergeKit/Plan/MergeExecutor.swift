@@ -322,8 +322,13 @@ public enum MergeExecutor {
                         if let mask = request.tensorDropL1 {
                             let limit = mask.threshold
                             for i in 0..<inputs {
-                                let random = CounterRandom(seed: mask.seed, tensor: context.tensor, input: i)
-                                let sums = T.dropL1(UnsafeBufferPointer(deltas[i]), random: random, offset: chunk.lowerBound, limit: limit)
+                                // Σ|τ| and Σ|τ| over kept entries with BLAS asum (per chunk, summed in Double).
+                                CounterRandom(seed: mask.seed, tensor: context.tensor, input: i)
+                                    .fill(context.bitsScratch, count: chunk.count, start: chunk.lowerBound)
+                                let kept: UnsafeMutableBufferPointer<T> = context.scratch(0, count: chunk.count)
+                                T.copy(UnsafeBufferPointer(deltas[i]), kept)
+                                T.drop(kept, bits: context.bitsScratch, limit: limit)
+                                let sums = (before: Double(T.asum(UnsafeBufferPointer(deltas[i]))), after: Double(T.asum(UnsafeBufferPointer(kept))))
                                 l1[i].before += sums.before
                                 l1[i].after += sums.after
                             }

@@ -61,6 +61,9 @@ struct MethodGoldenTests {
         for pair in json["mix"]!.arrayValue! {
             #expect(CounterRandom.mix(hex(pair.arrayValue![0])) == hex(pair.arrayValue![1]))
         }
+        for pair in json["threshold"]!.arrayValue! {
+            #expect(UInt64(CounterRandom.threshold(dropProbability: pair.arrayValue![0].doubleValue!)) == hex(pair.arrayValue![1]))
+        }
         for pair in json["fnv1a64"]!.arrayValue! {
             #expect(CounterRandom.fnv1a(pair.arrayValue![0].stringValue!) == hex(pair.arrayValue![1]))
         }
@@ -69,7 +72,13 @@ struct MethodGoldenTests {
         for s in streams {
             let random = CounterRandom(seed: hex(s["seed"]), tensor: s["tensor"]!.stringValue!, input: s["input"]!.nonNegativeInt!)
             #expect(random.stream == hex(s["stream"]))
-            for (j, bits) in s["bits_first8"]!.arrayValue!.enumerated() { #expect(random.bits(j) == hex(bits)) }
+            var filled = [UInt32](repeating: 0, count: 8), portable = [UInt32](repeating: 0, count: 8)
+            filled.withUnsafeMutableBufferPointer { random.fill($0.baseAddress!, count: 8, start: 0) }
+            portable.withUnsafeMutableBufferPointer { BLAS.randomBitsPortable($0.baseAddress!, count: 8, a: random.a, b: random.b, start: 0) }
+            for (j, bits) in s["bits_first8"]!.arrayValue!.enumerated() {
+                #expect(UInt64(random.bits(j)) == hex(bits))
+                #expect(UInt64(filled[j]) == hex(bits) && portable[j] == filled[j])
+            }
         }
         // Dropped counts per tensor and input for p = 0.5, seed 7 over the f32 fixtures.
         let base = try Checkpoint(path: TestSupport.fixture("f32/base"))
