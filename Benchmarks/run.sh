@@ -4,19 +4,22 @@
 # merge-cli for task arithmetic, TIES (per tensor, density 0.2), DARE-TIES and global TIES, and —
 # when mergekit is installed — the same merges with mergekit-yaml, side by side.
 #
-# Usage: Benchmarks/run.sh [--dir DIR] [--scale 1|2] [--mergekit PATH/TO/mergekit-yaml] [--runs N]
+# Usage: Benchmarks/run.sh [--dir DIR] [--scale 1|2] [--mergekit PATH/TO/mergekit-yaml] [--runs N] [--mergekit-runs N]
+#   Each merge-cli timing (and the I/O bound) is the best of --runs (default 3); mergekit's of
+#   --mergekit-runs (default 1: its TIES takes minutes).
 #   --scale 2 doubles the model (32 layers, hidden 2816) to check that memory stays flat.
 # Writes a Markdown table to stdout and to DIR/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dir=/tmp/mergekit-bench; scale=1; mergekit="$(command -v mergekit-yaml || true)"; runs=1
+dir=/tmp/mergekit-bench; scale=1; mergekit="$(command -v mergekit-yaml || true)"; runs=3; mkruns=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir="$2"; shift 2;;
     --scale) scale="$2"; shift 2;;
     --mergekit) mergekit="$2"; shift 2;;
     --runs) runs="$2"; shift 2;;
+    --mergekit-runs) mkruns="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 64;;
   esac
 done
@@ -39,14 +42,16 @@ out="$dir/out"; rm -rf "$out"; mkdir -p "$out"
 
 warm() { cat "${inputs[@]}" > /dev/null; }
 
-# time_cmd NAME CMD... → prints "NAME seconds rss_mb"
+# time_cmd NAME CMD... → prints "NAME seconds rss_mb" (best of --runs), or "NAME failed"
 time_cmd() {
   local name="$1"; shift
   local best="" rss=""
   for _ in $(seq "$runs"); do
     rm -rf "$out/result"; sync; warm
-    local t; t=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
-    # /usr/bin/time writes to stderr after the command's own stderr, which we silenced above.
+    if ! /usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" >/dev/null 2>"$out/stderr-$name.txt"; then
+      echo "$name failed (see $out/stderr-$name.txt)" >&2; echo "$name failed"; return
+    fi
+    local t; t=$(tail -1 "$out/time.txt")
     local secs="${t% *}" kb="${t#* }"
     if [ -z "$best" ] || awk "BEGIN{exit !($secs < $best)}"; then best="$secs"; rss="$kb"; fi
   done
@@ -54,10 +59,15 @@ time_cmd() {
 }
 
 results=()
-sync; warm
-io=$("$tool" iobound --output "$out/iobound.bin" --write-bytes "$model_bytes" "${inputs[@]}")
-io_total=$(echo "$io" | sed 's/.*total_seconds=//')
-echo "I/O bound: $io" >&2
+# The I/O bound: best of the runs, measured like a merge (after sync and a warm read).
+io_total=""
+for _ in $(seq "$runs"); do
+  sync; warm
+  io=$("$tool" iobound --output "$out/iobound.bin" --write-bytes "$model_bytes" "${inputs[@]}")
+  echo "I/O bound run: $io" >&2
+  t=$(echo "$io" | sed 's/.*total_seconds=//')
+  if [ -z "$io_total" ] || awk "BEGIN{exit !($t < $io_total)}"; then io_total="$t"; fi
+done
 
 base=(--base "$set_dir/base" --model "$set_dir/ft_1" --model "$set_dir/ft_2" --model "$set_dir/ft_3" -o "$out/result")
 results+=("$(time_cmd task-arithmetic "$cli" task-arithmetic "${base[@]}")")
@@ -75,27 +85,32 @@ if [ -n "$mergekit" ] && [ -x "$mergekit" ]; then
   yaml task_arithmetic "" "lambda: 1.0" > "$out/ta.yml"
   yaml ties ", density: 0.2" "normalize: true, lambda: 1.0" > "$out/ties.yml"
   yaml dare_ties ", density: 0.2" "lambda: 1.0" > "$out/dare.yml"
-  mk+=("$(time_cmd task-arithmetic "$mergekit" "$out/ta.yml" "$out/result" --no-cuda --random-seed 0)")
-  mk+=("$(time_cmd ties-tensor "$mergekit" "$out/ties.yml" "$out/result" --no-cuda --random-seed 0)")
-  mk+=("$(time_cmd dare-ties "$mergekit" "$out/dare.yml" "$out/result" --no-cuda --random-seed 0)")
+  mkflags=(--no-cuda --random-seed 0 --no-copy-tokenizer --no-write-model-card --quiet)
+  ours=$runs; runs=$mkruns
+  mk+=("$(time_cmd task-arithmetic "$mergekit" "$out/ta.yml" "$out/result" "${mkflags[@]}")")
+  mk+=("$(time_cmd ties-tensor "$mergekit" "$out/ties.yml" "$out/result" "${mkflags[@]}")")
+  mk+=("$(time_cmd dare-ties "$mergekit" "$out/dare.yml" "$out/result" "${mkflags[@]}")")
+  runs=$ours
 fi
 rm -rf "$out/result"
 
 {
   params=$(awk "BEGIN{printf \"%.2f\", $model_bytes / 2 / 1e9}")
   echo "Set: $params B parameters (bf16), base + 3 fine-tuned, $(awk "BEGIN{printf \"%.1f\", $input_bytes/1e9}") GB of inputs; $(nproc) cores; $(date -u +%Y-%m-%d)"
-  echo "I/O bound (read all inputs from page cache + write one output, fsync): ${io_total} s"
+  echo "I/O bound (read all inputs from page cache + write one output of the same size, fsync; best of $runs): ${io_total} s"
+  echo "merge-cli: best of $runs runs; mergekit $(basename "$(dirname "$(dirname "${mergekit:-x/x/x}")")"): best of $mkruns"
   echo
   echo "| merge | merge-cli s | GB/s of input | × I/O bound | peak RSS MB | mergekit s | mergekit RSS MB | speed-up |"
   echo "|---|---|---|---|---|---|---|---|"
   for r in "${results[@]}"; do
     read -r name secs rss <<< "$r"
+    if [ "$secs" = failed ]; then echo "| $name | failed | | | | | | |"; continue; fi
     gbs=$(awk "BEGIN{printf \"%.2f\", $input_bytes/1e9/$secs}")
     ratio=$(awk "BEGIN{printf \"%.2f\", $secs/$io_total}")
     mks="–"; mkrss="–"; speed="–"
     for m in "${mk[@]}"; do
       read -r mname msecs mrss <<< "$m"
-      if [ "$mname" = "$name" ]; then mks="$msecs"; mkrss="$mrss"; speed=$(awk "BEGIN{printf \"%.1f×\", $msecs/$secs}"); fi
+      if [ "$mname" = "$name" ] && [ "$msecs" != failed ]; then mks="$msecs"; mkrss="$mrss"; speed=$(awk "BEGIN{printf \"%.1f×\", $msecs/$secs}"); fi
     done
     echo "| $name | $secs | $gbs | $ratio | $rss | $mks | $mkrss | $speed |"
   done
