@@ -98,7 +98,7 @@ rm -rf "$out/result"
   params=$(awk "BEGIN{printf \"%.2f\", $model_bytes / 2 / 1e9}")
   echo "Set: $params B parameters (bf16), base + 3 fine-tuned, $(awk "BEGIN{printf \"%.1f\", $input_bytes/1e9}") GB of inputs; $(nproc) cores; $(date -u +%Y-%m-%d)"
   echo "I/O bound (read all inputs from page cache + write one output of the same size, fsync; best of $runs): ${io_total} s"
-  echo "merge-cli: best of $runs runs; mergekit $(basename "$(dirname "$(dirname "${mergekit:-x/x/x}")")"): best of $mkruns"
+  echo "merge-cli: best of $runs runs; mergekit (${mergekit:-not installed}): best of $mkruns"
   echo
   echo "| merge | merge-cli s | GB/s of input | × I/O bound | peak RSS MB | mergekit s | mergekit RSS MB | speed-up |"
   echo "|---|---|---|---|---|---|---|---|"
