@@ -186,6 +186,9 @@ public enum MergeExecutor {
                 lower = upper
             }
         }
+        // Whole tensors are scheduled largest first, so that no large tensor starts last while
+        // the other workers run out of work. Results do not depend on the order.
+        if wholeTensors { items.sort { ($0.range.count, -$0.tensor) > ($1.range.count, -$1.tensor) } }
         return items
     }
 
