@@ -7,7 +7,7 @@
 # Usage: Benchmarks/run.sh [--dir DIR] [--scale 1|2] [--mergekit PATH/TO/mergekit-yaml] [--runs N] [--mergekit-runs N]
 #   Each merge-cli timing (and the I/O bound) is the best of --runs (default 3); mergekit's of
 #   --mergekit-runs (default 1: its TIES takes minutes).
-#   --scale 2 doubles the model (32 layers, hidden 2816) to check that memory stays flat.
+#   --scale 2 builds a 2.83 B-parameter model (32 layers, hidden 2816) to check that memory stays flat.
 # Writes a Markdown table to stdout and to DIR/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
