@@ -41,7 +41,7 @@ struct TIESCommand: ParsableCommand {
 
     func run() throws {
         try runMerge(inputs, outputOptions) { () throws(MergeKitError) in
-            try TIES(density: density, trimScope: trimScope, vote: vote, merge: merge, scale: scale)
+            try TIES(density: .init(density), trimScope: trimScope, vote: vote, merge: merge, scale: scale)
         }
     }
 }
@@ -72,7 +72,7 @@ struct DARECommand: ParsableCommand {
 
     func run() throws {
         try runMerge(inputs, outputOptions) { () throws(MergeKitError) in
-            try DARE(dropRate: dropRate, seed: seed, rescale: rescale, combination: combine, vote: vote, merge: merge, scale: scale)
+            try DARE(dropRate: .init(dropRate), seed: seed, rescale: rescale, combination: combine, vote: vote, merge: merge, scale: scale)
         }
     }
 }
@@ -109,7 +109,7 @@ struct BreadcrumbsCommand: ParsableCommand {
     var scale = 1.0
 
     func run() throws {
-        try runMerge(inputs, outputOptions) { () throws(MergeKitError) in try Breadcrumbs(density: density, gamma: gamma, scale: scale) }
+        try runMerge(inputs, outputOptions) { () throws(MergeKitError) in try Breadcrumbs(density: .init(density), gamma: .init(gamma), scale: scale) }
     }
 }
 

@@ -6,6 +6,9 @@
 ///     τ̃ keeps ranks bottom ..< bottom + keep  (drops the γ outliers and the smallest)
 ///     θ = θ₀ + λ Σ wᵢ τ̃ᵢ
 ///
+/// With `vote` other than `.none` the kept entries then go through TIES's sign election and
+/// disjoint merge (mergekit's `breadcrumbs_ties`).
+///
 /// Defaults: density 0.1 and γ = 0.01 (mergekit's γ default; the paper masks the top ~1 % and
 /// keeps a sparse band below it), λ = 1. When density + γ > 1 fewer outliers are dropped so
 /// that `keep` entries remain. Selections are exact and O(n). NaN ranks as the largest magnitude.
@@ -15,22 +18,23 @@ public struct Breadcrumbs: TaskVectorMergeConfiguration {
         summary: "per tensor drop the largest γ (outliers) and the smallest |τ|, keep a density band, then task arithmetic",
         reference: "Davari & Belilovsky, Model Breadcrumbs (ECCV 2024)")
 
-    public let density: Double
-    public let gamma: Double
+    public let density: TaskVectorMerge.PerInput
+    public let gamma: TaskVectorMerge.PerInput
     public let scale: Double
     let core: TaskVectorMerge
 
-    public init(density: Double = 0.1, gamma: Double = 0.01, scale: Double = 1) throws(MergeKitError) {
-        try ParameterCheck.density(density)
-        guard gamma >= 0 && gamma < 1 else {
-            throw MergeKitError(.invalidArgument, "gamma γ = \(gamma) is outside [0, 1)", fix: "Pass --gamma as the fraction of outliers to drop, e.g. 0.01")
+    public init(density: TaskVectorMerge.PerInput = 0.1, gamma: TaskVectorMerge.PerInput = 0.01, scale: Double = 1,
+                vote: TaskVectorMerge.Consensus = .none, merge: TaskVectorMerge.Aggregation = .sum) throws(MergeKitError) {
+        for value in density.values { try ParameterCheck.density(value) }
+        for value in gamma.values where !(value >= 0 && value < 1) {
+            throw MergeKitError(.invalidArgument, "gamma γ = \(value) is outside [0, 1)", fix: "Pass --gamma as the fraction of outliers to drop, e.g. 0.01")
         }
         try ParameterCheck.finite(scale, "scale λ", flag: "--scale")
         self.density = density
         self.gamma = gamma
         self.scale = scale
-        core = TaskVectorMerge(sparsification: .tensorOutliers(density: density, gamma: gamma), consensus: .none,
-                               aggregation: .sum, scale: scale)
+        core = TaskVectorMerge(sparsification: .tensorOutliers(density: density, gamma: gamma), consensus: vote,
+                               aggregation: merge, scale: scale)
     }
 
     public var info: MethodInfo { Self.info }

@@ -27,7 +27,7 @@ public struct DARE: TaskVectorMergeConfiguration {
         case ties
     }
 
-    public let dropRate: Double
+    public let dropRate: TaskVectorMerge.PerInput
     public let seed: UInt64
     public let rescale: TaskVectorMerge.Rescale
     public let combination: Combination
@@ -38,17 +38,17 @@ public struct DARE: TaskVectorMergeConfiguration {
     ///   - dropRate: p ∈ [0, 1).
     ///   - combination: `.taskArithmetic` (default) or `.ties` (sign election + disjoint merge).
     ///   - vote, merge: for `.ties` (defaults: the TIES paper's mass vote and mean).
-    public init(dropRate: Double = 0.9, seed: UInt64 = 0, rescale: TaskVectorMerge.Rescale = .inverse,
+    public init(dropRate: TaskVectorMerge.PerInput = 0.9, seed: UInt64 = 0, rescale: TaskVectorMerge.Rescale = .inverse,
                 combination: Combination = .taskArithmetic, vote: TaskVectorMerge.Consensus = .mass,
                 merge: TaskVectorMerge.Aggregation = .mean, scale: Double = 1) throws(MergeKitError) {
-        try ParameterCheck.probability(dropRate, "drop rate p", flag: "--drop-rate")
+        for value in dropRate.values { try ParameterCheck.probability(value, "drop rate p", flag: "--drop-rate") }
         try ParameterCheck.finite(scale, "scale λ", flag: "--scale")
         self.dropRate = dropRate
         self.seed = seed
         self.rescale = rescale
         self.combination = combination
         self.scale = scale
-        let sparsification = TaskVectorMerge.Sparsification.random(DropMask(probability: dropRate, seed: seed), rescale: rescale)
+        let sparsification = TaskVectorMerge.Sparsification.random(DropMasks(probabilities: dropRate, seed: seed), rescale: rescale)
         switch combination {
         case .taskArithmetic:
             core = TaskVectorMerge(sparsification: sparsification, consensus: .none, aggregation: .sum, scale: scale)

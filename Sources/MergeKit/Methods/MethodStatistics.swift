@@ -9,14 +9,14 @@ public struct StatisticsRequest: Sendable {
     public var globalSquaredNorms = false
     /// Per tensor and input: the window of ascending magnitude ranks to keep, from the tensor's
     /// element count (ties broken by position, so the window's size is exact).
-    public var tensorRankWindow: (@Sendable (Int) -> Range<Int>)?
+    public var tensorRankWindow: (@Sendable (_ count: Int, _ input: Int) -> Range<Int>)?
     /// Among equal magnitudes in a rank window, earlier elements rank higher (a stable
     /// descending sort: "keep the k largest, earliest first") instead of lower.
     public var tensorRankTiesEarlierHigher = false
     /// Per tensor: the Gram matrix τᵢ·τⱼ of the inputs.
     public var tensorGram = false
     /// Per tensor and input: Σ|τ| and Σ|τ| over the elements DARE's mask keeps.
-    public var tensorDropL1: DropMask?
+    public var tensorDropL1: DropMasks?
     /// Mass-vote sign ties are resolved by the sign of the vote Σ sign(S) summed over the whole
     /// model (`ModelStatistics.majority`).
     public var majoritySign = false
@@ -49,6 +49,19 @@ public struct DropMask: Sendable, Equatable {
         CounterRandom(seed: seed, tensor: tensor, input: input).fill(bits, count: values.count, start: offset)
         T.drop(values, bits: bits, limit: threshold)
     }
+}
+
+/// DARE's masks for all inputs: one seed, a drop probability per input (or one for all).
+public struct DropMasks: Sendable, Equatable {
+    public let probabilities: TaskVectorMerge.PerInput
+    public let seed: UInt64
+
+    public init(probabilities: TaskVectorMerge.PerInput, seed: UInt64) {
+        self.probabilities = probabilities
+        self.seed = seed
+    }
+
+    public func mask(for input: Int) -> DropMask { DropMask(probability: probabilities[input], seed: seed) }
 }
 
 /// Whole-model statistics, computed before the merge pass.

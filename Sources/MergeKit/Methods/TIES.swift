@@ -32,7 +32,8 @@ public struct TIES: TaskVectorMergeConfiguration {
         case tensor
     }
 
-    public let density: Double
+    /// K, the kept fraction (per input with `.tensor` trim scope, as mergekit's per-model density).
+    public let density: TaskVectorMerge.PerInput
     public let trimScope: TrimScope
     public let vote: TaskVectorMerge.Consensus
     public let merge: TaskVectorMerge.Aggregation
@@ -45,9 +46,13 @@ public struct TIES: TaskVectorMergeConfiguration {
     ///   - vote: `.mass` (paper, default) or `.weighted` (mergekit).
     ///   - merge: `.mean` (paper, default), `.sum`, `.max`, or `.normalized` (mergekit).
     ///   - scale: λ (paper: 1).
-    public init(density: Double = 0.2, trimScope: TrimScope = .global, vote: TaskVectorMerge.Consensus = .mass,
+    public init(density: TaskVectorMerge.PerInput = 0.2, trimScope: TrimScope = .global, vote: TaskVectorMerge.Consensus = .mass,
                 merge: TaskVectorMerge.Aggregation = .mean, scale: Double = 1) throws(MergeKitError) {
-        try ParameterCheck.density(density)
+        for value in density.values { try ParameterCheck.density(value) }
+        if trimScope == .global && density.values.count > 1 {
+            throw MergeKitError(.invalidArgument, "a global trim takes one density for all models, got \(density)",
+                fix: "Give one density, or use the per-tensor trim (--trim-scope tensor) for per-model densities")
+        }
         try ParameterCheck.finite(scale, "scale λ", flag: "--scale")
         guard vote != .none else {
             throw MergeKitError(.invalidArgument, "TIES needs a sign vote (mass or weighted)", fix: "Pass --vote mass or --vote weighted")
@@ -57,12 +62,12 @@ public struct TIES: TaskVectorMergeConfiguration {
         self.vote = vote
         self.merge = merge
         self.scale = scale
-        let trim: TaskVectorMerge.Sparsification = trimScope == .global ? .globalMagnitude(keep: density) : .tensorTopK(density: density)
+        let trim: TaskVectorMerge.Sparsification = trimScope == .global ? .globalMagnitude(keep: density[0]) : .tensorTopK(density: density)
         core = TaskVectorMerge(sparsification: trim, consensus: vote, aggregation: merge, scale: scale)
     }
 
     /// mergekit's `ties`: per-tensor trim, weighted vote, normalised by the agreeing weights.
-    public static func mergekit(density: Double, scale: Double = 1) throws(MergeKitError) -> TIES {
+    public static func mergekit(density: TaskVectorMerge.PerInput, scale: Double = 1) throws(MergeKitError) -> TIES {
         try TIES(density: density, trimScope: .tensor, vote: .weighted, merge: .normalized, scale: scale)
     }
 

@@ -20,12 +20,28 @@ public struct TaskVectorMerge: Sendable {
         /// Keep |τ| ≥ the (d − int(d·keep))-th smallest |τ| over the whole model; ties kept.
         case globalMagnitude(keep: Double)
         /// Keep exactly max(1, ⌊density·n⌋) largest |τ| per tensor (among equals, earliest first).
-        case tensorTopK(density: Double)
+        /// One density per input (mergekit's per-model `density`), or one for all.
+        case tensorTopK(density: PerInput)
         /// Drop the ⌊γ·n⌋ largest |τ| and the smallest, keeping ⌊density·n⌋ per tensor (ranks from
         /// a stable ascending sort: among equals, earlier elements rank lower).
-        case tensorOutliers(density: Double, gamma: Double)
-        /// Drop each element with probability p (seeded), then rescale.
-        case random(DropMask, rescale: Rescale)
+        case tensorOutliers(density: PerInput, gamma: PerInput)
+        /// Drop each element with probability p (seeded; one p per input or one for all), then rescale.
+        case random(DropMasks, rescale: Rescale)
+    }
+
+    /// A parameter given once for all inputs or once per input.
+    public struct PerInput: Sendable, Equatable, CustomStringConvertible, ExpressibleByFloatLiteral, ExpressibleByIntegerLiteral {
+        public init(floatLiteral value: Double) { values = [value] }
+        public init(integerLiteral value: Int) { values = [Double(value)] }
+        public let values: [Double]
+        public init(_ value: Double) { values = [value] }
+        public init(_ values: [Double]) {
+            precondition(!values.isEmpty)
+            self.values = values
+        }
+        public subscript(input: Int) -> Double { values.count == 1 ? values[0] : values[input] }
+        public var description: String { values.count == 1 ? "\(values[0])" : "\(values)" }
+        var json: JSONValue { values.count == 1 ? .double(values[0]) : .array(values.map { .double($0) }) }
     }
 
     public enum Rescale: String, Sendable, CaseIterable {
@@ -63,23 +79,25 @@ public struct TaskVectorMerge: Sendable {
             break
         case .globalMagnitude(let keep):
             request.globalKeepFraction = keep
-        case .tensorTopK(let density):
-            request.tensorRankWindow = { n in
+        case .tensorTopK(let densities):
+            request.tensorRankWindow = { n, input in
+                let density = densities[input]
                 guard density < 1, n > 0 else { return 0..<n }
                 let k = Swift.max(1, Int(density * Double(n)))
                 return (n - k)..<n
             }
             request.tensorRankTiesEarlierHigher = true
-        case .tensorOutliers(let density, let gamma):
-            request.tensorRankWindow = { n in
+        case .tensorOutliers(let densities, let gammas):
+            request.tensorRankWindow = { n, input in
+                let density = densities[input], gamma = gammas[input]
                 guard density < 1 else { return 0..<n }
                 let target = Int(density * Double(n))
                 let top = Int(gamma * Double(n))
                 let bottom = Swift.max(0, n - target - top)
                 return bottom..<Swift.min(n, bottom + target)
             }
-        case .random(let mask, let rescale):
-            if rescale == .l1 { request.tensorDropL1 = mask }
+        case .random(let masks, let rescale):
+            if rescale == .l1 { request.tensorDropL1 = masks }
         }
         request.majoritySign = consensus == .mass
         if consensus == .mass { request.tieSign = { [self] in tieSign(majority: $0) } }
@@ -87,6 +105,17 @@ public struct TaskVectorMerge: Sendable {
     }
 
     func validate(weights: [Double]) throws(MergeKitError) {
+        var perInput: [(String, PerInput)] = []
+        switch sparsification {
+        case .tensorTopK(let d): perInput = [("density", d)]
+        case .tensorOutliers(let d, let g): perInput = [("density", d), ("gamma", g)]
+        case .random(let masks, _): perInput = [("drop rate", masks.probabilities)]
+        default: break
+        }
+        for (name, values) in perInput where values.values.count != 1 && values.values.count != weights.count {
+            throw MergeKitError(.invalidArgument, "\(values.values.count) values of \(name) for \(weights.count) inputs",
+                fix: "Give one \(name) per input, or one for all")
+        }
         if consensus == .none && aggregation == .normalized {
             let total = weights.reduce(0, +)
             if abs(total) < 1e-12 {
@@ -184,7 +213,8 @@ public struct TaskVectorMerge: Sendable {
             T.zeroBelow(delta, key: threshold, wide: context.model.thresholdKeysAreWide)
         case .tensorTopK, .tensorOutliers:
             context.tensorStatistics.windows[input].apply(delta)
-        case .random(let mask, let rescale):
+        case .random(let masks, let rescale):
+            let mask = masks.mask(for: input)
             mask.apply(delta, tensor: context.tensor, input: input, offset: context.elementOffset, bits: context.bitsScratch)
             let factor: Double
             switch rescale {
@@ -206,11 +236,11 @@ public struct TaskVectorMerge: Sendable {
         case .globalMagnitude(let keep):
             members += [JSONMember("trim_scope", .string("global")), JSONMember("density", .double(keep))]
         case .tensorTopK(let density):
-            members += [JSONMember("trim_scope", .string("tensor")), JSONMember("density", .double(density))]
+            members += [JSONMember("trim_scope", .string("tensor")), JSONMember("density", density.json)]
         case .tensorOutliers(let density, let gamma):
-            members += [JSONMember("density", .double(density)), JSONMember("gamma", .double(gamma))]
-        case .random(let mask, let rescale):
-            members += [JSONMember("drop_rate", .double(mask.probability)), JSONMember("seed", .int(Int(truncatingIfNeeded: mask.seed))),
+            members += [JSONMember("density", density.json), JSONMember("gamma", gamma.json)]
+        case .random(let masks, let rescale):
+            members += [JSONMember("drop_rate", masks.probabilities.json), JSONMember("seed", .int(Int(truncatingIfNeeded: masks.seed))),
                         JSONMember("rescale", .string(rescale.rawValue))]
         }
         if consensus != .none { members.append(JSONMember("vote", .string(consensus.rawValue))) }

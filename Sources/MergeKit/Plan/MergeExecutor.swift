@@ -77,7 +77,7 @@ public enum MergeExecutor {
             }
         }
 
-        let items = workItems(plan, wholeTensors: request.needsTensorPasses)
+        let items = workItems(plan)
         do throws(MergeKitError) {
             if request.majoritySign && model.majority == nil { model.majority = 1 }
             let workers = try runWorkers(plan, writer: writer, model: model, items: items, threads: threads, progress: progress)
@@ -158,9 +158,9 @@ public enum MergeExecutor {
         let isLast: Bool
     }
 
-    /// Chunks of every tensor; whole tensors for merged tensors when `wholeTensors` (per-tensor
-    /// statistics need one worker to see a tensor's chunks in order).
-    static func workItems(_ plan: MergePlan, wholeTensors: Bool, mergedOnly: Bool = false) -> [WorkItem] {
+    /// Chunks of every tensor; whole tensors for merged tensors whose method has per-tensor
+    /// statistics (one worker must see the tensor's chunks in order), unless `chunked`.
+    static func workItems(_ plan: MergePlan, chunked: Bool = false, mergedOnly: Bool = false) -> [WorkItem] {
         var items: [WorkItem] = []
         for (index, tensor) in plan.tensors.enumerated() {
             if mergedOnly && tensor.action != .merge { continue }
@@ -170,7 +170,7 @@ public enum MergeExecutor {
             let step: Int
             switch tensor.action {
             case .copy: step = max(1, (itemElements * 64) / max(1, tensor.base.info.dtype.bitWidth))
-            case .merge: step = wholeTensors ? max(1, n) : itemElements
+            case .merge: step = !chunked && tensor.method.statistics.needsTensorPasses ? max(1, n) : itemElements
             }
             if n == 0 {
                 items.append(WorkItem(tensor: index, range: 0..<0, bytes: 0, isLast: true))
@@ -188,7 +188,11 @@ public enum MergeExecutor {
         }
         // Whole tensors are scheduled largest first, so that no large tensor starts last while
         // the other workers run out of work. Results do not depend on the order.
-        if wholeTensors { items.sort { ($0.range.count, -$0.tensor) > ($1.range.count, -$1.tensor) } }
+        items.sort { a, b in
+            let wa = a.range.count > itemElements ? a.range.count : 0, wb = b.range.count > itemElements ? b.range.count : 0
+            if wa != wb { return wa > wb }
+            return (a.tensor, a.range.lowerBound) < (b.tensor, b.range.lowerBound)
+        }
         return items
     }
 
@@ -197,11 +201,8 @@ public enum MergeExecutor {
         let plan: MergePlan
         let writer: CheckpointWriter
         let model: ModelStatistics
-        let request: StatisticsRequest
         private lazy var floatBuffers = WorkerBuffers<Float>(inputs: plan.inputs.count)
         private lazy var doubleBuffers = WorkerBuffers<Double>(inputs: plan.inputs.count)
-        private let floatWeights: [Float]
-        private let doubleWeights: [Double]
         /// Σ sign(vote) over everything this worker merged (mass-vote methods).
         private(set) var signVotes = 0
         /// Elements whose result depended on how vote ties were resolved.
@@ -211,9 +212,6 @@ public enum MergeExecutor {
             self.plan = plan
             self.writer = writer
             self.model = model
-            request = plan.method.statistics
-            doubleWeights = plan.inputs.map(\.weight)
-            floatWeights = doubleWeights.map { Float($0) }
         }
 
         func process(_ item: WorkItem) throws(MergeKitError) {
@@ -224,9 +222,9 @@ public enum MergeExecutor {
                 try copy(tensor, item.range)
             case .merge:
                 if tensor.computeInDouble {
-                    try merge(tensor, item.range, doubleBuffers, weights: doubleWeights)
+                    try merge(tensor, item.range, doubleBuffers, weights: tensor.weights)
                 } else {
-                    try merge(tensor, item.range, floatBuffers, weights: floatWeights)
+                    try merge(tensor, item.range, floatBuffers, weights: tensor.weights.map { Float($0) })
                 }
             }
         }
@@ -255,8 +253,8 @@ public enum MergeExecutor {
             let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: model, statistics: statistics,
                                        scratch: buffers.methodScratch)
             let source = try ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, buffers: buffers,
-                                         multiPass: request.needsTensorPasses)
-            if request.needsTensorPasses {
+                                         multiPass: tensor.method.statistics.needsTensorPasses)
+            if tensor.method.statistics.needsTensorPasses {
                 precondition(range == 0..<tensor.output.elementCount)
                 try computeTensorStatistics(source, statistics, context)
             }
@@ -268,7 +266,7 @@ public enum MergeExecutor {
                 let (base, deltas) = try source.load(chunk)
                 context.elementOffset = chunk.lowerBound
                 let out = UnsafeMutableBufferPointer(rebasing: buffers.out[0..<chunk.count])
-                plan.method.combine(deltas, base: UnsafeBufferPointer(base), weights: weights, into: out, context: context)
+                tensor.method.combine(deltas, base: UnsafeBufferPointer(base), weights: weights, into: out, context: context)
                 finish(tensor, chunk, out: out, base: base, into: buffers.bytes.baseAddress! + (chunk.lowerBound - groupStart) * width)
                 if (chunk.upperBound - range.lowerBound) % MergeExecutor.itemElements == 0 || chunk.upperBound == range.upperBound {
                     try writer.write(UnsafeRawBufferPointer(start: buffers.bytes.baseAddress!, count: (chunk.upperBound - groupStart) * width),
@@ -296,7 +294,8 @@ public enum MergeExecutor {
                                                              _ context: ChunkContext) throws(MergeKitError) {
             let inputs = plan.inputs.count
             let n = source.tensor.output.elementCount
-            let windows = request.tensorRankWindow.map { window in (0..<inputs).map { _ in window(n) } } ?? []
+            let request = source.tensor.method.statistics
+            let windows = request.tensorRankWindow.map { window in (0..<inputs).map { window(n, $0) } } ?? []
             let needsBounds = windows.contains { !$0.isEmpty && ($0.lowerBound > 0 || $0.upperBound < n) }
             let sortKeys = needsBounds && n <= Worker.sortedSelectionLimit
             var sortedKeys = [[UInt64]](repeating: [], count: sortKeys ? inputs : 0)
@@ -322,9 +321,10 @@ public enum MergeExecutor {
                                 }
                             }
                         }
-                        if let mask = request.tensorDropL1 {
-                            let limit = mask.threshold
+                        if let masks = request.tensorDropL1 {
                             for i in 0..<inputs {
+                                let mask = masks.mask(for: i)
+                                let limit = mask.threshold
                                 // Σ|τ| and Σ|τ| over kept entries with BLAS asum (per chunk, summed in Double).
                                 CounterRandom(seed: mask.seed, tensor: context.tensor, input: i)
                                     .fill(context.bitsScratch, count: chunk.count, start: chunk.lowerBound)

@@ -4,7 +4,10 @@ extension MergePlan {
     /// At most this many problems are listed in one error.
     static let maximumReported = 12
 
-    public init(base: Checkpoint, inputs: [MergeInput], method: any MergeMethod, output: OutputSpec) throws(MergeKitError) {
+    /// - Parameter parameters: per-tensor method and weights (nil: `method` and the inputs' weights
+    ///   everywhere). Methods needing whole-model statistics must not vary what those are.
+    public init(base: Checkpoint, inputs: [MergeInput], method: any MergeMethod, output: OutputSpec,
+                parameters: (@Sendable (String) throws(MergeKitError) -> TensorParameters)? = nil) throws(MergeKitError) {
         var problems = ProblemList()
 
         if inputs.isEmpty {
@@ -41,7 +44,10 @@ extension MergePlan {
         let fingerprint = Self.checkTaskVectorBases(base: base, inputs: inputs, into: &problems)
 
         // Per tensor: every input has it, with the same shape and a compatible dtype.
-        var planned: [(action: PlannedTensor.Action, base: Checkpoint.Entry, inputs: [Checkpoint.Entry], double: Bool, dtype: DType)] = []
+        var planned: [(action: PlannedTensor.Action, base: Checkpoint.Entry, inputs: [Checkpoint.Entry], double: Bool, dtype: DType,
+                       parameters: TensorParameters)] = []
+        let uniform = TensorParameters(method: method, weights: inputs.map(\.weight))
+        let global = method.statistics
         for entry in base.entries {
             let info = entry.info
             let mergeable = info.dtype.isMergeable
@@ -77,9 +83,25 @@ extension MergePlan {
             if mergeable {
                 let outDType = output.dtype ?? (output.emit == .model ? info.dtype : (double ? .F64 : .F32))
                 if outDType == .F64 { double = true }
-                planned.append((.merge, entry, inputEntries, double, outDType))
+                var chosen = uniform
+                if let parameters {
+                    do throws(MergeKitError) {
+                        chosen = try parameters(info.name)
+                        try chosen.method.validate(weights: chosen.weights)
+                        let local = chosen.method.statistics
+                        if local.globalKeepFraction != global.globalKeepFraction || local.globalSquaredNorms != global.globalSquaredNorms
+                            || local.majoritySign != global.majoritySign {
+                            throw MergeKitError(.invalidArgument, tensor: info.name,
+                                "\(method.info.name) needs whole-model statistics, so its trim, norms and vote cannot vary between tensors",
+                                fix: "Use one value for the whole model (a per-tensor trim such as trim_scope: tensor can vary)")
+                        }
+                    } catch {
+                        problems.add(error)
+                    }
+                }
+                planned.append((.merge, entry, inputEntries, double, outDType, chosen))
             } else {
-                planned.append((.copy, entry, [], false, info.dtype))
+                planned.append((.copy, entry, [], false, info.dtype, uniform))
             }
         }
         for input in inputs {
@@ -131,7 +153,8 @@ extension MergePlan {
             shards.append(OutputShard(fileName: fileName, layout: layout))
             for (position, i) in group.enumerated() {
                 let p = planned[i]
-                tensors.append(PlannedTensor(action: p.action, base: p.base, inputs: p.inputs, computeInDouble: p.double,
+                tensors.append(PlannedTensor(action: p.action, method: p.parameters.method, weights: p.parameters.weights,
+                                             base: p.base, inputs: p.inputs, computeInDouble: p.double,
                                              shard: shardIndex, output: layout.tensors[position]))
             }
         }

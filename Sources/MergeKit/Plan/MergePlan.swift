@@ -63,6 +63,9 @@ public struct PlannedTensor: Sendable {
     }
 
     public let action: Action
+    /// The method and per-input weights for this tensor (recipes may vary them per tensor).
+    public let method: any MergeMethod
+    public let weights: [Double]
     /// The base tensor.
     public let base: Checkpoint.Entry
     /// The inputs' tensors, parallel to `MergePlan.inputs` (empty for copies).
@@ -82,6 +85,18 @@ public struct OutputShard: Sendable {
     public let layout: SafeTensorsLayout
 }
 
+/// A method and per-input weights chosen for one tensor (a recipe's filters and layer gradients
+/// give different tensors different parameters).
+public struct TensorParameters: Sendable {
+    public let method: any MergeMethod
+    public let weights: [Double]
+
+    public init(method: any MergeMethod, weights: [Double]) {
+        self.method = method
+        self.weights = weights
+    }
+}
+
 /// A validated, complete description of one merge, made before any heavy work.
 ///
 /// Everything a user can get wrong is checked here (see `MergePlan.init`), so that execution
@@ -89,6 +104,7 @@ public struct OutputShard: Sendable {
 public struct MergePlan: Sendable {
     public let base: Checkpoint
     public let inputs: [MergeInput]
+    /// The method (for tensors without their own parameters, whole-model statistics and metadata).
     public let method: any MergeMethod
     public let output: OutputSpec
     /// Output tensors in output order (shard by shard, data order within a shard).

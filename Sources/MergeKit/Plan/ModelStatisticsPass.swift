@@ -32,7 +32,7 @@ struct ModelStatisticsPass {
     static let sampleTarget = 1 << 20
 
     func run() throws(MergeKitError) -> ModelStatistics {
-        let items = MergeExecutor.workItems(plan, wholeTensors: false, mergedOnly: true)
+        let items = MergeExecutor.workItems(plan, chunked: true, mergedOnly: true).sorted { ($0.tensor, $0.range.lowerBound) < ($1.tensor, $1.range.lowerBound) }
         let inputs = plan.inputs.count
         let elementCount = items.reduce(0) { $0 + $1.range.count }
         let wide = plan.tensors.contains { $0.action == .merge && $0.computeInDouble }

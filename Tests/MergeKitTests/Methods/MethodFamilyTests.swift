@@ -15,7 +15,7 @@ struct DARETests {
     @Test("Drops about p of the entries and rescales the survivors by 1/(1 − p)")
     func dropAndRescale() throws {
         let p = 0.3
-        let merged = try mergeKnown(try DARE(dropRate: p, seed: 11), [Self.taus[0]]).w
+        let merged = try mergeKnown(try DARE(dropRate: .init(p), seed: 11), [Self.taus[0]]).w
         let kept = merged.indices.filter { merged[$0] != 0 }
         let fraction = 1 - Double(kept.count) / Double(merged.count)
         #expect(abs(fraction - p) < 0.01, "dropped \(fraction)")
