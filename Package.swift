@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"4.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         .systemLibrary(
@@ -23,6 +24,7 @@ let package = Package(
             dependencies: [
                 "CBLAS",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
@@ -38,6 +40,11 @@ let package = Package(
             path: "Benchmarks/Sources/benchmark-tool",
             // A small top-level script; Swift 5 mode spares it the strict-concurrency ceremony.
             swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .executableTarget(
+            name: "header-fuzz",
+            dependencies: ["MergeKit"],
+            path: "Fuzz/HeaderFuzz"
         ),
         .testTarget(
             name: "MergeKitTests",

@@ -12,10 +12,28 @@ struct InspectCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
 
+    @Flag(name: .customLong("check-finite"), help: "Also read every float tensor and report its NaN and ±Inf counts (the exit status stays 0; `verify --check-finite` fails on them).")
+    var checkFinite = false
+
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let summary = CheckpointSummary(try Checkpoint(path: path))
-            print(json ? summary.json.serialized(indent: 2) : summary.text)
+            let checkpoint = try Checkpoint(path: path)
+            let summary = CheckpointSummary(checkpoint)
+            let finite = checkFinite ? try CheckpointVerifier(checkFinite: true).verify(checkpoint) : nil
+            if json {
+                var report = summary.json
+                if let finite, case .object(var members) = report {
+                    members.append(JSONMember("non_finite", finite.nonFiniteJSON))
+                    report = .object(members)
+                }
+                print(report.serialized(indent: 2))
+            } else {
+                print(summary.text)
+                if let finite {
+                    print("")
+                    for line in finite.nonFiniteText { print(line) }
+                }
+            }
         }
     }
 }

@@ -22,9 +22,19 @@ struct MergeCLI: ParsableCommand {
             ModelStockCommand.self,
             MetaGPTCommand.self,
             MagMaxCommand.self,
+            RunCommand.self,
+            SweepCommand.self,
             TaskVectorCommand.self,
             InspectCommand.self,
+            VerifyCommand.self,
             MethodsCommand.self,
         ]
     )
+
+    /// Installs the interrupt handler (SIGINT/SIGTERM remove temporary outputs and exit 130/143),
+    /// then parses and runs the command as usual.
+    static func main() {
+        TemporaryFiles.installSignalHandlers()
+        main(nil)
+    }
 }

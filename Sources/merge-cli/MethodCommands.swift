@@ -12,7 +12,7 @@ func runMerge(_ inputs: InputOptions, _ outputs: OutputOptions, _ method: () thr
     try reportingErrors { () throws(MergeKitError) in
         let (base, opened) = try inputs.open()
         let plan = try MergePlan(base: base, inputs: opened, method: try method(), output: outputs.spec())
-        try MergeRunner.run(plan, options: outputs)
+        try MergeRunner.run([plan], options: outputs, command: CommandLine.arguments.joined(separator: " "))
     }
 }
 

@@ -97,8 +97,17 @@ struct OutputOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Worker threads (default: the number of cores). Results are identical for any value.", valueName: "n"))
     var threads: Int?
 
-    @Flag(name: .long, help: "Print a JSON summary of the result on stdout.")
+    @Flag(name: .long, help: "Print a JSON summary on stdout (inputs, method, parameters, output files with sizes and SHA-256, time, peak memory).")
     var json = false
+
+    @Flag(name: .long, help: "Print the validated plan (what each tensor will get) and exit without writing.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "No progress bar and no summary line on stderr.")
+    var quiet = false
+
+    @Option(name: .long, help: ArgumentHelp("Write the merged model, or only the merged task vector τ (for consumers that apply it themselves).", valueName: "model|task-vector"))
+    var emit: EmitKind = .model
 
     func validate() throws {
         if let threads, threads < 1 {
@@ -109,26 +118,75 @@ struct OutputOptions: ParsableArguments {
         }
     }
 
-    func spec(emit: EmitKind = .model) -> OutputSpec {
-        OutputSpec(path: output, dtype: dtype?.dtype, maxShardSize: maxShardSize?.bytes, emit: emit, overwrite: overwrite)
+    func spec(emit: EmitKind? = nil) -> OutputSpec {
+        OutputSpec(path: output, dtype: dtype?.dtype, maxShardSize: maxShardSize?.bytes, emit: emit ?? self.emit, overwrite: overwrite)
     }
 }
 
-/// Runs a planned merge and reports the result (stderr for people, stdout JSON for scripts).
+extension EmitKind: ExpressibleByArgument {}
+
+/// Runs planned merges and reports them: a progress bar and a summary line on stderr for people
+/// (when stderr is a terminal and not --quiet), a JSON summary on stdout for scripts (--json).
 enum MergeRunner {
-    static func run(_ plan: MergePlan, options: OutputOptions) throws(MergeKitError) {
-        let result = try MergeExecutor.run(plan, threads: options.threads)
+    /// Runs one plan (a recipe or command-line merge) or several in one pass (a sweep, with a
+    /// manifest written to `manifestDirectory`).
+    static func run(_ plans: [MergePlan], options: OutputOptions, points: [[(name: String, value: String)]] = [],
+                    manifestDirectory: String? = nil, command: String? = nil) throws(MergeKitError) {
+        var plans = plans
+        if let command {
+            for i in plans.indices where plans[i].output.isDirectory && plans[i].generatedFiles["README.md"] == nil {
+                plans[i].generatedFiles["README.md"] = Array(ModelCard.text(plan: plans[i], command: command).utf8)
+            }
+        }
+        if options.dryRun {
+            for (i, plan) in plans.enumerated() {
+                if plans.count > 1 { print("# point \(i): " + (points.indices.contains(i) ? points[i].map { "\($0.name) = \($0.value)" }.joined(separator: ", ") : "")) }
+                print(PlanDescription.text(plan))
+            }
+            return
+        }
+        let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
+        let start = Date()
+        let results = try MergeExecutor.run(plans, threads: options.threads) { bar.update($0) }
+        bar.finish()
+        if !options.quiet {
+            for result in results {
+                let merged = result.tensorsMerged, copied = result.tensorsCopied
+                let gb = Double(result.outputBytes) / 1e9
+                FileHandle.standardError.write(Data("wrote \(result.outputPath): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
+            }
+        }
+        let seconds = Date().timeIntervalSince(start)
+        var summaries: [JSONValue] = []
+        if options.json || manifestDirectory != nil {
+            for (i, (plan, result)) in zip(plans, results).enumerated() {
+                summaries.append(try summaryJSON(plan, result, point: points.indices.contains(i) ? points[i] : []))
+            }
+        }
+        if let manifestDirectory {
+            let manifest = JSONValue.object([
+                JSONMember("method", .string(plans[0].method.info.name)),
+                JSONMember("base", .string(plans[0].base.path)),
+                JSONMember("points", .array(summaries)),
+            ])
+            try FileSystemWriter.writeText(manifest.serialized(indent: 2) + "\n", to: manifestDirectory + "/manifest.json")
+        }
         if options.json {
-            print(summaryJSON(plan, result).serialized(indent: 2))
-        } else {
-            let merged = result.tensorsMerged, copied = result.tensorsCopied
-            let gb = Double(result.outputBytes) / 1e9
-            FileHandle.standardError.write(Data("wrote \(result.outputPath): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
+            let top: JSONValue = summaries.count == 1 && manifestDirectory == nil
+                ? summaries[0].adding("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes)).adding("seconds", .double(seconds))
+                : .object([JSONMember("outputs", .array(summaries)), JSONMember("seconds", .double(seconds)),
+                           JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes))])
+            print(top.serialized(indent: 2))
         }
     }
 
-    static func summaryJSON(_ plan: MergePlan, _ result: MergeResult) -> JSONValue {
-        .object([
+    static func summaryJSON(_ plan: MergePlan, _ result: MergeResult, point: [(name: String, value: String)]) throws(MergeKitError) -> JSONValue {
+        var files: [JSONValue] = []
+        for file in result.files {
+            files.append(.object([JSONMember("path", .string(file.path)), JSONMember("bytes", .int(file.bytes)),
+                                  JSONMember("sha256", .string(try FileDigest.sha256(path: file.path)))]))
+        }
+        var members = [
             JSONMember("output", .string(result.outputPath)),
             JSONMember("method", .string(plan.method.info.name)),
             JSONMember("parameters", .object(plan.method.parameters)),
@@ -138,15 +196,75 @@ enum MergeRunner {
                          JSONMember("weight", .double(input.weight))])
             })),
             JSONMember("emit", .string(plan.output.emit.rawValue)),
-            JSONMember("files", .array(result.files.map { file in
-                .object([JSONMember("path", .string(file.path)), JSONMember("bytes", .int(file.bytes))])
-            })),
+            JSONMember("files", .array(files)),
             JSONMember("tensors_merged", .int(result.tensorsMerged)),
             JSONMember("tensors_copied", .int(result.tensorsCopied)),
             JSONMember("input_bytes", .int(result.inputBytes)),
             JSONMember("output_bytes", .int(result.outputBytes)),
             JSONMember("seconds", .double(result.seconds)),
-        ])
+        ]
+        if !point.isEmpty {
+            members.insert(JSONMember("sweep", .object(point.map { JSONMember($0.name, Double($0.value).map { .double($0) } ?? .string($0.value)) })), at: 1)
+        }
+        return .object(members)
+    }
+}
+
+extension JSONValue {
+    /// This object with `key` set to `value` (replacing an existing member).
+    func adding(_ key: String, _ value: JSONValue) -> JSONValue {
+        guard case .object(var members) = self else { return self }
+        members.removeAll { $0.key == key }
+        members.append(JSONMember(key, value))
+        return .object(members)
+    }
+}
+
+/// Writes small text files from the CLI (manifests).
+enum FileSystemWriter {
+    static func writeText(_ text: String, to path: String) throws(MergeKitError) {
+        do {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            throw MergeKitError(.writeFailed, file: path, "cannot be written (\(error.localizedDescription))")
+        }
+    }
+}
+
+/// A one-line progress bar on stderr: tensors, bytes, rate and ETA, redrawn at most 10× a second.
+final class ProgressBar: @unchecked Sendable {
+    private let enabled: Bool
+    private let lock = NSLock()
+    private var last = Date.distantPast
+    private let start = Date()
+    private var drawn = false
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func update(_ progress: MergeProgress) {
+        guard enabled else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        let now = Date()
+        guard now.timeIntervalSince(last) >= 0.1 || progress.completedBytes == progress.totalBytes else { return }
+        last = now
+        let fraction = progress.totalBytes > 0 ? Double(progress.completedBytes) / Double(progress.totalBytes) : 1
+        let width = 28
+        let filled = Int(fraction * Double(width))
+        let elapsed = now.timeIntervalSince(start)
+        let rate = elapsed > 0 ? Double(progress.completedBytes) / elapsed : 0
+        let eta = rate > 0 ? Double(progress.totalBytes - progress.completedBytes) / rate : 0
+        let line = String(format: "\r[%@%@] %3.0f%% %d/%d tensors %.2f/%.2f GB %.2f GB/s ETA %.0fs ",
+                          String(repeating: "=", count: filled), String(repeating: " ", count: width - filled), fraction * 100,
+                          progress.completedTensors, progress.totalTensors, Double(progress.completedBytes) / 1e9,
+                          Double(progress.totalBytes) / 1e9, rate / 1e9, eta)
+        FileHandle.standardError.write(Data(line.utf8))
+        drawn = true
+    }
+
+    func finish() {
+        guard enabled, drawn else { return }
+        FileHandle.standardError.write(Data("\n".utf8))
     }
 }
 

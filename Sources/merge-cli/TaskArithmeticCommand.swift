@@ -27,7 +27,7 @@ struct TaskArithmeticCommand: ParsableCommand {
             let (base, opened) = try inputs.open()
             let plan = try MergePlan(base: base, inputs: opened, method: try TaskArithmetic(scale: scale),
                                      output: outputOptions.spec())
-            try MergeRunner.run(plan, options: outputOptions)
+            try MergeRunner.run([plan], options: outputOptions, command: CommandLine.arguments.joined(separator: " "))
         }
     }
 }
@@ -65,7 +65,7 @@ struct NegateCommand: ParsableCommand {
             let opened = MergeInput(kind: input.0, checkpoint: try Checkpoint(path: input.1), weight: -1)
             let plan = try MergePlan(base: baseCheckpoint, inputs: [opened], method: try TaskArithmetic(scale: scale),
                                      output: outputOptions.spec())
-            try MergeRunner.run(plan, options: outputOptions)
+            try MergeRunner.run([plan], options: outputOptions, command: CommandLine.arguments.joined(separator: " "))
         }
     }
 }
@@ -89,7 +89,7 @@ struct TaskVectorCommand: ParsableCommand {
             let input = MergeInput(kind: .model, checkpoint: try Checkpoint(path: finetuned), weight: 1)
             let plan = try MergePlan(base: baseCheckpoint, inputs: [input], method: try TaskArithmetic(scale: 1),
                                      output: outputOptions.spec(emit: .taskVector))
-            try MergeRunner.run(plan, options: outputOptions)
+            try MergeRunner.run([plan], options: outputOptions, command: CommandLine.arguments.joined(separator: " "))
         }
     }
 }

@@ -12,6 +12,9 @@ import Darwin
 /// fsynced result is renamed into place. `abort()` (or a failure in `commit()`) removes the
 /// temporary output; an existing output is only replaced after the new one is complete.
 ///
+/// Every temporary path is registered with `TemporaryFiles` before it is created, so an interrupt
+/// (SIGINT/SIGTERM) removes it; paths are unregistered once renamed into place or removed.
+///
 /// Shard files are laid out up front (header written, space reserved) so that workers can
 /// `write(_:at:shard:)` tensor bytes at their precomputed offsets in any order.
 final class CheckpointWriter: @unchecked Sendable {
@@ -21,6 +24,8 @@ final class CheckpointWriter: @unchecked Sendable {
     let temporaryPath: String
     private var descriptors: [Int32]
     private var shardPaths: [String]
+    /// Temporary paths registered with `TemporaryFiles` (the directory first, then its files).
+    private var registered: [String] = []
     private var finished = false
 
     init(output: OutputSpec, shards: [OutputShard]) throws(MergeKitError) {
@@ -33,12 +38,14 @@ final class CheckpointWriter: @unchecked Sendable {
                                             needed: shards.reduce(0) { $0 + $1.layout.fileSize }, output: output.path)
         do throws(MergeKitError) {
             if output.isDirectory {
+                registerDirectory(temporaryPath)
                 guard mkdir(temporaryPath, 0o755) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
                 shardPaths = shards.map { FileSystem.join(temporaryPath, $0.fileName) }
             } else {
                 shardPaths = [temporaryPath]
             }
             for (shard, path) in zip(shards, shardPaths) {
+                registerFile(path)
                 let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
                 guard fd >= 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
                 descriptors.append(fd)
@@ -84,7 +91,8 @@ final class CheckpointWriter: @unchecked Sendable {
     /// Finishes the output: fsync every shard, write the index (sharded directories) and the
     /// companions, then rename into place (replacing an existing output only when overwriting).
     /// `companions` are (source path, file name) pairs; `rewrite` may transform a companion's bytes.
-    func commit(companions: [(source: String, name: String)], rewrite: (String, [UInt8]) -> [UInt8]) throws(MergeKitError) {
+    func commit(companions: [(source: String, name: String)], generated: [String: [UInt8]] = [:],
+                rewrite: (String, [UInt8]) -> [UInt8]) throws(MergeKitError) {
         do throws(MergeKitError) {
             for fd in descriptors {
                 guard fsync(fd) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
@@ -93,18 +101,40 @@ final class CheckpointWriter: @unchecked Sendable {
             descriptors = []
             if output.isDirectory {
                 if shards.count > 1 { try writeIndex() }
-                for (source, name) in companions {
+                for (source, name) in companions where generated[name] == nil {
                     let bytes = rewrite(name, try FileSystem.readFile(source))
-                    try FileSystem.writeFile(FileSystem.join(temporaryPath, name), bytes)
+                    let path = FileSystem.join(temporaryPath, name)
+                    registerFile(path)
+                    try FileSystem.writeFile(path, bytes)
+                }
+                for name in generated.keys.sorted() {
+                    let path = FileSystem.join(temporaryPath, name)
+                    registerFile(path)
+                    try FileSystem.writeFile(path, generated[name]!)
                 }
                 FileSystem.syncDirectory(temporaryPath)
             }
-            try moveIntoPlace()
+            // An interrupt during the renames takes effect once they are done, so an existing
+            // output moved aside is never lost.
+            try TemporaryFiles.deferringSignals(thenUnregister: registered) { () throws(MergeKitError) in
+                try moveIntoPlace()
+            }
+            registered = []
             finished = true
         } catch {
             abort()
             throw error
         }
+    }
+
+    private func registerFile(_ path: String) {
+        TemporaryFiles.register(file: path)
+        registered.append(path)
+    }
+
+    private func registerDirectory(_ path: String) {
+        TemporaryFiles.register(directory: path)
+        registered.append(path)
     }
 
     private func writeIndex() throws(MergeKitError) {
@@ -118,8 +148,9 @@ final class CheckpointWriter: @unchecked Sendable {
             JSONMember("metadata", .object([JSONMember("total_size", .int(total))])),
             JSONMember("weight_map", .object(weightMap.map { JSONMember($0.0, .string($0.1)) })),
         ])
-        try FileSystem.writeFile(FileSystem.join(temporaryPath, Checkpoint.indexFileName),
-                                 Array((index.serialized(indent: 2) + "\n").utf8))
+        let path = FileSystem.join(temporaryPath, Checkpoint.indexFileName)
+        registerFile(path)
+        try FileSystem.writeFile(path, Array((index.serialized(indent: 2) + "\n").utf8))
     }
 
     private func moveIntoPlace() throws(MergeKitError) {
@@ -156,6 +187,8 @@ final class CheckpointWriter: @unchecked Sendable {
         for fd in descriptors { close(fd) }
         descriptors = []
         if !finished { FileSystem.removeQuietly(temporaryPath) }
+        TemporaryFiles.unregister(registered)
+        registered = []
         finished = true
     }
 }

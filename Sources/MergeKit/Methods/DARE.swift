@@ -40,7 +40,7 @@ public struct DARE: TaskVectorMergeConfiguration {
     ///   - vote, merge: for `.ties` (defaults: the TIES paper's mass vote and mean).
     public init(dropRate: TaskVectorMerge.PerInput = 0.9, seed: UInt64 = 0, rescale: TaskVectorMerge.Rescale = .inverse,
                 combination: Combination = .taskArithmetic, vote: TaskVectorMerge.Consensus = .mass,
-                merge: TaskVectorMerge.Aggregation = .mean, scale: Double = 1) throws(MergeKitError) {
+                merge: TaskVectorMerge.Aggregation = .mean, scale: Double = 1, normalize: Bool = false) throws(MergeKitError) {
         for value in dropRate.values { try ParameterCheck.probability(value, "drop rate p", flag: "--drop-rate") }
         try ParameterCheck.finite(scale, "scale λ", flag: "--scale")
         self.dropRate = dropRate
@@ -51,7 +51,7 @@ public struct DARE: TaskVectorMergeConfiguration {
         let sparsification = TaskVectorMerge.Sparsification.random(DropMasks(probabilities: dropRate, seed: seed), rescale: rescale)
         switch combination {
         case .taskArithmetic:
-            core = TaskVectorMerge(sparsification: sparsification, consensus: .none, aggregation: .sum, scale: scale)
+            core = TaskVectorMerge(sparsification: sparsification, consensus: .none, aggregation: normalize ? .normalized : .sum, scale: scale)
         case .ties:
             guard vote != .none else {
                 throw MergeKitError(.invalidArgument, "DARE-TIES needs a sign vote (mass or weighted)", fix: "Pass --vote mass or --vote weighted")

@@ -21,10 +21,11 @@ public struct TaskArithmetic: TaskVectorMergeConfiguration {
     public let scale: Double
     let core: TaskVectorMerge
 
-    public init(scale: Double = 1.0) throws(MergeKitError) {
+    /// - Parameter normalize: divide by Σwᵢ (mergekit's `normalize`, off by default as there).
+    public init(scale: Double = 1.0, normalize: Bool = false) throws(MergeKitError) {
         try ParameterCheck.finite(scale, "scale λ", flag: "--scale, e.g. 0.5")
         self.scale = scale
-        core = TaskVectorMerge(sparsification: .none, consensus: .none, aggregation: .sum, scale: scale)
+        core = TaskVectorMerge(sparsification: .none, consensus: .none, aggregation: normalize ? .normalized : .sum, scale: scale)
     }
 
     public var info: MethodInfo { Self.info }

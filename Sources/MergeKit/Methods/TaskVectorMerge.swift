@@ -49,6 +49,8 @@ public struct TaskVectorMerge: Sendable {
         case inverse
         /// × Σ|τ| / Σ|τ̃| per tensor, mergekit's rescaling (L1 norm preserved exactly).
         case l1
+        /// No rescaling (mergekit's `rescale: false`).
+        case none
     }
 
     public enum Consensus: String, Sendable, CaseIterable {
@@ -218,6 +220,8 @@ public struct TaskVectorMerge: Sendable {
             mask.apply(delta, tensor: context.tensor, input: input, offset: context.elementOffset, bits: context.bitsScratch)
             let factor: Double
             switch rescale {
+            case .none:
+                factor = 1
             case .inverse:
                 factor = 1 / (1 - mask.probability)
             case .l1:

@@ -61,63 +61,104 @@ public enum MergeExecutor {
 
     public static func run(_ plan: MergePlan, threads requested: Int? = nil,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> MergeResult {
+        try run([plan], threads: requested, progress: progress)[0]
+    }
+
+    /// Runs several plans over the same inputs in one pass (a sweep): every input tensor is read
+    /// once and each plan's result computed from it. The plans must share the base, the inputs
+    /// and the tensor list (they differ in method parameters and outputs).
+    public static func run(_ plans: [MergePlan], threads requested: Int? = nil,
+                           progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [MergeResult] {
+        precondition(!plans.isEmpty)
+        for plan in plans.dropFirst() {
+            precondition(plan.base === plans[0].base && plan.tensors.map(\.name) == plans[0].tensors.map(\.name),
+                         "plans run together must share the base and the tensor list")
+        }
         let start = Date()
         let threads = max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)
         BLAS.setThreads(1)
-        let writer = try CheckpointWriter(output: plan.output, shards: plan.shards)
-        let request = plan.method.statistics
-
-        var model = ModelStatistics()
-        if request.needsModelPasses {
-            do throws(MergeKitError) {
-                model = try ModelStatisticsPass(plan: plan, request: request, threads: threads).run()
-            } catch {
-                writer.abort()
-                throw error
-            }
-        }
-
-        let items = workItems(plan)
+        var targets: [Target] = []
         do throws(MergeKitError) {
-            if request.majoritySign && model.majority == nil { model.majority = 1 }
-            let workers = try runWorkers(plan, writer: writer, model: model, items: items, threads: threads, progress: progress)
-            if request.majoritySign, let tieSign = request.tieSign {
-                // Exact vote ties were merged with the predicted majority. If the counted
-                // majority resolves ties differently and some result depended on it, merge again.
-                let counted = workers.reduce(0) { $0 + $1.signVotes }.signum()
-                let resolved = workers.reduce(0) { $0 + $1.resolvedTies }
-                if tieSign(counted) != tieSign(model.majority!) && resolved > 0 {
-                    model.majority = counted
-                    _ = try runWorkers(plan, writer: writer, model: model, items: items, threads: threads)
+            for plan in plans {
+                targets.append(Target(plan: plan, writer: try CheckpointWriter(output: plan.output, shards: plan.shards)))
+            }
+            // Whole-model statistics, shared between plans that ask for the same ones.
+            var computed: [String: ModelStatistics] = [:]
+            for target in targets {
+                let request = target.plan.method.statistics
+                guard request.needsModelPasses else { continue }
+                let key = "\(String(describing: request.globalKeepFraction))|\(request.globalSquaredNorms)|\(request.majoritySign)|\(target.plan.inputs.map(\.weight))"
+                if let known = computed[key] {
+                    target.model = known
                 } else {
-                    model.majority = counted
+                    target.model = try ModelStatisticsPass(plan: target.plan, request: request, threads: threads).run()
+                    computed[key] = target.model
                 }
             }
+            for target in targets where target.plan.method.statistics.majoritySign && target.model.majority == nil {
+                target.model.majority = 1
+            }
+            let items = workItems(plans[0])
+            let workers = try runWorkers(targets, items: items, threads: threads, progress: progress)
+            // Exact vote ties were merged with the predicted majority. If the counted majority
+            // resolves ties differently and some result depended on it, merge that plan again.
+            var again: [Target] = []
+            for (t, target) in targets.enumerated() {
+                let request = target.plan.method.statistics
+                guard request.majoritySign, let tieSign = request.tieSign else { continue }
+                let counted = workers.reduce(0) { $0 + $1.signVotes[t] }.signum()
+                let resolved = workers.reduce(0) { $0 + $1.resolvedTies[t] }
+                if tieSign(counted) != tieSign(target.model.majority!) && resolved > 0 { again.append(target) }
+                target.model.majority = counted
+            }
+            if !again.isEmpty { _ = try runWorkers(again, items: items, threads: threads) }
         } catch {
-            writer.abort()
+            targets.forEach { $0.writer.abort() }
             throw error
         }
 
-        let companions = plan.companions.map { (source: FileSystem.join(plan.base.directory!, $0), name: $0) }
-        try writer.commit(companions: companions) { name, bytes in
-            name == "config.json" ? ConfigRewriter.settingDType(plan.output.dtype, in: bytes) : bytes
+        var results: [MergeResult] = []
+        for target in targets {
+            let plan = target.plan
+            let companions = plan.companions.map { (source: FileSystem.join(plan.base.directory!, $0), name: $0) }
+            do throws(MergeKitError) {
+                try target.writer.commit(companions: companions, generated: plan.generatedFiles) { name, bytes in
+                    name == "config.json" ? ConfigRewriter.settingDType(plan.output.dtype, in: bytes) : bytes
+                }
+            } catch {
+                targets.forEach { $0.writer.abort() }
+                throw error
+            }
+            let files = plan.shards.map { shard in
+                MergeResult.File(path: plan.output.isDirectory ? FileSystem.join(plan.output.path, shard.fileName) : plan.output.path,
+                                 bytes: shard.layout.fileSize)
+            }
+            results.append(MergeResult(outputPath: plan.output.path, files: files,
+                                       tensorsMerged: plan.tensors.filter { $0.action == .merge }.count,
+                                       tensorsCopied: plan.tensors.filter { $0.action == .copy }.count,
+                                       inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
+                                       seconds: Date().timeIntervalSince(start),
+                                       modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil))
         }
-
-        let files = plan.shards.map { shard in
-            MergeResult.File(path: plan.output.isDirectory ? FileSystem.join(plan.output.path, shard.fileName) : plan.output.path,
-                             bytes: shard.layout.fileSize)
-        }
-        return MergeResult(outputPath: plan.output.path, files: files,
-                           tensorsMerged: plan.tensors.filter { $0.action == .merge }.count,
-                           tensorsCopied: plan.tensors.filter { $0.action == .copy }.count,
-                           inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
-                           seconds: Date().timeIntervalSince(start),
-                           modelStatistics: request.needsModelPasses ? model : nil)
+        return results
     }
 
-    /// Runs the worker pool over `items`; returns the workers (for their vote counts).
-    static func runWorkers(_ plan: MergePlan, writer: CheckpointWriter, model: ModelStatistics, items: [WorkItem], threads: Int,
+    /// One plan being executed: its writer and whole-model statistics.
+    final class Target: @unchecked Sendable {
+        let plan: MergePlan
+        let writer: CheckpointWriter
+        var model = ModelStatistics()
+
+        init(plan: MergePlan, writer: CheckpointWriter) {
+            self.plan = plan
+            self.writer = writer
+        }
+    }
+
+    /// Runs the worker pool over `items` for `targets`; returns the workers (for their vote counts).
+    static func runWorkers(_ targets: [Target], items: [WorkItem], threads: Int,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [Worker] {
+        let plan = targets[0].plan
         let totalBytes = items.reduce(0) { $0 + $1.bytes }
         let next = Atomic<Int>(0)
         let doneBytes = Atomic<Int>(0)
@@ -126,7 +167,7 @@ public enum MergeExecutor {
         let failed = Atomic<Bool>(false)
         let finished = Mutex<[Worker]>([])
         DispatchQueue.concurrentPerform(iterations: min(threads, max(1, items.count))) { _ in
-            let worker = Worker(plan: plan, writer: writer, model: model)
+            let worker = Worker(targets: targets)
             while !failed.load(ordering: .relaxed) {
                 let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard i < items.count else { break }
@@ -196,22 +237,22 @@ public enum MergeExecutor {
         return items
     }
 
-    /// One worker's buffers and pipeline.
+    /// One worker's buffers and pipeline (for one or several targets sharing the inputs).
     final class Worker: @unchecked Sendable {
+        let targets: [Target]
         let plan: MergePlan
-        let writer: CheckpointWriter
-        let model: ModelStatistics
-        private lazy var floatBuffers = WorkerBuffers<Float>(inputs: plan.inputs.count)
-        private lazy var doubleBuffers = WorkerBuffers<Double>(inputs: plan.inputs.count)
-        /// Σ sign(vote) over everything this worker merged (mass-vote methods).
-        private(set) var signVotes = 0
-        /// Elements whose result depended on how vote ties were resolved.
-        private(set) var resolvedTies = 0
+        private lazy var floatBuffers = WorkerBuffers<Float>(inputs: plan.inputs.count, targets: targets.count)
+        private lazy var doubleBuffers = WorkerBuffers<Double>(inputs: plan.inputs.count, targets: targets.count)
+        /// Per target: Σ sign(vote) over everything this worker merged (mass-vote methods).
+        private(set) var signVotes: [Int]
+        /// Per target: elements whose result depended on how vote ties were resolved.
+        private(set) var resolvedTies: [Int]
 
-        init(plan: MergePlan, writer: CheckpointWriter, model: ModelStatistics) {
-            self.plan = plan
-            self.writer = writer
-            self.model = model
+        init(targets: [Target]) {
+            self.targets = targets
+            plan = targets[0].plan
+            signVotes = Array(repeating: 0, count: targets.count)
+            resolvedTies = Array(repeating: 0, count: targets.count)
         }
 
         func process(_ item: WorkItem) throws(MergeKitError) {
@@ -219,69 +260,97 @@ public enum MergeExecutor {
             guard !item.range.isEmpty else { return }
             switch tensor.action {
             case .copy:
-                try copy(tensor, item.range)
+                try copy(item)
             case .merge:
                 if tensor.computeInDouble {
-                    try merge(tensor, item.range, doubleBuffers, weights: tensor.weights)
+                    try merge(item, doubleBuffers)
                 } else {
-                    try merge(tensor, item.range, floatBuffers, weights: tensor.weights.map { Float($0) })
+                    try merge(item, floatBuffers)
                 }
             }
         }
 
         /// Copies bytes of a non-merged tensor through a staging buffer, a work item at a time.
-        private func copy(_ tensor: PlannedTensor, _ range: Range<Int>) throws(MergeKitError) {
+        private func copy(_ item: WorkItem) throws(MergeKitError) {
+            let tensor = plan.tensors[item.tensor]
             let bits = tensor.base.info.dtype.bitWidth
-            let lower = range.lowerBound * bits / 8
-            let upper = range.upperBound * bits / 8
+            let lower = item.range.lowerBound * bits / 8
+            let upper = item.range.upperBound * bits / 8
             let staging = floatBuffers.staging[0]
             let capacity = MergeExecutor.itemElements * 8
             var position = lower
             while position < upper {
                 let n = min(capacity, upper - position)
                 try tensor.base.file.read(into: staging, count: n, at: tensor.base.file.fileOffset(of: tensor.base.info) + position)
-                try writer.write(UnsafeRawBufferPointer(start: staging, count: n), dataOffset: tensor.output.begin + position, shard: tensor.shard)
+                for target in targets {
+                    let planned = target.plan.tensors[item.tensor]
+                    try target.writer.write(UnsafeRawBufferPointer(start: staging, count: n), dataOffset: planned.output.begin + position,
+                                            shard: planned.shard)
+                }
                 position += n
             }
         }
 
-        /// Statistics passes over the tensor (when the method has per-tensor statistics), then
-        /// the merge pass, chunk by chunk in index order.
-        private func merge<T: MergeScalar>(_ tensor: PlannedTensor, _ range: Range<Int>, _ buffers: WorkerBuffers<T>,
-                                           weights: [T]) throws(MergeKitError) {
-            let statistics = TensorStatistics()
-            let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: model, statistics: statistics,
-                                       scratch: buffers.methodScratch)
-            let source = try ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, buffers: buffers,
-                                         multiPass: tensor.method.statistics.needsTensorPasses)
-            if tensor.method.statistics.needsTensorPasses {
-                precondition(range == 0..<tensor.output.elementCount)
-                try computeTensorStatistics(source, statistics, context)
+        /// Statistics passes over the tensor (for targets whose method has per-tensor statistics),
+        /// then the merge pass, chunk by chunk in index order, each chunk read once for all targets.
+        private func merge<T: MergeScalar>(_ item: WorkItem, _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
+            let range = item.range
+            let tensors = targets.map { $0.plan.tensors[item.tensor] }
+            let multiPass = tensors.contains { $0.method.statistics.needsTensorPasses }
+            let source = try ChunkSource(tensor: tensors[0], range: range, inputs: plan.inputs, buffers: buffers, multiPass: multiPass)
+            var contexts: [ChunkContext] = []
+            for (t, tensor) in tensors.enumerated() {
+                let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: targets[t].model,
+                                           statistics: TensorStatistics(), scratch: buffers.methodScratch)
+                if tensor.method.statistics.needsTensorPasses {
+                    precondition(range == 0..<tensor.output.elementCount)
+                    try computeTensorStatistics(source, tensor: tensor, context.tensorStatistics, context)
+                }
+                contexts.append(context)
             }
+            let weights = tensors.map { $0.weights.map { T($0) } }
             // Results are staged and written a work item's worth at a time: one large pwrite
             // costs far less than many small ones.
-            let width = tensor.output.dtype.byteWidth!
             var groupStart = range.lowerBound
             for chunk in source.chunks {
                 let (base, deltas) = try source.load(chunk)
-                context.elementOffset = chunk.lowerBound
-                let out = UnsafeMutableBufferPointer(rebasing: buffers.out[0..<chunk.count])
-                tensor.method.combine(deltas, base: UnsafeBufferPointer(base), weights: weights, into: out, context: context)
-                finish(tensor, chunk, out: out, base: base, into: buffers.bytes.baseAddress! + (chunk.lowerBound - groupStart) * width)
+                for (t, tensor) in tensors.enumerated() {
+                    // Methods overwrite their deltas: with several targets each gets a copy.
+                    var inputs = deltas
+                    if targets.count > 1 {
+                        inputs = deltas.indices.map { i in
+                            let copy = UnsafeMutableBufferPointer(rebasing: buffers.copies[i][0..<chunk.count])
+                            T.copy(UnsafeBufferPointer(deltas[i]), copy)
+                            return copy
+                        }
+                    }
+                    let context = contexts[t]
+                    context.elementOffset = chunk.lowerBound
+                    let out = UnsafeMutableBufferPointer(rebasing: buffers.out[0..<chunk.count])
+                    tensor.method.combine(inputs, base: UnsafeBufferPointer(base), weights: weights[t], into: out, context: context)
+                    let width = tensor.output.dtype.byteWidth!
+                    finish(tensor, chunk, out: out, base: base, emit: targets[t].plan.output.emit,
+                           into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * width)
+                }
                 if (chunk.upperBound - range.lowerBound) % MergeExecutor.itemElements == 0 || chunk.upperBound == range.upperBound {
-                    try writer.write(UnsafeRawBufferPointer(start: buffers.bytes.baseAddress!, count: (chunk.upperBound - groupStart) * width),
-                                     dataOffset: tensor.output.begin + groupStart * width, shard: tensor.shard)
+                    for (t, tensor) in tensors.enumerated() {
+                        let width = tensor.output.dtype.byteWidth!
+                        try targets[t].writer.write(UnsafeRawBufferPointer(start: buffers.outputStaging(t), count: (chunk.upperBound - groupStart) * width),
+                                                    dataOffset: tensor.output.begin + groupStart * width, shard: tensor.shard)
+                    }
                     groupStart = chunk.upperBound
                 }
             }
-            signVotes += context.signVotes
-            resolvedTies += context.resolvedTies
+            for (t, context) in contexts.enumerated() {
+                signVotes[t] += context.signVotes
+                resolvedTies[t] += context.resolvedTies
+            }
         }
 
         /// θ = θ₀ + τ (or τ alone), converted into the output staging buffer.
         private func finish<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, out: UnsafeMutableBufferPointer<T>,
-                                            base: UnsafeMutableBufferPointer<T>, into staged: UnsafeMutableRawPointer) {
-            if plan.output.emit == .model { T.axpy(1, UnsafeBufferPointer(base), out) }
+                                            base: UnsafeMutableBufferPointer<T>, emit: EmitKind, into staged: UnsafeMutableRawPointer) {
+            if emit == .model { T.axpy(1, UnsafeBufferPointer(base), out) }
             T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype, into: staged)
         }
 
@@ -290,11 +359,11 @@ public enum MergeExecutor {
         static let sortedSelectionLimit = 1 << 18
 
         /// Gram matrix, DARE L1 sums and rank-window selections, in as few passes as possible.
-        private func computeTensorStatistics<T: MergeScalar>(_ source: ChunkSource<T>, _ statistics: TensorStatistics,
+        private func computeTensorStatistics<T: MergeScalar>(_ source: ChunkSource<T>, tensor: PlannedTensor, _ statistics: TensorStatistics,
                                                              _ context: ChunkContext) throws(MergeKitError) {
             let inputs = plan.inputs.count
-            let n = source.tensor.output.elementCount
-            let request = source.tensor.method.statistics
+            let n = tensor.output.elementCount
+            let request = tensor.method.statistics
             let windows = request.tensorRankWindow.map { window in (0..<inputs).map { window(n, $0) } } ?? []
             let needsBounds = windows.contains { !$0.isEmpty && ($0.lowerBound > 0 || $0.upperBound < n) }
             let sortKeys = needsBounds && n <= Worker.sortedSelectionLimit
@@ -469,12 +538,24 @@ public enum MergeExecutor {
         let staging: [UnsafeMutableRawPointer]
         /// Scratch memory methods get through `ChunkContext.scratch`.
         let methodScratch: UnsafeMutableRawBufferPointer
+        /// Copies of the deltas when there are several targets (methods overwrite theirs).
+        let copies: [UnsafeMutableBufferPointer<T>]
+        /// Output staging for targets after the first (`bytes` serves the first).
+        private var extraStaging: [UnsafeMutableRawPointer] = []
         private(set) var cacheBase = UnsafeMutableBufferPointer<T>(start: nil, count: 0)
         private(set) var cacheDeltas: [UnsafeMutableBufferPointer<T>] = []
         private let inputs: Int
 
-        init(inputs: Int) {
+        /// Output staging for target `t` (a work item's worth of bytes).
+        func outputStaging(_ t: Int) -> UnsafeMutableRawPointer {
+            if t == 0 { return bytes.baseAddress! }
+            while extraStaging.count < t { extraStaging.append(.allocate(byteCount: MergeExecutor.itemElements * 8, alignment: 4096)) }
+            return extraStaging[t - 1]
+        }
+
+        init(inputs: Int, targets: Int = 1) {
             self.inputs = inputs
+            copies = targets > 1 ? (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) } : []
             base = .allocate(capacity: MergeExecutor.chunkElements)
             out = .allocate(capacity: MergeExecutor.chunkElements)
             deltas = (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) }
@@ -503,6 +584,8 @@ public enum MergeExecutor {
             out.deallocate()
             deltas.forEach { $0.deallocate() }
             bytes.deallocate()
+            extraStaging.forEach { $0.deallocate() }
+            copies.forEach { $0.deallocate() }
             staging.forEach { $0.deallocate() }
             methodScratch.deallocate()
             releaseCache()

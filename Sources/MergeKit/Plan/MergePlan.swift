@@ -114,6 +114,9 @@ public struct MergePlan: Sendable {
     public let companions: [String]
     /// `__metadata__` written into every output file.
     public let metadata: [String: String]
+    /// Files written into a directory output besides the weights (a model card, the recipe),
+    /// by name. Ignored for single-file outputs.
+    public var generatedFiles: [String: [UInt8]] = [:]
 
     /// Tensor bytes read from the inputs (base included) for merged tensors and copies.
     public var inputBytes: Int {

@@ -1,0 +1,126 @@
+import Foundation
+import MergeKit
+
+/// libFuzzer target for the safetensors header reader and the JSON parser.
+///
+/// Every input is run through `SafeTensorsHeader.parse(fileBytes:file:)` (as a whole file) and
+/// `JSONParser.parse` (as JSON text). Besides "no crash, no hang, no sanitizer report", it checks
+/// properties that must hold for every input, and traps when one fails so libFuzzer records it:
+///
+/// - a rejection names the file it was given;
+/// - an accepted header describes contiguous tensors from byte 0 to the file's end, each with the
+///   byte size its shape and dtype give, and writing it back with `SafeTensorsLayout` and reading
+///   that again gives the same tensors and metadata;
+/// - accepted JSON serialises (compact and indented) to text that parses back to the same value.
+///
+/// Built with `-sanitize=fuzzer -D FUZZING` (see `Fuzz/run.sh`), libFuzzer supplies `main`. In a
+/// normal build, `main` runs the same checks on the files named as arguments (reproducing a crash).
+enum HeaderFuzz {
+    static let fileName = "fuzz-input.safetensors"
+
+    static func check(_ bytes: UnsafeRawBufferPointer) {
+        checkHeader(bytes)
+        checkJSON(bytes)
+        if bytes.count > 8 {
+            checkJSON(UnsafeRawBufferPointer(rebasing: bytes[8...]))
+        }
+    }
+
+    static func checkHeader(_ bytes: UnsafeRawBufferPointer) {
+        let header: SafeTensorsHeader
+        do throws(MergeKitError) {
+            header = try SafeTensorsHeader.parse(fileBytes: bytes, file: fileName)
+        } catch {
+            guard error.file == fileName, error.description.contains(fileName) else {
+                fatalError("a rejection does not name the file: \(error)")
+            }
+            return
+        }
+        var end = 0
+        var names = Set<String>()
+        for tensor in header.tensors {
+            guard tensor.begin == end, tensor.end >= tensor.begin,
+                  tensor.dtype.byteCount(elements: tensor.elementCount) == tensor.byteCount,
+                  names.insert(tensor.name).inserted, tensor.name != SafeTensorsHeader.metadataKey else {
+                fatalError("accepted a malformed tensor entry: \(tensor)")
+            }
+            end = tensor.end
+        }
+        guard header.dataStart + end == bytes.count else {
+            fatalError("accepted a header whose data does not end at the file's end: \(header)")
+        }
+
+        // Write it back and read it again.
+        let layout = SafeTensorsLayout(specs: header.tensors.map { TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) },
+                                       metadata: header.metadata)
+        let file = layout.prefix + [UInt8](repeating: 0, count: layout.dataSize)
+        let result = file.withUnsafeBytes { raw in
+            Result { () throws(MergeKitError) in try SafeTensorsHeader.parse(fileBytes: raw, file: fileName) }
+        }
+        guard case .success(let again) = result else {
+            fatalError("a header written back from an accepted one is rejected: \(result)")
+        }
+        guard again.tensors == header.tensors, again.metadata == header.metadata else {
+            fatalError("writing an accepted header back changed it: \(header.tensors) != \(again.tensors)")
+        }
+    }
+
+    static func checkJSON(_ bytes: UnsafeRawBufferPointer) {
+        guard let value = try? JSONParser.parse(bytes) else { return }
+        for indent in [0, 2] {
+            let text = Array(value.serialized(indent: indent).utf8)
+            guard let again = try? JSONParser.parse(text), again == value else {
+                fatalError("JSON does not survive a round trip (indent \(indent)): \(String(decoding: text, as: UTF8.self))")
+            }
+        }
+    }
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func headerFuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    HeaderFuzz.check(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
+
+#if FUZZING
+/// libFuzzer's entry point for programs that keep their own `main`. SwiftPM links executables
+/// with their `main` renamed to the module's entry point (`header_fuzz_main`), so the `@main`
+/// below stays the program's entry and hands over to libFuzzer. (Arguments and result are plain
+/// integers and pointers, passed the same way by the Swift and C calling conventions.)
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
+                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+#endif
+
+/// With libFuzzer (`-D FUZZING`): runs the fuzzer with its usual command line. Without: runs the
+/// checks on every file (or every file in every directory) named on the command line, e.g. a crash
+/// file libFuzzer wrote.
+@main
+struct HeaderFuzzMain {
+    static func main() {
+        #if FUZZING
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(LLVMFuzzerRunDriver(&argc, &argv, headerFuzzTestOneInput))
+        #else
+        var count = 0
+        for argument in CommandLine.arguments.dropFirst() {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory) else {
+                FileHandle.standardError.write(Data("header-fuzz: \(argument) does not exist\n".utf8))
+                exit(2)
+            }
+            let paths = isDirectory.boolValue
+                ? ((try? FileManager.default.contentsOfDirectory(atPath: argument)) ?? []).sorted().map { argument + "/" + $0 }
+                : [argument]
+            for path in paths {
+                guard let data = FileManager.default.contents(atPath: path) else { continue }
+                data.withUnsafeBytes { HeaderFuzz.check($0) }
+                count += 1
+            }
+        }
+        print("header-fuzz: \(count) inputs checked, no failures")
+        #endif
+    }
+}

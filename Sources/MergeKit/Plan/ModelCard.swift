@@ -1,0 +1,56 @@
+/// The `README.md` written into a directory output, so a merged model records how it was made:
+/// the base, the method and its parameters, the inputs with their weights, and the recipe (or
+/// command) that produced it. Front matter in the Hugging Face model-card format.
+public enum ModelCard {
+    public static func text(plan: MergePlan, recipe: String? = nil, command: String? = nil,
+                            sweepPoint: [(name: String, value: String)] = []) -> String {
+        var lines: [String] = []
+        lines.append("---")
+        lines.append("base_model: \(yamlString(plan.base.path))")
+        lines.append("tags:")
+        lines.append("- merge")
+        lines.append("- mergekit-swift")
+        lines.append("- \(plan.method.info.name)")
+        lines.append("---")
+        lines.append("")
+        lines.append("# Merged model")
+        lines.append("")
+        lines.append("Made with MergeKit (merge-cli) by **\(plan.method.info.name)**: \(plan.method.info.summary).")
+        lines.append("Reference: \(plan.method.info.reference).")
+        lines.append("")
+        lines.append("- Base model: `\(plan.base.path)`")
+        lines.append("- Output: \(plan.output.emit == .model ? "the merged model θ₀ + τ" : "the merged task vector τ only")")
+        let parameters = JSONValue.object(plan.method.parameters).serialized()
+        lines.append("- Parameters: `\(parameters)`")
+        if !sweepPoint.isEmpty {
+            lines.append("- Sweep point: " + sweepPoint.map { "`\($0.name) = \($0.value)`" }.joined(separator: ", "))
+        }
+        lines.append("")
+        lines.append("| input | kind | weight |")
+        lines.append("|---|---|---|")
+        for input in plan.inputs {
+            lines.append("| `\(input.path)` | \(input.kind.rawValue) | \(input.weight) |")
+        }
+        if let recipe {
+            lines.append("")
+            lines.append("## Recipe")
+            lines.append("")
+            lines.append("```yaml")
+            lines.append(recipe.hasSuffix("\n") ? String(recipe.dropLast()) : recipe)
+            lines.append("```")
+        }
+        if let command {
+            lines.append("")
+            lines.append("## Command")
+            lines.append("")
+            lines.append("```sh")
+            lines.append(command)
+            lines.append("```")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    private static func yamlString(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+}

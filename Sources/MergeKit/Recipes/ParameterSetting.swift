@@ -1,0 +1,88 @@
+/// A recipe parameter's value, in mergekit's vocabulary:
+///
+/// - a scalar (`0.5`, `true`, `"weighted"`);
+/// - a **gradient**: a list of numbers interpolated piecewise-linearly across the layers —
+///   layer i of n gets t = i/(n − 1) (t = 0 for tensors outside the layers, such as embeddings),
+///   and the value at position t·(k − 1) of the k-point list;
+/// - a list of **conditions** `{filter: "self_attn", value: 0.3}`: the first whose filter is a
+///   substring of the tensor name (or that has no filter, or `"*"`) gives the value, which may
+///   itself be a scalar or a gradient.
+public indirect enum ParameterSetting: Sendable, Equatable, CustomStringConvertible {
+    case number(Double)
+    case bool(Bool)
+    case string(String)
+    case gradient([Double])
+    case conditions([Condition])
+
+    public struct Condition: Sendable, Equatable {
+        public let filter: String?
+        public let value: ParameterSetting
+    }
+
+    /// The scalar value for `tensor` at layer position `t` ∈ [0, 1] (nil when no condition matches).
+    public func value(for tensor: String, t: Double) -> ParameterSetting? {
+        switch self {
+        case .number, .bool, .string:
+            return self
+        case .gradient(let values):
+            guard !values.isEmpty else { return nil }
+            let scaled = t * Double(values.count - 1)
+            let i0 = min(values.count - 1, Int(scaled.rounded(.down)))
+            let i1 = min(values.count - 1, i0 + 1)
+            let fraction = scaled - Double(i0)
+            return .number((1 - fraction) * values[i0] + fraction * values[i1])
+        case .conditions(let conditions):
+            for condition in conditions where condition.filter == nil || condition.filter == "*" || tensor.contains(condition.filter!) {
+                return condition.value.value(for: tensor, t: t)
+            }
+            return nil
+        }
+    }
+
+    public var number: Double? {
+        if case .number(let v) = self { return v }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .number(let v): return "\(v)"
+        case .bool(let b): return "\(b)"
+        case .string(let s): return s
+        case .gradient(let values): return "\(values)"
+        case .conditions(let conditions):
+            return "[" + conditions.map { "\($0.filter.map { "filter \($0): " } ?? "")\($0.value)" }.joined(separator: ", ") + "]"
+        }
+    }
+
+    var json: JSONValue {
+        switch self {
+        case .number(let v): return .double(v)
+        case .bool(let b): return .bool(b)
+        case .string(let s): return .string(s)
+        case .gradient(let values): return .array(values.map { .double($0) })
+        case .conditions(let conditions):
+            return .array(conditions.map { c in
+                .object((c.filter.map { [JSONMember("filter", .string($0))] } ?? []) + [JSONMember("value", c.value.json)])
+            })
+        }
+    }
+}
+
+/// Where a tensor sits among the layers, for gradients.
+enum LayerPosition {
+    /// The layer index in a name like `model.layers.12.mlp…` (also `layer`, `h`, `blocks`).
+    static func index(of name: String) -> Int? {
+        let parts = name.split(separator: ".")
+        for (i, part) in parts.enumerated() where i + 1 < parts.count && ["layers", "layer", "h", "blocks", "block"].contains(part) {
+            if let n = Int(parts[i + 1]) { return n }
+        }
+        return nil
+    }
+
+    /// t = i/(n − 1) for layer i of n (1 when n = 1), 0 outside the layers.
+    static func t(of name: String, layers: Int) -> Double {
+        guard let i = index(of: name) else { return 0 }
+        return layers <= 1 ? 1 : Double(i) / Double(layers - 1)
+    }
+}

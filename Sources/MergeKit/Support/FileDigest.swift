@@ -1,0 +1,50 @@
+import Crypto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// SHA-256 of a file, streamed in 4 MB blocks (for `--json` summaries and manifests).
+public enum FileDigest {
+    public static func sha256(path: String) throws(MergeKitError) -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystem.openError(path: path, errno: errno) }
+        defer { close(fd) }
+        var hasher = SHA256()
+        let block = 4 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: block, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(fd, buffer, block)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw MergeKitError(.fileUnreadable, file: path, "cannot be read (\(String(cString: strerror(errno))))")
+            }
+            if n == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buffer, count: n))
+        }
+        return hexString(hasher.finalize())
+    }
+}
+
+#if os(Linux)
+private let RUSAGE_SELF_VALUE = __rusage_who_t(RUSAGE_SELF.rawValue)
+#else
+private let RUSAGE_SELF_VALUE = RUSAGE_SELF
+#endif
+
+/// Peak resident memory of this process so far, in bytes.
+public enum ProcessMemory {
+    public static var peakResidentBytes: Int {
+        var usage = rusage()
+        guard getrusage(RUSAGE_SELF_VALUE, &usage) == 0 else { return 0 }
+        #if os(Linux)
+        return Int(usage.ru_maxrss) * 1024
+        #else
+        return Int(usage.ru_maxrss)
+        #endif
+    }
+}
