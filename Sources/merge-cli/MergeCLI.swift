@@ -24,6 +24,7 @@ struct MergeCLI: ParsableCommand {
             MagMaxCommand.self,
             RunCommand.self,
             SweepCommand.self,
+            AnalyzeCommand.self,
             TaskVectorCommand.self,
             InspectCommand.self,
             VerifyCommand.self,

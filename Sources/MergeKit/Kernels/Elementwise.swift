@@ -14,6 +14,11 @@ public protocol ElementwiseKernels {
     /// `lowOrdinal` / `highOrdinal`, updated in place) lies in the boundary's ordinal range.
     static func windowWithTies(_ x: UnsafeMutableBufferPointer<Self>, low: UInt64, hasLow: Bool, lowOrdinals: Range<Int>,
                                lowOrdinal: inout Int, high: UInt64, hasHigh: Bool, highOrdinals: Range<Int>, highOrdinal: inout Int)
+    /// For two task vectors: how many entries are both non-zero, and how many of those have
+    /// opposite signs.
+    static func signConflicts(_ a: UnsafeBufferPointer<Self>, _ b: UnsafeBufferPointer<Self>) -> (both: Int, conflicts: Int)
+    /// How many entries of d are non-zero and have the opposite sign of `sign`.
+    static func countDisagreeing(_ d: UnsafeBufferPointer<Self>, sign: UnsafeBufferPointer<Self>) -> Int
     /// How many elements have a vote sum of exactly 0 yet a non-zero result: the elements whose
     /// value depends on how ties are resolved.
     static func countResolvedTies(_ total: UnsafeBufferPointer<Self>, out: UnsafeBufferPointer<Self>) -> Int
@@ -88,6 +93,31 @@ func windowWithTiesBody<T: MergeScalar>(_ x: UnsafeMutableBufferPointer<T>, _ lo
     }
     lowOrdinal = lo
     highOrdinal = hi
+}
+
+@inline(__always)
+func signConflictsBody<T: MergeScalar>(_ a: UnsafeBufferPointer<T>, _ b: UnsafeBufferPointer<T>) -> (Int, Int) {
+    let zero = T.zero
+    var both: Int32 = 0, conflicts: Int32 = 0
+    for k in 0..<a.count {
+        let product = a[k] * b[k]
+        let nonzero: Int32 = a[k] != zero && b[k] != zero ? 1 : 0
+        let opposite: Int32 = product < zero ? 1 : 0
+        both &+= nonzero
+        conflicts &+= opposite
+    }
+    return (Int(both), Int(conflicts))
+}
+
+@inline(__always)
+func countDisagreeingBody<T: MergeScalar>(_ d: UnsafeBufferPointer<T>, _ sign: UnsafeBufferPointer<T>) -> Int {
+    let zero = T.zero
+    var count: Int32 = 0
+    for k in 0..<d.count {
+        let disagree: Int32 = d[k] * sign[k] < zero ? 1 : 0
+        count &+= disagree
+    }
+    return Int(count)
 }
 
 @inline(__always)
@@ -254,6 +284,12 @@ extension Float: ElementwiseKernels {
                                       lowOrdinal: inout Int, high: UInt64, hasHigh: Bool, highOrdinals: Range<Int>, highOrdinal: inout Int) {
         windowWithTiesBody(x, low, hasLow, lowOrdinals, &lowOrdinal, high, hasHigh, highOrdinals, &highOrdinal)
     }
+    public static func signConflicts(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> (both: Int, conflicts: Int) {
+        signConflictsBody(a, b)
+    }
+    public static func countDisagreeing(_ d: UnsafeBufferPointer<Float>, sign: UnsafeBufferPointer<Float>) -> Int {
+        countDisagreeingBody(d, sign)
+    }
     public static func countResolvedTies(_ total: UnsafeBufferPointer<Float>, out: UnsafeBufferPointer<Float>) -> Int {
         countResolvedTiesBody(total, out)
     }
@@ -302,6 +338,12 @@ extension Double: ElementwiseKernels {
     public static func windowWithTies(_ x: UnsafeMutableBufferPointer<Double>, low: UInt64, hasLow: Bool, lowOrdinals: Range<Int>,
                                       lowOrdinal: inout Int, high: UInt64, hasHigh: Bool, highOrdinals: Range<Int>, highOrdinal: inout Int) {
         windowWithTiesBody(x, low, hasLow, lowOrdinals, &lowOrdinal, high, hasHigh, highOrdinals, &highOrdinal)
+    }
+    public static func signConflicts(_ a: UnsafeBufferPointer<Double>, _ b: UnsafeBufferPointer<Double>) -> (both: Int, conflicts: Int) {
+        signConflictsBody(a, b)
+    }
+    public static func countDisagreeing(_ d: UnsafeBufferPointer<Double>, sign: UnsafeBufferPointer<Double>) -> Int {
+        countDisagreeingBody(d, sign)
     }
     public static func countResolvedTies(_ total: UnsafeBufferPointer<Double>, out: UnsafeBufferPointer<Double>) -> Int {
         countResolvedTiesBody(total, out)

@@ -155,7 +155,7 @@ struct ModelStatisticsPass {
     }
 
     /// Runs `visitor`s over the τ chunks of `ranges` on all workers; returns one visitor per worker.
-    private func runPass<V: ChunkVisitor>(_ ranges: [(Int, Range<Int>)], _ makeVisitor: @escaping @Sendable () -> V) throws(MergeKitError) -> [V] {
+    func runPass<V: ChunkVisitor>(_ ranges: [(Int, Range<Int>)], _ makeVisitor: @escaping @Sendable () -> V) throws(MergeKitError) -> [V] {
         let inputs = plan.inputs.count
         let next = Atomic<Int>(0)
         let finished = Mutex<[V]>([])

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the safetensors header fuzzer (libFuzzer + AddressSanitizer) and runs it on one core.
+#
+#   Fuzz/run.sh [SECONDS] [extra libFuzzer flags...]      (default: 600 s)
+#   Fuzz/run.sh 0 path/to/crash-file                       (replay one input and exit)
+#
+# The build goes to its own scratch directory (.build/fuzz), so it never disturbs the normal
+# debug/release builds. The working corpus grows in .build/fuzz/corpus and is reused by the next
+# run; it is seeded from Fuzz/seeds (small hand-made files) and a few Fixtures checkpoints.
+# A crash is written to .build/fuzz/artifacts/ (the path is printed); replay it with
+#   .build/debug/header-fuzz FILE        (plain build, same checks, readable trap message)
+# and add it as a regression test in Tests/MergeKitTests/Faults/FuzzRegressionTests.swift.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:-600}
+[ $# -gt 0 ] && shift
+
+scratch=.build/fuzz
+swift build -c release --product header-fuzz --scratch-path "$scratch" \
+  -Xswiftc -sanitize=fuzzer,address -Xswiftc -D -Xswiftc FUZZING
+binary="$scratch/release/header-fuzz"
+
+if [ "$seconds" = 0 ]; then
+  exec "$binary" "$@"
+fi
+
+corpus="$scratch/corpus"
+seeds="$scratch/seeds"
+artifacts="$scratch/artifacts"
+mkdir -p "$corpus" "$seeds" "$artifacts"
+cp Fuzz/seeds/*.safetensors "$seeds/"
+cp Fixtures/f32/base/model.safetensors "$seeds/fixture-f32-base.safetensors"
+cp Fixtures/expected/f16/tv_a.safetensors "$seeds/fixture-f16-task-vector.safetensors"
+cp Fixtures/bf16/base/model-00001-of-00003.safetensors "$seeds/fixture-bf16-shard.safetensors"
+
+# One process, one core (no -jobs/-workers). -rss_limit_mb guards against a header that makes the
+# parser allocate without bound; -timeout flags any single input taking over 10 s.
+exec "$binary" "$corpus" "$seeds" \
+  -dict=Fuzz/header.dict \
+  -max_total_time="$seconds" \
+  -timeout=10 -rss_limit_mb=2048 \
+  -artifact_prefix="$artifacts/" \
+  -print_final_stats=1 \
+  "$@"
