@@ -1,0 +1,276 @@
+import Foundation
+import Testing
+@testable import MergeKit
+
+@Suite("Recipe parameters: filters and gradients")
+struct ParameterSettingTests {
+    @Test("Gradients interpolate piecewise-linearly over layer positions; filters take the first match")
+    func resolution() {
+        let gradient = ParameterSetting.gradient([0, 1, 0.5])
+        #expect(gradient.value(for: "x", t: 0) == .number(0))
+        #expect(gradient.value(for: "x", t: 0.25) == .number(0.5))
+        #expect(gradient.value(for: "x", t: 0.5) == .number(1))
+        #expect(gradient.value(for: "x", t: 1) == .number(0.5))
+        let conditions = ParameterSetting.conditions([
+            .init(filter: "self_attn", value: .number(0.3)),
+            .init(filter: "mlp", value: .gradient([0, 1])),
+            .init(filter: nil, value: .number(1)),
+        ])
+        #expect(conditions.value(for: "model.layers.3.self_attn.q_proj.weight", t: 1) == .number(0.3))
+        #expect(conditions.value(for: "model.layers.3.mlp.up_proj.weight", t: 0.5) == .number(0.5))
+        #expect(conditions.value(for: "lm_head.weight", t: 0) == .number(1))
+        #expect(ParameterSetting.conditions([.init(filter: "mlp", value: .number(2))]).value(for: "norm", t: 0) == nil)
+    }
+
+    @Test("Layer positions: t = i/(n − 1) inside the layers, 0 outside")
+    func layers() {
+        #expect(LayerPosition.index(of: "model.layers.12.mlp.up_proj.weight") == 12)
+        #expect(LayerPosition.index(of: "transformer.h.3.attn.c_attn.weight") == 3)
+        #expect(LayerPosition.index(of: "model.embed_tokens.weight") == nil)
+        #expect(LayerPosition.t(of: "model.layers.1.x", layers: 2) == 1)
+        #expect(LayerPosition.t(of: "model.layers.1.x", layers: 5) == 0.25)
+        #expect(LayerPosition.t(of: "lm_head.weight", layers: 5) == 0)
+    }
+
+    @Test("Sweep grids: start:stop:step inclusive, comma lists, bad input rejected")
+    func grids() {
+        let grid = SweepGrid.parse("0:1:0.05")
+        #expect(grid?.count == 21 && grid?.first == 0 && grid?.last == 1 && grid?[1] == 0.05 && grid?[3] == 0.15)
+        #expect(SweepGrid.parse("0.1, 0.3,0.5") == [0.1, 0.3, 0.5])
+        #expect(SweepGrid.parse("1:0:0.1") == nil && SweepGrid.parse("0:1:0") == nil && SweepGrid.parse("a,b") == nil)
+    }
+}
+
+@Suite("Recipes")
+struct RecipeTests {
+    let fixtures = TestSupport.fixture("")
+
+    func write(_ text: String, in dir: String, name: String = "recipe.yml") -> String {
+        let path = dir + "/" + name
+        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        return path
+    }
+
+    @Test("A mergekit ties recipe equals mergekit's own output (golden) and the equivalent CLI merge")
+    func mergekitTies() throws {
+        let dir = TestSupport.temporaryDirectory("recipe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipe = write("""
+            merge_method: ties
+            base_model: \(fixtures)/f32/base
+            models:
+              - model: \(fixtures)/f32/ft_a
+                parameters: {weight: 1.0, density: 0.3}
+              - model: \(fixtures)/f32/ft_b
+                parameters: {weight: 1.0, density: 0.3}
+              - model: \(fixtures)/f32/ft_c
+                parameters: {weight: 1.0, density: 0.3}
+            parameters: {normalize: true, lambda: 1.0}
+            dtype: float32
+            """, in: dir)
+        let run = try CLI.run(["run", recipe, "-o", dir + "/out.safetensors"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let mine = TestSupport.values(try Checkpoint(path: dir + "/out.safetensors"))
+        let golden = TestSupport.values(try Checkpoint(path: TestSupport.fixture("method_goldens/ties_mergekit.safetensors")))
+        for (name, reference) in golden {
+            let worst = zip(mine[name]!.values, reference.values).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 4e-7, "\(name): \(worst)")
+        }
+    }
+
+    @Test("Filters and gradients give tensors their own weights")
+    func filtersAndGradients() throws {
+        let dir = TestSupport.temporaryDirectory("recipe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // weight 0 on attention tensors, a 0 → 1 gradient over the 2 layers elsewhere (t = 0 outside the layers).
+        let recipe = write("""
+            merge_method: task_arithmetic
+            base_model: \(fixtures)/f32/base
+            models:
+              - model: \(fixtures)/f32/ft_a
+                parameters:
+                  weight: [{filter: self_attn, value: 0}, {value: [0, 1]}]
+            """, in: dir)
+        let run = try CLI.run(["run", recipe, "-o", dir + "/out.safetensors"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let out = TestSupport.values(try Checkpoint(path: dir + "/out.safetensors"))
+        let base = TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/base")))
+        let tuned = TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/ft_a")))
+        #expect(out["model.layers.1.self_attn.q_proj.weight"]!.values == base["model.layers.1.self_attn.q_proj.weight"]!.values)
+        #expect(out["model.layers.0.mlp.up_proj.weight"]!.values == base["model.layers.0.mlp.up_proj.weight"]!.values)
+        #expect(out["model.embed_tokens.weight"]!.values == base["model.embed_tokens.weight"]!.values)
+        // Layer 1 (t = 1) gets weight 1: θ₀ + (θ − θ₀) = θ up to float rounding.
+        let a = out["model.layers.1.mlp.up_proj.weight"]!.values, b = tuned["model.layers.1.mlp.up_proj.weight"]!.values
+        #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 1e-7 })
+    }
+
+    @Test("Every problem is reported at once, with recipe lines, before anything is written")
+    func problemsTogether() throws {
+        let dir = TestSupport.temporaryDirectory("recipe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let shaped = dir + "/shaped.safetensors"
+        TestSupport.writeCheckpoint(shaped, [(TensorSpec(name: "model.embed_tokens.weight", dtype: .F32, shape: [16, 32]),
+                                              Array(repeating: 0, count: 512))])
+        let recipe = write("""
+            merge_method: ties
+            base_model: \(fixtures)/f32/base
+            modles: []
+            models:
+              - model: \(fixtures)/f32/ft_a
+                parameters: {wieght: 1.0, density: 0.3}
+              - model: \(fixtures)/f32/missing
+            parameters: {normalise: true}
+            out_dtype: bfloat17
+            """, in: dir)
+        let run = try CLI.run(["run", recipe, "-o", dir + "/out"])
+        #expect(run.status == 1)
+        for expected in ["line 3: unknown key \"modles\" (did you mean \"models\"?)", "line 9: out_dtype must be one of",
+                         "no per-model parameter \"wieght\" (did you mean \"weight\"?)", "has no parameter \"normalise\" (did you mean \"normalize\"?)",
+                         "f32/missing: line 7 of", "does not exist"] {
+            #expect(run.stderr.contains(expected), "missing: \(expected)\n\(run.stderr)")
+        }
+        let unknown = write("merge_method: tie\nbase_model: x\nmodels: [{model: y}]\n", in: dir, name: "unknown.yml")
+        let method = try CLI.run(["run", unknown, "-o", dir + "/out"])
+        #expect(method.status == 1 && method.stderr.contains("unknown merge_method \"tie\" (did you mean \"ties\"?)"))
+        // A shape mismatch surfaces from planning, still before any output.
+        let shapes = write("""
+            merge_method: task_arithmetic
+            base_model: \(fixtures)/f32/base
+            models: [{model: \(shaped)}]
+            """, in: dir, name: "shapes.yml")
+        let mismatch = try CLI.run(["run", shapes, "-o", dir + "/out"])
+        #expect(mismatch.status == 1 && mismatch.stderr.contains("shape [16, 32]"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
+    }
+
+    @Test("JSON recipes work like YAML; task-vector inputs are accepted")
+    func jsonRecipe() throws {
+        let dir = TestSupport.temporaryDirectory("recipe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tv = try CLI.run(["task-vector", "--base", "f32/base", "--finetuned", "f32/ft_b", "-o", dir + "/tv_b.safetensors"], in: fixtures)
+        #expect(tv.status == 0)
+        let recipe = write("""
+            {"merge_method": "task_arithmetic", "base_model": "\(fixtures)/f32/base",
+             "models": [{"model": "\(fixtures)/f32/ft_a", "parameters": {"weight": 1}},
+                        {"task_vector": "\(dir)/tv_b.safetensors", "parameters": {"weight": 1}}],
+             "parameters": {"lambda": 0.5}}
+            """, in: dir, name: "recipe.json")
+        let run = try CLI.run(["run", recipe, "-o", dir + "/out.safetensors"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let direct = try CLI.run(["task-arithmetic", "--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b", "--scale", "0.5",
+                                  "-o", dir + "/direct.safetensors"], in: fixtures)
+        #expect(direct.status == 0)
+        expectCheckpointsMatch(try Checkpoint(path: dir + "/out.safetensors"), try Checkpoint(path: dir + "/direct.safetensors"), ulps: 1)
+    }
+
+    @Test("A directory output carries a model card and the recipe")
+    func modelCard() throws {
+        let dir = TestSupport.temporaryDirectory("recipe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let text = "merge_method: linear\nmodels:\n  - model: \(fixtures)/f32/ft_a\n  - model: \(fixtures)/f32/ft_b\n"
+        let recipe = write(text, in: dir)
+        let run = try CLI.run(["run", recipe, "-o", dir + "/out"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let card = try String(contentsOfFile: dir + "/out/README.md", encoding: .utf8)
+        #expect(card.contains("base_model:") && card.contains("**linear**") && card.contains("f32/ft_b") && card.contains(text))
+        #expect(try String(contentsOfFile: dir + "/out/recipe.yml", encoding: .utf8) == text)
+    }
+}
+
+@Suite("Sweeps and script output")
+struct SweepTests {
+    let fixtures = TestSupport.fixture("")
+
+    @Test("A λ sweep's points equal separate merges byte for byte; the manifest lists them with SHA-256")
+    func sweepEqualsSeparateRuns() throws {
+        let dir = TestSupport.temporaryDirectory("sweep")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sweep = try CLI.run(["sweep", "--method", "ties", "--base", "bf16/base", "--model", "bf16/ft_a", "--model", "bf16/ft_b",
+                                 "--model", "bf16/ft_c", "--scale", "0.5:1.5:0.5", "--param", "density=0.3", "-o", dir + "/sweep"], in: fixtures)
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let manifest = try JSONParser.parse(try FileSystem.readFile(dir + "/sweep/manifest.json"))
+        let points = try #require(manifest["points"]?.arrayValue)
+        #expect(points.count == 3)
+        for (i, lambda) in [0.5, 1.0, 1.5].enumerated() {
+            #expect(points[i]["sweep"]?["lambda"]?.doubleValue == lambda)
+            let separate = dir + "/separate-\(i).safetensors"
+            let run = try CLI.run(["ties", "--base", "bf16/base", "--model", "bf16/ft_a", "--model", "bf16/ft_b", "--model", "bf16/ft_c",
+                                   "--trim-scope", "tensor", "--vote", "weighted", "--merge", "normalized", "--density", "0.3",
+                                   "--scale", "\(lambda)", "-o", separate], in: fixtures)
+            #expect(run.status == 0, "\(run.stderr)")
+            let pointFile = dir + "/sweep/point-00\(i)/model.safetensors"
+            let a = try Checkpoint(path: pointFile), b = try Checkpoint(path: separate)
+            for entry in b.entries {
+                let other = try #require(a.entry(named: entry.name))
+                #expect(Array(other.file.bytes(of: other.info)) == Array(entry.file.bytes(of: entry.info)), "\(entry.name) at λ = \(lambda)")
+            }
+            let file = try #require(points[i]["files"]?.arrayValue?.first)
+            #expect(file["sha256"]?.stringValue == (try FileDigest.sha256(path: pointFile)))
+        }
+    }
+
+    @Test("Task-vector sweeps emit τ only; the same seed gives identical bytes")
+    func taskVectorEmitAndSeeds() throws {
+        let dir = TestSupport.temporaryDirectory("sweep")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let args = ["sweep", "--method", "dare_ties", "--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b",
+                    "--density", "0.5,0.7", "--seed", "3", "--emit", "task-vector"]
+        let first = try CLI.run(args + ["-o", dir + "/one"], in: fixtures)
+        let second = try CLI.run(args + ["-o", dir + "/two", "--threads", "1"], in: fixtures)
+        #expect(first.status == 0 && second.status == 0, "\(first.stderr)\(second.stderr)")
+        for point in ["point-000", "point-001"] {
+            let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/one/\(point)/model.safetensors"))
+            let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/two/\(point)/model.safetensors"))
+            #expect(a == b, "\(point)")
+            let checkpoint = try Checkpoint(path: dir + "/one/\(point)")
+            #expect(TaskVectorFile.isTaskVector(checkpoint))
+            #expect(checkpoint.entry(named: "model.rotary_emb.position_ids") == nil)
+        }
+    }
+
+    @Test("--dry-run prints the plan and writes nothing; --json reports files with SHA-256 and peak memory")
+    func dryRunAndJSON() throws {
+        let dir = TestSupport.temporaryDirectory("sweep")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dry = try CLI.run(["ties", "--base", "f16/base", "--model", "f16/ft_a", "--model", "f16/ft_c", "--dry-run", "-o", dir + "/out"], in: fixtures)
+        #expect(dry.status == 0)
+        #expect(dry.stdout.contains("model.layers.0.mlp.down_proj.weight [16, 24] F16 -> F16: merged"))
+        #expect(dry.stdout.contains("model.rotary_emb.position_ids [1, 8] I64 -> I64: copied from the base"))
+        #expect(TestSupport.listing(dir).isEmpty)
+
+        let run = try CLI.run(["ties", "--base", "f16/base", "--model", "f16/ft_a", "--model", "f16/ft_c", "--json", "-o", dir + "/out"], in: fixtures)
+        #expect(run.status == 0, "\(run.stderr)")
+        let summary = try JSONParser.parse(Array(run.stdout.utf8))
+        let file = try #require(summary["files"]?.arrayValue?.first)
+        let path = try #require(file["path"]?.stringValue)
+        #expect(file["sha256"]?.stringValue == (try FileDigest.sha256(path: path)))
+        #expect((summary["peak_memory_bytes"]?.nonNegativeInt ?? 0) > 1_000_000)
+        #expect(summary["method"]?.stringValue == "ties")
+        #expect(!run.stderr.contains("\r"), "no progress bar when stderr is not a terminal")
+    }
+}
+
+@Suite("analyze")
+struct AnalyzeTests {
+    @Test("Cosines, sign conflicts and TIES trimming on hand-made task vectors")
+    func knownAnswers() throws {
+        let dir = TestSupport.temporaryDirectory("analyze")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spec = TensorSpec(name: "w", dtype: .F32, shape: [4])
+        TestSupport.writeCheckpoint(dir + "/base.safetensors", [(spec, [0, 0, 0, 0])])
+        TestSupport.writeCheckpoint(dir + "/a.safetensors", [(spec, [1, 2, 3, 4])])
+        TestSupport.writeCheckpoint(dir + "/b.safetensors", [(spec, [-1, -2, -3, 4])])
+        TestSupport.writeCheckpoint(dir + "/c.safetensors", [(spec, [4, 3, 2, 1])])
+        let inputs = try ["a", "b", "c"].map { MergeInput(kind: .model, checkpoint: try Checkpoint(path: dir + "/\($0).safetensors")) }
+        let analysis = try TaskVectorAnalysis.run(base: try Checkpoint(path: dir + "/base.safetensors"), inputs: inputs, density: 0.5)
+        #expect(abs(analysis.norms[0] - Double(30).squareRoot()) < 1e-9)
+        #expect(abs(analysis.cosines[0][1] - 2.0 / 30) < 1e-9)        // (−1 − 4 − 9 + 16)/30
+        #expect(abs(analysis.cosines[0][2] - 20.0 / 30) < 1e-9)       // (4 + 6 + 6 + 4)/30
+        #expect(analysis.signConflicts[0][1] == 0.75 && analysis.signConflicts[0][2] == 0)
+        // K = 0.5 of d = 4: k = 2, keep |τ| ≥ the 2nd smallest. a keeps {2, 3, 4}: 29/30 of ‖τ‖².
+        #expect(abs(analysis.keptEnergy[0] - 29.0 / 30) < 1e-9)
+        // Trimmed: a = [0,2,3,4], b = [0,−2,−3,4], c = [4,3,2,0]; S = [4,3,2,8] all positive:
+        // the vote drops b's −2 and −3 (2 of its 3 kept entries), nothing of a or c.
+        #expect(analysis.droppedByVote == [0, 2.0 / 3, 0])
+    }
+}
