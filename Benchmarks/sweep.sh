@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sweep benchmark: a 21-point λ sweep (0:1:0.05, the task-arithmetic paper's grid) in one pass
+# versus 21 separate merge-cli runs, on the benchmark set of Benchmarks/run.sh (built if missing).
+# Needs ~50 GB of free disk for the sweep's 21 outputs (2.2 GB each for the 1.1 B set).
+# Usage: Benchmarks/sweep.sh [--dir DIR] [--method task_arithmetic] [--points-separate N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=/tmp/mergekit-bench; method=task_arithmetic
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) dir="$2"; shift 2;;
+    --method) method="$2"; shift 2;;
+    *) echo "unknown option $1" >&2; exit 64;;
+  esac
+done
+swift build -c release --product merge-cli >/dev/null
+swift build -c release --product benchmark-tool >/dev/null
+bin="$(swift build -c release --show-bin-path)"; cli="$bin/merge-cli"
+set_dir="$dir/set-x1"
+[ -f "$set_dir/ft_3/model.safetensors.index.json" ] || "$bin/benchmark-tool" synth --out "$set_dir" --models 3 --seed 0
+out="$dir/sweep-out"; rm -rf "$out"; mkdir -p "$out"
+inputs=(--base "$set_dir/base" --model "$set_dir/ft_1" --model "$set_dir/ft_2" --model "$set_dir/ft_3")
+warm() { cat "$set_dir"/*/*.safetensors > /dev/null; }
+
+# 21 separate runs (each output deleted after its run, as a user would keep only the best).
+sync; warm
+separate_start=$(date +%s.%N)
+for lambda in $(seq 0 0.05 1); do
+  "$cli" task-arithmetic "${inputs[@]}" --scale "$lambda" -o "$out/single" --quiet
+  rm -rf "$out/single"
+done
+separate=$(echo "$(date +%s.%N) - $separate_start" | bc)
+
+# One sweep writing all 21 points.
+sync; warm
+/usr/bin/time -f "%e %M" -o "$out/time.txt" "$cli" sweep --method "$method" "${inputs[@]}" --scale 0:1:0.05 -o "$out/sweep" --quiet
+read -r sweep rss < "$out/time.txt"
+points=$(ls -d "$out"/sweep/point-* | wc -l)
+rm -rf "$out"
+printf '21 separate runs: %.1f s\nsweep (%d points, one pass): %.1f s, peak RSS %d MB\nratio sweep / separate: %.2f\n' \
+  "$separate" "$points" "$sweep" "$((rss / 1024))" "$(echo "$sweep / $separate" | bc -l)"
