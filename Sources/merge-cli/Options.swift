@@ -109,6 +109,9 @@ struct OutputOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Write the merged model, or only the merged task vector τ (for consumers that apply it themselves).", valueName: "model|task-vector"))
     var emit: EmitKind = .model
 
+    @Flag(name: .customLong("check-finite"), help: "Before merging, fail if any input holds NaN or ±Inf, naming the first offending tensor (costs one read of the inputs). By default NaN and Inf are merged as the arithmetic says.")
+    var checkFinite = false
+
     func validate() throws {
         if let threads, threads < 1 {
             throw ValidationError("--threads must be at least 1.")
@@ -144,6 +147,14 @@ enum MergeRunner {
                 print(PlanDescription.text(plan))
             }
             return
+        }
+        if options.checkFinite {
+            // Every checkpoint read by the merge, in command-line order: the first offending tensor is reported.
+            var seen = Set<ObjectIdentifier>()
+            for checkpoint in [plans[0].base] + plans[0].inputs.map(\.checkpoint) where seen.insert(ObjectIdentifier(checkpoint)).inserted {
+                let report = try CheckpointVerifier(checkFinite: true).verify(checkpoint)
+                if let error = report.nonFiniteError { throw error }
+            }
         }
         let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
         let start = Date()
