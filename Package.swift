@@ -48,7 +48,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MergeKitTests",
-            dependencies: ["MergeKit", "merge-cli"]
+            dependencies: ["MergeKit", "merge-cli", "header-fuzz"]
         ),
     ]
 )

@@ -2,22 +2,27 @@
 # Sweep benchmark: a 21-point λ sweep (0:1:0.05, the task-arithmetic paper's grid) in one pass
 # versus 21 separate merge-cli runs, on the benchmark set of Benchmarks/run.sh (built if missing).
 # Needs ~50 GB of free disk for the sweep's 21 outputs (2.2 GB each for the 1.1 B set).
-# Usage: Benchmarks/sweep.sh [--dir DIR] [--method task_arithmetic] [--points-separate N]
+# Usage: Benchmarks/sweep.sh [--dir DIR] [--method task_arithmetic] [--cli PATH-TO-merge-cli]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=/tmp/mergekit-bench; method=task_arithmetic
+dir=/tmp/mergekit-bench; method=task_arithmetic; cli=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir="$2"; shift 2;;
     --method) method="$2"; shift 2;;
+    --cli) cli="$2"; shift 2;;   # an already built merge-cli (skips the build)
     *) echo "unknown option $1" >&2; exit 64;;
   esac
 done
-swift build -c release --product merge-cli >/dev/null
-swift build -c release --product benchmark-tool >/dev/null
-bin="$(swift build -c release --show-bin-path)"; cli="$bin/merge-cli"
 set_dir="$dir/set-x1"
-[ -f "$set_dir/ft_3/model.safetensors.index.json" ] || "$bin/benchmark-tool" synth --out "$set_dir" --models 3 --seed 0
+if [ -z "$cli" ]; then
+  swift build -c release --product merge-cli >/dev/null
+  bin="$(swift build -c release --show-bin-path)"; cli="$bin/merge-cli"
+fi
+if [ ! -f "$set_dir/ft_3/model.safetensors.index.json" ]; then
+  swift build -c release --product benchmark-tool >/dev/null
+  "$(swift build -c release --show-bin-path)/benchmark-tool" synth --out "$set_dir" --models 3 --seed 0
+fi
 out="$dir/sweep-out"; rm -rf "$out"; mkdir -p "$out"
 inputs=(--base "$set_dir/base" --model "$set_dir/ft_1" --model "$set_dir/ft_2" --model "$set_dir/ft_3")
 warm() { cat "$set_dir"/*/*.safetensors > /dev/null; }

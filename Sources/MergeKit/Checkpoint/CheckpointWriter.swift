@@ -105,12 +105,12 @@ final class CheckpointWriter: @unchecked Sendable {
                     let bytes = rewrite(name, try FileSystem.readFile(source))
                     let path = FileSystem.join(temporaryPath, name)
                     registerFile(path)
-                    try FileSystem.writeFile(path, bytes)
+                    try writeInside(path, bytes)
                 }
                 for name in generated.keys.sorted() {
                     let path = FileSystem.join(temporaryPath, name)
                     registerFile(path)
-                    try FileSystem.writeFile(path, generated[name]!)
+                    try writeInside(path, generated[name]!)
                 }
                 FileSystem.syncDirectory(temporaryPath)
             }
@@ -124,6 +124,19 @@ final class CheckpointWriter: @unchecked Sendable {
         } catch {
             abort()
             throw error
+        }
+    }
+
+    /// Writes a small file inside the temporary directory. A failure names the output the user
+    /// gave and the file's name, not the hidden temporary path.
+    private func writeInside(_ path: String, _ bytes: [UInt8]) throws(MergeKitError) {
+        do {
+            try FileSystem.writeFile(path, bytes)
+        } catch {
+            var named = error
+            named.file = output.path
+            named.detail = FileSystem.lastComponent(of: path) + " " + error.detail
+            throw named
         }
     }
 
@@ -150,7 +163,7 @@ final class CheckpointWriter: @unchecked Sendable {
         ])
         let path = FileSystem.join(temporaryPath, Checkpoint.indexFileName)
         registerFile(path)
-        try FileSystem.writeFile(path, Array((index.serialized(indent: 2) + "\n").utf8))
+        try writeInside(path, Array((index.serialized(indent: 2) + "\n").utf8))
     }
 
     private func moveIntoPlace() throws(MergeKitError) {

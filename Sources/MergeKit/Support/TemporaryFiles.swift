@@ -45,7 +45,10 @@ public enum TemporaryFiles {
     public static let handledSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
 
     /// Installs the cleanup handler for `handledSignals` (once per process; later calls do nothing).
-    /// A signal the process inherited as ignored (e.g. SIGHUP under `nohup`) stays ignored.
+    /// A signal the process inherited as ignored (e.g. SIGHUP under `nohup`) stays ignored. Call it
+    /// from the main thread before starting other threads: it also unblocks the handled signals in
+    /// the calling thread, since a process started from a multithreaded parent (a test runner, a
+    /// thread pool) can inherit a mask that blocks them and would then never be interrupted.
     public static func installSignalHandlers() {
         guard installed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         // Touch the lazily initialised statics now, outside any handler.
@@ -62,6 +65,10 @@ public enum TemporaryFiles {
             for other in handledSignals { sigaddset(&action.sa_mask, other) }
             action.sa_flags = SA_RESTART
             _ = sigaction(signo, &action, nil)
+            var unblock = sigset_t()
+            sigemptyset(&unblock)
+            sigaddset(&unblock, signo)
+            _ = pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         }
     }
 
@@ -106,7 +113,7 @@ public enum TemporaryFiles {
 
     private static func mutate(_ body: () -> Void) {
         while true {
-            let (exchanged, original) = state.compareExchange(expected: idle, desired: mutating, ordering: .acquiring)
+            let (exchanged, original) = state.compareExchange(expected: idle, desired: mutating, ordering: .sequentiallyConsistent)
             if exchanged { break }
             if original == cleaning {
                 // The handler is removing temporary files and will exit the process.
@@ -115,9 +122,11 @@ public enum TemporaryFiles {
             sched_yield()
         }
         body()
-        state.store(idle, ordering: .releasing)
-        let signo = pendingSignal.exchange(0, ordering: .acquiringAndReleasing)
-        if signo != 0 { raise(signo) }
+        state.store(idle, ordering: .sequentiallyConsistent)
+        // Deliver a deferred signal again, to the process rather than this thread: a worker thread
+        // (libdispatch's block asynchronous signals) would otherwise keep it pending forever.
+        let signo = pendingSignal.exchange(0, ordering: .sequentiallyConsistent)
+        if signo != 0 { kill(getpid(), signo) }
     }
 
     private static func reserve(_ capacity: Int) {
@@ -163,12 +172,16 @@ public enum TemporaryFiles {
     }
 
     private static func handle(_ signo: Int32) {
-        let (exchanged, original) = state.compareExchange(expected: idle, desired: cleaning, ordering: .acquiring)
-        guard exchanged else {
-            // A thread is changing the registry or committing: it re-raises the signal when done.
-            // (When another handler is already cleaning, it will exit the process.)
-            if original == mutating { pendingSignal.store(signo, ordering: .releasing) }
-            return
+        while true {
+            let (exchanged, original) = state.compareExchange(expected: idle, desired: cleaning, ordering: .sequentiallyConsistent)
+            if exchanged { break }
+            // Another handler is cleaning up: it exits the process.
+            if original == cleaning { return }
+            // A thread is changing the registry or committing: leave the signal for it to deliver
+            // again when it is done. It stores `idle` before taking the pending signal, so if it
+            // is still mutating after the store below, it will see the signal; if not, retry.
+            pendingSignal.store(signo, ordering: .sequentiallyConsistent)
+            if state.load(ordering: .sequentiallyConsistent) == mutating { return }
         }
         removeRegisteredPaths()
         _exit(128 + signo)
