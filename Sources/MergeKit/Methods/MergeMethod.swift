@@ -19,11 +19,30 @@ public protocol MergeMethod: Sendable {
     /// Chunks of a tensor arrive in index order when the method has per-tensor statistics.
     func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                  weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext)
+    /// λ, when `combine` computes exactly `combineUnscaled` followed by one multiplication by λ
+    /// (skipped when λ = 1); nil for methods without such a final scale. Sweep points that differ
+    /// only in λ then share one `combineUnscaled` per chunk and stay byte-identical to single runs.
+    var finalScale: Double? { get }
+    /// `combine` without the final multiplication by `finalScale` (only called when it is non-nil).
+    func combineUnscaled<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
+                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext)
 }
 
 extension MergeMethod {
     public var statistics: StatisticsRequest { StatisticsRequest() }
     public func validate(weights: [Double]) throws(MergeKitError) {}
+    public var finalScale: Double? { nil }
+    public func combineUnscaled<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
+                                                weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        preconditionFailure("\(info.name) has no final scale")
+    }
+
+    /// Targets whose methods give equal keys compute the same unscaled result.
+    var unscaledKey: String? {
+        guard finalScale != nil else { return nil }
+        let members = parameters.filter { $0.key != "scale" }
+        return info.name + " " + JSONValue.object(members).serialized()
+    }
 }
 
 /// A method's registry entry.

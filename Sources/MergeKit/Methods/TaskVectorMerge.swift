@@ -130,26 +130,28 @@ public struct TaskVectorMerge: Sendable {
 
     @_specialize(where T == Float)
     @_specialize(where T == Double)
+    /// The merged τ of one chunk. λ is applied last, as one multiplication of the result at λ = 1
+    /// (`applyScale: false` stops before it), so a sweep over λ can compute the unscaled result
+    /// once and scale it per grid point with exactly the arithmetic of a single merge.
     func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
-                                 into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+                                 into out: UnsafeMutableBufferPointer<T>, context: ChunkContext, applyScale: Bool = true) {
         for (i, delta) in deltas.enumerated() {
             sparsify(delta, input: i, context: context)
             // Without consensus the weights fold into the accumulation below.
             if consensus != .none && weights[i] != 1 { T.scal(weights[i], delta) }
         }
-        let n = out.count
-        let lambda = T(scale)
         switch consensus {
         case .none:
-            // τ = Σ (λ·wᵢ / D) τ̃ᵢ with D = Σwᵢ when normalised, else 1.
+            // τ = Σ (wᵢ / D) τ̃ᵢ with D = Σwᵢ when normalised, else 1.
             let denominator: T = aggregation == .normalized ? weights.reduce(0, +) : 1
             out.initialize(repeating: 0)
             for (delta, weight) in zip(deltas, weights) {
-                T.axpy(lambda * weight / denominator, UnsafeBufferPointer(delta), out)
+                T.axpy(weight / denominator, UnsafeBufferPointer(delta), out)
             }
         case .mass, .weighted:
             electAndMerge(deltas, weights: weights, into: out, context: context)
         }
+        if applyScale && scale != 1 { T.scal(T(scale), out) }
     }
 
     /// Sign election and disjoint merge, input by input over whole chunks (branch-free kernels).
@@ -164,7 +166,6 @@ public struct TaskVectorMerge: Sendable {
     private func electAndMerge<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
                                                into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
         let n = out.count
-        let lambda = T(scale)
         let zero = T.zero
         let total: UnsafeMutableBufferPointer<T> = context.scratch(0, count: n)
         let count: UnsafeMutableBufferPointer<T> = context.scratch(1, count: n)
@@ -186,10 +187,10 @@ public struct TaskVectorMerge: Sendable {
             }
         }
         switch aggregation {
-        case .sum: T.scal(lambda, out)
-        case .mean: T.divideByCount(out, count: UnsafeBufferPointer(count), scale: lambda)
-        case .normalized: T.divideByWeights(out, weights: UnsafeBufferPointer(count), scale: lambda)
-        case .max: T.applySign(out, sign: UnsafeBufferPointer(sign), scale: lambda)
+        case .sum: break
+        case .mean: T.divideByCount(out, count: UnsafeBufferPointer(count), scale: 1)
+        case .normalized: T.divideByWeights(out, weights: UnsafeBufferPointer(count), scale: 1)
+        case .max: T.applySign(out, sign: UnsafeBufferPointer(sign), scale: 1)
         }
         if consensus == .mass {
             context.signVotes += votes
@@ -266,6 +267,11 @@ extension TaskVectorMergeConfiguration {
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
         core.combine(deltas, weights: weights, into: out, context: context)
+    }
+    public var finalScale: Double? { core.scale }
+    public func combineUnscaled<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
+                                                weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        core.combine(deltas, weights: weights, into: out, context: context, applyScale: false)
     }
 }
 

@@ -293,14 +293,18 @@ public enum MergeExecutor {
 
         /// Statistics passes over the tensor (for targets whose method has per-tensor statistics),
         /// then the merge pass, chunk by chunk in index order, each chunk read once for all targets.
+        /// Targets that differ only in λ (a λ sweep) form one group: the unscaled result is computed
+        /// once per chunk and each target scales it, exactly as a single merge does.
         private func merge<T: MergeScalar>(_ item: WorkItem, _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
             let range = item.range
             let tensors = targets.map { $0.plan.tensors[item.tensor] }
             let multiPass = tensors.contains { $0.method.statistics.needsTensorPasses }
             let source = try ChunkSource(tensor: tensors[0], range: range, inputs: plan.inputs, buffers: buffers, multiPass: multiPass)
+            let groups = Self.groups(tensors)
             var contexts: [ChunkContext] = []
-            for (t, tensor) in tensors.enumerated() {
-                let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: targets[t].model,
+            for group in groups {
+                let tensor = tensors[group[0]]
+                let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: targets[group[0]].model,
                                            statistics: TensorStatistics(), scratch: buffers.methodScratch)
                 if tensor.method.statistics.needsTensorPasses {
                     precondition(range == 0..<tensor.output.elementCount)
@@ -314,23 +318,36 @@ public enum MergeExecutor {
             var groupStart = range.lowerBound
             for chunk in source.chunks {
                 let (base, deltas) = try source.load(chunk)
-                for (t, tensor) in tensors.enumerated() {
-                    // Methods overwrite their deltas: with several targets each gets a copy.
+                for (g, group) in groups.enumerated() {
+                    // Methods overwrite their deltas: every group but the last works on a copy.
                     var inputs = deltas
-                    if targets.count > 1 {
+                    if g < groups.count - 1 {
                         inputs = deltas.indices.map { i in
                             let copy = UnsafeMutableBufferPointer(rebasing: buffers.copies[i][0..<chunk.count])
                             T.copy(UnsafeBufferPointer(deltas[i]), copy)
                             return copy
                         }
                     }
-                    let context = contexts[t]
+                    let context = contexts[g]
                     context.elementOffset = chunk.lowerBound
                     let out = UnsafeMutableBufferPointer(rebasing: buffers.out[0..<chunk.count])
-                    tensor.method.combine(inputs, base: UnsafeBufferPointer(base), weights: weights[t], into: out, context: context)
-                    let width = tensor.output.dtype.byteWidth!
-                    finish(tensor, chunk, out: out, base: base, emit: targets[t].plan.output.emit,
-                           into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * width)
+                    let leader = tensors[group[0]]
+                    if group.count == 1 {
+                        leader.method.combine(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]], into: out, context: context)
+                        finish(leader, chunk, out: out, base: base, emit: targets[group[0]].plan.output.emit,
+                               into: buffers.outputStaging(group[0]) + (chunk.lowerBound - groupStart) * leader.output.dtype.byteWidth!)
+                        continue
+                    }
+                    let unscaled = UnsafeMutableBufferPointer(rebasing: buffers.unscaled[0..<chunk.count])
+                    leader.method.combineUnscaled(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]],
+                                                  into: unscaled, context: context)
+                    for t in group {
+                        let tensor = tensors[t], scale = tensor.method.finalScale!
+                        T.copy(UnsafeBufferPointer(unscaled), out)
+                        if scale != 1 { T.scal(T(scale), out) }
+                        finish(tensor, chunk, out: out, base: base, emit: targets[t].plan.output.emit,
+                               into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * tensor.output.dtype.byteWidth!)
+                    }
                 }
                 if (chunk.upperBound - range.lowerBound) % MergeExecutor.itemElements == 0 || chunk.upperBound == range.upperBound {
                     for (t, tensor) in tensors.enumerated() {
@@ -341,10 +358,32 @@ public enum MergeExecutor {
                     groupStart = chunk.upperBound
                 }
             }
-            for (t, context) in contexts.enumerated() {
-                signVotes[t] += context.signVotes
-                resolvedTies[t] += context.resolvedTies
+            for (group, context) in zip(groups, contexts) {
+                for t in group {
+                    signVotes[t] += context.signVotes
+                    resolvedTies[t] += context.resolvedTies
+                }
             }
+        }
+
+        /// Target indices grouped so that the targets in a group compute the same unscaled result
+        /// (same method, parameters other than λ, weights and model statistics); in target order.
+        static func groups(_ tensors: [PlannedTensor]) -> [[Int]] {
+            var groups: [[Int]] = []
+            var byKey: [String: Int] = [:]
+            for (t, tensor) in tensors.enumerated() {
+                guard let key = tensor.method.unscaledKey.map({ $0 + " \(tensor.weights)" }) else {
+                    groups.append([t])
+                    continue
+                }
+                if let g = byKey[key] {
+                    groups[g].append(t)
+                } else {
+                    byKey[key] = groups.count
+                    groups.append([t])
+                }
+            }
+            return groups
         }
 
         /// θ = θ₀ + τ (or τ alone), converted into the output staging buffer.
@@ -540,6 +579,8 @@ public enum MergeExecutor {
         let methodScratch: UnsafeMutableRawBufferPointer
         /// Copies of the deltas when there are several targets (methods overwrite theirs).
         let copies: [UnsafeMutableBufferPointer<T>]
+        /// A group's unscaled result when several targets share it (λ sweeps).
+        let unscaled: UnsafeMutableBufferPointer<T>
         /// Output staging for targets after the first (`bytes` serves the first).
         private var extraStaging: [UnsafeMutableRawPointer] = []
         private(set) var cacheBase = UnsafeMutableBufferPointer<T>(start: nil, count: 0)
@@ -556,6 +597,7 @@ public enum MergeExecutor {
         init(inputs: Int, targets: Int = 1) {
             self.inputs = inputs
             copies = targets > 1 ? (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) } : []
+            unscaled = .allocate(capacity: targets > 1 ? MergeExecutor.chunkElements : 0)
             base = .allocate(capacity: MergeExecutor.chunkElements)
             out = .allocate(capacity: MergeExecutor.chunkElements)
             deltas = (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) }
@@ -586,6 +628,7 @@ public enum MergeExecutor {
             bytes.deallocate()
             extraStaging.forEach { $0.deallocate() }
             copies.forEach { $0.deallocate() }
+            unscaled.deallocate()
             staging.forEach { $0.deallocate() }
             methodScratch.deallocate()
             releaseCache()

@@ -219,6 +219,8 @@ struct ProblemList {
     private var overflow = 0
 
     mutating func add(_ problem: MergeKitError) {
+        // The same problem found again (e.g. at several sweep points) is reported once.
+        if items.contains(where: { $0.description == problem.description }) { return }
         if items.count < MergePlan.maximumReported { items.append(problem) } else { overflow += 1 }
     }
 

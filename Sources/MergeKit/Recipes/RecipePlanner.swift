@@ -231,7 +231,7 @@ extension Recipe {
                 add(methodLine, error)
                 continue
             }
-            let pointOutput = points.count == 1 ? output : FileSystem.join(output, String(format: "point-%03d", index))
+            let pointOutput = sweep.isEmpty ? output : FileSystem.join(output, String(format: "point-%03d", index))
             let spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite)
             let weighted = zip(opened, representative.weights).map { MergeInput(kind: $0.kind, checkpoint: $0.checkpoint, weight: $1) }
             do throws(MergeKitError) {

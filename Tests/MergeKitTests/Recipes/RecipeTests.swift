@@ -209,6 +209,59 @@ struct SweepTests {
         }
     }
 
+    /// Grid points that differ only in λ share one unscaled merge per chunk; the others don't.
+    /// `sweep --method ties` takes mergekit's semantics (the recipe vocabulary), so the separate
+    /// runs spell them out.
+    @Test("A λ × density grid equals separate merges byte for byte (per-tensor and global TIES, weighted task arithmetic)",
+          arguments: [
+            (["--method", "ties", "--density", "0.2,0.5"],
+             ["ties", "--trim-scope", "tensor", "--vote", "weighted", "--merge", "normalized"]),
+            (["--method", "ties", "--density", "0.2,0.5", "--param", "trim_scope=global"],
+             ["ties", "--trim-scope", "global", "--vote", "weighted", "--merge", "normalized"]),
+            (["--method", "task_arithmetic", "--weight", "1", "--weight", "0.5", "--weight", "2"],
+             ["task-arithmetic", "--weight", "1", "--weight", "0.5", "--weight", "2"]),
+          ])
+    func gridEqualsSeparateRuns(sweepArgs: [String], separateArgs: [String]) throws {
+        let dir = TestSupport.temporaryDirectory("sweep")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let inputs = ["--base", "f16/base", "--model", "f16/ft_a", "--model", "f16/ft_b", "--model", "f16/ft_c"]
+        let sweep = try CLI.run(["sweep"] + inputs + ["--scale", "0.3,1,-0.7"] + sweepArgs + ["-o", dir + "/sweep"], in: fixtures)
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let manifest = try JSONParser.parse(try FileSystem.readFile(dir + "/sweep/manifest.json"))
+        let points = try #require(manifest["points"]?.arrayValue)
+        let densities = sweepArgs.contains("--density")
+        #expect(points.count == (densities ? 6 : 3))
+        var mismatched = 0
+        for (i, point) in points.enumerated() {
+            let lambda = try #require(point["sweep"]?["lambda"]?.doubleValue)
+            var args = separateArgs + inputs + ["--scale=\(lambda)"]
+            if densities { args += ["--density", "\(try #require(point["sweep"]?["density"]?.doubleValue))"] }
+            let separate = dir + "/separate-\(i).safetensors"
+            let run = try CLI.run(args + ["-o", separate], in: fixtures)
+            #expect(run.status == 0, "\(run.stderr)")
+            let a = try Checkpoint(path: dir + "/sweep/" + String(format: "point-%03d", i)), b = try Checkpoint(path: separate)
+            for entry in b.entries {
+                let other = try #require(a.entry(named: entry.name))
+                if Array(other.file.bytes(of: other.info)) != Array(entry.file.bytes(of: entry.info)) { mismatched += 1 }
+            }
+        }
+        #expect(mismatched == 0, "\(mismatched) tensors differ from the separate runs")
+    }
+
+    @Test("A one-point sweep writes point-000 and a manifest; a sweep that fails to plan leaves no directory behind")
+    func onePointAndFailedSweep() throws {
+        let dir = TestSupport.temporaryDirectory("sweep")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let inputs = ["--base", "f16/base", "--model", "f16/ft_a", "--model", "f16/ft_b"]
+        let one = try CLI.run(["sweep", "--method", "ties"] + inputs + ["--density", "0.2", "-o", dir + "/one"], in: fixtures)
+        #expect(one.status == 0, "\(one.stderr)")
+        #expect(TestSupport.listing(dir + "/one").sorted() == ["manifest.json", "point-000"])
+        let bad = try CLI.run(["sweep", "--method", "ties"] + inputs + ["--density", "0.2,1.5", "-o", dir + "/bad"], in: fixtures)
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("density = 1.5 is outside (0, 1]"), "\(bad.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/bad"))
+    }
+
     @Test("Task-vector sweeps emit τ only; the same seed gives identical bytes")
     func taskVectorEmitAndSeeds() throws {
         let dir = TestSupport.temporaryDirectory("sweep")
