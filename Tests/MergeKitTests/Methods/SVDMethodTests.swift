@@ -358,5 +358,9 @@ struct SVDMethodTests {
         }
         for name in ["w", "s", "n"] { #expect(!FileManager.default.fileExists(atPath: "\(dir)/\(name).safetensors")) }
         #expect(MethodRegistry.info(named: "tsv-m") != nil && MethodRegistry.info(named: "iso-c") != nil)
+        let dry = try CLI.run(["tsv-m"] + inputs + ["--dry-run", "-o", dir + "/d.safetensors"], in: TestSupport.fixture(""))
+        #expect(dry.status == 0)
+        #expect(dry.stdout.contains("model.layers.0.mlp.down_proj.weight [16, 24] F32 -> F32: merged whole (tsv-m: SVD per matrix)"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("model.norm.weight [16] F32 -> F32: merged\n"), "\(dry.stdout)")
     }
 }
