@@ -28,19 +28,27 @@ inputs=(--base "$set_dir/base" --model "$set_dir/ft_1" --model "$set_dir/ft_2" -
 warm() { cat "$set_dir"/*/*.safetensors > /dev/null; }
 
 # 21 separate runs (each output deleted after its run, as a user would keep only the best).
+# Wall time, and CPU time (user + system, from /usr/bin/time), which is less sensitive to other
+# load on the machine.
 sync; warm
+: > "$out/separate.txt"
 separate_start=$(date +%s.%N)
 for lambda in $(seq 0 0.05 1); do
-  "$cli" task-arithmetic "${inputs[@]}" --scale "$lambda" -o "$out/single" --quiet
+  /usr/bin/time -f "%e %U %S %M" -a -o "$out/separate.txt" \
+    "$cli" task-arithmetic "${inputs[@]}" --scale "$lambda" -o "$out/single" --quiet
   rm -rf "$out/single"
 done
 separate=$(echo "$(date +%s.%N) - $separate_start" | bc)
+separate_cpu=$(awk '{ s += $2 + $3 } END { print s }' "$out/separate.txt")
+separate_rss=$(awk '{ if ($4 > m) m = $4 } END { print m }' "$out/separate.txt")
 
 # One sweep writing all 21 points.
 sync; warm
-/usr/bin/time -f "%e %M" -o "$out/time.txt" "$cli" sweep --method "$method" "${inputs[@]}" --scale 0:1:0.05 -o "$out/sweep" --quiet
-read -r sweep rss < "$out/time.txt"
+/usr/bin/time -f "%e %U %S %M" -o "$out/time.txt" "$cli" sweep --method "$method" "${inputs[@]}" --scale 0:1:0.05 -o "$out/sweep" --quiet
+read -r sweep user system rss < "$out/time.txt"
+sweep_cpu=$(echo "$user + $system" | bc)
 points=$(ls -d "$out"/sweep/point-* | wc -l)
 rm -rf "$out"
-printf '21 separate runs: %.1f s\nsweep (%d points, one pass): %.1f s, peak RSS %d MB\nratio sweep / separate: %.2f\n' \
-  "$separate" "$points" "$sweep" "$((rss / 1024))" "$(echo "$sweep / $separate" | bc -l)"
+printf '21 separate runs: %.1f s wall, %.1f s CPU, peak RSS %d MB\n' "$separate" "$separate_cpu" "$((separate_rss / 1024))"
+printf 'sweep (%d points, one pass): %.1f s wall, %.1f s CPU, peak RSS %d MB\n' "$points" "$sweep" "$sweep_cpu" "$((rss / 1024))"
+printf 'ratio sweep / separate: %.2f wall, %.2f CPU\n' "$(echo "$sweep / $separate" | bc -l)" "$(echo "$sweep_cpu / $separate_cpu" | bc -l)"
