@@ -100,6 +100,9 @@ struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Print a JSON summary on stdout (inputs, method, parameters, output files with sizes and SHA-256, time, peak memory).")
     var json = false
 
+    @Flag(name: .long, help: "Record every output file's SHA-256 in a sweep's manifest.json (one more read of each output; --json always includes them).")
+    var checksums = false
+
     @Flag(name: .long, help: "Print the validated plan (what each tensor will get) and exit without writing.")
     var dryRun = false
 
@@ -170,8 +173,9 @@ enum MergeRunner {
         let seconds = Date().timeIntervalSince(start)
         var summaries: [JSONValue] = []
         if options.json || manifestDirectory != nil {
+            let digests = options.json || options.checksums ? try sha256(of: results.flatMap { $0.files.map(\.path) }) : [:]
             for (i, (plan, result)) in zip(plans, results).enumerated() {
-                summaries.append(try summaryJSON(plan, result, point: points.indices.contains(i) ? points[i] : []))
+                summaries.append(summaryJSON(plan, result, point: points.indices.contains(i) ? points[i] : [], digests: digests))
             }
         }
         if let manifestDirectory {
@@ -191,11 +195,27 @@ enum MergeRunner {
         }
     }
 
-    static func summaryJSON(_ plan: MergePlan, _ result: MergeResult, point: [(name: String, value: String)]) throws(MergeKitError) -> JSONValue {
+    /// SHA-256 of every file, hashed on all cores (a sweep has many outputs).
+    static func sha256(of paths: [String]) throws(MergeKitError) -> [String: String] {
+        // Each iteration writes only its own slot.
+        nonisolated(unsafe) let results = UnsafeMutableBufferPointer<Result<String, MergeKitError>?>.allocate(capacity: paths.count)
+        results.initialize(repeating: nil)
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+            results[i] = Result { () throws(MergeKitError) in try FileDigest.sha256(path: paths[i]) }
+        }
+        var digests: [String: String] = [:]
+        for (path, result) in zip(paths, results) { digests[path] = try result!.get() }
+        return digests
+    }
+
+    static func summaryJSON(_ plan: MergePlan, _ result: MergeResult, point: [(name: String, value: String)],
+                            digests: [String: String]) -> JSONValue {
         var files: [JSONValue] = []
         for file in result.files {
-            files.append(.object([JSONMember("path", .string(file.path)), JSONMember("bytes", .int(file.bytes)),
-                                  JSONMember("sha256", .string(try FileDigest.sha256(path: file.path)))]))
+            var members = [JSONMember("path", .string(file.path)), JSONMember("bytes", .int(file.bytes))]
+            if let digest = digests[file.path] { members.append(JSONMember("sha256", .string(digest))) }
+            files.append(.object(members))
         }
         var members = [
             JSONMember("output", .string(result.outputPath)),

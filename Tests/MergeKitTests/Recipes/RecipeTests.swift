@@ -186,7 +186,7 @@ struct SweepTests {
         let dir = TestSupport.temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let sweep = try CLI.run(["sweep", "--method", "ties", "--base", "bf16/base", "--model", "bf16/ft_a", "--model", "bf16/ft_b",
-                                 "--model", "bf16/ft_c", "--scale", "0.5:1.5:0.5", "--param", "density=0.3", "-o", dir + "/sweep"], in: fixtures)
+                                 "--model", "bf16/ft_c", "--scale", "0.5:1.5:0.5", "--param", "density=0.3", "--checksums", "-o", dir + "/sweep"], in: fixtures)
         #expect(sweep.status == 0, "\(sweep.stderr)")
         let manifest = try JSONParser.parse(try FileSystem.readFile(dir + "/sweep/manifest.json"))
         let points = try #require(manifest["points"]?.arrayValue)
@@ -256,6 +256,11 @@ struct SweepTests {
         let one = try CLI.run(["sweep", "--method", "ties"] + inputs + ["--density", "0.2", "-o", dir + "/one"], in: fixtures)
         #expect(one.status == 0, "\(one.stderr)")
         #expect(TestSupport.listing(dir + "/one").sorted() == ["manifest.json", "point-000"])
+        // Without --checksums (or --json) the manifest lists files and sizes, not digests.
+        let manifest = try JSONParser.parse(try FileSystem.readFile(dir + "/one/manifest.json"))
+        let point = try #require(manifest["points"]?.arrayValue?.first)
+        let file = try #require(point["files"]?.arrayValue?.first)
+        #expect(file["bytes"]?.nonNegativeInt != nil && file["sha256"] == nil)
         let bad = try CLI.run(["sweep", "--method", "ties"] + inputs + ["--density", "0.2,1.5", "-o", dir + "/bad"], in: fixtures)
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("density = 1.5 is outside (0, 1]"), "\(bad.stderr)")
