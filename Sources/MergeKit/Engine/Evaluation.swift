@@ -65,12 +65,12 @@ public enum Evaluation {
     public static func run(_ encoder: any ImageEncoder, head: TaskHead, data: ImageDataset, batchSize: Int,
                            progress: (Int, Int) -> Void = { _, _ in }) throws(MergeKitError) -> EvaluationResult {
         precondition(batchSize >= 1)
-        try data.check(against: encoder.config, classes: head.classes)
         guard head.dimension == encoder.embeddingSize else {
-            throw MergeKitError(.shapeMismatch, tensor: "weight",
+            throw MergeKitError(.shapeMismatch, file: head.path, tensor: "weight",
                 "the head takes \(head.dimension)-dimensional embeddings but the model produces \(encoder.embeddingSize)",
                 fix: "Use the head made for this model's embedding space")
         }
+        try data.check(against: encoder.config, classes: head.classes)
         let start = Date()
         var correct = 0
         var lossSum = 0.0

@@ -15,14 +15,17 @@ public struct TaskHead: Sendable {
     public let weight: [Float]
     /// b, [classes], or nil.
     public let bias: [Float]?
+    /// The file it was read from, for messages.
+    public let path: String?
 
-    public init(weight: [Float], classes: Int, dimension: Int, bias: [Float]? = nil) {
+    public init(weight: [Float], classes: Int, dimension: Int, bias: [Float]? = nil, path: String? = nil) {
         precondition(classes >= 1 && dimension >= 1 && weight.count == classes * dimension, "the head must be [classes, dimension]")
         precondition(bias == nil || bias!.count == classes, "the bias must have one value per class")
         self.weight = weight
         self.classes = classes
         self.dimension = dimension
         self.bias = bias
+        self.path = path
     }
 
     /// Reads a head from a safetensors file.
@@ -55,7 +58,7 @@ public struct TaskHead: Sendable {
             }
             bias = values
         }
-        self.init(weight: weight, classes: matrix.shape[0], dimension: matrix.shape[1], bias: bias)
+        self.init(weight: weight, classes: matrix.shape[0], dimension: matrix.shape[1], bias: bias, path: path)
     }
 
     /// Logits [B, classes] of embeddings [B, E].
