@@ -75,6 +75,10 @@ extension CLIPVisionModel {
 
     /// Embeddings and their tangents along the direction `t` (primal and tangent buffers in
     /// `pass` and `tan`, one shared layer each).
+    ///
+    /// While the tangent of the residual stream is still zero (the direction is zero on every
+    /// tensor so far), a layer whose direction is zero only runs its forward pass: its tangent
+    /// stays zero. Inside a layer, GEMMs with a zero Ẇ are skipped (`directionViews`).
     func jvp(_ pass: ShardPass, _ tan: ShardPass, direction t: CLIPVisionParameterViews, pixels: UnsafePointer<Float>,
              embeddings: UnsafeMutablePointer<Float>, tangent: UnsafeMutablePointer<Float>) {
         let c = config, p = views, shape = pass.shape, batch = shape.batch, rows = shape.rows
@@ -87,7 +91,13 @@ extension CLIPVisionModel {
         LayerNorm.jvp(actDot.input, pass.embedded, tan.embedded, mean: pass.preMean, rstd: pass.preRstd,
                       p.preLayerNorm, t.preLayerNorm, rows: rows)
         let scratch = EncoderScratch(pass.workspace, shape, backward: false)
+        var tangentIsZero = t.embeddings.isZero && t.preLayerNorm.isZero
         for l in 0..<c.numHiddenLayers {
+            if tangentIsZero && t.layers[l].isZero {
+                EncoderLayer.forward(act.input, act, p.layers[l], shape, activation: c.hiddenAct, eps: c.layerNormEps)
+                continue
+            }
+            tangentIsZero = false
             EncoderLayer.jvp(act.input, actDot.input, act, actDot, p.layers[l], t.layers[l], shape,
                              activation: c.hiddenAct, eps: c.layerNormEps, scratch: scratch)
         }

@@ -105,7 +105,7 @@ public final class CLIPVisionModel: @unchecked Sendable {
              into out: UnsafeMutablePointer<Float>, tangent: UnsafeMutablePointer<Float>) {
         precondition(direction.tensors.map(\.shape) == parameters.tensors.map(\.shape),
                      "the direction's layout differs from the model's")
-        let t = direction.views
+        let t = direction.directionViews
         let px = Shared(pixels), o = Shared(out), td = Shared(tangent)
         let ranges = shardRanges(batch: batch)
         runShards(ranges) { range in

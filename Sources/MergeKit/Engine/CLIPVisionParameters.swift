@@ -124,16 +124,33 @@ public final class CLIPVisionParameters: @unchecked Sendable {
         return storage.pointer + t.offset
     }
 
+    /// Whether every element of tensor `name` is zero (+0 or −0).
+    func isZero(_ name: String) -> Bool {
+        guard let t = tensor(named: name) else { preconditionFailure("no tensor \(name) in the layout") }
+        let base = storage.pointer + t.offset
+        for i in 0..<t.count where base[i] != 0 { return false }
+        return true
+    }
+
     /// Pointers to every layer's tensors.
-    var views: CLIPVisionParameterViews {
+    var views: CLIPVisionParameterViews { makeViews(markingZeros: false) }
+
+    /// The views of a JVP direction: tensors that are all zeros (those a partial direction lacks)
+    /// are marked, so that the JVP skips their GEMMs, and whole layers while the tangent is still 0.
+    var directionViews: CLIPVisionParameterViews { makeViews(markingZeros: true) }
+
+    private func makeViews(markingZeros: Bool) -> CLIPVisionParameterViews {
         let c = config
         let d = c.hiddenSize, f = c.intermediateSize
         func p(_ local: String) -> UnsafeMutablePointer<Float> { pointer(prefix + local) }
+        func zero(_ local: String) -> Bool { markingZeros && isZero(prefix + local) }
         func linear(_ local: String, _ inputs: Int, _ outputs: Int) -> LinearParameters {
-            LinearParameters(weight: p(local + ".weight"), bias: p(local + ".bias"), inputs: inputs, outputs: outputs)
+            LinearParameters(weight: p(local + ".weight"), bias: p(local + ".bias"), inputs: inputs, outputs: outputs,
+                             weightIsZero: zero(local + ".weight"), biasIsZero: zero(local + ".bias"))
         }
         func norm(_ local: String) -> LayerNormParameters {
-            LayerNormParameters(weight: p(local + ".weight"), bias: p(local + ".bias"), dim: d)
+            LayerNormParameters(weight: p(local + ".weight"), bias: p(local + ".bias"), dim: d,
+                                isZero: zero(local + ".weight") && zero(local + ".bias"))
         }
         let layers = (0..<c.numHiddenLayers).map { i in
             let layer = "encoder.layers.\(i)."
@@ -147,12 +164,16 @@ public final class CLIPVisionParameters: @unchecked Sendable {
         return CLIPVisionParameterViews(
             embeddings: EmbeddingParameters(classEmbedding: p("embeddings.class_embedding"),
                                             patchWeight: p("embeddings.patch_embedding.weight"),
-                                            positionEmbedding: p("embeddings.position_embedding.weight")),
+                                            positionEmbedding: p("embeddings.position_embedding.weight"),
+                                            patchWeightIsZero: zero("embeddings.patch_embedding.weight"),
+                                            isZero: zero("embeddings.patch_embedding.weight") && zero("embeddings.class_embedding")
+                                                && zero("embeddings.position_embedding.weight")),
             preLayerNorm: norm("pre_layrnorm"),
             layers: layers,
             postLayerNorm: norm("post_layernorm"),
             projection: projectionName.map {
-                LinearParameters(weight: pointer($0), bias: nil, inputs: d, outputs: c.projectionDim)
+                LinearParameters(weight: pointer($0), bias: nil, inputs: d, outputs: c.projectionDim,
+                                 weightIsZero: markingZeros && isZero($0))
             })
     }
 }

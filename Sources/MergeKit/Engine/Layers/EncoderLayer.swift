@@ -4,6 +4,12 @@ struct EncoderLayerParameters {
     var attention: SelfAttentionParameters
     var layerNorm2: LayerNormParameters
     var mlp: MLPParameters
+
+    /// Whether every tensor of the layer is known to be zero (in a JVP direction's views).
+    var isZero: Bool {
+        layerNorm1.isZero && layerNorm2.isZero && attention.q.isZero && attention.k.isZero && attention.v.isZero
+            && attention.out.isZero && mlp.fc1.isZero && mlp.fc2.isZero
+    }
 }
 
 /// Everything one encoder layer keeps for its JVP and backward passes (for tangents: the same

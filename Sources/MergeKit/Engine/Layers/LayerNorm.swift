@@ -5,6 +5,8 @@ struct LayerNormParameters {
     /// β, [dim].
     var bias: UnsafeMutablePointer<Float>
     let dim: Int
+    /// Set in the views of a JVP direction whose γ̇ and β̇ are all zeros.
+    var isZero = false
 }
 
 /// LayerNorm over the last dimension of a batch of rows, as PyTorch computes it:

@@ -6,12 +6,19 @@ struct LinearParameters {
     var bias: UnsafeMutablePointer<Float>?
     let inputs: Int
     let outputs: Int
+    /// Set in the views of a JVP direction whose W (or b) is all zeros: the JVP skips its term.
+    var weightIsZero = false
+    var biasIsZero = false
+
+    /// Whether W and b are both known to be zero.
+    var isZero: Bool { weightIsZero && (bias == nil || biasIsZero) }
 }
 
 /// A fully connected layer on a batch of rows: y = x·Wᵀ + b, x [rows, inputs], y [rows, outputs].
 ///
 /// - Forward: one GEMM (NoTrans × Trans) after the bias is broadcast into y.
-/// - JVP: ẏ = ẋ·Wᵀ + x·Ẇᵀ + ḃ (two GEMMs; the first is skipped when x does not depend on θ).
+/// - JVP: ẏ = ẋ·Wᵀ + x·Ẇᵀ + ḃ (two GEMMs; the first is skipped when x does not depend on θ, the
+///   second when the direction has Ẇ = 0, as a partial direction has for the tensors it lacks).
 /// - Backward: ∂L/∂x = ∂L/∂y·W, ∂L/∂W += (∂L/∂y)ᵀ·x, ∂L/∂b += Σ_rows ∂L/∂y (two GEMMs).
 enum LinearLayer {
     /// y = x·Wᵀ + b, or y += x·Wᵀ + b with `accumulate` (a residual connection).
@@ -35,7 +42,7 @@ enum LinearLayer {
     static func jvp(_ yDot: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ xDot: UnsafePointer<Float>?,
                     _ p: LinearParameters, _ t: LinearParameters, rows: Int, accumulate: Bool = false) {
         var beta: Float = accumulate ? 1 : 0
-        if let bias = t.bias {
+        if let bias = t.bias, !t.biasIsZero {
             if accumulate {
                 VectorMath.addRow(bias, to: yDot, rows: rows, columns: p.outputs)
             } else {
@@ -48,8 +55,12 @@ enum LinearLayer {
                       b: p.weight, ldb: p.inputs, beta: beta, c: yDot, ldc: p.outputs)
             beta = 1
         }
-        BLAS.gemm(transposeB: true, m: rows, n: p.outputs, k: p.inputs, a: x, lda: p.inputs,
-                  b: t.weight, ldb: p.inputs, beta: beta, c: yDot, ldc: p.outputs)
+        if !t.weightIsZero {
+            BLAS.gemm(transposeB: true, m: rows, n: p.outputs, k: p.inputs, a: x, lda: p.inputs,
+                      b: t.weight, ldb: p.inputs, beta: beta, c: yDot, ldc: p.outputs)
+        } else if beta == 0 {
+            yDot.update(repeating: 0, count: rows * p.outputs)
+        }
     }
 
     /// Accumulates ∂L/∂W and ∂L/∂b into `g` and writes ∂L/∂x into `dx` (adds to it with

@@ -6,6 +6,10 @@ struct EmbeddingParameters {
     var patchWeight: UnsafeMutablePointer<Float>
     /// One embedding per token position, [T, D].
     var positionEmbedding: UnsafeMutablePointer<Float>
+    /// Set in the views of a JVP direction whose patch kernel is all zeros (its GEMM is skipped).
+    var patchWeightIsZero = false
+    /// Set in the views of a JVP direction that is zero on all three tensors.
+    var isZero = false
 }
 
 /// CLIP's input embedding: for image b with patches p = 0 ..< G² (row-major over the G×G grid),
@@ -74,7 +78,12 @@ enum PatchEmbedding {
     /// ẋ from the parameter tangents `t`; `patchOut` is [B·G², D] scratch.
     static func jvp(_ xDot: UnsafeMutablePointer<Float>, patchOut: UnsafeMutablePointer<Float>, _ patches: UnsafePointer<Float>,
                     _ t: EmbeddingParameters, batch: Int, config: CLIPVisionConfig) {
-        forward(xDot, patchOut: patchOut, patches, t, batch: batch, config: config)
+        if t.patchWeightIsZero {
+            patchOut.update(repeating: 0, count: batch * config.numPatches * config.hiddenSize)
+            assemble(xDot, patchOut: patchOut, classEmbedding: t.classEmbedding, positions: t.positionEmbedding, batch: batch, config: config)
+        } else {
+            forward(xDot, patchOut: patchOut, patches, t, batch: batch, config: config)
+        }
     }
 
     /// Accumulates the parameter gradients into `g` from ∂L/∂x and writes ∂L/∂patches into
