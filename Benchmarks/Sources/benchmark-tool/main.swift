@@ -272,20 +272,29 @@ func engine() {
     let pixels = (0..<(batch * config.pixelsPerImage)).map { _ in random.normal() }
     let head = TaskHead(weight: (0..<(10 * model.embeddingSize)).map { _ in random.normal() }, classes: 10,
                         dimension: model.embeddingSize)
-    func best(_ body: () -> Void) -> Double {
+    /// CPU seconds of the whole process (every thread): steadier than wall time on a shared machine.
+    func cpuSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+    var cpu: [String: Double] = [:]
+    func best(_ name: String, _ body: () -> Void) -> Double {
         body()
-        var result = Double.infinity
+        var result = Double.infinity, cpuResult = Double.infinity
         for _ in 0..<max(1, runs) {
-            let start = Date()
+            let start = Date(), cpuStart = cpuSeconds()
             body()
             result = min(result, Date().timeIntervalSince(start))
+            cpuResult = min(cpuResult, cpuSeconds() - cpuStart)
         }
+        cpu[name] = cpuResult
         return result
     }
     var sink: Float = 0
-    let forward = best { sink += model.forward(pixels: pixels, batch: batch)[0] }
-    let jvp = best { sink += model.jvp(pixels: pixels, batch: batch, direction: direction).tangent[0] }
-    let step = best {
+    let forward = best("forward") { sink += model.forward(pixels: pixels, batch: batch)[0] }
+    let jvp = best("jvp") { sink += model.jvp(pixels: pixels, batch: batch, direction: direction).tangent[0] }
+    let step = best("step") {
         sink += model.lossGradients(pixels: pixels, batch: batch, head: head, loss: .entropy, inputGradient: false).logits[0]
     }
     print(String(format: "engine batch=%d threads=%d parallelism=%@ parameters=%d", batch, threads,
@@ -294,6 +303,9 @@ func engine() {
     print(String(format: "jvp_seconds=%.4f jvp_images_per_second=%.2f jvp_over_forward=%.2f", jvp, Double(batch) / jvp, jvp / forward))
     print(String(format: "step_seconds=%.4f step_over_forward=%.2f backward_seconds=%.4f backward_over_forward=%.2f",
                  step, step / forward, step - forward, (step - forward) / forward))
+    let f = cpu["forward"]!, j = cpu["jvp"]!, st = cpu["step"]!
+    print(String(format: "cpu_seconds forward=%.3f jvp=%.3f step=%.3f jvp_over_forward=%.2f step_over_forward=%.2f backward_over_forward=%.2f",
+                 f, j, st, j / f, st / f, (st - f) / f))
     if !sink.isFinite { print("note: non-finite output") }
 }
 
