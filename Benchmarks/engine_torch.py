@@ -12,6 +12,7 @@ Prints `key=value` lines: the best of --runs after one warm-up run.
 Usage: python Benchmarks/engine_torch.py [--batch 32] [--threads 2] [--runs 5] [--layers 12]
 """
 import argparse
+import resource
 import time
 
 import torch
@@ -89,6 +90,7 @@ def main():
     f, j, st = CPU["forward"], CPU["jvp"], CPU["step"]
     print(f"cpu_seconds forward={f:.3f} jvp={j:.3f} step={st:.3f} jvp_over_forward={j / f:.2f} "
           f"step_over_forward={st / f:.2f} backward_over_forward={(st - f) / f:.2f}")
+    print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000:.0f}")
 
 
 if __name__ == "__main__":

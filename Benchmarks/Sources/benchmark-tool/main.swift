@@ -306,6 +306,7 @@ func engine() {
     let f = cpu["forward"]!, j = cpu["jvp"]!, st = cpu["step"]!
     print(String(format: "cpu_seconds forward=%.3f jvp=%.3f step=%.3f jvp_over_forward=%.2f step_over_forward=%.2f backward_over_forward=%.2f",
                  f, j, st, j / f, st / f, (st - f) / f))
+    print(String(format: "peak_rss_mb=%.0f", Double(ProcessMemory.peakResidentBytes) / 1e6))
     if !sink.isFinite { print("note: non-finite output") }
 }
 
