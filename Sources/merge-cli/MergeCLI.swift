@@ -30,6 +30,7 @@ struct MergeCLI: ParsableCommand {
             TaskVectorCommand.self,
             InspectCommand.self,
             VerifyCommand.self,
+            EvalCommand.self,
             MethodsCommand.self,
         ]
     )

@@ -4,6 +4,9 @@
 //   benchmark-tool synth --out DIR [--hidden 2048 --layers 22 --intermediate 5632 --vocab 32000
 //                        --heads 32 --kv-heads 4 --models 3 --seed 0 --shard-size 1000000000]
 //   benchmark-tool iobound --output FILE --write-bytes N INPUT_FILE...
+//   benchmark-tool engine [--batch 32 --threads 2 --runs 5 --parallelism images|blas
+//                         --hidden 768 --layers 12 --heads 12 --intermediate 3072 --image 224 --patch 32]
+//                         (CLIP image-encoder passes on random weights; Benchmarks/engine.sh)
 import Dispatch
 import Foundation
 import MergeKit
@@ -15,7 +18,7 @@ import Glibc
 
 var arguments = Array(CommandLine.arguments.dropFirst())
 guard let command = arguments.first else {
-    FileHandle.standardError.write(Data("usage: benchmark-tool synth|iobound ...\n".utf8))
+    FileHandle.standardError.write(Data("usage: benchmark-tool synth|iobound|engine ...\n".utf8))
     exit(64)
 }
 arguments.removeFirst()
@@ -238,8 +241,78 @@ func iobound() {
     print(String(format: "read_seconds=%.3f write_seconds=%.3f total_seconds=%.3f", readSeconds, writeSeconds, readSeconds + writeSeconds))
 }
 
+// MARK: - engine
+
+/// Times the CLIP engine's forward pass, JVP (primal + tangent along a full random direction) and
+/// one training step (forward keeping activations + backward of the softmax entropy through a
+/// 10-class head, parameter gradients only) on random weights generated here, ViT-B/32-shaped by
+/// default. Prints one `key=value` line per pass: the best of --runs after one warm-up run.
+func engine() {
+    let batch = option("batch", 32), threads = option("threads", 2), runs = option("runs", 5)
+    let config = CLIPVisionConfig(hiddenSize: option("hidden", 768), intermediateSize: option("intermediate", 3072),
+                                  numHiddenLayers: option("layers", 12), numAttentionHeads: option("heads", 12),
+                                  imageSize: option("image", 224), patchSize: option("patch", 32),
+                                  projectionDim: option("projection", 512))
+    var random = Generator(seed: 7)
+    func randomParameters(scale: Float) -> CLIPVisionParameters {
+        let p = CLIPVisionParameters(config: config)
+        for t in p.tensors {
+            let isNormWeight = (t.name.contains("layer_norm") || t.name.contains("layrnorm") || t.name.contains("layernorm"))
+                && t.name.hasSuffix("weight")
+            p.setValues((0..<t.count).map { _ in (isNormWeight ? 1 : 0) + scale * random.normal() }, of: t.name)
+        }
+        return p
+    }
+    let model = CLIPVisionModel(parameters: randomParameters(scale: 0.02), threads: threads)
+    if let mode = option("parallelism") {
+        guard let parsed = EngineParallelism(rawValue: mode) else { fail("--parallelism is images or blas") }
+        model.parallelism = parsed
+    }
+    let direction = randomParameters(scale: 0.001)
+    let pixels = (0..<(batch * config.pixelsPerImage)).map { _ in random.normal() }
+    let head = TaskHead(weight: (0..<(10 * model.embeddingSize)).map { _ in random.normal() }, classes: 10,
+                        dimension: model.embeddingSize)
+    /// CPU seconds of the whole process (every thread): steadier than wall time on a shared machine.
+    func cpuSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+    var cpu: [String: Double] = [:]
+    func best(_ name: String, _ body: () -> Void) -> Double {
+        body()
+        var result = Double.infinity, cpuResult = Double.infinity
+        for _ in 0..<max(1, runs) {
+            let start = Date(), cpuStart = cpuSeconds()
+            body()
+            result = min(result, Date().timeIntervalSince(start))
+            cpuResult = min(cpuResult, cpuSeconds() - cpuStart)
+        }
+        cpu[name] = cpuResult
+        return result
+    }
+    var sink: Float = 0
+    let forward = best("forward") { sink += model.forward(pixels: pixels, batch: batch)[0] }
+    let jvp = best("jvp") { sink += model.jvp(pixels: pixels, batch: batch, direction: direction).tangent[0] }
+    let step = best("step") {
+        sink += model.lossGradients(pixels: pixels, batch: batch, head: head, loss: .entropy, inputGradient: false).logits[0]
+    }
+    print(String(format: "engine batch=%d threads=%d parallelism=%@ parameters=%d", batch, threads,
+                 model.parallelism.rawValue, model.parameters.count))
+    print(String(format: "forward_seconds=%.4f forward_images_per_second=%.2f", forward, Double(batch) / forward))
+    print(String(format: "jvp_seconds=%.4f jvp_images_per_second=%.2f jvp_over_forward=%.2f", jvp, Double(batch) / jvp, jvp / forward))
+    print(String(format: "step_seconds=%.4f step_over_forward=%.2f backward_seconds=%.4f backward_over_forward=%.2f",
+                 step, step / forward, step - forward, (step - forward) / forward))
+    let f = cpu["forward"]!, j = cpu["jvp"]!, st = cpu["step"]!
+    print(String(format: "cpu_seconds forward=%.3f jvp=%.3f step=%.3f jvp_over_forward=%.2f step_over_forward=%.2f backward_over_forward=%.2f",
+                 f, j, st, j / f, st / f, (st - f) / f))
+    print(String(format: "peak_rss_mb=%.0f", Double(ProcessMemory.peakResidentBytes) / 1e6))
+    if !sink.isFinite { print("note: non-finite output") }
+}
+
 switch command {
 case "synth": synth()
 case "iobound": iobound()
+case "engine": engine()
 default: fail("unknown command \(command)")
 }

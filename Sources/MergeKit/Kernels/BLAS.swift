@@ -144,3 +144,48 @@ public enum BLAS {
         mk_float_to_half_portable(source, destination, count)
     }
 }
+
+// MARK: - GEMM (engine)
+
+/// Matrix products for the inference engine (`Engine/`). All matrices are row-major Float32;
+/// `lda`/`ldb`/`ldc` are row strides in elements, so a head's columns inside a wider activation
+/// matrix are addressed without copying.
+extension BLAS {
+    /// OpenBLAS's current thread count (to restore it after the engine changes it).
+    static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// C ← α·op(A)·op(B) + β·C, where op(A) is m×k, op(B) is k×n and C is m×n (`cblas_sgemm`).
+    /// With β = 0, C is written without being read.
+    @inline(__always)
+    static func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                     beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0, n > 0 else { return }
+        precondition(lda >= (transposeA ? m : k) && ldb >= (transposeB ? k : n) && ldc >= n, "GEMM leading dimension too small")
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    blasCount(m), blasCount(n), blasCount(k), alpha, a, blasCount(lda), b, blasCount(ldb),
+                    beta, c, blasCount(ldc))
+    }
+
+    /// `count` independent GEMMs C_i ← α·op(A_i)·op(B_i) + β·C_i whose operands start `strideA`,
+    /// `strideB` and `strideC` elements apart (a loop of `cblas_sgemm`).
+    @inline(__always)
+    static func gemmStridedBatched(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+                                   alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, strideA: Int,
+                                   b: UnsafePointer<Float>, ldb: Int, strideB: Int, beta: Float = 0,
+                                   c: UnsafeMutablePointer<Float>, ldc: Int, strideC: Int, count: Int) {
+        for i in 0..<count {
+            gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                 a: a + i * strideA, lda: lda, b: b + i * strideB, ldb: ldb, beta: beta, c: c + i * strideC, ldc: ldc)
+        }
+    }
+
+    /// y ← α·op(A)·x + β·y for an m×n row-major A (`cblas_sgemv`); op(A) is n×m when transposed.
+    @inline(__always)
+    static func gemv(transpose: Bool = false, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                     x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>) {
+        guard m > 0, n > 0 else { return }
+        cblas_sgemv(CblasRowMajor, transpose ? CblasTrans : CblasNoTrans, blasCount(m), blasCount(n), alpha, a,
+                    blasCount(lda), x, 1, beta, y, 1)
+    }
+}

@@ -1,0 +1,153 @@
+/// The buffers of one pass over one shard of a batch.
+///
+/// A forward pass for inference keeps one layer's activations and updates the residual stream in
+/// place; a pass for the backward pass keeps every layer's (`keepActivations`). A tangent pass
+/// (the JVP's second half) holds the tangents of the same quantities.
+final class ShardPass {
+    let shape: EncoderShape
+    /// Whether every layer's activations are kept (for the backward pass).
+    let keepsActivations: Bool
+    let workspace = Workspace()
+    /// The unfolded patches [B·G², C·P·P] and the patch GEMM's output [B·G², D].
+    let patches, patchOut: UnsafeMutablePointer<Float>
+    /// The embeddings entering `pre_layrnorm`, [B·T, D], and its statistics.
+    let embedded, preMean, preRstd: UnsafeMutablePointer<Float>
+    /// One entry per layer with `keepActivations`, else one shared by all layers.
+    let layers: [EncoderLayerActivations]
+    /// The last layer's output [B·T, D] (with one shared layer: that layer's input, updated in place).
+    let final: UnsafeMutablePointer<Float>
+    /// The class tokens of `final` [B, D], `post_layernorm`'s statistics and output [B, D].
+    let classTokens, postMean, postRstd, pooled: UnsafeMutablePointer<Float>
+
+    init(_ config: CLIPVisionConfig, batch: Int, keepActivations: Bool, tangent: Bool = false) {
+        let shape = EncoderShape(config: config, batch: batch)
+        self.shape = shape
+        keepsActivations = keepActivations
+        let rows = shape.rows, d = config.hiddenSize, np = batch * config.numPatches
+        patches = workspace.take(tangent ? 0 : np * config.patchInputs)
+        patchOut = workspace.take(tangent ? 0 : np * d)
+        embedded = workspace.take(rows * d)
+        preMean = workspace.take(tangent ? 0 : rows)
+        preRstd = workspace.take(tangent ? 0 : rows)
+        let count = keepActivations ? config.numHiddenLayers : 1
+        layers = (0..<count).map { [workspace] _ in EncoderLayerActivations(workspace, shape, tangent: tangent) }
+        final = keepActivations ? workspace.take(rows * d) : layers[0].input
+        classTokens = workspace.take(batch * d)
+        postMean = workspace.take(tangent ? 0 : batch)
+        postRstd = workspace.take(tangent ? 0 : batch)
+        pooled = workspace.take(batch * d)
+    }
+
+    /// Copies the class token (row 0) of every image of `final` into `classTokens`.
+    func gatherClassTokens() {
+        let d = shape.width
+        for b in 0..<shape.batch {
+            (classTokens + b * d).update(from: final + b * shape.tokens * d, count: d)
+        }
+    }
+}
+
+/// The three passes over one shard, in the order of the network (llm.c's `gpt2_forward` /
+/// `gpt2_backward`): each calls the layers' forward, JVP or backward functions in turn.
+extension CLIPVisionModel {
+    /// Embeddings [B, E] of the shard's images; fills `pass`.
+    func forward(_ pass: ShardPass, pixels: UnsafePointer<Float>, embeddings: UnsafeMutablePointer<Float>) {
+        let c = config, p = views, shape = pass.shape, batch = shape.batch, rows = shape.rows
+        let keep = pass.keepsActivations
+        PatchEmbedding.unfold(pass.patches, pixels, batch: batch, config: c)
+        PatchEmbedding.forward(pass.embedded, patchOut: pass.patchOut, pass.patches, p.embeddings, batch: batch, config: c)
+        LayerNorm.forward(pass.layers[0].input, mean: pass.preMean, rstd: pass.preRstd, pass.embedded, p.preLayerNorm,
+                          rows: rows, eps: c.layerNormEps)
+        for l in 0..<c.numHiddenLayers {
+            let act = pass.layers[keep ? l : 0]
+            let output = !keep ? act.input : (l + 1 < c.numHiddenLayers ? pass.layers[l + 1].input : pass.final)
+            EncoderLayer.forward(output, act, p.layers[l], shape, activation: c.hiddenAct, eps: c.layerNormEps)
+        }
+        pass.gatherClassTokens()
+        LayerNorm.forward(pass.pooled, mean: pass.postMean, rstd: pass.postRstd, pass.classTokens, p.postLayerNorm,
+                          rows: batch, eps: c.layerNormEps)
+        if let projection = p.projection {
+            LinearLayer.forward(embeddings, pass.pooled, projection, rows: batch)
+        } else {
+            embeddings.update(from: pass.pooled, count: batch * c.hiddenSize)
+        }
+    }
+
+    /// Embeddings and their tangents along the direction `t` (primal and tangent buffers in
+    /// `pass` and `tan`, one shared layer each).
+    ///
+    /// While the tangent of the residual stream is still zero (the direction is zero on every
+    /// tensor so far), a layer whose direction is zero only runs its forward pass: its tangent
+    /// stays zero. Inside a layer, GEMMs with a zero Ẇ are skipped (`directionViews`).
+    func jvp(_ pass: ShardPass, _ tan: ShardPass, direction t: CLIPVisionParameterViews, pixels: UnsafePointer<Float>,
+             embeddings: UnsafeMutablePointer<Float>, tangent: UnsafeMutablePointer<Float>) {
+        let c = config, p = views, shape = pass.shape, batch = shape.batch, rows = shape.rows
+        let act = pass.layers[0], actDot = tan.layers[0]
+        PatchEmbedding.unfold(pass.patches, pixels, batch: batch, config: c)
+        PatchEmbedding.forward(pass.embedded, patchOut: pass.patchOut, pass.patches, p.embeddings, batch: batch, config: c)
+        PatchEmbedding.jvp(tan.embedded, patchOut: pass.patchOut, pass.patches, t.embeddings, batch: batch, config: c)
+        LayerNorm.forward(act.input, mean: pass.preMean, rstd: pass.preRstd, pass.embedded, p.preLayerNorm,
+                          rows: rows, eps: c.layerNormEps)
+        LayerNorm.jvp(actDot.input, pass.embedded, tan.embedded, mean: pass.preMean, rstd: pass.preRstd,
+                      p.preLayerNorm, t.preLayerNorm, rows: rows)
+        let scratch = EncoderScratch(pass.workspace, shape, backward: false)
+        var tangentIsZero = t.embeddings.isZero && t.preLayerNorm.isZero
+        for l in 0..<c.numHiddenLayers {
+            if tangentIsZero && t.layers[l].isZero {
+                EncoderLayer.forward(act.input, act, p.layers[l], shape, activation: c.hiddenAct, eps: c.layerNormEps)
+                continue
+            }
+            tangentIsZero = false
+            EncoderLayer.jvp(act.input, actDot.input, act, actDot, p.layers[l], t.layers[l], shape,
+                             activation: c.hiddenAct, eps: c.layerNormEps, scratch: scratch)
+        }
+        pass.gatherClassTokens()
+        tan.gatherClassTokens()
+        LayerNorm.forward(pass.pooled, mean: pass.postMean, rstd: pass.postRstd, pass.classTokens, p.postLayerNorm,
+                          rows: batch, eps: c.layerNormEps)
+        LayerNorm.jvp(tan.pooled, pass.classTokens, tan.classTokens, mean: pass.postMean, rstd: pass.postRstd,
+                      p.postLayerNorm, t.postLayerNorm, rows: batch)
+        if let projection = p.projection, let projectionDot = t.projection {
+            LinearLayer.forward(embeddings, pass.pooled, projection, rows: batch)
+            LinearLayer.jvp(tangent, pass.pooled, tan.pooled, projection, projectionDot, rows: batch)
+        } else {
+            embeddings.update(from: pass.pooled, count: batch * c.hiddenSize)
+            tangent.update(from: tan.pooled, count: batch * c.hiddenSize)
+        }
+    }
+
+    /// Accumulates ∂L/∂θ into `g` from ∂L/∂e [B, E], after `forward` filled `pass` keeping every
+    /// layer's activations; writes ∂L/∂pixels when `dPixels` is given.
+    func backward(_ pass: ShardPass, gradient g: CLIPVisionParameterViews, dEmbeddings: UnsafePointer<Float>,
+                  dPixels: UnsafeMutablePointer<Float>?) {
+        let c = config, p = views, shape = pass.shape, batch = shape.batch, rows = shape.rows, d = c.hiddenSize
+        precondition(pass.keepsActivations, "the backward pass needs a forward pass that kept every layer's activations")
+        let workspace = pass.workspace
+        let dPooled = workspace.take(batch * d)
+        if let projection = p.projection, let gProjection = g.projection {
+            LinearLayer.backward(dPooled, gProjection, dEmbeddings, pass.pooled, projection, rows: batch)
+        } else {
+            dPooled.update(from: dEmbeddings, count: batch * d)
+        }
+        let dClassTokens = workspace.take(batch * d, zeroed: true)
+        LayerNorm.backward(dClassTokens, g.postLayerNorm, dPooled, pass.classTokens, mean: pass.postMean, rstd: pass.postRstd,
+                           p.postLayerNorm, rows: batch)
+        let dStream = workspace.take(rows * d, zeroed: true)
+        for b in 0..<batch {
+            (dStream + b * shape.tokens * d).update(from: dClassTokens + b * d, count: d)
+        }
+        let scratch = EncoderScratch(workspace, shape, backward: true)
+        for l in (0..<c.numHiddenLayers).reversed() {
+            EncoderLayer.backward(dStream, g.layers[l], pass.layers[l], p.layers[l], shape, activation: c.hiddenAct, scratch: scratch)
+        }
+        let dEmbedded = workspace.take(rows * d, zeroed: true)
+        LayerNorm.backward(dEmbedded, g.preLayerNorm, dStream, pass.embedded, mean: pass.preMean, rstd: pass.preRstd,
+                           p.preLayerNorm, rows: rows)
+        let dPatches = dPixels == nil ? nil : workspace.take(batch * c.numPatches * c.patchInputs)
+        PatchEmbedding.backward(dPatches, g.embeddings, dEmbedded, pass.patches, p.embeddings, patchOut: pass.patchOut,
+                                batch: batch, config: c)
+        if let dPixels, let dPatches {
+            PatchEmbedding.fold(dPixels, dPatches, batch: batch, config: c)
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+
+/// Something that maps images to embeddings: a model, or a linearized model.
+public protocol ImageEncoder: Sendable {
+    var config: CLIPVisionConfig { get }
+    /// E.
+    var embeddingSize: Int { get }
+    /// Embeddings [B, E] of images [B, C, H, W].
+    func forward(pixels: [Float], batch: Int) -> [Float]
+}
+
+extension CLIPVisionModel: ImageEncoder {}
+
+/// A model linearized around θ₀ (tangent-space task arithmetic, shared/REFERENCE.md §5):
+///
+///     f_lin(x; θ) = f(x; θ₀) + J_θ f(x; θ₀)·(θ − θ₀),
+///
+/// evaluated with one JVP pass of the base model along Δθ = θ − θ₀.
+public struct LinearizedCLIPVisionModel: ImageEncoder {
+    /// The model at θ₀.
+    public let base: CLIPVisionModel
+    /// Δθ = θ − θ₀, in the base's layout.
+    public let direction: CLIPVisionParameters
+
+    public init(base: CLIPVisionModel, direction: CLIPVisionParameters) {
+        precondition(direction.tensors.map(\.shape) == base.parameters.tensors.map(\.shape), "the direction's layout differs from the base's")
+        self.base = base
+        self.direction = direction
+    }
+
+    /// Linearizes `base` towards a fine-tuned model θ: Δθ = θ − θ₀.
+    public init(base: CLIPVisionModel, finetuned: CLIPVisionParameters, file: String? = nil) throws(MergeKitError) {
+        self.init(base: base, direction: try CLIPVisionParameters.difference(finetuned, base.parameters, file: file))
+    }
+
+    public var config: CLIPVisionConfig { base.config }
+    public var embeddingSize: Int { base.embeddingSize }
+
+    /// f(x; θ₀) + J·Δθ.
+    public func forward(pixels: [Float], batch: Int) -> [Float] {
+        var (embeddings, tangent) = base.jvp(pixels: pixels, batch: batch, direction: direction)
+        for i in embeddings.indices { embeddings[i] += tangent[i] }
+        return embeddings
+    }
+}
+
+/// What an evaluation measured.
+public struct EvaluationResult: Sendable, Equatable {
+    public let images: Int
+    /// Images whose largest logit is their label's (the first maximum on ties, as torch.argmax).
+    public let correct: Int
+    /// Mean cross-entropy of the logits against the labels.
+    public let meanLoss: Double
+    public let seconds: Double
+
+    /// Top-1 accuracy in [0, 1].
+    public var accuracy: Double { images == 0 ? 0 : Double(correct) / Double(images) }
+    public var imagesPerSecond: Double { seconds > 0 ? Double(images) / seconds : 0 }
+}
+
+/// Top-1 accuracy and mean cross-entropy of an encoder with a task head on a dataset.
+public enum Evaluation {
+    /// Evaluates in batches of `batchSize`, calling `progress(imagesDone, imagesTotal)` after
+    /// each batch.
+    public static func run(_ encoder: any ImageEncoder, head: TaskHead, data: ImageDataset, batchSize: Int,
+                           progress: (Int, Int) -> Void = { _, _ in }) throws(MergeKitError) -> EvaluationResult {
+        precondition(batchSize >= 1)
+        guard head.dimension == encoder.embeddingSize else {
+            throw MergeKitError(.shapeMismatch, file: head.path, tensor: "weight",
+                "the head takes \(head.dimension)-dimensional embeddings but the model produces \(encoder.embeddingSize)",
+                fix: "Use the head made for this model's embedding space")
+        }
+        try data.check(against: encoder.config, classes: head.classes)
+        let start = Date()
+        var correct = 0
+        var lossSum = 0.0
+        var done = 0
+        while done < data.count {
+            let range = done..<min(data.count, done + batchSize)
+            let embeddings = encoder.forward(pixels: data.pixels(range), batch: range.count)
+            let logits = head.logits(embeddings: embeddings, batch: range.count)
+            for (i, label) in data.labels[range].enumerated() {
+                let row = Array(logits[i * head.classes..<(i + 1) * head.classes])
+                var best = 0
+                for k in 1..<head.classes where row[k] > row[best] { best = k }
+                if best == label { correct += 1 }
+                lossSum += ClassificationLoss.logSumExp(row) - Double(row[label])
+            }
+            done = range.upperBound
+            progress(done, data.count)
+        }
+        return EvaluationResult(images: data.count, correct: correct, meanLoss: data.count == 0 ? 0 : lossSum / Double(data.count),
+                                seconds: Date().timeIntervalSince(start))
+    }
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import Foundation
+import MergeKit
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Top-1 accuracy and mean cross-entropy of a CLIP image encoder with a task head on a labelled dataset.",
+        discussion: """
+            --model is a Hugging Face CLIPVisionModel(WithProjection) or CLIPModel directory (config.json + \
+            safetensors). --head is a safetensors file with `weight` [classes, projection_dim]: \
+            logits = weight · e/‖e‖. --data is a safetensors file with `pixel_values` [N, 3, H, W] F32 \
+            (preprocessed) and `labels` [N] I64. With --linearized --base DIR0, evaluates the model \
+            linearized around the base, f(x; θ₀) + J·(θ − θ₀) (tangent-space task arithmetic); \
+            --model may then also be a bare .safetensors file with the base's layout.
+            """)
+
+    @Option(help: ArgumentHelp("The model θ: a CLIP image-encoder directory or .safetensors file.", valueName: "path"))
+    var model: String
+
+    @Option(help: ArgumentHelp("The task head: safetensors with `weight` [classes, embedding].", valueName: "file"))
+    var head: String
+
+    @Option(help: ArgumentHelp("The dataset: safetensors with `pixel_values` [N,3,H,W] F32 and `labels` [N] I64.", valueName: "file"))
+    var data: String
+
+    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per forward pass.", valueName: "B"))
+    var batchSize = 32
+
+    @Flag(help: "Evaluate f(x; θ₀) + J·(θ − θ₀), the model linearized around --base.")
+    var linearized = false
+
+    @Option(help: ArgumentHelp("The base model θ₀ of --linearized.", valueName: "path"))
+    var base: String?
+
+    @Option(help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
+    var threads: Int?
+
+    @Flag(help: "Print the result as JSON on stdout.")
+    var json = false
+
+    @Flag(help: "No progress bar on stderr.")
+    var quiet = false
+
+    func validate() throws {
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, not \(batchSize).") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+        if linearized && base == nil { throw ValidationError("--linearized needs --base, the model θ₀ to linearize around.") }
+        if !linearized && base != nil { throw ValidationError("--base is only used with --linearized.") }
+    }
+
+    func run() throws {
+        try reportingErrors { () throws(MergeKitError) in
+            let encoder: any ImageEncoder
+            if linearized, let base {
+                let baseModel = try CLIPVisionModel(path: base, threads: threads)
+                let checkpoint = try Checkpoint(path: model)
+                if let configPath = try? CLIPVisionModel.configPath(for: checkpoint),
+                   try CLIPVisionConfig.load(path: configPath) != baseModel.config {
+                    throw MergeKitError(.shapeMismatch, file: configPath, "describes a different architecture from the base's config.json",
+                                        fix: "--model must be a fine-tune of --base")
+                }
+                let parameters = try CLIPVisionParameters.load(from: checkpoint, config: baseModel.config)
+                encoder = try LinearizedCLIPVisionModel(base: baseModel, finetuned: parameters, file: model)
+            } else {
+                encoder = try CLIPVisionModel(path: model, threads: threads)
+            }
+            let taskHead = try TaskHead(path: head)
+            let dataset = try ImageDataset(path: data)
+            let bar = EvalProgressBar(enabled: !quiet && isatty(2) != 0)
+            let result = try Evaluation.run(encoder, head: taskHead, data: dataset, batchSize: batchSize) { bar.update($0, $1) }
+            bar.finish()
+            if json {
+                let members: [JSONMember] = [
+                    JSONMember("model", .string(model)),
+                    JSONMember("base", base.map { .string($0) } ?? .null),
+                    JSONMember("linearized", .bool(linearized)),
+                    JSONMember("head", .string(head)),
+                    JSONMember("data", .string(data)),
+                    JSONMember("images", .int(result.images)),
+                    JSONMember("correct", .int(result.correct)),
+                    JSONMember("accuracy", .double(result.accuracy)),
+                    JSONMember("mean_loss", .double(result.meanLoss)),
+                    JSONMember("batch_size", .int(batchSize)),
+                    JSONMember("seconds", .double(result.seconds)),
+                    JSONMember("images_per_second", .double(result.imagesPerSecond)),
+                ]
+                print(JSONValue.object(members).serialized(indent: 2))
+            } else {
+                print(String(format: "accuracy %.2f %% (%d/%d), mean loss %.4f; %.2f s, %.1f images/s",
+                             result.accuracy * 100, result.correct, result.images, result.meanLoss, result.seconds,
+                             result.imagesPerSecond))
+            }
+        }
+    }
+}
+
+/// "[=====     ]  40% 128/320 images" on stderr, redrawn at most ten times a second.
+private final class EvalProgressBar {
+    private let enabled: Bool
+    private var last = Date.distantPast
+    private var drawn = false
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func update(_ done: Int, _ total: Int) {
+        guard enabled else { return }
+        let now = Date()
+        guard now.timeIntervalSince(last) >= 0.1 || done == total else { return }
+        last = now
+        let fraction = total > 0 ? Double(done) / Double(total) : 1
+        let width = 28, filled = Int(fraction * Double(width))
+        let line = String(format: "\r[%@%@] %3.0f%% %d/%d images ", String(repeating: "=", count: filled),
+                          String(repeating: " ", count: width - filled), fraction * 100, done, total)
+        FileHandle.standardError.write(Data(line.utf8))
+        drawn = true
+    }
+
+    func finish() {
+        guard enabled, drawn else { return }
+        FileHandle.standardError.write(Data("\n".utf8))
+    }
+}
