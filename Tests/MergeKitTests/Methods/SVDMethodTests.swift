@@ -293,6 +293,31 @@ struct SVDMethodTests {
         }
     }
 
+    @Test("Task-vector files as inputs (mixed with a model) give the same bytes as the models")
+    func taskVectorInputs() throws {
+        let dir = TestSupport.temporaryDirectory("svd-tv")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = TestSupport.fixture("")
+        for model in ["ft_b", "ft_c"] {
+            let tv = try CLI.run(["task-vector", "--base", "f32/base", "--finetuned", "f32/\(model)", "-o", "\(dir)/\(model).safetensors"],
+                                 in: fixtures)
+            #expect(tv.status == 0, "\(tv.stderr)")
+        }
+        for method in ["tsv-m", "iso-c"] {
+            let models = try CLI.run([method, "--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b", "--model", "f32/ft_c",
+                                      "-o", "\(dir)/\(method)-models.safetensors"], in: fixtures)
+            let mixed = try CLI.run([method, "--base", "f32/base", "--model", "f32/ft_a", "--task-vector", "\(dir)/ft_b.safetensors",
+                                     "--task-vector", "\(dir)/ft_c.safetensors", "-o", "\(dir)/\(method)-mixed.safetensors"], in: fixtures)
+            #expect(models.status == 0 && mixed.status == 0, "\(models.stderr)\(mixed.stderr)")
+            let a = try Checkpoint(path: "\(dir)/\(method)-models.safetensors"), b = try Checkpoint(path: "\(dir)/\(method)-mixed.safetensors")
+            #expect(a.entries.count == 22)
+            for entry in a.entries {
+                let other = try #require(b.entry(named: entry.name))
+                #expect(Array(other.file.bytes(of: other.info)) == Array(entry.file.bytes(of: entry.info)), "\(method) \(entry.name)")
+            }
+        }
+    }
+
     // MARK: - Errors
 
     /// base, and fine-tuned models with a NaN planted in a matrix or a vector.
