@@ -52,6 +52,8 @@ public struct IsoC: WholeTensorMergeMethod {
     }
 
     public func mergesWhole(shape: [Int]) -> Bool { SVDMerge.isMatrix(shape) }
+    public var wholeTensorScale: Double { scale }
+    public var wholeTensorKey: String { "null_space=\(nullSpace.rawValue)" }
 
     /// Non-matrix tensors: α times the mean of the task vectors.
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
@@ -61,14 +63,14 @@ public struct IsoC: WholeTensorMergeMethod {
 
     public func combineTensor<T: MergeScalar>(_ deltas: TensorDeltas<T>, weights: [T], into out: UnsafeMutableBufferPointer<T>,
                                               context: ChunkContext) throws(MergeKitError) {
-        let (scale, nullSpace) = (self.scale, self.nullSpace)
+        let nullSpace = self.nullSpace
         try SVDMerge.dispatch(deltas, into: out,
-                              float: { d, o throws(MergeKitError) in try IsoC.matrix(d, scale: scale, nullSpace: nullSpace, into: o) },
-                              double: { d, o throws(MergeKitError) in try IsoC.matrix(d, scale: scale, nullSpace: nullSpace, into: o) })
+                              float: { d, o throws(MergeKitError) in try IsoC.matrix(d, nullSpace: nullSpace, into: o) },
+                              double: { d, o throws(MergeKitError) in try IsoC.matrix(d, nullSpace: nullSpace, into: o) })
     }
 
-    /// α·τ of one matrix tensor into `out` (which first accumulates Σₜ τₜ).
-    static func matrix<U: MergeScalar & LAPACKScalar>(_ deltas: TensorDeltas<U>, scale: Double, nullSpace: SVDNullSpace = .drop,
+    /// τ of one matrix tensor, before α, into `out` (which first accumulates Σₜ τₜ).
+    static func matrix<U: MergeScalar & LAPACKScalar>(_ deltas: TensorDeltas<U>, nullSpace: SVDNullSpace = .drop,
                                                        into out: UnsafeMutableBufferPointer<U>) throws(MergeKitError) {
         let (m, n) = SVDMerge.dimensions(deltas.shape)
         guard deltas.count > 0, m > 0, n > 0 else {
@@ -98,6 +100,6 @@ public struct IsoC: WholeTensorMergeMethod {
                             vp.baseAddress!, ldb: n, out.baseAddress!, ldc: n)
             }
         }
-        U.scal(U(scale * mean), out)
+        U.scal(U(mean), out)
     }
 }
