@@ -10,8 +10,8 @@
 /// Flattening the spectrum of the summed task vector keeps its singular directions but gives
 /// them equal weight, so directions shared by few tasks are not drowned by dominant ones. The
 /// authors' code computes `sum(tvs) / len(tvs)` and multiplies it back by T for matrices only,
-/// which is what this computes; the mean of the singular values is over all r of them (zeros
-/// included).
+/// which is what this computes. Their mean is over all r singular values; MergeKit's default
+/// takes it over the numerically non-zero ones (the same for a full-rank sum, see below).
 ///
 /// - Matrices are all 2-D float tensors (see `SVDMerge.isMatrix`).
 /// - α (`scale`) defaults to 1 (the plain flattened sum); the paper selects α on held-out
@@ -26,7 +26,8 @@
 ///   is (it is σ̄ times the polar factor of M when M has full rank). NaN or ±∞ in a matrix's input
 ///   is an error naming the file and element; in other tensors it propagates.
 /// - Cost per matrix: one exact SVD (`gesdd`, `gesvd` if it does not converge). Memory: the
-///   output buffer (holding the sum), one input at a time, the SVD's copy and U.
+///   output buffer (holding the sum), one input at a time, the SVD's copy, U, Vᵀ and workspace:
+///   one worker peaked at 261 MB RSS on a Llama layer whose largest matrix is 5632×2048.
 public struct IsoC: WholeTensorMergeMethod {
     public static let info = MethodInfo(
         name: "iso-c",

@@ -24,13 +24,14 @@
 ///   authors' code exactly; the two agree for full-rank task vectors. See `SVDNullSpace`.
 /// - The method sets no per-task coefficients: `--weight` is rejected.
 /// - Ties: equal singular values at the cut σₖ = σₖ₊₁ make the kept subspace depend on LAPACK's
-///   choice, as it does in every implementation. Zero task vectors contribute zero triplets (their
-///   arbitrary singular vectors meet zero singular values). NaN or ±∞ in a matrix's input is an
-///   error naming the file and element (an SVD cannot use it); in other tensors it propagates.
+///   choice, as it does in every implementation. A zero task vector contributes no triplets (with
+///   `.drop`). NaN or ±∞ in a matrix's input is an error naming the file and element (an SVD
+///   cannot use it); in other tensors it propagates.
 /// - Cost per matrix: T + 2 exact SVDs (LAPACK `gesdd`, `gesvd` if it does not converge), in the
 ///   compute type (Float; Double for F64 tensors). Memory: the tensor-sized output buffer (used
-///   as scratch for each τₜ in turn), the SVD's copy and U, and the concatenated factors — about
-///   four tensors' worth, whatever T is.
+///   as scratch for each τₜ in turn), the SVD's copy, U, Vᵀ and workspace, and the concatenated
+///   factors, whatever T is: one worker peaked at 348 MB RSS on a Llama layer whose largest
+///   matrix is 5632×2048 (46 MB in Float).
 public struct TSVM: WholeTensorMergeMethod {
     public static let info = MethodInfo(
         name: "tsv-m",
