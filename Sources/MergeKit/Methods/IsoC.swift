@@ -10,8 +10,8 @@
 /// Flattening the spectrum of the summed task vector keeps its singular directions but gives
 /// them equal weight, so directions shared by few tasks are not drowned by dominant ones. The
 /// authors' code computes `sum(tvs) / len(tvs)` and multiplies it back by T for matrices only,
-/// which is what this computes; the mean of the singular values is over all r of them (zeros
-/// included).
+/// which is what this computes. Their mean is over all r singular values; MergeKit's default
+/// takes it over the numerically non-zero ones (the same for a full-rank sum, see below).
 ///
 /// - Matrices are all 2-D float tensors (see `SVDMerge.isMatrix`).
 /// - α (`scale`) defaults to 1 (the plain flattened sum); the paper selects α on held-out
@@ -26,7 +26,8 @@
 ///   is (it is σ̄ times the polar factor of M when M has full rank). NaN or ±∞ in a matrix's input
 ///   is an error naming the file and element; in other tensors it propagates.
 /// - Cost per matrix: one exact SVD (`gesdd`, `gesvd` if it does not converge). Memory: the
-///   output buffer (holding the sum), one input at a time, the SVD's copy and U.
+///   output buffer (holding the sum), one input at a time, the SVD's copy, U, Vᵀ and workspace:
+///   one worker peaked at 261 MB RSS on a Llama layer whose largest matrix is 5632×2048.
 public struct IsoC: WholeTensorMergeMethod {
     public static let info = MethodInfo(
         name: "iso-c",
@@ -52,6 +53,8 @@ public struct IsoC: WholeTensorMergeMethod {
     }
 
     public func mergesWhole(shape: [Int]) -> Bool { SVDMerge.isMatrix(shape) }
+    public var wholeTensorScale: Double { scale }
+    public var wholeTensorKey: String { "null_space=\(nullSpace.rawValue)" }
 
     /// Non-matrix tensors: α times the mean of the task vectors.
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
@@ -61,14 +64,14 @@ public struct IsoC: WholeTensorMergeMethod {
 
     public func combineTensor<T: MergeScalar>(_ deltas: TensorDeltas<T>, weights: [T], into out: UnsafeMutableBufferPointer<T>,
                                               context: ChunkContext) throws(MergeKitError) {
-        let (scale, nullSpace) = (self.scale, self.nullSpace)
+        let nullSpace = self.nullSpace
         try SVDMerge.dispatch(deltas, into: out,
-                              float: { d, o throws(MergeKitError) in try IsoC.matrix(d, scale: scale, nullSpace: nullSpace, into: o) },
-                              double: { d, o throws(MergeKitError) in try IsoC.matrix(d, scale: scale, nullSpace: nullSpace, into: o) })
+                              float: { d, o throws(MergeKitError) in try IsoC.matrix(d, nullSpace: nullSpace, into: o) },
+                              double: { d, o throws(MergeKitError) in try IsoC.matrix(d, nullSpace: nullSpace, into: o) })
     }
 
-    /// α·τ of one matrix tensor into `out` (which first accumulates Σₜ τₜ).
-    static func matrix<U: MergeScalar & LAPACKScalar>(_ deltas: TensorDeltas<U>, scale: Double, nullSpace: SVDNullSpace = .drop,
+    /// τ of one matrix tensor, before α, into `out` (which first accumulates Σₜ τₜ).
+    static func matrix<U: MergeScalar & LAPACKScalar>(_ deltas: TensorDeltas<U>, nullSpace: SVDNullSpace = .drop,
                                                        into out: UnsafeMutableBufferPointer<U>) throws(MergeKitError) {
         let (m, n) = SVDMerge.dimensions(deltas.shape)
         guard deltas.count > 0, m > 0, n > 0 else {
@@ -98,6 +101,6 @@ public struct IsoC: WholeTensorMergeMethod {
                             vp.baseAddress!, ldb: n, out.baseAddress!, ldc: n)
             }
         }
-        U.scal(U(scale * mean), out)
+        U.scal(U(mean), out)
     }
 }

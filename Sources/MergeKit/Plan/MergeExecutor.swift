@@ -309,9 +309,11 @@ public enum MergeExecutor {
             // Targets whose method merges this tensor whole go first (they use the staging
             // buffers the chunk source below reuses); the others share one chunked pass.
             var chunked: [Int] = []
+            var shared: [String: UnsafeMutableBufferPointer<T>] = [:]
+            defer { shared.values.forEach { $0.deallocate() } }
             for (t, tensor) in tensors.enumerated() {
                 if let method = MergeExecutor.wholeTensorMethod(tensor) {
-                    try mergeWhole(item, target: t, method: method, buffers)
+                    try mergeWhole(item, target: t, method: method, buffers, shared: &shared)
                 } else {
                     chunked.append(t)
                 }
@@ -408,22 +410,36 @@ public enum MergeExecutor {
         }
 
         /// Merges a whole tensor for target `t` with a `WholeTensorMergeMethod`: the method loads
-        /// the task vectors one input at a time (`loadWhole`) and writes τ into a tensor-sized
-        /// buffer; θ₀ + τ (or τ) is then converted and written a work item's worth at a time.
+        /// the task vectors one input at a time (`loadWhole`) and writes τ₁ into a tensor-sized
+        /// buffer; τ = α·τ₁, and θ₀ + τ (or τ) is converted and written a work item's worth at a
+        /// time. With several targets (a sweep), τ₁ is kept in `shared` for the targets whose
+        /// method has the same name, key and weights, so each tensor is decomposed once.
         private func mergeWhole<T: MergeScalar>(_ item: WorkItem, target t: Int, method: any WholeTensorMergeMethod,
-                                                _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
+                                                _ buffers: WorkerBuffers<T>,
+                                                shared: inout [String: UnsafeMutableBufferPointer<T>]) throws(MergeKitError) {
             let tensor = targets[t].plan.tensors[item.tensor]
             let n = tensor.output.elementCount
             precondition(item.range == 0..<n, "a tensor merged whole must be one work item")
             let out = UnsafeMutableBufferPointer<T>.allocate(capacity: n)
             defer { out.deallocate() }
-            out.initialize(repeating: 0)
-            let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: targets[t].model,
-                                       statistics: TensorStatistics(), scratch: buffers.methodScratch)
-            let deltas = TensorDeltas<T>(tensor: tensor.name, shape: tensor.output.shape, count: tensor.inputs.count) { i, destination throws(MergeKitError) in
-                try self.loadWhole(tensor, input: i, into: destination, buffers, method: method.info.name)
+            let key = "\(method.info.name)|\(method.wholeTensorKey)|\(tensor.weights)"
+            if let known = shared[key] {
+                T.copy(UnsafeBufferPointer(known), out)
+            } else {
+                out.initialize(repeating: 0)
+                let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: targets[t].model,
+                                           statistics: TensorStatistics(), scratch: buffers.methodScratch)
+                let deltas = TensorDeltas<T>(tensor: tensor.name, shape: tensor.output.shape, count: tensor.inputs.count) { i, destination throws(MergeKitError) in
+                    try self.loadWhole(tensor, input: i, into: destination, buffers, method: method.info.name)
+                }
+                try method.combineTensor(deltas, weights: tensor.weights.map { T($0) }, into: out, context: context)
+                if targets.count > 1 {
+                    let copy = UnsafeMutableBufferPointer<T>.allocate(capacity: n)
+                    T.copy(UnsafeBufferPointer(out), copy)
+                    shared[key] = copy
+                }
             }
-            try method.combineTensor(deltas, weights: tensor.weights.map { T($0) }, into: out, context: context)
+            if method.wholeTensorScale != 1 { T.scal(T(method.wholeTensorScale), out) }
             let emit = targets[t].plan.output.emit
             let width = tensor.output.dtype.byteWidth!, baseWidth = tensor.base.info.dtype.byteWidth!
             var group = 0

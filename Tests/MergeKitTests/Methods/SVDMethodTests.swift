@@ -77,7 +77,7 @@ struct SVDMethodTests {
         try out.withUnsafeMutableBufferPointer { o in
             try method.combineTensor(deltas(shape, values), weights: values.map { _ in 1 }, into: o, context: context(shape))
         }
-        return out
+        return out.map { method.wholeTensorScale * $0 }
     }
 
     static func isoc(_ shape: [Int], _ values: [[Double]], nullSpace: SVDNullSpace = .drop, scale: Double = 1) throws -> [Double] {
@@ -86,7 +86,7 @@ struct SVDMethodTests {
         try out.withUnsafeMutableBufferPointer { o in
             try method.combineTensor(deltas(shape, values), weights: values.map { _ in 1 }, into: o, context: context(shape))
         }
-        return out
+        return out.map { method.wholeTensorScale * $0 }
     }
 
     nonisolated(unsafe) static let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: ChunkContext.scratchBytes, alignment: 64)
@@ -251,6 +251,7 @@ struct SVDMethodTests {
         try tau.withUnsafeMutableBufferPointer { o in
             try IsoC(scale: 0.7).combineTensor(TensorDeltas(tensor: "w", shape: [m, n], values: taus), weights: [1, 1], into: o,
                                                context: Self.context([m, n]))
+            Float.scal(0.7, o)
         }
         let expected = zip(b32, tau).map { Double($0 + $1) }
         let actual = try #require(merged["w"]).values
@@ -291,6 +292,91 @@ struct SVDMethodTests {
                 #expect(worst <= 1e-6, "\(method) \(name): θ₀ + τ ≠ θ by \(worst)")
             }
         }
+    }
+
+    @Test("Task-vector files as inputs (mixed with a model) give the same bytes as the models")
+    func taskVectorInputs() throws {
+        let dir = TestSupport.temporaryDirectory("svd-tv")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = TestSupport.fixture("")
+        for model in ["ft_b", "ft_c"] {
+            let tv = try CLI.run(["task-vector", "--base", "f32/base", "--finetuned", "f32/\(model)", "-o", "\(dir)/\(model).safetensors"],
+                                 in: fixtures)
+            #expect(tv.status == 0, "\(tv.stderr)")
+        }
+        for method in ["tsv-m", "iso-c"] {
+            let models = try CLI.run([method, "--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b", "--model", "f32/ft_c",
+                                      "-o", "\(dir)/\(method)-models.safetensors"], in: fixtures)
+            let mixed = try CLI.run([method, "--base", "f32/base", "--model", "f32/ft_a", "--task-vector", "\(dir)/ft_b.safetensors",
+                                     "--task-vector", "\(dir)/ft_c.safetensors", "-o", "\(dir)/\(method)-mixed.safetensors"], in: fixtures)
+            #expect(models.status == 0 && mixed.status == 0, "\(models.stderr)\(mixed.stderr)")
+            let a = try Checkpoint(path: "\(dir)/\(method)-models.safetensors"), b = try Checkpoint(path: "\(dir)/\(method)-mixed.safetensors")
+            #expect(a.entries.count == 22)
+            for entry in a.entries {
+                let other = try #require(b.entry(named: entry.name))
+                #expect(Array(other.file.bytes(of: other.info)) == Array(entry.file.bytes(of: entry.info)), "\(method) \(entry.name)")
+            }
+        }
+    }
+
+    /// A whole-tensor method that counts its decompositions: τ₁ = Σ τₜ for matrices.
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = 0
+        func increment() { lock.lock(); value += 1; lock.unlock() }
+        var count: Int { lock.lock(); defer { lock.unlock() }; return value }
+    }
+
+    struct CountingSum: WholeTensorMergeMethod {
+        let scale: Double
+        let counter: Counter
+        var info: MethodInfo { MethodInfo(name: "counting-sum", summary: "test", reference: "test") }
+        var parameters: [JSONMember] { [JSONMember("scale", .double(scale))] }
+        func mergesWhole(shape: [Int]) -> Bool { shape.count == 2 }
+        var wholeTensorScale: Double { scale }
+        var wholeTensorKey: String { "" }
+        func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
+                                     weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+            out.update(repeating: 0)
+        }
+        func combineTensor<T: MergeScalar>(_ deltas: TensorDeltas<T>, weights: [T], into out: UnsafeMutableBufferPointer<T>,
+                                           context: ChunkContext) throws(MergeKitError) {
+            counter.increment()
+            let next = UnsafeMutableBufferPointer<T>.allocate(capacity: out.count)
+            defer { next.deallocate() }
+            for i in 0..<deltas.count {
+                try deltas.load(i, into: next)
+                T.axpy(1, UnsafeBufferPointer(next), out)
+            }
+        }
+    }
+
+    @Test("Plans run together (a sweep over α) decompose each matrix once and each get α·τ₁")
+    func sharedAcrossTargets() throws {
+        let dir = TestSupport.temporaryDirectory("svd-shared")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = try Checkpoint(path: TestSupport.fixture("f32/base"))
+        let inputs = try ["ft_a", "ft_b"].map { MergeInput(kind: .model, checkpoint: try Checkpoint(path: TestSupport.fixture("f32/\($0)"))) }
+        let together = Counter(), alone = Counter()
+        let plans = try [1.0, -2.0].enumerated().map { i, scale in
+            try MergePlan(base: base, inputs: inputs, method: CountingSum(scale: scale, counter: together),
+                          output: OutputSpec(path: "\(dir)/together-\(i).safetensors"))
+        }
+        _ = try MergeExecutor.run(plans, threads: 2)
+        #expect(together.count == 16, "16 matrices, each decomposed once for both plans")
+        _ = try MergeExecutor.run(try MergePlan(base: base, inputs: inputs, method: CountingSum(scale: -2, counter: alone),
+                                                output: OutputSpec(path: "\(dir)/alone.safetensors")))
+        #expect(alone.count == 16)
+        let a = try Checkpoint(path: "\(dir)/together-1.safetensors"), b = try Checkpoint(path: "\(dir)/alone.safetensors")
+        let theta0 = TestSupport.values(base), one = TestSupport.values(try Checkpoint(path: "\(dir)/together-0.safetensors"))
+        for entry in b.entries {
+            let other = try #require(a.entry(named: entry.name))
+            #expect(Array(other.file.bytes(of: other.info)) == Array(entry.file.bytes(of: entry.info)), "\(entry.name)")
+        }
+        // The plans really differ: α = −2 moved the matrices the other way, twice as far.
+        let name = "model.layers.0.mlp.down_proj.weight"
+        let x = try #require(one[name]).values, y = try #require(TestSupport.values(a)[name]).values, x0 = try #require(theta0[name]).values
+        #expect(zip(zip(x, y), x0).allSatisfy { abs(($0.1 - $1) + 2 * ($0.0 - $1)) <= 1e-6 })
     }
 
     // MARK: - Errors
