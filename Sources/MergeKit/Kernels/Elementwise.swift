@@ -27,6 +27,9 @@ public protocol ElementwiseKernels {
                                    out: UnsafeMutableBufferPointer<Self>, count: UnsafeMutableBufferPointer<Self>, increment: Self)
     /// For entries agreeing with the elected sign: out = max(out, |d|).
     static func maximumAgreeing(_ d: UnsafeBufferPointer<Self>, sign: UnsafeBufferPointer<Self>, out: UnsafeMutableBufferPointer<Self>)
+    /// out = λ·x (+ base when given): a λ-sweep point, with exactly the roundings of a single merge's
+    /// `scal(λ)` then `axpy(1, base)` (a product, then a sum; never fused).
+    static func scaleAdd(_ x: UnsafeBufferPointer<Self>, scale: Self, base: UnsafeBufferPointer<Self>?, into out: UnsafeMutableBufferPointer<Self>)
     /// out = λ · out / max(1, count)
     static func divideByCount(_ out: UnsafeMutableBufferPointer<Self>, count: UnsafeBufferPointer<Self>, scale: Self)
     /// out = λ · (count == 0 ? out : out / count)
@@ -155,6 +158,18 @@ func maximumAgreeingBody<T: MergeScalar>(_ d: UnsafeBufferPointer<T>, _ sign: Un
         let magnitude: T = v * sign[k] > zero ? a : zero
         let current = out[k]
         out[k] = magnitude > current ? magnitude : current
+    }
+}
+
+@inline(__always)
+func scaleAddBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ scale: T, _ base: UnsafeBufferPointer<T>?, _ out: UnsafeMutableBufferPointer<T>) {
+    if let base {
+        for k in 0..<out.count {
+            let product = scale * x[k]
+            out[k] = product + base[k]
+        }
+    } else {
+        for k in 0..<out.count { out[k] = scale * x[k] }
     }
 }
 
@@ -300,6 +315,9 @@ extension Float: ElementwiseKernels {
     public static func maximumAgreeing(_ d: UnsafeBufferPointer<Float>, sign: UnsafeBufferPointer<Float>, out: UnsafeMutableBufferPointer<Float>) {
         maximumAgreeingBody(d, sign, out)
     }
+    public static func scaleAdd(_ x: UnsafeBufferPointer<Float>, scale: Float, base: UnsafeBufferPointer<Float>?, into out: UnsafeMutableBufferPointer<Float>) {
+        scaleAddBody(x, scale, base, out)
+    }
     public static func divideByCount(_ out: UnsafeMutableBufferPointer<Float>, count: UnsafeBufferPointer<Float>, scale: Float) {
         divideByCountBody(out, count, scale)
     }
@@ -354,6 +372,9 @@ extension Double: ElementwiseKernels {
     }
     public static func maximumAgreeing(_ d: UnsafeBufferPointer<Double>, sign: UnsafeBufferPointer<Double>, out: UnsafeMutableBufferPointer<Double>) {
         maximumAgreeingBody(d, sign, out)
+    }
+    public static func scaleAdd(_ x: UnsafeBufferPointer<Double>, scale: Double, base: UnsafeBufferPointer<Double>?, into out: UnsafeMutableBufferPointer<Double>) {
+        scaleAddBody(x, scale, base, out)
     }
     public static func divideByCount(_ out: UnsafeMutableBufferPointer<Double>, count: UnsafeBufferPointer<Double>, scale: Double) {
         divideByCountBody(out, count, scale)

@@ -363,11 +363,13 @@ public enum MergeExecutor {
                     leader.method.combineUnscaled(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]],
                                                   into: unscaled, context: context)
                     for t in group {
-                        let tensor = tensors[t], scale = tensor.method.finalScale!
-                        T.copy(UnsafeBufferPointer(unscaled), out)
-                        if scale != 1 { T.scal(T(scale), out) }
-                        finish(tensor, chunk, out: out, base: base, emit: targets[t].plan.output.emit,
-                               into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * tensor.output.dtype.byteWidth!)
+                        // λ·τ (+ θ₀) in one pass, rounded as a single merge's scal(λ) then axpy.
+                        let tensor = tensors[t]
+                        let emit = targets[t].plan.output.emit
+                        T.scaleAdd(UnsafeBufferPointer(unscaled), scale: T(tensor.method.finalScale!),
+                                   base: emit == .model ? UnsafeBufferPointer(base) : nil, into: out)
+                        T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype,
+                                into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * tensor.output.dtype.byteWidth!)
                     }
                 }
                 if (chunk.upperBound - range.lowerBound) % MergeExecutor.itemElements == 0 || chunk.upperBound == range.upperBound {

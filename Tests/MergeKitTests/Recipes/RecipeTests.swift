@@ -220,11 +220,18 @@ struct SweepTests {
              ["ties", "--trim-scope", "global", "--vote", "weighted", "--merge", "normalized"]),
             (["--method", "task_arithmetic", "--weight", "1", "--weight", "0.5", "--weight", "2"],
              ["task-arithmetic", "--weight", "1", "--weight", "0.5", "--weight", "2"]),
+            // F32 outputs show every rounding: a model, and task vectors (no base added).
+            (["--method", "task_arithmetic", "--weight", "1", "--weight", "0.5", "--weight", "2", "f32"],
+             ["task-arithmetic", "--weight", "1", "--weight", "0.5", "--weight", "2"]),
+            (["--method", "ties", "--param", "density=0.3", "--emit", "task-vector", "f32"],
+             ["ties", "--trim-scope", "tensor", "--vote", "weighted", "--merge", "normalized", "--density", "0.3", "--emit", "task-vector"]),
           ])
     func gridEqualsSeparateRuns(sweepArgs: [String], separateArgs: [String]) throws {
         let dir = TestSupport.temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let inputs = ["--base", "f16/base", "--model", "f16/ft_a", "--model", "f16/ft_b", "--model", "f16/ft_c"]
+        let dtype = sweepArgs.last == "f32" ? "f32" : "f16"
+        let sweepArgs = sweepArgs.filter { $0 != "f32" }
+        let inputs = ["--base", "\(dtype)/base", "--model", "\(dtype)/ft_a", "--model", "\(dtype)/ft_b", "--model", "\(dtype)/ft_c"]
         let sweep = try CLI.run(["sweep"] + inputs + ["--scale", "0.3,1,-0.7"] + sweepArgs + ["-o", dir + "/sweep"], in: fixtures)
         #expect(sweep.status == 0, "\(sweep.stderr)")
         let manifest = try JSONParser.parse(try FileSystem.readFile(dir + "/sweep/manifest.json"))
