@@ -31,6 +31,7 @@ struct MergeCLI: ParsableCommand {
             InspectCommand.self,
             VerifyCommand.self,
             EvalCommand.self,
+            LinearizeCommand.self,
             MethodsCommand.self,
         ]
     )
