@@ -32,6 +32,7 @@ struct MergeCLI: ParsableCommand {
             VerifyCommand.self,
             EvalCommand.self,
             LinearizeCommand.self,
+            FinetuneCommand.self,
             MethodsCommand.self,
         ]
     )
