@@ -94,9 +94,9 @@ struct FinetuneCommand: ParsableCommand {
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
         if clipNorm < 0 { throw ValidationError("--clip-norm must be ≥ 0 (0 disables clipping), not \(clipNorm).") }
-        do {
+        do throws(MergeKitError) {
             try options.validate()
-        } catch let error as MergeKitError {
+        } catch {
             throw ValidationError(error.detail)
         }
     }

@@ -33,6 +33,7 @@ struct MergeCLI: ParsableCommand {
             EvalCommand.self,
             LinearizeCommand.self,
             FinetuneCommand.self,
+            DisentanglementCommand.self,
             MethodsCommand.self,
         ]
     )
