@@ -221,4 +221,41 @@ struct LinearizedCheckpointTests {
                                  "--linearized", "--base", "quick/base"], in: fixtures)
         #expect(twice.status == 1 && twice.stderr.contains("carries its own θ₀"), "\(twice.stderr)")
     }
+    @Test("Every task-vector command accepts linearized checkpoints: negate, ties, dare, sweep, analyze, task-vector")
+    func commands() throws {
+        let dir = TestSupport.temporaryDirectory("lincommands")
+        let fixtures = EngineFixtures.path("")
+        func run(_ arguments: [String]) throws -> CLI.Output {
+            let result = try CLI.run(arguments, in: fixtures)
+            #expect(result.status == 0, "\(arguments.joined(separator: " ")): \(result.stderr)")
+            return result
+        }
+        let base = dir + "/base-lin", ft = dir + "/ft-lin"
+        _ = try run(["linearize", "--base", "quick/base", "-o", base, "--quiet"])
+        _ = try run(["linearize", "--base", "quick/base", "--model", "quick/finetuned", "-o", ft, "--quiet"])
+        let inputs = ["--base", base, "--model", ft, "--model", "quick/finetuned"]
+        _ = try run(["negate", "--base", base, "--model", ft, "-o", dir + "/neg", "--quiet"])
+        _ = try run(["ties"] + inputs + ["-o", dir + "/ties", "--quiet"])
+        _ = try run(["dare"] + inputs + ["--drop-rate", "0.5", "-o", dir + "/dare", "--quiet"])
+        _ = try run(["sweep", "--method", "task_arithmetic"] + inputs + ["--scale", "0.5,1", "-o", dir + "/sweep", "--quiet"])
+        for output in ["neg", "ties", "dare", "sweep/point-000", "sweep/point-001"] {
+            let checkpoint = try Checkpoint(path: dir + "/" + output)
+            #expect(LinearizedCheckpoint.isLinearized(checkpoint), "\(output)")
+            try LinearizedCheckpoint.checkSameBase(checkpoint, as: try Checkpoint(path: base))
+        }
+        // negate: θ = θ₀ − τ, so f_lin = f(θ₀) − J·τ.
+        let expected = try EngineFixtures.tensors("quick/expected.safetensors")
+        let reference = zip(expected["jvp.embeddings"]!, expected["jvp.tangent"]!).map { $0 - $1 }
+        expectClose(try Self.embeddings(try Checkpoint(path: dir + "/neg")), reference, tolerance: Self.tolerance, "negated")
+        let analyze = try run(["analyze"] + inputs + ["--json"])
+        let cosines = try #require(try JSONParser.parse(Array(analyze.stdout.utf8))["cosine_similarity"]?.arrayValue)
+        // The linearized model's task vector and the ordinary fine-tune's are the same τ.
+        #expect(abs((cosines[0].arrayValue?[1].doubleValue ?? 0) - 1) < 1e-9, "\(analyze.stdout)")
+        _ = try run(["task-vector", "--base", base, "--finetuned", ft, "-o", dir + "/tau.safetensors", "--quiet"])
+        let tau = try Checkpoint(path: dir + "/tau.safetensors")
+        #expect(TaskVectorFile.isTaskVector(tau) && !LinearizedCheckpoint.isLinearized(tau))
+        _ = try run(["task-arithmetic", "--base", base, "--task-vector", dir + "/tau.safetensors", "-o", dir + "/from-tau", "--quiet"])
+        let a = TestSupport.values(try Checkpoint(path: dir + "/from-tau")), b = TestSupport.values(try Checkpoint(path: ft))
+        for (name, value) in b where name.hasPrefix("params0.") { #expect(a[name]?.values == value.values, "\(name)") }
+    }
 }
