@@ -96,6 +96,10 @@ extension MergePlan {
             throw MergeKitError(.invalidArgument, file: checkpoint.path, "is already a linearized checkpoint",
                 fix: "Pass the ordinary (not linearized) base and fine-tuned checkpoints")
         }
+        if let model, TaskVectorFile.isTaskVector(model) {
+            throw MergeKitError(.invalidArgument, file: model.path, "is a task vector, not a fine-tuned model θ",
+                fix: "Linearize the base alone, then merge the task vector onto it (`merge-cli task-arithmetic --base LIN --task-vector \(model.path)`)")
+        }
         // The ordinary planner checks names, shapes, dtypes and the output path.
         let inputs = [MergeInput(kind: .model, checkpoint: model ?? base)]
         let method = try TaskArithmetic(scale: 1)

@@ -254,6 +254,8 @@ struct LinearizedCheckpointTests {
         _ = try run(["task-vector", "--base", base, "--finetuned", ft, "-o", dir + "/tau.safetensors", "--quiet"])
         let tau = try Checkpoint(path: dir + "/tau.safetensors")
         #expect(TaskVectorFile.isTaskVector(tau) && !LinearizedCheckpoint.isLinearized(tau))
+        let wrapTau = try CLI.run(["linearize", "--base", "quick/base", "--model", dir + "/tau.safetensors", "-o", dir + "/bad"], in: fixtures)
+        #expect(wrapTau.status == 1 && wrapTau.stderr.contains("is a task vector"), "\(wrapTau.stderr)")
         _ = try run(["task-arithmetic", "--base", base, "--task-vector", dir + "/tau.safetensors", "-o", dir + "/from-tau", "--quiet"])
         let a = TestSupport.values(try Checkpoint(path: dir + "/from-tau")), b = TestSupport.values(try Checkpoint(path: ft))
         for (name, value) in b where name.hasPrefix("params0.") { #expect(a[name]?.values == value.values, "\(name)") }
