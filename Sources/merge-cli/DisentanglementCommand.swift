@@ -30,7 +30,7 @@ struct DisentanglementCommand: ParsableCommand {
     @Option(name: .customLong("data"), help: ArgumentHelp("Task t's dataset Dₜ (one per task, in order).", valueName: "file"))
     var data: [String] = []
 
-    @Option(help: ArgumentHelp("The α values of the grid, comma-separated.", valueName: "list"))
+    @Option(help: ArgumentHelp("The α values of the grid, comma-separated (write --alphas=-1,0,1 when the list starts with a minus sign).", valueName: "list"))
     var alphas = "-2,-1,-0.5,0,0.5,1,2"
 
     @Flag(help: "Evaluate every model linearized around θ₀: f(x; θ₀) + J·(θ − θ₀).")
