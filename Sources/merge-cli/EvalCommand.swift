@@ -12,7 +12,9 @@ struct EvalCommand: ParsableCommand {
             logits = weight · e/‖e‖. --data is a safetensors file with `pixel_values` [N, 3, H, W] F32 \
             (preprocessed) and `labels` [N] I64. With --linearized --base DIR0, evaluates the model \
             linearized around the base, f(x; θ₀) + J·(θ − θ₀) (tangent-space task arithmetic); \
-            --model may then also be a bare .safetensors file with the base's layout.
+            --model may then also be a bare .safetensors file with the base's layout. A linearized \
+            checkpoint (from `linearize`, `finetune --linearized` or a merge of those) is always \
+            evaluated as f(x; θ₀) + J·(θ − θ₀) around its own θ₀, with or without --linearized.
             """)
 
     @Option(help: ArgumentHelp("The model θ: a CLIP image-encoder directory or .safetensors file.", valueName: "path"))
@@ -45,16 +47,24 @@ struct EvalCommand: ParsableCommand {
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, not \(batchSize).") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
-        if linearized && base == nil { throw ValidationError("--linearized needs --base, the model θ₀ to linearize around.") }
+        if linearized && base == nil { throw ValidationError("--linearized needs --base, the model θ₀ to linearize around (a linearized checkpoint needs neither).") }
         if !linearized && base != nil { throw ValidationError("--base is only used with --linearized.") }
     }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
             let encoder: any ImageEncoder
-            if linearized, let base {
+            let checkpoint = try Checkpoint(path: model)
+            if LinearizedCheckpoint.isLinearized(checkpoint) {
+                // A linearized checkpoint always runs linearized, around its own θ₀.
+                if let base {
+                    throw MergeKitError(.invalidArgument, file: model,
+                        "is a linearized checkpoint and carries its own θ₀; --base \(base) would be a second one",
+                        fix: "Drop --linearized --base for linearized checkpoints")
+                }
+                encoder = try LinearizedCheckpoint.model(checkpoint, threads: threads)
+            } else if linearized, let base {
                 let baseModel = try CLIPVisionModel(path: base, threads: threads)
-                let checkpoint = try Checkpoint(path: model)
                 if let configPath = try? CLIPVisionModel.configPath(for: checkpoint),
                    try CLIPVisionConfig.load(path: configPath) != baseModel.config {
                     throw MergeKitError(.shapeMismatch, file: configPath, "describes a different architecture from the base's config.json",
@@ -63,7 +73,8 @@ struct EvalCommand: ParsableCommand {
                 let parameters = try CLIPVisionParameters.load(from: checkpoint, config: baseModel.config)
                 encoder = try LinearizedCLIPVisionModel(base: baseModel, finetuned: parameters, file: model)
             } else {
-                encoder = try CLIPVisionModel(path: model, threads: threads)
+                let config = try CLIPVisionConfig.load(path: try CLIPVisionModel.configPath(for: checkpoint))
+                encoder = CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: checkpoint, config: config), threads: threads)
             }
             let taskHead = try TaskHead(path: head)
             let dataset = try ImageDataset(path: data)
@@ -74,7 +85,7 @@ struct EvalCommand: ParsableCommand {
                 let members: [JSONMember] = [
                     JSONMember("model", .string(model)),
                     JSONMember("base", base.map { .string($0) } ?? .null),
-                    JSONMember("linearized", .bool(linearized)),
+                    JSONMember("linearized", .bool(encoder is LinearizedCLIPVisionModel)),
                     JSONMember("head", .string(head)),
                     JSONMember("data", .string(data)),
                     JSONMember("images", .int(result.images)),

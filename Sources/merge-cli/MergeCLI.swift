@@ -31,6 +31,9 @@ struct MergeCLI: ParsableCommand {
             InspectCommand.self,
             VerifyCommand.self,
             EvalCommand.self,
+            LinearizeCommand.self,
+            FinetuneCommand.self,
+            DisentanglementCommand.self,
             MethodsCommand.self,
         ]
     )

@@ -31,6 +31,8 @@ public final class Checkpoint: @unchecked Sendable {
     /// The directory the checkpoint lives in, when it is a directory checkpoint.
     public let directory: String?
     private let byName: [String: Int]
+    /// The `__metadata__` a view reports instead of its files' (nil for ordinary checkpoints).
+    private let viewMetadata: [String: String]??
 
     /// File names inside a checkpoint directory that are never copied as companions.
     static let weightSuffixes = [".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".pth",
@@ -93,6 +95,25 @@ public final class Checkpoint: @unchecked Sendable {
         }
         self.entries = entries
         self.byName = byName
+        viewMetadata = nil
+    }
+
+    /// A view of `source` presenting `entries` — tensors of its files, possibly under other names
+    /// (e.g. one half of a linearized checkpoint) — with `metadata` as its `__metadata__`.
+    /// Readers address tensor bytes through the entries' offsets, so a view costs no I/O.
+    init(viewOf source: Checkpoint, entries: [Entry], metadata: [String: String]?) {
+        path = source.path
+        layout = source.layout
+        files = source.files
+        directory = source.directory
+        self.entries = entries
+        var byName: [String: Int] = [:]
+        for (i, entry) in entries.enumerated() {
+            precondition(byName[entry.name] == nil, "a view has two tensors named \(entry.name)")
+            byName[entry.name] = i
+        }
+        self.byName = byName
+        viewMetadata = .some(metadata)
     }
 
     public func entry(named name: String) -> Entry? {
@@ -102,7 +123,7 @@ public final class Checkpoint: @unchecked Sendable {
     public var tensorNames: [String] { entries.map(\.name) }
 
     /// The `__metadata__` of the first file (where task-vector provenance is recorded).
-    public var metadata: [String: String]? { files.first?.metadata }
+    public var metadata: [String: String]? { viewMetadata ?? files.first?.metadata }
 
     /// Total number of elements over all tensors.
     public var parameterCount: Int { entries.reduce(0) { $0 + $1.info.elementCount } }

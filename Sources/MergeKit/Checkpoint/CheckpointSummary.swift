@@ -10,7 +10,7 @@ public struct CheckpointSummary: Sendable {
     public let path: String
     public let layout: Checkpoint.Layout
     public let files: [String]
-    /// "model" or "task_vector".
+    /// "model", "task_vector" or "linearized" (`LinearizedCheckpoint`).
     public let kind: String
     public let metadata: [String: String]
     public let tensors: [TensorInfo]
@@ -22,7 +22,8 @@ public struct CheckpointSummary: Sendable {
         path = checkpoint.path
         layout = checkpoint.layout
         files = checkpoint.files.map(\.path)
-        kind = TaskVectorFile.isTaskVector(checkpoint) ? "task_vector" : "model"
+        kind = LinearizedCheckpoint.isLinearized(checkpoint) ? "linearized"
+            : TaskVectorFile.isTaskVector(checkpoint) ? "task_vector" : "model"
         metadata = checkpoint.metadata ?? [:]
         tensors = checkpoint.entries.map(\.info)
         parameters = checkpoint.parameterCount
@@ -71,7 +72,14 @@ public struct CheckpointSummary: Sendable {
     public var text: String {
         var lines: [String] = []
         lines.append("\(path): \(layoutDescription)")
-        lines.append("kind: \(kind == "task_vector" ? "task vector" : "model")")
+        switch kind {
+        case "task_vector": lines.append("kind: task vector")
+        case "linearized":
+            let architecture = metadata[LinearizedCheckpoint.architectureKey] ?? "unknown architecture"
+            lines.append("kind: linearized model (\(architecture)): params0.* = θ₀, params.* = θ, "
+                         + "run as f(x; θ₀) + J·(θ − θ₀); \(grouped(parameters / 2)) parameters per half")
+        default: lines.append("kind: model")
+        }
         if !metadata.isEmpty {
             lines.append("metadata:")
             for key in metadata.keys.sorted() { lines.append("  \(key): \(metadata[key]!)") }

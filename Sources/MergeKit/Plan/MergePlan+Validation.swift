@@ -8,6 +8,11 @@ extension MergePlan {
     ///   everywhere). Methods needing whole-model statistics must not vary what those are.
     public init(base: Checkpoint, inputs: [MergeInput], method: any MergeMethod, output: OutputSpec,
                 parameters: (@Sendable (String) throws(MergeKitError) -> TensorParameters)? = nil) throws(MergeKitError) {
+        // A linearized base: plan on its halves (Linearized/MergePlan+Linearized.swift).
+        if let plan = try Self.linearized(base: base, inputs: inputs, method: method, output: output, parameters: parameters) {
+            self = plan
+            return
+        }
         var problems = ProblemList()
 
         if inputs.isEmpty {
