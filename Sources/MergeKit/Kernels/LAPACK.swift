@@ -554,8 +554,8 @@ extension Float: LAPACKScalar {
     static func gemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int32, _ n: Int32, _ k: Int32,
                      _ a: UnsafePointer<Float>, _ lda: Int32, _ b: UnsafePointer<Float>, _ ldb: Int32,
                      _ c: UnsafeMutablePointer<Float>, _ ldc: Int32) {
-        BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: Int(m), n: Int(n), k: Int(k),
-                  a: a, lda: Int(lda), b: b, ldb: Int(ldb), c: c, ldc: Int(ldc))
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
     }
 }
 
