@@ -45,7 +45,11 @@ import Darwin
 ///
 /// So the default q = 2 is within 0.15 % of the optimal error on all three; q = 1 within 1.4 %;
 /// q = 0 (no power iteration) is 25–45 % worse and only suits a quick look. The tests assert these
-/// numbers with a margin.
+/// numbers with a margin. At a model's size (2048×2048, σᵢ = 1/i, the slowest decay above; rank
+/// 64, p = 10, q = 2) the ratio was 1.0057, and the randomized SVD took 1.9 s against 9.6 s for
+/// the exact `sgesdd` (OpenBLAS, 2 shared cores): 5× faster at equal rank, within 1 % of optimal.
+///
+/// This file imports CBLAS for LAPACKE and GEMM; every other BLAS call goes through BLAS.swift.
 ///
 /// **Polar factor** (`polar`): the orthogonal factor P·Qᵀ of M = P·S·Qᵀ, the orthonormal matrix
 /// nearest to M in Frobenius norm; TSV-M orthogonalises its concatenated singular vectors with it.
@@ -140,13 +144,13 @@ enum LAPACK {
     /// - Parameters:
     ///   - tensor: named in every error.
     ///   - driver: `.automatic` (sgesdd, then sgesvd if it does not converge) unless testing.
-    ///   - simulateDivideAndConquerFailure: test hook: with `.automatic`, treat sgesdd as not
-    ///     converged (info = 1) so that the fallback path runs.
+    ///   - simulateNonConvergence: test hook: treat these drivers as not converged (info = 1 after
+    ///     they ran), so that the fallback and the error paths run.
     /// - Throws: `.nonFiniteValue` if `a` holds NaN or ±∞; `.invalidArgument` if the matrix is too
     ///   large for LAPACK's 32-bit indices or LAPACK fails after the fallback.
     static func svd<T: LAPACKScalar>(_ a: UnsafeBufferPointer<T>, rows: Int, columns: Int, tensor: String,
                                      driver: Driver = .automatic,
-                                     simulateDivideAndConquerFailure: Bool = false) throws(MergeKitError) -> Decomposition<T> {
+                                     simulateNonConvergence: Set<Driver> = []) throws(MergeKitError) -> Decomposition<T> {
         precondition(rows >= 0 && columns >= 0 && a.count == rows * columns,
                      "svd: buffer of \(a.count) elements for a \(rows)×\(columns) matrix")
         let k = min(rows, columns)
@@ -200,17 +204,19 @@ enum LAPACK {
         case .qrIteration:
             used = .qrIteration
             info = try run(.qrIteration)
+            if simulateNonConvergence.contains(.qrIteration) && info == 0 { info = 1 }
             history.append("sgesvd info = \(info)")
         case .divideAndConquer, .automatic:
             used = .divideAndConquer
             info = try run(.divideAndConquer)
-            if driver == .automatic && simulateDivideAndConquerFailure && info == 0 { info = 1 }
+            if simulateNonConvergence.contains(.divideAndConquer) && info == 0 { info = 1 }
             history.append("sgesdd info = \(info)")
             if driver == .automatic && info > 0 {
                 // Not converged: retry with QR iteration on a fresh copy (gesdd destroyed `work`).
                 work = Array(a)
                 used = .qrIteration
                 info = try run(.qrIteration)
+                if simulateNonConvergence.contains(.qrIteration) && info == 0 { info = 1 }
                 history.append("sgesvd info = \(info)")
             }
         }
@@ -226,12 +232,12 @@ enum LAPACK {
     /// The thin SVD of the row-major `rows`×`columns` matrix `a`; see the buffer overload.
     static func svd<T: LAPACKScalar>(_ a: [T], rows: Int, columns: Int, tensor: String,
                                      driver: Driver = .automatic,
-                                     simulateDivideAndConquerFailure: Bool = false) throws(MergeKitError) -> Decomposition<T> {
+                                     simulateNonConvergence: Set<Driver> = []) throws(MergeKitError) -> Decomposition<T> {
         var result: Result<Decomposition<T>, MergeKitError>!
         a.withUnsafeBufferPointer { ap in
             do throws(MergeKitError) {
                 result = .success(try svd(ap, rows: rows, columns: columns, tensor: tensor, driver: driver,
-                                          simulateDivideAndConquerFailure: simulateDivideAndConquerFailure))
+                                          simulateNonConvergence: simulateNonConvergence))
             } catch {
                 result = .failure(error)
             }
@@ -524,7 +530,7 @@ protocol LAPACKScalar: ComputeScalar {
                       _ work: UnsafeMutablePointer<Self>, _ lwork: Int32) -> Int32
     static func orgqr(_ m: Int32, _ n: Int32, _ k: Int32, _ a: UnsafeMutablePointer<Self>, _ lda: Int32, _ tau: UnsafePointer<Self>,
                       _ work: UnsafeMutablePointer<Self>, _ lwork: Int32) -> Int32
-    /// Row-major C ← op(A)·op(B) (α = 1, β = 0): `BLAS.gemm` for Float, `cblas_dgemm` for Double.
+    /// Row-major C ← op(A)·op(B) (α = 1, β = 0): `cblas_sgemm` / `cblas_dgemm`.
     static func gemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int32, _ n: Int32, _ k: Int32,
                      _ a: UnsafePointer<Self>, _ lda: Int32, _ b: UnsafePointer<Self>, _ ldb: Int32,
                      _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)

@@ -207,7 +207,7 @@ struct LAPACKTests {
         let normal = try LAPACK.svd(a, rows: shape.rows, columns: shape.columns, tensor: "t")
         #expect(normal.driver == .divideAndConquer)
         let fallback = try LAPACK.svd(a, rows: shape.rows, columns: shape.columns, tensor: "t",
-                                      simulateDivideAndConquerFailure: true)
+                                      simulateNonConvergence: [.divideAndConquer])
         #expect(fallback.driver == .qrIteration)
         let direct = try LAPACK.svd(a, rows: shape.rows, columns: shape.columns, tensor: "t", driver: .qrIteration)
         #expect(fallback == direct, "the fallback must be exactly sgesvd on the original input")
@@ -223,6 +223,24 @@ struct LAPACKTests {
             for i in 0..<shape.rows { dot += Double(normal.u[i * k + j]) * Double(fallback.u[i * k + j]) }
             #expect(abs(abs(dot) - 1) <= 1e-3, "column \(j) of U: |⟨u, u′⟩| = \(abs(dot))")
         }
+    }
+
+    @Test("a driver that does not converge (after the fallback, or alone) throws naming the tensor and both attempts")
+    func notConverged() {
+        let a: [Float] = Self.gaussian(12, 9, seed: 4)
+        let both = #expect(throws: MergeKitError.self) {
+            _ = try LAPACK.svd(a, rows: 12, columns: 9, tensor: "model.layers.3.self_attn.o_proj.weight",
+                               simulateNonConvergence: [.divideAndConquer, .qrIteration])
+        }
+        #expect(both?.code == .invalidArgument)
+        #expect(both?.tensor == "model.layers.3.self_attn.o_proj.weight")
+        #expect(both?.description.contains("12×9") == true && both?.description.contains("sgesdd info = 1, sgesvd info = 1") == true,
+                "\(String(describing: both))")
+        #expect(both?.fix != nil)
+        let alone = #expect(throws: MergeKitError.self) {
+            _ = try LAPACK.svd(a, rows: 12, columns: 9, tensor: "w", driver: .divideAndConquer, simulateNonConvergence: [.divideAndConquer])
+        }
+        #expect(alone?.description.contains("sgesdd info = 1") == true && alone?.description.contains("sgesvd") == false)
     }
 
     @Test("NaN or Inf input: .nonFiniteValue naming the tensor and the element",
