@@ -26,6 +26,7 @@ struct MergeCLI: ParsableCommand {
             SweepCommand.self,
             AnalyzeCommand.self,
             TaskVectorCommand.self,
+            ExtractLoRACommand.self,
             InspectCommand.self,
             VerifyCommand.self,
             MethodsCommand.self,

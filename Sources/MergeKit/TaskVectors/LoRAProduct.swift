@@ -70,18 +70,26 @@ final class LoRAProduct<T: MergeScalar> {
     private func computeRows(_ first: Int, count: Int, into c: UnsafeMutablePointer<T>) {
         a.withUnsafeBufferPointer { ap in
             b.withUnsafeBufferPointer { bp in
-                if module.transposed {
-                    // τ_W[i, j] = s·Σₖ A[k, i]·B[j, k]: rows of Aᵀ (columns of A) times Bᵀ.
-                    Self.gemm(transposeA: true, transposeB: true, m: count, n: columns, k: rank,
-                              ap.baseAddress! + first, lda: rows, bp.baseAddress!, ldb: rank, c, ldc: columns)
-                } else {
-                    // τ_W[i, j] = s·Σₖ B[i, k]·A[k, j]: a row block of B times A.
-                    Self.gemm(transposeA: false, transposeB: false, m: count, n: columns, k: rank,
-                              bp.baseAddress! + first * rank, lda: rank, ap.baseAddress!, ldb: columns, c, ldc: columns)
-                }
+                Self.rows(first, count: count, a: ap.baseAddress!, b: bp.baseAddress!, rank: rank, rows: rows, columns: columns,
+                          transposed: module.transposed, into: c)
             }
         }
         T.scal(scale, UnsafeMutableBufferPointer(start: c, count: count * columns))
+    }
+
+    /// Rows `first ..< first + count` of B·A (rows × columns; A rank × columns, B rows × rank) or,
+    /// when `transposed`, of (B·A)ᵀ (rows × columns; A rank × rows, B columns × rank), unscaled.
+    static func rows(_ first: Int, count: Int, a: UnsafePointer<T>, b: UnsafePointer<T>, rank: Int, rows: Int, columns: Int,
+                     transposed: Bool, into c: UnsafeMutablePointer<T>) {
+        if transposed {
+            // τ_W[i, j] = Σₖ A[k, i]·B[j, k]: rows of Aᵀ (columns of A) times Bᵀ.
+            gemm(transposeA: true, transposeB: true, m: count, n: columns, k: rank,
+                 a + first, lda: rows, b, ldb: rank, c, ldc: columns)
+        } else {
+            // τ_W[i, j] = Σₖ B[i, k]·A[k, j]: a row block of B times A.
+            gemm(transposeA: false, transposeB: false, m: count, n: columns, k: rank,
+                 b + first * rank, lda: rank, a, ldb: columns, c, ldc: columns)
+        }
     }
 
     /// LAPACK.gemm for the compute type (Float or Double, the only `MergeScalar`s).
