@@ -189,6 +189,30 @@ struct LoRAInputTests {
         #expect(a["model.layers.0.self_attn.q_proj.weight"]!.values != base["model.layers.0.self_attn.q_proj.weight"]!.values)
     }
 
+    @Test("analyze and sweep take --lora: the same numbers as for the adapters' dense task vectors")
+    func analyzeAndSweep() throws {
+        let dir = TestSupport.temporaryDirectory("lora-analyze")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = TestSupport.fixture("")
+        for name in ["lora_a", "lora_b"] {
+            let run = try CLI.run(["task-vector", "--base", "f32/base", "--lora", "svd_lora/\(name)", "-o", "\(dir)/\(name).safetensors"], in: fixtures)
+            #expect(run.status == 0, "\(run.stderr)")
+        }
+        let viaLoRA = try CLI.run(["analyze", "--base", "f32/base", "--lora", "svd_lora/lora_a", "--lora", "svd_lora/lora_b", "--json"], in: fixtures)
+        let viaDense = try CLI.run(["analyze", "--base", "f32/base", "--task-vector", dir + "/lora_a.safetensors", "--task-vector", dir + "/lora_b.safetensors", "--json"], in: fixtures)
+        #expect(viaLoRA.status == 0 && viaDense.status == 0, "\(viaLoRA.stderr) \(viaDense.stderr)")
+        let a = try JSONParser.parse(Array(viaLoRA.stdout.utf8)), b = try JSONParser.parse(Array(viaDense.stdout.utf8))
+        #expect(a["cosine_similarity"] != nil && a["cosine_similarity"] == b["cosine_similarity"] && a["norms"] == b["norms"] && a["sign_conflict_fraction"] == b["sign_conflict_fraction"])
+        let sweep = try CLI.run(["sweep", "--method", "task_arithmetic", "--base", "f32/base", "--lora", "svd_lora/lora_a", "--lora", "svd_lora/lora_b",
+                                 "--scale", "1,2", "-o", dir + "/sweep", "--quiet"], in: fixtures)
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let point = TestSupport.values(try Checkpoint(path: dir + "/sweep/point-000"))
+        for (name, value) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("svd_lora/merged_both.safetensors"))) {
+            let worst = zip(point[name]!.values, value.values).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 2e-7, "\(name): \(worst)")
+        }
+    }
+
     @Test("negate --lora removes the adapter, and a recipe's lora: entries merge like --lora")
     func negateAndRecipe() throws {
         let dir = TestSupport.temporaryDirectory("lora-recipe")
