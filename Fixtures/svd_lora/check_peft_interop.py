@@ -20,7 +20,9 @@ For each case in CASES it
  4. runs `merge-cli task-arithmetic --base BASE --lora ADAPTER` and checks that it equals PEFT's merge within
     TOLERANCE, and that PEFT's merge equals θ₀ + B·A computed in float64 from the stored factors.
 
-It also writes Fixtures/svd_lora/gpt2_ft/ (a fine-tune of the tiny GPT-2 in gpt2_base/: every float tensor
+It also saves a PEFT-made adapter (use_rslora, an Embedding target saved as lora_embedding_A/B, lm_head
+and o_proj; factors from numpy's default_rng(909)) as extracted/peft_rslora_embed/ with its
+merge_and_unload() golden, and checks that merge-cli --lora reproduces it. It writes Fixtures/svd_lora/gpt2_ft/ (a fine-tune of the tiny GPT-2 in gpt2_base/: every float tensor
 plus N(0, 0.01²) noise from numpy's default_rng(5150), deterministic) when it is missing, and
 Fixtures/svd_lora/extracted/cases.json (arguments, tolerances, reported and optimal errors, versions).
 Exit status 1 if any check fails.
@@ -104,12 +106,73 @@ def delta_from_adapter(adapter: Path) -> dict:
             module = key[: -len(a_suffix)].removeprefix("base_model.model.")
             a = tensors[key].astype(np.float64)
             b = tensors[key[: -len(a_suffix)] + b_suffix].astype(np.float64)
-            r = config["rank_pattern"].get(module, config["r"])
-            alpha = config["alpha_pattern"].get(module, config["lora_alpha"])
+            r = pattern_value(config.get("rank_pattern") or {}, module, config["r"])
+            alpha = pattern_value(config.get("alpha_pattern") or {}, module, config["lora_alpha"])
             check(a.shape[0] == r, f"{adapter.name}: {module} rank {a.shape[0]} != config {r}")
-            delta = (alpha / r) * (b @ a)
+            scale = alpha / np.sqrt(r) if config.get("use_rslora") else alpha / r
+            delta = scale * (b @ a)
             out[module + ".weight"] = delta.T if embedding or config["fan_in_fan_out"] else delta
     return out
+
+
+def pattern_value(patterns: dict, module: str, default):
+    """PEFT's get_pattern_key: the first key k with the module name matching (.*\\.)?(k)$."""
+    import re
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", module):
+            return value
+    return default
+
+
+def peft_made_adapter(cli: str) -> dict:
+    """A PEFT-made adapter with use_rslora on an Embedding (lora_embedding_A/B), lm_head and o_proj of the
+    tiny Llama: merge-cli --lora must give PEFT's merge_and_unload()."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    name = "peft_rslora_embed"
+    adapter = OUT / name
+    model = get_peft_model(load_model("llama", FIXTURES / "f32" / "base"),
+                           LoraConfig(r=4, lora_alpha=6, use_rslora=True, target_modules=["embed_tokens", "lm_head", "o_proj"],
+                                      lora_dropout=0.0, bias="none", task_type="CAUSAL_LM"))
+    rng = np.random.default_rng(909)
+    with torch.no_grad():
+        for pname, p in sorted(model.named_parameters(), key=lambda item: item[0]):
+            if "lora_" in pname:
+                p.copy_(torch.from_numpy(rng.normal(0.0, 0.1, size=tuple(p.shape)).astype(np.float32)))
+    if adapter.exists():
+        shutil.rmtree(adapter)
+    model.save_pretrained(str(adapter))
+    (adapter / "README.md").unlink(missing_ok=True)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "f32/base"
+    (adapter / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for f in adapter.iterdir():
+        os.chmod(f, 0o644)
+    keys = sorted(load_file(str(adapter / "adapter_model.safetensors")))
+    print(f"{name}: PEFT saved {keys[:2]} ...")
+    theta0 = load_float(FIXTURES / "f32" / "base")
+    merged = PeftModel.from_pretrained(load_model("llama", FIXTURES / "f32" / "base"), str(adapter)).merge_and_unload()
+    state = {k: v.detach().numpy().copy() for k, v in merged.state_dict().items() if k in theta0}
+    golden = OUT / f"peft_merged_{name}.safetensors"
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(state.items())}, str(golden), metadata={"format": "pt"})
+    os.chmod(golden, 0o644)
+    deltas = delta_from_adapter(adapter)
+    check(sorted(deltas) == ["lm_head.weight", "model.embed_tokens.weight", "model.layers.0.self_attn.o_proj.weight",
+                             "model.layers.1.self_attn.o_proj.weight"], f"{name}: targets {sorted(deltas)}")
+    worst64 = max(float(np.max(np.abs(state[n] - (theta0[n].astype(np.float64) + deltas.get(n, 0.0))))) for n in theta0)
+    check(worst64 <= TOLERANCE, f"{name}: PEFT merge vs float64 θ0 + (α/√r)·B·A differs by {worst64}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "merged.safetensors"
+        run = subprocess.run([cli, "task-arithmetic", "--base", "f32/base", "--lora", str(adapter.relative_to(FIXTURES)),
+                              "-o", str(out), "--quiet"], cwd=FIXTURES, capture_output=True, text=True)
+        check(run.returncode == 0, f"{name}: merge failed: {run.stderr}")
+        mine = load_float(out) if run.returncode == 0 else {}
+    diff = max(float(np.max(np.abs(mine[n].astype(np.float64) - state[n]))) for n in state) if mine else float("inf")
+    print(f"{name}: PEFT merge_and_unload vs merge-cli --lora: max |Δ| = {diff:.3g}; vs float64: {worst64:.3g}")
+    check(diff <= TOLERANCE, f"{name}: merge-cli differs from PEFT by {diff}")
+    return {"name": name, "base": "f32/base", "adapter": f"svd_lora/extracted/{name}", "tolerance": TOLERANCE,
+            "peft_merged": f"svd_lora/extracted/peft_merged_{name}.safetensors", "merge_cli_vs_peft": float(f"{diff:.3g}"),
+            "changed_tensors": sorted(deltas)}
 
 
 def load_model(kind: str, base_dir: Path):
@@ -209,6 +272,7 @@ def main() -> int:
             "merge_cli_vs_peft": float(f"{diff:.3g}"), "randomized": randomized,
             "errors": {t: {k: float(f"{v:.9g}") for k, v in e.items()} for t, e in sorted(errors.items())},
         })
+    manifest["peft_made"] = [peft_made_adapter(cli)]
     (OUT / "cases.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.chmod(OUT / "cases.json", 0o644)
     if FAILURES:

@@ -180,6 +180,12 @@ extension MergePlan {
     /// (non-float) tensors get no source. Problems name the adapter file, the key and the fix.
     private static func loraSource(_ adapter: LoRAAdapter, for entry: Checkpoint.Entry, base: Checkpoint, mergeable: Bool,
                                    into problems: inout ProblemList) -> InputSource? {
+        if let saved = adapter.savedBaseLayers[entry.name], !adapter.savedBaseLayerMatches(entry) {
+            problems.add(MergeKitError(.baseMismatch, file: adapter.weights.path, tensor: saved.name,
+                "is a saved copy of \(entry.name) that differs from the base (\(base.path)): the adapter was trained with a resized or retrained embedding",
+                fix: "Merge the adapter with PEFT (merge_and_unload) and pass the result with --model, or use the base it was saved with"))
+            return nil
+        }
         guard let module = adapter.module(forTarget: entry.name) else { return mergeable ? .zero : nil }
         let file = adapter.weights.path
         guard mergeable else {
@@ -208,6 +214,10 @@ extension MergePlan {
     /// Every module the adapter targets must map to a base tensor
     /// (`base_model.model.<name>.lora_A.weight` → `<name>.weight`).
     private static func checkLoRATargets(_ adapter: LoRAAdapter, base: Checkpoint, into problems: inout ProblemList) {
+        for (target, saved) in adapter.savedBaseLayers.sorted(by: { $0.key < $1.key }) where base.entry(named: target) == nil {
+            problems.add(MergeKitError(.extraTensor, file: adapter.weights.path, tensor: saved.name,
+                "is a saved copy of \(target), which the base (\(base.path)) does not have", fix: "Use the base the adapter was trained on"))
+        }
         for module in adapter.modules where base.entry(named: module.target) == nil {
             let similar = base.tensorNames.first { $0.hasSuffix("." + module.target) || module.target.hasSuffix("." + $0) }
             var fix = "The key \(module.a.name) maps to the base tensor \(module.target); use the base the adapter was trained on"

@@ -24,6 +24,11 @@
 ///     base_model.model.<name>.lora_embedding_A      ->  base tensor <name>.weight (embeddings;
 ///     base_model.model.<name>.lora_embedding_B          a trailing `.weight` is accepted too)
 ///
+/// PEFT also saves whole copies of targeted embedding layers (`save_embedding_layers`, the default when
+/// an embedding or `lm_head` is targeted) as `base_model.model.<name>.base_layer.weight`. A copy equal
+/// to the base's tensor adds nothing and is accepted (checked when a merge is planned); a different
+/// one (a resized or retrained vocabulary) is refused.
+///
 /// Any other key (DoRA magnitudes, trained biases, `modules_to_save` copies) is refused when the
 /// adapter is opened, naming the adapter file, the key and the way out; so are a factor without its
 /// partner, factors whose rank disagrees with the config, and non-float factors. Whether every
@@ -78,6 +83,8 @@ public final class LoRAAdapter: Sendable {
     public let config: Config
     /// Targeted modules, sorted by target tensor name.
     public let modules: [Module]
+    /// Whole copies of base weights the adapter carries (`<name>.base_layer.weight`), by base tensor name.
+    public let savedBaseLayers: [String: Checkpoint.Entry]
     private let byTarget: [String: Int]
 
     /// Opens the adapter directory at `path`: parses the config, validates the weights file and
@@ -107,7 +114,14 @@ public final class LoRAAdapter: Sendable {
 
         // Pair the factors by module name.
         var factors: [String: (a: Checkpoint.Entry?, b: Checkpoint.Entry?, embedding: Bool)] = [:]
+        var savedBaseLayers: [String: Checkpoint.Entry] = [:]
         for entry in weights.entries {
+            let baseLayerSuffix = ".base_layer.weight"
+            if entry.name.hasPrefix(Self.keyPrefix) && entry.name.hasSuffix(baseLayerSuffix) && entry.name.count > Self.keyPrefix.count + baseLayerSuffix.count {
+                let module = entry.name.dropFirst(Self.keyPrefix.count).dropLast(baseLayerSuffix.count)
+                savedBaseLayers[module + ".weight"] = entry
+                continue
+            }
             guard let (module, isA, embedding) = Self.parseKey(entry.name) else {
                 throw MergeKitError(.extraTensor, file: weightsPath, tensor: entry.name,
                     "is not a LoRA factor MergeKit can read (it reads base_model.model.<module>.lora_A.weight / lora_B.weight and lora_embedding_A / lora_embedding_B)",
@@ -162,12 +176,32 @@ public final class LoRAAdapter: Sendable {
         }
         modules.sort { $0.target < $1.target }
         self.modules = modules
+        self.savedBaseLayers = savedBaseLayers
         byTarget = Dictionary(uniqueKeysWithValues: modules.enumerated().map { ($1.target, $0) })
     }
 
     /// The module whose delta applies to base tensor `name`, if the adapter targets it.
     public func module(forTarget name: String) -> Module? {
         byTarget[name].map { modules[$0] }
+    }
+
+    /// Whether the saved copy of base tensor `entry.name` holds exactly the base's values.
+    func savedBaseLayerMatches(_ entry: Checkpoint.Entry) -> Bool {
+        guard let saved = savedBaseLayers[entry.name] else { return true }
+        guard saved.info.shape == entry.info.shape, saved.info.dtype.isMergeable, entry.info.dtype.isMergeable else { return false }
+        let a = saved.file.bytes(of: saved.info), b = entry.file.bytes(of: entry.info)
+        if saved.info.dtype == entry.info.dtype { return a.elementsEqual(b) }
+        let slab = 1 << 16
+        var x = [Double](repeating: 0, count: slab), y = [Double](repeating: 0, count: slab)
+        var lower = 0
+        while lower < entry.info.elementCount {
+            let n = min(slab, entry.info.elementCount - lower)
+            Double.load(a.baseAddress! + lower * saved.info.dtype.byteWidth!, dtype: saved.info.dtype, count: n, into: &x)
+            Double.load(b.baseAddress! + lower * entry.info.dtype.byteWidth!, dtype: entry.info.dtype, count: n, into: &y)
+            if x[0..<n] != y[0..<n] { return false }
+            lower += n
+        }
+        return true
     }
 
     /// (module name, is A, is an embedding) for a PEFT key, nil for anything else.

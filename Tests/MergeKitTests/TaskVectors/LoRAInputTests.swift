@@ -57,6 +57,25 @@ struct LoRAInputTests {
         }
     }
 
+    @Test("A PEFT-made adapter with use_rslora, an Embedding (lora_embedding_A/B + a saved base_layer copy) and lm_head merges as PEFT does")
+    func peftMadeEmbeddingAdapter() throws {
+        let json = try JSONParser.parse(try FileSystem.readFile(TestSupport.fixture("svd_lora/extracted/cases.json")))
+        let cases = try #require(json["peft_made"]?.arrayValue)
+        #expect(!cases.isEmpty)
+        for c in cases {
+            let dir = TestSupport.temporaryDirectory("lora-peft-made")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let adapter = try LoRAAdapter(path: TestSupport.fixture(c["adapter"]!.stringValue!))
+            #expect(adapter.config.useRSLoRA && !adapter.savedBaseLayers.isEmpty)
+            #expect(adapter.modules.contains { $0.transposed && $0.a.name.hasSuffix("lora_embedding_A") })
+            let run = try CLI.run(["task-arithmetic", "--base", c["base"]!.stringValue!, "--lora", c["adapter"]!.stringValue!,
+                                   "-o", dir + "/merged.safetensors"], in: TestSupport.fixture(""))
+            #expect(run.status == 0, "\(run.stderr)")
+            let worst = try LoRAExtractionTests.maxDifference(dir + "/merged.safetensors", c["peft_merged"]!.stringValue!)
+            #expect(worst <= c["tolerance"]!.doubleValue!, "max |Δ| = \(worst)")
+        }
+    }
+
     @Test("The golden cases cover one adapter, rank/alpha patterns, two adapters and fan_in_fan_out")
     func coverage() {
         #expect(Set(LoRAGoldenCase.all.map(\.name)).isSuperset(of: ["merged_lora_a", "merged_lora_b", "merged_both", "merged_lora_gpt2_fifo"]))
@@ -301,6 +320,10 @@ struct LoRAInputTests {
         #expect(e?.code == .invalidArgument && e?.description.contains("IA3") == true)
         e = planError(try adapter("badpattern", config: ["r": "2", "lora_alpha": "4", "rank_pattern": "{\"q_proj(\": 2}"], modules: [(q, a: [2, 16], b: [16, 2], embedding: false)]))
         #expect(e?.code == .invalidArgument && e?.description.contains("rank_pattern") == true)
+        // A saved copy of a base layer (PEFT's save_embedding_layers) that differs from the base.
+        e = planError(try adapter("baselayer", modules: [(q, a: [2, 16], b: [16, 2], embedding: false)],
+                                  extra: [TensorSpec(name: "base_model.model.\(q).base_layer.weight", dtype: .F32, shape: [16, 16])]))
+        #expect(e?.code == .baseMismatch && e?.tensor == "base_model.model.\(q).base_layer.weight")
         // Missing files.
         try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true)
         e = planError(dir + "/empty")
