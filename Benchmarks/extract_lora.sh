@@ -10,14 +10,16 @@
 # ‖τ − ΔW‖/‖τ‖ is measured the same way by Benchmarks/lora_error.py (torch, float32), which also needs
 # a Python with torch and safetensors (--python).
 #
-# Usage: Benchmarks/extract_lora.sh [--dir DIR] [--rank R] [--threads N] [--python PY]
-#                                   [--mergekit PATH/TO/mergekit-extract-lora] [--skip-exact]
-# Writes a Markdown table to stdout and to DIR/extract-lora/results.md.
+# Usage: Benchmarks/extract_lora.sh [--dir DIR] [--rank R] [--threads N] [--python PY] [--q "2 4"]
+#                                   [--mergekit PATH/TO/mergekit-extract-lora | --no-mergekit] [--skip-exact]
+#                                   [--name NAME]
+#   --q: power-iteration counts of the randomized runs (default 2, merge-cli's default).
+# Writes a Markdown table to stdout and to DIR/NAME/results.md (NAME defaults to extract-lora).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dir=/tmp/mergekit-bench; rank=64; threads=""; python="$(command -v python3)"
-mergekit="$(command -v mergekit-extract-lora || true)"; skip_exact=0
+mergekit="$(command -v mergekit-extract-lora || true)"; skip_exact=0; qs="2"; name_dir=extract-lora
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir="$2"; shift 2;;
@@ -26,6 +28,9 @@ while [ $# -gt 0 ]; do
     --python) python="$2"; shift 2;;
     --mergekit) mergekit="$2"; shift 2;;
     --skip-exact) skip_exact=1; shift;;
+    --no-mergekit) mergekit=""; shift;;
+    --q) qs="$2"; shift 2;;
+    --name) name_dir="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 64;;
   esac
 done
@@ -39,7 +44,7 @@ if [ ! -f "$set_dir/ft_1/model.safetensors.index.json" ]; then
   mkdir -p "$set_dir"
   "$bin/benchmark-tool" synth --out "$set_dir" --models 3 --seed 0 --shard-size 1000000000
 fi
-out="$dir/extract-lora"; rm -rf "$out"; mkdir -p "$out"
+out="$dir/$name_dir"; rm -rf "$out"; mkdir -p "$out"
 warm() { cat "$set_dir"/base/*.safetensors "$set_dir"/ft_1/*.safetensors > /dev/null; }
 thread_args=(); [ -n "$threads" ] && thread_args=(--threads "$threads")
 
@@ -53,8 +58,15 @@ run() {
   fi
 }
 
-run randomized "$cli" extract-lora --base "$set_dir/base" --model "$set_dir/ft_1" --rank "$rank" --randomized \
-  --json "${thread_args[@]}" -o "$out/randomized"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+names=()
+for q in $qs; do
+  run "randomized_q$q" "$cli" extract-lora --base "$set_dir/base" --model "$set_dir/ft_1" --rank "$rank" --randomized \
+    --power-iterations "$q" --json "${thread_args[@]}" -o "$out/randomized_q$q"
+  names+=("randomized_q$q")
+done
+[ "$skip_exact" = 1 ] || names+=(exact)
+[ -n "$mergekit" ] && names+=(mergekit)
 [ "$skip_exact" = 1 ] || run exact "$cli" extract-lora --base "$set_dir/base" --model "$set_dir/ft_1" --rank "$rank" \
   --json "${thread_args[@]}" -o "$out/exact"
 [ -n "$mergekit" ] && run mergekit "$mergekit" --model "$set_dir/ft_1" --base-model "$set_dir/base" --out-path "$out/mergekit" \
@@ -63,7 +75,7 @@ run randomized "$cli" extract-lora --base "$set_dir/base" --model "$set_dir/ft_1
 {
   echo "| tool | seconds | peak RSS MB | weights | mean relative error | max relative error | mean captured energy |"
   echo "|---|---|---|---|---|---|---|"
-  for name in randomized exact mergekit; do
+  for name in "${names[@]}"; do
     [ -f "$out/$name.time" ] || continue
     read -r secs kb < <(tail -1 "$out/$name.time")
     if [ "$secs" = failed ] || [ ! -f "$out/$name/adapter_model.safetensors" ]; then echo "| $name | failed | | | | | |"; continue; fi
@@ -72,21 +84,23 @@ run randomized "$cli" extract-lora --base "$set_dir/base" --model "$set_dir/ft_1
 import json, sys
 name, secs, kb, path = sys.argv[1:5]
 e = json.load(open(path))
-label = {"randomized": "merge-cli extract-lora --randomized", "exact": "merge-cli extract-lora (exact)",
-         "mergekit": "mergekit-extract-lora"}[name]
+label = {"exact": "merge-cli extract-lora (exact)", "mergekit": "mergekit-extract-lora"}.get(
+    name, f"merge-cli extract-lora --randomized (q = {name.removeprefix('randomized_q')})")
 print(f"| {label} | {float(secs):.1f} | {int(kb) // 1024} | {e['weights']} | {e['mean_relative_error']:.6f} | "
       f"{e['max_relative_error']:.6f} | {e['mean_captured_energy']:.6f} |")
 PY
   done
-  if [ -f "$out/exact.errors.json" ] && [ -f "$out/randomized.errors.json" ]; then
-    "$python" - "$out/randomized.errors.json" "$out/exact.errors.json" <<'PY'
+  for name in "${names[@]}"; do
+    case "$name" in randomized_*) ;; *) continue;; esac
+    [ -f "$out/exact.errors.json" ] && [ -f "$out/$name.errors.json" ] || continue
+    "$python" - "$name" "$out/$name.errors.json" "$out/exact.errors.json" <<'PY'
 import json, sys
-r, x = (json.load(open(p))["errors"] for p in sys.argv[1:3])
+r, x = (json.load(open(p))["errors"] for p in sys.argv[2:4])
 ratios = [r[k] / x[k] for k in x if x[k] > 0]
-print(f"\nrandomized / exact error per weight: mean {sum(ratios) / len(ratios):.6f}, max {max(ratios):.6f} "
+print(f"\n{sys.argv[1]} / exact error per weight: mean {sum(ratios) / len(ratios):.6f}, max {max(ratios):.6f} "
       f"({len(ratios)} weights)")
 PY
-  fi
+  done
   echo
-  echo "rank $rank; $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "rank $rank; $(nproc) cores; load average at the start: $load_start, at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out/results.md"
