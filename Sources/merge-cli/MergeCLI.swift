@@ -22,6 +22,8 @@ struct MergeCLI: ParsableCommand {
             ModelStockCommand.self,
             MetaGPTCommand.self,
             MagMaxCommand.self,
+            TSVMCommand.self,
+            IsoCCommand.self,
             RunCommand.self,
             SweepCommand.self,
             AnalyzeCommand.self,

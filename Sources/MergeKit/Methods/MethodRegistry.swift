@@ -9,6 +9,8 @@ public enum MethodRegistry {
         ModelStock.info,
         MetaGPT.info,
         MagMax.info,
+        TSVM.info,
+        IsoC.info,
     ]
 
     public static func info(named name: String) -> MethodInfo? {

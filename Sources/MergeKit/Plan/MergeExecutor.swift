@@ -199,8 +199,16 @@ public enum MergeExecutor {
         let isLast: Bool
     }
 
+    /// The method of `tensor` when it merges this tensor whole (`WholeTensorMergeMethod`).
+    static func wholeTensorMethod(_ tensor: PlannedTensor) -> (any WholeTensorMergeMethod)? {
+        guard tensor.action == .merge, let method = tensor.method as? any WholeTensorMergeMethod,
+              method.mergesWhole(shape: tensor.output.shape) else { return nil }
+        return method
+    }
+
     /// Chunks of every tensor; whole tensors for merged tensors whose method has per-tensor
-    /// statistics (one worker must see the tensor's chunks in order), unless `chunked`.
+    /// statistics (one worker must see the tensor's chunks in order) or merges them whole
+    /// (`WholeTensorMergeMethod`), unless `chunked`.
     static func workItems(_ plan: MergePlan, chunked: Bool = false, mergedOnly: Bool = false) -> [WorkItem] {
         var items: [WorkItem] = []
         for (index, tensor) in plan.tensors.enumerated() {
@@ -211,7 +219,7 @@ public enum MergeExecutor {
             let step: Int
             switch tensor.action {
             case .copy: step = max(1, (itemElements * 64) / max(1, tensor.base.info.dtype.bitWidth))
-            case .merge: step = !chunked && tensor.method.statistics.needsTensorPasses ? max(1, n) : itemElements
+            case .merge: step = !chunked && (tensor.method.statistics.needsTensorPasses || wholeTensorMethod(tensor) != nil) ? max(1, n) : itemElements
             }
             if n == 0 {
                 items.append(WorkItem(tensor: index, range: 0..<0, bytes: 0, isLast: true))
@@ -296,13 +304,26 @@ public enum MergeExecutor {
         private func merge<T: MergeScalar>(_ item: WorkItem, _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
             let range = item.range
             let tensors = targets.map { $0.plan.tensors[item.tensor] }
-            let multiPass = tensors.contains { $0.method.statistics.needsTensorPasses }
+            // Targets whose method merges this tensor whole go first (they use the staging
+            // buffers the chunk source below reuses); the others share one chunked pass.
+            var chunked: [Int] = []
+            var shared: [String: UnsafeMutableBufferPointer<T>] = [:]
+            defer { shared.values.forEach { $0.deallocate() } }
+            for (t, tensor) in tensors.enumerated() {
+                if let method = MergeExecutor.wholeTensorMethod(tensor) {
+                    try mergeWhole(item, target: t, method: method, buffers, shared: &shared)
+                } else {
+                    chunked.append(t)
+                }
+            }
+            guard !chunked.isEmpty else { return }
+            let multiPass = chunked.contains { tensors[$0].method.statistics.needsTensorPasses }
             let source = try ChunkSource(tensor: tensors[0], range: range, inputs: plan.inputs, buffers: buffers, multiPass: multiPass)
             var contexts: [ChunkContext] = []
             for (t, tensor) in tensors.enumerated() {
                 let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: targets[t].model,
                                            statistics: TensorStatistics(), scratch: buffers.methodScratch)
-                if tensor.method.statistics.needsTensorPasses {
+                if chunked.contains(t) && tensor.method.statistics.needsTensorPasses {
                     precondition(range == 0..<tensor.output.elementCount)
                     try computeTensorStatistics(source, tensor: tensor, context.tensorStatistics, context)
                 }
@@ -314,7 +335,8 @@ public enum MergeExecutor {
             var groupStart = range.lowerBound
             for chunk in source.chunks {
                 let (base, deltas) = try source.load(chunk)
-                for (t, tensor) in tensors.enumerated() {
+                for t in chunked {
+                    let tensor = tensors[t]
                     // Methods overwrite their deltas: with several targets each gets a copy.
                     var inputs = deltas
                     if targets.count > 1 {
@@ -333,7 +355,8 @@ public enum MergeExecutor {
                            into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * width)
                 }
                 if (chunk.upperBound - range.lowerBound) % MergeExecutor.itemElements == 0 || chunk.upperBound == range.upperBound {
-                    for (t, tensor) in tensors.enumerated() {
+                    for t in chunked {
+                        let tensor = tensors[t]
                         let width = tensor.output.dtype.byteWidth!
                         try targets[t].writer.write(UnsafeRawBufferPointer(start: buffers.outputStaging(t), count: (chunk.upperBound - groupStart) * width),
                                                     dataOffset: tensor.output.begin + groupStart * width, shard: tensor.shard)
@@ -345,6 +368,133 @@ public enum MergeExecutor {
                 signVotes[t] += context.signVotes
                 resolvedTies[t] += context.resolvedTies
             }
+        }
+
+        /// Merges a whole tensor for target `t` with a `WholeTensorMergeMethod`: the method loads
+        /// the task vectors one input at a time (`loadWhole`) and writes τ₁ into a tensor-sized
+        /// buffer; τ = α·τ₁, and θ₀ + τ (or τ) is converted and written a work item's worth at a
+        /// time. With several targets (a sweep), τ₁ is kept in `shared` for the targets whose
+        /// method has the same name, key and weights, so each tensor is decomposed once.
+        private func mergeWhole<T: MergeScalar>(_ item: WorkItem, target t: Int, method: any WholeTensorMergeMethod,
+                                                _ buffers: WorkerBuffers<T>,
+                                                shared: inout [String: UnsafeMutableBufferPointer<T>]) throws(MergeKitError) {
+            let tensor = targets[t].plan.tensors[item.tensor]
+            let n = tensor.output.elementCount
+            precondition(item.range == 0..<n, "a tensor merged whole must be one work item")
+            let out = UnsafeMutableBufferPointer<T>.allocate(capacity: n)
+            defer { out.deallocate() }
+            let key = "\(method.info.name)|\(method.wholeTensorKey)|\(tensor.weights)"
+            if let known = shared[key] {
+                T.copy(UnsafeBufferPointer(known), out)
+            } else {
+                out.initialize(repeating: 0)
+                let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: targets[t].model,
+                                           statistics: TensorStatistics(), scratch: buffers.methodScratch)
+                let deltas = TensorDeltas<T>(tensor: tensor.name, shape: tensor.output.shape, count: tensor.inputs.count) { i, destination throws(MergeKitError) in
+                    try self.loadWhole(tensor, input: i, into: destination, buffers, method: method.info.name)
+                }
+                try method.combineTensor(deltas, weights: tensor.weights.map { T($0) }, into: out, context: context)
+                if targets.count > 1 {
+                    let copy = UnsafeMutableBufferPointer<T>.allocate(capacity: n)
+                    T.copy(UnsafeBufferPointer(out), copy)
+                    shared[key] = copy
+                }
+            }
+            if method.wholeTensorScale != 1 { T.scal(T(method.wholeTensorScale), out) }
+            let emit = targets[t].plan.output.emit
+            let width = tensor.output.dtype.byteWidth!, baseWidth = tensor.base.info.dtype.byteWidth!
+            var group = 0
+            while group < n {
+                let end = Swift.min(n, group + MergeExecutor.itemElements)
+                if emit == .model {
+                    try tensor.base.file.read(into: buffers.staging[0], count: (end - group) * baseWidth,
+                                              at: tensor.base.file.fileOffset(of: tensor.base.info) + group * baseWidth)
+                }
+                var lower = group
+                while lower < end {
+                    let upper = Swift.min(end, lower + MergeExecutor.chunkElements)
+                    let base = UnsafeMutableBufferPointer(rebasing: buffers.base[0..<(upper - lower)])
+                    if emit == .model {
+                        T.load(buffers.staging[0] + (lower - group) * baseWidth, dtype: tensor.base.info.dtype, count: upper - lower,
+                               into: base.baseAddress!)
+                    }
+                    finish(tensor, lower..<upper, out: UnsafeMutableBufferPointer(rebasing: out[lower..<upper]), base: base, emit: emit,
+                           into: buffers.outputStaging(t) + (lower - group) * width)
+                    lower = upper
+                }
+                try targets[t].writer.write(UnsafeRawBufferPointer(start: buffers.outputStaging(t), count: (end - group) * width),
+                                            dataOffset: tensor.output.begin + group * width, shard: tensor.shard)
+                group = end
+            }
+        }
+
+        /// τ of input `i` for the whole tensor into `destination`, a work item's worth of bytes
+        /// read at a time. A NaN or ±∞ in the base or the input is reported naming the file.
+        private func loadWhole<T: MergeScalar>(_ tensor: PlannedTensor, input i: Int, into destination: UnsafeMutableBufferPointer<T>,
+                                               _ buffers: WorkerBuffers<T>, method: String) throws(MergeKitError) {
+            let n = tensor.output.elementCount
+            precondition(destination.count == n)
+            let entry: Checkpoint.Entry
+            switch tensor.inputs[i] {
+            case .tensor(let stored):
+                entry = stored
+            case .lora(let module):
+                // s·B·A for the whole tensor, one GEMM per row block.
+                try buffers.loraProduct(input: i, module: module).materialize(0..<n, into: destination.baseAddress!)
+                try checkFinite(UnsafeBufferPointer(destination), offset: 0, tensor: tensor, file: plan.inputs[i].path, method: method)
+                return
+            case .zero:
+                destination.update(repeating: 0)
+                return
+            }
+            let isModel = plan.inputs[i].kind == .model
+            let width = entry.info.dtype.byteWidth!, baseWidth = tensor.base.info.dtype.byteWidth!
+            var group = 0
+            while group < n {
+                let end = Swift.min(n, group + MergeExecutor.itemElements)
+                try entry.file.read(into: buffers.staging[1], count: (end - group) * width,
+                                    at: entry.file.fileOffset(of: entry.info) + group * width)
+                if isModel {
+                    try tensor.base.file.read(into: buffers.staging[0], count: (end - group) * baseWidth,
+                                              at: tensor.base.file.fileOffset(of: tensor.base.info) + group * baseWidth)
+                }
+                var lower = group
+                while lower < end {
+                    let count = Swift.min(end, lower + MergeExecutor.chunkElements) - lower
+                    let source = UnsafeRawPointer(buffers.staging[1] + (lower - group) * width)
+                    let target = destination.baseAddress! + lower
+                    if isModel {
+                        T.load(buffers.staging[0] + (lower - group) * baseWidth, dtype: tensor.base.info.dtype, count: count,
+                               into: buffers.base.baseAddress!)
+                        try checkFinite(UnsafeBufferPointer(start: buffers.base.baseAddress!, count: count), offset: lower,
+                                        tensor: tensor, file: plan.base.path, method: method)
+                        T.loadDifference(source, dtype: entry.info.dtype, count: count, minus: UnsafePointer(buffers.base.baseAddress!),
+                                         into: target)
+                    } else {
+                        T.load(source, dtype: entry.info.dtype, count: count, into: target)
+                    }
+                    try checkFinite(UnsafeBufferPointer(start: target, count: count), offset: lower, tensor: tensor,
+                                    file: plan.inputs[i].path, method: method)
+                    lower += count
+                }
+                group = end
+            }
+        }
+
+        private func checkFinite<T: MergeScalar>(_ values: UnsafeBufferPointer<T>, offset: Int, tensor: PlannedTensor,
+                                                 file: String, method: String) throws(MergeKitError) {
+            guard let k = values.firstIndex(where: { !$0.isFinite }) else { return }
+            let value = values[k]
+            var index = offset + k
+            var position: [Int] = []
+            for size in tensor.output.shape.reversed() {
+                position.insert(size > 0 ? index % size : 0, at: 0)
+                index = size > 0 ? index / size : 0
+            }
+            let what = value.isNaN ? "NaN" : (value < 0 ? "-Inf" : "+Inf")
+            throw MergeKitError(.nonFiniteValue, file: file, tensor: tensor.name,
+                                "element [\(position.map(String.init).joined(separator: ", "))] is \(what) (or its task vector overflows); \(method) takes the SVD of every matrix and cannot use NaN or Inf",
+                                fix: "Check the inputs with `merge-cli inspect --check-finite`, and repair or leave out this checkpoint")
         }
 
         /// θ = θ₀ + τ (or τ alone), converted into the output staging buffer.

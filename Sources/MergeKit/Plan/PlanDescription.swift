@@ -27,6 +27,7 @@ public enum PlanDescription {
                 line += "copied from the base"
             case .merge:
                 line += "merged" + (tensor.computeInDouble ? " (in Float64)" : "")
+                    + (MergeExecutor.wholeTensorMethod(tensor) != nil ? " whole (\(tensor.method.info.name): SVD per matrix)" : "")
                 let parameters = JSONValue.object(tensor.method.parameters).serialized()
                 if parameters != uniformParameters { line += " with \(parameters)" }
                 if tensor.weights != uniformWeights { line += " weights \(tensor.weights)" }

@@ -68,6 +68,12 @@ struct RecipeMethod: Sendable {
         },
         RecipeMethod(names: ["metagpt"], perModel: [], global: []) { _ throws(MergeKitError) in MetaGPT() },
         RecipeMethod(names: ["magmax"], perModel: [], global: ["lambda"]) { v throws(MergeKitError) in try MagMax(scale: v.number("lambda", 1)) },
+        RecipeMethod(names: ["tsv_m", "tsv-m"], perModel: [], global: ["lambda", "null_space"]) { v throws(MergeKitError) in
+            try TSVM(scale: v.number("lambda", 1), nullSpace: try v.choice("null_space", SVDNullSpace.drop))
+        },
+        RecipeMethod(names: ["iso_c", "iso-c"], perModel: [], global: ["lambda", "null_space"]) { v throws(MergeKitError) in
+            try IsoC(scale: v.number("lambda", 1), nullSpace: try v.choice("null_space", SVDNullSpace.drop))
+        },
     ]
 
     static func named(_ name: String) -> RecipeMethod? { all.first { $0.names.contains(name) } }

@@ -184,7 +184,7 @@ struct LoRAInputTests {
 
     @Test("Every method works on LoRA inputs: the result equals merging the adapters' dense task vectors",
           arguments: [["ties", "--density", "0.3"], ["ties", "--trim-scope", "tensor", "--vote", "weighted", "--merge", "normalized", "--density", "0.5"],
-                      ["dare", "--drop-rate", "0.5", "--seed", "3"], ["breadcrumbs"], ["magmax"], ["metagpt"], ["model-stock"]])
+                      ["dare", "--drop-rate", "0.5", "--seed", "3"], ["breadcrumbs"], ["magmax"], ["metagpt"], ["model-stock"], ["tsv-m"], ["iso-c"]])
     func methodsOnLoRA(_ method: [String]) throws {
         let dir = TestSupport.temporaryDirectory("lora-methods")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -1,0 +1,58 @@
+/// What the SVD-based merges (TSV-M, Iso-C) share: which tensors count as matrices, the mean of
+/// the task vectors for every other tensor, and the dispatch of the generic whole-tensor hook to
+/// the element types LAPACK has (Float, Double).
+enum SVDMerge {
+    /// A "matrix" is every 2-D float tensor, embeddings and `lm_head` included: the authors' code
+    /// (TSV-M and Iso-C alike) decomposes every tensor with `len(shape) == 2` except CLIP's
+    /// `text_projection`, a name no language model uses. Other shapes (biases, norms, 3-D/4-D
+    /// convolution kernels) are averaged.
+    static func isMatrix(_ shape: [Int]) -> Bool { shape.count == 2 }
+
+    /// out = (λ/T)·Σₜ τₜ: the authors' `sum(tvs) / len(tvs)` (TSV-M's running mean is the same
+    /// number), then θ₀ + λ·τ. Inputs summed in order with BLAS; NaN and ±∞ propagate.
+    static func mean<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], scale: Double, into out: UnsafeMutableBufferPointer<T>) {
+        out.update(repeating: 0)
+        guard !deltas.isEmpty else { return }
+        let coefficient = T(scale / Double(deltas.count))
+        for delta in deltas { T.axpy(coefficient, UnsafeBufferPointer(delta), out) }
+    }
+
+    /// Calls `float` or `double` with the deltas and output typed as the element type they are.
+    static func dispatch<T: MergeScalar>(
+        _ deltas: TensorDeltas<T>, into out: UnsafeMutableBufferPointer<T>,
+        float: (TensorDeltas<Float>, UnsafeMutableBufferPointer<Float>) throws(MergeKitError) -> Void,
+        double: (TensorDeltas<Double>, UnsafeMutableBufferPointer<Double>) throws(MergeKitError) -> Void
+    ) throws(MergeKitError) {
+        let raw = UnsafeMutableRawPointer(out.baseAddress)
+        if let d = deltas as? TensorDeltas<Float> {
+            try float(d, UnsafeMutableBufferPointer(start: raw?.assumingMemoryBound(to: Float.self), count: out.count))
+        } else if let d = deltas as? TensorDeltas<Double> {
+            try double(d, UnsafeMutableBufferPointer(start: raw?.assumingMemoryBound(to: Double.self), count: out.count))
+        } else {
+            preconditionFailure("SVD-based merges run on Float or Double, not \(T.self)")
+        }
+    }
+
+    /// The rows × columns of a matrix tensor.
+    static func dimensions(_ shape: [Int]) -> (rows: Int, columns: Int) {
+        precondition(isMatrix(shape))
+        return (shape[0], shape[1])
+    }
+}
+
+/// What the SVD-based merges do with singular triplets whose singular value is numerically zero
+/// (σ ≤ σ₁·max(m, n)·ε, numpy's `matrix_rank` threshold): the task vector of a frozen tensor, a
+/// LoRA update of rank r < min(m, n), a sum of such.
+///
+/// Their singular vectors are not determined by the matrix: LAPACK returns some orthonormal
+/// completion. `keep` (the authors' code) uses them anyway: in TSV-M the polar factor of the
+/// concatenated U then rotates the other tasks' genuine vectors towards these arbitrary ones, and
+/// in Iso-C every one of them gets weight σ̄ (for a sum of LoRA updates, thousands of arbitrary
+/// directions). `drop` (the default) leaves them out: TSV-M concatenates only the triplets with
+/// σ above the threshold (at most k per task), Iso-C averages and reconstructs over the ρ
+/// singular values above it (σ̄ = Σσ/ρ, so the nuclear norm is kept, as in the full-rank case).
+/// For full-rank task vectors, the usual result of full fine-tuning, the two are identical.
+public enum SVDNullSpace: String, Sendable, CaseIterable {
+    case drop
+    case keep
+}

@@ -1,0 +1,68 @@
+/// A merge method that needs some tensors whole rather than chunk by chunk: the SVD-based merges
+/// (TSV-M, Iso-C) decompose each 2-D task vector, which no chunked pass can do.
+///
+/// For a tensor whose shape `mergesWhole(shape:)` accepts, the executor schedules the tensor as
+/// one work item and calls `combineTensor` once, with a `TensorDeltas` that loads the task vectors
+/// **one input at a time** (read and converted from the mapped inputs on each call) and a
+/// tensor-sized output buffer, which the method may also use as scratch before writing τ. The
+/// executor then forms θ₀ + τ (or writes τ) chunk by chunk. So memory per worker is the output
+/// buffer plus whatever the method itself holds (for an SVD: a few tensor-sized arrays), never
+/// all inputs of the tensor at once. Every other tensor goes through `combine` as usual.
+///
+/// The executor hands `combineTensor` finite values only: a NaN or ±∞ in an input of a tensor
+/// merged whole is reported naming the input file and the element (an SVD cannot use it).
+///
+/// `combineTensor` writes the *unscaled* τ₁; the executor multiplies it by `wholeTensorScale`.
+/// So the plans of a sweep whose methods differ only in that scale (α, the parameter the Iso-C
+/// paper tunes) decompose each tensor once: plans with the same method name, `wholeTensorKey`
+/// and weights share τ₁, and each gets exactly the bytes a run of its own would write.
+public protocol WholeTensorMergeMethod: MergeMethod {
+    /// Whether a tensor of this shape is merged whole by `combineTensor`.
+    func mergesWhole(shape: [Int]) -> Bool
+    /// The factor α applied to τ₁ (τ = α·τ₁, by BLAS `scal`).
+    var wholeTensorScale: Double { get }
+    /// The parameters τ₁ depends on: equal keys (and weights) must give equal τ₁.
+    var wholeTensorKey: String { get }
+    /// Writes the merged τ₁ of a whole tensor into `out` (`out.count` = the tensor's element
+    /// count, row-major), before the scale. `weights` are the inputs' weights, as for `combine`.
+    func combineTensor<T: MergeScalar>(_ deltas: TensorDeltas<T>, weights: [T], into out: UnsafeMutableBufferPointer<T>,
+                                       context: ChunkContext) throws(MergeKitError)
+}
+
+/// The task vectors τᵢ of one tensor, loaded on demand, one input at a time.
+public struct TensorDeltas<T: MergeScalar> {
+    /// The tensor's name and shape.
+    public let tensor: String
+    public let shape: [Int]
+    /// The number of inputs (task vectors).
+    public let count: Int
+    private let loader: (Int, UnsafeMutableBufferPointer<T>) throws(MergeKitError) -> Void
+
+    /// - Parameter load: writes τ of input `i` (row-major, `elementCount` values) into the buffer.
+    public init(tensor: String, shape: [Int], count: Int,
+                load: @escaping (Int, UnsafeMutableBufferPointer<T>) throws(MergeKitError) -> Void) {
+        self.tensor = tensor
+        self.shape = shape
+        self.count = count
+        self.loader = load
+    }
+
+    /// Task vectors held in memory (tests, library callers).
+    public init(tensor: String, shape: [Int], values: [[T]]) {
+        let n = shape.reduce(1, *)
+        precondition(values.allSatisfy { $0.count == n }, "every task vector must have \(n) elements")
+        self.init(tensor: tensor, shape: shape, count: values.count) { i, destination in
+            precondition(destination.count == n)
+            _ = destination.update(fromContentsOf: values[i])
+        }
+    }
+
+    /// Elements of the tensor.
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    /// Writes τ of input `i` into `destination` (`elementCount` values).
+    public func load(_ i: Int, into destination: UnsafeMutableBufferPointer<T>) throws(MergeKitError) {
+        precondition(i >= 0 && i < count && destination.count == elementCount)
+        try loader(i, destination)
+    }
+}
