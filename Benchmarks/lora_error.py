@@ -3,7 +3,7 @@
 
 Usage: lora_error.py BASE_DIR FT_DIR ADAPTER_DIR [--json OUT]
 
-τ = θ_ft − θ₀ in float32 for every weight the adapter targets; ΔW = (alpha/r)·B·A as PEFT merges it
+τ = θ_ft − θ₀ in float32 (norms in float64) for every weight the adapter targets; ΔW = (alpha/r)·B·A as PEFT merges it
 (rank_pattern / alpha_pattern looked up by exact module name or PEFT's suffix rule, fan_in_fan_out and
 lora_embedding_A/B transposed, use_rslora honoured). Reads tensor by tensor (safetensors safe_open), so
 memory stays at a few tensors. Prints the mean and max error and the captured energy 1 − error².
@@ -58,8 +58,9 @@ def main() -> int:
                 delta = delta.T
             name = module + ".weight"
             tau = ft_h[name].get_tensor(name).float() - base_h[name].get_tensor(name).float()
-            norm = torch.linalg.norm(tau).item()
-            results[name] = torch.linalg.norm(tau - delta).item() / norm if norm > 0 else 0.0
+            # Norms accumulated in float64 (float32 reductions over 10⁷ elements are off by ~1e-4).
+            norm = torch.linalg.norm(tau.double()).item()
+            results[name] = torch.linalg.norm((tau - delta).double()).item() / norm if norm > 0 else 0.0
     errors = list(results.values())
     mean = sum(errors) / len(errors)
     energy = sum(1 - e * e for e in errors) / len(errors)

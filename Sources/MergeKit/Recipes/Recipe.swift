@@ -12,6 +12,7 @@ import Yams
 ///   - task_vector: path/to/tau-b.safetensors      # a MergeKit extension
 ///     parameters:
 ///       weight: [{filter: self_attn, value: 0.5}, {value: 1.0}]
+///   - lora: path/to/peft-adapter                  # a MergeKit extension: τ = (α/r)·B·A
 /// parameters: {lambda: 1.0, normalize: true}
 /// dtype: float32
 /// out_dtype: bfloat16
