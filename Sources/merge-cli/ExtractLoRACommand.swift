@@ -10,7 +10,8 @@ struct ExtractLoRACommand: ParsableCommand {
             The adapter (adapter_model.safetensors + adapter_config.json, lora_alpha = r) loads with \
             PeftModel.from_pretrained and merges with --lora. Per weight: B = U_k·√s_k, A = √s_k·V_kᵀ, \
             k = min(r, rows, columns). --randomized uses the seeded randomized SVD (much faster at \
-            equal rank, error within about 1 % of the exact truncation). Embeddings and lm_head are \
+            equal rank, error within about 1 % of the exact truncation on decaying spectra; on flat, \
+            noise-like deltas raise --power-iterations to 4–8 for that). Embeddings and lm_head are \
             left out unless --embeddings. The relative Frobenius error ‖τ − B·A‖/‖τ‖ of every weight \
             is printed (--json for scripts).
             Example: merge-cli extract-lora --base B --model F --rank 64 --randomized -o adapter
