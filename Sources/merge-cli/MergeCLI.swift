@@ -28,6 +28,7 @@ struct MergeCLI: ParsableCommand {
             SweepCommand.self,
             AnalyzeCommand.self,
             TaskVectorCommand.self,
+            ExtractLoRACommand.self,
             InspectCommand.self,
             VerifyCommand.self,
             EvalCommand.self,

@@ -40,7 +40,8 @@ struct ByteSize: ExpressibleByArgument {
     static var defaultCompletionKind: CompletionKind { .default }
 }
 
-/// Inputs shared by every merge command: the base, fine-tuned models and task-vector files.
+/// Inputs shared by every merge command: the base, fine-tuned models, task-vector files and PEFT
+/// LoRA adapters.
 struct InputOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The pre-trained base checkpoint θ₀ (file or directory).", valueName: "path"))
     var base: String
@@ -51,16 +52,19 @@ struct InputOptions: ParsableArguments {
     @Option(name: .customLong("task-vector"), help: ArgumentHelp("A task-vector file τᵢ (from `merge-cli task-vector`). Repeatable.", valueName: "path"))
     var taskVectors: [String] = []
 
-    @Option(name: .customLong("weight"), help: ArgumentHelp("Weight wᵢ of each input, in order: every --model first, then every --task-vector. Give one per input or none (all 1). May be negative.", valueName: "w"))
+    @Option(name: .customLong("lora"), help: ArgumentHelp("A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors); its task vector is (lora_alpha/r)·B·A on every module it targets and zero elsewhere. Repeatable.", valueName: "dir"))
+    var loras: [String] = []
+
+    @Option(name: .customLong("weight"), help: ArgumentHelp("Weight wᵢ of each input, in order: every --model first, then every --task-vector, then every --lora. Give one per input or none (all 1). May be negative.", valueName: "w"))
     var weights: [Double] = []
 
     func validate() throws {
-        if models.isEmpty && taskVectors.isEmpty {
-            throw ValidationError("Give at least one --model or --task-vector to merge.")
+        if models.isEmpty && taskVectors.isEmpty && loras.isEmpty {
+            throw ValidationError("Give at least one --model, --task-vector or --lora to merge.")
         }
-        let count = models.count + taskVectors.count
+        let count = models.count + taskVectors.count + loras.count
         if !weights.isEmpty && weights.count != count {
-            throw ValidationError("Got \(weights.count) --weight values for \(count) inputs; give one per input (models first, then task vectors) or none.")
+            throw ValidationError("Got \(weights.count) --weight values for \(count) inputs; give one per input (models first, then task vectors, then LoRA adapters) or none.")
         }
         if let bad = weights.first(where: { !$0.isFinite }) {
             throw ValidationError("--weight \(bad) is not a finite number.")
@@ -75,6 +79,10 @@ struct InputOptions: ParsableArguments {
         for (i, (kind, path)) in paths.enumerated() {
             let weight = weights.isEmpty ? 1.0 : weights[i]
             inputs.append(MergeInput(kind: kind, checkpoint: try Checkpoint(path: path), weight: weight))
+        }
+        for (i, path) in loras.enumerated() {
+            let weight = weights.isEmpty ? 1.0 : weights[paths.count + i]
+            inputs.append(MergeInput(lora: try LoRAAdapter(path: path), weight: weight))
         }
         return (base, inputs)
     }

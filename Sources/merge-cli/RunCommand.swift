@@ -112,7 +112,7 @@ struct SweepCommand: ParsableCommand {
             // The command line becomes a recipe, validated and planned like any other.
             func quoted(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
             var yaml = "merge_method: \(method)\nbase_model: \(quoted(inputs.base))\nmodels:\n"
-            let all = inputs.models.map { ("model", $0) } + inputs.taskVectors.map { ("task_vector", $0) }
+            let all = inputs.models.map { ("model", $0) } + inputs.taskVectors.map { ("task_vector", $0) } + inputs.loras.map { ("lora", $0) }
             for (i, (kind, path)) in all.enumerated() {
                 yaml += "  - \(kind): \(quoted(path))\n"
                 if !inputs.weights.isEmpty { yaml += "    parameters: {weight: \(inputs.weights[i])}\n" }

@@ -46,14 +46,17 @@ struct NegateCommand: ParsableCommand {
     @Option(name: .customLong("task-vector"), help: ArgumentHelp("A task-vector file to remove instead of --model.", valueName: "path"))
     var taskVector: String?
 
+    @Option(name: .customLong("lora"), help: ArgumentHelp("A PEFT LoRA adapter directory whose (lora_alpha/r)·B·A is removed instead of --model.", valueName: "dir"))
+    var lora: String?
+
     @Option(name: .long, help: ArgumentHelp("λ, how much of the task vector to subtract.", valueName: "λ"))
     var scale: Double = 1.0
 
     @OptionGroup var outputOptions: OutputOptions
 
     func validate() throws {
-        guard (model == nil) != (taskVector == nil) else {
-            throw ValidationError("Give exactly one of --model or --task-vector.")
+        guard [model, taskVector, lora].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("Give exactly one of --model, --task-vector or --lora.")
         }
         guard scale.isFinite else { throw ValidationError("--scale \(scale) is not a finite number.") }
     }
@@ -61,8 +64,13 @@ struct NegateCommand: ParsableCommand {
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
             let baseCheckpoint = try Checkpoint(path: base)
-            let input = model.map { (MergeInput.Kind.model, $0) } ?? (.taskVector, taskVector!)
-            let opened = MergeInput(kind: input.0, checkpoint: try Checkpoint(path: input.1), weight: -1)
+            let opened: MergeInput
+            if let lora {
+                opened = MergeInput(lora: try LoRAAdapter(path: lora), weight: -1)
+            } else {
+                let input = model.map { (MergeInput.Kind.model, $0) } ?? (.taskVector, taskVector!)
+                opened = MergeInput(kind: input.0, checkpoint: try Checkpoint(path: input.1), weight: -1)
+            }
             let plan = try MergePlan(base: baseCheckpoint, inputs: [opened], method: try TaskArithmetic(scale: scale),
                                      output: outputOptions.spec())
             try MergeRunner.run([plan], options: outputOptions, command: CommandLine.arguments.joined(separator: " "))
@@ -73,20 +81,34 @@ struct NegateCommand: ParsableCommand {
 struct TaskVectorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "task-vector",
-        abstract: "Write τ = θ_ft − θ₀ as a task-vector file (F32 by default) that remembers its base.")
+        abstract: "Write τ = θ_ft − θ₀ (or a LoRA adapter's dense τ) as a task-vector file (F32 by default) that remembers its base.")
 
     @Option(name: .long, help: ArgumentHelp("The pre-trained base checkpoint θ₀.", valueName: "path"))
     var base: String
 
     @Option(name: .long, help: ArgumentHelp("The fine-tuned checkpoint θ_ft.", valueName: "path"))
-    var finetuned: String
+    var finetuned: String?
+
+    @Option(name: .customLong("lora"), help: ArgumentHelp("A PEFT LoRA adapter directory instead of --finetuned: writes its dense τ = (lora_alpha/r)·B·A (zero where it targets nothing).", valueName: "dir"))
+    var lora: String?
 
     @OptionGroup var outputOptions: OutputOptions
+
+    func validate() throws {
+        guard (finetuned == nil) != (lora == nil) else {
+            throw ValidationError("Give exactly one of --finetuned or --lora.")
+        }
+    }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
             let baseCheckpoint = try Checkpoint(path: base)
-            let input = MergeInput(kind: .model, checkpoint: try Checkpoint(path: finetuned), weight: 1)
+            let input: MergeInput
+            if let lora {
+                input = MergeInput(lora: try LoRAAdapter(path: lora))
+            } else {
+                input = MergeInput(kind: .model, checkpoint: try Checkpoint(path: finetuned!), weight: 1)
+            }
             let plan = try MergePlan(base: baseCheckpoint, inputs: [input], method: try TaskArithmetic(scale: 1),
                                      output: outputOptions.spec(emit: .taskVector))
             try MergeRunner.run([plan], options: outputOptions, command: CommandLine.arguments.joined(separator: " "))

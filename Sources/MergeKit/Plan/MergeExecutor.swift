@@ -215,7 +215,7 @@ public enum MergeExecutor {
             if mergedOnly && tensor.action != .merge { continue }
             let n = tensor.output.elementCount
             let bitsPerElement = tensor.base.info.dtype.bitWidth + tensor.output.dtype.bitWidth
-                + tensor.inputs.reduce(0) { $0 + $1.info.dtype.bitWidth }
+                + tensor.inputs.reduce(0) { $0 + $1.bitsPerElement }
             let step: Int
             switch tensor.action {
             case .copy: step = max(1, (itemElements * 64) / max(1, tensor.base.info.dtype.bitWidth))
@@ -475,7 +475,19 @@ public enum MergeExecutor {
                                                _ buffers: WorkerBuffers<T>, method: String) throws(MergeKitError) {
             let n = tensor.output.elementCount
             precondition(destination.count == n)
-            let entry = tensor.inputs[i]
+            let entry: Checkpoint.Entry
+            switch tensor.inputs[i] {
+            case .tensor(let stored):
+                entry = stored
+            case .lora(let module):
+                // s·B·A for the whole tensor, one GEMM per row block.
+                try buffers.loraProduct(input: i, module: module).materialize(0..<n, into: destination.baseAddress!)
+                try checkFinite(UnsafeBufferPointer(destination), offset: 0, tensor: tensor, file: plan.inputs[i].path, method: method)
+                return
+            case .zero:
+                destination.update(repeating: 0)
+                return
+            }
             let isModel = plan.inputs[i].kind == .model
             let width = entry.info.dtype.byteWidth!, baseWidth = tensor.base.info.dtype.byteWidth!
             var group = 0
@@ -679,29 +691,50 @@ public enum MergeExecutor {
         }
 
         /// Converts `chunk` from the staged bytes (reading the next group first when needed).
+        /// LoRA inputs are materialised for the whole group when it is staged (s·B·A for the
+        /// group's rows, one GEMM per row block) and copied from there; zero inputs are zeroed.
         private func convert(_ chunk: Range<Int>, base: UnsafeMutableBufferPointer<T>, deltas: [UnsafeMutableBufferPointer<T>]) throws(MergeKitError) {
             let span = MergeExecutor.itemElements
             let group = range.lowerBound + (chunk.lowerBound - range.lowerBound) / span * span
             if stagedGroup != group {
                 let groupEnd = min(range.upperBound, group + span)
-                for (e, entry) in ([tensor.base] + tensor.inputs).enumerated() {
-                    let width = entry.info.dtype.byteWidth!
-                    try entry.file.read(into: buffers.staging[e], count: (groupEnd - group) * width,
-                                        at: entry.file.fileOffset(of: entry.info) + group * width)
+                let baseWidth = tensor.base.info.dtype.byteWidth!
+                try tensor.base.file.read(into: buffers.staging[0], count: (groupEnd - group) * baseWidth,
+                                          at: tensor.base.file.fileOffset(of: tensor.base.info) + group * baseWidth)
+                for (i, source) in tensor.inputs.enumerated() {
+                    switch source {
+                    case .tensor(let entry):
+                        let width = entry.info.dtype.byteWidth!
+                        try entry.file.read(into: buffers.staging[i + 1], count: (groupEnd - group) * width,
+                                            at: entry.file.fileOffset(of: entry.info) + group * width)
+                    case .lora(let module):
+                        let product = try buffers.loraProduct(input: i, module: module)
+                        product.materialize(group..<groupEnd, into: buffers.staging[i + 1].assumingMemoryBound(to: T.self))
+                    case .zero:
+                        break
+                    }
                 }
                 stagedGroup = group
             }
             let skip = chunk.lowerBound - group
             let baseWidth = tensor.base.info.dtype.byteWidth!
             T.load(buffers.staging[0] + skip * baseWidth, dtype: tensor.base.info.dtype, count: chunk.count, into: base.baseAddress!)
-            for (i, entry) in tensor.inputs.enumerated() {
-                let width = entry.info.dtype.byteWidth!
-                let source = UnsafeRawPointer(buffers.staging[i + 1] + skip * width)
-                if inputs[i].kind == .model {
-                    T.loadDifference(source, dtype: entry.info.dtype, count: chunk.count, minus: UnsafePointer(base.baseAddress!),
-                                     into: deltas[i].baseAddress!)
-                } else {
-                    T.load(source, dtype: entry.info.dtype, count: chunk.count, into: deltas[i].baseAddress!)
+            for (i, source) in tensor.inputs.enumerated() {
+                switch source {
+                case .tensor(let entry):
+                    let width = entry.info.dtype.byteWidth!
+                    let raw = UnsafeRawPointer(buffers.staging[i + 1] + skip * width)
+                    if inputs[i].kind == .model {
+                        T.loadDifference(raw, dtype: entry.info.dtype, count: chunk.count, minus: UnsafePointer(base.baseAddress!),
+                                         into: deltas[i].baseAddress!)
+                    } else {
+                        T.load(raw, dtype: entry.info.dtype, count: chunk.count, into: deltas[i].baseAddress!)
+                    }
+                case .lora:
+                    let values = UnsafePointer(buffers.staging[i + 1].assumingMemoryBound(to: T.self) + skip)
+                    T.copy(UnsafeBufferPointer(start: values, count: chunk.count), deltas[i])
+                case .zero:
+                    deltas[i].update(repeating: 0)
                 }
             }
         }
@@ -723,6 +756,8 @@ public enum MergeExecutor {
         let unscaled: UnsafeMutableBufferPointer<T>
         /// Output staging for targets after the first (`bytes` serves the first).
         private var extraStaging: [UnsafeMutableRawPointer] = []
+        /// Per input: the LoRA factors last used, kept while a worker stays on one tensor.
+        private var loraProducts: [Int: LoRAProduct<T>] = [:]
         private(set) var cacheBase = UnsafeMutableBufferPointer<T>(start: nil, count: 0)
         private(set) var cacheDeltas: [UnsafeMutableBufferPointer<T>] = []
         private let inputs: Int
@@ -744,6 +779,16 @@ public enum MergeExecutor {
             bytes = .allocate(byteCount: MergeExecutor.itemElements * 8, alignment: 4096)
             staging = (0...inputs).map { _ in .allocate(byteCount: MergeExecutor.itemElements * 8, alignment: 4096) }
             methodScratch = .allocate(byteCount: ChunkContext.scratchBytes, alignment: 64)
+        }
+
+        /// The factors of `module` for input `input`, read and converted unless already held.
+        func loraProduct(input: Int, module: LoRAAdapter.Module) throws(MergeKitError) -> LoRAProduct<T> {
+            if let held = loraProducts[input], held.module.a.name == module.a.name, held.module.a.file === module.a.file {
+                return held
+            }
+            let product = try LoRAProduct<T>(module)
+            loraProducts[input] = product
+            return product
         }
 
         /// Grows the tensor cache to hold `elements` values per input and for the base.

@@ -16,8 +16,8 @@ extension MergePlan {
         var problems = ProblemList()
 
         if inputs.isEmpty {
-            problems.add(MergeKitError(.invalidArgument, "no fine-tuned models or task vectors to merge",
-                fix: "Pass at least one --model or --task-vector"))
+            problems.add(MergeKitError(.invalidArgument, "no fine-tuned models, task vectors or LoRA adapters to merge",
+                fix: "Pass at least one --model, --task-vector or --lora"))
         }
         if let dtype = output.dtype, !dtype.isMergeable {
             problems.add(MergeKitError(.invalidArgument, "output dtype \(dtype.rawValue) is not one MergeKit writes",
@@ -49,7 +49,7 @@ extension MergePlan {
         let fingerprint = Self.checkTaskVectorBases(base: base, inputs: inputs, into: &problems)
 
         // Per tensor: every input has it, with the same shape and a compatible dtype.
-        var planned: [(action: PlannedTensor.Action, base: Checkpoint.Entry, inputs: [Checkpoint.Entry], double: Bool, dtype: DType,
+        var planned: [(action: PlannedTensor.Action, base: Checkpoint.Entry, inputs: [InputSource], double: Bool, dtype: DType,
                        parameters: TensorParameters)] = []
         let uniform = TensorParameters(method: method, weights: inputs.map(\.weight))
         let global = method.statistics
@@ -57,9 +57,16 @@ extension MergePlan {
             let info = entry.info
             let mergeable = info.dtype.isMergeable
             if output.emit == .taskVector && !mergeable { continue }
-            var inputEntries: [Checkpoint.Entry] = []
+            var inputEntries: [InputSource] = []
             var double = info.dtype == .F64
             for input in inputs {
+                if let adapter = input.adapter {
+                    if let source = Self.loraSource(adapter, for: entry, base: base, mergeable: mergeable, into: &problems) {
+                        if case .lora(let module) = source, module.a.info.dtype == .F64 || module.b.info.dtype == .F64 { double = true }
+                        inputEntries.append(source)
+                    }
+                    continue
+                }
                 guard let other = input.checkpoint.entry(named: info.name) else {
                     if mergeable {
                         problems.add(MergeKitError(.missingTensor, file: input.path, tensor: info.name,
@@ -83,7 +90,7 @@ extension MergePlan {
                     continue
                 }
                 if other.info.dtype == .F64 { double = true }
-                inputEntries.append(other)
+                inputEntries.append(.tensor(other))
             }
             if mergeable {
                 let outDType = output.dtype ?? (output.emit == .model ? info.dtype : (double ? .F64 : .F32))
@@ -110,6 +117,10 @@ extension MergePlan {
             }
         }
         for input in inputs {
+            if let adapter = input.adapter {
+                Self.checkLoRATargets(adapter, base: base, into: &problems)
+                continue
+            }
             for other in input.checkpoint.entries where base.entry(named: other.name) == nil {
                 problems.add(MergeKitError(.extraTensor, file: input.path, tensor: other.name,
                     "is not in the base (\(base.path)); the merged model would silently drop it",
@@ -167,6 +178,59 @@ extension MergePlan {
         let companions = output.isDirectory && output.emit == .model ? try base.companionFiles() : []
         self.init(base: base, inputs: inputs, method: method, output: output, tensors: tensors, shards: shards,
                   companions: companions, metadata: metadata)
+    }
+
+    /// Where a LoRA adapter's τ for base tensor `entry` comes from: its module's factors when it
+    /// targets the tensor (which must be a float tensor of τ's shape), else zero. Copied
+    /// (non-float) tensors get no source. Problems name the adapter file, the key and the fix.
+    private static func loraSource(_ adapter: LoRAAdapter, for entry: Checkpoint.Entry, base: Checkpoint, mergeable: Bool,
+                                   into problems: inout ProblemList) -> InputSource? {
+        if let saved = adapter.savedBaseLayers[entry.name], !adapter.savedBaseLayerMatches(entry) {
+            problems.add(MergeKitError(.baseMismatch, file: adapter.weights.path, tensor: saved.name,
+                "is a saved copy of \(entry.name) that differs from the base (\(base.path)): the adapter was trained with a resized or retrained embedding",
+                fix: "Merge the adapter with PEFT (merge_and_unload) and pass the result with --model, or use the base it was saved with"))
+            return nil
+        }
+        guard let module = adapter.module(forTarget: entry.name) else { return mergeable ? .zero : nil }
+        let file = adapter.weights.path
+        guard mergeable else {
+            problems.add(MergeKitError(.dtypeMismatch, file: file, tensor: module.a.name,
+                "targets \(entry.name), which is \(entry.info.dtype.rawValue) in the base (\(base.path)); only float tensors can take a LoRA delta",
+                fix: "Use the base the adapter was trained on"))
+            return nil
+        }
+        let shape = module.deltaShape
+        guard shape == entry.info.shape else {
+            let orientation = module.transposed ? "(B·A)ᵀ" : "B·A"
+            var fix = "Use the base the adapter was trained on" + (adapter.config.baseModelNameOrPath.map { " (base_model_name_or_path: \($0))" } ?? "")
+            if shape.count == 2 && [shape[1], shape[0]] == entry.info.shape {
+                fix = adapter.config.fanInFanOut
+                    ? "The base stores this weight as [out, in] (nn.Linear): set \"fan_in_fan_out\": false in \(LoRAAdapter.configFileName)"
+                    : "The base stores this weight as [in, out] (GPT-2's Conv1D): set \"fan_in_fan_out\": true in \(LoRAAdapter.configFileName)"
+            }
+            problems.add(MergeKitError(.shapeMismatch, file: file, tensor: module.a.name,
+                "gives a delta \(orientation) of shape \(shape) (A \(module.a.info.shape), B \(module.b.info.shape)) for \(entry.name), but the base (\(base.path)) has \(entry.info.shape)",
+                fix: fix))
+            return nil
+        }
+        return .lora(module)
+    }
+
+    /// Every module the adapter targets must map to a base tensor
+    /// (`base_model.model.<name>.lora_A.weight` → `<name>.weight`).
+    private static func checkLoRATargets(_ adapter: LoRAAdapter, base: Checkpoint, into problems: inout ProblemList) {
+        for (target, saved) in adapter.savedBaseLayers.sorted(by: { $0.key < $1.key }) where base.entry(named: target) == nil {
+            problems.add(MergeKitError(.extraTensor, file: adapter.weights.path, tensor: saved.name,
+                "is a saved copy of \(target), which the base (\(base.path)) does not have", fix: "Use the base the adapter was trained on"))
+        }
+        for module in adapter.modules where base.entry(named: module.target) == nil {
+            let similar = base.tensorNames.first { $0.hasSuffix("." + module.target) || module.target.hasSuffix("." + $0) }
+            var fix = "The key \(module.a.name) maps to the base tensor \(module.target); use the base the adapter was trained on"
+                + (adapter.config.baseModelNameOrPath.map { " (base_model_name_or_path: \($0))" } ?? "")
+            if let similar { fix += ". The base has \(similar): its tensor names follow another layout (e.g. saved without a wrapper prefix)" }
+            problems.add(MergeKitError(.extraTensor, file: adapter.weights.path, tensor: module.a.name,
+                "targets \(module.target), which the base (\(base.path)) does not have", fix: fix))
+        }
     }
 
     private static func fiveDigits(_ n: Int) -> String {

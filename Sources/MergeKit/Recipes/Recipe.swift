@@ -12,6 +12,7 @@ import Yams
 ///   - task_vector: path/to/tau-b.safetensors      # a MergeKit extension
 ///     parameters:
 ///       weight: [{filter: self_attn, value: 0.5}, {value: 1.0}]
+///   - lora: path/to/peft-adapter                  # a MergeKit extension: τ = (α/r)·B·A
 /// parameters: {lambda: 1.0, normalize: true}
 /// dtype: float32
 /// out_dtype: bfloat16
@@ -21,7 +22,7 @@ import Yams
 /// Loading validates the whole schema and reports every problem at once, each with its line.
 public struct Recipe: Sendable {
     public struct Input: Sendable {
-        public enum Kind: String, Sendable { case model, taskVector = "task_vector" }
+        public enum Kind: String, Sendable { case model, taskVector = "task_vector", lora }
         public let kind: Kind
         public let path: String
         public let parameters: [String: ParameterSetting]
@@ -167,24 +168,24 @@ struct RecipeParser {
         var kind: Recipe.Input.Kind?, path: String?, parameters: [String: ParameterSetting] = [:]
         for (keyNode, value) in mapping {
             switch keyNode.string ?? "" {
-            case "model", "task_vector":
-                if kind != nil { problem(keyNode, "give either model or task_vector, not both"); continue }
-                kind = keyNode.string == "model" ? .model : .taskVector
+            case "model", "task_vector", "lora":
+                if kind != nil { problem(keyNode, "give one of model, task_vector or lora, not several"); continue }
+                kind = Recipe.Input.Kind(rawValue: keyNode.string!)
                 guard let p = value.string else { problem(value, "\(keyNode.string!) must be a path"); continue }
                 if p.contains("+") && !FileManager.default.fileExists(atPath: p) {
                     problem(value, "\"\(p)\" looks like mergekit's model+lora syntax, which is not supported",
-                            fix: "Pass the LoRA as its own input once adapters are supported, or merge it first")
+                            fix: "Give the adapter as its own entry, lora: ADAPTER_DIR (its τ is added to the base)")
                 }
                 path = p
             case "parameters":
                 parameters = settings(value, context: "parameters").0
             default:
                 let key = keyNode.string ?? "?"
-                problem(keyNode, "unknown key \"\(key)\" in a models entry" + suggestion(key, ["model", "task_vector", "parameters"]))
+                problem(keyNode, "unknown key \"\(key)\" in a models entry" + suggestion(key, ["model", "task_vector", "lora", "parameters"]))
             }
         }
         guard let kind, let path else {
-            problem(node, "a models entry needs model: PATH (or task_vector: PATH)")
+            problem(node, "a models entry needs model: PATH (or task_vector: PATH, or lora: ADAPTER_DIR)")
             return nil
         }
         return Recipe.Input(kind: kind, path: path, parameters: parameters, line: line(node))

@@ -198,7 +198,11 @@ extension Recipe {
         }
         for input in inputs {
             do throws(MergeKitError) {
-                opened.append(MergeInput(kind: input.kind == .model ? .model : .taskVector, checkpoint: try Checkpoint(path: resolve(input.path))))
+                switch input.kind {
+                case .lora: opened.append(MergeInput(lora: try LoRAAdapter(path: resolve(input.path))))
+                case .model, .taskVector:
+                    opened.append(MergeInput(kind: input.kind == .model ? .model : .taskVector, checkpoint: try Checkpoint(path: resolve(input.path))))
+                }
             } catch {
                 add(input.line, error)
             }
@@ -239,7 +243,7 @@ extension Recipe {
             }
             let pointOutput = sweep.isEmpty ? output : FileSystem.join(output, String(format: "point-%03d", index))
             let spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite)
-            let weighted = zip(opened, representative.weights).map { MergeInput(kind: $0.kind, checkpoint: $0.checkpoint, weight: $1) }
+            let weighted = zip(opened, representative.weights).map { $0.weighted($1) }
             do throws(MergeKitError) {
                 var plan = try MergePlan(base: base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)
                 if spec.isDirectory {

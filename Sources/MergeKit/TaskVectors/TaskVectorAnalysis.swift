@@ -30,7 +30,7 @@ public struct TaskVectorAnalysis: Sendable {
         BLAS.setThreads(1)
         // A plan validates the inputs (names, shapes, dtypes, bases); nothing is written.
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mergekit-analysis-\(UUID().uuidString).safetensors").path
-        let plan = try MergePlan(base: base, inputs: inputs.map { MergeInput(kind: $0.kind, checkpoint: $0.checkpoint) },
+        let plan = try MergePlan(base: base, inputs: inputs.map { $0.weighted(1) },
                                  method: try TIES(density: .init(density)), output: OutputSpec(path: scratch, emit: .taskVector))
         let n = inputs.count
         let pass = ModelStatisticsPass(plan: plan, request: StatisticsRequest(), threads: threads)

@@ -1,0 +1,199 @@
+import Foundation
+import Testing
+@testable import MergeKit
+
+/// One case of Fixtures/svd_lora/extracted/cases.json, written by Fixtures/svd_lora/check_peft_interop.py:
+/// an adapter extract-lora wrote, PEFT's merge_and_unload() of it, and numpy's optimal errors.
+struct ExtractedAdapterCase: Sendable, CustomTestStringConvertible {
+    let name: String
+    let base: String
+    let model: String
+    let args: [String]
+    let adapter: String
+    let peftMerged: String
+    let tolerance: Double
+    let randomized: Bool
+    /// Per tensor: (optimal, reported) relative errors.
+    let errors: [String: (optimal: Double, reported: Double)]
+
+    var testDescription: String { name }
+
+    static let all: [ExtractedAdapterCase] = {
+        let json = try! JSONParser.parse(try! FileSystem.readFile(TestSupport.fixture("svd_lora/extracted/cases.json")))
+        return json["cases"]!.arrayValue!.map { c in
+            var errors: [String: (Double, Double)] = [:]
+            for member in c["errors"]!.objectMembers! {
+                errors[member.key] = (member.value["optimal"]!.doubleValue!, member.value["reported"]!.doubleValue!)
+            }
+            return ExtractedAdapterCase(name: c["name"]!.stringValue!, base: c["base"]!.stringValue!, model: c["model"]!.stringValue!,
+                                        args: c["args"]!.arrayValue!.map { $0.stringValue! }, adapter: c["adapter"]!.stringValue!,
+                                        peftMerged: c["peft_merged"]!.stringValue!, tolerance: c["tolerance"]!.doubleValue!,
+                                        randomized: c["randomized"] == .bool(true), errors: errors)
+        }
+    }()
+}
+
+@Suite("LoRA extraction")
+struct LoRAExtractionTests {
+    /// Max |Δ| over the golden's tensors between a merge-cli output and the golden.
+    static func maxDifference(_ output: String, _ golden: String) throws -> Double {
+        let mine = TestSupport.values(try Checkpoint(path: output))
+        let expected = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden)))
+        #expect(!expected.isEmpty)
+        var worst = 0.0
+        for (name, value) in expected {
+            let actual = try #require(mine[name], "\(name) missing")
+            #expect(actual.info.shape == value.info.shape)
+            worst = max(worst, zip(actual.values, value.values).map { abs($0 - $1) }.max() ?? 0)
+        }
+        return worst
+    }
+
+    @Test("An adapter written by extract-lora, merged by PEFT, gives the weights merge-cli --lora predicts", arguments: ExtractedAdapterCase.all)
+    func peftMergesWhatMergeKitPredicts(_ golden: ExtractedAdapterCase) throws {
+        let dir = TestSupport.temporaryDirectory("extracted")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let run = try CLI.run(["task-arithmetic", "--base", golden.base, "--lora", golden.adapter, "-o", dir + "/merged.safetensors"],
+                              in: TestSupport.fixture(""))
+        #expect(run.status == 0, "\(run.stderr)")
+        let worst = try Self.maxDifference(dir + "/merged.safetensors", golden.peftMerged)
+        #expect(worst <= golden.tolerance, "max |Δ| = \(worst)")
+    }
+
+    @Test("extract-lora reproduces the committed adapter: its config, optimal errors and PEFT's merge", arguments: ExtractedAdapterCase.all)
+    func reproducesCommittedAdapter(_ golden: ExtractedAdapterCase) throws {
+        let dir = TestSupport.temporaryDirectory("extract")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = TestSupport.fixture("")
+        let run = try CLI.run(["extract-lora", "--base", golden.base, "--model", golden.model] + golden.args + ["-o", dir + "/adapter", "--json"], in: fixtures)
+        #expect(run.status == 0, "\(run.stderr)")
+        let report = try JSONParser.parse(Array(run.stdout.utf8))
+        let tensors = try #require(report["tensors"]?.arrayValue)
+        #expect(tensors.count == golden.errors.count)
+        for entry in tensors {
+            let name = entry["tensor"]!.stringValue!
+            let error = entry["relative_error"]!.doubleValue!
+            let expected = try #require(golden.errors[name], "\(name) not in the golden")
+            // numpy's optimum (Eckart–Young) for the exact SVD; within 3 % for the randomized case (see the script).
+            let slack = golden.randomized ? 0.03 : 1e-5
+            #expect(error <= expected.optimal * (1 + slack) + 1e-6 && error >= expected.optimal * (1 - 1e-5) - 1e-6,
+                    "\(name): error \(error), optimal \(expected.optimal)")
+            #expect(abs(error - expected.reported) <= 1e-4 * max(expected.reported, 1e-3), "\(name): \(error) vs committed \(expected.reported)")
+        }
+        let config = try JSONParser.parse(try FileSystem.readFile(dir + "/adapter/adapter_config.json"))
+        let committed = try JSONParser.parse(try FileSystem.readFile(TestSupport.fixture(golden.adapter + "/adapter_config.json")))
+        #expect(config == committed)
+        let merge = try CLI.run(["task-arithmetic", "--base", golden.base, "--lora", dir + "/adapter", "-o", dir + "/merged.safetensors"], in: fixtures)
+        #expect(merge.status == 0, "\(merge.stderr)")
+        let worst = try Self.maxDifference(dir + "/merged.safetensors", golden.peftMerged)
+        #expect(worst <= golden.tolerance, "max |Δ| = \(worst)")
+    }
+
+    @Test("The interop goldens cover the exact and randomized SVD, embeddings and fan_in_fan_out")
+    func coverage() {
+        let all = ExtractedAdapterCase.all
+        #expect(all.contains { $0.randomized } && all.contains { !$0.randomized })
+        #expect(all.contains { $0.args.contains("--embeddings") } && all.contains { $0.args.contains("--fan-in-fan-out") })
+    }
+
+    // MARK: Known answers
+
+    /// τ = U·diag(s)·Vᵀ with orthonormal U (rows × s.count), V (columns × s.count) from Gram–Schmidt on
+    /// seeded normal vectors; returns τ row-major.
+    static func planted(rows: Int, columns: Int, singularValues s: [Double], seed: UInt64) -> [Double] {
+        var rng = SplitMix(seed: seed)
+        func orthonormal(_ n: Int) -> [[Double]] {
+            var basis: [[Double]] = []
+            while basis.count < s.count {
+                var v = (0..<n).map { _ in rng.normal() }
+                for _ in 0..<2 {
+                    for q in basis {
+                        let d = zip(v, q).reduce(0) { $0 + $1.0 * $1.1 }
+                        for i in 0..<n { v[i] -= d * q[i] }
+                    }
+                }
+                let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                basis.append(v.map { $0 / norm })
+            }
+            return basis
+        }
+        let u = orthonormal(rows), v = orthonormal(columns)
+        var tau = [Double](repeating: 0, count: rows * columns)
+        for k in s.indices {
+            for i in 0..<rows where u[k][i] != 0 {
+                let x = s[k] * u[k][i]
+                for j in 0..<columns { tau[i * columns + j] += x * v[k][j] }
+            }
+        }
+        return tau
+    }
+
+    @Test("Known answers: a planted spectrum gives the Eckart–Young error; exact and randomized; any thread count")
+    func plantedSpectrum() throws {
+        let dir = TestSupport.temporaryDirectory("extract-planted")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (rows, columns) = (300, 200)
+        let s = (1...40).map { 1.0 / Double($0) }
+        let tau = Self.planted(rows: rows, columns: columns, singularValues: s, seed: 11)
+        let tauT = Self.planted(rows: columns, columns: rows, singularValues: s, seed: 12)
+        var rng = SplitMix(seed: 13)
+        let w0 = (0..<(rows * columns)).map { _ in rng.normal() * 0.02 }
+        let e0 = (0..<(rows * columns)).map { _ in rng.normal() * 0.02 }
+        let layers = [(TensorSpec(name: "layer.proj.weight", dtype: .F64, shape: [rows, columns]), w0),
+                      (TensorSpec(name: "layer.norm.weight", dtype: .F64, shape: [3]), [1, 1, 1]),
+                      (TensorSpec(name: "embed_tokens.weight", dtype: .F64, shape: [columns, rows]), e0)]
+        TestSupport.writeCheckpoint(dir + "/base.safetensors", layers)
+        TestSupport.writeCheckpoint(dir + "/ft.safetensors", [
+            (layers[0].0, zip(w0, tau).map { $0 + $1 }), (layers[1].0, [1.5, 1, 1]), (layers[2].0, zip(e0, tauT).map { $0 + $1 }),
+        ])
+        let total = s.reduce(0) { $0 + $1 * $1 }
+        for (rank, randomized) in [(20, false), (20, true), (40, false), (45, true)] {
+            let optimal = s.dropFirst(rank).reduce(0) { $0 + $1 * $1 }.squareRoot() / total.squareRoot()
+            var adapters: [[UInt8]] = []
+            for threads in [1, 2] {
+                let out = dir + "/a\(rank)\(randomized)\(threads)"
+                let extraction = try LoRAExtraction(base: try Checkpoint(path: dir + "/base.safetensors"), model: try Checkpoint(path: dir + "/ft.safetensors"),
+                                                    output: out, options: .init(rank: rank, randomized: randomized, includeEmbeddings: true, dtype: .F32))
+                #expect(extraction.targets.map(\.tensor).sorted() == ["embed_tokens.weight", "layer.proj.weight"])
+                let result = try extraction.run(threads: threads)
+                for report in result.reports {
+                    // Float32 factors of a Float32 τ: ~1e-6 relative noise on top of the optimum.
+                    let slack = randomized && rank < s.count ? 0.01 * optimal : 0
+                    #expect(report.relativeError >= optimal - 2e-6 && report.relativeError <= optimal + slack + 5e-6,
+                            "\(report.tensor) rank \(rank) randomized \(randomized): \(report.relativeError) vs \(optimal)")
+                }
+                adapters.append(Array(try Data(contentsOf: URL(fileURLWithPath: out + "/adapter_model.safetensors"))))
+                // The adapter reads back as PEFT's layout: embeddings transposed, Linear weights not.
+                let adapter = try LoRAAdapter(path: out)
+                let embed = try #require(adapter.module(forTarget: "embed_tokens.weight"))
+                #expect(embed.transposed && embed.a.name.hasSuffix("lora_embedding_A") && embed.a.info.shape == [min(rank, columns), columns])
+                let proj = try #require(adapter.module(forTarget: "layer.proj.weight"))
+                #expect(!proj.transposed && proj.a.info.shape == [rank, columns] && proj.b.info.shape == [rows, rank] && proj.scale == 1)
+            }
+            #expect(adapters[0] == adapters[1], "rank \(rank) randomized \(randomized): depends on the thread count")
+        }
+        // Without --embeddings the embedding is skipped and reported as such.
+        let plain = try LoRAExtraction(base: try Checkpoint(path: dir + "/base.safetensors"), model: try Checkpoint(path: dir + "/ft.safetensors"),
+                                       output: dir + "/plain", options: .init(rank: 8))
+        #expect(plain.targets.map(\.tensor) == ["layer.proj.weight"] && plain.skipped == ["embed_tokens.weight"])
+    }
+
+    @Test("extract-lora's mistakes: bad rank (exit 64), a .safetensors output, mismatched models, an existing output (exit 1)")
+    func errors() throws {
+        let dir = TestSupport.temporaryDirectory("extract-errors")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = TestSupport.fixture("")
+        var run = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "0", "-o", dir + "/x"], in: fixtures)
+        #expect(run.status == 64)
+        run = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "4", "-o", dir + "/x.safetensors"], in: fixtures)
+        #expect(run.status == 1 && run.stderr.contains("directory"))
+        run = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "svd_lora/gpt2_ft", "--rank", "4", "-o", dir + "/x"], in: fixtures)
+        #expect(run.status == 1 && run.stderr.contains("svd_lora/gpt2_ft") && run.stderr.contains("model.layers.0.self_attn.q_proj.weight"))
+        try FileManager.default.createDirectory(atPath: dir + "/exists", withIntermediateDirectories: true)
+        run = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "4", "-o", dir + "/exists"], in: fixtures)
+        #expect(run.status == 1 && run.stderr.contains("already exists"))
+        #expect(TestSupport.listing(dir + "/exists").isEmpty)
+        run = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "4", "-o", dir + "/exists", "--overwrite", "--quiet"], in: fixtures)
+        #expect(run.status == 0 && TestSupport.listing(dir + "/exists") == ["adapter_config.json", "adapter_model.safetensors"])
+    }
+}

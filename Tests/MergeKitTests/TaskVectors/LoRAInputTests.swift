@@ -1,0 +1,383 @@
+import Foundation
+import Testing
+@testable import MergeKit
+
+/// One LoRA case of Fixtures/svd_lora/cases.json (made by Fixtures/svd_lora/make_svd_lora_fixtures.py
+/// with PEFT's merge_and_unload()).
+struct LoRAGoldenCase: Sendable, CustomTestStringConvertible {
+    let name: String
+    let method: String
+    let inputs: [String]
+    let args: [String]
+    let file: String
+    let tolerance: Double
+    let changed: [String]
+
+    var testDescription: String { name }
+
+    static let all: [LoRAGoldenCase] = {
+        let json = try! JSONParser.parse(try! FileSystem.readFile(TestSupport.fixture("svd_lora/cases.json")))
+        return json["cases"]!.arrayValue!.compactMap { c in
+            let inputs = c["inputs"]!.arrayValue!.map { $0.stringValue! }
+            guard inputs.contains("--lora") else { return nil }
+            return LoRAGoldenCase(name: c["name"]!.stringValue!, method: c["method"]!.stringValue!, inputs: inputs,
+                                  args: c["args"]!.arrayValue!.map { $0.stringValue! }, file: c["file"]!.stringValue!,
+                                  tolerance: c["tolerance"]!.doubleValue!,
+                                  changed: c["changed_tensors"]?.arrayValue?.map { $0.stringValue! } ?? [])
+        }
+    }()
+}
+
+@Suite("LoRA adapters as inputs")
+struct LoRAInputTests {
+    // MARK: PEFT interop
+
+    @Test("merge-cli merging PEFT adapters gives PEFT merge_and_unload()'s weights", arguments: LoRAGoldenCase.all)
+    func matchesPEFT(_ golden: LoRAGoldenCase) throws {
+        let dir = TestSupport.temporaryDirectory("lora-golden")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let output = dir + "/out.safetensors"
+        let run = try CLI.run([golden.method] + golden.inputs + golden.args + ["-o", output], in: TestSupport.fixture(""))
+        #expect(run.status == 0, "\(run.stderr)")
+        let actual = TestSupport.values(try Checkpoint(path: output))
+        let expected = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.file)))
+        let base = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.inputs[1])))
+        #expect(!expected.isEmpty && !golden.changed.isEmpty)
+        for (name, reference) in expected {
+            let mine = try #require(actual[name], "\(name) missing")
+            #expect(mine.info.shape == reference.info.shape)
+            let worst = zip(mine.values, reference.values).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= golden.tolerance, "\(name): max |Δ| = \(worst)")
+            // Untargeted tensors keep the base's values exactly; targeted ones move.
+            if golden.changed.contains(name) {
+                #expect(mine.values != base[name]!.values, "\(name) should change")
+            } else {
+                #expect(mine.values == base[name]!.values, "\(name) should be the base's")
+            }
+        }
+    }
+
+    @Test("A PEFT-made adapter with use_rslora, an Embedding (lora_embedding_A/B + a saved base_layer copy) and lm_head merges as PEFT does")
+    func peftMadeEmbeddingAdapter() throws {
+        let json = try JSONParser.parse(try FileSystem.readFile(TestSupport.fixture("svd_lora/extracted/cases.json")))
+        let cases = try #require(json["peft_made"]?.arrayValue)
+        #expect(!cases.isEmpty)
+        for c in cases {
+            let dir = TestSupport.temporaryDirectory("lora-peft-made")
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let adapter = try LoRAAdapter(path: TestSupport.fixture(c["adapter"]!.stringValue!))
+            #expect(adapter.config.useRSLoRA && !adapter.savedBaseLayers.isEmpty)
+            #expect(adapter.modules.contains { $0.transposed && $0.a.name.hasSuffix("lora_embedding_A") })
+            let run = try CLI.run(["task-arithmetic", "--base", c["base"]!.stringValue!, "--lora", c["adapter"]!.stringValue!,
+                                   "-o", dir + "/merged.safetensors"], in: TestSupport.fixture(""))
+            #expect(run.status == 0, "\(run.stderr)")
+            let worst = try LoRAExtractionTests.maxDifference(dir + "/merged.safetensors", c["peft_merged"]!.stringValue!)
+            #expect(worst <= c["tolerance"]!.doubleValue!, "max |Δ| = \(worst)")
+        }
+    }
+
+    @Test("The golden cases cover one adapter, rank/alpha patterns, two adapters and fan_in_fan_out")
+    func coverage() {
+        #expect(Set(LoRAGoldenCase.all.map(\.name)).isSuperset(of: ["merged_lora_a", "merged_lora_b", "merged_both", "merged_lora_gpt2_fifo"]))
+    }
+
+    // MARK: Reading adapters
+
+    @Test("rank_pattern and alpha_pattern are matched as PEFT's get_pattern_key does")
+    func patterns() throws {
+        let adapter = try LoRAAdapter(path: TestSupport.fixture("svd_lora/lora_b"))
+        #expect(adapter.modules.count == 6)
+        let down1 = try #require(adapter.module(forTarget: "model.layers.1.mlp.down_proj.weight"))
+        #expect(down1.rank == 2 && down1.alpha == 3 && down1.scale == 1.5)
+        let v0 = try #require(adapter.module(forTarget: "model.layers.0.self_attn.v_proj.weight"))
+        #expect(v0.rank == 4 && v0.alpha == 16 && v0.scale == 4)
+        let v1 = try #require(adapter.module(forTarget: "model.layers.1.self_attn.v_proj.weight"))
+        #expect(v1.rank == 4 && v1.alpha == 8 && v1.scale == 2)
+        #expect(!v1.transposed && v1.deltaShape == [8, 16])
+        // The pattern must match a whole dotted suffix: "layers.0.self_attn.v_proj" does not
+        // match "model.layers.10.self_attn.v_proj", and "proj" does not match "q_proj".
+        let patterns: [(key: String, value: Int)] = [("layers.0.self_attn.v_proj", 1), ("proj", 2)]
+        #expect(LoRAAdapter.patternValue(patterns, module: "model.layers.10.self_attn.v_proj") == nil)
+        #expect(LoRAAdapter.patternValue(patterns, module: "model.layers.0.self_attn.v_proj") == 1)
+        #expect(LoRAAdapter.patternValue(patterns, module: "x.proj") == 2)
+        #expect(LoRAAdapter.patternValue(patterns, module: "x.q_proj") == nil)
+        #expect(LoRAAdapter.patternValue([("q_proj|v_proj", 3)], module: "a.v_proj") == 3)
+    }
+
+    @Test("fan_in_fan_out adapters and use_rslora scale as PEFT does")
+    func orientationAndRSLoRA() throws {
+        let fifo = try LoRAAdapter(path: TestSupport.fixture("svd_lora/lora_gpt2_fifo"))
+        let cAttn = try #require(fifo.module(forTarget: "transformer.h.0.attn.c_attn.weight"))
+        #expect(cAttn.transposed && cAttn.deltaShape == [16, 48] && cAttn.scale == 2)
+
+        let dir = TestSupport.temporaryDirectory("lora-rslora")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try LoRAFixture.write(dir, config: ["r": "4", "lora_alpha": "8", "use_rslora": "true"],
+                              modules: [("m.proj", a: [4, 3], b: [2, 4], embedding: false)])
+        let module = try #require(try LoRAAdapter(path: dir).module(forTarget: "m.proj.weight"))
+        #expect(module.scale == 4) // 8 / √4
+    }
+
+    // MARK: Streaming products
+
+    @Test("Large adapters stream across work items and partial rows: τ = s·B·A (and s·(B·A)ᵀ), any dtype, any thread count",
+          arguments: [(false, DType.F32, DType.F32), (true, .F32, .F32), (false, .BF16, .BF16), (true, .F16, .F64)])
+    func streamingProduct(transposed: Bool, factorDType: DType, baseDType: DType) throws {
+        let dir = TestSupport.temporaryDirectory("lora-large")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 701 × 1999 = 1.4 M elements: two work items of 2²⁰, chunks of 2¹⁴ that split rows.
+        let out = 701, inFeatures = 1999, r = 5
+        let weightShape = transposed ? [inFeatures, out] : [out, inFeatures]
+        var rng = SplitMix(seed: transposed ? 7 : 3)
+        let base = (0..<(out * inFeatures)).map { _ in rng.normal() * 0.02 }
+        TestSupport.writeCheckpoint(dir + "/base.safetensors", [
+            (TensorSpec(name: "layer.proj.weight", dtype: baseDType, shape: weightShape), base),
+            (TensorSpec(name: "layer.norm.weight", dtype: baseDType, shape: [7]), [1, 2, 3, 4, 5, 6, 7]),
+        ])
+        let a = (0..<(r * inFeatures)).map { _ in rng.normal() * 0.1 }
+        let b = (0..<(out * r)).map { _ in rng.normal() * 0.1 }
+        try LoRAFixture.write(dir + "/adapter", config: ["r": "\(r)", "lora_alpha": "7.5", "fan_in_fan_out": transposed ? "true" : "false"],
+                              modules: [("layer.proj", a: [r, inFeatures], b: [out, r], embedding: false)],
+                              values: ["layer.proj": (a, b)], dtype: factorDType)
+        // The factors as stored, then τ in Double.
+        let stored = TestSupport.values(try Checkpoint(path: dir + "/adapter/adapter_model.safetensors"))
+        let sa = stored["base_model.model.layer.proj.lora_A.weight"]!.values, sb = stored["base_model.model.layer.proj.lora_B.weight"]!.values
+        let storedBase = TestSupport.values(try Checkpoint(path: dir + "/base.safetensors"))["layer.proj.weight"]!.values
+        let scale = 7.5 / Double(r)
+        var expected = [Double](repeating: 0, count: out * inFeatures)
+        for o in 0..<out {
+            for i in 0..<inFeatures {
+                var sum = 0.0
+                for k in 0..<r { sum += sb[o * r + k] * sa[k * inFeatures + i] }
+                expected[transposed ? i * out + o : o * inFeatures + i] = scale * sum
+            }
+        }
+        var outputs: [[UInt8]] = []
+        for threads in [1, 2] {
+            let path = dir + "/tau\(threads).safetensors"
+            let plan = try MergePlan(base: try Checkpoint(path: dir + "/base.safetensors"),
+                                     inputs: [MergeInput(lora: try LoRAAdapter(path: dir + "/adapter"))],
+                                     method: try TaskArithmetic(scale: 1),
+                                     output: OutputSpec(path: path, dtype: baseDType == .F64 ? .F64 : .F32, emit: .taskVector))
+            #expect(plan.tensors.first { $0.name == "layer.proj.weight" }.map { if case .lora = $0.inputs[0] { true } else { false } } == true)
+            #expect(plan.tensors.first { $0.name == "layer.norm.weight" }.map { if case .zero = $0.inputs[0] { true } else { false } } == true)
+            _ = try MergeExecutor.run(plan, threads: threads)
+            outputs.append(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+            let tau = TestSupport.values(try Checkpoint(path: path))
+            #expect(tau["layer.norm.weight"]!.values == [Double](repeating: 0, count: 7))
+            let got = tau["layer.proj.weight"]!.values
+            #expect(tau["layer.proj.weight"]!.info.shape == weightShape)
+            let tolerance = baseDType == .F64 ? 1e-14 : 1e-7
+            let worst = zip(got, expected).map { abs($0 - $1) }.max()!
+            #expect(worst <= tolerance, "max |Δ| = \(worst)")
+        }
+        #expect(outputs[0] == outputs[1], "output depends on the thread count")
+        // The merged model is θ₀ + τ.
+        let merged = dir + "/merged.safetensors"
+        _ = try MergeExecutor.run(try MergePlan(base: try Checkpoint(path: dir + "/base.safetensors"),
+                                                inputs: [MergeInput(lora: try LoRAAdapter(path: dir + "/adapter"), weight: 2)],
+                                                method: try TaskArithmetic(scale: 0.5), output: OutputSpec(path: merged, dtype: .F64)), threads: 2)
+        let mergedValues = TestSupport.values(try Checkpoint(path: merged))["layer.proj.weight"]!.values
+        let worst = zip(mergedValues, zip(storedBase, expected).map { $0 + $1 }).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-6, "merged: max |Δ| = \(worst)")
+    }
+
+    @Test("Every method works on LoRA inputs: the result equals merging the adapters' dense task vectors",
+          arguments: [["ties", "--density", "0.3"], ["ties", "--trim-scope", "tensor", "--vote", "weighted", "--merge", "normalized", "--density", "0.5"],
+                      ["dare", "--drop-rate", "0.5", "--seed", "3"], ["breadcrumbs"], ["magmax"], ["metagpt"], ["model-stock"], ["tsv-m"], ["iso-c"]])
+    func methodsOnLoRA(_ method: [String]) throws {
+        let dir = TestSupport.temporaryDirectory("lora-methods")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = TestSupport.fixture("")
+        for name in ["lora_a", "lora_b"] {
+            let run = try CLI.run(["task-vector", "--base", "f32/base", "--lora", "svd_lora/\(name)", "-o", "\(dir)/\(name).safetensors"], in: fixtures)
+            #expect(run.status == 0, "\(run.stderr)")
+        }
+        let weights = ["ties", "dare", "breadcrumbs"].contains(method[0]) ? ["--weight", "1", "--weight", "0.5"] : []
+        let viaLoRA = try CLI.run(method + ["--base", "f32/base", "--lora", "svd_lora/lora_a", "--lora", "svd_lora/lora_b"] + weights
+                                  + ["-o", dir + "/lora.safetensors"], in: fixtures)
+        #expect(viaLoRA.status == 0, "\(viaLoRA.stderr)")
+        let viaDense = try CLI.run(method + ["--base", "f32/base", "--task-vector", dir + "/lora_a.safetensors", "--task-vector", dir + "/lora_b.safetensors"]
+                                   + weights + ["-o", dir + "/dense.safetensors"], in: fixtures)
+        #expect(viaDense.status == 0, "\(viaDense.stderr)")
+        let a = TestSupport.values(try Checkpoint(path: dir + "/lora.safetensors"))
+        let b = TestSupport.values(try Checkpoint(path: dir + "/dense.safetensors"))
+        #expect(a.keys.sorted() == b.keys.sorted())
+        for (name, value) in b { #expect(a[name]?.values == value.values, "\(name) differs") }
+        let base = TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/base")))
+        #expect(a["model.layers.0.self_attn.q_proj.weight"]!.values != base["model.layers.0.self_attn.q_proj.weight"]!.values)
+    }
+
+    @Test("analyze and sweep take --lora: the same numbers as for the adapters' dense task vectors")
+    func analyzeAndSweep() throws {
+        let dir = TestSupport.temporaryDirectory("lora-analyze")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = TestSupport.fixture("")
+        for name in ["lora_a", "lora_b"] {
+            let run = try CLI.run(["task-vector", "--base", "f32/base", "--lora", "svd_lora/\(name)", "-o", "\(dir)/\(name).safetensors"], in: fixtures)
+            #expect(run.status == 0, "\(run.stderr)")
+        }
+        let viaLoRA = try CLI.run(["analyze", "--base", "f32/base", "--lora", "svd_lora/lora_a", "--lora", "svd_lora/lora_b", "--json"], in: fixtures)
+        let viaDense = try CLI.run(["analyze", "--base", "f32/base", "--task-vector", dir + "/lora_a.safetensors", "--task-vector", dir + "/lora_b.safetensors", "--json"], in: fixtures)
+        #expect(viaLoRA.status == 0 && viaDense.status == 0, "\(viaLoRA.stderr) \(viaDense.stderr)")
+        let a = try JSONParser.parse(Array(viaLoRA.stdout.utf8)), b = try JSONParser.parse(Array(viaDense.stdout.utf8))
+        #expect(a["cosine_similarity"] != nil && a["cosine_similarity"] == b["cosine_similarity"] && a["norms"] == b["norms"] && a["sign_conflict_fraction"] == b["sign_conflict_fraction"])
+        let sweep = try CLI.run(["sweep", "--method", "task_arithmetic", "--base", "f32/base", "--lora", "svd_lora/lora_a", "--lora", "svd_lora/lora_b",
+                                 "--scale", "1,2", "-o", dir + "/sweep", "--quiet"], in: fixtures)
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let point = TestSupport.values(try Checkpoint(path: dir + "/sweep/point-000"))
+        for (name, value) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("svd_lora/merged_both.safetensors"))) {
+            let worst = zip(point[name]!.values, value.values).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 2e-7, "\(name): \(worst)")
+        }
+    }
+
+    @Test("negate --lora removes the adapter, and a recipe's lora: entries merge like --lora")
+    func negateAndRecipe() throws {
+        let dir = TestSupport.temporaryDirectory("lora-recipe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = TestSupport.fixture("")
+        let negated = try CLI.run(["negate", "--base", "svd_lora/merged_lora_a.safetensors", "--lora", "svd_lora/lora_a", "-o", dir + "/neg.safetensors"], in: fixtures)
+        #expect(negated.status == 0, "\(negated.stderr)")
+        let back = TestSupport.values(try Checkpoint(path: dir + "/neg.safetensors"))
+        for (name, value) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/base"))) where value.info.dtype == .F32 {
+            let worst = zip(back[name]!.values, value.values).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 2e-7, "\(name): \(worst)")
+        }
+        let recipe = dir + "/recipe.yml"
+        try """
+            merge_method: task_arithmetic
+            base_model: \(fixtures)/f32/base
+            models:
+              - lora: \(fixtures)/svd_lora/lora_a
+                parameters: {weight: 1.0}
+              - lora: \(fixtures)/svd_lora/lora_b
+                parameters: {weight: 1.0}
+            """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        let run = try CLI.run(["run", recipe, "-o", dir + "/both.safetensors"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let both = TestSupport.values(try Checkpoint(path: dir + "/both.safetensors"))
+        for (name, value) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("svd_lora/merged_both.safetensors"))) {
+            let worst = zip(both[name]!.values, value.values).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 2e-7, "\(name): \(worst)")
+        }
+    }
+
+    // MARK: Errors
+
+    @Test("Adapter mistakes are plan-time errors naming the adapter file, the tensor and the fix")
+    func errors() throws {
+        let dir = TestSupport.temporaryDirectory("lora-errors")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let llama = TestSupport.fixture("f32/base")
+        func planError(_ adapter: String, base: String = llama) -> MergeKitError? {
+            do {
+                let input = MergeInput(lora: try LoRAAdapter(path: adapter))
+                _ = try MergePlan(base: try Checkpoint(path: base), inputs: [input], method: try TaskArithmetic(scale: 1),
+                                  output: OutputSpec(path: dir + "/never.safetensors"))
+                return nil
+            } catch {
+                return error
+            }
+        }
+        func adapter(_ name: String, config: [String: String] = ["r": "2", "lora_alpha": "4"],
+                     modules: [(String, a: [Int], b: [Int], embedding: Bool)], extra: [TensorSpec] = []) throws -> String {
+            let path = dir + "/" + name
+            try LoRAFixture.write(path, config: config, modules: modules, extra: extra)
+            return path
+        }
+        let q = "model.layers.0.self_attn.q_proj"
+
+        // A module the base does not have (the key mapping is named).
+        var e = planError(try adapter("unknown", modules: [("model.layers.7.self_attn.q_proj", a: [2, 16], b: [16, 2], embedding: false)]))
+        #expect(e?.code == .extraTensor)
+        #expect(e?.file?.hasSuffix("unknown/adapter_model.safetensors") == true)
+        #expect(e?.tensor == "base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight")
+        #expect(e?.description.contains("model.layers.7.self_attn.q_proj.weight") == true)
+        // Saved without the wrapper prefix: the fix points at the similar base tensor.
+        e = planError(try adapter("prefix", modules: [("layers.0.self_attn.q_proj", a: [2, 16], b: [16, 2], embedding: false)]))
+        #expect(e?.code == .extraTensor && e?.fix?.contains(q + ".weight") == true)
+        // Shape mismatch, and the transposed case suggests fan_in_fan_out.
+        e = planError(try adapter("shape", modules: [(q, a: [2, 12], b: [16, 2], embedding: false)]))
+        #expect(e?.code == .shapeMismatch && e?.tensor == "base_model.model.\(q).lora_A.weight")
+        e = planError(try adapter("fifo", config: ["r": "2", "lora_alpha": "4", "fan_in_fan_out": "true"],
+                                  modules: [("model.layers.0.mlp.down_proj", a: [2, 24], b: [16, 2], embedding: false)]))
+        #expect(e?.code == .shapeMismatch && e?.fix?.contains("fan_in_fan_out\": false") == true)
+        // A Llama adapter on GPT-2: every target is missing; problems are reported together.
+        e = planError(TestSupport.fixture("svd_lora/lora_a"), base: TestSupport.fixture("svd_lora/gpt2_base"))
+        #expect(e?.code == .extraTensor && e?.detail.contains("6 problems") == true)
+        // Rank disagreeing with the config, a lone factor, a key that is not a factor, DoRA.
+        e = planError(try adapter("rank", config: ["r": "4", "lora_alpha": "4"], modules: [(q, a: [2, 16], b: [16, 2], embedding: false)]))
+        #expect(e?.code == .shapeMismatch && e?.description.contains("r = 4") == true)
+        e = planError(try adapter("lone", modules: [(q, a: [2, 16], b: [], embedding: false)]))
+        #expect(e?.code == .missingTensor && e?.description.contains("lora_B") == true)
+        e = planError(try adapter("bias", modules: [(q, a: [2, 16], b: [16, 2], embedding: false)],
+                                  extra: [TensorSpec(name: "base_model.model.\(q).lora_B.bias", dtype: .F32, shape: [16])]))
+        #expect(e?.code == .extraTensor && e?.tensor == "base_model.model.\(q).lora_B.bias" && e?.fix?.contains("merge_and_unload") == true)
+        e = planError(try adapter("dora", config: ["r": "2", "lora_alpha": "4", "use_dora": "true"], modules: [(q, a: [2, 16], b: [16, 2], embedding: false)]))
+        #expect(e?.code == .invalidArgument && e?.description.contains("DoRA") == true)
+        e = planError(try adapter("ia3", config: ["r": "2", "lora_alpha": "4", "peft_type": "\"IA3\""], modules: [(q, a: [2, 16], b: [16, 2], embedding: false)]))
+        #expect(e?.code == .invalidArgument && e?.description.contains("IA3") == true)
+        e = planError(try adapter("badpattern", config: ["r": "2", "lora_alpha": "4", "rank_pattern": "{\"q_proj(\": 2}"], modules: [(q, a: [2, 16], b: [16, 2], embedding: false)]))
+        #expect(e?.code == .invalidArgument && e?.description.contains("rank_pattern") == true)
+        // A saved copy of a base layer (PEFT's save_embedding_layers) that differs from the base.
+        e = planError(try adapter("baselayer", modules: [(q, a: [2, 16], b: [16, 2], embedding: false)],
+                                  extra: [TensorSpec(name: "base_model.model.\(q).base_layer.weight", dtype: .F32, shape: [16, 16])]))
+        #expect(e?.code == .baseMismatch && e?.tensor == "base_model.model.\(q).base_layer.weight")
+        // Missing files.
+        try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true)
+        e = planError(dir + "/empty")
+        #expect(e?.code == .fileNotFound && e?.file?.hasSuffix("adapter_config.json") == true)
+        // The CLI reports them with exit status 1 and writes nothing.
+        let run = try CLI.run(["ties", "--base", llama, "--lora", dir + "/shape", "-o", dir + "/out"])
+        #expect(run.status == 1 && run.stderr.contains("adapter_model.safetensors") && run.stderr.contains("lora_A.weight"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
+        // Weights count models, task vectors and adapters.
+        let weights = try CLI.run(["task-arithmetic", "--base", llama, "--lora", TestSupport.fixture("svd_lora/lora_a"), "--weight", "1", "--weight", "2", "-o", dir + "/w"])
+        #expect(weights.status == 64)
+    }
+}
+
+/// Writes small PEFT-format adapters for tests.
+enum LoRAFixture {
+    /// `config` values are JSON text; `modules` give each module's A and B shapes (an empty shape
+    /// leaves the factor out); `values` optionally give A's and B's values (else 0.01·index).
+    static func write(_ dir: String, config: [String: String], modules: [(String, a: [Int], b: [Int], embedding: Bool)],
+                      values: [String: ([Double], [Double])] = [:], dtype: DType = .F32, extra: [TensorSpec] = []) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var members = config
+        members["peft_type"] = members["peft_type"] ?? "\"LORA\""
+        let json = "{" + members.keys.sorted().map { "\"\($0)\": \(members[$0]!)" }.joined(separator: ", ") + "}"
+        try json.write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
+        var tensors: [(TensorSpec, [Double])] = []
+        for (name, aShape, bShape, embedding) in modules {
+            let (aKey, bKey) = embedding ? ("lora_embedding_A", "lora_embedding_B") : ("lora_A.weight", "lora_B.weight")
+            for (key, shape, which) in [(aKey, aShape, 0), (bKey, bShape, 1)] where !shape.isEmpty {
+                let n = shape.reduce(1, *)
+                let given = values[name].map { which == 0 ? $0.0 : $0.1 }
+                tensors.append((TensorSpec(name: "base_model.model.\(name).\(key)", dtype: dtype, shape: shape),
+                                given ?? (0..<n).map { 0.01 * Double($0 % 17) - 0.05 }))
+            }
+        }
+        for spec in extra { tensors.append((spec, [Double](repeating: 0.5, count: spec.elementCount))) }
+        TestSupport.writeCheckpoint(dir + "/adapter_model.safetensors", tensors)
+    }
+}
+
+/// Deterministic normal numbers for test data (SplitMix64 + Box–Muller).
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func normal() -> Double {
+        let u1 = (Double(next() >> 11) + 1) / 9_007_199_254_740_993.0
+        let u2 = Double(next() >> 11) / 9_007_199_254_740_992.0
+        return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2)
+    }
+}
