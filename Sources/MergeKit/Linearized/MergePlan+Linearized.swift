@@ -107,7 +107,7 @@ extension MergePlan {
                                   output: OutputSpec(path: output.path, maxShardSize: output.maxShardSize, overwrite: output.overwrite))
         var items: [(spec: TensorSpec, make: (Int, TensorInfo) -> PlannedTensor)] = []
         for (half, entries) in [(LinearizedCheckpoint.Half.base, check.tensors.map(\.base)),
-                                (.model, check.tensors.map { $0.inputs.first ?? $0.base })] {
+                                (.model, check.tensors.map { $0.inputs.first?.entry ?? $0.base })] {
             for entry in entries {
                 items.append((TensorSpec(name: half.prefix + entry.name, dtype: entry.info.dtype, shape: entry.info.shape),
                               { shard, info in PlannedTensor(action: .copy, method: method, weights: [], base: entry, inputs: [],
