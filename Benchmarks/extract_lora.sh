@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LoRA extraction benchmark: rank-r adapters of the 1.1 B benchmark set's fine-tuned model ft_1 (bf16,
 # Llama-shaped, sharded; built by benchmark-tool synth as in Benchmarks/run.sh if missing) with
-#   merge-cli extract-lora --randomized   (seeded randomized SVD, p = 10, q = 2)
+#   merge-cli extract-lora --randomized   (seeded randomized SVD, p = 10, q = 4 by default)
 #   merge-cli extract-lora                (exact LAPACK sgesdd)
 #   mergekit-extract-lora                 (mergekit 0.1.5: torch.linalg.svd), when installed
 # on the same machine, each timed once with /usr/bin/time (wall seconds, peak RSS). All three factorise
@@ -13,13 +13,13 @@
 # Usage: Benchmarks/extract_lora.sh [--dir DIR] [--rank R] [--threads N] [--python PY] [--q "2 4"]
 #                                   [--mergekit PATH/TO/mergekit-extract-lora | --no-mergekit] [--skip-exact]
 #                                   [--name NAME]
-#   --q: power-iteration counts of the randomized runs (default 2, merge-cli's default).
+#   --q: power-iteration counts of the randomized runs (default 4, merge-cli's default).
 # Writes a Markdown table to stdout and to DIR/NAME/results.md (NAME defaults to extract-lora).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dir=/tmp/mergekit-bench; rank=64; threads=""; python="$(command -v python3)"
-mergekit="$(command -v mergekit-extract-lora || true)"; skip_exact=0; qs="2"; name_dir=extract-lora
+mergekit="$(command -v mergekit-extract-lora || true)"; skip_exact=0; qs="4"; name_dir=extract-lora
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir="$2"; shift 2;;

@@ -13,12 +13,13 @@ import Synchronization
 /// (modules with k < r get `rank_pattern` and `alpha_pattern` entries k, keeping the scale 1). The
 /// truncation is the best rank-k approximation in Frobenius norm (Eckart–Young) with the exact SVD
 /// (LAPACK `sgesdd`); with `randomized` it comes from the seeded randomized range finder
-/// (`LAPACK.randomizedSVD`, p = 10 oversampling, q = 2 power iterations by default), whose error is
-/// within about 1 % of the optimum on decaying spectra (see LAPACK.swift) at a fraction of the cost.
-/// Flat spectra are its worst case: on the benchmark set's white-noise deltas (rank 64 of 2048×5632
-/// and 2048×2048 weights, Benchmarks/extract_lora.sh) the error was 1.2 % above the exact truncation
-/// on average with q = 2 (2.6 % at worst, 20× faster than the exact SVD), 0.55 % (1.1 %) with q = 4
-/// (11× faster) and 0.18 % (0.30 %) with q = 8 (6× faster).
+/// (`LAPACK.randomizedSVD`, p = 10 oversampling, q = 4 power iterations by default), whose error is
+/// within 1 % of the optimum at a fraction of the cost. q = 4 is chosen for the worst case, flat
+/// spectra: on the benchmark set's white-noise deltas (rank 64 of 2048×5632 and 2048×2048 weights,
+/// Benchmarks/extract_lora.sh) the error was 0.55 % above the exact truncation on average with
+/// q = 4 (1.1 % at worst, 11× faster than the exact SVD), 1.2 % (2.6 %) with q = 2 (20× faster) and
+/// 0.18 % (0.30 %) with q = 8 (6× faster). Decaying spectra (real fine-tunes) need less: see
+/// LAPACK.swift for q = 1 and 2.
 ///
 /// Weights stored transposed — embeddings (`lora_embedding_A` k × vocab, `lora_embedding_B`
 /// dim × k) and, with `fanInFanOut`, GPT-2-style Conv1D weights — are factorised as τᵀ: A = √s·Uᵀ,
@@ -48,7 +49,7 @@ public struct LoRAExtraction: Sendable {
         public var dtype: DType?
         public var overwrite: Bool
 
-        public init(rank: Int, randomized: Bool = false, oversampling: Int = 10, powerIterations: Int = 2, seed: UInt64 = 0,
+        public init(rank: Int, randomized: Bool = false, oversampling: Int = 10, powerIterations: Int = 4, seed: UInt64 = 0,
                     includeEmbeddings: Bool = false, fanInFanOut: Bool = false, dtype: DType? = nil, overwrite: Bool = false) {
             self.rank = rank
             self.randomized = randomized
@@ -118,7 +119,7 @@ public struct LoRAExtraction: Sendable {
         }
         if options.oversampling < 0 || options.powerIterations < 0 {
             problems.add(MergeKitError(.invalidArgument, "oversampling and power iterations must be non-negative",
-                                       fix: "Use the defaults (--oversampling 10 --power-iterations 2)"))
+                                       fix: "Use the defaults (--oversampling 10 --power-iterations 4)"))
         }
         if let dtype = options.dtype, !dtype.isMergeable {
             problems.add(MergeKitError(.invalidArgument, "adapter dtype \(dtype.rawValue) is not one MergeKit writes", fix: "Use one of F32, F16, BF16, F64"))
