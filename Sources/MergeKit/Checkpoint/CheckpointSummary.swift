@@ -10,7 +10,7 @@ public struct CheckpointSummary: Sendable {
     public let path: String
     public let layout: Checkpoint.Layout
     public let files: [String]
-    /// "model" or "task_vector".
+    /// "model", "task_vector" or "wemoe" (a weight-ensembling MoE model, `WEMoEParameters`).
     public let kind: String
     public let metadata: [String: String]
     public let tensors: [TensorInfo]
@@ -22,7 +22,7 @@ public struct CheckpointSummary: Sendable {
         path = checkpoint.path
         layout = checkpoint.layout
         files = checkpoint.files.map(\.path)
-        kind = TaskVectorFile.isTaskVector(checkpoint) ? "task_vector" : "model"
+        kind = TaskVectorFile.isTaskVector(checkpoint) ? "task_vector" : WEMoEParameters.isWEMoE(checkpoint) ? "wemoe" : "model"
         metadata = checkpoint.metadata ?? [:]
         tensors = checkpoint.entries.map(\.info)
         parameters = checkpoint.parameterCount
@@ -71,7 +71,14 @@ public struct CheckpointSummary: Sendable {
     public var text: String {
         var lines: [String] = []
         lines.append("\(path): \(layoutDescription)")
-        lines.append("kind: \(kind == "task_vector" ? "task vector" : "model")")
+        switch kind {
+        case "task_vector": lines.append("kind: task vector")
+        case "wemoe":
+            let m = metadata
+            lines.append("kind: WEMoE model: \(m["wemoe.num_experts"] ?? "?") experts, router depth \(m["wemoe.router_depth"] ?? "?"), "
+                         + "λ \(m["wemoe.init_lambda"] ?? "?"), \(m["wemoe.trained_steps"] ?? "0") test-time adaptation steps")
+        default: lines.append("kind: model")
+        }
         if !metadata.isEmpty {
             lines.append("metadata:")
             for key in metadata.keys.sorted() { lines.append("  \(key): \(metadata[key]!)") }

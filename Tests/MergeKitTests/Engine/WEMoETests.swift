@@ -1,0 +1,175 @@
+import Foundation
+import Testing
+@testable import MergeKit
+
+/// Fixtures of the WEMoE tests (Fixtures/wemoe, made by make_wemoe_fixtures.py with FusionBench's
+/// own WeightEnsemblingMoE module).
+enum WEMoEFixtures {
+    static func path(_ relative: String) -> String { TestSupport.fixture("wemoe/" + relative) }
+    static let tasks = 3
+
+    static func base() throws -> CLIPVisionParameters { try CLIPVisionModel(path: EngineFixtures.path("quick/base")).parameters }
+    static func expert(_ k: Int) throws -> CLIPVisionParameters { try CLIPVisionModel(path: path("experts/task\(k)")).parameters }
+    static func dataset(_ k: Int) throws -> ImageDataset { try ImageDataset(path: path("task\(k)/data.safetensors")) }
+    static func head(_ k: Int) throws -> TaskHead { try TaskHead(path: path("task\(k)/head.safetensors")) }
+
+    /// Upscales the quick base with the three experts.
+    static func upscaled(depth: Int = 2, scale: Float = 0.3, seed: UInt64 = 0) throws -> WEMoEParameters {
+        try WEMoEParameters.upscale(base: try base(), experts: tasks, names: (0..<tasks).map { "task\($0)" }, scale: scale,
+                                    routerDepth: depth, seed: seed) { t throws(MergeKitError) in
+            try CLIPVisionModel(path: path("experts/task\(t)")).parameters
+        }
+    }
+
+    /// The reference batch: the first two images of each task.
+    static func referencePixels() throws -> [Float] {
+        try (0..<tasks).flatMap { try dataset($0).pixels(0..<2) }
+    }
+
+    /// θ₀ + λ·Σₜ τₜ, the task-arithmetic model.
+    static func taskArithmetic(scale: Float = 0.3) throws -> CLIPVisionParameters {
+        let base = try base()
+        let merged = base.copy()
+        for k in 0..<tasks { merged.add(try CLIPVisionParameters.difference(try expert(k), base), scale: scale) }
+        return merged
+    }
+}
+
+@Suite("WEMoE")
+struct WEMoETests {
+    @Test("Forward outputs and routing weights match FusionBench's WeightEnsemblingMoE", arguments: [2, 0])
+    func forwardMatchesFusionBench(depth: Int) throws {
+        let model = try WEMoEModel(path: WEMoEFixtures.path("fusionbench/depth\(depth).safetensors"), threads: 1)
+        #expect(model.parameters.experts == 3 && model.parameters.routerDepth == depth)
+        let expected = TestSupport.values(try Checkpoint(path: WEMoEFixtures.path("fusionbench/expected_depth\(depth).safetensors")))
+        let pixels = try WEMoEFixtures.referencePixels()
+        let (embeddings, routing) = model.forwardWithRouting(pixels: pixels, batch: 6)
+        expectClose(embeddings, expected["embeddings"]?.values, tolerance: 2e-5, "embeddings")
+        expectClose(routing, expected["routing"]?.values, tolerance: 2e-5, "routing")
+        // Sharded over images gives the same result.
+        model.threads = 3
+        expectClose(model.forward(pixels: pixels, batch: 6), expected["embeddings"]?.values, tolerance: 2e-5, "embeddings, 3 shards")
+    }
+
+    @Test("Router gradients of the entropy loss match FusionBench (per-sample and batch-reduced routing)", arguments: [2, 0])
+    func gradientsMatchFusionBench(depth: Int) throws {
+        let model = try WEMoEModel(path: WEMoEFixtures.path("fusionbench/depth\(depth).safetensors"), threads: 1)
+        let expected = TestSupport.values(try Checkpoint(path: WEMoEFixtures.path("fusionbench/expected_depth\(depth).safetensors")))
+        let pixels = try WEMoEFixtures.referencePixels()
+        let head = try WEMoEFixtures.head(0)
+        for (reduce, prefix) in [(false, "entropy"), (true, "reduced.entropy")] {
+            let result = model.lossGradients(pixels: pixels, batch: 6, head: head, loss: .entropy, batchReduce: reduce)
+            let loss = try #require(expected[prefix + ".loss"]?.values.first)
+            #expect(abs(result.loss - loss) <= 1e-5 * abs(loss), "\(prefix) loss \(result.loss) vs \(loss)")
+            let tensors = model.parameters.routerTensors
+            #expect(tensors.count == model.config.numHiddenLayers * (depth == 2 ? 4 : 1))
+            for tensor in tensors {
+                expectClose(Array(result.gradient[tensor.range]), expected[prefix + ".grad." + tensor.name]?.values,
+                            tolerance: 1e-4, "\(prefix) ∂L/∂\(tensor.name)")
+            }
+        }
+    }
+
+    @Test("Upscaling builds FusionBench's tensors: task-arithmetic remainder, base MLP, task vectors")
+    func upscaleMatchesFusionBench() throws {
+        let ours = try WEMoEFixtures.upscaled(depth: 2)
+        let theirs = TestSupport.values(try Checkpoint(path: WEMoEFixtures.path("fusionbench/depth2.safetensors")))
+        let tensors = ours.namedTensors()
+        #expect(Set(tensors.map(\.name)) == Set(theirs.keys), "the key layout differs from FusionBench's state dict")
+        for tensor in tensors where !tensor.name.contains(".gate.") {
+            let values = Array(UnsafeBufferPointer(start: tensor.values, count: tensor.shape.reduce(1, *)))
+            #expect(tensor.shape == theirs[tensor.name]?.info.shape, "\(tensor.name) shape")
+            expectClose(values, theirs[tensor.name]?.values, tolerance: 1e-6, tensor.name)
+        }
+    }
+
+    @Test("Before training, a WEMoE model computes the task-arithmetic (λ = 0.3) model", arguments: [2, 1, 0])
+    func startsAtTaskArithmetic(depth: Int) throws {
+        let parameters = try WEMoEFixtures.upscaled(depth: depth)
+        let pixels = try (0..<3).flatMap { try WEMoEFixtures.dataset($0).pixels(0..<4) }
+        let ta = CLIPVisionModel(parameters: try WEMoEFixtures.taskArithmetic(), threads: 1).forward(pixels: pixels, batch: 12)
+        let ta64 = ta.map(Double.init)
+        // FusionBench's random router weights N(0, 0.01²) move r by about 0.01 from λ: close, not equal.
+        let model = WEMoEModel(parameters: parameters, threads: 1)
+        let initial = model.forward(pixels: pixels, batch: 12)
+        let drift = normwiseError(initial, ta64)
+        #expect(drift < 0.05, "default initialisation drifted \(drift) from task arithmetic")
+        // With the routers' output weights zeroed, r = λ exactly.
+        parameters.zeroRouterOutputWeights()
+        let (exact, routing) = model.forwardWithRouting(pixels: pixels, batch: 12)
+        expectClose(exact, ta64, tolerance: 1e-5, "WEMoE with r = λ vs task arithmetic")
+        #expect(routing.allSatisfy { abs($0 - 0.3) < 1e-6 })
+        if depth != 0 { #expect(drift > 0, "routers should start with random weights") }
+    }
+
+    @Test("Router gradients agree with central finite differences", arguments: [(2, false), (2, true), (1, false), (0, true)])
+    func finiteDifferences(depth: Int, reduce: Bool) throws {
+        let parameters = try WEMoEFixtures.upscaled(depth: depth, seed: 7)
+        // Larger router weights than the initialisation, so every path carries signal.
+        var random = TestRandom(seed: 99)
+        let values = parameters.routerValues
+        parameters.setRouterValues(zip(values, random.normals(values.count, scale: 0.3)).map { $0 * 10 + $1 * 0.1 })
+        let model = WEMoEModel(parameters: parameters, threads: 1)
+        let pixels = try (0..<3).flatMap { try WEMoEFixtures.dataset($0).pixels(2..<3) }
+        let head = try WEMoEFixtures.head(1)
+        let result = model.lossGradients(pixels: pixels, batch: 3, head: head, loss: .entropy, batchReduce: reduce)
+        func loss() -> Double {
+            model.lossGradients(pixels: pixels, batch: 3, head: head, loss: .entropy, batchReduce: reduce).loss
+        }
+        // Directional derivative along a random direction, and a few single coordinates.
+        // A unit direction (ReLU kinks make large steps in many coordinates unreliable).
+        let raw = random.normals(values.count)
+        let norm = raw.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let direction = raw.map { $0 / norm }
+        let base = parameters.routerValues
+        let h: Float = 1e-2
+        parameters.setRouterValues(zip(base, direction).map { $0 + h * $1 })
+        let up = loss()
+        parameters.setRouterValues(zip(base, direction).map { $0 - h * $1 })
+        let down = loss()
+        parameters.setRouterValues(base)
+        let numeric = (up - down) / (2 * Double(h))
+        let analytic = zip(result.gradient, direction).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        #expect(abs(numeric - analytic) <= 2e-2 * max(abs(analytic), 1e-3), "directional derivative: numeric \(numeric), analytic \(analytic)")
+        for tensor in parameters.routerTensors {
+            let i = tensor.range.upperBound - 1  // last element: an output bias (depth ≥ 1) or the vector
+            var shifted = base
+            shifted[i] += h
+            parameters.setRouterValues(shifted)
+            let plus = loss()
+            shifted[i] -= 2 * h
+            parameters.setRouterValues(shifted)
+            let minus = loss()
+            parameters.setRouterValues(base)
+            let fd = (plus - minus) / (2 * Double(h))
+            #expect(abs(fd - Double(result.gradient[i])) <= 2e-2 * max(abs(fd), 1e-3), "\(tensor.name)[last]: numeric \(fd), analytic \(result.gradient[i])")
+        }
+    }
+
+    @Test("Save and load round-trip; inspect reports a WEMoE model; bad files are named")
+    func saveAndLoad() throws {
+        let dir = TestSupport.temporaryDirectory("wemoe")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let parameters = try WEMoEFixtures.upscaled(depth: 2)
+        parameters.trainedSteps = 5
+        try parameters.save(to: dir + "/moe.safetensors")
+        try parameters.save(to: dir + "/moe", configSource: EngineFixtures.path("quick/base/config.json"))
+        #expect(TestSupport.listing(dir + "/moe") == ["config.json", "model.safetensors"])
+        for path in [dir + "/moe.safetensors", dir + "/moe"] {
+            let loaded = try WEMoEParameters.load(path: path)
+            #expect(loaded.experts == 3 && loaded.routerDepth == 2 && loaded.trainedSteps == 5 && loaded.initLambda == 0.3)
+            #expect(loaded.expertNames == ["task0", "task1", "task2"])
+            #expect(loaded.routerValues == parameters.routerValues)
+            #expect(loaded.merged.flat == parameters.merged.flat)
+            #expect(loaded.config == parameters.config)
+            let summary = CheckpointSummary(try Checkpoint(path: path))
+            #expect(summary.kind == "wemoe")
+            #expect(summary.text.contains("WEMoE model: 3 experts, router depth 2"))
+        }
+        #expect(throws: MergeKitError.self) { try parameters.save(to: dir + "/moe.safetensors") }
+        // A plain CLIP checkpoint is not a WEMoE model.
+        #expect { try WEMoEParameters.load(path: EngineFixtures.path("quick/base")) } throws: { error in
+            (error as? MergeKitError)?.description.contains("is not a WEMoE checkpoint") == true
+        }
+    }
+}
