@@ -12,7 +12,8 @@ struct EvalCommand: ParsableCommand {
             logits = weight · e/‖e‖. --data is a safetensors file with `pixel_values` [N, 3, H, W] F32 \
             (preprocessed) and `labels` [N] I64. With --linearized --base DIR0, evaluates the model \
             linearized around the base, f(x; θ₀) + J·(θ − θ₀) (tangent-space task arithmetic); \
-            --model may then also be a bare .safetensors file with the base's layout.
+            --model may then also be a bare .safetensors file with the base's layout. A WEMoE checkpoint \
+            (from `merge-cli wemoe` / `wemoe-train`) is evaluated with per-image routing.
             """)
 
     @Option(help: ArgumentHelp("The model θ: a CLIP image-encoder directory or .safetensors file.", valueName: "path"))
@@ -62,6 +63,8 @@ struct EvalCommand: ParsableCommand {
                 }
                 let parameters = try CLIPVisionParameters.load(from: checkpoint, config: baseModel.config)
                 encoder = try LinearizedCLIPVisionModel(base: baseModel, finetuned: parameters, file: model)
+            } else if WEMoEParameters.isWEMoE(try Checkpoint(path: model)) {
+                encoder = try WEMoEModel(path: model, threads: threads)  // per-image routing
             } else {
                 encoder = try CLIPVisionModel(path: model, threads: threads)
             }

@@ -31,6 +31,8 @@ struct MergeCLI: ParsableCommand {
             InspectCommand.self,
             VerifyCommand.self,
             EvalCommand.self,
+            WEMoECommand.self,
+            WEMoETrainCommand.self,
             MethodsCommand.self,
         ]
     )

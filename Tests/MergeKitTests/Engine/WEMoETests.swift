@@ -173,3 +173,105 @@ struct WEMoETests {
         }
     }
 }
+
+@Suite("WEMoE test-time adaptation and CLI")
+struct WEMoETrainingTests {
+    static let taskArguments: [String] = (0..<3).flatMap { ["--data", "task\($0)/data.safetensors", "--head", "task\($0)/head.safetensors"] }
+
+    @Test("Training lowers every task's entropy, changes only the routers, and is reproducible for a seed")
+    func trainingLowersEntropy() throws {
+        let tasks = try (0..<3).map { WEMoETask(data: try WEMoEFixtures.dataset($0), head: try WEMoEFixtures.head($0)) }
+        func entropies(_ model: WEMoEModel) -> [Double] {
+            tasks.map { task in
+                let logits = model.forward(pixels: task.data.pixels(0..<task.data.count), batch: task.data.count).withUnsafeBufferPointer {
+                    task.head.logits(embeddings: Array($0), batch: task.data.count)
+                }
+                return ClassificationLoss.entropy.evaluate(logits: logits, batch: task.data.count, classes: task.head.classes).value
+            }
+        }
+        var runs: [[Float]] = []
+        for _ in 0..<2 {
+            let parameters = try WEMoEFixtures.upscaled(depth: 2, seed: 3)
+            let merged = parameters.merged.flat
+            let model = WEMoEModel(parameters: parameters, threads: 1)
+            let before = entropies(model)
+            var steps = 0
+            let losses = try WEMoETraining.run(model, tasks: tasks, options: WEMoETrainingOptions(steps: 40, learningRate: 2e-3, batchSize: 8, seed: 5)) { step, total, _ in
+                #expect(total == 40)
+                steps = step
+            }
+            #expect(steps == 40 && losses.count == 40 && parameters.trainedSteps == 40)
+            let after = entropies(model)
+            for k in 0..<3 { #expect(after[k] < before[k], "task \(k): entropy \(before[k]) → \(after[k])") }
+            #expect(losses.suffix(5).reduce(0, +) < losses.prefix(5).reduce(0, +), "loss did not fall: \(losses)")
+            #expect(parameters.merged.flat == merged, "only the routers may change")
+            runs.append(parameters.routerValues)
+        }
+        #expect(runs[0] == runs[1], "the same seed must give the same routers")
+    }
+
+    @Test("Shuffled batches cover every image once per pass, the last batch smaller")
+    func shuffledBatches() {
+        var sampler = ShuffledBatches(count: 10, seed: 1)
+        let pass = [sampler.next(4), sampler.next(4), sampler.next(4)]
+        #expect(pass.map(\.count) == [4, 4, 2])
+        #expect(pass.flatMap { $0 }.sorted() == Array(0..<10))
+        #expect(sampler.next(4).count == 4)
+    }
+
+    @Test("merge-cli wemoe, inspect, eval and wemoe-train on the fixtures")
+    func commandLine() throws {
+        let dir = TestSupport.temporaryDirectory("wemoe-cli")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = WEMoEFixtures.path("")
+        let upscale = try CLI.run(["wemoe", "--base", "../clip/quick/base", "--model", "experts/task0", "--model", "experts/task1",
+                                   "--model", "experts/task2", "--seed", "4", "-o", dir + "/moe"], in: fixtures)
+        #expect(upscale.status == 0, "\(upscale.stderr)")
+        #expect(upscale.stderr.contains("WEMoE with 3 experts, router depth 2"))
+        #expect(TestSupport.listing(dir + "/moe") == ["config.json", "model.safetensors"])
+        let inspect = try CLI.run(["inspect", dir + "/moe"])
+        #expect(inspect.stdout.contains("kind: WEMoE model: 3 experts, router depth 2, λ 0.3, 0 test-time adaptation steps"))
+        #expect(inspect.stdout.contains("vision_model.encoder.layers.1.mlp.task_vectors.2.fc2.bias"))
+
+        // eval uses per-image routing: the library's numbers.
+        let model = try WEMoEModel(path: dir + "/moe", threads: 1)
+        let expected = try Evaluation.run(model, head: try WEMoEFixtures.head(1), data: try WEMoEFixtures.dataset(1), batchSize: 5)
+        let eval = try CLI.run(["eval", "--model", dir + "/moe", "--data", "task1/data.safetensors", "--head", "task1/head.safetensors",
+                                "--json", "--batch-size", "5"], in: fixtures)
+        #expect(eval.status == 0, "\(eval.stderr)")
+        let json = try JSONParser.parse(Array(eval.stdout.utf8))
+        #expect(json["correct"]?.nonNegativeInt == expected.correct)
+        #expect(abs((json["mean_loss"]?.doubleValue ?? .nan) - expected.meanLoss) < 1e-6)
+
+        // Training: reproducible, loss falls, the output is a WEMoE model with the steps recorded.
+        var outputs: [[Double]] = []
+        for name in ["a", "b"] {
+            let train = try CLI.run(["wemoe-train", "--model", dir + "/moe"] + WEMoETrainingTests.taskArguments
+                                    + ["--steps", "15", "--lr", "3e-3", "--batch-size", "16", "--seed", "2", "--json", "-o", dir + "/trained-\(name).safetensors"],
+                                    in: fixtures)
+            #expect(train.status == 0, "\(train.stderr)")
+            let losses = try JSONParser.parse(Array(train.stdout.utf8))["losses"]?.arrayValue?.compactMap(\.doubleValue) ?? []
+            #expect(losses.count == 15)
+            #expect((losses.last ?? .infinity) < (losses.first ?? 0), "\(losses)")
+            outputs.append(losses)
+        }
+        #expect(outputs[0] == outputs[1])
+        let a = try Checkpoint(path: dir + "/trained-a.safetensors"), b = try Checkpoint(path: dir + "/trained-b.safetensors")
+        #expect(a.metadata?["wemoe.trained_steps"] == "15")
+        expectCheckpointsMatch(a, b)
+        let trainedEval = try CLI.run(["eval", "--model", dir + "/trained-a.safetensors", "--data", "task0/data.safetensors",
+                                       "--head", "task0/head.safetensors"], in: fixtures)
+        #expect(trainedEval.status == 0 && trainedEval.stdout.hasPrefix("accuracy "), "\(trainedEval.stderr)")
+
+        // Argument and input errors.
+        let unpaired = try CLI.run(["wemoe-train", "--model", dir + "/moe", "--data", "task0/data.safetensors", "-o", dir + "/x"], in: fixtures)
+        #expect(unpaired.status == 64 && unpaired.stderr.contains("one --head per --data"))
+        let depth = try CLI.run(["wemoe", "--base", "../clip/quick/base", "--model", "experts/task0", "--router-depth", "3", "-o", dir + "/y"], in: fixtures)
+        #expect(depth.status == 64 && depth.stderr.contains("--router-depth must be 0, 1 or 2"))
+        let plain = try CLI.run(["wemoe-train", "--model", "../clip/quick/base", "--data", "task0/data.safetensors",
+                                 "--head", "task0/head.safetensors", "-o", dir + "/z"], in: fixtures)
+        #expect(plain.status == 1 && plain.stderr.contains("is not a WEMoE checkpoint"), "\(plain.stderr)")
+        let exists = try CLI.run(["wemoe", "--base", "../clip/quick/base", "--model", "experts/task0", "-o", dir + "/moe"], in: fixtures)
+        #expect(exists.status == 1 && exists.stderr.contains("already exists"))
+    }
+}

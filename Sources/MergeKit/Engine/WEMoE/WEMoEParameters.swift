@@ -425,7 +425,7 @@ extension CLIPVisionConfig {
             JSONMember("patch_size", .int(patchSize)),
             JSONMember("projection_dim", .int(projectionDim)),
             JSONMember("hidden_act", .string(hiddenAct.rawValue)),
-            JSONMember("layer_norm_eps", .double(Double(layerNormEps))),
+            JSONMember("layer_norm_eps", .number("\(layerNormEps)")),  // Float's shortest form: 1e-05
         ])
     }
 }
