@@ -88,7 +88,7 @@ struct WEMoETrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The WEMoE model (from `merge-cli wemoe`).", valueName: "path"))
     var model: String
 
-    @Option(name: .customLong("data"), help: ArgumentHelp("A task's inputs: safetensors with `pixel_values` [N,3,H,W] (labels ignored). Repeatable.", valueName: "file"))
+    @Option(name: .customLong("data"), help: ArgumentHelp("A task's inputs: safetensors with `pixel_values` [N,3,H,W] (`labels` optional and ignored). Repeatable.", valueName: "file"))
     var data: [String] = []
 
     @Option(name: .customLong("head"), help: ArgumentHelp("The same task's head: safetensors with `weight` [classes, embedding]. Repeatable.", valueName: "file"))
@@ -140,7 +140,7 @@ struct WEMoETrainCommand: ParsableCommand {
             let checkpoint = try Checkpoint(path: model)
             let moe = WEMoEModel(parameters: try WEMoEParameters.load(from: checkpoint), threads: threads)
             var tasks: [WEMoETask] = []
-            for (d, h) in zip(data, heads) { tasks.append(WEMoETask(data: try ImageDataset(path: d), head: try TaskHead(path: h))) }
+            for (d, h) in zip(data, heads) { tasks.append(WEMoETask(data: try UnlabeledImages(path: d), head: try TaskHead(path: h))) }
             let options = WEMoETrainingOptions(steps: steps, learningRate: Float(learningRate), batchSize: batchSize, seed: seed)
             let bar = TrainingProgressBar(enabled: !quiet && isatty(2) != 0)
             let start = Date()

@@ -181,10 +181,10 @@ struct WEMoETrainingTests {
 
     @Test("Training lowers every task's entropy, changes only the routers, and is reproducible for a seed")
     func trainingLowersEntropy() throws {
-        let tasks = try (0..<3).map { WEMoETask(data: try WEMoEFixtures.dataset($0), head: try WEMoEFixtures.head($0)) }
+        let tasks = try (0..<3).map { WEMoETask(data: try UnlabeledImages(path: WEMoEFixtures.path("task\($0)/data.safetensors")), head: try WEMoEFixtures.head($0)) }
         func entropies(_ model: WEMoEModel) -> [Double] {
             tasks.map { task in
-                let logits = model.forward(pixels: task.data.pixels(0..<task.data.count), batch: task.data.count).withUnsafeBufferPointer {
+                let logits = model.forward(pixels: task.data.pixels(Array(0..<task.data.count)), batch: task.data.count).withUnsafeBufferPointer {
                     task.head.logits(embeddings: Array($0), batch: task.data.count)
                 }
                 return ClassificationLoss.entropy.evaluate(logits: logits, batch: task.data.count, classes: task.head.classes).value
@@ -213,13 +213,13 @@ struct WEMoETrainingTests {
 
     @Test("End to end on the synthetic tasks: adaptation lowers entropy and beats task arithmetic's accuracy")
     func endToEnd() throws {
-        let tasks = try (0..<3).map { WEMoETask(data: try WEMoEFixtures.dataset($0), head: try WEMoEFixtures.head($0)) }
+        let tasks = try (0..<3).map { WEMoETask(data: try UnlabeledImages(path: WEMoEFixtures.path("task\($0)/data.safetensors")), head: try WEMoEFixtures.head($0)) }
         func evaluate(_ encoder: any ImageEncoder) throws -> [EvaluationResult] {
-            try tasks.map { try Evaluation.run(encoder, head: $0.head, data: $0.data, batchSize: 16) }
+            try (0..<3).map { try Evaluation.run(encoder, head: tasks[$0].head, data: try WEMoEFixtures.dataset($0), batchSize: 16) }
         }
         func meanEntropy(_ model: WEMoEModel, _ task: WEMoETask) -> Double {
             let n = task.data.count
-            let logits = task.head.logits(embeddings: model.forward(pixels: task.data.pixels(0..<n), batch: n), batch: n)
+            let logits = task.head.logits(embeddings: model.forward(pixels: task.data.pixels(Array(0..<n)), batch: n), batch: n)
             return ClassificationLoss.entropy.evaluate(logits: logits, batch: n, classes: task.head.classes).value
         }
         // Task arithmetic agrees with PyTorch's (Fixtures/wemoe/expected.json).
@@ -237,6 +237,27 @@ struct WEMoETrainingTests {
         let taMean = ta.map(\.accuracy).reduce(0, +) / 3, trainedMean = trained.map(\.accuracy).reduce(0, +) / 3
         // Measured: task arithmetic 75 / 62.5 / 75 %, adapted WEMoE 93.75 / 93.75 / 100 %.
         #expect(trainedMean >= taMean + 0.15, "accuracy: task arithmetic \(ta.map(\.accuracy)), WEMoE \(trained.map(\.accuracy))")
+    }
+
+    @Test("Unlabeled inputs: a data file without labels trains; a file without pixel_values is named")
+    func unlabeledInputs() throws {
+        let dir = TestSupport.temporaryDirectory("wemoe-unlabeled")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = try WEMoEFixtures.dataset(2)
+        let pixels = source.pixels(0..<5)
+        TestSupport.writeCheckpoint(dir + "/unlabeled.safetensors",
+                                    [(TensorSpec(name: "pixel_values", dtype: .F32, shape: [5, 3, 32, 32]), pixels.map(Double.init))])
+        let images = try UnlabeledImages(path: dir + "/unlabeled.safetensors")
+        #expect(images.count == 5 && images.pixels([3, 1]) == Array(pixels[3 * 3072..<4 * 3072] + pixels[3072..<2 * 3072]))
+        let model = WEMoEModel(parameters: try WEMoEFixtures.upscaled(depth: 1), threads: 1)
+        let losses = try WEMoETraining.run(model, tasks: [WEMoETask(data: images, head: try WEMoEFixtures.head(2))],
+                                           options: WEMoETrainingOptions(steps: 3, learningRate: 1e-3, batchSize: 4))
+        #expect(losses.count == 3 && losses.allSatisfy(\.isFinite))
+        TestSupport.writeCheckpoint(dir + "/empty.safetensors", [(TensorSpec(name: "labels", dtype: .F32, shape: [1]), [0])])
+        #expect { try UnlabeledImages(path: dir + "/empty.safetensors") } throws: { error in
+            let e = error as? MergeKitError
+            return e?.tensor == "pixel_values" && e?.file == dir + "/empty.safetensors"
+        }
     }
 
     @Test("Shuffled batches cover every image once per pass, the last batch smaller")

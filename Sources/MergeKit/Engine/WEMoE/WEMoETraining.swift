@@ -3,10 +3,10 @@ import Foundation
 /// One task of test-time adaptation: unlabeled inputs (labels, if any, are ignored) and the
 /// task's head.
 public struct WEMoETask: Sendable {
-    public let data: ImageDataset
+    public let data: UnlabeledImages
     public let head: TaskHead
 
-    public init(data: ImageDataset, head: TaskHead) {
+    public init(data: UnlabeledImages, head: TaskHead) {
         self.data = data
         self.head = head
     }
@@ -55,11 +55,7 @@ public enum WEMoETraining {
                     "the head takes \(task.head.dimension)-dimensional embeddings but the model produces \(model.embeddingSize)",
                     fix: "Use the head made for this model's embedding space")
             }
-            try task.data.check(against: model.config, classes: Int.max)
-            guard task.data.count > 0 else {
-                throw MergeKitError(.invalidArgument, file: task.data.path, tensor: "pixel_values", "holds no images",
-                                    fix: "Test-time adaptation needs unlabeled inputs of every task")
-            }
+            try task.data.check(against: model.config)
         }
         let routers = model.parameters.routers
         let n = routers.count
@@ -74,9 +70,7 @@ public enum WEMoETraining {
             var loss = 0.0
             for (i, task) in tasks.enumerated() {
                 let indices = samplers[i].next(options.batchSize)
-                var pixels: [Float] = []
-                pixels.reserveCapacity(indices.count * task.data.pixelsPerImage)
-                for index in indices { pixels += task.data.pixels(index..<index + 1) }
+                let pixels = task.data.pixels(indices)
                 let result = model.lossGradients(pixels: pixels, batch: indices.count, head: task.head, loss: .entropy, batchReduce: true)
                 loss += result.loss
                 for j in 0..<n { gradient[j] += result.gradient[j] }
