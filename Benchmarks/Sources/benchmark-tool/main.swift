@@ -7,7 +7,7 @@
 //   benchmark-tool engine [--batch 32 --threads 2 --runs 5 --parallelism images|blas
 //                         --hidden 768 --layers 12 --heads 12 --intermediate 3072 --image 224 --patch 32]
 //                         (CLIP image-encoder passes on random weights; Benchmarks/engine.sh)
-//   benchmark-tool wemoe [--experts 8 --batch 16 --eval-batch 32 --threads 2 --runs 3 --layers 12 ...]
+//   benchmark-tool wemoe [--experts 8 --batch 16 --eval-batch 32 --threads 2 --runs 3 --chunk 1 --layers 12 ...]
 //                         (a ViT-B/32-shaped WEMoE model: evaluation and training steps; Benchmarks/wemoe.sh)
 import Dispatch
 import Foundation
@@ -349,6 +349,7 @@ func wemoeBenchmark() {
     }
     let setup = Date().timeIntervalSince(setupStart)
     let model = WEMoEModel(parameters: parameters, threads: threads)
+    model.mixingChunk = option("chunk", 1)
     let pixels = (0..<(max(batch, evalBatch) * config.pixelsPerImage)).map { _ in random.normal() }
     let head = TaskHead(weight: (0..<(10 * model.embeddingSize)).map { _ in random.normal() }, classes: 10, dimension: model.embeddingSize)
     func best(_ body: () -> Void) -> Double {
@@ -367,8 +368,8 @@ func wemoeBenchmark() {
     let step = best {
         sink += model.lossGradients(pixels: stepPixels, batch: batch, head: head, loss: .entropy, batchReduce: true).gradient[0]
     }
-    print(String(format: "wemoe experts=%d threads=%d router_parameters=%d upscale_seconds=%.1f", experts, threads,
-                 parameters.routerValues.count, setup))
+    print(String(format: "wemoe experts=%d threads=%d chunk=%d router_parameters=%d upscale_seconds=%.1f", experts, threads,
+                 model.mixingChunk, parameters.routerValues.count, setup))
     print(String(format: "eval_batch=%d eval_seconds=%.3f eval_seconds_per_image=%.4f eval_images_per_second=%.2f",
                  evalBatch, eval, eval / Double(evalBatch), Double(evalBatch) / eval))
     print(String(format: "step_batch=%d step_seconds=%.3f", batch, step))

@@ -46,9 +46,16 @@ struct WEMoETests {
         let (embeddings, routing) = model.forwardWithRouting(pixels: pixels, batch: 6)
         expectClose(embeddings, expected["embeddings"]?.values, tolerance: 2e-5, "embeddings")
         expectClose(routing, expected["routing"]?.values, tolerance: 2e-5, "routing")
-        // Sharded over images gives the same result.
+        // Sharded over images, and mixing several images' MLPs per GEMM, give the same result.
         model.threads = 3
         expectClose(model.forward(pixels: pixels, batch: 6), expected["embeddings"]?.values, tolerance: 2e-5, "embeddings, 3 shards")
+        model.threads = 1
+        model.mixingChunk = 4
+        expectClose(model.forward(pixels: pixels, batch: 6), expected["embeddings"]?.values, tolerance: 2e-5, "embeddings, chunks of 4")
+        let chunked = model.lossGradients(pixels: pixels, batch: 6, head: try WEMoEFixtures.head(0), loss: .entropy, batchReduce: false)
+        model.mixingChunk = 1
+        let single = model.lossGradients(pixels: pixels, batch: 6, head: try WEMoEFixtures.head(0), loss: .entropy, batchReduce: false)
+        expectClose(chunked.gradient, single.gradient.map(Double.init), tolerance: 1e-5, "router gradients, chunks of 4 vs 1")
     }
 
     @Test("Router gradients of the entropy loss match FusionBench (per-sample and batch-reduced routing)", arguments: [2, 0])

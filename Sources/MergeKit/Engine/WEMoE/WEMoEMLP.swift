@@ -31,9 +31,9 @@ struct WEMoEMLPScratch {
     var dRouting: UnsafeMutablePointer<Float>
     let chunk: Int
 
-    init(_ workspace: Workspace, _ shape: EncoderShape, experts: Int, backward: Bool) {
+    init(_ workspace: Workspace, _ shape: EncoderShape, experts: Int, chunk: Int, backward: Bool) {
         let d = shape.width, f = shape.intermediate
-        chunk = max(1, min(shape.batch, WEMoEMLP.chunkSize))
+        self.chunk = max(1, min(shape.batch, chunk))
         logits = workspace.take(shape.rows * experts)
         dRouterHidden = workspace.take(backward ? shape.rows * d : 0)
         coefficients = workspace.take(chunk * (experts + 1))
@@ -58,9 +58,11 @@ struct WEMoEMLPScratch {
 /// Mixing: the T + 1 parameter sets of a layer are stacked as rows [W₀; τ₁; …; τ_T], so the
 /// mixed parameters of a chunk of images are one GEMM [chunk, T + 1] × [T + 1, |W|] with
 /// coefficients (1, r_b). This costs |W|·(T + 1) multiply-adds per chunk and reads the stack once
-/// per chunk; the alternative W₀x + Σₜ rₜ(τₜx) costs S·|W|·T per image (S = 50 tokens for
-/// ViT-B/32), about S·chunk/(T + 1) times more arithmetic, and keeping T expert outputs per token
-/// for the backward pass would cost T times the MLP's activations.
+/// per chunk; the alternative W₀x + Σₜ rₜ(τₜx) costs S·|W|·(T + 1) per image (S = 50 tokens for
+/// ViT-B/32), and keeping T expert outputs per token for the backward pass would cost T times the
+/// MLP's activations. Measured for one ViT-B/32 fc1 with T = 8 (OpenBLAS, 2 threads, per image):
+/// mixing one image per GEMM 19–20 ms, four 23–29 ms, eight 27 ms, expert outputs 24–26 ms; hence
+/// `WEMoEModel.mixingChunk` = 1 by default (and the least memory: 2·|W| floats per shard).
 ///
 /// Backward, per image b (dy = ∂L/∂y_b): the ordinary MLP backward with W_b gives ∂L/∂x_b and
 /// ∂L/∂W_b (weights and biases, accumulated in a per-image buffer); then
@@ -70,10 +72,6 @@ struct WEMoEMLPScratch {
 ///
 /// and the router's backward adds its input gradient to ∂L/∂x (the router reads the same x).
 enum WEMoEMLP {
-    /// Images mixed per GEMM (memory: 2·chunk·|W| floats per shard for the forward pass, twice that
-    /// for the backward pass).
-    nonisolated(unsafe) static var chunkSize = 4
-
     /// Routing weights r [B, T] of the images of `x` [B·S, D] (see the type's formula); fills
     /// `act.routerHidden` for the backward pass.
     static func route(_ act: WEMoEMLPActivations, _ x: UnsafePointer<Float>, _ p: RouterParameters, _ shape: EncoderShape,

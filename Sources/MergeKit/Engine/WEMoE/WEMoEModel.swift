@@ -29,6 +29,9 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
         get { base.threads }
         set { base.threads = newValue }
     }
+    /// Images whose MLP parameters are mixed in one GEMM at evaluation (see `WEMoEMLP`; 1 measured
+    /// fastest on ViT-B/32 with 8 experts, and uses the least memory).
+    public var mixingChunk = 1
     public var parallelism: EngineParallelism {
         get { base.parallelism }
         set { base.parallelism = newValue }
@@ -56,7 +59,8 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
                 let pxs = Shared(px.baseAddress!), os = Shared(o.baseAddress!)
                 base.runShards(ranges) { range, shard in
                     guard !range.isEmpty else { return }
-                    let pass = WEMoEShardPass(self.parameters, batch: range.count, keepActivations: false, backward: false)
+                    let pass = WEMoEShardPass(self.parameters, batch: range.count, keepActivations: false, backward: false,
+                                              chunk: self.mixingChunk)
                     self.forward(pass, pixels: pxs.value + range.lowerBound * ppi, embeddings: os.value + range.lowerBound * e,
                                  batchReduce: batchReduce, routing: routingBuffers[shard].pointer)
                 }
@@ -115,7 +119,7 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
                                 outputGradient: ([Float]) -> [Float]) -> (embeddings: [Float], gradient: [Float]) {
         precondition(batch >= 1 && pixels.count == batch * config.pixelsPerImage, "expected \(batch) preprocessed images")
         let e = embeddingSize
-        let wp = WEMoEShardPass(parameters, batch: batch, keepActivations: true, backward: true)
+        let wp = WEMoEShardPass(parameters, batch: batch, keepActivations: true, backward: true, chunk: mixingChunk)
         var embeddings = [Float](repeating: 0, count: batch * e)
         let gradient = FloatBuffer(count: parameters.routers.count)
         base.runShards([0..<batch]) { _, _ in
@@ -201,14 +205,14 @@ final class WEMoEShardPass {
     /// Where the gradients of frozen tensors go (never read).
     let sink: GradientSink
 
-    init(_ parameters: WEMoEParameters, batch: Int, keepActivations: Bool, backward: Bool) {
+    init(_ parameters: WEMoEParameters, batch: Int, keepActivations: Bool, backward: Bool, chunk: Int) {
         let c = parameters.config
         pass = ShardPass(c, batch: batch, keepActivations: keepActivations)
         let shape = pass.shape
         moe = pass.layers.map { [workspace = pass.workspace] in
             WEMoEMLPActivations(workspace, shape, experts: parameters.experts, routerDepth: parameters.routerDepth, mlp: $0.mlp)
         }
-        scratch = WEMoEMLPScratch(pass.workspace, shape, experts: parameters.experts, backward: backward)
+        scratch = WEMoEMLPScratch(pass.workspace, shape, experts: parameters.experts, chunk: chunk, backward: backward)
         encoderScratch = backward ? EncoderScratch(pass.workspace, shape, backward: true) : nil
         let d = c.hiddenSize
         sink = GradientSink(count: backward ? max(d * d, c.projectionDim * d) + d : 0)
