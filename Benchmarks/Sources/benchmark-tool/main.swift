@@ -7,7 +7,7 @@
 //   benchmark-tool engine [--batch 32 --threads 2 --runs 5 --parallelism images|blas
 //                         --hidden 768 --layers 12 --heads 12 --intermediate 3072 --image 224 --patch 32]
 //                         (CLIP image-encoder passes on random weights; Benchmarks/engine.sh)
-//   benchmark-tool wemoe [--experts 8 --batch 16 --eval-batch 32 --threads 2 --runs 3 --chunk 1 --layers 12 ...]
+//   benchmark-tool wemoe [--experts 8 --batch 16 --eval-batch 32 --threads 2 --runs 3 --chunk 8 --layers 12 ...]
 //                         (a ViT-B/32-shaped WEMoE model: evaluation and training steps; Benchmarks/wemoe.sh)
 import Dispatch
 import Foundation
@@ -349,7 +349,7 @@ func wemoeBenchmark() {
     }
     let setup = Date().timeIntervalSince(setupStart)
     let model = WEMoEModel(parameters: parameters, threads: threads)
-    model.mixingChunk = option("chunk", 1)
+    model.mixingChunk = option("chunk", 8)
     let pixels = (0..<(max(batch, evalBatch) * config.pixelsPerImage)).map { _ in random.normal() }
     let head = TaskHead(weight: (0..<(10 * model.embeddingSize)).map { _ in random.normal() }, classes: 10, dimension: model.embeddingSize)
     func best(_ body: () -> Void) -> Double {
