@@ -188,11 +188,27 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
             sink.zero()
             LayerNorm.backward(dStream, sink.layerNorm(d), scratch.dNormalized, act.residual, mean: act.mean2, rstd: act.rstd2,
                                pl.layerNorm2, rows: rows)
-            SelfAttention.backward(scratch.dNormalized, sink.attention(d), dStream, act.attention, act.normalized1, pl.attention,
-                                   scratch: scratch.attention, shape)
+            WEMoEModel.attentionInputGradient(scratch.dNormalized, dStream, act.attention, pl.attention,
+                                              scratch: scratch.attention, shape)
             LayerNorm.backward(dStream, sink.layerNorm(d), scratch.dNormalized, act.input, mean: act.mean1, rstd: act.rstd1,
                                pl.layerNorm1, rows: rows)
         }
+    }
+}
+
+extension WEMoEModel {
+    /// ∂L/∂x of a self-attention block (as `SelfAttention.backward`) without the frozen projections'
+    /// weight gradients, which the routers' training never reads: ∂L/∂context = ∂L/∂y·W_out, the
+    /// attention's backward, then ∂L/∂x = ∂Q·W_q + ∂K·W_k + ∂V·W_v (four GEMMs instead of eight).
+    static func attentionInputGradient(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>,
+                                       _ act: SelfAttentionActivations, _ p: SelfAttentionParameters,
+                                       scratch: SelfAttentionScratch, _ shape: EncoderShape) {
+        let rows = shape.rows, d = shape.width
+        BLAS.gemm(m: rows, n: d, k: d, a: dy, lda: d, b: p.out.weight, ldb: d, c: scratch.dContext, ldc: d)
+        Attention.backward(scratch, act, shape)
+        BLAS.gemm(m: rows, n: d, k: d, a: scratch.dq, lda: d, b: p.q.weight, ldb: d, c: dx, ldc: d)
+        BLAS.gemm(m: rows, n: d, k: d, a: scratch.dk, lda: d, b: p.k.weight, ldb: d, beta: 1, c: dx, ldc: d)
+        BLAS.gemm(m: rows, n: d, k: d, a: scratch.dv, lda: d, b: p.v.weight, ldb: d, beta: 1, c: dx, ldc: d)
     }
 }
 
