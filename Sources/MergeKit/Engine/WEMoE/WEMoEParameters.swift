@@ -185,7 +185,7 @@ public final class WEMoEParameters: @unchecked Sendable {
         precondition(experts >= 1 && names.count == experts && isValidDepth(routerDepth))
         let merged = base.copy()
         let result = WEMoEParameters(merged: merged, experts: experts, routerDepth: routerDepth, initLambda: lambda, expertNames: names)
-        let c = base.config, d = c.hiddenSize, f = c.intermediateSize
+        let c = base.config
         // Row 0 of every stack: the pre-trained MLP.
         for l in 0..<c.numHiddenLayers {
             result.copyMLP(from: base, layer: l, row: 0)
@@ -202,7 +202,6 @@ public final class WEMoEParameters: @unchecked Sendable {
                 merged.setValues(base.values(of: result.mlpPrefix(l) + name)!, of: result.mlpPrefix(l) + name)
             }
         }
-        _ = (d, f)
         result.initializeRouters(seed: seed)
         return result
     }
