@@ -14,7 +14,8 @@ struct EvalCommand: ParsableCommand {
             linearized around the base, f(x; θ₀) + J·(θ − θ₀) (tangent-space task arithmetic); \
             --model may then also be a bare .safetensors file with the base's layout. A linearized \
             checkpoint (from `linearize`, `finetune --linearized` or a merge of those) is always \
-            evaluated as f(x; θ₀) + J·(θ − θ₀) around its own θ₀, with or without --linearized.
+            evaluated as f(x; θ₀) + J·(θ − θ₀) around its own θ₀, with or without --linearized. A WEMoE \
+            checkpoint (from `merge-cli wemoe` / `wemoe-train`) is evaluated with per-image routing.
             """)
 
     @Option(help: ArgumentHelp("The model θ: a CLIP image-encoder directory or .safetensors file.", valueName: "path"))
@@ -72,6 +73,8 @@ struct EvalCommand: ParsableCommand {
                 }
                 let parameters = try CLIPVisionParameters.load(from: checkpoint, config: baseModel.config)
                 encoder = try LinearizedCLIPVisionModel(base: baseModel, finetuned: parameters, file: model)
+            } else if WEMoEParameters.isWEMoE(checkpoint) {
+                encoder = try WEMoEModel(path: model, threads: threads)  // per-image routing
             } else {
                 let config = try CLIPVisionConfig.load(path: try CLIPVisionModel.configPath(for: checkpoint))
                 encoder = CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: checkpoint, config: config), threads: threads)

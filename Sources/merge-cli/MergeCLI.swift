@@ -35,6 +35,8 @@ struct MergeCLI: ParsableCommand {
             LinearizeCommand.self,
             FinetuneCommand.self,
             DisentanglementCommand.self,
+            WEMoECommand.self,
+            WEMoETrainCommand.self,
             MethodsCommand.self,
         ]
     )

@@ -7,6 +7,8 @@
 //   benchmark-tool engine [--batch 32 --threads 2 --runs 5 --parallelism images|blas
 //                         --hidden 768 --layers 12 --heads 12 --intermediate 3072 --image 224 --patch 32]
 //                         (CLIP image-encoder passes on random weights; Benchmarks/engine.sh)
+//   benchmark-tool wemoe [--experts 8 --batch 16 --eval-batch 32 --threads 2 --runs 3 --chunk 8 --layers 12 ...]
+//                         (a ViT-B/32-shaped WEMoE model: evaluation and training steps; Benchmarks/wemoe.sh)
 import Dispatch
 import Foundation
 import MergeKit
@@ -310,9 +312,75 @@ func engine() {
     if !sink.isFinite { print("note: non-finite output") }
 }
 
+// MARK: - wemoe
+
+/// Times a WEMoE model upscaled from random ViT-B/32-shaped encoders (base + --experts perturbed
+/// copies): evaluation with per-image routing (seconds per image over --eval-batch images) and one
+/// test-time-adaptation step on one task's batch (--batch images, batch-averaged routing: forward
+/// keeping activations + backward to the routers). Best of --runs after a warm-up.
+func wemoeBenchmark() {
+    let experts = option("experts", 8), batch = option("batch", 16), evalBatch = option("eval-batch", 32)
+    let threads = option("threads", 2), runs = option("runs", 3)
+    let config = CLIPVisionConfig(hiddenSize: option("hidden", 768), intermediateSize: option("intermediate", 3072),
+                                  numHiddenLayers: option("layers", 12), numAttentionHeads: option("heads", 12),
+                                  imageSize: option("image", 224), patchSize: option("patch", 32),
+                                  projectionDim: option("projection", 512))
+    var random = Generator(seed: 11)
+    func randomParameters(scale: Float, norms: Bool) -> CLIPVisionParameters {
+        let p = CLIPVisionParameters(config: config)
+        for t in p.tensors {
+            let isNormWeight = norms && (t.name.contains("layer_norm") || t.name.contains("layrnorm") || t.name.contains("layernorm"))
+                && t.name.hasSuffix("weight")
+            p.setValues((0..<t.count).map { _ in (isNormWeight ? 1 : 0) + scale * random.normal() }, of: t.name)
+        }
+        return p
+    }
+    let base = randomParameters(scale: 0.02, norms: true)
+    let setupStart = Date()
+    let parameters: WEMoEParameters
+    do {
+        parameters = try WEMoEParameters.upscale(base: base, experts: experts, names: (0..<experts).map { "expert\($0)" }) { _ in
+            let expert = base.copy()
+            expert.add(randomParameters(scale: 0.002, norms: false))
+            return expert
+        }
+    } catch {
+        fail("\(error)")
+    }
+    let setup = Date().timeIntervalSince(setupStart)
+    let model = WEMoEModel(parameters: parameters, threads: threads)
+    model.mixingChunk = option("chunk", 8)
+    let pixels = (0..<(max(batch, evalBatch) * config.pixelsPerImage)).map { _ in random.normal() }
+    let head = TaskHead(weight: (0..<(10 * model.embeddingSize)).map { _ in random.normal() }, classes: 10, dimension: model.embeddingSize)
+    func best(_ body: () -> Void) -> Double {
+        body()
+        var result = Double.infinity
+        for _ in 0..<max(1, runs) {
+            let start = Date()
+            body()
+            result = min(result, Date().timeIntervalSince(start))
+        }
+        return result
+    }
+    var sink: Float = 0
+    let evalPixels = Array(pixels[0..<(evalBatch * config.pixelsPerImage)]), stepPixels = Array(pixels[0..<(batch * config.pixelsPerImage)])
+    let eval = best { sink += model.forward(pixels: evalPixels, batch: evalBatch)[0] }
+    let step = best {
+        sink += model.lossGradients(pixels: stepPixels, batch: batch, head: head, loss: .entropy, batchReduce: true).gradient[0]
+    }
+    print(String(format: "wemoe experts=%d threads=%d chunk=%d router_parameters=%d upscale_seconds=%.1f", experts, threads,
+                 model.mixingChunk, parameters.routerValues.count, setup))
+    print(String(format: "eval_batch=%d eval_seconds=%.3f eval_seconds_per_image=%.4f eval_images_per_second=%.2f",
+                 evalBatch, eval, eval / Double(evalBatch), Double(evalBatch) / eval))
+    print(String(format: "step_batch=%d step_seconds=%.3f", batch, step))
+    print(String(format: "peak_rss_mb=%.0f", Double(ProcessMemory.peakResidentBytes) / 1e6))
+    if !sink.isFinite { print("note: non-finite output") }
+}
+
 switch command {
 case "synth": synth()
 case "iobound": iobound()
 case "engine": engine()
+case "wemoe": wemoeBenchmark()
 default: fail("unknown command \(command)")
 }

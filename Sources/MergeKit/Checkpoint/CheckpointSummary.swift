@@ -10,7 +10,7 @@ public struct CheckpointSummary: Sendable {
     public let path: String
     public let layout: Checkpoint.Layout
     public let files: [String]
-    /// "model", "task_vector" or "linearized" (`LinearizedCheckpoint`).
+    /// "model", "task_vector", "linearized" (`LinearizedCheckpoint`) or "wemoe" (a weight-ensembling MoE model, `WEMoEParameters`).
     public let kind: String
     public let metadata: [String: String]
     public let tensors: [TensorInfo]
@@ -23,7 +23,8 @@ public struct CheckpointSummary: Sendable {
         layout = checkpoint.layout
         files = checkpoint.files.map(\.path)
         kind = LinearizedCheckpoint.isLinearized(checkpoint) ? "linearized"
-            : TaskVectorFile.isTaskVector(checkpoint) ? "task_vector" : "model"
+            : TaskVectorFile.isTaskVector(checkpoint) ? "task_vector"
+            : WEMoEParameters.isWEMoE(checkpoint) ? "wemoe" : "model"
         metadata = checkpoint.metadata ?? [:]
         tensors = checkpoint.entries.map(\.info)
         parameters = checkpoint.parameterCount
@@ -78,6 +79,10 @@ public struct CheckpointSummary: Sendable {
             let architecture = metadata[LinearizedCheckpoint.architectureKey] ?? "unknown architecture"
             lines.append("kind: linearized model (\(architecture)): params0.* = θ₀, params.* = θ, "
                          + "run as f(x; θ₀) + J·(θ − θ₀); \(grouped(parameters / 2)) parameters per half")
+        case "wemoe":
+            let m = metadata
+            lines.append("kind: WEMoE model: \(m["wemoe.num_experts"] ?? "?") experts, router depth \(m["wemoe.router_depth"] ?? "?"), "
+                         + "λ \(m["wemoe.init_lambda"] ?? "?"), \(m["wemoe.trained_steps"] ?? "0") test-time adaptation steps")
         default: lines.append("kind: model")
         }
         if !metadata.isEmpty {

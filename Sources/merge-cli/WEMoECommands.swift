@@ -1,0 +1,197 @@
+import ArgumentParser
+import Foundation
+import MergeKit
+
+struct WEMoECommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wemoe",
+        abstract: "Upscale CLIP image encoders to a weight-ensembling MoE (Tang et al., ICML 2024): task arithmetic everywhere but the MLPs, which mix the task vectors per sample through routers.",
+        discussion: """
+            Every tensor except the encoder MLPs is merged by task arithmetic, θ₀ + λ·Σ τₜ. Each layer's MLP \
+            keeps the pre-trained MLP and the T MLP task vectors as frozen experts, mixed per image as \
+            W = W₀ + Σₜ rₜ τₜ, with r the router's outputs averaged over the image's tokens. Routers \
+            (depth 2: D → D → T with ReLU; depth 1: D → T; depth 0: one vector) start with weights \
+            N(0, 0.01²) and output bias λ, i.e. near task arithmetic. Train them with `merge-cli wemoe-train`, \
+            evaluate with `merge-cli eval`. Output: one F32 safetensors file with FusionBench's module \
+            names (….mlp.gate.fc1.weight, ….mlp.base_model.fc1.weight, ….mlp.task_vectors.{t}.fc1.weight); \
+            a path not ending in .safetensors becomes a directory with model.safetensors and config.json.
+            Example: merge-cli wemoe --base clip-vit-b32 --model ft-mnist --model ft-svhn -o wemoe
+            """)
+
+    @Option(help: ArgumentHelp("The pre-trained CLIP image encoder θ₀ (directory with config.json, or .safetensors with config.json next to it).", valueName: "path"))
+    var base: String
+
+    @Option(name: .customLong("model"), help: ArgumentHelp("A fine-tuned encoder θₜ, one expert each. Repeatable.", valueName: "path"))
+    var models: [String] = []
+
+    @Option(help: ArgumentHelp("λ: the task-arithmetic scale of the non-MLP tensors and the routers' initial output bias.", valueName: "λ"))
+    var scale: Double = 0.3
+
+    @Option(name: .customLong("router-depth"), help: ArgumentHelp("Router hidden layers: 2 (D → D → T, ReLU; the paper's), 1 (D → T) or 0 (a learned vector).", valueName: "0|1|2"))
+    var routerDepth = 2
+
+    @Option(help: ArgumentHelp("Seed of the routers' random initial weights.", valueName: "n"))
+    var seed: UInt64 = 0
+
+    @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Output: a .safetensors file, or a directory (model.safetensors + config.json).", valueName: "path"))
+    var output: String
+
+    @Flag(help: "Replace an existing output (only once the new one is complete).")
+    var overwrite = false
+
+    @Flag(help: "No summary line on stderr.")
+    var quiet = false
+
+    func validate() throws {
+        if models.isEmpty { throw ValidationError("Give at least one --model, the fine-tuned encoders to use as experts.") }
+        guard scale.isFinite else { throw ValidationError("--scale \(scale) is not a finite number.") }
+        guard WEMoEParameters.isValidDepth(routerDepth) else { throw ValidationError("--router-depth must be 0, 1 or 2, not \(routerDepth).") }
+    }
+
+    func run() throws {
+        try reportingErrors { () throws(MergeKitError) in
+            let start = Date()
+            let baseCheckpoint = try Checkpoint(path: base)
+            let configPath = try CLIPVisionModel.configPath(for: baseCheckpoint)
+            let baseModel = try CLIPVisionModel(path: base, threads: 1)
+            let parameters = try WEMoEParameters.upscale(base: baseModel.parameters, experts: models.count, names: models,
+                                                         scale: Float(scale), routerDepth: routerDepth, seed: seed) { t throws(MergeKitError) in
+                let model = try CLIPVisionModel(path: models[t], threads: 1)
+                guard model.config == baseModel.config else {
+                    throw MergeKitError(.shapeMismatch, file: models[t], "has a different config.json (architecture) from the base \(base)",
+                                        fix: "Every --model must be a fine-tune of --base")
+                }
+                return model.parameters
+            }
+            try parameters.save(to: output, configSource: configPath, overwrite: overwrite)
+            if !quiet {
+                FileHandle.standardError.write(Data(String(format: "wrote %@: WEMoE with %d experts, router depth %d, λ %g, in %.2f s\n",
+                                                           output, models.count, routerDepth, scale, Date().timeIntervalSince(start)).utf8))
+            }
+        }
+    }
+}
+
+struct WEMoETrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wemoe-train",
+        abstract: "Test-time adaptation of a WEMoE model's routers: minimise the softmax entropy of each task's head on unlabeled inputs.",
+        discussion: """
+            Pair every --data with a --head, in order (one per task). Labels in the data files are ignored. \
+            Each step draws one batch per task (shuffled, reshuffled every pass), averages the routing \
+            weights over the batch (FusionBench's batch_reduce), sums the tasks' mean entropies and takes \
+            one Adam step on the routers only. Defaults are the paper's: 1000 steps, lr 1e-4, batch 16.
+            Example: merge-cli wemoe-train --model wemoe --data mnist.safetensors --head mnist-head.safetensors \\
+                       --data svhn.safetensors --head svhn-head.safetensors -o wemoe-trained
+            """)
+
+    @Option(help: ArgumentHelp("The WEMoE model (from `merge-cli wemoe`).", valueName: "path"))
+    var model: String
+
+    @Option(name: .customLong("data"), help: ArgumentHelp("A task's inputs: safetensors with `pixel_values` [N,3,H,W] (`labels` optional and ignored). Repeatable.", valueName: "file"))
+    var data: [String] = []
+
+    @Option(name: .customLong("head"), help: ArgumentHelp("The same task's head: safetensors with `weight` [classes, embedding]. Repeatable.", valueName: "file"))
+    var heads: [String] = []
+
+    @Option(help: ArgumentHelp("Adam steps.", valueName: "n"))
+    var steps = 1000
+
+    @Option(name: .customLong("lr"), help: ArgumentHelp("Adam's learning rate.", valueName: "lr"))
+    var learningRate: Double = 1e-4
+
+    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per task per step.", valueName: "B"))
+    var batchSize = 16
+
+    @Option(help: ArgumentHelp("Seed of the batch shuffles.", valueName: "n"))
+    var seed: UInt64 = 0
+
+    @Option(help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
+    var threads: Int?
+
+    @Option(name: [.short, .customLong("output")], help: ArgumentHelp("The trained model: a .safetensors file or a directory.", valueName: "path"))
+    var output: String
+
+    @Flag(help: "Replace an existing output (only once the new one is complete).")
+    var overwrite = false
+
+    @Flag(help: "Print the losses as JSON on stdout.")
+    var json = false
+
+    @Flag(help: "No progress bar or summary on stderr.")
+    var quiet = false
+
+    func validate() throws {
+        if data.isEmpty { throw ValidationError("Give at least one --data with its --head.") }
+        if data.count != heads.count {
+            throw ValidationError("Got \(data.count) --data and \(heads.count) --head; give one --head per --data, in the same order.")
+        }
+        if steps < 0 { throw ValidationError("--steps must be at least 0, not \(steps).") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, not \(batchSize).") }
+        guard learningRate.isFinite && learningRate > 0 else { throw ValidationError("--lr must be a positive number, not \(learningRate).") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+    }
+
+    func run() throws {
+        try reportingErrors { () throws(MergeKitError) in
+            if !overwrite && FileManager.default.fileExists(atPath: output) {
+                throw MergeKitError(.outputExists, file: output, "already exists", fix: "Choose another output or pass --overwrite")
+            }
+            let checkpoint = try Checkpoint(path: model)
+            let moe = WEMoEModel(parameters: try WEMoEParameters.load(from: checkpoint), threads: threads)
+            var tasks: [WEMoETask] = []
+            for (d, h) in zip(data, heads) { tasks.append(WEMoETask(data: try UnlabeledImages(path: d), head: try TaskHead(path: h))) }
+            let options = WEMoETrainingOptions(steps: steps, learningRate: Float(learningRate), batchSize: batchSize, seed: seed)
+            let bar = TrainingProgressBar(enabled: !quiet && isatty(2) != 0)
+            let start = Date()
+            let losses = try WEMoETraining.run(moe, tasks: tasks, options: options) { bar.update($0, $1, $2) }
+            bar.finish()
+            let seconds = Date().timeIntervalSince(start)
+            try moe.parameters.save(to: output, configSource: try? CLIPVisionModel.configPath(for: checkpoint), overwrite: overwrite)
+            if !quiet {
+                let first = losses.first.map { String(format: "%.4f", $0) } ?? "-", last = losses.last.map { String(format: "%.4f", $0) } ?? "-"
+                FileHandle.standardError.write(Data(String(format: "wrote %@: %d steps, loss %@ → %@, %.2f s (%.1f ms/step)\n", output, steps,
+                                                           first, last, seconds, steps > 0 ? 1000 * seconds / Double(steps) : 0).utf8))
+            }
+            if json {
+                print(JSONValue.object([
+                    JSONMember("model", .string(model)),
+                    JSONMember("output", .string(output)),
+                    JSONMember("steps", .int(steps)),
+                    JSONMember("learning_rate", .double(learningRate)),
+                    JSONMember("batch_size", .int(batchSize)),
+                    JSONMember("seed", .int(Int(seed))),
+                    JSONMember("seconds", .double(seconds)),
+                    JSONMember("losses", .array(losses.map { .double($0) })),
+                ]).serialized(indent: 2))
+            }
+        }
+    }
+}
+
+/// "[=====     ]  40% step 400/1000 loss 1.2345" on stderr, redrawn at most ten times a second.
+private final class TrainingProgressBar {
+    private let enabled: Bool
+    private var last = Date.distantPast
+    private var drawn = false
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func update(_ step: Int, _ total: Int, _ loss: Double) {
+        guard enabled else { return }
+        let now = Date()
+        guard now.timeIntervalSince(last) >= 0.1 || step == total else { return }
+        last = now
+        let fraction = total > 0 ? Double(step) / Double(total) : 1
+        let width = 28, filled = Int(fraction * Double(width))
+        let line = String(format: "\r[%@%@] %3.0f%% step %d/%d loss %.4f ", String(repeating: "=", count: filled),
+                          String(repeating: " ", count: width - filled), fraction * 100, step, total, loss)
+        FileHandle.standardError.write(Data(line.utf8))
+        drawn = true
+    }
+
+    func finish() {
+        guard enabled, drawn else { return }
+        FileHandle.standardError.write(Data("\n".utf8))
+    }
+}
