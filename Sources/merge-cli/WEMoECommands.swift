@@ -36,6 +36,9 @@ struct WEMoECommand: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Output: a .safetensors file, or a directory (model.safetensors + config.json).", valueName: "path"))
     var output: String
 
+    @Flag(name: .customLong("exact-start"), help: "Zero the routers' output weights, so the untrained model is exactly task arithmetic at λ (the default draws them from N(0, 0.01²) as FusionBench does, which starts close to it).")
+    var exactStart = false
+
     @Flag(help: "Replace an existing output (only once the new one is complete).")
     var overwrite = false
 
@@ -63,6 +66,7 @@ struct WEMoECommand: ParsableCommand {
                 }
                 return model.parameters
             }
+            if exactStart { parameters.zeroRouterOutputWeights() }
             try parameters.save(to: output, configSource: configPath, overwrite: overwrite)
             if !quiet {
                 FileHandle.standardError.write(Data(String(format: "wrote %@: WEMoE with %d experts, router depth %d, λ %g, in %.2f s\n",

@@ -276,6 +276,36 @@ struct WEMoETrainingTests {
         #expect(sampler.next(4).count == 4)
     }
 
+    @Test("merge-cli wemoe --exact-start evaluates exactly like merge-cli task-arithmetic at λ = 0.3 (before training)")
+    func exactStartIsTaskArithmetic() throws {
+        let dir = TestSupport.temporaryDirectory("wemoe-exact")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = WEMoEFixtures.path("")
+        let experts = ["--model", "experts/task0", "--model", "experts/task1", "--model", "experts/task2"]
+        let upscale = try CLI.run(["wemoe", "--base", "../clip/quick/base"] + experts + ["--exact-start", "-o", dir + "/moe"], in: fixtures)
+        #expect(upscale.status == 0, "\(upscale.stderr)")
+        let merged = try CLI.run(["task-arithmetic", "--base", "../clip/quick/base"] + experts + ["--scale", "0.3", "-o", dir + "/ta"], in: fixtures)
+        #expect(merged.status == 0, "\(merged.stderr)")
+        for task in 0..<3 {
+            var results: [JSONValue] = []
+            for model in [dir + "/moe", dir + "/ta"] {
+                let eval = try CLI.run(["eval", "--model", model, "--data", "task\(task)/data.safetensors",
+                                        "--head", "task\(task)/head.safetensors", "--json"], in: fixtures)
+                #expect(eval.status == 0, "\(eval.stderr)")
+                results.append(try JSONParser.parse(Array(eval.stdout.utf8)))
+            }
+            #expect(results[0]["correct"]?.nonNegativeInt == results[1]["correct"]?.nonNegativeInt)
+            let (a, b) = (results[0]["mean_loss"]?.doubleValue ?? .nan, results[1]["mean_loss"]?.doubleValue ?? .nan)
+            #expect(abs(a - b) <= 1e-5 * abs(b), "task \(task): WEMoE \(a) vs task arithmetic \(b)")
+        }
+        // Without --exact-start the routers' random output weights move the start off task arithmetic.
+        let random = try CLI.run(["wemoe", "--base", "../clip/quick/base"] + experts + ["-o", dir + "/random"], in: fixtures)
+        #expect(random.status == 0, "\(random.stderr)")
+        let routers = try Checkpoint(path: dir + "/random")
+        let weight = try #require(routers.entry(named: "vision_model.encoder.layers.0.mlp.gate.fc2.weight"))
+        #expect(Array(weight.file.bytes(of: weight.info)).contains { $0 != 0 })
+    }
+
     @Test("merge-cli wemoe, inspect, eval and wemoe-train on the fixtures")
     func commandLine() throws {
         let dir = TestSupport.temporaryDirectory("wemoe-cli")
