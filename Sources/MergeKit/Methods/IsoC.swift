@@ -28,7 +28,7 @@
 /// - Cost per matrix: one exact SVD (`gesdd`, `gesvd` if it does not converge). Memory: the
 ///   output buffer (holding the sum), one input at a time, the SVD's copy, U, Vᵀ and workspace:
 ///   one worker peaked at 261 MB RSS on a Llama layer whose largest matrix is 5632×2048.
-public struct IsoC: WholeTensorMergeMethod {
+public struct IsoC: SVDMatrixMethod {
     public static let info = MethodInfo(
         name: "iso-c",
         summary: "per matrix flatten the spectrum of Σ τₜ (every singular value → their mean), θ₀ + α·τ",
@@ -43,31 +43,6 @@ public struct IsoC: WholeTensorMergeMethod {
         try ParameterCheck.finite(scale, "scale α", flag: "--scale, e.g. 1")
         self.scale = scale
         self.nullSpace = nullSpace
-    }
-
-    public var info: MethodInfo { Self.info }
-    public var parameters: [JSONMember] { [JSONMember("scale", .double(scale)), JSONMember("null_space", .string(nullSpace.rawValue))] }
-
-    public func validate(weights: [Double]) throws(MergeKitError) {
-        try ParameterCheck.unitWeights(weights, method: "iso-c")
-    }
-
-    public func mergesWhole(shape: [Int]) -> Bool { SVDMerge.isMatrix(shape) }
-    public var wholeTensorScale: Double { scale }
-    public var wholeTensorKey: String { "null_space=\(nullSpace.rawValue)" }
-
-    /// Non-matrix tensors: α times the mean of the task vectors.
-    public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
-                                        weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
-        SVDMerge.mean(deltas, scale: scale, into: out)
-    }
-
-    public func combineTensor<T: MergeScalar>(_ deltas: TensorDeltas<T>, weights: [T], into out: UnsafeMutableBufferPointer<T>,
-                                              context: ChunkContext) throws(MergeKitError) {
-        let nullSpace = self.nullSpace
-        try SVDMerge.dispatch(deltas, into: out,
-                              float: { d, o throws(MergeKitError) in try IsoC.matrix(d, nullSpace: nullSpace, into: o) },
-                              double: { d, o throws(MergeKitError) in try IsoC.matrix(d, nullSpace: nullSpace, into: o) })
     }
 
     /// τ of one matrix tensor, before α, into `out` (which first accumulates Σₜ τₜ).

@@ -56,3 +56,43 @@ public enum SVDNullSpace: String, Sendable, CaseIterable {
     case drop
     case keep
 }
+
+/// What TSV-M and Iso-C share: α and the null-space rule as parameters, no per-task weights, matrices
+/// merged whole by the method's `matrix` (before α), other tensors by the mean task vector × α.
+protocol SVDMatrixMethod: WholeTensorMergeMethod {
+    static var info: MethodInfo { get }
+    /// α, the scale of the merged task vector.
+    var scale: Double { get }
+    /// Numerically zero singular values: left out (default) or kept (authors' code).
+    var nullSpace: SVDNullSpace { get }
+    /// τ of one matrix tensor, before α, into `out`.
+    static func matrix<U: MergeScalar & LAPACKScalar>(_ deltas: TensorDeltas<U>, nullSpace: SVDNullSpace,
+                                                      into out: UnsafeMutableBufferPointer<U>) throws(MergeKitError)
+}
+
+extension SVDMatrixMethod {
+    public var info: MethodInfo { Self.info }
+    public var parameters: [JSONMember] { [JSONMember("scale", .double(scale)), JSONMember("null_space", .string(nullSpace.rawValue))] }
+
+    public func validate(weights: [Double]) throws(MergeKitError) {
+        try ParameterCheck.unitWeights(weights, method: Self.info.name)
+    }
+
+    public func mergesWhole(shape: [Int]) -> Bool { SVDMerge.isMatrix(shape) }
+    public var wholeTensorScale: Double { scale }
+    public var wholeTensorKey: String { "null_space=\(nullSpace.rawValue)" }
+
+    /// Non-matrix tensors: α times the mean of the task vectors.
+    public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
+                                        weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        SVDMerge.mean(deltas, scale: scale, into: out)
+    }
+
+    public func combineTensor<T: MergeScalar>(_ deltas: TensorDeltas<T>, weights: [T], into out: UnsafeMutableBufferPointer<T>,
+                                              context: ChunkContext) throws(MergeKitError) {
+        let nullSpace = self.nullSpace
+        try SVDMerge.dispatch(deltas, into: out,
+                              float: { d, o throws(MergeKitError) in try Self.matrix(d, nullSpace: nullSpace, into: o) },
+                              double: { d, o throws(MergeKitError) in try Self.matrix(d, nullSpace: nullSpace, into: o) })
+    }
+}

@@ -32,7 +32,7 @@
 ///   as scratch for each τₜ in turn), the SVD's copy, U, Vᵀ and workspace, and the concatenated
 ///   factors, whatever T is: one worker peaked at 348 MB RSS on a Llama layer whose largest
 ///   matrix is 5632×2048 (46 MB in Float).
-public struct TSVM: WholeTensorMergeMethod {
+public struct TSVM: SVDMatrixMethod {
     public static let info = MethodInfo(
         name: "tsv-m",
         summary: "per matrix keep each task's top ⌊min(m,n)/T⌋ singular triplets, orthogonalise them across tasks, θ₀ + α·τ",
@@ -47,31 +47,6 @@ public struct TSVM: WholeTensorMergeMethod {
         try ParameterCheck.finite(scale, "scale α", flag: "--scale, e.g. 1")
         self.scale = scale
         self.nullSpace = nullSpace
-    }
-
-    public var info: MethodInfo { Self.info }
-    public var parameters: [JSONMember] { [JSONMember("scale", .double(scale)), JSONMember("null_space", .string(nullSpace.rawValue))] }
-
-    public func validate(weights: [Double]) throws(MergeKitError) {
-        try ParameterCheck.unitWeights(weights, method: "tsv-m")
-    }
-
-    public func mergesWhole(shape: [Int]) -> Bool { SVDMerge.isMatrix(shape) }
-    public var wholeTensorScale: Double { scale }
-    public var wholeTensorKey: String { "null_space=\(nullSpace.rawValue)" }
-
-    /// Non-matrix tensors: α times the mean of the task vectors.
-    public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
-                                        weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
-        SVDMerge.mean(deltas, scale: scale, into: out)
-    }
-
-    public func combineTensor<T: MergeScalar>(_ deltas: TensorDeltas<T>, weights: [T], into out: UnsafeMutableBufferPointer<T>,
-                                              context: ChunkContext) throws(MergeKitError) {
-        let nullSpace = self.nullSpace
-        try SVDMerge.dispatch(deltas, into: out,
-                              float: { d, o throws(MergeKitError) in try TSVM.matrix(d, nullSpace: nullSpace, into: o) },
-                              double: { d, o throws(MergeKitError) in try TSVM.matrix(d, nullSpace: nullSpace, into: o) })
     }
 
     /// τ of one matrix tensor, before α, into `out` (which also holds each τₜ while it is decomposed).
