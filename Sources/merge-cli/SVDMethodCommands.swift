@@ -3,6 +3,14 @@ import MergeKit
 
 extension SVDNullSpace: ExpressibleByArgument {}
 
+/// The options TSV-M and Iso-C share.
+struct SVDMethodOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("α, the scale of the merged task vector.", valueName: "α"))
+    var scale = 1.0
+    @Option(name: .customLong("null-space"), help: "drop: leave out singular triplets with numerically zero σ (their vectors are arbitrary); keep: the authors' code. Equal for full-rank task vectors.")
+    var nullSpace: SVDNullSpace = .drop
+}
+
 struct TSVMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tsv-m",
@@ -16,13 +24,10 @@ struct TSVMCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var outputOptions: OutputOptions
 
-    @Option(help: ArgumentHelp("α, the scale of the merged task vector.", valueName: "α"))
-    var scale = 1.0
-    @Option(name: .customLong("null-space"), help: "drop: leave out singular triplets with numerically zero σ (their vectors are arbitrary); keep: the authors' code. Equal for full-rank task vectors.")
-    var nullSpace: SVDNullSpace = .drop
+    @OptionGroup var svd: SVDMethodOptions
 
     func run() throws {
-        try runMerge(inputs, outputOptions) { () throws(MergeKitError) in try TSVM(scale: scale, nullSpace: nullSpace) }
+        try runMerge(inputs, outputOptions) { () throws(MergeKitError) in try TSVM(scale: svd.scale, nullSpace: svd.nullSpace) }
     }
 }
 
@@ -39,12 +44,9 @@ struct IsoCCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var outputOptions: OutputOptions
 
-    @Option(help: ArgumentHelp("α, the scale of the merged task vector.", valueName: "α"))
-    var scale = 1.0
-    @Option(name: .customLong("null-space"), help: "drop: leave out singular triplets with numerically zero σ (their vectors are arbitrary); keep: the authors' code. Equal for full-rank task vectors.")
-    var nullSpace: SVDNullSpace = .drop
+    @OptionGroup var svd: SVDMethodOptions
 
     func run() throws {
-        try runMerge(inputs, outputOptions) { () throws(MergeKitError) in try IsoC(scale: scale, nullSpace: nullSpace) }
+        try runMerge(inputs, outputOptions) { () throws(MergeKitError) in try IsoC(scale: svd.scale, nullSpace: svd.nullSpace) }
     }
 }
