@@ -217,4 +217,59 @@ static inline void mk_float_to_half(const float *src, void *dst, size_t n, int u
     mk_float_to_half_portable(src, dst, n);
 }
 
+// ---- float -> bfloat16, round to nearest even (PyTorch's rule: every NaN -> 0x7FC0) ---------
+
+static inline uint16_t mk_float_to_bf16_scalar(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0u;
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+#if MK_X86
+/// Eight lanes of mk_float_to_bf16_scalar, each result in the low 16 bits of its 32-bit lane.
+__attribute__((target("avx2")))
+static inline __m256i mk_float_to_bf16_lanes_avx2(__m256i u) {
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7FFF);
+    const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF), infinity = _mm256_set1_epi32(0x7F800000);
+    const __m256i quietNaN = _mm256_set1_epi32(0x7FC0);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+    __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, bias), lsb), 16);
+    // |u| and Inf are non-negative as int32, so the signed compare finds exactly the NaNs.
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, magnitude), infinity);
+    return _mm256_blendv_epi8(rounded, quietNaN, nan);
+}
+
+__attribute__((target("avx2")))
+static inline void mk_float_to_bf16_avx2(const float *src, void *dst, size_t n) {
+    uint8_t *out = (uint8_t *)dst;
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m256i a = mk_float_to_bf16_lanes_avx2(_mm256_loadu_si256((const __m256i *)(src + k)));
+        __m256i b = mk_float_to_bf16_lanes_avx2(_mm256_loadu_si256((const __m256i *)(src + k + 8)));
+        // packus works per 128-bit lane (a0-3 b0-3 a4-7 b4-7); the permute restores the order.
+        __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+        _mm256_storeu_si256((__m256i *)(out + 2 * k), packed);
+    }
+    for (; k < n; k++) {
+        uint16_t h = mk_float_to_bf16_scalar(src[k]);
+        memcpy(out + 2 * k, &h, 2);
+    }
+}
+#endif
+
+/// Converts `n` floats to little-endian bfloat16 at `dst` (any alignment), rounding to nearest
+/// even; `use_avx2` only when mk_cpu_has_avx2() said so.
+static inline void mk_float_to_bf16(const float *src, void *dst, size_t n, int use_avx2) {
+#if MK_X86
+    if (use_avx2) { mk_float_to_bf16_avx2(src, dst, n); return; }
+#endif
+    (void)use_avx2;
+    uint8_t *out = (uint8_t *)dst;
+    for (size_t k = 0; k < n; k++) {
+        uint16_t h = mk_float_to_bf16_scalar(src[k]);
+        memcpy(out + 2 * k, &h, 2);
+    }
+}
+
 #endif

@@ -23,6 +23,9 @@ final class CheckpointWriter: @unchecked Sendable {
     /// The temporary file or directory being written.
     let temporaryPath: String
     private var descriptors: [Int32]
+    /// One per shard: starts each completed window's writeback and keeps the output out of the
+    /// page cache (see `WriteBehind`).
+    private var writeBehind: [WriteBehind] = []
     private var shardPaths: [String]
     /// Temporary paths registered with `TemporaryFiles` (the directory first, then its files).
     private var registered: [String] = []
@@ -49,8 +52,10 @@ final class CheckpointWriter: @unchecked Sendable {
                 let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
                 guard fd >= 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
                 descriptors.append(fd)
+                writeBehind.append(WriteBehind(fd: fd, fileSize: shard.layout.fileSize))
                 try reserve(fd, size: shard.layout.fileSize)
                 try FileSystem.pwriteAll(fd, shard.layout.prefix, at: 0, file: output.path)
+                writeBehind[writeBehind.count - 1].wrote(0..<shard.layout.prefix.count)
             }
         } catch {
             abort()
@@ -85,7 +90,9 @@ final class CheckpointWriter: @unchecked Sendable {
 
     /// Writes `bytes` at `offset` within the data buffer of shard `shard`.
     func write(_ bytes: UnsafeRawBufferPointer, dataOffset offset: Int, shard: Int) throws(MergeKitError) {
-        try FileSystem.pwriteAll(descriptors[shard], bytes, at: shards[shard].layout.dataStart + offset, file: output.path)
+        let start = shards[shard].layout.dataStart + offset
+        try FileSystem.pwriteAll(descriptors[shard], bytes, at: start, file: output.path)
+        writeBehind[shard].wrote(start..<start + bytes.count)
     }
 
     /// Finishes the output: fsync every shard, write the index (sharded directories) and the
@@ -94,6 +101,7 @@ final class CheckpointWriter: @unchecked Sendable {
     func commit(companions: [(source: String, name: String)], generated: [String: [UInt8]] = [:],
                 rewrite: (String, [UInt8]) -> [UInt8]) throws(MergeKitError) {
         do throws(MergeKitError) {
+            for file in writeBehind { file.drain() }
             for fd in descriptors {
                 guard fsync(fd) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
                 close(fd)
@@ -197,6 +205,7 @@ final class CheckpointWriter: @unchecked Sendable {
 
     /// Closes and removes the temporary output. Safe to call more than once.
     func abort() {
+        for file in writeBehind { file.drain() }
         for fd in descriptors { close(fd) }
         descriptors = []
         if !finished { FileSystem.removeQuietly(temporaryPath) }

@@ -122,8 +122,20 @@ public enum BLAS {
         mk_float_to_half(source, destination, count, hasF16C ? 1 : 0)
     }
 
-    /// Whether the AVX2 random-bit generator is used on this machine.
+    /// Whether the AVX2 kernels (DARE's random bits, float -> bf16) are used on this machine.
     public static let hasAVX2: Bool = mk_cpu_has_avx2() != 0
+
+    /// Converts `count` floats to bf16 (round to nearest even, NaN -> 0x7FC0) at `destination`
+    /// (any alignment).
+    @inline(__always)
+    static func floatToBFloat16(_ source: UnsafePointer<Float>, _ destination: UnsafeMutableRawPointer, count: Int) {
+        mk_float_to_bf16(source, destination, count, hasAVX2 ? 1 : 0)
+    }
+
+    /// The portable float -> bf16 loop, for tests.
+    static func floatToBFloat16Portable(_ source: UnsafePointer<Float>, _ destination: UnsafeMutableRawPointer, count: Int) {
+        mk_float_to_bf16(source, destination, count, 0)
+    }
 
     /// out[k] = lowbias32(lowbias32((start + k) ⊕ a) + b) for k < count (DARE's random stream).
     @inline(__always)

@@ -62,9 +62,7 @@ extension Float: TensorElement {
         case .F32:
             destination.copyMemory(from: source, byteCount: count * 4)
         case .BF16:
-            for i in 0..<count {
-                destination.storeBytes(of: bfloat16Bits(source[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-            }
+            BLAS.floatToBFloat16(source, destination, count: count)
         case .F16:
             BLAS.floatToHalf(source, destination, count: count)
         case .F64:

@@ -375,18 +375,33 @@ struct ElementConversionTests {
         return inputs
     }
 
-    @Test("Float -> BF16: nearest even against a Double reference (overflow to inf from 0x7F7F8000, NaN -> 0x7FC0) on every halfway point and 1M random floats; unaligned destination")
+    @Test("Float -> BF16: nearest even against a Double reference (overflow to inf from 0x7F7F8000, NaN -> 0x7FC0) on every halfway point and 1M random floats; AVX2 and portable paths, in chunks; unaligned destination")
     func floatToBFloat16() {
         let inputs = Self.floatToBFloat16Inputs(randomCount: 1_000_000)
-        let actual: [UInt16] = Self.words(Self.stored(inputs, as: .BF16, offset: 1))
-        var mismatches = Mismatches("Float.store(as: .BF16)")
-        for (i, x) in inputs.enumerated() {
-            let expected = Format16.bf16.rounded(Double(x)) ?? 0x7FC0
-            if actual[i] != expected {
-                mismatches.record("\(x) (\(Self.hex(x.bitPattern))) -> \(Self.hex(actual[i])), expected \(Self.hex(expected))")
+        let n = inputs.count
+        let viaStore: [UInt16] = Self.words(Self.stored(inputs, as: .BF16, offset: 1))
+        var chunkBytes = [UInt8](repeating: 0, count: 2 * n + 1)
+        var portableBytes = [UInt8](repeating: 0, count: 2 * n + 1)
+        inputs.withUnsafeBufferPointer { src in
+            chunkBytes.withUnsafeMutableBytes { raw in
+                Self.chunked(count: n) { start, k in Float.store(src.baseAddress! + start, count: k, as: .BF16, into: raw.baseAddress! + 1 + 2 * start) }
             }
+            portableBytes.withUnsafeMutableBytes { BLAS.floatToBFloat16Portable(src.baseAddress!, $0.baseAddress! + 1, count: n) }
         }
-        mismatches.check()
+        let viaChunks: [UInt16] = Self.words(Array(chunkBytes.dropFirst()))
+        let viaPortable: [UInt16] = Self.words(Array(portableBytes.dropFirst()))
+        for (label, actual) in [("Float.store(as: .BF16)\(BLAS.hasAVX2 ? " (AVX2)" : "")", viaStore),
+                                ("Float.store(as: .BF16) in chunks of 1-19", viaChunks),
+                                ("BLAS.floatToBFloat16Portable", viaPortable)] {
+            var mismatches = Mismatches(label)
+            for (i, x) in inputs.enumerated() {
+                let expected = Format16.bf16.rounded(Double(x)) ?? 0x7FC0
+                if actual[i] != expected {
+                    mismatches.record("\(x) (\(Self.hex(x.bitPattern))) -> \(Self.hex(actual[i])), expected \(Self.hex(expected))")
+                }
+            }
+            mismatches.check()
+        }
     }
 
     @Test("Float -> BF16 known answers: ties to even, PyTorch's overflow threshold, NaN")
