@@ -3,7 +3,7 @@
 //
 //   benchmark-tool synth --out DIR [--hidden 2048 --layers 22 --intermediate 5632 --vocab 32000
 //                        --heads 32 --kv-heads 4 --models 3 --seed 0 --shard-size 1000000000]
-//   benchmark-tool iobound --output FILE --write-bytes N INPUT_FILE...
+//   benchmark-tool iobound --output FILE --write-bytes N [--outputs K] INPUT_FILE...
 //   benchmark-tool engine [--batch 32 --threads 2 --runs 5 --parallelism images|blas
 //                         --hidden 768 --layers 12 --heads 12 --intermediate 3072 --image 224 --patch 32]
 //                         (CLIP image-encoder passes on random weights; Benchmarks/engine.sh)
@@ -186,15 +186,18 @@ func synth() {
 // MARK: - iobound
 
 /// Reads every input file (all cores, 2 MB preads, as a merge reads) and writes `write-bytes` to
-/// `output` (2 MB pwrites into a sized file, then fsync, as a merge writes), printing the seconds
-/// each took. Nothing is computed: this is the floor for a merge of these inputs.
+/// each of `outputs` files (2 MB pwrites into a sized file with write-behind, then fsync, as a
+/// merge writes; K files one after another for a K-point sweep), printing the seconds each took.
+/// Nothing is computed: this is the floor for a merge (or a sweep) of these inputs.
 func iobound() {
     guard let output = option("output") else { fail("iobound needs --output FILE") }
     let writeBytes = option("write-bytes", 0)
-    let inputs = arguments.filter { !$0.hasPrefix("--") && $0 != output && Int($0) == nil }
+    let outputs = option("outputs", 1)
+    let optionValues = Set(["output", "write-bytes", "outputs", "threads"].compactMap { option($0) })
+    let inputs = arguments.filter { !$0.hasPrefix("--") && !optionValues.contains($0) }
     let threads = option("threads", ProcessInfo.processInfo.activeProcessorCount)
     let block = 2 << 20
-    // Read: split every file into 16 MB blocks, workers take blocks.
+    // Read: split every file into 2 MB blocks, workers take blocks.
     var blocks: [(String, Int, Int)] = []
     for path in inputs {
         var st = stat()
@@ -220,10 +223,21 @@ func iobound() {
         fds.values.forEach { close($0) }
     }
     let readSeconds = Date().timeIntervalSince(readStart)
+    // Write-behind as merge-cli's writer does it: start each block's writeback once written, and
+    // wait for and drop blocks written earlier, so the outputs stream to disk through a bounded
+    // cache (64 blocks in flight). The K outputs are written interleaved, block by block, as a
+    // sweep writes its points.
+    typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+    let syncFileRange = dlsym(nil, "sync_file_range").map { unsafeBitCast($0, to: SyncFileRange.self) }
+    let lag = max(1, 64 / outputs)
     let writeStart = Date()
-    let fd = open(output, O_RDWR | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { fail("cannot create \(output)") }
-    _ = ftruncate(fd, off_t(writeBytes))
+    let paths = (0..<outputs).map { outputs == 1 ? output : output + ".\($0)" }
+    let fds: [Int32] = paths.map { path in
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { fail("cannot create \(path)") }
+        _ = ftruncate(fd, off_t(writeBytes))
+        return fd
+    }
     next = 0
     let writeBlocks = (writeBytes + block - 1) / block
     DispatchQueue.concurrentPerform(iterations: threads) { _ in
@@ -231,15 +245,23 @@ func iobound() {
         memset(buffer, 0x3C, block)
         defer { buffer.deallocate() }
         while true {
-            counter.lock(); let i = next; next += 1; counter.unlock()
-            guard i < writeBlocks else { break }
+            counter.lock(); let j = next; next += 1; counter.unlock()
+            guard j < writeBlocks * outputs else { break }
+            let fd = fds[j % outputs], i = j / outputs
             pwriteAll(fd, buffer, min(block, writeBytes - i * block), i * block)
+            _ = syncFileRange?(fd, Int64(i * block), Int64(block), 2)
+            if i >= lag {
+                _ = syncFileRange?(fd, Int64((i - lag) * block), Int64(block), 7)
+                _ = posix_fadvise(fd, off_t((i - lag) * block), off_t(block), POSIX_FADV_DONTNEED)
+            }
         }
     }
-    fsync(fd)
-    close(fd)
+    for fd in fds {
+        fsync(fd)
+        close(fd)
+    }
     let writeSeconds = Date().timeIntervalSince(writeStart)
-    unlink(output)
+    paths.forEach { unlink($0) }
     print(String(format: "read_seconds=%.3f write_seconds=%.3f total_seconds=%.3f", readSeconds, writeSeconds, readSeconds + writeSeconds))
 }
 
