@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sweep benchmark: a 21-point λ sweep (0:1:0.05, the task-arithmetic paper's grid) in one pass
 # versus 21 separate merge-cli runs, on the benchmark set of Benchmarks/run.sh (built if missing).
-# Needs ~50 GB of free disk for the sweep's 21 outputs (2.2 GB each for the 1.1 B set).
+# Needs ~50 GB of free disk for 21 outputs (2.2 GB each for the 1.1 B set; each phase deletes its own).
 # Also measures the sweep's I/O floor in the same run: reading the inputs once and writing 21
 # outputs of the model's size with nothing computed (benchmark-tool iobound --outputs 21).
 # Usage: Benchmarks/sweep.sh [--dir DIR] [--method task_arithmetic] [--cli PATH-TO-merge-cli]
@@ -30,18 +30,20 @@ out="$dir/sweep-out"; rm -rf "$out"; mkdir -p "$out"
 inputs=(--base "$set_dir/base" --model "$set_dir/ft_1" --model "$set_dir/ft_2" --model "$set_dir/ft_3")
 warm() { cat "$set_dir"/*/*.safetensors > /dev/null; }
 
-# 21 separate runs (each output deleted after its run, as a user would keep only the best).
+# 21 separate runs, each keeping its output as the sweep does (all deleted once timed).
 # Wall time, and CPU time (user + system, from /usr/bin/time), which is less sensitive to other
 # load on the machine.
 sync; warm
 : > "$out/separate.txt"
 separate_start=$(date +%s.%N)
+i=0
 for lambda in $(seq 0 0.05 1); do
   /usr/bin/time -f "%e %U %S %M" -a -o "$out/separate.txt" \
-    "$cli" task-arithmetic "${inputs[@]}" --scale "$lambda" -o "$out/single" --quiet
-  rm -rf "$out/single"
+    "$cli" task-arithmetic "${inputs[@]}" --scale "$lambda" -o "$out/single-$i" --quiet
+  i=$((i + 1))
 done
 separate=$(echo "$(date +%s.%N) - $separate_start" | bc)
+rm -rf "$out"/single-*; sync; sleep 5   # let the file system finish discarding the freed blocks
 separate_cpu=$(awk '{ s += $2 + $3 } END { print s }' "$out/separate.txt")
 separate_rss=$(awk '{ if ($4 > m) m = $4 } END { print m }' "$out/separate.txt")
 
@@ -49,7 +51,7 @@ separate_rss=$(awk '{ if ($4 > m) m = $4 } END { print m }' "$out/separate.txt")
 sync; warm
 floor=$("$tool" iobound --output "$out/floor.bin" --outputs 21 --write-bytes "$(cat "$set_dir"/base/*.safetensors | wc -c)" \
   "$set_dir"/base/*.safetensors "$set_dir"/ft_1/*.safetensors "$set_dir"/ft_2/*.safetensors "$set_dir"/ft_3/*.safetensors)
-floor=$(echo "$floor" | sed 's/.*total_seconds=//')
+floor=$(echo "$floor" | sed 's/.*total_seconds=//'); sync; sleep 5
 
 # One sweep writing all 21 points.
 sync; warm
