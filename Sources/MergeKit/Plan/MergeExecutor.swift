@@ -637,7 +637,7 @@ public enum MergeExecutor {
         }
     }
 
-    /// Where a worker's chunks of one tensor come from. Input bytes are read with `pread`, a
+    /// Where a worker's chunks of one tensor come from. Input bytes are read with `pread`,
     /// `readElements` per input at a time, into the worker's staging buffers,
     /// and converted chunk by chunk. A tensor read more than once (per-tensor statistics) is
     /// converted once into the worker's cache when it fits `tensorCacheBytes`; otherwise each pass
