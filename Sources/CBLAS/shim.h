@@ -226,6 +226,14 @@ static inline uint16_t mk_float_to_bf16_scalar(float f) {
     return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
+static inline void mk_float_to_bf16_portable(const float *src, void *dst, size_t n) {
+    uint8_t *out = (uint8_t *)dst;
+    for (size_t k = 0; k < n; k++) {
+        uint16_t h = mk_float_to_bf16_scalar(src[k]);
+        memcpy(out + 2 * k, &h, 2);
+    }
+}
+
 #if MK_X86
 /// Eight lanes of mk_float_to_bf16_scalar, each result in the low 16 bits of its 32-bit lane.
 __attribute__((target("avx2")))
@@ -251,10 +259,7 @@ static inline void mk_float_to_bf16_avx2(const float *src, void *dst, size_t n) 
         __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
         _mm256_storeu_si256((__m256i *)(out + 2 * k), packed);
     }
-    for (; k < n; k++) {
-        uint16_t h = mk_float_to_bf16_scalar(src[k]);
-        memcpy(out + 2 * k, &h, 2);
-    }
+    mk_float_to_bf16_portable(src + k, out + 2 * k, n - k);
 }
 #endif
 
@@ -265,11 +270,7 @@ static inline void mk_float_to_bf16(const float *src, void *dst, size_t n, int u
     if (use_avx2) { mk_float_to_bf16_avx2(src, dst, n); return; }
 #endif
     (void)use_avx2;
-    uint8_t *out = (uint8_t *)dst;
-    for (size_t k = 0; k < n; k++) {
-        uint16_t h = mk_float_to_bf16_scalar(src[k]);
-        memcpy(out + 2 * k, &h, 2);
-    }
+    mk_float_to_bf16_portable(src, dst, n);
 }
 
 #endif

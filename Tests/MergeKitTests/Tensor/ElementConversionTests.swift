@@ -263,21 +263,29 @@ struct ElementConversionTests {
         return inputs
     }
 
-    @Test("Float -> F16: equals Swift's correctly rounded Float16(x) on specials, every rounding boundary and 1M random floats; F16C and portable; unaligned destination")
-    func floatToHalf() {
-        let inputs = Self.floatToHalfInputs(randomCount: 1_000_000)
+    /// `inputs` stored as a 16-bit dtype three ways, each at an odd (unaligned) address: one
+    /// `Float.store` call (the CPU-specific kernel where there is one), `Float.store` in chunks of
+    /// 1–19 elements (vector and tail loops), and the shim's portable loop.
+    static func storedThreeWays(_ inputs: [Float], as dtype: DType,
+                                portable: (UnsafePointer<Float>, UnsafeMutableRawPointer, Int) -> Void)
+        -> (store: [UInt16], chunks: [UInt16], portable: [UInt16]) {
         let n = inputs.count
-        let viaStore = Self.words(Self.stored(inputs, as: .F16, offset: 1), as: UInt16.self)
+        let viaStore: [UInt16] = words(stored(inputs, as: dtype, offset: 1))
         var chunkBytes = [UInt8](repeating: 0, count: 2 * n + 1)
         var portableBytes = [UInt8](repeating: 0, count: 2 * n + 1)
         inputs.withUnsafeBufferPointer { src in
             chunkBytes.withUnsafeMutableBytes { raw in
-                Self.chunked(count: n) { start, k in Float.store(src.baseAddress! + start, count: k, as: .F16, into: raw.baseAddress! + 1 + 2 * start) }
+                chunked(count: n) { start, k in Float.store(src.baseAddress! + start, count: k, as: dtype, into: raw.baseAddress! + 1 + 2 * start) }
             }
-            portableBytes.withUnsafeMutableBytes { BLAS.floatToHalfPortable(src.baseAddress!, $0.baseAddress! + 1, count: n) }
+            portableBytes.withUnsafeMutableBytes { portable(src.baseAddress!, $0.baseAddress! + 1, n) }
         }
-        let viaChunks: [UInt16] = Self.words(Array(chunkBytes.dropFirst()))
-        let viaPortable: [UInt16] = Self.words(Array(portableBytes.dropFirst()))
+        return (viaStore, words(Array(chunkBytes.dropFirst())), words(Array(portableBytes.dropFirst())))
+    }
+
+    @Test("Float -> F16: equals Swift's correctly rounded Float16(x) on specials, every rounding boundary and 1M random floats; F16C and portable; unaligned destination")
+    func floatToHalf() {
+        let inputs = Self.floatToHalfInputs(randomCount: 1_000_000)
+        let (viaStore, viaChunks, viaPortable) = Self.storedThreeWays(inputs, as: .F16, portable: BLAS.floatToHalfPortable)
         for (label, actual) in [("Float.store(as: .F16)", viaStore), ("Float.store(as: .F16) in chunks", viaChunks),
                                 ("BLAS.floatToHalfPortable", viaPortable)] {
             var mismatches = Mismatches(label)
@@ -378,18 +386,7 @@ struct ElementConversionTests {
     @Test("Float -> BF16: nearest even against a Double reference (overflow to inf from 0x7F7F8000, NaN -> 0x7FC0) on every halfway point and 1M random floats; AVX2 and portable paths, in chunks; unaligned destination")
     func floatToBFloat16() {
         let inputs = Self.floatToBFloat16Inputs(randomCount: 1_000_000)
-        let n = inputs.count
-        let viaStore: [UInt16] = Self.words(Self.stored(inputs, as: .BF16, offset: 1))
-        var chunkBytes = [UInt8](repeating: 0, count: 2 * n + 1)
-        var portableBytes = [UInt8](repeating: 0, count: 2 * n + 1)
-        inputs.withUnsafeBufferPointer { src in
-            chunkBytes.withUnsafeMutableBytes { raw in
-                Self.chunked(count: n) { start, k in Float.store(src.baseAddress! + start, count: k, as: .BF16, into: raw.baseAddress! + 1 + 2 * start) }
-            }
-            portableBytes.withUnsafeMutableBytes { BLAS.floatToBFloat16Portable(src.baseAddress!, $0.baseAddress! + 1, count: n) }
-        }
-        let viaChunks: [UInt16] = Self.words(Array(chunkBytes.dropFirst()))
-        let viaPortable: [UInt16] = Self.words(Array(portableBytes.dropFirst()))
+        let (viaStore, viaChunks, viaPortable) = Self.storedThreeWays(inputs, as: .BF16, portable: BLAS.floatToBFloat16Portable)
         for (label, actual) in [("Float.store(as: .BF16)\(BLAS.hasAVX2 ? " (AVX2)" : "")", viaStore),
                                 ("Float.store(as: .BF16) in chunks of 1-19", viaChunks),
                                 ("BLAS.floatToBFloat16Portable", viaPortable)] {
