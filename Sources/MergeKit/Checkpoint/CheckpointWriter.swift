@@ -102,11 +102,13 @@ final class CheckpointWriter: @unchecked Sendable {
                 rewrite: (String, [UInt8]) -> [UInt8]) throws(MergeKitError) {
         do throws(MergeKitError) {
             for file in writeBehind { file.drain() }
-            for fd in descriptors {
+            // Each descriptor leaves the list as it is closed, so a failure part-way leaves abort()
+            // only the open ones to close (closing one twice could close another thread's file).
+            while let fd = descriptors.first {
                 guard fsync(fd) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
                 close(fd)
+                descriptors.removeFirst()
             }
-            descriptors = []
             if output.isDirectory {
                 if shards.count > 1 { try writeIndex() }
                 for (source, name) in companions where generated[name] == nil {
