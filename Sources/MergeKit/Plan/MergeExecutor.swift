@@ -31,9 +31,10 @@ public struct MergeResult: Sendable {
 ///
 /// 1. reserve the output files (so a full disk fails before any work);
 /// 2. **statistics** passes over every merged tensor when the method needs whole-model numbers;
-/// 3. **merge**: a bounded pool of workers streams over the tensors chunk by chunk — read the
-///    inputs from their mappings, convert to the compute type, run the method, convert to the
-///    output dtype and `pwrite` at the tensor's precomputed offset. Methods with per-tensor
+/// 3. **merge**: a bounded pool of workers streams over the tensors chunk by chunk — `pread` the
+///    inputs (`readElements` at a time), convert to the compute type, run the method, convert to
+///    the output dtype and `pwrite` at the tensor's precomputed offset (the writer streams each
+///    completed window to disk: `WriteBehind`). Methods with per-tensor
 ///    statistics get whole tensors, which a worker passes over twice or more (from memory when the
 ///    tensor fits `tensorCacheBytes`, else re-reading it);
 /// 4. commit the output atomically.
@@ -44,16 +45,17 @@ public struct MergeResult: Sendable {
 /// depended on it, the merge pass runs again with the counted majority.
 ///
 /// Memory stays flat in model size: scratch buffers of `chunkElements` values per input per
-/// worker, at most `tensorCacheBytes` of cached tensor per worker, and mapped input pages released
-/// (`madvise`) as soon as they are converted. Results do not depend on the thread count: chunks
+/// worker, staging buffers of a work item per input, at most `tensorCacheBytes` of cached tensor
+/// per worker; inputs are read into the staging buffers, not mapped, and outputs leave the page
+/// cache as they are written. Results do not depend on the thread count: chunks
 /// are computed independently with BLAS single-threaded, statistics are reduced in a fixed order,
 /// and each result lands at a fixed offset.
 public enum MergeExecutor {
     /// Elements per chunk: 64 KB of Float per buffer, so a chunk's buffers stay in L2 cache
     /// through the several passes a method makes over them.
     public static let chunkElements = 1 << 14
-    /// Elements per work item (and per `madvise` of consumed input pages: releasing pages costs
-    /// TLB shoot-downs on every core, so it is done per 2²⁰ elements, not per chunk).
+    /// Elements per work item: the unit a worker takes (tensors with per-tensor statistics are
+    /// taken whole) and the size of its output staging.
     public static let itemElements = 64 * chunkElements
     /// Elements per `pread` of each input: 512 KB of bf16, so the bytes are still in cache when
     /// they are converted. (Reading a work item's worth — 2 MB per input — at a time left them in
