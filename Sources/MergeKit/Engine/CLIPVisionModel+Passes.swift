@@ -45,6 +45,28 @@ final class ShardPass {
             (classTokens + b * d).update(from: final + b * shape.tokens * d, count: d)
         }
     }
+
+    /// The stem: patches of `pixels`, patch + class + position embeddings, pre-LayerNorm into the
+    /// first layer's input.
+    func embed(_ pixels: UnsafePointer<Float>, _ p: CLIPVisionParameterViews, config c: CLIPVisionConfig) {
+        PatchEmbedding.unfold(patches, pixels, batch: shape.batch, config: c)
+        PatchEmbedding.forward(embedded, patchOut: patchOut, patches, p.embeddings, batch: shape.batch, config: c)
+        LayerNorm.forward(layers[0].input, mean: preMean, rstd: preRstd, embedded, p.preLayerNorm,
+                          rows: shape.rows, eps: c.layerNormEps)
+    }
+
+    /// The head: post-LayerNorm of every image's class token in `final`, then the projection
+    /// (when the model has one) into `embeddings` [B, E].
+    func pool(into embeddings: UnsafeMutablePointer<Float>, _ p: CLIPVisionParameterViews, config c: CLIPVisionConfig) {
+        gatherClassTokens()
+        LayerNorm.forward(pooled, mean: postMean, rstd: postRstd, classTokens, p.postLayerNorm,
+                          rows: shape.batch, eps: c.layerNormEps)
+        if let projection = p.projection {
+            LinearLayer.forward(embeddings, pooled, projection, rows: shape.batch)
+        } else {
+            embeddings.update(from: pooled, count: shape.batch * c.hiddenSize)
+        }
+    }
 }
 
 /// The three passes over one shard, in the order of the network (llm.c's `gpt2_forward` /
@@ -52,25 +74,15 @@ final class ShardPass {
 extension CLIPVisionModel {
     /// Embeddings [B, E] of the shard's images; fills `pass`.
     func forward(_ pass: ShardPass, pixels: UnsafePointer<Float>, embeddings: UnsafeMutablePointer<Float>) {
-        let c = config, p = views, shape = pass.shape, batch = shape.batch, rows = shape.rows
+        let c = config, p = views, shape = pass.shape
         let keep = pass.keepsActivations
-        PatchEmbedding.unfold(pass.patches, pixels, batch: batch, config: c)
-        PatchEmbedding.forward(pass.embedded, patchOut: pass.patchOut, pass.patches, p.embeddings, batch: batch, config: c)
-        LayerNorm.forward(pass.layers[0].input, mean: pass.preMean, rstd: pass.preRstd, pass.embedded, p.preLayerNorm,
-                          rows: rows, eps: c.layerNormEps)
+        pass.embed(pixels, p, config: c)
         for l in 0..<c.numHiddenLayers {
             let act = pass.layers[keep ? l : 0]
             let output = !keep ? act.input : (l + 1 < c.numHiddenLayers ? pass.layers[l + 1].input : pass.final)
             EncoderLayer.forward(output, act, p.layers[l], shape, activation: c.hiddenAct, eps: c.layerNormEps)
         }
-        pass.gatherClassTokens()
-        LayerNorm.forward(pass.pooled, mean: pass.postMean, rstd: pass.postRstd, pass.classTokens, p.postLayerNorm,
-                          rows: batch, eps: c.layerNormEps)
-        if let projection = p.projection {
-            LinearLayer.forward(embeddings, pass.pooled, projection, rows: batch)
-        } else {
-            embeddings.update(from: pass.pooled, count: batch * c.hiddenSize)
-        }
+        pass.pool(into: embeddings, p, config: c)
     }
 
     /// Embeddings and their tangents along the direction `t` (primal and tangent buffers in
@@ -83,11 +95,8 @@ extension CLIPVisionModel {
              embeddings: UnsafeMutablePointer<Float>, tangent: UnsafeMutablePointer<Float>) {
         let c = config, p = views, shape = pass.shape, batch = shape.batch, rows = shape.rows
         let act = pass.layers[0], actDot = tan.layers[0]
-        PatchEmbedding.unfold(pass.patches, pixels, batch: batch, config: c)
-        PatchEmbedding.forward(pass.embedded, patchOut: pass.patchOut, pass.patches, p.embeddings, batch: batch, config: c)
+        pass.embed(pixels, p, config: c)
         PatchEmbedding.jvp(tan.embedded, patchOut: pass.patchOut, pass.patches, t.embeddings, batch: batch, config: c)
-        LayerNorm.forward(act.input, mean: pass.preMean, rstd: pass.preRstd, pass.embedded, p.preLayerNorm,
-                          rows: rows, eps: c.layerNormEps)
         LayerNorm.jvp(actDot.input, pass.embedded, tan.embedded, mean: pass.preMean, rstd: pass.preRstd,
                       p.preLayerNorm, t.preLayerNorm, rows: rows)
         let scratch = EncoderScratch(pass.workspace, shape, backward: false)

@@ -11,7 +11,7 @@ struct WriteBehindTests {
     @Test("Each window is handed on exactly once, when its last byte is written, whatever the order and split of the writes")
     func windowsCompleteOnce() {
         let window = 1000, fileSize = 10 * window + 123
-        var rng = ElementConversionTests.SplitMix64(seed: 7)
+        var rng = SplitMix64(seed: 7)
         // Writes of 1...2500 bytes covering the file, in a shuffled order (many span windows).
         var pieces: [Range<Int>] = []
         var position = 0

@@ -47,21 +47,10 @@ func expectClose(_ actual: [Float], _ expected: [Double]?, tolerance: Double, _ 
     return error
 }
 
-/// A deterministic generator for test data (SplitMix64), with normal samples by Box–Muller.
-struct TestRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
+/// The engine tests' generator: SplitMix64 with normal samples by Box–Muller.
+typealias TestRandom = SplitMix64
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-
+extension SplitMix64 {
     mutating func normal() -> Double {
         let u1 = max(uniform(), 1e-300), u2 = uniform()
         return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * .pi * u2)

@@ -5,25 +5,6 @@ import Testing
 /// rounding-error bounds (exact where the operation rounds only once), and on empty buffers.
 @Suite("BLAS level 1")
 struct BLASTests {
-    /// Sebastiano Vigna's SplitMix64, seeded so failures reproduce.
-    struct SplitMix64 {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        /// Uniform in [-1, 1) times a random power of two in 2^-4...2^4, so magnitudes vary.
-        mutating func value() -> Double {
-            let unit = Double(next() >> 11) * 0x1p-53
-            let exponent = Int(next() % 9) - 4
-            return (2 * unit - 1) * Double(sign: .plus, exponent: exponent, significand: 1)
-        }
-    }
-
     enum Compute: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case float = "Float", double = "Double"
         var testDescription: String { rawValue }
@@ -189,5 +170,14 @@ struct BLASTests {
         case .float: Self.checkEmpty(Float.self)
         case .double: Self.checkEmpty(Double.self)
         }
+    }
+}
+
+extension SplitMix64 {
+    /// Uniform in [-1, 1) times a random power of two in 2^-4...2^4, so magnitudes vary.
+    mutating func value() -> Double {
+        let unit = Double(next() >> 11) * 0x1p-53
+        let exponent = Int(next() % 9) - 4
+        return (2 * unit - 1) * Double(sign: .plus, exponent: exponent, significand: 1)
     }
 }

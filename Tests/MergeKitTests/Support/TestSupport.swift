@@ -111,3 +111,26 @@ func expectCheckpointsMatch(_ actual: Checkpoint, _ expected: Checkpoint, ulps: 
                 sourceLocation: sourceLocation)
     }
 }
+
+/// Sebastiano Vigna's SplitMix64: tiny, seeded, so test data and failures reproduce. Suites add the
+/// distributions they need in extensions.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A uniformly random integer in `range`.
+    mutating func next(in range: ClosedRange<Int>) -> Int {
+        range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
+    }
+
+    /// Uniform in [0, 1), 53 random bits.
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}

@@ -101,11 +101,11 @@ struct LoRAExtractionTests {
     /// τ = U·diag(s)·Vᵀ with orthonormal U (rows × s.count), V (columns × s.count) from Gram–Schmidt on
     /// seeded normal vectors; returns τ row-major.
     static func planted(rows: Int, columns: Int, singularValues s: [Double], seed: UInt64) -> [Double] {
-        var rng = SplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         func orthonormal(_ n: Int) -> [[Double]] {
             var basis: [[Double]] = []
             while basis.count < s.count {
-                var v = (0..<n).map { _ in rng.normal() }
+                var v = (0..<n).map { _ in rng.normalOpen() }
                 for _ in 0..<2 {
                     for q in basis {
                         let d = zip(v, q).reduce(0) { $0 + $1.0 * $1.1 }
@@ -136,9 +136,9 @@ struct LoRAExtractionTests {
         let s = (1...40).map { 1.0 / Double($0) }
         let tau = Self.planted(rows: rows, columns: columns, singularValues: s, seed: 11)
         let tauT = Self.planted(rows: columns, columns: rows, singularValues: s, seed: 12)
-        var rng = SplitMix(seed: 13)
-        let w0 = (0..<(rows * columns)).map { _ in rng.normal() * 0.02 }
-        let e0 = (0..<(rows * columns)).map { _ in rng.normal() * 0.02 }
+        var rng = SplitMix64(seed: 13)
+        let w0 = (0..<(rows * columns)).map { _ in rng.normalOpen() * 0.02 }
+        let e0 = (0..<(rows * columns)).map { _ in rng.normalOpen() * 0.02 }
         let layers = [(TensorSpec(name: "layer.proj.weight", dtype: .F64, shape: [rows, columns]), w0),
                       (TensorSpec(name: "layer.norm.weight", dtype: .F64, shape: [3]), [1, 1, 1]),
                       (TensorSpec(name: "embed_tokens.weight", dtype: .F64, shape: [columns, rows]), e0)]

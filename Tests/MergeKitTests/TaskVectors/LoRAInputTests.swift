@@ -128,14 +128,14 @@ struct LoRAInputTests {
         // 701 × 1999 = 1.4 M elements: two work items of 2²⁰, chunks of 2¹⁴ that split rows.
         let out = 701, inFeatures = 1999, r = 5
         let weightShape = transposed ? [inFeatures, out] : [out, inFeatures]
-        var rng = SplitMix(seed: transposed ? 7 : 3)
-        let base = (0..<(out * inFeatures)).map { _ in rng.normal() * 0.02 }
+        var rng = SplitMix64(seed: transposed ? 7 : 3)
+        let base = (0..<(out * inFeatures)).map { _ in rng.normalOpen() * 0.02 }
         TestSupport.writeCheckpoint(dir + "/base.safetensors", [
             (TensorSpec(name: "layer.proj.weight", dtype: baseDType, shape: weightShape), base),
             (TensorSpec(name: "layer.norm.weight", dtype: baseDType, shape: [7]), [1, 2, 3, 4, 5, 6, 7]),
         ])
-        let a = (0..<(r * inFeatures)).map { _ in rng.normal() * 0.1 }
-        let b = (0..<(out * r)).map { _ in rng.normal() * 0.1 }
+        let a = (0..<(r * inFeatures)).map { _ in rng.normalOpen() * 0.1 }
+        let b = (0..<(out * r)).map { _ in rng.normalOpen() * 0.1 }
         try LoRAFixture.write(dir + "/adapter", config: ["r": "\(r)", "lora_alpha": "7.5", "fan_in_fan_out": transposed ? "true" : "false"],
                               modules: [("layer.proj", a: [r, inFeatures], b: [out, r], embedding: false)],
                               values: ["layer.proj": (a, b)], dtype: factorDType)
@@ -364,18 +364,9 @@ enum LoRAFixture {
     }
 }
 
-/// Deterministic normal numbers for test data (SplitMix64 + Box–Muller).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func normal() -> Double {
+extension SplitMix64 {
+    /// Box–Muller with u1 in (0, 1] (the LoRA tests' normal numbers).
+    mutating func normalOpen() -> Double {
         let u1 = (Double(next() >> 11) + 1) / 9_007_199_254_740_993.0
         let u2 = Double(next() >> 11) / 9_007_199_254_740_992.0
         return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2)

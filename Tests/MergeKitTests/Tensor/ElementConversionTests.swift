@@ -9,23 +9,6 @@ import Testing
 struct ElementConversionTests {
     // MARK: - Helpers
 
-    /// Sebastiano Vigna's SplitMix64: tiny, seeded, good enough to spread bit patterns.
-    struct SplitMix64 {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        /// A uniformly random integer in `range`.
-        mutating func next(in range: ClosedRange<Int>) -> Int {
-            range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
-        }
-    }
-
     enum Compute: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case float = "Float", double = "Double"
         var testDescription: String { rawValue }

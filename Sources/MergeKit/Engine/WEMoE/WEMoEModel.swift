@@ -83,10 +83,7 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
                  batchReduce: Bool, routing: UnsafeMutablePointer<Float>?) {
         let c = config, p = base.views, pass = wp.pass, shape = pass.shape, batch = shape.batch, rows = shape.rows
         let keep = pass.keepsActivations, n = rows * c.hiddenSize, t = parameters.experts
-        PatchEmbedding.unfold(pass.patches, pixels, batch: batch, config: c)
-        PatchEmbedding.forward(pass.embedded, patchOut: pass.patchOut, pass.patches, p.embeddings, batch: batch, config: c)
-        LayerNorm.forward(pass.layers[0].input, mean: pass.preMean, rstd: pass.preRstd, pass.embedded, p.preLayerNorm,
-                          rows: rows, eps: c.layerNormEps)
+        pass.embed(pixels, p, config: c)
         for l in 0..<c.numHiddenLayers {
             let act = pass.layers[keep ? l : 0], moe = wp.moe[keep ? l : 0], pl = p.layers[l]
             let y = !keep ? act.input : (l + 1 < c.numHiddenLayers ? pass.layers[l + 1].input : pass.final)
@@ -100,14 +97,7 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
                              fc2Stack: parameters.fc2Stacks[l].pointer, c.hiddenAct, shape, batchReduce: batchReduce, scratch: wp.scratch)
             routing?.advanced(by: l * batch * t).update(from: moe.routing, count: batch * t)
         }
-        pass.gatherClassTokens()
-        LayerNorm.forward(pass.pooled, mean: pass.postMean, rstd: pass.postRstd, pass.classTokens, p.postLayerNorm,
-                          rows: batch, eps: c.layerNormEps)
-        if let projection = p.projection {
-            LinearLayer.forward(embeddings, pass.pooled, projection, rows: batch)
-        } else {
-            embeddings.update(from: pass.pooled, count: batch * c.hiddenSize)
-        }
+        pass.pool(into: embeddings, p, config: c)
     }
 
     // MARK: Backward
