@@ -81,8 +81,10 @@ struct EvalCommand: ParsableCommand {
             }
             let taskHead = try TaskHead(path: head)
             let dataset = try ImageDataset(path: data)
-            let bar = EvalProgressBar(enabled: !quiet && isatty(2) != 0)
-            let result = try Evaluation.run(encoder, head: taskHead, data: dataset, batchSize: batchSize) { bar.update($0, $1) }
+            let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
+            let result = try Evaluation.run(encoder, head: taskHead, data: dataset, batchSize: batchSize) { done, total in
+                bar.update(done: done, total: total) { _ in String(format: "%d/%d images ", done, total) }
+            }
             bar.finish()
             if json {
                 let members: [JSONMember] = [
@@ -106,32 +108,5 @@ struct EvalCommand: ParsableCommand {
                              result.imagesPerSecond))
             }
         }
-    }
-}
-
-/// "[=====     ]  40% 128/320 images" on stderr, redrawn at most ten times a second.
-private final class EvalProgressBar {
-    private let enabled: Bool
-    private var last = Date.distantPast
-    private var drawn = false
-
-    init(enabled: Bool) { self.enabled = enabled }
-
-    func update(_ done: Int, _ total: Int) {
-        guard enabled else { return }
-        let now = Date()
-        guard now.timeIntervalSince(last) >= 0.1 || done == total else { return }
-        last = now
-        let fraction = total > 0 ? Double(done) / Double(total) : 1
-        let width = 28, filled = Int(fraction * Double(width))
-        let line = String(format: "\r[%@%@] %3.0f%% %d/%d images ", String(repeating: "=", count: filled),
-                          String(repeating: " ", count: width - filled), fraction * 100, done, total)
-        FileHandle.standardError.write(Data(line.utf8))
-        drawn = true
-    }
-
-    func finish() {
-        guard enabled, drawn else { return }
-        FileHandle.standardError.write(Data("\n".utf8))
     }
 }

@@ -111,12 +111,14 @@ struct FinetuneCommand: ParsableCommand {
             let config = try CLIPVisionConfig.load(path: try CLIPVisionModel.configPath(for: checkpoint))
             let model = CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: checkpoint, config: config), threads: threads)
             var training = try FineTuning(base: model, head: try TaskHead(path: head), data: try ImageDataset(path: data), options: options)
-            let bar = TrainingProgressBar(enabled: !quiet && isatty(2) != 0, total: steps)
+            let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             var last: FineTuning.Step?
             for _ in 0..<steps {
                 let step = training.train()
                 last = step
-                bar.update(step)
+                bar.update(done: step.index + 1, total: steps) { _ in
+                    String(format: "step %d/%d loss %.4f lr %.2e ", step.index + 1, steps, step.loss, step.learningRate)
+                }
                 if json {
                     print(JSONValue.object([JSONMember("step", .int(step.index + 1)), JSONMember("loss", .double(step.loss)),
                                             JSONMember("gradient_norm", .double(step.gradientNorm)),
@@ -139,37 +141,5 @@ struct FinetuneCommand: ParsableCommand {
                                                            linearized ? "linearized" : "ordinary", last.loss, output).utf8))
             }
         }
-    }
-}
-
-/// "[=====     ]  40% step 800/2000 loss 0.4321" on stderr, redrawn at most ten times a second.
-private final class TrainingProgressBar {
-    private let enabled: Bool
-    private let total: Int
-    private var last = Date.distantPast
-    private var drawn = false
-
-    init(enabled: Bool, total: Int) {
-        self.enabled = enabled
-        self.total = total
-    }
-
-    func update(_ step: FineTuning.Step) {
-        guard enabled else { return }
-        let done = step.index + 1
-        let now = Date()
-        guard now.timeIntervalSince(last) >= 0.1 || done == total else { return }
-        last = now
-        let fraction = Double(done) / Double(max(1, total))
-        let width = 28, filled = Int(fraction * Double(width))
-        let line = String(format: "\r[%@%@] %3.0f%% step %d/%d loss %.4f lr %.2e ", String(repeating: "=", count: filled),
-                          String(repeating: " ", count: width - filled), fraction * 100, done, total, step.loss, step.learningRate)
-        FileHandle.standardError.write(Data(line.utf8))
-        drawn = true
-    }
-
-    func finish() {
-        guard enabled, drawn else { return }
-        FileHandle.standardError.write(Data("\n".utf8))
     }
 }

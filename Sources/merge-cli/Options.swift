@@ -270,33 +270,31 @@ enum FileSystemWriter {
     }
 }
 
-/// A one-line progress bar on stderr: tensors, bytes, rate and ETA, redrawn at most 10× a second.
-final class ProgressBar: @unchecked Sendable {
+/// A one-line progress display on stderr, "[=====     ]  40% <detail>", redrawn at most ten times
+/// a second and always when done reaches total; `finish()` ends the line. Safe to update from any
+/// thread.
+final class ProgressLine: @unchecked Sendable {
     private let enabled: Bool
     private let lock = NSLock()
     private var last = Date.distantPast
-    private let start = Date()
     private var drawn = false
+    /// When the line was created (for rates and ETAs).
+    let start = Date()
 
     init(enabled: Bool) { self.enabled = enabled }
 
-    func update(_ progress: MergeProgress) {
+    /// `detail` (given the time now) is only built when the line is redrawn.
+    func update(done: Int, total: Int, detail: (Date) -> String) {
         guard enabled else { return }
         lock.lock()
         defer { lock.unlock() }
         let now = Date()
-        guard now.timeIntervalSince(last) >= 0.1 || progress.completedBytes == progress.totalBytes else { return }
+        guard now.timeIntervalSince(last) >= 0.1 || done == total else { return }
         last = now
-        let fraction = progress.totalBytes > 0 ? Double(progress.completedBytes) / Double(progress.totalBytes) : 1
-        let width = 28
-        let filled = Int(fraction * Double(width))
-        let elapsed = now.timeIntervalSince(start)
-        let rate = elapsed > 0 ? Double(progress.completedBytes) / elapsed : 0
-        let eta = rate > 0 ? Double(progress.totalBytes - progress.completedBytes) / rate : 0
-        let line = String(format: "\r[%@%@] %3.0f%% %d/%d tensors %.2f/%.2f GB %.2f GB/s ETA %.0fs ",
-                          String(repeating: "=", count: filled), String(repeating: " ", count: width - filled), fraction * 100,
-                          progress.completedTensors, progress.totalTensors, Double(progress.completedBytes) / 1e9,
-                          Double(progress.totalBytes) / 1e9, rate / 1e9, eta)
+        let fraction = total > 0 ? Double(done) / Double(total) : 1
+        let width = 28, filled = Int(fraction * Double(width))
+        let line = String(format: "\r[%@%@] %3.0f%% ", String(repeating: "=", count: filled),
+                          String(repeating: " ", count: width - filled), fraction * 100) + detail(now)
         FileHandle.standardError.write(Data(line.utf8))
         drawn = true
     }
@@ -305,6 +303,26 @@ final class ProgressBar: @unchecked Sendable {
         guard enabled, drawn else { return }
         FileHandle.standardError.write(Data("\n".utf8))
     }
+}
+
+/// A merge's progress line: tensors, bytes, rate and ETA.
+final class ProgressBar: Sendable {
+    private let line: ProgressLine
+
+    init(enabled: Bool) { line = ProgressLine(enabled: enabled) }
+
+    func update(_ progress: MergeProgress) {
+        line.update(done: progress.completedBytes, total: progress.totalBytes) { now in
+            let elapsed = now.timeIntervalSince(line.start)
+            let rate = elapsed > 0 ? Double(progress.completedBytes) / elapsed : 0
+            let eta = rate > 0 ? Double(progress.totalBytes - progress.completedBytes) / rate : 0
+            return String(format: "%d/%d tensors %.2f/%.2f GB %.2f GB/s ETA %.0fs ",
+                          progress.completedTensors, progress.totalTensors, Double(progress.completedBytes) / 1e9,
+                          Double(progress.totalBytes) / 1e9, rate / 1e9, eta)
+        }
+    }
+
+    func finish() { line.finish() }
 }
 
 /// Turns library errors into the CLI's contract: message on stderr, exit status 1.

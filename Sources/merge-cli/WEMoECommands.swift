@@ -146,9 +146,11 @@ struct WEMoETrainCommand: ParsableCommand {
             var tasks: [WEMoETask] = []
             for (d, h) in zip(data, heads) { tasks.append(WEMoETask(data: try UnlabeledImages(path: d), head: try TaskHead(path: h))) }
             let options = WEMoETrainingOptions(steps: steps, learningRate: Float(learningRate), batchSize: batchSize, seed: seed)
-            let bar = TrainingProgressBar(enabled: !quiet && isatty(2) != 0)
+            let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             let start = Date()
-            let losses = try WEMoETraining.run(moe, tasks: tasks, options: options) { bar.update($0, $1, $2) }
+            let losses = try WEMoETraining.run(moe, tasks: tasks, options: options) { step, total, loss in
+                bar.update(done: step, total: total) { _ in String(format: "step %d/%d loss %.4f ", step, total, loss) }
+            }
             bar.finish()
             let seconds = Date().timeIntervalSince(start)
             try moe.parameters.save(to: output, configSource: try? CLIPVisionModel.configPath(for: checkpoint), overwrite: overwrite)
@@ -170,32 +172,5 @@ struct WEMoETrainCommand: ParsableCommand {
                 ]).serialized(indent: 2))
             }
         }
-    }
-}
-
-/// "[=====     ]  40% step 400/1000 loss 1.2345" on stderr, redrawn at most ten times a second.
-private final class TrainingProgressBar {
-    private let enabled: Bool
-    private var last = Date.distantPast
-    private var drawn = false
-
-    init(enabled: Bool) { self.enabled = enabled }
-
-    func update(_ step: Int, _ total: Int, _ loss: Double) {
-        guard enabled else { return }
-        let now = Date()
-        guard now.timeIntervalSince(last) >= 0.1 || step == total else { return }
-        last = now
-        let fraction = total > 0 ? Double(step) / Double(total) : 1
-        let width = 28, filled = Int(fraction * Double(width))
-        let line = String(format: "\r[%@%@] %3.0f%% step %d/%d loss %.4f ", String(repeating: "=", count: filled),
-                          String(repeating: " ", count: width - filled), fraction * 100, step, total, loss)
-        FileHandle.standardError.write(Data(line.utf8))
-        drawn = true
-    }
-
-    func finish() {
-        guard enabled, drawn else { return }
-        FileHandle.standardError.write(Data("\n".utf8))
     }
 }
