@@ -171,10 +171,9 @@ public final class CLIPVisionModel: @unchecked Sendable {
         var value = 0.0
         var logits: [Float] = []
         let result = gradients(pixels: pixels, batch: batch, inputGradient: inputGradient) { embeddings in
-            logits = head.logits(embeddings: embeddings, batch: batch)
-            let (v, dLogits) = loss.evaluate(logits: logits, batch: batch, classes: head.classes)
-            value = v
-            return head.backward(embeddings: embeddings, logitGradient: dLogits, batch: batch)
+            let step = head.lossGradient(embeddings: embeddings, batch: batch, loss: loss)
+            (value, logits) = (step.loss, step.logits)
+            return step.dEmbeddings
         }
         return CLIPVisionGradients(loss: value, logits: logits, embeddings: result.embeddings,
                                    parameters: result.parameters, input: result.input)

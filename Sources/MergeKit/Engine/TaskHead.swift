@@ -80,6 +80,15 @@ public struct TaskHead: Sendable {
         return logits
     }
 
+    /// A classification loss of embeddings [B, E] through this head: the loss, the logits and
+    /// ∂L/∂e [B, E] (what the engine's gradient passes take as the head's part).
+    func lossGradient(embeddings: [Float], batch: Int, loss: ClassificationLoss)
+        -> (loss: Double, logits: [Float], dEmbeddings: [Float]) {
+        let logits = self.logits(embeddings: embeddings, batch: batch)
+        let (value, dLogits) = loss.evaluate(logits: logits, batch: batch, classes: classes)
+        return (value, logits, backward(embeddings: embeddings, logitGradient: dLogits, batch: batch))
+    }
+
     /// ∂L/∂e [B, E] from ∂L/∂logits [B, classes].
     public func backward(embeddings: [Float], logitGradient: [Float], batch: Int) -> [Float] {
         precondition(embeddings.count == batch * dimension && logitGradient.count == batch * classes)

@@ -170,10 +170,9 @@ public struct FineTuning {
         let result = base.gradients(pixels: pixels, batch: batch, inputGradient: false) { primal in
             var linear = primal
             for i in linear.indices { linear[i] += tangent[i] }
-            let logits = head.logits(embeddings: linear, batch: batch)
-            let (l, dLogits) = loss.evaluate(logits: logits, batch: batch, classes: head.classes)
-            value = l
-            return head.backward(embeddings: linear, logitGradient: dLogits, batch: batch)
+            let step = head.lossGradient(embeddings: linear, batch: batch, loss: loss)
+            value = step.loss
+            return step.dEmbeddings
         }
         return (value, result.parameters)
     }

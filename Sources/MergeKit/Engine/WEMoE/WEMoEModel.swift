@@ -137,10 +137,9 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
         var value = 0.0
         var logits: [Float] = []
         let result = routerGradients(pixels: pixels, batch: batch, batchReduce: batchReduce) { embeddings in
-            logits = head.logits(embeddings: embeddings, batch: batch)
-            let (v, dLogits) = loss.evaluate(logits: logits, batch: batch, classes: head.classes)
-            value = v
-            return head.backward(embeddings: embeddings, logitGradient: dLogits, batch: batch)
+            let step = head.lossGradient(embeddings: embeddings, batch: batch, loss: loss)
+            (value, logits) = (step.loss, step.logits)
+            return step.dEmbeddings
         }
         return (value, logits, result.gradient)
     }
