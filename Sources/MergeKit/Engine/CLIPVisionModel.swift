@@ -1,12 +1,18 @@
 import Foundation
 
-/// How a pass spreads over the cores.
+/// How a pass spreads over the cores. Either way the results are the same, bit for bit, for any
+/// thread count: the work is cut into pieces fixed by the batch size and the matrix shapes alone
+/// (never by the thread count), every piece is computed with single-threaded BLAS, and pieces that
+/// add up (the gradients of image shards) are added in a fixed order. The two modes cut the work
+/// differently, so their results differ by float rounding.
 public enum EngineParallelism: String, Sendable, CaseIterable {
-    /// Split the batch into one shard per thread; each shard runs the whole network with
-    /// single-threaded BLAS, so the element-wise kernels (LayerNorm, softmax, activations) run in
-    /// parallel too. Falls back to BLAS threads when the batch has fewer images than threads.
+    /// Split the batch into `CLIPVisionModel.shardCount(batch:)` contiguous shards (at most 8,
+    /// whatever the thread count); the threads take shards in turn and run the whole network on
+    /// each, so the element-wise kernels (LayerNorm, softmax, activations) run in parallel too. A
+    /// batch of one image runs as one shard with its products split as in `blas`.
     case images
-    /// One shard; OpenBLAS splits every GEMM over the threads, element-wise kernels run on one.
+    /// One shard; every GEMM is cut into fixed tiles (`GEMMTiles`) that the threads compute;
+    /// element-wise kernels run on one thread.
     case blas
 }
 
@@ -124,7 +130,7 @@ public final class CLIPVisionModel: @unchecked Sendable {
     ///
     /// Runs the forward pass keeping every activation, calls `outputGradient` once with the
     /// embeddings [B, E] to get ∂L/∂e [B, E], then runs the backward pass. Gradients of the shards
-    /// are summed in a fixed order.
+    /// are summed in shard order (`ShardGradientSum`), whatever thread computed them.
     public func gradients(pixels: [Float], batch: Int, inputGradient: Bool = true,
                           outputGradient: ([Float]) -> [Float]) -> (embeddings: [Float], parameters: CLIPVisionParameters, input: [Float]?) {
         checkPixels(pixels, batch: batch)
@@ -142,15 +148,17 @@ public final class CLIPVisionModel: @unchecked Sendable {
         }
         let dEmbeddings = outputGradient(embeddings)
         precondition(dEmbeddings.count == batch * e, "outputGradient must return [batch, embedding] values")
-        let gradients = ranges.indices.map { _ in CLIPVisionParameters(zerosLike: parameters) }
+        let sum = ShardGradientSum(zerosLike: parameters)
         var input: [Float]? = inputGradient ? [Float](repeating: 0, count: batch * ppi) : nil
         dEmbeddings.withUnsafeBufferPointer { de in
             let des = Shared(de.baseAddress!)
             func run(_ dPixels: UnsafeMutablePointer<Float>?) {
                 let dp = Shared(dPixels)
                 runShards(ranges) { range, shard in
-                    self.backward(passes[shard], gradient: gradients[shard].views, dEmbeddings: des.value + range.lowerBound * e,
-                                  dPixels: dp.value.map { $0 + range.lowerBound * ppi })
+                    sum.add(shard: shard) { gradient in
+                        self.backward(passes[shard], gradient: gradient.views, dEmbeddings: des.value + range.lowerBound * e,
+                                      dPixels: dp.value.map { $0 + range.lowerBound * ppi })
+                    }
                 }
             }
             if input != nil {
@@ -159,8 +167,7 @@ public final class CLIPVisionModel: @unchecked Sendable {
                 run(nil)
             }
         }
-        for shard in gradients.dropFirst() { gradients[0].add(shard) }
-        return (embeddings, gradients[0], input)
+        return (embeddings, sum.total, input)
     }
 
     /// Gradients of a classification loss through a task head (logits = head · e/‖e‖), averaged
@@ -186,25 +193,29 @@ public final class CLIPVisionModel: @unchecked Sendable {
                      "expected \(batch) images of \(config.numChannels)×\(config.imageSize)×\(config.imageSize) floats, got \(pixels.count) floats")
     }
 
-    /// Contiguous, near-equal slices of the batch, one per worker.
+    /// The most shards `images` cuts a batch into. A fixed number, so that the shards (and with
+    /// them the bits of every result) do not depend on the thread count; 8 keeps 1, 2, 4 and 8
+    /// threads evenly loaded, and shards of a large batch big enough for efficient GEMMs.
+    static let maximumShards = 8
+
+    /// How many shards `images` cuts a batch of `batch` images into: min(batch, 8), at least 1.
+    public static func shardCount(batch: Int) -> Int { max(1, min(batch, maximumShards)) }
+
+    /// Contiguous, near-equal slices of the batch: `shardCount(batch:)` with `images`, one with `blas`.
     func shardRanges(batch: Int) -> [Range<Int>] {
-        let workers = parallelism == .images ? max(1, min(threads, batch)) : 1
-        return (0..<workers).map { i in (batch * i / workers)..<(batch * (i + 1) / workers) }
+        let shards = parallelism == .images ? Self.shardCount(batch: batch) : 1
+        return (0..<shards).map { i in (batch * i / shards)..<(batch * (i + 1) / shards) }
     }
 
-    /// Runs `body` once per shard, in parallel, with OpenBLAS's threads set for the split (and
-    /// restored afterwards).
+    /// Runs `body` once per shard with single-threaded OpenBLAS: several shards are taken in turn
+    /// by up to `threads` threads; a single shard runs on this thread with its GEMMs split into
+    /// fixed tiles over `threads` threads (`BLAS.productWorkers`).
     func runShards(_ ranges: [Range<Int>], _ body: (Range<Int>, Int) -> Void) {
-        let previous = BLAS.threads
-        BLAS.setThreads(max(1, threads / ranges.count))
-        defer { BLAS.setThreads(previous) }
+        BLAS.useOneThread()
         if ranges.count == 1 {
-            body(ranges[0], 0)
+            BLAS.$productWorkers.withValue(threads) { body(ranges[0], 0) }
         } else {
-            withoutActuallyEscaping(body) { body in
-                let shared = Shared(body)
-                DispatchQueue.concurrentPerform(iterations: ranges.count) { shared.value(ranges[$0], $0) }
-            }
+            WorkQueue.run(ranges.count, workers: threads) { body(ranges[$0], $0) }
         }
     }
 
@@ -225,11 +236,4 @@ public struct CLIPVisionGradients: @unchecked Sendable {
     public let parameters: CLIPVisionParameters
     /// ∂L/∂pixels [B, C, H, W], when asked for.
     public let input: [Float]?
-}
-
-/// A value handed to worker threads that the caller keeps valid and does not share mutably
-/// (pointers into buffers whose disjoint slices the workers write).
-struct Shared<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }

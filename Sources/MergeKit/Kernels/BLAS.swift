@@ -101,10 +101,14 @@ extension Double: ComputeScalar {
 
 /// Process-wide BLAS settings and the CPU-dependent C helpers of the shim.
 public enum BLAS {
-    /// Sets OpenBLAS's own thread count. Merges run BLAS single-threaded inside each worker so that
-    /// results do not depend on how OpenBLAS splits a reduction (and workers are not oversubscribed).
-    public static func setThreads(_ n: Int) {
-        openblas_set_num_threads(Int32(max(1, n)))
+    /// Keeps OpenBLAS single-threaded. Every parallel loop of MergeKit is its own, over work units
+    /// fixed by the problem (tensors, image shards, GEMM tiles), because OpenBLAS's threading changes
+    /// the bits of a result with the thread count: on kernels such as Haswell's or the Prescott
+    /// fallback, a threaded `sgemm` rounds differently from a single-threaded one, and which `sgemm`
+    /// path OpenBLAS takes can depend on its thread count. The setting is process-wide, so it is
+    /// never raised: a concurrent caller cannot change another's results.
+    static func useOneThread() {
+        openblas_set_num_threads(1)
     }
 
     /// Whether the F16C half-precision conversion instructions are used on this machine.
@@ -162,25 +166,53 @@ public enum BLAS {
 /// Matrix products for the inference engine (`Engine/`). All matrices are row-major Float32;
 /// `lda`/`ldb`/`ldc` are row strides in elements, so a head's columns inside a wider activation
 /// matrix are addressed without copying.
+///
+/// A pass that runs as one shard (`EngineParallelism.blas`, WEMoE's batch-averaged routing, a
+/// one-image batch) sets `productWorkers`: each product is then cut into the fixed tiles of
+/// `GEMMTiles` (from m and n alone), and up to `productWorkers` threads compute the tiles with
+/// single-threaded BLAS. The tiles are the same for any thread count, so the bits are too.
+/// Outside such a pass every product is one single-threaded `cblas_sgemm`.
 extension BLAS {
-    /// OpenBLAS's current thread count (to restore it after the engine changes it).
-    static var threads: Int { Int(openblas_get_num_threads()) }
+    /// The threads that split each product of the current pass into tiles; nil: one call, no tiles.
+    @TaskLocal static var productWorkers: Int?
 
     /// C ← α·op(A)·op(B) + β·C, where op(A) is m×k, op(B) is k×n and C is m×n (`cblas_sgemm`).
     /// With β = 0, C is written without being read.
-    @inline(__always)
     static func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                      beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0, n > 0 else { return }
         precondition(lda >= (transposeA ? m : k) && ldb >= (transposeB ? k : n) && ldc >= n, "GEMM leading dimension too small")
+        guard let workers = productWorkers else {
+            sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        let tiles = GEMMTiles(m: m, n: n)
+        WorkQueue.run(tiles.count, workers: workers) { t in
+            let r = tiles.range(t)
+            if tiles.byRows {
+                // Rows r of op(A): rows of A, or columns of A when it is transposed.
+                sgemm(transposeA, transposeB, r.count, n, k, alpha, transposeA ? a + r.lowerBound : a + r.lowerBound * lda, lda,
+                      b, ldb, beta, c + r.lowerBound * ldc, ldc)
+            } else {
+                // Columns r of op(B): columns of B, or rows of B when it is transposed.
+                sgemm(transposeA, transposeB, m, r.count, k, alpha, a, lda, transposeB ? b + r.lowerBound * ldb : b + r.lowerBound, ldb,
+                      beta, c + r.lowerBound, ldc)
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func sgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                              _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     blasCount(m), blasCount(n), blasCount(k), alpha, a, blasCount(lda), b, blasCount(ldb),
                     beta, c, blasCount(ldc))
     }
 
     /// `count` independent GEMMs C_i ← α·op(A_i)·op(B_i) + β·C_i whose operands start `strideA`,
-    /// `strideB` and `strideC` elements apart (a loop of `cblas_sgemm`).
+    /// `strideB` and `strideC` elements apart (a loop of `gemm`).
     @inline(__always)
     static func gemmStridedBatched(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
                                    alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, strideA: Int,
@@ -199,5 +231,42 @@ extension BLAS {
         guard m > 0, n > 0 else { return }
         cblas_sgemv(CblasRowMajor, transpose ? CblasTrans : CblasNoTrans, blasCount(m), blasCount(n), alpha, a,
                     blasCount(lda), x, 1, beta, y, 1)
+    }
+}
+
+/// The tiles a product C (m×n) is cut into when a pass splits its products over threads: blocks
+/// of whole rows of C when m is large, else blocks of whole columns when n is, else C itself.
+/// Every tile is one `cblas_sgemm` over the full inner dimension, so an element of C is computed
+/// by the same call whatever thread runs it. Blocks hold at least 128 rows or 256 columns (smaller
+/// calls lose more to OpenBLAS's packing than a split gains) and there are at most 64 of them; the
+/// last block holds the remainder.
+struct GEMMTiles {
+    static let minimumRows = 128, minimumColumns = 256, maximumTiles = 64
+
+    /// Whether the tiles are blocks of rows (else of columns).
+    let byRows: Bool
+    /// Rows or columns per tile (the last may hold fewer).
+    let size: Int
+    let count: Int
+    private let extent: Int
+
+    init(m: Int, n: Int) {
+        func blocks(_ total: Int, minimum: Int) -> Int {
+            let even = (total + Self.maximumTiles - 1) / Self.maximumTiles
+            return max(minimum, (even + 15) / 16 * 16)
+        }
+        if m > Self.minimumRows {
+            (byRows, extent, size) = (true, m, blocks(m, minimum: Self.minimumRows))
+        } else if n > Self.minimumColumns {
+            (byRows, extent, size) = (false, n, blocks(n, minimum: Self.minimumColumns))
+        } else {
+            (byRows, extent, size) = (true, m, max(1, m))
+        }
+        count = (extent + size - 1) / size
+    }
+
+    /// The rows (or columns) of tile `t`.
+    func range(_ t: Int) -> Range<Int> {
+        t * size..<min(extent, (t + 1) * size)
     }
 }

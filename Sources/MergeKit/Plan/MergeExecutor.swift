@@ -83,7 +83,7 @@ public enum MergeExecutor {
         }
         let start = Date()
         let threads = max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)
-        BLAS.setThreads(1)
+        BLAS.useOneThread()
         var targets: [Target] = []
         do throws(MergeKitError) {
             for plan in plans {

@@ -259,7 +259,7 @@ public struct LoRAExtraction: Sendable {
     public func run(threads requested: Int? = nil, progress: (@Sendable (Int, Int) -> Void)? = nil) throws(MergeKitError) -> Result {
         let start = Date()
         let threads = max(1, min(requested ?? ProcessInfo.processInfo.activeProcessorCount, targets.count))
-        BLAS.setThreads(1)
+        BLAS.useOneThread()
         let shard = OutputShard(fileName: LoRAAdapter.weightsFileName, layout: layout)
         let writer = try CheckpointWriter(output: OutputSpec(path: output, overwrite: options.overwrite), shards: [shard])
         // Largest first, so that no large tensor starts last.

@@ -27,7 +27,7 @@ public struct TaskVectorAnalysis: Sendable {
                            threads: Int? = nil) throws(MergeKitError) -> TaskVectorAnalysis {
         try ParameterCheck.density(density)
         let threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
-        BLAS.setThreads(1)
+        BLAS.useOneThread()
         // A plan validates the inputs (names, shapes, dtypes, bases); nothing is written.
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mergekit-analysis-\(UUID().uuidString).safetensors").path
         let plan = try MergePlan(base: base, inputs: inputs.map { $0.weighted(1) },

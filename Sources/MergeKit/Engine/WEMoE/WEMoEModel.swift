@@ -103,7 +103,7 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
     // MARK: Backward
 
     /// The gradient of a scalar loss L(e) of the embeddings with respect to every router parameter
-    /// (flat, in `WEMoEParameters.routers` order). One shard (BLAS threads); `outputGradient`
+    /// (flat, in `WEMoEParameters.routers` order). One shard (its GEMMs split into tiles); `outputGradient`
     /// maps the embeddings [B, E] to ∂L/∂e.
     public func routerGradients(pixels: [Float], batch: Int, batchReduce: Bool,
                                 outputGradient: ([Float]) -> [Float]) -> (embeddings: [Float], gradient: [Float]) {
