@@ -111,6 +111,9 @@ public enum BLAS {
         openblas_set_num_threads(1)
     }
 
+    /// OpenBLAS's current thread count (tests check that it stays 1).
+    static var openBLASThreads: Int { Int(openblas_get_num_threads()) }
+
     /// Whether the F16C half-precision conversion instructions are used on this machine.
     public static let hasF16C: Bool = mk_cpu_has_f16c() != 0
 

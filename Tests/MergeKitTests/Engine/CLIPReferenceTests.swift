@@ -110,19 +110,23 @@ struct CLIPReferenceTests {
         }
     }
 
-    @Test("Every thread split gives the same results", arguments: EngineParallelism.allCases)
-    func parallelism(_ mode: EngineParallelism) throws {
-        let reference = try EngineFixtures.model("quick/base", threads: 1)
-        let model = try EngineFixtures.model("quick/base", threads: 3)
-        model.parallelism = mode
+    /// Each mode is bit-identical for every thread count (ThreadIndependenceTests); the two modes
+    /// group the products differently (8 image shards against one tiled shard), so they differ by
+    /// float32 rounding, and each is held to `tolerance` against the float64 reference above.
+    @Test("The two parallelism modes agree to the engine's accuracy")
+    func parallelism() throws {
+        let images = try EngineFixtures.model("quick/base", threads: 3)
+        let blas = try EngineFixtures.model("quick/base", threads: 3)
+        blas.parallelism = .blas
         let data = try EngineFixtures.dataset("quick")
         let pixels = data.pixels(0..<data.count)
-        let expected = reference.forward(pixels: pixels, batch: data.count).map(Double.init)
-        expectClose(model.forward(pixels: pixels, batch: data.count), expected, tolerance: 1e-6, "forward, \(mode)")
+        let expected = images.forward(pixels: pixels, batch: data.count).map(Double.init)
+        let forward = expectClose(blas.forward(pixels: pixels, batch: data.count), expected, tolerance: Self.tolerance, "forward")
         let head = try TaskHead(path: EngineFixtures.path("quick/head.safetensors"))
-        let g1 = reference.lossGradients(pixels: pixels, batch: data.count, head: head, loss: .entropy)
-        let g2 = model.lossGradients(pixels: pixels, batch: data.count, head: head, loss: .entropy)
-        expectClose(g2.parameters.flat, g1.parameters.flat.map(Double.init), tolerance: 1e-6, "gradients, \(mode)")
-        expectClose(g2.input!, g1.input!.map(Double.init), tolerance: 1e-6, "input gradient, \(mode)")
+        let g1 = images.lossGradients(pixels: pixels, batch: data.count, head: head, loss: .entropy)
+        let g2 = blas.lossGradients(pixels: pixels, batch: data.count, head: head, loss: .entropy)
+        let parameters = expectClose(g2.parameters.flat, g1.parameters.flat.map(Double.init), tolerance: Self.tolerance, "gradients")
+        let input = expectClose(g2.input!, g1.input!.map(Double.init), tolerance: Self.tolerance, "input gradient")
+        print("[engine] blas vs images: forward \(forward), gradients \(parameters), input gradient \(input)")
     }
 }
