@@ -18,7 +18,9 @@ For each case in CASES it
     unexpected keys allowed), runs `merge_and_unload()`, and saves the merged float tensors as
     Fixtures/svd_lora/extracted/peft_merged_<name>.safetensors (the golden);
  4. runs `merge-cli task-arithmetic --base BASE --lora ADAPTER` and checks that it equals PEFT's merge within
-    TOLERANCE, and that PEFT's merge equals θ₀ + B·A computed in float64 from the stored factors.
+    TOLERANCE, and that PEFT's merge equals θ₀ + B·A computed in float64 from the stored factors;
+ 5. records how far a fresh extraction may be from the committed one on another CPU or LAPACK
+    (`reextraction_tolerance`, see reextraction_tolerance()).
 
 It also saves a PEFT-made adapter (use_rslora, an Embedding target saved as lora_embedding_A/B, lm_head
 and o_proj; factors from numpy's default_rng(909)) as extracted/peft_rslora_embed/ with its
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -48,6 +51,11 @@ FIXTURES = HERE.parent
 ROOT = FIXTURES.parent
 OUT = HERE / "extracted"
 TOLERANCE = 2e-7          # merge-cli's merge vs PEFT's merge_and_unload (float32 tensors of size ~0.1)
+# A fresh extraction vs the committed adapter (both merged) differs by more: the rank-k subspace of these
+# noise-like deltas (small gaps σ_k − σ_k+1) amplifies float32 rounding, and by how much depends on the
+# LAPACK and BLAS kernels (OpenBLAS picks them per CPU). Per case, as make_svd_lora_fixtures.py does for
+# the SVD methods: 4× the larger difference between float64 and two float32 LAPACKs (numpy's OpenBLAS,
+# torch's MKL) of θ₀ + the rank-k truncation, at least TOLERANCE (`reextraction_tolerance`).
 OPTIMALITY = 1e-5         # exact SVD: relative error / optimal − 1 (float32 factors)
 # Randomized SVD: within 3 % of the optimal error. The case uses p = 2 (so that ℓ = 8 < min(m, n) and the
 # range finder really runs on these 16×24 matrices) on flat noise spectra, the hardest case for it; 2 %
@@ -113,6 +121,39 @@ def delta_from_adapter(adapter: Path) -> dict:
             delta = scale * (b @ a)
             out[module + ".weight"] = delta.T if embedding or config["fan_in_fan_out"] else delta
     return out
+
+
+def round_up_1_digit(x: float) -> float:
+    if x <= 0:
+        return 0.0
+    magnitude = 10.0 ** math.floor(math.log10(x))
+    return float(f"{math.ceil(x / magnitude - 1e-9) * magnitude:.1g}")
+
+
+def reextraction_tolerance(theta0: dict, theta: dict, tensors: list, rank: int) -> tuple:
+    """(float32 LAPACK spread, tolerance) of θ₀ + truncation_k(τ) over `tensors`: the largest |Δ| between
+    the float64 truncation and float32 ones by numpy's and torch's SVD (factors split √s as extract-lora
+    stores them, product and sum in float32), of τ and of τᵀ (extract-lora factorises τᵀ for embeddings
+    and fan_in_fan_out)."""
+    import torch
+    diff = 0.0
+    for t in tensors:
+        w0 = theta0[t]
+        tau32 = (theta[t] - w0).astype(np.float32)
+        tau64 = theta[t].astype(np.float64) - w0.astype(np.float64)
+        for transposed in (False, True):
+            m32, m64 = (tau32.T, tau64.T) if transposed else (tau32, tau64)
+            u, s, vt = np.linalg.svd(m64, full_matrices=False)
+            k = min(rank, len(s))
+            exact = (u[:, :k] * s[:k]) @ vt[:k]
+            golden = w0.astype(np.float64) + (exact.T if transposed else exact)
+            for u, s, vt in (np.linalg.svd(m32, full_matrices=False),
+                             tuple(x.numpy() for x in torch.linalg.svd(torch.from_numpy(np.ascontiguousarray(m32)), full_matrices=False))):
+                root = np.sqrt(s[:k]).astype(np.float32)
+                product = (u[:, :k] * root) @ (root[:, None] * vt[:k])
+                single = w0 + (product.T if transposed else product)
+                diff = max(diff, float(np.max(np.abs(single.astype(np.float64) - golden))))
+    return diff, max(TOLERANCE, round_up_1_digit(4 * diff))
 
 
 def pattern_value(patterns: dict, module: str, default):
@@ -236,6 +277,8 @@ def main() -> int:
             check(abs(actual - entry["relative_error"]) <= 1e-5 * max(1.0, actual), f"{name}: {t}: reported {entry['relative_error']} vs {actual}")
         worst = max(e["actual"] / e["optimal"] if e["optimal"] > 0 else 1.0 for e in errors.values())
         print(f"{name}: {len(errors)} weights, worst error / optimal = {worst:.6f}")
+        spread, reextraction = reextraction_tolerance(theta0, theta, sorted(errors), int(extract_args[extract_args.index("--rank") + 1]))
+        print(f"{name}: float32 LAPACKs differ from float64 by {spread:.3g}; re-extraction tolerance {reextraction:g}")
 
         # 3. PEFT loads it and merges.
         base_dir = FIXTURES / base
@@ -270,6 +313,7 @@ def main() -> int:
             "name": name, "base": base, "model": model, "args": extract_args, "adapter": f"svd_lora/extracted/{name}",
             "peft_merged": f"svd_lora/extracted/peft_merged_{name}.safetensors", "tolerance": TOLERANCE,
             "merge_cli_vs_peft": float(f"{diff:.3g}"), "randomized": randomized,
+            "float32_lapack_difference": float(f"{spread:.3g}"), "reextraction_tolerance": reextraction,
             "errors": {t: {k: float(f"{v:.9g}") for k, v in e.items()} for t, e in sorted(errors.items())},
         })
     manifest["peft_made"] = [peft_made_adapter(cli)]
