@@ -36,7 +36,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Optimisation steps.", valueName: "n"))
     var steps = 2000
 
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per step.", valueName: "B"))
+    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per step (at most the dataset's size).", valueName: "B"))
     var batchSize = 128
 
     @Option(name: .customLong("lr"), help: ArgumentHelp("Peak learning rate.", valueName: "η"))
@@ -114,7 +114,7 @@ struct FinetuneCommand: ParsableCommand {
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             var last: FineTuning.Step?
             for _ in 0..<steps {
-                let step = training.train()
+                let step = try training.train()
                 last = step
                 bar.update(done: step.index + 1, total: steps) { _ in
                     String(format: "step %d/%d loss %.4f lr %.2e ", step.index + 1, steps, step.loss, step.learningRate)
@@ -127,7 +127,7 @@ struct FinetuneCommand: ParsableCommand {
             }
             bar.finish()
             let recipe = JSONValue.object([
-                JSONMember("linearized", .bool(linearized)), JSONMember("steps", .int(steps)), JSONMember("batch_size", .int(batchSize)),
+                JSONMember("linearized", .bool(linearized)), JSONMember("steps", .int(steps)), JSONMember("batch_size", .int(training.batchSize)),
                 JSONMember("lr", .double(learningRate)), JSONMember("weight_decay", .double(weightDecay)),
                 JSONMember("warmup_steps", .int(warmupSteps)), JSONMember("clip_norm", .double(clipNorm)),
                 JSONMember("betas", .array([.double(beta1), .double(beta2)])), JSONMember("eps", .double(epsilon)),

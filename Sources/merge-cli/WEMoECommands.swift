@@ -130,10 +130,17 @@ struct WEMoETrainCommand: ParsableCommand {
         if data.count != heads.count {
             throw ValidationError("Got \(data.count) --data and \(heads.count) --head; give one --head per --data, in the same order.")
         }
-        if steps < 0 { throw ValidationError("--steps must be at least 0, not \(steps).") }
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, not \(batchSize).") }
-        guard learningRate.isFinite && learningRate > 0 else { throw ValidationError("--lr must be a positive number, not \(learningRate).") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+        guard learningRate.isFinite && learningRate > 0 else { throw ValidationError("--lr must be a positive number, not \(learningRate)") }
+        do throws(MergeKitError) {
+            try options.validate()
+        } catch {
+            throw ValidationError(error.detail)
+        }
+    }
+
+    var options: WEMoETrainingOptions {
+        WEMoETrainingOptions(steps: steps, learningRate: Float(learningRate), batchSize: batchSize, seed: seed)
     }
 
     func run() throws {
@@ -145,7 +152,6 @@ struct WEMoETrainCommand: ParsableCommand {
             let moe = WEMoEModel(parameters: try WEMoEParameters.load(from: checkpoint), threads: threads)
             var tasks: [WEMoETask] = []
             for (d, h) in zip(data, heads) { tasks.append(WEMoETask(data: try UnlabeledImages(path: d), head: try TaskHead(path: h))) }
-            let options = WEMoETrainingOptions(steps: steps, learningRate: Float(learningRate), batchSize: batchSize, seed: seed)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             let start = Date()
             let losses = try WEMoETraining.run(moe, tasks: tasks, options: options) { step, total, loss in

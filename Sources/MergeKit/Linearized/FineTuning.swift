@@ -25,9 +25,14 @@ import Foundation
 /// task). As there, weight decay pulls θ towards 0 (not towards θ₀) in both modes.
 ///
 /// Batches: the dataset is shuffled once per epoch with a seeded generator (SplitMix64), and
-/// consecutive batches of `batchSize` images are taken, wrapping into the next epoch's order, so
-/// `seed` fixes the whole run. Results are identical for any thread count up to float rounding
-/// of the sharded gradient sums (which depends on the number of shards).
+/// consecutive batches of `batchSize` images (at most the dataset's size, as `eval`, `wemoe-train`
+/// and `disentanglement` clamp theirs) are taken, wrapping into the next epoch's order, so `seed`
+/// fixes the whole run. Results are identical, bit for bit, for any thread count: the engine cuts
+/// each batch into shards by its size alone and sums their gradients in shard order.
+///
+/// A step whose loss or gradient is NaN or ±Inf, or whose update overflows a parameter, throws
+/// (`TrainingGuard`: the step, the batch, any images with non-finite pixels, or the tensor); the
+/// run cannot go on after that, and the caller writes nothing.
 public struct FineTuning {
     public struct Options: Sendable, Equatable {
         public var steps = 2000
@@ -85,6 +90,8 @@ public struct FineTuning {
     public let theta: CLIPVisionParameters
     public let head: TaskHead
     public let data: ImageDataset
+    /// Images per step: `options.batchSize`, at most the dataset's size.
+    public let batchSize: Int
     private let m, v: CLIPVisionParameters
     private var order: [Int] = []
     private var cursor = 0
@@ -112,6 +119,7 @@ public struct FineTuning {
         self.theta = options.linearized ? (theta ?? base.parameters.copy()) : base.parameters
         self.head = head
         self.data = data
+        batchSize = min(options.batchSize, data.count)
         m = CLIPVisionParameters(zerosLike: base.parameters)
         v = CLIPVisionParameters(zerosLike: base.parameters)
     }
@@ -119,13 +127,13 @@ public struct FineTuning {
     /// The next batch's image indices.
     private mutating func nextBatch() -> [Int] {
         var batch: [Int] = []
-        while batch.count < options.batchSize {
+        while batch.count < batchSize {
             if cursor == order.count {
                 order = FineTuning.permutation(data.count, seed: options.seed, epoch: epoch)
                 epoch += 1
                 cursor = 0
             }
-            let take = min(options.batchSize - batch.count, order.count - cursor)
+            let take = min(batchSize - batch.count, order.count - cursor)
             batch += order[cursor..<cursor + take]
             cursor += take
         }
@@ -177,22 +185,37 @@ public struct FineTuning {
         return (value, result.parameters)
     }
 
-    /// One optimisation step on the next batch.
+    /// One optimisation step on the next batch. Throws when the loss or the gradient is not finite
+    /// (θ and the optimiser's state are then untouched) or the update overflows a parameter.
     @discardableResult
-    public mutating func train() -> Step {
+    public mutating func train() throws(MergeKitError) -> Step {
         let indices = nextBatch()
         var pixels: [Float] = []
         pixels.reserveCapacity(indices.count * base.config.pixelsPerImage)
         for i in indices { pixels += data.pixels(i..<i + 1) }
         let (loss, g) = lossAndGradient(pixels: pixels, labels: indices.map { data.labels[$0] })
+        func stop(_ what: String, _ value: Double, tensor: String? = nil) -> MergeKitError {
+            TrainingGuard.batchError(step: step + 1, what: what, value: value, tensor: tensor, file: data.path, batch: indices,
+                                     pixels: pixels, pixelsPerImage: base.config.pixelsPerImage)
+        }
+        guard loss.isFinite else { throw stop("the loss", loss) }
+        if let i = TrainingGuard.firstNonFinite(g.storage.pointer, count: g.count) {
+            throw stop("the gradient", Double(g.storage.pointer[i]), tensor: Self.tensor(of: i, in: g))
+        }
         let rate = options.learningRate(at: step)
-        let norm = update(g, learningRate: rate)
+        let norm = try update(g, learningRate: rate)
         defer { step += 1 }
         return Step(index: step, loss: loss, gradientNorm: norm, learningRate: rate)
     }
 
-    /// Clips `g`, then applies AdamW to θ; returns ‖g‖₂ before clipping.
-    private func update(_ g: CLIPVisionParameters, learningRate rate: Double) -> Double {
+    /// The name of the tensor holding flat element `index` of `parameters`.
+    static func tensor(of index: Int, in parameters: CLIPVisionParameters) -> String {
+        parameters.tensors.last { $0.offset <= index }?.name ?? ""
+    }
+
+    /// Clips `g`, then applies AdamW to θ; returns ‖g‖₂ before clipping. Throws when a new
+    /// parameter is NaN or ±Inf (θ is then partly updated: the run cannot go on).
+    private func update(_ g: CLIPVisionParameters, learningRate rate: Double) throws(MergeKitError) -> Double {
         let n = theta.count
         let gp = g.storage.pointer, p = theta.storage.pointer, mp = m.storage.pointer, vp = v.storage.pointer
         var squares = 0.0
@@ -205,11 +228,17 @@ public struct FineTuning {
         let decay = Float(1 - rate * options.weightDecay)
         let stepSize = Float(rate / correction1), rootCorrection2 = Float(correction2.squareRoot())
         let eps = Float(options.epsilon), c = Float(clip), fb1 = Float(b1), fb2 = Float(b2)
+        // Non-finite results are flagged by their all-ones exponent (an integer OR keeps the loop vectorisable).
+        var exponents: UInt32 = 0
         for i in 0..<n {
             let gi = gp[i] * c
             mp[i] = fb1 * mp[i] + (1 - fb1) * gi
             vp[i] = fb2 * vp[i] + (1 - fb2) * gi * gi
             p[i] = p[i] * decay - stepSize * mp[i] / (vp[i].squareRoot() / rootCorrection2 + eps)
+            exponents |= (p[i].bitPattern & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0
+        }
+        if exponents != 0, let i = TrainingGuard.firstNonFinite(p, count: n) {
+            throw TrainingGuard.parameterError(step: step + 1, tensor: Self.tensor(of: i, in: theta), value: p[i], learningRate: rate)
         }
         return norm
     }

@@ -129,7 +129,7 @@ struct ThreadIndependenceTests {
                                           data: EngineFixtures.dataset("quick"), options: o)
             var measured: [Double] = []
             for _ in 0..<o.steps {
-                let step = training.train()
+                let step = try training.train()
                 measured += [step.loss, step.gradientNorm]
             }
             runs.append((training.theta.flat, measured))

@@ -75,7 +75,7 @@ struct FineTuningTests {
         let mode = linearized ? "linear" : "standard"
         var losses: [Float] = [], norms: [Float] = []
         for _ in 0..<o.steps {
-            let step = training.train()
+            let step = try training.train()
             losses.append(Float(step.loss))
             norms.append(Float(step.gradientNorm))
         }
@@ -125,7 +125,7 @@ struct FineTuningTests {
         func run(_ seed: UInt64) throws -> [Float] {
             o.seed = seed
             var training = try Self.setup(linearized: true, options: o)
-            for _ in 0..<o.steps { training.train() }
+            for _ in 0..<o.steps { try training.train() }
             return training.theta.flat
         }
         let a = try run(1), b = try run(1), c = try run(2)

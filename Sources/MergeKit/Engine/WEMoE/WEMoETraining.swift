@@ -31,6 +31,18 @@ public struct WEMoETrainingOptions: Sendable {
         self.batchSize = batchSize
         self.seed = seed
     }
+
+    /// Checks every value with `FineTuning.Options`' rules and wording (the CLI's `validate()` calls
+    /// this too): at least one step, at least one image per batch (a larger batch than a task has
+    /// images takes them all), a positive finite learning rate.
+    public func validate() throws(MergeKitError) {
+        func bad(_ what: String) -> MergeKitError { MergeKitError(.invalidArgument, what) }
+        if steps < 1 { throw bad("--steps must be at least 1, not \(steps)") }
+        if batchSize < 1 { throw bad("--batch-size must be at least 1, not \(batchSize)") }
+        if !(learningRate > 0) || !learningRate.isFinite { throw bad("--lr must be a positive number, not \(learningRate)") }
+        if !(0..<1).contains(beta1) || !(0..<1).contains(beta2) { throw bad("the Adam betas must lie in [0, 1)") }
+        if !(epsilon > 0) { throw bad("--adam-eps must be positive, not \(epsilon)") }
+    }
 }
 
 /// Test-time adaptation of a WEMoE model's routers (Tang et al. 2024, FusionBench's
@@ -42,13 +54,19 @@ public struct WEMoETrainingOptions: Sendable {
 /// m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², θ ← θ − lr·m̂/(√v̂ + ε), m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ)).
 /// Each step draws one batch per task from that task's shuffled inputs (reshuffled after every
 /// pass, the last batch of a pass may be smaller, as a shuffling PyTorch `DataLoader`); routing
-/// weights are averaged over each batch (FusionBench's `batch_reduce`). Deterministic for a seed.
+/// weights are averaged over each batch (FusionBench's `batch_reduce`). Deterministic for a seed,
+/// and identical for any thread count (the engine splits each pass's products into fixed tiles).
+///
+/// A task's loss or the gradient being NaN or ±Inf, or an update overflowing a router parameter,
+/// stops the run with an error (`TrainingGuard`: the step, the task's file and batch, any images
+/// with non-finite pixels, or the tensor); the routers are then unusable and the caller writes nothing.
 public enum WEMoETraining {
     /// Trains `model`'s routers in place; calls `progress(step, steps, loss)` after every step and
     /// returns the loss of every step.
     public static func run(_ model: WEMoEModel, tasks: [WEMoETask], options: WEMoETrainingOptions,
                            progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws(MergeKitError) -> [Double] {
-        precondition(options.steps >= 0 && options.batchSize >= 1 && !tasks.isEmpty)
+        try options.validate()
+        precondition(!tasks.isEmpty)
         for task in tasks {
             guard task.head.dimension == model.embeddingSize else {
                 throw MergeKitError(.shapeMismatch, file: task.head.path, tensor: "weight",
@@ -65,13 +83,23 @@ public enum WEMoETraining {
         }
         var losses: [Double] = []
         losses.reserveCapacity(options.steps)
-        for step in 1...max(1, options.steps) where options.steps > 0 {
+        let names = model.parameters.routerTensors
+        func tensor(_ j: Int) -> String { names.first { $0.range.contains(j) }?.name ?? "" }
+        for step in 1...options.steps {
             var gradient = [Float](repeating: 0, count: n)
             var loss = 0.0
             for (i, task) in tasks.enumerated() {
                 let indices = samplers[i].next(options.batchSize)
                 let pixels = task.data.pixels(indices)
                 let result = model.lossGradients(pixels: pixels, batch: indices.count, head: task.head, loss: .entropy, batchReduce: true)
+                func stop(_ what: String, _ value: Double, tensor: String? = nil) -> MergeKitError {
+                    TrainingGuard.batchError(step: step, what: what, value: value, tensor: tensor, file: task.data.path, batch: indices,
+                                             pixels: pixels, pixelsPerImage: model.config.pixelsPerImage)
+                }
+                guard result.loss.isFinite else { throw stop("the entropy", result.loss) }
+                if let j = result.gradient.withUnsafeBufferPointer({ TrainingGuard.firstNonFinite($0.baseAddress!, count: n) }) {
+                    throw stop("the gradient", Double(result.gradient[j]), tensor: tensor(j))
+                }
                 loss += result.loss
                 for j in 0..<n { gradient[j] += result.gradient[j] }
             }
@@ -84,6 +112,9 @@ public enum WEMoETraining {
                 m[j] = b1 * m[j] + (1 - b1) * g
                 v[j] = b2 * v[j] + (1 - b2) * g * g
                 p[j] -= options.learningRate * (m[j] / c1) / ((v[j] / c2).squareRoot() + options.epsilon)
+            }
+            if let j = TrainingGuard.firstNonFinite(p, count: n) {
+                throw TrainingGuard.parameterError(step: step, tensor: tensor(j), value: p[j], learningRate: Double(options.learningRate))
             }
             losses.append(loss)
             progress(step, options.steps, loss)
