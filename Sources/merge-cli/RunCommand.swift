@@ -17,7 +17,7 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var outputOptions: OutputOptions
 
-    @Option(help: "Seed for DARE's random masks (overrides the recipe's seed).")
+    @Option(parsing: .unconditional, help: "Seed for DARE's random masks (overrides the recipe's seed).")
     var seed: UInt64?
 
     func run() throws {
@@ -79,19 +79,19 @@ struct SweepCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var outputOptions: OutputOptions
 
-    @Option(help: ArgumentHelp("Grid of λ, e.g. 0:1:0.05.", valueName: "grid"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Grid of λ, e.g. 0:1:0.05.", valueName: "grid"))
     var scale: String?
 
-    @Option(help: ArgumentHelp("Grid of densities, e.g. 0.1,0.2,0.3.", valueName: "grid"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Grid of densities, e.g. 0.1,0.2,0.3.", valueName: "grid"))
     var density: String?
 
-    @Option(help: ArgumentHelp("Any parameter's grid, NAME=GRID (repeatable).", valueName: "name=grid"))
+    @Option(parsing: .unconditionalSingleValue, help: ArgumentHelp("Any parameter's grid, NAME=GRID (repeatable).", valueName: "name=grid"))
     var grid: [String] = []
 
-    @Option(help: ArgumentHelp("A fixed parameter, NAME=VALUE (repeatable), e.g. trim_scope=global.", valueName: "name=value"))
+    @Option(parsing: .unconditionalSingleValue, help: ArgumentHelp("A fixed parameter, NAME=VALUE (repeatable), e.g. trim_scope=global.", valueName: "name=value"))
     var param: [String] = []
 
-    @Option(help: "Seed for DARE's random masks.")
+    @Option(parsing: .unconditional, help: "Seed for DARE's random masks.")
     var seed: UInt64?
 
     func validate() throws {

@@ -46,7 +46,7 @@ public indirect enum ParameterSetting: Sendable, Equatable, CustomStringConverti
 
     public var description: String {
         switch self {
-        case .number(let v): return "\(v)"
+        case .number(let v): return MethodParameter.format(v)
         case .bool(let b): return "\(b)"
         case .string(let s): return s
         case .gradient(let values): return "\(values)"

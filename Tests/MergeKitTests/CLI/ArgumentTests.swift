@@ -1,0 +1,200 @@
+import Foundation
+import Testing
+@testable import MergeKit
+
+/// Every command's options, read from `merge-cli --experimental-dump-help`.
+enum CommandOptions {
+    struct Option {
+        let command: String
+        let flag: String
+        let valueName: String
+        let parsing: String
+        let enumerated: Bool
+    }
+
+    static let all: [Option] = {
+        let dump = try! CLI.run(["--experimental-dump-help"])
+        let root = try! JSONParser.parse(Array(dump.stdout.utf8))
+        var options: [Option] = []
+        for command in root["command"]?["subcommands"]?.arrayValue ?? [] {
+            let name = command["commandName"]!.stringValue!
+            for argument in command["arguments"]?.arrayValue ?? [] where argument["kind"]?.stringValue == "option" {
+                options.append(Option(command: name, flag: "--" + argument["preferredName"]!["name"]!.stringValue!,
+                                      valueName: argument["valueName"]?.stringValue ?? "",
+                                      parsing: argument["parsingStrategy"]?.stringValue ?? "",
+                                      enumerated: argument["allValues"] != nil))
+            }
+        }
+        return options
+    }()
+
+    static var commands: [String] { Array(Set(all.map(\.command))).sorted() }
+
+    /// Options whose values are numbers (or grids of numbers): neither paths, names nor enumerations.
+    static var numeric: [Option] {
+        all.filter { !$0.enumerated && !["path", "dir", "file", "name"].contains($0.valueName) }
+    }
+
+    /// Arguments that get every command past parsing to its range checks, naming files that do not
+    /// exist: a command that opened a file before checking its values would exit 1, not 64.
+    static func baseline(_ command: String, output: String) -> [String] {
+        let base = "missing/base", a = "missing/a", b = "missing/b", head = "missing/head", data = "missing/data"
+        let merge = ["--base", base, "--model", a, "--model", b, "-o", output]
+        switch command {
+        case "negate", "linearize": return ["--base", base, "--model", a, "-o", output]
+        case "run": return ["missing/recipe.yml", "-o", output]
+        case "sweep": return ["--method", "ties", "--base", base, "--model", a, "--model", b, "--scale", "0.5", "-o", output]
+        case "analyze": return ["--base", base, "--model", a, "--model", b]
+        case "task-vector": return ["--base", base, "--finetuned", a, "-o", output]
+        case "extract-lora": return ["--base", base, "--model", a, "--rank", "4", "-o", output]
+        case "inspect", "verify": return ["missing/model.safetensors"]
+        case "eval": return ["--model", a, "--head", head, "--data", data]
+        case "finetune": return ["--base", base, "--head", head, "--data", data, "-o", output]
+        case "disentanglement": return ["--base", base, "--task-vector", a, "--task-vector", b, "--head", head, "--head", head,
+                                        "--data", data, "--data", data]
+        case "wemoe": return ["--base", base, "--model", a, "-o", output]
+        case "wemoe-train": return ["--model", a, "--data", data, "--head", head, "-o", output]
+        case "methods": return []
+        default: return merge
+        }
+    }
+
+    /// `arguments` with `flag` set to `values` (replacing the value it had, if any).
+    static func setting(_ flag: String, to values: [String], in arguments: [String]) -> [String] {
+        var result: [String] = []
+        var i = 0
+        while i < arguments.count {
+            if arguments[i] == flag || (flag == "--output" && arguments[i] == "-o") { i += 2; continue }
+            result.append(arguments[i])
+            i += 1
+        }
+        return result + values.flatMap { [flag, $0] }
+    }
+}
+
+@Suite("Command-line arguments")
+struct ArgumentTests {
+    let fixtures = TestSupport.fixture("")
+
+    @Test("Every numeric option of every command parses its value unconditionally, so negative numbers are values")
+    func numericOptionsAreUnconditional() {
+        #expect(CommandOptions.commands.count >= 20)
+        let numeric = CommandOptions.numeric
+        #expect(numeric.count >= 80 && numeric.contains { $0.flag == "--weight" } && numeric.contains { $0.flag == "--alphas" })
+        for option in numeric {
+            #expect(option.parsing == "unconditional", "\(option.command) \(option.flag) <\(option.valueName)> parses \(option.parsing)")
+        }
+    }
+
+    @Test("Every numeric option of every command takes -1 as its value (a range error at most, never a parse error)")
+    func everyOptionTakesMinusOne() throws {
+        let dir = TestSupport.temporaryDirectory("arguments")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for option in CommandOptions.numeric {
+            let baseline = CommandOptions.baseline(option.command, output: dir + "/out")
+            let value = option.flag == "--grid" || option.flag == "--param" ? "lambda=-1" : (option.flag == "--scale" && option.command == "sweep" ? "-1:1:1" : "-1")
+            var arguments = CommandOptions.setting(option.flag, to: [value], in: baseline)
+            if option.flag == "--weight" { arguments += ["--weight", "1"] }
+            if option.flag == "--grid" { arguments = CommandOptions.setting("--scale", to: [], in: arguments) }
+            let run = try CLI.run([option.command] + arguments, in: dir)
+            #expect(!run.stderr.contains("Missing value") && !run.stderr.contains("Unknown option"),
+                    "\(option.command) \(option.flag) -1: \(run.stderr)")
+            #expect(run.status == 1 || run.status == 64, "\(option.command) \(option.flag) -1: \(run.status) \(run.stderr)")
+        }
+        #expect(TestSupport.listing(dir).isEmpty)
+    }
+
+    @Test("Negative values work where they are valid: the help's analogy, negative λ on every λ command, sweeps, α grids")
+    func negativeValues() throws {
+        let dir = TestSupport.temporaryDirectory("arguments")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The analogy exactly as `task-arithmetic --help` shows it, with a real option after the -1.
+        let help = try CLI.run(["task-arithmetic", "--help"])
+        #expect(help.stdout.contains("--weight 1 --weight 1 --weight -1 -o out"), "\(help.stdout)")
+        let analogy = try CLI.run(["task-arithmetic", "--base", "f32/base", "--model", "f32/ft_c", "--model", "f32/ft_b", "--model", "f32/ft_a",
+                                   "--weight", "1", "--weight", "1", "--weight", "-1", "-o", dir + "/analogy.safetensors", "--json"], in: fixtures)
+        #expect(analogy.status == 0, "\(analogy.stderr)")
+        let summary = try JSONParser.parse(Array(analogy.stdout.utf8))
+        #expect(summary["inputs"]?.arrayValue?.map { $0["weight"]?.doubleValue } == [1, 1, -1])
+        // The same merge with --weight=-1 spelled the old way gives the same bytes.
+        let spelled = try CLI.run(["task-arithmetic", "--base", "f32/base", "--model", "f32/ft_c", "--model", "f32/ft_b", "--model", "f32/ft_a",
+                                   "--weight", "1", "--weight", "1", "--weight=-1", "-o", dir + "/spelled.safetensors"], in: fixtures)
+        #expect(spelled.status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/analogy.safetensors")) == (try Data(contentsOf: URL(fileURLWithPath: dir + "/spelled.safetensors"))))
+
+        for command in ["task-arithmetic", "negate", "ties", "dare", "breadcrumbs", "magmax", "tsv-m", "iso-c"] {
+            let inputs = command == "negate" ? ["--model", "f32/ft_a"] : ["--model", "f32/ft_a", "--model", "f32/ft_b"]
+            let run = try CLI.run([command, "--base", "f32/base"] + inputs + ["--scale", "-0.5", "--dry-run", "-o", dir + "/x"], in: fixtures)
+            #expect(run.status == 0 && run.stdout.contains("\"scale\":-0.5"), "\(command): \(run.stderr)\(run.stdout.prefix(200))")
+        }
+        try FileManager.default.createDirectory(atPath: dir + "/sweep", withIntermediateDirectories: false)
+        let sweep = try CLI.run(["sweep", "--method", "task_arithmetic", "--base", "f32/base", "--model", "f32/ft_a", "--scale", "-1:1:1",
+                                 "--dry-run", "-o", dir + "/sweep"], in: fixtures)
+        #expect(sweep.status == 0 && sweep.stdout.contains("# point 0: lambda = -1"), "\(sweep.stderr)")
+        // disentanglement takes a grid starting with a minus sign (it then fails on the missing files: exit 1).
+        let alphas = try CLI.run(["disentanglement"] + CommandOptions.baseline("disentanglement", output: "") + ["--alphas", "-1,0,1"], in: dir)
+        #expect(alphas.status == 1 && alphas.stderr.contains("missing/"), "\(alphas.stderr)")
+        #expect(TestSupport.listing(dir).sorted() == ["analogy.safetensors", "spelled.safetensors", "sweep"] && TestSupport.listing(dir + "/sweep").isEmpty)
+    }
+
+    /// Out-of-range values, each with the message every command that has the option must give.
+    static let badValues: [(flag: String, values: [String], message: String)] = [
+        ("--scale", ["nan"], MethodParameter.scale.problem(.nan, label: "--scale")!),
+        ("--scale", ["inf"], MethodParameter.scale.problem(.infinity, label: "--scale")!),
+        ("--density", ["1.5"], MethodParameter.density.problem(1.5, label: "--density")!),
+        ("--density", ["0"], MethodParameter.density.problem(0, label: "--density")!),
+        ("--drop-rate", ["1"], MethodParameter.dropRate.problem(1, label: "--drop-rate")!),
+        ("--gamma", ["1"], MethodParameter.gamma.problem(1, label: "--gamma")!),
+        ("--gamma", ["-0.1"], MethodParameter.gamma.problem(-0.1, label: "--gamma")!),
+        ("--weight", ["nan", "1"], MethodParameter.weight.problem(.nan, label: "--weight")!),
+        ("--max-shard-size", ["0.4"], "--max-shard-size must be at least 1 byte, not 0.4"),
+        ("--output", [""], "--output must name a file or directory, not an empty string"),
+        ("--threads", ["0"], "--threads must be at least 1, not 0"),
+        ("--batch-size", ["0"], "--batch-size must be at least 1, not 0"),
+    ]
+
+    @Test("Every out-of-range value exits 64 before any file is opened, with the same message on every command that has the option")
+    func outOfRangeValues() throws {
+        let dir = TestSupport.temporaryDirectory("arguments")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The baselines name missing files: without a bad value they fail on those (exit 1).
+        for command in CommandOptions.commands where command != "methods" {
+            let run = try CLI.run([command] + CommandOptions.baseline(command, output: dir + "/out"), in: dir)
+            #expect(run.status == 1 && run.stderr.contains("missing/"), "\(command): \(run.status) \(run.stderr)")
+        }
+        var checked = 0
+        for bad in Self.badValues {
+            let commands = CommandOptions.all.filter { $0.flag == bad.flag }.map(\.command)
+            #expect(!commands.isEmpty, "no command has \(bad.flag)")
+            for command in commands {
+                let arguments = CommandOptions.setting(bad.flag, to: bad.values, in: CommandOptions.baseline(command, output: dir + "/out"))
+                let run = try CLI.run([command] + arguments, in: dir)
+                #expect(run.status == 64 && run.stderr.contains("Error: " + bad.message + "\n"),
+                        "\(command) \(bad.flag) \(bad.values): \(run.status) \(run.stderr)")
+                checked += 1
+            }
+        }
+        #expect(checked >= 90)
+        #expect(TestSupport.listing(dir).isEmpty)
+    }
+
+    @Test("What a method refuses besides ranges is an argument error too: no sign vote, weights it cannot take, Σw = 0")
+    func methodRefusals() throws {
+        let dir = TestSupport.temporaryDirectory("arguments")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let inputs = ["--base", "missing/base", "--model", "missing/a", "--model", "missing/b", "-o", dir + "/out"]
+        for (arguments, message) in [
+            (["ties", "--vote", "none"], "TIES needs a sign vote, mass or weighted, not none"),
+            (["dare", "--combine", "ties", "--vote", "none"], "DARE-TIES needs a sign vote, mass or weighted, not none"),
+            (["magmax", "--weight", "1", "--weight", "0.5"], "magmax sets its own per-task coefficients"),
+            (["model-stock", "--weight", "2", "--weight", "1"], "model-stock sets its own per-task coefficients"),
+            (["linear", "--weight", "1", "--weight", "-1"], "sum to 0"),
+        ] {
+            let run = try CLI.run(arguments + inputs, in: dir)
+            #expect(run.status == 64 && run.stderr.contains(message), "\(arguments): \(run.status) \(run.stderr)")
+            #expect(!run.stderr.contains("--vote") && !run.stderr.contains("--weight") && !run.stderr.contains("--no-normalize"),
+                    "library words, not another command's flags: \(run.stderr)")
+        }
+        #expect(TestSupport.listing(dir).isEmpty)
+    }
+}
