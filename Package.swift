@@ -46,9 +46,14 @@ let package = Package(
             dependencies: ["MergeKit"],
             path: "Fuzz/HeaderFuzz"
         ),
+        .executableTarget(
+            name: "recipe-fuzz",
+            dependencies: ["MergeKit"],
+            path: "Fuzz/RecipeFuzz"
+        ),
         .testTarget(
             name: "MergeKitTests",
-            dependencies: ["MergeKit", "merge-cli", "header-fuzz"]
+            dependencies: ["MergeKit", "merge-cli", "header-fuzz", "recipe-fuzz"]
         ),
     ]
 )
