@@ -198,3 +198,111 @@ struct ArgumentTests {
         #expect(TestSupport.listing(dir).isEmpty)
     }
 }
+
+@Suite("sweep arguments")
+struct SweepArgumentTests {
+    let fixtures = TestSupport.fixture("")
+    let inputs = ["--base", "f16/base", "--model", "f16/ft_a", "--model", "f16/ft_b"]
+
+    @Test("Flags become recipe values, never YAML text: a --param holding YAML adds no key, messages cite no hidden text")
+    func noYAMLFromFlags() throws {
+        let dir = TestSupport.temporaryDirectory("sweep-args")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (param, message) in [
+            ("density=0.5\nmerge_method: dare", "--param density must be a number, not \"0.5\\nmerge_method: dare\""),
+            ("vote=mass\nmerge_method: task_arithmetic", "vote = \"mass\\nmerge_method: task_arithmetic\" is not one of none, mass, weighted"),
+            ("trim_scope=tensor\nsweep: {lambda: [1, 2]}", "trim_scope = \"tensor\\nsweep: {lambda: [1, 2]}\" is not one of global, tensor"),
+        ] {
+            let run = try CLI.run(["sweep", "--method", "ties"] + inputs + ["--scale", "0.5", "--param", param, "-o", dir + "/out"], in: fixtures)
+            #expect(run.status == 64 && run.stderr.contains(message), "\(param): \(run.status) \(run.stderr)")
+        }
+        // A missing input is named as given, with no line of a recipe the user never wrote.
+        let missing = try CLI.run(["sweep", "--method", "ties", "--base", "f16/base", "--model", "f16/nope", "--scale", "0.5", "-o", dir + "/out"], in: fixtures)
+        #expect(missing.status == 1 && missing.stderr.contains("error: f16/nope: does not exist") && !missing.stderr.contains("line "), "\(missing.stderr)")
+        #expect(TestSupport.listing(dir).isEmpty)
+
+        // Paths with YAML syntax in them are recorded faithfully in each point's recipe.yml, which runs as a recipe.
+        let odd = dir + "/odd: \"name\" #1\n- x"
+        try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: false)
+        for file in ["base", "ft_a"] {
+            try FileManager.default.copyItem(atPath: TestSupport.fixture("f32/\(file)/model.safetensors"), toPath: odd + "/\(file).safetensors")
+        }
+        let sweep = try CLI.run(["sweep", "--method", "task_arithmetic", "--base", odd + "/base.safetensors", "--model", odd + "/ft_a.safetensors",
+                                 "--weight", "-1", "--scale", "0.5,1", "--param", "normalize=false", "-o", dir + "/sweep"], in: fixtures)
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let recipe = try Recipe.load(path: dir + "/sweep/point-001/recipe.yml")
+        #expect(recipe.baseModel == odd + "/base.safetensors" && recipe.inputs.map(\.path) == [odd + "/ft_a.safetensors"])
+        #expect(recipe.inputs.first?.parameters == ["weight": .number(-1)] && recipe.parameters == ["normalize": .bool(false)])
+        #expect(recipe.sweep.map(\.name) == ["lambda"] && recipe.sweep.first?.values == [.number(0.5), .number(1)])
+        let rerun = try CLI.run(["run", dir + "/sweep/point-001/recipe.yml", "-o", dir + "/rerun"], in: fixtures)
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        for point in ["point-000", "point-001"] {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/sweep/\(point)/model.safetensors"))
+                    == (try Data(contentsOf: URL(fileURLWithPath: "\(dir)/rerun/\(point)/model.safetensors"))), "\(point)")
+        }
+    }
+
+    @Test("A repeated axis, a point given twice, a step that rounds points together, an empty or huge grid exit 64 before any file is opened")
+    func badGrids() throws {
+        let dir = TestSupport.temporaryDirectory("sweep-args")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let missing = ["--base", "missing/base", "--model", "missing/a"]
+        for (arguments, message) in [
+            (["--scale", "0.5", "--grid", "lambda=1,2"], "--grid lambda gives lambda again (--scale gave it)"),
+            (["--grid", "density=0.1", "--grid", "density=0.2"], "--grid density gives density again (--grid density gave it)"),
+            (["--density", "0.5", "--grid", "density=0.2"], "--grid density gives density again (--density gave it)"),
+            (["--scale", "0:1:0.5", "--param", "lambda=1"], "--param lambda gives lambda again (--scale gave it)"),
+            (["--scale", "0.5,1,0.5"], "--scale: 0.5 appears twice"),
+            (["--scale", "1:1.000000000001:1e-14"], "--scale: the step is so small that points round to the same value (1)"),
+            (["--scale", ""], "--scale: the grid is empty"),
+            (["--density", "0.1,,0.2"], "--density: 0.1,,0.2 has an empty entry"),
+            (["--scale", "0:1:0"], "--scale: 0:1:0 needs a positive step"),
+            (["--scale", "0:1:1e-5"], "--scale: 0:1:1e-5 has more than 10000 points, the most a sweep writes"),
+            (["--scale", "0:1:0.01", "--density", "0.01:1:0.01"], "The grids make 10100 points; a sweep writes at most 10000"),
+            (["--grid", "lambda"], "--grid lambda is not NAME=VALUE"),
+            (["--grid", "nope=1"], "--grid nope: ties has no parameter nope"),
+            (["--scale", "1", "--param", "lambda"], "--param lambda is not NAME=VALUE"),
+        ] {
+            let run = try CLI.run(["sweep", "--method", "ties"] + missing + arguments + ["-o", dir + "/out"], in: dir)
+            #expect(run.status == 64 && run.stderr.contains(message), "\(arguments): \(run.status) \(run.stderr)")
+        }
+        let method = try CLI.run(["sweep", "--method", "tie"] + missing + ["--scale", "1", "-o", dir + "/out"], in: dir)
+        #expect(method.status == 64 && method.stderr.contains("--method tie is not a merge method"), "\(method.stderr)")
+        #expect(TestSupport.listing(dir).isEmpty)
+    }
+
+    @Test("ties: the command follows the paper and the sweep follows recipes (mergekit); both helps say so, and each does what its help says")
+    func tiesSemantics() throws {
+        let dir = TestSupport.temporaryDirectory("sweep-args")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tiesHelp = try CLI.run(["ties", "--help"]).stdout.replacingOccurrences(of: "\n", with: " ")
+            .replacingOccurrences(of: #"\s+"#, with: " ", options: .regularExpression)
+        #expect(tiesHelp.contains("This command follows the paper by default: --trim-scope global --vote mass --merge mean"), "\(tiesHelp)")
+        #expect(tiesHelp.contains("`merge-cli sweep --method ties` follow mergekit's ties"), "\(tiesHelp)")
+        #expect(tiesHelp.contains("pass --trim-scope tensor --vote weighted --merge normalized (and --density 1 for its default)"), "\(tiesHelp)")
+        let sweepHelp = try CLI.run(["sweep", "--help"]).stdout.replacingOccurrences(of: #"\s+"#, with: " ", options: .regularExpression)
+        #expect(sweepHelp.contains("`--method ties` is mergekit's ties (per-tensor trim, weighted vote, normalized merge, density 1), while `merge-cli ties` follows the paper"), "\(sweepHelp)")
+        #expect(sweepHelp.contains("pass --param trim_scope=global --param vote=mass --param merge=mean (and --density 0.2, its K)"), "\(sweepHelp)")
+
+        /// Every tensor's bytes (the metadata records density per model for the recipe, once for the command).
+        func bytes(_ path: String) throws -> [String: [UInt8]] {
+            let checkpoint = try Checkpoint(path: path)
+            return Dictionary(uniqueKeysWithValues: checkpoint.entries.map { ($0.name, Array($0.file.bytes(of: $0.info))) })
+        }
+        let models = ["--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b", "--model", "f32/ft_c"]
+        // What the sweep's help says gives the paper's TIES is `merge-cli ties` with its defaults ...
+        let paper = try CLI.run(["sweep", "--method", "ties"] + models + ["--density", "0.2", "--scale", "1", "--param", "trim_scope=global",
+                                 "--param", "vote=mass", "--param", "merge=mean", "-o", dir + "/paper"], in: fixtures)
+        let command = try CLI.run(["ties"] + models + ["-o", dir + "/command.safetensors"], in: fixtures)
+        #expect(paper.status == 0 && command.status == 0, "\(paper.stderr)\(command.stderr)")
+        #expect(try bytes(dir + "/paper/point-000/model.safetensors") == (try bytes(dir + "/command.safetensors")))
+        // ... and what the ties help says gives mergekit's is the sweep's default ties.
+        let recipe = try CLI.run(["sweep", "--method", "ties"] + models + ["--scale", "1", "-o", dir + "/mergekit"], in: fixtures)
+        let spelled = try CLI.run(["ties"] + models + ["--trim-scope", "tensor", "--vote", "weighted", "--merge", "normalized", "--density", "1",
+                                   "-o", dir + "/spelled.safetensors"], in: fixtures)
+        #expect(recipe.status == 0 && spelled.status == 0, "\(recipe.stderr)\(spelled.stderr)")
+        #expect(try bytes(dir + "/mergekit/point-000/model.safetensors") == (try bytes(dir + "/spelled.safetensors")))
+        // The two defaults do differ on these models.
+        #expect(try bytes(dir + "/spelled.safetensors") != (try bytes(dir + "/command.safetensors")))
+    }
+}
