@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import MergeKit
 
 /// libFuzzer target for the recipe reader (YAML and JSON recipes).
@@ -11,8 +12,8 @@ import MergeKit
 /// - an accepted recipe, rebuilt from its values (as `merge-cli sweep` builds its recipe) and
 ///   written out as YAML, parses back to the same method, base, inputs, parameters and sweep.
 ///
-/// Built with `-sanitize=fuzzer -D FUZZING` (see `Fuzz/run.sh`), libFuzzer supplies `main`. In a
-/// normal build, `main` runs the same checks on the files named as arguments (reproducing a crash).
+/// Built with `-sanitize=fuzzer -D FUZZING` (see `Fuzz/run.sh`), `main` hands over to libFuzzer; in
+/// a normal build it runs the same checks on the files named as arguments (see `FuzzDriver`).
 enum RecipeFuzz {
     static let fileName = "fuzz-recipe.yml"
 
@@ -71,41 +72,16 @@ public func recipeFuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -
     RecipeFuzz.check(UnsafeRawBufferPointer(start: data, count: size))
     return 0
 }
-
-/// libFuzzer's entry point for programs that keep their own `main` (see Fuzz/HeaderFuzz).
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
 #endif
 
-/// With libFuzzer (`-D FUZZING`): runs the fuzzer with its usual command line. Without: runs the
-/// checks on every file (or every file in every directory) named on the command line.
+/// Runs libFuzzer (`-D FUZZING`) or replays the files named on the command line (see FuzzDriver).
 @main
 struct RecipeFuzzMain {
     static func main() {
         #if FUZZING
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv, recipeFuzzTestOneInput))
+        FuzzDriver.main(name: "recipe-fuzz", check: RecipeFuzz.check, callback: recipeFuzzTestOneInput)
         #else
-        var count = 0
-        for argument in CommandLine.arguments.dropFirst() {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory) else {
-                FileHandle.standardError.write(Data("recipe-fuzz: \(argument) does not exist\n".utf8))
-                exit(2)
-            }
-            let paths = isDirectory.boolValue
-                ? ((try? FileManager.default.contentsOfDirectory(atPath: argument)) ?? []).sorted().map { argument + "/" + $0 }
-                : [argument]
-            for path in paths {
-                guard let data = FileManager.default.contents(atPath: path) else { continue }
-                data.withUnsafeBytes { RecipeFuzz.check($0) }
-                count += 1
-            }
-        }
-        print("recipe-fuzz: \(count) inputs checked, no failures")
+        FuzzDriver.main(name: "recipe-fuzz", check: RecipeFuzz.check, callback: nil)
         #endif
     }
 }
