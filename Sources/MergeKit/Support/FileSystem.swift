@@ -67,7 +67,8 @@ enum FileSystem {
         while !components.isEmpty {
             let candidate = "/" + components.joined(separator: "/")
             if let real = realPath(candidate) {
-                return ([real == "/" ? "" : real] + tail).joined(separator: "/")
+                let joined = ([real == "/" ? "" : real] + tail).joined(separator: "/")
+                return joined.isEmpty ? "/" : joined
             }
             tail.insert(components.removeLast(), at: 0)
         }
@@ -164,15 +165,11 @@ enum FileSystem {
         close(fd)
     }
 
-    /// A fresh, unused sibling name for a temporary output next to `path`.
-    static func temporarySibling(of path: String) -> String {
-        let directory = parentDirectory(of: path)
-        let name = lastComponent(of: path)
-        var generator = SystemRandomNumberGenerator()
-        while true {
-            let suffix = String(generator.next() & 0xFFFF_FFFF, radix: 16)
-            let candidate = join(directory, ".\(name).mergekit-tmp-\(getpid())-\(suffix)")
-            if !exists(candidate) { return candidate }
-        }
+    /// `path` without trailing slashes ("out/" names the same directory as "out", and an output
+    /// that is a symbolic link must be looked at as the link, which "link/" is not).
+    static func trimmingTrailingSlashes(_ path: String) -> String {
+        var trimmed = Substring(path)
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        return String(trimmed)
     }
 }
