@@ -20,6 +20,9 @@ import Darwin
 /// - MergeKit's temporary outputs (`.NAME.mergekit-tmp-…`, `.NAME.mergekit-old-…`, see
 ///   `OutputTemporaries`), files or directories holding only the above.
 ///
+/// A temporary that a live process holds (another run writing inside this directory right now)
+/// is not recognised: it is never removed.
+///
 /// Everything else — any other file, any other subdirectory, symbolic links (even under a
 /// recognised name), FIFOs, sockets, devices — belongs to the user. An existing output holding
 /// any of it is refused before any work (`OutputGuard`), and if some appears in an output while
@@ -81,7 +84,11 @@ enum OutputEntries {
         var unexpected: [String] = []
         for name in try FileSystem.contents(of: directory) {
             let path = FileSystem.join(directory, name)
-            switch entryKind(path) {
+            if OutputTemporaries.isTemporaryName(name) && OutputTemporaries.isInUse(path) {
+                unexpected.append(prefix + name + " (being written by a running process)")
+                continue
+            }
+            switch FileSystem.kind(of: path, followingLinks: false) {
             case .file where isOutputFile(name):
                 continue
             case .directory where isOutputDirectory(name) && depth < maximumDepth:
@@ -107,7 +114,11 @@ enum OutputEntries {
         var left: [String] = []
         for name in names {
             let path = FileSystem.join(directory, name)
-            switch entryKind(path) {
+            if OutputTemporaries.isTemporaryName(name) && OutputTemporaries.isInUse(path) {
+                left.append(prefix + name)
+                continue
+            }
+            switch FileSystem.kind(of: path, followingLinks: false) {
             case .file where isOutputFile(name):
                 if unlink(path) != 0 && errno != ENOENT { left.append(prefix + name) }
             case .directory where isOutputDirectory(name) && depth < maximumDepth:
@@ -123,17 +134,6 @@ enum OutputEntries {
             }
         }
         return left
-    }
-
-    /// What is at `path` itself (a symbolic link is `.other`, whatever it points to).
-    static func entryKind(_ path: String) -> FileSystem.Kind {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return .missing }
-        switch st.st_mode & S_IFMT {
-        case S_IFREG: return .file
-        case S_IFDIR: return .directory
-        default: return .other
-        }
     }
 
     /// "a, b, c, d, e and 3 more": the first few of `entries` for a message.

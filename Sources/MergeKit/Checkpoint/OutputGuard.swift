@@ -61,7 +61,7 @@ public enum OutputGuard {
                 fix: "Create the directory first"))
             return
         }
-        let existing = OutputEntries.entryKind(path)
+        let existing = FileSystem.kind(of: path, followingLinks: false)
         if existing == .missing { return }
         if let error = replacementProblem(output: output, path: path, isDirectory: isDirectory, existing: existing) {
             problems.add(error)
@@ -86,7 +86,7 @@ public enum OutputGuard {
 
     /// The first input that `output` (canonically `target`) is, contains, lies inside or links to.
     private static func inputProblem(output: String, target: String, inputs: [String]) -> MergeKitError? {
-        let outputIdentity = OutputEntries.entryKind(target) == .file ? FileSystem.identity(of: target) : nil
+        let outputIdentity = FileSystem.kind(of: target, followingLinks: false) == .file ? FileSystem.identity(of: target) : nil
         for input in inputs {
             guard let source = FileSystem.realPath(input) else { continue }
             if target == source || target.hasPrefix(source + "/") || source.hasPrefix(target + "/") || source == "/" {

@@ -167,7 +167,7 @@ final class StagedOutput: @unchecked Sendable {
     private func moveIntoPlace() throws(MergeKitError) {
         let parentDirectory = FileSystem.parentDirectory(of: target)
         defer { FileSystem.syncDirectory(parentDirectory) }
-        switch OutputEntries.entryKind(target) {
+        switch FileSystem.kind(of: target, followingLinks: false) {
         case .missing:
             try moveToNewPlace()
         case let existing:
@@ -199,7 +199,7 @@ final class StagedOutput: @unchecked Sendable {
         let code = errno
         if code == EEXIST { throw appeared() }
         // No hard links on this file system (FAT, some network file systems): check, then rename.
-        guard OutputEntries.entryKind(target) == .missing else { throw appeared() }
+        guard FileSystem.kind(of: target, followingLinks: false) == .missing else { throw appeared() }
         guard rename(temporaryPath, target) == 0 else { throw FileSystem.writeError(file: destination, errno: errno) }
     }
 

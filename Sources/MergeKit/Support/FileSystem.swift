@@ -28,10 +28,11 @@ enum FileSystem {
 
     enum Kind { case file, directory, other, missing }
 
-    /// What is at `path` (following symlinks).
-    static func kind(of path: String) -> Kind {
+    /// What is at `path`: following symlinks, or (`followingLinks: false`) the entry itself, a
+    /// symlink being `.other` whatever it points to.
+    static func kind(of path: String, followingLinks: Bool = true) -> Kind {
         var st = stat()
-        guard stat(path, &st) == 0 else { return .missing }
+        guard (followingLinks ? stat(path, &st) : lstat(path, &st)) == 0 else { return .missing }
         switch st.st_mode & S_IFMT {
         case S_IFREG: return .file
         case S_IFDIR: return .directory

@@ -110,6 +110,15 @@ enum OutputTemporaries {
         return open.st_dev == named.st_dev && open.st_ino == named.st_ino
     }
 
+    /// Whether a live process holds the lock of the temporary at `path`.
+    static func isInUse(_ path: String) -> Bool {
+        guard let (fd, _) = openForLock(path) else { return false }
+        defer { close(fd) }
+        guard tryLock(fd) else { return true }
+        _ = flock(fd, LOCK_UN)
+        return false
+    }
+
     /// Opens a regular file or directory (not following a symlink, never blocking on a FIFO) to
     /// take its lock.
     static func openForLock(_ path: String) -> (fd: Int32, isDirectory: Bool)? {
@@ -135,18 +144,16 @@ enum OutputTemporaries {
         for entry in (try? FileSystem.contents(of: parent)) ?? [] where parse(entry)?.output == name {
             candidates.append(FileSystem.join(parent, entry))
         }
-        if OutputEntries.entryKind(trimmed) == .directory {
+        if FileSystem.kind(of: trimmed, followingLinks: false) == .directory {
             for entry in (try? FileSystem.contents(of: trimmed)) ?? [] where isTemporaryName(entry) {
                 candidates.append(FileSystem.join(trimmed, entry))
             }
         }
         return candidates.compactMap { candidate in
-            guard let parsed = parse(FileSystem.lastComponent(of: candidate)), let (fd, isDirectory) = openForLock(candidate) else { return nil }
-            defer { close(fd) }
-            let free = tryLock(fd)
-            if free { _ = flock(fd, LOCK_UN) }
-            return Found(path: candidate, role: parsed.role, pid: parsed.pid, isDirectory: isDirectory,
-                         bytes: diskUsage(candidate), inUse: !free)
+            let kind = FileSystem.kind(of: candidate, followingLinks: false)
+            guard let parsed = parse(FileSystem.lastComponent(of: candidate)), kind == .file || kind == .directory else { return nil }
+            return Found(path: candidate, role: parsed.role, pid: parsed.pid, isDirectory: kind == .directory,
+                         bytes: diskUsage(candidate), inUse: isInUse(candidate))
         }
     }
 
@@ -165,7 +172,7 @@ enum OutputTemporaries {
             guard tryLock(fd), isSame(fd, as: path) else { continue }
             let size = byteDescription(diskUsage(path))
             let who = "an interrupted run (process \(parsed.pid))"
-            if parsed.role == .replaced && isDirectory && OutputEntries.entryKind(trimmed) == .missing {
+            if parsed.role == .replaced && isDirectory && FileSystem.kind(of: trimmed, followingLinks: false) == .missing {
                 if rename(path, trimmed) == 0 {
                     FileSystem.syncDirectory(parent)
                     notes.append(OutputNote(.restoredPreviousOutput, path: trimmed,

@@ -35,7 +35,7 @@ struct OutputReplacementTests {
             let enumerator = try #require(FileManager.default.enumerator(atPath: path))
             while let relative = enumerator.nextObject() as? String {
                 let full = path + "/" + relative
-                switch OutputEntries.entryKind(full) {
+                switch FileSystem.kind(of: full, followingLinks: false) {
                 case .file: result[relative] = try Data(contentsOf: URL(fileURLWithPath: full))
                 case .directory: result[relative + "/"] = Data()
                 default: result[relative + "@"] = Data()
@@ -155,6 +155,33 @@ struct OutputReplacementTests {
         #expect(try String(contentsOfFile: note.path + "/thesis.tex", encoding: .utf8) == "draft")
     }
 
+    @Test("A temporary another running process holds inside the output is never removed: refused at the plan, left at the commit")
+    func liveTemporaryInside() throws {
+        let s = Setup()
+        defer { s.remove() }
+        let output = s.dir + "/out"
+        try s.write("old", to: output + "/model.safetensors")
+        let live = output + "/.x.safetensors.mergekit-tmp-\(getpid())-ab"
+        try s.write("being written", to: live)
+        let fd = open(live, O_RDONLY)
+        defer { close(fd) }
+        #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+        let error = try s.planError(output)
+        #expect(error.code == .outputNotReplaceable && error.description.contains(".x.safetensors.mergekit-tmp-"), "\(error)")
+        #expect(error.description.contains("being written by a running process"), "\(error)")
+
+        // It appears after the plan was checked: the replacement leaves it (in the aside directory).
+        try FileManager.default.removeItem(atPath: live)
+        let plan = try s.plan(output)
+        try s.write("being written", to: live)
+        let late = open(live, O_RDONLY)
+        defer { close(late) }
+        #expect(late >= 0 && flock(late, LOCK_EX | LOCK_NB) == 0)
+        let result = try MergeExecutor.run(plan)
+        let note = try #require(result.notes.first)
+        #expect(note.kind == .leftUnexpectedEntries && TestSupport.listing(note.path) == [".x.safetensors.mergekit-tmp-\(getpid())-ab"], "\(result.notes)")
+    }
+
     @Test("The working directory, its parents, / and the home directory are never outputs, even with --overwrite")
     func dangerousPlaces() throws {
         let cwd = FileManager.default.currentDirectoryPath
@@ -189,13 +216,13 @@ struct OutputReplacementTests {
         let link = s.dir + "/link.safetensors"
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
         _ = try MergeExecutor.run(try s.plan(link))
-        #expect(OutputEntries.entryKind(link) == .file, "the link was replaced by the output")
+        #expect(FileSystem.kind(of: link, followingLinks: false) == .file, "the link was replaced by the output")
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "the link's target")
         // A dangling link too.
         let dangling = s.dir + "/dangling.safetensors"
         try FileManager.default.createSymbolicLink(atPath: dangling, withDestinationPath: s.dir + "/nowhere")
         _ = try MergeExecutor.run(try s.plan(dangling))
-        #expect(OutputEntries.entryKind(dangling) == .file)
+        #expect(FileSystem.kind(of: dangling, followingLinks: false) == .file)
         #expect(TestSupport.listing(s.dir).allSatisfy { !$0.contains("mergekit-") }, "\(TestSupport.listing(s.dir))")
     }
 

@@ -88,7 +88,7 @@ struct OutputVersusInputsTests {
             let enumerator = try #require(FileManager.default.enumerator(atPath: dir))
             while let relative = enumerator.nextObject() as? String {
                 let path = dir + "/" + relative
-                result[relative] = OutputEntries.entryKind(path) == .file ? try Data(contentsOf: URL(fileURLWithPath: path)) : Data()
+                result[relative] = FileSystem.kind(of: path, followingLinks: false) == .file ? try Data(contentsOf: URL(fileURLWithPath: path)) : Data()
             }
             return result
         }
