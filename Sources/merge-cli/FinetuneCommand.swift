@@ -108,7 +108,11 @@ struct FinetuneCommand: ParsableCommand {
                 throw MergeKitError(.invalidArgument, file: base, "is a linearized checkpoint; fine-tuning starts from an ordinary model θ₀",
                     fix: "Pass the base model itself (linear fine-tuning writes the linearized checkpoint)")
             }
-            let config = try CLIPVisionConfig.load(path: try CLIPVisionModel.configPath(for: checkpoint))
+            let configPath = try CLIPVisionModel.configPath(for: checkpoint)
+            // Checked before training: the output must not replace the model, the head, the data or the config.
+            let inputs = [base, head, data, configPath]
+            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
+            let config = try CLIPVisionConfig.load(path: configPath)
             let model = CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: checkpoint, config: config), threads: threads)
             var training = try FineTuning(base: model, head: try TaskHead(path: head), data: try ImageDataset(path: data), options: options)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
@@ -133,9 +137,10 @@ struct FinetuneCommand: ParsableCommand {
                 JSONMember("betas", .array([.double(beta1), .double(beta2)])), JSONMember("eps", .double(epsilon)),
                 JSONMember("seed", .string(String(seed))), JSONMember("head", .string(head)), JSONMember("data", .string(data)),
             ]).serialized()
-            try FineTuning.write(theta: training.theta, base: checkpoint, linearized: linearized,
-                                 output: OutputSpec(path: output, overwrite: overwrite),
-                                 metadata: ["mergekit.finetune": recipe, "mergekit.finetune.base": base])
+            let notes = try FineTuning.write(theta: training.theta, base: checkpoint, linearized: linearized,
+                                             output: OutputSpec(path: output, overwrite: overwrite, inputs: inputs),
+                                             metadata: ["mergekit.finetune": recipe, "mergekit.finetune.base": base])
+            printNotes(notes, quiet: quiet)
             if !quiet, let last {
                 FileHandle.standardError.write(Data(String(format: "fine-tuned %d steps (%@), last loss %.4f; wrote %@\n", steps,
                                                            linearized ? "linearized" : "ordinary", last.loss, output).utf8))

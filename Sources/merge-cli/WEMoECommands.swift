@@ -56,6 +56,9 @@ struct WEMoECommand: ParsableCommand {
             let start = Date()
             let baseCheckpoint = try Checkpoint(path: base)
             let configPath = try CLIPVisionModel.configPath(for: baseCheckpoint)
+            // Checked before the upscale: the output must not replace the base, an expert or the config.
+            let inputs = [base] + models + [configPath]
+            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
             let baseModel = try CLIPVisionModel(path: base, threads: 1)
             let parameters = try WEMoEParameters.upscale(base: baseModel.parameters, experts: models.count, names: models,
                                                          scale: Float(scale), routerDepth: routerDepth, seed: seed) { t throws(MergeKitError) in
@@ -67,7 +70,8 @@ struct WEMoECommand: ParsableCommand {
                 return model.parameters
             }
             if exactStart { parameters.zeroRouterOutputWeights() }
-            try parameters.save(to: output, configSource: configPath, overwrite: overwrite)
+            let notes = try parameters.save(to: output, configSource: configPath, overwrite: overwrite, inputs: inputs)
+            printNotes(notes, quiet: quiet)
             if !quiet {
                 FileHandle.standardError.write(Data(String(format: "wrote %@: WEMoE with %d experts, router depth %d, λ %g, in %.2f s\n",
                                                            output, models.count, routerDepth, scale, Date().timeIntervalSince(start)).utf8))
@@ -138,10 +142,10 @@ struct WEMoETrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            if !overwrite && FileManager.default.fileExists(atPath: output) {
-                throw MergeKitError(.outputExists, file: output, "already exists", fix: "Choose another output or pass --overwrite")
-            }
             let checkpoint = try Checkpoint(path: model)
+            // Checked before training: the output must not replace the model, its config, a dataset or a head.
+            let inputs = [model] + data + heads + ((try? CLIPVisionModel.configPath(for: checkpoint)).map { [$0] } ?? [])
+            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
             let moe = WEMoEModel(parameters: try WEMoEParameters.load(from: checkpoint), threads: threads)
             var tasks: [WEMoETask] = []
             for (d, h) in zip(data, heads) { tasks.append(WEMoETask(data: try UnlabeledImages(path: d), head: try TaskHead(path: h))) }
@@ -153,7 +157,9 @@ struct WEMoETrainCommand: ParsableCommand {
             }
             bar.finish()
             let seconds = Date().timeIntervalSince(start)
-            try moe.parameters.save(to: output, configSource: try? CLIPVisionModel.configPath(for: checkpoint), overwrite: overwrite)
+            let notes = try moe.parameters.save(to: output, configSource: try? CLIPVisionModel.configPath(for: checkpoint), overwrite: overwrite,
+                                                inputs: inputs)
+            printNotes(notes, quiet: quiet)
             if !quiet {
                 let first = losses.first.map { String(format: "%.4f", $0) } ?? "-", last = losses.last.map { String(format: "%.4f", $0) } ?? "-"
                 FileHandle.standardError.write(Data(String(format: "wrote %@: %d steps, loss %@ → %@, %.2f s (%.1f ms/step)\n", output, steps,

@@ -104,7 +104,7 @@ extension MergePlan {
         let inputs = [MergeInput(kind: .model, checkpoint: model ?? base)]
         let method = try TaskArithmetic(scale: 1)
         let check = try MergePlan(base: base, inputs: inputs, method: method,
-                                  output: OutputSpec(path: output.path, maxShardSize: output.maxShardSize, overwrite: output.overwrite))
+                                  output: OutputSpec(path: output.path, maxShardSize: output.maxShardSize, overwrite: output.overwrite, inputs: output.inputs))
         var items: [(spec: TensorSpec, make: (Int, TensorInfo) -> PlannedTensor)] = []
         for (half, entries) in [(LinearizedCheckpoint.Half.base, check.tensors.map(\.base)),
                                 (.model, check.tensors.map { $0.inputs.first?.entry ?? $0.base })] {

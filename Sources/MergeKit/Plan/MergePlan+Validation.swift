@@ -45,7 +45,10 @@ extension MergePlan {
             }
         }
 
-        Self.checkOutputPath(output, checkpoints: [base] + inputs.map(\.checkpoint), into: &problems)
+        if !output.isSweepPoint {
+            let read = [base.path] + inputs.flatMap { [$0.path, $0.checkpoint.path] } + output.inputs
+            OutputGuard.check(output: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, inputs: read, into: &problems)
+        }
         let fingerprint = Self.checkTaskVectorBases(base: base, inputs: inputs, into: &problems)
 
         // Per tensor: every input has it, with the same shape and a compatible dtype.
@@ -236,31 +239,6 @@ extension MergePlan {
     private static func fiveDigits(_ n: Int) -> String {
         let s = String(n)
         return s.count >= 5 ? s : String(repeating: "0", count: 5 - s.count) + s
-    }
-
-    /// Refuses an output that is an input, lies inside an input directory, contains an input, or
-    /// already exists (unless overwriting). Symlinks are resolved before comparing.
-    private static func checkOutputPath(_ output: OutputSpec, checkpoints: [Checkpoint], into problems: inout ProblemList) {
-        let target = FileSystem.canonicalPath(forNew: output.path)
-        let targetIdentity = FileSystem.identity(of: output.path)
-        for checkpoint in checkpoints {
-            guard let source = FileSystem.realPath(checkpoint.path) else { continue }
-            let sameFile = targetIdentity.map { id in checkpoint.fileIdentities.contains(id) } ?? false
-            if target == source || sameFile || target.hasPrefix(source + "/") || source.hasPrefix(target + "/") {
-                problems.add(MergeKitError(.outputIsInput, file: output.path,
-                    "is, contains or lies inside the input \(checkpoint.path); writing there could destroy an input",
-                    fix: "Choose an output path outside every input"))
-                return
-            }
-        }
-        let parent = FileSystem.parentDirectory(of: target)
-        if FileSystem.kind(of: parent) != .directory {
-            problems.add(MergeKitError(.fileNotFound, file: output.path, "cannot be created: the directory \(parent) does not exist",
-                fix: "Create the directory first"))
-        } else if FileSystem.exists(output.path) && !output.overwrite {
-            problems.add(MergeKitError(.outputExists, file: output.path, "already exists",
-                fix: "Choose a new output path, or pass --overwrite to replace it once the merge has succeeded"))
-        }
     }
 
     /// Task-vector inputs that record their base's fingerprint must match this base.

@@ -268,14 +268,16 @@ public final class WEMoEParameters: @unchecked Sendable {
 
     /// Writes the checkpoint (F32) to `path`: a `.safetensors` file, or a directory holding
     /// `model.safetensors` and `config.json` (copied from `configSource` when given, else generated).
-    /// Atomic: written to a temporary sibling and renamed into place.
-    public func save(to path: String, configSource: String? = nil, overwrite: Bool = false) throws(MergeKitError) {
+    /// Atomic: written to a temporary sibling and renamed into place. The output is checked
+    /// against `inputs` (every path the model was built from) and `configSource` by `OutputGuard`.
+    /// - Returns: what happened around the output (stale temporaries removed, …).
+    @discardableResult
+    public func save(to path: String, configSource: String? = nil, overwrite: Bool = false,
+                     inputs: [String] = []) throws(MergeKitError) -> [OutputNote] {
+        try OutputGuard.check(output: path, overwrite: overwrite, inputs: inputs + (configSource.map { [$0] } ?? []))
         let tensors = namedTensors()
         let layout = SafeTensorsLayout(specs: tensors.map { TensorSpec(name: $0.name, dtype: .F32, shape: $0.shape) }, metadata: metadata)
         let spec = OutputSpec(path: path, overwrite: overwrite)
-        if !overwrite && FileSystem.kind(of: path) != .missing {
-            throw MergeKitError(.outputExists, file: path, "already exists", fix: "Choose another output or pass --overwrite")
-        }
         let writer = try CheckpointWriter(output: spec, shards: [OutputShard(fileName: "model.safetensors", layout: layout)])
         for (info, tensor) in zip(layout.tensors, tensors) {
             let raw = UnsafeRawBufferPointer(start: UnsafeRawPointer(tensor.values), count: info.end - info.begin)
@@ -289,6 +291,7 @@ public final class WEMoEParameters: @unchecked Sendable {
             }
         }
         try writer.commit(companions: companions, generated: generated) { _, bytes in bytes }
+        return writer.notes
     }
 
     // MARK: Loading
