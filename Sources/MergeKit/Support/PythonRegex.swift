@@ -106,6 +106,9 @@ struct PythonRegex: Sendable {
         groupNames = parser.groupNames
     }
 
+    /// The number of the group named `name`, if the pattern has one.
+    func groupIndex(named name: String) -> Int? { groupNames[name] }
+
     /// Python's `re.fullmatch(pattern, subject) is not None`.
     func fullMatch(_ subject: String) -> Bool {
         run(Array(subject.unicodeScalars), wholeSubject: true, captures: false) != nil
