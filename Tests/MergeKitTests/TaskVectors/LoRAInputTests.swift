@@ -15,9 +15,10 @@ struct LoRAGoldenCase: Sendable, CustomTestStringConvertible {
 
     var testDescription: String { name }
 
-    static let all: [LoRAGoldenCase] = {
-        let json = try! JSONParser.parse(try! FileSystem.readFile(TestSupport.fixture("svd_lora/cases.json")))
-        return json["cases"]!.arrayValue!.compactMap { c in
+    /// The cases of Fixtures/svd_lora/cases.json and Fixtures/svd_lora/peft_rules/cases.json that merge adapters.
+    static let all: [LoRAGoldenCase] = ["svd_lora/cases.json", "svd_lora/peft_rules/cases.json"].flatMap { manifest in
+        let json = try! JSONParser.parse(try! FileSystem.readFile(TestSupport.fixture(manifest)))
+        return json["cases"]!.arrayValue!.compactMap { c -> LoRAGoldenCase? in
             let inputs = c["inputs"]!.arrayValue!.map { $0.stringValue! }
             guard inputs.contains("--lora") else { return nil }
             return LoRAGoldenCase(name: c["name"]!.stringValue!, method: c["method"]!.stringValue!, inputs: inputs,
@@ -25,7 +26,7 @@ struct LoRAGoldenCase: Sendable, CustomTestStringConvertible {
                                   tolerance: c["tolerance"]!.doubleValue!,
                                   changed: c["changed_tensors"]?.arrayValue?.map { $0.stringValue! } ?? [])
         }
-    }()
+    }
 }
 
 @Suite("LoRA adapters as inputs")
@@ -43,12 +44,16 @@ struct LoRAInputTests {
         let expected = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.file)))
         let base = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.inputs[1])))
         #expect(!expected.isEmpty && !golden.changed.isEmpty)
+        #expect(Set(golden.changed).isSubset(of: Set(expected.keys)))
         for (name, reference) in expected {
             let mine = try #require(actual[name], "\(name) missing")
             #expect(mine.info.shape == reference.info.shape)
             let worst = zip(mine.values, reference.values).map { abs($0 - $1) }.max() ?? 0
             #expect(worst <= golden.tolerance, "\(name): max |Δ| = \(worst)")
-            // Untargeted tensors keep the base's values exactly; targeted ones move.
+        }
+        // Exactly the tensors PEFT changed move; every other tensor keeps the base's values
+        // (goldens of the PEFT rule cases hold only the changed tensors).
+        for (name, mine) in actual where base[name]?.info.dtype.isMergeable == true {
             if golden.changed.contains(name) {
                 #expect(mine.values != base[name]!.values, "\(name) should change")
             } else {
@@ -78,7 +83,23 @@ struct LoRAInputTests {
 
     @Test("The golden cases cover one adapter, rank/alpha patterns, two adapters and fan_in_fan_out")
     func coverage() {
-        #expect(Set(LoRAGoldenCase.all.map(\.name)).isSuperset(of: ["merged_lora_a", "merged_lora_b", "merged_both", "merged_lora_gpt2_fifo"]))
+        #expect(Set(LoRAGoldenCase.all.map(\.name)).isSuperset(of: ["merged_lora_a", "merged_lora_b", "merged_both", "merged_lora_gpt2_fifo",
+            "rules_target_regex", "rules_target_suffix_list", "rules_exclude_list", "rules_exclude_regex", "rules_layers_pattern",
+            "rules_layers_default_pattern", "rules_layers_pattern_list_and_exact_name", "rules_fan_in_fan_out_on_linear",
+            "rules_fan_in_fan_out_on_square_linear", "rules_no_fan_in_fan_out_on_conv1d", "rules_no_fan_in_fan_out_on_square_conv1d",
+            "rules_pattern_regex_keys", "rules_all_linear"]))
+    }
+
+    @Test("Configs PEFT refuses are refused, naming the config file and what PEFT says",
+          arguments: try! JSONParser.parse(try! FileSystem.readFile(TestSupport.fixture("svd_lora/peft_rules/cases.json")))["refused"]!.arrayValue!
+              .map { [$0["name"]!.stringValue!, $0["base"]!.stringValue!, $0["adapter"]!.stringValue!] })
+    func refusesWhatPEFTRefuses(_ c: [String]) throws {
+        let dir = TestSupport.temporaryDirectory("lora-refused")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let run = try CLI.run(["task-arithmetic", "--base", c[1], "--lora", c[2], "-o", dir + "/out.safetensors"], in: TestSupport.fixture(""))
+        #expect(run.status != 0, "\(c[0]) merged")
+        #expect(run.stderr.contains("adapter_config.json") && run.stderr.contains("PEFT refuses"), "\(c[0]): \(run.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out.safetensors"))
     }
 
     // MARK: Reading adapters
