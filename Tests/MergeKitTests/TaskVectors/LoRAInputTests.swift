@@ -146,6 +146,120 @@ struct LoRAInputTests {
         #expect(module.scale == 4) // 8 / √4
     }
 
+    // MARK: Module selection and config patterns
+
+    @Test("Factors for modules the config does not target are ignored, as PEFT ignores them")
+    func untargetedFactorsAreIgnored() throws {
+        let dir = TestSupport.temporaryDirectory("lora-ignored")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let q0 = "model.layers.0.self_attn.q_proj", q1 = "model.layers.1.self_attn.q_proj"
+        try LoRAFixture.write(dir + "/adapter", config: ["r": "2", "lora_alpha": "4", "target_modules": "[\"\(q0)\"]"],
+                              modules: [(q0, a: [2, 16], b: [16, 2], embedding: false), (q1, a: [2, 16], b: [16, 2], embedding: false)])
+        let adapter = try LoRAAdapter(path: dir + "/adapter")
+        #expect(adapter.modules.map(\.name) == [q0] && adapter.ignoredModules == [q1])
+        let plan = try MergePlan(base: try Checkpoint(path: TestSupport.fixture("f32/base")), inputs: [MergeInput(lora: adapter)],
+                                 method: try TaskArithmetic(scale: 1), output: OutputSpec(path: dir + "/tau.safetensors", emit: .taskVector))
+        func source(_ name: String) -> InputSource? { plan.tensors.first { $0.name == name + ".weight" }?.inputs.first }
+        if case .lora? = source(q0) {} else { Issue.record("\(q0) should take the adapter's delta") }
+        if case .zero? = source(q1) {} else { Issue.record("\(q1) should be zero") }
+    }
+
+    @Test("Config patterns with nested quantifiers are matched in linear time; unsupported syntax is refused naming the file and key")
+    func configPatternsAreBounded() throws {
+        let dir = TestSupport.temporaryDirectory("lora-hostile")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let hostile = #"((a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q|r|s|t|u|v|w|x|y|z|_|\\.|[0-9])+)+Q"#
+        let q0 = "model.layers.0.self_attn.q_proj"
+        let modules: [(String, a: [Int], b: [Int], embedding: Bool)] = [(q0, a: [2, 16], b: [16, 2], embedding: false)]
+        // In every place PEFT reads a pattern: none of them matches, so the adapter merges with the defaults.
+        try LoRAFixture.write(dir + "/hostile", config: [
+            "r": "2", "lora_alpha": "4", "target_modules": "[\"q_proj\"]",
+            "alpha_pattern": "{\"\(hostile)\": 99}", "rank_pattern": "{\"\(hostile)\": 7}",
+            "exclude_modules": "\"\(hostile)\"", "layers_to_transform": "[0]", "layers_pattern": "[\"\(hostile)\", \"layers\"]",
+        ], modules: modules)
+        let adapter = try LoRAAdapter(path: dir + "/hostile")
+        let module = try #require(adapter.module(forTarget: q0 + ".weight"))
+        #expect(module.rank == 2 && module.alpha == 4)
+        let long = String(repeating: "model.layers.12.self_attn.", count: 60) + "q_proj"
+        #expect(adapter.config.select(long, linear: true) == .unmatched) // "layers" finds layer 12, which is not listed
+        #expect(adapter.config.alpha(for: long + "Q") == 99)
+        // A string target_modules with the same shape.
+        try LoRAFixture.write(dir + "/target", config: ["r": "2", "lora_alpha": "4", "target_modules": "\"(.*\\\\.)?\(hostile)\""], modules: modules)
+        #expect(try LoRAAdapter(path: dir + "/target").config.select(long, linear: true) == .unmatched)
+
+        // Syntax MergeKit does not match, and patterns past the bound.
+        let cases: [(key: String, value: String)] = [
+            ("rank_pattern", #"{"(q)_proj\\1": 2}"#), ("alpha_pattern", #"{"q(?=_proj)": 2}"#),
+            ("exclude_modules", #""(?<!x)q_proj""#), ("target_modules", #""(?i)Q_PROJ""#), ("layers_pattern", #""(layers""#),
+            ("exclude_modules", "\"" + String(repeating: "a", count: PythonRegex.maximumPatternLength + 1) + "\""),
+        ]
+        for (key, value) in cases {
+            var config = ["r": "2", "lora_alpha": "4", key: value]
+            if key == "layers_pattern" { config["layers_to_transform"] = "[0]" }
+            try LoRAFixture.write(dir + "/bad", config: config, modules: modules)
+            do {
+                _ = try LoRAAdapter(path: dir + "/bad")
+                Issue.record("\(key) \(value) was accepted")
+            } catch {
+                #expect(error.code == .invalidArgument && error.file?.hasSuffix("bad/adapter_config.json") == true, "\(error)")
+                #expect(error.description.contains("\"\(key)\"") && error.description.contains("pattern"), "\(error)")
+            }
+        }
+    }
+
+    @Test("Features whose merge is not s·B·A, and a config without target_modules, are refused naming the key")
+    func unmergeableConfigs() throws {
+        let dir = TestSupport.temporaryDirectory("lora-features")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let modules: [(String, a: [Int], b: [Int], embedding: Bool)] = [("model.layers.0.self_attn.q_proj", a: [2, 16], b: [16, 2], embedding: false)]
+        let cases: [(key: String, value: String)] = [
+            ("modules_to_save", #"["lm_head"]"#), ("init_lora_weights", #""pissa""#), ("init_lora_weights", #""olora""#),
+            ("layer_replication", "[[0, 1], [0, 2]]"), ("target_parameters", #"["mlp.experts.down_proj"]"#), ("lora_bias", "true"),
+            ("trainable_token_indices", "[1, 2]"), ("bias", #""all""#), ("target_modules", "null"),
+        ]
+        for (key, value) in cases {
+            try LoRAFixture.write(dir + "/a", config: ["r": "2", "lora_alpha": "4", key: value], modules: modules)
+            do {
+                _ = try LoRAAdapter(path: dir + "/a")
+                Issue.record("\(key): \(value) was accepted")
+            } catch {
+                #expect(error.code == .invalidArgument && error.file?.hasSuffix("adapter_config.json") == true && error.description.contains("\"\(key)\""), "\(error)")
+            }
+        }
+        // What PEFT loads as plain LoRA is accepted.
+        for (key, value) in [("init_lora_weights", #""gaussian""#), ("init_lora_weights", "false"), ("modules_to_save", "null"),
+                             ("layers_to_transform", "[]"), ("exclude_modules", "[]"), ("loftq_config", "{}"), ("bias", #""none""#)] {
+            try LoRAFixture.write(dir + "/a", config: ["r": "2", "lora_alpha": "4", key: value], modules: modules)
+            #expect((try? LoRAAdapter(path: dir + "/a")) != nil, "\(key): \(value)")
+        }
+    }
+
+    @Test("Square weights take the orientation the adapter's other targets, or the base's biases, show; embeddings are transposed")
+    func squareOrientation() throws {
+        let dir = TestSupport.temporaryDirectory("lora-square")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func bound(_ base: String, _ config: [String: String], _ modules: [(String, a: [Int], b: [Int], embedding: Bool)]) throws -> [String: Bool] {
+            try LoRAFixture.write(dir + "/a", config: config, modules: modules)
+            let binding = try LoRAAdapter(path: dir + "/a").bind(to: try Checkpoint(path: TestSupport.fixture(base)))
+            #expect(binding.problems.isEmpty, "\(binding.problems)")
+            return binding.modules.mapValues(\.transposed)
+        }
+        let fifo = ["r": "2", "lora_alpha": "4", "fan_in_fan_out": "true"]
+        // Llama (no biases, no other target): nn.Linear, whatever fan_in_fan_out says.
+        #expect(try bound("f32/base", fifo, [("model.layers.0.self_attn.o_proj", a: [2, 16], b: [16, 2], embedding: false)])
+                == ["model.layers.0.self_attn.o_proj.weight": false])
+        // With a non-square Linear target beside it.
+        #expect(try bound("f32/base", fifo, [("model.layers.0.self_attn.o_proj", a: [2, 16], b: [16, 2], embedding: false),
+                                             ("model.layers.0.mlp.up_proj", a: [2, 16], b: [24, 2], embedding: false)])
+                == ["model.layers.0.self_attn.o_proj.weight": false, "model.layers.0.mlp.up_proj.weight": false])
+        // GPT-2: the square attn.c_proj alone is a Conv1D (the biases of c_attn and c_fc say so), whatever fan_in_fan_out says.
+        #expect(try bound("svd_lora/gpt2_base", ["r": "2", "lora_alpha": "4"], [("transformer.h.0.attn.c_proj", a: [2, 16], b: [16, 2], embedding: false)])
+                == ["transformer.h.0.attn.c_proj.weight": true])
+        // An embedding (wpe is square here) is always transposed.
+        #expect(try bound("svd_lora/gpt2_base", ["r": "2", "lora_alpha": "4"], [("transformer.wpe", a: [2, 16], b: [16, 2], embedding: true)])
+                == ["transformer.wpe.weight": true])
+    }
+
     // MARK: Streaming products
 
     @Test("Large adapters stream across work items and partial rows: τ = s·B·A (and s·(B·A)ᵀ), any dtype, any thread count",
