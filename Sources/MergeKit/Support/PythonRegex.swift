@@ -624,7 +624,7 @@ extension PythonRegex {
                 }
                 throw fail("backreferences (\\\(Character(c))) are not supported (they need backtracking)", at: start)
             default:
-                return .scalar(try parseCommonEscape(start: start, inClass: false))
+                return .scalar(try parseCommonEscape(start: start))
             }
         }
 
@@ -644,7 +644,7 @@ extension PythonRegex {
 
         /// Escapes that mean one character, in and out of classes; the cursor is on the
         /// character after the backslash.
-        private mutating func parseCommonEscape(start: Int, inClass: Bool) throws(SyntaxError) -> Unicode.Scalar {
+        private mutating func parseCommonEscape(start: Int) throws(SyntaxError) -> Unicode.Scalar {
             let c = p[i]
             i += 1
             switch c {
@@ -686,6 +686,42 @@ extension PythonRegex {
             return classes.count - 1
         }
 
+        private enum ClassItem {
+            case scalar(Unicode.Scalar)
+            case category((category: CharacterClass.Category, negated: Bool))
+        }
+
+        /// One item of a class at the cursor: a character (escapes decoded: `\b` is backspace, `\1`–`\7`
+        /// start octal) or a class escape (`\d \w \s` and their negations).
+        private mutating func parseClassItem(open: Int) throws(SyntaxError) -> ClassItem {
+            let start = i
+            guard let c = peek() else { throw fail("unterminated character set", at: open) }
+            i += 1
+            guard c == "\\" else { return .scalar(c) }
+            guard let e = peek() else { throw fail("unterminated character set", at: open) }
+            switch e {
+            case "d", "D", "w", "W", "s", "S":
+                i += 1
+                return .category(Self.category(e))
+            case "b":
+                i += 1
+                return .scalar("\u{08}")
+            case "1"..."7":
+                var digits: [Unicode.Scalar] = []
+                while digits.count < 3, let d = peek(), Self.isOctal(d) {
+                    digits.append(d)
+                    i += 1
+                }
+                let value = Self.octal(digits)
+                guard value <= 0o377 else { throw fail("octal escape value outside of range 0-0o377", at: start) }
+                return .scalar(Unicode.Scalar(value)!)
+            case "8", "9", "A", "Z", "B":
+                throw fail("bad escape \\\(Character(e))", at: start)
+            default:
+                return .scalar(try parseCommonEscape(start: start))
+            }
+        }
+
         /// `[…]`: the cursor is on '['.
         private mutating func parseClass() throws(SyntaxError) -> Node {
             let open = i
@@ -701,70 +737,22 @@ extension PythonRegex {
                 if c == "]" && !first { i += 1; break }
                 first = false
                 let itemStart = i
-                // One item: a character, or a class escape.
+                // One item: a character, or a class escape such as \d.
                 let low: Unicode.Scalar
-                if c == "\\" {
-                    i += 1
-                    guard let e = peek() else { throw fail("unterminated character set", at: open) }
-                    switch e {
-                    case "d", "D", "w", "W", "s", "S":
-                        i += 1
-                        cls.categories.append(Self.category(e))
-                        if peek() == "-" && peek(1) != nil && peek(1) != "]" {
-                            throw fail("bad character range", at: itemStart)
-                        }
-                        continue
-                    case "b":
-                        i += 1
-                        low = "\u{08}"
-                    case "1"..."7":
-                        var digits: [Unicode.Scalar] = []
-                        while digits.count < 3, let d = peek(), Self.isOctal(d) {
-                            digits.append(d)
-                            i += 1
-                        }
-                        let value = Self.octal(digits)
-                        guard value <= 0o377 else { throw fail("octal escape value outside of range 0-0o377", at: itemStart) }
-                        low = Unicode.Scalar(value)!
-                    case "8", "9", "A", "Z", "B":
-                        throw fail("bad escape \\\(Character(e))", at: itemStart)
-                    default:
-                        low = try parseCommonEscape(start: itemStart, inClass: true)
+                switch try parseClassItem(open: open) {
+                case .category(let category):
+                    cls.categories.append(category)
+                    if peek() == "-" && peek(1) != nil && peek(1) != "]" {
+                        throw fail("bad character range", at: itemStart)
                     }
-                } else {
-                    i += 1
+                    continue
+                case .scalar(let c):
                     low = c
                 }
                 // A range low-high (a '-' before ']' is a literal).
                 if peek() == "-", let after = peek(1), after != "]" {
                     i += 1
-                    let high: Unicode.Scalar
-                    if after == "\\" {
-                        let escapeStart = i
-                        i += 1
-                        guard let e = peek() else { throw fail("unterminated character set", at: open) }
-                        switch e {
-                        case "d", "D", "w", "W", "s", "S", "8", "9", "A", "Z", "B":
-                            throw fail("bad character range", at: itemStart)
-                        case "b":
-                            i += 1
-                            high = "\u{08}"
-                        case "1"..."7":
-                            var digits: [Unicode.Scalar] = []
-                            while digits.count < 3, let d = peek(), Self.isOctal(d) {
-                                digits.append(d)
-                                i += 1
-                            }
-                            let value = Self.octal(digits)
-                            guard value <= 0o377 else { throw fail("octal escape value outside of range 0-0o377", at: escapeStart) }
-                            high = Unicode.Scalar(value)!
-                        default:
-                            high = try parseCommonEscape(start: escapeStart, inClass: true)
-                        }
-                    } else {
-                        i += 1
-                        high = after
-                    }
+                    guard case .scalar(let high) = try parseClassItem(open: open) else { throw fail("bad character range", at: itemStart) }
                     guard low.value <= high.value else { throw fail("bad character range", at: itemStart) }
                     cls.ranges.append(low.value...high.value)
                 } else {
