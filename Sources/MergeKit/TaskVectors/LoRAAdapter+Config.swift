@@ -3,13 +3,47 @@ extension LoRAAdapter {
     /// around them.
     struct Matchers: Sendable {
         /// `rank_pattern` / `alpha_pattern`: `(.*\.)?(key)$`, for `re.match`.
-        let rank: [(key: String, regex: PythonRegex, value: Int)]
-        let alpha: [(key: String, regex: PythonRegex, value: Double)]
+        let rank: [PatternKey<Int>]
+        let alpha: [PatternKey<Double>]
         /// A string `target_modules` / `exclude_modules`, for `re.fullmatch`.
         let target: PythonRegex?
         let exclude: PythonRegex?
         /// `(?:^|.*?\.)P\.(?P<idx>\d+)\.` per `layers_pattern` P, or the default `.*?\.[^.]*\.(?P<idx>\d+)\.`.
         let layers: [PythonRegex]
+    }
+
+    /// A `rank_pattern` / `alpha_pattern` key and its value. Keys made only of letters, digits, `_`,
+    /// `-` and `.` (module names, as PEFT and extract-lora write them) skip the regex: for them
+    /// `re.match(r"(.*\.)?(key)$", name)` holds exactly when the name, less one final newline, ends
+    /// in `key.count` characters that equal the key's (a `.` in the key matching any character but
+    /// a newline) preceded by nothing or by a `.` with no newline before it.
+    struct PatternKey<Value: Sendable>: Sendable {
+        let key: String
+        let regex: PythonRegex
+        let value: Value
+        private let plain: [Unicode.Scalar]?
+
+        init(key: String, regex: PythonRegex, value: Value) {
+            self.key = key
+            self.regex = regex
+            self.value = value
+            let scalars = Array(key.unicodeScalars)
+            plain = scalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.".unicodeScalars.contains($0)) }
+                ? scalars : nil
+        }
+
+        /// `re.match(r"(.*\.)?(key)$", name) is not None`.
+        func matches(_ name: String) -> Bool {
+            guard let plain else { return regex.matchesStart(name) }
+            let n = Array(name.unicodeScalars)
+            func fits(end: Int) -> Bool {
+                let start = end - plain.count
+                guard start >= 0 else { return false }
+                for (k, c) in plain.enumerated() where c == "." ? n[start + k] == "\n" : n[start + k] != c { return false }
+                return start == 0 || (n[start - 1] == "." && !n[..<(start - 1)].contains("\n"))
+            }
+            return fits(end: n.count) || (n.last == "\n" && fits(end: n.count - 1))
+        }
     }
 
     /// Module names that `"all-linear"` leaves out: PEFT excludes the model's output layer
@@ -70,8 +104,7 @@ extension LoRAAdapter {
 
         // rank_pattern / alpha_pattern.
         var rankPattern: [(key: String, value: Int)] = [], alphaPattern: [(key: String, value: Double)] = []
-        var rankRegexes: [(key: String, regex: PythonRegex, value: Int)] = []
-        var alphaRegexes: [(key: String, regex: PythonRegex, value: Double)] = []
+        var rankRegexes: [PatternKey<Int>] = [], alphaRegexes: [PatternKey<Double>] = []
         for name in ["rank_pattern", "alpha_pattern"] {
             guard let value = present(name) else { continue }
             guard let members = value.objectMembers else { throw bad(name, "must be an object of module pattern → value") }
@@ -80,11 +113,11 @@ extension LoRAAdapter {
                 if name == "rank_pattern" {
                     guard let v = member.value.nonNegativeInt, v > 0 else { throw bad(name, "value for \"\(member.key)\" must be a positive integer") }
                     rankPattern.append((member.key, v))
-                    rankRegexes.append((member.key, regex, v))
+                    rankRegexes.append(PatternKey(key: member.key, regex: regex, value: v))
                 } else {
                     guard let v = member.value.doubleValue, v.isFinite else { throw bad(name, "value for \"\(member.key)\" must be a number") }
                     alphaPattern.append((member.key, v))
-                    alphaRegexes.append((member.key, regex, v))
+                    alphaRegexes.append(PatternKey(key: member.key, regex: regex, value: v))
                 }
             }
         }
@@ -280,11 +313,11 @@ extension LoRAAdapter.Config {
     /// r for module `name`: the first `rank_pattern` key (file order) whose `(.*\.)?(key)$` matches
     /// at the start of the name, else a key equal to the name, else `r` (PEFT's `get_pattern_key`).
     public func rank(for name: String) -> Int {
-        matchers.rank.first { $0.regex.matchesStart(name) }?.value ?? rankPattern.first { $0.key == name }?.value ?? r
+        matchers.rank.first { $0.matches(name) }?.value ?? rankPattern.first { $0.key == name }?.value ?? r
     }
 
     /// lora_alpha for module `name`, as `rank(for:)` finds r.
     public func alpha(for name: String) -> Double {
-        matchers.alpha.first { $0.regex.matchesStart(name) }?.value ?? alphaPattern.first { $0.key == name }?.value ?? loraAlpha
+        matchers.alpha.first { $0.matches(name) }?.value ?? alphaPattern.first { $0.key == name }?.value ?? loraAlpha
     }
 }

@@ -29,13 +29,15 @@
 ///
 /// Patterns from the config are matched by `PythonRegex` (linear time, bounded size; backreferences
 /// and lookaround are refused). What PEFT refuses is refused with the config file, the key and the
-/// fix: `target_modules` missing, `[]` or `""`; a string `target_modules` with `layers_to_transform` or
+/// fix: `target_modules` `[]` or `""`; a string `target_modules` with `layers_to_transform` or
 /// `layers_pattern`; `layers_pattern` without `layers_to_transform`; and, once a base is known
 /// (`bind(to:)`), a config that selects no module of the base or selects one that is not a layer
 /// LoRA adapts. Features whose merge is not s·B·A are refused too (DoRA, `modules_to_save`,
 /// trainable tokens, `lora_bias`, layer replication, `target_parameters`, LoRA variants, and
-/// initialisations that rewrite the base weights when PEFT loads the adapter: PiSSA, OLoRA, CorDA,
-/// LoftQ, LoRA-GA, MiCA).
+/// initialisations that PEFT re-runs when it loads the adapter: PiSSA, OLoRA, CorDA, LoftQ and
+/// LoRA-GA rewrite the base weights; MiCA is a variant). A missing `target_modules` is refused as
+/// well, where PEFT would fall back to its default list for the model type, which MergeKit does
+/// not guess.
 ///
 /// **Orientation.** A Linear weight is stored [out, in], so τ_W = s·B·A. GPT-2's Conv1D stores
 /// [in, out] and embeddings (`lora_embedding_A` r × vocab, `lora_embedding_B` dim × r, weight

@@ -132,6 +132,20 @@ struct LoRAInputTests {
         #expect(spliced.rank(for: "abc") == 3 && spliced.rank(for: "xb") == 8 && spliced.rank(for: "b") == 3)
     }
 
+    @Test("Plain rank/alpha keys (module names) skip the regex and give the regex's answer")
+    func plainPatternKeys() throws {
+        let keys = ["q_proj", "model.layers.1.mlp.down_proj", "layers.0.self_attn.v_proj", "a.b", "x-y", "proj", "0"]
+        let names = ["q_proj", "x.q_proj", "xq_proj", "q_proj\n", "q_proj\n\n", "a\nb.q_proj", "a.b\n.q_proj", "model.layers.1.mlp.down_proj",
+                     "model.layers.11mlp.down_proj", "model.layers.1Xmlp.down_proj", "model.layers.1\nmlp.down_proj", "y.model.layers.1.mlp.down_proj",
+                     "layers.0.self_attn.v_proj", "model.layers.10.self_attn.v_proj", "a.b", "aXb", "a\nb", "z.a.b", "za.b", "x-y", "proj", ".proj", "0", "", "."]
+        for key in keys {
+            let pattern = LoRAAdapter.PatternKey(key: key, regex: try PythonRegex("(.*\\.)?(\(key))$"), value: 1)
+            for name in names {
+                #expect(pattern.matches(name) == pattern.regex.matchesStart(name), "\(key) on \(name.debugDescription)")
+            }
+        }
+    }
+
     @Test("fan_in_fan_out adapters and use_rslora scale as PEFT does")
     func orientationAndRSLoRA() throws {
         let fifo = try LoRAAdapter(path: TestSupport.fixture("svd_lora/lora_gpt2_fifo"))
