@@ -22,9 +22,7 @@ public struct CheckpointSummary: Sendable {
         path = checkpoint.path
         layout = checkpoint.layout
         files = checkpoint.files.map(\.path)
-        kind = LinearizedCheckpoint.isLinearized(checkpoint) ? "linearized"
-            : TaskVectorFile.isTaskVector(checkpoint) ? "task_vector"
-            : WEMoEParameters.isWEMoE(checkpoint) ? "wemoe" : "model"
+        kind = CheckpointKind(checkpoint).rawValue
         metadata = checkpoint.metadata ?? [:]
         tensors = checkpoint.entries.map(\.info)
         parameters = checkpoint.parameterCount

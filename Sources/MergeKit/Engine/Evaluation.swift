@@ -21,6 +21,8 @@ public struct LinearizedCLIPVisionModel: ImageEncoder {
     public let base: CLIPVisionModel
     /// Δθ = θ − θ₀, in the base's layout.
     public let direction: CLIPVisionParameters
+    /// Tensors of the file it was loaded from that the model does not use (`LinearizedCheckpoint.model`).
+    public internal(set) var ignoredTensors: [String] = []
 
     public init(base: CLIPVisionModel, direction: CLIPVisionParameters) {
         precondition(direction.tensors.map(\.shape) == base.parameters.tensors.map(\.shape), "the direction's layout differs from the base's")

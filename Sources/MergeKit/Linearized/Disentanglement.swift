@@ -134,19 +134,25 @@ public enum Disentanglement {
 
     /// The task vector τ of `checkpoint` against `base` (θ₀): a linearized checkpoint (its θ − θ₀,
     /// whose θ₀ must equal the base's), a fine-tuned model when `isModel` (θ − θ₀), else a
-    /// task-vector file (its tensors, missing ones zero).
-    public static func taskVector(_ checkpoint: Checkpoint, base: CLIPVisionParameters, isModel: Bool) throws(MergeKitError) -> CLIPVisionParameters {
+    /// task-vector file (its tensors, missing ones zero). Tensors the encoder does not use are an
+    /// error unless `allowUnused` (then listed in the result's `ignoredTensors`).
+    public static func taskVector(_ checkpoint: Checkpoint, base: CLIPVisionParameters, isModel: Bool,
+                                  allowUnused: Bool = false) throws(MergeKitError) -> CLIPVisionParameters {
+        let vector: CLIPVisionParameters, unused: [String]
         if LinearizedCheckpoint.isLinearized(checkpoint) {
-            let theta0 = try CLIPVisionParameters.load(from: try LinearizedCheckpoint.half(.base, of: checkpoint), config: base.config)
+            let (theta0, theta, ignored) = try LinearizedCheckpoint.parameters(checkpoint, config: base.config, allowUnused: allowUnused)
             guard theta0.hasSameLayout(as: base), theta0.flat == base.flat else {
                 throw MergeKitError(.baseMismatch, file: checkpoint.path,
                     "is linearized around another θ₀ than the base", fix: "Pass the base it was linearized around")
             }
-            let theta = try CLIPVisionParameters.load(from: try LinearizedCheckpoint.half(.model, of: checkpoint), config: base.config)
-            return try CLIPVisionParameters.difference(theta, theta0, file: checkpoint.path)
+            (vector, unused) = (try CLIPVisionParameters.difference(theta, theta0, file: checkpoint.path), ignored)
+        } else if isModel {
+            let theta = try CLIPVisionParameters.load(from: checkpoint, config: base.config, allowUnused: allowUnused)
+            (vector, unused) = (try CLIPVisionParameters.difference(theta, base, file: checkpoint.path), theta.ignoredTensors)
+        } else {
+            return try base.direction(from: checkpoint, allowUnused: allowUnused)
         }
-        guard isModel else { return try base.direction(from: checkpoint) }
-        let theta = try CLIPVisionParameters.load(from: checkpoint, config: base.config)
-        return try CLIPVisionParameters.difference(theta, base, file: checkpoint.path)
+        vector.ignoredTensors = unused
+        return vector
     }
 }
