@@ -99,9 +99,11 @@ public struct CLIPVisionConfig: Sendable, Equatable {
         if patchSize > imageSize { throw bad("patch_size \(patchSize) is larger than image_size \(imageSize)") }
         if !(layerNormEps >= 0) || !layerNormEps.isFinite { throw bad("layer_norm_eps \(layerNormEps) is not a finite number ≥ 0") }
         // Within the limits, tokens ≤ 2³² + 1: the attention (tokens² per head) and the parameter
-        // total are the products that can overflow.
+        // total are the products that can overflow. One image's attention is held to 2⁵⁰ floats
+        // (4 PB), so that the buffers of a few dozen images stay addressable (`EngineMemory`
+        // measures shards of up to 64).
         let tokens = numTokens
-        guard CLIPVisionConfig.checkedProduct([numAttentionHeads, tokens, tokens, MemoryLayout<Float>.stride]) != nil else {
+        guard let attention = CLIPVisionConfig.checkedProduct([numAttentionHeads, tokens, tokens]), attention <= 1 << 50 else {
             throw bad("image_size \(imageSize) with patch_size \(patchSize) gives \(tokens) tokens per image, whose attention "
                       + "(num_attention_heads \(numAttentionHeads) × tokens² floats) is too large to address")
         }

@@ -22,8 +22,10 @@ public struct EncoderCheckpoint: Sendable {
     public let ignoredTensors: [String]
 
     /// Opens `checkpoint` as the form its kind says (a task vector is read as a plain encoder;
-    /// `CheckpointRole` refuses it where it does not belong) and checks it.
-    public init(_ checkpoint: Checkpoint, allowUnused: Bool = false) throws(MergeKitError) {
+    /// `CheckpointRole` refuses it where it does not belong) and checks it. A plain encoder is
+    /// read with `config` when given (a bare weights file with a known base's layout), else with
+    /// the config.json in its directory or next to it.
+    public init(_ checkpoint: Checkpoint, config given: CLIPVisionConfig? = nil, allowUnused: Bool = false) throws(MergeKitError) {
         self.checkpoint = checkpoint
         switch CheckpointKind(checkpoint) {
         case .linearized:
@@ -43,7 +45,9 @@ public struct EncoderCheckpoint: Sendable {
             hasProjection = description.projection != nil
             ignoredTensors = unused
         case .model, .taskVector:
-            config = try CLIPVisionConfig.load(path: try CLIPVisionModel.configPath(for: checkpoint))
+            if let given { config = given } else {
+                config = try CLIPVisionConfig.load(path: try CLIPVisionModel.configPath(for: checkpoint))
+            }
             let (layout, unused) = try CLIPVisionParameters.check(checkpoint, config: config, allowUnused: allowUnused)
             form = .plain
             hasProjection = layout.projectionName != nil

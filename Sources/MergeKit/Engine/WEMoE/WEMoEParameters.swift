@@ -392,7 +392,7 @@ public final class WEMoEParameters: @unchecked Sendable {
             throw MergeKitError(.missingTensor, file: file, tensor: mlp0 + "gate.fc1.weight", "is missing (no router of depth 2, 1 or 0 found)", fix: fix)
         }
         if let stated = metadata["wemoe.num_experts"], stated != String(experts) {
-            throw MergeKitError(.metadataInvalid, file: file, "its metadata says \(stated) experts but it holds \(experts) task vectors per layer", fix: fix)
+            throw MergeKitError(.metadataInvalid, file: file, "its metadata says \(stated) experts but it holds \(counted(experts, "task vector")) per layer", fix: fix)
         }
         if let stated = metadata["wemoe.router_depth"], stated != String(depth) {
             throw MergeKitError(.metadataInvalid, file: file, "its metadata says router depth \(stated) but layer 0's router has depth \(depth)", fix: fix)
@@ -438,7 +438,7 @@ public final class WEMoEParameters: @unchecked Sendable {
         for tensor in layout {
             guard let entry = checkpoint.entry(named: tensor.name) else {
                 throw MergeKitError(.missingTensor, file: file, tensor: tensor.name,
-                                    "is missing; a WEMoE model with \(experts) experts and router depth \(depth) needs it", fix: fix)
+                                    "is missing; a WEMoE model with \(counted(experts, "expert")) and router depth \(depth) needs it", fix: fix)
             }
             guard DType.mergeableTypes.contains(entry.info.dtype) else {
                 throw MergeKitError(.dtypeMismatch, file: file, tensor: tensor.name, "is \(entry.info.dtype.rawValue); WEMoE tensors are float")
@@ -450,7 +450,7 @@ public final class WEMoEParameters: @unchecked Sendable {
             }
         }
         let unused = try CLIPVisionParameters.unusedTensors(of: checkpoint, used: Set(layout.map(\.name)), allowUnused: allowUnused,
-            fix: "Check that config.json belongs to these weights and that every layer has the same \(experts) experts and router depth \(depth)")
+            fix: "Check that config.json belongs to these weights and that every layer has the same \(counted(experts, "expert")) and router depth \(depth)")
         return (shape, unused)
     }
 
