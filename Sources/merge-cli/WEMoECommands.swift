@@ -171,10 +171,10 @@ struct WEMoETrainCommand: ParsableCommand {
                 try task.check(config: file.config, embeddingSize: file.embeddingSize)
                 tasks.append(task)
             }
-            let largest = tasks.map { min(batchSize, $0.data.count) }.max() ?? batchSize
-            _ = try EngineInputs.batch(largest, default: largest, command: "wemoe-train", quiet: quiet) { b in
+            let images = tasks.map(\.data.count).max() ?? 0
+            _ = try EngineInputs.batch(batchSize, default: batchSize, command: "wemoe-train", quiet: quiet) { b in
                 EngineMemory.routerTraining(config: file.config, hasProjection: file.hasProjection, experts: experts, routerDepth: depth,
-                                            batch: b, classes: tasks.map(\.head.classes).max() ?? 1)
+                                            batch: min(b, images), classes: tasks.map(\.head.classes).max() ?? 1)
             }
             let moe = WEMoEModel(parameters: try WEMoEParameters.load(from: checkpoint, allowUnused: true), threads: threads)
             let options = WEMoETrainingOptions(steps: steps, learningRate: Float(learningRate), batchSize: batchSize, seed: seed)

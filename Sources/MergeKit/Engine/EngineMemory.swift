@@ -218,7 +218,7 @@ public enum EngineMemory {
             ? "Pass --batch-size \(low) or less, or free memory; \(MemoryBudget.variable)=SIZE sets the budget"
             : "Even a batch of 1 needs \(MemoryEstimate.format(estimate(1).bytes)): run on a machine with more memory, "
               + "or set \(MemoryBudget.variable)=SIZE if the estimate is too cautious"
-        throw MergeKitError(.insufficientMemory, "\(command) with --batch-size \(requested) needs about \(needed), "
+        throw MergeKitError(.insufficientMemory, "\(command) in batches of \(requested) needs about \(needed), "
                             + "more than the \(MemoryEstimate.format(budget.bytes)) available (\(budget.source))", fix: fix)
     }
 

@@ -8,8 +8,9 @@ import Foundation
 /// be allocated without swapping), capped by every cgroup the process is in — the v2 unified
 /// hierarchy or the v1 memory controller, from the process's own group up to the root — at the
 /// group's limit minus its working set (usage minus inactive file pages, which the kernel
-/// reclaims before it refuses memory). Where /proc/meminfo cannot be read the budget is unknown
-/// and commands do not check.
+/// reclaims before it refuses memory), and by the process's own limits (`ulimit -v` and `-d`:
+/// RLIMIT_AS less VmSize, RLIMIT_DATA less VmData). Where /proc/meminfo cannot be read the budget
+/// is unknown and commands do not check.
 public struct MemoryBudget: Sendable, Equatable {
     public let bytes: Int
     /// Where the figure comes from, for messages.
@@ -25,11 +26,23 @@ public struct MemoryBudget: Sendable, Equatable {
 
     /// The memory available now, or nil where it cannot be read.
     public static func available() -> MemoryBudget? {
-        available { try? String(contentsOfFile: $0, encoding: .utf8) }
+        #if os(Linux)
+        func limit(_ resource: __rlimit_resource) -> Int? {
+            var value = rlimit()
+            // RLIM_INFINITY is all ones: anything beyond 2⁶² is no limit.
+            guard getrlimit(__rlimit_resource_t(resource.rawValue), &value) == 0, value.rlim_cur < 1 << 62 else { return nil }
+            return Int(value.rlim_cur)
+        }
+        let (addressSpace, data) = (limit(RLIMIT_AS), limit(RLIMIT_DATA))
+        #else
+        let (addressSpace, data): (Int?, Int?) = (nil, nil)
+        #endif
+        return available(addressSpaceLimit: addressSpace, dataLimit: data) { try? String(contentsOfFile: $0, encoding: .utf8) }
     }
 
-    /// `available()` reading files through `read` (tests give it a fake /proc and /sys).
-    static func available(read: (String) -> String?) -> MemoryBudget? {
+    /// `available()` with the process's RLIMIT_AS and RLIMIT_DATA (nil: unlimited), reading
+    /// files through `read` (tests give it a fake /proc and /sys).
+    static func available(addressSpaceLimit: Int? = nil, dataLimit: Int? = nil, read: (String) -> String?) -> MemoryBudget? {
         guard let meminfo = read("/proc/meminfo"), let kilobytes = statField("MemAvailable:", in: meminfo) else { return nil }
         var budget = MemoryBudget(bytes: kilobytes.multipliedReportingOverflow(by: 1024).overflow ? .max : kilobytes * 1024,
                                   source: "MemAvailable in /proc/meminfo")
@@ -44,6 +57,12 @@ public struct MemoryBudget: Sendable, Equatable {
             if headroom < budget.bytes {
                 budget = MemoryBudget(bytes: headroom, source: "the memory limit of cgroup \(group.path)")
             }
+        }
+        let status = read("/proc/self/status") ?? ""
+        for (limit, field, name) in [(addressSpaceLimit, "VmSize:", "RLIMIT_AS (ulimit -v)"), (dataLimit, "VmData:", "RLIMIT_DATA (ulimit -d)")] {
+            guard let limit else { continue }
+            let headroom = max(0, limit - (statField(field, in: status) ?? 0) * 1024)
+            if headroom < budget.bytes { budget = MemoryBudget(bytes: headroom, source: "the process's \(name)") }
         }
         return budget
     }
