@@ -155,6 +155,10 @@ public enum CheckpointRole: Sendable {
             return "Pass it with --task-vector"
         case (.linearizeInput, .wemoe):
             return "Linearize the base and the fine-tuned models instead"
+        case (.linearizeInput, .linearized):
+            return "Pass the ordinary base and fine-tuned checkpoints it was made from"
+        case (.linearizeInput, .taskVector):
+            return "Linearize the base alone, then merge the task vector onto it (`merge-cli task-arithmetic --base LIN --task-vector \(path)`)"
         default:
             return "Pass \(wanted)"
         }
