@@ -120,9 +120,12 @@ public enum CheckpointRole: Sendable {
 
     /// What to pass instead of a checkpoint of `kind`.
     func fix(for kind: CheckpointKind, path: String) -> String {
+        func applyFirst(_ model: String, _ then: String) -> String {
+            "Apply it to its base first (`merge-cli task-arithmetic --base BASE --task-vector \(path) -o \(model)`) and \(then)"
+        }
         switch (self, kind) {
         case (.evalModel, .taskVector), (.evalLinearizedModel, .taskVector):
-            return "Apply it to its base first (`merge-cli task-arithmetic --base BASE --task-vector \(path) -o MODEL`) and evaluate MODEL"
+            return applyFirst("MODEL", "evaluate MODEL")
         case (.evalLinearizedModel, .linearized):
             return "A linearized checkpoint carries its own θ₀: drop --linearized --base"
         case (.evalLinearizedModel, .wemoe):
@@ -136,7 +139,7 @@ public enum CheckpointRole: Sendable {
         case (.finetuneBase, .wemoe):
             return "A WEMoE model's routers are trained with `merge-cli wemoe-train`"
         case (.finetuneBase, _):
-            return "Apply it to its base first (`merge-cli task-arithmetic --base BASE --task-vector \(path) -o MODEL`) and fine-tune MODEL"
+            return applyFirst("MODEL", "fine-tune MODEL")
         case (.wemoeBase, .wemoe):
             return "Pass the pre-trained model the experts were fine-tuned from"
         case (.wemoeBase, _):
@@ -146,7 +149,7 @@ public enum CheckpointRole: Sendable {
         case (.wemoeExpert, .wemoe):
             return "Pass the fine-tuned models the WEMoE model was upscaled from"
         case (.wemoeExpert, _):
-            return "Apply it to the base first (`merge-cli task-arithmetic --base BASE --task-vector \(path) --scale 1 -o EXPERT`) and pass EXPERT"
+            return applyFirst("EXPERT", "pass EXPERT")
         case (.wemoeTrainModel, _):
             return "Upscale the models first (`merge-cli wemoe --base BASE --model FT1 --model FT2 -o MOE`) and train MOE"
         case (.disentanglementTaskVector, _), (.disentanglementModel, .wemoe):

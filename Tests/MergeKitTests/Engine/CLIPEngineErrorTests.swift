@@ -81,7 +81,7 @@ struct CLIPEngineErrorTests {
                       ("patch_size", "64", "larger than image_size"),
                       ("hidden_size", "\"wide\"", "hidden_size is a string"),
                       ("layer_norm_eps", "-1", "layer_norm_eps"),
-                      ("num_hidden_layers", "0", "num_hidden_layers is 0")])
+                      ("num_hidden_layers", "0", "num_hidden_layers is 0")] + EngineConfigTests.hostile)
     func badConfig(_ key: String, _ value: String, _ message: String) throws {
         let dir = try Self.modifiedModel("config", config: try Self.config(key, value))
         defer { try? FileManager.default.removeItem(atPath: dir) }

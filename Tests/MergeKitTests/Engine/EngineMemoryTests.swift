@@ -177,18 +177,10 @@ struct EngineMemoryTests {
         #expect(result.stderr.contains("Even a batch of 1 needs 10 GB"), "\(result.stderr)")
         // Without a set budget, under `ulimit -v` (6 GB of address space): the limit is the budget,
         // and the command refuses instead of aborting in malloc.
-        let shell = Process()
-        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
-        shell.arguments = ["-c", "ulimit -v 6000000 && exec \"$0\" \"$@\"", CLI.executable, "eval", "--model", model, "--head", head,
-                           "--data", data, "--threads", "1"]
-        shell.environment = ProcessInfo.processInfo.environment.filter { $0.key != MemoryBudget.variable }
-        let stderr = Pipe()
-        shell.standardError = stderr
-        shell.standardOutput = FileHandle.nullDevice
-        try shell.run()
-        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        shell.waitUntilExit()
-        #expect(shell.terminationReason == .exit && shell.terminationStatus == 1, "\(message)")
+        let limited = try CLI.run(["eval", "--model", model, "--head", head, "--data", data, "--threads", "1"], after: "ulimit -v 6000000",
+                                  environment: [MemoryBudget.variable: nil])
+        let message = limited.stderr
+        #expect(limited.status == 1, "\(message)")
         // (The machine's own MemAvailable could be lower still; then it is named instead.)
         #expect((message.contains("available (the process's RLIMIT_AS (ulimit -v))") || message.contains("MemAvailable"))
                 && message.contains("Even a batch of 1 needs 10 GB"), "\(message)")
