@@ -96,6 +96,9 @@ extension MergePlan {
             throw MergeKitError(.invalidArgument, file: checkpoint.path, "is already a linearized checkpoint",
                 fix: "Pass the ordinary (not linearized) base and fine-tuned checkpoints")
         }
+        for checkpoint in [base] + (model.map { [$0] } ?? []) where WEMoEParameters.isWEMoE(checkpoint) {
+            try CheckpointRole.linearizeInput.check(checkpoint)
+        }
         if let model, TaskVectorFile.isTaskVector(model) {
             throw MergeKitError(.invalidArgument, file: model.path, "is a task vector, not a fine-tuned model θ",
                 fix: "Linearize the base alone, then merge the task vector onto it (`merge-cli task-arithmetic --base LIN --task-vector \(model.path)`)")
