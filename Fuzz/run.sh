@@ -41,10 +41,12 @@ if [ "$product" = recipe-fuzz ]; then
   exec "$binary" "$corpus" "$seeds" -max_total_time="$seconds" -max_len=65536 \
     -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/" -print_final_stats=1 "$@"
 fi
-cp Fuzz/seeds/*.safetensors "$seeds/"
+cp Fuzz/seeds/*.safetensors Fuzz/seeds/*.json "$seeds/"
 cp Fixtures/f32/base/model.safetensors "$seeds/fixture-f32-base.safetensors"
 cp Fixtures/expected/f16/tv_a.safetensors "$seeds/fixture-f16-task-vector.safetensors"
 cp Fixtures/bf16/base/model-00001-of-00003.safetensors "$seeds/fixture-bf16-shard.safetensors"
+cp Fixtures/svd_lora/lora_b/adapter_config.json "$seeds/fixture-lora-b-config.json"
+cp Fixtures/svd_lora/peft_rules/layers_pattern_list_and_exact_name/adapter_config.json "$seeds/fixture-lora-layers-config.json"
 
 # One process, one core (no -jobs/-workers). -rss_limit_mb guards against a header that makes the
 # parser allocate without bound; -timeout flags any single input taking over 10 s.

@@ -2,17 +2,21 @@ import Foundation
 import FuzzSupport
 import MergeKit
 
-/// libFuzzer target for the safetensors header reader and the JSON parser.
+/// libFuzzer target for the safetensors header reader, the JSON parser and the LoRA adapter
+/// config reader (with its regular expressions).
 ///
-/// Every input is run through `SafeTensorsHeader.parse(fileBytes:file:)` (as a whole file) and
-/// `JSONParser.parse` (as JSON text). Besides "no crash, no hang, no sanitizer report", it checks
-/// properties that must hold for every input, and traps when one fails so libFuzzer records it:
+/// Every input is run through `SafeTensorsHeader.parse(fileBytes:file:)` (as a whole file),
+/// `JSONParser.parse` (as JSON text) and `LoRAAdapter.parseConfig` (as `adapter_config.json`,
+/// whose accepted patterns are then matched against module names). Besides "no crash, no hang,
+/// no sanitizer report" (a pattern that backtracked would hang), it checks properties that must
+/// hold for every input, and traps when one fails so libFuzzer records it:
 ///
 /// - a rejection names the file it was given;
 /// - an accepted header describes contiguous tensors from byte 0 to the file's end, each with the
 ///   byte size its shape and dtype give, and writing it back with `SafeTensorsLayout` and reading
 ///   that again gives the same tensors and metadata;
-/// - accepted JSON serialises (compact and indented) to text that parses back to the same value.
+/// - accepted JSON serialises (compact and indented) to text that parses back to the same value;
+/// - a rejected adapter config names the file it was given.
 ///
 /// Built with `-sanitize=fuzzer -D FUZZING` (see `Fuzz/run.sh`), `main` hands over to libFuzzer; in
 /// a normal build it runs the same checks on the files named as arguments (see `FuzzDriver`).
@@ -22,6 +26,7 @@ enum HeaderFuzz {
     static func check(_ bytes: UnsafeRawBufferPointer) {
         checkHeader(bytes)
         checkJSON(bytes)
+        checkLoRAConfig(bytes)
         if bytes.count > 8 {
             checkJSON(UnsafeRawBufferPointer(rebasing: bytes[8...]))
         }
@@ -63,6 +68,30 @@ enum HeaderFuzz {
         }
         guard again.tensors == header.tensors, again.metadata == header.metadata else {
             fatalError("writing an accepted header back changed it: \(header.tensors) != \(again.tensors)")
+        }
+    }
+
+    static let configName = "adapter_config.json"
+    /// Module names every accepted config is matched against: short, nested, and long ones (a
+    /// pattern that backtracks blows up on the long one).
+    static let moduleNames = [
+        "model.layers.0.self_attn.q_proj", "model.layers.17.mlp.down_proj", "transformer.h.3.attn.c_attn", "lm_head",
+        String(repeating: "model.layers.12.self_attn.", count: 40) + "q_proj", String(repeating: "x", count: 600),
+    ]
+
+    static func checkLoRAConfig(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.first == UInt8(ascii: "{") else { return }
+        let config: LoRAAdapter.Config
+        do throws(MergeKitError) {
+            config = try LoRAAdapter.parseConfig(Array(bytes), file: configName)
+        } catch {
+            guard error.file == configName else { fatalError("a config rejection does not name the file: \(error)") }
+            return
+        }
+        for name in moduleNames {
+            _ = config.select(name, linear: true)
+            _ = config.rank(for: name)
+            _ = config.alpha(for: name + "Q")
         }
     }
 

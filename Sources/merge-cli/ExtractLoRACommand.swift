@@ -77,6 +77,7 @@ struct ExtractLoRACommand: ParsableCommand {
                                                  overwrite: overwrite)
             let extraction = try LoRAExtraction(base: try Checkpoint(path: base), model: try Checkpoint(path: model), output: output, options: options)
             let result = try extraction.run(threads: threads)
+            printNotes(result.notes, quiet: quiet)
             if json {
                 print(result.json(extraction).serialized(indent: 2))
                 return

@@ -69,6 +69,9 @@ struct FinetuneCommand: ParsableCommand {
     @Flag(help: "Replace an existing output (only once the new one is complete).")
     var overwrite = false
 
+    @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the base the encoder does not use (with a warning) instead of refusing it.")
+    var allowUnused = false
+
     @Flag(help: "Print the loss of every step as JSON lines on stdout.")
     var json = false
 
@@ -105,13 +108,23 @@ struct FinetuneCommand: ParsableCommand {
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
             let checkpoint = try Checkpoint(path: base)
-            if LinearizedCheckpoint.isLinearized(checkpoint) {
-                throw MergeKitError(.invalidArgument, file: base, "is a linearized checkpoint; fine-tuning starts from an ordinary model θ₀",
-                    fix: "Pass the base model itself (linear fine-tuning writes the linearized checkpoint)")
+            try CheckpointRole.finetuneBase.check(checkpoint)
+            // Checked before any work: the output must not replace the model, the head, the data or the config.
+            let inputs = [base, head, data, try CLIPVisionModel.configPath(for: checkpoint)]
+            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
+            // Everything is checked from headers first; the parameters are allocated last.
+            let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
+            EngineInputs.warnIgnored(base, file.ignoredTensors)
+            let taskHead = try TaskHead(path: head), dataset = try ImageDataset(path: data)
+            try Evaluation.check(head: taskHead, data: dataset, config: file.config, embeddingSize: file.embeddingSize, purpose: "to fine-tune on")
+            let threadCount = EngineInputs.threads(threads)
+            _ = try EngineInputs.batch(batchSize, default: batchSize, command: "finetune", quiet: quiet) { b in
+                EngineMemory.fineTuning(config: file.config, hasProjection: file.hasProjection, linearized: linearized, batch: b,
+                                        threads: threadCount, classes: taskHead.classes)
             }
-            let config = try CLIPVisionConfig.load(path: try CLIPVisionModel.configPath(for: checkpoint))
-            let model = CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: checkpoint, config: config), threads: threads)
-            var training = try FineTuning(base: model, head: try TaskHead(path: head), data: try ImageDataset(path: data), options: options)
+            let model = CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: checkpoint, config: file.config, allowUnused: true),
+                                        threads: threads)
+            var training = try FineTuning(base: model, head: taskHead, data: dataset, options: options)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             var last: FineTuning.Step?
             for _ in 0..<steps {
@@ -134,11 +147,12 @@ struct FinetuneCommand: ParsableCommand {
                 JSONMember("betas", .array([.double(beta1), .double(beta2)])), JSONMember("eps", .double(epsilon)),
                 JSONMember("seed", .string(String(seed))), JSONMember("head", .string(head)), JSONMember("data", .string(data)),
             ]).serialized()
-            try FineTuning.write(theta: training.theta, base: checkpoint, linearized: linearized,
-                                 output: OutputSpec(path: output, overwrite: overwrite),
-                                 metadata: ["mergekit.finetune": recipe, "mergekit.finetune.base": base])
+            let notes = try FineTuning.write(theta: training.theta, base: checkpoint, linearized: linearized,
+                                             output: OutputSpec(path: output, overwrite: overwrite, inputs: inputs),
+                                             metadata: ["mergekit.finetune": recipe, "mergekit.finetune.base": base])
+            printNotes(notes, quiet: quiet)
             if !quiet, let last {
-                FileHandle.standardError.write(Data(String(format: "fine-tuned %d steps (%@), last loss %.4f; wrote %@\n", steps,
+                FileHandle.standardError.write(Data(String(format: "fine-tuned %@ (%@), last loss %.4f; wrote %@\n", EngineInputs.counted(steps, "step"),
                                                            linearized ? "linearized" : "ordinary", last.loss, output).utf8))
             }
         }

@@ -94,7 +94,7 @@ struct InputOptions: ParsableArguments {
 
 /// Output options shared by every command that writes a checkpoint.
 struct OutputOptions: ParsableArguments {
-    @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Output: a path ending in .safetensors is written as one file; any other path as a Hugging Face directory (shards, index and the base's config/tokenizer files).", valueName: "path"))
+    @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Output: a path ending in .safetensors (any case) is written as one file; any other path as a Hugging Face directory (shards, index and the base's config/tokenizer files).", valueName: "path"))
     var output: String
 
     @Option(name: .long, help: ArgumentHelp("Output dtype of merged tensors (default: the base's dtype; F32 for task vectors).", valueName: "dtype"))
@@ -103,7 +103,7 @@ struct OutputOptions: ParsableArguments {
     @Option(name: .customLong("max-shard-size"), parsing: .unconditional, help: ArgumentHelp("Largest shard of a directory output, e.g. 2G, 500MB, 4GiB (default 5GB, as transformers).", valueName: "size"))
     var maxShardSize: ByteSize?
 
-    @Flag(name: .long, help: "Replace an existing output (only once the new one is complete).")
+    @Flag(name: .long, help: "Replace an existing output once the new one is complete (a directory only when it holds nothing but an output's files).")
     var overwrite = false
 
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Worker threads (default: the number of cores). Results are identical for any value.", valueName: "n"))
@@ -133,7 +133,7 @@ struct OutputOptions: ParsableArguments {
         if let maxShardSize, maxShardSize.bytes < 1 {
             throw ValidationError("--max-shard-size must be at least 1 byte, not \(maxShardSize.text)")
         }
-        if maxShardSize != nil && output.hasSuffix(".safetensors") {
+        if maxShardSize != nil && OutputGuard.isFileOutput(output) {
             throw ValidationError("--max-shard-size needs a directory output; \(output) is a single .safetensors file.")
         }
     }
@@ -148,10 +148,10 @@ extension EmitKind: ExpressibleByArgument {}
 /// Runs planned merges and reports them: a progress bar and a summary line on stderr for people
 /// (when stderr is a terminal and not --quiet), a JSON summary on stdout for scripts (--json).
 enum MergeRunner {
-    /// Runs one plan (a recipe or command-line merge) or several in one pass (a sweep, with a
-    /// manifest written to `manifestDirectory`).
+    /// Runs one plan (a recipe or command-line merge) or several in one pass (a sweep, written as
+    /// one directory `sweepDirectory` with a manifest: `SweepOutput`).
     static func run(_ plans: [MergePlan], options: OutputOptions, points: [[(name: String, value: String)]] = [],
-                    manifestDirectory: String? = nil, command: String? = nil) throws(MergeKitError) {
+                    sweepDirectory: String? = nil, command: String? = nil) throws(MergeKitError) {
         var plans = plans
         if let command {
             for i in plans.indices where plans[i].output.isDirectory && plans[i].generatedFiles["README.md"] == nil {
@@ -175,8 +175,36 @@ enum MergeRunner {
         }
         let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
         let start = Date()
-        let results = try MergeExecutor.run(plans, threads: options.threads) { bar.update($0) }
-        bar.finish()
+        let sweep = try sweepDirectory.map { (path) throws(MergeKitError) in try SweepOutput(path: path, overwrite: options.overwrite) }
+        let results: [MergeResult]
+        var summaries: [JSONValue] = []
+        do throws(MergeKitError) {
+            results = try MergeExecutor.run(plans, threads: options.threads, sweep: sweep) { bar.update($0) }
+            bar.finish()
+            if options.json || sweep != nil {
+                // A sweep's files are still in its temporary directory.
+                let files = results.flatMap { $0.files.map(\.path) }
+                let located = files.map { sweep?.stagedPath(of: $0) ?? $0 }
+                let hashed = options.json || options.checksums ? try sha256(of: located) : [:]
+                let digests = Dictionary(zip(files, located).compactMap { file, at in hashed[at].map { (file, $0) } }) { a, _ in a }
+                for (i, (plan, result)) in zip(plans, results).enumerated() {
+                    summaries.append(summaryJSON(plan, result, point: points.indices.contains(i) ? points[i] : [], digests: digests))
+                }
+            }
+            if let sweep {
+                let manifest = JSONValue.object([
+                    JSONMember("method", .string(plans[0].method.info.name)),
+                    JSONMember("base", .string(plans[0].base.path)),
+                    JSONMember("points", .array(summaries)),
+                ])
+                try sweep.write(Array((manifest.serialized(indent: 2) + "\n").utf8), named: "manifest.json")
+                try sweep.commit()
+            }
+        } catch {
+            sweep?.abort()
+            throw error
+        }
+        let notes = (sweep?.notes ?? []) + results.flatMap(\.notes)
         if !options.quiet {
             for result in results {
                 let merged = result.tensorsMerged, copied = result.tensorsCopied
@@ -184,28 +212,14 @@ enum MergeRunner {
                 FileHandle.standardError.write(Data("wrote \(result.outputPath): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
             }
         }
+        printNotes(notes, quiet: options.quiet)
         let seconds = Date().timeIntervalSince(start)
-        var summaries: [JSONValue] = []
-        if options.json || manifestDirectory != nil {
-            let digests = options.json || options.checksums ? try sha256(of: results.flatMap { $0.files.map(\.path) }) : [:]
-            for (i, (plan, result)) in zip(plans, results).enumerated() {
-                summaries.append(summaryJSON(plan, result, point: points.indices.contains(i) ? points[i] : [], digests: digests))
-            }
-        }
-        if let manifestDirectory {
-            let manifest = JSONValue.object([
-                JSONMember("method", .string(plans[0].method.info.name)),
-                JSONMember("base", .string(plans[0].base.path)),
-                JSONMember("points", .array(summaries)),
-            ])
-            try FileSystemWriter.writeText(manifest.serialized(indent: 2) + "\n", to: manifestDirectory + "/manifest.json")
-        }
         if options.json {
-            let top: JSONValue = summaries.count == 1 && manifestDirectory == nil
+            let top: JSONValue = summaries.count == 1 && sweep == nil
                 ? summaries[0].adding("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes)).adding("seconds", .double(seconds))
                 : .object([JSONMember("outputs", .array(summaries)), JSONMember("seconds", .double(seconds)),
                            JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes))])
-            print(top.serialized(indent: 2))
+            print(top.adding("notes", .array(notes.map(\.json))).serialized(indent: 2))
         }
     }
 
@@ -265,17 +279,6 @@ extension JSONValue {
     }
 }
 
-/// Writes small text files from the CLI (manifests).
-enum FileSystemWriter {
-    static func writeText(_ text: String, to path: String) throws(MergeKitError) {
-        do {
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-        } catch {
-            throw MergeKitError(.writeFailed, file: path, "cannot be written (\(error.localizedDescription))")
-        }
-    }
-}
-
 /// A one-line progress display on stderr, "[=====     ]  40% <detail>", redrawn at most ten times
 /// a second and always when done reaches total; `finish()` ends the line. Safe to update from any
 /// thread.
@@ -329,6 +332,14 @@ final class ProgressBar: Sendable {
     }
 
     func finish() { line.finish() }
+}
+
+/// Prints what a run did around its outputs (stale temporaries removed, entries left aside) on
+/// stderr, one "note: …" or "warning: …" line each; warnings even with --quiet.
+func printNotes(_ notes: [OutputNote], quiet: Bool) {
+    for note in notes where !quiet || note.isWarning {
+        FileHandle.standardError.write(Data((note.description + "\n").utf8))
+    }
 }
 
 /// Turns library errors into the CLI's contract: message on stderr, exit status 1.

@@ -28,36 +28,14 @@ struct RunCommand: ParsableCommand {
     }
 }
 
-/// Plans a recipe and runs it (a sweep writes its points under the output directory, with a manifest).
+/// Plans a recipe and runs it (a sweep writes its points and a manifest into one directory,
+/// moved into place when complete).
 func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, command: String?) throws(MergeKitError) {
-    // A sweep's directory is created for its points; if the sweep then fails, a directory this run
-    // created is removed again (with whatever the failed run left in it: nothing, normally).
-    var created = false
-    if !recipe.sweep.isEmpty && !options.dryRun {
-        guard !options.output.hasSuffix(".safetensors") else {
-            throw MergeKitError(.invalidArgument, file: options.output, "a sweep writes one output per point into a directory",
-                                fix: "Give an output directory")
-        }
-        if !FileManager.default.fileExists(atPath: options.output) {
-            do {
-                try FileManager.default.createDirectory(atPath: options.output, withIntermediateDirectories: false)
-                created = true
-            } catch {
-                throw MergeKitError(.writeFailed, file: options.output, "cannot be created (\(error.localizedDescription))",
-                                    fix: "Check that the parent directory exists and is writable")
-            }
-        }
-    }
-    do throws(MergeKitError) {
-        let run = try recipe.plan(output: options.output, overwrite: options.overwrite, emit: options.emit, seed: seed,
-                                  maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype)
-        let points = run.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
-        try MergeRunner.run(run.plans, options: options, points: recipe.sweep.isEmpty ? [] : points,
-                            manifestDirectory: recipe.sweep.isEmpty || options.dryRun ? nil : options.output, command: command)
-    } catch {
-        if created { try? FileManager.default.removeItem(atPath: options.output) }
-        throw error
-    }
+    let run = try recipe.plan(output: options.output, overwrite: options.overwrite, emit: options.emit, seed: seed,
+                              maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype)
+    let points = run.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
+    try MergeRunner.run(run.plans, options: options, points: recipe.sweep.isEmpty ? [] : points,
+                        sweepDirectory: recipe.sweep.isEmpty ? nil : options.output, command: command)
 }
 
 struct SweepCommand: ParsableCommand {

@@ -45,6 +45,9 @@ struct WEMoECommand: ParsableCommand {
     @Flag(help: "No summary line on stderr.")
     var quiet = false
 
+    @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the inputs the encoder does not use (with a warning) instead of refusing them.")
+    var allowUnused = false
+
     func validate() throws {
         if models.isEmpty { throw ValidationError("Give at least one --model, the fine-tuned encoders to use as experts.") }
         try ArgumentCheck.value(scale, .scale, flag: "--scale")
@@ -56,22 +59,38 @@ struct WEMoECommand: ParsableCommand {
         try reportingErrors { () throws(MergeKitError) in
             let start = Date()
             let baseCheckpoint = try Checkpoint(path: base)
+            try CheckpointRole.wemoeBase.check(baseCheckpoint)
             let configPath = try CLIPVisionModel.configPath(for: baseCheckpoint)
-            let baseModel = try CLIPVisionModel(path: base, threads: 1)
-            let parameters = try WEMoEParameters.upscale(base: baseModel.parameters, experts: models.count, names: models,
-                                                         scale: Float(scale), routerDepth: routerDepth, seed: seed) { t throws(MergeKitError) in
-                let model = try CLIPVisionModel(path: models[t], threads: 1)
-                guard model.config == baseModel.config else {
-                    throw MergeKitError(.shapeMismatch, file: models[t], "has a different config.json (architecture) from the base \(base)",
+            // Checked before the upscale: the output must not replace the base, an expert or the config.
+            let inputs = [base] + models + [configPath]
+            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
+            // Every input is checked from its header before any is loaded.
+            let baseFile = try EncoderCheckpoint(baseCheckpoint, allowUnused: allowUnused)
+            EngineInputs.warnIgnored(base, baseFile.ignoredTensors)
+            for path in models {
+                let checkpoint = try Checkpoint(path: path)
+                try CheckpointRole.wemoeExpert.check(checkpoint)
+                let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
+                guard file.config == baseFile.config, file.hasProjection == baseFile.hasProjection else {
+                    throw MergeKitError(.shapeMismatch, file: path, "has a different config.json (architecture) from the base \(base)",
                                         fix: "Every --model must be a fine-tune of --base")
                 }
-                return model.parameters
+                EngineInputs.warnIgnored(path, file.ignoredTensors)
+            }
+            try EngineMemory.check(EngineMemory.upscaling(config: baseFile.config, hasProjection: baseFile.hasProjection, experts: models.count,
+                                                          routerDepth: routerDepth),
+                                   command: "wemoe", budget: try EngineInputs.memoryBudget())
+            let baseModel = try CLIPVisionModel(path: base, threads: 1, allowUnused: true)
+            let parameters = try WEMoEParameters.upscale(base: baseModel.parameters, experts: models.count, names: models,
+                                                         scale: Float(scale), routerDepth: routerDepth, seed: seed) { t throws(MergeKitError) in
+                try CLIPVisionModel(path: models[t], threads: 1, allowUnused: true).parameters
             }
             if exactStart { parameters.zeroRouterOutputWeights() }
-            try parameters.save(to: output, configSource: configPath, overwrite: overwrite)
+            let notes = try parameters.save(to: output, configSource: configPath, overwrite: overwrite, inputs: inputs)
+            printNotes(notes, quiet: quiet)
             if !quiet {
-                FileHandle.standardError.write(Data(String(format: "wrote %@: WEMoE with %d experts, router depth %d, λ %g, in %.2f s\n",
-                                                           output, models.count, routerDepth, scale, Date().timeIntervalSince(start)).utf8))
+                FileHandle.standardError.write(Data(String(format: "wrote %@: WEMoE with %@, router depth %d, λ %g, in %.2f s\n",
+                                                           output, EngineInputs.counted(models.count, "expert"), routerDepth, scale, Date().timeIntervalSince(start)).utf8))
             }
         }
     }
@@ -126,6 +145,9 @@ struct WEMoETrainCommand: ParsableCommand {
     @Flag(help: "No progress bar or summary on stderr.")
     var quiet = false
 
+    @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the model it does not use (with a warning) instead of refusing it.")
+    var allowUnused = false
+
     func validate() throws {
         if data.isEmpty { throw ValidationError("Give at least one --data with its --head.") }
         if data.count != heads.count {
@@ -140,13 +162,27 @@ struct WEMoETrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            if !overwrite && FileManager.default.fileExists(atPath: output) {
-                throw MergeKitError(.outputExists, file: output, "already exists", fix: "Choose another output or pass --overwrite")
-            }
             let checkpoint = try Checkpoint(path: model)
-            let moe = WEMoEModel(parameters: try WEMoEParameters.load(from: checkpoint), threads: threads)
+            try CheckpointRole.wemoeTrainModel.check(checkpoint)
+            // Checked before training: the output must not replace the model, its config, a dataset or a head.
+            let inputs = [model] + data + heads + ((try? CLIPVisionModel.configPath(for: checkpoint)).map { [$0] } ?? [])
+            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
+            // Everything is checked from headers first; the parameters are allocated last.
+            let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
+            EngineInputs.warnIgnored(model, file.ignoredTensors)
+            guard case .wemoe(let experts, let depth) = file.form else { preconditionFailure("checked as a WEMoE model") }
             var tasks: [WEMoETask] = []
-            for (d, h) in zip(data, heads) { tasks.append(WEMoETask(data: try UnlabeledImages(path: d), head: try TaskHead(path: h))) }
+            for (d, h) in zip(data, heads) {
+                let task = WEMoETask(data: try UnlabeledImages(path: d), head: try TaskHead(path: h))
+                try task.check(config: file.config, embeddingSize: file.embeddingSize)
+                tasks.append(task)
+            }
+            let images = tasks.map(\.data.count).max() ?? 0
+            _ = try EngineInputs.batch(batchSize, default: batchSize, command: "wemoe-train", quiet: quiet) { b in
+                EngineMemory.routerTraining(config: file.config, hasProjection: file.hasProjection, experts: experts, routerDepth: depth,
+                                            batch: min(b, images), classes: tasks.map(\.head.classes).max() ?? 1)
+            }
+            let moe = WEMoEModel(parameters: try WEMoEParameters.load(from: checkpoint, allowUnused: true), threads: threads)
             let options = WEMoETrainingOptions(steps: steps, learningRate: Float(learningRate), batchSize: batchSize, seed: seed)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             let start = Date()
@@ -155,10 +191,12 @@ struct WEMoETrainCommand: ParsableCommand {
             }
             bar.finish()
             let seconds = Date().timeIntervalSince(start)
-            try moe.parameters.save(to: output, configSource: try? CLIPVisionModel.configPath(for: checkpoint), overwrite: overwrite)
+            let notes = try moe.parameters.save(to: output, configSource: try? CLIPVisionModel.configPath(for: checkpoint), overwrite: overwrite,
+                                                inputs: inputs)
+            printNotes(notes, quiet: quiet)
             if !quiet {
                 let first = losses.first.map { String(format: "%.4f", $0) } ?? "-", last = losses.last.map { String(format: "%.4f", $0) } ?? "-"
-                FileHandle.standardError.write(Data(String(format: "wrote %@: %d steps, loss %@ → %@, %.2f s (%.1f ms/step)\n", output, steps,
+                FileHandle.standardError.write(Data(String(format: "wrote %@: %@, loss %@ → %@, %.2f s (%.1f ms/step)\n", output, EngineInputs.counted(steps, "step"),
                                                            first, last, seconds, steps > 0 ? 1000 * seconds / Double(steps) : 0).utf8))
             }
             if json {

@@ -96,6 +96,9 @@ extension MergePlan {
             throw MergeKitError(.invalidArgument, file: checkpoint.path, "is already a linearized checkpoint",
                 fix: "Pass the ordinary (not linearized) base and fine-tuned checkpoints")
         }
+        for checkpoint in [base] + (model.map { [$0] } ?? []) where WEMoEParameters.isWEMoE(checkpoint) {
+            try CheckpointRole.linearizeInput.check(checkpoint)
+        }
         if let model, TaskVectorFile.isTaskVector(model) {
             throw MergeKitError(.invalidArgument, file: model.path, "is a task vector, not a fine-tuned model θ",
                 fix: "Linearize the base alone, then merge the task vector onto it (`merge-cli task-arithmetic --base LIN --task-vector \(model.path)`)")
@@ -104,7 +107,7 @@ extension MergePlan {
         let inputs = [MergeInput(kind: .model, checkpoint: model ?? base)]
         let method = try TaskArithmetic(scale: 1)
         let check = try MergePlan(base: base, inputs: inputs, method: method,
-                                  output: OutputSpec(path: output.path, maxShardSize: output.maxShardSize, overwrite: output.overwrite))
+                                  output: OutputSpec(path: output.path, maxShardSize: output.maxShardSize, overwrite: output.overwrite, inputs: output.inputs))
         var items: [(spec: TensorSpec, make: (Int, TensorInfo) -> PlannedTensor)] = []
         for (half, entries) in [(LinearizedCheckpoint.Half.base, check.tensors.map(\.base)),
                                 (.model, check.tensors.map { $0.inputs.first?.entry ?? $0.base })] {

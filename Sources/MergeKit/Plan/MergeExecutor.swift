@@ -25,6 +25,9 @@ public struct MergeResult: Sendable {
     public let seconds: Double
     /// Whole-model statistics the method used (thresholds, norms), when it needed any.
     public let modelStatistics: ModelStatistics?
+    /// What happened around the output besides writing it (stale temporaries removed, entries
+    /// left when an old output was replaced).
+    public let notes: [OutputNote]
 }
 
 /// Runs a `MergePlan`:
@@ -73,8 +76,10 @@ public enum MergeExecutor {
 
     /// Runs several plans over the same inputs in one pass (a sweep): every input tensor is read
     /// once and each plan's result computed from it. The plans must share the base, the inputs
-    /// and the tensor list (they differ in method parameters and outputs).
-    public static func run(_ plans: [MergePlan], threads requested: Int? = nil,
+    /// and the tensor list (they differ in method parameters and outputs). With `sweep`, the
+    /// outputs are written inside the sweep's temporary directory, which `SweepOutput.commit()`
+    /// then moves into place as a whole.
+    public static func run(_ plans: [MergePlan], threads requested: Int? = nil, sweep: SweepOutput? = nil,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [MergeResult] {
         precondition(!plans.isEmpty)
         for plan in plans.dropFirst() {
@@ -87,7 +92,7 @@ public enum MergeExecutor {
         var targets: [Target] = []
         do throws(MergeKitError) {
             for plan in plans {
-                targets.append(Target(plan: plan, writer: try CheckpointWriter(output: plan.output, shards: plan.shards)))
+                targets.append(Target(plan: plan, writer: try CheckpointWriter(output: plan.output, shards: plan.shards, in: sweep?.staged)))
             }
             // Whole-model statistics, shared between plans that ask for the same ones.
             var computed: [String: ModelStatistics] = [:]
@@ -145,7 +150,8 @@ public enum MergeExecutor {
                                        tensorsCopied: plan.tensors.filter { $0.action == .copy }.count,
                                        inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
                                        seconds: Date().timeIntervalSince(start),
-                                       modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil))
+                                       modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil,
+                                       notes: target.writer.notes))
         }
         return results
     }

@@ -213,6 +213,18 @@ extension Recipe {
         let models = inputs.map(\.parameters)
         let seedValue = seed ?? recipeSeed
 
+        // A sweep's directory is one output (written whole by `SweepOutput`), checked here once;
+        // the recipe file is an input like the checkpoints.
+        if !sweep.isEmpty {
+            OutputGuard.check(output: output, isDirectory: true, overwrite: overwrite,
+                              inputs: [path, base.path] + opened.flatMap { [$0.path, $0.checkpoint.path] }, into: &problems)
+            if OutputGuard.isFileOutput(output) {
+                problems.add(MergeKitError(.invalidArgument, file: output, "a sweep writes one output per point into a directory",
+                                           fix: "Give an output directory"))
+            }
+            try problems.throwIfAny()
+        }
+
         var plans: [MergePlan] = []
         for (index, point) in points.enumerated() {
             var global = parameters
@@ -231,8 +243,9 @@ extension Recipe {
                 add(methodLine, error)
                 continue
             }
-            let pointOutput = sweep.isEmpty ? output : FileSystem.join(output, SweepGrid.pointName(index, of: points.count))
-            let spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite)
+            let pointOutput = sweep.isEmpty ? output : FileSystem.join(output, OutputEntries.pointName(index, of: points.count))
+            var spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite, inputs: [path])
+            spec.isSweepPoint = !sweep.isEmpty
             let weighted = zip(opened, representative.weights).map { $0.weighted($1) }
             do throws(MergeKitError) {
                 var plan = try MergePlan(base: base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)

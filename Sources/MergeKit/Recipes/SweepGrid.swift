@@ -74,12 +74,4 @@ public enum SweepGrid {
     static func rounded(_ value: Double) -> Double {
         Double(String(format: "%.12g", value)) ?? value
     }
-
-    /// The directory name of point `index` of `count`: "point-" and the index zero-padded to the
-    /// width of the largest index (at least 3 digits), so that names sort in point order.
-    public static func pointName(_ index: Int, of count: Int) -> String {
-        let digits = String(index)
-        let width = max(3, String(max(0, count - 1)).count)
-        return "point-" + String(repeating: "0", count: max(0, width - digits.count)) + digits
-    }
 }

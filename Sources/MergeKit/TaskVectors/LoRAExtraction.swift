@@ -96,6 +96,8 @@ public struct LoRAExtraction: Sendable {
         public let reports: [TensorReport]
         public let skipped: [String]
         public let seconds: Double
+        /// What happened around the output (stale temporaries removed, …).
+        public let notes: [OutputNote]
     }
 
     public let base: Checkpoint
@@ -124,24 +126,10 @@ public struct LoRAExtraction: Sendable {
         if let dtype = options.dtype, !dtype.isMergeable {
             problems.add(MergeKitError(.invalidArgument, "adapter dtype \(dtype.rawValue) is not one MergeKit writes", fix: "Use one of F32, F16, BF16, F64"))
         }
-        if output.hasSuffix(".safetensors") {
+        OutputGuard.check(output: output, isDirectory: true, overwrite: options.overwrite, inputs: [base.path, model.path], into: &problems)
+        if OutputGuard.isFileOutput(output) {
             problems.add(MergeKitError(.invalidArgument, file: output, "an adapter is a directory (adapter_config.json + adapter_model.safetensors)",
                                        fix: "Give a directory path for -o"))
-        }
-        // The output must not be, or be inside, an input.
-        let target = FileSystem.canonicalPath(forNew: output)
-        for checkpoint in [base, model] {
-            guard let source = FileSystem.realPath(checkpoint.path) else { continue }
-            if target == source || target.hasPrefix(source + "/") || source.hasPrefix(target + "/") {
-                problems.add(MergeKitError(.outputIsInput, file: output, "is, contains or lies inside the input \(checkpoint.path)",
-                                           fix: "Choose an output path outside every input"))
-            }
-        }
-        if FileSystem.kind(of: FileSystem.parentDirectory(of: target)) != .directory {
-            problems.add(MergeKitError(.fileNotFound, file: output, "cannot be created: its parent directory does not exist", fix: "Create the directory first"))
-        } else if FileSystem.exists(output) && !options.overwrite {
-            problems.add(MergeKitError(.outputExists, file: output, "already exists",
-                                       fix: "Choose a new output path, or pass --overwrite to replace it once the extraction has succeeded"))
         }
 
         var targets: [Target] = []
@@ -292,7 +280,7 @@ public struct LoRAExtraction: Sendable {
         try writer.commit(companions: [], generated: [LoRAAdapter.configFileName: configText]) { _, bytes in bytes }
         let all = reports.withLock { r in targets.indices.map { r[$0]! } }
         return Result(output: output, files: [FileSystem.join(output, LoRAAdapter.weightsFileName), FileSystem.join(output, LoRAAdapter.configFileName)],
-                      reports: all, skipped: skipped, seconds: Date().timeIntervalSince(start))
+                      reports: all, skipped: skipped, seconds: Date().timeIntervalSince(start), notes: writer.notes)
     }
 
     /// τ of one weight → SVD → A and B (rounded to their dtype) → error → written.
@@ -441,6 +429,7 @@ extension LoRAExtraction.Result {
             JSONMember("max_relative_error", .double(worst?.relativeError ?? 0)),
             JSONMember("max_relative_error_tensor", worst.map { .string($0.tensor) } ?? .null),
             JSONMember("files", .array(files.map { .string($0) })),
+            JSONMember("notes", .array(notes.map(\.json))),
             JSONMember("seconds", .double(seconds)),
             JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes)),
         ])

@@ -124,10 +124,9 @@ struct RecipeValueTests {
     /// The problems planning `text` reports, one per line of the message.
     func problems(_ text: String) throws -> [String] {
         let recipe = try Recipe.parse(text, path: "r.yml")
-        // A sweep writes into an existing directory (`run` creates it).
         let directory = TestSupport.temporaryDirectory("recipe-values")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let output = directory + (recipe.sweep.isEmpty ? "/out" : "")
+        let output = directory + "/out"
         do throws(MergeKitError) {
             _ = try recipe.plan(output: output)
             return []
@@ -225,11 +224,11 @@ struct RecipeValueTests {
 
     @Test("Sweep point names pad to the width of the point count, so they sort in point order")
     func pointNames() {
-        #expect(SweepGrid.pointName(0, of: 1) == "point-000" && SweepGrid.pointName(20, of: 21) == "point-020")
-        #expect(SweepGrid.pointName(999, of: 1000) == "point-999")
-        #expect(SweepGrid.pointName(182, of: 2000) == "point-0182" && SweepGrid.pointName(1819, of: 2000) == "point-1819")
-        #expect(SweepGrid.pointName(5, of: 100_000) == "point-00005")
-        let names = (0..<2001).map { SweepGrid.pointName($0, of: 2001) }
+        #expect(OutputEntries.pointName(0, of: 1) == "point-000" && OutputEntries.pointName(20, of: 21) == "point-020")
+        #expect(OutputEntries.pointName(999, of: 1000) == "point-999")
+        #expect(OutputEntries.pointName(182, of: 2000) == "point-0182" && OutputEntries.pointName(1819, of: 2000) == "point-1819")
+        #expect(OutputEntries.pointName(5, of: 100_000) == "point-00005")
+        let names = (0..<2001).map { OutputEntries.pointName($0, of: 2001) }
         #expect(names.sorted() == names)
     }
 
@@ -277,7 +276,6 @@ struct SweepPointNameTests {
         TestSupport.writeCheckpoint(dir + "/ft.safetensors", [(spec, [1, 2, 3, 4])])
         let recipe = try Recipe.parse("merge_method: task_arithmetic\nbase_model: base.safetensors\nmodels: [{model: ft.safetensors}]\nsweep: {lambda: \"0:2:0.002\"}\n",
                                       path: dir + "/recipe.yml")
-        try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: false)
         let run = try recipe.plan(output: dir + "/out")
         let names = run.plans.map { FileSystem.lastComponent(of: $0.output.path) }
         #expect(names.count == 1001 && names.first == "point-0000" && names[182] == "point-0182" && names.last == "point-1000")
