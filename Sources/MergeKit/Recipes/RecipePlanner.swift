@@ -273,8 +273,8 @@ extension Recipe {
         if spec == nil && !method.isEmpty {
             let names = RecipeMethod.all.flatMap(\.names)
             let near = names.min { editDistance(method, $0) < editDistance(method, $1) }.map { " (did you mean \"\($0)\"?)" } ?? ""
-            problems.add(MergeKitError(.invalidArgument, file: path, "line \(methodLine): unknown merge_method \"\(method)\"\(near)",
-                                       fix: "Supported: " + names.joined(separator: ", ")))
+            add(methodLine, MergeKitError(.invalidArgument, file: path, "unknown merge_method \"\(method)\"\(near)",
+                                          fix: "Supported: " + names.joined(separator: ", ")))
         }
         let allowed = spec?.allowed ?? Array(parameterLines.keys), perModel = spec?.perModel ?? ["weight", "density", "gamma", "drop_rate"]
         // Parameter names.
