@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import MergeKit
 
 /// libFuzzer target for the safetensors header reader, the JSON parser and the LoRA adapter
@@ -17,8 +18,8 @@ import MergeKit
 /// - accepted JSON serialises (compact and indented) to text that parses back to the same value;
 /// - a rejected adapter config names the file it was given.
 ///
-/// Built with `-sanitize=fuzzer -D FUZZING` (see `Fuzz/run.sh`), libFuzzer supplies `main`. In a
-/// normal build, `main` runs the same checks on the files named as arguments (reproducing a crash).
+/// Built with `-sanitize=fuzzer -D FUZZING` (see `Fuzz/run.sh`), `main` hands over to libFuzzer; in
+/// a normal build it runs the same checks on the files named as arguments (see `FuzzDriver`).
 enum HeaderFuzz {
     static let fileName = "fuzz-input.safetensors"
 
@@ -111,45 +112,10 @@ public func headerFuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -
     return 0
 }
 
-#if FUZZING
-/// libFuzzer's entry point for programs that keep their own `main`. SwiftPM links executables
-/// with their `main` renamed to the module's entry point (`header_fuzz_main`), so the `@main`
-/// below stays the program's entry and hands over to libFuzzer. (Arguments and result are plain
-/// integers and pointers, passed the same way by the Swift and C calling conventions.)
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-#endif
-
-/// With libFuzzer (`-D FUZZING`): runs the fuzzer with its usual command line. Without: runs the
-/// checks on every file (or every file in every directory) named on the command line, e.g. a crash
-/// file libFuzzer wrote.
+/// Runs libFuzzer (`-D FUZZING`) or replays the files named on the command line (see FuzzDriver).
 @main
 struct HeaderFuzzMain {
     static func main() {
-        #if FUZZING
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv, headerFuzzTestOneInput))
-        #else
-        var count = 0
-        for argument in CommandLine.arguments.dropFirst() {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory) else {
-                FileHandle.standardError.write(Data("header-fuzz: \(argument) does not exist\n".utf8))
-                exit(2)
-            }
-            let paths = isDirectory.boolValue
-                ? ((try? FileManager.default.contentsOfDirectory(atPath: argument)) ?? []).sorted().map { argument + "/" + $0 }
-                : [argument]
-            for path in paths {
-                guard let data = FileManager.default.contents(atPath: path) else { continue }
-                data.withUnsafeBytes { HeaderFuzz.check($0) }
-                count += 1
-            }
-        }
-        print("header-fuzz: \(count) inputs checked, no failures")
-        #endif
+        FuzzDriver.main(name: "header-fuzz", check: HeaderFuzz.check, callback: headerFuzzTestOneInput)
     }
 }

@@ -30,19 +30,19 @@ struct DisentanglementCommand: ParsableCommand {
     @Option(name: .customLong("data"), help: ArgumentHelp("Task t's dataset Dₜ (one per task, in order).", valueName: "file"))
     var data: [String] = []
 
-    @Option(help: ArgumentHelp("The α values of the grid, comma-separated (write --alphas=-1,0,1 when the list starts with a minus sign).", valueName: "list"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("The α values of the grid, comma-separated, e.g. -1,0,1.", valueName: "list"))
     var alphas = "-2,-1,-0.5,0,0.5,1,2"
 
     @Flag(help: "Evaluate every model linearized around θ₀: f(x; θ₀) + J·(θ − θ₀).")
     var linearized = false
 
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per pass (default 64, fewer when 64 would not fit in the memory available).", valueName: "B"))
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per pass (default 64, fewer when 64 would not fit in the memory available).", valueName: "B"))
     var batchSize: Int?
 
     @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the inputs the encoder does not use (with a warning) instead of refusing them.")
     var allowUnused = false
 
-    @Option(help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
     var threads: Int?
 
     @Flag(help: "Print the result as JSON on stdout.")
@@ -61,8 +61,8 @@ struct DisentanglementCommand: ParsableCommand {
             throw ValidationError("Give one --head and one --data per task (two each), in the tasks' order.")
         }
         if alphaValues == nil { throw ValidationError("--alphas must be a comma-separated list of finite numbers, not \"\(alphas)\".") }
-        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1, not \(batchSize).") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+        try ArgumentCheck.atLeast(batchSize, 1, flag: "--batch-size")
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
     }
 
     func run() throws {

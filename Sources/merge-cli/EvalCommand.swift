@@ -27,7 +27,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The dataset: safetensors with `pixel_values` [N,3,H,W] F32 and `labels` [N] I64.", valueName: "file"))
     var data: String
 
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per forward pass (default 32, fewer when 32 would not fit in the memory available).", valueName: "B"))
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per forward pass (default 32, fewer when 32 would not fit in the memory available).", valueName: "B"))
     var batchSize: Int?
 
     @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the model the encoder does not use (with a warning) instead of refusing the model.")
@@ -39,7 +39,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The base model θ₀ of --linearized.", valueName: "path"))
     var base: String?
 
-    @Option(help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
     var threads: Int?
 
     @Flag(help: "Print the result as JSON on stdout.")
@@ -49,8 +49,8 @@ struct EvalCommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1, not \(batchSize).") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+        try ArgumentCheck.atLeast(batchSize, 1, flag: "--batch-size")
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
         if linearized && base == nil { throw ValidationError("--linearized needs --base, the model θ₀ to linearize around (a linearized checkpoint needs neither).") }
         if !linearized && base != nil { throw ValidationError("--base is only used with --linearized.") }
     }

@@ -33,37 +33,37 @@ struct FinetuneCommand: ParsableCommand {
     @Flag(help: "Linear fine-tuning: train f(x; θ₀) + J·(θ − θ₀) and write a linearized checkpoint.")
     var linearized = false
 
-    @Option(help: ArgumentHelp("Optimisation steps.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Optimisation steps.", valueName: "n"))
     var steps = 2000
 
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per step.", valueName: "B"))
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per step.", valueName: "B"))
     var batchSize = 128
 
-    @Option(name: .customLong("lr"), help: ArgumentHelp("Peak learning rate.", valueName: "η"))
+    @Option(name: .customLong("lr"), parsing: .unconditional, help: ArgumentHelp("Peak learning rate.", valueName: "η"))
     var learningRate = 1e-5
 
-    @Option(name: .customLong("weight-decay"), help: ArgumentHelp("AdamW's decoupled weight decay λ.", valueName: "λ"))
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: ArgumentHelp("AdamW's decoupled weight decay λ.", valueName: "λ"))
     var weightDecay = 0.1
 
-    @Option(name: .customLong("warmup-steps"), help: ArgumentHelp("Steps of linear warm-up before the cosine decay.", valueName: "n"))
+    @Option(name: .customLong("warmup-steps"), parsing: .unconditional, help: ArgumentHelp("Steps of linear warm-up before the cosine decay.", valueName: "n"))
     var warmupSteps = 500
 
-    @Option(name: .customLong("clip-norm"), help: ArgumentHelp("Clip the gradient to this global L2 norm (0 disables).", valueName: "c"))
+    @Option(name: .customLong("clip-norm"), parsing: .unconditional, help: ArgumentHelp("Clip the gradient to this global L2 norm (0 disables).", valueName: "c"))
     var clipNorm = 1.0
 
-    @Option(name: .customLong("beta1"), help: ArgumentHelp("Adam β₁.", valueName: "β"))
+    @Option(name: .customLong("beta1"), parsing: .unconditional, help: ArgumentHelp("Adam β₁.", valueName: "β"))
     var beta1 = 0.9
 
-    @Option(name: .customLong("beta2"), help: ArgumentHelp("Adam β₂.", valueName: "β"))
+    @Option(name: .customLong("beta2"), parsing: .unconditional, help: ArgumentHelp("Adam β₂.", valueName: "β"))
     var beta2 = 0.999
 
-    @Option(name: .customLong("adam-eps"), help: ArgumentHelp("Adam ε.", valueName: "ε"))
+    @Option(name: .customLong("adam-eps"), parsing: .unconditional, help: ArgumentHelp("Adam ε.", valueName: "ε"))
     var epsilon = 1e-8
 
-    @Option(help: ArgumentHelp("Seed of the batch order.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seed of the batch order.", valueName: "n"))
     var seed: UInt64 = 0
 
-    @Option(help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
     var threads: Int?
 
     @Flag(help: "Replace an existing output (only once the new one is complete).")
@@ -95,7 +95,8 @@ struct FinetuneCommand: ParsableCommand {
     }
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
+        try ArgumentCheck.path(output, flag: "--output")
         if clipNorm < 0 { throw ValidationError("--clip-norm must be ≥ 0 (0 disables clipping), not \(clipNorm).") }
         do throws(MergeKitError) {
             try options.validate()

@@ -14,9 +14,12 @@ enum OutputDType: String, ExpressibleByArgument, CaseIterable {
 }
 
 /// A byte count with an optional suffix: K/M/G/T (or KB/MB/GB/TB) are powers of 1000 as in
-/// transformers' "5GB"; KiB/MiB/GiB/TiB are powers of 1024.
+/// transformers' "5GB"; KiB/MiB/GiB/TiB are powers of 1024. Rounded to whole bytes; a size that
+/// rounds to 0 parses, and `OutputOptions.validate` rejects it with the flag named.
 struct ByteSize: ExpressibleByArgument {
     let bytes: Int
+    /// The text as given.
+    let text: String
 
     init?(argument: String) {
         let text = argument.trimmingCharacters(in: .whitespaces)
@@ -32,9 +35,10 @@ struct ByteSize: ExpressibleByArgument {
             number = text.dropLast(suffix.count)
             break
         }
-        guard let value = Double(number.trimmingCharacters(in: .whitespaces)), value.isFinite, value > 0,
+        guard let value = Double(number.trimmingCharacters(in: .whitespaces)), value.isFinite, value >= 0,
               value * multiplier < 9e18 else { return nil }
         bytes = Int((value * multiplier).rounded())
+        self.text = argument
     }
 
     static var defaultCompletionKind: CompletionKind { .default }
@@ -55,20 +59,20 @@ struct InputOptions: ParsableArguments {
     @Option(name: .customLong("lora"), help: ArgumentHelp("A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors); its task vector is (lora_alpha/r)·B·A on every module it targets and zero elsewhere. Repeatable.", valueName: "dir"))
     var loras: [String] = []
 
-    @Option(name: .customLong("weight"), help: ArgumentHelp("Weight wᵢ of each input, in order: every --model first, then every --task-vector, then every --lora. Give one per input or none (all 1). May be negative.", valueName: "w"))
+    @Option(name: .customLong("weight"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Weight wᵢ of each input, in order: every --model first, then every --task-vector, then every --lora. Give one per input or none (all 1). May be negative.", valueName: "w"))
     var weights: [Double] = []
+
+    /// The number of inputs.
+    var count: Int { models.count + taskVectors.count + loras.count }
 
     func validate() throws {
         if models.isEmpty && taskVectors.isEmpty && loras.isEmpty {
             throw ValidationError("Give at least one --model, --task-vector or --lora to merge.")
         }
-        let count = models.count + taskVectors.count + loras.count
         if !weights.isEmpty && weights.count != count {
             throw ValidationError("Got \(weights.count) --weight values for \(count) inputs; give one per input (models first, then task vectors, then LoRA adapters) or none.")
         }
-        if let bad = weights.first(where: { !$0.isFinite }) {
-            throw ValidationError("--weight \(bad) is not a finite number.")
-        }
+        for weight in weights { try ArgumentCheck.value(weight, .weight, flag: "--weight") }
     }
 
     /// Opens the base and the inputs (headers only), with their weights.
@@ -96,13 +100,13 @@ struct OutputOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Output dtype of merged tensors (default: the base's dtype; F32 for task vectors).", valueName: "dtype"))
     var dtype: OutputDType?
 
-    @Option(name: .customLong("max-shard-size"), help: ArgumentHelp("Largest shard of a directory output, e.g. 2G, 500MB, 4GiB (default 5GB, as transformers).", valueName: "size"))
+    @Option(name: .customLong("max-shard-size"), parsing: .unconditional, help: ArgumentHelp("Largest shard of a directory output, e.g. 2G, 500MB, 4GiB (default 5GB, as transformers).", valueName: "size"))
     var maxShardSize: ByteSize?
 
     @Flag(name: .long, help: "Replace an existing output once the new one is complete (a directory only when it holds nothing but an output's files).")
     var overwrite = false
 
-    @Option(name: .long, help: ArgumentHelp("Worker threads (default: the number of cores). Results are identical for any value.", valueName: "n"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Worker threads (default: the number of cores). Results are identical for any value.", valueName: "n"))
     var threads: Int?
 
     @Flag(name: .long, help: "Print a JSON summary on stdout (inputs, method, parameters, output files with sizes and SHA-256, time, peak memory).")
@@ -124,8 +128,10 @@ struct OutputOptions: ParsableArguments {
     var checkFinite = false
 
     func validate() throws {
-        if let threads, threads < 1 {
-            throw ValidationError("--threads must be at least 1.")
+        try ArgumentCheck.path(output, flag: "--output")
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
+        if let maxShardSize, maxShardSize.bytes < 1 {
+            throw ValidationError("--max-shard-size must be at least 1 byte, not \(maxShardSize.text)")
         }
         if maxShardSize != nil && OutputGuard.isFileOutput(output) {
             throw ValidationError("--max-shard-size needs a directory output; \(output) is a single .safetensors file.")

@@ -5,13 +5,13 @@ extension SVDNullSpace: ExpressibleByArgument {}
 
 /// The options TSV-M and Iso-C share.
 struct SVDMethodOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("α, the scale of the merged task vector.", valueName: "α"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("α, the scale of the merged task vector.", valueName: "α"))
     var scale = 1.0
     @Option(name: .customLong("null-space"), help: "drop: leave out singular triplets with numerically zero σ (their vectors are arbitrary); keep: the authors' code. Equal for full-rank task vectors.")
     var nullSpace: SVDNullSpace = .drop
 }
 
-struct TSVMCommand: ParsableCommand {
+struct TSVMCommand: MethodCommand {
     static let configuration = CommandConfiguration(
         commandName: "tsv-m",
         abstract: "TSV-M: per matrix keep each task's top ⌊min(m,n)/T⌋ singular triplets, orthogonalise them across tasks.",
@@ -26,12 +26,12 @@ struct TSVMCommand: ParsableCommand {
 
     @OptionGroup var svd: SVDMethodOptions
 
-    func run() throws {
-        try runMerge(inputs, outputOptions) { () throws(MergeKitError) in try TSVM(scale: svd.scale, nullSpace: svd.nullSpace) }
-    }
+    var checkedValues: [(value: Double, parameter: MethodParameter, flag: String)] { [(svd.scale, .scale, "--scale")] }
+
+    func method() throws(MergeKitError) -> any MergeMethod { try TSVM(scale: svd.scale, nullSpace: svd.nullSpace) }
 }
 
-struct IsoCCommand: ParsableCommand {
+struct IsoCCommand: MethodCommand {
     static let configuration = CommandConfiguration(
         commandName: "iso-c",
         abstract: "Iso-C: per matrix replace every singular value of Σ τₜ by their mean (isotropic spectrum).",
@@ -46,7 +46,7 @@ struct IsoCCommand: ParsableCommand {
 
     @OptionGroup var svd: SVDMethodOptions
 
-    func run() throws {
-        try runMerge(inputs, outputOptions) { () throws(MergeKitError) in try IsoC(scale: svd.scale, nullSpace: svd.nullSpace) }
-    }
+    var checkedValues: [(value: Double, parameter: MethodParameter, flag: String)] { [(svd.scale, .scale, "--scale")] }
+
+    func method() throws(MergeKitError) -> any MergeMethod { try IsoC(scale: svd.scale, nullSpace: svd.nullSpace) }
 }

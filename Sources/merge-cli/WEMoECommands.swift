@@ -24,13 +24,13 @@ struct WEMoECommand: ParsableCommand {
     @Option(name: .customLong("model"), help: ArgumentHelp("A fine-tuned encoder θₜ, one expert each. Repeatable.", valueName: "path"))
     var models: [String] = []
 
-    @Option(help: ArgumentHelp("λ: the task-arithmetic scale of the non-MLP tensors and the routers' initial output bias.", valueName: "λ"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("λ: the task-arithmetic scale of the non-MLP tensors and the routers' initial output bias.", valueName: "λ"))
     var scale: Double = 0.3
 
-    @Option(name: .customLong("router-depth"), help: ArgumentHelp("Router hidden layers: 2 (D → D → T, ReLU; the paper's), 1 (D → T) or 0 (a learned vector).", valueName: "0|1|2"))
+    @Option(name: .customLong("router-depth"), parsing: .unconditional, help: ArgumentHelp("Router hidden layers: 2 (D → D → T, ReLU; the paper's), 1 (D → T) or 0 (a learned vector).", valueName: "0|1|2"))
     var routerDepth = 2
 
-    @Option(help: ArgumentHelp("Seed of the routers' random initial weights.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seed of the routers' random initial weights.", valueName: "n"))
     var seed: UInt64 = 0
 
     @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Output: a .safetensors file, or a directory (model.safetensors + config.json).", valueName: "path"))
@@ -50,7 +50,8 @@ struct WEMoECommand: ParsableCommand {
 
     func validate() throws {
         if models.isEmpty { throw ValidationError("Give at least one --model, the fine-tuned encoders to use as experts.") }
-        guard scale.isFinite else { throw ValidationError("--scale \(scale) is not a finite number.") }
+        try ArgumentCheck.value(scale, .scale, flag: "--scale")
+        try ArgumentCheck.path(output, flag: "--output")
         guard WEMoEParameters.isValidDepth(routerDepth) else { throw ValidationError("--router-depth must be 0, 1 or 2, not \(routerDepth).") }
     }
 
@@ -117,19 +118,19 @@ struct WEMoETrainCommand: ParsableCommand {
     @Option(name: .customLong("head"), help: ArgumentHelp("The same task's head: safetensors with `weight` [classes, embedding]. Repeatable.", valueName: "file"))
     var heads: [String] = []
 
-    @Option(help: ArgumentHelp("Adam steps.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Adam steps.", valueName: "n"))
     var steps = 1000
 
-    @Option(name: .customLong("lr"), help: ArgumentHelp("Adam's learning rate.", valueName: "lr"))
+    @Option(name: .customLong("lr"), parsing: .unconditional, help: ArgumentHelp("Adam's learning rate.", valueName: "lr"))
     var learningRate: Double = 1e-4
 
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per task per step.", valueName: "B"))
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per task per step.", valueName: "B"))
     var batchSize = 16
 
-    @Option(help: ArgumentHelp("Seed of the batch shuffles.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seed of the batch shuffles.", valueName: "n"))
     var seed: UInt64 = 0
 
-    @Option(help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
     var threads: Int?
 
     @Option(name: [.short, .customLong("output")], help: ArgumentHelp("The trained model: a .safetensors file or a directory.", valueName: "path"))
@@ -152,10 +153,11 @@ struct WEMoETrainCommand: ParsableCommand {
         if data.count != heads.count {
             throw ValidationError("Got \(data.count) --data and \(heads.count) --head; give one --head per --data, in the same order.")
         }
-        if steps < 0 { throw ValidationError("--steps must be at least 0, not \(steps).") }
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, not \(batchSize).") }
-        guard learningRate.isFinite && learningRate > 0 else { throw ValidationError("--lr must be a positive number, not \(learningRate).") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+        try ArgumentCheck.atLeast(steps, 0, flag: "--steps")
+        try ArgumentCheck.atLeast(batchSize, 1, flag: "--batch-size")
+        guard learningRate.isFinite && learningRate > 0 else { throw ValidationError("--lr must be a positive number, not \(learningRate)") }
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
+        try ArgumentCheck.path(output, flag: "--output")
     }
 
     func run() throws {

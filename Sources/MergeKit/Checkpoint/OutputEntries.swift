@@ -62,10 +62,13 @@ enum OutputEntries {
         isPointName(name) || OutputTemporaries.isTemporaryName(name)
     }
 
-    /// The directory of sweep point `index` (`point-000`, …).
-    static func pointName(_ index: Int) -> String {
+    /// The directory of sweep point `index` of `count`: "point-" and the index zero-padded to the
+    /// width of the largest index, at least 3 digits (`point-000`, …; `point-0000` … `point-1000`
+    /// for 1001 points), so that names sort in point order.
+    static func pointName(_ index: Int, of count: Int) -> String {
         let digits = String(index)
-        return "point-" + String(repeating: "0", count: max(0, 3 - digits.count)) + digits
+        let width = max(3, String(max(0, count - 1)).count)
+        return "point-" + String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 
     static func isPointName(_ name: String) -> Bool {

@@ -44,7 +44,7 @@ public struct TSVM: SVDMatrixMethod {
     public let nullSpace: SVDNullSpace
 
     public init(scale: Double = 1, nullSpace: SVDNullSpace = .drop) throws(MergeKitError) {
-        try ParameterCheck.finite(scale, "scale α", flag: "--scale, e.g. 1")
+        try MethodParameter.scale.check(scale)
         self.scale = scale
         self.nullSpace = nullSpace
     }

@@ -17,7 +17,7 @@ extension MergePlan {
 
         if inputs.isEmpty {
             problems.add(MergeKitError(.invalidArgument, "no fine-tuned models, task vectors or LoRA adapters to merge",
-                fix: "Pass at least one --model, --task-vector or --lora"))
+                fix: "Give at least one fine-tuned model, task vector or LoRA adapter"))
         }
         if let dtype = output.dtype, !dtype.isMergeable {
             problems.add(MergeKitError(.invalidArgument, "output dtype \(dtype.rawValue) is not one MergeKit writes",
@@ -26,7 +26,7 @@ extension MergePlan {
         if let size = output.maxShardSize {
             if size <= 0 {
                 problems.add(MergeKitError(.invalidArgument, "maximum shard size \(size) must be positive",
-                    fix: "Pass e.g. --max-shard-size 2G"))
+                    fix: "Give a positive size, e.g. 2 GB"))
             } else if !output.isDirectory {
                 problems.add(MergeKitError(.invalidArgument, file: output.path,
                     "a single .safetensors output cannot be sharded",
@@ -34,8 +34,8 @@ extension MergePlan {
             }
         }
         for input in inputs where !input.weight.isFinite {
-            problems.add(MergeKitError(.invalidArgument, file: input.path, "weight \(input.weight) is not a finite number",
-                fix: "Pass finite --weight values"))
+            problems.add(MergeKitError(.invalidArgument, file: input.path,
+                MethodParameter.weight.problem(input.weight, label: MethodParameter.weight.name)!))
         }
         if !inputs.isEmpty && inputs.allSatisfy({ $0.weight.isFinite }) {
             do throws(MergeKitError) {

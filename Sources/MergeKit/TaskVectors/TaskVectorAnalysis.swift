@@ -25,7 +25,7 @@ public struct TaskVectorAnalysis: Sendable {
     /// Analyses the task vectors of `inputs` against `base` (fine-tuned models or task-vector files).
     public static func run(base: Checkpoint, inputs: [MergeInput], density: Double = 0.2,
                            threads: Int? = nil) throws(MergeKitError) -> TaskVectorAnalysis {
-        try ParameterCheck.density(density)
+        try MethodParameter.density.check(density)
         let threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         BLAS.setThreads(1)
         // A plan validates the inputs (names, shapes, dtypes, bases); nothing is written.
