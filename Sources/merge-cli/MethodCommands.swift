@@ -8,7 +8,7 @@ extension TaskVectorMerge.Rescale: ExpressibleByArgument {}
 extension DARE.Combination: ExpressibleByArgument {}
 
 /// Plans and runs a merge of `inputs` with `method` (errors on stderr, exit 1).
-func runMerge(_ inputs: InputOptions, _ outputs: OutputOptions, _ method: () throws(MergeKitError) -> any MergeMethod) throws {
+func runMerge(_ inputs: some MergeInputOptions, _ outputs: OutputOptions, _ method: () throws(MergeKitError) -> any MergeMethod) throws {
     try reportingErrors { () throws(MergeKitError) in
         let (base, opened) = try inputs.open()
         let plan = try MergePlan(base: base, inputs: opened, method: try method(), output: outputs.spec())

@@ -3,7 +3,8 @@ import MergeKit
 
 extension SVDNullSpace: ExpressibleByArgument {}
 
-/// The options TSV-M and Iso-C share.
+/// The options TSV-M and Iso-C share. Their inputs are `InputPaths`, without --weight: the methods
+/// set their own per-task coefficients.
 struct SVDMethodOptions: ParsableArguments {
     @Option(help: ArgumentHelp("α, the scale of the merged task vector.", valueName: "α"))
     var scale = 1.0
@@ -21,7 +22,7 @@ struct TSVMCommand: ParsableCommand {
             a time (--threads), so memory is a few times the largest tensor per thread.
             """)
 
-    @OptionGroup var inputs: InputOptions
+    @OptionGroup var inputs: InputPaths
     @OptionGroup var outputOptions: OutputOptions
 
     @OptionGroup var svd: SVDMethodOptions
@@ -41,7 +42,7 @@ struct IsoCCommand: ParsableCommand {
             --grid lambda=…` tries several in one pass over the inputs).
             """)
 
-    @OptionGroup var inputs: InputOptions
+    @OptionGroup var inputs: InputPaths
     @OptionGroup var outputOptions: OutputOptions
 
     @OptionGroup var svd: SVDMethodOptions
