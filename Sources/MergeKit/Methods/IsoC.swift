@@ -53,15 +53,24 @@ public struct IsoC: SVDMatrixMethod {
             out.update(repeating: 0)
             return
         }
-        try deltas.load(0, into: out)
-        if deltas.count > 1 {
-            let next = UnsafeMutableBufferPointer<U>.allocate(capacity: out.count)
-            defer { next.deallocate() }
-            for t in 1..<deltas.count {
-                try deltas.load(t, into: next)
-                U.axpy(1, UnsafeBufferPointer(next), out)
-            }
+        // The task vectors are finite, but their sum can overflow; then it is formed again from
+        // τₜ·2^−⌈log₂ T⌉ (exact), which cannot.
+        var prescale = 0
+        try sum(deltas, into: out, exponent: prescale)
+        var largest = PowerOfTwoScaling.largestMagnitude(UnsafeBufferPointer(out))
+        if largest.isInfinite && deltas.count > 1 {
+            prescale = -(Int.bitWidth - (deltas.count - 1).leadingZeroBitCount)
+            try sum(deltas, into: out, exponent: prescale)
+            largest = PowerOfTwoScaling.largestMagnitude(UnsafeBufferPointer(out))
         }
+        // A zero sum (frozen tensors, opposite task vectors) has τ = 0: no SVD.
+        guard largest != 0 else {
+            out.update(repeating: 0)
+            return
+        }
+        // Decompose M·2⁻ᵉ, its largest entry in [1, 2); the SVD itself reports a NaN or ±∞.
+        let e = PowerOfTwoScaling.exponent(of: largest) ?? 0
+        PowerOfTwoScaling.scale(out, byPowerOfTwo: -e)
         let d = try LAPACK.svd(UnsafeBufferPointer(out), rows: m, columns: n, tensor: deltas.tensor)
         let rho = nullSpace == .drop ? d.numericalRank() : d.rank
         guard rho > 0 else {
@@ -77,5 +86,27 @@ public struct IsoC: SVDMatrixMethod {
             }
         }
         U.scal(U(mean), out)
+        try SVDMerge.unscale(out, byPowerOfTwo: e - prescale, tensor: deltas.tensor, method: info.name)
+    }
+
+    /// out ← Σₜ τₜ·2ᵖ, adding one task vector at a time from a second tensor-sized buffer.
+    private static func sum<U: MergeScalar>(_ deltas: TensorDeltas<U>, into out: UnsafeMutableBufferPointer<U>,
+                                            exponent p: Int) throws(MergeKitError) {
+        try deltas.load(0, into: out)
+        PowerOfTwoScaling.scale(out, byPowerOfTwo: p)
+        guard deltas.count > 1 else { return }
+        let next = try ScratchMemory.allocate(U.self, count: out.count, tensor: deltas.tensor, purpose: "the next task vector of the sum")
+        defer { ScratchMemory.release(next) }
+        let factor = U(sign: .plus, exponent: U.Exponent(p), significand: 1)
+        for t in 1..<deltas.count {
+            try deltas.load(t, into: next)
+            U.axpy(factor, UnsafeBufferPointer(next), out)
+        }
+    }
+
+    /// The second buffer of the sum, then the SVD (`LAPACK.svdBytes`): about 6× the matrix for a
+    /// square one (the SVD's copy, U, Vᵀ and `?gesdd`'s 3·min(m, n)² workspace), besides `out`.
+    func matrixBytes(rows: Int, columns: Int, tasks: Int, elementSize: Int) -> Int {
+        max(tasks > 1 ? elementSize * rows * columns : 0, LAPACK.svdBytes(rows: rows, columns: columns, elementSize: elementSize))
     }
 }

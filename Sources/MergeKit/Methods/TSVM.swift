@@ -55,24 +55,70 @@ public struct TSVM: SVDMatrixMethod {
         let (m, n) = SVDMerge.dimensions(deltas.shape)
         let tasks = deltas.count
         let k = tasks == 0 ? 0 : Swift.min(m, n) / tasks
-        // Per task: its leading triplets, U columns as rows of uT (kₜ × m), σ, Vᵀ rows (kₜ × n).
-        var uT: [U] = [], sCat: [U] = [], vtCat: [U] = []
-        if k > 0 {
-            for t in 0..<tasks {
-                try deltas.load(t, into: out)
-                let d = try LAPACK.svd(UnsafeBufferPointer(out), rows: m, columns: n, tensor: deltas.tensor)
-                let kept = nullSpace == .drop ? Swift.min(k, d.numericalRank()) : k
-                for j in 0..<kept {
-                    for i in 0..<m { uT.append(d.u[i * d.rank + j]) }
-                }
-                sCat += d.s[0..<kept]
-                vtCat += d.vt[0..<(kept * n)]
-            }
+        guard k > 0 else {
+            out.update(repeating: 0)
+            return
         }
+        // Per task: its leading triplets, U columns as rows of uT (kₜ × m), σ, Vᵀ rows (kₜ × n).
+        // Each τₜ is decomposed as τₜ·2^−eₜ (largest entry in [1, 2)), so its σ are kept with eₜ.
+        var uT: [U] = [], sCat: [U] = [], vtCat: [U] = [], exponents: [Int] = []
+        uT.reserveCapacity(tasks * k * m)
+        vtCat.reserveCapacity(tasks * k * n)
+        func append(_ d: LAPACK.Decomposition<U>, count: Int, exponent: Int) {
+            for j in 0..<count {
+                for i in 0..<m { uT.append(d.u[i * d.rank + j]) }
+            }
+            sCat += d.s[0..<count]
+            vtCat += d.vt[0..<(count * n)]
+            exponents += repeatElement(exponent, count: count)
+        }
+        // A zero τₜ (a frozen tensor) has no triplets with `.drop`. With `.keep` it contributes k
+        // triplets with σ = 0 and LAPACK's (arbitrary, but fixed) basis, decomposed once; zero
+        // tasks before the first non-zero one wait, so that when every task is zero, τ = 0 without an SVD.
+        var zeroTriplets: LAPACK.Decomposition<U>?
+        var waitingZeros = 0
+        func zeroDecomposition() throws(MergeKitError) -> LAPACK.Decomposition<U> {
+            if let zeroTriplets { return zeroTriplets }
+            out.update(repeating: 0)
+            let d = try LAPACK.svd(UnsafeBufferPointer(out), rows: m, columns: n, tensor: deltas.tensor).truncated(to: k)
+            zeroTriplets = d
+            return d
+        }
+        for t in 0..<tasks {
+            try deltas.load(t, into: out)
+            let largest = PowerOfTwoScaling.largestMagnitude(UnsafeBufferPointer(out))
+            if largest == 0 {
+                guard nullSpace == .keep else { continue }
+                if sCat.isEmpty {
+                    waitingZeros += 1
+                } else {
+                    append(try zeroDecomposition(), count: k, exponent: 0)
+                }
+                continue
+            }
+            if waitingZeros > 0 {
+                let zero = try zeroDecomposition()
+                for _ in 0..<waitingZeros { append(zero, count: k, exponent: 0) }
+                waitingZeros = 0
+                try deltas.load(t, into: out)
+            }
+            // The SVD itself reports a NaN or ±∞.
+            let e = PowerOfTwoScaling.exponent(of: largest) ?? 0
+            PowerOfTwoScaling.scale(out, byPowerOfTwo: -e)
+            let d = try LAPACK.svd(UnsafeBufferPointer(out), rows: m, columns: n, tensor: deltas.tensor)
+            append(d, count: nullSpace == .drop ? Swift.min(k, d.numericalRank()) : k, exponent: e)
+        }
+        zeroTriplets = nil
         let kept = sCat.count
         guard kept > 0 else {
             out.update(repeating: 0)
             return
+        }
+        // Every σ on the largest task's scale 2^E (exact, unless a σ is below the element type's
+        // normal range at that scale, where it cannot matter next to the largest).
+        let common = exponents.max()!
+        for j in 0..<kept where exponents[j] != common {
+            sCat[j] = U(PowerOfTwoScaling.scaled(Double(sCat[j]), byPowerOfTwo: exponents[j] - common))
         }
         var uCat = [U](repeating: 0, count: m * kept)   // m × Σkₜ, row-major
         for j in 0..<kept {
@@ -93,5 +139,24 @@ public struct TSVM: SVDMatrixMethod {
                             vp.baseAddress!, ldb: n, out.baseAddress!, ldc: n)
             }
         }
+        try SVDMerge.unscale(out, byPowerOfTwo: common, tensor: deltas.tensor, method: info.name)
+    }
+
+    /// The largest of: the kept triplets of all tasks (K = T·⌊min(m, n)/T⌋ ≤ min(m, n) of them,
+    /// K·(m + n) values) with one task's SVD (`LAPACK.svdBytes`); their concatenation; each polar
+    /// factor's SVD with the other factor held. About 8× the matrix for a square one, besides `out`.
+    func matrixBytes(rows m: Int, columns n: Int, tasks: Int, elementSize s: Int) -> Int {
+        let r = Swift.min(m, n), k = tasks == 0 ? 0 : r / tasks, kk = tasks * k
+        guard k > 0 else { return 0 }
+        let triplets = s * kk * (m + n + 1) + 8 * kk
+        let zero = nullSpace == .keep ? LAPACK.decompositionBytes(rows: m, columns: n, rank: k, elementSize: s) : 0
+        let decomposing = Swift.max(LAPACK.svdBytes(rows: m, columns: n, elementSize: s),
+                                    LAPACK.decompositionBytes(rows: m, columns: n, rank: r, elementSize: s)
+                                        + LAPACK.decompositionBytes(rows: m, columns: n, rank: k, elementSize: s))
+        let concatenating = triplets + s * m * kk
+        let factors = s * (m * kk + kk * n + kk)
+        return Swift.max(triplets + zero + decomposing, concatenating,
+                         factors + LAPACK.polarBytes(rows: m, columns: kk, elementSize: s),
+                         factors + LAPACK.polarBytes(rows: kk, columns: n, elementSize: s))
     }
 }

@@ -17,6 +17,8 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
         // Merges
         case missingTensor, extraTensor, shapeMismatch, dtypeMismatch, baseMismatch
         case invalidArgument, outputIsInput, outputExists, writeFailed, nonFiniteValue
+        // Resources
+        case insufficientMemory
     }
 
     public var code: Code
