@@ -22,11 +22,15 @@ enum CLI {
         let stderr: String
     }
 
-    static func run(_ arguments: [String], in directory: String? = nil) throws -> Output {
+    /// - Parameter environment: variables set (or replaced) in the child's environment.
+    static func run(_ arguments: [String], in directory: String? = nil, environment: [String: String] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
