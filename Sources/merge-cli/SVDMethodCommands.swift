@@ -18,8 +18,11 @@ struct TSVMCommand: ParsableCommand {
         abstract: "TSV-M: per matrix keep each task's top ⌊min(m,n)/T⌋ singular triplets, orthogonalise them across tasks.",
         discussion: """
             Every 2-D tensor is decomposed (exact SVD, LAPACK); other tensors get the mean task vector. \
-            θ = θ₀ + α·τ with α = --scale (1, the authors' default). Tensors are merged whole, a few at \
-            a time (--threads), so memory is a few times the largest tensor per thread.
+            θ = θ₀ + α·τ with α = --scale (1, the authors' default). Matrices are merged whole, one per \
+            thread: each needs about 9× its size in Float (the SVD's copy, U, Vᵀ and LAPACK's workspace, \
+            the kept triplets); fewer run at once when they do not fit the available memory, and a \
+            matrix that does not fit alone is refused before anything is written (--dry-run shows the \
+            estimate; MERGEKIT_MEMORY_BUDGET caps it).
             """)
 
     @OptionGroup var inputs: InputPaths
@@ -39,7 +42,8 @@ struct IsoCCommand: ParsableCommand {
         discussion: """
             Every 2-D tensor is decomposed (exact SVD, LAPACK); other tensors get the mean task vector. \
             θ = θ₀ + α·τ with α = --scale (the paper tunes it on validation data; `sweep --method iso-c \
-            --grid lambda=…` tries several in one pass over the inputs).
+            --grid lambda=…` tries several in one pass over the inputs). Each matrix needs about 7× its \
+            size in Float while it is decomposed; see tsv-m --help for how memory is planned.
             """)
 
     @OptionGroup var inputs: InputPaths

@@ -25,13 +25,20 @@
 /// - The method sets no per-task coefficients: `--weight` is rejected.
 /// - Ties: equal singular values at the cut σₖ = σₖ₊₁ make the kept subspace depend on LAPACK's
 ///   choice, as it does in every implementation. A zero task vector contributes no triplets (with
-///   `.drop`). NaN or ±∞ in a matrix's input is an error naming the file and element (an SVD
-///   cannot use it); in other tensors it propagates.
+///   `.drop`) and is not decomposed; when every task vector of a matrix is zero, τ = 0 without
+///   any SVD (with `.keep` too). NaN or ±∞ in a matrix's input is an error naming the file and
+///   element (an SVD cannot use it); in other tensors it propagates.
+/// - Range: each τₜ is decomposed as τₜ·2^−eₜ (its largest entry in [1, 2), `PowerOfTwoScaling`)
+///   and its σ kept with eₜ, so entries near the largest or the smallest normal Float give
+///   exactly 2ᵏ times the result of the scaled-down copy, instead of σ overflowing (which made
+///   every triplet "numerically zero" and τ silently 0). A result beyond the compute type's
+///   range is an error naming the tensor.
 /// - Cost per matrix: T + 2 exact SVDs (LAPACK `gesdd`, `gesvd` if it does not converge), in the
-///   compute type (Float; Double for F64 tensors). Memory: the tensor-sized output buffer (used
-///   as scratch for each τₜ in turn), the SVD's copy, U, Vᵀ and workspace, and the concatenated
-///   factors, whatever T is: one worker peaked at 348 MB RSS on a Llama layer whose largest
-///   matrix is 5632×2048 (46 MB in Float).
+///   compute type (Float; Double for F64 tensors). Memory (`matrixBytes`, checked before the merge
+///   starts): the tensor-sized output buffer (used as scratch for each τₜ in turn) plus the
+///   largest of one SVD (its copy, U, Vᵀ and `gesdd`'s 3·min(m, n)² workspace) with the kept
+///   triplets of all tasks (≤ min(m, n)·(m + n) values), and each polar factor's SVD: about 9×
+///   the matrix for a square one, whatever T is (measured 9.0–9.6× on 2000²–3000² F32).
 public struct TSVM: SVDMatrixMethod {
     public static let info = MethodInfo(
         name: "tsv-m",

@@ -6,8 +6,8 @@
 /// **one input at a time** (read and converted from the mapped inputs on each call) and a
 /// tensor-sized output buffer, which the method may also use as scratch before writing τ. The
 /// executor then forms θ₀ + τ (or writes τ) chunk by chunk. So memory per worker is the output
-/// buffer plus whatever the method itself holds (for an SVD: a few tensor-sized arrays), never
-/// all inputs of the tensor at once. Every other tensor goes through `combine` as usual.
+/// buffer plus whatever the method itself holds (for an SVD: 6–8 tensor-sized arrays,
+/// `wholeTensorBytes`), never all inputs of the tensor at once. Every other tensor goes through `combine` as usual.
 ///
 /// Before any output is created, the executor asks each such method for its peak working set on
 /// every tensor it merges whole (`wholeTensorBytes`) and whether it can merge it at all

@@ -82,6 +82,17 @@ extension MergeExecutor {
         return methodBytes + elementSize * n * (1 + shared) + factors
     }
 
+    /// The tensor merged whole with the largest working set and that set's bytes (nil when none;
+    /// tensors the method cannot merge at all are left out).
+    static func largestWholeTensor(_ plans: [MergePlan]) -> (name: String, bytes: Int)? {
+        var largest: (name: String, bytes: Int)?
+        for index in plans[0].tensors.indices {
+            guard let bytes = (try? wholeTensorBytes(plans, tensor: index)) ?? nil else { continue }
+            if bytes > largest?.bytes ?? -1 { largest = (plans[0].tensors[index].name, bytes) }
+        }
+        return largest
+    }
+
     /// What one worker allocates whatever it merges (`WorkerBuffers`, for each compute type in use).
     static func perWorkerBytes(_ plans: [MergePlan]) -> Int {
         let inputs = plans[0].inputs.count, targets = plans.count

@@ -30,9 +30,19 @@ import Synchronization
 ///
 /// Streaming: workers take one tensor at a time (largest first), read τ in the compute type
 /// (Float), decompose it with single-threaded BLAS, and `pwrite` A and B at offsets laid out up
-/// front; memory is a few copies of the largest tensor per worker, whatever the model's size.
-/// Results are byte-identical for any thread count (the seed of each tensor's randomized SVD is
-/// derived from the seed and the tensor's name).
+/// front. Memory per worker (`peakBytes`, checked before anything is written): τ plus the exact
+/// SVD's copy, U, Vᵀ and workspace, about 7× the weight in Float for a square one; with the
+/// randomized SVD τ plus thin (rows + columns)·(r + p) bases, about 1.5× at rank 64 on 2000².
+/// A weight that does not fit the available memory (`MemoryBudget`) is refused, naming it, the
+/// estimate and (for the exact SVD) what --randomized would need; weights that fit one at a time
+/// but not together run on fewer workers. Results are byte-identical for any thread count (the
+/// seed of each tensor's randomized SVD is derived from the seed and the tensor's name).
+///
+/// Range: τ is decomposed as τ·2⁻ᵉ (e even, largest entry in [1, 4)), and √σ·2^(e/2) goes into
+/// both factors, so the factors of τ near ±3·10³⁸ or the smallest normals are exactly 2^(e/2)
+/// times those of the scaled-down copy, never ±∞; factors that do not fit the adapter's dtype
+/// are an error (--dtype F32). A zero τ (a frozen weight) gets zero factors without an SVD.
+/// Linearized checkpoints are refused (`refuseLinearized`).
 public struct LoRAExtraction: Sendable {
     public struct Options: Sendable {
         public var rank: Int
@@ -528,6 +538,8 @@ extension LoRAExtraction.Result {
             JSONMember("files", .array(files.map { .string($0) })),
             JSONMember("seconds", .double(seconds)),
             JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes)),
+            JSONMember("largest_weight_memory_estimate_bytes",
+                       .int(extraction.targets.map { extraction.peakBytes($0, randomized: extraction.options.randomized) }.max() ?? 0)),
         ])
     }
 }
