@@ -5,7 +5,8 @@
 # --randomized), each with --threads 1 --json. The factor is (peak RSS − the same command's peak on
 # an 8×8 weight) / the matrix's bytes in Float; "estimate" is MergeKit's own working-set estimate
 # for the matrix (--dry-run's memory line; extract-lora's largest_weight_memory_estimate_bytes),
-# in the same units, so the two columns can be compared.
+# in the same units, so the two columns can be compared. Neither includes what every worker holds
+# anyway (staging buffers, and the 32 MiB MemoryBudget.workerSlack), which the memory check adds.
 #
 # Usage: Benchmarks/svd_memory.sh [--dir DIR] [--sizes "1000x1000 2000x2000 3000x3000 1024x4096"]
 #                                 [--python PY] [--cli PATH/TO/merge-cli]
@@ -71,7 +72,7 @@ estimate() {
            -o "$d/out.safetensors" --overwrite --dry-run | sed -n 's/^memory: matrices merged whole need up to about \([0-9.]* [kMGT]*B\).*/\1/p';;
     *) local flags=""; [ "$2" = 3 ] && flags="--randomized"
        "$cli" extract-lora --base "$d/base.safetensors" --model "$d/a.safetensors" --rank 64 $flags -o "$d/adapter" --threads 1 --json --overwrite \
-         | "$python" -c 'import json, sys; print(json.load(sys.stdin)["largest_weight_memory_estimate_bytes"])';;
+         | "$python" -c 'import json, sys; print(json.load(sys.stdin)["largest_weight_memory_estimate_bytes"] - (32 << 20))';;
   esac
 }
 

@@ -33,7 +33,8 @@
 /// - Cost per matrix: one exact SVD (`gesdd`, `gesvd` if it does not converge). Memory
 ///   (`matrixBytes`, checked before the merge starts): the output buffer (holding the sum), then
 ///   the larger of one more input and the SVD (its copy, U, Vᵀ and `gesdd`'s 3·min(m, n)²
-///   workspace): about 7× the matrix for a square one (measured 7.0–7.6× on 2000²–3000² F32).
+///   workspace): about 7× the matrix for a square one (peak RSS 7.3–7.6× on 2000²–3000² F32,
+///   the worker's staging buffers included).
 public struct IsoC: SVDMatrixMethod {
     public static let info = MethodInfo(
         name: "iso-c",

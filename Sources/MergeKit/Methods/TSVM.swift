@@ -38,7 +38,8 @@
 ///   starts): the tensor-sized output buffer (used as scratch for each τₜ in turn) plus the
 ///   largest of one SVD (its copy, U, Vᵀ and `gesdd`'s 3·min(m, n)² workspace) with the kept
 ///   triplets of all tasks (≤ min(m, n)·(m + n) values), and each polar factor's SVD: about 9×
-///   the matrix for a square one, whatever T is (measured 9.0–9.6× on 2000²–3000² F32).
+///   the matrix for a square one, whatever T is (peak RSS 9.3–9.6× on 2000²–3000² F32, the
+///   worker's staging buffers included).
 public struct TSVM: SVDMatrixMethod {
     public static let info = MethodInfo(
         name: "tsv-m",

@@ -6,7 +6,8 @@ import Dispatch
 /// Each whole tensor's peak working set is the method's (`wholeTensorBytes`: for an SVD, the
 /// copy LAPACK destroys, U, Vᵀ and the workspace), the tensor-sized result buffer, one more per
 /// distinct result when several plans run together (a sweep), and the factors of LoRA inputs.
-/// Every worker also holds its chunk and staging buffers (`perWorkerBytes`). Against the
+/// Every worker also holds its chunk and staging buffers, and BLAS's and the allocator's share
+/// (`perWorkerBytes`, with `MemoryBudget.workerSlack`). Against the
 /// available memory (`MemoryBudget`):
 ///
 /// - a tensor the method cannot merge at all (`wholeTensorProblem`), or whose working set does
@@ -102,7 +103,7 @@ extension MergeExecutor {
             size * chunkElements * (inputs + 2 + (targets > 1 ? inputs + 1 : 0))
         }
         let double = plans[0].tensors.contains { $0.action == .merge && $0.computeInDouble }
-        return staging + chunks(4) + (double ? staging + chunks(8) : 0)
+        return staging + chunks(4) + (double ? staging + chunks(8) : 0) + MemoryBudget.workerSlack
     }
 
     /// Lets at most `slots` workers merge a whole tensor at the same time.

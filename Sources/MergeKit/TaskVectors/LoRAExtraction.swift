@@ -32,7 +32,7 @@ import Synchronization
 /// (Float), decompose it with single-threaded BLAS, and `pwrite` A and B at offsets laid out up
 /// front. Memory per worker (`peakBytes`, checked before anything is written): τ plus the exact
 /// SVD's copy, U, Vᵀ and workspace, about 7× the weight in Float for a square one; with the
-/// randomized SVD τ plus thin (rows + columns)·(r + p) bases, about 1.5× at rank 64 on 2000².
+/// randomized SVD τ plus thin (rows + columns)·(r + p) bases, 1.2–1.5× at rank 64 on 2000²–3000².
 /// A weight that does not fit the available memory (`MemoryBudget`) is refused, naming it, the
 /// estimate and (for the exact SVD) what --randomized would need; weights that fit one at a time
 /// but not together run on fewer workers. Results are byte-identical for any thread count (the
@@ -285,7 +285,8 @@ public struct LoRAExtraction: Sendable {
 
     /// The most bytes factorising `target` holds at once: τ in Float, then the larger of the
     /// read's staging, the SVD (`LAPACK.svdBytes` or `randomizedSVDBytes`, with its truncation)
-    /// and the factors (rounded copies and the residual's row block).
+    /// and the factors (rounded copies and the residual's row block); plus the worker's share of
+    /// BLAS's and the allocator's memory (`MemoryBudget.workerSlack`).
     func peakBytes(_ target: Target, randomized: Bool) -> Int {
         let (rows, columns) = (target.shape[0], target.shape[1])
         let k = target.rank, r = min(rows, columns)
@@ -299,7 +300,7 @@ public struct LoRAExtraction: Sendable {
         }
         let factors = LAPACK.decompositionBytes(rows: rows, columns: columns, rank: k, elementSize: 4)
             + 4 * k * (rows + columns) + max(target.a.byteCount, target.b.byteCount) + 4 * max(1 << 18, columns)
-        return 4 * rows * columns + max(MergeExecutor.itemElements * 12, decomposition, factors)
+        return 4 * rows * columns + max(MergeExecutor.itemElements * 12, decomposition, factors) + MemoryBudget.workerSlack
     }
 
     /// How many workers may run: at most `threads`, and no more than the largest targets'

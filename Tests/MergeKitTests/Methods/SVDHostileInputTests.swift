@@ -124,7 +124,7 @@ struct SVDHostileInputTests {
         let large = exact.targets.first { $0.tensor == "m0.weight" }!, small = exact.targets.first { $0.tensor == "m1.weight" }!
         let exactBytes = exact.peakBytes(large, randomized: false), randomizedBytes = exact.peakBytes(large, randomized: true)
         // The exact SVD holds τ, its copy, U, Vᵀ and gesdd's workspace (≥ 5× τ); the randomized one τ and thin bases.
-        #expect(exactBytes >= 5 * 4 * 1200 * 1000 && randomizedBytes < 2 * 4 * 1200 * 1000 + MergeExecutor.itemElements * 12,
+        #expect(exactBytes >= 5 * 4 * 1200 * 1000 && randomizedBytes < 2 * 4 * 1200 * 1000 + MergeExecutor.itemElements * 12 + MemoryBudget.workerSlack,
                 "\(exactBytes) \(randomizedBytes)")
         let budget = (exactBytes + randomizedBytes) / 2
         do throws(MergeKitError) {
