@@ -29,7 +29,7 @@ enum ArgumentCheck {
     /// Builds the method as `run()` will and checks the inputs' weights against it, so that what
     /// the method itself refuses (a missing vote, weights a method cannot take, Σw = 0 for a
     /// normalised average) is an argument error too. Range checks come first, with the flags' words.
-    static func method(_ build: () throws(MergeKitError) -> any MergeMethod, inputs: InputOptions) throws {
+    static func method(_ build: () throws(MergeKitError) -> any MergeMethod, inputs: some MergeInputOptions) throws {
         do throws(MergeKitError) {
             let method = try build()
             let weights = inputs.weights.isEmpty ? Array(repeating: 1.0, count: inputs.count) : inputs.weights

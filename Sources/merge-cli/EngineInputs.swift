@@ -4,19 +4,8 @@ import MergeKit
 /// What the engine commands (eval, finetune, wemoe, wemoe-train, disentanglement) share about
 /// their inputs: the memory budget, unused-tensor warnings and the thread count.
 enum EngineInputs {
-    /// The memory the command may use: `MERGEKIT_MEMORY_BUDGET` (a size as --max-shard-size takes
-    /// it: 8G, 512MiB, a byte count) when set, else what the machine has available (nil where
-    /// that cannot be read: no check).
-    static func memoryBudget() throws(MergeKitError) -> MemoryBudget? {
-        if let text = ProcessInfo.processInfo.environment[MemoryBudget.variable] {
-            guard let size = ByteSize(argument: text) else {
-                throw MergeKitError(.invalidArgument, "\(MemoryBudget.variable) is \"\(text)\", not a size",
-                                    fix: "Set it to a size such as 8G, 512MiB or a byte count, or unset it")
-            }
-            return MemoryBudget(bytes: size.bytes, source: MemoryBudget.variable)
-        }
-        return MemoryBudget.available()
-    }
+    /// The memory the command may use (`MemoryBudget.configured()`).
+    static func memoryBudget() throws(MergeKitError) -> MemoryBudget? { try MemoryBudget.configured() }
 
     /// "1 step", "2 steps".
     static func counted(_ n: Int, _ singular: String) -> String { "\(n) \(singular)\(n == 1 ? "" : "s")" }

@@ -13,7 +13,10 @@ struct ExtractLoRACommand: ParsableCommand {
             equal rank with the default 4 power iterations, error within 1 % of the exact truncation \
             even on flat, noise-like deltas; --power-iterations 2 is faster for decaying spectra). Embeddings and lm_head are \
             left out unless --embeddings. The relative Frobenius error ‖τ − B·A‖/‖τ‖ of every weight \
-            is printed (--json for scripts).
+            is printed (--json for scripts). Memory: each weight being factorised needs about 7× its size \
+            in Float with the exact SVD, about 1.5× with --randomized; fewer weights are factorised at once \
+            when they do not fit together, and one that does not fit alone is refused before anything is \
+            written (MERGEKIT_MEMORY_BUDGET caps the memory planned for). Linearized checkpoints are refused.
             Example: merge-cli extract-lora --base B --model F --rank 64 --randomized -o adapter
             """)
 

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import MergeKit
 
@@ -45,6 +46,14 @@ struct MergeCLI: ParsableCommand {
     /// then parses and runs the command as usual.
     static func main() {
         TemporaryFiles.installSignalHandlers()
+        // One rule for MERGEKIT_MEMORY_BUDGET, whichever command runs: a malformed value is an
+        // argument error before any work.
+        do throws(MergeKitError) {
+            _ = try MemoryBudget.configured()
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
         main(nil)
     }
 }

@@ -11,7 +11,8 @@ extension DARE.Combination: ExpressibleByArgument {}
 /// the numeric options by their rules and builds the method (exit 64 before any file is opened),
 /// `run()` plans and runs the merge (exit 1 when the inputs cannot be merged).
 protocol MethodCommand: ParsableCommand {
-    var inputs: InputOptions { get }
+    associatedtype Inputs: MergeInputOptions
+    var inputs: Inputs { get }
     var outputOptions: OutputOptions { get }
     /// The numeric method options, each with its rule and its flag.
     var checkedValues: [(value: Double, parameter: MethodParameter, flag: String)] { get }
@@ -32,7 +33,7 @@ extension MethodCommand {
 }
 
 /// Plans and runs a merge of `inputs` with `method` (errors on stderr, exit 1).
-func runMerge(_ inputs: InputOptions, _ outputs: OutputOptions, _ method: () throws(MergeKitError) -> any MergeMethod) throws {
+func runMerge(_ inputs: some MergeInputOptions, _ outputs: OutputOptions, _ method: () throws(MergeKitError) -> any MergeMethod) throws {
     try reportingErrors { () throws(MergeKitError) in
         let (base, opened) = try inputs.open()
         let plan = try MergePlan(base: base, inputs: opened, method: try method(), output: outputs.spec())

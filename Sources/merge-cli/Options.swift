@@ -22,31 +22,27 @@ struct ByteSize: ExpressibleByArgument {
     let text: String
 
     init?(argument: String) {
-        let text = argument.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Double)] = [
-            ("KIB", 1024), ("MIB", 1_048_576), ("GIB", 1_073_741_824), ("TIB", 1_099_511_627_776),
-            ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12),
-            ("K", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("B", 1),
-        ]
-        var multiplier = 1.0
-        var number = Substring(text)
-        for (suffix, factor) in units where text.uppercased().hasSuffix(suffix) {
-            multiplier = factor
-            number = text.dropLast(suffix.count)
-            break
-        }
-        guard let value = Double(number.trimmingCharacters(in: .whitespaces)), value.isFinite, value >= 0,
-              value * multiplier < 9e18 else { return nil }
-        bytes = Int((value * multiplier).rounded())
-        self.text = argument
+        guard let bytes = ByteCount.parse(argument) else { return nil }
+        self.bytes = bytes
+        text = argument
     }
 
     static var defaultCompletionKind: CompletionKind { .default }
 }
 
-/// Inputs shared by every merge command: the base, fine-tuned models, task-vector files and PEFT
-/// LoRA adapters.
-struct InputOptions: ParsableArguments {
+/// What a merge command reads: the base and the inputs, opened (headers only), with their weights.
+protocol MergeInputOptions: ParsableArguments {
+    /// The number of inputs (models, task vectors and LoRA adapters).
+    var count: Int { get }
+    /// The --weight values (empty: every input weighs 1).
+    var weights: [Double] { get }
+    func open() throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput])
+}
+
+/// The checkpoints a merge reads: the base, fine-tuned models, task-vector files and PEFT LoRA
+/// adapters. Methods that set their own per-task coefficients (TSV-M, Iso-C) take these alone;
+/// the others take `InputOptions`, these with --weight.
+struct InputPaths: MergeInputOptions {
     @Option(name: .long, help: ArgumentHelp("The pre-trained base checkpoint θ₀ (file or directory).", valueName: "path"))
     var base: String
 
@@ -59,24 +55,25 @@ struct InputOptions: ParsableArguments {
     @Option(name: .customLong("lora"), help: ArgumentHelp("A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors); its task vector is (lora_alpha/r)·B·A on every module it targets and zero elsewhere. Repeatable.", valueName: "dir"))
     var loras: [String] = []
 
-    @Option(name: .customLong("weight"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Weight wᵢ of each input, in order: every --model first, then every --task-vector, then every --lora. Give one per input or none (all 1). May be negative.", valueName: "w"))
-    var weights: [Double] = []
-
     /// The number of inputs.
     var count: Int { models.count + taskVectors.count + loras.count }
+
+    /// No --weight: every input weighs 1.
+    var weights: [Double] { [] }
 
     func validate() throws {
         if models.isEmpty && taskVectors.isEmpty && loras.isEmpty {
             throw ValidationError("Give at least one --model, --task-vector or --lora to merge.")
         }
-        if !weights.isEmpty && weights.count != count {
-            throw ValidationError("Got \(weights.count) --weight values for \(count) inputs; give one per input (models first, then task vectors, then LoRA adapters) or none.")
-        }
-        for weight in weights { try ArgumentCheck.value(weight, .weight, flag: "--weight") }
     }
 
-    /// Opens the base and the inputs (headers only), with their weights.
+    /// Opens the base and the inputs (headers only), all with weight 1.
     func open() throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput]) {
+        try open(weights: [])
+    }
+
+    /// Opens the base and the inputs (headers only) with `weights` (in input order; empty: all 1).
+    func open(weights: [Double]) throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput]) {
         let base = try Checkpoint(path: self.base)
         var inputs: [MergeInput] = []
         let paths = models.map { (MergeInput.Kind.model, $0) } + taskVectors.map { (MergeInput.Kind.taskVector, $0) }
@@ -89,6 +86,33 @@ struct InputOptions: ParsableArguments {
             inputs.append(MergeInput(lora: try LoRAAdapter(path: path), weight: weight))
         }
         return (base, inputs)
+    }
+}
+
+/// Inputs shared by the merge commands whose methods take per-input weights: the checkpoints and
+/// --weight.
+struct InputOptions: MergeInputOptions {
+    @OptionGroup var paths: InputPaths
+
+    @Option(name: .customLong("weight"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Weight wᵢ of each input, in order: every --model first, then every --task-vector, then every --lora. Give one per input or none (all 1). May be negative.", valueName: "w"))
+    var weights: [Double] = []
+
+    var base: String { paths.base }
+    var models: [String] { paths.models }
+    var taskVectors: [String] { paths.taskVectors }
+    var loras: [String] { paths.loras }
+    var count: Int { paths.count }
+
+    func validate() throws {
+        if !weights.isEmpty && weights.count != paths.count {
+            throw ValidationError("Got \(weights.count) --weight values for \(paths.count) inputs; give one per input (models first, then task vectors, then LoRA adapters) or none.")
+        }
+        for weight in weights { try ArgumentCheck.value(weight, .weight, flag: "--weight") }
+    }
+
+    /// Opens the base and the inputs (headers only), with their weights.
+    func open() throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput]) {
+        try paths.open(weights: weights)
     }
 }
 

@@ -119,6 +119,24 @@ public enum LinearizedCheckpoint {
         }
     }
 
+    /// Checks that `checkpoint`'s θ is its θ₀, byte for byte, as the base of a linearized merge
+    /// must be. The merge writes θ₀ + merge(τ₁, …, τₙ) in the tangent space at the base's θ₀
+    /// (f(x; θ₀) + J·(θ − θ₀) is linear in θ − θ₀): a base with θ ≠ θ₀ is itself a linearized
+    /// fine-tune, and its own task vector θ − θ₀ would silently be left out. It belongs among the
+    /// inputs, with the linearization point (θ = θ₀) as the base.
+    public static func checkUnmoved(_ checkpoint: Checkpoint) throws(MergeKitError) {
+        let theta0 = try half(.base, of: checkpoint), theta = try half(.model, of: checkpoint)
+        for entry in theta0.entries {
+            guard let moved = theta.entry(named: entry.name) else { continue }
+            let a = entry.file.bytes(of: entry.info), b = moved.file.bytes(of: moved.info)
+            if a.count > 0 && memcmp(a.baseAddress!, b.baseAddress!, a.count) != 0 {
+                throw MergeKitError(.baseMismatch, file: checkpoint.path, tensor: Half.model.prefix + entry.name,
+                    "differs from \(Half.base.prefix + entry.name): this base is a linearized fine-tune (θ ≠ θ₀), and a linearized merge writes θ₀ + merge(τ₁, …, τₙ) around its θ₀, which would leave out its own task vector θ − θ₀",
+                    fix: "Pass it as a --model (its task vector is then merged with the others), and as --base the linearization point with θ = θ₀ (`merge-cli linearize --base PRETRAINED -o BASE-LIN`)")
+            }
+        }
+    }
+
     /// The architecture and config metadata of a linearized model of `checkpoint` (an ordinary
     /// checkpoint): "clip-vision" when it holds a CLIP image encoder, and its config.json, compact.
     static func describingMetadata(of checkpoint: Checkpoint) -> [String: String] {

@@ -10,6 +10,8 @@
 /// model) and then renames the planned tensors and adds the θ₀ copies. Inputs may be linearized
 /// models (their θ₀ must be the base's, byte for byte), ordinary models (post-hoc linearization
 /// of θ − θ₀) and task-vector files. With `emit: .taskVector` the output is an ordinary task vector.
+/// The base must sit at its linearization point (θ = θ₀, `LinearizedCheckpoint.checkUnmoved`):
+/// a linearized fine-tune passed as the base is refused, since its own θ − θ₀ would be dropped.
 extension MergePlan {
     /// The plan of a merge onto a linearized base, or nil when neither the base nor an input is
     /// linearized (an ordinary merge).
@@ -24,6 +26,7 @@ extension MergePlan {
             return nil
         }
         let baseHalf = try LinearizedCheckpoint.half(.base, of: base)
+        try LinearizedCheckpoint.checkUnmoved(base)
         var views: [MergeInput] = []
         for input in inputs {
             if LinearizedCheckpoint.isLinearized(input.checkpoint) {

@@ -69,9 +69,11 @@ public enum MergeExecutor {
     /// for methods with per-tensor statistics; larger tensors are re-read for each pass.
     public static let tensorCacheBytes = 192 << 20
 
-    public static func run(_ plan: MergePlan, threads requested: Int? = nil,
+    /// - Parameter memoryBudget: bytes the tensors merged whole may use (nil: unlimited); see
+    ///   MergeExecutor+Memory.swift. By default what the system has available (`MemoryBudget`).
+    public static func run(_ plan: MergePlan, threads requested: Int? = nil, memoryBudget: Int? = MemoryBudget.configuredBytes,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> MergeResult {
-        try run([plan], threads: requested, progress: progress)[0]
+        try run([plan], threads: requested, memoryBudget: memoryBudget, progress: progress)[0]
     }
 
     /// Runs several plans over the same inputs in one pass (a sweep): every input tensor is read
@@ -79,7 +81,7 @@ public enum MergeExecutor {
     /// and the tensor list (they differ in method parameters and outputs). With `sweep`, the
     /// outputs are written inside the sweep's temporary directory, which `SweepOutput.commit()`
     /// then moves into place as a whole.
-    public static func run(_ plans: [MergePlan], threads requested: Int? = nil, sweep: SweepOutput? = nil,
+    public static func run(_ plans: [MergePlan], threads requested: Int? = nil, sweep: SweepOutput? = nil, memoryBudget: Int? = MemoryBudget.configuredBytes,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [MergeResult] {
         precondition(!plans.isEmpty)
         for plan in plans.dropFirst() {
@@ -87,7 +89,10 @@ public enum MergeExecutor {
                          "plans run together must share the base and the tensor list")
         }
         let start = Date()
-        let threads = max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)
+        // Tensors merged whole must fit the memory: refused now, before any output exists.
+        let memory = try memoryPlan(plans, threads: max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount), budget: memoryBudget)
+        let threads = memory.workers
+        let gate = WholeTensorGate(plans: plans, slots: memory.wholeTensorSlots)
         BLAS.setThreads(1)
         var targets: [Target] = []
         do throws(MergeKitError) {
@@ -111,7 +116,7 @@ public enum MergeExecutor {
                 target.model.majority = 1
             }
             let items = workItems(plans[0])
-            let workers = try runWorkers(targets, items: items, threads: threads, progress: progress)
+            let workers = try runWorkers(targets, items: items, threads: threads, gate: gate, progress: progress)
             // Exact vote ties were merged with the predicted majority. If the counted majority
             // resolves ties differently and some result depended on it, merge that plan again.
             var again: [Target] = []
@@ -123,7 +128,7 @@ public enum MergeExecutor {
                 if tieSign(counted) != tieSign(target.model.majority!) && resolved > 0 { again.append(target) }
                 target.model.majority = counted
             }
-            if !again.isEmpty { _ = try runWorkers(again, items: items, threads: threads) }
+            if !again.isEmpty { _ = try runWorkers(again, items: items, threads: threads, gate: gate) }
         } catch {
             targets.forEach { $0.writer.abort() }
             throw error
@@ -169,7 +174,7 @@ public enum MergeExecutor {
     }
 
     /// Runs the worker pool over `items` for `targets`; returns the workers (for their vote counts).
-    static func runWorkers(_ targets: [Target], items: [WorkItem], threads: Int,
+    static func runWorkers(_ targets: [Target], items: [WorkItem], threads: Int, gate: WholeTensorGate,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [Worker] {
         let plan = targets[0].plan
         let totalBytes = items.reduce(0) { $0 + $1.bytes }
@@ -185,7 +190,7 @@ public enum MergeExecutor {
                 let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard i < items.count else { break }
                 do throws(MergeKitError) {
-                    try worker.process(items[i])
+                    try gate.run(items[i]) { () throws(MergeKitError) in try worker.process(items[i]) }
                 } catch {
                     failure.withLock { if $0 == nil { $0 = error } }
                     failed.store(true, ordering: .relaxed)
@@ -323,7 +328,7 @@ public enum MergeExecutor {
             // buffers the chunk source below reuses); the others share one chunked pass.
             var chunked: [Int] = []
             var shared: [String: UnsafeMutableBufferPointer<T>] = [:]
-            defer { shared.values.forEach { $0.deallocate() } }
+            defer { shared.values.forEach { ScratchMemory.release($0) } }
             for (t, tensor) in tensors.enumerated() {
                 if let method = MergeExecutor.wholeTensorMethod(tensor) {
                     try mergeWhole(item, target: t, method: method, buffers, shared: &shared)
@@ -435,8 +440,8 @@ public enum MergeExecutor {
             let tensor = targets[t].plan.tensors[item.tensor]
             let n = tensor.output.elementCount
             precondition(item.range == 0..<n, "a tensor merged whole must be one work item")
-            let out = UnsafeMutableBufferPointer<T>.allocate(capacity: n)
-            defer { out.deallocate() }
+            let out = try ScratchMemory.allocate(T.self, count: n, tensor: tensor.name, purpose: "the merged matrix")
+            defer { ScratchMemory.release(out) }
             let key = "\(method.info.name)|\(method.wholeTensorKey)|\(tensor.weights)"
             if let known = shared[key] {
                 T.copy(UnsafeBufferPointer(known), out)
@@ -449,7 +454,7 @@ public enum MergeExecutor {
                 }
                 try method.combineTensor(deltas, weights: tensor.weights.map { T($0) }, into: out, context: context)
                 if targets.count > 1 {
-                    let copy = UnsafeMutableBufferPointer<T>.allocate(capacity: n)
+                    let copy = try ScratchMemory.allocate(T.self, count: n, tensor: tensor.name, purpose: "the merged matrix shared by the sweep's plans")
                     T.copy(UnsafeBufferPointer(out), copy)
                     shared[key] = copy
                 }

@@ -16,6 +16,10 @@ public enum PlanDescription {
         if !plan.companions.isEmpty || !plan.generatedFiles.isEmpty {
             lines.append("  also: " + (plan.companions + plan.generatedFiles.keys.sorted()).joined(separator: ", "))
         }
+        if let largest = MergeExecutor.largestWholeTensor([plan]) {
+            let available = MemoryBudget.configuredBytes.map { ", \(ByteCount.describe($0)) available" } ?? ""
+            lines.append("memory: matrices merged whole need up to about \(ByteCount.describe(largest.bytes)) each (the largest: \(largest.name)), plus \(ByteCount.describe(MergeExecutor.perWorkerBytes([plan]))) per worker\(available)")
+        }
         let uniformParameters = JSONValue.object(plan.method.parameters).serialized()
         let uniformWeights = plan.inputs.map(\.weight)
         lines.append("tensors:")

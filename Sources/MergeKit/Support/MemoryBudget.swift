@@ -1,8 +1,12 @@
 import Foundation
 
-/// The memory a command may use: what the machine has available now, or a figure the user sets
-/// with `MERGEKIT_MEMORY_BUDGET` (the CLI reads the variable; tests use it for deterministic
-/// budgets).
+/// The memory a command may use: a figure the user sets with `MERGEKIT_MEMORY_BUDGET` (a size as
+/// --max-shard-size takes it: `8G`, `512MiB`, a byte count; tests use it for deterministic
+/// budgets), else what the machine has available now (`available()`).
+///
+/// Commands estimate their peak before allocating anything and compare it with this budget: the
+/// engine per batch (`EngineMemory`), SVD-based merges and extract-lora per matrix
+/// (`MergeExecutor+Memory.swift`, `LoRAExtraction`).
 ///
 /// On Linux, `available()` is MemAvailable from /proc/meminfo (the kernel's estimate of what can
 /// be allocated without swapping), capped by every cgroup the process is in — the v2 unified
@@ -22,6 +26,42 @@ public struct MemoryBudget: Sendable, Equatable {
     public init(bytes: Int, source: String) {
         self.bytes = bytes
         self.source = source
+    }
+
+    /// Bytes each worker is assumed to hold beyond the buffers the estimates count: BLAS's own
+    /// packing buffers, and memory the allocator keeps after a free (Benchmarks/svd_memory.sh
+    /// measured peaks up to 21 MB above the counted buffers, on a 1024×4096 TSV-M merge).
+    static let workerSlack = 32 << 20
+
+    /// The budget set by `MERGEKIT_MEMORY_BUDGET`, else what is available now (nil where that
+    /// cannot be read: no check). A variable that is not a size is an error (the CLI reports it
+    /// before any command runs).
+    public static func configured() throws(MergeKitError) -> MemoryBudget? {
+        guard let text = ProcessInfo.processInfo.environment[variable] else { return available() }
+        guard let bytes = ByteCount.parse(text), bytes > 0 else {
+            throw MergeKitError(.invalidArgument, "\(variable) is \"\(text)\", not a size",
+                                fix: "Set it to a size such as 8G, 512MiB or a byte count, or unset it")
+        }
+        return MemoryBudget(bytes: bytes, source: variable)
+    }
+
+    /// `configured()`'s bytes, nil when unknown or when the variable is malformed (the CLI
+    /// refuses that before any work).
+    public static var configuredBytes: Int? { (try? configured())?.bytes }
+
+    /// How many of the work items with these peak working sets may run at once: the most k such
+    /// that the k largest together (plus `perWorker` bytes for each of the `workers`) fit
+    /// `budget`, at least 1 and at most `workers`. Any k items then fit, whichever run together.
+    static func concurrency(_ itemBytes: [Int], workers: Int, perWorker: Int = 0, budget: Int) -> Int {
+        let sorted = itemBytes.sorted(by: >)
+        var total = workers * perWorker
+        var k = 0
+        for bytes in sorted.prefix(workers) {
+            guard total + bytes <= budget else { break }
+            total += bytes
+            k += 1
+        }
+        return max(1, min(workers, k == sorted.count ? workers : k))
     }
 
     /// The memory available now, or nil where it cannot be read.
@@ -103,39 +143,3 @@ public struct MemoryBudget: Sendable, Equatable {
     }
 }
 
-/// What a command will hold at its peak, by part, in bytes (Float32 buffers). Sums saturate, so
-/// an absurd request shows as an absurd figure instead of overflowing.
-public struct MemoryEstimate: Sendable, CustomStringConvertible {
-    public struct Part: Sendable {
-        public let what: String
-        public let bytes: Int
-    }
-
-    public private(set) var parts: [Part] = []
-
-    public init() {}
-
-    /// The total.
-    public var bytes: Int { parts.reduce(0) { EngineMemory.sum($0, $1.bytes) } }
-
-    /// Adds `floats` Float32 values for `what` (nothing when zero).
-    mutating func add(_ what: String, floats: Int) {
-        guard floats > 0 else { return }
-        parts.append(Part(what: what, bytes: EngineMemory.product(floats, MemoryLayout<Float>.stride)))
-    }
-
-    /// "1.2 GB (parameters 350 MB, activations 800 MB, …)".
-    public var description: String {
-        MemoryEstimate.format(bytes) + " (" + parts.map { "\($0.what) \(MemoryEstimate.format($0.bytes))" }.joined(separator: ", ") + ")"
-    }
-
-    /// Bytes in decimal units (kB, MB, GB, TB, PB), as the CLI's sizes.
-    public static func format(_ bytes: Int) -> String {
-        let units: [(Double, String)] = [(1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")]
-        for (scale, unit) in units where Double(bytes) >= scale {
-            let value = Double(bytes) / scale
-            return String(format: value < 10 ? "%.1f %@" : "%.0f %@", value, unit)
-        }
-        return "\(bytes) bytes"
-    }
-}
