@@ -186,7 +186,7 @@ struct EngineMemoryTests {
                 && message.contains("Even a batch of 1 needs 10 GB"), "\(message)")
 
         let bad = try CLI.run(["eval", "--model", model, "--head", head, "--data", data], environment: [MemoryBudget.variable: "lots"])
-        #expect(bad.status == 1 && bad.stderr.contains("MERGEKIT_MEMORY_BUDGET is \"lots\", not a size"), "\(bad.stderr)")
+        #expect(bad.status == 64 && bad.stderr.contains("MERGEKIT_MEMORY_BUDGET is \"lots\", not a size"), "\(bad.stderr)")
     }
 
     @Test("eval without --batch-size runs in the largest batch that fits and says so; an explicit batch that does not fit is refused")

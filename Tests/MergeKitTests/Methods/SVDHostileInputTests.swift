@@ -30,7 +30,7 @@ struct SVDHostileInputTests {
         let tooManyElements = shape[0] * shape[1] > Int(Int32.max)
         let runs: [(arguments: [String], expected: [String])] = [
             (["tsv-m", "--base", "base.safetensors", "--model", "ft.safetensors", "-o", "out.safetensors"],
-             tooManyElements ? ["tsv-m cannot merge this", "2³¹ − 1", "task-arithmetic"] : ["tsv-m needs about", "but 1.1 GB is available"]),
+             tooManyElements ? ["tsv-m cannot merge this", "2³¹ − 1", "task-arithmetic"] : ["tsv-m needs about", "but 1.0 GB is available"]),
             (["iso-c", "--base", "base.safetensors", "--model", "ft.safetensors", "--threads", "4", "-o", "out"],
              tooManyElements ? ["iso-c cannot merge this", "2³¹ − 1"] : ["iso-c needs about", "GB of memory", "fewer --threads does not help"]),
             (["sweep", "--method", "iso-c", "--base", "base.safetensors", "--model", "ft.safetensors", "--scale", "0.5,1", "-o", "sweep"],
