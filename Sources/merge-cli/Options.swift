@@ -120,7 +120,7 @@ struct OutputOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Write the merged model, or only the merged task vector τ (for consumers that apply it themselves).", valueName: "model|task-vector"))
     var emit: EmitKind = .model
 
-    @Flag(name: .customLong("check-finite"), help: "Before merging, fail if any input holds NaN or ±Inf, naming the first offending tensor (costs one read of the inputs). By default NaN and Inf are merged as the arithmetic says.")
+    @Flag(name: .customLong("check-finite"), help: "Scan every input for NaN and ±Inf before merging (one more read of the inputs), so that the error comes before any work. Merges always fail on a NaN or ±Inf they read (unless the base and every input hold it identically) and on a result that overflows the output dtype.")
     var checkFinite = false
 
     func validate() throws {
@@ -160,12 +160,8 @@ enum MergeRunner {
             return
         }
         if options.checkFinite {
-            // Every checkpoint read by the merge, in command-line order: the first offending tensor is reported.
-            var seen = Set<ObjectIdentifier>()
-            for checkpoint in [plans[0].base] + plans[0].inputs.map(\.checkpoint) where seen.insert(ObjectIdentifier(checkpoint)).inserted {
-                let report = try CheckpointVerifier(checkFinite: true).verify(checkpoint)
-                if let error = report.nonFiniteError { throw error }
-            }
+            // The merge's own NaN/Inf policy, applied in one read of the inputs before any merging.
+            try MergeExecutor.checkInputsFinite(plans[0], threads: options.threads)
         }
         let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
         let start = Date()

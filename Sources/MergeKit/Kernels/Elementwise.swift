@@ -28,8 +28,16 @@ public protocol ElementwiseKernels {
     /// For entries agreeing with the elected sign: out = max(out, |d|).
     static func maximumAgreeing(_ d: UnsafeBufferPointer<Self>, sign: UnsafeBufferPointer<Self>, out: UnsafeMutableBufferPointer<Self>)
     /// out = λ·x (+ base when given): a λ-sweep point, with exactly the roundings of a single merge's
-    /// `scal(λ)` then `axpy(1, base)` (a product, then a sum; never fused).
-    static func scaleAdd(_ x: UnsafeBufferPointer<Self>, scale: Self, base: UnsafeBufferPointer<Self>?, into out: UnsafeMutableBufferPointer<Self>)
+    /// `scal(λ)` then `axpy(1, base)` (a product, then a sum; never fused). Returns the largest
+    /// magnitude key of out (`largestMagnitudeKey`), for the output's finiteness check.
+    @discardableResult
+    static func scaleAdd(_ x: UnsafeBufferPointer<Self>, scale: Self, base: UnsafeBufferPointer<Self>?, into out: UnsafeMutableBufferPointer<Self>) -> UInt64
+    /// The largest `magnitudeKey` in x (0 when empty), in one vectorised pass: x holds a NaN or
+    /// ±∞ exactly when it is ≥ `infinityKey`.
+    static func largestMagnitudeKey(_ x: UnsafeBufferPointer<Self>) -> UInt64
+    /// out += base (bit for bit `axpy(1, base, out)`), returning the largest magnitude key of the
+    /// sums: θ₀ + τ and its finiteness check in one pass.
+    static func addBase(_ base: UnsafeBufferPointer<Self>, into out: UnsafeMutableBufferPointer<Self>) -> UInt64
     /// out = λ · out / max(1, count)
     static func divideByCount(_ out: UnsafeMutableBufferPointer<Self>, count: UnsafeBufferPointer<Self>, scale: Self)
     /// out = λ · (count == 0 ? out : out / count)
@@ -161,16 +169,46 @@ func maximumAgreeingBody<T: MergeScalar>(_ d: UnsafeBufferPointer<T>, _ sign: Un
     }
 }
 
+// The finiteness checks reduce with integer maxima of the magnitude bits, in the key type's own
+// width (UInt32 for Float), so that the loops stay vectorised.
+
 @inline(__always)
-func scaleAddBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ scale: T, _ base: UnsafeBufferPointer<T>?, _ out: UnsafeMutableBufferPointer<T>) {
+func scaleAddBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ scale: T, _ base: UnsafeBufferPointer<T>?, _ out: UnsafeMutableBufferPointer<T>,
+                                  key: (T) -> T.MagnitudeBits) -> UInt64 {
+    var largest: T.MagnitudeBits = 0
     if let base {
         for k in 0..<out.count {
             let product = scale * x[k]
-            out[k] = product + base[k]
+            let sum = product + base[k]
+            out[k] = sum
+            largest = max(largest, key(sum))
         }
     } else {
-        for k in 0..<out.count { out[k] = scale * x[k] }
+        for k in 0..<out.count {
+            let product = scale * x[k]
+            out[k] = product
+            largest = max(largest, key(product))
+        }
     }
+    return UInt64(largest)
+}
+
+@inline(__always)
+func largestMagnitudeKeyBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, key: (T) -> T.MagnitudeBits) -> UInt64 {
+    var largest: T.MagnitudeBits = 0
+    for k in 0..<x.count { largest = max(largest, key(x[k])) }
+    return UInt64(largest)
+}
+
+@inline(__always)
+func addBaseBody<T: MergeScalar>(_ base: UnsafeBufferPointer<T>, _ out: UnsafeMutableBufferPointer<T>, key: (T) -> T.MagnitudeBits) -> UInt64 {
+    var largest: T.MagnitudeBits = 0
+    for k in 0..<out.count {
+        let sum = out[k] + base[k]
+        out[k] = sum
+        largest = max(largest, key(sum))
+    }
+    return UInt64(largest)
 }
 
 @inline(__always)
@@ -315,8 +353,15 @@ extension Float: ElementwiseKernels {
     public static func maximumAgreeing(_ d: UnsafeBufferPointer<Float>, sign: UnsafeBufferPointer<Float>, out: UnsafeMutableBufferPointer<Float>) {
         maximumAgreeingBody(d, sign, out)
     }
-    public static func scaleAdd(_ x: UnsafeBufferPointer<Float>, scale: Float, base: UnsafeBufferPointer<Float>?, into out: UnsafeMutableBufferPointer<Float>) {
-        scaleAddBody(x, scale, base, out)
+    @discardableResult
+    public static func scaleAdd(_ x: UnsafeBufferPointer<Float>, scale: Float, base: UnsafeBufferPointer<Float>?, into out: UnsafeMutableBufferPointer<Float>) -> UInt64 {
+        scaleAddBody(x, scale, base, out) { $0.bitPattern & 0x7FFF_FFFF }
+    }
+    public static func largestMagnitudeKey(_ x: UnsafeBufferPointer<Float>) -> UInt64 {
+        largestMagnitudeKeyBody(x) { $0.bitPattern & 0x7FFF_FFFF }
+    }
+    public static func addBase(_ base: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<Float>) -> UInt64 {
+        addBaseBody(base, out) { $0.bitPattern & 0x7FFF_FFFF }
     }
     public static func divideByCount(_ out: UnsafeMutableBufferPointer<Float>, count: UnsafeBufferPointer<Float>, scale: Float) {
         divideByCountBody(out, count, scale)
@@ -373,8 +418,15 @@ extension Double: ElementwiseKernels {
     public static func maximumAgreeing(_ d: UnsafeBufferPointer<Double>, sign: UnsafeBufferPointer<Double>, out: UnsafeMutableBufferPointer<Double>) {
         maximumAgreeingBody(d, sign, out)
     }
-    public static func scaleAdd(_ x: UnsafeBufferPointer<Double>, scale: Double, base: UnsafeBufferPointer<Double>?, into out: UnsafeMutableBufferPointer<Double>) {
-        scaleAddBody(x, scale, base, out)
+    @discardableResult
+    public static func scaleAdd(_ x: UnsafeBufferPointer<Double>, scale: Double, base: UnsafeBufferPointer<Double>?, into out: UnsafeMutableBufferPointer<Double>) -> UInt64 {
+        scaleAddBody(x, scale, base, out) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
+    }
+    public static func largestMagnitudeKey(_ x: UnsafeBufferPointer<Double>) -> UInt64 {
+        largestMagnitudeKeyBody(x) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
+    }
+    public static func addBase(_ base: UnsafeBufferPointer<Double>, into out: UnsafeMutableBufferPointer<Double>) -> UInt64 {
+        addBaseBody(base, out) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
     }
     public static func divideByCount(_ out: UnsafeMutableBufferPointer<Double>, count: UnsafeBufferPointer<Double>, scale: Double) {
         divideByCountBody(out, count, scale)

@@ -11,9 +11,12 @@ public protocol TensorElement {
     /// Converts `count` stored elements of `dtype` at `source` into `destination`.
     static func load(_ source: UnsafeRawPointer, dtype: DType, count: Int, into destination: UnsafeMutablePointer<Self>)
     /// destination = (stored values of `dtype` at `source`) − base, in one pass: the task vector
-    /// of a fine-tuned chunk, without a separate subtraction.
+    /// of a fine-tuned chunk, without a separate subtraction. Returns whether every difference is
+    /// finite (checked in the same pass): false when the value or the base holds a NaN or ±∞
+    /// somewhere, or a difference overflows.
+    @discardableResult
     static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Self>,
-                               into destination: UnsafeMutablePointer<Self>)
+                               into destination: UnsafeMutablePointer<Self>) -> Bool
     /// Converts `count` values to `dtype`, writing little-endian bytes at `destination`.
     static func store(_ source: UnsafePointer<Self>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer)
 }
@@ -39,22 +42,34 @@ extension Float: TensorElement {
         }
     }
 
+    @discardableResult
     public static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Float>,
-                                      into destination: UnsafeMutablePointer<Float>) {
+                                      into destination: UnsafeMutablePointer<Float>) -> Bool {
+        // The largest magnitude bits of the differences, reduced in the conversion loop itself.
+        var largest: UInt32 = 0
         switch dtype {
         case .BF16:
             for i in 0..<count {
                 let h = source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian
-                destination[i] = Float(bitPattern: UInt32(h) << 16) - base[i]
+                let d = Float(bitPattern: UInt32(h) << 16) - base[i]
+                destination[i] = d
+                largest = max(largest, d.bitPattern & 0x7FFF_FFFF)
             }
         case .F32:
             for i in 0..<count {
-                destination[i] = Float(bitPattern: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) - base[i]
+                let d = Float(bitPattern: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) - base[i]
+                destination[i] = d
+                largest = max(largest, d.bitPattern & 0x7FFF_FFFF)
             }
         default:
             load(source, dtype: dtype, count: count, into: destination)
-            for i in 0..<count { destination[i] -= base[i] }
+            for i in 0..<count {
+                let d = destination[i] - base[i]
+                destination[i] = d
+                largest = max(largest, d.bitPattern & 0x7FFF_FFFF)
+            }
         }
+        return UInt64(largest) < infinityKey
     }
 
     public static func store(_ source: UnsafePointer<Float>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer) {
@@ -99,10 +114,17 @@ extension Double: TensorElement {
         }
     }
 
+    @discardableResult
     public static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Double>,
-                                      into destination: UnsafeMutablePointer<Double>) {
+                                      into destination: UnsafeMutablePointer<Double>) -> Bool {
         load(source, dtype: dtype, count: count, into: destination)
-        for i in 0..<count { destination[i] -= base[i] }
+        var largest: UInt64 = 0
+        for i in 0..<count {
+            let d = destination[i] - base[i]
+            destination[i] = d
+            largest = max(largest, d.bitPattern & 0x7FFF_FFFF_FFFF_FFFF)
+        }
+        return largest < infinityKey
     }
 
     public static func store(_ source: UnsafePointer<Double>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer) {
