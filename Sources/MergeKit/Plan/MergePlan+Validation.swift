@@ -1,3 +1,5 @@
+import Foundation
+
 /// Building a plan: every check that can fail because of the user's inputs runs here, before a
 /// byte is written. Problems are collected and reported together (up to `maximumReported`).
 extension MergePlan {
@@ -47,6 +49,7 @@ extension MergePlan {
 
         Self.checkOutputPath(output, checkpoints: [base] + inputs.map(\.checkpoint), into: &problems)
         let fingerprint = Self.checkTaskVectorBases(base: base, inputs: inputs, into: &problems)
+        Self.checkInputKinds(base: base, inputs: inputs, into: &problems)
 
         // Per tensor: every input has it, with the same shape and a compatible dtype.
         var planned: [(action: PlannedTensor.Action, base: Checkpoint.Entry, inputs: [InputSource], double: Bool, dtype: DType,
@@ -260,6 +263,29 @@ extension MergePlan {
         } else if FileSystem.exists(output.path) && !output.overwrite {
             problems.add(MergeKitError(.outputExists, file: output.path, "already exists",
                 fix: "Choose a new output path, or pass --overwrite to replace it once the merge has succeeded"))
+        }
+    }
+
+    /// A task-vector file given as a model would be taken as θ (≈ 0: the merge would erase the
+    /// base), and a full model given as a task vector would be added as τ (≈ 2θ): both are
+    /// refused with the fix. A file is a task vector when its metadata says so
+    /// (`mergekit.kind = task_vector`); a `--task-vector` input without that metadata (made by
+    /// another tool) is a full model when it lies near the base (`TaskVectorFile.relativeDistance`).
+    private static func checkInputKinds(base: Checkpoint, inputs: [MergeInput], into problems: inout ProblemList) {
+        for input in inputs {
+            switch input.kind {
+            case .model where TaskVectorFile.isTaskVector(input.checkpoint):
+                problems.add(MergeKitError(.invalidArgument, file: input.path,
+                    "is a task vector (its metadata says \(TaskVectorFile.kindKey) = \(TaskVectorFile.kindValue)) but was given as a fine-tuned model, so its τ would be taken as θ",
+                    fix: "Pass it with --task-vector \(input.path) (in a recipe: task_vector: \(input.path))"))
+            case .taskVector where !TaskVectorFile.isTaskVector(input.checkpoint):
+                guard let r = TaskVectorFile.relativeDistance(input.checkpoint, toBase: base), r < TaskVectorFile.fullModelDistance else { continue }
+                problems.add(MergeKitError(.invalidArgument, file: input.path,
+                    "was given as a task vector but is a full model: its values lie within \(String(format: "%.3g", 100 * r))% of the base's (a task vector lies near 0), so adding it as τ would about double the weights",
+                    fix: "Pass it with --model \(input.path) (in a recipe: model: \(input.path)), or make its task vector with `merge-cli task-vector`"))
+            default:
+                continue
+            }
         }
     }
 
