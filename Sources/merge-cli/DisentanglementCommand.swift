@@ -93,7 +93,7 @@ struct DisentanglementCommand: ParsableCommand {
                 ]
                 print(JSONValue.object(members).serialized(indent: 2))
             } else {
-                print("ξ(α₁, α₂)\(linear ? ", linearized" : ""): rows α₁ (\(inputs[0].0)), columns α₂ (\(inputs[1].0))")
+                print("ξ(α₁, α₂)\(linear ? ", linearized" : ""): rows α₁ (\(TerminalText.escaped(inputs[0].0))), columns α₂ (\(TerminalText.escaped(inputs[1].0)))")
                 print(String(repeating: " ", count: 8) + alphas.map { String(format: "%7.2f", $0) }.joined())
                 for (i, row) in result.errors.enumerated() {
                     print(String(format: "%7.2f ", alphas[i]) + row.map { String(format: "%7.3f", $0) }.joined())

@@ -111,10 +111,10 @@ struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Record every output file's SHA-256 in a sweep's manifest.json (one more read of each output; --json always includes them).")
     var checksums = false
 
-    @Flag(name: .long, help: "Print the validated plan (what each tensor will get) and exit without writing.")
+    @Flag(name: .long, help: "Print the validated plan (what each tensor will get; as JSON with --json) and exit without writing.")
     var dryRun = false
 
-    @Flag(name: .long, help: "No progress bar and no summary line on stderr.")
+    @Flag(name: .long, help: "No progress bar and no summary line on stderr (the progress bar only shows on a terminal; the summary line always does without --quiet).")
     var quiet = false
 
     @Option(name: .long, help: ArgumentHelp("Write the merged model, or only the merged task vector τ (for consumers that apply it themselves).", valueName: "model|task-vector"))
@@ -153,6 +153,15 @@ enum MergeRunner {
             }
         }
         if options.dryRun {
+            if options.json {
+                // One document: the plan, or the sweep's points with their plans.
+                let described = plans.enumerated().map { i, plan in
+                    let point = points.indices.contains(i) ? points[i] : []
+                    return point.isEmpty ? PlanDescription.json(plan) : PlanDescription.json(plan).adding("sweep", sweepJSON(point))
+                }
+                print((described.count == 1 ? described[0] : .object([JSONMember("points", .array(described))])).serialized(indent: 2))
+                return
+            }
             for (i, plan) in plans.enumerated() {
                 if plans.count > 1 { print("# point \(i): " + (points.indices.contains(i) ? points[i].map { "\($0.name) = \($0.value)" }.joined(separator: ", ") : "")) }
                 print(PlanDescription.text(plan))
@@ -167,12 +176,16 @@ enum MergeRunner {
         let start = Date()
         let results = try MergeExecutor.run(plans, threads: options.threads) { bar.update($0) }
         bar.finish()
-        if !options.quiet {
-            for result in results {
-                let merged = result.tensorsMerged, copied = result.tensorsCopied
-                let gb = Double(result.outputBytes) / 1e9
-                FileHandle.standardError.write(Data("wrote \(result.outputPath): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
+        // One summary line per output unless --quiet, also when stderr is not a terminal (a
+        // line in a CI log); warnings always.
+        for result in results {
+            for warning in result.warnings {
+                FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(warning))\n".utf8))
             }
+            guard !options.quiet else { continue }
+            let merged = result.tensorsMerged, copied = result.tensorsCopied
+            let gb = Double(result.outputBytes) / 1e9
+            FileHandle.standardError.write(Data("wrote \(TerminalText.escaped(result.outputPath)): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
         }
         let seconds = Date().timeIntervalSince(start)
         var summaries: [JSONValue] = []
@@ -239,9 +252,15 @@ enum MergeRunner {
             JSONMember("seconds", .double(result.seconds)),
         ]
         if !point.isEmpty {
-            members.insert(JSONMember("sweep", .object(point.map { JSONMember($0.name, Double($0.value).map { .double($0) } ?? .string($0.value)) })), at: 1)
+            members.insert(JSONMember("sweep", sweepJSON(point)), at: 1)
         }
+        members.append(JSONMember("warnings", .array(result.warnings.map { .string($0) })))
         return .object(members)
+    }
+
+    /// A sweep point's parameters (numbers as numbers).
+    static func sweepJSON(_ point: [(name: String, value: String)]) -> JSONValue {
+        .object(point.map { JSONMember($0.name, Double($0.value).map { .double($0) } ?? .string($0.value)) })
     }
 }
 
@@ -321,12 +340,12 @@ final class ProgressBar: Sendable {
     func finish() { line.finish() }
 }
 
-/// Turns library errors into the CLI's contract: message on stderr, exit status 1.
+/// Turns library errors into the CLI's contract: message on stderr (and a JSON error document on
+/// stdout with --json, `ErrorOutput`), exit status 1.
 func reportingErrors(_ body: () throws(MergeKitError) -> Void) throws {
     do {
         try body()
     } catch {
-        FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
-        throw ExitCode(1)
+        throw ErrorOutput.report(error)
     }
 }

@@ -35,7 +35,7 @@ struct VerifyCommand: ParsableCommand {
         if json {
             print(Self.json(path: path, report: report, error: error).serialized(indent: 2))
         } else {
-            print("\(path): \(error == nil ? "OK" : "FAILED")")
+            print("\(TerminalText.escaped(path)): \(error == nil ? "OK" : "FAILED")")
             print("  \(Self.layoutDescription(report)); \(grouped(report.tensorCount)) tensors, \(grouped(report.bytesRead)) bytes read")
             for line in report.nonFiniteText { print("  " + line) }
         }
@@ -64,10 +64,8 @@ struct VerifyCommand: ParsableCommand {
                 JSONMember("non_finite", report.nonFiniteJSON),
             ]
         }
-        members.append(JSONMember("error", error.map { e in
-            .object([JSONMember("code", .string(e.code.rawValue)), JSONMember("file", e.file.map { .string($0) } ?? .null),
-                     JSONMember("tensor", e.tensor.map { .string($0) } ?? .null), JSONMember("message", .string(e.description))])
-        } ?? .null))
+        // The error object every command prints with --json (`ErrorOutput`).
+        members.append(JSONMember("error", error.map { ErrorOutput.object($0, exitStatus: 1) } ?? .null))
         return .object(members)
     }
 }

@@ -70,7 +70,7 @@ struct WEMoECommand: ParsableCommand {
             try parameters.save(to: output, configSource: configPath, overwrite: overwrite)
             if !quiet {
                 FileHandle.standardError.write(Data(String(format: "wrote %@: WEMoE with %d experts, router depth %d, λ %g, in %.2f s\n",
-                                                           output, models.count, routerDepth, scale, Date().timeIntervalSince(start)).utf8))
+                                                           TerminalText.escaped(output), models.count, routerDepth, scale, Date().timeIntervalSince(start)).utf8))
             }
         }
     }
@@ -156,7 +156,7 @@ struct WEMoETrainCommand: ParsableCommand {
             try moe.parameters.save(to: output, configSource: try? CLIPVisionModel.configPath(for: checkpoint), overwrite: overwrite)
             if !quiet {
                 let first = losses.first.map { String(format: "%.4f", $0) } ?? "-", last = losses.last.map { String(format: "%.4f", $0) } ?? "-"
-                FileHandle.standardError.write(Data(String(format: "wrote %@: %d steps, loss %@ → %@, %.2f s (%.1f ms/step)\n", output, steps,
+                FileHandle.standardError.write(Data(String(format: "wrote %@: %d steps, loss %@ → %@, %.2f s (%.1f ms/step)\n", TerminalText.escaped(output), steps,
                                                            first, last, seconds, steps > 0 ? 1000 * seconds / Double(steps) : 0).utf8))
             }
             if json {

@@ -25,6 +25,9 @@ public struct MergeResult: Sendable {
     public let seconds: Double
     /// Whole-model statistics the method used (thresholds, norms), when it needed any.
     public let modelStatistics: ModelStatistics?
+    /// What the user should know about the output although the merge succeeded (a companion
+    /// `config.json` whose dtype could not be updated).
+    public var warnings: [String] = []
 }
 
 /// Runs a `MergePlan`:
@@ -128,9 +131,15 @@ public enum MergeExecutor {
         for target in targets {
             let plan = target.plan
             let companions = plan.companions.map { (source: FileSystem.join(plan.base.directory!, $0), name: $0) }
+            var warnings: [String] = []
             do throws(MergeKitError) {
                 try target.writer.commit(companions: companions, generated: plan.generatedFiles) { name, bytes in
-                    name == "config.json" ? ConfigRewriter.settingDType(plan.output.dtype, in: bytes) : bytes
+                    guard name == "config.json" else { return bytes }
+                    let rewritten = ConfigRewriter.settingDType(plan.output.dtype, in: bytes)
+                    if let dtype = plan.output.dtype, rewritten == bytes, !ConfigRewriter.isJSONObject(bytes) {
+                        warnings.append("\(FileSystem.join(plan.output.path, name)): copied unchanged: the base's config.json is not a JSON object, so its torch_dtype was not set to \(ConfigRewriter.torchNames[dtype] ?? dtype.rawValue); fix it by hand before loading the model with transformers")
+                    }
+                    return rewritten
                 }
             } catch {
                 targets.forEach { $0.writer.abort() }
@@ -145,7 +154,8 @@ public enum MergeExecutor {
                                        tensorsCopied: plan.tensors.filter { $0.action == .copy }.count,
                                        inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
                                        seconds: Date().timeIntervalSince(start),
-                                       modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil))
+                                       modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil,
+                                       warnings: warnings))
         }
         return results
     }
@@ -892,6 +902,12 @@ public enum MergeExecutor {
 /// Keeps a copied `config.json` truthful when the output dtype changes.
 enum ConfigRewriter {
     static let torchNames: [DType: String] = [.F32: "float32", .F16: "float16", .BF16: "bfloat16", .F64: "float64"]
+
+    /// Whether `bytes` parse as a JSON object (a config that `settingDType` can update).
+    static func isJSONObject(_ bytes: [UInt8]) -> Bool {
+        if let json = try? JSONParser.parse(bytes), case .object = json { return true }
+        return false
+    }
 
     /// `bytes` with `torch_dtype` (and the newer `dtype`) set to `dtype`'s torch name; unchanged
     /// when `dtype` is nil, the file is not a JSON object, or it has neither key.

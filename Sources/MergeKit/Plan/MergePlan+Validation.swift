@@ -320,15 +320,11 @@ struct ProblemList {
     }
 
     func throwIfAny() throws(MergeKitError) {
-        guard var first = items.first else { return }
+        guard let first = items.first else { return }
         guard items.count > 1 else { throw first }
-        var lines = ["\(items.count + overflow) problems found before merging:"]
-        lines += items.map { "  - \($0.description)" }
-        if overflow > 0 { lines.append("  - … and \(overflow) more") }
-        first.detail = lines.joined(separator: "\n")
-        first.file = nil
-        first.tensor = nil
-        first.fix = nil
-        throw first
+        var summary = MergeKitError(first.code, "\(items.count + overflow) problems found before merging:")
+        summary.problems = items
+        if overflow > 0 { summary.problems.append(MergeKitError(first.code, "… and \(overflow) more")) }
+        throw summary
     }
 }

@@ -175,7 +175,7 @@ public struct TaskVectorAnalysis: Sendable {
         for i in inputs.indices {
             lines.append("  [\(i)] keeps \(percent(keptEnergy[i])) of ‖τ‖²; the vote then drops \(percent(droppedByVote[i])) of its kept entries")
         }
-        return lines.joined(separator: "\n")
+        return TerminalText.lines(lines)
     }
 }
 
