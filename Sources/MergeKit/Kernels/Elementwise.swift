@@ -28,16 +28,17 @@ public protocol ElementwiseKernels {
     /// For entries agreeing with the elected sign: out = max(out, |d|).
     static func maximumAgreeing(_ d: UnsafeBufferPointer<Self>, sign: UnsafeBufferPointer<Self>, out: UnsafeMutableBufferPointer<Self>)
     /// out = λ·x (+ base when given): a λ-sweep point, with exactly the roundings of a single merge's
-    /// `scal(λ)` then `axpy(1, base)` (a product, then a sum; never fused). Returns the largest
-    /// magnitude key of out (`largestMagnitudeKey`), for the output's finiteness check.
+    /// `scal(λ)` then `axpy(1, base)` (a product, then a sum; never fused). Returns whether some
+    /// result's magnitude key reaches `limit` (`reaches`), for the output's finiteness check.
     @discardableResult
-    static func scaleAdd(_ x: UnsafeBufferPointer<Self>, scale: Self, base: UnsafeBufferPointer<Self>?, into out: UnsafeMutableBufferPointer<Self>) -> UInt64
-    /// The largest `magnitudeKey` in x (0 when empty), in one vectorised pass: x holds a NaN or
-    /// ±∞ exactly when it is ≥ `infinityKey`.
-    static func largestMagnitudeKey(_ x: UnsafeBufferPointer<Self>) -> UInt64
-    /// out += base (bit for bit `axpy(1, base, out)`), returning the largest magnitude key of the
-    /// sums: θ₀ + τ and its finiteness check in one pass.
-    static func addBase(_ base: UnsafeBufferPointer<Self>, into out: UnsafeMutableBufferPointer<Self>) -> UInt64
+    static func scaleAdd(_ x: UnsafeBufferPointer<Self>, scale: Self, base: UnsafeBufferPointer<Self>?, into out: UnsafeMutableBufferPointer<Self>,
+                         limit: UInt64) -> Bool
+    /// Whether some `magnitudeKey(x[k])` is ≥ `limit` (0 < limit < the sign bit), in one
+    /// vectorised pass: with `infinityKey`, whether x holds a NaN or ±∞.
+    static func reaches(_ x: UnsafeBufferPointer<Self>, key limit: UInt64) -> Bool
+    /// out += base (bit for bit `axpy(1, base, out)`), returning whether some sum's magnitude key
+    /// reaches `limit`: θ₀ + τ and its finiteness check in one pass.
+    static func addBase(_ base: UnsafeBufferPointer<Self>, into out: UnsafeMutableBufferPointer<Self>, limit: UInt64) -> Bool
     /// out = λ · out / max(1, count)
     static func divideByCount(_ out: UnsafeMutableBufferPointer<Self>, count: UnsafeBufferPointer<Self>, scale: Self)
     /// out = λ · (count == 0 ? out : out / count)
@@ -169,46 +170,63 @@ func maximumAgreeingBody<T: MergeScalar>(_ d: UnsafeBufferPointer<T>, _ sign: Un
     }
 }
 
-// The finiteness checks reduce with integer maxima of the magnitude bits, in the key type's own
-// width (UInt32 for Float), so that the loops stay vectorised.
+// The finiteness checks: key ≥ limit exactly when key + (signBit − limit) sets the sign bit (a
+// key never has it, so the sum cannot wrap). OR-ing those sums is three plain integer vector
+// operations per vector (and, add, or) in the key type's own width, even on baseline SSE2,
+// which has no unsigned maximum.
+
+@inline(__always)
+func reachBias<B: FixedWidthInteger & UnsignedInteger>(_ limit: UInt64, _: B.Type) -> B {
+    let signBit = B(1) << (B.bitWidth - 1)
+    return signBit &- B(truncatingIfNeeded: limit)
+}
+
+@inline(__always)
+func reached<B: FixedWidthInteger & UnsignedInteger>(_ accumulated: B) -> Bool {
+    accumulated & (B(1) << (B.bitWidth - 1)) != 0
+}
 
 @inline(__always)
 func scaleAddBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ scale: T, _ base: UnsafeBufferPointer<T>?, _ out: UnsafeMutableBufferPointer<T>,
-                                  key: (T) -> T.MagnitudeBits) -> UInt64 {
-    var largest: T.MagnitudeBits = 0
+                                  _ limit: UInt64, key: (T) -> T.MagnitudeBits) -> Bool {
+    let bias = reachBias(limit, T.MagnitudeBits.self)
+    var accumulated: T.MagnitudeBits = 0
     if let base {
         for k in 0..<out.count {
             let product = scale * x[k]
             let sum = product + base[k]
             out[k] = sum
-            largest = max(largest, key(sum))
+            accumulated |= key(sum) &+ bias
         }
     } else {
         for k in 0..<out.count {
             let product = scale * x[k]
             out[k] = product
-            largest = max(largest, key(product))
+            accumulated |= key(product) &+ bias
         }
     }
-    return UInt64(largest)
+    return reached(accumulated)
 }
 
 @inline(__always)
-func largestMagnitudeKeyBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, key: (T) -> T.MagnitudeBits) -> UInt64 {
-    var largest: T.MagnitudeBits = 0
-    for k in 0..<x.count { largest = max(largest, key(x[k])) }
-    return UInt64(largest)
+func reachesBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ limit: UInt64, key: (T) -> T.MagnitudeBits) -> Bool {
+    let bias = reachBias(limit, T.MagnitudeBits.self)
+    var accumulated: T.MagnitudeBits = 0
+    for k in 0..<x.count { accumulated |= key(x[k]) &+ bias }
+    return reached(accumulated)
 }
 
 @inline(__always)
-func addBaseBody<T: MergeScalar>(_ base: UnsafeBufferPointer<T>, _ out: UnsafeMutableBufferPointer<T>, key: (T) -> T.MagnitudeBits) -> UInt64 {
-    var largest: T.MagnitudeBits = 0
+func addBaseBody<T: MergeScalar>(_ base: UnsafeBufferPointer<T>, _ out: UnsafeMutableBufferPointer<T>, _ limit: UInt64,
+                                 key: (T) -> T.MagnitudeBits) -> Bool {
+    let bias = reachBias(limit, T.MagnitudeBits.self)
+    var accumulated: T.MagnitudeBits = 0
     for k in 0..<out.count {
         let sum = out[k] + base[k]
         out[k] = sum
-        largest = max(largest, key(sum))
+        accumulated |= key(sum) &+ bias
     }
-    return UInt64(largest)
+    return reached(accumulated)
 }
 
 @inline(__always)
@@ -354,14 +372,15 @@ extension Float: ElementwiseKernels {
         maximumAgreeingBody(d, sign, out)
     }
     @discardableResult
-    public static func scaleAdd(_ x: UnsafeBufferPointer<Float>, scale: Float, base: UnsafeBufferPointer<Float>?, into out: UnsafeMutableBufferPointer<Float>) -> UInt64 {
-        scaleAddBody(x, scale, base, out) { $0.bitPattern & 0x7FFF_FFFF }
+    public static func scaleAdd(_ x: UnsafeBufferPointer<Float>, scale: Float, base: UnsafeBufferPointer<Float>?, into out: UnsafeMutableBufferPointer<Float>,
+                                limit: UInt64) -> Bool {
+        scaleAddBody(x, scale, base, out, limit) { $0.bitPattern & 0x7FFF_FFFF }
     }
-    public static func largestMagnitudeKey(_ x: UnsafeBufferPointer<Float>) -> UInt64 {
-        largestMagnitudeKeyBody(x) { $0.bitPattern & 0x7FFF_FFFF }
+    public static func reaches(_ x: UnsafeBufferPointer<Float>, key limit: UInt64) -> Bool {
+        reachesBody(x, limit) { $0.bitPattern & 0x7FFF_FFFF }
     }
-    public static func addBase(_ base: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<Float>) -> UInt64 {
-        addBaseBody(base, out) { $0.bitPattern & 0x7FFF_FFFF }
+    public static func addBase(_ base: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<Float>, limit: UInt64) -> Bool {
+        addBaseBody(base, out, limit) { $0.bitPattern & 0x7FFF_FFFF }
     }
     public static func divideByCount(_ out: UnsafeMutableBufferPointer<Float>, count: UnsafeBufferPointer<Float>, scale: Float) {
         divideByCountBody(out, count, scale)
@@ -419,14 +438,15 @@ extension Double: ElementwiseKernels {
         maximumAgreeingBody(d, sign, out)
     }
     @discardableResult
-    public static func scaleAdd(_ x: UnsafeBufferPointer<Double>, scale: Double, base: UnsafeBufferPointer<Double>?, into out: UnsafeMutableBufferPointer<Double>) -> UInt64 {
-        scaleAddBody(x, scale, base, out) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
+    public static func scaleAdd(_ x: UnsafeBufferPointer<Double>, scale: Double, base: UnsafeBufferPointer<Double>?, into out: UnsafeMutableBufferPointer<Double>,
+                                limit: UInt64) -> Bool {
+        scaleAddBody(x, scale, base, out, limit) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
     }
-    public static func largestMagnitudeKey(_ x: UnsafeBufferPointer<Double>) -> UInt64 {
-        largestMagnitudeKeyBody(x) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
+    public static func reaches(_ x: UnsafeBufferPointer<Double>, key limit: UInt64) -> Bool {
+        reachesBody(x, limit) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
     }
-    public static func addBase(_ base: UnsafeBufferPointer<Double>, into out: UnsafeMutableBufferPointer<Double>) -> UInt64 {
-        addBaseBody(base, out) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
+    public static func addBase(_ base: UnsafeBufferPointer<Double>, into out: UnsafeMutableBufferPointer<Double>, limit: UInt64) -> Bool {
+        addBaseBody(base, out, limit) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
     }
     public static func divideByCount(_ out: UnsafeMutableBufferPointer<Double>, count: UnsafeBufferPointer<Double>, scale: Double) {
         divideByCountBody(out, count, scale)

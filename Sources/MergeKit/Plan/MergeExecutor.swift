@@ -403,9 +403,10 @@ public enum MergeExecutor {
                         // λ·τ (+ θ₀) in one pass, rounded as a single merge's scal(λ) then axpy.
                         let tensor = tensors[t]
                         let emit = targets[t].plan.output.emit
-                        let largest = T.scaleAdd(UnsafeBufferPointer(unscaled), scale: T(tensor.method.finalScale!),
-                                                 base: emit == .model ? UnsafeBufferPointer(base) : nil, into: out)
-                        try checkOutput(tensor, chunk, largest: largest, out: out, base: base, target: t)
+                        let reached = T.scaleAdd(UnsafeBufferPointer(unscaled), scale: T(tensor.method.finalScale!),
+                                                 base: emit == .model ? UnsafeBufferPointer(base) : nil, into: out,
+                                                 limit: T.overflowKey(storingAs: tensor.output.dtype))
+                        if reached { try resolveOutput(tensor, chunk, out: out, base: base, target: t) }
                         T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype,
                                 into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * tensor.output.dtype.byteWidth!)
                     }
@@ -553,8 +554,8 @@ public enum MergeExecutor {
                                                   into: target.baseAddress!)
                     } else {
                         if let raw, let entry = source.entry { T.load(raw, dtype: entry.info.dtype, count: count, into: target.baseAddress!) }
-                        finite = T.largestMagnitudeKey(UnsafeBufferPointer(target)) < T.infinityKey
-                            && T.largestMagnitudeKey(UnsafeBufferPointer(base)) < T.infinityKey
+                        finite = !T.reaches(UnsafeBufferPointer(target), key: T.infinityKey)
+                            && !T.reaches(UnsafeBufferPointer(base), key: T.infinityKey)
                     }
                     if !finite {
                         try FiniteCheck.resolveInputs(tensor, inputs: [FiniteCheck.Input(input: plan.inputs[i], source: source, raw: raw)],
@@ -572,23 +573,21 @@ public enum MergeExecutor {
         private func finish<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, out: UnsafeMutableBufferPointer<T>,
                                             base: UnsafeMutableBufferPointer<T>?, target t: Int,
                                             into staged: UnsafeMutableRawPointer) throws(MergeKitError) {
-            let emit = targets[t].plan.output.emit
-            let largest: UInt64
-            if emit == .model, let base {
-                largest = T.addBase(UnsafeBufferPointer(base), into: out)
+            let limit = T.overflowKey(storingAs: tensor.output.dtype)
+            let reached: Bool
+            if targets[t].plan.output.emit == .model, let base {
+                reached = T.addBase(UnsafeBufferPointer(base), into: out, limit: limit)
             } else {
-                largest = T.largestMagnitudeKey(UnsafeBufferPointer(out))
+                reached = T.reaches(UnsafeBufferPointer(out), key: limit)
             }
-            try checkOutput(tensor, chunk, largest: largest, out: out, base: base, target: t)
+            if reached { try resolveOutput(tensor, chunk, out: out, base: base, target: t) }
             T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype, into: staged)
         }
 
-        /// Fails (or, where every input shared a non-finite value, restores the base's value) when
-        /// `largest`, the largest magnitude key of `out`, does not fit the output dtype.
-        @inline(__always)
-        private func checkOutput<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, largest: UInt64, out: UnsafeMutableBufferPointer<T>,
-                                                 base: UnsafeMutableBufferPointer<T>?, target t: Int) throws(MergeKitError) {
-            guard largest >= T.overflowKey(storingAs: tensor.output.dtype) else { return }
+        /// For a chunk of results with a value that does not fit the output dtype: fails, or, where
+        /// every input shared a non-finite value, restores the base's value (`FiniteCheck`).
+        private func resolveOutput<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, out: UnsafeMutableBufferPointer<T>,
+                                                   base: UnsafeMutableBufferPointer<T>?, target t: Int) throws(MergeKitError) {
             try FiniteCheck.resolveOutput(tensor, output: targets[t].plan.output.path, chunkStart: chunk.lowerBound, out: out,
                                           base: base.map { UnsafeBufferPointer($0) }, emit: targets[t].plan.output.emit)
         }
@@ -796,17 +795,17 @@ public enum MergeExecutor {
                                                   into: deltas[i].baseAddress!) && finite
                     } else {
                         T.load(raw, dtype: entry.info.dtype, count: chunk.count, into: deltas[i].baseAddress!)
-                        finite = T.largestMagnitudeKey(UnsafeBufferPointer(deltas[i])) < T.infinityKey && finite
+                        finite = !T.reaches(UnsafeBufferPointer(deltas[i]), key: T.infinityKey) && finite
                     }
                 case .lora:
                     let values = UnsafePointer(buffers.staging[i + 1].assumingMemoryBound(to: T.self) + skip)
                     T.copy(UnsafeBufferPointer(start: values, count: chunk.count), deltas[i])
-                    finite = T.largestMagnitudeKey(UnsafeBufferPointer(deltas[i])) < T.infinityKey && finite
+                    finite = !T.reaches(UnsafeBufferPointer(deltas[i]), key: T.infinityKey) && finite
                 case .zero:
                     deltas[i].update(repeating: 0)
                 }
             }
-            if checksBase { finite = T.largestMagnitudeKey(UnsafeBufferPointer(base)) < T.infinityKey && finite }
+            if checksBase { finite = !T.reaches(UnsafeBufferPointer(base), key: T.infinityKey) && finite }
             if !finite {
                 let checked = tensor.inputs.enumerated().map { i, source in
                     FiniteCheck.Input(input: inputs[i], source: source,

@@ -45,31 +45,32 @@ extension Float: TensorElement {
     @discardableResult
     public static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Float>,
                                       into destination: UnsafeMutablePointer<Float>) -> Bool {
-        // The largest magnitude bits of the differences, reduced in the conversion loop itself.
-        var largest: UInt32 = 0
+        // Whether some difference is non-finite, reduced in the conversion loop itself (see
+        // `reachesBody`: the exponent field plus one ulp of it sets the sign bit only when all ones).
+        var nonFinite: UInt32 = 0
         switch dtype {
         case .BF16:
             for i in 0..<count {
                 let h = source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian
                 let d = Float(bitPattern: UInt32(h) << 16) - base[i]
                 destination[i] = d
-                largest = max(largest, d.bitPattern & 0x7FFF_FFFF)
+                nonFinite |= (d.bitPattern & 0x7F80_0000) &+ 0x0080_0000
             }
         case .F32:
             for i in 0..<count {
                 let d = Float(bitPattern: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) - base[i]
                 destination[i] = d
-                largest = max(largest, d.bitPattern & 0x7FFF_FFFF)
+                nonFinite |= (d.bitPattern & 0x7F80_0000) &+ 0x0080_0000
             }
         default:
             load(source, dtype: dtype, count: count, into: destination)
             for i in 0..<count {
                 let d = destination[i] - base[i]
                 destination[i] = d
-                largest = max(largest, d.bitPattern & 0x7FFF_FFFF)
+                nonFinite |= (d.bitPattern & 0x7F80_0000) &+ 0x0080_0000
             }
         }
-        return UInt64(largest) < infinityKey
+        return nonFinite & 0x8000_0000 == 0
     }
 
     public static func store(_ source: UnsafePointer<Float>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer) {
@@ -118,13 +119,13 @@ extension Double: TensorElement {
     public static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Double>,
                                       into destination: UnsafeMutablePointer<Double>) -> Bool {
         load(source, dtype: dtype, count: count, into: destination)
-        var largest: UInt64 = 0
+        var nonFinite: UInt64 = 0
         for i in 0..<count {
             let d = destination[i] - base[i]
             destination[i] = d
-            largest = max(largest, d.bitPattern & 0x7FFF_FFFF_FFFF_FFFF)
+            nonFinite |= (d.bitPattern & 0x7FF0_0000_0000_0000) &+ 0x0010_0000_0000_0000
         }
-        return largest < infinityKey
+        return nonFinite & 0x8000_0000_0000_0000 == 0
     }
 
     public static func store(_ source: UnsafePointer<Double>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer) {

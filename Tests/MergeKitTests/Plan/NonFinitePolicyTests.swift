@@ -46,29 +46,23 @@ struct NonFinitePolicyTests {
         try CLI.run(line.arguments(base: set.base, models: set.models, output: output, extra: ["--quiet"] + extra))
     }
 
-    @Test("A NaN in an input fails, naming the file, the tensor and the element; nothing is written", arguments: MethodCommandLine.all)
-    func nanInInput(_ line: MethodCommandLine) throws {
-        let set = Set { $0[2].matrix[5] = .nan }
-        defer { try? FileManager.default.removeItem(atPath: set.dir) }
-        let output = set.dir + "/out" + (line.isSweep ? "" : ".safetensors")
-        let result = try run(line, set, output: output)
-        #expect(result.status == 1, "\(result.stderr)")
-        #expect(result.stderr.contains(set.models[1]) && result.stderr.contains("'m.weight'"), "\(result.stderr)")
-        #expect(result.stderr.contains("element [1, 2] (flat index 5) is NaN"), "\(result.stderr)")
-        #expect(result.stderr.contains("inspect --check-finite"), "\(result.stderr)")
-        #expect(!FileManager.default.fileExists(atPath: output) || TestSupport.listing(output).isEmpty)
-    }
-
-    @Test("+Inf in an input fails the same way", arguments: MethodCommandLine.all)
-    func infinityInInput(_ line: MethodCommandLine) throws {
-        let set = Set { $0[2].vector[3] = .infinity }
-        defer { try? FileManager.default.removeItem(atPath: set.dir) }
-        let output = set.dir + "/out" + (line.isSweep ? "" : ".safetensors")
-        let result = try run(line, set, output: output)
-        #expect(result.status == 1, "\(result.stderr)")
-        #expect(result.stderr.contains(set.models[1]) && result.stderr.contains("'v.bias'"), "\(result.stderr)")
-        #expect(result.stderr.contains("element [3] (flat index 3) is +Inf"), "\(result.stderr)")
-        #expect(!FileManager.default.fileExists(atPath: output) || TestSupport.listing(output).isEmpty)
+    @Test("NaN or +Inf in an input fails, naming the file, the tensor and the element; nothing is written", arguments: MethodCommandLine.all)
+    func nonFiniteInput(_ line: MethodCommandLine) throws {
+        // (the value planted in ft_2, the tensor, the message)
+        let cases: [(edit: (inout [Set.Values]) -> Void, tensor: String, message: String)] = [
+            ({ $0[2].matrix[5] = .nan }, "'m.weight'", "element [1, 2] (flat index 5) is NaN"),
+            ({ $0[2].vector[3] = .infinity }, "'v.bias'", "element [3] (flat index 3) is +Inf"),
+        ]
+        for (edit, tensor, message) in cases {
+            let set = Set(edit)
+            defer { try? FileManager.default.removeItem(atPath: set.dir) }
+            let output = set.dir + "/out" + (line.isSweep ? "" : ".safetensors")
+            let result = try run(line, set, output: output)
+            #expect(result.status == 1, "\(result.stderr)")
+            #expect(result.stderr.contains(set.models[1]) && result.stderr.contains(tensor), "\(result.stderr)")
+            #expect(result.stderr.contains(message) && result.stderr.contains("inspect --check-finite"), "\(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: output) || TestSupport.listing(output).isEmpty)
+        }
     }
 
     @Test("-Inf (or NaN) held identically by the base and every input is kept; the rest merges as usual", arguments: MethodCommandLine.all)
