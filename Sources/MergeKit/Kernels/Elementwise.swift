@@ -377,10 +377,14 @@ extension Float: ElementwiseKernels {
         scaleAddBody(x, scale, base, out, limit) { $0.bitPattern & 0x7FFF_FFFF }
     }
     public static func reaches(_ x: UnsafeBufferPointer<Float>, key limit: UInt64) -> Bool {
-        reachesBody(x, limit) { $0.bitPattern & 0x7FFF_FFFF }
+        guard let start = x.baseAddress else { return false }
+        if let x86 = BLAS.reaches(start, count: x.count, bias: reachBias(limit, UInt32.self)) { return x86 }
+        return reachesBody(x, limit) { $0.bitPattern & 0x7FFF_FFFF }
     }
     public static func addBase(_ base: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<Float>, limit: UInt64) -> Bool {
-        addBaseBody(base, out, limit) { $0.bitPattern & 0x7FFF_FFFF }
+        guard let start = out.baseAddress, let baseStart = base.baseAddress else { return false }
+        if let x86 = BLAS.addReaches(start, base: baseStart, count: out.count, bias: reachBias(limit, UInt32.self)) { return x86 }
+        return addBaseBody(base, out, limit) { $0.bitPattern & 0x7FFF_FFFF }
     }
     public static func divideByCount(_ out: UnsafeMutableBufferPointer<Float>, count: UnsafeBufferPointer<Float>, scale: Float) {
         divideByCountBody(out, count, scale)

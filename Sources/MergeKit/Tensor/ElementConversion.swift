@@ -50,6 +50,7 @@ extension Float: TensorElement {
         var nonFinite: UInt32 = 0
         switch dtype {
         case .BF16:
+            if let nonFiniteSeen = BLAS.bfloat16Difference(source, minus: base, into: destination, count: count) { return !nonFiniteSeen }
             for i in 0..<count {
                 let h = source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian
                 let d = Float(bitPattern: UInt32(h) << 16) - base[i]
@@ -57,6 +58,7 @@ extension Float: TensorElement {
                 nonFinite |= (d.bitPattern & 0x7F80_0000) &+ 0x0080_0000
             }
         case .F32:
+            if let nonFiniteSeen = BLAS.float32Difference(source, minus: base, into: destination, count: count) { return !nonFiniteSeen }
             for i in 0..<count {
                 let d = Float(bitPattern: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) - base[i]
                 destination[i] = d

@@ -56,6 +56,41 @@ struct FiniteKernelTests {
         check(Double.self)
     }
 
+    @Test("The AVX2 kernels give the portable loops' bits and verdicts (lengths around the vector width, every special value)")
+    func avx2MatchesPortable() throws {
+        var rng = SplitMix64(seed: 11)
+        let specials: [Float] = [.nan, .infinity, -.infinity, .greatestFiniteMagnitude, 65519, 65520, -0.0, 1e-45]
+        for n in [0, 1, 7, 8, 9, 33, 1000] {
+            for planted in [nil] + specials.map(Optional.some) {
+                var values = (0..<n).map { _ in Float(rng.uniform() * 4 - 2) }
+                let base = (0..<n).map { _ in Float(rng.uniform() * 2 - 1) }
+                if let planted, n > 0 { values[rng.next(in: 0...(n - 1))] = planted }
+                // bf16 and f32 differences
+                let bf16 = values.map { UInt16(truncatingIfNeeded: $0.bitPattern >> 16) }
+                var fast = [Float](repeating: 0, count: n), slow = fast
+                let fastFlag = bf16.withUnsafeBytes { BLAS.bfloat16Difference($0.baseAddress!, minus: base, into: &fast, count: n) }
+                let slowFlag = bf16.withUnsafeBytes { BLAS.bfloat16Difference($0.baseAddress!, minus: base, into: &slow, count: n, portable: true) }
+                #expect(slowFlag == nil)
+                if let fastFlag {
+                    for i in 0..<n { slow[i] = Float(bitPattern: UInt32(bf16[i]) << 16) - base[i] }
+                    #expect(fast.map(\.bitPattern) == slow.map(\.bitPattern) && fastFlag == slow.contains { !$0.isFinite }, "bf16 n=\(n)")
+                    let f32Flag = values.withUnsafeBytes { BLAS.float32Difference($0.baseAddress!, minus: base, into: &fast, count: n) }
+                    for i in 0..<n { slow[i] = values[i] - base[i] }
+                    #expect(fast.map(\.bitPattern) == slow.map(\.bitPattern) && f32Flag == slow.contains { !$0.isFinite }, "f32 n=\(n)")
+                    for dtype in [DType.F16, .BF16, .F32] {
+                        let limit = Float.overflowKey(storingAs: dtype)
+                        var sums = values
+                        let added = BLAS.addReaches(&sums, base: base, count: n, bias: reachBias(limit, UInt32.self))
+                        let expected = (0..<n).map { values[$0] + base[$0] }
+                        #expect(sums.map(\.bitPattern) == expected.map(\.bitPattern), "add n=\(n)")
+                        #expect(added == expected.contains { Float.magnitudeKey($0) >= limit }, "add \(dtype) n=\(n)")
+                        #expect(BLAS.reaches(values, count: n, bias: reachBias(limit, UInt32.self)) == values.contains { Float.magnitudeKey($0) >= limit })
+                    }
+                }
+            }
+        }
+    }
+
     @Test("loadDifference reports a non-finite difference anywhere in a chunk, for every input dtype")
     func loadDifference() {
         for dtype in [DType.F16, .BF16, .F32, .F64] {
