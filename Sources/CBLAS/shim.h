@@ -282,6 +282,16 @@ static inline void mk_float_to_bf16(const float *src, void *dst, size_t n, int u
 // portable Swift loops (no FMA), so results are bit-identical on either path.
 
 #if MK_X86
+/// The OR of the eight 32-bit lanes.
+__attribute__((target("avx2")))
+static inline uint32_t mk_or_lanes_avx2(__m256i acc) {
+    uint32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, acc);
+    uint32_t any = 0;
+    for (int j = 0; j < 8; j++) any |= lanes[j];
+    return any;
+}
+
 /// dst = bf16(src) − base for n elements; returns nonzero when some difference is NaN or ±Inf.
 __attribute__((target("avx2")))
 static inline int mk_bf16_difference_avx2(const void *src, const float *base, float *dst, size_t n) {
@@ -295,10 +305,7 @@ static inline int mk_bf16_difference_avx2(const void *src, const float *base, fl
         _mm256_storeu_ps(dst + k, d);
         acc = _mm256_or_si256(acc, _mm256_add_epi32(_mm256_and_si256(_mm256_castps_si256(d), exponent), unit));
     }
-    uint32_t lanes[8];
-    _mm256_storeu_si256((__m256i *)lanes, acc);
-    uint32_t any = 0;
-    for (int j = 0; j < 8; j++) any |= lanes[j];
+    uint32_t any = mk_or_lanes_avx2(acc);
     for (; k < n; k++) {
         uint16_t h;
         memcpy(&h, s + 2 * k, 2);
@@ -326,10 +333,7 @@ static inline int mk_f32_difference_avx2(const void *src, const float *base, flo
         _mm256_storeu_ps(dst + k, d);
         acc = _mm256_or_si256(acc, _mm256_add_epi32(_mm256_and_si256(_mm256_castps_si256(d), exponent), unit));
     }
-    uint32_t lanes[8];
-    _mm256_storeu_si256((__m256i *)lanes, acc);
-    uint32_t any = 0;
-    for (int j = 0; j < 8; j++) any |= lanes[j];
+    uint32_t any = mk_or_lanes_avx2(acc);
     for (; k < n; k++) {
         float v;
         memcpy(&v, s + 4 * k, 4);
@@ -353,10 +357,7 @@ static inline int mk_add_reaches_avx2(float *out, const float *base, size_t n, u
         _mm256_storeu_ps(out + k, sum);
         acc = _mm256_or_si256(acc, _mm256_add_epi32(_mm256_and_si256(_mm256_castps_si256(sum), magnitude), vbias));
     }
-    uint32_t lanes[8];
-    _mm256_storeu_si256((__m256i *)lanes, acc);
-    uint32_t any = 0;
-    for (int j = 0; j < 8; j++) any |= lanes[j];
+    uint32_t any = mk_or_lanes_avx2(acc);
     for (; k < n; k++) {
         float sum = out[k] + base[k];
         out[k] = sum;
@@ -376,10 +377,7 @@ static inline int mk_reaches_avx2(const float *x, size_t n, uint32_t bias) {
     for (; k + 8 <= n; k += 8) {
         acc = _mm256_or_si256(acc, _mm256_add_epi32(_mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + k)), magnitude), vbias));
     }
-    uint32_t lanes[8];
-    _mm256_storeu_si256((__m256i *)lanes, acc);
-    uint32_t any = 0;
-    for (int j = 0; j < 8; j++) any |= lanes[j];
+    uint32_t any = mk_or_lanes_avx2(acc);
     for (; k < n; k++) {
         uint32_t u;
         memcpy(&u, x + k, 4);
