@@ -118,7 +118,7 @@ struct DisentanglementCommand: ParsableCommand {
                 ]
                 print(JSONValue.object(members).serialized(indent: 2))
             } else {
-                print("ξ(α₁, α₂)\(linear ? ", linearized" : ""): rows α₁ (\(inputs[0].0)), columns α₂ (\(inputs[1].0))")
+                print("ξ(α₁, α₂)\(linear ? ", linearized" : ""): rows α₁ (\(TerminalText.escaped(inputs[0].0))), columns α₂ (\(TerminalText.escaped(inputs[1].0)))")
                 // Every column as wide as the widest α label (%g: 1e+30, not 31 digits) or ξ value.
                 let labels = alphas.map { String(format: "%.2f", $0).count <= 8 ? String(format: "%.2f", $0) : String(format: "%g", $0) }
                 let width = max(7, labels.map(\.count).max() ?? 0) + 1

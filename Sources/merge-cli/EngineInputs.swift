@@ -14,7 +14,7 @@ enum EngineInputs {
     static func warnIgnored(_ file: String, _ names: [String]) {
         guard let first = names.first else { return }
         let more = names.count > 1 ? " and \(names.count - 1) more" : ""
-        FileHandle.standardError.write(Data("warning: \(file): ignoring \(counted(names.count, "tensor")) the model does not use (\(first)\(more))\n".utf8))
+        FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(file)): ignoring \(counted(names.count, "tensor")) the model does not use (\(TerminalText.escaped(first))\(more))\n".utf8))
     }
 
     /// The threads a pass uses, as the engine resolves --threads.

@@ -87,11 +87,11 @@ struct ExtractLoRACommand: ParsableCommand {
             }
             guard !quiet else { return }
             for report in result.reports {
-                print("\(report.tensor)  rank \(report.rank)  relative error " + String(format: "%.6f", report.relativeError))
+                print("\(TerminalText.escaped(report.tensor))  rank \(report.rank)  relative error " + String(format: "%.6f", report.relativeError))
             }
             let errors = result.reports.map(\.relativeError)
             let mean = errors.reduce(0, +) / Double(max(1, errors.count))
-            let summary = "wrote \(output): \(result.reports.count) weights at rank \(rank) (\(randomized ? "randomized" : "exact") SVD), "
+            let summary = "wrote \(TerminalText.escaped(output)): \(result.reports.count) weights at rank \(rank) (\(randomized ? "randomized" : "exact") SVD), "
                 + String(format: "mean relative error %.4f, max %.4f, in %.2f s\n", mean, errors.max() ?? 0, result.seconds)
             FileHandle.standardError.write(Data(summary.utf8))
         }

@@ -72,7 +72,7 @@ struct FinetuneCommand: ParsableCommand {
     @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the base the encoder does not use (with a warning) instead of refusing it.")
     var allowUnused = false
 
-    @Flag(help: "Print the loss of every step as JSON lines on stdout.")
+    @Flag(help: "Print the run as one JSON document on stdout: the output and every step's loss, gradient norm and learning rate.")
     var json = false
 
     @Flag(help: "No progress bar on stderr.")
@@ -127,6 +127,7 @@ struct FinetuneCommand: ParsableCommand {
             var training = try FineTuning(base: model, head: taskHead, data: dataset, options: options)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             var last: FineTuning.Step?
+            var stepsJSON: [JSONValue] = []
             for _ in 0..<steps {
                 let step = training.train()
                 last = step
@@ -134,9 +135,9 @@ struct FinetuneCommand: ParsableCommand {
                     String(format: "step %d/%d loss %.4f lr %.2e ", step.index + 1, steps, step.loss, step.learningRate)
                 }
                 if json {
-                    print(JSONValue.object([JSONMember("step", .int(step.index + 1)), JSONMember("loss", .double(step.loss)),
-                                            JSONMember("gradient_norm", .double(step.gradientNorm)),
-                                            JSONMember("lr", .double(step.learningRate))]).serialized())
+                    stepsJSON.append(.object([JSONMember("step", .int(step.index + 1)), JSONMember("loss", .double(step.loss)),
+                                              JSONMember("gradient_norm", .double(step.gradientNorm)),
+                                              JSONMember("lr", .double(step.learningRate))]))
                 }
             }
             bar.finish()
@@ -153,7 +154,12 @@ struct FinetuneCommand: ParsableCommand {
             printNotes(notes, quiet: quiet)
             if !quiet, let last {
                 FileHandle.standardError.write(Data(String(format: "fine-tuned %@ (%@), last loss %.4f; wrote %@\n", EngineInputs.counted(steps, "step"),
-                                                           linearized ? "linearized" : "ordinary", last.loss, output).utf8))
+                                                           linearized ? "linearized" : "ordinary", last.loss, TerminalText.escaped(output)).utf8))
+            }
+            if json {
+                // One document (written once the output is in place): the run and every step.
+                print(JSONValue.object([JSONMember("output", .string(output)), JSONMember("linearized", .bool(linearized)),
+                                        JSONMember("steps", .array(stepsJSON))]).serialized(indent: 2))
             }
         }
     }

@@ -139,16 +139,16 @@ struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Record every output file's SHA-256 in a sweep's manifest.json (one more read of each output; --json always includes them).")
     var checksums = false
 
-    @Flag(name: .long, help: "Print the validated plan (what each tensor will get) and exit without writing.")
+    @Flag(name: .long, help: "Print the validated plan (what each tensor will get; as JSON with --json) and exit without writing.")
     var dryRun = false
 
-    @Flag(name: .long, help: "No progress bar and no summary line on stderr.")
+    @Flag(name: .long, help: "No progress bar and no summary line on stderr (the progress bar only shows on a terminal; the summary line always does without --quiet).")
     var quiet = false
 
     @Option(name: .long, help: ArgumentHelp("Write the merged model, or only the merged task vector τ (for consumers that apply it themselves).", valueName: "model|task-vector"))
     var emit: EmitKind = .model
 
-    @Flag(name: .customLong("check-finite"), help: "Before merging, fail if any input holds NaN or ±Inf, naming the first offending tensor (costs one read of the inputs). By default NaN and Inf are merged as the arithmetic says.")
+    @Flag(name: .customLong("check-finite"), help: "Scan every input for NaN and ±Inf before merging (one more read of the inputs), so that the error comes before any work. Merges always fail on a NaN or ±Inf they read (unless the base and every input hold it identically) and on a result that overflows the output dtype.")
     var checkFinite = false
 
     func validate() throws {
@@ -183,6 +183,15 @@ enum MergeRunner {
             }
         }
         if options.dryRun {
+            if options.json {
+                // One document: the plan, or the sweep's points with their plans.
+                let described = plans.enumerated().map { i, plan in
+                    let point = points.indices.contains(i) ? points[i] : []
+                    return point.isEmpty ? PlanDescription.json(plan) : PlanDescription.json(plan).adding("sweep", sweepJSON(point))
+                }
+                print((described.count == 1 ? described[0] : .object([JSONMember("points", .array(described))])).serialized(indent: 2))
+                return
+            }
             for (i, plan) in plans.enumerated() {
                 if plans.count > 1 { print("# point \(i): " + (points.indices.contains(i) ? points[i].map { "\($0.name) = \($0.value)" }.joined(separator: ", ") : "")) }
                 print(PlanDescription.text(plan))
@@ -190,12 +199,8 @@ enum MergeRunner {
             return
         }
         if options.checkFinite {
-            // Every checkpoint read by the merge, in command-line order: the first offending tensor is reported.
-            var seen = Set<ObjectIdentifier>()
-            for checkpoint in [plans[0].base] + plans[0].inputs.map(\.checkpoint) where seen.insert(ObjectIdentifier(checkpoint)).inserted {
-                let report = try CheckpointVerifier(checkFinite: true).verify(checkpoint)
-                if let error = report.nonFiniteError { throw error }
-            }
+            // The merge's own NaN/Inf policy, applied in one read of the inputs before any merging.
+            try MergeExecutor.checkInputsFinite(plans[0], threads: options.threads)
         }
         let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
         let start = Date()
@@ -229,12 +234,16 @@ enum MergeRunner {
             throw error
         }
         let notes = (sweep?.notes ?? []) + results.flatMap(\.notes)
-        if !options.quiet {
-            for result in results {
-                let merged = result.tensorsMerged, copied = result.tensorsCopied
-                let gb = Double(result.outputBytes) / 1e9
-                FileHandle.standardError.write(Data("wrote \(result.outputPath): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
+        // One summary line per output unless --quiet, also when stderr is not a terminal (a
+        // line in a CI log); warnings always.
+        for result in results {
+            for warning in result.warnings {
+                FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(warning))\n".utf8))
             }
+            guard !options.quiet else { continue }
+            let merged = result.tensorsMerged, copied = result.tensorsCopied
+            let gb = Double(result.outputBytes) / 1e9
+            FileHandle.standardError.write(Data("wrote \(TerminalText.escaped(result.outputPath)): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
         }
         printNotes(notes, quiet: options.quiet)
         let seconds = Date().timeIntervalSince(start)
@@ -287,9 +296,15 @@ enum MergeRunner {
             JSONMember("seconds", .double(result.seconds)),
         ]
         if !point.isEmpty {
-            members.insert(JSONMember("sweep", .object(point.map { JSONMember($0.name, Double($0.value).map { .double($0) } ?? .string($0.value)) })), at: 1)
+            members.insert(JSONMember("sweep", sweepJSON(point)), at: 1)
         }
+        members.append(JSONMember("warnings", .array(result.warnings.map { .string($0) })))
         return .object(members)
+    }
+
+    /// A sweep point's parameters (numbers as numbers).
+    static func sweepJSON(_ point: [(name: String, value: String)]) -> JSONValue {
+        .object(point.map { JSONMember($0.name, Double($0.value).map { .double($0) } ?? .string($0.value)) })
     }
 }
 
@@ -362,16 +377,16 @@ final class ProgressBar: Sendable {
 /// stderr, one "note: …" or "warning: …" line each; warnings even with --quiet.
 func printNotes(_ notes: [OutputNote], quiet: Bool) {
     for note in notes where !quiet || note.isWarning {
-        FileHandle.standardError.write(Data((note.description + "\n").utf8))
+        FileHandle.standardError.write(Data((TerminalText.escaped(note.description) + "\n").utf8))
     }
 }
 
-/// Turns library errors into the CLI's contract: message on stderr, exit status 1.
+/// Turns library errors into the CLI's contract: message on stderr (and a JSON error document on
+/// stdout with --json, `ErrorOutput`), exit status 1.
 func reportingErrors(_ body: () throws(MergeKitError) -> Void) throws {
     do {
         try body()
     } catch {
-        FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
-        throw ExitCode(1)
+        throw ErrorOutput.report(error)
     }
 }

@@ -27,7 +27,7 @@ struct VerifyCommand: ParsableCommand {
         // Reported whatever the verdict: a run killed mid-write leaves one (and maybe no checkpoint).
         let stale = CheckpointVerifier.staleTemporaries(near: path)
         for temporary in stale {
-            FileHandle.standardError.write(Data("warning: \(temporary.description)\n".utf8))
+            FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(temporary.description))\n".utf8))
         }
         do {
             report = try verifier.verify(path: path)
@@ -40,7 +40,7 @@ struct VerifyCommand: ParsableCommand {
         if json {
             print(Self.json(path: path, report: report, error: error, stale: stale).serialized(indent: 2))
         } else {
-            print("\(path): \(error == nil ? "OK" : "FAILED")")
+            print("\(TerminalText.escaped(path)): \(error == nil ? "OK" : "FAILED")")
             print("  \(Self.layoutDescription(report)); \(grouped(report.tensorCount)) tensors, \(grouped(report.bytesRead)) bytes read")
             for line in report.nonFiniteText { print("  " + line) }
         }
@@ -71,10 +71,8 @@ struct VerifyCommand: ParsableCommand {
             ]
         }
         members.append(JSONMember("stale_temporaries", .array(stale.map(\.json))))
-        members.append(JSONMember("error", error.map { e in
-            .object([JSONMember("code", .string(e.code.rawValue)), JSONMember("file", e.file.map { .string($0) } ?? .null),
-                     JSONMember("tensor", e.tensor.map { .string($0) } ?? .null), JSONMember("message", .string(e.description))])
-        } ?? .null))
+        // The error object every command prints with --json (`ErrorOutput`).
+        members.append(JSONMember("error", error.map { ErrorOutput.object($0, exitStatus: 1) } ?? .null))
         return .object(members)
     }
 }

@@ -90,7 +90,7 @@ struct WEMoECommand: ParsableCommand {
             printNotes(notes, quiet: quiet)
             if !quiet {
                 FileHandle.standardError.write(Data(String(format: "wrote %@: WEMoE with %@, router depth %d, λ %g, in %.2f s\n",
-                                                           output, EngineInputs.counted(models.count, "expert"), routerDepth, scale, Date().timeIntervalSince(start)).utf8))
+                                                           TerminalText.escaped(output), EngineInputs.counted(models.count, "expert"), routerDepth, scale, Date().timeIntervalSince(start)).utf8))
             }
         }
     }
@@ -196,7 +196,7 @@ struct WEMoETrainCommand: ParsableCommand {
             printNotes(notes, quiet: quiet)
             if !quiet {
                 let first = losses.first.map { String(format: "%.4f", $0) } ?? "-", last = losses.last.map { String(format: "%.4f", $0) } ?? "-"
-                FileHandle.standardError.write(Data(String(format: "wrote %@: %@, loss %@ → %@, %.2f s (%.1f ms/step)\n", output, EngineInputs.counted(steps, "step"),
+                FileHandle.standardError.write(Data(String(format: "wrote %@: %@, loss %@ → %@, %.2f s (%.1f ms/step)\n", TerminalText.escaped(output), EngineInputs.counted(steps, "step"),
                                                            first, last, seconds, steps > 0 ? 1000 * seconds / Double(steps) : 0).utf8))
             }
             if json {

@@ -98,7 +98,7 @@ public struct CheckpointSummary: Sendable {
             let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
             lines.append(pad(t.name, nameWidth) + "  " + pad(t.dtype.rawValue, 6) + "  " + pad(shape, 16) + "  " + grouped(t.elementCount))
         }
-        return lines.joined(separator: "\n")
+        return TerminalText.lines(lines)
     }
 
     private func pad(_ s: String, _ width: Int) -> String {

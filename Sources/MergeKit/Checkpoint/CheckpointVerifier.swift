@@ -105,7 +105,7 @@ public struct CheckpointVerifier: Sendable {
             for t in nonFinite {
                 lines.append("  \(t.tensor): \(t.countsDescription) (first at element \(t.firstIndex))")
             }
-            return lines
+            return lines.map(TerminalText.escaped)
         }
     }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Building a plan: every check that can fail because of the user's inputs runs here, before a
 /// byte is written. Problems are collected and reported together (up to `maximumReported`).
 extension MergePlan {
@@ -50,6 +52,7 @@ extension MergePlan {
             OutputGuard.check(output: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, inputs: read, into: &problems)
         }
         let fingerprint = Self.checkTaskVectorBases(base: base, inputs: inputs, into: &problems)
+        Self.checkInputKinds(base: base, inputs: inputs, into: &problems)
 
         // Per tensor: every input has it, with the same shape and a compatible dtype.
         var planned: [(action: PlannedTensor.Action, base: Checkpoint.Entry, inputs: [InputSource], double: Bool, dtype: DType,
@@ -221,6 +224,29 @@ extension MergePlan {
         return s.count >= 5 ? s : String(repeating: "0", count: 5 - s.count) + s
     }
 
+    /// A task-vector file given as a model would be taken as θ (≈ 0: the merge would erase the
+    /// base), and a full model given as a task vector would be added as τ (≈ 2θ): both are
+    /// refused with the fix. A file is a task vector when its metadata says so
+    /// (`mergekit.kind = task_vector`); a `--task-vector` input without that metadata (made by
+    /// another tool) is a full model when it lies near the base (`TaskVectorFile.relativeDistance`).
+    private static func checkInputKinds(base: Checkpoint, inputs: [MergeInput], into problems: inout ProblemList) {
+        for input in inputs {
+            switch input.kind {
+            case .model where TaskVectorFile.isTaskVector(input.checkpoint):
+                problems.add(MergeKitError(.invalidArgument, file: input.path,
+                    "is a task vector (its metadata says \(TaskVectorFile.kindKey) = \(TaskVectorFile.kindValue)) but was given as a fine-tuned model, so its τ would be taken as θ",
+                    fix: "Pass it with --task-vector \(input.path) (in a recipe: task_vector: \(input.path))"))
+            case .taskVector where !TaskVectorFile.isTaskVector(input.checkpoint):
+                guard let r = TaskVectorFile.relativeDistance(input.checkpoint, toBase: base), r < TaskVectorFile.fullModelDistance else { continue }
+                problems.add(MergeKitError(.invalidArgument, file: input.path,
+                    "was given as a task vector but is a full model: its values lie within \(String(format: "%.3g", 100 * r))% of the base's (a task vector lies near 0), so adding it as τ would about double the weights",
+                    fix: "Pass it with --model \(input.path) (in a recipe: model: \(input.path)), or make its task vector with `merge-cli task-vector`"))
+            default:
+                continue
+            }
+        }
+    }
+
     /// Task-vector inputs that record their base's fingerprint must match this base.
     /// Returns the base's fingerprint when it had to be computed.
     private static func checkTaskVectorBases(base: Checkpoint, inputs: [MergeInput], into problems: inout ProblemList) -> String? {
@@ -252,15 +278,11 @@ struct ProblemList {
     }
 
     func throwIfAny() throws(MergeKitError) {
-        guard var first = items.first else { return }
+        guard let first = items.first else { return }
         guard items.count > 1 else { throw first }
-        var lines = ["\(items.count + overflow) problems found before merging:"]
-        lines += items.map { "  - \($0.description)" }
-        if overflow > 0 { lines.append("  - … and \(overflow) more") }
-        first.detail = lines.joined(separator: "\n")
-        first.file = nil
-        first.tensor = nil
-        first.fix = nil
-        throw first
+        var summary = MergeKitError(first.code, "\(items.count + overflow) problems found before merging:")
+        summary.problems = items
+        if overflow > 0 { summary.problems.append(MergeKitError(first.code, "… and \(overflow) more")) }
+        throw summary
     }
 }
