@@ -6,7 +6,8 @@ import MergeKit
 /// when `--json` was given, one JSON document on stdout instead of the command's usual one:
 ///
 ///     {"error": {"code": "nonFiniteValue", "message": "…", "file": "…", "tensor": "…",
-///                "fix": "…", "exit_status": 1, "problems": [ {…}, … ]}}
+///                "fix": "…", "exit_status": 1, "problems": [ {…}, … ]},
+///      "peak_memory_bytes": 31457280}
 ///
 /// `code` is a `MergeKitError.Code` (`invalidArgument` for malformed arguments, exit status 64);
 /// `file`, `tensor` and `fix` are null when unknown; `problems` lists each problem when several
@@ -19,8 +20,11 @@ enum ErrorOutput {
         return arguments[..<(arguments.firstIndex(of: "--") ?? arguments.endIndex)].contains("--json")
     }()
 
+    /// The failure document: the error object, and the process's peak memory so far (as a
+    /// successful run's summary has it).
     static func json(_ error: MergeKitError, exitStatus: Int32) -> JSONValue {
-        .object([JSONMember("error", object(error, exitStatus: exitStatus))])
+        .object([JSONMember("error", object(error, exitStatus: exitStatus)),
+                 JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes))])
     }
 
     /// The error object (with `exit_status` when given).

@@ -55,7 +55,7 @@ struct OutputContractTests {
             Issue.record("no tensors in \(merge.stdout)")
         }
         let sweep = try CLI.run(["sweep", "--method", "task_arithmetic", "--base", "f32/base", "--model", "f32/ft_a", "--scale", "0.5,1",
-                                 "--dry-run", "--json", "-o", dir], in: fixtures)
+                                 "--dry-run", "--json", "-o", dir + "/sweep"], in: fixtures)
         #expect(sweep.status == 0, "\(sweep.stderr)")
         if case .array(let points)? = document(sweep)?["points"] {
             #expect(points.count == 2 && points[1]["sweep"]?["lambda"] == .int(1), "\(sweep.stdout)")

@@ -139,28 +139,13 @@ struct EngineLoadingTests {
 }
 
 extension CLI {
-    /// Runs merge-cli like `run` and returns its peak resident set size in bytes, from `wait4`'s
-    /// rusage of that one child (ru_maxrss, in kilobytes on Linux).
-    static func runMeasuringPeak(_ arguments: [String], environment: [String: String] = [:]) throws -> (Output, Int) {
-        let dir = TestSupport.temporaryDirectory("peak")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, dir + "/stdout", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, dir + "/stderr", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let env = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for p in argv + env { free(p) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, env)
-        guard spawned == 0 else { throw MergeKitError(.fileUnreadable, file: executable, "posix_spawn failed (\(spawned))") }
-        var status: Int32 = 0
-        var usage = rusage()
-        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-        let exit = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        let output = Output(status: exit, stdout: (try? String(contentsOfFile: dir + "/stdout", encoding: .utf8)) ?? "",
-                            stderr: (try? String(contentsOfFile: dir + "/stderr", encoding: .utf8)) ?? "")
-        return (output, usage.ru_maxrss * 1024)
+    /// Runs merge-cli like `run` with `--json` and returns its peak resident set size in bytes, as
+    /// the process reports it in its JSON document (VmHWM: `wait4`'s ru_maxrss would include the
+    /// test runner's peak, which survives the fork and exec).
+    static func runMeasuringPeak(_ arguments: [String], environment: [String: String?] = [:]) throws -> (Output, Int) {
+        let output = try run(arguments + ["--json"], environment: environment)
+        let document = try JSONParser.parse(Array(output.stdout.utf8))
+        let peak = try #require(document["peak_memory_bytes"]?.nonNegativeInt, "no peak_memory_bytes in \(output.stdout)")
+        return (output, peak)
     }
 }
