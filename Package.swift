@@ -41,14 +41,23 @@ let package = Package(
             // A small top-level script; Swift 5 mode spares it the strict-concurrency ceremony.
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        .target(
+            name: "FuzzSupport",
+            path: "Fuzz/Support"
+        ),
         .executableTarget(
             name: "header-fuzz",
-            dependencies: ["MergeKit"],
+            dependencies: ["MergeKit", "FuzzSupport"],
             path: "Fuzz/HeaderFuzz"
+        ),
+        .executableTarget(
+            name: "recipe-fuzz",
+            dependencies: ["MergeKit", "FuzzSupport"],
+            path: "Fuzz/RecipeFuzz"
         ),
         .testTarget(
             name: "MergeKitTests",
-            dependencies: ["MergeKit", "merge-cli", "header-fuzz"]
+            dependencies: ["MergeKit", "merge-cli", "header-fuzz", "recipe-fuzz"]
         ),
     ]
 )

@@ -3,6 +3,8 @@
 #
 #   Fuzz/run.sh [SECONDS] [extra libFuzzer flags...]      (default: 600 s)
 #   Fuzz/run.sh 0 path/to/crash-file                       (replay one input and exit)
+#   FUZZ_TARGET=recipe Fuzz/run.sh [SECONDS] ...           (the recipe reader instead, seeded from
+#                                                          Fuzz/recipe-seeds; work in .build/fuzz-recipe)
 #
 # The build goes to its own scratch directory (.build/fuzz), so it never disturbs the normal
 # debug/release builds. The working corpus grows in .build/fuzz/corpus and is reused by the next
@@ -16,10 +18,14 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 [ $# -gt 0 ] && shift
 
-scratch=.build/fuzz
-swift build -c release --product header-fuzz --scratch-path "$scratch" \
+if [ "${FUZZ_TARGET:-header}" = recipe ]; then
+  product=recipe-fuzz scratch=.build/fuzz-recipe
+else
+  product=header-fuzz scratch=.build/fuzz
+fi
+swift build -c release --product "$product" --scratch-path "$scratch" \
   -Xswiftc -sanitize=fuzzer,address -Xswiftc -D -Xswiftc FUZZING
-binary="$scratch/release/header-fuzz"
+binary="$scratch/release/$product"
 
 if [ "$seconds" = 0 ]; then
   exec "$binary" "$@"
@@ -29,10 +35,18 @@ corpus="$scratch/corpus"
 seeds="$scratch/seeds"
 artifacts="$scratch/artifacts"
 mkdir -p "$corpus" "$seeds" "$artifacts"
-cp Fuzz/seeds/*.safetensors "$seeds/"
+
+if [ "$product" = recipe-fuzz ]; then
+  cp Fuzz/recipe-seeds/* "$seeds/"
+  exec "$binary" "$corpus" "$seeds" -max_total_time="$seconds" -max_len=65536 \
+    -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/" -print_final_stats=1 "$@"
+fi
+cp Fuzz/seeds/*.safetensors Fuzz/seeds/*.json "$seeds/"
 cp Fixtures/f32/base/model.safetensors "$seeds/fixture-f32-base.safetensors"
 cp Fixtures/expected/f16/tv_a.safetensors "$seeds/fixture-f16-task-vector.safetensors"
 cp Fixtures/bf16/base/model-00001-of-00003.safetensors "$seeds/fixture-bf16-shard.safetensors"
+cp Fixtures/svd_lora/lora_b/adapter_config.json "$seeds/fixture-lora-b-config.json"
+cp Fixtures/svd_lora/peft_rules/layers_pattern_list_and_exact_name/adapter_config.json "$seeds/fixture-lora-layers-config.json"
 
 # One process, one core (no -jobs/-workers). -rss_limit_mb guards against a header that makes the
 # parser allocate without bound; -timeout flags any single input taking over 10 s.

@@ -19,6 +19,11 @@ Writes, under Fixtures/svd_lora/ (nothing else is touched):
                                    a tiny GPT-2 (Conv1D weights stored [in, out]) with a
                                    fan_in_fan_out = true adapter and its merge_and_unload()
   cases.json                       manifest: CLI arguments, files, tolerances
+  peft_rules/                      PEFT's module selection and orientation rules (see peft_rule_fixtures):
+                                   adapters whose file holds factors the config does not target, their
+                                   merge_and_unload() goldens, configs PEFT refuses, and cases.json
+
+With --peft-rules only peft_rules/ is (re)written (nothing else changes).
 
 TSV-M (Gargiulo et al., CVPR 2025), per 2-D float tensor, T tasks:
     τ_t = U_t Σ_t V_tᵀ (thin SVD), k = ⌊min(m, n)/T⌋, keep the top k triplets of each task;
@@ -478,11 +483,183 @@ def lora_fixtures() -> list[dict]:
     return cases, versions
 
 
+
+# ======================================================================================
+# PEFT's selection and orientation rules (peft_rules/)
+# ======================================================================================
+
+RULES = HERE / "peft_rules"
+
+
+def peft_rule_fixtures() -> None:
+    """Adapters that exercise PEFT's check_target_module_exists and its fan_in_fan_out override.
+
+    Each adapter's weights file is a PEFT-saved one holding more factors than the edited config
+    targets (PEFT loads those as unexpected keys and ignores them); the config is edited as a user
+    would. PEFT (PeftModel.from_pretrained + merge_and_unload) gives the golden (the tensors that
+    change, only: every other tensor must stay the base's) and the list of them; the script checks every changed tensor against θ0 + scaling·B·A in float64,
+    computed from the PEFT layer's own factors, scaling and fan_in_fan_out (transposed for Conv1D),
+    and that every other tensor is the base's exactly. Configs PEFT refuses are recorded with
+    PEFT's exception, for merge-cli to refuse as well.
+    """
+    import peft
+    import torch
+    import transformers
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoConfig, GPT2LMHeadModel, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    base_dir = FIXTURES / "f32" / "base"
+    llama_base = {k: v for k, v in load_file(str(base_dir / "model.safetensors")).items() if np.issubdtype(v.dtype, np.floating)}
+    gpt2_dir = HERE / "gpt2_base"
+    gpt2_base = load_file(str(gpt2_dir / "model.safetensors"))
+
+    def load_llama():
+        model = LlamaForCausalLM(AutoConfig.from_pretrained(str(base_dir))).to(torch.float32)
+        missing, unexpected = model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in llama_base.items()}, strict=False)
+        check(not missing and not unexpected, f"Llama: missing {missing}, unexpected {unexpected}")
+        return model.eval()
+
+    def load_gpt2():
+        return GPT2LMHeadModel.from_pretrained(str(gpt2_dir), dtype=torch.float32).eval()
+
+    if RULES.exists():
+        shutil.rmtree(RULES)
+    RULES.mkdir()
+
+    # A GPT-2 adapter on all four Conv1D kinds, the square attn.c_proj included.
+    gpt2_full = RULES / "_gpt2_all_conv1d"
+    model = get_peft_model(load_gpt2(), LoraConfig(r=2, lora_alpha=3, target_modules=["c_attn", "attn.c_proj", "c_fc", "mlp.c_proj"],
+                                                   fan_in_fan_out=True, lora_dropout=0.0, bias="none"))
+    randomize_lora(model, 404)
+    model.save_pretrained(str(gpt2_full))
+    gpt2_weights = gpt2_full / "adapter_model.safetensors"
+
+    llama_a = HERE / "lora_a" / "adapter_model.safetensors"          # q, v, down in layers 0 and 1 (r 4)
+    llama_b = HERE / "lora_b" / "adapter_model.safetensors"          # the same with layers.1.mlp.down_proj at r 2
+    embed = HERE / "extracted" / "peft_rslora_embed"                   # embed_tokens, lm_head, o_proj (use_rslora)
+    llama = ("llama", "f32/base", load_llama, llama_base)
+    gpt2 = ("gpt2", "svd_lora/gpt2_base", load_gpt2, gpt2_base)
+    q_v_down = ["q_proj", "v_proj", "down_proj"]
+    specs = [
+        # name, model, weights file (or adapter dir to copy), config edits
+        ("target_regex", llama, llama_a, dict(target_modules=r".*\.layers\.1\.self_attn\.(q|v)_proj")),
+        ("target_suffix_list", llama, llama_a, dict(target_modules=["self_attn.q_proj", "model.layers.0.mlp.down_proj"])),
+        ("exclude_list", llama, llama_a, dict(target_modules=q_v_down, exclude_modules=["model.layers.0.self_attn.q_proj", "down_proj"])),
+        ("exclude_regex", llama, llama_a, dict(target_modules=q_v_down, exclude_modules=r".*\.layers\.0\..*")),
+        ("layers_pattern", llama, llama_a, dict(target_modules=q_v_down, layers_to_transform=[1], layers_pattern="layers")),
+        ("layers_default_pattern", llama, llama_a, dict(target_modules=q_v_down, layers_to_transform=0)),
+        ("layers_pattern_list_and_exact_name", llama, llama_a,
+         dict(target_modules=["q_proj", "down_proj", "model.layers.1.self_attn.v_proj"], layers_to_transform=[0],
+              layers_pattern=["blocks", "layers"])),
+        ("fan_in_fan_out_on_linear", llama, llama_a, dict(fan_in_fan_out=True)),
+        ("fan_in_fan_out_on_square_linear", llama, llama_a, dict(fan_in_fan_out=True, target_modules=["q_proj"])),
+        ("no_fan_in_fan_out_on_conv1d", gpt2, gpt2_weights, dict(fan_in_fan_out=False, target_modules=["c_attn", "mlp.c_proj"])),
+        ("no_fan_in_fan_out_on_square_conv1d", gpt2, gpt2_weights, dict(fan_in_fan_out=False, target_modules=["attn.c_proj"])),
+        ("pattern_regex_keys", llama, llama_b,
+         dict(rank_pattern={r"layers\.1\.mlp\..*": 2}, alpha_pattern={r"(q|v)_proj": 5, r"layers\.1\..*": 16, "down_proj": 3})),
+        ("all_linear", llama, embed, dict(target_modules="all-linear")),
+    ]
+    refused = [
+        ("refused_target_string_suffix", llama, llama_a, dict(target_modules="q_proj")),
+        ("refused_target_empty", llama, llama_a, dict(target_modules=[])),
+        ("refused_exclude_everything", llama, llama_a, dict(exclude_modules=r".*")),
+        ("refused_target_container", llama, llama_a, dict(target_modules=["self_attn"])),
+        ("refused_target_norm", llama, llama_a, dict(target_modules=["q_proj", "input_layernorm"])),
+        ("refused_string_with_layers", llama, llama_a, dict(target_modules=r".*q_proj", layers_to_transform=[0])),
+        ("refused_layers_pattern_alone", llama, llama_a, dict(layers_pattern="layers")),
+        ("refused_layers_pattern_unmatched", llama, llama_a, dict(layers_to_transform=[0], layers_pattern="blocks")),
+    ]
+
+    def make(name, source, edits, base_config_from):
+        out = RULES / name
+        out.mkdir()
+        src_dir = source if source.is_dir() else source.parent
+        shutil.copy(src_dir / "adapter_model.safetensors" if source.is_dir() else source, out / "adapter_model.safetensors")
+        config = json.loads((base_config_from / "adapter_config.json").read_text())
+        config.update(edits)
+        config["base_model_name_or_path"] = None
+        write_json(out / "adapter_config.json", config)
+        os.chmod(out / "adapter_model.safetensors", 0o644)
+        return out
+
+    def config_source(model_kind, source):
+        if source.is_dir():
+            return source
+        return gpt2_full if model_kind == "gpt2" else source.parent
+
+    cases = []
+    for name, (kind, base_arg, loader, base_state), source, edits in specs:
+        out = make(name, source, edits, config_source(kind, source))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            peft_model = PeftModel.from_pretrained(loader(), str(out))
+        notes = sorted({str(w.message).split(".")[0] for w in caught if "fan_in_fan_out" in str(w.message)})
+        # float64 check from the PEFT layers themselves.
+        expected = {}
+        for mname, module in peft_model.named_modules():
+            if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+                a = module.lora_A["default"].weight.detach().double().numpy()
+                b = module.lora_B["default"].weight.detach().double().numpy()
+                delta = module.scaling["default"] * (b @ a)
+                key = mname.removeprefix("base_model.model.") + ".weight"
+                expected[key] = delta.T if module.fan_in_fan_out else delta
+            elif hasattr(module, "lora_embedding_A") and "default" in module.lora_embedding_A:
+                a = module.lora_embedding_A["default"].detach().double().numpy()
+                b = module.lora_embedding_B["default"].detach().double().numpy()
+                expected[mname.removeprefix("base_model.model.") + ".weight"] = (module.scaling["default"] * (b @ a)).T
+        merged = peft_model.merge_and_unload()
+        state = {k: v.detach().numpy().copy() for k, v in merged.state_dict().items() if k in base_state}
+        check(sorted(state) == sorted(base_state), f"{name}: merged names differ")
+        changed = sorted(k for k in base_state if not np.array_equal(state[k], base_state[k]))
+        worst = 0.0
+        for k in base_state:
+            reference = base_state[k].astype(np.float64) + expected.get(k, 0.0)
+            worst = max(worst, float(np.max(np.abs(state[k] - reference))))
+        check(worst <= 2e-7, f"{name}: PEFT merge vs float64 θ0 + scaling·B·A differs by {worst}")
+        check(set(changed) <= set(expected), f"{name}: changed {changed} but PEFT adapted {sorted(expected)}")
+        check(bool(changed), f"{name}: nothing changed")
+        # Only the tensors PEFT changed (every other one is the base's, which the tests check).
+        save_golden(RULES / f"merged_{name}.safetensors", {k: state[k] for k in changed})
+        print(f"{name}: {len(changed)} tensors change; PEFT vs float64: {worst:.3g}; {notes}")
+        cases.append({
+            "name": f"rules_{name}", "method": "task-arithmetic",
+            "inputs": ["--base", base_arg, "--lora", f"svd_lora/peft_rules/{name}"], "args": ["--scale", "1"],
+            "file": f"svd_lora/peft_rules/merged_{name}.safetensors", "reference": "peft merge_and_unload",
+            "tolerance": 2e-7, "float32_difference": float(f"{worst:.3g}"), "changed_tensors": changed,
+            "config_edits": edits, "peft_warnings": notes,
+        })
+    refusals = []
+    for name, (kind, base_arg, loader, _), source, edits in refused:
+        out = make(name, source, edits, config_source(kind, source))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                PeftModel.from_pretrained(loader(), str(out)).merge_and_unload()
+            check(False, f"{name}: PEFT accepted it")
+            error = None
+        except Exception as e:  # PEFT raises ValueError / NoMatchingPeftModuleError
+            error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        print(f"{name}: PEFT refuses: {error}")
+        refusals.append({"name": name, "base": base_arg, "adapter": f"svd_lora/peft_rules/{name}", "config_edits": edits,
+                         "peft_error": error})
+    shutil.rmtree(gpt2_full)
+    write_json(RULES / "cases.json", {"cases": cases, "refused": refusals,
+                                      "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                                                   "peft": peft.__version__, "numpy": np.__version__}})
+    total = sum(f.stat().st_size for f in RULES.rglob("*") if f.is_file())
+    print(f"peft_rules: {len(cases)} cases, {len(refusals)} refusals, {total} bytes")
+
+
 def main() -> int:
+    if "--peft-rules" in sys.argv[1:]:
+        peft_rule_fixtures()
+        return 1 if FAILURES else 0
     cases = svd_goldens()
     lora_cases, versions = lora_fixtures()
     manifest = {"cases": cases + lora_cases, "versions": versions}
     write_json(HERE / "cases.json", manifest)
+    peft_rule_fixtures()
     total = sum(f.stat().st_size for f in HERE.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
     print(f"total size of Fixtures/svd_lora: {total} bytes")
     check(total < 1_500_000, f"fixtures too large: {total} bytes")

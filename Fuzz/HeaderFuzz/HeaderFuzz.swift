@@ -1,26 +1,32 @@
 import Foundation
+import FuzzSupport
 import MergeKit
 
-/// libFuzzer target for the safetensors header reader and the JSON parser.
+/// libFuzzer target for the safetensors header reader, the JSON parser and the LoRA adapter
+/// config reader (with its regular expressions).
 ///
-/// Every input is run through `SafeTensorsHeader.parse(fileBytes:file:)` (as a whole file) and
-/// `JSONParser.parse` (as JSON text). Besides "no crash, no hang, no sanitizer report", it checks
-/// properties that must hold for every input, and traps when one fails so libFuzzer records it:
+/// Every input is run through `SafeTensorsHeader.parse(fileBytes:file:)` (as a whole file),
+/// `JSONParser.parse` (as JSON text) and `LoRAAdapter.parseConfig` (as `adapter_config.json`,
+/// whose accepted patterns are then matched against module names). Besides "no crash, no hang,
+/// no sanitizer report" (a pattern that backtracked would hang), it checks properties that must
+/// hold for every input, and traps when one fails so libFuzzer records it:
 ///
 /// - a rejection names the file it was given;
 /// - an accepted header describes contiguous tensors from byte 0 to the file's end, each with the
 ///   byte size its shape and dtype give, and writing it back with `SafeTensorsLayout` and reading
 ///   that again gives the same tensors and metadata;
-/// - accepted JSON serialises (compact and indented) to text that parses back to the same value.
+/// - accepted JSON serialises (compact and indented) to text that parses back to the same value;
+/// - a rejected adapter config names the file it was given.
 ///
-/// Built with `-sanitize=fuzzer -D FUZZING` (see `Fuzz/run.sh`), libFuzzer supplies `main`. In a
-/// normal build, `main` runs the same checks on the files named as arguments (reproducing a crash).
+/// Built with `-sanitize=fuzzer -D FUZZING` (see `Fuzz/run.sh`), `main` hands over to libFuzzer; in
+/// a normal build it runs the same checks on the files named as arguments (see `FuzzDriver`).
 enum HeaderFuzz {
     static let fileName = "fuzz-input.safetensors"
 
     static func check(_ bytes: UnsafeRawBufferPointer) {
         checkHeader(bytes)
         checkJSON(bytes)
+        checkLoRAConfig(bytes)
         if bytes.count > 8 {
             checkJSON(UnsafeRawBufferPointer(rebasing: bytes[8...]))
         }
@@ -65,6 +71,30 @@ enum HeaderFuzz {
         }
     }
 
+    static let configName = "adapter_config.json"
+    /// Module names every accepted config is matched against: short, nested, and long ones (a
+    /// pattern that backtracks blows up on the long one).
+    static let moduleNames = [
+        "model.layers.0.self_attn.q_proj", "model.layers.17.mlp.down_proj", "transformer.h.3.attn.c_attn", "lm_head",
+        String(repeating: "model.layers.12.self_attn.", count: 40) + "q_proj", String(repeating: "x", count: 600),
+    ]
+
+    static func checkLoRAConfig(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.first == UInt8(ascii: "{") else { return }
+        let config: LoRAAdapter.Config
+        do throws(MergeKitError) {
+            config = try LoRAAdapter.parseConfig(Array(bytes), file: configName)
+        } catch {
+            guard error.file == configName else { fatalError("a config rejection does not name the file: \(error)") }
+            return
+        }
+        for name in moduleNames {
+            _ = config.select(name, linear: true)
+            _ = config.rank(for: name)
+            _ = config.alpha(for: name + "Q")
+        }
+    }
+
     static func checkJSON(_ bytes: UnsafeRawBufferPointer) {
         guard let value = try? JSONParser.parse(bytes) else { return }
         for indent in [0, 2] {
@@ -82,45 +112,10 @@ public func headerFuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -
     return 0
 }
 
-#if FUZZING
-/// libFuzzer's entry point for programs that keep their own `main`. SwiftPM links executables
-/// with their `main` renamed to the module's entry point (`header_fuzz_main`), so the `@main`
-/// below stays the program's entry and hands over to libFuzzer. (Arguments and result are plain
-/// integers and pointers, passed the same way by the Swift and C calling conventions.)
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-#endif
-
-/// With libFuzzer (`-D FUZZING`): runs the fuzzer with its usual command line. Without: runs the
-/// checks on every file (or every file in every directory) named on the command line, e.g. a crash
-/// file libFuzzer wrote.
+/// Runs libFuzzer (`-D FUZZING`) or replays the files named on the command line (see FuzzDriver).
 @main
 struct HeaderFuzzMain {
     static func main() {
-        #if FUZZING
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv, headerFuzzTestOneInput))
-        #else
-        var count = 0
-        for argument in CommandLine.arguments.dropFirst() {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory) else {
-                FileHandle.standardError.write(Data("header-fuzz: \(argument) does not exist\n".utf8))
-                exit(2)
-            }
-            let paths = isDirectory.boolValue
-                ? ((try? FileManager.default.contentsOfDirectory(atPath: argument)) ?? []).sorted().map { argument + "/" + $0 }
-                : [argument]
-            for path in paths {
-                guard let data = FileManager.default.contents(atPath: path) else { continue }
-                data.withUnsafeBytes { HeaderFuzz.check($0) }
-                count += 1
-            }
-        }
-        print("header-fuzz: \(count) inputs checked, no failures")
-        #endif
+        FuzzDriver.main(name: "header-fuzz", check: HeaderFuzz.check, callback: headerFuzzTestOneInput)
     }
 }

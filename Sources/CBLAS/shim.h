@@ -273,4 +273,149 @@ static inline void mk_float_to_bf16(const float *src, void *dst, size_t n, int u
     mk_float_to_bf16_portable(src, dst, n);
 }
 
+
+// ---- Fused finiteness checks (MergeKit's NaN/Inf policy), AVX2 when available -----------------
+//
+// key ≥ limit for a magnitude key (bits & 0x7FFFFFFF) exactly when key + (2^31 − limit) sets the
+// sign bit; OR-ing those sums over a chunk answers "does any element reach limit" with three
+// integer operations per vector. The arithmetic is the same IEEE single operations as the
+// portable Swift loops (no FMA), so results are bit-identical on either path.
+
+#if MK_X86
+/// The OR of the eight 32-bit lanes.
+__attribute__((target("avx2")))
+static inline uint32_t mk_or_lanes_avx2(__m256i acc) {
+    uint32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, acc);
+    uint32_t any = 0;
+    for (int j = 0; j < 8; j++) any |= lanes[j];
+    return any;
+}
+
+/// dst = bf16(src) − base for n elements; returns nonzero when some difference is NaN or ±Inf.
+__attribute__((target("avx2")))
+static inline int mk_bf16_difference_avx2(const void *src, const float *base, float *dst, size_t n) {
+    const unsigned char *s = (const unsigned char *)src;
+    const __m256i exponent = _mm256_set1_epi32(0x7F800000), unit = _mm256_set1_epi32(0x00800000);
+    __m256i acc = _mm256_setzero_si256();
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256i wide = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + 2 * k))), 16);
+        __m256 d = _mm256_sub_ps(_mm256_castsi256_ps(wide), _mm256_loadu_ps(base + k));
+        _mm256_storeu_ps(dst + k, d);
+        acc = _mm256_or_si256(acc, _mm256_add_epi32(_mm256_and_si256(_mm256_castps_si256(d), exponent), unit));
+    }
+    uint32_t any = mk_or_lanes_avx2(acc);
+    for (; k < n; k++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * k, 2);
+        uint32_t bits = (uint32_t)h << 16;
+        float v;
+        memcpy(&v, &bits, 4);
+        float d = v - base[k];
+        dst[k] = d;
+        uint32_t u;
+        memcpy(&u, &d, 4);
+        any |= (u & 0x7F800000u) + 0x00800000u;
+    }
+    return (any & 0x80000000u) != 0;
+}
+
+/// dst = f32(src) − base for n elements; returns nonzero when some difference is NaN or ±Inf.
+__attribute__((target("avx2")))
+static inline int mk_f32_difference_avx2(const void *src, const float *base, float *dst, size_t n) {
+    const unsigned char *s = (const unsigned char *)src;
+    const __m256i exponent = _mm256_set1_epi32(0x7F800000), unit = _mm256_set1_epi32(0x00800000);
+    __m256i acc = _mm256_setzero_si256();
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps((const float *)(s + 4 * k)), _mm256_loadu_ps(base + k));
+        _mm256_storeu_ps(dst + k, d);
+        acc = _mm256_or_si256(acc, _mm256_add_epi32(_mm256_and_si256(_mm256_castps_si256(d), exponent), unit));
+    }
+    uint32_t any = mk_or_lanes_avx2(acc);
+    for (; k < n; k++) {
+        float v;
+        memcpy(&v, s + 4 * k, 4);
+        float d = v - base[k];
+        dst[k] = d;
+        uint32_t u;
+        memcpy(&u, &d, 4);
+        any |= (u & 0x7F800000u) + 0x00800000u;
+    }
+    return (any & 0x80000000u) != 0;
+}
+
+/// out += base for n elements; returns nonzero when some sum's magnitude bits reach 2^31 − bias.
+__attribute__((target("avx2")))
+static inline int mk_add_reaches_avx2(float *out, const float *base, size_t n, uint32_t bias) {
+    const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF), vbias = _mm256_set1_epi32((int)bias);
+    __m256i acc = _mm256_setzero_si256();
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 sum = _mm256_add_ps(_mm256_loadu_ps(out + k), _mm256_loadu_ps(base + k));
+        _mm256_storeu_ps(out + k, sum);
+        acc = _mm256_or_si256(acc, _mm256_add_epi32(_mm256_and_si256(_mm256_castps_si256(sum), magnitude), vbias));
+    }
+    uint32_t any = mk_or_lanes_avx2(acc);
+    for (; k < n; k++) {
+        float sum = out[k] + base[k];
+        out[k] = sum;
+        uint32_t u;
+        memcpy(&u, &sum, 4);
+        any |= (u & 0x7FFFFFFFu) + bias;
+    }
+    return (any & 0x80000000u) != 0;
+}
+
+/// Whether some element's magnitude bits reach 2^31 − bias.
+__attribute__((target("avx2")))
+static inline int mk_reaches_avx2(const float *x, size_t n, uint32_t bias) {
+    const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF), vbias = _mm256_set1_epi32((int)bias);
+    __m256i acc = _mm256_setzero_si256();
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        acc = _mm256_or_si256(acc, _mm256_add_epi32(_mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + k)), magnitude), vbias));
+    }
+    uint32_t any = mk_or_lanes_avx2(acc);
+    for (; k < n; k++) {
+        uint32_t u;
+        memcpy(&u, x + k, 4);
+        any |= (u & 0x7FFFFFFFu) + bias;
+    }
+    return (any & 0x80000000u) != 0;
+}
+#endif
+
+// Dispatchers: -1 when the AVX2 path is not taken (the caller runs its portable loop), else the
+// kernel's answer.
+static inline int mk_bf16_difference(const void *src, const float *base, float *dst, size_t n, int use_avx2) {
+#if MK_X86
+    if (use_avx2) return mk_bf16_difference_avx2(src, base, dst, n);
+#endif
+    (void)src; (void)base; (void)dst; (void)n; (void)use_avx2;
+    return -1;
+}
+static inline int mk_f32_difference(const void *src, const float *base, float *dst, size_t n, int use_avx2) {
+#if MK_X86
+    if (use_avx2) return mk_f32_difference_avx2(src, base, dst, n);
+#endif
+    (void)src; (void)base; (void)dst; (void)n; (void)use_avx2;
+    return -1;
+}
+static inline int mk_add_reaches(float *out, const float *base, size_t n, uint32_t bias, int use_avx2) {
+#if MK_X86
+    if (use_avx2) return mk_add_reaches_avx2(out, base, n, bias);
+#endif
+    (void)out; (void)base; (void)n; (void)bias; (void)use_avx2;
+    return -1;
+}
+static inline int mk_reaches(const float *x, size_t n, uint32_t bias, int use_avx2) {
+#if MK_X86
+    if (use_avx2) return mk_reaches_avx2(x, n, bias);
+#endif
+    (void)x; (void)n; (void)bias; (void)use_avx2;
+    return -1;
+}
+
 #endif

@@ -9,14 +9,19 @@ struct AnalyzeCommand: ParsableCommand {
 
     @OptionGroup var inputs: InputOptions
 
-    @Option(help: ArgumentHelp("The TIES keep fraction K to analyse.", valueName: "K"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("The TIES keep fraction K to analyse.", valueName: "K"))
     var density = 0.2
 
-    @Option(help: ArgumentHelp("Worker threads.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Worker threads.", valueName: "n"))
     var threads: Int?
 
     @Flag(help: "Print the analysis as JSON.")
     var json = false
+
+    func validate() throws {
+        try ArgumentCheck.value(density, .density, flag: "--density")
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
+    }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in

@@ -30,16 +30,19 @@ struct DisentanglementCommand: ParsableCommand {
     @Option(name: .customLong("data"), help: ArgumentHelp("Task t's dataset Dₜ (one per task, in order).", valueName: "file"))
     var data: [String] = []
 
-    @Option(help: ArgumentHelp("The α values of the grid, comma-separated (write --alphas=-1,0,1 when the list starts with a minus sign).", valueName: "list"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("The α values of the grid, comma-separated, e.g. -1,0,1.", valueName: "list"))
     var alphas = "-2,-1,-0.5,0,0.5,1,2"
 
     @Flag(help: "Evaluate every model linearized around θ₀: f(x; θ₀) + J·(θ − θ₀).")
     var linearized = false
 
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per pass.", valueName: "B"))
-    var batchSize = 64
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per pass (default 64, fewer when 64 would not fit in the memory available).", valueName: "B"))
+    var batchSize: Int?
 
-    @Option(help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
+    @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the inputs the encoder does not use (with a warning) instead of refusing them.")
+    var allowUnused = false
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
     var threads: Int?
 
     @Flag(help: "Print the result as JSON on stdout.")
@@ -58,29 +61,51 @@ struct DisentanglementCommand: ParsableCommand {
             throw ValidationError("Give one --head and one --data per task (two each), in the tasks' order.")
         }
         if alphaValues == nil { throw ValidationError("--alphas must be a comma-separated list of finite numbers, not \"\(alphas)\".") }
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, not \(batchSize).") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+        try ArgumentCheck.atLeast(batchSize, 1, flag: "--batch-size")
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
     }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
             let baseCheckpoint = try Checkpoint(path: base)
+            let baseKind = try CheckpointRole.disentanglementBase.check(baseCheckpoint)
+            let inputs = taskVectors.map { ($0, false) } + models.map { ($0, true) }
+            // Every input is checked before anything is loaded.
+            let checkpoints = try inputs.map { (path, isModel) throws(MergeKitError) in
+                let checkpoint = try Checkpoint(path: path)
+                try (isModel ? CheckpointRole.disentanglementModel : .disentanglementTaskVector).check(checkpoint)
+                return checkpoint
+            }
+            let baseFile = try EncoderCheckpoint(baseCheckpoint, allowUnused: allowUnused)
+            EngineInputs.warnIgnored(base, baseFile.ignoredTensors)
+            let linear = linearized || baseKind == .linearized
+            let taskHeads = try heads.map { (path) throws(MergeKitError) in try TaskHead(path: path) }
+            let datasets = try data.map { (path) throws(MergeKitError) in try ImageDataset(path: path) }
+            for (taskHead, dataset) in zip(taskHeads, datasets) {
+                try Evaluation.check(head: taskHead, data: dataset, config: baseFile.config, embeddingSize: baseFile.embeddingSize,
+                                     purpose: "to measure disentanglement on")
+            }
+            let threadCount = EngineInputs.threads(threads)
+            let batch = try EngineInputs.batch(batchSize, default: 64, command: "disentanglement", quiet: json) { b in
+                EngineMemory.disentanglement(config: baseFile.config, hasProjection: baseFile.hasProjection, linearized: linear,
+                                             batch: min(b, datasets.map(\.count).max() ?? b), threads: threadCount,
+                                             images: datasets.map(\.count), classes: taskHeads.map(\.classes))
+            }
             let model: CLIPVisionModel
-            var linear = linearized
-            if LinearizedCheckpoint.isLinearized(baseCheckpoint) {
-                model = try LinearizedCheckpoint.model(baseCheckpoint, threads: threads).base
-                linear = true
+            if baseKind == .linearized {
+                model = try LinearizedCheckpoint.model(baseCheckpoint, threads: threads, allowUnused: true).base
             } else {
-                model = try CLIPVisionModel(path: base, threads: threads)
+                model = try CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: baseCheckpoint, config: baseFile.config, allowUnused: true),
+                                            threads: threads)
             }
             var tasks: [Disentanglement.Task] = []
-            let inputs = taskVectors.map { ($0, false) } + models.map { ($0, true) }
-            for (t, (path, isModel)) in inputs.enumerated() {
-                let vector = try Disentanglement.taskVector(try Checkpoint(path: path), base: model.parameters, isModel: isModel)
-                tasks.append(Disentanglement.Task(vector: vector, head: try TaskHead(path: heads[t]), data: try ImageDataset(path: data[t])))
+            for (t, ((path, isModel), checkpoint)) in zip(inputs, checkpoints).enumerated() {
+                let vector = try Disentanglement.taskVector(checkpoint, base: model.parameters, isModel: isModel, allowUnused: allowUnused)
+                EngineInputs.warnIgnored(path, vector.ignoredTensors)
+                tasks.append(Disentanglement.Task(vector: vector, head: taskHeads[t], data: datasets[t]))
             }
             let alphas = alphaValues!
-            let result = try Disentanglement.run(base: model, tasks: tasks, alphas: alphas, linearized: linear, batchSize: batchSize)
+            let result = try Disentanglement.run(base: model, tasks: tasks, alphas: alphas, linearized: linear, batchSize: batch)
             if json {
                 let members: [JSONMember] = [
                     JSONMember("base", .string(base)),
@@ -93,10 +118,14 @@ struct DisentanglementCommand: ParsableCommand {
                 ]
                 print(JSONValue.object(members).serialized(indent: 2))
             } else {
-                print("ξ(α₁, α₂)\(linear ? ", linearized" : ""): rows α₁ (\(inputs[0].0)), columns α₂ (\(inputs[1].0))")
-                print(String(repeating: " ", count: 8) + alphas.map { String(format: "%7.2f", $0) }.joined())
+                print("ξ(α₁, α₂)\(linear ? ", linearized" : ""): rows α₁ (\(TerminalText.escaped(inputs[0].0))), columns α₂ (\(TerminalText.escaped(inputs[1].0)))")
+                // Every column as wide as the widest α label (%g: 1e+30, not 31 digits) or ξ value.
+                let labels = alphas.map { String(format: "%.2f", $0).count <= 8 ? String(format: "%.2f", $0) : String(format: "%g", $0) }
+                let width = max(7, labels.map(\.count).max() ?? 0) + 1
+                func padded(_ text: String) -> String { String(repeating: " ", count: max(0, width - text.count)) + text }
+                print(padded("") + labels.map(padded).joined())
                 for (i, row) in result.errors.enumerated() {
-                    print(String(format: "%7.2f ", alphas[i]) + row.map { String(format: "%7.3f", $0) }.joined())
+                    print(padded(labels[i]) + row.map { padded(String(format: "%.3f", $0)) }.joined())
                 }
                 print(String(format: "mean ξ over the grid: %.4f (0 = disentangled, 2 = every prediction changes)", result.mean))
             }

@@ -27,8 +27,11 @@ struct EvalCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The dataset: safetensors with `pixel_values` [N,3,H,W] F32 and `labels` [N] I64.", valueName: "file"))
     var data: String
 
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per forward pass.", valueName: "B"))
-    var batchSize = 32
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per forward pass (default 32, fewer when 32 would not fit in the memory available).", valueName: "B"))
+    var batchSize: Int?
+
+    @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the model the encoder does not use (with a warning) instead of refusing the model.")
+    var allowUnused = false
 
     @Flag(help: "Evaluate f(x; θ₀) + J·(θ − θ₀), the model linearized around --base.")
     var linearized = false
@@ -36,7 +39,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The base model θ₀ of --linearized.", valueName: "path"))
     var base: String?
 
-    @Option(help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
     var threads: Int?
 
     @Flag(help: "Print the result as JSON on stdout.")
@@ -46,41 +49,56 @@ struct EvalCommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, not \(batchSize).") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+        try ArgumentCheck.atLeast(batchSize, 1, flag: "--batch-size")
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
         if linearized && base == nil { throw ValidationError("--linearized needs --base, the model θ₀ to linearize around (a linearized checkpoint needs neither).") }
         if !linearized && base != nil { throw ValidationError("--base is only used with --linearized.") }
     }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let encoder: any ImageEncoder
             let checkpoint = try Checkpoint(path: model)
-            if LinearizedCheckpoint.isLinearized(checkpoint) {
-                // A linearized checkpoint always runs linearized, around its own θ₀.
-                if let base {
-                    throw MergeKitError(.invalidArgument, file: model,
-                        "is a linearized checkpoint and carries its own θ₀; --base \(base) would be a second one",
-                        fix: "Drop --linearized --base for linearized checkpoints")
-                }
-                encoder = try LinearizedCheckpoint.model(checkpoint, threads: threads)
-            } else if linearized, let base {
-                let baseModel = try CLIPVisionModel(path: base, threads: threads)
+            // Everything is checked from headers first; the parameters are allocated last.
+            let form: EncoderCheckpoint.Form
+            let config: CLIPVisionConfig, hasProjection: Bool
+            let load: () throws(MergeKitError) -> any ImageEncoder
+            if linearized, let base {
+                try CheckpointRole.evalLinearizedModel.check(checkpoint)
+                let baseCheckpoint = try Checkpoint(path: base)
+                try CheckpointRole.evalBase.check(baseCheckpoint)
+                let baseFile = try EncoderCheckpoint(baseCheckpoint, allowUnused: allowUnused)
                 if let configPath = try? CLIPVisionModel.configPath(for: checkpoint),
-                   try CLIPVisionConfig.load(path: configPath) != baseModel.config {
+                   try CLIPVisionConfig.load(path: configPath) != baseFile.config {
                     throw MergeKitError(.shapeMismatch, file: configPath, "describes a different architecture from the base's config.json",
                                         fix: "--model must be a fine-tune of --base")
                 }
-                let parameters = try CLIPVisionParameters.load(from: checkpoint, config: baseModel.config)
-                encoder = try LinearizedCLIPVisionModel(base: baseModel, finetuned: parameters, file: model)
-            } else if WEMoEParameters.isWEMoE(checkpoint) {
-                encoder = try WEMoEModel(path: model, threads: threads)  // per-image routing
+                let modelFile = try EncoderCheckpoint(checkpoint, config: baseFile.config, allowUnused: allowUnused)
+                EngineInputs.warnIgnored(base, baseFile.ignoredTensors)
+                EngineInputs.warnIgnored(model, modelFile.ignoredTensors)
+                (form, config, hasProjection) = (.linearized, baseFile.config, baseFile.hasProjection)
+                load = { () throws(MergeKitError) in
+                    let baseModel = try CLIPVisionModel(path: base, threads: threads, allowUnused: true)
+                    let parameters = try CLIPVisionParameters.load(from: checkpoint, config: baseModel.config, allowUnused: true)
+                    return try LinearizedCLIPVisionModel(base: baseModel, finetuned: parameters, file: model)
+                }
             } else {
-                let config = try CLIPVisionConfig.load(path: try CLIPVisionModel.configPath(for: checkpoint))
-                encoder = CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: checkpoint, config: config), threads: threads)
+                // A linearized checkpoint always runs linearized, around its own θ₀; a WEMoE model
+                // with per-image routing.
+                try CheckpointRole.evalModel.check(checkpoint)
+                let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
+                EngineInputs.warnIgnored(model, file.ignoredTensors)
+                (form, config, hasProjection) = (file.form, file.config, file.hasProjection)
+                load = { () throws(MergeKitError) in try file.load(threads: threads) }
             }
             let taskHead = try TaskHead(path: head)
             let dataset = try ImageDataset(path: data)
+            try Evaluation.check(head: taskHead, data: dataset, config: config, embeddingSize: hasProjection ? config.projectionDim : config.hiddenSize)
+            let threadCount = EngineInputs.threads(threads)
+            let batchSize = try EngineInputs.batch(self.batchSize, default: 32, command: "eval", quiet: quiet) { b in
+                EngineMemory.evaluation(config: config, hasProjection: hasProjection, form: form, batch: min(b, dataset.count),
+                                        threads: threadCount, classes: taskHead.classes)
+            }
+            let encoder = try load()
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             let result = try Evaluation.run(encoder, head: taskHead, data: dataset, batchSize: batchSize) { done, total in
                 bar.update(done: done, total: total) { _ in String(format: "%d/%d images ", done, total) }

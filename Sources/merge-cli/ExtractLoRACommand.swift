@@ -13,7 +13,10 @@ struct ExtractLoRACommand: ParsableCommand {
             equal rank with the default 4 power iterations, error within 1 % of the exact truncation \
             even on flat, noise-like deltas; --power-iterations 2 is faster for decaying spectra). Embeddings and lm_head are \
             left out unless --embeddings. The relative Frobenius error ‖τ − B·A‖/‖τ‖ of every weight \
-            is printed (--json for scripts).
+            is printed (--json for scripts). Memory: each weight being factorised needs about 7× its size \
+            in Float with the exact SVD, about 1.5× with --randomized; fewer weights are factorised at once \
+            when they do not fit together, and one that does not fit alone is refused before anything is \
+            written (MERGEKIT_MEMORY_BUDGET caps the memory planned for). Linearized checkpoints are refused.
             Example: merge-cli extract-lora --base B --model F --rank 64 --randomized -o adapter
             """)
 
@@ -23,19 +26,19 @@ struct ExtractLoRACommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The fine-tuned checkpoint θ_ft.", valueName: "path"))
     var model: String
 
-    @Option(name: .long, help: ArgumentHelp("LoRA rank r (weights smaller than r get their full rank, recorded in rank_pattern).", valueName: "r"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("LoRA rank r (weights smaller than r get their full rank, recorded in rank_pattern).", valueName: "r"))
     var rank: Int
 
     @Flag(name: .long, help: "Use the randomized SVD (range finder with power iterations) instead of the exact LAPACK SVD.")
     var randomized = false
 
-    @Option(name: .long, help: ArgumentHelp("Randomized SVD: extra test vectors p.", valueName: "p"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Randomized SVD: extra test vectors p.", valueName: "p"))
     var oversampling = 10
 
-    @Option(name: .customLong("power-iterations"), help: ArgumentHelp("Randomized SVD: power iterations q.", valueName: "q"))
+    @Option(name: .customLong("power-iterations"), parsing: .unconditional, help: ArgumentHelp("Randomized SVD: power iterations q.", valueName: "q"))
     var powerIterations = 4
 
-    @Option(help: "Randomized SVD: seed (each weight's seed is derived from it and the weight's name).")
+    @Option(parsing: .unconditional, help: "Randomized SVD: seed (each weight's seed is derived from it and the weight's name).")
     var seed: UInt64 = 0
 
     @Flag(name: .long, help: "Also factorise embeddings (as lora_embedding_A/B) and the output head.")
@@ -53,7 +56,7 @@ struct ExtractLoRACommand: ParsableCommand {
     @Flag(name: .long, help: "Replace an existing output (only once the new one is complete).")
     var overwrite = false
 
-    @Option(name: .long, help: ArgumentHelp("Worker threads, one weight each (default: the number of cores). Results are identical for any value.", valueName: "n"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Worker threads, one weight each (default: the number of cores). Results are identical for any value.", valueName: "n"))
     var threads: Int?
 
     @Flag(name: .long, help: "Print a JSON report on stdout (per-weight rank and relative error, time, peak memory).")
@@ -63,9 +66,11 @@ struct ExtractLoRACommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        guard rank >= 1 else { throw ValidationError("--rank must be at least 1.") }
-        guard oversampling >= 0, powerIterations >= 0 else { throw ValidationError("--oversampling and --power-iterations must be non-negative.") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1.") }
+        try ArgumentCheck.atLeast(rank, 1, flag: "--rank")
+        try ArgumentCheck.atLeast(oversampling, 0, flag: "--oversampling")
+        try ArgumentCheck.atLeast(powerIterations, 0, flag: "--power-iterations")
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
+        try ArgumentCheck.path(output, flag: "--output")
     }
 
     func run() throws {
@@ -75,17 +80,18 @@ struct ExtractLoRACommand: ParsableCommand {
                                                  overwrite: overwrite)
             let extraction = try LoRAExtraction(base: try Checkpoint(path: base), model: try Checkpoint(path: model), output: output, options: options)
             let result = try extraction.run(threads: threads)
+            printNotes(result.notes, quiet: quiet)
             if json {
                 print(result.json(extraction).serialized(indent: 2))
                 return
             }
             guard !quiet else { return }
             for report in result.reports {
-                print("\(report.tensor)  rank \(report.rank)  relative error " + String(format: "%.6f", report.relativeError))
+                print("\(TerminalText.escaped(report.tensor))  rank \(report.rank)  relative error " + String(format: "%.6f", report.relativeError))
             }
             let errors = result.reports.map(\.relativeError)
             let mean = errors.reduce(0, +) / Double(max(1, errors.count))
-            let summary = "wrote \(output): \(result.reports.count) weights at rank \(rank) (\(randomized ? "randomized" : "exact") SVD), "
+            let summary = "wrote \(TerminalText.escaped(output)): \(result.reports.count) weights at rank \(rank) (\(randomized ? "randomized" : "exact") SVD), "
                 + String(format: "mean relative error %.4f, max %.4f, in %.2f s\n", mean, errors.max() ?? 0, result.seconds)
             FileHandle.standardError.write(Data(summary.utf8))
         }

@@ -33,43 +33,46 @@ struct FinetuneCommand: ParsableCommand {
     @Flag(help: "Linear fine-tuning: train f(x; θ₀) + J·(θ − θ₀) and write a linearized checkpoint.")
     var linearized = false
 
-    @Option(help: ArgumentHelp("Optimisation steps.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Optimisation steps.", valueName: "n"))
     var steps = 2000
 
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per step (at most the dataset's size).", valueName: "B"))
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per step (at most the dataset's size).", valueName: "B"))
     var batchSize = 128
 
-    @Option(name: .customLong("lr"), help: ArgumentHelp("Peak learning rate.", valueName: "η"))
+    @Option(name: .customLong("lr"), parsing: .unconditional, help: ArgumentHelp("Peak learning rate.", valueName: "η"))
     var learningRate = 1e-5
 
-    @Option(name: .customLong("weight-decay"), help: ArgumentHelp("AdamW's decoupled weight decay λ.", valueName: "λ"))
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: ArgumentHelp("AdamW's decoupled weight decay λ.", valueName: "λ"))
     var weightDecay = 0.1
 
-    @Option(name: .customLong("warmup-steps"), help: ArgumentHelp("Steps of linear warm-up before the cosine decay.", valueName: "n"))
+    @Option(name: .customLong("warmup-steps"), parsing: .unconditional, help: ArgumentHelp("Steps of linear warm-up before the cosine decay.", valueName: "n"))
     var warmupSteps = 500
 
-    @Option(name: .customLong("clip-norm"), help: ArgumentHelp("Clip the gradient to this global L2 norm (0 disables).", valueName: "c"))
+    @Option(name: .customLong("clip-norm"), parsing: .unconditional, help: ArgumentHelp("Clip the gradient to this global L2 norm (0 disables).", valueName: "c"))
     var clipNorm = 1.0
 
-    @Option(name: .customLong("beta1"), help: ArgumentHelp("Adam β₁.", valueName: "β"))
+    @Option(name: .customLong("beta1"), parsing: .unconditional, help: ArgumentHelp("Adam β₁.", valueName: "β"))
     var beta1 = 0.9
 
-    @Option(name: .customLong("beta2"), help: ArgumentHelp("Adam β₂.", valueName: "β"))
+    @Option(name: .customLong("beta2"), parsing: .unconditional, help: ArgumentHelp("Adam β₂.", valueName: "β"))
     var beta2 = 0.999
 
-    @Option(name: .customLong("adam-eps"), help: ArgumentHelp("Adam ε.", valueName: "ε"))
+    @Option(name: .customLong("adam-eps"), parsing: .unconditional, help: ArgumentHelp("Adam ε.", valueName: "ε"))
     var epsilon = 1e-8
 
-    @Option(help: ArgumentHelp("Seed of the batch order.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seed of the batch order.", valueName: "n"))
     var seed: UInt64 = 0
 
-    @Option(help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
     var threads: Int?
 
     @Flag(help: "Replace an existing output (only once the new one is complete).")
     var overwrite = false
 
-    @Flag(help: "Print the loss of every step as JSON lines on stdout.")
+    @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the base the encoder does not use (with a warning) instead of refusing it.")
+    var allowUnused = false
+
+    @Flag(help: "Print the run as one JSON document on stdout: the output and every step's loss, gradient norm and learning rate.")
     var json = false
 
     @Flag(help: "No progress bar on stderr.")
@@ -92,7 +95,8 @@ struct FinetuneCommand: ParsableCommand {
     }
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
+        try ArgumentCheck.path(output, flag: "--output")
         if clipNorm < 0 { throw ValidationError("--clip-norm must be ≥ 0 (0 disables clipping), not \(clipNorm).") }
         do throws(MergeKitError) {
             try options.validate()
@@ -104,15 +108,28 @@ struct FinetuneCommand: ParsableCommand {
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
             let checkpoint = try Checkpoint(path: base)
-            if LinearizedCheckpoint.isLinearized(checkpoint) {
-                throw MergeKitError(.invalidArgument, file: base, "is a linearized checkpoint; fine-tuning starts from an ordinary model θ₀",
-                    fix: "Pass the base model itself (linear fine-tuning writes the linearized checkpoint)")
+            try CheckpointRole.finetuneBase.check(checkpoint)
+            // Checked before any work: the output must not replace the model, the head, the data or the config.
+            let inputs = [base, head, data, try CLIPVisionModel.configPath(for: checkpoint)]
+            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
+            // Everything is checked from headers first; the parameters are allocated last.
+            let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
+            EngineInputs.warnIgnored(base, file.ignoredTensors)
+            let taskHead = try TaskHead(path: head), dataset = try ImageDataset(path: data)
+            try Evaluation.check(head: taskHead, data: dataset, config: file.config, embeddingSize: file.embeddingSize, purpose: "to fine-tune on")
+            let threadCount = EngineInputs.threads(threads)
+            // A batch larger than the dataset takes every image once (FineTuning clamps it).
+            let batch = min(batchSize, dataset.count)
+            _ = try EngineInputs.batch(batch, default: batch, command: "finetune", quiet: quiet) { b in
+                EngineMemory.fineTuning(config: file.config, hasProjection: file.hasProjection, linearized: linearized, batch: b,
+                                        threads: threadCount, classes: taskHead.classes)
             }
-            let config = try CLIPVisionConfig.load(path: try CLIPVisionModel.configPath(for: checkpoint))
-            let model = CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: checkpoint, config: config), threads: threads)
-            var training = try FineTuning(base: model, head: try TaskHead(path: head), data: try ImageDataset(path: data), options: options)
+            let model = CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: checkpoint, config: file.config, allowUnused: true),
+                                        threads: threads)
+            var training = try FineTuning(base: model, head: taskHead, data: dataset, options: options)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             var last: FineTuning.Step?
+            var stepsJSON: [JSONValue] = []
             for _ in 0..<steps {
                 let step = try training.train()
                 last = step
@@ -120,9 +137,9 @@ struct FinetuneCommand: ParsableCommand {
                     String(format: "step %d/%d loss %.4f lr %.2e ", step.index + 1, steps, step.loss, step.learningRate)
                 }
                 if json {
-                    print(JSONValue.object([JSONMember("step", .int(step.index + 1)), JSONMember("loss", .double(step.loss)),
-                                            JSONMember("gradient_norm", .double(step.gradientNorm)),
-                                            JSONMember("lr", .double(step.learningRate))]).serialized())
+                    stepsJSON.append(.object([JSONMember("step", .int(step.index + 1)), JSONMember("loss", .double(step.loss)),
+                                              JSONMember("gradient_norm", .double(step.gradientNorm)),
+                                              JSONMember("lr", .double(step.learningRate))]))
                 }
             }
             bar.finish()
@@ -133,12 +150,18 @@ struct FinetuneCommand: ParsableCommand {
                 JSONMember("betas", .array([.double(beta1), .double(beta2)])), JSONMember("eps", .double(epsilon)),
                 JSONMember("seed", .string(String(seed))), JSONMember("head", .string(head)), JSONMember("data", .string(data)),
             ]).serialized()
-            try FineTuning.write(theta: training.theta, base: checkpoint, linearized: linearized,
-                                 output: OutputSpec(path: output, overwrite: overwrite),
-                                 metadata: ["mergekit.finetune": recipe, "mergekit.finetune.base": base])
+            let notes = try FineTuning.write(theta: training.theta, base: checkpoint, linearized: linearized,
+                                             output: OutputSpec(path: output, overwrite: overwrite, inputs: inputs),
+                                             metadata: ["mergekit.finetune": recipe, "mergekit.finetune.base": base])
+            printNotes(notes, quiet: quiet)
             if !quiet, let last {
-                FileHandle.standardError.write(Data(String(format: "fine-tuned %d steps (%@), last loss %.4f; wrote %@\n", steps,
-                                                           linearized ? "linearized" : "ordinary", last.loss, output).utf8))
+                FileHandle.standardError.write(Data(String(format: "fine-tuned %@ (%@), last loss %.4f; wrote %@\n", EngineInputs.counted(steps, "step"),
+                                                           linearized ? "linearized" : "ordinary", last.loss, TerminalText.escaped(output)).utf8))
+            }
+            if json {
+                // One document (written once the output is in place): the run and every step.
+                print(JSONValue.object([JSONMember("output", .string(output)), JSONMember("linearized", .bool(linearized)),
+                                        JSONMember("steps", .array(stepsJSON))]).serialized(indent: 2))
             }
         }
     }

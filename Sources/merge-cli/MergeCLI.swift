@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import MergeKit
 
@@ -43,8 +44,27 @@ struct MergeCLI: ParsableCommand {
 
     /// Installs the interrupt handler (SIGINT/SIGTERM remove temporary outputs and exit 130/143),
     /// then parses and runs the command as usual.
+    /// With `--json`, an argument error is also printed as a JSON error document on stdout
+    /// (`ErrorOutput`), so that scripts get one JSON document whatever happens.
     static func main() {
         TemporaryFiles.installSignalHandlers()
-        main(nil)
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        do {
+            // One rule for MERGEKIT_MEMORY_BUDGET, whichever command runs: a malformed value is an
+            // argument error before any work.
+            do throws(MergeKitError) {
+                _ = try MemoryBudget.configured()
+            } catch {
+                throw ValidationError(error.description)
+            }
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            if ErrorOutput.jsonRequested,
+               let json = ErrorOutput.json(parserError: error, message: message(for: error), exitCode: exitCode(for: error)) {
+                print(json.serialized(indent: 2))
+            }
+            exit(withError: error)
+        }
     }
 }

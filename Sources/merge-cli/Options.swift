@@ -14,35 +14,35 @@ enum OutputDType: String, ExpressibleByArgument, CaseIterable {
 }
 
 /// A byte count with an optional suffix: K/M/G/T (or KB/MB/GB/TB) are powers of 1000 as in
-/// transformers' "5GB"; KiB/MiB/GiB/TiB are powers of 1024.
+/// transformers' "5GB"; KiB/MiB/GiB/TiB are powers of 1024. Rounded to whole bytes; a size that
+/// rounds to 0 parses, and `OutputOptions.validate` rejects it with the flag named.
 struct ByteSize: ExpressibleByArgument {
     let bytes: Int
+    /// The text as given.
+    let text: String
 
     init?(argument: String) {
-        let text = argument.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Double)] = [
-            ("KIB", 1024), ("MIB", 1_048_576), ("GIB", 1_073_741_824), ("TIB", 1_099_511_627_776),
-            ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12),
-            ("K", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("B", 1),
-        ]
-        var multiplier = 1.0
-        var number = Substring(text)
-        for (suffix, factor) in units where text.uppercased().hasSuffix(suffix) {
-            multiplier = factor
-            number = text.dropLast(suffix.count)
-            break
-        }
-        guard let value = Double(number.trimmingCharacters(in: .whitespaces)), value.isFinite, value > 0,
-              value * multiplier < 9e18 else { return nil }
-        bytes = Int((value * multiplier).rounded())
+        guard let bytes = ByteCount.parse(argument) else { return nil }
+        self.bytes = bytes
+        text = argument
     }
 
     static var defaultCompletionKind: CompletionKind { .default }
 }
 
-/// Inputs shared by every merge command: the base, fine-tuned models, task-vector files and PEFT
-/// LoRA adapters.
-struct InputOptions: ParsableArguments {
+/// What a merge command reads: the base and the inputs, opened (headers only), with their weights.
+protocol MergeInputOptions: ParsableArguments {
+    /// The number of inputs (models, task vectors and LoRA adapters).
+    var count: Int { get }
+    /// The --weight values (empty: every input weighs 1).
+    var weights: [Double] { get }
+    func open() throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput])
+}
+
+/// The checkpoints a merge reads: the base, fine-tuned models, task-vector files and PEFT LoRA
+/// adapters. Methods that set their own per-task coefficients (TSV-M, Iso-C) take these alone;
+/// the others take `InputOptions`, these with --weight.
+struct InputPaths: MergeInputOptions {
     @Option(name: .long, help: ArgumentHelp("The pre-trained base checkpoint θ₀ (file or directory).", valueName: "path"))
     var base: String
 
@@ -55,24 +55,25 @@ struct InputOptions: ParsableArguments {
     @Option(name: .customLong("lora"), help: ArgumentHelp("A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors); its task vector is (lora_alpha/r)·B·A on every module it targets and zero elsewhere. Repeatable.", valueName: "dir"))
     var loras: [String] = []
 
-    @Option(name: .customLong("weight"), help: ArgumentHelp("Weight wᵢ of each input, in order: every --model first, then every --task-vector, then every --lora. Give one per input or none (all 1). May be negative.", valueName: "w"))
-    var weights: [Double] = []
+    /// The number of inputs.
+    var count: Int { models.count + taskVectors.count + loras.count }
+
+    /// No --weight: every input weighs 1.
+    var weights: [Double] { [] }
 
     func validate() throws {
         if models.isEmpty && taskVectors.isEmpty && loras.isEmpty {
             throw ValidationError("Give at least one --model, --task-vector or --lora to merge.")
         }
-        let count = models.count + taskVectors.count + loras.count
-        if !weights.isEmpty && weights.count != count {
-            throw ValidationError("Got \(weights.count) --weight values for \(count) inputs; give one per input (models first, then task vectors, then LoRA adapters) or none.")
-        }
-        if let bad = weights.first(where: { !$0.isFinite }) {
-            throw ValidationError("--weight \(bad) is not a finite number.")
-        }
     }
 
-    /// Opens the base and the inputs (headers only), with their weights.
+    /// Opens the base and the inputs (headers only), all with weight 1.
     func open() throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput]) {
+        try open(weights: [])
+    }
+
+    /// Opens the base and the inputs (headers only) with `weights` (in input order; empty: all 1).
+    func open(weights: [Double]) throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput]) {
         let base = try Checkpoint(path: self.base)
         var inputs: [MergeInput] = []
         let paths = models.map { (MergeInput.Kind.model, $0) } + taskVectors.map { (MergeInput.Kind.taskVector, $0) }
@@ -88,21 +89,48 @@ struct InputOptions: ParsableArguments {
     }
 }
 
+/// Inputs shared by the merge commands whose methods take per-input weights: the checkpoints and
+/// --weight.
+struct InputOptions: MergeInputOptions {
+    @OptionGroup var paths: InputPaths
+
+    @Option(name: .customLong("weight"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Weight wᵢ of each input, in order: every --model first, then every --task-vector, then every --lora. Give one per input or none (all 1). May be negative.", valueName: "w"))
+    var weights: [Double] = []
+
+    var base: String { paths.base }
+    var models: [String] { paths.models }
+    var taskVectors: [String] { paths.taskVectors }
+    var loras: [String] { paths.loras }
+    var count: Int { paths.count }
+
+    func validate() throws {
+        if !weights.isEmpty && weights.count != paths.count {
+            throw ValidationError("Got \(weights.count) --weight values for \(paths.count) inputs; give one per input (models first, then task vectors, then LoRA adapters) or none.")
+        }
+        for weight in weights { try ArgumentCheck.value(weight, .weight, flag: "--weight") }
+    }
+
+    /// Opens the base and the inputs (headers only), with their weights.
+    func open() throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput]) {
+        try paths.open(weights: weights)
+    }
+}
+
 /// Output options shared by every command that writes a checkpoint.
 struct OutputOptions: ParsableArguments {
-    @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Output: a path ending in .safetensors is written as one file; any other path as a Hugging Face directory (shards, index and the base's config/tokenizer files).", valueName: "path"))
+    @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Output: a path ending in .safetensors (any case) is written as one file; any other path as a Hugging Face directory (shards, index and the base's config/tokenizer files).", valueName: "path"))
     var output: String
 
     @Option(name: .long, help: ArgumentHelp("Output dtype of merged tensors (default: the base's dtype; F32 for task vectors).", valueName: "dtype"))
     var dtype: OutputDType?
 
-    @Option(name: .customLong("max-shard-size"), help: ArgumentHelp("Largest shard of a directory output, e.g. 2G, 500MB, 4GiB (default 5GB, as transformers).", valueName: "size"))
+    @Option(name: .customLong("max-shard-size"), parsing: .unconditional, help: ArgumentHelp("Largest shard of a directory output, e.g. 2G, 500MB, 4GiB (default 5GB, as transformers).", valueName: "size"))
     var maxShardSize: ByteSize?
 
-    @Flag(name: .long, help: "Replace an existing output (only once the new one is complete).")
+    @Flag(name: .long, help: "Replace an existing output once the new one is complete (a directory only when it holds nothing but an output's files).")
     var overwrite = false
 
-    @Option(name: .long, help: ArgumentHelp("Worker threads (default: the number of cores). Results are identical for any value.", valueName: "n"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Worker threads (default: the number of cores). Results are identical for any value.", valueName: "n"))
     var threads: Int?
 
     @Flag(name: .long, help: "Print a JSON summary on stdout (inputs, method, parameters, output files with sizes and SHA-256, time, peak memory).")
@@ -111,23 +139,25 @@ struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Record every output file's SHA-256 in a sweep's manifest.json (one more read of each output; --json always includes them).")
     var checksums = false
 
-    @Flag(name: .long, help: "Print the validated plan (what each tensor will get) and exit without writing.")
+    @Flag(name: .long, help: "Print the validated plan (what each tensor will get; as JSON with --json) and exit without writing.")
     var dryRun = false
 
-    @Flag(name: .long, help: "No progress bar and no summary line on stderr.")
+    @Flag(name: .long, help: "No progress bar and no summary line on stderr (the progress bar only shows on a terminal; the summary line always does without --quiet).")
     var quiet = false
 
     @Option(name: .long, help: ArgumentHelp("Write the merged model, or only the merged task vector τ (for consumers that apply it themselves).", valueName: "model|task-vector"))
     var emit: EmitKind = .model
 
-    @Flag(name: .customLong("check-finite"), help: "Before merging, fail if any input holds NaN or ±Inf, naming the first offending tensor (costs one read of the inputs). By default NaN and Inf are merged as the arithmetic says.")
+    @Flag(name: .customLong("check-finite"), help: "Scan every input for NaN and ±Inf before merging (one more read of the inputs), so that the error comes before any work. Merges always fail on a NaN or ±Inf they read (unless the base and every input hold it identically) and on a result that overflows the output dtype.")
     var checkFinite = false
 
     func validate() throws {
-        if let threads, threads < 1 {
-            throw ValidationError("--threads must be at least 1.")
+        try ArgumentCheck.path(output, flag: "--output")
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
+        if let maxShardSize, maxShardSize.bytes < 1 {
+            throw ValidationError("--max-shard-size must be at least 1 byte, not \(maxShardSize.text)")
         }
-        if maxShardSize != nil && output.hasSuffix(".safetensors") {
+        if maxShardSize != nil && OutputGuard.isFileOutput(output) {
             throw ValidationError("--max-shard-size needs a directory output; \(output) is a single .safetensors file.")
         }
     }
@@ -142,10 +172,10 @@ extension EmitKind: ExpressibleByArgument {}
 /// Runs planned merges and reports them: a progress bar and a summary line on stderr for people
 /// (when stderr is a terminal and not --quiet), a JSON summary on stdout for scripts (--json).
 enum MergeRunner {
-    /// Runs one plan (a recipe or command-line merge) or several in one pass (a sweep, with a
-    /// manifest written to `manifestDirectory`).
+    /// Runs one plan (a recipe or command-line merge) or several in one pass (a sweep, written as
+    /// one directory `sweepDirectory` with a manifest: `SweepOutput`).
     static func run(_ plans: [MergePlan], options: OutputOptions, points: [[(name: String, value: String)]] = [],
-                    manifestDirectory: String? = nil, command: String? = nil) throws(MergeKitError) {
+                    sweepDirectory: String? = nil, command: String? = nil) throws(MergeKitError) {
         var plans = plans
         if let command {
             for i in plans.indices where plans[i].output.isDirectory && plans[i].generatedFiles["README.md"] == nil {
@@ -153,6 +183,15 @@ enum MergeRunner {
             }
         }
         if options.dryRun {
+            if options.json {
+                // One document: the plan, or the sweep's points with their plans.
+                let described = plans.enumerated().map { i, plan in
+                    let point = points.indices.contains(i) ? points[i] : []
+                    return point.isEmpty ? PlanDescription.json(plan) : PlanDescription.json(plan).adding("sweep", sweepJSON(point))
+                }
+                print((described.count == 1 ? described[0] : .object([JSONMember("points", .array(described))])).serialized(indent: 2))
+                return
+            }
             for (i, plan) in plans.enumerated() {
                 if plans.count > 1 { print("# point \(i): " + (points.indices.contains(i) ? points[i].map { "\($0.name) = \($0.value)" }.joined(separator: ", ") : "")) }
                 print(PlanDescription.text(plan))
@@ -160,46 +199,60 @@ enum MergeRunner {
             return
         }
         if options.checkFinite {
-            // Every checkpoint read by the merge, in command-line order: the first offending tensor is reported.
-            var seen = Set<ObjectIdentifier>()
-            for checkpoint in [plans[0].base] + plans[0].inputs.map(\.checkpoint) where seen.insert(ObjectIdentifier(checkpoint)).inserted {
-                let report = try CheckpointVerifier(checkFinite: true).verify(checkpoint)
-                if let error = report.nonFiniteError { throw error }
-            }
+            // The merge's own NaN/Inf policy, applied in one read of the inputs before any merging.
+            try MergeExecutor.checkInputsFinite(plans[0], threads: options.threads)
         }
         let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
         let start = Date()
-        let results = try MergeExecutor.run(plans, threads: options.threads) { bar.update($0) }
-        bar.finish()
-        if !options.quiet {
-            for result in results {
-                let merged = result.tensorsMerged, copied = result.tensorsCopied
-                let gb = Double(result.outputBytes) / 1e9
-                FileHandle.standardError.write(Data("wrote \(result.outputPath): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
-            }
-        }
-        let seconds = Date().timeIntervalSince(start)
+        let sweep = try sweepDirectory.map { (path) throws(MergeKitError) in try SweepOutput(path: path, overwrite: options.overwrite) }
+        let results: [MergeResult]
         var summaries: [JSONValue] = []
-        if options.json || manifestDirectory != nil {
-            let digests = options.json || options.checksums ? try sha256(of: results.flatMap { $0.files.map(\.path) }) : [:]
-            for (i, (plan, result)) in zip(plans, results).enumerated() {
-                summaries.append(summaryJSON(plan, result, point: points.indices.contains(i) ? points[i] : [], digests: digests))
+        do throws(MergeKitError) {
+            results = try MergeExecutor.run(plans, threads: options.threads, sweep: sweep) { bar.update($0) }
+            bar.finish()
+            if options.json || sweep != nil {
+                // A sweep's files are still in its temporary directory.
+                let files = results.flatMap { $0.files.map(\.path) }
+                let located = files.map { sweep?.stagedPath(of: $0) ?? $0 }
+                let hashed = options.json || options.checksums ? try sha256(of: located) : [:]
+                let digests = Dictionary(zip(files, located).compactMap { file, at in hashed[at].map { (file, $0) } }) { a, _ in a }
+                for (i, (plan, result)) in zip(plans, results).enumerated() {
+                    summaries.append(summaryJSON(plan, result, point: points.indices.contains(i) ? points[i] : [], digests: digests))
+                }
             }
+            if let sweep {
+                let manifest = JSONValue.object([
+                    JSONMember("method", .string(plans[0].method.info.name)),
+                    JSONMember("base", .string(plans[0].base.path)),
+                    JSONMember("points", .array(summaries)),
+                ])
+                try sweep.write(Array((manifest.serialized(indent: 2) + "\n").utf8), named: "manifest.json")
+                try sweep.commit()
+            }
+        } catch {
+            sweep?.abort()
+            throw error
         }
-        if let manifestDirectory {
-            let manifest = JSONValue.object([
-                JSONMember("method", .string(plans[0].method.info.name)),
-                JSONMember("base", .string(plans[0].base.path)),
-                JSONMember("points", .array(summaries)),
-            ])
-            try FileSystemWriter.writeText(manifest.serialized(indent: 2) + "\n", to: manifestDirectory + "/manifest.json")
+        let notes = (sweep?.notes ?? []) + results.flatMap(\.notes)
+        // One summary line per output unless --quiet, also when stderr is not a terminal (a
+        // line in a CI log); warnings always.
+        for result in results {
+            for warning in result.warnings {
+                FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(warning))\n".utf8))
+            }
+            guard !options.quiet else { continue }
+            let merged = result.tensorsMerged, copied = result.tensorsCopied
+            let gb = Double(result.outputBytes) / 1e9
+            FileHandle.standardError.write(Data("wrote \(TerminalText.escaped(result.outputPath)): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
         }
+        printNotes(notes, quiet: options.quiet)
+        let seconds = Date().timeIntervalSince(start)
         if options.json {
-            let top: JSONValue = summaries.count == 1 && manifestDirectory == nil
+            let top: JSONValue = summaries.count == 1 && sweep == nil
                 ? summaries[0].adding("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes)).adding("seconds", .double(seconds))
                 : .object([JSONMember("outputs", .array(summaries)), JSONMember("seconds", .double(seconds)),
                            JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes))])
-            print(top.serialized(indent: 2))
+            print(top.adding("notes", .array(notes.map(\.json))).serialized(indent: 2))
         }
     }
 
@@ -243,9 +296,15 @@ enum MergeRunner {
             JSONMember("seconds", .double(result.seconds)),
         ]
         if !point.isEmpty {
-            members.insert(JSONMember("sweep", .object(point.map { JSONMember($0.name, Double($0.value).map { .double($0) } ?? .string($0.value)) })), at: 1)
+            members.insert(JSONMember("sweep", sweepJSON(point)), at: 1)
         }
+        members.append(JSONMember("warnings", .array(result.warnings.map { .string($0) })))
         return .object(members)
+    }
+
+    /// A sweep point's parameters (numbers as numbers).
+    static func sweepJSON(_ point: [(name: String, value: String)]) -> JSONValue {
+        .object(point.map { JSONMember($0.name, Double($0.value).map { .double($0) } ?? .string($0.value)) })
     }
 }
 
@@ -256,17 +315,6 @@ extension JSONValue {
         members.removeAll { $0.key == key }
         members.append(JSONMember(key, value))
         return .object(members)
-    }
-}
-
-/// Writes small text files from the CLI (manifests).
-enum FileSystemWriter {
-    static func writeText(_ text: String, to path: String) throws(MergeKitError) {
-        do {
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-        } catch {
-            throw MergeKitError(.writeFailed, file: path, "cannot be written (\(error.localizedDescription))")
-        }
     }
 }
 
@@ -325,12 +373,20 @@ final class ProgressBar: Sendable {
     func finish() { line.finish() }
 }
 
-/// Turns library errors into the CLI's contract: message on stderr, exit status 1.
+/// Prints what a run did around its outputs (stale temporaries removed, entries left aside) on
+/// stderr, one "note: …" or "warning: …" line each; warnings even with --quiet.
+func printNotes(_ notes: [OutputNote], quiet: Bool) {
+    for note in notes where !quiet || note.isWarning {
+        FileHandle.standardError.write(Data((TerminalText.escaped(note.description) + "\n").utf8))
+    }
+}
+
+/// Turns library errors into the CLI's contract: message on stderr (and a JSON error document on
+/// stdout with --json, `ErrorOutput`), exit status 1.
 func reportingErrors(_ body: () throws(MergeKitError) -> Void) throws {
     do {
         try body()
     } catch {
-        FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
-        throw ExitCode(1)
+        throw ErrorOutput.report(error)
     }
 }

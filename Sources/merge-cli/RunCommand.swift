@@ -17,7 +17,7 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var outputOptions: OutputOptions
 
-    @Option(help: "Seed for DARE's random masks (overrides the recipe's seed).")
+    @Option(parsing: .unconditional, help: "Seed for DARE's random masks (overrides the recipe's seed).")
     var seed: UInt64?
 
     func run() throws {
@@ -28,36 +28,14 @@ struct RunCommand: ParsableCommand {
     }
 }
 
-/// Plans a recipe and runs it (a sweep writes its points under the output directory, with a manifest).
+/// Plans a recipe and runs it (a sweep writes its points and a manifest into one directory,
+/// moved into place when complete).
 func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, command: String?) throws(MergeKitError) {
-    // A sweep's directory is created for its points; if the sweep then fails, a directory this run
-    // created is removed again (with whatever the failed run left in it: nothing, normally).
-    var created = false
-    if !recipe.sweep.isEmpty && !options.dryRun {
-        guard !options.output.hasSuffix(".safetensors") else {
-            throw MergeKitError(.invalidArgument, file: options.output, "a sweep writes one output per point into a directory",
-                                fix: "Give an output directory")
-        }
-        if !FileManager.default.fileExists(atPath: options.output) {
-            do {
-                try FileManager.default.createDirectory(atPath: options.output, withIntermediateDirectories: false)
-                created = true
-            } catch {
-                throw MergeKitError(.writeFailed, file: options.output, "cannot be created (\(error.localizedDescription))",
-                                    fix: "Check that the parent directory exists and is writable")
-            }
-        }
-    }
-    do throws(MergeKitError) {
-        let run = try recipe.plan(output: options.output, overwrite: options.overwrite, emit: options.emit, seed: seed,
-                                  maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype)
-        let points = run.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
-        try MergeRunner.run(run.plans, options: options, points: recipe.sweep.isEmpty ? [] : points,
-                            manifestDirectory: recipe.sweep.isEmpty || options.dryRun ? nil : options.output, command: command)
-    } catch {
-        if created { try? FileManager.default.removeItem(atPath: options.output) }
-        throw error
-    }
+    let run = try recipe.plan(output: options.output, overwrite: options.overwrite, emit: options.emit, seed: seed,
+                              maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype)
+    let points = run.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
+    try MergeRunner.run(run.plans, options: options, points: recipe.sweep.isEmpty ? [] : points,
+                        sweepDirectory: recipe.sweep.isEmpty ? nil : options.output, command: command)
 }
 
 struct SweepCommand: ParsableCommand {
@@ -69,8 +47,17 @@ struct SweepCommand: ParsableCommand {
               merge-cli sweep --method task-arithmetic --base B --model A --model C \\
                 --scale 0:1:0.05 --emit task-vector -o sweep/
             Writes sweep/point-000 … point-020 and sweep/manifest.json (each point's parameters, \
-            files, sizes and SHA-256). Grids are start:stop:step (inclusive) or comma lists; \
-            --grid NAME=GRID sweeps any parameter of the method (recipe names: lambda, density, ...).
+            files, sizes and SHA-256); point names are zero-padded to the width of the point count \
+            (point-0000 … from 1001 points), so they sort. Grids are start:stop:step (inclusive) or \
+            comma lists; --grid NAME=GRID sweeps any parameter of the method (recipe names: lambda, \
+            density, ...). Every parameter takes one grid or one --param value; a grid may not repeat \
+            a point (nor have a step so small that points round together), and a sweep writes at \
+            most \(SweepGrid.maximumPoints) points (the product of its grids).
+            The method has its recipe semantics and defaults, as in `merge-cli run` (mergekit's, so \
+            that mergekit configs port), not those of the command of the same name: `--method ties` \
+            is mergekit's ties (per-tensor trim, weighted vote, normalized merge, density 1), while \
+            `merge-cli ties` follows the paper. For the paper's TIES here, pass --param \
+            trim_scope=global --param vote=mass --param merge=mean (and --density 0.2, its K).
             """)
 
     @Option(help: ArgumentHelp("The method, by recipe name (task_arithmetic, ties, dare_ties, breadcrumbs, linear, …).", valueName: "name"))
@@ -79,59 +66,116 @@ struct SweepCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var outputOptions: OutputOptions
 
-    @Option(help: ArgumentHelp("Grid of λ, e.g. 0:1:0.05.", valueName: "grid"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Grid of λ (the recipe's lambda), e.g. 0:1:0.05.", valueName: "grid"))
     var scale: String?
 
-    @Option(help: ArgumentHelp("Grid of densities, e.g. 0.1,0.2,0.3.", valueName: "grid"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Grid of densities, e.g. 0.1,0.2,0.3.", valueName: "grid"))
     var density: String?
 
-    @Option(help: ArgumentHelp("Any parameter's grid, NAME=GRID (repeatable).", valueName: "name=grid"))
+    @Option(parsing: .unconditionalSingleValue, help: ArgumentHelp("Any parameter's grid, NAME=GRID (repeatable).", valueName: "name=grid"))
     var grid: [String] = []
 
-    @Option(help: ArgumentHelp("A fixed parameter, NAME=VALUE (repeatable), e.g. trim_scope=global.", valueName: "name=value"))
+    @Option(parsing: .unconditionalSingleValue, help: ArgumentHelp("A fixed parameter, NAME=VALUE (repeatable): a number, true/false or a word, e.g. trim_scope=global.", valueName: "name=value"))
     var param: [String] = []
 
-    @Option(help: "Seed for DARE's random masks.")
+    @Option(parsing: .unconditional, help: "Seed for DARE's random masks.")
     var seed: UInt64?
 
-    func validate() throws {
+    /// The sweep as values: its axes and fixed parameters, each with the flag that gave it (for
+    /// messages). Nothing is parsed as YAML: a value is one number (grids) or one scalar (--param).
+    struct Plan {
+        var axes: [(name: String, flag: String, values: [Double])] = []
+        var fixed: [(name: String, flag: String, value: ParameterSetting)] = []
+    }
+
+    /// The flags read into a `Plan`, every range and name checked (ValidationError: exit 64).
+    func sweepPlan() throws -> Plan {
+        guard let names = Recipe.parameterNames(of: method) else {
+            throw ValidationError("--method \(method) is not a merge method; use one of \(Recipe.methodNames.joined(separator: ", "))")
+        }
         if scale == nil && density == nil && grid.isEmpty {
             throw ValidationError("Give at least one grid: --scale, --density or --grid NAME=GRID.")
         }
-        for entry in grid + param where !entry.contains("=") {
-            throw ValidationError("\(entry) is not NAME=VALUE.")
+        func split(_ entry: String, _ flag: String) throws -> (name: String, value: String) {
+            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
+                throw ValidationError("\(flag) \(entry) is not NAME=VALUE")
+            }
+            return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
         }
-        for entry in [scale, density].compactMap({ $0 }) + grid.map({ String($0.split(separator: "=", maxSplits: 1).last ?? "") })
-            where SweepGrid.parse(entry) == nil {
-            throw ValidationError("\(entry) is not a grid: use start:stop:step (inclusive) or a comma list.")
+        func values(_ text: String, _ flag: String) throws -> [Double] {
+            switch SweepGrid.values(text) {
+            case .success(let values): return values
+            case .failure(let failure): throw ValidationError("\(flag): \(failure.reason)")
+            }
+        }
+        var plan = Plan()
+        if let scale { plan.axes.append(("lambda", "--scale", try values(scale, "--scale"))) }
+        if let density { plan.axes.append(("density", "--density", try values(density, "--density"))) }
+        for entry in grid {
+            let (name, text) = try split(entry, "--grid")
+            plan.axes.append((name, "--grid \(name)", try values(text, "--grid \(name)")))
+        }
+        for entry in param {
+            let (name, text) = try split(entry, "--param")
+            plan.fixed.append((name, "--param \(name)", ParameterSetting(scalarText: text)))
+        }
+        // Each parameter once, and one the method has.
+        var given: [String: String] = [:]
+        for (name, flag) in plan.axes.map({ ($0.name, $0.flag) }) + plan.fixed.map({ ($0.name, $0.flag) }) {
+            guard names.all.contains(name) || name == "seed" else {
+                throw ValidationError("\(flag): \(method) has no parameter \(name); its parameters: \(names.all.joined(separator: ", "))")
+            }
+            if let first = given[name] {
+                throw ValidationError("\(flag) gives \(name) again (\(first) gave it): each parameter takes one grid or one value")
+            }
+            given[name] = flag
+        }
+        // Values: each by its parameter's rule, worded with the flag that gave it.
+        for axis in plan.axes {
+            guard let rule = Recipe.rule(forParameter: axis.name) else { continue }
+            for value in axis.values { try ArgumentCheck.value(value, rule, flag: axis.flag) }
+        }
+        for fixed in plan.fixed {
+            guard let rule = Recipe.rule(forParameter: fixed.name) else { continue }
+            guard let value = fixed.value.number else {
+                throw ValidationError("\(fixed.flag) must be a number, not \(fixed.value.quoted) (\(rule.meaning))")
+            }
+            try ArgumentCheck.value(value, rule, flag: fixed.flag)
+        }
+        let points = plan.axes.reduce(1.0) { $0 * Double($1.values.count) }
+        if points > Double(SweepGrid.maximumPoints) {
+            throw ValidationError("The grids make \(Int(points)) points; a sweep writes at most \(SweepGrid.maximumPoints)")
+        }
+        return plan
+    }
+
+    /// The command line as a recipe value, validated and planned like a recipe file.
+    func recipe(_ plan: Plan) -> Recipe {
+        let paths = inputs.models.map { (Recipe.Input.Kind.model, $0) } + inputs.taskVectors.map { (.taskVector, $0) }
+            + inputs.loras.map { (.lora, $0) }
+        let models = paths.enumerated().map { i, input in
+            Recipe.Input(kind: input.0, path: input.1,
+                         parameters: inputs.weights.count == paths.count ? ["weight": .number(inputs.weights[i])] : [:])
+        }
+        return Recipe(method: method, baseModel: inputs.base, inputs: models,
+                      parameters: Dictionary(uniqueKeysWithValues: plan.fixed.map { ($0.name, $0.value) }),
+                      sweep: plan.axes.map { ($0.name, $0.values.map { ParameterSetting.number($0) }) }, path: "merge-cli sweep")
+    }
+
+    /// The flags' ranges and names, then what the method refuses at any point (e.g. --param
+    /// vote=x): all before any file is opened.
+    func validate() throws {
+        let recipe = recipe(try sweepPlan())
+        do throws(MergeKitError) {
+            try recipe.validateParameters()
+        } catch {
+            throw ValidationError(error.description)
         }
     }
 
     func run() throws {
+        let recipe = recipe(try sweepPlan())
         try reportingErrors { () throws(MergeKitError) in
-            // The command line becomes a recipe, validated and planned like any other.
-            func quoted(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-            var yaml = "merge_method: \(method)\nbase_model: \(quoted(inputs.base))\nmodels:\n"
-            let all = inputs.models.map { ("model", $0) } + inputs.taskVectors.map { ("task_vector", $0) } + inputs.loras.map { ("lora", $0) }
-            for (i, (kind, path)) in all.enumerated() {
-                yaml += "  - \(kind): \(quoted(path))\n"
-                if !inputs.weights.isEmpty { yaml += "    parameters: {weight: \(inputs.weights[i])}\n" }
-            }
-            if !param.isEmpty {
-                yaml += "parameters:\n"
-                for entry in param {
-                    let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
-                    yaml += "  \(parts[0]): \(parts[1])\n"
-                }
-            }
-            yaml += "sweep:\n"
-            if let scale { yaml += "  lambda: \(quoted(scale))\n" }
-            if let density { yaml += "  density: \(quoted(density))\n" }
-            for entry in grid {
-                let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
-                yaml += "  \(parts[0]): \(quoted(parts[1]))\n"
-            }
-            let recipe = try Recipe.parse(yaml, path: "merge-cli sweep")
             try runRecipe(recipe, outputOptions, seed: seed, command: CommandLine.arguments.joined(separator: " "))
         }
     }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import MergeKit
 
-struct TaskArithmeticCommand: ParsableCommand {
+struct TaskArithmeticCommand: MethodCommand {
     static let configuration = CommandConfiguration(
         commandName: "task-arithmetic",
         abstract: "θ = θ₀ + λ·Σ wᵢτᵢ: add task vectors, subtract them (negative weights) or form analogies.",
@@ -15,21 +15,12 @@ struct TaskArithmeticCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var outputOptions: OutputOptions
 
-    @Option(name: .long, help: ArgumentHelp("λ, the scale of the summed task vectors (the paper sweeps 0–1).", valueName: "λ"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("λ, the scale of the summed task vectors (the paper sweeps 0–1).", valueName: "λ"))
     var scale: Double = 1.0
 
-    func validate() throws {
-        guard scale.isFinite else { throw ValidationError("--scale \(scale) is not a finite number.") }
-    }
+    var checkedValues: [(value: Double, parameter: MethodParameter, flag: String)] { [(scale, .scale, "--scale")] }
 
-    func run() throws {
-        try reportingErrors { () throws(MergeKitError) in
-            let (base, opened) = try inputs.open()
-            let plan = try MergePlan(base: base, inputs: opened, method: try TaskArithmetic(scale: scale),
-                                     output: outputOptions.spec())
-            try MergeRunner.run([plan], options: outputOptions, command: CommandLine.arguments.joined(separator: " "))
-        }
-    }
+    func method() throws(MergeKitError) -> any MergeMethod { try TaskArithmetic(scale: scale) }
 }
 
 struct NegateCommand: ParsableCommand {
@@ -49,7 +40,7 @@ struct NegateCommand: ParsableCommand {
     @Option(name: .customLong("lora"), help: ArgumentHelp("A PEFT LoRA adapter directory whose (lora_alpha/r)·B·A is removed instead of --model.", valueName: "dir"))
     var lora: String?
 
-    @Option(name: .long, help: ArgumentHelp("λ, how much of the task vector to subtract.", valueName: "λ"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("λ, how much of the task vector to subtract.", valueName: "λ"))
     var scale: Double = 1.0
 
     @OptionGroup var outputOptions: OutputOptions
@@ -58,7 +49,7 @@ struct NegateCommand: ParsableCommand {
         guard [model, taskVector, lora].compactMap({ $0 }).count == 1 else {
             throw ValidationError("Give exactly one of --model, --task-vector or --lora.")
         }
-        guard scale.isFinite else { throw ValidationError("--scale \(scale) is not a finite number.") }
+        try ArgumentCheck.value(scale, .scale, flag: "--scale")
     }
 
     func run() throws {

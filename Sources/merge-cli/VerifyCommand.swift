@@ -24,18 +24,23 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         let verifier = CheckpointVerifier(checkFinite: checkFinite)
         let report: CheckpointVerifier.Report
+        // Reported whatever the verdict: a run killed mid-write leaves one (and maybe no checkpoint).
+        let stale = CheckpointVerifier.staleTemporaries(near: path)
+        for temporary in stale {
+            FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(temporary.description))\n".utf8))
+        }
         do {
             report = try verifier.verify(path: path)
         } catch {
-            if json { print(Self.json(path: path, report: nil, error: error).serialized(indent: 2)) }
+            if json { print(Self.json(path: path, report: nil, error: error, stale: stale).serialized(indent: 2)) }
             FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
             throw ExitCode(1)
         }
         let error = report.nonFiniteError
         if json {
-            print(Self.json(path: path, report: report, error: error).serialized(indent: 2))
+            print(Self.json(path: path, report: report, error: error, stale: stale).serialized(indent: 2))
         } else {
-            print("\(path): \(error == nil ? "OK" : "FAILED")")
+            print("\(TerminalText.escaped(path)): \(error == nil ? "OK" : "FAILED")")
             print("  \(Self.layoutDescription(report)); \(grouped(report.tensorCount)) tensors, \(grouped(report.bytesRead)) bytes read")
             for line in report.nonFiniteText { print("  " + line) }
         }
@@ -53,7 +58,8 @@ struct VerifyCommand: ParsableCommand {
         }
     }
 
-    static func json(path: String, report: CheckpointVerifier.Report?, error: MergeKitError?) -> JSONValue {
+    static func json(path: String, report: CheckpointVerifier.Report?, error: MergeKitError?,
+                     stale: [CheckpointVerifier.StaleTemporary]) -> JSONValue {
         var members = [JSONMember("path", .string(path)), JSONMember("valid", .bool(error == nil))]
         if let report {
             members += [
@@ -64,10 +70,9 @@ struct VerifyCommand: ParsableCommand {
                 JSONMember("non_finite", report.nonFiniteJSON),
             ]
         }
-        members.append(JSONMember("error", error.map { e in
-            .object([JSONMember("code", .string(e.code.rawValue)), JSONMember("file", e.file.map { .string($0) } ?? .null),
-                     JSONMember("tensor", e.tensor.map { .string($0) } ?? .null), JSONMember("message", .string(e.description))])
-        } ?? .null))
+        members.append(JSONMember("stale_temporaries", .array(stale.map(\.json))))
+        // The error object every command prints with --json (`ErrorOutput`).
+        members.append(JSONMember("error", error.map { ErrorOutput.object($0, exitStatus: 1) } ?? .null))
         return .object(members)
     }
 }

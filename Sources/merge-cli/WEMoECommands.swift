@@ -24,13 +24,13 @@ struct WEMoECommand: ParsableCommand {
     @Option(name: .customLong("model"), help: ArgumentHelp("A fine-tuned encoder θₜ, one expert each. Repeatable.", valueName: "path"))
     var models: [String] = []
 
-    @Option(help: ArgumentHelp("λ: the task-arithmetic scale of the non-MLP tensors and the routers' initial output bias.", valueName: "λ"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("λ: the task-arithmetic scale of the non-MLP tensors and the routers' initial output bias.", valueName: "λ"))
     var scale: Double = 0.3
 
-    @Option(name: .customLong("router-depth"), help: ArgumentHelp("Router hidden layers: 2 (D → D → T, ReLU; the paper's), 1 (D → T) or 0 (a learned vector).", valueName: "0|1|2"))
+    @Option(name: .customLong("router-depth"), parsing: .unconditional, help: ArgumentHelp("Router hidden layers: 2 (D → D → T, ReLU; the paper's), 1 (D → T) or 0 (a learned vector).", valueName: "0|1|2"))
     var routerDepth = 2
 
-    @Option(help: ArgumentHelp("Seed of the routers' random initial weights.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seed of the routers' random initial weights.", valueName: "n"))
     var seed: UInt64 = 0
 
     @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Output: a .safetensors file, or a directory (model.safetensors + config.json).", valueName: "path"))
@@ -45,9 +45,13 @@ struct WEMoECommand: ParsableCommand {
     @Flag(help: "No summary line on stderr.")
     var quiet = false
 
+    @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the inputs the encoder does not use (with a warning) instead of refusing them.")
+    var allowUnused = false
+
     func validate() throws {
         if models.isEmpty { throw ValidationError("Give at least one --model, the fine-tuned encoders to use as experts.") }
-        guard scale.isFinite else { throw ValidationError("--scale \(scale) is not a finite number.") }
+        try ArgumentCheck.value(scale, .scale, flag: "--scale")
+        try ArgumentCheck.path(output, flag: "--output")
         guard WEMoEParameters.isValidDepth(routerDepth) else { throw ValidationError("--router-depth must be 0, 1 or 2, not \(routerDepth).") }
     }
 
@@ -55,22 +59,38 @@ struct WEMoECommand: ParsableCommand {
         try reportingErrors { () throws(MergeKitError) in
             let start = Date()
             let baseCheckpoint = try Checkpoint(path: base)
+            try CheckpointRole.wemoeBase.check(baseCheckpoint)
             let configPath = try CLIPVisionModel.configPath(for: baseCheckpoint)
-            let baseModel = try CLIPVisionModel(path: base, threads: 1)
-            let parameters = try WEMoEParameters.upscale(base: baseModel.parameters, experts: models.count, names: models,
-                                                         scale: Float(scale), routerDepth: routerDepth, seed: seed) { t throws(MergeKitError) in
-                let model = try CLIPVisionModel(path: models[t], threads: 1)
-                guard model.config == baseModel.config else {
-                    throw MergeKitError(.shapeMismatch, file: models[t], "has a different config.json (architecture) from the base \(base)",
+            // Checked before the upscale: the output must not replace the base, an expert or the config.
+            let inputs = [base] + models + [configPath]
+            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
+            // Every input is checked from its header before any is loaded.
+            let baseFile = try EncoderCheckpoint(baseCheckpoint, allowUnused: allowUnused)
+            EngineInputs.warnIgnored(base, baseFile.ignoredTensors)
+            for path in models {
+                let checkpoint = try Checkpoint(path: path)
+                try CheckpointRole.wemoeExpert.check(checkpoint)
+                let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
+                guard file.config == baseFile.config, file.hasProjection == baseFile.hasProjection else {
+                    throw MergeKitError(.shapeMismatch, file: path, "has a different config.json (architecture) from the base \(base)",
                                         fix: "Every --model must be a fine-tune of --base")
                 }
-                return model.parameters
+                EngineInputs.warnIgnored(path, file.ignoredTensors)
+            }
+            try EngineMemory.check(EngineMemory.upscaling(config: baseFile.config, hasProjection: baseFile.hasProjection, experts: models.count,
+                                                          routerDepth: routerDepth),
+                                   command: "wemoe", budget: try EngineInputs.memoryBudget())
+            let baseModel = try CLIPVisionModel(path: base, threads: 1, allowUnused: true)
+            let parameters = try WEMoEParameters.upscale(base: baseModel.parameters, experts: models.count, names: models,
+                                                         scale: Float(scale), routerDepth: routerDepth, seed: seed) { t throws(MergeKitError) in
+                try CLIPVisionModel(path: models[t], threads: 1, allowUnused: true).parameters
             }
             if exactStart { parameters.zeroRouterOutputWeights() }
-            try parameters.save(to: output, configSource: configPath, overwrite: overwrite)
+            let notes = try parameters.save(to: output, configSource: configPath, overwrite: overwrite, inputs: inputs)
+            printNotes(notes, quiet: quiet)
             if !quiet {
-                FileHandle.standardError.write(Data(String(format: "wrote %@: WEMoE with %d experts, router depth %d, λ %g, in %.2f s\n",
-                                                           output, models.count, routerDepth, scale, Date().timeIntervalSince(start)).utf8))
+                FileHandle.standardError.write(Data(String(format: "wrote %@: WEMoE with %@, router depth %d, λ %g, in %.2f s\n",
+                                                           TerminalText.escaped(output), EngineInputs.counted(models.count, "expert"), routerDepth, scale, Date().timeIntervalSince(start)).utf8))
             }
         }
     }
@@ -98,19 +118,19 @@ struct WEMoETrainCommand: ParsableCommand {
     @Option(name: .customLong("head"), help: ArgumentHelp("The same task's head: safetensors with `weight` [classes, embedding]. Repeatable.", valueName: "file"))
     var heads: [String] = []
 
-    @Option(help: ArgumentHelp("Adam steps.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Adam steps.", valueName: "n"))
     var steps = 1000
 
-    @Option(name: .customLong("lr"), help: ArgumentHelp("Adam's learning rate.", valueName: "lr"))
+    @Option(name: .customLong("lr"), parsing: .unconditional, help: ArgumentHelp("Adam's learning rate.", valueName: "lr"))
     var learningRate: Double = 1e-4
 
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per task per step.", valueName: "B"))
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per task per step.", valueName: "B"))
     var batchSize = 16
 
-    @Option(help: ArgumentHelp("Seed of the batch shuffles.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seed of the batch shuffles.", valueName: "n"))
     var seed: UInt64 = 0
 
-    @Option(help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads (default: every core).", valueName: "n"))
     var threads: Int?
 
     @Option(name: [.short, .customLong("output")], help: ArgumentHelp("The trained model: a .safetensors file or a directory.", valueName: "path"))
@@ -125,13 +145,19 @@ struct WEMoETrainCommand: ParsableCommand {
     @Flag(help: "No progress bar or summary on stderr.")
     var quiet = false
 
+    @Flag(name: .customLong("allow-unused"), help: "Ignore tensors of the model it does not use (with a warning) instead of refusing it.")
+    var allowUnused = false
+
     func validate() throws {
         if data.isEmpty { throw ValidationError("Give at least one --data with its --head.") }
         if data.count != heads.count {
             throw ValidationError("Got \(data.count) --data and \(heads.count) --head; give one --head per --data, in the same order.")
         }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads).") }
+        try ArgumentCheck.atLeast(steps, 1, flag: "--steps")
+        try ArgumentCheck.atLeast(batchSize, 1, flag: "--batch-size")
         guard learningRate.isFinite && learningRate > 0 else { throw ValidationError("--lr must be a positive number, not \(learningRate)") }
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
+        try ArgumentCheck.path(output, flag: "--output")
         do throws(MergeKitError) {
             try options.validate()
         } catch {
@@ -145,13 +171,27 @@ struct WEMoETrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            if !overwrite && FileManager.default.fileExists(atPath: output) {
-                throw MergeKitError(.outputExists, file: output, "already exists", fix: "Choose another output or pass --overwrite")
-            }
             let checkpoint = try Checkpoint(path: model)
-            let moe = WEMoEModel(parameters: try WEMoEParameters.load(from: checkpoint), threads: threads)
+            try CheckpointRole.wemoeTrainModel.check(checkpoint)
+            // Checked before training: the output must not replace the model, its config, a dataset or a head.
+            let inputs = [model] + data + heads + ((try? CLIPVisionModel.configPath(for: checkpoint)).map { [$0] } ?? [])
+            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
+            // Everything is checked from headers first; the parameters are allocated last.
+            let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
+            EngineInputs.warnIgnored(model, file.ignoredTensors)
+            guard case .wemoe(let experts, let depth) = file.form else { preconditionFailure("checked as a WEMoE model") }
             var tasks: [WEMoETask] = []
-            for (d, h) in zip(data, heads) { tasks.append(WEMoETask(data: try UnlabeledImages(path: d), head: try TaskHead(path: h))) }
+            for (d, h) in zip(data, heads) {
+                let task = WEMoETask(data: try UnlabeledImages(path: d), head: try TaskHead(path: h))
+                try task.check(config: file.config, embeddingSize: file.embeddingSize)
+                tasks.append(task)
+            }
+            let images = tasks.map(\.data.count).max() ?? 0
+            _ = try EngineInputs.batch(batchSize, default: batchSize, command: "wemoe-train", quiet: quiet) { b in
+                EngineMemory.routerTraining(config: file.config, hasProjection: file.hasProjection, experts: experts, routerDepth: depth,
+                                            batch: min(b, images), classes: tasks.map(\.head.classes).max() ?? 1)
+            }
+            let moe = WEMoEModel(parameters: try WEMoEParameters.load(from: checkpoint, allowUnused: true), threads: threads)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             let start = Date()
             let losses = try WEMoETraining.run(moe, tasks: tasks, options: options) { step, total, loss in
@@ -159,10 +199,12 @@ struct WEMoETrainCommand: ParsableCommand {
             }
             bar.finish()
             let seconds = Date().timeIntervalSince(start)
-            try moe.parameters.save(to: output, configSource: try? CLIPVisionModel.configPath(for: checkpoint), overwrite: overwrite)
+            let notes = try moe.parameters.save(to: output, configSource: try? CLIPVisionModel.configPath(for: checkpoint), overwrite: overwrite,
+                                                inputs: inputs)
+            printNotes(notes, quiet: quiet)
             if !quiet {
                 let first = losses.first.map { String(format: "%.4f", $0) } ?? "-", last = losses.last.map { String(format: "%.4f", $0) } ?? "-"
-                FileHandle.standardError.write(Data(String(format: "wrote %@: %d steps, loss %@ → %@, %.2f s (%.1f ms/step)\n", output, steps,
+                FileHandle.standardError.write(Data(String(format: "wrote %@: %@, loss %@ → %@, %.2f s (%.1f ms/step)\n", TerminalText.escaped(output), EngineInputs.counted(steps, "step"),
                                                            first, last, seconds, steps > 0 ? 1000 * seconds / Double(steps) : 0).utf8))
             }
             if json {

@@ -34,9 +34,6 @@ public final class Checkpoint: @unchecked Sendable {
     /// The `__metadata__` a view reports instead of its files' (nil for ordinary checkpoints).
     private let viewMetadata: [String: String]??
 
-    /// File names inside a checkpoint directory that are never copied as companions.
-    static let weightSuffixes = [".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".pth",
-                                 ".ckpt", ".h5", ".msgpack", ".gguf", ".onnx", ".pkl", ".npz"]
     /// The file transformers reads first in a model directory.
     public static let singleFileName = "model.safetensors"
     /// The index name transformers writes for sharded safetensors.
@@ -130,13 +127,13 @@ public final class Checkpoint: @unchecked Sendable {
     /// Total tensor data bytes.
     public var dataBytes: Int { entries.reduce(0) { $0 + $1.info.byteCount } }
 
-    /// Non-weight files of a directory checkpoint (config.json, tokenizer files, ...), sorted.
+    /// The companion files of a directory checkpoint (config.json, tokenizer files, ...), sorted:
+    /// the known names of `OutputEntries.companionNames`, which are also what replacing an output
+    /// may delete.
     public func companionFiles() throws(MergeKitError) -> [String] {
         guard let directory else { return [] }
         return try FileSystem.contents(of: directory).filter { name in
-            !name.hasPrefix(".") && name != "README.md"
-                && !Checkpoint.weightSuffixes.contains(where: { name.hasSuffix($0) })
-                && FileSystem.kind(of: FileSystem.join(directory, name)) == .file
+            OutputEntries.isCompanion(name) && FileSystem.kind(of: FileSystem.join(directory, name)) == .file
         }
     }
 

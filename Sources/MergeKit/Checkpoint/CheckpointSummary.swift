@@ -22,9 +22,7 @@ public struct CheckpointSummary: Sendable {
         path = checkpoint.path
         layout = checkpoint.layout
         files = checkpoint.files.map(\.path)
-        kind = LinearizedCheckpoint.isLinearized(checkpoint) ? "linearized"
-            : TaskVectorFile.isTaskVector(checkpoint) ? "task_vector"
-            : WEMoEParameters.isWEMoE(checkpoint) ? "wemoe" : "model"
+        kind = CheckpointKind(checkpoint).rawValue
         metadata = checkpoint.metadata ?? [:]
         tensors = checkpoint.entries.map(\.info)
         parameters = checkpoint.parameterCount
@@ -81,7 +79,7 @@ public struct CheckpointSummary: Sendable {
                          + "run as f(x; θ₀) + J·(θ − θ₀); \(grouped(parameters / 2)) parameters per half")
         case "wemoe":
             let m = metadata
-            lines.append("kind: WEMoE model: \(m["wemoe.num_experts"] ?? "?") experts, router depth \(m["wemoe.router_depth"] ?? "?"), "
+            lines.append("kind: WEMoE model: \(m["wemoe.num_experts"].flatMap { Int($0) }.map { counted($0, "expert") } ?? "? experts"), router depth \(m["wemoe.router_depth"] ?? "?"), "
                          + "λ \(m["wemoe.init_lambda"] ?? "?"), \(m["wemoe.trained_steps"] ?? "0") test-time adaptation steps")
         default: lines.append("kind: model")
         }
@@ -100,7 +98,7 @@ public struct CheckpointSummary: Sendable {
             let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
             lines.append(pad(t.name, nameWidth) + "  " + pad(t.dtype.rawValue, 6) + "  " + pad(shape, 16) + "  " + grouped(t.elementCount))
         }
-        return lines.joined(separator: "\n")
+        return TerminalText.lines(lines)
     }
 
     private func pad(_ s: String, _ width: Int) -> String {

@@ -105,8 +105,33 @@ public struct CheckpointVerifier: Sendable {
             for t in nonFinite {
                 lines.append("  \(t.tensor): \(t.countsDescription) (first at element \(t.firstIndex))")
             }
-            return lines
+            return lines.map(TerminalText.escaped)
         }
+    }
+
+    /// A temporary output left next to (or inside) a checkpoint by a run that was killed before it
+    /// could clean up (`OutputTemporaries`): no process holds it any more.
+    public struct StaleTemporary: Sendable, Equatable {
+        public let path: String
+        /// Disk space it takes.
+        public let bytes: Int
+        /// The process that left it.
+        public let pid: Int32
+
+        /// One line for people.
+        public var description: String {
+            "\(path) (\(OutputTemporaries.byteDescription(bytes))) is a temporary output left by an interrupted run (process \(pid)); the next run writing this output removes it, or delete it"
+        }
+
+        public var json: JSONValue {
+            .object([JSONMember("path", .string(path)), JSONMember("bytes", .int(bytes)), JSONMember("pid", .int(Int(pid)))])
+        }
+    }
+
+    /// The stale temporaries of `path`: next to it, and directly inside it when it is a
+    /// directory. Temporaries a live process holds (an output being written now) are not listed.
+    public static func staleTemporaries(near path: String) -> [StaleTemporary] {
+        OutputTemporaries.find(near: path).filter { !$0.inUse }.map { StaleTemporary(path: $0.path, bytes: $0.bytes, pid: $0.pid) }
     }
 
     /// Opens `path` (validating headers, shards and index) and verifies it.

@@ -9,8 +9,10 @@ import Darwin
 
 /// Writes an output checkpoint atomically: everything goes to a temporary sibling of the output
 /// (a file, or a directory holding the shards, the index and the companions), and only a complete,
-/// fsynced result is renamed into place. `abort()` (or a failure in `commit()`) removes the
-/// temporary output; an existing output is only replaced after the new one is complete.
+/// fsynced result is moved into place by `StagedOutput`, which also owns the replacement policy
+/// (an existing output is only replaced after the new one is complete, and only what an output
+/// consists of is ever deleted). `abort()` (or a failure in `commit()`) removes the temporary
+/// output.
 ///
 /// Every temporary path is registered with `TemporaryFiles` before it is created, so an interrupt
 /// (SIGINT/SIGTERM) removes it; paths are unregistered once renamed into place or removed.
@@ -20,36 +22,44 @@ import Darwin
 final class CheckpointWriter: @unchecked Sendable {
     let output: OutputSpec
     let shards: [OutputShard]
+    private let staged: StagedOutput
     /// The temporary file or directory being written.
-    let temporaryPath: String
+    var temporaryPath: String { staged.temporaryPath }
     private var descriptors: [Int32]
     /// One per shard: starts each completed window's writeback and keeps the output out of the
     /// page cache (see `WriteBehind`).
     private var writeBehind: [WriteBehind] = []
     private var shardPaths: [String]
-    /// Temporary paths registered with `TemporaryFiles` (the directory first, then its files).
-    private var registered: [String] = []
     private var finished = false
 
-    init(output: OutputSpec, shards: [OutputShard]) throws(MergeKitError) {
+    /// What happened around the output: stale temporaries removed before writing, entries left
+    /// when replacing an old output.
+    var notes: [OutputNote] { staged.notes }
+
+    /// - Parameter sweep: the sweep directory this output is written inside, if any (`SweepOutput`).
+    init(output: OutputSpec, shards: [OutputShard], in sweep: StagedOutput? = nil) throws(MergeKitError) {
         self.output = output
         self.shards = shards
-        temporaryPath = FileSystem.temporarySibling(of: output.path)
         descriptors = []
         shardPaths = []
-        try CheckpointWriter.checkFreeSpace(FileSystem.parentDirectory(of: temporaryPath),
-                                            needed: shards.reduce(0) { $0 + $1.layout.fileSize }, output: output.path)
+        staged = try StagedOutput(destination: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, in: sweep)
         do throws(MergeKitError) {
+            // Checked once stale temporaries are gone: they may be what filled the disk.
+            try CheckpointWriter.checkFreeSpace(FileSystem.parentDirectory(of: staged.temporaryPath),
+                                                needed: shards.reduce(0) { $0 + $1.layout.fileSize }, output: output.path)
             if output.isDirectory {
-                registerDirectory(temporaryPath)
-                guard mkdir(temporaryPath, 0o755) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
-                shardPaths = shards.map { FileSystem.join(temporaryPath, $0.fileName) }
+                shardPaths = shards.map { FileSystem.join(staged.temporaryPath, $0.fileName) }
             } else {
-                shardPaths = [temporaryPath]
+                shardPaths = [staged.temporaryPath]
             }
             for (shard, path) in zip(shards, shardPaths) {
-                registerFile(path)
-                let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+                let fd: Int32
+                if output.isDirectory {
+                    staged.registerFile(path)
+                    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+                } else {
+                    fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+                }
                 guard fd >= 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
                 descriptors.append(fd)
                 writeBehind.append(WriteBehind(fd: fd, fileSize: shard.layout.fileSize))
@@ -114,22 +124,17 @@ final class CheckpointWriter: @unchecked Sendable {
                 for (source, name) in companions where generated[name] == nil {
                     let bytes = rewrite(name, try FileSystem.readFile(source))
                     let path = FileSystem.join(temporaryPath, name)
-                    registerFile(path)
+                    staged.registerFile(path)
                     try writeInside(path, bytes)
                 }
                 for name in generated.keys.sorted() {
                     let path = FileSystem.join(temporaryPath, name)
-                    registerFile(path)
+                    staged.registerFile(path)
                     try writeInside(path, generated[name]!)
                 }
                 FileSystem.syncDirectory(temporaryPath)
             }
-            // An interrupt during the renames takes effect once they are done, so an existing
-            // output moved aside is never lost.
-            try TemporaryFiles.deferringSignals(thenUnregister: registered) { () throws(MergeKitError) in
-                try moveIntoPlace()
-            }
-            registered = []
+            try staged.commit()
             finished = true
         } catch {
             abort()
@@ -150,16 +155,6 @@ final class CheckpointWriter: @unchecked Sendable {
         }
     }
 
-    private func registerFile(_ path: String) {
-        TemporaryFiles.register(file: path)
-        registered.append(path)
-    }
-
-    private func registerDirectory(_ path: String) {
-        TemporaryFiles.register(directory: path)
-        registered.append(path)
-    }
-
     private func writeIndex() throws(MergeKitError) {
         var weightMap: [(String, String)] = []
         for shard in shards {
@@ -172,37 +167,8 @@ final class CheckpointWriter: @unchecked Sendable {
             JSONMember("weight_map", .object(weightMap.map { JSONMember($0.0, .string($0.1)) })),
         ])
         let path = FileSystem.join(temporaryPath, Checkpoint.indexFileName)
-        registerFile(path)
+        staged.registerFile(path)
         try writeInside(path, Array((index.serialized(indent: 2) + "\n").utf8))
-    }
-
-    private func moveIntoPlace() throws(MergeKitError) {
-        let destination = output.path
-        let parent = FileSystem.parentDirectory(of: destination)
-        if FileSystem.exists(destination) {
-            guard output.overwrite else {
-                throw MergeKitError(.outputExists, file: destination, "appeared while the merge was running",
-                    fix: "Choose a new output path, or pass --overwrite")
-            }
-            // Same kind (file over file): rename(2) replaces atomically. Otherwise move the old
-            // output aside first and delete it once the new one is in place.
-            let oldIsDirectory = FileSystem.kind(of: destination) == .directory
-            if !oldIsDirectory && !output.isDirectory {
-                guard rename(temporaryPath, destination) == 0 else { throw FileSystem.writeError(file: destination, errno: errno) }
-            } else {
-                let aside = FileSystem.temporarySibling(of: destination)
-                guard rename(destination, aside) == 0 else { throw FileSystem.writeError(file: destination, errno: errno) }
-                guard rename(temporaryPath, destination) == 0 else {
-                    let code = errno
-                    _ = rename(aside, destination)
-                    throw FileSystem.writeError(file: destination, errno: code)
-                }
-                FileSystem.removeQuietly(aside)
-            }
-        } else {
-            guard rename(temporaryPath, destination) == 0 else { throw FileSystem.writeError(file: destination, errno: errno) }
-        }
-        FileSystem.syncDirectory(parent)
     }
 
     /// Closes and removes the temporary output. Safe to call more than once.
@@ -210,9 +176,7 @@ final class CheckpointWriter: @unchecked Sendable {
         for file in writeBehind { file.drain() }
         for fd in descriptors { close(fd) }
         descriptors = []
-        if !finished { FileSystem.removeQuietly(temporaryPath) }
-        TemporaryFiles.unregister(registered)
-        registered = []
+        if !finished { staged.abort() }
         finished = true
     }
 }

@@ -59,22 +59,71 @@ public struct CLIPVisionConfig: Sendable, Equatable {
     /// Floats of one preprocessed image, [channels, image, image].
     public var pixelsPerImage: Int { numChannels * imageSize * imageSize }
 
-    /// Checks that the sizes describe a model the engine can run.
+    /// The largest value of each size field the engine accepts. Far beyond any released CLIP
+    /// image encoder (ViT-bigG/14: hidden 1664, MLP 8192, 48 layers, 224-pixel images), and small
+    /// enough that every parameter tensor, the whole parameter count and its bytes fit in an `Int`.
+    /// Sizes derived from several fields (the tokens of an image, its attention matrix) are
+    /// checked with overflow-checked arithmetic on top.
+    public static let limits: [(key: String, max: Int)] = [
+        ("hidden_size", 1 << 16), ("intermediate_size", 1 << 18), ("num_hidden_layers", 1 << 12),
+        ("num_attention_heads", 1 << 16), ("num_channels", 1 << 10), ("image_size", 1 << 16),
+        ("patch_size", 1 << 16), ("projection_dim", 1 << 16),
+    ]
+
+    /// The size fields by their config.json names.
+    var sizeFields: [(key: String, value: Int)] {
+        [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize), ("num_hidden_layers", numHiddenLayers),
+         ("num_attention_heads", numAttentionHeads), ("num_channels", numChannels), ("image_size", imageSize),
+         ("patch_size", patchSize), ("projection_dim", projectionDim)]
+    }
+
+    /// Checks that the sizes describe a model the engine can run: every size field between 1 and
+    /// its limit (`limits`), `hidden_size` a multiple of `num_attention_heads`, `patch_size` at
+    /// most `image_size` (pixels past the last whole patch are ignored, as by transformers'
+    /// strided convolution), `layer_norm_eps` finite and ≥ 0, and every derived size (tokens per
+    /// image, num_attention_heads × tokens² floats of one image's attention, every parameter
+    /// tensor and their total, in bytes) representable. Messages name the field.
     public func validate(file: String? = nil) throws(MergeKitError) {
         func bad(_ detail: String) -> MergeKitError {
             MergeKitError(.invalidArgument, file: file, detail, fix: "Check the model's config.json")
         }
-        for (name, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
-                              ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
-                              ("num_channels", numChannels), ("image_size", imageSize), ("patch_size", patchSize),
-                              ("projection_dim", projectionDim)] where value < 1 {
-            throw bad("\(name) is \(value); it must be at least 1")
+        let values = Dictionary(uniqueKeysWithValues: sizeFields.map { ($0.key, $0.value) })
+        for (key, limit) in CLIPVisionConfig.limits {
+            let value = values[key]!
+            if value < 1 { throw bad("\(key) is \(value); it must be at least 1") }
+            if value > limit { throw bad("\(key) is \(value), more than \(limit), the largest the engine accepts") }
         }
         if hiddenSize % numAttentionHeads != 0 {
             throw bad("hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(numAttentionHeads)")
         }
         if patchSize > imageSize { throw bad("patch_size \(patchSize) is larger than image_size \(imageSize)") }
         if !(layerNormEps >= 0) || !layerNormEps.isFinite { throw bad("layer_norm_eps \(layerNormEps) is not a finite number ≥ 0") }
+        // Within the limits, tokens ≤ 2³² + 1: the attention (tokens² per head) and the parameter
+        // total are the products that can overflow. One image's attention is held to 2⁵⁰ floats
+        // (4 PB), so that the buffers of a few dozen images stay addressable (`EngineMemory`
+        // measures shards of up to 64).
+        let tokens = numTokens
+        guard let attention = CLIPVisionConfig.checkedProduct([numAttentionHeads, tokens, tokens]), attention <= 1 << 50 else {
+            throw bad("image_size \(imageSize) with patch_size \(patchSize) gives \(tokens) tokens per image, whose attention "
+                      + "(num_attention_heads \(numAttentionHeads) × tokens² floats) is too large to address")
+        }
+        guard let parameters = CLIPVisionParameters.parameterCount(self, projection: true),
+              parameters.multipliedReportingOverflow(by: MemoryLayout<Float>.stride).overflow == false else {
+            throw bad("hidden_size \(hiddenSize), intermediate_size \(intermediateSize), num_hidden_layers \(numHiddenLayers), "
+                      + "num_channels \(numChannels) and patch_size \(patchSize) give more parameters than can be addressed")
+        }
+    }
+
+    /// The product of `factors`, or nil when it overflows an `Int` (or a factor is negative).
+    static func checkedProduct(_ factors: [Int]) -> Int? {
+        var result = 1
+        for factor in factors {
+            guard factor >= 0 else { return nil }
+            let (product, overflow) = result.multipliedReportingOverflow(by: factor)
+            if overflow { return nil }
+            result = product
+        }
+        return result
     }
 
     /// Reads `config.json` (a `CLIPVisionConfig` or a `CLIPConfig`) at `path`.
@@ -111,12 +160,31 @@ public struct CLIPVisionConfig: Sendable, Equatable {
 
         func integer(_ key: String, _ value: JSONValue?, default fallback: Int) throws(MergeKitError) -> Int {
             guard let value, value != .null else { return fallback }
-            if let n = value.nonNegativeInt { return n }
-            if case .array(let items) = value, items.count == 2, let a = items[0].nonNegativeInt, a == items[1].nonNegativeInt {
-                return a  // transformers allows image_size / patch_size as [h, w]; only squares are supported
+            func bad(_ detail: String) -> MergeKitError {
+                MergeKitError(.invalidArgument, file: file, detail, fix: "Check the model's config.json")
             }
-            throw MergeKitError(.invalidArgument, file: file, "\(key) is \(value.kindName), not a non-negative integer",
-                fix: "Check the model's config.json")
+            func whole(_ item: JSONValue) throws(MergeKitError) -> Int {
+                if let n = item.nonNegativeInt { return n }
+                guard case .number(let text) = item else {
+                    throw bad("\(key) is \(value.kindName), not a whole number")
+                }
+                if !text.isEmpty && text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+                    throw bad("\(key) is \(text), too large for any model")  // overflows Int
+                }
+                throw bad("\(key) is \(text), not a whole number ≥ 1")
+            }
+            if case .array(let items) = value {
+                // transformers allows image_size / patch_size as [h, w]; only squares are supported.
+                guard items.count == 2, key == "image_size" || key == "patch_size" else {
+                    throw bad("\(key) is an array, not a whole number")
+                }
+                let (height, width) = (try whole(items[0]), try whole(items[1]))
+                guard height == width else {
+                    throw bad("\(key) is [\(height), \(width)]; the engine runs square images and patches only")
+                }
+                return height
+            }
+            return try whole(value)
         }
         let defaults = CLIPVisionConfig.vitB32
         hiddenSize = try integer("hidden_size", vision["hidden_size"], default: defaults.hiddenSize)

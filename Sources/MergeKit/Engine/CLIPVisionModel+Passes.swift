@@ -7,7 +7,7 @@ final class ShardPass {
     let shape: EncoderShape
     /// Whether every layer's activations are kept (for the backward pass).
     let keepsActivations: Bool
-    let workspace = Workspace()
+    let workspace: Workspace
     /// The unfolded patches [B·G², C·P·P] and the patch GEMM's output [B·G², D].
     let patches, patchOut: UnsafeMutablePointer<Float>
     /// The embeddings entering `pre_layrnorm`, [B·T, D], and its statistics.
@@ -19,7 +19,9 @@ final class ShardPass {
     /// The class tokens of `final` [B, D], `post_layernorm`'s statistics and output [B, D].
     let classTokens, postMean, postRstd, pooled: UnsafeMutablePointer<Float>
 
-    init(_ config: CLIPVisionConfig, batch: Int, keepActivations: Bool, tangent: Bool = false) {
+    /// On a measuring `workspace`, only counts the floats (see `Workspace`).
+    init(_ config: CLIPVisionConfig, batch: Int, keepActivations: Bool, tangent: Bool = false, workspace: Workspace = Workspace()) {
+        self.workspace = workspace
         let shape = EncoderShape(config: config, batch: batch)
         self.shape = shape
         keepsActivations = keepActivations

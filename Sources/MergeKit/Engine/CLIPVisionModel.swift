@@ -44,11 +44,12 @@ public final class CLIPVisionModel: @unchecked Sendable {
     }
 
     /// Loads a model from a Hugging Face directory (config.json and safetensors weights) or from a
-    /// `.safetensors` file with config.json next to it.
-    public convenience init(path: String, threads: Int? = nil) throws(MergeKitError) {
+    /// `.safetensors` file with config.json next to it. Tensors the model does not use are an
+    /// error unless `allowUnused` (`CLIPVisionParameters.load`).
+    public convenience init(path: String, threads: Int? = nil, allowUnused: Bool = false) throws(MergeKitError) {
         let checkpoint = try Checkpoint(path: path)
         let config = try CLIPVisionConfig.load(path: try CLIPVisionModel.configPath(for: checkpoint))
-        self.init(parameters: try CLIPVisionParameters.load(from: checkpoint, config: config), threads: threads)
+        self.init(parameters: try CLIPVisionParameters.load(from: checkpoint, config: config, allowUnused: allowUnused), threads: threads)
     }
 
     /// The config.json that describes a checkpoint: in its directory, or next to a single file.

@@ -28,23 +28,18 @@ public final class CLIPVisionParameters: @unchecked Sendable {
     let storage: FloatBuffer
     private let index: [String: Int]
 
+    /// Tensors of the file the parameters were loaded from that the model does not use (only
+    /// when loading was told to allow them; otherwise they are an error).
+    public internal(set) var ignoredTensors: [String] = []
+
     /// A zero-filled set of parameters with this layout.
     public init(config: CLIPVisionConfig, prefix: String = "vision_model.", projectionName: String? = "visual_projection.weight") {
         self.config = config
         self.prefix = prefix
         self.projectionName = projectionName
-        var tensors: [Tensor] = []
-        var offset = 0
-        func add(_ name: String, _ shape: [Int]) {
-            tensors.append(Tensor(name: name, shape: shape, offset: offset))
-            offset += shape.reduce(1, *)
-        }
-        for (local, shape) in CLIPVisionParameters.localNames(config) {
-            add(prefix + local, shape)
-        }
-        if let projectionName { add(projectionName, [config.projectionDim, config.hiddenSize]) }
+        let tensors = CLIPVisionParameters.layout(config, prefix: prefix, projectionName: projectionName)
         self.tensors = tensors
-        storage = FloatBuffer(count: offset)
+        storage = FloatBuffer(count: tensors.last.map { $0.offset + $0.count } ?? 0)
         var index: [String: Int] = [:]
         for (i, tensor) in tensors.enumerated() { index[tensor.name] = i }
         self.index = index
@@ -55,28 +50,74 @@ public final class CLIPVisionParameters: @unchecked Sendable {
         self.init(config: other.config, prefix: other.prefix, projectionName: other.projectionName)
     }
 
+    /// The tensors of an encoder with `config` (validated), in state-dict order, with their
+    /// offsets in the flat buffer; computed without allocating the buffer.
+    static func layout(_ config: CLIPVisionConfig, prefix: String, projectionName: String?) -> [Tensor] {
+        var tensors: [Tensor] = []
+        var offset = 0
+        func add(_ name: String, _ shape: [Int]) {
+            tensors.append(Tensor(name: name, shape: shape, offset: offset))
+            offset += shape.reduce(1, *)
+        }
+        for (local, shape) in localNames(config) { add(prefix + local, shape) }
+        if let projectionName { add(projectionName, [config.projectionDim, config.hiddenSize]) }
+        return tensors
+    }
+
     /// The encoder's tensors without prefix, in state-dict order, with their shapes.
     static func localNames(_ c: CLIPVisionConfig) -> [(String, [Int])] {
+        stemNames(c) + (0..<c.numHiddenLayers).flatMap { layerNames(c, $0) } + headNames(c)
+    }
+
+    /// The embeddings and `pre_layrnorm`.
+    private static func stemNames(_ c: CLIPVisionConfig) -> [(String, [Int])] {
+        let d = c.hiddenSize
+        return [("embeddings.class_embedding", [d]),
+                ("embeddings.patch_embedding.weight", [d, c.numChannels, c.patchSize, c.patchSize]),
+                ("embeddings.position_embedding.weight", [c.numTokens, d]),
+                ("pre_layrnorm.weight", [d]), ("pre_layrnorm.bias", [d])]
+    }
+
+    /// Encoder layer `i`.
+    private static func layerNames(_ c: CLIPVisionConfig, _ i: Int) -> [(String, [Int])] {
         let d = c.hiddenSize, f = c.intermediateSize
-        var names: [(String, [Int])] = [
-            ("embeddings.class_embedding", [d]),
-            ("embeddings.patch_embedding.weight", [d, c.numChannels, c.patchSize, c.patchSize]),
-            ("embeddings.position_embedding.weight", [c.numTokens, d]),
-            ("pre_layrnorm.weight", [d]), ("pre_layrnorm.bias", [d]),
-        ]
-        for i in 0..<c.numHiddenLayers {
-            let layer = "encoder.layers.\(i)."
-            for projection in ["k_proj", "v_proj", "q_proj", "out_proj"] {
-                names.append((layer + "self_attn.\(projection).weight", [d, d]))
-                names.append((layer + "self_attn.\(projection).bias", [d]))
-            }
-            names += [(layer + "layer_norm1.weight", [d]), (layer + "layer_norm1.bias", [d]),
-                      (layer + "mlp.fc1.weight", [f, d]), (layer + "mlp.fc1.bias", [f]),
-                      (layer + "mlp.fc2.weight", [d, f]), (layer + "mlp.fc2.bias", [d]),
-                      (layer + "layer_norm2.weight", [d]), (layer + "layer_norm2.bias", [d])]
+        let layer = "encoder.layers.\(i)."
+        var names: [(String, [Int])] = []
+        for projection in ["k_proj", "v_proj", "q_proj", "out_proj"] {
+            names.append((layer + "self_attn.\(projection).weight", [d, d]))
+            names.append((layer + "self_attn.\(projection).bias", [d]))
         }
-        names += [("post_layernorm.weight", [d]), ("post_layernorm.bias", [d])]
-        return names
+        return names + [(layer + "layer_norm1.weight", [d]), (layer + "layer_norm1.bias", [d]),
+                        (layer + "mlp.fc1.weight", [f, d]), (layer + "mlp.fc1.bias", [f]),
+                        (layer + "mlp.fc2.weight", [d, f]), (layer + "mlp.fc2.bias", [d]),
+                        (layer + "layer_norm2.weight", [d]), (layer + "layer_norm2.bias", [d])]
+    }
+
+    /// `post_layernorm`.
+    private static func headNames(_ c: CLIPVisionConfig) -> [(String, [Int])] {
+        [("post_layernorm.weight", [c.hiddenSize]), ("post_layernorm.bias", [c.hiddenSize])]
+    }
+
+    /// The number of parameters of an encoder with `config` (with `visual_projection` when
+    /// `projection`), with overflow-checked arithmetic and without listing every layer: nil when
+    /// it does not fit in an `Int`. `CLIPVisionConfig.validate` refuses configs where it is nil.
+    static func parameterCount(_ config: CLIPVisionConfig, projection: Bool) -> Int? {
+        func total(_ shapes: [[Int]]) -> Int? {
+            var sum = 0
+            for shape in shapes {
+                guard let n = CLIPVisionConfig.checkedProduct(shape) else { return nil }
+                let (next, overflow) = sum.addingReportingOverflow(n)
+                if overflow { return nil }
+                sum = next
+            }
+            return sum
+        }
+        var shapes = (stemNames(config) + headNames(config)).map(\.1)
+        if projection { shapes.append([config.projectionDim, config.hiddenSize]) }
+        guard let fixed = total(shapes), let layer = total(layerNames(config, 0).map(\.1)),
+              let layers = CLIPVisionConfig.checkedProduct([layer, config.numHiddenLayers]) else { return nil }
+        let (sum, overflow) = fixed.addingReportingOverflow(layers)
+        return overflow ? nil : sum
     }
 
     /// Total number of parameters.
@@ -193,10 +234,33 @@ extension CLIPVisionParameters {
     /// Suffix that identifies the image encoder's tensors (only the vision tower has a patch embedding).
     static let anchorName = "embeddings.patch_embedding.weight"
 
-    /// Loads every tensor of the encoder from `checkpoint` (F32, F16, BF16 or F64, converted to
-    /// Float). The prefix and the projection are found from the checkpoint's names; tensors of
-    /// other towers (a `CLIPModel`'s text model, `logit_scale`) are ignored.
-    public static func load(from checkpoint: Checkpoint, config: CLIPVisionConfig) throws(MergeKitError) -> CLIPVisionParameters {
+    /// Whether a tensor the engine does not read belongs to something else than the image encoder
+    /// and may be left aside without a word: the other towers of a `CLIPModel` (`text_model.…`,
+    /// `text_projection`, `logit_scale`) and the `position_ids` index buffer older transformers
+    /// saved with the embeddings. Every other tensor the model does not use is an error (a config
+    /// with fewer layers than the weights, a head the engine does not run) unless allowed.
+    static func isOtherTower(_ name: String) -> Bool {
+        name.hasPrefix("text_model.") || name.contains(".text_model.") || name.hasSuffix("text_projection.weight")
+            || name.hasSuffix("text_projection.bias") || name == "logit_scale" || name.hasSuffix(".logit_scale")
+            || name.hasSuffix("embeddings.position_ids")
+    }
+
+    /// The tensors of `checkpoint` outside `used` and not of another tower, in file order: what
+    /// the model would silently ignore. Throws unless `allowUnused` when there are any.
+    static func unusedTensors(of checkpoint: Checkpoint, used: Set<String>, allowUnused: Bool, fix: String) throws(MergeKitError) -> [String] {
+        let unused = checkpoint.tensorNames.filter { !used.contains($0) && !isOtherTower($0) }
+        if let first = unused.first, !allowUnused {
+            let more = unused.count > 1 ? " and \(unused.count - 1) more (\(unused.dropFirst().prefix(3).joined(separator: ", "))\(unused.count > 4 ? ", …" : ""))" : ""
+            throw MergeKitError(.extraTensor, file: checkpoint.path, tensor: first,
+                "is not used by the model that config.json describes\(more)",
+                fix: "\(fix), or pass --allow-unused to ignore such tensors")
+        }
+        return unused
+    }
+
+    /// Where the image encoder sits in `checkpoint`: the prefix of its tensor names and the name
+    /// of its projection (nil without one).
+    static func locate(in checkpoint: Checkpoint) throws(MergeKitError) -> (prefix: String, projection: String?) {
         let anchors = checkpoint.tensorNames.filter { $0.hasSuffix(anchorName) && !$0.contains("text_model") }
         guard let anchor = anchors.first else {
             throw MergeKitError(.missingTensor, file: checkpoint.path, tensor: "vision_model." + anchorName,
@@ -211,25 +275,60 @@ extension CLIPVisionParameters {
         // `visual_projection` sits next to `vision_model` (CLIPVisionModelWithProjection, CLIPModel).
         let outer = prefix.hasSuffix("vision_model.") ? String(prefix.dropLast("vision_model.".count)) : prefix
         let projection = [outer + "visual_projection.weight", "visual_projection.weight"].first { checkpoint.entry(named: $0) != nil }
-        let parameters = CLIPVisionParameters(config: config, prefix: prefix, projectionName: projection)
-        for tensor in parameters.tensors {
+        return (prefix, projection)
+    }
+
+    /// Checks `checkpoint` against the encoder `config` describes, from its header alone (nothing
+    /// is allocated or read): every tensor of the layout is present, a float, of the implied shape,
+    /// and no tensor of the checkpoint is left unused (`unusedTensors`). Returns the layout and the
+    /// unused tensors (empty unless `allowUnused`).
+    static func check(_ checkpoint: Checkpoint, config: CLIPVisionConfig,
+                      allowUnused: Bool) throws(MergeKitError) -> (layout: CLIPVisionParameters.Layout, unused: [String]) {
+        let (prefix, projection) = try locate(in: checkpoint)
+        let tensors = layout(config, prefix: prefix, projectionName: projection)
+        for tensor in tensors {
             guard let entry = checkpoint.entry(named: tensor.name) else {
                 throw MergeKitError(.missingTensor, file: checkpoint.path, tensor: tensor.name,
                     "is missing; a CLIP image encoder with this config.json needs it",
                     fix: "Check that config.json belongs to these weights")
             }
-            try parameters.read(entry, into: tensor, file: checkpoint.path)
+            try check(entry, against: tensor, file: checkpoint.path)
         }
+        let unused = try unusedTensors(of: checkpoint, used: Set(tensors.map(\.name)), allowUnused: allowUnused,
+                                       fix: "Check that config.json (num_hidden_layers and the sizes) belongs to these weights")
+        return (Layout(config: config, prefix: prefix, projectionName: projection), unused)
+    }
+
+    /// Where an encoder's tensors sit in a checkpoint: enough to build its parameters.
+    struct Layout {
+        let config: CLIPVisionConfig
+        let prefix: String
+        let projectionName: String?
+    }
+
+    /// Loads every tensor of the encoder from `checkpoint` (F32, F16, BF16 or F64, converted to
+    /// Float). The prefix and the projection are found from the checkpoint's names; tensors of
+    /// other towers (a `CLIPModel`'s text model, `logit_scale`) are ignored. Every tensor is
+    /// checked against the layout before the parameters are allocated (`check`); a tensor the model
+    /// does not use is an error unless `allowUnused` (then it is listed in `ignoredTensors`).
+    public static func load(from checkpoint: Checkpoint, config: CLIPVisionConfig,
+                            allowUnused: Bool = false) throws(MergeKitError) -> CLIPVisionParameters {
+        let (layout, unused) = try check(checkpoint, config: config, allowUnused: allowUnused)
+        let parameters = CLIPVisionParameters(config: config, prefix: layout.prefix, projectionName: layout.projectionName)
+        for tensor in parameters.tensors {
+            parameters.read(checkpoint.entry(named: tensor.name)!, into: tensor)
+        }
+        parameters.ignoredTensors = unused
         return parameters
     }
 
     /// A direction Δθ in this layout from a checkpoint holding some of its tensors (a task-vector
     /// file; transformers' names with or without the `vision_model.` prefix). Tensors the file
-    /// lacks are zero; tensors of the file that are not parameters of this encoder are ignored.
-    /// At least one tensor must match.
-    public func direction(from checkpoint: Checkpoint) throws(MergeKitError) -> CLIPVisionParameters {
-        let result = CLIPVisionParameters(zerosLike: self)
-        var matched = 0
+    /// lacks are zero. At least one tensor must match; the file's tensors that are not parameters
+    /// of this encoder are an error unless `allowUnused` (other towers excepted, see
+    /// `isOtherTower`). Everything is checked before the direction is allocated.
+    public func direction(from checkpoint: Checkpoint, allowUnused: Bool = false) throws(MergeKitError) -> CLIPVisionParameters {
+        var matches: [(Checkpoint.Entry, Tensor)] = []
         for tensor in tensors {
             var candidates = [tensor.name]
             if tensor.name == projectionName {
@@ -239,14 +338,19 @@ extension CLIPVisionParameters {
                 candidates += ["vision_model." + local, local]
             }
             guard let entry = candidates.lazy.compactMap({ checkpoint.entry(named: $0) }).first else { continue }
-            try result.read(entry, into: tensor, file: checkpoint.path)
-            matched += 1
+            try CLIPVisionParameters.check(entry, against: tensor, file: checkpoint.path)
+            matches.append((entry, tensor))
         }
-        if matched == 0 {
+        if matches.isEmpty {
             throw MergeKitError(.missingTensor, file: checkpoint.path,
                 "holds none of the image encoder's \(tensors.count) tensors (such as \(tensors[1].name))",
                 fix: "Pass a task vector or checkpoint of this CLIP image encoder")
         }
+        let unused = try CLIPVisionParameters.unusedTensors(of: checkpoint, used: Set(matches.map(\.0.name)), allowUnused: allowUnused,
+                                                            fix: "Pass a task vector of this encoder (the base's config.json and layers)")
+        let result = CLIPVisionParameters(zerosLike: self)
+        for (entry, tensor) in matches { result.read(entry, into: tensor) }
+        result.ignoredTensors = unused
         return result
     }
 
@@ -265,7 +369,8 @@ extension CLIPVisionParameters {
         return result
     }
 
-    private func read(_ entry: Checkpoint.Entry, into tensor: Tensor, file: String) throws(MergeKitError) {
+    /// Checks that `entry` can fill `tensor`: a float dtype and the same shape.
+    static func check(_ entry: Checkpoint.Entry, against tensor: Tensor, file: String) throws(MergeKitError) {
         guard DType.mergeableTypes.contains(entry.info.dtype) else {
             throw MergeKitError(.dtypeMismatch, file: file, tensor: entry.name,
                 "is \(entry.info.dtype.rawValue); the engine reads F32, F16, BF16 and F64 weights")
@@ -275,6 +380,10 @@ extension CLIPVisionParameters {
                 "has shape \(entry.info.shape) but the model's config.json implies \(tensor.shape)",
                 fix: "Check that config.json belongs to these weights")
         }
+    }
+
+    /// Converts `entry` (checked by `check(_:against:file:)`) into `tensor`'s slot.
+    private func read(_ entry: Checkpoint.Entry, into tensor: Tensor) {
         let bytes = entry.file.bytes(of: entry.info)
         if tensor.count > 0 {
             Float.load(bytes.baseAddress!, dtype: entry.info.dtype, count: tensor.count, into: storage.pointer + tensor.offset)

@@ -21,6 +21,8 @@ public struct LinearizedCLIPVisionModel: ImageEncoder {
     public let base: CLIPVisionModel
     /// Δθ = θ − θ₀, in the base's layout.
     public let direction: CLIPVisionParameters
+    /// Tensors of the file it was loaded from that the model does not use (`LinearizedCheckpoint.model`).
+    public internal(set) var ignoredTensors: [String] = []
 
     public init(base: CLIPVisionModel, direction: CLIPVisionParameters) {
         precondition(direction.tensors.map(\.shape) == base.parameters.tensors.map(\.shape), "the direction's layout differs from the base's")
@@ -59,37 +61,57 @@ public struct EvaluationResult: Sendable, Equatable {
 }
 
 /// Top-1 accuracy and mean cross-entropy of an encoder with a task head on a dataset.
+///
+/// Nothing undefined is reported as a number: an empty dataset, an image with a NaN or infinite
+/// pixel, and an image whose logits are not finite (non-finite weights in the model or the head,
+/// or an embedding of zero norm) are errors naming the image.
 public enum Evaluation {
+    /// Checks that `head` and `data` fit an encoder with `config` and embeddings of
+    /// `embeddingSize` and that `data` holds images (`purpose` says what for), before anything is
+    /// run (or loaded).
+    public static func check(head: TaskHead, data: ImageDataset, config: CLIPVisionConfig, embeddingSize: Int,
+                             purpose: String = "to evaluate on") throws(MergeKitError) {
+        try head.check(embeddingSize: embeddingSize)
+        try data.check(against: config, classes: head.classes)
+        guard data.count >= 1 else {
+            throw MergeKitError(.invalidArgument, file: data.path, tensor: "pixel_values", "holds no images \(purpose)",
+                                fix: "Pass a dataset with at least one image")
+        }
+    }
+
     /// Evaluates in batches of `batchSize`, calling `progress(imagesDone, imagesTotal)` after
     /// each batch.
     public static func run(_ encoder: any ImageEncoder, head: TaskHead, data: ImageDataset, batchSize: Int,
                            progress: (Int, Int) -> Void = { _, _ in }) throws(MergeKitError) -> EvaluationResult {
         precondition(batchSize >= 1)
-        guard head.dimension == encoder.embeddingSize else {
-            throw MergeKitError(.shapeMismatch, file: head.path, tensor: "weight",
-                "the head takes \(head.dimension)-dimensional embeddings but the model produces \(encoder.embeddingSize)",
-                fix: "Use the head made for this model's embedding space")
-        }
-        try data.check(against: encoder.config, classes: head.classes)
+        try check(head: head, data: data, config: encoder.config, embeddingSize: encoder.embeddingSize)
         let start = Date()
         var correct = 0
         var lossSum = 0.0
         var done = 0
         while done < data.count {
             let range = done..<min(data.count, done + batchSize)
-            let embeddings = encoder.forward(pixels: data.pixels(range), batch: range.count)
+            let pixels = data.pixels(range)
+            try data.checkFinite(pixels, first: range.lowerBound)
+            let embeddings = encoder.forward(pixels: pixels, batch: range.count)
             let logits = head.logits(embeddings: embeddings, batch: range.count)
             for (i, label) in data.labels[range].enumerated() {
                 let row = Array(logits[i * head.classes..<(i + 1) * head.classes])
-                var best = 0
-                for k in 1..<head.classes where row[k] > row[best] { best = k }
-                if best == label { correct += 1 }
-                lossSum += ClassificationLoss.logSumExp(row) - Double(row[label])
+                guard let bad = row.firstIndex(where: { !$0.isFinite }) else {
+                    var best = 0
+                    for k in 1..<head.classes where row[k] > row[best] { best = k }
+                    if best == label { correct += 1 }
+                    lossSum += ClassificationLoss.logSumExp(row) - Double(row[label])
+                    continue
+                }
+                throw MergeKitError(.nonFiniteValue, file: data.path, tensor: "pixel_values",
+                    "image \(range.lowerBound + i) gets logit \(row[bad]) for class \(bad) although its pixels are finite",
+                    fix: "The model or the head holds non-finite weights, or the embedding is zero: check them with `merge-cli verify`")
             }
             done = range.upperBound
             progress(done, data.count)
         }
-        return EvaluationResult(images: data.count, correct: correct, meanLoss: data.count == 0 ? 0 : lossSum / Double(data.count),
+        return EvaluationResult(images: data.count, correct: correct, meanLoss: lossSum / Double(data.count),
                                 seconds: Date().timeIntervalSince(start))
     }
 }

@@ -119,12 +119,22 @@ public final class ImageDataset: @unchecked Sendable {
     /// The images `range` as Float32, [range.count, C, H, W].
     public func pixels(_ range: Range<Int>) -> [Float] { images.pixels(range) }
 
+    /// Throws naming the first image of `pixels` (images `first`, `first` + 1, … as `pixels(_:)`
+    /// returned them) with a NaN or infinite value.
+    public func checkFinite(_ pixels: [Float], first: Int) throws(MergeKitError) {
+        guard let index = pixels.firstIndex(where: { !$0.isFinite }) else { return }
+        let (image, offset) = index.quotientAndRemainder(dividingBy: pixelsPerImage)
+        throw MergeKitError(.nonFiniteValue, file: path, tensor: "pixel_values",
+            "image \(first + image) holds \(pixels[index]) (element \(offset) of its \(channels)×\(height)×\(width) pixels)",
+            fix: "Preprocess the images again; pixel values must be finite")
+    }
+
     /// Checks that the images fit `config` and the labels a head with `classes` classes.
     public func check(against config: CLIPVisionConfig, classes: Int) throws(MergeKitError) {
         try images.check(against: config)
         if let i = labels.firstIndex(where: { $0 >= classes }) {
             throw MergeKitError(.invalidArgument, file: path, tensor: "labels",
-                "label \(i) is \(labels[i]) but the head has \(classes) classes (0…\(classes - 1))",
+                "label \(i) is \(labels[i]) but the head has \(counted(classes, "class", "classes")) (\(classes == 1 ? "0 only" : "0…\(classes - 1)"))",
                 fix: "Use the head of this dataset's task")
         }
     }

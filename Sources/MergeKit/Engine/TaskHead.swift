@@ -37,10 +37,15 @@ public struct TaskHead: Sendable {
                 "is missing (the file holds \(file.tensors.map(\.name).joined(separator: ", ")))",
                 fix: "Save the head as a [classes, embedding] tensor named \"weight\"")
         }
-        guard matrix.dtype.isMergeable, matrix.shape.count == 2, matrix.shape[0] >= 1, matrix.shape[1] >= 1 else {
+        guard matrix.dtype.isMergeable, matrix.shape.count == 2 else {
             throw MergeKitError(.shapeMismatch, file: path, tensor: matrix.name,
                 "is \(matrix.dtype.rawValue) \(matrix.shape); a head is a float matrix [classes, embedding]",
                 fix: "Save the head as a [classes, embedding] float tensor")
+        }
+        guard matrix.shape[0] >= 1, matrix.shape[1] >= 1 else {
+            throw MergeKitError(.shapeMismatch, file: path, tensor: matrix.name,
+                "is \(matrix.shape): a head with \(matrix.shape[0] == 0 ? "no classes" : "0-dimensional embeddings") classifies nothing",
+                fix: "Save the head as a [classes, embedding] float tensor with at least one class")
         }
         var weight = [Float](repeating: 0, count: matrix.elementCount)
         weight.withUnsafeMutableBufferPointer {
@@ -59,6 +64,15 @@ public struct TaskHead: Sendable {
             bias = values
         }
         self.init(weight: weight, classes: matrix.shape[0], dimension: matrix.shape[1], bias: bias, path: path)
+    }
+
+    /// Checks that the head takes embeddings of `embeddingSize` (the model's E).
+    public func check(embeddingSize: Int) throws(MergeKitError) {
+        guard dimension == embeddingSize else {
+            throw MergeKitError(.shapeMismatch, file: path, tensor: "weight",
+                "the head takes \(dimension)-dimensional embeddings but the model produces \(embeddingSize)",
+                fix: "Use the head made for this model's embedding space")
+        }
     }
 
     /// Logits [B, classes] of embeddings [B, E].

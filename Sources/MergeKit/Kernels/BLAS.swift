@@ -155,6 +155,26 @@ public enum BLAS {
         mk_random_bits_portable(out, count, a, b, start)
     }
 
+    /// The AVX2 kernels of the finiteness checks (`FiniteCheck`): each returns whether some value
+    /// (a difference; a sum or element whose magnitude key reaches 2³¹ − `bias`, see `reachBias`)
+    /// is non-finite or over the limit, or nil when the CPU lacks AVX2 (or `portable` is set),
+    /// and then the caller runs its portable loop, which computes the same bits.
+    static func bfloat16Difference(_ source: UnsafeRawPointer, minus base: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>,
+                                   count: Int, portable: Bool = false) -> Bool? {
+        verdict(mk_bf16_difference(source, base, destination, count, hasAVX2 && !portable ? 1 : 0))
+    }
+    static func float32Difference(_ source: UnsafeRawPointer, minus base: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>,
+                                  count: Int, portable: Bool = false) -> Bool? {
+        verdict(mk_f32_difference(source, base, destination, count, hasAVX2 && !portable ? 1 : 0))
+    }
+    static func addReaches(_ out: UnsafeMutablePointer<Float>, base: UnsafePointer<Float>, count: Int, bias: UInt32, portable: Bool = false) -> Bool? {
+        verdict(mk_add_reaches(out, base, count, bias, hasAVX2 && !portable ? 1 : 0))
+    }
+    static func reaches(_ x: UnsafePointer<Float>, count: Int, bias: UInt32, portable: Bool = false) -> Bool? {
+        verdict(mk_reaches(x, count, bias, hasAVX2 && !portable ? 1 : 0))
+    }
+    private static func verdict(_ result: Int32) -> Bool? { result < 0 ? nil : result != 0 }
+
     /// The portable (non-F16C) conversions, exposed so tests can check both paths agree bit for bit.
     static func halfToFloatPortable(_ source: UnsafeRawPointer, _ destination: UnsafeMutablePointer<Float>, count: Int) {
         mk_half_to_float_portable(source, destination, count)

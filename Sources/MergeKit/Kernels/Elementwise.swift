@@ -28,8 +28,17 @@ public protocol ElementwiseKernels {
     /// For entries agreeing with the elected sign: out = max(out, |d|).
     static func maximumAgreeing(_ d: UnsafeBufferPointer<Self>, sign: UnsafeBufferPointer<Self>, out: UnsafeMutableBufferPointer<Self>)
     /// out = λ·x (+ base when given): a λ-sweep point, with exactly the roundings of a single merge's
-    /// `scal(λ)` then `axpy(1, base)` (a product, then a sum; never fused).
-    static func scaleAdd(_ x: UnsafeBufferPointer<Self>, scale: Self, base: UnsafeBufferPointer<Self>?, into out: UnsafeMutableBufferPointer<Self>)
+    /// `scal(λ)` then `axpy(1, base)` (a product, then a sum; never fused). Returns whether some
+    /// result's magnitude key reaches `limit` (`reaches`), for the output's finiteness check.
+    @discardableResult
+    static func scaleAdd(_ x: UnsafeBufferPointer<Self>, scale: Self, base: UnsafeBufferPointer<Self>?, into out: UnsafeMutableBufferPointer<Self>,
+                         limit: UInt64) -> Bool
+    /// Whether some `magnitudeKey(x[k])` is ≥ `limit` (0 < limit < the sign bit), in one
+    /// vectorised pass: with `infinityKey`, whether x holds a NaN or ±∞.
+    static func reaches(_ x: UnsafeBufferPointer<Self>, key limit: UInt64) -> Bool
+    /// out += base (bit for bit `axpy(1, base, out)`), returning whether some sum's magnitude key
+    /// reaches `limit`: θ₀ + τ and its finiteness check in one pass.
+    static func addBase(_ base: UnsafeBufferPointer<Self>, into out: UnsafeMutableBufferPointer<Self>, limit: UInt64) -> Bool
     /// out = λ · out / max(1, count)
     static func divideByCount(_ out: UnsafeMutableBufferPointer<Self>, count: UnsafeBufferPointer<Self>, scale: Self)
     /// out = λ · (count == 0 ? out : out / count)
@@ -161,16 +170,63 @@ func maximumAgreeingBody<T: MergeScalar>(_ d: UnsafeBufferPointer<T>, _ sign: Un
     }
 }
 
+// The finiteness checks: key ≥ limit exactly when key + (signBit − limit) sets the sign bit (a
+// key never has it, so the sum cannot wrap). OR-ing those sums is three plain integer vector
+// operations per vector (and, add, or) in the key type's own width, even on baseline SSE2,
+// which has no unsigned maximum.
+
 @inline(__always)
-func scaleAddBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ scale: T, _ base: UnsafeBufferPointer<T>?, _ out: UnsafeMutableBufferPointer<T>) {
+func reachBias<B: FixedWidthInteger & UnsignedInteger>(_ limit: UInt64, _: B.Type) -> B {
+    let signBit = B(1) << (B.bitWidth - 1)
+    return signBit &- B(truncatingIfNeeded: limit)
+}
+
+@inline(__always)
+func reached<B: FixedWidthInteger & UnsignedInteger>(_ accumulated: B) -> Bool {
+    accumulated & (B(1) << (B.bitWidth - 1)) != 0
+}
+
+@inline(__always)
+func scaleAddBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ scale: T, _ base: UnsafeBufferPointer<T>?, _ out: UnsafeMutableBufferPointer<T>,
+                                  _ limit: UInt64, key: (T) -> T.MagnitudeBits) -> Bool {
+    let bias = reachBias(limit, T.MagnitudeBits.self)
+    var accumulated: T.MagnitudeBits = 0
     if let base {
         for k in 0..<out.count {
             let product = scale * x[k]
-            out[k] = product + base[k]
+            let sum = product + base[k]
+            out[k] = sum
+            accumulated |= key(sum) &+ bias
         }
     } else {
-        for k in 0..<out.count { out[k] = scale * x[k] }
+        for k in 0..<out.count {
+            let product = scale * x[k]
+            out[k] = product
+            accumulated |= key(product) &+ bias
+        }
     }
+    return reached(accumulated)
+}
+
+@inline(__always)
+func reachesBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ limit: UInt64, key: (T) -> T.MagnitudeBits) -> Bool {
+    let bias = reachBias(limit, T.MagnitudeBits.self)
+    var accumulated: T.MagnitudeBits = 0
+    for k in 0..<x.count { accumulated |= key(x[k]) &+ bias }
+    return reached(accumulated)
+}
+
+@inline(__always)
+func addBaseBody<T: MergeScalar>(_ base: UnsafeBufferPointer<T>, _ out: UnsafeMutableBufferPointer<T>, _ limit: UInt64,
+                                 key: (T) -> T.MagnitudeBits) -> Bool {
+    let bias = reachBias(limit, T.MagnitudeBits.self)
+    var accumulated: T.MagnitudeBits = 0
+    for k in 0..<out.count {
+        let sum = out[k] + base[k]
+        out[k] = sum
+        accumulated |= key(sum) &+ bias
+    }
+    return reached(accumulated)
 }
 
 @inline(__always)
@@ -315,8 +371,20 @@ extension Float: ElementwiseKernels {
     public static func maximumAgreeing(_ d: UnsafeBufferPointer<Float>, sign: UnsafeBufferPointer<Float>, out: UnsafeMutableBufferPointer<Float>) {
         maximumAgreeingBody(d, sign, out)
     }
-    public static func scaleAdd(_ x: UnsafeBufferPointer<Float>, scale: Float, base: UnsafeBufferPointer<Float>?, into out: UnsafeMutableBufferPointer<Float>) {
-        scaleAddBody(x, scale, base, out)
+    @discardableResult
+    public static func scaleAdd(_ x: UnsafeBufferPointer<Float>, scale: Float, base: UnsafeBufferPointer<Float>?, into out: UnsafeMutableBufferPointer<Float>,
+                                limit: UInt64) -> Bool {
+        scaleAddBody(x, scale, base, out, limit) { $0.bitPattern & 0x7FFF_FFFF }
+    }
+    public static func reaches(_ x: UnsafeBufferPointer<Float>, key limit: UInt64) -> Bool {
+        guard let start = x.baseAddress else { return false }
+        if let x86 = BLAS.reaches(start, count: x.count, bias: reachBias(limit, UInt32.self)) { return x86 }
+        return reachesBody(x, limit) { $0.bitPattern & 0x7FFF_FFFF }
+    }
+    public static func addBase(_ base: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<Float>, limit: UInt64) -> Bool {
+        guard let start = out.baseAddress, let baseStart = base.baseAddress else { return false }
+        if let x86 = BLAS.addReaches(start, base: baseStart, count: out.count, bias: reachBias(limit, UInt32.self)) { return x86 }
+        return addBaseBody(base, out, limit) { $0.bitPattern & 0x7FFF_FFFF }
     }
     public static func divideByCount(_ out: UnsafeMutableBufferPointer<Float>, count: UnsafeBufferPointer<Float>, scale: Float) {
         divideByCountBody(out, count, scale)
@@ -373,8 +441,16 @@ extension Double: ElementwiseKernels {
     public static func maximumAgreeing(_ d: UnsafeBufferPointer<Double>, sign: UnsafeBufferPointer<Double>, out: UnsafeMutableBufferPointer<Double>) {
         maximumAgreeingBody(d, sign, out)
     }
-    public static func scaleAdd(_ x: UnsafeBufferPointer<Double>, scale: Double, base: UnsafeBufferPointer<Double>?, into out: UnsafeMutableBufferPointer<Double>) {
-        scaleAddBody(x, scale, base, out)
+    @discardableResult
+    public static func scaleAdd(_ x: UnsafeBufferPointer<Double>, scale: Double, base: UnsafeBufferPointer<Double>?, into out: UnsafeMutableBufferPointer<Double>,
+                                limit: UInt64) -> Bool {
+        scaleAddBody(x, scale, base, out, limit) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
+    }
+    public static func reaches(_ x: UnsafeBufferPointer<Double>, key limit: UInt64) -> Bool {
+        reachesBody(x, limit) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
+    }
+    public static func addBase(_ base: UnsafeBufferPointer<Double>, into out: UnsafeMutableBufferPointer<Double>, limit: UInt64) -> Bool {
+        addBaseBody(base, out, limit) { $0.bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
     }
     public static func divideByCount(_ out: UnsafeMutableBufferPointer<Double>, count: UnsafeBufferPointer<Double>, scale: Double) {
         divideByCountBody(out, count, scale)

@@ -23,13 +23,16 @@ import Darwin
 /// the row-major Vᵀ of A, and its Vᵀ is the row-major U), but the row-major entry points of LAPACKE
 /// transpose A, U and Vᵀ into temporary copies first, doubling the memory of a large SVD. Workspace
 /// sizes are queried and rounded up (single-precision workspace queries can round down for large
-/// matrices in older LAPACKs). Matrices must have at most 2³¹ − 1 elements (LAPACK's 32-bit indices).
+/// matrices in older LAPACKs). Matrices must have at most 2³¹ − 1 elements (LAPACK's 32-bit indices);
+/// when `?gesdd`'s workspace (3–4·min(rows, columns)² elements) would exceed that, `.automatic` runs
+/// `?gesvd` directly. What each decomposition holds at its peak: LAPACK+WorkingSet.swift.
 ///
 /// **Randomized truncated SVD** (`randomizedSVD`): the range finder of Halko, Martinsson & Tropp
 /// (SIAM Review 2011, Algorithms 4.3/4.4) with ℓ = r + p Gaussian test vectors and q power iterations,
 /// each re-orthonormalised by Householder QR (`?geqrf` + `?orgqr`), then an exact SVD of the small
 /// ℓ×columns matrix B = QᵀA; U = Q·Ũ, truncated to rank r. Cost O(rows·columns·ℓ·(2q + 2)) instead
-/// of O(rows·columns·min(rows, columns)), and memory O((rows + columns)·ℓ) besides the input. The
+/// of O(rows·columns·min(rows, columns)), and memory O((rows + columns)·ℓ) besides the input (which,
+/// touched only by GEMM, may exceed 2³¹ − 1 elements). The
 /// Gaussian matrix comes from SplitMix64 + Box–Muller on the seed, so a seed gives bit-identical
 /// results on one machine and BLAS build.
 ///
@@ -206,13 +209,21 @@ enum LAPACK {
             info = try run(.qrIteration)
             if simulateNonConvergence.contains(.qrIteration) && info == 0 { info = 1 }
             history.append("sgesvd info = \(info)")
+        case .automatic where divideAndConquerWorkspace(rows: rows, columns: columns) == nil:
+            // ?gesdd's workspace (3–4 min(rows, columns)² elements) exceeds LAPACK's 32-bit sizes.
+            used = .qrIteration
+            info = try run(.qrIteration)
+            if simulateNonConvergence.contains(.qrIteration) && info == 0 { info = 1 }
+            history.append("sgesvd info = \(info)")
         case .divideAndConquer, .automatic:
             used = .divideAndConquer
             info = try run(.divideAndConquer)
             if simulateNonConvergence.contains(.divideAndConquer) && info == 0 { info = 1 }
             history.append("sgesdd info = \(info)")
             if driver == .automatic && info > 0 {
-                // Not converged: retry with QR iteration on a fresh copy (gesdd destroyed `work`).
+                // Not converged: retry with QR iteration on a fresh copy (gesdd destroyed `work`),
+                // releasing the old one first so that two copies are never held.
+                work = []
                 work = Array(a)
                 used = .qrIteration
                 info = try run(.qrIteration)
@@ -272,7 +283,9 @@ enum LAPACK {
             return try svd(a, rows: rows, columns: columns, tensor: tensor).truncated(to: r)
         }
         try checkFinite(a, columns: columns, tensor: tensor)
-        try checkSize(rows * columns, what: "a \(rows)×\(columns) matrix", tensor: tensor)
+        // A itself only meets GEMM (dimensions, not its element count, must fit 32 bits); the
+        // bases Q and Z (ℓ × rows, ℓ × columns) meet LAPACK's QR.
+        try checkSize(max(rows, columns) * l, what: "a \(max(rows, columns))×\(l) basis", tensor: tensor)
         let A = a.baseAddress!
 
         // Ωᵀ, ℓ×columns row-major (= Ω columns×ℓ column-major).

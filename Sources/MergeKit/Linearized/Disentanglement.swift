@@ -41,12 +41,8 @@ public enum Disentanglement {
         precondition(tasks.count == 2, "the disentanglement error compares two tasks")
         precondition(!alphas.isEmpty && batchSize >= 1)
         for task in tasks {
-            guard task.head.dimension == base.embeddingSize else {
-                throw MergeKitError(.shapeMismatch, file: task.head.path, tensor: "weight",
-                    "the head takes \(task.head.dimension)-dimensional embeddings but the model produces \(base.embeddingSize)",
-                    fix: "Use the head made for this model's embedding space")
-            }
-            try task.data.check(against: base.config, classes: task.head.classes)
+            try Evaluation.check(head: task.head, data: task.data, config: base.config, embeddingSize: base.embeddingSize,
+                                 purpose: "to measure disentanglement on")
             precondition(task.vector.hasSameLayout(as: base.parameters), "the task vector's layout differs from the base's")
         }
         let n = alphas.count
@@ -54,9 +50,9 @@ public enum Disentanglement {
         if linearized {
             for (t, task) in tasks.enumerated() {
                 // e(α₁, α₂) = e₀ + α₁·Jτ₁ + α₂·Jτ₂ on Dₜ.
-                let pixels = task.data.pixels(0..<task.data.count), count = task.data.count
-                let (e0, j1) = jvp(base, pixels, count, tasks[0].vector, batchSize)
-                let j2 = jvp(base, pixels, count, tasks[1].vector, batchSize).tangent
+                let count = task.data.count
+                let (e0, j1) = try jvp(base, task.data, tasks[0].vector, batchSize)
+                let j2 = try jvp(base, task.data, tasks[1].vector, batchSize).tangent
                 func predictions(_ a1: Double, _ a2: Double) -> [Int] {
                     var e = e0
                     for k in e.indices { e[k] += Float(a1) * j1[k] + Float(a2) * j2[k] }
@@ -70,18 +66,19 @@ public enum Disentanglement {
                 }
             }
         } else {
-            func predictions(_ a1: Double, _ a2: Double, _ task: Task) -> [Int] {
+            func predictions(_ a1: Double, _ a2: Double, _ task: Task) throws(MergeKitError) -> [Int] {
                 let parameters = base.parameters.copy()
                 parameters.add(tasks[0].vector, scale: Float(a1))
                 parameters.add(tasks[1].vector, scale: Float(a2))
                 let model = CLIPVisionModel(parameters: parameters, threads: base.threads)
-                return predict(task.head, forward(model, task.data, batchSize), task.data.count)
+                return predict(task.head, try forward(model, task.data, batchSize), task.data.count)
             }
-            let single = alphas.map { a in [predictions(a, 0, tasks[0]), predictions(0, a, tasks[1])] }
+            var single: [[[Int]]] = []
+            for a in alphas { single.append([try predictions(a, 0, tasks[0]), try predictions(0, a, tasks[1])]) }
             for i in 0..<n {
                 for j in 0..<n {
                     for t in 0..<2 {
-                        taskErrors[t][i][j] = disagreement(single[t == 0 ? i : j][t], predictions(alphas[i], alphas[j], tasks[t]))
+                        taskErrors[t][i][j] = disagreement(single[t == 0 ? i : j][t], try predictions(alphas[i], alphas[j], tasks[t]))
                     }
                 }
             }
@@ -90,14 +87,16 @@ public enum Disentanglement {
         return Result(alphas: alphas, linearized: linearized, errors: errors, taskErrors: taskErrors)
     }
 
-    static func jvp(_ model: CLIPVisionModel, _ pixels: [Float], _ count: Int, _ direction: CLIPVisionParameters,
-                    _ batchSize: Int) -> (embeddings: [Float], tangent: [Float]) {
-        let ppi = model.config.pixelsPerImage
+    /// Embeddings and tangents along `direction` of every image of `data`, a batch at a time.
+    static func jvp(_ model: CLIPVisionModel, _ data: ImageDataset, _ direction: CLIPVisionParameters,
+                    _ batchSize: Int) throws(MergeKitError) -> (embeddings: [Float], tangent: [Float]) {
         var embeddings: [Float] = [], tangent: [Float] = []
         var start = 0
-        while start < count {
-            let end = min(count, start + batchSize)
-            let (e, t) = model.jvp(pixels: Array(pixels[start * ppi..<end * ppi]), batch: end - start, direction: direction)
+        while start < data.count {
+            let end = min(data.count, start + batchSize)
+            let pixels = data.pixels(start..<end)
+            try data.checkFinite(pixels, first: start)
+            let (e, t) = model.jvp(pixels: pixels, batch: end - start, direction: direction)
             embeddings += e
             tangent += t
             start = end
@@ -105,12 +104,15 @@ public enum Disentanglement {
         return (embeddings, tangent)
     }
 
-    static func forward(_ model: CLIPVisionModel, _ data: ImageDataset, _ batchSize: Int) -> [Float] {
+    /// Embeddings of every image of `data`, a batch at a time.
+    static func forward(_ model: CLIPVisionModel, _ data: ImageDataset, _ batchSize: Int) throws(MergeKitError) -> [Float] {
         var embeddings: [Float] = []
         var start = 0
         while start < data.count {
             let end = min(data.count, start + batchSize)
-            embeddings += model.forward(pixels: data.pixels(start..<end), batch: end - start)
+            let pixels = data.pixels(start..<end)
+            try data.checkFinite(pixels, first: start)
+            embeddings += model.forward(pixels: pixels, batch: end - start)
             start = end
         }
         return embeddings
@@ -134,19 +136,25 @@ public enum Disentanglement {
 
     /// The task vector τ of `checkpoint` against `base` (θ₀): a linearized checkpoint (its θ − θ₀,
     /// whose θ₀ must equal the base's), a fine-tuned model when `isModel` (θ − θ₀), else a
-    /// task-vector file (its tensors, missing ones zero).
-    public static func taskVector(_ checkpoint: Checkpoint, base: CLIPVisionParameters, isModel: Bool) throws(MergeKitError) -> CLIPVisionParameters {
+    /// task-vector file (its tensors, missing ones zero). Tensors the encoder does not use are an
+    /// error unless `allowUnused` (then listed in the result's `ignoredTensors`).
+    public static func taskVector(_ checkpoint: Checkpoint, base: CLIPVisionParameters, isModel: Bool,
+                                  allowUnused: Bool = false) throws(MergeKitError) -> CLIPVisionParameters {
+        let vector: CLIPVisionParameters, unused: [String]
         if LinearizedCheckpoint.isLinearized(checkpoint) {
-            let theta0 = try CLIPVisionParameters.load(from: try LinearizedCheckpoint.half(.base, of: checkpoint), config: base.config)
+            let (theta0, theta, ignored) = try LinearizedCheckpoint.parameters(checkpoint, config: base.config, allowUnused: allowUnused)
             guard theta0.hasSameLayout(as: base), theta0.flat == base.flat else {
                 throw MergeKitError(.baseMismatch, file: checkpoint.path,
                     "is linearized around another θ₀ than the base", fix: "Pass the base it was linearized around")
             }
-            let theta = try CLIPVisionParameters.load(from: try LinearizedCheckpoint.half(.model, of: checkpoint), config: base.config)
-            return try CLIPVisionParameters.difference(theta, theta0, file: checkpoint.path)
+            (vector, unused) = (try CLIPVisionParameters.difference(theta, theta0, file: checkpoint.path), ignored)
+        } else if isModel {
+            let theta = try CLIPVisionParameters.load(from: checkpoint, config: base.config, allowUnused: allowUnused)
+            (vector, unused) = (try CLIPVisionParameters.difference(theta, base, file: checkpoint.path), theta.ignoredTensors)
+        } else {
+            return try base.direction(from: checkpoint, allowUnused: allowUnused)
         }
-        guard isModel else { return try base.direction(from: checkpoint) }
-        let theta = try CLIPVisionParameters.load(from: checkpoint, config: base.config)
-        return try CLIPVisionParameters.difference(theta, base, file: checkpoint.path)
+        vector.ignoredTensors = unused
+        return vector
     }
 }

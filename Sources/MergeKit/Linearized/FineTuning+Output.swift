@@ -6,11 +6,13 @@ extension FineTuning {
     /// with θ (`LinearizedCheckpoint`), so that the result merges with `merge-cli linearize --base`
     /// of the same base. Companion files (config.json) are copied; written atomically.
     /// - Parameter metadata: extra `__metadata__` (e.g. the hyper-parameters).
+    /// - Returns: what happened around the output (stale temporaries removed, …).
+    @discardableResult
     public static func write(theta: CLIPVisionParameters, base: Checkpoint, linearized: Bool, output: OutputSpec,
-                             metadata extra: [String: String] = [:]) throws(MergeKitError) {
+                             metadata extra: [String: String] = [:]) throws(MergeKitError) -> [OutputNote] {
         // The ordinary planner checks the output path (and that the base is mergeable at all).
         let check = try MergePlan(base: base, inputs: [MergeInput(kind: .model, checkpoint: base)], method: try TaskArithmetic(scale: 1),
-                                  output: OutputSpec(path: output.path, maxShardSize: output.maxShardSize, overwrite: output.overwrite))
+                                  output: OutputSpec(path: output.path, maxShardSize: output.maxShardSize, overwrite: output.overwrite, inputs: output.inputs))
         var metadata = linearized ? LinearizedCheckpoint.describingMetadata(of: base) : [:]
         metadata["format"] = "pt"
         metadata.merge(extra) { _, new in new }
@@ -54,5 +56,6 @@ extension FineTuning {
             writer.abort()
             throw error
         }
+        return writer.notes
     }
 }

@@ -119,6 +119,24 @@ public enum LinearizedCheckpoint {
         }
     }
 
+    /// Checks that `checkpoint`'s θ is its θ₀, byte for byte, as the base of a linearized merge
+    /// must be. The merge writes θ₀ + merge(τ₁, …, τₙ) in the tangent space at the base's θ₀
+    /// (f(x; θ₀) + J·(θ − θ₀) is linear in θ − θ₀): a base with θ ≠ θ₀ is itself a linearized
+    /// fine-tune, and its own task vector θ − θ₀ would silently be left out. It belongs among the
+    /// inputs, with the linearization point (θ = θ₀) as the base.
+    public static func checkUnmoved(_ checkpoint: Checkpoint) throws(MergeKitError) {
+        let theta0 = try half(.base, of: checkpoint), theta = try half(.model, of: checkpoint)
+        for entry in theta0.entries {
+            guard let moved = theta.entry(named: entry.name) else { continue }
+            let a = entry.file.bytes(of: entry.info), b = moved.file.bytes(of: moved.info)
+            if a.count > 0 && memcmp(a.baseAddress!, b.baseAddress!, a.count) != 0 {
+                throw MergeKitError(.baseMismatch, file: checkpoint.path, tensor: Half.model.prefix + entry.name,
+                    "differs from \(Half.base.prefix + entry.name): this base is a linearized fine-tune (θ ≠ θ₀), and a linearized merge writes θ₀ + merge(τ₁, …, τₙ) around its θ₀, which would leave out its own task vector θ − θ₀",
+                    fix: "Pass it as a --model (its task vector is then merged with the others), and as --base the linearization point with θ = θ₀ (`merge-cli linearize --base PRETRAINED -o BASE-LIN`)")
+            }
+        }
+    }
+
     /// The architecture and config metadata of a linearized model of `checkpoint` (an ordinary
     /// checkpoint): "clip-vision" when it holds a CLIP image encoder, and its config.json, compact.
     static func describingMetadata(of checkpoint: Checkpoint) -> [String: String] {
@@ -150,19 +168,55 @@ public enum LinearizedCheckpoint {
     }
 
     /// The linearized CLIP image encoder stored in `checkpoint`: the base at θ₀ and Δθ = θ − θ₀.
-    public static func model(_ checkpoint: Checkpoint, threads: Int? = nil) throws(MergeKitError) -> LinearizedCLIPVisionModel {
+    /// Its tensors are checked against config.json before anything is allocated; tensors the
+    /// model does not use are an error unless `allowUnused` (then listed in `ignoredTensors`).
+    public static func model(_ checkpoint: Checkpoint, threads: Int? = nil, allowUnused: Bool = false) throws(MergeKitError) -> LinearizedCLIPVisionModel {
+        let (theta0, theta, unused) = try parameters(checkpoint, config: try clipConfig(of: checkpoint), allowUnused: allowUnused)
+        var model = try LinearizedCLIPVisionModel(base: CLIPVisionModel(parameters: theta0, threads: threads), finetuned: theta,
+                                                  file: checkpoint.path)
+        model.ignoredTensors = unused
+        return model
+    }
+
+    /// The config of a linearized checkpoint the engine can run: it must say it is linearized and
+    /// not of another architecture (`mergekit.architecture`).
+    static func clipConfig(of checkpoint: Checkpoint) throws(MergeKitError) -> CLIPVisionConfig {
         guard isLinearized(checkpoint) else {
-            throw MergeKitError(.invalidArgument, file: checkpoint.path, "is not a linearized checkpoint (no \(kindKey) = \(kindValue))",
+            let detail = CheckpointKind.hasLinearizedNames(checkpoint)
+                ? "holds params0.* and params.* tensors but lacks the \(kindKey) = \(kindValue) metadata of a linearized checkpoint"
+                : "is not a linearized checkpoint (no \(kindKey) = \(kindValue))"
+            throw MergeKitError(.invalidArgument, file: checkpoint.path, detail,
                 fix: "Make one with `merge-cli linearize --base B --model F -o OUT`")
         }
         if let architecture = checkpoint.metadata?[architectureKey], architecture != clipVision {
             throw MergeKitError(.invalidArgument, file: checkpoint.path,
                 "is a linearized \(architecture) model; the engine runs CLIP image encoders (\(clipVision))")
         }
-        let config = try config(of: checkpoint)
-        let theta0 = try CLIPVisionParameters.load(from: try half(.base, of: checkpoint), config: config)
-        let theta = try CLIPVisionParameters.load(from: try half(.model, of: checkpoint), config: config)
-        return try LinearizedCLIPVisionModel(base: CLIPVisionModel(parameters: theta0, threads: threads), finetuned: theta,
-                                             file: checkpoint.path)
+        return try config(of: checkpoint)
+    }
+
+    /// θ₀ and θ of a linearized CLIP image encoder with `config`. The halves have one layout
+    /// (`checkLayout`), so checking θ₀'s against config.json checks both, before either is
+    /// allocated; messages and unused tensors carry the real (prefixed) names.
+    static func parameters(_ checkpoint: Checkpoint, config: CLIPVisionConfig,
+                           allowUnused: Bool) throws(MergeKitError) -> (theta0: CLIPVisionParameters, theta: CLIPVisionParameters, unused: [String]) {
+        let base = try half(.base, of: checkpoint), model = try half(.model, of: checkpoint)
+        let unused = try inHalf(.base) { () throws(MergeKitError) in
+            try CLIPVisionParameters.check(base, config: config, allowUnused: allowUnused).unused
+        }
+        return (try CLIPVisionParameters.load(from: base, config: config, allowUnused: true),
+                try CLIPVisionParameters.load(from: model, config: config, allowUnused: true),
+                unused.flatMap { [Half.base.prefix + $0, Half.model.prefix + $0] })
+    }
+
+    /// Runs `body` on a half's view, naming the tensor of any error by its real name in the file.
+    static func inHalf<T>(_ half: Half, _ body: () throws(MergeKitError) -> T) throws(MergeKitError) -> T {
+        do {
+            return try body()
+        } catch {
+            var error = error
+            if let tensor = error.tensor { error.tensor = half.prefix + tensor }
+            throw error
+        }
     }
 }

@@ -10,6 +10,8 @@
 /// model) and then renames the planned tensors and adds the θ₀ copies. Inputs may be linearized
 /// models (their θ₀ must be the base's, byte for byte), ordinary models (post-hoc linearization
 /// of θ − θ₀) and task-vector files. With `emit: .taskVector` the output is an ordinary task vector.
+/// The base must sit at its linearization point (θ = θ₀, `LinearizedCheckpoint.checkUnmoved`):
+/// a linearized fine-tune passed as the base is refused, since its own θ − θ₀ would be dropped.
 extension MergePlan {
     /// The plan of a merge onto a linearized base, or nil when neither the base nor an input is
     /// linearized (an ordinary merge).
@@ -24,6 +26,7 @@ extension MergePlan {
             return nil
         }
         let baseHalf = try LinearizedCheckpoint.half(.base, of: base)
+        try LinearizedCheckpoint.checkUnmoved(base)
         var views: [MergeInput] = []
         for input in inputs {
             if LinearizedCheckpoint.isLinearized(input.checkpoint) {
@@ -96,6 +99,9 @@ extension MergePlan {
             throw MergeKitError(.invalidArgument, file: checkpoint.path, "is already a linearized checkpoint",
                 fix: "Pass the ordinary (not linearized) base and fine-tuned checkpoints")
         }
+        for checkpoint in [base] + (model.map { [$0] } ?? []) where WEMoEParameters.isWEMoE(checkpoint) {
+            try CheckpointRole.linearizeInput.check(checkpoint)
+        }
         if let model, TaskVectorFile.isTaskVector(model) {
             throw MergeKitError(.invalidArgument, file: model.path, "is a task vector, not a fine-tuned model θ",
                 fix: "Linearize the base alone, then merge the task vector onto it (`merge-cli task-arithmetic --base LIN --task-vector \(model.path)`)")
@@ -104,7 +110,7 @@ extension MergePlan {
         let inputs = [MergeInput(kind: .model, checkpoint: model ?? base)]
         let method = try TaskArithmetic(scale: 1)
         let check = try MergePlan(base: base, inputs: inputs, method: method,
-                                  output: OutputSpec(path: output.path, maxShardSize: output.maxShardSize, overwrite: output.overwrite))
+                                  output: OutputSpec(path: output.path, maxShardSize: output.maxShardSize, overwrite: output.overwrite, inputs: output.inputs))
         var items: [(spec: TensorSpec, make: (Int, TensorInfo) -> PlannedTensor)] = []
         for (half, entries) in [(LinearizedCheckpoint.Half.base, check.tensors.map(\.base)),
                                 (.model, check.tensors.map { $0.inputs.first?.entry ?? $0.base })] {

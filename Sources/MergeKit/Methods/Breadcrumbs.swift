@@ -25,11 +25,9 @@ public struct Breadcrumbs: TaskVectorMergeConfiguration {
 
     public init(density: TaskVectorMerge.PerInput = 0.1, gamma: TaskVectorMerge.PerInput = 0.01, scale: Double = 1,
                 vote: TaskVectorMerge.Consensus = .none, merge: TaskVectorMerge.Aggregation = .sum) throws(MergeKitError) {
-        for value in density.values { try ParameterCheck.density(value) }
-        for value in gamma.values where !(value >= 0 && value < 1) {
-            throw MergeKitError(.invalidArgument, "gamma γ = \(value) is outside [0, 1)", fix: "Pass --gamma as the fraction of outliers to drop, e.g. 0.01")
-        }
-        try ParameterCheck.finite(scale, "scale λ", flag: "--scale")
+        try MethodParameter.density.check(density)
+        try MethodParameter.gamma.check(gamma)
+        try MethodParameter.scale.check(scale)
         self.density = density
         self.gamma = gamma
         self.scale = scale

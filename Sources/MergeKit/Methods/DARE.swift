@@ -41,8 +41,8 @@ public struct DARE: TaskVectorMergeConfiguration {
     public init(dropRate: TaskVectorMerge.PerInput = 0.9, seed: UInt64 = 0, rescale: TaskVectorMerge.Rescale = .inverse,
                 combination: Combination = .taskArithmetic, vote: TaskVectorMerge.Consensus = .mass,
                 merge: TaskVectorMerge.Aggregation = .mean, scale: Double = 1, normalize: Bool = false) throws(MergeKitError) {
-        for value in dropRate.values { try ParameterCheck.probability(value, "drop rate p", flag: "--drop-rate") }
-        try ParameterCheck.finite(scale, "scale λ", flag: "--scale")
+        try MethodParameter.dropRate.check(dropRate)
+        try MethodParameter.scale.check(scale)
         self.dropRate = dropRate
         self.seed = seed
         self.rescale = rescale
@@ -54,7 +54,7 @@ public struct DARE: TaskVectorMergeConfiguration {
             core = TaskVectorMerge(sparsification: sparsification, consensus: .none, aggregation: normalize ? .normalized : .sum, scale: scale)
         case .ties:
             guard vote != .none else {
-                throw MergeKitError(.invalidArgument, "DARE-TIES needs a sign vote (mass or weighted)", fix: "Pass --vote mass or --vote weighted")
+                throw MergeKitError(.invalidArgument, "DARE-TIES needs a sign vote, mass or weighted, not none")
             }
             core = TaskVectorMerge(sparsification: sparsification, consensus: vote, aggregation: merge, scale: scale)
         }

@@ -22,12 +22,19 @@
 ///   values above σ₁·max(m, n)·ε and τ = σ̄·U_ρV_ρᵀ. The authors' code (`.keep`) would give each
 ///   of the min(m, n) − ρ arbitrary null-space directions LAPACK returns the weight σ̄ too. The
 ///   two agree when the sum has full rank. See `SVDNullSpace`.
-/// - A zero sum gives τ = 0 (θ₀). Repeated singular values leave U and V not unique, but σ̄·UVᵀ
-///   is (it is σ̄ times the polar factor of M when M has full rank). NaN or ±∞ in a matrix's input
-///   is an error naming the file and element; in other tensors it propagates.
-/// - Cost per matrix: one exact SVD (`gesdd`, `gesvd` if it does not converge). Memory: the
-///   output buffer (holding the sum), one input at a time, the SVD's copy, U, Vᵀ and workspace:
-///   one worker peaked at 261 MB RSS on a Llama layer whose largest matrix is 5632×2048.
+/// - A zero sum gives τ = 0 (θ₀) without an SVD. Repeated singular values leave U and V not
+///   unique, but σ̄·UVᵀ is (it is σ̄ times the polar factor of M when M has full rank). NaN or ±∞
+///   in a matrix's input is an error naming the file and element; in other tensors it propagates.
+/// - Range: M is decomposed as M·2⁻ᵉ (its largest entry in [1, 2), `PowerOfTwoScaling`) and the
+///   result multiplied by 2ᵉ, so entries near the largest or the smallest normal Float give
+///   exactly 2ᵏ times the result of the scaled-down copy. A sum that overflows although every τₜ
+///   is finite is formed again from τₜ·2^−⌈log₂ T⌉. A result beyond the compute type's range is
+///   an error naming the tensor.
+/// - Cost per matrix: one exact SVD (`gesdd`, `gesvd` if it does not converge). Memory
+///   (`matrixBytes`, checked before the merge starts): the output buffer (holding the sum), then
+///   the larger of one more input and the SVD (its copy, U, Vᵀ and `gesdd`'s 3·min(m, n)²
+///   workspace): about 7× the matrix for a square one (peak RSS 7.3–7.6× on 2000²–3000² F32,
+///   the worker's staging buffers included).
 public struct IsoC: SVDMatrixMethod {
     public static let info = MethodInfo(
         name: "iso-c",
@@ -40,7 +47,7 @@ public struct IsoC: SVDMatrixMethod {
     public let nullSpace: SVDNullSpace
 
     public init(scale: Double = 1, nullSpace: SVDNullSpace = .drop) throws(MergeKitError) {
-        try ParameterCheck.finite(scale, "scale α", flag: "--scale, e.g. 1")
+        try MethodParameter.scale.check(scale)
         self.scale = scale
         self.nullSpace = nullSpace
     }
@@ -53,15 +60,24 @@ public struct IsoC: SVDMatrixMethod {
             out.update(repeating: 0)
             return
         }
-        try deltas.load(0, into: out)
-        if deltas.count > 1 {
-            let next = UnsafeMutableBufferPointer<U>.allocate(capacity: out.count)
-            defer { next.deallocate() }
-            for t in 1..<deltas.count {
-                try deltas.load(t, into: next)
-                U.axpy(1, UnsafeBufferPointer(next), out)
-            }
+        // The task vectors are finite, but their sum can overflow; then it is formed again from
+        // τₜ·2^−⌈log₂ T⌉ (exact), which cannot.
+        var prescale = 0
+        try sum(deltas, into: out, exponent: prescale)
+        var largest = PowerOfTwoScaling.largestMagnitude(UnsafeBufferPointer(out))
+        if largest.isInfinite && deltas.count > 1 {
+            prescale = -(Int.bitWidth - (deltas.count - 1).leadingZeroBitCount)
+            try sum(deltas, into: out, exponent: prescale)
+            largest = PowerOfTwoScaling.largestMagnitude(UnsafeBufferPointer(out))
         }
+        // A zero sum (frozen tensors, opposite task vectors) has τ = 0: no SVD.
+        guard largest != 0 else {
+            out.update(repeating: 0)
+            return
+        }
+        // Decompose M·2⁻ᵉ, its largest entry in [1, 2); the SVD itself reports a NaN or ±∞.
+        let e = PowerOfTwoScaling.exponent(of: largest) ?? 0
+        PowerOfTwoScaling.scale(out, byPowerOfTwo: -e)
         let d = try LAPACK.svd(UnsafeBufferPointer(out), rows: m, columns: n, tensor: deltas.tensor)
         let rho = nullSpace == .drop ? d.numericalRank() : d.rank
         guard rho > 0 else {
@@ -77,5 +93,27 @@ public struct IsoC: SVDMatrixMethod {
             }
         }
         U.scal(U(mean), out)
+        try SVDMerge.unscale(out, byPowerOfTwo: e - prescale, tensor: deltas.tensor, method: info.name)
+    }
+
+    /// out ← Σₜ τₜ·2ᵖ, adding one task vector at a time from a second tensor-sized buffer.
+    private static func sum<U: MergeScalar>(_ deltas: TensorDeltas<U>, into out: UnsafeMutableBufferPointer<U>,
+                                            exponent p: Int) throws(MergeKitError) {
+        try deltas.load(0, into: out)
+        PowerOfTwoScaling.scale(out, byPowerOfTwo: p)
+        guard deltas.count > 1 else { return }
+        let next = try ScratchMemory.allocate(U.self, count: out.count, tensor: deltas.tensor, purpose: "the next task vector of the sum")
+        defer { ScratchMemory.release(next) }
+        let factor = U(sign: .plus, exponent: U.Exponent(p), significand: 1)
+        for t in 1..<deltas.count {
+            try deltas.load(t, into: next)
+            U.axpy(factor, UnsafeBufferPointer(next), out)
+        }
+    }
+
+    /// The second buffer of the sum, then the SVD (`LAPACK.svdBytes`): about 6× the matrix for a
+    /// square one (the SVD's copy, U, Vᵀ and `?gesdd`'s 3·min(m, n)² workspace), besides `out`.
+    func matrixBytes(rows: Int, columns: Int, tasks: Int, elementSize: Int) -> Int {
+        max(tasks > 1 ? elementSize * rows * columns : 0, LAPACK.svdBytes(rows: rows, columns: columns, elementSize: elementSize))
     }
 }

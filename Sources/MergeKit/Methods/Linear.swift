@@ -26,7 +26,7 @@ public struct Linear: MergeMethod {
         if normalize && abs(weights.reduce(0, +)) < 1e-12 {
             throw MergeKitError(.invalidArgument,
                 "the weights \(weights) sum to 0, so the normalised average Σwᵢθᵢ/Σwᵢ is undefined",
-                fix: "Change the weights, or pass --no-normalize for the plain weighted sum")
+                fix: "Change the weights, or turn normalisation off for the plain weighted sum")
         }
     }
 

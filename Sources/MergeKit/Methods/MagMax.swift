@@ -16,7 +16,7 @@ public struct MagMax: MergeMethod {
     public let scale: Double
 
     public init(scale: Double = 1) throws(MergeKitError) {
-        try ParameterCheck.finite(scale, "scale λ", flag: "--scale")
+        try MethodParameter.scale.check(scale)
         self.scale = scale
     }
 

@@ -28,7 +28,7 @@ public struct ModelStock: MergeMethod {
     public func validate(weights: [Double]) throws(MergeKitError) {
         guard weights.count >= 2 else {
             throw MergeKitError(.invalidArgument, "model-stock needs at least 2 fine-tuned models, got \(weights.count)",
-                fix: "Pass two or more --model inputs")
+                fix: "Give two or more fine-tuned models")
         }
         try ParameterCheck.unitWeights(weights, method: "model-stock")
     }

@@ -33,6 +33,18 @@ enum SVDMerge {
         }
     }
 
+    /// out ← out·2ᵉ (undoing the scaling before the SVD, `PowerOfTwoScaling`); an error naming
+    /// the tensor when the result no longer fits the element type.
+    static func unscale<U: MergeScalar>(_ out: UnsafeMutableBufferPointer<U>, byPowerOfTwo e: Int, tensor: String,
+                                        method: String) throws(MergeKitError) {
+        PowerOfTwoScaling.scale(out, byPowerOfTwo: e)
+        guard PowerOfTwoScaling.largestMagnitude(UnsafeBufferPointer(out)).isFinite else {
+            throw MergeKitError(.nonFiniteValue, tensor: tensor,
+                                "\(method)'s merged task vector of this matrix exceeds the largest \(U.self) (its entries reach about 2^\(e + 1)): the inputs' task vectors are too close to it",
+                                fix: "Check the inputs (task vectors this large are not a fine-tune's); to merge them anyway, store them as F64, which merges in Double")
+        }
+    }
+
     /// The rows × columns of a matrix tensor.
     static func dimensions(_ shape: [Int]) -> (rows: Int, columns: Int) {
         precondition(isMatrix(shape))
@@ -68,6 +80,9 @@ protocol SVDMatrixMethod: WholeTensorMergeMethod {
     /// τ of one matrix tensor, before α, into `out`.
     static func matrix<U: MergeScalar & LAPACKScalar>(_ deltas: TensorDeltas<U>, nullSpace: SVDNullSpace,
                                                       into out: UnsafeMutableBufferPointer<U>) throws(MergeKitError)
+    /// The most bytes `matrix` holds at once for a rows×columns matrix and `tasks` task vectors
+    /// of `elementSize`-byte elements, `out` not counted.
+    func matrixBytes(rows: Int, columns: Int, tasks: Int, elementSize: Int) -> Int
 }
 
 extension SVDMatrixMethod {
@@ -79,6 +94,16 @@ extension SVDMatrixMethod {
     }
 
     public func mergesWhole(shape: [Int]) -> Bool { SVDMerge.isMatrix(shape) }
+
+    public func wholeTensorBytes(shape: [Int], inputs: Int, elementSize: Int) -> Int {
+        guard SVDMerge.isMatrix(shape) else { return 0 }
+        return matrixBytes(rows: shape[0], columns: shape[1], tasks: inputs, elementSize: elementSize)
+    }
+
+    public func wholeTensorProblem(shape: [Int]) -> String? {
+        guard SVDMerge.isMatrix(shape) else { return nil }
+        return LAPACK.exactSVDProblem(rows: shape[0], columns: shape[1])
+    }
     public var wholeTensorScale: Double { scale }
     public var wholeTensorKey: String { "null_space=\(nullSpace.rawValue)" }
 

@@ -48,17 +48,17 @@ public struct TIES: TaskVectorMergeConfiguration {
     ///   - scale: λ (paper: 1).
     public init(density: TaskVectorMerge.PerInput = 0.2, trimScope: TrimScope = .global, vote: TaskVectorMerge.Consensus = .mass,
                 merge: TaskVectorMerge.Aggregation = .mean, scale: Double = 1) throws(MergeKitError) {
-        for value in density.values { try ParameterCheck.density(value) }
+        try MethodParameter.density.check(density)
         // A recipe gives each model its density; a global trim needs them equal and keeps one.
         var density = density
         if trimScope == .global && Set(density.values).count == 1 { density = .init(density.values[0]) }
         if trimScope == .global && density.values.count > 1 {
             throw MergeKitError(.invalidArgument, "a global trim takes one density for all models, got \(density)",
-                fix: "Give one density, or use the per-tensor trim (--trim-scope tensor) for per-model densities")
+                fix: "Give one density, or use the per-tensor trim (trim scope tensor) for per-model densities")
         }
-        try ParameterCheck.finite(scale, "scale λ", flag: "--scale")
+        try MethodParameter.scale.check(scale)
         guard vote != .none else {
-            throw MergeKitError(.invalidArgument, "TIES needs a sign vote (mass or weighted)", fix: "Pass --vote mass or --vote weighted")
+            throw MergeKitError(.invalidArgument, "TIES needs a sign vote, mass or weighted, not none")
         }
         self.density = density
         self.trimScope = trimScope

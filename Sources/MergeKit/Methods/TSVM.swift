@@ -25,13 +25,21 @@
 /// - The method sets no per-task coefficients: `--weight` is rejected.
 /// - Ties: equal singular values at the cut σₖ = σₖ₊₁ make the kept subspace depend on LAPACK's
 ///   choice, as it does in every implementation. A zero task vector contributes no triplets (with
-///   `.drop`). NaN or ±∞ in a matrix's input is an error naming the file and element (an SVD
-///   cannot use it); in other tensors it propagates.
+///   `.drop`) and is not decomposed; when every task vector of a matrix is zero, τ = 0 without
+///   any SVD (with `.keep` too). NaN or ±∞ in a matrix's input is an error naming the file and
+///   element (an SVD cannot use it); in other tensors it propagates.
+/// - Range: each τₜ is decomposed as τₜ·2^−eₜ (its largest entry in [1, 2), `PowerOfTwoScaling`)
+///   and its σ kept with eₜ, so entries near the largest or the smallest normal Float give
+///   exactly 2ᵏ times the result of the scaled-down copy, instead of σ overflowing (which made
+///   every triplet "numerically zero" and τ silently 0). A result beyond the compute type's
+///   range is an error naming the tensor.
 /// - Cost per matrix: T + 2 exact SVDs (LAPACK `gesdd`, `gesvd` if it does not converge), in the
-///   compute type (Float; Double for F64 tensors). Memory: the tensor-sized output buffer (used
-///   as scratch for each τₜ in turn), the SVD's copy, U, Vᵀ and workspace, and the concatenated
-///   factors, whatever T is: one worker peaked at 348 MB RSS on a Llama layer whose largest
-///   matrix is 5632×2048 (46 MB in Float).
+///   compute type (Float; Double for F64 tensors). Memory (`matrixBytes`, checked before the merge
+///   starts): the tensor-sized output buffer (used as scratch for each τₜ in turn) plus the
+///   largest of one SVD (its copy, U, Vᵀ and `gesdd`'s 3·min(m, n)² workspace) with the kept
+///   triplets of all tasks (≤ min(m, n)·(m + n) values), and each polar factor's SVD: about 9×
+///   the matrix for a square one, whatever T is (peak RSS 9.3–9.6× on 2000²–3000² F32, the
+///   worker's staging buffers included).
 public struct TSVM: SVDMatrixMethod {
     public static let info = MethodInfo(
         name: "tsv-m",
@@ -44,7 +52,7 @@ public struct TSVM: SVDMatrixMethod {
     public let nullSpace: SVDNullSpace
 
     public init(scale: Double = 1, nullSpace: SVDNullSpace = .drop) throws(MergeKitError) {
-        try ParameterCheck.finite(scale, "scale α", flag: "--scale, e.g. 1")
+        try MethodParameter.scale.check(scale)
         self.scale = scale
         self.nullSpace = nullSpace
     }
@@ -55,24 +63,70 @@ public struct TSVM: SVDMatrixMethod {
         let (m, n) = SVDMerge.dimensions(deltas.shape)
         let tasks = deltas.count
         let k = tasks == 0 ? 0 : Swift.min(m, n) / tasks
-        // Per task: its leading triplets, U columns as rows of uT (kₜ × m), σ, Vᵀ rows (kₜ × n).
-        var uT: [U] = [], sCat: [U] = [], vtCat: [U] = []
-        if k > 0 {
-            for t in 0..<tasks {
-                try deltas.load(t, into: out)
-                let d = try LAPACK.svd(UnsafeBufferPointer(out), rows: m, columns: n, tensor: deltas.tensor)
-                let kept = nullSpace == .drop ? Swift.min(k, d.numericalRank()) : k
-                for j in 0..<kept {
-                    for i in 0..<m { uT.append(d.u[i * d.rank + j]) }
-                }
-                sCat += d.s[0..<kept]
-                vtCat += d.vt[0..<(kept * n)]
-            }
+        guard k > 0 else {
+            out.update(repeating: 0)
+            return
         }
+        // Per task: its leading triplets, U columns as rows of uT (kₜ × m), σ, Vᵀ rows (kₜ × n).
+        // Each τₜ is decomposed as τₜ·2^−eₜ (largest entry in [1, 2)), so its σ are kept with eₜ.
+        var uT: [U] = [], sCat: [U] = [], vtCat: [U] = [], exponents: [Int] = []
+        uT.reserveCapacity(tasks * k * m)
+        vtCat.reserveCapacity(tasks * k * n)
+        func append(_ d: LAPACK.Decomposition<U>, count: Int, exponent: Int) {
+            for j in 0..<count {
+                for i in 0..<m { uT.append(d.u[i * d.rank + j]) }
+            }
+            sCat += d.s[0..<count]
+            vtCat += d.vt[0..<(count * n)]
+            exponents += repeatElement(exponent, count: count)
+        }
+        // A zero τₜ (a frozen tensor) has no triplets with `.drop`. With `.keep` it contributes k
+        // triplets with σ = 0 and LAPACK's (arbitrary, but fixed) basis, decomposed once; zero
+        // tasks before the first non-zero one wait, so that when every task is zero, τ = 0 without an SVD.
+        var zeroTriplets: LAPACK.Decomposition<U>?
+        var waitingZeros = 0
+        func zeroDecomposition() throws(MergeKitError) -> LAPACK.Decomposition<U> {
+            if let zeroTriplets { return zeroTriplets }
+            out.update(repeating: 0)
+            let d = try LAPACK.svd(UnsafeBufferPointer(out), rows: m, columns: n, tensor: deltas.tensor).truncated(to: k)
+            zeroTriplets = d
+            return d
+        }
+        for t in 0..<tasks {
+            try deltas.load(t, into: out)
+            let largest = PowerOfTwoScaling.largestMagnitude(UnsafeBufferPointer(out))
+            if largest == 0 {
+                guard nullSpace == .keep else { continue }
+                if sCat.isEmpty {
+                    waitingZeros += 1
+                } else {
+                    append(try zeroDecomposition(), count: k, exponent: 0)
+                }
+                continue
+            }
+            if waitingZeros > 0 {
+                let zero = try zeroDecomposition()
+                for _ in 0..<waitingZeros { append(zero, count: k, exponent: 0) }
+                waitingZeros = 0
+                try deltas.load(t, into: out)
+            }
+            // The SVD itself reports a NaN or ±∞.
+            let e = PowerOfTwoScaling.exponent(of: largest) ?? 0
+            PowerOfTwoScaling.scale(out, byPowerOfTwo: -e)
+            let d = try LAPACK.svd(UnsafeBufferPointer(out), rows: m, columns: n, tensor: deltas.tensor)
+            append(d, count: nullSpace == .drop ? Swift.min(k, d.numericalRank()) : k, exponent: e)
+        }
+        zeroTriplets = nil
         let kept = sCat.count
         guard kept > 0 else {
             out.update(repeating: 0)
             return
+        }
+        // Every σ on the largest task's scale 2^E (exact, unless a σ is below the element type's
+        // normal range at that scale, where it cannot matter next to the largest).
+        let common = exponents.max()!
+        for j in 0..<kept where exponents[j] != common {
+            sCat[j] = U(PowerOfTwoScaling.scaled(Double(sCat[j]), byPowerOfTwo: exponents[j] - common))
         }
         var uCat = [U](repeating: 0, count: m * kept)   // m × Σkₜ, row-major
         for j in 0..<kept {
@@ -93,5 +147,24 @@ public struct TSVM: SVDMatrixMethod {
                             vp.baseAddress!, ldb: n, out.baseAddress!, ldc: n)
             }
         }
+        try SVDMerge.unscale(out, byPowerOfTwo: common, tensor: deltas.tensor, method: info.name)
+    }
+
+    /// The largest of: the kept triplets of all tasks (K = T·⌊min(m, n)/T⌋ ≤ min(m, n) of them,
+    /// K·(m + n) values) with one task's SVD (`LAPACK.svdBytes`); their concatenation; each polar
+    /// factor's SVD with the other factor held. About 8× the matrix for a square one, besides `out`.
+    func matrixBytes(rows m: Int, columns n: Int, tasks: Int, elementSize s: Int) -> Int {
+        let r = Swift.min(m, n), k = tasks == 0 ? 0 : r / tasks, kk = tasks * k
+        guard k > 0 else { return 0 }
+        let triplets = s * kk * (m + n + 1) + 8 * kk
+        let zero = nullSpace == .keep ? LAPACK.decompositionBytes(rows: m, columns: n, rank: k, elementSize: s) : 0
+        let decomposing = Swift.max(LAPACK.svdBytes(rows: m, columns: n, elementSize: s),
+                                    LAPACK.decompositionBytes(rows: m, columns: n, rank: r, elementSize: s)
+                                        + LAPACK.decompositionBytes(rows: m, columns: n, rank: k, elementSize: s))
+        let concatenating = triplets + s * m * kk
+        let factors = s * (m * kk + kk * n + kk)
+        return Swift.max(triplets + zero + decomposing, concatenating,
+                         factors + LAPACK.polarBytes(rows: m, columns: kk, elementSize: s),
+                         factors + LAPACK.polarBytes(rows: kk, columns: n, elementSize: s))
     }
 }

@@ -23,7 +23,7 @@ public struct TaskArithmetic: TaskVectorMergeConfiguration {
 
     /// - Parameter normalize: divide by Σwᵢ (mergekit's `normalize`, off by default as there).
     public init(scale: Double = 1.0, normalize: Bool = false) throws(MergeKitError) {
-        try ParameterCheck.finite(scale, "scale λ", flag: "--scale, e.g. 0.5")
+        try MethodParameter.scale.check(scale)
         self.scale = scale
         core = TaskVectorMerge(sparsification: .none, consensus: .none, aggregation: normalize ? .normalized : .sum, scale: scale)
     }

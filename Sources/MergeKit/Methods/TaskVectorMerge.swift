@@ -275,34 +275,12 @@ extension TaskVectorMergeConfiguration {
     }
 }
 
-/// Parameter checks shared by the method initialisers; messages name the bad value.
+/// Weight checks shared by the methods that set their own per-task coefficients.
 enum ParameterCheck {
-    static func finite(_ value: Double, _ name: String, flag: String) throws(MergeKitError) {
-        guard value.isFinite else {
-            throw MergeKitError(.invalidArgument, "\(name) = \(value) is not a finite number", fix: "Pass a finite \(flag)")
-        }
-    }
-
-    /// value ∈ (0, 1]
-    static func density(_ value: Double, _ name: String = "density", flag: String = "--density") throws(MergeKitError) {
-        guard value > 0 && value <= 1 else {
-            throw MergeKitError(.invalidArgument, "\(name) = \(value) is outside (0, 1]",
-                fix: "Pass \(flag) as a fraction of entries to keep, e.g. 0.2")
-        }
-    }
-
-    /// value ∈ [0, 1)
-    static func probability(_ value: Double, _ name: String, flag: String) throws(MergeKitError) {
-        guard value >= 0 && value < 1 else {
-            throw MergeKitError(.invalidArgument, "\(name) = \(value) is outside [0, 1)",
-                fix: "Pass \(flag) as a probability below 1, e.g. 0.9")
-        }
-    }
-
     static func unitWeights(_ weights: [Double], method: String) throws(MergeKitError) {
         guard weights.allSatisfy({ $0 == 1 }) else {
             throw MergeKitError(.invalidArgument, "\(method) sets its own per-task coefficients; got weights \(weights)",
-                fix: "Drop --weight for \(method)")
+                fix: "Leave every weight at 1 for \(method)")
         }
     }
 }

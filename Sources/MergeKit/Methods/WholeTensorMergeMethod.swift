@@ -6,8 +6,14 @@
 /// **one input at a time** (read and converted from the mapped inputs on each call) and a
 /// tensor-sized output buffer, which the method may also use as scratch before writing τ. The
 /// executor then forms θ₀ + τ (or writes τ) chunk by chunk. So memory per worker is the output
-/// buffer plus whatever the method itself holds (for an SVD: a few tensor-sized arrays), never
-/// all inputs of the tensor at once. Every other tensor goes through `combine` as usual.
+/// buffer plus whatever the method itself holds (for an SVD: 6–8 tensor-sized arrays,
+/// `wholeTensorBytes`), never all inputs of the tensor at once. Every other tensor goes through `combine` as usual.
+///
+/// Before any output is created, the executor asks each such method for its peak working set on
+/// every tensor it merges whole (`wholeTensorBytes`) and whether it can merge it at all
+/// (`wholeTensorProblem`): a tensor that cannot be merged, or whose working set does not fit the
+/// available memory (`MemoryBudget`), is refused naming it; tensors that fit one at a time but
+/// not together are merged by fewer workers at once.
 ///
 /// The executor hands `combineTensor` finite values only: a NaN or ±∞ in an input of a tensor
 /// merged whole is reported naming the input file and the element (an SVD cannot use it).
@@ -27,6 +33,20 @@ public protocol WholeTensorMergeMethod: MergeMethod {
     /// count, row-major), before the scale. `weights` are the inputs' weights, as for `combine`.
     func combineTensor<T: MergeScalar>(_ deltas: TensorDeltas<T>, weights: [T], into out: UnsafeMutableBufferPointer<T>,
                                        context: ChunkContext) throws(MergeKitError)
+    /// The most bytes `combineTensor` holds at once for a tensor of `shape` with `inputs` task
+    /// vectors of `elementSize`-byte elements, besides `out` and what `load` reads into.
+    func wholeTensorBytes(shape: [Int], inputs: Int, elementSize: Int) -> Int
+    /// Why a tensor of `shape` cannot be merged whole at all (a limit of the method's kernels), or nil.
+    func wholeTensorProblem(shape: [Int]) -> String?
+}
+
+extension WholeTensorMergeMethod {
+    /// One tensor-sized scratch buffer (a sum of the task vectors, say).
+    public func wholeTensorBytes(shape: [Int], inputs: Int, elementSize: Int) -> Int {
+        elementSize * shape.reduce(1, *)
+    }
+
+    public func wholeTensorProblem(shape: [Int]) -> String? { nil }
 }
 
 /// The task vectors τᵢ of one tensor, loaded on demand, one input at a time.

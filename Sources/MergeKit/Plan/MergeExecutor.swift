@@ -25,6 +25,12 @@ public struct MergeResult: Sendable {
     public let seconds: Double
     /// Whole-model statistics the method used (thresholds, norms), when it needed any.
     public let modelStatistics: ModelStatistics?
+    /// What happened around the output besides writing it (stale temporaries removed, entries
+    /// left when an old output was replaced).
+    public let notes: [OutputNote]
+    /// What the user should know about the output although the merge succeeded (a companion
+    /// `config.json` whose dtype could not be updated).
+    public var warnings: [String] = []
 }
 
 /// Runs a `MergePlan`:
@@ -66,15 +72,19 @@ public enum MergeExecutor {
     /// for methods with per-tensor statistics; larger tensors are re-read for each pass.
     public static let tensorCacheBytes = 192 << 20
 
-    public static func run(_ plan: MergePlan, threads requested: Int? = nil,
+    /// - Parameter memoryBudget: bytes the tensors merged whole may use (nil: unlimited); see
+    ///   MergeExecutor+Memory.swift. By default what the system has available (`MemoryBudget`).
+    public static func run(_ plan: MergePlan, threads requested: Int? = nil, memoryBudget: Int? = MemoryBudget.configuredBytes,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> MergeResult {
-        try run([plan], threads: requested, progress: progress)[0]
+        try run([plan], threads: requested, memoryBudget: memoryBudget, progress: progress)[0]
     }
 
     /// Runs several plans over the same inputs in one pass (a sweep): every input tensor is read
     /// once and each plan's result computed from it. The plans must share the base, the inputs
-    /// and the tensor list (they differ in method parameters and outputs).
-    public static func run(_ plans: [MergePlan], threads requested: Int? = nil,
+    /// and the tensor list (they differ in method parameters and outputs). With `sweep`, the
+    /// outputs are written inside the sweep's temporary directory, which `SweepOutput.commit()`
+    /// then moves into place as a whole.
+    public static func run(_ plans: [MergePlan], threads requested: Int? = nil, sweep: SweepOutput? = nil, memoryBudget: Int? = MemoryBudget.configuredBytes,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [MergeResult] {
         precondition(!plans.isEmpty)
         for plan in plans.dropFirst() {
@@ -82,12 +92,15 @@ public enum MergeExecutor {
                          "plans run together must share the base and the tensor list")
         }
         let start = Date()
-        let threads = max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)
+        // Tensors merged whole must fit the memory: refused now, before any output exists.
+        let memory = try memoryPlan(plans, threads: max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount), budget: memoryBudget)
+        let threads = memory.workers
+        let gate = WholeTensorGate(plans: plans, slots: memory.wholeTensorSlots)
         BLAS.useOneThread()
         var targets: [Target] = []
         do throws(MergeKitError) {
             for plan in plans {
-                targets.append(Target(plan: plan, writer: try CheckpointWriter(output: plan.output, shards: plan.shards)))
+                targets.append(Target(plan: plan, writer: try CheckpointWriter(output: plan.output, shards: plan.shards, in: sweep?.staged)))
             }
             // Whole-model statistics, shared between plans that ask for the same ones.
             var computed: [String: ModelStatistics] = [:]
@@ -106,7 +119,7 @@ public enum MergeExecutor {
                 target.model.majority = 1
             }
             let items = workItems(plans[0])
-            let workers = try runWorkers(targets, items: items, threads: threads, progress: progress)
+            let workers = try runWorkers(targets, items: items, threads: threads, gate: gate, progress: progress)
             // Exact vote ties were merged with the predicted majority. If the counted majority
             // resolves ties differently and some result depended on it, merge that plan again.
             var again: [Target] = []
@@ -118,7 +131,7 @@ public enum MergeExecutor {
                 if tieSign(counted) != tieSign(target.model.majority!) && resolved > 0 { again.append(target) }
                 target.model.majority = counted
             }
-            if !again.isEmpty { _ = try runWorkers(again, items: items, threads: threads) }
+            if !again.isEmpty { _ = try runWorkers(again, items: items, threads: threads, gate: gate) }
         } catch {
             targets.forEach { $0.writer.abort() }
             throw error
@@ -128,9 +141,15 @@ public enum MergeExecutor {
         for target in targets {
             let plan = target.plan
             let companions = plan.companions.map { (source: FileSystem.join(plan.base.directory!, $0), name: $0) }
+            var warnings: [String] = []
             do throws(MergeKitError) {
                 try target.writer.commit(companions: companions, generated: plan.generatedFiles) { name, bytes in
-                    name == "config.json" ? ConfigRewriter.settingDType(plan.output.dtype, in: bytes) : bytes
+                    guard name == "config.json" else { return bytes }
+                    let rewritten = ConfigRewriter.settingDType(plan.output.dtype, in: bytes)
+                    if let dtype = plan.output.dtype, rewritten == bytes, !ConfigRewriter.isJSONObject(bytes) {
+                        warnings.append("\(FileSystem.join(plan.output.path, name)): copied unchanged: the base's config.json is not a JSON object, so its torch_dtype was not set to \(ConfigRewriter.torchNames[dtype] ?? dtype.rawValue); fix it by hand before loading the model with transformers")
+                    }
+                    return rewritten
                 }
             } catch {
                 targets.forEach { $0.writer.abort() }
@@ -145,9 +164,29 @@ public enum MergeExecutor {
                                        tensorsCopied: plan.tensors.filter { $0.action == .copy }.count,
                                        inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
                                        seconds: Date().timeIntervalSince(start),
-                                       modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil))
+                                       modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil,
+                                       notes: target.writer.notes, warnings: warnings))
         }
         return results
+    }
+
+    /// `--check-finite`: reads every merged tensor's inputs once, before any merging, and applies
+    /// the merge's NaN/Inf policy (`FiniteCheck`), so that an offending input is reported before
+    /// any work. (Merges apply the same policy as they go; this only reports it first.)
+    public static func checkInputsFinite(_ plan: MergePlan, threads requested: Int? = nil) throws(MergeKitError) {
+        let threads = max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)
+        BLAS.useOneThread()
+        let ranges = workItems(plan, chunked: true, mergedOnly: true)
+            .filter { !$0.range.isEmpty }
+            .sorted { ($0.tensor, $0.range.lowerBound) < ($1.tensor, $1.range.lowerBound) }
+            .map { ($0.tensor, $0.range) }
+        _ = try ModelStatisticsPass(plan: plan, request: StatisticsRequest(), threads: threads).runPass(ranges) { ReadOnlyVisitor() }
+    }
+
+    /// Visits nothing: the chunk source's checks are the point of the pass.
+    struct ReadOnlyVisitor: ChunkVisitor {
+        mutating func begin(item: Int) {}
+        mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>]) {}
     }
 
     /// One plan being executed: its writer and whole-model statistics.
@@ -163,7 +202,7 @@ public enum MergeExecutor {
     }
 
     /// Runs the worker pool over `items` for `targets`; returns the workers (for their vote counts).
-    static func runWorkers(_ targets: [Target], items: [WorkItem], threads: Int,
+    static func runWorkers(_ targets: [Target], items: [WorkItem], threads: Int, gate: WholeTensorGate,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [Worker] {
         let plan = targets[0].plan
         let totalBytes = items.reduce(0) { $0 + $1.bytes }
@@ -179,7 +218,7 @@ public enum MergeExecutor {
                 let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard i < items.count else { break }
                 do throws(MergeKitError) {
-                    try worker.process(items[i])
+                    try gate.run(items[i]) { () throws(MergeKitError) in try worker.process(items[i]) }
                 } catch {
                     failure.withLock { if $0 == nil { $0 = error } }
                     failed.store(true, ordering: .relaxed)
@@ -317,7 +356,7 @@ public enum MergeExecutor {
             // buffers the chunk source below reuses); the others share one chunked pass.
             var chunked: [Int] = []
             var shared: [String: UnsafeMutableBufferPointer<T>] = [:]
-            defer { shared.values.forEach { $0.deallocate() } }
+            defer { shared.values.forEach { ScratchMemory.release($0) } }
             for (t, tensor) in tensors.enumerated() {
                 if let method = MergeExecutor.wholeTensorMethod(tensor) {
                     try mergeWhole(item, target: t, method: method, buffers, shared: &shared)
@@ -327,7 +366,8 @@ public enum MergeExecutor {
             }
             guard !chunked.isEmpty else { return }
             let multiPass = chunked.contains { tensors[$0].method.statistics.needsTensorPasses }
-            let source = try ChunkSource(tensor: tensors[0], range: range, inputs: plan.inputs, buffers: buffers, multiPass: multiPass)
+            let source = try ChunkSource(tensor: tensors[0], range: range, inputs: plan.inputs, basePath: plan.base.path, buffers: buffers,
+                                         multiPass: multiPass)
             let groups = Self.groups(tensors, among: chunked)
             var contexts: [ChunkContext] = []
             for group in groups {
@@ -362,8 +402,8 @@ public enum MergeExecutor {
                     let leader = tensors[group[0]]
                     if group.count == 1 {
                         leader.method.combine(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]], into: out, context: context)
-                        finish(leader, chunk, out: out, base: base, emit: targets[group[0]].plan.output.emit,
-                               into: buffers.outputStaging(group[0]) + (chunk.lowerBound - groupStart) * leader.output.dtype.byteWidth!)
+                        try finish(leader, chunk, out: out, base: base, target: group[0],
+                                   into: buffers.outputStaging(group[0]) + (chunk.lowerBound - groupStart) * leader.output.dtype.byteWidth!)
                         continue
                     }
                     let unscaled = UnsafeMutableBufferPointer(rebasing: buffers.unscaled[0..<chunk.count])
@@ -373,8 +413,10 @@ public enum MergeExecutor {
                         // λ·τ (+ θ₀) in one pass, rounded as a single merge's scal(λ) then axpy.
                         let tensor = tensors[t]
                         let emit = targets[t].plan.output.emit
-                        T.scaleAdd(UnsafeBufferPointer(unscaled), scale: T(tensor.method.finalScale!),
-                                   base: emit == .model ? UnsafeBufferPointer(base) : nil, into: out)
+                        let reached = T.scaleAdd(UnsafeBufferPointer(unscaled), scale: T(tensor.method.finalScale!),
+                                                 base: emit == .model ? UnsafeBufferPointer(base) : nil, into: out,
+                                                 limit: T.overflowKey(storingAs: tensor.output.dtype))
+                        if reached { try resolveOutput(tensor, chunk, out: out, base: base, target: t) }
                         T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype,
                                 into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * tensor.output.dtype.byteWidth!)
                     }
@@ -429,8 +471,8 @@ public enum MergeExecutor {
             let tensor = targets[t].plan.tensors[item.tensor]
             let n = tensor.output.elementCount
             precondition(item.range == 0..<n, "a tensor merged whole must be one work item")
-            let out = UnsafeMutableBufferPointer<T>.allocate(capacity: n)
-            defer { out.deallocate() }
+            let out = try ScratchMemory.allocate(T.self, count: n, tensor: tensor.name, purpose: "the merged matrix")
+            defer { ScratchMemory.release(out) }
             let key = "\(method.info.name)|\(method.wholeTensorKey)|\(tensor.weights)"
             if let known = shared[key] {
                 T.copy(UnsafeBufferPointer(known), out)
@@ -439,11 +481,11 @@ public enum MergeExecutor {
                 let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: targets[t].model,
                                            statistics: TensorStatistics(), scratch: buffers.methodScratch)
                 let deltas = TensorDeltas<T>(tensor: tensor.name, shape: tensor.output.shape, count: tensor.inputs.count) { i, destination throws(MergeKitError) in
-                    try self.loadWhole(tensor, input: i, into: destination, buffers, method: method.info.name)
+                    try self.loadWhole(tensor, input: i, into: destination, buffers)
                 }
                 try method.combineTensor(deltas, weights: tensor.weights.map { T($0) }, into: out, context: context)
                 if targets.count > 1 {
-                    let copy = UnsafeMutableBufferPointer<T>.allocate(capacity: n)
+                    let copy = try ScratchMemory.allocate(T.self, count: n, tensor: tensor.name, purpose: "the merged matrix shared by the sweep's plans")
                     T.copy(UnsafeBufferPointer(out), copy)
                     shared[key] = copy
                 }
@@ -466,8 +508,8 @@ public enum MergeExecutor {
                         T.load(buffers.staging[0] + (lower - group) * baseWidth, dtype: tensor.base.info.dtype, count: upper - lower,
                                into: base.baseAddress!)
                     }
-                    finish(tensor, lower..<upper, out: UnsafeMutableBufferPointer(rebasing: out[lower..<upper]), base: base, emit: emit,
-                           into: buffers.outputStaging(t) + (lower - group) * width)
+                    try finish(tensor, lower..<upper, out: UnsafeMutableBufferPointer(rebasing: out[lower..<upper]),
+                               base: emit == .model ? base : nil, target: t, into: buffers.outputStaging(t) + (lower - group) * width)
                     lower = upper
                 }
                 try targets[t].writer.write(UnsafeRawBufferPointer(start: buffers.outputStaging(t), count: (end - group) * width),
@@ -477,79 +519,87 @@ public enum MergeExecutor {
         }
 
         /// τ of input `i` for the whole tensor into `destination`, a work item's worth of bytes
-        /// read at a time. A NaN or ±∞ in the base or the input is reported naming the file.
+        /// read at a time, checked chunk by chunk against the base as the chunked merge checks
+        /// it (`FiniteCheck`): a NaN or ±∞ is reported naming the file.
         private func loadWhole<T: MergeScalar>(_ tensor: PlannedTensor, input i: Int, into destination: UnsafeMutableBufferPointer<T>,
-                                               _ buffers: WorkerBuffers<T>, method: String) throws(MergeKitError) {
+                                               _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
             let n = tensor.output.elementCount
             precondition(destination.count == n)
-            let entry: Checkpoint.Entry
-            switch tensor.inputs[i] {
-            case .tensor(let stored):
-                entry = stored
+            let source = tensor.inputs[i]
+            switch source {
+            case .tensor:
+                break
             case .lora(let module):
                 // s·B·A for the whole tensor, one GEMM per row block.
                 try buffers.loraProduct(input: i, module: module).materialize(0..<n, into: destination.baseAddress!)
-                try checkFinite(UnsafeBufferPointer(destination), offset: 0, tensor: tensor, file: plan.inputs[i].path, method: method)
-                return
             case .zero:
+                // τ = 0 agrees with any base value.
                 destination.update(repeating: 0)
                 return
             }
             let isModel = plan.inputs[i].kind == .model
-            let width = entry.info.dtype.byteWidth!, baseWidth = tensor.base.info.dtype.byteWidth!
+            let baseWidth = tensor.base.info.dtype.byteWidth!
+            var counts = [FiniteCheck.Counts()]
             var group = 0
             while group < n {
                 let end = Swift.min(n, group + MergeExecutor.itemElements)
-                try entry.file.read(into: buffers.staging[1], count: (end - group) * width,
-                                    at: entry.file.fileOffset(of: entry.info) + group * width)
-                if isModel {
-                    try tensor.base.file.read(into: buffers.staging[0], count: (end - group) * baseWidth,
-                                              at: tensor.base.file.fileOffset(of: tensor.base.info) + group * baseWidth)
+                if let entry = source.entry {
+                    let width = entry.info.dtype.byteWidth!
+                    try entry.file.read(into: buffers.staging[1], count: (end - group) * width,
+                                        at: entry.file.fileOffset(of: entry.info) + group * width)
                 }
+                try tensor.base.file.read(into: buffers.staging[0], count: (end - group) * baseWidth,
+                                          at: tensor.base.file.fileOffset(of: tensor.base.info) + group * baseWidth)
                 var lower = group
                 while lower < end {
                     let count = Swift.min(end, lower + MergeExecutor.chunkElements) - lower
-                    let source = UnsafeRawPointer(buffers.staging[1] + (lower - group) * width)
-                    let target = destination.baseAddress! + lower
-                    if isModel {
-                        T.load(buffers.staging[0] + (lower - group) * baseWidth, dtype: tensor.base.info.dtype, count: count,
-                               into: buffers.base.baseAddress!)
-                        try checkFinite(UnsafeBufferPointer(start: buffers.base.baseAddress!, count: count), offset: lower,
-                                        tensor: tensor, file: plan.base.path, method: method)
-                        T.loadDifference(source, dtype: entry.info.dtype, count: count, minus: UnsafePointer(buffers.base.baseAddress!),
-                                         into: target)
+                    let target = UnsafeMutableBufferPointer(start: destination.baseAddress! + lower, count: count)
+                    let base = UnsafeMutableBufferPointer(rebasing: buffers.base[0..<count])
+                    T.load(buffers.staging[0] + (lower - group) * baseWidth, dtype: tensor.base.info.dtype, count: count,
+                           into: base.baseAddress!)
+                    let raw = source.entry.map { UnsafeRawPointer(buffers.staging[1] + (lower - group) * $0.info.dtype.byteWidth!) }
+                    let finite: Bool
+                    if let raw, let entry = source.entry, isModel {
+                        finite = T.loadDifference(raw, dtype: entry.info.dtype, count: count, minus: UnsafePointer(base.baseAddress!),
+                                                  into: target.baseAddress!)
                     } else {
-                        T.load(source, dtype: entry.info.dtype, count: count, into: target)
+                        if let raw, let entry = source.entry { T.load(raw, dtype: entry.info.dtype, count: count, into: target.baseAddress!) }
+                        finite = !T.reaches(UnsafeBufferPointer(target), key: T.infinityKey)
+                            && !T.reaches(UnsafeBufferPointer(base), key: T.infinityKey)
                     }
-                    try checkFinite(UnsafeBufferPointer(start: target, count: count), offset: lower, tensor: tensor,
-                                    file: plan.inputs[i].path, method: method)
+                    if !finite {
+                        try FiniteCheck.resolveInputs(tensor, inputs: [FiniteCheck.Input(input: plan.inputs[i], source: source, raw: raw)],
+                                                      basePath: plan.base.path, chunkStart: lower, base: UnsafeBufferPointer(base),
+                                                      deltas: [target], counts: &counts)
+                    }
                     lower += count
                 }
                 group = end
             }
         }
 
-        private func checkFinite<T: MergeScalar>(_ values: UnsafeBufferPointer<T>, offset: Int, tensor: PlannedTensor,
-                                                 file: String, method: String) throws(MergeKitError) {
-            guard let k = values.firstIndex(where: { !$0.isFinite }) else { return }
-            let value = values[k]
-            var index = offset + k
-            var position: [Int] = []
-            for size in tensor.output.shape.reversed() {
-                position.insert(size > 0 ? index % size : 0, at: 0)
-                index = size > 0 ? index / size : 0
+        /// θ = θ₀ + τ (or τ alone), checked to be finite in the output dtype (`FiniteCheck`) and
+        /// converted into the output staging buffer. `base` may be nil when τ alone is written.
+        private func finish<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, out: UnsafeMutableBufferPointer<T>,
+                                            base: UnsafeMutableBufferPointer<T>?, target t: Int,
+                                            into staged: UnsafeMutableRawPointer) throws(MergeKitError) {
+            let limit = T.overflowKey(storingAs: tensor.output.dtype)
+            let reached: Bool
+            if targets[t].plan.output.emit == .model, let base {
+                reached = T.addBase(UnsafeBufferPointer(base), into: out, limit: limit)
+            } else {
+                reached = T.reaches(UnsafeBufferPointer(out), key: limit)
             }
-            let what = value.isNaN ? "NaN" : (value < 0 ? "-Inf" : "+Inf")
-            throw MergeKitError(.nonFiniteValue, file: file, tensor: tensor.name,
-                                "element [\(position.map(String.init).joined(separator: ", "))] is \(what) (or its task vector overflows); \(method) takes the SVD of every matrix and cannot use NaN or Inf",
-                                fix: "Check the inputs with `merge-cli inspect --check-finite`, and repair or leave out this checkpoint")
+            if reached { try resolveOutput(tensor, chunk, out: out, base: base, target: t) }
+            T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype, into: staged)
         }
 
-        /// θ = θ₀ + τ (or τ alone), converted into the output staging buffer.
-        private func finish<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, out: UnsafeMutableBufferPointer<T>,
-                                            base: UnsafeMutableBufferPointer<T>, emit: EmitKind, into staged: UnsafeMutableRawPointer) {
-            if emit == .model { T.axpy(1, UnsafeBufferPointer(base), out) }
-            T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype, into: staged)
+        /// For a chunk of results with a value that does not fit the output dtype: fails, or, where
+        /// every input shared a non-finite value, restores the base's value (`FiniteCheck`).
+        private func resolveOutput<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, out: UnsafeMutableBufferPointer<T>,
+                                                   base: UnsafeMutableBufferPointer<T>?, target t: Int) throws(MergeKitError) {
+            try FiniteCheck.resolveOutput(tensor, output: targets[t].plan.output.path, chunkStart: chunk.lowerBound, out: out,
+                                          base: base.map { UnsafeBufferPointer($0) }, emit: targets[t].plan.output.emit)
         }
 
         /// Tensors up to this many elements get their rank windows from a sorted copy of the keys
@@ -650,16 +700,33 @@ public enum MergeExecutor {
         let inputs: [MergeInput]
         let buffers: WorkerBuffers<T>
         let cached: Bool
+        /// The base checkpoint's path, for errors.
+        let basePath: String
+        /// What a NaN or ±∞ in the task vectors does (`FiniteCheck`): fail, or (for `analyze`)
+        /// count as τ = 0.
+        let handling: FiniteCheck.Handling
+        /// Per input: the non-finite elements excluded so far (`.exclude` only).
+        private(set) var nonFiniteCounts: [FiniteCheck.Counts]
         /// Start of the element group currently in the staging buffers.
         private var stagedGroup: Int?
+        /// Whether τ is read as stored for some input (a task vector, LoRA product or zero), so
+        /// the base must be checked on its own (τ = θ − θ₀ covers it for fine-tuned models).
+        private let checksBase: Bool
 
         /// `multiPass`: the tensor will be read more than once, so cache it when it fits.
-        init(tensor: PlannedTensor, range: Range<Int>, inputs: [MergeInput], buffers: WorkerBuffers<T>,
-             multiPass: Bool = false) throws(MergeKitError) {
+        init(tensor: PlannedTensor, range: Range<Int>, inputs: [MergeInput], basePath: String, buffers: WorkerBuffers<T>,
+             multiPass: Bool = false, handling: FiniteCheck.Handling = .fail) throws(MergeKitError) {
             self.tensor = tensor
             self.range = range
             self.inputs = inputs
             self.buffers = buffers
+            self.basePath = basePath
+            self.handling = handling
+            nonFiniteCounts = Array(repeating: FiniteCheck.Counts(), count: tensor.inputs.count)
+            checksBase = zip(tensor.inputs, inputs).contains { source, input in
+                if case .tensor = source, input.kind == .model { return false }
+                return true
+            }
             let bytes = range.count * (inputs.count + 1) * MemoryLayout<T>.stride
             cached = multiPass && range.count > MergeExecutor.chunkElements && bytes <= MergeExecutor.tensorCacheBytes
             if cached {
@@ -726,23 +793,36 @@ public enum MergeExecutor {
             let skip = chunk.lowerBound - group
             let baseWidth = tensor.base.info.dtype.byteWidth!
             T.load(buffers.staging[0] + skip * baseWidth, dtype: tensor.base.info.dtype, count: chunk.count, into: base.baseAddress!)
+            // Every τ is checked for NaN and ±∞ in the pass that forms it (FiniteCheck).
+            var finite = true
             for (i, source) in tensor.inputs.enumerated() {
                 switch source {
                 case .tensor(let entry):
                     let width = entry.info.dtype.byteWidth!
                     let raw = UnsafeRawPointer(buffers.staging[i + 1] + skip * width)
                     if inputs[i].kind == .model {
-                        T.loadDifference(raw, dtype: entry.info.dtype, count: chunk.count, minus: UnsafePointer(base.baseAddress!),
-                                         into: deltas[i].baseAddress!)
+                        finite = T.loadDifference(raw, dtype: entry.info.dtype, count: chunk.count, minus: UnsafePointer(base.baseAddress!),
+                                                  into: deltas[i].baseAddress!) && finite
                     } else {
                         T.load(raw, dtype: entry.info.dtype, count: chunk.count, into: deltas[i].baseAddress!)
+                        finite = !T.reaches(UnsafeBufferPointer(deltas[i]), key: T.infinityKey) && finite
                     }
                 case .lora:
                     let values = UnsafePointer(buffers.staging[i + 1].assumingMemoryBound(to: T.self) + skip)
                     T.copy(UnsafeBufferPointer(start: values, count: chunk.count), deltas[i])
+                    finite = !T.reaches(UnsafeBufferPointer(deltas[i]), key: T.infinityKey) && finite
                 case .zero:
                     deltas[i].update(repeating: 0)
                 }
+            }
+            if checksBase { finite = !T.reaches(UnsafeBufferPointer(base), key: T.infinityKey) && finite }
+            if !finite {
+                let checked = tensor.inputs.enumerated().map { i, source in
+                    FiniteCheck.Input(input: inputs[i], source: source,
+                                      raw: source.entry.map { UnsafeRawPointer(buffers.staging[i + 1] + skip * $0.info.dtype.byteWidth!) })
+                }
+                try FiniteCheck.resolveInputs(tensor, inputs: checked, basePath: basePath, chunkStart: chunk.lowerBound,
+                                              base: UnsafeBufferPointer(base), deltas: deltas, handling: handling, counts: &nonFiniteCounts)
             }
         }
     }
@@ -831,6 +911,12 @@ public enum MergeExecutor {
 /// Keeps a copied `config.json` truthful when the output dtype changes.
 enum ConfigRewriter {
     static let torchNames: [DType: String] = [.F32: "float32", .F16: "float16", .BF16: "bfloat16", .F64: "float64"]
+
+    /// Whether `bytes` parse as a JSON object (a config that `settingDType` can update).
+    static func isJSONObject(_ bytes: [UInt8]) -> Bool {
+        if let json = try? JSONParser.parse(bytes), case .object = json { return true }
+        return false
+    }
 
     /// `bytes` with `torch_dtype` (and the newer `dtype`) set to `dtype`'s torch name; unchanged
     /// when `dtype` is nil, the file is not a JSON object, or it has neither key.

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Building a plan: every check that can fail because of the user's inputs runs here, before a
 /// byte is written. Problems are collected and reported together (up to `maximumReported`).
 extension MergePlan {
@@ -17,7 +19,7 @@ extension MergePlan {
 
         if inputs.isEmpty {
             problems.add(MergeKitError(.invalidArgument, "no fine-tuned models, task vectors or LoRA adapters to merge",
-                fix: "Pass at least one --model, --task-vector or --lora"))
+                fix: "Give at least one fine-tuned model, task vector or LoRA adapter"))
         }
         if let dtype = output.dtype, !dtype.isMergeable {
             problems.add(MergeKitError(.invalidArgument, "output dtype \(dtype.rawValue) is not one MergeKit writes",
@@ -26,7 +28,7 @@ extension MergePlan {
         if let size = output.maxShardSize {
             if size <= 0 {
                 problems.add(MergeKitError(.invalidArgument, "maximum shard size \(size) must be positive",
-                    fix: "Pass e.g. --max-shard-size 2G"))
+                    fix: "Give a positive size, e.g. 2 GB"))
             } else if !output.isDirectory {
                 problems.add(MergeKitError(.invalidArgument, file: output.path,
                     "a single .safetensors output cannot be sharded",
@@ -34,8 +36,8 @@ extension MergePlan {
             }
         }
         for input in inputs where !input.weight.isFinite {
-            problems.add(MergeKitError(.invalidArgument, file: input.path, "weight \(input.weight) is not a finite number",
-                fix: "Pass finite --weight values"))
+            problems.add(MergeKitError(.invalidArgument, file: input.path,
+                MethodParameter.weight.problem(input.weight, label: MethodParameter.weight.name)!))
         }
         if !inputs.isEmpty && inputs.allSatisfy({ $0.weight.isFinite }) {
             do throws(MergeKitError) {
@@ -45,23 +47,28 @@ extension MergePlan {
             }
         }
 
-        Self.checkOutputPath(output, checkpoints: [base] + inputs.map(\.checkpoint), into: &problems)
+        if !output.isSweepPoint {
+            let read = [base.path] + inputs.flatMap { [$0.path, $0.checkpoint.path] } + output.inputs
+            OutputGuard.check(output: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, inputs: read, into: &problems)
+        }
         let fingerprint = Self.checkTaskVectorBases(base: base, inputs: inputs, into: &problems)
+        Self.checkInputKinds(base: base, inputs: inputs, into: &problems)
 
         // Per tensor: every input has it, with the same shape and a compatible dtype.
         var planned: [(action: PlannedTensor.Action, base: Checkpoint.Entry, inputs: [InputSource], double: Bool, dtype: DType,
                        parameters: TensorParameters)] = []
         let uniform = TensorParameters(method: method, weights: inputs.map(\.weight))
         let global = method.statistics
+        let bindings = inputs.map { $0.adapter?.bind(to: base) }
         for entry in base.entries {
             let info = entry.info
             let mergeable = info.dtype.isMergeable
             if output.emit == .taskVector && !mergeable { continue }
             var inputEntries: [InputSource] = []
             var double = info.dtype == .F64
-            for input in inputs {
-                if let adapter = input.adapter {
-                    if let source = Self.loraSource(adapter, for: entry, base: base, mergeable: mergeable, into: &problems) {
+            for (input, binding) in zip(inputs, bindings) {
+                if let adapter = input.adapter, let binding {
+                    if let source = Self.loraSource(adapter, binding, for: entry, base: base, mergeable: mergeable, into: &problems) {
                         if case .lora(let module) = source, module.a.info.dtype == .F64 || module.b.info.dtype == .F64 { double = true }
                         inputEntries.append(source)
                     }
@@ -116,9 +123,9 @@ extension MergePlan {
                 planned.append((.copy, entry, [], false, info.dtype, uniform))
             }
         }
-        for input in inputs {
-            if let adapter = input.adapter {
-                Self.checkLoRATargets(adapter, base: base, into: &problems)
+        for (input, binding) in zip(inputs, bindings) {
+            if let adapter = input.adapter, let binding {
+                Self.checkLoRATargets(adapter, binding, base: base, into: &problems)
                 continue
             }
             for other in input.checkpoint.entries where base.entry(named: other.name) == nil {
@@ -181,56 +188,35 @@ extension MergePlan {
     }
 
     /// Where a LoRA adapter's τ for base tensor `entry` comes from: its module's factors when it
-    /// targets the tensor (which must be a float tensor of τ's shape), else zero. Copied
-    /// (non-float) tensors get no source. Problems name the adapter file, the key and the fix.
-    private static func loraSource(_ adapter: LoRAAdapter, for entry: Checkpoint.Entry, base: Checkpoint, mergeable: Bool,
-                                   into problems: inout ProblemList) -> InputSource? {
+    /// targets the tensor (which must be a float tensor; `binding` has checked τ's shape), else
+    /// zero. Copied (non-float) tensors get no source. Problems name the adapter file, the key and the fix.
+    private static func loraSource(_ adapter: LoRAAdapter, _ binding: LoRAAdapter.Binding, for entry: Checkpoint.Entry, base: Checkpoint,
+                                   mergeable: Bool, into problems: inout ProblemList) -> InputSource? {
         if let saved = adapter.savedBaseLayers[entry.name], !adapter.savedBaseLayerMatches(entry) {
             problems.add(MergeKitError(.baseMismatch, file: adapter.weights.path, tensor: saved.name,
                 "is a saved copy of \(entry.name) that differs from the base (\(base.path)): the adapter was trained with a resized or retrained embedding",
                 fix: "Merge the adapter with PEFT (merge_and_unload) and pass the result with --model, or use the base it was saved with"))
             return nil
         }
-        guard let module = adapter.module(forTarget: entry.name) else { return mergeable ? .zero : nil }
-        let file = adapter.weights.path
+        guard let module = binding.modules[entry.name] else { return mergeable ? .zero : nil }
         guard mergeable else {
-            problems.add(MergeKitError(.dtypeMismatch, file: file, tensor: module.a.name,
+            problems.add(MergeKitError(.dtypeMismatch, file: adapter.weights.path, tensor: module.a.name,
                 "targets \(entry.name), which is \(entry.info.dtype.rawValue) in the base (\(base.path)); only float tensors can take a LoRA delta",
                 fix: "Use the base the adapter was trained on"))
-            return nil
-        }
-        let shape = module.deltaShape
-        guard shape == entry.info.shape else {
-            let orientation = module.transposed ? "(B·A)ᵀ" : "B·A"
-            var fix = "Use the base the adapter was trained on" + (adapter.config.baseModelNameOrPath.map { " (base_model_name_or_path: \($0))" } ?? "")
-            if shape.count == 2 && [shape[1], shape[0]] == entry.info.shape {
-                fix = adapter.config.fanInFanOut
-                    ? "The base stores this weight as [out, in] (nn.Linear): set \"fan_in_fan_out\": false in \(LoRAAdapter.configFileName)"
-                    : "The base stores this weight as [in, out] (GPT-2's Conv1D): set \"fan_in_fan_out\": true in \(LoRAAdapter.configFileName)"
-            }
-            problems.add(MergeKitError(.shapeMismatch, file: file, tensor: module.a.name,
-                "gives a delta \(orientation) of shape \(shape) (A \(module.a.info.shape), B \(module.b.info.shape)) for \(entry.name), but the base (\(base.path)) has \(entry.info.shape)",
-                fix: fix))
             return nil
         }
         return .lora(module)
     }
 
-    /// Every module the adapter targets must map to a base tensor
-    /// (`base_model.model.<name>.lora_A.weight` → `<name>.weight`).
-    private static func checkLoRATargets(_ adapter: LoRAAdapter, base: Checkpoint, into problems: inout ProblemList) {
+    /// The adapter's problems with this base: targets it lacks, shapes, PEFT's module selection
+    /// (`LoRAAdapter.bind(to:)`), and saved base-layer copies of tensors it lacks.
+    private static func checkLoRATargets(_ adapter: LoRAAdapter, _ binding: LoRAAdapter.Binding, base: Checkpoint,
+                                         into problems: inout ProblemList) {
         for (target, saved) in adapter.savedBaseLayers.sorted(by: { $0.key < $1.key }) where base.entry(named: target) == nil {
             problems.add(MergeKitError(.extraTensor, file: adapter.weights.path, tensor: saved.name,
                 "is a saved copy of \(target), which the base (\(base.path)) does not have", fix: "Use the base the adapter was trained on"))
         }
-        for module in adapter.modules where base.entry(named: module.target) == nil {
-            let similar = base.tensorNames.first { $0.hasSuffix("." + module.target) || module.target.hasSuffix("." + $0) }
-            var fix = "The key \(module.a.name) maps to the base tensor \(module.target); use the base the adapter was trained on"
-                + (adapter.config.baseModelNameOrPath.map { " (base_model_name_or_path: \($0))" } ?? "")
-            if let similar { fix += ". The base has \(similar): its tensor names follow another layout (e.g. saved without a wrapper prefix)" }
-            problems.add(MergeKitError(.extraTensor, file: adapter.weights.path, tensor: module.a.name,
-                "targets \(module.target), which the base (\(base.path)) does not have", fix: fix))
-        }
+        for problem in binding.problems { problems.add(problem) }
     }
 
     private static func fiveDigits(_ n: Int) -> String {
@@ -238,28 +224,26 @@ extension MergePlan {
         return s.count >= 5 ? s : String(repeating: "0", count: 5 - s.count) + s
     }
 
-    /// Refuses an output that is an input, lies inside an input directory, contains an input, or
-    /// already exists (unless overwriting). Symlinks are resolved before comparing.
-    private static func checkOutputPath(_ output: OutputSpec, checkpoints: [Checkpoint], into problems: inout ProblemList) {
-        let target = FileSystem.canonicalPath(forNew: output.path)
-        let targetIdentity = FileSystem.identity(of: output.path)
-        for checkpoint in checkpoints {
-            guard let source = FileSystem.realPath(checkpoint.path) else { continue }
-            let sameFile = targetIdentity.map { id in checkpoint.fileIdentities.contains(id) } ?? false
-            if target == source || sameFile || target.hasPrefix(source + "/") || source.hasPrefix(target + "/") {
-                problems.add(MergeKitError(.outputIsInput, file: output.path,
-                    "is, contains or lies inside the input \(checkpoint.path); writing there could destroy an input",
-                    fix: "Choose an output path outside every input"))
-                return
+    /// A task-vector file given as a model would be taken as θ (≈ 0: the merge would erase the
+    /// base), and a full model given as a task vector would be added as τ (≈ 2θ): both are
+    /// refused with the fix. A file is a task vector when its metadata says so
+    /// (`mergekit.kind = task_vector`); a `--task-vector` input without that metadata (made by
+    /// another tool) is a full model when it lies near the base (`TaskVectorFile.relativeDistance`).
+    private static func checkInputKinds(base: Checkpoint, inputs: [MergeInput], into problems: inout ProblemList) {
+        for input in inputs {
+            switch input.kind {
+            case .model where TaskVectorFile.isTaskVector(input.checkpoint):
+                problems.add(MergeKitError(.invalidArgument, file: input.path,
+                    "is a task vector (its metadata says \(TaskVectorFile.kindKey) = \(TaskVectorFile.kindValue)) but was given as a fine-tuned model, so its τ would be taken as θ",
+                    fix: "Pass it with --task-vector \(input.path) (in a recipe: task_vector: \(input.path))"))
+            case .taskVector where !TaskVectorFile.isTaskVector(input.checkpoint):
+                guard let r = TaskVectorFile.relativeDistance(input.checkpoint, toBase: base), r < TaskVectorFile.fullModelDistance else { continue }
+                problems.add(MergeKitError(.invalidArgument, file: input.path,
+                    "was given as a task vector but is a full model: its values lie within \(String(format: "%.3g", 100 * r))% of the base's (a task vector lies near 0), so adding it as τ would about double the weights",
+                    fix: "Pass it with --model \(input.path) (in a recipe: model: \(input.path)), or make its task vector with `merge-cli task-vector`"))
+            default:
+                continue
             }
-        }
-        let parent = FileSystem.parentDirectory(of: target)
-        if FileSystem.kind(of: parent) != .directory {
-            problems.add(MergeKitError(.fileNotFound, file: output.path, "cannot be created: the directory \(parent) does not exist",
-                fix: "Create the directory first"))
-        } else if FileSystem.exists(output.path) && !output.overwrite {
-            problems.add(MergeKitError(.outputExists, file: output.path, "already exists",
-                fix: "Choose a new output path, or pass --overwrite to replace it once the merge has succeeded"))
         }
     }
 
@@ -294,15 +278,11 @@ struct ProblemList {
     }
 
     func throwIfAny() throws(MergeKitError) {
-        guard var first = items.first else { return }
+        guard let first = items.first else { return }
         guard items.count > 1 else { throw first }
-        var lines = ["\(items.count + overflow) problems found before merging:"]
-        lines += items.map { "  - \($0.description)" }
-        if overflow > 0 { lines.append("  - … and \(overflow) more") }
-        first.detail = lines.joined(separator: "\n")
-        first.file = nil
-        first.tensor = nil
-        first.fix = nil
-        throw first
+        var summary = MergeKitError(first.code, "\(items.count + overflow) problems found before merging:")
+        summary.problems = items
+        if overflow > 0 { summary.problems.append(MergeKitError(first.code, "… and \(overflow) more")) }
+        throw summary
     }
 }

@@ -25,6 +25,9 @@ struct ModelStatisticsPass {
     let plan: MergePlan
     let request: StatisticsRequest
     let threads: Int
+    /// NaN and ±∞ in the task vectors fail (merges), or count as 0 and are reported to the
+    /// visitors (`analyze`).
+    var handling: FiniteCheck.Handling = .fail
 
     /// Distinct keys a bracket may span.
     static let bracketBins = 1 << 18
@@ -50,7 +53,9 @@ struct ModelStatisticsPass {
         var brackets: [ClosedRange<UInt64>]?
         if let rank, !wide {
             let rate = min(1, Double(Self.sampleTarget) / Double(elementCount))
-            let sampled = items.map { item in
+            // Zero-element tensors have nothing to sample (their range is empty, and a sample of at
+            // least one element would read past them).
+            let sampled = items.filter { !$0.range.isEmpty }.map { item in
                 (item.tensor, item.range.lowerBound..<(item.range.lowerBound + max(1, Int((Double(item.range.count) * rate).rounded(.up)))))
             }
             let visitors = try runPass(sampled) { SampleVisitor(inputs: inputs) }
@@ -173,9 +178,9 @@ struct ModelStatisticsPass {
                 do throws(MergeKitError) {
                     if tensor.computeInDouble {
                         if doubleBuffers == nil { doubleBuffers = MergeExecutor.WorkerBuffers<Double>(inputs: inputs) }
-                        try visit(&visitor, tensor, range, item: i, doubleBuffers!)
+                        try visit(&visitor, tensorIndex, range, item: i, doubleBuffers!)
                     } else {
-                        try visit(&visitor, tensor, range, item: i, floatBuffers)
+                        try visit(&visitor, tensorIndex, range, item: i, floatBuffers)
                     }
                 } catch {
                     failure.withLock { if $0 == nil { $0 = error } }
@@ -188,13 +193,18 @@ struct ModelStatisticsPass {
         return finished.withLock { $0 }
     }
 
-    private func visit<V: ChunkVisitor, T: MergeScalar>(_ visitor: inout V, _ tensor: PlannedTensor, _ range: Range<Int>, item: Int,
+    private func visit<V: ChunkVisitor, T: MergeScalar>(_ visitor: inout V, _ tensorIndex: Int, _ range: Range<Int>, item: Int,
                                                        _ buffers: MergeExecutor.WorkerBuffers<T>) throws(MergeKitError) {
-        let source = try MergeExecutor.ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, buffers: buffers)
+        let tensor = plan.tensors[tensorIndex]
+        let source = try MergeExecutor.ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, basePath: plan.base.path,
+                                                   buffers: buffers, handling: handling)
         visitor.begin(item: item)
         for chunk in source.chunks {
             let (_, deltas) = try source.load(chunk)
             visitor.visit(deltas)
+        }
+        if handling == .exclude && source.nonFiniteCounts.contains(where: { $0.total > 0 }) {
+            visitor.excluded(tensor: tensorIndex, counts: source.nonFiniteCounts)
         }
     }
 }
@@ -203,6 +213,13 @@ struct ModelStatisticsPass {
 protocol ChunkVisitor: Sendable {
     mutating func begin(item: Int)
     mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>])
+    /// With `FiniteCheck.Handling.exclude`: per input, the non-finite elements of `plan.tensors[tensor]` in the
+    /// item just visited, which the visitor saw as 0.
+    mutating func excluded(tensor: Int, counts: [FiniteCheck.Counts])
+}
+
+extension ChunkVisitor {
+    mutating func excluded(tensor: Int, counts: [FiniteCheck.Counts]) {}
 }
 
 /// Collects a sample of the task vectors (Float tensors only; the same positions for every input).

@@ -16,6 +16,10 @@ public enum PlanDescription {
         if !plan.companions.isEmpty || !plan.generatedFiles.isEmpty {
             lines.append("  also: " + (plan.companions + plan.generatedFiles.keys.sorted()).joined(separator: ", "))
         }
+        if let largest = MergeExecutor.largestWholeTensor([plan]) {
+            let available = MemoryBudget.configuredBytes.map { ", \(ByteCount.describe($0)) available" } ?? ""
+            lines.append("memory: matrices merged whole need up to about \(ByteCount.describe(largest.bytes)) each (the largest: \(largest.name)), plus \(ByteCount.describe(MergeExecutor.perWorkerBytes([plan]))) per worker\(available)")
+        }
         let uniformParameters = JSONValue.object(plan.method.parameters).serialized()
         let uniformWeights = plan.inputs.map(\.weight)
         lines.append("tensors:")
@@ -34,6 +38,52 @@ public enum PlanDescription {
             }
             lines.append(line)
         }
-        return lines.joined(separator: "\n")
+        return TerminalText.lines(lines)
+    }
+
+    /// The same plan as JSON (`--dry-run --json`): inputs, method, output files and, per tensor,
+    /// its shape, dtypes and what it will get.
+    public static func json(_ plan: MergePlan) -> JSONValue {
+        let uniformWeights = plan.inputs.map(\.weight)
+        let uniformParameters = JSONValue.object(plan.method.parameters)
+        let tensors: [JSONValue] = plan.tensors.map { tensor in
+            var members = [
+                JSONMember("name", .string(tensor.name)),
+                JSONMember("shape", .array(tensor.output.shape.map { .int($0) })),
+                JSONMember("dtype", .string(tensor.base.info.dtype.rawValue)),
+                JSONMember("output_dtype", .string(tensor.output.dtype.rawValue)),
+                JSONMember("action", .string(tensor.action == .merge ? "merge" : "copy")),
+                JSONMember("file", .string(plan.shards[tensor.shard].fileName)),
+            ]
+            if tensor.action == .merge {
+                members.append(JSONMember("compute", .string(tensor.computeInDouble ? "F64" : "F32")))
+                members.append(JSONMember("whole_tensor", .bool(MergeExecutor.wholeTensorMethod(tensor) != nil)))
+                let parameters = JSONValue.object(tensor.method.parameters)
+                if parameters != uniformParameters { members.append(JSONMember("parameters", parameters)) }
+                if tensor.weights != uniformWeights { members.append(JSONMember("weights", .array(tensor.weights.map { .double($0) }))) }
+            }
+            return .object(members)
+        }
+        return .object([
+            JSONMember("method", .string(plan.method.info.name)),
+            JSONMember("parameters", uniformParameters),
+            JSONMember("base", .string(plan.base.path)),
+            JSONMember("inputs", .array(plan.inputs.map { input in
+                .object([JSONMember("path", .string(input.path)), JSONMember("kind", .string(input.kind.rawValue)),
+                         JSONMember("weight", .double(input.weight))])
+            })),
+            JSONMember("output", .object([
+                JSONMember("path", .string(plan.output.path)),
+                JSONMember("layout", .string(plan.output.isDirectory ? "directory" : "file")),
+                JSONMember("emit", .string(plan.output.emit.rawValue)),
+                JSONMember("tensor_bytes", .int(plan.outputBytes)),
+                JSONMember("files", .array(plan.shards.map { shard in
+                    .object([JSONMember("name", .string(shard.fileName)), JSONMember("tensors", .int(shard.layout.tensors.count)),
+                             JSONMember("bytes", .int(shard.layout.fileSize))])
+                })),
+                JSONMember("also", .array((plan.companions + plan.generatedFiles.keys.sorted()).map { .string($0) })),
+            ])),
+            JSONMember("tensors", .array(tensors)),
+        ])
     }
 }

@@ -39,6 +39,21 @@ public indirect enum ParameterSetting: Sendable, Equatable, CustomStringConverti
         }
     }
 
+    /// Every scalar in this value: itself, each number of a gradient, each condition's scalars.
+    var leaves: [ParameterSetting] {
+        switch self {
+        case .number, .bool, .string: return [self]
+        case .gradient(let values): return values.map { .number($0) }
+        case .conditions(let conditions): return conditions.flatMap(\.value.leaves)
+        }
+    }
+
+    /// The description, strings in quotes with escapes (for messages: a value may hold anything).
+    public var quoted: String {
+        if case .string(let text) = self { return String(reflecting: text) }
+        return description
+    }
+
     public var number: Double? {
         if case .number(let v) = self { return v }
         return nil
@@ -46,7 +61,7 @@ public indirect enum ParameterSetting: Sendable, Equatable, CustomStringConverti
 
     public var description: String {
         switch self {
-        case .number(let v): return "\(v)"
+        case .number(let v): return MethodParameter.format(v)
         case .bool(let b): return "\(b)"
         case .string(let s): return s
         case .gradient(let values): return "\(values)"

@@ -34,7 +34,7 @@ struct RecipeMethod: Sendable {
             switch v.setting("rescale") {
             case .bool(let b)?: rescale = b ? .l1 : .none
             case .string(let s)?:
-                guard let r = TaskVectorMerge.Rescale(rawValue: s) else { throw v.invalid("rescale", s, TaskVectorMerge.Rescale.allCases.map(\.rawValue)) }
+                guard let r = TaskVectorMerge.Rescale(rawValue: s) else { throw v.invalid("rescale", String(reflecting: s), TaskVectorMerge.Rescale.allCases.map(\.rawValue)) }
                 rescale = r
             default: rescale = name == "dare" ? .inverse : .l1
             }
@@ -77,6 +77,28 @@ struct RecipeMethod: Sendable {
     ]
 
     static func named(_ name: String) -> RecipeMethod? { all.first { $0.names.contains(name) } }
+
+    /// The rule of each numeric recipe parameter (the same key means the same thing in every
+    /// method: `density` is always the kept fraction, for DARE too, where p = 1 − density).
+    static let rules: [String: MethodParameter] = [
+        "weight": .weight, "density": .density, "gamma": .gamma, "drop_rate": .dropRate, "lambda": .scale, "seed": .seed,
+    ]
+}
+
+extension Recipe {
+    /// Every merge_method name a recipe accepts.
+    public static var methodNames: [String] { RecipeMethod.all.flatMap(\.names) }
+
+    /// The parameters `method` takes (per model first), nil for an unknown method. `seed` is
+    /// accepted by every method.
+    public static func parameterNames(of method: String) -> (perModel: [String], all: [String])? {
+        RecipeMethod.named(method).map { ($0.perModel, $0.allowed) }
+    }
+
+    /// The rule of a numeric recipe parameter (nil for non-numeric ones such as `vote`).
+    public static func rule(forParameter name: String) -> MethodParameter? {
+        RecipeMethod.rules[name]
+    }
 }
 
 /// The parameters of one tensor, resolved from a recipe (model parameters override the
@@ -124,7 +146,7 @@ struct RecipeValues {
         default: throw invalid(name, s.description, E.allCases.map(\.rawValue))
         }
         guard let value = E(rawValue: text) ?? E(rawValue: text.replacingOccurrences(of: "_", with: "-")) else {
-            throw invalid(name, text, E.allCases.map(\.rawValue))
+            throw invalid(name, String(reflecting: text), E.allCases.map(\.rawValue))
         }
         return value
     }
@@ -144,44 +166,16 @@ public struct RecipeRun: Sendable {
 
 extension Recipe {
     /// Validates the recipe against the method and the checkpoints and plans the merge (or the
-    /// sweep: one output per point, `output/point-NNN`). Every problem is reported together,
-    /// with the recipe line where it has one.
+    /// sweep: one output per point, `output/point-NNN`, zero-padded to sort). Every problem is
+    /// reported together, with the recipe line where it has one: unknown keys and parameters,
+    /// every value outside its parameter's range, repeated sweep axes and points, then what
+    /// opening the checkpoints finds.
     public func plan(output: String, overwrite: Bool = false, emit: EmitKind = .model, seed: UInt64? = nil,
                      maxShardSize: Int? = nil, dtype overrideDType: DType? = nil) throws(MergeKitError) -> RecipeRun {
         var problems = ProblemList()
-        schemaProblems.forEach { problems.add($0) }
-        func add(_ line: Int, _ error: MergeKitError) {
-            var e = error
-            if line > 0 { e.detail = (e.file == path ? "line \(line): " : "line \(line) of \(path): ") + e.detail }
-            problems.add(e)
-        }
+        parameterProblems(into: &problems)
+        func add(_ line: Int, _ error: MergeKitError) { self.add(line, error, to: &problems) }
         let spec = RecipeMethod.named(method)
-        if spec == nil && !method.isEmpty {
-            let names = RecipeMethod.all.flatMap(\.names)
-            let near = names.min { editDistance(method, $0) < editDistance(method, $1) }.map { " (did you mean \"\($0)\"?)" } ?? ""
-            problems.add(MergeKitError(.invalidArgument, file: path, "line \(methodLine): unknown merge_method \"\(method)\"\(near)",
-                                       fix: "Supported: " + names.joined(separator: ", ")))
-        }
-        let allowed = spec?.allowed ?? Array(parameterLines.keys), perModel = spec?.perModel ?? ["weight", "density", "gamma", "drop_rate"]
-        // Parameter names.
-        func near(_ name: String, _ candidates: [String]) -> String {
-            candidates.min { editDistance(name, $0) < editDistance(name, $1) }
-                .flatMap { editDistance(name, $0) <= 3 ? " (did you mean \"\($0)\"?)" : nil } ?? ""
-        }
-        for (name, line) in parameterLines.sorted(by: { $0.value < $1.value }) where !allowed.contains(name) && name != "seed" {
-            add(line, MergeKitError(.invalidArgument, file: path, "\(method) has no parameter \"\(name)\"\(near(name, allowed))",
-                                    fix: "Parameters of \(method): " + (allowed.isEmpty ? "none" : allowed.joined(separator: ", "))))
-        }
-        for input in inputs {
-            for name in input.parameters.keys.sorted() where !perModel.contains(name) {
-                add(input.line, MergeKitError(.invalidArgument, file: path, "\(method.isEmpty ? "the method" : method) takes no per-model parameter \"\(name)\"\(near(name, perModel))",
-                                              fix: perModel.isEmpty ? "Remove it" : "Per-model parameters: " + perModel.joined(separator: ", ")))
-            }
-        }
-        for axis in sweep where spec != nil && !allowed.contains(axis.name) {
-            add(0, MergeKitError(.invalidArgument, file: path, "cannot sweep \"\(axis.name)\": \(method) has no such parameter",
-                                 fix: "Sweepable: " + allowed.joined(separator: ", ")))
-        }
         // Checkpoints.
         let directory = FileSystem.parentDirectory(of: path)
         func resolve(_ p: String) -> String {
@@ -213,15 +207,23 @@ extension Recipe {
         try problems.throwIfAny()
         guard let base, let spec else { throw MergeKitError(.invalidArgument, file: path, "no base model could be opened") }
 
-        // Sweep points: the cartesian product of the axes (a single point without a sweep).
-        var points: [[(name: String, value: ParameterSetting)]] = [[]]
-        for axis in sweep {
-            points = points.flatMap { point in axis.values.map { point + [(axis.name, $0)] } }
-        }
+        let points = sweepPoints
         let layers = (base.tensorNames.compactMap(LayerPosition.index(of:)).max() ?? -1) + 1
         let outDType = overrideDType ?? outDType ?? dtype
         let models = inputs.map(\.parameters)
-        let seedValue = seed ?? UInt64(max(0, parameters["seed"]?.number ?? 0))
+        let seedValue = seed ?? recipeSeed
+
+        // A sweep's directory is one output (written whole by `SweepOutput`), checked here once;
+        // the recipe file is an input like the checkpoints.
+        if !sweep.isEmpty {
+            OutputGuard.check(output: output, isDirectory: true, overwrite: overwrite,
+                              inputs: [path, base.path] + opened.flatMap { [$0.path, $0.checkpoint.path] }, into: &problems)
+            if OutputGuard.isFileOutput(output) {
+                problems.add(MergeKitError(.invalidArgument, file: output, "a sweep writes one output per point into a directory",
+                                           fix: "Give an output directory"))
+            }
+            try problems.throwIfAny()
+        }
 
         var plans: [MergePlan] = []
         for (index, point) in points.enumerated() {
@@ -241,8 +243,9 @@ extension Recipe {
                 add(methodLine, error)
                 continue
             }
-            let pointOutput = sweep.isEmpty ? output : FileSystem.join(output, String(format: "point-%03d", index))
-            let spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite)
+            let pointOutput = sweep.isEmpty ? output : FileSystem.join(output, OutputEntries.pointName(index, of: points.count))
+            var spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite, inputs: [path])
+            spec.isSweepPoint = !sweep.isEmpty
             let weighted = zip(opened, representative.weights).map { $0.weighted($1) }
             do throws(MergeKitError) {
                 var plan = try MergePlan(base: base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)
@@ -257,5 +260,119 @@ extension Recipe {
         }
         try problems.throwIfAny()
         return RecipeRun(plans: plans, points: points.count == 1 && sweep.isEmpty ? [[]] : points)
+    }
+
+    /// Every problem found without opening a file, added to `problems`: the schema's, unknown
+    /// method and parameter names, every value outside its parameter's range (each at its own
+    /// line), repeated or oversized sweep axes, and what each point's method refuses when built
+    /// (for a tensor outside the layers, as the plan's representative is).
+    func parameterProblems(into problems: inout ProblemList) {
+        func add(_ line: Int, _ error: MergeKitError) { self.add(line, error, to: &problems) }
+        schemaProblems.forEach { problems.add($0) }
+        let spec = RecipeMethod.named(method)
+        if spec == nil && !method.isEmpty {
+            let names = RecipeMethod.all.flatMap(\.names)
+            let near = names.min { editDistance(method, $0) < editDistance(method, $1) }.map { " (did you mean \"\($0)\"?)" } ?? ""
+            add(methodLine, MergeKitError(.invalidArgument, file: path, "unknown merge_method \"\(method)\"\(near)",
+                                          fix: "Supported: " + names.joined(separator: ", ")))
+        }
+        let allowed = spec?.allowed ?? Array(parameterLines.keys), perModel = spec?.perModel ?? ["weight", "density", "gamma", "drop_rate"]
+        // Parameter names.
+        func near(_ name: String, _ candidates: [String]) -> String {
+            candidates.min { editDistance(name, $0) < editDistance(name, $1) }
+                .flatMap { editDistance(name, $0) <= 3 ? " (did you mean \"\($0)\"?)" : nil } ?? ""
+        }
+        for (name, line) in parameterLines.sorted(by: { $0.value < $1.value }) where !allowed.contains(name) && name != "seed" {
+            add(line, MergeKitError(.invalidArgument, file: path, "\(method) has no parameter \"\(name)\"\(near(name, allowed))",
+                                    fix: "Parameters of \(method): " + (allowed.isEmpty ? "none" : allowed.joined(separator: ", "))))
+        }
+        for input in inputs {
+            for name in input.parameters.keys.sorted() where !perModel.contains(name) {
+                add(input.line, MergeKitError(.invalidArgument, file: path, "\(method.isEmpty ? "the method" : method) takes no per-model parameter \"\(name)\"\(near(name, perModel))",
+                                              fix: perModel.isEmpty ? "Remove it" : "Per-model parameters: " + perModel.joined(separator: ", ")))
+            }
+        }
+        for axis in sweep where spec != nil && !allowed.contains(axis.name) {
+            add(0, MergeKitError(.invalidArgument, file: path, "cannot sweep \"\(axis.name)\": \(method) has no such parameter",
+                                 fix: "Sweepable: " + allowed.joined(separator: ", ")))
+        }
+        // Values: each against its parameter's rule, at its own line.
+        let found = problems.items.count
+        for site in sites {
+            guard let rule = RecipeMethod.rules[site.parameter],
+                  site.parameter == "seed" || (site.perModel ? perModel : allowed).contains(site.parameter) else { continue }
+            let problem: String?
+            if case .number(let value) = site.value {
+                problem = rule.problem(value, label: site.parameter)
+            } else {
+                problem = "\(site.parameter) must be a number, not \(site.value.quoted) (\(rule.meaning))"
+            }
+            if let problem { add(site.line, MergeKitError(.invalidArgument, file: path, problem)) }
+        }
+        // Sweep axes: each parameter swept once and not also fixed, no point twice, not too many points.
+        var swept = Set<String>()
+        for axis in sweep {
+            if !swept.insert(axis.name).inserted {
+                add(0, MergeKitError(.invalidArgument, file: path, "\(axis.name) is swept twice", fix: "Give each parameter one grid"))
+            }
+            if let line = parameterLines[axis.name] {
+                add(line, MergeKitError(.invalidArgument, file: path, "\(axis.name) is both fixed under parameters and swept",
+                                        fix: "Remove it from parameters, or from sweep"))
+            }
+            var seen = Set<String>()
+            for value in axis.values where !seen.insert(value.description).inserted {
+                add(0, MergeKitError(.invalidArgument, file: path, "sweep \(axis.name): \(value) appears twice",
+                                     fix: "Each point is one output; list each value once"))
+            }
+        }
+        let pointCount = sweep.reduce(1.0) { $0 * Double($1.values.count) }
+        if pointCount > Double(SweepGrid.maximumPoints) {
+            add(0, MergeKitError(.invalidArgument, file: path,
+                "the sweep has \(MethodParameter.format(pointCount)) points (the product of its axes); a sweep writes at most \(SweepGrid.maximumPoints)",
+                fix: "Sweep fewer values, or split the sweep"))
+        }
+        // Methods are built only from values in range (a method would refuse a bad one again, without its line).
+        guard let spec, pointCount <= Double(SweepGrid.maximumPoints), problems.items.count == found else { return }
+        let models = inputs.map(\.parameters)
+        for point in sweepPoints {
+            var global = parameters
+            for (name, value) in point { global[name] = value }
+            do throws(MergeKitError) {
+                let values = RecipeValues(method: method, global: global, models: models, tensor: "", t: 0, seed: recipeSeed)
+                try spec.build(values).validate(weights: values.weights())
+            } catch {
+                add(methodLine, error)
+            }
+        }
+    }
+
+    /// Checks everything that needs no file (see `parameterProblems`) and throws every problem
+    /// found; `plan` checks the same first. The `sweep` command calls it before opening anything.
+    public func validateParameters() throws(MergeKitError) {
+        var problems = ProblemList()
+        parameterProblems(into: &problems)
+        try problems.throwIfAny()
+    }
+
+    /// Adds `error` with its recipe line (0: none).
+    func add(_ line: Int, _ error: MergeKitError, to problems: inout ProblemList) {
+        var e = error
+        if line > 0 { e.detail = (e.file == path ? "line \(line): " : "line \(line) of \(path): ") + e.detail }
+        problems.add(e)
+    }
+
+    /// The sweep's points: the cartesian product of its axes (one empty point without a sweep).
+    var sweepPoints: [[(name: String, value: ParameterSetting)]] {
+        var points: [[(name: String, value: ParameterSetting)]] = [[]]
+        for axis in sweep {
+            points = points.flatMap { point in axis.values.map { point + [(axis.name, $0)] } }
+        }
+        return points
+    }
+
+    /// The recipe's `seed` parameter (0 when absent or out of range, which is reported).
+    var recipeSeed: UInt64 {
+        guard let value = parameters["seed"]?.number, MethodParameter.seed.accepts(value) else { return 0 }
+        return UInt64(value)
     }
 }

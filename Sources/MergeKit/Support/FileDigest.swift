@@ -37,8 +37,19 @@ private let RUSAGE_SELF_VALUE = RUSAGE_SELF
 #endif
 
 /// Peak resident memory of this process so far, in bytes.
+///
+/// On Linux this is `VmHWM` of /proc/self/status, the high-water mark of this program's own
+/// memory: `getrusage`'s `ru_maxrss` survives `exec`, so a process started by a large one (a test
+/// runner, a Python driver) would report its parent's peak.
 public enum ProcessMemory {
     public static var peakResidentBytes: Int {
+        #if os(Linux)
+        if let status = try? FileSystem.readFile("/proc/self/status") {
+            for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmHWM:") {
+                if let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) { return kilobytes * 1024 }
+            }
+        }
+        #endif
         var usage = rusage()
         guard getrusage(RUSAGE_SELF_VALUE, &usage) == 0 else { return 0 }
         #if os(Linux)

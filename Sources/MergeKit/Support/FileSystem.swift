@@ -28,10 +28,11 @@ enum FileSystem {
 
     enum Kind { case file, directory, other, missing }
 
-    /// What is at `path` (following symlinks).
-    static func kind(of path: String) -> Kind {
+    /// What is at `path`: following symlinks, or (`followingLinks: false`) the entry itself, a
+    /// symlink being `.other` whatever it points to.
+    static func kind(of path: String, followingLinks: Bool = true) -> Kind {
         var st = stat()
-        guard stat(path, &st) == 0 else { return .missing }
+        guard (followingLinks ? stat(path, &st) : lstat(path, &st)) == 0 else { return .missing }
         switch st.st_mode & S_IFMT {
         case S_IFREG: return .file
         case S_IFDIR: return .directory
@@ -67,7 +68,8 @@ enum FileSystem {
         while !components.isEmpty {
             let candidate = "/" + components.joined(separator: "/")
             if let real = realPath(candidate) {
-                return ([real == "/" ? "" : real] + tail).joined(separator: "/")
+                let joined = ([real == "/" ? "" : real] + tail).joined(separator: "/")
+                return joined.isEmpty ? "/" : joined
             }
             tail.insert(components.removeLast(), at: 0)
         }
@@ -164,15 +166,11 @@ enum FileSystem {
         close(fd)
     }
 
-    /// A fresh, unused sibling name for a temporary output next to `path`.
-    static func temporarySibling(of path: String) -> String {
-        let directory = parentDirectory(of: path)
-        let name = lastComponent(of: path)
-        var generator = SystemRandomNumberGenerator()
-        while true {
-            let suffix = String(generator.next() & 0xFFFF_FFFF, radix: 16)
-            let candidate = join(directory, ".\(name).mergekit-tmp-\(getpid())-\(suffix)")
-            if !exists(candidate) { return candidate }
-        }
+    /// `path` without trailing slashes ("out/" names the same directory as "out", and an output
+    /// that is a symbolic link must be looked at as the link, which "link/" is not).
+    static func trimmingTrailingSlashes(_ path: String) -> String {
+        var trimmed = Substring(path)
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        return String(trimmed)
     }
 }

@@ -409,7 +409,9 @@ extension JSONValue {
             case "\u{08}": out += "\\b"
             case "\u{0C}": out += "\\f"
             default:
-                if scalar.value < 0x20 {
+                // C0 controls must be escaped; DEL and the C1 controls (U+0080–U+009F, such as
+                // CSI) may be, and are, so that JSON printed on a terminal cannot drive it.
+                if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
                     let hex = String(scalar.value, radix: 16)
                     out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {

@@ -17,6 +17,11 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
         // Merges
         case missingTensor, extraTensor, shapeMismatch, dtypeMismatch, baseMismatch
         case invalidArgument, outputIsInput, outputExists, writeFailed, nonFiniteValue
+        // Outputs that are never replaced (a directory holding files MergeKit did not write, the
+        // working or home directory, a directory where a file is written or vice versa)
+        case outputNotReplaceable
+        // Resources
+        case insufficientMemory
     }
 
     public var code: Code
@@ -28,6 +33,8 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
     public var detail: String
     /// What the user can do about it.
     public var fix: String?
+    /// When several problems are reported together (`detail` then says how many): each of them.
+    public var problems: [MergeKitError] = []
 
     public init(_ code: Code, file: String? = nil, tensor: String? = nil, _ detail: String, fix: String? = nil) {
         self.code = code
@@ -37,12 +44,17 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
         self.fix = fix
     }
 
+    /// The message: "file: tensor 'name': detail. Fix", one line per problem after the first
+    /// when there are several. Names from files are printed with their control characters
+    /// escaped (`TerminalText`), so no name can break or forge a line.
     public var description: String {
         var parts: [String] = []
         if let file { parts.append(file) }
         if let tensor { parts.append("tensor '\(tensor)'") }
         var message = parts.isEmpty ? detail : parts.joined(separator: ": ") + ": " + detail
         if let fix { message += ". " + fix }
+        message = TerminalText.escaped(message)
+        for problem in problems { message += "\n  - " + problem.description }
         return message
     }
 }

@@ -89,13 +89,19 @@ public enum TemporaryFiles {
     }
 
     /// Runs `body` with interrupts deferred (a signal arriving meanwhile takes effect when it
-    /// returns), then, if it succeeded, forgets `paths`. Used for a commit's renames, which must not
-    /// be cut in half. `body` must be short and must not call the registry.
-    static func deferringSignals<T, E: Error>(thenUnregister paths: [String], _ body: () throws(E) -> T) throws(E) -> T {
+    /// returns), then, if it succeeded, forgets `paths` and registers `added` (where they were
+    /// renamed to, when they are still temporary: an output staged inside a sweep's temporary
+    /// directory). Used for a commit's renames, which must not be cut in half. `body` must not
+    /// call the registry.
+    static func deferringSignals<T, E: Error>(thenUnregister paths: [String], register added: [(path: String, isDirectory: Bool)] = [],
+                                              _ body: () throws(E) -> T) throws(E) -> T {
         var result: Result<T, E>!
         mutate {
             result = Result { () throws(E) -> T in try body() }
-            if case .success = result { remove(paths) }
+            if case .success = result {
+                remove(paths)
+                for entry in added { add(entry.path, isDirectory: entry.isDirectory) }
+            }
         }
         return try result.get()
     }

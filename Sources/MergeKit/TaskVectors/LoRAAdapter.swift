@@ -7,14 +7,44 @@
 ///     τ_W = s · B·A,   s = lora_alpha / r   (lora_alpha / √r with use_rslora)
 ///
 /// with r and lora_alpha taken per module from `rank_pattern` / `alpha_pattern` when a pattern
-/// matches (PEFT's rule: the first pattern key k, in file order, with the module name matching the
-/// regular expression `(.*\.)?(k)$`), else from `r` / `lora_alpha`. Every tensor the adapter does not
-/// target has τ = 0.
+/// matches (PEFT's `get_pattern_key`: the first key k, in file order, such that
+/// `re.match(r"(.*\.)?(k)$", name)`, the key spliced into the pattern as text), else from `r` /
+/// `lora_alpha`. Every tensor the adapter does not target has τ = 0.
 ///
-/// **Orientation.** A Linear weight is stored [out, in], so τ_W = s·B·A. With `fan_in_fan_out: true`
-/// (GPT-2's Conv1D, weights stored [in, out]) and for embeddings (`lora_embedding_A` r × vocab,
-/// `lora_embedding_B` dim × r, weight [vocab, dim]) the stored weight is the transpose:
-/// τ_W = s·(B·A)ᵀ = s·Aᵀ·Bᵀ.
+/// **Which modules.** PEFT adapts a module only when the config selects it (`check_target_module_exists`),
+/// and `merge_and_unload()` merges only those: factors the file holds for other modules are loaded
+/// as unexpected keys and ignored, so MergeKit ignores them too (`ignoredModules`). The rules, for
+/// a module name such as `model.layers.0.self_attn.q_proj`:
+///
+/// - `exclude_modules` first: a string must `re.fullmatch` the name; a list entry must equal it or be
+///   a dotted suffix of it (`.entry`). An excluded module is never targeted.
+/// - `target_modules` as a string is a regular expression that must `re.fullmatch` the whole name
+///   (`"q_proj"` selects nothing in a transformers model). `"all-linear"` (any case) selects every
+///   Linear/Conv1D module but the output layer. As a list, an entry equal to the name selects it;
+///   an entry that is a dotted suffix selects it subject to `layers_to_transform`.
+/// - `layers_to_transform` (an index or a list; `[]` means all) keeps suffix-selected modules whose
+///   layer index is listed. The index is the `idx` group of `re.match(r"(?:^|.*?\.)P\.(?P<idx>\d+)\.", name)`
+///   for the first `layers_pattern` P (a string or a list) that matches, or of
+///   `r".*?\.[^.]*\.(?P<idx>\d+)\."` without a pattern; no index, no module.
+///
+/// Patterns from the config are matched by `PythonRegex` (linear time, bounded size; backreferences
+/// and lookaround are refused). What PEFT refuses is refused with the config file, the key and the
+/// fix: `target_modules` `[]` or `""`; a string `target_modules` with `layers_to_transform` or
+/// `layers_pattern`; `layers_pattern` without `layers_to_transform`; and, once a base is known
+/// (`bind(to:)`), a config that selects no module of the base or selects one that is not a layer
+/// LoRA adapts. Features whose merge is not s·B·A are refused too (DoRA, `modules_to_save`,
+/// trainable tokens, `lora_bias`, layer replication, `target_parameters`, LoRA variants, and
+/// initialisations that PEFT re-runs when it loads the adapter: PiSSA, OLoRA, CorDA, LoftQ and
+/// LoRA-GA rewrite the base weights; MiCA is a variant). A missing `target_modules` is refused as
+/// well, where PEFT would fall back to its default list for the model type, which MergeKit does
+/// not guess.
+///
+/// **Orientation.** A Linear weight is stored [out, in], so τ_W = s·B·A. GPT-2's Conv1D stores
+/// [in, out] and embeddings (`lora_embedding_A` r × vocab, `lora_embedding_B` dim × r, weight
+/// [vocab, dim]) store the transpose: τ_W = s·(B·A)ᵀ = s·Aᵀ·Bᵀ. PEFT decides by the module's class
+/// and overrides `fan_in_fan_out` (it warns and resets it to false on nn.Linear, to true on Conv1D);
+/// MergeKit decides from the base weight's shape when a base is bound (`bind(to:)`, which documents
+/// the rule for square weights).
 ///
 /// **Key mapping.** PEFT saves the factors of module `<name>` (a name from the transformers model's
 /// `named_modules()`, e.g. `model.layers.0.self_attn.q_proj`) as
@@ -31,8 +61,8 @@
 ///
 /// Any other key (DoRA magnitudes, trained biases, `modules_to_save` copies) is refused when the
 /// adapter is opened, naming the adapter file, the key and the way out; so are a factor without its
-/// partner, factors whose rank disagrees with the config, and non-float factors. Whether every
-/// target exists in the base with τ's shape is checked when a merge is planned (`MergePlan`).
+/// partner, non-float factors, and targeted factors whose rank disagrees with the config. Whether
+/// every target exists in the base with τ's shape is checked when a merge is planned (`bind(to:)`).
 public final class LoRAAdapter: Sendable {
     /// The parts of `adapter_config.json` that decide the delta.
     public struct Config: Sendable {
@@ -42,10 +72,36 @@ public final class LoRAAdapter: Sendable {
         public let rankPattern: [(key: String, value: Int)]
         /// (regex key, alpha) in file order.
         public let alphaPattern: [(key: String, value: Double)]
+        /// As written; PEFT overrides it per module class (see Orientation).
         public let fanInFanOut: Bool
         public let useRSLoRA: Bool
         public let baseModelNameOrPath: String?
         public let taskType: String?
+        /// `target_modules`.
+        public let targetModules: ModuleSelector
+        /// `exclude_modules` (nil: none).
+        public let excludeModules: ModuleSelector?
+        /// `layers_to_transform` (an index becomes a one-element list; nil or `[]`: every layer).
+        public let layersToTransform: [Int]?
+        /// `layers_pattern` (a string becomes a one-element list; nil or empty: the default pattern).
+        public let layersPattern: [String]?
+        /// The patterns above, compiled.
+        let matchers: Matchers
+    }
+
+    /// How `target_modules` / `exclude_modules` name modules.
+    public enum ModuleSelector: Sendable, Equatable {
+        /// A list: exact names or dotted suffixes.
+        case names([String])
+        /// A string: a regular expression for `re.fullmatch`.
+        case pattern(String)
+        /// `"all-linear"`: every Linear/Conv1D module but the output layer.
+        case allLinear
+    }
+
+    /// Whether the config selects a module, as PEFT's `check_target_module_exists` answers.
+    public enum Selection: Sendable, Equatable {
+        case targeted, excluded, unmatched
     }
 
     /// One targeted module: its factors and how they combine.
@@ -62,8 +118,15 @@ public final class LoRAAdapter: Sendable {
         public let alpha: Double
         /// s = alpha / r (alpha / √r with use_rslora).
         public let scale: Double
-        /// τ_W = s·(B·A)ᵀ (fan_in_fan_out or an embedding) instead of s·B·A.
+        /// Factors of an Embedding (`lora_embedding_A/B`).
+        public let embedding: Bool
+        /// τ_W = s·(B·A)ᵀ (a Conv1D or an embedding) instead of s·B·A.
         public let transposed: Bool
+
+        /// The module with its orientation decided.
+        func oriented(transposed: Bool) -> Module {
+            Module(name: name, target: target, a: a, b: b, rank: rank, alpha: alpha, scale: scale, embedding: embedding, transposed: transposed)
+        }
 
         /// The shape of τ_W as the base stores the weight.
         public var deltaShape: [Int] {
@@ -81,8 +144,13 @@ public final class LoRAAdapter: Sendable {
     /// `adapter_model.safetensors`, opened and validated.
     public let weights: Checkpoint
     public let config: Config
-    /// Targeted modules, sorted by target tensor name.
+    /// The modules the config targets that have factors in the file, sorted by target tensor name.
+    /// `transposed` is what the config claims (`fan_in_fan_out`, or an embedding); `bind(to:)`
+    /// decides it from the base.
     public let modules: [Module]
+    /// Modules with factors in the file that the config does not target: PEFT ignores them, and so
+    /// does MergeKit (sorted).
+    public let ignoredModules: [String]
     /// Whole copies of base weights the adapter carries (`<name>.base_layer.weight`), by base tensor name.
     public let savedBaseLayers: [String: Checkpoint.Entry]
     private let byTarget: [String: Int]
@@ -108,7 +176,7 @@ public final class LoRAAdapter: Sendable {
                 fix: hasBin ? "Convert adapter_model.bin to safetensors (save_pretrained(..., safe_serialization=True))"
                             : "A PEFT LoRA adapter directory holds adapter_config.json and adapter_model.safetensors")
         }
-        let config = try Self.parseConfig(configPath)
+        let config = try Self.parseConfig(try FileSystem.readFile(configPath), file: configPath)
         self.config = config
         weights = try Checkpoint(path: weightsPath)
 
@@ -137,6 +205,7 @@ public final class LoRAAdapter: Sendable {
             factors[module] = slot
         }
         var modules: [Module] = []
+        var ignored: [String] = []
         for (name, slot) in factors.sorted(by: { $0.key < $1.key }) {
             let (aName, bName) = slot.embedding ? ("lora_embedding_A", "lora_embedding_B") : ("lora_A", "lora_B")
             guard let a = slot.a, let b = slot.b else {
@@ -157,25 +226,30 @@ public final class LoRAAdapter: Sendable {
                         fix: "Adapters of Conv2d layers are not supported")
                 }
             }
+            guard config.select(name, linear: !slot.embedding) == .targeted else {
+                ignored.append(name)
+                continue
+            }
             let rank = a.info.shape[0]
             guard b.info.shape[1] == rank else {
                 throw MergeKitError(.shapeMismatch, file: weightsPath, tensor: b.name,
                     "has shape \(b.info.shape) but \(a.name) has \(a.info.shape): B's columns must equal A's rows (the rank)",
                     fix: "The adapter file is inconsistent; save it again with PEFT")
             }
-            let configuredRank = Self.patternValue(config.rankPattern, module: name) ?? config.r
+            let configuredRank = config.rank(for: name)
             guard configuredRank == rank else {
                 throw MergeKitError(.shapeMismatch, file: weightsPath, tensor: a.name,
                     "has rank \(rank) but \(Self.configFileName) gives module \(name) r = \(configuredRank)",
                     fix: "Fix r / rank_pattern in \(configPath) (PEFT would refuse to load this adapter too)")
             }
-            let alpha = Self.patternValue(config.alphaPattern, module: name) ?? config.loraAlpha
+            let alpha = config.alpha(for: name)
             let scale = config.useRSLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank)
             modules.append(Module(name: name, target: name + ".weight", a: a, b: b, rank: rank, alpha: alpha,
-                                  scale: scale, transposed: slot.embedding || config.fanInFanOut))
+                                  scale: scale, embedding: slot.embedding, transposed: slot.embedding || config.fanInFanOut))
         }
         modules.sort { $0.target < $1.target }
         self.modules = modules
+        ignoredModules = ignored
         self.savedBaseLayers = savedBaseLayers
         byTarget = Dictionary(uniqueKeysWithValues: modules.enumerated().map { ($1.target, $0) })
     }
@@ -231,73 +305,5 @@ public final class LoRAAdapter: Sendable {
             return "PEFT saves every key as \(keyPrefix)<module>.lora_A.weight / .lora_B.weight; re-save the adapter with PeftModel.save_pretrained"
         }
         return "Full tensors (modules_to_save, trainable tokens) are not LoRA factors: merge the adapter with PEFT (merge_and_unload) and pass the result with --model"
-    }
-
-    /// PEFT's `get_pattern_key`: the value of the first key (file order) such that the module
-    /// name matches `(.*\.)?(key)$`.
-    static func patternValue<V>(_ patterns: [(key: String, value: V)], module: String) -> V? {
-        for (key, value) in patterns {
-            guard let regex = try? Regex("(.*\\.)?(\(key))") else { continue }
-            if (try? regex.wholeMatch(in: module)) != nil { return value }
-        }
-        return nil
-    }
-
-    private static func parseConfig(_ configPath: String) throws(MergeKitError) -> Config {
-        let bytes = try FileSystem.readFile(configPath)
-        let json: JSONValue
-        do {
-            json = try JSONParser.parse(bytes)
-        } catch {
-            throw MergeKitError(.invalidArgument, file: configPath, "is not valid JSON (\(error.description))",
-                fix: "Restore the adapter's config from where it was saved")
-        }
-        func bad(_ key: String, _ what: String) -> MergeKitError {
-            MergeKitError(.invalidArgument, file: configPath, "\"\(key)\" \(what)",
-                fix: "Fix adapter_config.json (PEFT's LoraConfig)")
-        }
-        guard json.objectMembers != nil else { throw bad("(root)", "must be a JSON object") }
-        if let type = json["peft_type"], type != .null {
-            guard type.stringValue == "LORA" else {
-                throw MergeKitError(.invalidArgument, file: configPath,
-                    "has peft_type \(type.stringValue.map { "\"\($0)\"" } ?? type.kindName); MergeKit reads LoRA adapters only",
-                    fix: "Merge other PEFT adapters with PEFT (merge_and_unload) and pass the result with --model")
-            }
-        }
-        if json["use_dora"] == .bool(true) {
-            throw MergeKitError(.invalidArgument, file: configPath, "is a DoRA adapter (use_dora: true), which is not a low-rank delta",
-                fix: "Merge it with PEFT (merge_and_unload) and pass the result with --model")
-        }
-        guard let r = json["r"]?.nonNegativeInt, r > 0 else { throw bad("r", "must be a positive integer") }
-        guard let alpha = json["lora_alpha"]?.doubleValue, alpha.isFinite else { throw bad("lora_alpha", "must be a finite number") }
-        func flag(_ key: String) throws(MergeKitError) -> Bool {
-            switch json[key] {
-            case nil, .null?: return false
-            case .bool(let value)?: return value
-            default: throw bad(key, "must be true or false")
-            }
-        }
-        var rankPattern: [(key: String, value: Int)] = []
-        var alphaPattern: [(key: String, value: Double)] = []
-        for (name, into) in [("rank_pattern", 0), ("alpha_pattern", 1)] {
-            guard let value = json[name], value != .null else { continue }
-            guard let members = value.objectMembers else { throw bad(name, "must be an object of module pattern → value") }
-            for member in members {
-                guard (try? Regex("(.*\\.)?(\(member.key))")) != nil else {
-                    throw bad(name, "has the key \"\(member.key)\", which is not a valid regular expression")
-                }
-                if into == 0 {
-                    guard let v = member.value.nonNegativeInt, v > 0 else { throw bad(name, "value for \"\(member.key)\" must be a positive integer") }
-                    rankPattern.append((member.key, v))
-                } else {
-                    guard let v = member.value.doubleValue, v.isFinite else { throw bad(name, "value for \"\(member.key)\" must be a number") }
-                    alphaPattern.append((member.key, v))
-                }
-            }
-        }
-        return Config(r: r, loraAlpha: alpha, rankPattern: rankPattern, alphaPattern: alphaPattern,
-                      fanInFanOut: try flag("fan_in_fan_out"), useRSLoRA: try flag("use_rslora"),
-                      baseModelNameOrPath: json["base_model_name_or_path"]?.stringValue,
-                      taskType: json["task_type"]?.stringValue)
     }
 }

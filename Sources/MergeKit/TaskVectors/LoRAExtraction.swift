@@ -30,9 +30,19 @@ import Synchronization
 ///
 /// Streaming: workers take one tensor at a time (largest first), read τ in the compute type
 /// (Float), decompose it with single-threaded BLAS, and `pwrite` A and B at offsets laid out up
-/// front; memory is a few copies of the largest tensor per worker, whatever the model's size.
-/// Results are byte-identical for any thread count (the seed of each tensor's randomized SVD is
-/// derived from the seed and the tensor's name).
+/// front. Memory per worker (`peakBytes`, checked before anything is written): τ plus the exact
+/// SVD's copy, U, Vᵀ and workspace, about 7× the weight in Float for a square one; with the
+/// randomized SVD τ plus thin (rows + columns)·(r + p) bases, 1.2–1.5× at rank 64 on 2000²–3000².
+/// A weight that does not fit the available memory (`MemoryBudget`) is refused, naming it, the
+/// estimate and (for the exact SVD) what --randomized would need; weights that fit one at a time
+/// but not together run on fewer workers. Results are byte-identical for any thread count (the
+/// seed of each tensor's randomized SVD is derived from the seed and the tensor's name).
+///
+/// Range: τ is decomposed as τ·2⁻ᵉ (e even, largest entry in [1, 4)), and √σ·2^(e/2) goes into
+/// both factors, so the factors of τ near ±3·10³⁸ or the smallest normals are exactly 2^(e/2)
+/// times those of the scaled-down copy, never ±∞; factors that do not fit the adapter's dtype
+/// are an error (--dtype F32). A zero τ (a frozen weight) gets zero factors without an SVD.
+/// Linearized checkpoints are refused (`refuseLinearized`).
 public struct LoRAExtraction: Sendable {
     public struct Options: Sendable {
         public var rank: Int
@@ -96,6 +106,8 @@ public struct LoRAExtraction: Sendable {
         public let reports: [TensorReport]
         public let skipped: [String]
         public let seconds: Double
+        /// What happened around the output (stale temporaries removed, …).
+        public let notes: [OutputNote]
     }
 
     public let base: Checkpoint
@@ -113,6 +125,7 @@ public struct LoRAExtraction: Sendable {
 
     /// Validates the inputs and lays out the adapter; nothing is written.
     public init(base: Checkpoint, model: Checkpoint, output: String, options: Options) throws(MergeKitError) {
+        try Self.refuseLinearized(base: base, model: model)
         var problems = ProblemList()
         if options.rank < 1 {
             problems.add(MergeKitError(.invalidArgument, "rank \(options.rank) must be at least 1", fix: "Pass e.g. --rank 64"))
@@ -124,24 +137,10 @@ public struct LoRAExtraction: Sendable {
         if let dtype = options.dtype, !dtype.isMergeable {
             problems.add(MergeKitError(.invalidArgument, "adapter dtype \(dtype.rawValue) is not one MergeKit writes", fix: "Use one of F32, F16, BF16, F64"))
         }
-        if output.hasSuffix(".safetensors") {
+        OutputGuard.check(output: output, isDirectory: true, overwrite: options.overwrite, inputs: [base.path, model.path], into: &problems)
+        if OutputGuard.isFileOutput(output) {
             problems.add(MergeKitError(.invalidArgument, file: output, "an adapter is a directory (adapter_config.json + adapter_model.safetensors)",
                                        fix: "Give a directory path for -o"))
-        }
-        // The output must not be, or be inside, an input.
-        let target = FileSystem.canonicalPath(forNew: output)
-        for checkpoint in [base, model] {
-            guard let source = FileSystem.realPath(checkpoint.path) else { continue }
-            if target == source || target.hasPrefix(source + "/") || source.hasPrefix(target + "/") {
-                problems.add(MergeKitError(.outputIsInput, file: output, "is, contains or lies inside the input \(checkpoint.path)",
-                                           fix: "Choose an output path outside every input"))
-            }
-        }
-        if FileSystem.kind(of: FileSystem.parentDirectory(of: target)) != .directory {
-            problems.add(MergeKitError(.fileNotFound, file: output, "cannot be created: its parent directory does not exist", fix: "Create the directory first"))
-        } else if FileSystem.exists(output) && !options.overwrite {
-            problems.add(MergeKitError(.outputExists, file: output, "already exists",
-                                       fix: "Choose a new output path, or pass --overwrite to replace it once the extraction has succeeded"))
         }
 
         var targets: [Target] = []
@@ -177,6 +176,11 @@ public struct LoRAExtraction: Sendable {
             let embedding = kind == .input
             let transposed = embedding || (kind == nil && options.fanInFanOut)
             let (rows, columns) = (info.shape[0], info.shape[1])
+            if !options.randomized, let problem = LAPACK.exactSVDProblem(rows: rows, columns: columns) {
+                problems.add(MergeKitError(.invalidArgument, file: base.path, tensor: info.name, "cannot take its exact SVD: \(problem)",
+                    fix: "Pass --randomized (its randomized SVD reads the matrix through matrix products only)"))
+                continue
+            }
             let k = min(max(options.rank, 1), rows, columns)
             if k < options.rank { rankPattern.append(JSONMember(module, .int(k))) }
             let dtype = options.dtype ?? info.dtype
@@ -213,6 +217,18 @@ public struct LoRAExtraction: Sendable {
         self.skipped = skipped
         self.layout = layout
         config = Self.adapterConfig(base: base, options: options, modules: targets.map(\.module), rankPattern: rankPattern)
+    }
+
+    /// A linearized checkpoint (params0.* = θ₀, params.* = θ) is refused: PEFT applies an adapter
+    /// to the ordinary model, W₀ + B·A inside f(x; W), which is not the tangent-space model
+    /// f(x; θ₀) + J·(θ − θ₀) a linearized fine-tune is, and the adapter's modules would be named
+    /// params0.*/params.*, which no model has. A linearized fine-tune is merged as it is (with a
+    /// linearized base); its τ = θ − θ₀ is `merge-cli task-vector`'s output.
+    static func refuseLinearized(base: Checkpoint, model: Checkpoint) throws(MergeKitError) {
+        guard let linearized = [model, base].first(where: { LinearizedCheckpoint.isLinearized($0) }) else { return }
+        throw MergeKitError(.invalidArgument, file: linearized.path,
+            "is a linearized checkpoint (params0.* = θ₀, params.* = θ): a LoRA adapter is applied by PEFT to the ordinary model (W₀ + B·A inside f(x; W)), not to the linearized f(x; θ₀) + J·(θ − θ₀), and its modules would be named params0.*/params.*",
+            fix: "Extract from the ordinary checkpoints (--base PRETRAINED --model FINETUNED); merge a linearized fine-tune as it is (`merge-cli task-arithmetic --base BASE-LIN --model LIN`), or write its τ = θ − θ₀ with `merge-cli task-vector`")
     }
 
     enum EmbeddingKind { case input, output }
@@ -255,10 +271,57 @@ public struct LoRAExtraction: Sendable {
 
     // MARK: Execute
 
+    /// The most bytes factorising `target` holds at once: τ in Float, then the larger of the
+    /// read's staging, the SVD (`LAPACK.svdBytes` or `randomizedSVDBytes`, with its truncation)
+    /// and the factors (rounded copies and the residual's row block); plus the worker's share of
+    /// BLAS's and the allocator's memory (`MemoryBudget.workerSlack`).
+    func peakBytes(_ target: Target, randomized: Bool) -> Int {
+        let (rows, columns) = (target.shape[0], target.shape[1])
+        let k = target.rank, r = min(rows, columns)
+        let decomposition: Int
+        if randomized {
+            decomposition = LAPACK.randomizedSVDBytes(rows: rows, columns: columns, rank: k, oversampling: options.oversampling, elementSize: 4)
+        } else {
+            decomposition = max(LAPACK.svdBytes(rows: rows, columns: columns, elementSize: 4),
+                                LAPACK.decompositionBytes(rows: rows, columns: columns, rank: r, elementSize: 4)
+                                    + LAPACK.decompositionBytes(rows: rows, columns: columns, rank: k, elementSize: 4))
+        }
+        let factors = LAPACK.decompositionBytes(rows: rows, columns: columns, rank: k, elementSize: 4)
+            + 4 * k * (rows + columns) + max(target.a.byteCount, target.b.byteCount) + 4 * max(1 << 18, columns)
+        return 4 * rows * columns + max(MergeExecutor.itemElements * 12, decomposition, factors) + MemoryBudget.workerSlack
+    }
+
+    /// How many workers may run: at most `threads`, and no more than the largest targets'
+    /// working sets fit `budget` together (any that many do, whichever run at once). Throws,
+    /// naming the weight, the estimate and the way out, when the largest does not fit alone.
+    func workers(threads: Int, budget: Int?) throws(MergeKitError) -> Int {
+        let bytes = targets.map { peakBytes($0, randomized: options.randomized) }
+        guard let budget, let largest = bytes.indices.max(by: { bytes[$0] < bytes[$1] }) else { return threads }
+        guard bytes[largest] <= budget else {
+            let target = targets[largest]
+            var fix = "Run on a machine with that much free memory (or raise \(MemoryBudget.variable) if it was set lower)"
+            if !options.randomized {
+                let randomized = peakBytes(target, randomized: true)
+                fix = randomized <= budget
+                    ? "Pass --randomized (about \(ByteCount.describe(randomized)) for this weight), or " + fix.prefix(1).lowercased() + fix.dropFirst()
+                    : fix + "; --randomized would still need about \(ByteCount.describe(randomized))"
+            }
+            throw MergeKitError(.insufficientMemory, file: model.path, tensor: target.tensor,
+                "factorising this \(target.shape) weight (\(options.randomized ? "randomized" : "exact") SVD) needs about \(ByteCount.describe(bytes[largest])) of memory (τ alone is \(ByteCount.describe(4 * target.shape[0] * target.shape[1])) in Float), but \(ByteCount.describe(budget)) is available",
+                fix: fix + "; fewer --threads does not help, since weights that do not fit together are already factorised one at a time")
+        }
+        return MemoryBudget.concurrency(bytes, workers: threads, budget: budget)
+    }
+
     /// Factorises every target and writes the adapter atomically.
-    public func run(threads requested: Int? = nil, progress: (@Sendable (Int, Int) -> Void)? = nil) throws(MergeKitError) -> Result {
+    ///
+    /// - Parameter memoryBudget: bytes the workers may use together (nil: unlimited); by default
+    ///   what the system has available (`MemoryBudget`). Checked before anything is written.
+    public func run(threads requested: Int? = nil, memoryBudget: Int? = MemoryBudget.configuredBytes,
+                    progress: (@Sendable (Int, Int) -> Void)? = nil) throws(MergeKitError) -> Result {
         let start = Date()
-        let threads = max(1, min(requested ?? ProcessInfo.processInfo.activeProcessorCount, targets.count))
+        let threads = try workers(threads: max(1, min(requested ?? ProcessInfo.processInfo.activeProcessorCount, targets.count)),
+                                  budget: memoryBudget)
         BLAS.useOneThread()
         let shard = OutputShard(fileName: LoRAAdapter.weightsFileName, layout: layout)
         let writer = try CheckpointWriter(output: OutputSpec(path: output, overwrite: options.overwrite), shards: [shard])
@@ -292,22 +355,37 @@ public struct LoRAExtraction: Sendable {
         try writer.commit(companions: [], generated: [LoRAAdapter.configFileName: configText]) { _, bytes in bytes }
         let all = reports.withLock { r in targets.indices.map { r[$0]! } }
         return Result(output: output, files: [FileSystem.join(output, LoRAAdapter.weightsFileName), FileSystem.join(output, LoRAAdapter.configFileName)],
-                      reports: all, skipped: skipped, seconds: Date().timeIntervalSince(start))
+                      reports: all, skipped: skipped, seconds: Date().timeIntervalSince(start), notes: writer.notes)
     }
 
     /// τ of one weight → SVD → A and B (rounded to their dtype) → error → written.
+    ///
+    /// τ is decomposed as τ·2⁻ᵉ, e even and its largest entry in [1, 4) (`PowerOfTwoScaling`), so
+    /// that no sum inside the SVD overflows or underflows; √σ then carries 2^(e/2) exactly into
+    /// both factors. A zero τ (a frozen weight) gets zero factors without an SVD.
     private func factorise(_ target: Target, writer: CheckpointWriter) throws(MergeKitError) -> TensorReport {
         let start = Date()
         let (rows, columns) = (target.shape[0], target.shape[1])
         let n = rows * columns
-        let tau = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
-        defer { tau.deallocate() }
+        let tau = try ScratchMemory.allocate(Float.self, count: n, tensor: target.tensor, purpose: "its task vector")
+        defer { ScratchMemory.release(tau) }
         try Self.readDelta(target, into: tau)
+        let largest = PowerOfTwoScaling.largestMagnitude(UnsafeBufferPointer(tau))
+        if !largest.isFinite {
+            let index = tau.firstIndex { !$0.isFinite }!
+            throw MergeKitError(.nonFiniteValue, file: model.path, tensor: target.tensor,
+                "element [\(index / columns), \(index % columns)] of τ = θ_ft − θ₀ is \(tau[index].isNaN ? "NaN" : "±Inf"): θ_ft or the base (\(base.path)) holds NaN or ±Inf there, or their difference overflows Float",
+                fix: "Check both checkpoints with `merge-cli inspect --check-finite`")
+        }
+        let e = PowerOfTwoScaling.exponent(of: largest, even: true) ?? 0
+        PowerOfTwoScaling.scale(tau, byPowerOfTwo: -e)
         var deltaSquares = 0.0
         for x in tau { deltaSquares += Double(x) * Double(x) }
         let k = target.rank
         let svd: LAPACK.SVD
-        if options.randomized {
+        if largest == 0 {
+            svd = LAPACK.SVD(rows: rows, columns: columns, rank: 0, u: [], s: [], vt: [], driver: .divideAndConquer)
+        } else if options.randomized {
             svd = try LAPACK.randomizedSVD(UnsafeBufferPointer(tau), rows: rows, columns: columns, rank: k, oversampling: options.oversampling,
                                            powerIterations: options.powerIterations, seed: options.seed ^ Self.nameHash(target.tensor),
                                            tensor: target.tensor)
@@ -315,9 +393,10 @@ public struct LoRAExtraction: Sendable {
             svd = try LAPACK.svd(UnsafeBufferPointer(tau), rows: rows, columns: columns, tensor: target.tensor).truncated(to: k)
         }
         // Split √s between the factors. Not transposed: B = U√s (rows × k), A = √s Vᵀ (k × columns).
-        // Transposed: A = √s Uᵀ (k × rows), B = V√s (columns × k).
+        // Transposed: A = √s Uᵀ (k × rows), B = V√s (columns × k). √(σ·2ᵉ) = √σ·2^(e/2).
         let kept = svd.rank
-        let roots = svd.s.map { $0.squareRoot() }
+        let half = Float(sign: .plus, exponent: e / 2, significand: 1)
+        let roots = svd.s.map { $0.squareRoot() * half }
         let inFeatures = target.transposed ? rows : columns, outFeatures = target.transposed ? columns : rows
         var a = [Float](repeating: 0, count: k * inFeatures)
         var b = [Float](repeating: 0, count: outFeatures * k)
@@ -335,23 +414,28 @@ public struct LoRAExtraction: Sendable {
         for (index, info) in [target.a, target.b].enumerated() {
             let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, info.byteCount), alignment: 64)
             defer { raw.deallocate() }
-            if index == 0 {
-                a.withUnsafeMutableBufferPointer { v in
-                    Float.store(v.baseAddress!, count: v.count, as: info.dtype, into: raw.baseAddress!)
-                    Float.load(raw.baseAddress!, dtype: info.dtype, count: v.count, into: v.baseAddress!)
-                }
-            } else {
-                b.withUnsafeMutableBufferPointer { v in
-                    Float.store(v.baseAddress!, count: v.count, as: info.dtype, into: raw.baseAddress!)
-                    Float.load(raw.baseAddress!, dtype: info.dtype, count: v.count, into: v.baseAddress!)
-                }
+            func roundTrip(_ v: UnsafeMutableBufferPointer<Float>) {
+                Float.store(v.baseAddress!, count: v.count, as: info.dtype, into: raw.baseAddress!)
+                Float.load(raw.baseAddress!, dtype: info.dtype, count: v.count, into: v.baseAddress!)
+            }
+            if index == 0 { a.withUnsafeMutableBufferPointer { roundTrip($0) } } else { b.withUnsafeMutableBufferPointer { roundTrip($0) } }
+            let stored = index == 0 ? a : b
+            if let bad = stored.firstIndex(where: { !$0.isFinite }) {
+                throw MergeKitError(.nonFiniteValue, file: model.path, tensor: target.tensor,
+                    "its LoRA factor \(info.name) does not fit \(info.dtype.rawValue): element \(bad) would be \(index == 0 ? a[bad] : b[bad]) (the factors carry √σ, and σ₁ of τ is about \(String(format: "%.3g", roots.first.map { Double($0) * Double($0) } ?? 0)))",
+                    fix: "Pass --dtype F32 (the factors of a τ this large do not fit \(info.dtype.rawValue))")
             }
             try writer.write(UnsafeRawBufferPointer(start: raw.baseAddress, count: info.byteCount), dataOffset: info.begin, shard: 0)
         }
+        // The error on τ·2⁻ᵉ with the stored factors times 2^(−e/2) each: the same relative error.
+        let unhalf = Float(sign: .plus, exponent: -(e / 2), significand: 1)
+        for i in a.indices { a[i] *= unhalf }
+        for i in b.indices { b[i] *= unhalf }
         let errorSquares = Self.residual(tau, a: a, b: b, rank: k, rows: rows, columns: columns, transposed: target.transposed)
         let norm = deltaSquares.squareRoot()
         return TensorReport(tensor: target.tensor, module: target.module, shape: target.shape, rank: k,
-                            relativeError: norm > 0 ? errorSquares.squareRoot() / norm : 0, deltaNorm: norm,
+                            relativeError: norm > 0 ? errorSquares.squareRoot() / norm : 0,
+                            deltaNorm: PowerOfTwoScaling.scaled(norm, byPowerOfTwo: e),
                             seconds: Date().timeIntervalSince(start))
     }
 
@@ -441,8 +525,11 @@ extension LoRAExtraction.Result {
             JSONMember("max_relative_error", .double(worst?.relativeError ?? 0)),
             JSONMember("max_relative_error_tensor", worst.map { .string($0.tensor) } ?? .null),
             JSONMember("files", .array(files.map { .string($0) })),
+            JSONMember("notes", .array(notes.map(\.json))),
             JSONMember("seconds", .double(seconds)),
             JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes)),
+            JSONMember("largest_weight_memory_estimate_bytes",
+                       .int(extraction.targets.map { extraction.peakBytes($0, randomized: extraction.options.randomized) }.max() ?? 0)),
         ])
     }
 }

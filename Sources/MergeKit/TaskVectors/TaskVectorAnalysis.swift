@@ -5,15 +5,32 @@ import Foundation
 ///
 /// Two streaming passes over every merged tensor plus the threshold selection of global TIES
 /// (`ModelStatisticsPass`), all with flat memory; sums are reduced in a fixed order.
+///
+/// **NaN and ±∞.** A merge refuses them (`FiniteCheck`); `analyze` still reports on such inputs:
+/// every non-finite task-vector element (elements every input shares with the base excepted) is
+/// left out — counted as τ = 0 in every number — and listed in `nonFinite` by input and tensor,
+/// which the report prints as warnings. A number that is undefined (the cosine of an all-zero
+/// task vector, the kept share of no energy) is NaN here, `null` in JSON and `n/a` in text; never
+/// a 0 that reads as a measurement.
 public struct TaskVectorAnalysis: Sendable {
+    /// Non-finite elements left out of one input's task vector in one tensor.
+    public struct NonFinite: Sendable, Equatable {
+        /// Index into `inputs`.
+        public let input: Int
+        public let tensor: String
+        public let nan: Int
+        public let positiveInfinity: Int
+        public let negativeInfinity: Int
+    }
+
     public let inputs: [String]
     /// Elements per task vector (all merged tensors).
     public let elementCount: Int
     /// ‖τᵢ‖₂.
     public let norms: [Double]
-    /// cos(τᵢ, τⱼ).
+    /// cos(τᵢ, τⱼ) (NaN when either is all zero).
     public let cosines: [[Double]]
-    /// Among entries non-zero in both τᵢ and τⱼ, the fraction with opposite signs.
+    /// Among entries non-zero in both τᵢ and τⱼ, the fraction with opposite signs (NaN when there are none).
     public let signConflicts: [[Double]]
     /// The TIES keep fraction K analysed.
     public let density: Double
@@ -21,11 +38,13 @@ public struct TaskVectorAnalysis: Sendable {
     public let keptEnergy: [Double]
     /// Per task: the fraction of its kept entries that the sign election then drops.
     public let droppedByVote: [Double]
+    /// Non-finite task-vector elements left out of the numbers, by input and tensor (in tensor order).
+    public let nonFinite: [NonFinite]
 
     /// Analyses the task vectors of `inputs` against `base` (fine-tuned models or task-vector files).
     public static func run(base: Checkpoint, inputs: [MergeInput], density: Double = 0.2,
                            threads: Int? = nil) throws(MergeKitError) -> TaskVectorAnalysis {
-        try ParameterCheck.density(density)
+        try MethodParameter.density.check(density)
         let threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         BLAS.useOneThread()
         // A plan validates the inputs (names, shapes, dtypes, bases); nothing is written.
@@ -33,7 +52,7 @@ public struct TaskVectorAnalysis: Sendable {
         let plan = try MergePlan(base: base, inputs: inputs.map { $0.weighted(1) },
                                  method: try TIES(density: .init(density)), output: OutputSpec(path: scratch, emit: .taskVector))
         let n = inputs.count
-        let pass = ModelStatisticsPass(plan: plan, request: StatisticsRequest(), threads: threads)
+        let pass = ModelStatisticsPass(plan: plan, request: StatisticsRequest(), threads: threads, handling: .exclude)
         let ranges = MergeExecutor.workItems(plan, chunked: true, mergedOnly: true)
             .sorted { ($0.tensor, $0.range.lowerBound) < ($1.tensor, $1.range.lowerBound) }
             .map { ($0.tensor, $0.range) }
@@ -43,8 +62,10 @@ public struct TaskVectorAnalysis: Sendable {
         var both = Array(repeating: Array(repeating: 0, count: n), count: n)
         var conflicts = both
         var itemGrams: [(Int, [Double])] = []
+        var excluded: [(tensor: Int, counts: [FiniteCheck.Counts])] = []
         for visitor in first {
             itemGrams += visitor.itemGrams
+            excluded += visitor.excluded
             for i in 0..<n { for j in 0..<n { both[i][j] += visitor.both[i][j]; conflicts[i][j] += visitor.conflicts[i][j] } }
         }
         for (_, g) in itemGrams.sorted(by: { $0.0 < $1.0 }) {
@@ -52,15 +73,16 @@ public struct TaskVectorAnalysis: Sendable {
         }
         for i in 0..<n { for j in 0..<i { gram[i][j] = gram[j][i] } }
         let norms = (0..<n).map { gram[$0][$0].squareRoot() }
-        let cosines = (0..<n).map { i in (0..<n).map { j in norms[i] > 0 && norms[j] > 0 ? gram[i][j] / (norms[i] * norms[j]) : 0 } }
+        let cosines = (0..<n).map { i in (0..<n).map { j in norms[i] > 0 && norms[j] > 0 ? gram[i][j] / (norms[i] * norms[j]) : .nan } }
         let signConflicts = (0..<n).map { i in (0..<n).map { j in
+            if i == j { return norms[i] > 0 ? 0 : .nan }
             let (a, b) = (min(i, j), max(i, j))
-            return both[a][b] > 0 ? Double(conflicts[a][b]) / Double(both[a][b]) : 0
+            return both[a][b] > 0 ? Double(conflicts[a][b]) / Double(both[a][b]) : .nan
         } }
 
         var request = StatisticsRequest()
         request.globalKeepFraction = density
-        let statistics = try ModelStatisticsPass(plan: plan, request: request, threads: threads).run()
+        let statistics = try ModelStatisticsPass(plan: plan, request: request, threads: threads, handling: .exclude).run()
         let thresholds = statistics.thresholdKeys ?? Array(repeating: 0, count: n)
         let second = try pass.runPass(ranges) { TrimVisitor(thresholds: thresholds, wide: statistics.thresholdKeysAreWide) }
         var keptSquares = Array(repeating: 0.0, count: n), kept = Array(repeating: 0, count: n), dropped = kept
@@ -73,8 +95,36 @@ public struct TaskVectorAnalysis: Sendable {
         return TaskVectorAnalysis(
             inputs: inputs.map(\.path), elementCount: statistics.elementCount, norms: norms, cosines: cosines,
             signConflicts: signConflicts, density: density,
-            keptEnergy: (0..<n).map { gram[$0][$0] > 0 ? keptSquares[$0] / gram[$0][$0] : 0 },
-            droppedByVote: (0..<n).map { kept[$0] > 0 ? Double(dropped[$0]) / Double(kept[$0]) : 0 })
+            keptEnergy: (0..<n).map { gram[$0][$0] > 0 ? keptSquares[$0] / gram[$0][$0] : .nan },
+            droppedByVote: (0..<n).map { kept[$0] > 0 ? Double(dropped[$0]) / Double(kept[$0]) : .nan },
+            nonFinite: nonFiniteList(excluded, plan: plan))
+    }
+
+    /// Per-item counts summed per (tensor, input), in tensor order.
+    private static func nonFiniteList(_ excluded: [(tensor: Int, counts: [FiniteCheck.Counts])], plan: MergePlan) -> [NonFinite] {
+        var totals: [Int: [FiniteCheck.Counts]] = [:]
+        for (tensor, counts) in excluded {
+            var sum = totals[tensor] ?? Array(repeating: FiniteCheck.Counts(), count: counts.count)
+            for i in counts.indices { sum[i] += counts[i] }
+            totals[tensor] = sum
+        }
+        return totals.keys.sorted().flatMap { tensor in
+            totals[tensor]!.enumerated().filter { $0.element.total > 0 }.map { input, c in
+                NonFinite(input: input, tensor: plan.tensors[tensor].name, nan: c.nan,
+                          positiveInfinity: c.positiveInfinity, negativeInfinity: c.negativeInfinity)
+            }
+        }
+    }
+
+    /// Warnings for the report: non-finite elements left out, and task vectors that are all zero.
+    public var warnings: [String] {
+        var lines = nonFinite.map { item in
+            "input [\(item.input)] \(inputs[item.input]): tensor '\(item.tensor)' has \(item.nan) NaN, \(item.positiveInfinity) +Inf and \(item.negativeInfinity) -Inf in its task vector; they are left out (counted as 0) of every number below, and a merge would refuse this input"
+        }
+        for (i, norm) in norms.enumerated() where norm == 0 {
+            lines.append("input [\(i)] \(inputs[i]): the task vector is all zero (the same as the base), so its cosines and TIES shares are undefined (n/a)")
+        }
+        return lines
     }
 
     public var json: JSONValue {
@@ -88,6 +138,12 @@ public struct TaskVectorAnalysis: Sendable {
             JSONMember("ties_density", .double(density)),
             JSONMember("ties_kept_energy_fraction", .array(keptEnergy.map { .double($0) })),
             JSONMember("ties_dropped_by_vote_fraction", .array(droppedByVote.map { .double($0) })),
+            JSONMember("non_finite", .array(nonFinite.map { item in
+                .object([JSONMember("input", .int(item.input)), JSONMember("tensor", .string(item.tensor)),
+                         JSONMember("nan", .int(item.nan)), JSONMember("pos_inf", .int(item.positiveInfinity)),
+                         JSONMember("neg_inf", .int(item.negativeInfinity))])
+            })),
+            JSONMember("warnings", .array(warnings.map { .string($0) })),
         ])
     }
 
@@ -100,11 +156,13 @@ public struct TaskVectorAnalysis: Sendable {
             }
             var lines = [title, "      " + inputs.indices.map { pad("[\($0)]", 9, left: true) }.joined()]
             for (i, row) in m.enumerated() {
-                lines.append(pad("[\(i)]", 6, left: false) + row.map { String(format: format, $0) }.joined())
+                lines.append(pad("[\(i)]", 6, left: false) + row.map { $0.isNaN ? pad("n/a", 9, left: true) : String(format: format, $0) }.joined())
             }
             return lines
         }
-        var lines = ["task vectors (\(elementCount) elements each):"] + names.map { "  " + $0 }
+        var lines = warnings.map { "warning: " + $0 }
+        if !lines.isEmpty { lines.append("") }
+        lines += ["task vectors (\(elementCount) elements each):"] + names.map { "  " + $0 }
         lines.append("")
         lines.append("norm ‖τ‖₂: " + norms.enumerated().map { "[\($0.offset)] " + String(format: "%.6g", $0.element) }.joined(separator: "  "))
         lines.append("")
@@ -113,11 +171,11 @@ public struct TaskVectorAnalysis: Sendable {
         lines += table("sign conflicts (fraction of entries non-zero in both with opposite signs):", signConflicts, "%9.4f")
         lines.append("")
         lines.append(String(format: "TIES at density %.2f (global trim, mass vote):", density))
+        func percent(_ x: Double) -> String { x.isNaN ? "n/a" : String(format: "%.1f%%", 100 * x) }
         for i in inputs.indices {
-            lines.append(String(format: "  [%d] keeps %.1f%% of ‖τ‖²; the vote then drops %.1f%% of its kept entries",
-                                i, 100 * keptEnergy[i], 100 * droppedByVote[i]))
+            lines.append("  [\(i)] keeps \(percent(keptEnergy[i])) of ‖τ‖²; the vote then drops \(percent(droppedByVote[i])) of its kept entries")
         }
-        return lines.joined(separator: "\n")
+        return TerminalText.lines(lines)
     }
 }
 
@@ -125,6 +183,8 @@ public struct TaskVectorAnalysis: Sendable {
 struct PairVisitor: ChunkVisitor {
     let inputs: Int
     var itemGrams: [(Int, [Double])] = []
+    /// Non-finite elements left out, per visited item: (tensor index, counts per input).
+    var excluded: [(tensor: Int, counts: [FiniteCheck.Counts])] = []
     var both: [[Int]]
     var conflicts: [[Int]]
 
@@ -135,6 +195,8 @@ struct PairVisitor: ChunkVisitor {
     }
 
     mutating func begin(item: Int) { itemGrams.append((item, Array(repeating: 0, count: inputs * inputs))) }
+
+    mutating func excluded(tensor: Int, counts: [FiniteCheck.Counts]) { excluded.append((tensor, counts)) }
 
     mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>]) {
         for i in 0..<inputs {

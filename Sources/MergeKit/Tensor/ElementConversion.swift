@@ -11,9 +11,12 @@ public protocol TensorElement {
     /// Converts `count` stored elements of `dtype` at `source` into `destination`.
     static func load(_ source: UnsafeRawPointer, dtype: DType, count: Int, into destination: UnsafeMutablePointer<Self>)
     /// destination = (stored values of `dtype` at `source`) − base, in one pass: the task vector
-    /// of a fine-tuned chunk, without a separate subtraction.
+    /// of a fine-tuned chunk, without a separate subtraction. Returns whether every difference is
+    /// finite (checked in the same pass): false when the value or the base holds a NaN or ±∞
+    /// somewhere, or a difference overflows.
+    @discardableResult
     static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Self>,
-                               into destination: UnsafeMutablePointer<Self>)
+                               into destination: UnsafeMutablePointer<Self>) -> Bool
     /// Converts `count` values to `dtype`, writing little-endian bytes at `destination`.
     static func store(_ source: UnsafePointer<Self>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer)
 }
@@ -39,22 +42,37 @@ extension Float: TensorElement {
         }
     }
 
+    @discardableResult
     public static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Float>,
-                                      into destination: UnsafeMutablePointer<Float>) {
+                                      into destination: UnsafeMutablePointer<Float>) -> Bool {
+        // Whether some difference is non-finite, reduced in the conversion loop itself (see
+        // `reachesBody`: the exponent field plus one ulp of it sets the sign bit only when all ones).
+        var nonFinite: UInt32 = 0
         switch dtype {
         case .BF16:
+            if let nonFiniteSeen = BLAS.bfloat16Difference(source, minus: base, into: destination, count: count) { return !nonFiniteSeen }
             for i in 0..<count {
                 let h = source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian
-                destination[i] = Float(bitPattern: UInt32(h) << 16) - base[i]
+                let d = Float(bitPattern: UInt32(h) << 16) - base[i]
+                destination[i] = d
+                nonFinite |= (d.bitPattern & 0x7F80_0000) &+ 0x0080_0000
             }
         case .F32:
+            if let nonFiniteSeen = BLAS.float32Difference(source, minus: base, into: destination, count: count) { return !nonFiniteSeen }
             for i in 0..<count {
-                destination[i] = Float(bitPattern: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) - base[i]
+                let d = Float(bitPattern: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) - base[i]
+                destination[i] = d
+                nonFinite |= (d.bitPattern & 0x7F80_0000) &+ 0x0080_0000
             }
         default:
             load(source, dtype: dtype, count: count, into: destination)
-            for i in 0..<count { destination[i] -= base[i] }
+            for i in 0..<count {
+                let d = destination[i] - base[i]
+                destination[i] = d
+                nonFinite |= (d.bitPattern & 0x7F80_0000) &+ 0x0080_0000
+            }
         }
+        return nonFinite & 0x8000_0000 == 0
     }
 
     public static func store(_ source: UnsafePointer<Float>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer) {
@@ -99,10 +117,17 @@ extension Double: TensorElement {
         }
     }
 
+    @discardableResult
     public static func loadDifference(_ source: UnsafeRawPointer, dtype: DType, count: Int, minus base: UnsafePointer<Double>,
-                                      into destination: UnsafeMutablePointer<Double>) {
+                                      into destination: UnsafeMutablePointer<Double>) -> Bool {
         load(source, dtype: dtype, count: count, into: destination)
-        for i in 0..<count { destination[i] -= base[i] }
+        var nonFinite: UInt64 = 0
+        for i in 0..<count {
+            let d = destination[i] - base[i]
+            destination[i] = d
+            nonFinite |= (d.bitPattern & 0x7FF0_0000_0000_0000) &+ 0x0010_0000_0000_0000
+        }
+        return nonFinite & 0x8000_0000_0000_0000 == 0
     }
 
     public static func store(_ source: UnsafePointer<Double>, count: Int, as dtype: DType, into destination: UnsafeMutableRawPointer) {

@@ -22,11 +22,32 @@ enum CLI {
         let stderr: String
     }
 
-    static func run(_ arguments: [String], in directory: String? = nil) throws -> Output {
+    /// Runs merge-cli with `arguments`, in `directory`, with `environment` (nil values unset)
+    /// over the test process's.
+    static func run(_ arguments: [String], in directory: String? = nil, environment: [String: String?] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        return try collect(process, environment: environment)
+    }
+
+    /// Runs merge-cli through `/bin/sh -c "<prelude>; exec merge-cli arguments…"` (for `ulimit`
+    /// and `trap`).
+    static func run(_ arguments: [String], after prelude: String, environment: [String: String?] = [:]) throws -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", prelude + "; exec \"$0\" \"$@\"", executable] + arguments
+        return try collect(process, environment: environment)
+    }
+
+    /// Runs `process` to its end with `environment` over the test process's, collecting its output.
+    private static func collect(_ process: Process, environment: [String: String?]) throws -> Output {
+        if !environment.isEmpty {
+            var merged = ProcessInfo.processInfo.environment
+            for (key, value) in environment { merged[key] = value }
+            process.environment = merged
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

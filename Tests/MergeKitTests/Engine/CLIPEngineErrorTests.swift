@@ -34,14 +34,7 @@ struct CLIPEngineErrorTests {
 
     /// The quick fixture's config.json with `key` set to the JSON text `value`.
     static func config(_ key: String, _ value: String) throws -> String {
-        let text = try String(contentsOfFile: EngineFixtures.path("quick/base/config.json"), encoding: .utf8)
-        let pattern = "\"\(key)\": "
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            guard let range = line.range(of: pattern) else { return String(line) }
-            let comma = line.hasSuffix(",") ? "," : ""
-            return String(line[..<range.upperBound]) + value + comma
-        }
-        return lines.joined(separator: "\n")
+        try EngineTestFiles.config([(key, value)])
     }
 
     @Test("A missing encoder tensor is named, with the checkpoint and a fix")
@@ -88,7 +81,7 @@ struct CLIPEngineErrorTests {
                       ("patch_size", "64", "larger than image_size"),
                       ("hidden_size", "\"wide\"", "hidden_size is a string"),
                       ("layer_norm_eps", "-1", "layer_norm_eps"),
-                      ("num_hidden_layers", "0", "num_hidden_layers is 0")])
+                      ("num_hidden_layers", "0", "num_hidden_layers is 0")] + EngineConfigTests.hostile)
     func badConfig(_ key: String, _ value: String, _ message: String) throws {
         let dir = try Self.modifiedModel("config", config: try Self.config(key, value))
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -182,7 +182,7 @@ struct ThreadIndependenceTests {
                 ], in: fixtures)
                 #expect(run.status == 0, "\(run.stderr)")
                 outputs[name, default: []].append(Array(try Data(contentsOf: URL(fileURLWithPath: out))))
-                printed[name, default: []].append(.string(run.stdout))
+                printed[name, default: []].append(try Self.numbers(run.stdout))
             }
             for (name, model) in [("eval", ["--model", "quick/finetuned"]), ("eval-linearized", ["--model", "quick/finetuned", "--base", "quick/base", "--linearized"])] {
                 let run = try CLI.run(["eval"] + model + common + ["--batch-size", "5", "--threads", "\(threads)", "--json"], in: fixtures)

@@ -130,17 +130,10 @@ struct DiskFullTests {
         let out = inputs.dir + "/out"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         // ulimit -f caps files at about 100 KB; SIGXFSZ is ignored so the write fails with EFBIG.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "ulimit -f 200; trap '' XFSZ; exec \"$0\" \"$@\"", CLI.executable,
-                             "task-arithmetic", "--base", inputs.base, "--model", inputs.model, "-o", out + "/merged.safetensors"]
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .exit && process.terminationStatus == 1)
+        let result = try CLI.run(["task-arithmetic", "--base", inputs.base, "--model", inputs.model, "-o", out + "/merged.safetensors"],
+                                 after: "ulimit -f 200; trap '' XFSZ")
+        let stderr = result.stderr
+        #expect(result.status == 1)
         #expect(stderr.hasPrefix("error: \(out)/merged.safetensors: cannot be written (File too large)"), "\(stderr)")
         #expect(TestSupport.listing(out).isEmpty, "left behind: \(TestSupport.listing(out))")
     }

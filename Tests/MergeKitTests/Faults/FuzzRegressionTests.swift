@@ -2,22 +2,20 @@ import Foundation
 import Testing
 @testable import MergeKit
 
-/// Replays the fuzzer's seed corpus and every saved crash input through the plain (non-libFuzzer)
-/// build of `header-fuzz`, which runs the same checks as the fuzzer: no crash, rejections name the
-/// file, accepted headers are consistent and survive being written back, JSON round-trips.
+/// Replays the fuzzers' seed corpora and every saved crash input through the plain (non-libFuzzer)
+/// builds of `header-fuzz` and `recipe-fuzz`, which run the same checks as the fuzzers: no crash,
+/// rejections name the file; accepted headers are consistent and survive being written back, JSON
+/// round-trips; accepted recipes survive being rebuilt from their values and written out as YAML.
 @Suite("Fuzz regressions")
 struct FuzzRegressionTests {
-    static let executable: String = {
-        URL(fileURLWithPath: CLI.executable).deletingLastPathComponent().appendingPathComponent("header-fuzz").path
-    }()
-
-    @Test("header-fuzz passes its seeds and saved regressions")
-    func replay() throws {
-        let directories = ["Fuzz/seeds", "Fuzz/regressions"].map { TestSupport.packageRoot.appendingPathComponent($0).path }
+    /// Runs a fuzz target's plain build on `directories` (relative to the package root).
+    static func replay(_ target: String, _ directories: [String]) throws -> (stdout: String, stderr: String, passed: Bool, seeds: Int) {
+        let executable = URL(fileURLWithPath: CLI.executable).deletingLastPathComponent().appendingPathComponent(target).path
+        let paths = directories.map { TestSupport.packageRoot.appendingPathComponent($0).path }
             .filter { FileSystem.kind(of: $0) == .directory }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = directories
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = paths
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -25,9 +23,24 @@ struct FuzzRegressionTests {
         let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(stderr)")
-        #expect(stdout.contains("no failures"), "\(stdout)")
-        let seeds = TestSupport.listing(directories[0]).count
-        #expect(seeds >= 10 && stdout.contains("inputs checked"))
+        let passed = process.terminationReason == .exit && process.terminationStatus == 0 && stdout.contains("no failures")
+        return (stdout, stderr, passed, TestSupport.listing(paths[0]).count)
+    }
+
+    @Test("header-fuzz passes its seeds and saved regressions")
+    func replayHeaders() throws {
+        let run = try Self.replay("header-fuzz", ["Fuzz/seeds", "Fuzz/regressions"])
+        #expect(run.passed, "\(run.stdout)\(run.stderr)")
+        #expect(run.seeds >= 10 && run.stdout.contains("inputs checked"))
+    }
+
+    /// The seeds include the hostile recipes: 5000-deep flow lists and mappings, 5000 nested block
+    /// sequences, 100 levels of indentation, 3000 nested conditions, alias and merge-key bombs,
+    /// aliases that deepen the tree, undefined aliases, duplicate keys.
+    @Test("recipe-fuzz passes its seeds (hostile recipes among them) and saved regressions")
+    func replayRecipes() throws {
+        let run = try Self.replay("recipe-fuzz", ["Fuzz/recipe-seeds", "Fuzz/regressions/recipes"])
+        #expect(run.passed, "\(run.stdout)\(run.stderr)")
+        #expect(run.seeds >= 15 && run.stdout.contains("inputs checked"))
     }
 }

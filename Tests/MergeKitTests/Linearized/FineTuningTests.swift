@@ -144,9 +144,9 @@ struct FineTuningTests {
                                "--data", "quick/data.safetensors", "--steps", "3", "--batch-size", "4", "--lr", "1e-3",
                                "--warmup-steps", "1", "--seed", "7", "-o", dir + "/lin", "--json"], in: fixtures)
         #expect(run.status == 0, "\(run.stderr)")
-        let lines = run.stdout.split(separator: "\n")
-        #expect(lines.count == 3)
-        #expect(try JSONParser.parse(Array(lines[2].utf8))["step"]?.nonNegativeInt == 3)
+        let document = try JSONParser.parse(Array(run.stdout.utf8))
+        guard case .array(let steps)? = document["steps"] else { Issue.record("no steps in \(run.stdout)"); return }
+        #expect(steps.count == 3 && steps[2]["step"]?.nonNegativeInt == 3)
         let lin = try Checkpoint(path: dir + "/lin")
         #expect(LinearizedCheckpoint.isLinearized(lin))
         #expect(lin.metadata?["mergekit.finetune"]?.contains("\"linearized\":true") == true)

@@ -194,6 +194,56 @@ struct LinearizedCheckpointTests {
         }
     }
 
+    @Test("A linearized base with θ ≠ θ₀ (a linearized fine-tune) is refused with the fix: its own task vector would be dropped",
+          arguments: [EmitKind.model, .taskVector])
+    func movedBase(emit: EmitKind) throws {
+        let dir = TestSupport.temporaryDirectory("linmoved")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = try Self.linearize("quick/base", nil, into: dir, "base-lin")
+        let linear = try Self.linearize("quick/base", "quick/finetuned", into: dir, "ft-lin")
+        let ordinary = try Checkpoint(path: EngineFixtures.path("quick/finetuned"))
+        for input in [MergeInput(kind: .model, checkpoint: base), MergeInput(kind: .model, checkpoint: ordinary)] {
+            do {
+                _ = try MergePlan(base: linear, inputs: [input], method: TaskArithmetic(scale: 1),
+                                  output: OutputSpec(path: FileSystem.join(dir, "x.safetensors"), emit: emit))
+                Issue.record("merged onto a linearized fine-tune, dropping its task vector")
+            } catch {
+                #expect(error.code == .baseMismatch && error.file?.hasSuffix("ft-lin") == true, "\(error)")
+                #expect(error.tensor?.hasPrefix("params.") == true, "\(error)")
+                #expect(error.description.contains("θ ≠ θ₀") && error.description.contains("--model")
+                        && error.description.contains("merge-cli linearize --base"), "\(error)")
+            }
+        }
+        // The fix: the fine-tune among the inputs, onto the base with θ = θ₀.
+        let fixed = try Self.merge(base: base, [MergeInput(kind: .model, checkpoint: linear)], method: TaskArithmetic(scale: 1),
+                                   into: FileSystem.join(dir, "fixed.safetensors"), emit: emit)
+        #expect(!fixed.entries.isEmpty)
+        let run = try CLI.run(["task-arithmetic", "--base", dir + "/ft-lin", "--model", "quick/finetuned", "--emit", emit.rawValue,
+                               "-o", dir + "/merged"], in: EngineFixtures.path(""))
+        #expect(run.status == 1 && run.stderr.contains("θ ≠ θ₀"), "\(run.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/merged"))
+    }
+
+    @Test("extract-lora refuses linearized checkpoints (base or model), naming the file and the fix; nothing is written")
+    func extractLoRARefused() throws {
+        let dir = TestSupport.temporaryDirectory("linlora")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try Self.linearize("quick/base", nil, into: dir, "base-lin")
+        _ = try Self.linearize("quick/base", "quick/finetuned", into: dir, "ft-lin")
+        for (base, model, named) in [(dir + "/base-lin", dir + "/ft-lin", "ft-lin"), ("quick/base", dir + "/ft-lin", "ft-lin"),
+                                     (dir + "/base-lin", "quick/finetuned", "base-lin")] {
+            let run = try CLI.run(["extract-lora", "--base", base, "--model", model, "--rank", "2", "-o", dir + "/adapter"],
+                                  in: EngineFixtures.path(""))
+            #expect(run.status == 1, "\(run.stderr)")
+            #expect(run.stderr.contains("\(named): is a linearized checkpoint") && run.stderr.contains("f(x; θ₀) + J·(θ − θ₀)")
+                    && run.stderr.contains("Extract from the ordinary checkpoints"), "\(run.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/adapter"))
+        }
+        let ordinary = try CLI.run(["extract-lora", "--base", "quick/base", "--model", "quick/finetuned", "--rank", "2", "-o", dir + "/adapter"],
+                                   in: EngineFixtures.path(""))
+        #expect(ordinary.status == 0, "\(ordinary.stderr)")
+    }
+
     @Test("merge-cli linearize, inspect, task-arithmetic and eval on linearized checkpoints")
     func command() throws {
         let dir = TestSupport.temporaryDirectory("lincli")

@@ -73,7 +73,7 @@ struct NonFiniteTrainingTests {
             #expect(run.stderr.contains("training stopped at step 2: the ") && run.stderr.contains("is NaN on the batch of images "), "\(run.stderr)")
             #expect(run.stderr.contains("their pixels are finite, so the model diverged. Lower --lr; nothing was written"), "\(run.stderr)")
         }
-        #expect(!run.stdout.contains("null"), "a non-finite loss was printed: \(run.stdout)")
+        #expect(!run.stdout.contains("\"loss\": null") && !run.stdout.contains("\"losses\""), "a non-finite loss was printed: \(run.stdout)")
         #expect(TestSupport.listing(dir + "/out") == [], "something was written")
     }
 

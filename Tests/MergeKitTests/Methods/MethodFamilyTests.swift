@@ -58,7 +58,7 @@ struct DARETests {
         let kept = try mergeKnown(try DARE(dropRate: 0, seed: 1), [Self.taus[0]]).w
         #expect(kept == f32(Self.taus[0]))
         let error = try #require(throws: MergeKitError.self) { try DARE(dropRate: 1) }
-        #expect(error.code == .invalidArgument && error.description.contains("drop rate p = 1.0"))
+        #expect(error.code == .invalidArgument && error.description == MethodParameter.dropRate.problem(1, label: "drop rate"))
     }
 }
 
@@ -95,7 +95,7 @@ struct OtherMethodTests {
         expectClose(merged.w, [1.5, 4.5])
         expectClose(merged.v, [0])
         let weights = try #require(throws: MergeKitError.self) { try mergeKnown(MetaGPT(), [[1], [2]], weights: [1, 2]) }
-        #expect(weights.description.contains("metagpt") && weights.description.contains("--weight"))
+        #expect(weights.description.contains("metagpt") && weights.description.contains("Leave every weight at 1"))
     }
 
     @Test("MagMax: the largest magnitude per entry, the first input on ties")

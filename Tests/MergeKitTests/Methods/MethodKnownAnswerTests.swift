@@ -129,7 +129,7 @@ struct TIESKnownAnswerTests {
     @Test("Invalid parameters are rejected with the value named")
     func invalidParameters() throws {
         let zero = try #require(throws: MergeKitError.self) { try TIES(density: 0) }
-        #expect(zero.code == .invalidArgument && zero.description.contains("density = 0.0"))
+        #expect(zero.code == .invalidArgument && zero.description == "density must be in (0, 1], not 0 (the fraction of τ entries kept, e.g. 0.2)")
         let big = try #require(throws: MergeKitError.self) { try TIES(density: 1.5) }
         #expect(big.description.contains("1.5") && big.description.contains("(0, 1]"))
         let noVote = try #require(throws: MergeKitError.self) { try TIES(vote: .none) }

@@ -269,9 +269,13 @@ struct SweepTests {
         let file = try #require(point["files"]?.arrayValue?.first)
         #expect(file["bytes"]?.nonNegativeInt != nil && file["sha256"] == nil)
         let bad = try CLI.run(["sweep", "--method", "ties"] + inputs + ["--density", "0.2,1.5", "-o", dir + "/bad"], in: fixtures)
-        #expect(bad.status == 1)
-        #expect(bad.stderr.contains("density = 1.5 is outside (0, 1]"), "\(bad.stderr)")
+        #expect(bad.status == 64)
+        #expect(bad.stderr.contains("--density must be in (0, 1], not 1.5"), "\(bad.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/bad"))
+        // A problem found only when the inputs are opened (here the base) still leaves no directory.
+        let missing = try CLI.run(["sweep", "--method", "ties", "--base", "f16/missing", "--model", "f16/ft_a", "--density", "0.2", "-o", dir + "/missing"], in: fixtures)
+        #expect(missing.status == 1 && missing.stderr.contains("f16/missing: does not exist"), "\(missing.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/missing"))
     }
 
     @Test("Task-vector sweeps emit τ only; the same seed gives identical bytes")

@@ -215,6 +215,13 @@ struct JSONTests {
         #expect(text.contains("\n") == (indent > 0))
     }
 
+    @Test("DEL and C1 controls (such as CSI, U+009B) are escaped too, and parse back unchanged")
+    func controlEscapes() throws {
+        let value: JSONValue = .string("a\u{7F}b\u{9B}2Jc\u{A0}")
+        #expect(value.serialized() == #""a\u007fb\u009b2Jc\#u{A0}""#)
+        #expect(try parseJSON(value.serialized()).get() == value)
+    }
+
     @Test("Serialization follows the compact form and Python's indent layout")
     func serializedLayout() {
         let value: JSONValue = .object([

@@ -15,9 +15,10 @@ struct LoRAGoldenCase: Sendable, CustomTestStringConvertible {
 
     var testDescription: String { name }
 
-    static let all: [LoRAGoldenCase] = {
-        let json = try! JSONParser.parse(try! FileSystem.readFile(TestSupport.fixture("svd_lora/cases.json")))
-        return json["cases"]!.arrayValue!.compactMap { c in
+    /// The cases of Fixtures/svd_lora/cases.json and Fixtures/svd_lora/peft_rules/cases.json that merge adapters.
+    static let all: [LoRAGoldenCase] = ["svd_lora/cases.json", "svd_lora/peft_rules/cases.json"].flatMap { manifest in
+        let json = try! JSONParser.parse(try! FileSystem.readFile(TestSupport.fixture(manifest)))
+        return json["cases"]!.arrayValue!.compactMap { c -> LoRAGoldenCase? in
             let inputs = c["inputs"]!.arrayValue!.map { $0.stringValue! }
             guard inputs.contains("--lora") else { return nil }
             return LoRAGoldenCase(name: c["name"]!.stringValue!, method: c["method"]!.stringValue!, inputs: inputs,
@@ -25,7 +26,7 @@ struct LoRAGoldenCase: Sendable, CustomTestStringConvertible {
                                   tolerance: c["tolerance"]!.doubleValue!,
                                   changed: c["changed_tensors"]?.arrayValue?.map { $0.stringValue! } ?? [])
         }
-    }()
+    }
 }
 
 @Suite("LoRA adapters as inputs")
@@ -43,12 +44,16 @@ struct LoRAInputTests {
         let expected = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.file)))
         let base = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.inputs[1])))
         #expect(!expected.isEmpty && !golden.changed.isEmpty)
+        #expect(Set(golden.changed).isSubset(of: Set(expected.keys)))
         for (name, reference) in expected {
             let mine = try #require(actual[name], "\(name) missing")
             #expect(mine.info.shape == reference.info.shape)
             let worst = zip(mine.values, reference.values).map { abs($0 - $1) }.max() ?? 0
             #expect(worst <= golden.tolerance, "\(name): max |Δ| = \(worst)")
-            // Untargeted tensors keep the base's values exactly; targeted ones move.
+        }
+        // Exactly the tensors PEFT changed move; every other tensor keeps the base's values
+        // (goldens of the PEFT rule cases hold only the changed tensors).
+        for (name, mine) in actual where base[name]?.info.dtype.isMergeable == true {
             if golden.changed.contains(name) {
                 #expect(mine.values != base[name]!.values, "\(name) should change")
             } else {
@@ -78,7 +83,23 @@ struct LoRAInputTests {
 
     @Test("The golden cases cover one adapter, rank/alpha patterns, two adapters and fan_in_fan_out")
     func coverage() {
-        #expect(Set(LoRAGoldenCase.all.map(\.name)).isSuperset(of: ["merged_lora_a", "merged_lora_b", "merged_both", "merged_lora_gpt2_fifo"]))
+        #expect(Set(LoRAGoldenCase.all.map(\.name)).isSuperset(of: ["merged_lora_a", "merged_lora_b", "merged_both", "merged_lora_gpt2_fifo",
+            "rules_target_regex", "rules_target_suffix_list", "rules_exclude_list", "rules_exclude_regex", "rules_layers_pattern",
+            "rules_layers_default_pattern", "rules_layers_pattern_list_and_exact_name", "rules_fan_in_fan_out_on_linear",
+            "rules_fan_in_fan_out_on_square_linear", "rules_no_fan_in_fan_out_on_conv1d", "rules_no_fan_in_fan_out_on_square_conv1d",
+            "rules_pattern_regex_keys", "rules_all_linear"]))
+    }
+
+    @Test("Configs PEFT refuses are refused, naming the config file and what PEFT says",
+          arguments: try! JSONParser.parse(try! FileSystem.readFile(TestSupport.fixture("svd_lora/peft_rules/cases.json")))["refused"]!.arrayValue!
+              .map { [$0["name"]!.stringValue!, $0["base"]!.stringValue!, $0["adapter"]!.stringValue!] })
+    func refusesWhatPEFTRefuses(_ c: [String]) throws {
+        let dir = TestSupport.temporaryDirectory("lora-refused")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let run = try CLI.run(["task-arithmetic", "--base", c[1], "--lora", c[2], "-o", dir + "/out.safetensors"], in: TestSupport.fixture(""))
+        #expect(run.status != 0, "\(c[0]) merged")
+        #expect(run.stderr.contains("adapter_config.json") && run.stderr.contains("PEFT refuses"), "\(c[0]): \(run.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out.safetensors"))
     }
 
     // MARK: Reading adapters
@@ -96,12 +117,33 @@ struct LoRAInputTests {
         #expect(!v1.transposed && v1.deltaShape == [8, 16])
         // The pattern must match a whole dotted suffix: "layers.0.self_attn.v_proj" does not
         // match "model.layers.10.self_attn.v_proj", and "proj" does not match "q_proj".
-        let patterns: [(key: String, value: Int)] = [("layers.0.self_attn.v_proj", 1), ("proj", 2)]
-        #expect(LoRAAdapter.patternValue(patterns, module: "model.layers.10.self_attn.v_proj") == nil)
-        #expect(LoRAAdapter.patternValue(patterns, module: "model.layers.0.self_attn.v_proj") == 1)
-        #expect(LoRAAdapter.patternValue(patterns, module: "x.proj") == 2)
-        #expect(LoRAAdapter.patternValue(patterns, module: "x.q_proj") == nil)
-        #expect(LoRAAdapter.patternValue([("q_proj|v_proj", 3)], module: "a.v_proj") == 3)
+        func config(_ rankPattern: String) throws -> LoRAAdapter.Config {
+            try LoRAAdapter.parseConfig(Array("{\"r\": 8, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"], \"rank_pattern\": \(rankPattern)}".utf8), file: "adapter_config.json")
+        }
+        let patterns = try config(#"{"layers.0.self_attn.v_proj": 1, "proj": 2}"#)
+        #expect(patterns.rank(for: "model.layers.10.self_attn.v_proj") == 8)
+        #expect(patterns.rank(for: "model.layers.0.self_attn.v_proj") == 1)
+        #expect(patterns.rank(for: "x.proj") == 2)
+        #expect(patterns.rank(for: "x.q_proj") == 8)
+        #expect(try config(#"{"q_proj|v_proj": 3}"#).rank(for: "a.v_proj") == 3)
+        // The key is spliced into PEFT's (.*\.)?(key)$ as text: a ')' in it changes the grouping,
+        // here to (.*\.)?(a) | (b)$, whose first branch has no $ (Python: re.match finds "abc").
+        let spliced = try config(#"{"a)|(b": 3}"#)
+        #expect(spliced.rank(for: "abc") == 3 && spliced.rank(for: "xb") == 8 && spliced.rank(for: "b") == 3)
+    }
+
+    @Test("Plain rank/alpha keys (module names) skip the regex and give the regex's answer")
+    func plainPatternKeys() throws {
+        let keys = ["q_proj", "model.layers.1.mlp.down_proj", "layers.0.self_attn.v_proj", "a.b", "x-y", "proj", "0"]
+        let names = ["q_proj", "x.q_proj", "xq_proj", "q_proj\n", "q_proj\n\n", "a\nb.q_proj", "a.b\n.q_proj", "model.layers.1.mlp.down_proj",
+                     "model.layers.11mlp.down_proj", "model.layers.1Xmlp.down_proj", "model.layers.1\nmlp.down_proj", "y.model.layers.1.mlp.down_proj",
+                     "layers.0.self_attn.v_proj", "model.layers.10.self_attn.v_proj", "a.b", "aXb", "a\nb", "z.a.b", "za.b", "x-y", "proj", ".proj", "0", "", "."]
+        for key in keys {
+            let pattern = LoRAAdapter.PatternKey(key: key, regex: try PythonRegex("(.*\\.)?(\(key))$"), value: 1)
+            for name in names {
+                #expect(pattern.matches(name) == pattern.regex.matchesStart(name), "\(key) on \(name.debugDescription)")
+            }
+        }
     }
 
     @Test("fan_in_fan_out adapters and use_rslora scale as PEFT does")
@@ -116,6 +158,120 @@ struct LoRAInputTests {
                               modules: [("m.proj", a: [4, 3], b: [2, 4], embedding: false)])
         let module = try #require(try LoRAAdapter(path: dir).module(forTarget: "m.proj.weight"))
         #expect(module.scale == 4) // 8 / √4
+    }
+
+    // MARK: Module selection and config patterns
+
+    @Test("Factors for modules the config does not target are ignored, as PEFT ignores them")
+    func untargetedFactorsAreIgnored() throws {
+        let dir = TestSupport.temporaryDirectory("lora-ignored")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let q0 = "model.layers.0.self_attn.q_proj", q1 = "model.layers.1.self_attn.q_proj"
+        try LoRAFixture.write(dir + "/adapter", config: ["r": "2", "lora_alpha": "4", "target_modules": "[\"\(q0)\"]"],
+                              modules: [(q0, a: [2, 16], b: [16, 2], embedding: false), (q1, a: [2, 16], b: [16, 2], embedding: false)])
+        let adapter = try LoRAAdapter(path: dir + "/adapter")
+        #expect(adapter.modules.map(\.name) == [q0] && adapter.ignoredModules == [q1])
+        let plan = try MergePlan(base: try Checkpoint(path: TestSupport.fixture("f32/base")), inputs: [MergeInput(lora: adapter)],
+                                 method: try TaskArithmetic(scale: 1), output: OutputSpec(path: dir + "/tau.safetensors", emit: .taskVector))
+        func source(_ name: String) -> InputSource? { plan.tensors.first { $0.name == name + ".weight" }?.inputs.first }
+        if case .lora? = source(q0) {} else { Issue.record("\(q0) should take the adapter's delta") }
+        if case .zero? = source(q1) {} else { Issue.record("\(q1) should be zero") }
+    }
+
+    @Test("Config patterns with nested quantifiers are matched in linear time; unsupported syntax is refused naming the file and key")
+    func configPatternsAreBounded() throws {
+        let dir = TestSupport.temporaryDirectory("lora-hostile")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let hostile = #"((a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q|r|s|t|u|v|w|x|y|z|_|\\.|[0-9])+)+Q"#
+        let q0 = "model.layers.0.self_attn.q_proj"
+        let modules: [(String, a: [Int], b: [Int], embedding: Bool)] = [(q0, a: [2, 16], b: [16, 2], embedding: false)]
+        // In every place PEFT reads a pattern: none of them matches, so the adapter merges with the defaults.
+        try LoRAFixture.write(dir + "/hostile", config: [
+            "r": "2", "lora_alpha": "4", "target_modules": "[\"q_proj\"]",
+            "alpha_pattern": "{\"\(hostile)\": 99}", "rank_pattern": "{\"\(hostile)\": 7}",
+            "exclude_modules": "\"\(hostile)\"", "layers_to_transform": "[0]", "layers_pattern": "[\"\(hostile)\", \"layers\"]",
+        ], modules: modules)
+        let adapter = try LoRAAdapter(path: dir + "/hostile")
+        let module = try #require(adapter.module(forTarget: q0 + ".weight"))
+        #expect(module.rank == 2 && module.alpha == 4)
+        let long = String(repeating: "model.layers.12.self_attn.", count: 60) + "q_proj"
+        #expect(adapter.config.select(long, linear: true) == .unmatched) // "layers" finds layer 12, which is not listed
+        #expect(adapter.config.alpha(for: long + "Q") == 99)
+        // A string target_modules with the same shape.
+        try LoRAFixture.write(dir + "/target", config: ["r": "2", "lora_alpha": "4", "target_modules": "\"(.*\\\\.)?\(hostile)\""], modules: modules)
+        #expect(try LoRAAdapter(path: dir + "/target").config.select(long, linear: true) == .unmatched)
+
+        // Syntax MergeKit does not match, and patterns past the bound.
+        let cases: [(key: String, value: String)] = [
+            ("rank_pattern", #"{"(q)_proj\\1": 2}"#), ("alpha_pattern", #"{"q(?=_proj)": 2}"#),
+            ("exclude_modules", #""(?<!x)q_proj""#), ("target_modules", #""(?i)Q_PROJ""#), ("layers_pattern", #""(layers""#),
+            ("exclude_modules", "\"" + String(repeating: "a", count: PythonRegex.maximumPatternLength + 1) + "\""),
+        ]
+        for (key, value) in cases {
+            var config = ["r": "2", "lora_alpha": "4", key: value]
+            if key == "layers_pattern" { config["layers_to_transform"] = "[0]" }
+            try LoRAFixture.write(dir + "/bad", config: config, modules: modules)
+            do {
+                _ = try LoRAAdapter(path: dir + "/bad")
+                Issue.record("\(key) \(value) was accepted")
+            } catch {
+                #expect(error.code == .invalidArgument && error.file?.hasSuffix("bad/adapter_config.json") == true, "\(error)")
+                #expect(error.description.contains("\"\(key)\"") && error.description.contains("pattern"), "\(error)")
+            }
+        }
+    }
+
+    @Test("Features whose merge is not s·B·A, and a config without target_modules, are refused naming the key")
+    func unmergeableConfigs() throws {
+        let dir = TestSupport.temporaryDirectory("lora-features")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let modules: [(String, a: [Int], b: [Int], embedding: Bool)] = [("model.layers.0.self_attn.q_proj", a: [2, 16], b: [16, 2], embedding: false)]
+        let cases: [(key: String, value: String)] = [
+            ("modules_to_save", #"["lm_head"]"#), ("init_lora_weights", #""pissa""#), ("init_lora_weights", #""olora""#),
+            ("layer_replication", "[[0, 1], [0, 2]]"), ("target_parameters", #"["mlp.experts.down_proj"]"#), ("lora_bias", "true"),
+            ("trainable_token_indices", "[1, 2]"), ("bias", #""all""#), ("target_modules", "null"),
+        ]
+        for (key, value) in cases {
+            try LoRAFixture.write(dir + "/a", config: ["r": "2", "lora_alpha": "4", key: value], modules: modules)
+            do {
+                _ = try LoRAAdapter(path: dir + "/a")
+                Issue.record("\(key): \(value) was accepted")
+            } catch {
+                #expect(error.code == .invalidArgument && error.file?.hasSuffix("adapter_config.json") == true && error.description.contains("\"\(key)\""), "\(error)")
+            }
+        }
+        // What PEFT loads as plain LoRA is accepted.
+        for (key, value) in [("init_lora_weights", #""gaussian""#), ("init_lora_weights", "false"), ("modules_to_save", "null"),
+                             ("layers_to_transform", "[]"), ("exclude_modules", "[]"), ("loftq_config", "{}"), ("bias", #""none""#)] {
+            try LoRAFixture.write(dir + "/a", config: ["r": "2", "lora_alpha": "4", key: value], modules: modules)
+            #expect((try? LoRAAdapter(path: dir + "/a")) != nil, "\(key): \(value)")
+        }
+    }
+
+    @Test("Square weights take the orientation the adapter's other targets, or the base's biases, show; embeddings are transposed")
+    func squareOrientation() throws {
+        let dir = TestSupport.temporaryDirectory("lora-square")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func bound(_ base: String, _ config: [String: String], _ modules: [(String, a: [Int], b: [Int], embedding: Bool)]) throws -> [String: Bool] {
+            try LoRAFixture.write(dir + "/a", config: config, modules: modules)
+            let binding = try LoRAAdapter(path: dir + "/a").bind(to: try Checkpoint(path: TestSupport.fixture(base)))
+            #expect(binding.problems.isEmpty, "\(binding.problems)")
+            return binding.modules.mapValues(\.transposed)
+        }
+        let fifo = ["r": "2", "lora_alpha": "4", "fan_in_fan_out": "true"]
+        // Llama (no biases, no other target): nn.Linear, whatever fan_in_fan_out says.
+        #expect(try bound("f32/base", fifo, [("model.layers.0.self_attn.o_proj", a: [2, 16], b: [16, 2], embedding: false)])
+                == ["model.layers.0.self_attn.o_proj.weight": false])
+        // With a non-square Linear target beside it.
+        #expect(try bound("f32/base", fifo, [("model.layers.0.self_attn.o_proj", a: [2, 16], b: [16, 2], embedding: false),
+                                             ("model.layers.0.mlp.up_proj", a: [2, 16], b: [24, 2], embedding: false)])
+                == ["model.layers.0.self_attn.o_proj.weight": false, "model.layers.0.mlp.up_proj.weight": false])
+        // GPT-2: the square attn.c_proj alone is a Conv1D (the biases of c_attn and c_fc say so), whatever fan_in_fan_out says.
+        #expect(try bound("svd_lora/gpt2_base", ["r": "2", "lora_alpha": "4"], [("transformer.h.0.attn.c_proj", a: [2, 16], b: [16, 2], embedding: false)])
+                == ["transformer.h.0.attn.c_proj.weight": true])
+        // An embedding (wpe is square here) is always transposed.
+        #expect(try bound("svd_lora/gpt2_base", ["r": "2", "lora_alpha": "4"], [("transformer.wpe", a: [2, 16], b: [16, 2], embedding: true)])
+                == ["transformer.wpe.weight": true])
     }
 
     // MARK: Streaming products
@@ -300,9 +456,9 @@ struct LoRAInputTests {
         // Shape mismatch, and the transposed case suggests fan_in_fan_out.
         e = planError(try adapter("shape", modules: [(q, a: [2, 12], b: [16, 2], embedding: false)]))
         #expect(e?.code == .shapeMismatch && e?.tensor == "base_model.model.\(q).lora_A.weight")
-        e = planError(try adapter("fifo", config: ["r": "2", "lora_alpha": "4", "fan_in_fan_out": "true"],
-                                  modules: [("model.layers.0.mlp.down_proj", a: [2, 24], b: [16, 2], embedding: false)]))
-        #expect(e?.code == .shapeMismatch && e?.fix?.contains("fan_in_fan_out\": false") == true)
+        // fan_in_fan_out on an nn.Linear weight: PEFT resets it to false, and the shape says Linear.
+        #expect(planError(try adapter("fifo", config: ["r": "2", "lora_alpha": "4", "fan_in_fan_out": "true"],
+                                      modules: [("model.layers.0.mlp.down_proj", a: [2, 24], b: [16, 2], embedding: false)])) == nil)
         // A Llama adapter on GPT-2: every target is missing; problems are reported together.
         e = planError(TestSupport.fixture("svd_lora/lora_a"), base: TestSupport.fixture("svd_lora/gpt2_base"))
         #expect(e?.code == .extraTensor && e?.detail.contains("6 problems") == true)
@@ -347,6 +503,8 @@ enum LoRAFixture {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var members = config
         members["peft_type"] = members["peft_type"] ?? "\"LORA\""
+        // As PEFT saves it: the modules the factors are for (full names select exactly those).
+        members["target_modules"] = members["target_modules"] ?? "[" + modules.map { "\"\($0.0)\"" }.joined(separator: ", ") + "]"
         let json = "{" + members.keys.sorted().map { "\"\($0)\": \(members[$0]!)" }.joined(separator: ", ") + "}"
         try json.write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
         var tensors: [(TensorSpec, [Double])] = []

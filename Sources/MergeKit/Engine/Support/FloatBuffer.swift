@@ -25,16 +25,32 @@ final class FloatBuffer: @unchecked Sendable {
 
 /// Scratch memory for one pass over one shard of a batch: every `take` is a fresh buffer that
 /// lives as long as the workspace.
+///
+/// A measuring workspace allocates nothing: `take` only adds up the floats (saturating) and hands
+/// out a placeholder that must never be read or written, so that building a pass's buffers on it
+/// measures exactly what the pass would allocate (`EngineMemory`).
 final class Workspace {
     private var buffers: [FloatBuffer] = []
+    private let measuring: Bool
+    private var measured = 0
+
+    init(measuring: Bool = false) { self.measuring = measuring }
+
+    /// Where a measuring workspace points every buffer (never dereferenced).
+    nonisolated(unsafe) private static let placeholder = UnsafeMutablePointer<Float>.allocate(capacity: 1)
 
     /// `count` uninitialised floats (zeroed when asked).
     func take(_ count: Int, zeroed: Bool = false) -> UnsafeMutablePointer<Float> {
+        if measuring {
+            let (sum, overflow) = measured.addingReportingOverflow(max(0, count))
+            measured = overflow ? .max : sum
+            return Workspace.placeholder
+        }
         let buffer = FloatBuffer(count: count, zeroed: zeroed)
         buffers.append(buffer)
         return buffer.pointer
     }
 
-    /// Total floats handed out (for memory accounting in tests and benchmarks).
-    var floatCount: Int { buffers.reduce(0) { $0 + $1.count } }
+    /// Total floats handed out (for memory accounting in tests, benchmarks and `EngineMemory`).
+    var floatCount: Int { measuring ? measured : buffers.reduce(0) { $0 + $1.count } }
 }

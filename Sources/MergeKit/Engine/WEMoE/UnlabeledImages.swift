@@ -32,3 +32,12 @@ public final class UnlabeledImages: @unchecked Sendable {
         }
     }
 }
+
+extension WEMoETask {
+    /// Checks that the task fits a model with `config` and embeddings of `embeddingSize`, and has
+    /// inputs (before the model is loaded).
+    public func check(config: CLIPVisionConfig, embeddingSize: Int) throws(MergeKitError) {
+        try head.check(embeddingSize: embeddingSize)
+        try data.check(against: config)
+    }
+}

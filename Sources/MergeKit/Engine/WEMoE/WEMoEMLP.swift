@@ -36,6 +36,8 @@ struct WEMoEMLPScratch {
         self.chunk = max(1, min(shape.batch, chunk))
         logits = workspace.take(shape.rows * experts)
         dRouterHidden = workspace.take(backward ? shape.rows * d : 0)
+        // Room for the chunks actually used: a batch smaller than `chunk` mixes fewer images at once.
+        let chunk = self.chunk
         coefficients = workspace.take(chunk * (experts + 1))
         fc1 = workspace.take(chunk * (f * d + f))
         fc2 = workspace.take(chunk * (d * f + d))

@@ -19,8 +19,8 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
     }
 
     /// Loads a WEMoE checkpoint (a `.safetensors` file or a directory) written by `merge-cli wemoe`.
-    public convenience init(path: String, threads: Int? = nil) throws(MergeKitError) {
-        self.init(parameters: try WEMoEParameters.load(path: path), threads: threads)
+    public convenience init(path: String, threads: Int? = nil, allowUnused: Bool = false) throws(MergeKitError) {
+        self.init(parameters: try WEMoEParameters.load(path: path, allowUnused: allowUnused), threads: threads)
     }
 
     public var config: CLIPVisionConfig { parameters.config }
@@ -31,7 +31,9 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
     }
     /// Images whose MLP parameters are mixed in one GEMM with per-image routing (see `WEMoEMLP`;
     /// 8 measured fastest on ViT-B/32 with 8 experts). Batch-averaged routing mixes once per layer.
-    public var mixingChunk = 8
+    public var mixingChunk = WEMoEModel.defaultMixingChunk
+    /// `mixingChunk`'s default.
+    static let defaultMixingChunk = 8
     public var parallelism: EngineParallelism {
         get { base.parallelism }
         set { base.parallelism = newValue }
@@ -211,17 +213,23 @@ final class WEMoEShardPass {
     /// Where the gradients of frozen tensors go (never read).
     let sink: GradientSink
 
-    init(_ parameters: WEMoEParameters, batch: Int, keepActivations: Bool, backward: Bool, chunk: Int) {
-        let c = parameters.config
-        pass = ShardPass(c, batch: batch, keepActivations: keepActivations)
+    convenience init(_ parameters: WEMoEParameters, batch: Int, keepActivations: Bool, backward: Bool, chunk: Int) {
+        self.init(parameters.config, experts: parameters.experts, routerDepth: parameters.routerDepth, batch: batch,
+                  keepActivations: keepActivations, backward: backward, chunk: chunk)
+    }
+
+    /// On a measuring `workspace`, only counts the floats (see `Workspace`).
+    init(_ c: CLIPVisionConfig, experts: Int, routerDepth: Int, batch: Int, keepActivations: Bool, backward: Bool, chunk: Int,
+         workspace: Workspace = Workspace()) {
+        pass = ShardPass(c, batch: batch, keepActivations: keepActivations, workspace: workspace)
         let shape = pass.shape
         moe = pass.layers.map { [workspace = pass.workspace] in
-            WEMoEMLPActivations(workspace, shape, experts: parameters.experts, routerDepth: parameters.routerDepth, mlp: $0.mlp)
+            WEMoEMLPActivations(workspace, shape, experts: experts, routerDepth: routerDepth, mlp: $0.mlp)
         }
-        scratch = WEMoEMLPScratch(pass.workspace, shape, experts: parameters.experts, chunk: chunk, backward: backward)
+        scratch = WEMoEMLPScratch(pass.workspace, shape, experts: experts, chunk: chunk, backward: backward)
         encoderScratch = backward ? EncoderScratch(pass.workspace, shape, backward: true) : nil
         let d = c.hiddenSize
-        sink = GradientSink(count: backward ? max(d * d, c.projectionDim * d) + d : 0)
+        sink = GradientSink(pass.workspace, count: backward ? max(d * d, c.projectionDim * d) + d : 0)
     }
 }
 
@@ -229,16 +237,21 @@ final class WEMoEShardPass {
 /// accumulate their parameter gradients into it, and nobody reads them. Zeroed before reuse so
 /// that the accumulated garbage stays finite.
 final class GradientSink {
-    let buffer: FloatBuffer
-    init(count: Int) { buffer = FloatBuffer(count: count) }
-    func zero() { buffer.zero() }
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+    /// `count` floats of `workspace`, zeroed.
+    init(_ workspace: Workspace, count: Int) {
+        pointer = workspace.take(count, zeroed: true)
+        self.count = count
+    }
+    func zero() { pointer.update(repeating: 0, count: count) }
 
     func linear(inputs: Int, outputs: Int, bias: Bool = true) -> LinearParameters {
-        LinearParameters(weight: buffer.pointer, bias: bias ? buffer.pointer + inputs * outputs : nil, inputs: inputs, outputs: outputs)
+        LinearParameters(weight: pointer, bias: bias ? pointer + inputs * outputs : nil, inputs: inputs, outputs: outputs)
     }
 
     func layerNorm(_ d: Int) -> LayerNormParameters {
-        LayerNormParameters(weight: buffer.pointer, bias: buffer.pointer + d, dim: d)
+        LayerNormParameters(weight: pointer, bias: pointer + d, dim: d)
     }
 
     func attention(_ d: Int) -> SelfAttentionParameters {

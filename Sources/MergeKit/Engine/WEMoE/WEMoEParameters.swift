@@ -46,6 +46,9 @@ public final class WEMoEParameters: @unchecked Sendable {
     public var expertNames: [String]
     /// Test-time-adaptation steps the routers have had (metadata).
     public var trainedSteps: Int = 0
+    /// Tensors of the file it was loaded from that the model does not use (only when loading
+    /// allowed them).
+    public internal(set) var ignoredTensors: [String] = []
     /// Every non-MLP tensor merged by task arithmetic; the MLP slots hold the pre-trained MLP W₀.
     public let merged: CLIPVisionParameters
     /// Per layer: [T + 1, f·D + f] — row 0 is the base fc1 (weight then bias), row t the task
@@ -219,36 +222,63 @@ public final class WEMoEParameters: @unchecked Sendable {
 
     // MARK: Saving
 
-    /// Every tensor of the checkpoint with a pointer to its values, in file order.
-    func namedTensors() -> [(name: String, shape: [Int], values: UnsafePointer<Float>)] {
-        let c = config, d = c.hiddenSize, f = c.intermediateSize
-        var out: [(String, [Int], UnsafePointer<Float>)] = []
+    /// Where a tensor of the checkpoint lives in memory.
+    enum Slot {
+        /// A tensor of `merged`, by name.
+        case merged(String)
+        /// Layer `layer`'s router buffer, at `offset`.
+        case router(layer: Int, offset: Int)
+        /// Layer `layer`'s fc1 (`second` false) or fc2 stack, at `offset`.
+        case stack(layer: Int, second: Bool, offset: Int)
+    }
+
+    /// Every tensor of the checkpoint in file order, with its shape and where it lives: the
+    /// merged encoder's tensors (`merged`, in state-dict order) with each layer's
+    /// `….mlp.fc1.weight` … `fc2.bias` replaced by the router and the T + 1 MLP rows. Computed
+    /// without allocating, so that `load` checks a file before building anything.
+    static func fileLayout(merged: [CLIPVisionParameters.Tensor], prefix: String, config c: CLIPVisionConfig,
+                           experts: Int, routerDepth: Int) -> [(name: String, shape: [Int], slot: Slot)] {
+        let d = c.hiddenSize, f = c.intermediateSize
+        var out: [(String, [Int], Slot)] = []
         var layer = 0
-        for tensor in merged.tensors {
+        for tensor in merged {
             let name = tensor.name
             if name.hasSuffix(".mlp.fc1.weight") {
-                let p = mlpPrefix(layer)
+                let p = prefix + "encoder.layers.\(layer).mlp."
                 var offset = 0
-                for (local, shape) in WEMoEParameters.routerShapes(depth: routerDepth, width: d, experts: experts) {
-                    out.append((p + local, shape, UnsafePointer(router(layer) + offset)))
+                for (local, shape) in routerShapes(depth: routerDepth, width: d, experts: experts) {
+                    out.append((p + local, shape, .router(layer: layer, offset: offset)))
                     offset += shape.reduce(1, *)
                 }
                 for row in 0...experts {
                     let owner = row == 0 ? "base_model." : "task_vectors.\(row - 1)."
-                    let w1 = fc1Stacks[layer].pointer + row * (f * d + f), w2 = fc2Stacks[layer].pointer + row * (d * f + d)
-                    out.append((p + owner + "fc1.weight", [f, d], UnsafePointer(w1)))
-                    out.append((p + owner + "fc1.bias", [f], UnsafePointer(w1 + f * d)))
-                    out.append((p + owner + "fc2.weight", [d, f], UnsafePointer(w2)))
-                    out.append((p + owner + "fc2.bias", [d], UnsafePointer(w2 + d * f)))
+                    let w1 = row * (f * d + f), w2 = row * (d * f + d)
+                    out.append((p + owner + "fc1.weight", [f, d], .stack(layer: layer, second: false, offset: w1)))
+                    out.append((p + owner + "fc1.bias", [f], .stack(layer: layer, second: false, offset: w1 + f * d)))
+                    out.append((p + owner + "fc2.weight", [d, f], .stack(layer: layer, second: true, offset: w2)))
+                    out.append((p + owner + "fc2.bias", [d], .stack(layer: layer, second: true, offset: w2 + d * f)))
                 }
                 layer += 1
             } else if name.contains(".mlp.fc") {
                 continue
             } else {
-                out.append((name, tensor.shape, UnsafePointer(merged.pointer(name))))
+                out.append((name, tensor.shape, .merged(name)))
             }
         }
         return out
+    }
+
+    /// Every tensor of the checkpoint with a pointer to its values, in file order.
+    func namedTensors() -> [(name: String, shape: [Int], values: UnsafePointer<Float>)] {
+        WEMoEParameters.fileLayout(merged: merged.tensors, prefix: merged.prefix, config: config, experts: experts,
+                                   routerDepth: routerDepth).map { name, shape, slot in
+            switch slot {
+            case .merged(let name): return (name, shape, UnsafePointer(merged.pointer(name)))
+            case .router(let layer, let offset): return (name, shape, UnsafePointer(router(layer) + offset))
+            case .stack(let layer, let second, let offset):
+                return (name, shape, UnsafePointer((second ? fc2Stacks : fc1Stacks)[layer].pointer + offset))
+            }
+        }
     }
 
     /// The `__metadata__` of a saved checkpoint.
@@ -268,14 +298,16 @@ public final class WEMoEParameters: @unchecked Sendable {
 
     /// Writes the checkpoint (F32) to `path`: a `.safetensors` file, or a directory holding
     /// `model.safetensors` and `config.json` (copied from `configSource` when given, else generated).
-    /// Atomic: written to a temporary sibling and renamed into place.
-    public func save(to path: String, configSource: String? = nil, overwrite: Bool = false) throws(MergeKitError) {
+    /// Atomic: written to a temporary sibling and renamed into place. The output is checked
+    /// against `inputs` (every path the model was built from) and `configSource` by `OutputGuard`.
+    /// - Returns: what happened around the output (stale temporaries removed, …).
+    @discardableResult
+    public func save(to path: String, configSource: String? = nil, overwrite: Bool = false,
+                     inputs: [String] = []) throws(MergeKitError) -> [OutputNote] {
+        try OutputGuard.check(output: path, overwrite: overwrite, inputs: inputs + (configSource.map { [$0] } ?? []))
         let tensors = namedTensors()
         let layout = SafeTensorsLayout(specs: tensors.map { TensorSpec(name: $0.name, dtype: .F32, shape: $0.shape) }, metadata: metadata)
         let spec = OutputSpec(path: path, overwrite: overwrite)
-        if !overwrite && FileSystem.kind(of: path) != .missing {
-            throw MergeKitError(.outputExists, file: path, "already exists", fix: "Choose another output or pass --overwrite")
-        }
         let writer = try CheckpointWriter(output: spec, shards: [OutputShard(fileName: "model.safetensors", layout: layout)])
         for (info, tensor) in zip(layout.tensors, tensors) {
             let raw = UnsafeRawBufferPointer(start: UnsafeRawPointer(tensor.values), count: info.end - info.begin)
@@ -289,6 +321,7 @@ public final class WEMoEParameters: @unchecked Sendable {
             }
         }
         try writer.commit(companions: companions, generated: generated) { _, bytes in bytes }
+        return writer.notes
     }
 
     // MARK: Loading
@@ -301,12 +334,28 @@ public final class WEMoEParameters: @unchecked Sendable {
     }
 
     /// Loads a WEMoE checkpoint written by `save` (or laid out the same way by PyTorch code).
-    public static func load(path: String) throws(MergeKitError) -> WEMoEParameters {
+    public static func load(path: String, allowUnused: Bool = false) throws(MergeKitError) -> WEMoEParameters {
         let checkpoint = try Checkpoint(path: path)
-        return try load(from: checkpoint)
+        return try load(from: checkpoint, allowUnused: allowUnused)
     }
 
-    public static func load(from checkpoint: Checkpoint) throws(MergeKitError) -> WEMoEParameters {
+    /// What a WEMoE checkpoint's header and metadata say, before anything is allocated.
+    struct Description {
+        let config: CLIPVisionConfig
+        let prefix: String
+        let experts: Int
+        let routerDepth: Int
+        let projection: String?
+        let initLambda: Float
+        let trainedSteps: Int
+        let expertNames: [String]
+    }
+
+    /// Reads the shape of a WEMoE checkpoint from its names and metadata: the encoder's config
+    /// (config.json next to it, else `wemoe.config`), the prefix, T (task vectors of layer 0), the
+    /// router depth (layer 0's gate), and checks the metadata that states them (`wemoe.num_experts`,
+    /// `wemoe.router_depth`, `wemoe.init_lambda` finite, `wemoe.trained_steps` a count).
+    static func describe(_ checkpoint: Checkpoint) throws(MergeKitError) -> Description {
         let file = checkpoint.path
         let fix = "Upscale the model with `merge-cli wemoe` (see the README's WEMoE section for the layout)"
         let metadata = checkpoint.metadata ?? [:]
@@ -346,26 +395,53 @@ public final class WEMoEParameters: @unchecked Sendable {
             throw MergeKitError(.missingTensor, file: file, tensor: mlp0 + "gate.fc1.weight", "is missing (no router of depth 2, 1 or 0 found)", fix: fix)
         }
         if let stated = metadata["wemoe.num_experts"], stated != String(experts) {
-            throw MergeKitError(.metadataInvalid, file: file, "its metadata says \(stated) experts but it holds \(experts) task vectors per layer", fix: fix)
+            throw MergeKitError(.metadataInvalid, file: file, "its metadata says \(stated) experts but it holds \(counted(experts, "task vector")) per layer", fix: fix)
+        }
+        if let stated = metadata["wemoe.router_depth"], stated != String(depth) {
+            throw MergeKitError(.metadataInvalid, file: file, "its metadata says router depth \(stated) but layer 0's router has depth \(depth)", fix: fix)
+        }
+        var lambda: Float = 0.3
+        if let text = metadata["wemoe.init_lambda"] {
+            guard let value = Float(text), value.isFinite else {
+                throw MergeKitError(.metadataInvalid, file: file, "its wemoe.init_lambda \"\(text)\" is not a finite number", fix: fix)
+            }
+            lambda = value
+        }
+        var steps = 0
+        if let text = metadata["wemoe.trained_steps"] {
+            guard let value = Int(text), (0...(1 << 53)).contains(value) else {
+                throw MergeKitError(.metadataInvalid, file: file, "its wemoe.trained_steps \"\(text)\" is not a count of steps", fix: fix)
+            }
+            steps = value
         }
         let projection: String? = {
             if let p = metadata["wemoe.projection"] { return p.isEmpty ? nil : p }
             return checkpoint.entry(named: "visual_projection.weight") != nil ? "visual_projection.weight" : nil
         }()
-        let merged = CLIPVisionParameters(config: config, prefix: prefix, projectionName: projection)
-        let lambda = metadata["wemoe.init_lambda"].flatMap { Float($0) } ?? 0.3
         var names: [String] = (0..<experts).map { "expert \($0)" }
         if let text = metadata["wemoe.experts"], let json = try? JSONParser.parse(Array(text.utf8)), case .array(let items) = json,
            items.count == experts {
             names = items.map { $0.stringValue ?? "" }
         }
-        let result = WEMoEParameters(merged: merged, experts: experts, routerDepth: depth, initLambda: lambda, expertNames: names)
-        result.trainedSteps = metadata["wemoe.trained_steps"].flatMap { Int($0) } ?? 0
-        let tensors = result.namedTensors()
-        for tensor in tensors {
+        return Description(config: config, prefix: prefix, experts: experts, routerDepth: depth, projection: projection,
+                           initLambda: lambda, trainedSteps: steps, expertNames: names)
+    }
+
+    /// Checks a WEMoE checkpoint from its header alone (nothing is allocated or read): its
+    /// description (`describe`), then every tensor of the layout it implies (present, float,
+    /// shape), then that no tensor is left unused (another layer, a further expert) unless
+    /// `allowUnused`. Returns the description and the unused tensors.
+    static func check(_ checkpoint: Checkpoint, allowUnused: Bool) throws(MergeKitError) -> (description: Description, unused: [String]) {
+        let file = checkpoint.path
+        let fix = "Upscale the model with `merge-cli wemoe` (see the README's WEMoE section for the layout)"
+        let shape = try describe(checkpoint)
+        let experts = shape.experts, depth = shape.routerDepth
+        let layout = fileLayout(merged: CLIPVisionParameters.layout(shape.config, prefix: shape.prefix, projectionName: shape.projection),
+                                prefix: shape.prefix, config: shape.config, experts: experts, routerDepth: depth)
+        for tensor in layout {
             guard let entry = checkpoint.entry(named: tensor.name) else {
                 throw MergeKitError(.missingTensor, file: file, tensor: tensor.name,
-                                    "is missing; a WEMoE model with \(experts) experts and router depth \(depth) needs it", fix: fix)
+                                    "is missing; a WEMoE model with \(counted(experts, "expert")) and router depth \(depth) needs it", fix: fix)
             }
             guard DType.mergeableTypes.contains(entry.info.dtype) else {
                 throw MergeKitError(.dtypeMismatch, file: file, tensor: tensor.name, "is \(entry.info.dtype.rawValue); WEMoE tensors are float")
@@ -375,6 +451,25 @@ public final class WEMoEParameters: @unchecked Sendable {
                                     "has shape \(entry.info.shape) but the layout implies \(tensor.shape)",
                                     fix: "Check that config.json belongs to these weights")
             }
+        }
+        let unused = try CLIPVisionParameters.unusedTensors(of: checkpoint, used: Set(layout.map(\.name)), allowUnused: allowUnused,
+            fix: "Check that config.json belongs to these weights and that every layer has the same \(counted(experts, "expert")) and router depth \(depth)")
+        return (shape, unused)
+    }
+
+    /// Loads a WEMoE checkpoint written by `save` (or laid out the same way by PyTorch code),
+    /// after checking it (`check`): a tensor the model does not use is an error unless
+    /// `allowUnused` (then it is listed in `ignoredTensors`).
+    public static func load(from checkpoint: Checkpoint, allowUnused: Bool = false) throws(MergeKitError) -> WEMoEParameters {
+        let (shape, unused) = try check(checkpoint, allowUnused: allowUnused)
+        let config = shape.config, experts = shape.experts, depth = shape.routerDepth
+        let merged = CLIPVisionParameters(config: config, prefix: shape.prefix, projectionName: shape.projection)
+        let result = WEMoEParameters(merged: merged, experts: experts, routerDepth: depth, initLambda: shape.initLambda,
+                                     expertNames: shape.expertNames)
+        result.trainedSteps = shape.trainedSteps
+        result.ignoredTensors = unused
+        for tensor in result.namedTensors() {
+            let entry = checkpoint.entry(named: tensor.name)!
             let count = tensor.shape.reduce(1, *)
             if count > 0 {
                 Float.load(entry.file.bytes(of: entry.info).baseAddress!, dtype: entry.info.dtype, count: count,

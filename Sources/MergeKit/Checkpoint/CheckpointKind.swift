@@ -1,0 +1,181 @@
+/// What a checkpoint holds, told from its metadata and tensor names: the one place that decides,
+/// for `inspect` and for every engine command's inputs (`CheckpointRole`).
+///
+/// | kind          | told by                                                                  |
+/// |---------------|--------------------------------------------------------------------------|
+/// | `linearized`  | `mergekit.kind` = `linearized`, or every tensor `params0.…` / `params.…` |
+/// | `task_vector` | `mergekit.kind` = `task_vector`                                          |
+/// | `wemoe`       | `merge_method` = `wemoe`, or router tensors `….mlp.gate.…`               |
+/// | `model`       | anything else                                                            |
+///
+/// A task vector made by another tool carries no metadata and reads as a model.
+public enum CheckpointKind: String, Sendable, CaseIterable {
+    case model
+    case taskVector = "task_vector"
+    case linearized
+    case wemoe
+
+    public init(_ checkpoint: Checkpoint) {
+        if LinearizedCheckpoint.isLinearized(checkpoint) || CheckpointKind.hasLinearizedNames(checkpoint) {
+            self = .linearized
+        } else if TaskVectorFile.isTaskVector(checkpoint) {
+            self = .taskVector
+        } else if WEMoEParameters.isWEMoE(checkpoint) {
+            self = .wemoe
+        } else {
+            self = .model
+        }
+    }
+
+    /// Whether every tensor is `params0.<name>` or `params.<name>` and both halves occur: a
+    /// linearized checkpoint, even when its metadata was lost.
+    static func hasLinearizedNames(_ checkpoint: Checkpoint) -> Bool {
+        let names = checkpoint.tensorNames
+        let base = LinearizedCheckpoint.Half.base.prefix, model = LinearizedCheckpoint.Half.model.prefix
+        return !names.isEmpty && names.allSatisfy { $0.hasPrefix(base) || $0.hasPrefix(model) }
+            && names.contains { $0.hasPrefix(base) } && names.contains { $0.hasPrefix(model) }
+    }
+
+    /// The kind in a sentence: "is <description>".
+    public var description: String {
+        switch self {
+        case .model: return "an ordinary model"
+        case .taskVector: return "a task vector (τ = θ − θ₀)"
+        case .linearized: return "a linearized checkpoint (params0.* = θ₀, params.* = θ)"
+        case .wemoe: return "a WEMoE model (routers mixing expert MLPs)"
+        }
+    }
+}
+
+/// The checkpoint an engine command takes through one option, with the kinds it accepts and,
+/// for every other kind, what to pass instead: `check` turns a wrong input into a message that
+/// names the file, what it is, and the fix.
+public enum CheckpointRole: Sendable {
+    /// `eval --model` (without `--linearized`).
+    case evalModel
+    /// `eval --linearized --base B --model M`: the fine-tuned θ.
+    case evalLinearizedModel
+    /// `eval --linearized --base B`: θ₀.
+    case evalBase
+    /// `finetune --base`.
+    case finetuneBase
+    /// `wemoe --base`.
+    case wemoeBase
+    /// `wemoe --model`: one expert.
+    case wemoeExpert
+    /// `wemoe-train --model`.
+    case wemoeTrainModel
+    /// `disentanglement --base`.
+    case disentanglementBase
+    /// `disentanglement --task-vector`.
+    case disentanglementTaskVector
+    /// `disentanglement --model`.
+    case disentanglementModel
+    /// `linearize --base` and `linearize --model`.
+    case linearizeInput
+
+    /// The option, as the user typed it.
+    public var option: String {
+        switch self {
+        case .evalModel, .evalLinearizedModel: return "eval --model"
+        case .evalBase: return "eval --base"
+        case .finetuneBase: return "finetune --base"
+        case .wemoeBase: return "wemoe --base"
+        case .wemoeExpert: return "wemoe --model"
+        case .wemoeTrainModel: return "wemoe-train --model"
+        case .disentanglementBase: return "disentanglement --base"
+        case .disentanglementTaskVector: return "disentanglement --task-vector"
+        case .disentanglementModel: return "disentanglement --model"
+        case .linearizeInput: return "linearize"
+        }
+    }
+
+    /// The kinds this option takes. `disentanglement --task-vector` takes models too: task vectors
+    /// made by other tools carry no metadata and cannot be told from one.
+    public var accepted: Set<CheckpointKind> {
+        switch self {
+        case .evalModel: return [.model, .linearized, .wemoe]
+        case .evalLinearizedModel, .evalBase, .finetuneBase, .wemoeBase, .wemoeExpert, .linearizeInput: return [.model]
+        case .wemoeTrainModel: return [.wemoe]
+        case .disentanglementBase, .disentanglementModel: return [.model, .linearized]
+        case .disentanglementTaskVector: return [.taskVector, .linearized, .model]
+        }
+    }
+
+    /// What this option takes, in words.
+    var wanted: String {
+        switch self {
+        case .evalModel: return "a model (ordinary, linearized or WEMoE)"
+        case .evalLinearizedModel: return "the ordinary fine-tuned model θ to linearize around --base"
+        case .evalBase, .disentanglementBase: return "the ordinary pre-trained model θ₀"
+        case .finetuneBase: return "the ordinary model θ₀ to start from"
+        case .wemoeBase: return "the ordinary pre-trained model θ₀"
+        case .wemoeExpert: return "an ordinary fine-tuned model θₜ"
+        case .wemoeTrainModel: return "a WEMoE model"
+        case .disentanglementTaskVector: return "a task vector (or a linearized checkpoint, read as θ − θ₀)"
+        case .disentanglementModel: return "a fine-tuned model θ (τ = θ − θ₀)"
+        case .linearizeInput: return "ordinary checkpoints"
+        }
+    }
+
+    /// What to pass instead of a checkpoint of `kind`.
+    func fix(for kind: CheckpointKind, path: String) -> String {
+        func applyFirst(_ model: String, _ then: String) -> String {
+            "Apply it to its base first (`merge-cli task-arithmetic --base BASE --task-vector \(path) -o \(model)`) and \(then)"
+        }
+        switch (self, kind) {
+        case (.evalModel, .taskVector), (.evalLinearizedModel, .taskVector):
+            return applyFirst("MODEL", "evaluate MODEL")
+        case (.evalLinearizedModel, .linearized):
+            return "A linearized checkpoint carries its own θ₀: drop --linearized --base"
+        case (.evalLinearizedModel, .wemoe):
+            return "WEMoE models are not linearized: drop --linearized --base"
+        case (.evalBase, .linearized):
+            return "Pass the model it was linearized around, or evaluate the linearized checkpoint itself (--model \(path) without --linearized --base)"
+        case (.evalBase, _), (.disentanglementBase, _):
+            return "Pass the pre-trained model (a directory with config.json, or a .safetensors file with config.json next to it)"
+        case (.finetuneBase, .linearized):
+            return "Pass the base model itself (linear fine-tuning, `finetune --linearized`, writes the linearized checkpoint)"
+        case (.finetuneBase, .wemoe):
+            return "A WEMoE model's routers are trained with `merge-cli wemoe-train`"
+        case (.finetuneBase, _):
+            return applyFirst("MODEL", "fine-tune MODEL")
+        case (.wemoeBase, .wemoe):
+            return "Pass the pre-trained model the experts were fine-tuned from"
+        case (.wemoeBase, _):
+            return "Pass the pre-trained model itself"
+        case (.wemoeExpert, .linearized):
+            return "WEMoE mixes the MLPs of ordinary fine-tuned models: pass the fine-tuned model itself, not its linearization"
+        case (.wemoeExpert, .wemoe):
+            return "Pass the fine-tuned models the WEMoE model was upscaled from"
+        case (.wemoeExpert, _):
+            return applyFirst("EXPERT", "pass EXPERT")
+        case (.wemoeTrainModel, _):
+            return "Upscale the models first (`merge-cli wemoe --base BASE --model FT1 --model FT2 -o MOE`) and train MOE"
+        case (.disentanglementTaskVector, _), (.disentanglementModel, .wemoe):
+            return "Pass the fine-tuned models the WEMoE model was built from with --model (τ = θ − θ₀), or their task vectors with --task-vector"
+        case (.disentanglementModel, _):
+            return "Pass it with --task-vector"
+        case (.linearizeInput, .wemoe):
+            return "Linearize the base and the fine-tuned models instead"
+        case (.linearizeInput, .linearized):
+            return "Pass the ordinary base and fine-tuned checkpoints it was made from"
+        case (.linearizeInput, .taskVector):
+            return "Linearize the base alone, then merge the task vector onto it (`merge-cli task-arithmetic --base LIN --task-vector \(path)`)"
+        default:
+            return "Pass \(wanted)"
+        }
+    }
+
+    /// The checkpoint's kind when this option takes it; otherwise an error naming the file, what
+    /// it is, what the option takes and what to pass.
+    @discardableResult
+    public func check(_ checkpoint: Checkpoint) throws(MergeKitError) -> CheckpointKind {
+        let kind = CheckpointKind(checkpoint)
+        guard accepted.contains(kind) else {
+            throw MergeKitError(.invalidArgument, file: checkpoint.path, "is \(kind.description); \(option) takes \(wanted)",
+                                fix: fix(for: kind, path: checkpoint.path))
+        }
+        return kind
+    }
+}
