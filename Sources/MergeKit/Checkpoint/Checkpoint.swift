@@ -50,7 +50,8 @@ public final class Checkpoint: @unchecked Sendable {
             throw MergeKitError(.fileNotFound, file: path, "does not exist",
                 fix: "Check the path; a checkpoint is a .safetensors file or a directory holding model.safetensors or a *.safetensors.index.json")
         case .other:
-            throw MergeKitError(.notACheckpoint, file: path, "is neither a file nor a directory")
+            throw MergeKitError(.notACheckpoint, file: path, "is \(FileSystem.typeDescription(of: path)), neither a regular file nor a directory",
+                fix: "A checkpoint is a .safetensors file or a directory holding model.safetensors or a *.safetensors.index.json")
         case .file:
             let file = try SafeTensorsFile(path: path)
             layout = .file

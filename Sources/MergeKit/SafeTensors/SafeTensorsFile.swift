@@ -31,19 +31,16 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Opens and validates `path`. Throws a `MergeKitError` naming the file on any problem.
     public init(path: String) throws(MergeKitError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystem.openError(path: path, errno: errno) }
+        let fd: Int32
+        let st: stat
+        do {
+            (fd, st) = try FileSystem.openRegularFile(path)
+        } catch where error.code == .isDirectory {
+            throw MergeKitError(.isDirectory, file: path, "is a directory, not a .safetensors file",
+                fix: "Pass the directory as a checkpoint, or name the .safetensors file inside it")
+        }
         var keepOpen = false
         defer { if !keepOpen { close(fd) } }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FileSystem.openError(path: path, errno: errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                throw MergeKitError(.isDirectory, file: path, "is a directory, not a .safetensors file",
-                    fix: "Pass the directory as a checkpoint, or name the .safetensors file inside it")
-            }
-            throw MergeKitError(.fileUnreadable, file: path, "is not a regular file")
-        }
         let size = Int(st.st_size)
         fileSize = size
         identity = FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))

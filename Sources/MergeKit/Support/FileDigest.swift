@@ -10,8 +10,7 @@ import Darwin
 /// SHA-256 of a file, streamed in 4 MB blocks (for `--json` summaries and manifests).
 public enum FileDigest {
     public static func sha256(path: String) throws(MergeKitError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystem.openError(path: path, errno: errno) }
+        let fd = try FileSystem.openRegularFile(path).fd
         defer { close(fd) }
         var hasher = SHA256()
         let block = 4 << 20
