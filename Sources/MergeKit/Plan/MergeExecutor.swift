@@ -127,8 +127,8 @@ public enum MergeExecutor {
         var results: [MergeResult] = []
         for target in targets {
             let plan = target.plan
-            let companions = plan.companions.map { (source: FileSystem.join(plan.base.directory!, $0), name: $0) }
             do throws(MergeKitError) {
+                let companions = try plan.companions.map { name throws(MergeKitError) in (source: try plan.base.companionSource(name), name: name) }
                 try target.writer.commit(companions: companions, generated: plan.generatedFiles) { name, bytes in
                     name == "config.json" ? ConfigRewriter.settingDType(plan.output.dtype, in: bytes) : bytes
                 }

@@ -175,9 +175,9 @@ extension MergePlan {
             }
         }
 
-        let companions = output.isDirectory && output.emit == .model ? try base.companionFiles() : []
+        let selection = output.isDirectory && output.emit == .model ? try base.companionSelection() : Checkpoint.CompanionSelection()
         self.init(base: base, inputs: inputs, method: method, output: output, tensors: tensors, shards: shards,
-                  companions: companions, metadata: metadata)
+                  companions: selection.companions.map(\.name), skippedFiles: selection.skipped, metadata: metadata)
     }
 
     /// Where a LoRA adapter's τ for base tensor `entry` comes from: its module's factors when it

@@ -163,6 +163,9 @@ public struct MergePlan: Sendable {
     public let shards: [OutputShard]
     /// Companion files (config.json, tokenizer files, ...) copied from the base directory.
     public let companions: [String]
+    /// Files of the base's directory a directory output does not get (not companions, or links
+    /// out of the model's tree; `Checkpoint.companionSelection()`), for the caller to mention.
+    public var skippedFiles: [Checkpoint.SkippedFile] = []
     /// `__metadata__` written into every output file.
     public let metadata: [String: String]
     /// Files written into a directory output besides the weights (a model card, the recipe),

@@ -151,6 +151,15 @@ struct NonRegularInputTests {
         Self.expectRefused(try CLI.runWatched(["inspect", path]), naming: path)
     }
 
+    @Test("A FIFO companion (config.json) of the base fails the merge before it runs")
+    func fifoCompanion() throws {
+        let (root, base) = try Self.copy("f32/base", replacing: "config.json")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let run = try CLI.runWatched(["task-arithmetic", "--base", base, "--model", TestSupport.fixture("f32/ft_a"), "-o", root + "/out"])
+        Self.expectRefused(run, naming: base + "/config.json")
+        #expect(!FileSystem.exists(root + "/out"))
+    }
+
     @Test("A FIFO adapter_config.json or adapter weights of --lora is named as a FIFO, not as missing")
     func fifoAdapter() throws {
         for name in [LoRAAdapter.configFileName, LoRAAdapter.weightsFileName] {
