@@ -13,8 +13,9 @@ import Darwin
 ///
 /// Merges stream through files with `read(into:count:at:)` (pread into reusable buffers) rather
 /// than through the mapping: mapped pages would count in the process's resident memory and cost a
-/// page fault each, while pread copies from the page cache at memory speed. The file descriptor
-/// stays open for that.
+/// page fault each, while pread copies from the page cache at memory speed. The descriptor for
+/// that is kept in `DescriptorCache.inputs`, which bounds how many input files are open at once:
+/// it may close it between reads and reopen the path, checking it is still this file.
 public final class SafeTensorsFile: @unchecked Sendable {
     /// The path as the user named it (used in messages).
     public let path: String
@@ -25,7 +26,6 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let identity: FileIdentity
 
     private let mapping: UnsafeMutableRawPointer?
-    private let descriptor: Int32
     private let byName: [String: Int]
 
     /// Opens and validates `path`. Throws a `MergeKitError` naming the file on any problem.
@@ -59,17 +59,28 @@ public final class SafeTensorsFile: @unchecked Sendable {
             munmap(p, size)
             throw error
         }
-        descriptor = fd
         keepOpen = true
         var index: [String: Int] = [:]
         index.reserveCapacity(header.tensors.count)
         for (i, t) in header.tensors.enumerated() { index[t.name] = i }
         byName = index
+        DescriptorCache.inputs.adopt(fd, for: self)
     }
 
     deinit {
         if let mapping { munmap(mapping, fileSize) }
-        close(descriptor)
+        DescriptorCache.inputs.remove(self)
+    }
+
+    /// Opens the path again for `DescriptorCache`, refusing a file that is no longer this one.
+    private func reopen() throws(MergeKitError) -> Int32 {
+        let (fd, st) = try FileSystem.openRegularFile(path)
+        guard UInt64(st.st_dev) == identity.device && UInt64(st.st_ino) == identity.inode && Int(st.st_size) == fileSize else {
+            close(fd)
+            throw MergeKitError(.fileUnreadable, file: path, "was replaced or changed since it was opened",
+                fix: "Do not modify inputs while merging")
+        }
+        return fd
     }
 
     /// Tensors in data order.
@@ -93,9 +104,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Reads `count` bytes at absolute file offset `offset` into `buffer` (pread, retried on short
     /// reads). Fails only if the file changed underneath (truncated) or the device failed.
     public func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int) throws(MergeKitError) {
+        try DescriptorCache.inputs.withDescriptor(for: self, open: reopen) { fd throws(MergeKitError) in
+            try read(fd, into: buffer, count: count, at: offset)
+        }
+    }
+
+    private func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int) throws(MergeKitError) {
         var done = 0
         while done < count {
-            let n = pread(descriptor, buffer + done, count - done, off_t(offset + done))
+            let n = pread(fd, buffer + done, count - done, off_t(offset + done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw MergeKitError(.fileUnreadable, file: path, "cannot be read at byte \(offset + done) (\(String(cString: strerror(errno))))",
