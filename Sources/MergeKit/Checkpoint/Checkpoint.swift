@@ -323,10 +323,13 @@ public final class Checkpoint: @unchecked Sendable {
                 }
             }
         }
-        for (name, shard) in shardOf.sorted(by: { $0.key < $1.key }) {
-            let file = files.first(where: { FileSystem.lastComponent(of: $0.path) == shard })!
-            if file.tensor(named: name) == nil {
-                throw MergeKitError(.tensorMissingFromShard, file: file.path, tensor: name,
+        // Every shard tensor is in the index, under its own shard, so the shards hold every
+        // indexed tensor exactly when they hold as many tensors as the index names.
+        if files.reduce(0, { $0 + $1.tensors.count }) != shardOf.count {
+            var present = Set<String>()
+            for file in files { for info in file.tensors { present.insert(info.name) } }
+            for (name, shard) in shardOf.sorted(by: { $0.key < $1.key }) where !present.contains(name) {
+                throw MergeKitError(.tensorMissingFromShard, file: FileSystem.join(directory, shard), tensor: name,
                     "is listed in the index (\(index)) for this shard but the shard does not contain it",
                     fix: "Download the shard again or restore the index from the model's source")
             }

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -26,7 +27,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let identity: FileIdentity
 
     private let mapping: UnsafeMutableRawPointer?
-    private let byName: [String: Int]
+    /// Tensor indices by name, built on first use: checkpoints keep their own index, so files
+    /// opened through one (a million-tensor shard, say) never build this.
+    private let byName = Mutex<[String: Int]?>(nil)
 
     /// Opens and validates `path`. Throws a `MergeKitError` naming the file on any problem.
     public init(path: String) throws(MergeKitError) {
@@ -59,11 +62,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
             munmap(p, size)
             throw error
         }
+        // The header's pages were read once, to parse it (up to 100 MB): out of the resident set.
+        _ = madvise(p, min(size, header.dataStart) / FileSystem.pageSize * FileSystem.pageSize, MADV_DONTNEED)
         keepOpen = true
-        var index: [String: Int] = [:]
-        index.reserveCapacity(header.tensors.count)
-        for (i, t) in header.tensors.enumerated() { index[t.name] = i }
-        byName = index
         DescriptorCache.inputs.adopt(fd, for: self)
     }
 
@@ -88,7 +89,16 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public var metadata: [String: String]? { header.metadata }
 
     public func tensor(named name: String) -> TensorInfo? {
-        byName[name].map { header.tensors[$0] }
+        let index = byName.withLock { byName in
+            if byName == nil {
+                var index: [String: Int] = [:]
+                index.reserveCapacity(header.tensors.count)
+                for (i, t) in header.tensors.enumerated() { index[t.name] = i }
+                byName = index
+            }
+            return byName![name]
+        }
+        return index.map { header.tensors[$0] }
     }
 
     /// The raw little-endian bytes of `tensor` (which must come from this file).

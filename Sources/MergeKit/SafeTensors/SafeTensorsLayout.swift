@@ -33,11 +33,19 @@ public struct SafeTensorsLayout: Sendable {
     public var fileSize: Int { dataStart + dataSize }
 
     /// Lays out `specs` in the order given, with `metadata` as `__metadata__` (keys sorted).
+    /// The header is the compact JSON of an object with those members, serialised member by
+    /// member (a million-tensor header is not first built as one `JSONValue`).
     public init(specs: [TensorSpec], metadata: [String: String]?) {
-        var members: [JSONMember] = []
+        var json = "{"
+        var first = true
+        func append(_ key: String, _ value: JSONValue) {
+            if !first { json += "," }
+            first = false
+            json += JSONValue.object([JSONMember(key, value)]).serialized().dropFirst().dropLast()
+        }
         if let metadata {
             let sorted = metadata.keys.sorted().map { JSONMember($0, .string(metadata[$0]!)) }
-            members.append(JSONMember(SafeTensorsHeader.metadataKey, .object(sorted)))
+            append(SafeTensorsHeader.metadataKey, .object(sorted))
         }
         var infos: [TensorInfo] = []
         infos.reserveCapacity(specs.count)
@@ -45,19 +53,20 @@ public struct SafeTensorsLayout: Sendable {
         for spec in specs {
             let size = spec.byteCount
             infos.append(TensorInfo(name: spec.name, dtype: spec.dtype, shape: spec.shape, begin: offset, end: offset + size))
-            members.append(JSONMember(spec.name, .object([
+            append(spec.name, .object([
                 JSONMember("dtype", .string(spec.dtype.rawValue)),
                 JSONMember("shape", .array(spec.shape.map { .int($0) })),
                 JSONMember("data_offsets", .array([.int(offset), .int(offset + size)])),
-            ])))
+            ]))
             offset += size
         }
-        var json = Array(JSONValue.object(members).serialized().utf8)
-        while json.count % 8 != 0 { json.append(0x20) }
+        json += "}"
+        let length = (json.utf8.count + 7) / 8 * 8
         var prefix: [UInt8] = []
-        prefix.reserveCapacity(8 + json.count)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix.append(contentsOf: $0) }
-        prefix.append(contentsOf: json)
+        prefix.reserveCapacity(8 + length)
+        withUnsafeBytes(of: UInt64(length).littleEndian) { prefix.append(contentsOf: $0) }
+        prefix.append(contentsOf: json.utf8)
+        while prefix.count < 8 + length { prefix.append(0x20) }
         self.tensors = infos
         self.prefix = prefix
     }

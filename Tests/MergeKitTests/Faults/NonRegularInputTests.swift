@@ -22,12 +22,20 @@ extension CLI {
     /// fails the test instead of stalling the suite. The timeout is a watchdog, not a measurement:
     /// it is many times what any of these runs takes. `openFileLimit` runs it under
     /// `ulimit -n` (through /bin/sh, which lowers the limit and then execs merge-cli).
+    /// `ownPeakMemory` starts it from a small shell process instead of from the test process:
+    /// Linux carries the peak resident memory of the process image an exec replaces into the new
+    /// one's (`ru_maxrss`), so merge-cli spawned straight from the tests would report at least
+    /// the test process's peak as its own.
     static func runWatched(_ arguments: [String], in directory: String? = nil, timeout: Double = 300,
-                           openFileLimit: Int? = nil) throws -> WatchedOutput {
+                           openFileLimit: Int? = nil, ownPeakMemory: Bool = false) throws -> WatchedOutput {
         let process = Process()
         if let openFileLimit {
             process.executableURL = URL(fileURLWithPath: "/bin/sh")
             process.arguments = ["-c", "ulimit -n \(openFileLimit) && exec \"$0\" \"$@\"", executable] + arguments
+        } else if ownPeakMemory {
+            // Not the shell's last simple command, so the shell forks it rather than exec'ing.
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "\"$0\" \"$@\"; status=$?; exit $status", executable] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
