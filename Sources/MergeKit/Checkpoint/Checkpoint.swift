@@ -132,6 +132,9 @@ public final class Checkpoint: @unchecked Sendable {
         }
         var entries: [Entry] = []
         var byName: [String: Int] = [:]
+        let count = files.reduce(0) { $0 + $1.tensors.count }
+        entries.reserveCapacity(count)
+        byName.reserveCapacity(count)
         for file in files {
             for info in file.tensors {
                 // Uniqueness across shards is guaranteed by openShards; within a file by the header.

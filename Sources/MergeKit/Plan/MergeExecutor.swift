@@ -142,8 +142,8 @@ public enum MergeExecutor {
                                  bytes: shard.layout.fileSize)
             }
             results.append(MergeResult(outputPath: plan.output.path, files: files,
-                                       tensorsMerged: plan.tensors.filter { $0.action == .merge }.count,
-                                       tensorsCopied: plan.tensors.filter { $0.action == .copy }.count,
+                                       tensorsMerged: plan.tensors.reduce(0) { $0 + ($1.action == .merge ? 1 : 0) },
+                                       tensorsCopied: plan.tensors.reduce(0) { $0 + ($1.action == .copy ? 1 : 0) },
                                        inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
                                        seconds: Date().timeIntervalSince(start),
                                        modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil))

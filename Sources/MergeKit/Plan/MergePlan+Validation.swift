@@ -51,6 +51,7 @@ extension MergePlan {
         // Per tensor: every input has it, with the same shape and a compatible dtype.
         var planned: [(action: PlannedTensor.Action, base: Checkpoint.Entry, inputs: [InputSource], double: Bool, dtype: DType,
                        parameters: TensorParameters)] = []
+        planned.reserveCapacity(base.entries.count)
         let uniform = TensorParameters(method: method, weights: inputs.map(\.weight))
         let global = method.statistics
         for entry in base.entries {
@@ -58,6 +59,7 @@ extension MergePlan {
             let mergeable = info.dtype.isMergeable
             if output.emit == .taskVector && !mergeable { continue }
             var inputEntries: [InputSource] = []
+            inputEntries.reserveCapacity(inputs.count)
             var double = info.dtype == .F64
             for input in inputs {
                 if let adapter = input.adapter {
@@ -156,6 +158,7 @@ extension MergePlan {
 
         var shards: [OutputShard] = []
         var tensors: [PlannedTensor] = []
+        tensors.reserveCapacity(planned.count)
         for (shardIndex, group) in groups.enumerated() {
             let fileName: String
             if !output.isDirectory {

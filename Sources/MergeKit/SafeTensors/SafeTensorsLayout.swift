@@ -36,12 +36,12 @@ public struct SafeTensorsLayout: Sendable {
     /// The header is the compact JSON of an object with those members, serialised member by
     /// member (a million-tensor header is not first built as one `JSONValue`).
     public init(specs: [TensorSpec], metadata: [String: String]?) {
-        var json = "{"
-        var first = true
+        // The JSON goes straight into the prefix, after 8 bytes for its length.
+        var prefix = [UInt8](repeating: 0, count: 8)
+        prefix.append(UInt8(ascii: "{"))
         func append(_ key: String, _ value: JSONValue) {
-            if !first { json += "," }
-            first = false
-            json += JSONValue.object([JSONMember(key, value)]).serialized().dropFirst().dropLast()
+            if prefix.count > 9 { prefix.append(UInt8(ascii: ",")) }
+            prefix.append(contentsOf: JSONValue.object([JSONMember(key, value)]).serialized().utf8.dropFirst().dropLast())
         }
         if let metadata {
             let sorted = metadata.keys.sorted().map { JSONMember($0, .string(metadata[$0]!)) }
@@ -60,13 +60,9 @@ public struct SafeTensorsLayout: Sendable {
             ]))
             offset += size
         }
-        json += "}"
-        let length = (json.utf8.count + 7) / 8 * 8
-        var prefix: [UInt8] = []
-        prefix.reserveCapacity(8 + length)
-        withUnsafeBytes(of: UInt64(length).littleEndian) { prefix.append(contentsOf: $0) }
-        prefix.append(contentsOf: json.utf8)
-        while prefix.count < 8 + length { prefix.append(0x20) }
+        prefix.append(UInt8(ascii: "}"))
+        while prefix.count % 8 != 0 { prefix.append(0x20) }
+        withUnsafeBytes(of: UInt64(prefix.count - 8).littleEndian) { prefix.replaceSubrange(0..<8, with: $0) }
         self.tensors = infos
         self.prefix = prefix
     }

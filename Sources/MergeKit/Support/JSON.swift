@@ -393,8 +393,14 @@ extension JSONValue {
     /// Serialises the value. `indent` > 0 pretty-prints with that many spaces per level (the
     /// layout Python's `json.dumps(indent=…)` uses); 0 gives the compact form. Member order is kept.
     public func serialized(indent: Int = 0) -> String {
+        serialized(indent: indent, level: 0)
+    }
+
+    /// The value as it appears nested `level` deep in a pretty-printed document (its inner lines
+    /// indented for that level), for writers that stream a document piece by piece.
+    func serialized(indent: Int, level: Int) -> String {
         var out = ""
-        write(to: &out, indent: indent, level: 0)
+        write(to: &out, indent: indent, level: level)
         return out
     }
 
