@@ -20,15 +20,11 @@ struct InspectCommand: ParsableCommand {
             let checkpoint = try Checkpoint(path: path)
             let summary = CheckpointSummary(checkpoint)
             let finite = checkFinite ? try CheckpointVerifier(checkFinite: true).verify(checkpoint) : nil
+            // Written as it is made: a million-tensor report is never held whole.
             if json {
-                var report = summary.json
-                if let finite, case .object(var members) = report {
-                    members.append(JSONMember("non_finite", finite.nonFiniteJSON))
-                    report = .object(members)
-                }
-                print(report.serialized(indent: 2))
+                summary.writeJSON(adding: finite.map { [JSONMember("non_finite", $0.nonFiniteJSON)] } ?? []) { print($0, terminator: "") }
             } else {
-                print(summary.text)
+                summary.writeText { print($0) }
                 if let finite {
                     print("")
                     for line in finite.nonFiniteText { print(line) }

@@ -245,6 +245,11 @@ enum MergeRunner {
             let gb = Double(result.outputBytes) / 1e9
             FileHandle.standardError.write(Data("wrote \(TerminalText.escaped(result.outputPath)): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
         }
+        // The plans share the base, so its skipped files are the same for every point.
+        if !options.quiet, let skipped = plans.first?.skippedFiles, !skipped.isEmpty {
+            let list = skipped.map { "\($0.name) (\($0.reason))" }.joined(separator: "; ")
+            FileHandle.standardError.write(Data("note: not copied from \(TerminalText.escaped(plans[0].base.path)): \(TerminalText.escaped(list))\n".utf8))
+        }
         printNotes(notes, quiet: options.quiet)
         let seconds = Date().timeIntervalSince(start)
         if options.json {
@@ -289,6 +294,10 @@ enum MergeRunner {
             })),
             JSONMember("emit", .string(plan.output.emit.rawValue)),
             JSONMember("files", .array(files)),
+            JSONMember("companions", .array(plan.companions.map { .string($0) })),
+            JSONMember("skipped_files", .array(plan.skippedFiles.map { file in
+                .object([JSONMember("name", .string(file.name)), JSONMember("reason", .string(file.reason))])
+            })),
             JSONMember("tensors_merged", .int(result.tensorsMerged)),
             JSONMember("tensors_copied", .int(result.tensorsCopied)),
             JSONMember("input_bytes", .int(result.inputBytes)),

@@ -34,6 +34,54 @@ public final class Checkpoint: @unchecked Sendable {
     /// The `__metadata__` a view reports instead of its files' (nil for ordinary checkpoints).
     private let viewMetadata: [String: String]??
 
+    /// File names inside a checkpoint directory that are its weights (never companions).
+    static let weightSuffixes = [".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".pth",
+                                 ".ckpt", ".h5", ".msgpack", ".gguf", ".onnx", ".pkl", ".npz"]
+
+    /// The files besides its weights that a model directory may hold and that a merge copies into
+    /// its output: what transformers' `save_pretrained` writes for the model, its generation
+    /// config, tokenizer (fast and slow: each tokenizer's vocabulary files), chat template and
+    /// processors, plus the license files that must travel with the weights.
+    ///
+    /// Nothing else is copied. A merged model is often uploaded, and whatever else sits in the
+    /// base's directory (notes, logs, training state, remote code, a link to a private file) must
+    /// not travel with it; skipped files are reported (`CompanionSelection.skipped`). A directory
+    /// holds at most these names besides its weights, the index and the model card.
+    public static let companionFileNames: [String] = [
+        // The model and generation configs
+        "config.json", "generation_config.json",
+        // Tokenizers: the common files, then the vocabularies slow tokenizers name
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+        "tokenizer.model", "vocab.json", "vocab.txt", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+        "spm.model", "source.spm", "target.spm", "bpe.codes", "entity_vocab.json", "tekken.json",
+        // Chat templates (a tokenizer's, a processor's)
+        "chat_template.jinja", "chat_template.json",
+        // Processors of multimodal models
+        "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
+        // Licenses
+        "LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE", "NOTICE.txt", "USE_POLICY.md",
+    ]
+    private static let companionNameSet = Set(companionFileNames)
+
+    /// A companion file to copy: its name in the directory and the regular file it is (symlinks
+    /// resolved, inside the model's tree).
+    public struct Companion: Sendable, Equatable {
+        public let name: String
+        public let source: String
+    }
+
+    /// A file of a checkpoint directory that a merge does not copy, and why.
+    public struct SkippedFile: Sendable, Equatable {
+        public let name: String
+        public let reason: String
+    }
+
+    /// What `companionSelection()` found: the companions to copy and the files left behind.
+    public struct CompanionSelection: Sendable {
+        public var companions: [Companion] = []
+        public var skipped: [SkippedFile] = []
+    }
+
     /// The file transformers reads first in a model directory.
     public static let singleFileName = "model.safetensors"
     /// The index name transformers writes for sharded safetensors.
@@ -47,7 +95,8 @@ public final class Checkpoint: @unchecked Sendable {
             throw MergeKitError(.fileNotFound, file: path, "does not exist",
                 fix: "Check the path; a checkpoint is a .safetensors file or a directory holding model.safetensors or a *.safetensors.index.json")
         case .other:
-            throw MergeKitError(.notACheckpoint, file: path, "is neither a file nor a directory")
+            throw MergeKitError(.notACheckpoint, file: path, "is \(FileSystem.typeDescription(of: path)), neither a regular file nor a directory",
+                fix: "A checkpoint is a .safetensors file or a directory holding model.safetensors or a *.safetensors.index.json")
         case .file:
             let file = try SafeTensorsFile(path: path)
             layout = .file
@@ -83,6 +132,9 @@ public final class Checkpoint: @unchecked Sendable {
         }
         var entries: [Entry] = []
         var byName: [String: Int] = [:]
+        let count = files.reduce(0) { $0 + $1.tensors.count }
+        entries.reserveCapacity(count)
+        byName.reserveCapacity(count)
         for file in files {
             for info in file.tensors {
                 // Uniqueness across shards is guaranteed by openShards; within a file by the header.
@@ -127,14 +179,89 @@ public final class Checkpoint: @unchecked Sendable {
     /// Total tensor data bytes.
     public var dataBytes: Int { entries.reduce(0) { $0 + $1.info.byteCount } }
 
-    /// The companion files of a directory checkpoint (config.json, tokenizer files, ...), sorted:
-    /// the known names of `OutputEntries.companionNames`, which are also what replacing an output
-    /// may delete.
+    /// Names of the companions a merge copies from this directory checkpoint (config.json,
+    /// tokenizer files, ...), sorted. See `companionSelection()`.
     public func companionFiles() throws(MergeKitError) -> [String] {
-        guard let directory else { return [] }
-        return try FileSystem.contents(of: directory).filter { name in
-            OutputEntries.isCompanion(name) && FileSystem.kind(of: FileSystem.join(directory, name)) == .file
+        try companionSelection().companions.map(\.name)
+    }
+
+    /// The files of a directory checkpoint a merge copies (`companionFileNames`) and those it
+    /// leaves behind, sorted by name. Hidden files, the weights, the index and README.md (outputs
+    /// get their own model card) are neither.
+    ///
+    /// A companion that is a symlink is followed only when its target stays inside the model's
+    /// tree: the directory itself or, for a Hugging Face cache snapshot
+    /// (`…/models--org--name/snapshots/<commit>/`), the repository's `blobs/`, where the cache's
+    /// links point. A link out of the tree is skipped (named, with its target). A companion that is
+    /// not a regular file (a FIFO, a device, a directory) is an error: it cannot be copied and
+    /// must not be waited on.
+    public func companionSelection() throws(MergeKitError) -> CompanionSelection {
+        guard let directory else { return CompanionSelection() }
+        var selection = CompanionSelection()
+        let roots = Self.treeRoots(of: directory)
+        for name in try FileSystem.contents(of: directory) {
+            if name.hasPrefix(".") || name == "README.md" || Checkpoint.weightSuffixes.contains(where: { name.hasSuffix($0) }) { continue }
+            guard Checkpoint.companionNameSet.contains(name) else {
+                let kind = FileSystem.kind(of: FileSystem.join(directory, name)) == .directory ? "a directory" : "a file"
+                selection.skipped.append(SkippedFile(name: name, reason: "\(kind) a model does not need (not a known config, tokenizer or license file)"))
+                continue
+            }
+            switch try Self.resolveCompanion(FileSystem.join(directory, name), roots: roots) {
+            case .source(let source): selection.companions.append(Companion(name: name, source: source))
+            case .skipped(let reason): selection.skipped.append(SkippedFile(name: name, reason: reason))
+            }
         }
+        return selection
+    }
+
+    /// The file to copy for companion `name` of this directory checkpoint, resolved and checked
+    /// again as `companionSelection()` does (when the output is written, the directory may have
+    /// changed since the plan was made).
+    func companionSource(_ name: String) throws(MergeKitError) -> String {
+        let path = FileSystem.join(directory ?? FileSystem.parentDirectory(of: self.path), name)
+        switch try Self.resolveCompanion(path, roots: Self.treeRoots(of: directory ?? FileSystem.parentDirectory(of: self.path))) {
+        case .source(let source): return source
+        case .skipped(let reason):
+            throw MergeKitError(.fileUnreadable, file: path, "changed while the merge ran: it is now \(reason)",
+                fix: "Do not modify the base model's directory while merging")
+        }
+    }
+
+    private enum CompanionResolution {
+        case source(String)
+        case skipped(String)
+    }
+
+    /// The canonical directories a model directory's companions may resolve into: the directory,
+    /// and for a Hugging Face cache snapshot also its repository's `blobs/`.
+    static func treeRoots(of directory: String) -> [String] {
+        guard let real = FileSystem.realPath(directory) else { return [] }
+        var roots = [real]
+        let snapshots = FileSystem.parentDirectory(of: real)
+        let repository = FileSystem.parentDirectory(of: snapshots)
+        if FileSystem.lastComponent(of: snapshots) == "snapshots" && FileSystem.lastComponent(of: repository).hasPrefix("models--") {
+            roots.append(FileSystem.join(repository, "blobs"))
+        }
+        return roots
+    }
+
+    /// Where companion `path` leads: its canonical path when that is inside one of `roots`.
+    private static func resolveCompanion(_ path: String, roots: [String]) throws(MergeKitError) -> CompanionResolution {
+        guard FileSystem.exists(path) else {
+            throw MergeKitError(.fileNotFound, file: path, "does not exist", fix: "Do not modify the base model's directory while merging")
+        }
+        guard let real = FileSystem.realPath(path) else { return .skipped("a symbolic link to nothing") }
+        guard roots.contains(where: { real == $0 || real.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
+            return .skipped("a symbolic link to \(real), outside the model's directory")
+        }
+        do {
+            try FileSystem.requireRegularFile(real)
+        } catch {
+            var named = error
+            named.file = path
+            throw named
+        }
+        return .source(real)
     }
 
     /// The file identities of everything this checkpoint reads, to refuse outputs that would
@@ -199,10 +326,13 @@ public final class Checkpoint: @unchecked Sendable {
                 }
             }
         }
-        for (name, shard) in shardOf.sorted(by: { $0.key < $1.key }) {
-            let file = files.first(where: { FileSystem.lastComponent(of: $0.path) == shard })!
-            if file.tensor(named: name) == nil {
-                throw MergeKitError(.tensorMissingFromShard, file: file.path, tensor: name,
+        // Every shard tensor is in the index, under its own shard, so the shards hold every
+        // indexed tensor exactly when they hold as many tensors as the index names.
+        if files.reduce(0, { $0 + $1.tensors.count }) != shardOf.count {
+            var present = Set<String>()
+            for file in files { for info in file.tensors { present.insert(info.name) } }
+            for (name, shard) in shardOf.sorted(by: { $0.key < $1.key }) where !present.contains(name) {
+                throw MergeKitError(.tensorMissingFromShard, file: FileSystem.join(directory, shard), tensor: name,
                     "is listed in the index (\(index)) for this shard but the shard does not contain it",
                     fix: "Download the shard again or restore the index from the model's source")
             }

@@ -46,7 +46,38 @@ public struct CheckpointSummary: Sendable {
     }
 
     public var json: JSONValue {
-        .object([
+        .object(jsonMembers + [JSONMember("tensors", .array(tensors.map(Self.json)))])
+    }
+
+    /// The JSON report pretty-printed (2 spaces), with `extra` members at the end, handed to
+    /// `write` piece by piece: the same text as `json` with them, serialised, but never built
+    /// whole (a million-tensor checkpoint's report would take gigabytes as one value).
+    public func writeJSON(adding extra: [JSONMember] = [], to write: (String) -> Void) {
+        func member(_ m: JSONMember) -> String {
+            var key = ""
+            JSONValue.writeString(m.key, to: &key)
+            return "  " + key + ": " + m.value.serialized(indent: 2, level: 1)
+        }
+        write("{\n")
+        for m in jsonMembers { write(member(m) + ",\n") }
+        write("  \"tensors\": [")
+        for (i, t) in tensors.enumerated() {
+            write((i == 0 ? "\n" : ",\n") + "    " + Self.json(t).serialized(indent: 2, level: 2))
+        }
+        write(tensors.isEmpty ? "]" : "\n  ]")
+        for m in extra { write(",\n" + member(m)) }
+        write("\n}\n")
+    }
+
+    private static func json(_ t: TensorInfo) -> JSONValue {
+        .object([JSONMember("name", .string(t.name)), JSONMember("dtype", .string(t.dtype.rawValue)),
+                 JSONMember("shape", .array(t.shape.map { .int($0) })), JSONMember("parameters", .int(t.elementCount)),
+                 JSONMember("bytes", .int(t.byteCount))])
+    }
+
+    /// Every member of the JSON report but the tensors.
+    private var jsonMembers: [JSONMember] {
+        [
             JSONMember("path", .string(path)),
             JSONMember("layout", .string(layoutDescription)),
             JSONMember("files", .array(files.map { .string($0) })),
@@ -59,16 +90,20 @@ public struct CheckpointSummary: Sendable {
                 .object([JSONMember("dtype", .string(d.dtype.rawValue)), JSONMember("tensors", .int(d.tensors)),
                          JSONMember("parameters", .int(d.parameters)), JSONMember("bytes", .int(d.bytes))])
             })),
-            JSONMember("tensors", .array(tensors.map { t in
-                .object([JSONMember("name", .string(t.name)), JSONMember("dtype", .string(t.dtype.rawValue)),
-                         JSONMember("shape", .array(t.shape.map { .int($0) })), JSONMember("parameters", .int(t.elementCount)),
-                         JSONMember("bytes", .int(t.byteCount))])
-            })),
-        ])
+        ]
     }
 
     /// The human-readable report.
     public var text: String {
+        var lines: [String] = []
+        writeText { lines.append($0) }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The human-readable report, one line at a time (without line ends), each line escaped for a
+    /// terminal (`TerminalText`): names and metadata are data and never forge a line.
+    public func writeText(to emit: (String) -> Void) {
+        func write(_ line: String) { emit(TerminalText.escaped(line)) }
         var lines: [String] = []
         lines.append("\(path): \(layoutDescription)")
         switch kind {
@@ -91,14 +126,14 @@ public struct CheckpointSummary: Sendable {
         for d in dtypes {
             lines.append("  \(d.dtype.rawValue): \(d.tensors) tensors, \(grouped(d.parameters)) parameters, \(grouped(d.bytes)) bytes")
         }
-        let nameWidth = min(80, max(4, tensors.map(\.name.count).max() ?? 0))
+        let nameWidth = min(80, max(4, tensors.lazy.map(\.name.count).max() ?? 0))
         lines.append("")
         lines.append(pad("name", nameWidth) + "  " + pad("dtype", 6) + "  " + pad("shape", 16) + "  parameters")
+        lines.forEach(write)
         for t in tensors {
             let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
-            lines.append(pad(t.name, nameWidth) + "  " + pad(t.dtype.rawValue, 6) + "  " + pad(shape, 16) + "  " + grouped(t.elementCount))
+            write(pad(t.name, nameWidth) + "  " + pad(t.dtype.rawValue, 6) + "  " + pad(shape, 16) + "  " + grouped(t.elementCount))
         }
-        return TerminalText.lines(lines)
     }
 
     private func pad(_ s: String, _ width: Int) -> String {

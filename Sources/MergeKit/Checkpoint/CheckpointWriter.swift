@@ -18,17 +18,20 @@ import Darwin
 /// (SIGINT/SIGTERM) removes it; paths are unregistered once renamed into place or removed.
 ///
 /// Shard files are laid out up front (header written, space reserved) so that workers can
-/// `write(_:at:shard:)` tensor bytes at their precomputed offsets in any order.
+/// `write(_:at:shard:)` tensor bytes at their precomputed offsets in any order. Their descriptors
+/// live in `DescriptorCache.outputs`, which bounds how many output files are open at once (a
+/// sweep writes many): a shard's descriptor may be closed between writes and the file reopened.
 final class CheckpointWriter: @unchecked Sendable {
     let output: OutputSpec
     let shards: [OutputShard]
     private let staged: StagedOutput
     /// The temporary file or directory being written.
     var temporaryPath: String { staged.temporaryPath }
-    private var descriptors: [Int32]
     /// One per shard: starts each completed window's writeback and keeps the output out of the
-    /// page cache (see `WriteBehind`).
+    /// page cache (see `WriteBehind`). Also the shard's key in `DescriptorCache.outputs`.
     private var writeBehind: [WriteBehind] = []
+    /// Device and inode of each shard file, to check a reopened descriptor.
+    private var identities: [FileIdentity] = []
     private var shardPaths: [String]
     private var finished = false
 
@@ -40,7 +43,6 @@ final class CheckpointWriter: @unchecked Sendable {
     init(output: OutputSpec, shards: [OutputShard], in sweep: StagedOutput? = nil) throws(MergeKitError) {
         self.output = output
         self.shards = shards
-        descriptors = []
         shardPaths = []
         staged = try StagedOutput(destination: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, in: sweep)
         do throws(MergeKitError) {
@@ -61,11 +63,21 @@ final class CheckpointWriter: @unchecked Sendable {
                     fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
                 }
                 guard fd >= 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
-                descriptors.append(fd)
-                writeBehind.append(WriteBehind(fd: fd, fileSize: shard.layout.fileSize))
-                try reserve(fd, size: shard.layout.fileSize)
-                try FileSystem.pwriteAll(fd, shard.layout.prefix, at: 0, file: output.path)
-                writeBehind[writeBehind.count - 1].wrote(0..<shard.layout.prefix.count)
+                var st = stat()
+                guard fstat(fd, &st) == 0 else {
+                    let code = errno
+                    close(fd)
+                    throw FileSystem.writeError(file: output.path, errno: code)
+                }
+                identities.append(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
+                let behind = WriteBehind(fd: fd, fileSize: shard.layout.fileSize)
+                writeBehind.append(behind)
+                DescriptorCache.outputs.adopt(fd, for: behind) { _ in behind.drain() }
+                try withDescriptor(writeBehind.count - 1) { fd throws(MergeKitError) in
+                    try reserve(fd, size: shard.layout.fileSize)
+                    try FileSystem.pwriteAll(fd, shard.layout.prefix, at: 0, file: output.path)
+                    behind.wrote(0..<shard.layout.prefix.count)
+                }
             }
         } catch {
             abort()
@@ -101,8 +113,33 @@ final class CheckpointWriter: @unchecked Sendable {
     /// Writes `bytes` at `offset` within the data buffer of shard `shard`.
     func write(_ bytes: UnsafeRawBufferPointer, dataOffset offset: Int, shard: Int) throws(MergeKitError) {
         let start = shards[shard].layout.dataStart + offset
-        try FileSystem.pwriteAll(descriptors[shard], bytes, at: start, file: output.path)
-        writeBehind[shard].wrote(start..<start + bytes.count)
+        try withDescriptor(shard) { fd throws(MergeKitError) in
+            try FileSystem.pwriteAll(fd, bytes, at: start, file: output.path)
+            // While the descriptor is held: a window completed here is handed on with it open.
+            writeBehind[shard].wrote(start..<start + bytes.count)
+        }
+    }
+
+    /// Runs `body` with an open descriptor of shard `shard` (reopened when the cache closed it).
+    private func withDescriptor<R>(_ shard: Int, _ body: (Int32) throws(MergeKitError) -> R) throws(MergeKitError) -> R {
+        let behind = writeBehind[shard]
+        return try DescriptorCache.outputs.withDescriptor(for: behind, open: { () throws(MergeKitError) -> Int32 in
+            try reopen(shard)
+        }, beforeClose: { _ in behind.drain() }, body)
+    }
+
+    /// Opens shard `shard`'s temporary file again, checking it is the file this writer created.
+    private func reopen(_ shard: Int) throws(MergeKitError) -> Int32 {
+        let fd = open(shardPaths[shard], O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) == identities[shard] else {
+            close(fd)
+            throw MergeKitError(.writeFailed, file: output.path, "its temporary file \(shardPaths[shard]) was replaced while the merge ran",
+                fix: "Do not modify the output location while merging")
+        }
+        writeBehind[shard].rebind(fd)
+        return fd
     }
 
     /// Finishes the output: fsync every shard, write the index (sharded directories) and the
@@ -112,12 +149,13 @@ final class CheckpointWriter: @unchecked Sendable {
                 rewrite: (String, [UInt8]) -> [UInt8]) throws(MergeKitError) {
         do throws(MergeKitError) {
             for file in writeBehind { file.drain() }
-            // Each descriptor leaves the list as it is closed, so a failure part-way leaves abort()
-            // only the open ones to close (closing one twice could close another thread's file).
-            while let fd = descriptors.first {
-                guard fsync(fd) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
-                close(fd)
-                descriptors.removeFirst()
+            // The cache owns the descriptors: each is closed once, by it (also after a failure
+            // part-way, when abort() removes the rest).
+            for (shard, file) in writeBehind.enumerated() {
+                try withDescriptor(shard) { fd throws(MergeKitError) in
+                    guard fsync(fd) == 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
+                }
+                DescriptorCache.outputs.remove(file)
             }
             if output.isDirectory {
                 if shards.count > 1 { try writeIndex() }
@@ -174,8 +212,7 @@ final class CheckpointWriter: @unchecked Sendable {
     /// Closes and removes the temporary output. Safe to call more than once.
     func abort() {
         for file in writeBehind { file.drain() }
-        for fd in descriptors { close(fd) }
-        descriptors = []
+        for file in writeBehind { DescriptorCache.outputs.remove(file) }
         if !finished { staged.abort() }
         finished = true
     }

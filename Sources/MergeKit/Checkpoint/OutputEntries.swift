@@ -11,9 +11,9 @@ import Darwin
 /// (`--overwrite`) may ever remove.
 ///
 /// - weights: `*.safetensors` and their index `*.safetensors.index.json`;
-/// - companions: the known Hugging Face files copied from a base checkpoint (`companionNames`:
-///   config.json, generation_config.json, tokenizer and processor files). `Checkpoint.
-///   companionFiles()` copies exactly these, so whatever MergeKit copies it may later replace;
+/// - companions: the known Hugging Face files copied from a base checkpoint
+///   (`Checkpoint.companionFileNames`: configs, tokenizer and processor files, licenses). A merge
+///   copies only these, so whatever MergeKit copies it may later replace;
 /// - MergeKit's own files: the model card README.md, recipe.yml, a sweep's manifest.json and a
 ///   LoRA adapter's adapter_config.json;
 /// - a sweep's point directories `point-NNN`, holding only the above;
@@ -28,14 +28,9 @@ import Darwin
 /// any of it is refused before any work (`OutputGuard`), and if some appears in an output while
 /// it is being replaced, it is left where it is (`StagedOutput`).
 enum OutputEntries {
-    /// The companion files a checkpoint directory may hold besides its weights: configuration,
-    /// tokenizer and processor files that transformers reads next to the weights.
-    static let companionNames: Set<String> = [
-        "config.json", "generation_config.json",
-        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-        "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
-        "preprocessor_config.json", "processor_config.json", "chat_template.json", "chat_template.jinja",
-    ]
+    /// The companion files a checkpoint directory may hold besides its weights: exactly those a
+    /// merge copies from a base checkpoint (`Checkpoint.companionFileNames`, one list for both).
+    static let companionNames: Set<String> = Set(Checkpoint.companionFileNames)
 
     /// Files MergeKit generates in an output directory.
     static let generatedNames: Set<String> = ["README.md", "recipe.yml", "manifest.json", LoRAAdapter.configFileName]

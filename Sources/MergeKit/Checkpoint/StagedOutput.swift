@@ -69,7 +69,7 @@ final class StagedOutput: @unchecked Sendable {
         }
         var created: (path: String, fd: Int32)?
         for _ in 0..<8 where created == nil {
-            created = try Self.create(for: target, isDirectory: isDirectory, destination: destination)
+            created = try Self.create(for: target, isDirectory: isDirectory, destination: destination, locked: parent == nil)
         }
         guard let created else {
             throw MergeKitError(.writeFailed, file: destination, "cannot create its temporary output: another process keeps removing it",
@@ -86,7 +86,11 @@ final class StagedOutput: @unchecked Sendable {
 
     /// Creates a temporary for `target` and takes its lock; nil when a run cleaning stale
     /// temporaries removed it before the lock was taken (then try another name).
-    private static func create(for target: String, isDirectory: Bool, destination: String) throws(MergeKitError) -> (path: String, fd: Int32)? {
+    ///
+    /// Without `locked` (an output inside a parent's temporary directory, which the parent's lock
+    /// already protects from other runs' cleaning) no descriptor is kept (-1): a sweep of many
+    /// points then holds one lock, not one open file per point.
+    private static func create(for target: String, isDirectory: Bool, destination: String, locked: Bool = true) throws(MergeKitError) -> (path: String, fd: Int32)? {
         let path = OutputTemporaries.newPath(for: target, role: .writing)
         let fd: Int32
         if isDirectory {
@@ -109,6 +113,10 @@ final class StagedOutput: @unchecked Sendable {
         guard fd >= 0 else {
             TemporaryFiles.unregister([path])
             return nil
+        }
+        guard locked else {
+            close(fd)
+            return (path, -1)
         }
         guard OutputTemporaries.lock(fd), OutputTemporaries.isSame(fd, as: path) else {
             close(fd)
@@ -141,7 +149,7 @@ final class StagedOutput: @unchecked Sendable {
         }
         parent?.registered += moved
         registered = []
-        close(lockDescriptor)
+        if lockDescriptor >= 0 { close(lockDescriptor) }
         lockDescriptor = -1
         finished = true
     }

@@ -28,7 +28,11 @@ import Darwin
 final class WriteBehind: @unchecked Sendable {
     static let windowBytes = 2 << 20
 
-    let fd: Int32
+    /// The file's descriptor. The writer may close it between writes (`DescriptorCache`) and
+    /// open the file again (`rebind`); it drains this first, so any descriptor read here while
+    /// windows are pending is open and names this file.
+    var fd: Int32 { descriptor.load(ordering: .acquiring) }
+    private let descriptor: Atomic<Int32>
     private let fileSize: Int
     private let windowBytes: Int
     /// Where completed windows go: the flusher, or a test's recorder.
@@ -41,7 +45,7 @@ final class WriteBehind: @unchecked Sendable {
     init(fd: Int32, fileSize: Int, windowBytes: Int = WriteBehind.windowBytes,
          complete: @escaping (WriteBehind, Range<Int>) -> Void = { WriteBehindFlusher.shared.submit($0, window: $1) }) {
         precondition(windowBytes > 0)
-        self.fd = fd
+        descriptor = Atomic(fd)
         self.fileSize = fileSize
         self.windowBytes = windowBytes
         self.complete = complete
@@ -72,6 +76,11 @@ final class WriteBehind: @unchecked Sendable {
             }
         }
         for window in completed { complete(self, windowRange(window)) }
+    }
+
+    /// Uses `fd`, a new descriptor of the same file, from now on.
+    func rebind(_ fd: Int32) {
+        descriptor.store(fd, ordering: .releasing)
     }
 
     /// Waits until the flusher is done with this file (before its descriptor is closed).

@@ -56,10 +56,11 @@ public final class CLIPVisionModel: @unchecked Sendable {
     public static func configPath(for checkpoint: Checkpoint) throws(MergeKitError) -> String {
         let directory = checkpoint.directory ?? FileSystem.parentDirectory(of: checkpoint.path)
         let path = FileSystem.join(directory, "config.json")
-        guard FileSystem.kind(of: path) == .file else {
+        guard FileSystem.kind(of: path) != .missing else {
             throw MergeKitError(.fileNotFound, file: path, "does not exist; the engine reads the model's shape from config.json",
                 fix: "Put the model's config.json (a CLIPVisionConfig or CLIPConfig) next to its weights")
         }
+        try FileSystem.requireRegularFile(path)
         return path
     }
 

@@ -50,7 +50,7 @@ extension FineTuning {
                     try writer.write(UnsafeRawBufferPointer(bytes), dataOffset: tensor.output.begin, shard: tensor.shard)
                 }
             }
-            let companions = check.companions.map { (source: FileSystem.join(base.directory!, $0), name: $0) }
+            let companions = try check.companions.map { name throws(MergeKitError) in (source: try base.companionSource(name), name: name) }
             try writer.commit(companions: companions) { _, bytes in bytes }
         } catch {
             writer.abort()

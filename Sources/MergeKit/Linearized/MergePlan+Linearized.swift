@@ -41,7 +41,7 @@ extension MergePlan {
         // The real base and inputs (sweeps check that their plans share one base object).
         if output.emit == .taskVector {
             return MergePlan(base: base, inputs: inputs, method: method, output: output, tensors: plan.tensors,
-                             shards: plan.shards, companions: plan.companions, metadata: plan.metadata)
+                             shards: plan.shards, companions: plan.companions, skippedFiles: plan.skippedFiles, metadata: plan.metadata)
         }
         var items: [(spec: TensorSpec, make: (Int, TensorInfo) -> PlannedTensor)] = []
         for entry in baseHalf.entries {
@@ -57,7 +57,7 @@ extension MergePlan {
         let metadata = plan.metadata.merging(LinearizedCheckpoint.describingMetadata(base.metadata)) { _, linearized in linearized }
         let (tensors, shards) = laidOut(items, output: output, metadata: metadata)
         var result = MergePlan(base: base, inputs: inputs, method: method, output: output, tensors: tensors, shards: shards,
-                               companions: plan.companions, metadata: metadata)
+                               companions: plan.companions, skippedFiles: plan.skippedFiles, metadata: metadata)
         result.generatedFiles = plan.generatedFiles
         return result
     }
@@ -126,6 +126,6 @@ extension MergePlan {
         if let model { metadata["mergekit.linearized.model"] = model.path }
         let (tensors, shards) = laidOut(items, output: output, metadata: metadata)
         return MergePlan(base: base, inputs: inputs, method: method, output: output, tensors: tensors, shards: shards,
-                         companions: check.companions, metadata: metadata)
+                         companions: check.companions, skippedFiles: check.skippedFiles, metadata: metadata)
     }
 }

@@ -97,8 +97,13 @@ extension MergeExecutor {
     /// What one worker allocates whatever it merges (`WorkerBuffers`, for each compute type in use).
     static func perWorkerBytes(_ plans: [MergePlan]) -> Int {
         let inputs = plans[0].inputs.count, targets = plans.count
+        // As `WorkerBuffers` allocates them: a work item for the output and for the base's and the
+        // first input's staging, `BufferBudget.readElements` per further input, and an output span
+        // per further target unless they share one.
         let item = itemElements * 8
-        let staging = (inputs + 2) * item + (targets - 1) * item + ChunkContext.scratchBytes
+        let read = BufferBudget.readElements(inputs: inputs) * 8
+        let extraOutputs = BufferBudget.sharesOutputStaging(targets: targets) ? 0 : (targets - 1) * BufferBudget.outputSpan(targets: targets) * 8
+        let staging = 3 * item + max(0, inputs - 1) * read + extraOutputs + ChunkContext.scratchBytes
         func chunks(_ size: Int) -> Int {
             size * chunkElements * (inputs + 2 + (targets > 1 ? inputs + 1 : 0))
         }

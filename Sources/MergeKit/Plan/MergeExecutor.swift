@@ -50,9 +50,10 @@ public struct MergeResult: Sendable {
 /// sample, else +) and counts the vote; in the rare case the count disagrees and some result
 /// depended on it, the merge pass runs again with the counted majority.
 ///
-/// Memory stays flat in model size: scratch buffers of `chunkElements` values per input per
-/// worker, staging buffers of a work item per input, at most `tensorCacheBytes` of cached tensor
-/// per worker; inputs are read into the staging buffers, not mapped, and outputs leave the page
+/// Memory stays flat in model size and bounded in the number of inputs and sweep points
+/// (`MemoryBudget`): scratch buffers of `chunkElements` values per input per worker, input and
+/// output staging from fixed per-worker budgets, at most `tensorCacheBytes` of cached tensor per
+/// worker; inputs are read into the staging buffers, not mapped, and outputs leave the page
 /// cache as they are written. Results do not depend on the thread count: chunks
 /// are computed independently with BLAS single-threaded, statistics are reduced in a fixed order,
 /// and each result lands at a fixed offset.
@@ -140,9 +141,9 @@ public enum MergeExecutor {
         var results: [MergeResult] = []
         for target in targets {
             let plan = target.plan
-            let companions = plan.companions.map { (source: FileSystem.join(plan.base.directory!, $0), name: $0) }
             var warnings: [String] = []
             do throws(MergeKitError) {
+                let companions = try plan.companions.map { name throws(MergeKitError) in (source: try plan.base.companionSource(name), name: name) }
                 try target.writer.commit(companions: companions, generated: plan.generatedFiles) { name, bytes in
                     guard name == "config.json" else { return bytes }
                     let rewritten = ConfigRewriter.settingDType(plan.output.dtype, in: bytes)
@@ -160,8 +161,8 @@ public enum MergeExecutor {
                                  bytes: shard.layout.fileSize)
             }
             results.append(MergeResult(outputPath: plan.output.path, files: files,
-                                       tensorsMerged: plan.tensors.filter { $0.action == .merge }.count,
-                                       tensorsCopied: plan.tensors.filter { $0.action == .copy }.count,
+                                       tensorsMerged: plan.tensors.reduce(0) { $0 + ($1.action == .merge ? 1 : 0) },
+                                       tensorsCopied: plan.tensors.reduce(0) { $0 + ($1.action == .copy ? 1 : 0) },
                                        inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
                                        seconds: Date().timeIntervalSince(start),
                                        modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil,
@@ -404,6 +405,7 @@ public enum MergeExecutor {
                         leader.method.combine(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]], into: out, context: context)
                         try finish(leader, chunk, out: out, base: base, target: group[0],
                                    into: buffers.outputStaging(group[0]) + (chunk.lowerBound - groupStart) * leader.output.dtype.byteWidth!)
+                        if buffers.sharesOutputStaging { try writeStaged(group[0], tensor: leader, from: groupStart, to: chunk.upperBound, buffers) }
                         continue
                     }
                     let unscaled = UnsafeMutableBufferPointer(rebasing: buffers.unscaled[0..<chunk.count])
@@ -419,14 +421,12 @@ public enum MergeExecutor {
                         if reached { try resolveOutput(tensor, chunk, out: out, base: base, target: t) }
                         T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype,
                                 into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * tensor.output.dtype.byteWidth!)
+                        if buffers.sharesOutputStaging { try writeStaged(t, tensor: tensor, from: groupStart, to: chunk.upperBound, buffers) }
                     }
                 }
-                if (chunk.upperBound - range.lowerBound) % MergeExecutor.itemElements == 0 || chunk.upperBound == range.upperBound {
-                    for t in chunked {
-                        let tensor = tensors[t]
-                        let width = tensor.output.dtype.byteWidth!
-                        try targets[t].writer.write(UnsafeRawBufferPointer(start: buffers.outputStaging(t), count: (chunk.upperBound - groupStart) * width),
-                                                    dataOffset: tensor.output.begin + groupStart * width, shard: tensor.shard)
+                if (chunk.upperBound - range.lowerBound) % buffers.outputSpan == 0 || chunk.upperBound == range.upperBound {
+                    if !buffers.sharesOutputStaging {
+                        for t in chunked { try writeStaged(t, tensor: tensors[t], from: groupStart, to: chunk.upperBound, buffers) }
                     }
                     groupStart = chunk.upperBound
                 }
@@ -437,6 +437,14 @@ public enum MergeExecutor {
                     resolvedTies[t] += context.resolvedTies
                 }
             }
+        }
+
+        /// Writes target `t`'s staged results for elements `lower..<upper` of `tensor`.
+        private func writeStaged<T: MergeScalar>(_ t: Int, tensor: PlannedTensor, from lower: Int, to upper: Int,
+                                                 _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
+            let width = tensor.output.dtype.byteWidth!
+            try targets[t].writer.write(UnsafeRawBufferPointer(start: buffers.outputStaging(t), count: (upper - lower) * width),
+                                        dataOffset: tensor.output.begin + lower * width, shard: tensor.shard)
         }
 
         /// Target indices grouped so that the targets in a group compute the same unscaled result
@@ -508,11 +516,12 @@ public enum MergeExecutor {
                         T.load(buffers.staging[0] + (lower - group) * baseWidth, dtype: tensor.base.info.dtype, count: upper - lower,
                                into: base.baseAddress!)
                     }
+                    // Written right away, so every target stages in the one work-item-sized buffer.
                     try finish(tensor, lower..<upper, out: UnsafeMutableBufferPointer(rebasing: out[lower..<upper]),
-                               base: emit == .model ? base : nil, target: t, into: buffers.outputStaging(t) + (lower - group) * width)
+                               base: emit == .model ? base : nil, target: t, into: buffers.bytes.baseAddress! + (lower - group) * width)
                     lower = upper
                 }
-                try targets[t].writer.write(UnsafeRawBufferPointer(start: buffers.outputStaging(t), count: (end - group) * width),
+                try targets[t].writer.write(UnsafeRawBufferPointer(start: buffers.bytes.baseAddress!, count: (end - group) * width),
                                             dataOffset: tensor.output.begin + group * width, shard: tensor.shard)
                 group = end
             }
@@ -607,65 +616,95 @@ public enum MergeExecutor {
         static let sortedSelectionLimit = 1 << 18
 
         /// Gram matrix, DARE L1 sums and rank-window selections, in as few passes as possible.
+        ///
+        /// Rank windows come from each input's sorted magnitude keys when the tensor is small and
+        /// whole in memory (cached, or one chunk), sorted one input at a time; otherwise from
+        /// radix selections, run for as many inputs at once as `BufferBudget.counterBatch` allows
+        /// (each further batch costs its own passes).
         private func computeTensorStatistics<T: MergeScalar>(_ source: ChunkSource<T>, tensor: PlannedTensor, _ statistics: TensorStatistics,
                                                              _ context: ChunkContext) throws(MergeKitError) {
             let inputs = plan.inputs.count
             let n = tensor.output.elementCount
             let request = tensor.method.statistics
             let windows = request.tensorRankWindow.map { window in (0..<inputs).map { window(n, $0) } } ?? []
-            let needsBounds = windows.contains { !$0.isEmpty && ($0.lowerBound > 0 || $0.upperBound < n) }
-            let sortKeys = needsBounds && n <= Worker.sortedSelectionLimit
-            var sortedKeys = [[UInt64]](repeating: [], count: sortKeys ? inputs : 0)
-            var lowerSelections: [RadixSelection?] = []
-            var upperSelections: [RadixSelection?] = []
-            if needsBounds && !sortKeys {
-                for w in windows {
-                    lowerSelections.append(w.lowerBound > 0 && !w.isEmpty ? RadixSelection(rank: w.lowerBound, keyBits: T.magnitudeKeyBits) : nil)
-                    upperSelections.append(w.upperBound < n && !w.isEmpty ? RadixSelection(rank: w.upperBound - 1, keyBits: T.magnitudeKeyBits) : nil)
-                }
+            let bounded = windows.indices.filter { !windows[$0].isEmpty && (windows[$0].lowerBound > 0 || windows[$0].upperBound < n) }
+            let wholeInMemory = source.cached || source.chunks.count == 1
+            let sortKeys = !bounded.isEmpty && n <= Worker.sortedSelectionLimit && wholeInMemory
+            var lowerStatistics = [OrderStatistic?](repeating: nil, count: inputs)
+            var upperStatistics = [OrderStatistic?](repeating: nil, count: inputs)
+            var keys: [UInt64] = []
+            /// The statistics at the ends of input i's window, from its values' sorted keys.
+            func sortedStatistics(_ i: Int, _ values: UnsafeBufferPointer<T>) {
+                let w = windows[i]
+                keys.removeAll(keepingCapacity: true)
+                keys.append(contentsOf: values.lazy.map { T.magnitudeKey($0) })
+                keys.sort()
+                if w.lowerBound > 0 { lowerStatistics[i] = OrderStatistic(sortedKeys: keys, rank: w.lowerBound) }
+                if w.upperBound < n { upperStatistics[i] = OrderStatistic(sortedKeys: keys, rank: w.upperBound - 1) }
             }
-            let passes = needsBounds && !sortKeys ? T.magnitudeKeyBits / RadixSelection.digitBits : 1
+            let selected = sortKeys ? [] : bounded
+            let batchSize = max(1, BufferBudget.counterBatch(selections: 2 * selected.count) / 2)
+            let batches = selected.isEmpty ? [[]] : stride(from: 0, to: selected.count, by: batchSize).map {
+                Array(selected[$0..<min(selected.count, $0 + batchSize)])
+            }
             var gram = [[Double]](repeating: [Double](repeating: 0, count: inputs), count: inputs)
             var l1 = [(before: Double, after: Double)](repeating: (0, 0), count: inputs)
-            for pass in 0..<passes {
-                for chunk in source.chunks {
-                    let (_, deltas) = try source.load(chunk)
-                    if pass == 0 {
-                        if request.tensorGram {
-                            for i in 0..<inputs {
-                                for j in i..<inputs {
-                                    gram[i][j] += Double(T.dot(UnsafeBufferPointer(deltas[i]), UnsafeBufferPointer(deltas[j])))
+            for (b, batch) in batches.enumerated() {
+                var lowerSelections: [RadixSelection?] = batch.map { i in
+                    windows[i].lowerBound > 0 ? RadixSelection(rank: windows[i].lowerBound, keyBits: T.magnitudeKeyBits) : nil
+                }
+                var upperSelections: [RadixSelection?] = batch.map { i in
+                    windows[i].upperBound < n ? RadixSelection(rank: windows[i].upperBound - 1, keyBits: T.magnitudeKeyBits) : nil
+                }
+                let passes = batch.isEmpty ? 1 : T.magnitudeKeyBits / RadixSelection.digitBits
+                for pass in 0..<passes {
+                    for chunk in source.chunks {
+                        let (_, deltas) = try source.load(chunk)
+                        if b == 0 && pass == 0 {
+                            if request.tensorGram {
+                                for i in 0..<inputs {
+                                    for j in i..<inputs {
+                                        gram[i][j] += Double(T.dot(UnsafeBufferPointer(deltas[i]), UnsafeBufferPointer(deltas[j])))
+                                    }
                                 }
                             }
-                        }
-                        if let masks = request.tensorDropL1 {
-                            for i in 0..<inputs {
-                                let mask = masks.mask(for: i)
-                                let limit = mask.threshold
-                                // Σ|τ| and Σ|τ| over kept entries with BLAS asum (per chunk, summed in Double).
-                                CounterRandom(seed: mask.seed, tensor: context.tensor, input: i)
-                                    .fill(context.bitsScratch, count: chunk.count, start: chunk.lowerBound)
-                                let kept: UnsafeMutableBufferPointer<T> = context.scratch(0, count: chunk.count)
-                                T.copy(UnsafeBufferPointer(deltas[i]), kept)
-                                T.drop(kept, bits: context.bitsScratch, limit: limit)
-                                let sums = (before: Double(T.asum(UnsafeBufferPointer(deltas[i]))), after: Double(T.asum(UnsafeBufferPointer(kept))))
-                                l1[i].before += sums.before
-                                l1[i].after += sums.after
+                            if let masks = request.tensorDropL1 {
+                                for i in 0..<inputs {
+                                    let mask = masks.mask(for: i)
+                                    let limit = mask.threshold
+                                    // Σ|τ| and Σ|τ| over kept entries with BLAS asum (per chunk, summed in Double).
+                                    CounterRandom(seed: mask.seed, tensor: context.tensor, input: i)
+                                        .fill(context.bitsScratch, count: chunk.count, start: chunk.lowerBound)
+                                    let kept: UnsafeMutableBufferPointer<T> = context.scratch(0, count: chunk.count)
+                                    T.copy(UnsafeBufferPointer(deltas[i]), kept)
+                                    T.drop(kept, bits: context.bitsScratch, limit: limit)
+                                    let sums = (before: Double(T.asum(UnsafeBufferPointer(deltas[i]))), after: Double(T.asum(UnsafeBufferPointer(kept))))
+                                    l1[i].before += sums.before
+                                    l1[i].after += sums.after
+                                }
+                            }
+                            // A single chunk is the whole tensor.
+                            if sortKeys && !source.cached {
+                                for i in bounded { sortedStatistics(i, UnsafeBufferPointer(deltas[i])) }
                             }
                         }
-                        if sortKeys {
-                            for i in 0..<inputs { sortedKeys[i] += deltas[i].lazy.map { T.magnitudeKey($0) } }
+                        for (s, i) in batch.enumerated() {
+                            lowerSelections[s]?.observe(UnsafeBufferPointer(deltas[i]))
+                            upperSelections[s]?.observe(UnsafeBufferPointer(deltas[i]))
                         }
                     }
-                    for i in 0..<lowerSelections.count {
-                        lowerSelections[i]?.observe(UnsafeBufferPointer(deltas[i]))
-                        upperSelections[i]?.observe(UnsafeBufferPointer(deltas[i]))
+                    for s in batch.indices {
+                        lowerSelections[s]?.finishPass()
+                        upperSelections[s]?.finishPass()
                     }
                 }
-                for i in 0..<lowerSelections.count {
-                    lowerSelections[i]?.finishPass()
-                    upperSelections[i]?.finishPass()
+                for (s, i) in batch.enumerated() {
+                    lowerStatistics[i] = lowerSelections[s]?.statistic
+                    upperStatistics[i] = upperSelections[s]?.statistic
                 }
+            }
+            if sortKeys && source.cached {
+                for i in bounded { sortedStatistics(i, UnsafeBufferPointer(rebasing: source.buffers.cacheDeltas[i][0..<n])) }
             }
             for i in 0..<inputs { for j in 0..<i { gram[i][j] = gram[j][i] } }
             statistics.gram = request.tensorGram ? gram : []
@@ -673,17 +712,7 @@ public enum MergeExecutor {
             statistics.windows = windows.indices.map { i in
                 let w = windows[i]
                 if w.isEmpty { return RankWindow.empty }
-                var lower: OrderStatistic?
-                var upper: OrderStatistic?
-                if sortKeys {
-                    sortedKeys[i].sort()
-                    if w.lowerBound > 0 { lower = OrderStatistic(sortedKeys: sortedKeys[i], rank: w.lowerBound) }
-                    if w.upperBound < n { upper = OrderStatistic(sortedKeys: sortedKeys[i], rank: w.upperBound - 1) }
-                } else if needsBounds {
-                    lower = lowerSelections[i]?.statistic
-                    upper = upperSelections[i]?.statistic
-                }
-                return RankWindow(lower: w.lowerBound, lowerStatistic: lower, upper: w.upperBound, upperStatistic: upper,
+                return RankWindow(lower: w.lowerBound, lowerStatistic: lowerStatistics[i], upper: w.upperBound, upperStatistic: upperStatistics[i],
                                   earlierRanksHigher: request.tensorRankTiesEarlierHigher)
             }
         }
@@ -768,7 +797,7 @@ public enum MergeExecutor {
         /// LoRA inputs are materialised for the whole group when it is staged (s·B·A for the
         /// group's rows, one GEMM per row block) and copied from there; zero inputs are zeroed.
         private func convert(_ chunk: Range<Int>, base: UnsafeMutableBufferPointer<T>, deltas: [UnsafeMutableBufferPointer<T>]) throws(MergeKitError) {
-            let span = MergeExecutor.readElements
+            let span = buffers.readSpan
             let group = range.lowerBound + (chunk.lowerBound - range.lowerBound) / span * span
             if stagedGroup != group {
                 let groupEnd = min(range.upperBound, group + span)
@@ -833,8 +862,17 @@ public enum MergeExecutor {
         let out: UnsafeMutableBufferPointer<T>
         let deltas: [UnsafeMutableBufferPointer<T>]
         let bytes: UnsafeMutableRawBufferPointer
-        /// Raw input bytes of one work item, for the base and each input (`itemElements` × 8 bytes).
+        /// Raw input bytes, for the base and each input: `readSpan` × 8 bytes each, and a work
+        /// item's worth (`itemElements` × 8 bytes) for the base and the first input (copies and
+        /// whole-tensor reads go through those).
         let staging: [UnsafeMutableRawPointer]
+        /// Elements of each input staged at once (`BufferBudget.readElements`).
+        let readSpan: Int
+        /// Elements of each target's result staged before a write (`BufferBudget.outputSpan`).
+        let outputSpan: Int
+        /// All targets stage into one buffer and write each chunk at once (a very large sweep:
+        /// `BufferBudget.sharesOutputStaging`).
+        let sharesOutputStaging: Bool
         /// Scratch memory methods get through `ChunkContext.scratch`.
         let methodScratch: UnsafeMutableRawBufferPointer
         /// Copies of the deltas when there are several targets (methods overwrite theirs).
@@ -849,22 +887,27 @@ public enum MergeExecutor {
         private(set) var cacheDeltas: [UnsafeMutableBufferPointer<T>] = []
         private let inputs: Int
 
-        /// Output staging for target `t` (a work item's worth of bytes).
+        /// Output staging for target `t` (`outputSpan` elements of up to 8 bytes; the first
+        /// target's holds a work item).
         func outputStaging(_ t: Int) -> UnsafeMutableRawPointer {
-            if t == 0 { return bytes.baseAddress! }
-            while extraStaging.count < t { extraStaging.append(.allocate(byteCount: MergeExecutor.itemElements * 8, alignment: 4096)) }
+            if t == 0 || sharesOutputStaging { return bytes.baseAddress! }
+            while extraStaging.count < t { extraStaging.append(.allocate(byteCount: outputSpan * 8, alignment: 4096)) }
             return extraStaging[t - 1]
         }
 
         init(inputs: Int, targets: Int = 1) {
             self.inputs = inputs
+            readSpan = BufferBudget.readElements(inputs: inputs)
+            outputSpan = BufferBudget.outputSpan(targets: targets)
+            sharesOutputStaging = BufferBudget.sharesOutputStaging(targets: targets)
             copies = targets > 1 ? (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) } : []
             unscaled = .allocate(capacity: targets > 1 ? MergeExecutor.chunkElements : 0)
             base = .allocate(capacity: MergeExecutor.chunkElements)
             out = .allocate(capacity: MergeExecutor.chunkElements)
             deltas = (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) }
             bytes = .allocate(byteCount: MergeExecutor.itemElements * 8, alignment: 4096)
-            staging = (0...inputs).map { _ in .allocate(byteCount: MergeExecutor.itemElements * 8, alignment: 4096) }
+            let readSpan = readSpan
+            staging = (0...inputs).map { i in .allocate(byteCount: (i < 2 ? MergeExecutor.itemElements : readSpan) * 8, alignment: 4096) }
             methodScratch = .allocate(byteCount: ChunkContext.scratchBytes, alignment: 64)
         }
 

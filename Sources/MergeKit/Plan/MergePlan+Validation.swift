@@ -57,6 +57,7 @@ extension MergePlan {
         // Per tensor: every input has it, with the same shape and a compatible dtype.
         var planned: [(action: PlannedTensor.Action, base: Checkpoint.Entry, inputs: [InputSource], double: Bool, dtype: DType,
                        parameters: TensorParameters)] = []
+        planned.reserveCapacity(base.entries.count)
         let uniform = TensorParameters(method: method, weights: inputs.map(\.weight))
         let global = method.statistics
         let bindings = inputs.map { $0.adapter?.bind(to: base) }
@@ -65,6 +66,7 @@ extension MergePlan {
             let mergeable = info.dtype.isMergeable
             if output.emit == .taskVector && !mergeable { continue }
             var inputEntries: [InputSource] = []
+            inputEntries.reserveCapacity(inputs.count)
             var double = info.dtype == .F64
             for (input, binding) in zip(inputs, bindings) {
                 if let adapter = input.adapter, let binding {
@@ -163,6 +165,7 @@ extension MergePlan {
 
         var shards: [OutputShard] = []
         var tensors: [PlannedTensor] = []
+        tensors.reserveCapacity(planned.count)
         for (shardIndex, group) in groups.enumerated() {
             let fileName: String
             if !output.isDirectory {
@@ -182,9 +185,9 @@ extension MergePlan {
             }
         }
 
-        let companions = output.isDirectory && output.emit == .model ? try base.companionFiles() : []
+        let selection = output.isDirectory && output.emit == .model ? try base.companionSelection() : Checkpoint.CompanionSelection()
         self.init(base: base, inputs: inputs, method: method, output: output, tensors: tensors, shards: shards,
-                  companions: companions, metadata: metadata)
+                  companions: selection.companions.map(\.name), skippedFiles: selection.skipped, metadata: metadata)
     }
 
     /// Where a LoRA adapter's τ for base tensor `entry` comes from: its module's factors when it

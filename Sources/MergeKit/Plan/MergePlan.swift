@@ -47,7 +47,9 @@ public enum InputSource: Sendable {
     /// A stored tensor: θᵢ of a fine-tuned model (τ = θᵢ − θ₀) or τᵢ of a task-vector file.
     case tensor(Checkpoint.Entry)
     /// τ = s·B·A (or its transpose), materialised row block by row block as chunks are merged.
-    case lora(LoRAAdapter.Module)
+    /// (Boxed: a module is three times the size of an entry, and a plan holds a source per
+    /// input per tensor.)
+    indirect case lora(LoRAAdapter.Module)
     /// τ = 0: a LoRA adapter that does not target this tensor.
     case zero
 
@@ -172,6 +174,9 @@ public struct MergePlan: Sendable {
     public let shards: [OutputShard]
     /// Companion files (config.json, tokenizer files, ...) copied from the base directory.
     public let companions: [String]
+    /// Files of the base's directory a directory output does not get (not companions, or links
+    /// out of the model's tree; `Checkpoint.companionSelection()`), for the caller to mention.
+    public var skippedFiles: [Checkpoint.SkippedFile] = []
     /// `__metadata__` written into every output file.
     public let metadata: [String: String]
     /// Files written into a directory output besides the weights (a model card, the recipe),

@@ -10,11 +10,14 @@ import Synchronization
 ///    magnitude key between two sample quantiles, wide enough (6 standard errors) that it lies
 ///    inside with overwhelming probability;
 /// 2. one *full* pass counts, per input, the keys below the bracket and histograms the keys inside
-///    it (at most 2¹⁸ distinct keys: 2 MB of counters per input per worker). If the k-th key falls
-///    inside the bracket, the histogram gives it exactly;
+///    it (at most 2¹⁸ distinct keys: 2 MB of counters per input per worker; fewer for many inputs,
+///    `BufferBudget.bracketBins`). If the k-th key falls inside the bracket, the histogram gives
+///    it exactly;
 /// 3. otherwise (an unlucky sample, heavy ties, or Double keys) an exact radix selection runs:
-///    2 more passes with Float keys, 4 with Double keys, 65,536 counters per input per worker.
-/// Either way the result is exact; the bracket only saves passes.
+///    2 more passes with Float keys, 4 with Double keys, 65,536 counters per input per worker —
+///    for many inputs in batches of `BufferBudget.counterBatch` inputs, each with its passes.
+/// Either way the result is exact; the bracket only saves passes. The sample holds 2²⁰ values per
+/// input, fewer for many inputs (`BufferBudget.sampleTarget`).
 ///
 /// **Majority** (TIES's mass vote) — predicted from the sample with the estimated thresholds;
 /// the merge pass counts the exact vote and the executor checks the prediction.
@@ -29,11 +32,6 @@ struct ModelStatisticsPass {
     /// visitors (`analyze`).
     var handling: FiniteCheck.Handling = .fail
 
-    /// Distinct keys a bracket may span.
-    static let bracketBins = 1 << 18
-    /// Target sample size per input.
-    static let sampleTarget = 1 << 20
-
     func run() throws(MergeKitError) -> ModelStatistics {
         let items = MergeExecutor.workItems(plan, chunked: true, mergedOnly: true).sorted { ($0.tensor, $0.range.lowerBound) < ($1.tensor, $1.range.lowerBound) }
         let inputs = plan.inputs.count
@@ -41,6 +39,7 @@ struct ModelStatisticsPass {
         let wide = plan.tensors.contains { $0.action == .merge && $0.computeInDouble }
         var statistics = ModelStatistics()
         statistics.elementCount = elementCount
+        let bins = BufferBudget.bracketBins(inputs: inputs)
 
         var rank: Int?
         if let keep = request.globalKeepFraction, elementCount > 0 {
@@ -52,7 +51,7 @@ struct ModelStatisticsPass {
         // Sample pass and bracket (Float keys only).
         var brackets: [ClosedRange<UInt64>]?
         if let rank, !wide {
-            let rate = min(1, Double(Self.sampleTarget) / Double(elementCount))
+            let rate = min(1, Double(BufferBudget.sampleTarget(inputs: inputs)) / Double(elementCount))
             // Zero-element tensors have nothing to sample (their range is empty, and a sample of at
             // least one element would read past them).
             let sampled = items.filter { !$0.range.isEmpty }.map { item in
@@ -65,7 +64,7 @@ struct ModelStatisticsPass {
                 keys.sort()
                 let q = (Double(rank) + 0.5) / Double(elementCount)
                 estimates.append(keys.isEmpty ? 0 : keys[min(keys.count - 1, Int(q * Double(keys.count)))])
-                return Self.bracket(sortedSample: keys, rank: rank, total: elementCount)
+                return Self.bracket(sortedSample: keys, rank: rank, total: elementCount, bins: bins)
             }
             if request.majoritySign {
                 // Predict the majority from the sample with the estimated thresholds.
@@ -84,7 +83,7 @@ struct ModelStatisticsPass {
             let ranges = items.map { ($0.tensor, $0.range) }
             let currentBrackets = brackets
             let visitors = try runPass(ranges) {
-                FullPassVisitor(inputs: inputs, brackets: currentBrackets, norms: request.globalSquaredNorms)
+                FullPassVisitor(inputs: inputs, brackets: currentBrackets, norms: request.globalSquaredNorms, bins: bins)
             }
             if request.globalSquaredNorms {
                 var itemNorms = [[Double]](repeating: [], count: items.count)
@@ -97,14 +96,14 @@ struct ModelStatisticsPass {
                 unresolved = []
                 for input in 0..<inputs {
                     let below = visitors.reduce(0) { $0 + $1.below[input] }
-                    var histogram = [Int](repeating: 0, count: Self.bracketBins)
+                    var histogram = [Int](repeating: 0, count: bins)
                     for visitor in visitors {
                         for (bin, count) in visitor.histograms[input].enumerated() where count != 0 { histogram[bin] += count }
                     }
                     var cumulative = below
                     var found: UInt64?
                     if rank >= below {
-                        for bin in 0..<Self.bracketBins {
+                        for bin in 0..<bins {
                             cumulative += histogram[bin]
                             if cumulative > rank { found = brackets[input].lowerBound + UInt64(bin); break }
                         }
@@ -114,23 +113,27 @@ struct ModelStatisticsPass {
             }
         }
 
-        // Exact radix selection for whatever the bracket did not settle.
+        // Exact radix selection for whatever the bracket did not settle, in batches of inputs
+        // whose counters fit the budget.
         if let rank, !unresolved.isEmpty {
             let keyBits = wide ? 64 : 32
-            var selections = unresolved.map { _ in RadixSelection(rank: rank, keyBits: keyBits) }
             let ranges = items.map { ($0.tensor, $0.range) }
-            for _ in 0..<(keyBits / RadixSelection.digitBits) {
-                let current = selections
-                let pending = unresolved
-                let visitors = try runPass(ranges) { RadixVisitor(inputs: pending, selections: current) }
-                for s in selections.indices {
-                    var merged = current[s]
-                    for visitor in visitors { merged.merge(visitor.selections[s]) }
-                    merged.finishPass()
-                    selections[s] = merged
+            let batch = BufferBudget.counterBatch(selections: unresolved.count)
+            for start in stride(from: 0, to: unresolved.count, by: batch) {
+                let pending = Array(unresolved[start..<min(unresolved.count, start + batch)])
+                var selections = pending.map { _ in RadixSelection(rank: rank, keyBits: keyBits) }
+                for _ in 0..<(keyBits / RadixSelection.digitBits) {
+                    let current = selections
+                    let visitors = try runPass(ranges) { RadixVisitor(inputs: pending, selections: current) }
+                    for s in selections.indices {
+                        var merged = current[s]
+                        for visitor in visitors { merged.merge(visitor.selections[s]) }
+                        merged.finishPass()
+                        selections[s] = merged
+                    }
                 }
+                for (s, input) in pending.enumerated() { thresholds![input] = selections[s].key }
             }
-            for (s, input) in unresolved.enumerated() { thresholds![input] = selections[s].key }
         }
 
         if let thresholds {
@@ -141,8 +144,8 @@ struct ModelStatisticsPass {
     }
 
     /// The key range holding the sample quantile at rank/total ± 6 standard errors (plus a
-    /// margin for small samples), narrowed to `bracketBins` keys around the estimate.
-    static func bracket(sortedSample keys: [UInt64], rank: Int, total: Int) -> ClosedRange<UInt64> {
+    /// margin for small samples), narrowed to `bins` keys around the estimate.
+    static func bracket(sortedSample keys: [UInt64], rank: Int, total: Int, bins: Int) -> ClosedRange<UInt64> {
         guard !keys.isEmpty else { return 0...0 }
         let m = Double(keys.count)
         let q = (Double(rank) + 0.5) / Double(total)
@@ -150,11 +153,11 @@ struct ModelStatisticsPass {
         let index = { (p: Double) in min(keys.count - 1, max(0, Int((p * m).rounded(.down)))) }
         var low = keys[index(q - delta)]
         var high = keys[index(q + delta)]
-        if high - low >= UInt64(bracketBins) {
+        if high - low >= UInt64(bins) {
             let estimate = keys[index(q)]
-            let half = UInt64(bracketBins / 2)
+            let half = UInt64(bins / 2)
             low = max(low, estimate >= half ? estimate - half : 0)
-            high = min(high, low + UInt64(bracketBins) - 1)
+            high = min(high, low + UInt64(bins) - 1)
         }
         return low...high
     }
@@ -252,11 +255,11 @@ struct FullPassVisitor: ChunkVisitor {
     var histograms: [[Int]]
     var itemNorms: [(Int, [Double])] = []
 
-    init(inputs: Int, brackets: [ClosedRange<UInt64>]?, norms: Bool) {
+    init(inputs: Int, brackets: [ClosedRange<UInt64>]?, norms: Bool, bins: Int) {
         self.brackets = brackets
         self.norms = norms
         below = Array(repeating: 0, count: inputs)
-        histograms = brackets == nil ? [] : Array(repeating: Array(repeating: 0, count: ModelStatisticsPass.bracketBins), count: inputs)
+        histograms = brackets == nil ? [] : Array(repeating: Array(repeating: 0, count: bins), count: inputs)
     }
 
     mutating func begin(item: Int) {

@@ -29,26 +29,16 @@ enum RecipeLimits {
     static let maximumDepth = 64
     static let maximumNodes = 100_000
 
-    /// Reads a recipe file: at most `maximumBytes`, so a huge or endless file (a device) is
-    /// refused after one byte more, not read into memory.
+    /// Reads a recipe file: a regular file (a FIFO or a device is refused, never waited on; see
+    /// `FileSystem.openRegularFile`) of at most `maximumBytes`, refused by its size before reading.
     static func readFile(_ path: String) throws(MergeKitError) -> [UInt8] {
         if FileSystem.kind(of: path) == .directory {
             throw MergeKitError(.isDirectory, file: path, "is a directory", fix: "Give the recipe file")
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystem.openError(path: path, errno: errno) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while bytes.count <= maximumBytes {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw MergeKitError(.fileUnreadable, file: path, "cannot be read (\(String(cString: strerror(errno))))") }
-            if n == 0 { break }
-            bytes += chunk[..<n]
-        }
-        if bytes.count > maximumBytes { throw tooLarge(path: path) }
-        return bytes
+        let (fd, status) = try FileSystem.openRegularFile(path)
+        close(fd)
+        if Int(status.st_size) > maximumBytes { throw tooLarge(path: path) }
+        return try FileSystem.readFile(path, limit: maximumBytes)
     }
 
     static func tooLarge(path: String) -> MergeKitError {

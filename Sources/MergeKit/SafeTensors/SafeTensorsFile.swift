@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -13,8 +14,9 @@ import Darwin
 ///
 /// Merges stream through files with `read(into:count:at:)` (pread into reusable buffers) rather
 /// than through the mapping: mapped pages would count in the process's resident memory and cost a
-/// page fault each, while pread copies from the page cache at memory speed. The file descriptor
-/// stays open for that.
+/// page fault each, while pread copies from the page cache at memory speed. The descriptor for
+/// that is kept in `DescriptorCache.inputs`, which bounds how many input files are open at once:
+/// it may close it between reads and reopen the path, checking it is still this file.
 public final class SafeTensorsFile: @unchecked Sendable {
     /// The path as the user named it (used in messages).
     public let path: String
@@ -25,25 +27,23 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let identity: FileIdentity
 
     private let mapping: UnsafeMutableRawPointer?
-    private let descriptor: Int32
-    private let byName: [String: Int]
+    /// Tensor indices by name, built on first use: checkpoints keep their own index, so files
+    /// opened through one (a million-tensor shard, say) never build this.
+    private let byName = Mutex<[String: Int]?>(nil)
 
     /// Opens and validates `path`. Throws a `MergeKitError` naming the file on any problem.
     public init(path: String) throws(MergeKitError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystem.openError(path: path, errno: errno) }
+        let fd: Int32
+        let st: stat
+        do {
+            (fd, st) = try FileSystem.openRegularFile(path)
+        } catch where error.code == .isDirectory {
+            throw MergeKitError(.isDirectory, file: path, "is a directory, not a .safetensors file",
+                fix: "Pass the directory as a checkpoint, or name the .safetensors file inside it")
+        }
         var keepOpen = false
         defer { if !keepOpen { close(fd) } }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw FileSystem.openError(path: path, errno: errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                throw MergeKitError(.isDirectory, file: path, "is a directory, not a .safetensors file",
-                    fix: "Pass the directory as a checkpoint, or name the .safetensors file inside it")
-            }
-            throw MergeKitError(.fileUnreadable, file: path, "is not a regular file")
-        }
         let size = Int(st.st_size)
         fileSize = size
         identity = FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
@@ -62,17 +62,26 @@ public final class SafeTensorsFile: @unchecked Sendable {
             munmap(p, size)
             throw error
         }
-        descriptor = fd
+        // The header's pages were read once, to parse it (up to 100 MB): out of the resident set.
+        _ = madvise(p, min(size, header.dataStart) / FileSystem.pageSize * FileSystem.pageSize, MADV_DONTNEED)
         keepOpen = true
-        var index: [String: Int] = [:]
-        index.reserveCapacity(header.tensors.count)
-        for (i, t) in header.tensors.enumerated() { index[t.name] = i }
-        byName = index
+        DescriptorCache.inputs.adopt(fd, for: self)
     }
 
     deinit {
         if let mapping { munmap(mapping, fileSize) }
-        close(descriptor)
+        DescriptorCache.inputs.remove(self)
+    }
+
+    /// Opens the path again for `DescriptorCache`, refusing a file that is no longer this one.
+    private func reopen() throws(MergeKitError) -> Int32 {
+        let (fd, st) = try FileSystem.openRegularFile(path)
+        guard UInt64(st.st_dev) == identity.device && UInt64(st.st_ino) == identity.inode && Int(st.st_size) == fileSize else {
+            close(fd)
+            throw MergeKitError(.fileUnreadable, file: path, "was replaced or changed since it was opened",
+                fix: "Do not modify inputs while merging")
+        }
+        return fd
     }
 
     /// Tensors in data order.
@@ -80,7 +89,16 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public var metadata: [String: String]? { header.metadata }
 
     public func tensor(named name: String) -> TensorInfo? {
-        byName[name].map { header.tensors[$0] }
+        let index = byName.withLock { byName in
+            if byName == nil {
+                var index: [String: Int] = [:]
+                index.reserveCapacity(header.tensors.count)
+                for (i, t) in header.tensors.enumerated() { index[t.name] = i }
+                byName = index
+            }
+            return byName![name]
+        }
+        return index.map { header.tensors[$0] }
     }
 
     /// The raw little-endian bytes of `tensor` (which must come from this file).
@@ -96,9 +114,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Reads `count` bytes at absolute file offset `offset` into `buffer` (pread, retried on short
     /// reads). Fails only if the file changed underneath (truncated) or the device failed.
     public func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int) throws(MergeKitError) {
+        try DescriptorCache.inputs.withDescriptor(for: self, open: reopen) { fd throws(MergeKitError) in
+            try read(fd, into: buffer, count: count, at: offset)
+        }
+    }
+
+    private func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int) throws(MergeKitError) {
         var done = 0
         while done < count {
-            let n = pread(descriptor, buffer + done, count - done, off_t(offset + done))
+            let n = pread(fd, buffer + done, count - done, off_t(offset + done))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw MergeKitError(.fileUnreadable, file: path, "cannot be read at byte \(offset + done) (\(String(cString: strerror(errno))))",

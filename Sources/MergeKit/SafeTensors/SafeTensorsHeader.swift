@@ -69,10 +69,39 @@ public struct SafeTensorsHeader: Sendable, Equatable {
     }
 
     /// Validates the JSON header bytes against a data buffer of `dataSize` bytes.
+    ///
+    /// The header is parsed member by member (`JSONParser.parse(_:eachMember:)`), each entry
+    /// becoming a `TensorInfo` at once, so a header of a million tensors is never also held as
+    /// JSON. Checks keep their order: the JSON as a whole first, then the entries in file order
+    /// (the first bad one is reported), then the offsets.
     static func parse(headerBytes: UnsafeRawBufferPointer, headerSize: Int, dataSize: Int, file: String) throws(MergeKitError) -> SafeTensorsHeader {
-        let json: JSONValue
+        var metadata: [String: String]?
+        var tensors: [TensorInfo] = []
+        // About 64 header bytes per entry; the array grows if there are more.
+        tensors.reserveCapacity(min(headerSize / 64, 1 << 20))
+        var entryError: MergeKitError?
+        // Tensors of one shape share one array (most of a model's tensors have one of a few shapes).
+        var shapes: [[Int]: [Int]] = [:]
+        let topLevel: JSONValue?
         do {
-            json = try JSONParser.parse(headerBytes)
+            topLevel = try JSONParser.parse(headerBytes) { key, value in
+                guard entryError == nil else { return }
+                do throws(MergeKitError) {
+                    if key == metadataKey {
+                        metadata = try parseMetadata(value, file: file)
+                    } else {
+                        var entry = try parseEntry(name: key, value, file: file)
+                        if let shared = shapes[entry.shape] {
+                            entry = TensorInfo(name: entry.name, dtype: entry.dtype, shape: shared, begin: entry.begin, end: entry.end)
+                        } else {
+                            shapes[entry.shape] = entry.shape
+                        }
+                        tensors.append(entry)
+                    }
+                } catch {
+                    entryError = error
+                }
+            }
         } catch {
             switch error.reason {
             case .invalidUTF8:
@@ -89,21 +118,11 @@ public struct SafeTensorsHeader: Sendable, Equatable {
                     fix: "The file is corrupt or not a safetensors file; download it again")
             }
         }
-        guard case .object(let members) = json else {
+        if let json = topLevel {
             throw MergeKitError(.headerNotObject, file: file, "header is \(json.kindName), not a JSON object",
                 fix: "The file is corrupt or not a safetensors file; download it again")
         }
-
-        var metadata: [String: String]?
-        var tensors: [TensorInfo] = []
-        tensors.reserveCapacity(members.count)
-        for member in members {
-            if member.key == metadataKey {
-                metadata = try parseMetadata(member.value, file: file)
-            } else {
-                tensors.append(try parseEntry(name: member.key, member.value, file: file))
-            }
-        }
+        if let entryError { throw entryError }
 
         tensors.sort { a, b in
             if a.begin != b.begin { return a.begin < b.begin }

@@ -33,11 +33,19 @@ public struct SafeTensorsLayout: Sendable {
     public var fileSize: Int { dataStart + dataSize }
 
     /// Lays out `specs` in the order given, with `metadata` as `__metadata__` (keys sorted).
+    /// The header is the compact JSON of an object with those members, serialised member by
+    /// member (a million-tensor header is not first built as one `JSONValue`).
     public init(specs: [TensorSpec], metadata: [String: String]?) {
-        var members: [JSONMember] = []
+        // The JSON goes straight into the prefix, after 8 bytes for its length.
+        var prefix = [UInt8](repeating: 0, count: 8)
+        prefix.append(UInt8(ascii: "{"))
+        func append(_ key: String, _ value: JSONValue) {
+            if prefix.count > 9 { prefix.append(UInt8(ascii: ",")) }
+            prefix.append(contentsOf: JSONValue.object([JSONMember(key, value)]).serialized().utf8.dropFirst().dropLast())
+        }
         if let metadata {
             let sorted = metadata.keys.sorted().map { JSONMember($0, .string(metadata[$0]!)) }
-            members.append(JSONMember(SafeTensorsHeader.metadataKey, .object(sorted)))
+            append(SafeTensorsHeader.metadataKey, .object(sorted))
         }
         var infos: [TensorInfo] = []
         infos.reserveCapacity(specs.count)
@@ -45,19 +53,16 @@ public struct SafeTensorsLayout: Sendable {
         for spec in specs {
             let size = spec.byteCount
             infos.append(TensorInfo(name: spec.name, dtype: spec.dtype, shape: spec.shape, begin: offset, end: offset + size))
-            members.append(JSONMember(spec.name, .object([
+            append(spec.name, .object([
                 JSONMember("dtype", .string(spec.dtype.rawValue)),
                 JSONMember("shape", .array(spec.shape.map { .int($0) })),
                 JSONMember("data_offsets", .array([.int(offset), .int(offset + size)])),
-            ])))
+            ]))
             offset += size
         }
-        var json = Array(JSONValue.object(members).serialized().utf8)
-        while json.count % 8 != 0 { json.append(0x20) }
-        var prefix: [UInt8] = []
-        prefix.reserveCapacity(8 + json.count)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { prefix.append(contentsOf: $0) }
-        prefix.append(contentsOf: json)
+        prefix.append(UInt8(ascii: "}"))
+        while prefix.count % 8 != 0 { prefix.append(0x20) }
+        withUnsafeBytes(of: UInt64(prefix.count - 8).littleEndian) { prefix.replaceSubrange(0..<8, with: $0) }
         self.tensors = infos
         self.prefix = prefix
     }

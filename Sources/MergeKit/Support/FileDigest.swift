@@ -7,14 +7,14 @@ import Musl
 import Darwin
 #endif
 
-/// SHA-256 of a file, streamed in 4 MB blocks (for `--json` summaries and manifests).
+/// SHA-256 of a file, streamed in 1 MB blocks (for `--json` summaries and manifests; a sweep hashes
+/// hundreds of outputs, and larger blocks freed and reallocated per file stayed resident).
 public enum FileDigest {
     public static func sha256(path: String) throws(MergeKitError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileSystem.openError(path: path, errno: errno) }
+        let fd = try FileSystem.openRegularFile(path).fd
         defer { close(fd) }
         var hasher = SHA256()
-        let block = 4 << 20
+        let block = 1 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: block, alignment: 4096)
         defer { buffer.deallocate() }
         while true {

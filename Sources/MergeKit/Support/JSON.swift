@@ -129,17 +129,48 @@ public struct JSONParser {
 
     /// Parses `bytes`, which must be UTF-8.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONError) -> JSONValue {
-        guard String(validating: bytes, as: UTF8.self) != nil else {
+        try parse(bytes, eachMember: nil)!
+    }
+
+    /// Parses `bytes` as `parse` does, but when the top level is an object hands its members to
+    /// `member` one at a time, in file order, and returns nil: the object is never held whole (a
+    /// safetensors header of a million tensors would take gigabytes as `JSONValue`s). Any other
+    /// top-level value is returned. Errors are exactly `parse`'s; members before an error have
+    /// been handed on, so callers defer their own checks until the parse has succeeded.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, eachMember member: ((String, JSONValue) -> Void)?) throws(JSONError) -> JSONValue? {
+        guard isValidUTF8(bytes) else {
             throw JSONError(reason: .invalidUTF8, offset: 0)
         }
         var parser = JSONParser(bytes)
         parser.skipWhitespace()
-        let value = try parser.parseValue(depth: 0)
+        let value: JSONValue?
+        if let member, !parser.atEnd && bytes[parser.index] == UInt8(ascii: "{") {
+            _ = try parser.parseObject(depth: 1, eachMember: member)
+            value = nil
+        } else {
+            value = try parser.parseValue(depth: 0)
+        }
         parser.skipWhitespace()
         if parser.index != bytes.count {
             throw JSONError(reason: .trailingContent, offset: parser.index)
         }
         return value
+    }
+
+    /// Whether `bytes` is well-formed UTF-8, without copying it (ASCII, what headers nearly
+    /// always are, is checked eight bytes at a time).
+    static func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var ascii = 0
+        while ascii + 8 <= bytes.count && bytes.loadUnaligned(fromByteOffset: ascii, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 { ascii += 8 }
+        var iterator = UnsafeRawBufferPointer(rebasing: bytes[ascii...]).makeIterator()
+        var decoder = Unicode.UTF8.ForwardParser()
+        while true {
+            switch decoder.parseScalar(from: &iterator) {
+            case .valid: continue
+            case .emptyInput: return true
+            case .error: return false
+            }
+        }
     }
 
     public static func parse(_ bytes: [UInt8]) throws(JSONError) -> JSONValue {
@@ -179,7 +210,7 @@ public struct JSONParser {
     private mutating func parseValue(depth: Int) throws(JSONError) -> JSONValue {
         guard !atEnd else { throw fail(.unexpectedEnd) }
         switch bytes[index] {
-        case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
+        case UInt8(ascii: "{"): return try parseObject(depth: depth + 1, eachMember: nil)
         case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
         case UInt8(ascii: "\""): return .string(try parseString())
         case UInt8(ascii: "t"): try expect("true"); return .bool(true)
@@ -190,7 +221,8 @@ public struct JSONParser {
         }
     }
 
-    private mutating func parseObject(depth: Int) throws(JSONError) -> JSONValue {
+    /// An object; with `member`, its members go there instead of into the value (which is empty).
+    private mutating func parseObject(depth: Int, eachMember member: ((String, JSONValue) -> Void)?) throws(JSONError) -> JSONValue {
         guard depth <= JSONParser.maximumDepth else { throw fail(.tooDeep) }
         index += 1  // {
         var members: [JSONMember] = []
@@ -217,7 +249,7 @@ public struct JSONParser {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            members.append(JSONMember(key, value))
+            if let member { member(key, value) } else { members.append(JSONMember(key, value)) }
             skipWhitespace()
             guard !atEnd else { throw fail(.unexpectedEnd) }
             if bytes[index] == UInt8(ascii: ",") {
@@ -361,8 +393,14 @@ extension JSONValue {
     /// Serialises the value. `indent` > 0 pretty-prints with that many spaces per level (the
     /// layout Python's `json.dumps(indent=…)` uses); 0 gives the compact form. Member order is kept.
     public func serialized(indent: Int = 0) -> String {
+        serialized(indent: indent, level: 0)
+    }
+
+    /// The value as it appears nested `level` deep in a pretty-printed document (its inner lines
+    /// indented for that level), for writers that stream a document piece by piece.
+    func serialized(indent: Int, level: Int) -> String {
         var out = ""
-        write(to: &out, indent: indent, level: 0)
+        write(to: &out, indent: indent, level: level)
         return out
     }
 

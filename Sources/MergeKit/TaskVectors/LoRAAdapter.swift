@@ -166,16 +166,19 @@ public final class LoRAAdapter: Sendable {
         }
         let configPath = FileSystem.join(path, Self.configFileName)
         let weightsPath = FileSystem.join(path, Self.weightsFileName)
-        guard FileSystem.kind(of: configPath) == .file else {
+        // Something other than a regular file (a FIFO, a directory) is named as what it is.
+        guard FileSystem.kind(of: configPath) != .missing else {
             throw MergeKitError(.fileNotFound, file: configPath, "does not exist",
                 fix: "A PEFT LoRA adapter directory holds adapter_config.json and adapter_model.safetensors (PeftModel.save_pretrained)")
         }
-        guard FileSystem.kind(of: weightsPath) == .file else {
+        try FileSystem.requireRegularFile(configPath)
+        guard FileSystem.kind(of: weightsPath) != .missing else {
             let hasBin = FileSystem.exists(FileSystem.join(path, "adapter_model.bin"))
             throw MergeKitError(.fileNotFound, file: weightsPath, "does not exist",
                 fix: hasBin ? "Convert adapter_model.bin to safetensors (save_pretrained(..., safe_serialization=True))"
                             : "A PEFT LoRA adapter directory holds adapter_config.json and adapter_model.safetensors")
         }
+        try FileSystem.requireRegularFile(weightsPath)
         let config = try Self.parseConfig(try FileSystem.readFile(configPath), file: configPath)
         self.config = config
         weights = try Checkpoint(path: weightsPath)

@@ -77,7 +77,7 @@ struct OutputReplacementTests {
     }
 
     @Test("Every kind of entry an output does not consist of makes --overwrite refuse", arguments: [
-        "notes.txt", "sub/", "link@", "fifo|", "point-000/notes.txt", "point-000/inner/", "point-7/", "LICENSE", "model.bin",
+        "notes.txt", "sub/", "link@", "fifo|", "point-000/notes.txt", "point-000/inner/", "point-7/", "tokenizer.json.bak", "model.bin",
     ])
     func unexpectedEntry(entry: String) throws {
         let s = Setup()
