@@ -292,6 +292,13 @@ static inline uint32_t mk_or_lanes_avx2(__m256i acc) {
     return any;
 }
 
+/// (bits & 0x7F800000) + 0x00800000 of `d`: its sign bit is set exactly when d is NaN or ±Inf.
+static inline uint32_t mk_nonfinite_probe(float d) {
+    uint32_t u;
+    memcpy(&u, &d, 4);
+    return (u & 0x7F800000u) + 0x00800000u;
+}
+
 /// dst = bf16(src) − base for n elements; returns nonzero when some difference is NaN or ±Inf.
 __attribute__((target("avx2")))
 static inline int mk_bf16_difference_avx2(const void *src, const float *base, float *dst, size_t n) {
@@ -314,9 +321,7 @@ static inline int mk_bf16_difference_avx2(const void *src, const float *base, fl
         memcpy(&v, &bits, 4);
         float d = v - base[k];
         dst[k] = d;
-        uint32_t u;
-        memcpy(&u, &d, 4);
-        any |= (u & 0x7F800000u) + 0x00800000u;
+        any |= mk_nonfinite_probe(d);
     }
     return (any & 0x80000000u) != 0;
 }
@@ -339,9 +344,7 @@ static inline int mk_f32_difference_avx2(const void *src, const float *base, flo
         memcpy(&v, s + 4 * k, 4);
         float d = v - base[k];
         dst[k] = d;
-        uint32_t u;
-        memcpy(&u, &d, 4);
-        any |= (u & 0x7F800000u) + 0x00800000u;
+        any |= mk_nonfinite_probe(d);
     }
     return (any & 0x80000000u) != 0;
 }
