@@ -2,37 +2,6 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// Progress of a running merge, reported after each unit of work.
-public struct MergeProgress: Sendable {
-    public let completedBytes: Int
-    public let totalBytes: Int
-    public let completedTensors: Int
-    public let totalTensors: Int
-}
-
-/// What a finished merge wrote.
-public struct MergeResult: Sendable {
-    public struct File: Sendable {
-        public let path: String
-        public let bytes: Int
-    }
-    public let outputPath: String
-    public let files: [File]
-    public let tensorsMerged: Int
-    public let tensorsCopied: Int
-    public let inputBytes: Int
-    public let outputBytes: Int
-    public let seconds: Double
-    /// Whole-model statistics the method used (thresholds, norms), when it needed any.
-    public let modelStatistics: ModelStatistics?
-    /// What happened around the output besides writing it (stale temporaries removed, entries
-    /// left when an old output was replaced).
-    public let notes: [OutputNote]
-    /// What the user should know about the output although the merge succeeded (a companion
-    /// `config.json` whose dtype could not be updated).
-    public var warnings: [String] = []
-}
-
 /// Runs a `MergePlan`:
 ///
 /// 1. reserve the output files (so a full disk fails before any work);
@@ -948,31 +917,5 @@ public enum MergeExecutor {
             methodScratch.deallocate()
             releaseCache()
         }
-    }
-}
-
-/// Keeps a copied `config.json` truthful when the output dtype changes.
-enum ConfigRewriter {
-    static let torchNames: [DType: String] = [.F32: "float32", .F16: "float16", .BF16: "bfloat16", .F64: "float64"]
-
-    /// Whether `bytes` parse as a JSON object (a config that `settingDType` can update).
-    static func isJSONObject(_ bytes: [UInt8]) -> Bool {
-        if let json = try? JSONParser.parse(bytes), case .object = json { return true }
-        return false
-    }
-
-    /// `bytes` with `torch_dtype` (and the newer `dtype`) set to `dtype`'s torch name; unchanged
-    /// when `dtype` is nil, the file is not a JSON object, or it has neither key.
-    static func settingDType(_ dtype: DType?, in bytes: [UInt8]) -> [UInt8] {
-        guard let dtype, let name = torchNames[dtype],
-              let json = try? JSONParser.parse(bytes), case .object(var members) = json else { return bytes }
-        var changed = false
-        for i in members.indices where ["torch_dtype", "dtype"].contains(members[i].key) {
-            if case .string(let old) = members[i].value, old != name {
-                members[i].value = .string(name)
-                changed = true
-            }
-        }
-        return changed ? Array((JSONValue.object(members).serialized(indent: 2) + "\n").utf8) : bytes
     }
 }
