@@ -171,8 +171,8 @@ struct ModelStatisticsPass {
         let plan = self.plan
         DispatchQueue.concurrentPerform(iterations: min(threads, max(1, ranges.count))) { _ in
             var visitor = makeVisitor()
-            let floatBuffers = MergeExecutor.WorkerBuffers<Float>(inputs: inputs)
-            var doubleBuffers: MergeExecutor.WorkerBuffers<Double>?
+            let floatBuffers = WorkerBuffers<Float>(inputs: inputs)
+            var doubleBuffers: WorkerBuffers<Double>?
             while failure.withLock({ $0 == nil }) {
                 let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard i < ranges.count else { break }
@@ -180,7 +180,7 @@ struct ModelStatisticsPass {
                 let tensor = plan.tensors[tensorIndex]
                 do throws(MergeKitError) {
                     if tensor.computeInDouble {
-                        if doubleBuffers == nil { doubleBuffers = MergeExecutor.WorkerBuffers<Double>(inputs: inputs) }
+                        if doubleBuffers == nil { doubleBuffers = WorkerBuffers<Double>(inputs: inputs) }
                         try visit(&visitor, tensorIndex, range, item: i, doubleBuffers!)
                     } else {
                         try visit(&visitor, tensorIndex, range, item: i, floatBuffers)
@@ -197,9 +197,9 @@ struct ModelStatisticsPass {
     }
 
     private func visit<V: ChunkVisitor, T: MergeScalar>(_ visitor: inout V, _ tensorIndex: Int, _ range: Range<Int>, item: Int,
-                                                       _ buffers: MergeExecutor.WorkerBuffers<T>) throws(MergeKitError) {
+                                                       _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
         let tensor = plan.tensors[tensorIndex]
-        let source = try MergeExecutor.ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, basePath: plan.base.path,
+        let source = try ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, basePath: plan.base.path,
                                                    buffers: buffers, handling: handling)
         visitor.begin(item: item)
         for chunk in source.chunks {

@@ -18,7 +18,7 @@ struct BufferBudgetTests {
             #expect((inputs + 1) * span * 8 <= max(BufferBudget.stagingBytes, (inputs + 1) * chunk * 8), "\(inputs) inputs")
         }
         #expect(BufferBudget.readElements(inputs: 500) == chunk)
-        let buffers = MergeExecutor.WorkerBuffers<Float>(inputs: 500)
+        let buffers = WorkerBuffers<Float>(inputs: 500)
         #expect(buffers.readSpan == chunk && buffers.outputSpan == MergeExecutor.itemElements && !buffers.sharesOutputStaging)
     }
 
@@ -36,7 +36,7 @@ struct BufferBudgetTests {
         }
         #expect(BufferBudget.outputSpan(targets: 21) >= 32 * chunk, "a 21-point sweep still writes in large pieces")
         #expect(BufferBudget.sharesOutputStaging(targets: 1100))
-        let buffers = MergeExecutor.WorkerBuffers<Float>(inputs: 3, targets: 1100)
+        let buffers = WorkerBuffers<Float>(inputs: 3, targets: 1100)
         #expect(buffers.sharesOutputStaging && buffers.outputStaging(0) == buffers.outputStaging(1099))
     }
 
