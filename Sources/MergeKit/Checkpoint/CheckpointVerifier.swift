@@ -162,10 +162,10 @@ public struct CheckpointVerifier: Sendable {
             let chunkBytes = bufferBytes / elementBytes * elementBytes
             var counter = Counter()
             var done = 0
-            let start = entry.file.fileOffset(of: info)
+            let reader = TensorReader(entry)
             while done < info.byteCount {
                 let n = min(chunkBytes, info.byteCount - done)
-                try entry.file.read(into: buffer, count: n, at: start + done)
+                try reader.read(bytes: done..<(done + n), into: buffer)
                 if counting {
                     let count = n / elementBytes
                     let firstElement = done / elementBytes

@@ -81,15 +81,11 @@ final class ChunkSource<T: MergeScalar> {
         let group = range.lowerBound + (chunk.lowerBound - range.lowerBound) / span * span
         if stagedGroup != group {
             let groupEnd = min(range.upperBound, group + span)
-            let baseWidth = tensor.base.info.dtype.byteWidth!
-            try tensor.base.file.read(into: buffers.staging[0], count: (groupEnd - group) * baseWidth,
-                                      at: tensor.base.file.fileOffset(of: tensor.base.info) + group * baseWidth)
+            try TensorReader(tensor.base).read(elements: group..<groupEnd, into: buffers.staging[0])
             for (i, source) in tensor.inputs.enumerated() {
                 switch source {
                 case .tensor(let entry):
-                    let width = entry.info.dtype.byteWidth!
-                    try entry.file.read(into: buffers.staging[i + 1], count: (groupEnd - group) * width,
-                                        at: entry.file.fileOffset(of: entry.info) + group * width)
+                    try TensorReader(entry).read(elements: group..<groupEnd, into: buffers.staging[i + 1])
                 case .lora(let module):
                     let product = try buffers.loraProduct(input: i, module: module)
                     product.materialize(group..<groupEnd, into: buffers.staging[i + 1].assumingMemoryBound(to: T.self))

@@ -36,8 +36,7 @@ extension MergeWorker {
         while group < n {
             let end = Swift.min(n, group + MergeExecutor.itemElements)
             if emit == .model {
-                try tensor.base.file.read(into: buffers.staging[0], count: (end - group) * baseWidth,
-                                          at: tensor.base.file.fileOffset(of: tensor.base.info) + group * baseWidth)
+                try TensorReader(tensor.base).read(elements: group..<end, into: buffers.staging[0])
             }
             var lower = group
             while lower < end {
@@ -84,12 +83,9 @@ extension MergeWorker {
         while group < n {
             let end = Swift.min(n, group + MergeExecutor.itemElements)
             if let entry = source.entry {
-                let width = entry.info.dtype.byteWidth!
-                try entry.file.read(into: buffers.staging[1], count: (end - group) * width,
-                                    at: entry.file.fileOffset(of: entry.info) + group * width)
+                try TensorReader(entry).read(elements: group..<end, into: buffers.staging[1])
             }
-            try tensor.base.file.read(into: buffers.staging[0], count: (end - group) * baseWidth,
-                                      at: tensor.base.file.fileOffset(of: tensor.base.info) + group * baseWidth)
+            try TensorReader(tensor.base).read(elements: group..<end, into: buffers.staging[0])
             var lower = group
             while lower < end {
                 let count = Swift.min(end, lower + MergeExecutor.chunkElements) - lower

@@ -42,7 +42,7 @@ final class MergeWorker: @unchecked Sendable {
         var position = lower
         while position < upper {
             let n = min(capacity, upper - position)
-            try tensor.base.file.read(into: staging, count: n, at: tensor.base.file.fileOffset(of: tensor.base.info) + position)
+            try TensorReader(tensor.base).read(bytes: position..<(position + n), into: staging)
             for target in targets {
                 let planned = target.plan.tensors[item.tensor]
                 try target.writer.write(UnsafeRawBufferPointer(start: staging, count: n), dataOffset: planned.output.begin + position,

@@ -442,7 +442,6 @@ public struct LoRAExtraction: Sendable {
     /// τ = W_ft − W₀ in Float, read a slab at a time.
     static func readDelta(_ target: Target, into tau: UnsafeMutableBufferPointer<Float>) throws(MergeKitError) {
         let slab = MergeExecutor.itemElements
-        let baseWidth = target.base.info.dtype.byteWidth!, modelWidth = target.model.info.dtype.byteWidth!
         let staging = UnsafeMutableRawPointer.allocate(byteCount: slab * 8, alignment: 64)
         let baseValues = UnsafeMutablePointer<Float>.allocate(capacity: slab)
         defer {
@@ -452,11 +451,9 @@ public struct LoRAExtraction: Sendable {
         var lower = 0
         while lower < tau.count {
             let count = min(slab, tau.count - lower)
-            try target.base.file.read(into: staging, count: count * baseWidth,
-                                      at: target.base.file.fileOffset(of: target.base.info) + lower * baseWidth)
+            try TensorReader(target.base).read(elements: lower..<(lower + count), into: staging)
             Float.load(staging, dtype: target.base.info.dtype, count: count, into: baseValues)
-            try target.model.file.read(into: staging, count: count * modelWidth,
-                                       at: target.model.file.fileOffset(of: target.model.info) + lower * modelWidth)
+            try TensorReader(target.model).read(elements: lower..<(lower + count), into: staging)
             // (loadDifference must not alias its base and destination: for some dtypes it loads first.)
             Float.loadDifference(staging, dtype: target.model.info.dtype, count: count, minus: baseValues, into: tau.baseAddress! + lower)
             lower += count
