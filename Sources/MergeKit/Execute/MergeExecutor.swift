@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import Synchronization
 
@@ -146,11 +145,8 @@ public enum MergeExecutor {
     public static func checkInputsFinite(_ plan: MergePlan, threads requested: Int? = nil) throws(MergeKitError) {
         let threads = max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)
         BLAS.useOneThread()
-        let ranges = workItems(plan, chunked: true, mergedOnly: true)
-            .filter { !$0.range.isEmpty }
-            .sorted { ($0.tensor, $0.range.lowerBound) < ($1.tensor, $1.range.lowerBound) }
-            .map { ($0.tensor, $0.range) }
-        _ = try ModelStatisticsPass(plan: plan, request: StatisticsRequest(), threads: threads).runPass(ranges) { ReadOnlyVisitor() }
+        let ranges = TaskVectorPass.mergedRanges(plan).filter { !$0.range.isEmpty }
+        _ = try TaskVectorPass(plan: plan, threads: threads).run(ranges) { ReadOnlyVisitor() }
     }
 
     /// Visits nothing: the chunk source's checks are the point of the pass.
@@ -171,39 +167,21 @@ public enum MergeExecutor {
         }
     }
 
-    /// Runs the worker pool over `items` for `targets`; returns the workers (for their vote counts).
+    /// Runs the merge pass over `items` for `targets` on the worker pool; returns the workers
+    /// (for their vote counts).
     static func runWorkers(_ targets: [Target], items: [WorkItem], threads: Int, gate: WholeTensorGate,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [MergeWorker] {
-        let plan = targets[0].plan
+        let totalTensors = targets[0].plan.tensors.count
         let totalBytes = items.reduce(0) { $0 + $1.bytes }
-        let next = Atomic<Int>(0)
         let doneBytes = Atomic<Int>(0)
         let doneTensors = Atomic<Int>(0)
-        let failure = Mutex<MergeKitError?>(nil)
-        let failed = Atomic<Bool>(false)
-        let finished = Mutex<[MergeWorker]>([])
-        DispatchQueue.concurrentPerform(iterations: min(threads, max(1, items.count))) { _ in
-            let worker = MergeWorker(targets: targets)
-            while !failed.load(ordering: .relaxed) {
-                let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard i < items.count else { break }
-                do throws(MergeKitError) {
-                    try gate.run(items[i]) { () throws(MergeKitError) in try worker.process(items[i]) }
-                } catch {
-                    failure.withLock { if $0 == nil { $0 = error } }
-                    failed.store(true, ordering: .relaxed)
-                    break
-                }
-                let bytes = doneBytes.wrappingAdd(items[i].bytes, ordering: .relaxed).newValue
-                let tensors = items[i].isLast ? doneTensors.wrappingAdd(1, ordering: .relaxed).newValue
-                                              : doneTensors.load(ordering: .relaxed)
-                progress?(MergeProgress(completedBytes: bytes, totalBytes: totalBytes,
-                                        completedTensors: tensors, totalTensors: plan.tensors.count))
-            }
-            finished.withLock { $0.append(worker) }
+        return try WorkerPool.run(items: items.count, threads: threads, makeWorker: { MergeWorker(targets: targets) }) { worker, i throws(MergeKitError) in
+            let item = items[i]
+            try gate.run(item) { () throws(MergeKitError) in try worker.process(item) }
+            let bytes = doneBytes.wrappingAdd(item.bytes, ordering: .relaxed).newValue
+            let tensors = item.isLast ? doneTensors.wrappingAdd(1, ordering: .relaxed).newValue : doneTensors.load(ordering: .relaxed)
+            progress?(MergeProgress(completedBytes: bytes, totalBytes: totalBytes, completedTensors: tensors, totalTensors: totalTensors))
         }
-        if let error = failure.withLock({ $0 }) { throw error }
-        return finished.withLock { $0 }
     }
 }
 

@@ -1,6 +1,3 @@
-import Dispatch
-import Synchronization
-
 /// The whole-model statistics passes that run before the merge pass (paper TIES's trim
 /// thresholds, MetaGPT's norms), streaming over every merged tensor with flat memory.
 ///
@@ -33,7 +30,8 @@ struct ModelStatisticsPass {
     var handling: FiniteCheck.Handling = .fail
 
     func run() throws(MergeKitError) -> ModelStatistics {
-        let items = MergeExecutor.workItems(plan, chunked: true, mergedOnly: true).sorted { ($0.tensor, $0.range.lowerBound) < ($1.tensor, $1.range.lowerBound) }
+        let items = TaskVectorPass.mergedRanges(plan)
+        let pass = TaskVectorPass(plan: plan, threads: threads, handling: handling)
         let inputs = plan.inputs.count
         let elementCount = items.reduce(0) { $0 + $1.range.count }
         let wide = plan.tensors.contains { $0.action == .merge && $0.computeInDouble }
@@ -57,7 +55,7 @@ struct ModelStatisticsPass {
             let sampled = items.filter { !$0.range.isEmpty }.map { item in
                 (item.tensor, item.range.lowerBound..<(item.range.lowerBound + max(1, Int((Double(item.range.count) * rate).rounded(.up)))))
             }
-            let visitors = try runPass(sampled) { SampleVisitor(inputs: inputs) }
+            let visitors = try pass.run(sampled) { SampleVisitor(inputs: inputs) }
             var estimates: [UInt64] = []
             brackets = (0..<inputs).map { input in
                 var keys = visitors.flatMap { $0.values[input].lazy.map { Float.magnitudeKey($0) } }
@@ -80,9 +78,9 @@ struct ModelStatisticsPass {
         var thresholds: [UInt64]? = request.globalKeepFraction == nil ? nil : Array(repeating: 0, count: inputs)
         var unresolved = rank == nil ? [] : Array(0..<inputs)
         if request.globalSquaredNorms || brackets != nil {
-            let ranges = items.map { ($0.tensor, $0.range) }
+            let ranges = items
             let currentBrackets = brackets
-            let visitors = try runPass(ranges) {
+            let visitors = try pass.run(ranges) {
                 FullPassVisitor(inputs: inputs, brackets: currentBrackets, norms: request.globalSquaredNorms, bins: bins)
             }
             if request.globalSquaredNorms {
@@ -117,14 +115,14 @@ struct ModelStatisticsPass {
         // whose counters fit the budget.
         if let rank, !unresolved.isEmpty {
             let keyBits = wide ? 64 : 32
-            let ranges = items.map { ($0.tensor, $0.range) }
+            let ranges = items
             let batch = BufferBudget.counterBatch(selections: unresolved.count)
             for start in stride(from: 0, to: unresolved.count, by: batch) {
                 let pending = Array(unresolved[start..<min(unresolved.count, start + batch)])
                 var selections = pending.map { _ in RadixSelection(rank: rank, keyBits: keyBits) }
                 for _ in 0..<(keyBits / RadixSelection.digitBits) {
                     let current = selections
-                    let visitors = try runPass(ranges) { RadixVisitor(inputs: pending, selections: current) }
+                    let visitors = try pass.run(ranges) { RadixVisitor(inputs: pending, selections: current) }
                     for s in selections.indices {
                         var merged = current[s]
                         for visitor in visitors { merged.merge(visitor.selections[s]) }
@@ -160,135 +158,5 @@ struct ModelStatisticsPass {
             high = min(high, low + UInt64(bins) - 1)
         }
         return low...high
-    }
-
-    /// Runs `visitor`s over the τ chunks of `ranges` on all workers; returns one visitor per worker.
-    func runPass<V: ChunkVisitor>(_ ranges: [(Int, Range<Int>)], _ makeVisitor: @escaping @Sendable () -> V) throws(MergeKitError) -> [V] {
-        let inputs = plan.inputs.count
-        let next = Atomic<Int>(0)
-        let finished = Mutex<[V]>([])
-        let failure = Mutex<MergeKitError?>(nil)
-        let plan = self.plan
-        DispatchQueue.concurrentPerform(iterations: min(threads, max(1, ranges.count))) { _ in
-            var visitor = makeVisitor()
-            let floatBuffers = WorkerBuffers<Float>(inputs: inputs)
-            var doubleBuffers: WorkerBuffers<Double>?
-            while failure.withLock({ $0 == nil }) {
-                let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard i < ranges.count else { break }
-                let (tensorIndex, range) = ranges[i]
-                let tensor = plan.tensors[tensorIndex]
-                do throws(MergeKitError) {
-                    if tensor.computeInDouble {
-                        if doubleBuffers == nil { doubleBuffers = WorkerBuffers<Double>(inputs: inputs) }
-                        try visit(&visitor, tensorIndex, range, item: i, doubleBuffers!)
-                    } else {
-                        try visit(&visitor, tensorIndex, range, item: i, floatBuffers)
-                    }
-                } catch {
-                    failure.withLock { if $0 == nil { $0 = error } }
-                }
-            }
-            let done = visitor
-            finished.withLock { $0.append(done) }
-        }
-        if let error = failure.withLock({ $0 }) { throw error }
-        return finished.withLock { $0 }
-    }
-
-    private func visit<V: ChunkVisitor, T: MergeScalar>(_ visitor: inout V, _ tensorIndex: Int, _ range: Range<Int>, item: Int,
-                                                       _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
-        let tensor = plan.tensors[tensorIndex]
-        let source = try ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, basePath: plan.base.path,
-                                                   buffers: buffers, handling: handling)
-        visitor.begin(item: item)
-        for chunk in source.chunks {
-            let (_, deltas) = try source.load(chunk)
-            visitor.visit(deltas)
-        }
-        if handling == .exclude && source.nonFiniteCounts.contains(where: { $0.total > 0 }) {
-            visitor.excluded(tensor: tensorIndex, counts: source.nonFiniteCounts)
-        }
-    }
-}
-
-/// What a statistics pass does with each chunk of task vectors (one visitor per worker).
-protocol ChunkVisitor: Sendable {
-    mutating func begin(item: Int)
-    mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>])
-    /// With `FiniteCheck.Handling.exclude`: per input, the non-finite elements of `plan.tensors[tensor]` in the
-    /// item just visited, which the visitor saw as 0.
-    mutating func excluded(tensor: Int, counts: [FiniteCheck.Counts])
-}
-
-extension ChunkVisitor {
-    mutating func excluded(tensor: Int, counts: [FiniteCheck.Counts]) {}
-}
-
-/// Collects a sample of the task vectors (Float tensors only; the same positions for every input).
-struct SampleVisitor: ChunkVisitor {
-    var values: [[Float]]
-    init(inputs: Int) { values = Array(repeating: [], count: inputs) }
-    mutating func begin(item: Int) {}
-    mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>]) {
-        for (i, delta) in deltas.enumerated() { values[i] += delta.lazy.map { Float($0) } }
-    }
-
-    /// Σ sign(Σᵢ wᵢ τ̃ᵢ) over the sample, trimming below `thresholds` (sum in input order).
-    func votes(thresholds: [UInt64], weights: [Float]) -> Int {
-        guard let count = values.first?.count else { return 0 }
-        var votes = 0
-        for k in 0..<count {
-            var total: Float = 0
-            for i in values.indices where Float.magnitudeKey(values[i][k]) >= thresholds[i] { total += weights[i] * values[i][k] }
-            votes += total > 0 ? 1 : (total < 0 ? -1 : 0)
-        }
-        return votes
-    }
-}
-
-/// The full pass: keys below each bracket, a histogram of keys inside it, and Σ τ² per item.
-struct FullPassVisitor: ChunkVisitor {
-    let brackets: [ClosedRange<UInt64>]?
-    let norms: Bool
-    var below: [Int]
-    var histograms: [[Int]]
-    var itemNorms: [(Int, [Double])] = []
-
-    init(inputs: Int, brackets: [ClosedRange<UInt64>]?, norms: Bool, bins: Int) {
-        self.brackets = brackets
-        self.norms = norms
-        below = Array(repeating: 0, count: inputs)
-        histograms = brackets == nil ? [] : Array(repeating: Array(repeating: 0, count: bins), count: inputs)
-    }
-
-    mutating func begin(item: Int) {
-        if norms { itemNorms.append((item, Array(repeating: 0, count: below.count))) }
-    }
-
-    mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>]) {
-        for (i, delta) in deltas.enumerated() {
-            if let brackets {
-                let bracket = brackets[i]
-                below[i] += histograms[i].withUnsafeMutableBufferPointer { counts in
-                    T.bracketCount(UnsafeBufferPointer(delta), low: bracket.lowerBound, high: bracket.upperBound, into: counts.baseAddress!)
-                }
-            }
-            if norms { itemNorms[itemNorms.count - 1].1[i] += Double(T.dot(UnsafeBufferPointer(delta), UnsafeBufferPointer(delta))) }
-        }
-    }
-}
-
-/// One pass of the exact radix selection, for the inputs the bracket did not settle.
-struct RadixVisitor: ChunkVisitor {
-    let inputs: [Int]
-    var selections: [RadixSelection]
-    init(inputs: [Int], selections: [RadixSelection]) {
-        self.inputs = inputs
-        self.selections = selections.map { var s = $0; s.clearCounts(); return s }
-    }
-    mutating func begin(item: Int) {}
-    mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>]) {
-        for (s, input) in inputs.enumerated() { selections[s].observe(UnsafeBufferPointer(deltas[input])) }
     }
 }

@@ -52,12 +52,10 @@ public struct TaskVectorAnalysis: Sendable {
         let plan = try MergePlan(base: base, inputs: inputs.map { $0.weighted(1) },
                                  method: try TIES(density: .init(density)), output: OutputSpec(path: scratch, emit: .taskVector))
         let n = inputs.count
-        let pass = ModelStatisticsPass(plan: plan, request: StatisticsRequest(), threads: threads, handling: .exclude)
-        let ranges = MergeExecutor.workItems(plan, chunked: true, mergedOnly: true)
-            .sorted { ($0.tensor, $0.range.lowerBound) < ($1.tensor, $1.range.lowerBound) }
-            .map { ($0.tensor, $0.range) }
+        let pass = TaskVectorPass(plan: plan, threads: threads, handling: .exclude)
+        let ranges = TaskVectorPass.mergedRanges(plan)
 
-        let first = try pass.runPass(ranges) { PairVisitor(inputs: n) }
+        let first = try pass.run(ranges) { PairVisitor(inputs: n) }
         var gram = Array(repeating: Array(repeating: 0.0, count: n), count: n)
         var both = Array(repeating: Array(repeating: 0, count: n), count: n)
         var conflicts = both
@@ -84,7 +82,7 @@ public struct TaskVectorAnalysis: Sendable {
         request.globalKeepFraction = density
         let statistics = try ModelStatisticsPass(plan: plan, request: request, threads: threads, handling: .exclude).run()
         let thresholds = statistics.thresholdKeys ?? Array(repeating: 0, count: n)
-        let second = try pass.runPass(ranges) { TrimVisitor(thresholds: thresholds, wide: statistics.thresholdKeysAreWide) }
+        let second = try pass.run(ranges) { TrimVisitor(thresholds: thresholds, wide: statistics.thresholdKeysAreWide) }
         var keptSquares = Array(repeating: 0.0, count: n), kept = Array(repeating: 0, count: n), dropped = kept
         var itemKept: [(Int, [Double])] = []
         for visitor in second {
