@@ -3,15 +3,17 @@ import Synchronization
 
 /// Runs a `MergePlan`:
 ///
-/// 1. reserve the output files (so a full disk fails before any work);
-/// 2. **statistics** passes over every merged tensor when the method needs whole-model numbers;
-/// 3. **merge**: a bounded pool of workers streams over the tensors chunk by chunk — `pread` the
-///    inputs (`readElements` at a time), convert to the compute type, run the method, convert to
-///    the output dtype and `pwrite` at the tensor's precomputed offset (the writer streams each
-///    completed window to disk: `WriteBehind`). Methods with per-tensor
-///    statistics get whole tensors, which a worker passes over twice or more (from memory when the
-///    tensor fits `tensorCacheBytes`, else re-reading it);
-/// 4. commit the output atomically.
+/// 1. reserve the output files (so a full disk fails before any work: `CheckpointWriter`);
+/// 2. **statistics** passes over every merged tensor when the method needs whole-model numbers
+///    (Statistics/: `computeModelStatistics`, `ModelStatisticsPass`);
+/// 3. **merge** (Execute/: `merge`): the worker pool (`WorkerPool`) streams over the tensors
+///    chunk by chunk (`MergeWorker`) — `pread` the inputs (`TensorReader`, `readElements` at a
+///    time), convert to the compute type (`ChunkSource`), run the method, apply λ, add θ₀,
+///    convert to the output dtype and `pwrite` at the tensor's precomputed offset (the writer
+///    streams each completed window to disk: `WriteBehind`). Methods with per-tensor statistics
+///    get whole tensors, which a worker passes over twice or more (from memory when the tensor
+///    fits `tensorCacheBytes`, else re-reading it);
+/// 4. commit the outputs atomically (Finish/: `finish`).
 ///
 /// TIES's mass vote resolves exact ties by the sign of the vote over the whole model, which is
 /// only known once every element has voted: the merge pass uses a prediction (from the statistics
@@ -71,72 +73,13 @@ public enum MergeExecutor {
             for plan in plans {
                 targets.append(Target(plan: plan, writer: try CheckpointWriter(output: plan.output, shards: plan.shards, in: sweep?.staged)))
             }
-            // Whole-model statistics, shared between plans that ask for the same ones.
-            var computed: [String: ModelStatistics] = [:]
-            for target in targets {
-                let request = target.plan.method.statistics
-                guard request.needsModelPasses else { continue }
-                let key = "\(String(describing: request.globalKeepFraction))|\(request.globalSquaredNorms)|\(request.majoritySign)|\(target.plan.inputs.map(\.weight))"
-                if let known = computed[key] {
-                    target.model = known
-                } else {
-                    target.model = try ModelStatisticsPass(plan: target.plan, request: request, threads: threads).run()
-                    computed[key] = target.model
-                }
-            }
-            for target in targets where target.plan.method.statistics.majoritySign && target.model.majority == nil {
-                target.model.majority = 1
-            }
-            let items = workItems(plans[0])
-            let workers = try runWorkers(targets, items: items, threads: threads, gate: gate, progress: progress)
-            // Exact vote ties were merged with the predicted majority. If the counted majority
-            // resolves ties differently and some result depended on it, merge that plan again.
-            var again: [Target] = []
-            for (t, target) in targets.enumerated() {
-                let request = target.plan.method.statistics
-                guard request.majoritySign, let tieSign = request.tieSign else { continue }
-                let counted = workers.reduce(0) { $0 + $1.signVotes[t] }.signum()
-                let resolved = workers.reduce(0) { $0 + $1.resolvedTies[t] }
-                if tieSign(counted) != tieSign(target.model.majority!) && resolved > 0 { again.append(target) }
-                target.model.majority = counted
-            }
-            if !again.isEmpty { _ = try runWorkers(again, items: items, threads: threads, gate: gate) }
+            try computeModelStatistics(targets, threads: threads)
+            try merge(targets, threads: threads, gate: gate, progress: progress)
         } catch {
             targets.forEach { $0.writer.abort() }
             throw error
         }
-
-        var results: [MergeResult] = []
-        for target in targets {
-            let plan = target.plan
-            var warnings: [String] = []
-            do throws(MergeKitError) {
-                let companions = try plan.companions.map { name throws(MergeKitError) in (source: try plan.base.companionSource(name), name: name) }
-                try target.writer.commit(companions: companions, generated: plan.generatedFiles) { name, bytes in
-                    guard name == "config.json" else { return bytes }
-                    let rewritten = ConfigRewriter.settingDType(plan.output.dtype, in: bytes)
-                    if let dtype = plan.output.dtype, rewritten == bytes, !ConfigRewriter.isJSONObject(bytes) {
-                        warnings.append("\(FileSystem.join(plan.output.path, name)): copied unchanged: the base's config.json is not a JSON object, so its torch_dtype was not set to \(ConfigRewriter.torchNames[dtype] ?? dtype.rawValue); fix it by hand before loading the model with transformers")
-                    }
-                    return rewritten
-                }
-            } catch {
-                targets.forEach { $0.writer.abort() }
-                throw error
-            }
-            let files = plan.shards.map { shard in
-                MergeResult.File(path: plan.output.isDirectory ? FileSystem.join(plan.output.path, shard.fileName) : plan.output.path,
-                                 bytes: shard.layout.fileSize)
-            }
-            results.append(MergeResult(outputPath: plan.output.path, files: files,
-                                       tensorsMerged: plan.tensors.reduce(0) { $0 + ($1.action == .merge ? 1 : 0) },
-                                       tensorsCopied: plan.tensors.reduce(0) { $0 + ($1.action == .copy ? 1 : 0) },
-                                       inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
-                                       seconds: Date().timeIntervalSince(start),
-                                       modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil,
-                                       notes: target.writer.notes, warnings: warnings))
-        }
-        return results
+        return try finish(targets, start: start)
     }
 
     /// `--check-finite`: reads every merged tensor's inputs once, before any merging, and applies
@@ -165,6 +108,25 @@ public enum MergeExecutor {
             self.plan = plan
             self.writer = writer
         }
+    }
+
+    /// The merge pass for `targets`. Exact vote ties (TIES's mass vote) are merged with the
+    /// predicted majority; if the counted majority resolves ties differently and some result
+    /// depended on it, that target is merged again.
+    static func merge(_ targets: [Target], threads: Int, gate: WholeTensorGate,
+                      progress: (@Sendable (MergeProgress) -> Void)?) throws(MergeKitError) {
+        let items = workItems(targets[0].plan)
+        let workers = try runWorkers(targets, items: items, threads: threads, gate: gate, progress: progress)
+        var again: [Target] = []
+        for (t, target) in targets.enumerated() {
+            let request = target.plan.method.statistics
+            guard request.majoritySign, let tieSign = request.tieSign else { continue }
+            let counted = workers.reduce(0) { $0 + $1.signVotes[t] }.signum()
+            let resolved = workers.reduce(0) { $0 + $1.resolvedTies[t] }
+            if tieSign(counted) != tieSign(target.model.majority!) && resolved > 0 { again.append(target) }
+            target.model.majority = counted
+        }
+        if !again.isEmpty { _ = try runWorkers(again, items: items, threads: threads, gate: gate) }
     }
 
     /// Runs the merge pass over `items` for `targets` on the worker pool; returns the workers
