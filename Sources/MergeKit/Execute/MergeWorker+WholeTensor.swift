@@ -1,8 +1,8 @@
 extension MergeWorker {
     /// Merges a whole tensor for target `t` with a `WholeTensorMergeMethod`: the method loads
     /// the task vectors one input at a time (`loadWhole`) and writes τ₁ into a tensor-sized
-    /// buffer; τ = α·τ₁, and θ₀ + τ (or τ) is converted and written a work item's worth at a
-    /// time. With several targets (a sweep), τ₁ is kept in `shared` for the targets whose
+    /// buffer; θ₀ + α·τ₁ (or α·τ₁) is formed by `finish`, converted and written a work item's
+    /// worth at a time. With several targets (a sweep), τ₁ is kept in `shared` for the targets whose
     /// method has the same name, key and weights, so each tensor is decomposed once.
     func mergeWhole<T: MergeScalar>(_ item: WorkItem, target t: Int, method: any WholeTensorMergeMethod,
                                             _ buffers: WorkerBuffers<T>,
@@ -29,7 +29,6 @@ extension MergeWorker {
                 shared[key] = copy
             }
         }
-        if method.wholeTensorScale != 1 { T.scal(T(method.wholeTensorScale), out) }
         let emit = targets[t].plan.output.emit
         let width = tensor.output.dtype.byteWidth!, baseWidth = tensor.base.info.dtype.byteWidth!
         var group = 0
@@ -47,8 +46,10 @@ extension MergeWorker {
                            into: base.baseAddress!)
                 }
                 // Written right away, so every target stages in the one work-item-sized buffer.
-                try finish(tensor, lower..<upper, out: UnsafeMutableBufferPointer(rebasing: out[lower..<upper]),
-                           base: emit == .model ? base : nil, target: t, into: buffers.bytes.baseAddress! + (lower - group) * width)
+                // α·τ₁ (+ θ₀): `finish` applies the scale.
+                try finish(tensor, lower..<upper, result: UnsafeMutableBufferPointer(rebasing: out[lower..<upper]),
+                           scale: method.wholeTensorScale, base: emit == .model ? base : nil, target: t,
+                           into: buffers.bytes.baseAddress! + (lower - group) * width)
                 lower = upper
             }
             try targets[t].writer.write(UnsafeRawBufferPointer(start: buffers.bytes.baseAddress!, count: (end - group) * width),

@@ -54,8 +54,9 @@ final class MergeWorker: @unchecked Sendable {
 
     /// Statistics passes over the tensor (for targets whose method has per-tensor statistics),
     /// then the merge pass, chunk by chunk in index order, each chunk read once for all targets.
-    /// Targets that differ only in λ (a λ sweep) form one group: the unscaled result is computed
-    /// once per chunk and each target scales it, exactly as a single merge does.
+    /// A method with a final scale (`MergeMethod.finalScale`) computes its result before λ
+    /// (`combineUnscaled`) and `finish` applies λ. Targets that differ only in λ (a λ sweep) form
+    /// one group: the unscaled result is computed once per chunk and each target's λ applied to it.
     private func merge<T: MergeScalar>(_ item: WorkItem, _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
         let range = item.range
         let tensors = targets.map { $0.plan.tensors[item.tensor] }
@@ -107,26 +108,18 @@ final class MergeWorker: @unchecked Sendable {
                 context.elementOffset = chunk.lowerBound
                 let out = UnsafeMutableBufferPointer(rebasing: buffers.out[0..<chunk.count])
                 let leader = tensors[group[0]]
-                if group.count == 1 {
-                    leader.method.combine(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]], into: out, context: context)
-                    try finish(leader, chunk, out: out, base: base, target: group[0],
-                               into: buffers.outputStaging(group[0]) + (chunk.lowerBound - groupStart) * leader.output.dtype.byteWidth!)
-                    if buffers.sharesOutputStaging { try writeStaged(group[0], tensor: leader, from: groupStart, to: chunk.upperBound, buffers) }
-                    continue
+                // A lone target's result is its own (λ is applied in place); a group's is shared.
+                let result = group.count == 1 ? out : UnsafeMutableBufferPointer(rebasing: buffers.unscaled[0..<chunk.count])
+                if leader.method.finalScale != nil {
+                    leader.method.combineUnscaled(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]], into: result, context: context)
+                } else {
+                    leader.method.combine(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]], into: result, context: context)
                 }
-                let unscaled = UnsafeMutableBufferPointer(rebasing: buffers.unscaled[0..<chunk.count])
-                leader.method.combineUnscaled(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]],
-                                              into: unscaled, context: context)
                 for t in group {
-                    // λ·τ (+ θ₀) in one pass, rounded as a single merge's scal(λ) then axpy.
                     let tensor = tensors[t]
-                    let emit = targets[t].plan.output.emit
-                    let reached = T.scaleAdd(UnsafeBufferPointer(unscaled), scale: T(tensor.method.finalScale!),
-                                             base: emit == .model ? UnsafeBufferPointer(base) : nil, into: out,
-                                             limit: T.overflowKey(storingAs: tensor.output.dtype))
-                    if reached { try resolveOutput(tensor, chunk, out: out, base: base, target: t) }
-                    T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype,
-                            into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * tensor.output.dtype.byteWidth!)
+                    try finish(tensor, chunk, result: result, scale: tensor.method.finalScale ?? 1, sharedInto: group.count == 1 ? nil : out,
+                               base: base, target: t,
+                               into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * tensor.output.dtype.byteWidth!)
                     if buffers.sharesOutputStaging { try writeStaged(t, tensor: tensor, from: groupStart, to: chunk.upperBound, buffers) }
                 }
             }
@@ -174,17 +167,38 @@ final class MergeWorker: @unchecked Sendable {
         return groups
     }
 
-    /// θ = θ₀ + τ (or τ alone), checked to be finite in the output dtype (`FiniteCheck`) and
-    /// converted into the output staging buffer. `base` may be nil when τ alone is written.
-    func finish<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, out: UnsafeMutableBufferPointer<T>,
-                                        base: UnsafeMutableBufferPointer<T>?, target t: Int,
-                                        into staged: UnsafeMutableRawPointer) throws(MergeKitError) {
+    /// θ = λ·u + θ₀ (or λ·u alone) for one chunk of target `t`, checked to be finite in the output
+    /// dtype (`FiniteCheck`) and converted into the output staging buffer `staged`.
+    ///
+    /// This is where the executor applies λ, for every target of single merges and sweeps alike:
+    /// `u` is the method's result before its final scale — `combineUnscaled` for a method with a
+    /// `finalScale`, the whole-tensor τ₁ with `wholeTensorScale` — and `scale` that λ (1 for
+    /// methods whose `combine` has no separate final scale). Both paths round as λ·u, then + θ₀
+    /// (a product, then a sum, never fused), so a sweep point has the bytes of a merge of its own:
+    /// - `u` is the target's own (`sharedInto` nil): scaled in place by BLAS `scal` (skipped for
+    ///   λ = 1), then θ₀ added (`addBase`);
+    /// - `u` is shared by the targets of a λ sweep (`sharedInto` the target's buffer): λ·u + θ₀
+    ///   in one pass (`scaleAdd`), `u` left for the next target.
+    /// `base` may be nil when τ alone is written.
+    func finish<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, result u: UnsafeMutableBufferPointer<T>, scale: Double,
+                                sharedInto shared: UnsafeMutableBufferPointer<T>? = nil, base: UnsafeMutableBufferPointer<T>?,
+                                target t: Int, into staged: UnsafeMutableRawPointer) throws(MergeKitError) {
         let limit = T.overflowKey(storingAs: tensor.output.dtype)
+        let addsBase = targets[t].plan.output.emit == .model
+        let out: UnsafeMutableBufferPointer<T>
         let reached: Bool
-        if targets[t].plan.output.emit == .model, let base {
-            reached = T.addBase(UnsafeBufferPointer(base), into: out, limit: limit)
+        if let shared {
+            out = shared
+            reached = T.scaleAdd(UnsafeBufferPointer(u), scale: T(scale), base: addsBase ? base.map { UnsafeBufferPointer($0) } : nil,
+                                 into: out, limit: limit)
         } else {
-            reached = T.reaches(UnsafeBufferPointer(out), key: limit)
+            out = u
+            if scale != 1 { T.scal(T(scale), out) }
+            if addsBase, let base {
+                reached = T.addBase(UnsafeBufferPointer(base), into: out, limit: limit)
+            } else {
+                reached = T.reaches(UnsafeBufferPointer(out), key: limit)
+            }
         }
         if reached { try resolveOutput(tensor, chunk, out: out, base: base, target: t) }
         T.store(out.baseAddress!, count: chunk.count, as: tensor.output.dtype, into: staged)
