@@ -10,11 +10,19 @@ extension MergePlan {
     ///   everywhere). Methods needing whole-model statistics must not vary what those are.
     public init(base: Checkpoint, inputs: [MergeInput], method: any MergeMethod, output: OutputSpec,
                 parameters: (@Sendable (String) throws(MergeKitError) -> TensorParameters)? = nil) throws(MergeKitError) {
-        // A linearized base: plan on its halves (Linearized/MergePlan+Linearized.swift).
-        if let plan = try Self.linearized(base: base, inputs: inputs, method: method, output: output, parameters: parameters) {
-            self = plan
-            return
+        // Linearized checkpoints: the ordinary merge of their halves, relabelled (LinearizedMerge).
+        if let linearized = try LinearizedMerge.resolve(base: base, inputs: inputs) {
+            let halves = try Self.planned(base: linearized.baseHalf, inputs: linearized.views, method: method, output: output,
+                                          parameters: parameters)
+            self = linearized.plan(from: halves)
+        } else {
+            self = try Self.planned(base: base, inputs: inputs, method: method, output: output, parameters: parameters)
         }
+    }
+
+    /// The ordinary planner (no linearized checkpoints): checks, tensor matching, output layout.
+    static func planned(base: Checkpoint, inputs: [MergeInput], method: any MergeMethod, output: OutputSpec,
+                        parameters: (@Sendable (String) throws(MergeKitError) -> TensorParameters)?) throws(MergeKitError) -> MergePlan {
         var problems = ProblemList()
 
         if inputs.isEmpty {
@@ -138,20 +146,6 @@ extension MergePlan {
         }
         try problems.throwIfAny()
 
-        // Output layout: shards in base order, split at the maximum shard size.
-        let specs = planned.map { TensorSpec(name: $0.base.name, dtype: $0.dtype, shape: $0.base.info.shape) }
-        let limit = output.isDirectory ? (output.maxShardSize ?? OutputSpec.defaultMaxShardSize) : Int.max
-        var groups: [[Int]] = [[]]
-        var groupBytes = 0
-        for (i, spec) in specs.enumerated() {
-            if !groups[groups.count - 1].isEmpty && groupBytes + spec.byteCount > limit {
-                groups.append([])
-                groupBytes = 0
-            }
-            groups[groups.count - 1].append(i)
-            groupBytes += spec.byteCount
-        }
-
         var metadata = ["format": "pt", "mergekit.method": method.info.name,
                         "mergekit.parameters": JSONValue.object(method.parameters + [
                             JSONMember("weights", .array(inputs.map { .double($0.weight) })),
@@ -163,31 +157,17 @@ extension MergePlan {
             metadata[TaskVectorFile.sourcesKey] = JSONValue.array(inputs.map { .string($0.path) }).serialized()
         }
 
-        var shards: [OutputShard] = []
-        var tensors: [PlannedTensor] = []
-        tensors.reserveCapacity(planned.count)
-        for (shardIndex, group) in groups.enumerated() {
-            let fileName: String
-            if !output.isDirectory {
-                fileName = FileSystem.lastComponent(of: output.path)
-            } else if groups.count == 1 {
-                fileName = Checkpoint.singleFileName
-            } else {
-                fileName = "model-\(Self.fiveDigits(shardIndex + 1))-of-\(Self.fiveDigits(groups.count)).safetensors"
-            }
-            let layout = SafeTensorsLayout(specs: group.map { specs[$0] }, metadata: metadata)
-            shards.append(OutputShard(fileName: fileName, layout: layout))
-            for (position, i) in group.enumerated() {
-                let p = planned[i]
-                tensors.append(PlannedTensor(action: p.action, method: p.parameters.method, weights: p.parameters.weights,
-                                             base: p.base, inputs: p.inputs, computeInDouble: p.double,
-                                             shard: shardIndex, output: layout.tensors[position]))
-            }
+        // Output layout: shards in base order, split at the maximum shard size.
+        let specs = planned.map { TensorSpec(name: $0.base.name, dtype: $0.dtype, shape: $0.base.info.shape) }
+        let (shards, placements) = OutputLayout.layOut(specs, output: output, metadata: metadata)
+        let tensors = zip(planned, placements).map { p, placement in
+            PlannedTensor(action: p.action, method: p.parameters.method, weights: p.parameters.weights, base: p.base, inputs: p.inputs,
+                          computeInDouble: p.double, shard: placement.shard, output: placement.info)
         }
 
         let selection = output.isDirectory && output.emit == .model ? try base.companionSelection() : Checkpoint.CompanionSelection()
-        self.init(base: base, inputs: inputs, method: method, output: output, tensors: tensors, shards: shards,
-                  companions: selection.companions.map(\.name), skippedFiles: selection.skipped, metadata: metadata)
+        return MergePlan(base: base, inputs: inputs, method: method, output: output, tensors: tensors, shards: shards,
+                         companions: selection.companions.map(\.name), skippedFiles: selection.skipped, metadata: metadata)
     }
 
     /// Where a LoRA adapter's τ for base tensor `entry` comes from: its module's factors when it
@@ -220,11 +200,6 @@ extension MergePlan {
                 "is a saved copy of \(target), which the base (\(base.path)) does not have", fix: "Use the base the adapter was trained on"))
         }
         for problem in binding.problems { problems.add(problem) }
-    }
-
-    private static func fiveDigits(_ n: Int) -> String {
-        let s = String(n)
-        return s.count >= 5 ? s : String(repeating: "0", count: 5 - s.count) + s
     }
 
     /// A task-vector file given as a model would be taken as θ (≈ 0: the merge would erase the

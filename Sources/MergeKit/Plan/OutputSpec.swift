@@ -1,0 +1,42 @@
+/// What a merge writes: the merged model θ₀ + τ, or only the merged task vector τ.
+public enum EmitKind: String, Sendable, CaseIterable {
+    case model
+    case taskVector = "task-vector"
+}
+
+/// Where and how the output is written.
+public struct OutputSpec: Sendable {
+    /// A path ending in `.safetensors` (in any case) is written as one file; anything else as a
+    /// Hugging Face directory (shards + index when larger than `maxShardSize`, companions copied from the base).
+    public var path: String
+    /// Output dtype for merged tensors; nil keeps the base's (F32 for task vectors).
+    public var dtype: DType?
+    /// Largest shard (tensor bytes) of a directory output; nil = `defaultMaxShardSize`.
+    public var maxShardSize: Int?
+    public var emit: EmitKind
+    /// Replace an existing output (atomically, only once the new one is complete, and only when
+    /// it holds nothing but an output's files: `OutputGuard`).
+    public var overwrite: Bool
+    /// Paths the command reads besides the checkpoints it merges (a recipe, datasets, task heads,
+    /// config files): the output must not be, contain, lie inside or link to any of them either.
+    public var inputs: [String]
+    /// A sweep point, written inside the sweep's directory (`SweepOutput`), which is checked and
+    /// replaced as a whole.
+    var isSweepPoint = false
+
+    /// transformers' `save_pretrained` default shard size (5 GB).
+    public static let defaultMaxShardSize = 5_000_000_000
+
+    public init(path: String, dtype: DType? = nil, maxShardSize: Int? = nil, emit: EmitKind = .model, overwrite: Bool = false,
+                inputs: [String] = []) {
+        self.path = path
+        self.dtype = dtype
+        self.maxShardSize = maxShardSize
+        self.emit = emit
+        self.overwrite = overwrite
+        self.inputs = inputs
+    }
+
+    /// Whether the output is a directory (anything not ending in `.safetensors`, in any case).
+    public var isDirectory: Bool { !OutputGuard.isFileOutput(path) }
+}
