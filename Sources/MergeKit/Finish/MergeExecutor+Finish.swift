@@ -37,6 +37,5 @@ extension MergeExecutor {
                                        notes: target.writer.notes, warnings: warnings))
         }
         return results
-        return results
     }
 }
