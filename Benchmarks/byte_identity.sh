@@ -13,10 +13,13 @@
 #   Benchmarks/byte_identity.sh --list                           print the corpus (name, expected
 #                                                                exit status, command)
 # BIN defaults to the release merge-cli of this tree (built first). The committed record is
-# Benchmarks/byte_identity.sha256. Runs go to DIR/before, DIR/after (or DIR/run); without --dir
-# DIR is a temporary directory removed at the end, with --dir it is kept for inspection (each
-# run holds fx/ the fixtures, in/ the inputs made by this script, c/CASE/ each case's outputs and
-# s/CASE.{out,err,exit} its streams). --keep keeps the temporary directory.
+# Benchmarks/byte_identity.sha256, made with the release build on the project's CI-class VM. A
+# record holds for one machine type and OpenBLAS build (kernels are chosen at run time): on another
+# machine, compare two binaries instead.
+# Runs go to DIR/before and DIR/after (or DIR/run). Without --dir, DIR is a temporary directory
+# removed at the end (--keep keeps it); with --dir it is kept for inspection. Each run holds fx/
+# (a copy of Fixtures/), in/ (inputs made by this script), c/CASE/ (each case's outputs) and
+# s/CASE.{out,err,exit} (its streams and exit status).
 #
 # Exit status: 0 every case identical; 1 a case differs (or is missing/new against a record);
 # 3 no before/after difference, but a determinism pair differs (below); 64 usage errors.
@@ -40,15 +43,19 @@
 #     "peak_memory_bytes" and "images_per_second" are replaced by <T>.
 #   - In stdout and stderr: the timings of the summary lines, "in 0.13 s" (merges, extract-lora,
 #     wemoe), ", 0.32 s (106.2 ms/step)" (wemoe-train) and "; 0.10 s, 166.6 images/s" (eval text),
-#     are replaced by <T>.
+#     are replaced by <T>; the disk space of stale temporaries in the notes and warnings about
+#     them ("….mergekit-tmp-4242-beef (24.58 KB)", and "bytes" in verify --json) by <SIZE>: it
+#     counts allocated blocks, which depend on the file system (a directory takes 4 KiB on ext4
+#     and nothing on tmpfs).
 # Nothing else varies: every command gets an explicit --threads where it takes one, an explicit
 # --batch-size for the engine commands (their default depends on free memory), and
 # MERGEKIT_MEMORY_BUDGET=8GiB (the SVD plans and --dry-run print the memory available), stdin
 # is /dev/null and stderr is not a terminal (no progress bars).
 #
-# Determinism pairs: cases that must write the same files (the same command with --threads 1 and
-# --threads 2) are compared within each run, leaving out model cards (README.md, which hold the
-# command line) and sweep manifests (manifest.json, which hold the output paths).
+# Determinism pairs: cases that must write the same files, or print the same stdout (the same
+# command with --threads 1 and --threads 2), are compared within each run, leaving out model
+# cards (README.md, which hold the command line) and sweep manifests (manifest.json, which hold
+# the output paths).
 set -uo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -56,7 +63,7 @@ record_default="$repo/Benchmarks/byte_identity.sha256"
 budget=8GiB
 case_timeout=300
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
+usage() { awk 'NR > 1 && /^# What is compared/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2; exit "${1:-64}"; }
 
 # ---------------------------------------------------------------------------------------------
 # Inputs made by this script (in/): deterministic edits of the fixtures for the error cases.
@@ -120,6 +127,12 @@ make_inputs() {
     open($f, ">", $p) or die; print $f JSON::PP->new->canonical->pretty->encode($j); close $f;
   ' in/bf16_base_lost_shard/model.safetensors.index.json
   head -c 5000 fx/f32/ft_a/model.safetensors > in/truncated.safetensors
+  # Temporaries left by a killed run (no process holds their lock): verify lists them, the next
+  # merge to the same output removes them. An output directory holding a foreign file.
+  mkdir -p in/stale_model && cp fx/f32/ft_a/* in/stale_model/ && printf 'partial' > in/stale_model/.model.safetensors.mergekit-tmp-4242-beef
+  mkdir -p c/stale_merge/.out.mergekit-tmp-4242-beef && cp fx/f32/ft_b/model.safetensors c/stale_merge/.out.mergekit-tmp-4242-beef/
+  printf 'partial' > c/stale_merge/.out.safetensors.mergekit-tmp-4243-cafe
+  mkdir -p c/ow_foreign/out && cp fx/f32/ft_a/* c/ow_foreign/out/ && printf 'my notes\n' > c/ow_foreign/out/notes.txt
 
   # Recipes (paths relative to the run directory, where merge-cli runs).
   cat > in/recipes/ties_mergekit.yml <<'EOF'
@@ -334,7 +347,8 @@ EOF
 # The corpus. `c NAME EXIT [VAR=value ...] ARGS...` runs `merge-cli ARGS` in the run directory
 # (after the environment assignments), expecting exit status EXIT; "@/" in an argument stands for
 # the case's own output directory c/NAME/. Cases run in this order; later cases may read earlier
-# outputs. `same A B` declares that cases A and B must write identical files.
+# outputs. `same A B` declares that cases A and B must write identical files, `same_stdout A B`
+# that they must print the same (normalised) stdout.
 # ---------------------------------------------------------------------------------------------
 corpus() {
   local T="--threads 2" D m d
@@ -585,6 +599,10 @@ corpus() {
   c ow_dir_again 0 task-arithmetic --base fx/f32/base --model fx/f32/ft_b -o c/ow_dir/out --overwrite $T
   c ow_file 0 task-arithmetic --base fx/f32/base --model fx/f32/ft_a -o @/out.safetensors $T
   c ow_file_again 0 magmax --base fx/f32/base --model fx/f32/ft_b --model fx/f32/ft_c -o c/ow_file/out.safetensors --overwrite --json $T
+  c ow_foreign 1 task-arithmetic --base fx/f32/base --model fx/f32/ft_a -o @/out --overwrite $T
+  c verify_stale 0 verify in/stale_model --json
+  c stale_merge 0 task-arithmetic --base fx/f32/base --model fx/f32/ft_a -o @/out $T
+  c stale_merge_file 0 task-arithmetic --base fx/f32/base --model fx/f32/ft_a -o c/stale_merge/out.safetensors --json $T
 
   # --- analyze, inspect, verify ---
   c analyze_f32 0 analyze --base fx/f32/base --model fx/f32/ft_a --model fx/f32/ft_b --model fx/f32/ft_c $T
@@ -593,6 +611,7 @@ corpus() {
   c analyze_tv_lora_json 0 analyze --base fx/f32/base --task-vector c/tv_b_f32/out.safetensors --lora fx/svd_lora/lora_a --model fx/f32/ft_c --json $T
   c analyze_nan 0 analyze --base fx/f32/base --model fx/f32/ft_a --model in/ft_c_nan --json $T
   c analyze_t1 0 analyze --base fx/f32/base --model fx/f32/ft_a --model fx/f32/ft_b --model fx/f32/ft_c --json --threads 1
+  same_stdout analyze_f32_json analyze_t1
   for p in fx/f32/base fx/bf16/base fx/f16/ft_c c/fx_tv_a_f32/out.safetensors c/shards_8K/out c/ex_llama_ft_a_r4/adapter/adapter_model.safetensors \
            fx/clip/quick/base c/tv_dare_emit_bf16/out; do
     local n=${p//[\/.]/_}
@@ -616,6 +635,8 @@ corpus() {
   local QD="--head $Q/head.safetensors --data $Q/data.safetensors"
   c linearize_base 0 linearize --base $Q/base -o @/out $T
   c linearize_ft 0 linearize --base $Q/base --model $Q/finetuned -o @/out.safetensors $T
+  c linearize_ft_t1 0 linearize --base $Q/base --model $Q/finetuned -o @/out.safetensors --threads 1
+  same linearize_ft linearize_ft_t1
   c wemoe_d2 0 wemoe --base $Q/base --model $W/experts/task0 --model $W/experts/task1 --model $W/experts/task2 -o @/out
   for t in 1 2; do
     c "eval_finetuned_t$t" 0 eval --model $Q/finetuned $QD --batch-size 4 --json --threads $t
@@ -638,6 +659,7 @@ corpus() {
   same finetune_t1 finetune_t2
   same finetune_lin_t1 finetune_lin_t2
   same wemoe_train_t1 wemoe_train_t2
+  for m in eval_finetuned eval_base_text eval_linearized disent disent_lin_json; do same_stdout ${m}_t1 ${m}_t2; done
   c eval_gelu 0 eval --model fx/clip/gelu/model --head fx/clip/gelu/head.safetensors --data fx/clip/gelu/data.safetensors --batch-size 5 --json $T
   c eval_linearize_ft 0 eval --model c/linearize_ft/out.safetensors $QD --batch-size 8 --json $T
   c eval_finetune_lin 0 eval --model c/finetune_lin_t2/out.safetensors $QD --batch-size 8 --json $T
@@ -757,7 +779,8 @@ run_corpus() {
         "${envs[@]}" timeout "$case_timeout" merge-cli "${args[@]}" < /dev/null > "s/$name.out" 2> "s/$name.err"
       echo $? > "s/$name.exit"
     }
-    same() { printf '%s\t%s\n' "$1" "$2" >> same.tsv; }
+    same() { printf '%s\t%s\tfiles\n' "$1" "$2" >> same.tsv; }
+    same_stdout() { printf '%s\t%s\tstdout\n' "$1" "$2" >> same.tsv; }
     corpus
   ) || return 1
   digest "$run" > "$run/record.tsv"
@@ -779,6 +802,10 @@ digest() {
       $s =~ s/ in $num s\b/ in <T> s/g;
       $s =~ s/, $num s \($num ms\/step\)/, <T> s (<T> ms\/step)/g;
       $s =~ s/; $num s, $num images\/s/; <T> s, <T> images\/s/g;
+      # The disk space of a stale temporary (allocated blocks: a directory takes 4 KiB on ext4
+      # and none on tmpfs).
+      $s =~ s/(\.mergekit-(?:tmp|old)-[0-9]+-[0-9a-f]+) \([0-9.]+ (?:[KMGT]B|bytes)\)/$1 (<SIZE>)/g;
+      $s =~ s/("path": "[^"\n]*\.mergekit-(?:tmp|old)-[0-9]+-[0-9a-f]+",\s*"bytes": )[0-9]+/$1<SIZE>/g;
       $s
     }
     my @lines;
@@ -819,15 +846,19 @@ check_run() {
     got=$(cat "$run/s/$name.exit")
     [ "$got" = "$expect" ] || echo "  corpus: $name exited $got, expected $expect (stderr: $(head -c 300 "$run/s/$name.err" | tr '\n' ' '))"
   done < "$run/cases.tsv"
-  files_of() { # the files of case $1 in the record, model cards and sweep manifests left out
-    awk -F'\t' -v c="$1" '$1 == c && $2 ~ /^(file|dir|link):/ && $2 !~ /(^file:|\/)(README\.md|manifest\.json)$/ { print $2 "\t" $3 }' "$run/record.tsv"
+  items_of() { # the files (or stdout) of case $1 in the record, model cards and sweep manifests left out
+    awk -F'\t' -v c="$1" -v what="$2" '$1 == c && (what == "stdout" ? $2 == "stdout" : $2 ~ /^(file|dir|link):/ &&
+      $2 !~ /(^file:|\/)(README\.md|manifest\.json)$/) { print $2 "\t" $3 }' "$run/record.tsv"
   }
-  while IFS=$'\t' read -r a b; do
-    if ! diff <(files_of "$a") <(files_of "$b") > /dev/null; then
-      echo "  NONDETERMINISM: $a and $b should write the same files and do not"
+  local pairs=0 what
+  while IFS=$'\t' read -r a b what; do
+    pairs=$((pairs + 1))
+    if ! diff <(items_of "$a" "$what") <(items_of "$b" "$what") > /dev/null; then
+      echo "  NONDETERMINISM: $a and $b should write the same $what and do not"
       status=3
     fi
   done < "$run/same.tsv"
+  echo "  $pairs determinism pairs checked"
   if grep -rlF --include='*.safetensors' "$(cd "$run" && pwd -P)" "$run/c" > /dev/null 2>&1; then
     echo "  note: the run directory's path appears in safetensors outputs (digests then depend on it):"
     grep -rlF --include='*.safetensors' "$(cd "$run" && pwd -P)" "$run/c" | sed 's/^/    /'
@@ -928,13 +959,17 @@ compare() {
 header() { # the record's header
   cat <<EOF
 # Byte-identity record of merge-cli over the corpus of Benchmarks/byte_identity.sh.
-# Made with $(case "$1" in "$repo"/*) echo "${1#"$repo"/} of commit $(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' (with uncommitted changes to Sources)')";; *) echo "$1";; esac).
+# Made with $(case "$1" in "$repo"/*) echo "${1#"$repo"/} built from Sources/ and Package.swift as of commit $(git -C "$repo" log -1 --format=%H -- Sources Package.swift 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' (with uncommitted changes)')";; *) echo "$1";; esac)
+# on $(uname -m), $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), OpenBLAS $(pkg-config --modversion openblas 2>/dev/null || echo '?').
+# The kernels pick AVX2/F16C code at run time and BLAS/LAPACK round as their build does, so a record
+# holds for one machine type and OpenBLAS build; elsewhere compare two binaries with --before/--after.
 # One line per item: CASE<TAB>ITEM<TAB>VALUE; ITEM is cmd (the command line), exit (the exit status),
 # stdout/stderr (SHA-256 of the normalised stream), file:PATH (SHA-256 of each file the case wrote,
 # PATH relative to its output directory), dir:PATH and link:PATH. Normalised: the run directory's
 # absolute path (-> <RUN>) everywhere; the values of "seconds", "peak_memory_bytes" and
 # "images_per_second" in stdout, stderr and manifest.json; the timings of the summary lines
-# ("in 0.13 s", "0.32 s (106.2 ms/step)", "0.10 s, 166.6 images/s") in stdout and stderr.
+# ("in 0.13 s", "0.32 s (106.2 ms/step)", "0.10 s, 166.6 images/s") and the disk space of stale
+# temporaries (allocated blocks: file-system dependent) in stdout and stderr.
 # Check a binary against it: Benchmarks/byte_identity.sh --check Benchmarks/byte_identity.sha256 --bin BIN
 EOF
 }
@@ -966,7 +1001,7 @@ while [ $# -gt 0 ]; do
     --dir) dir=$2; shift 2;;
     --keep) keep=1; shift;;
     --list) list=1; shift;;
-    -h|--help) usage;;
+    -h|--help) usage 0;;
     *) echo "unknown option $1" >&2; usage;;
   esac
 done
@@ -975,6 +1010,7 @@ for x in bc perl timeout; do command -v $x > /dev/null || { echo "byte_identity.
 if [ $list = 1 ]; then
   c() { local n=$1 e=$2; shift 2; printf '%s\t%s\tmerge-cli %s\n' "$n" "$e" "$*"; }
   same() { :; }
+  same_stdout() { :; }
   corpus
   exit 0
 fi
@@ -993,7 +1029,7 @@ else
 fi
 
 if [ -z "$dir" ]; then
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/byte-identity.XXXXXX")
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/byte-identity.XXXXXX"); tmp_dir=$dir
   [ $keep = 1 ] || trap 'rm -rf "$dir"' EXIT
 fi
 mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
@@ -1019,7 +1055,11 @@ else
   echo "checking $bin against $check"
   echo "corpus checks:"; check_run "$dir/run" || status=3
   echo
-  compare "$check" "$dir/run/record.tsv" || status=1
+  compare "$check" "$dir/run/record.tsv" || {
+    status=1
+    echo "(the streams and files of this run are in $dir/run with --dir or --keep; for a diff of the"
+    echo " differing outputs, run --before with the binary the record was made with and --after with this one)"
+  }
 fi
-[ $keep = 1 ] && echo "runs kept in $dir"
+[ $keep = 1 ] || [ -z "${tmp_dir:-}" ] && echo "runs kept in $dir"
 exit $status
