@@ -625,6 +625,7 @@ corpus() {
     c "verify_$n" 0 verify $p --check-finite
   done
   c verify_json 0 verify c/shards_10KiB_f32/out --json
+  c verify_adapter 0 verify c/exl_exact_json/adapter
   c verify_nan 1 verify in/ft_c_nan --check-finite
   c verify_nan_json 1 verify in/ft_c_nan --check-finite --json
   c verify_truncated 1 verify in/truncated.safetensors
@@ -660,6 +661,14 @@ corpus() {
   same finetune_lin_t1 finetune_lin_t2
   same wemoe_train_t1 wemoe_train_t2
   for m in eval_finetuned eval_base_text eval_linearized disent disent_lin_json; do same_stdout ${m}_t1 ${m}_t2; done
+  # The default batch depends on the memory available: 8GiB (every run), and a budget that
+  # forces batches of 1 (with a note; the accuracy is the same, the mean loss differs in its last
+  # bits, so the two are not a determinism pair).
+  c eval_default_batch 0 eval --model $Q/finetuned $QD --json $T
+  c eval_budget_batch 0 MERGEKIT_MEMORY_BUDGET=200KB eval --model $Q/finetuned $QD --json $T
+  c disent_linflag 0 disentanglement --base $Q/base --task-vector $Q/tau.safetensors --model c/finetune_t2/out --linearized \
+    --head $Q/head.safetensors --head $Q/head.safetensors --data $Q/data.safetensors --data $Q/data.safetensors \
+    --alphas=0,1 --batch-size 8 --json $T
   c eval_gelu 0 eval --model fx/clip/gelu/model --head fx/clip/gelu/head.safetensors --data fx/clip/gelu/data.safetensors --batch-size 5 --json $T
   c eval_linearize_ft 0 eval --model c/linearize_ft/out.safetensors $QD --batch-size 8 --json $T
   c eval_finetune_lin 0 eval --model c/finetune_lin_t2/out.safetensors $QD --batch-size 8 --json $T
@@ -711,6 +720,7 @@ corpus() {
   c err_lora_wrong_base 1 task-arithmetic --base fx/svd_lora/gpt2_base --lora fx/svd_lora/lora_a -o @/out $T
   c err_eval_task_vector 1 eval --model c/clip_tv/out $QD --batch-size 4 $T
   c err_eval_no_config 1 eval --model $Q/tau.safetensors $QD --batch-size 4 $T
+  c err_eval_budget 1 MERGEKIT_MEMORY_BUDGET=50KB eval --model $Q/finetuned $QD $T
   c err_wemoe_train_plain 1 wemoe-train --model $Q/base --data $W/task0/data.safetensors --head $W/task0/head.safetensors --steps 1 -o @/out $T
   c err_json_nan 1 task-arithmetic --base fx/f32/base --model in/ft_c_nan -o @/out --json $T
   c err_extract_linearized 1 extract-lora --base c/linearize_base/out --model c/linearize_ft/out.safetensors --rank 2 -o @/adapter $T
