@@ -111,6 +111,17 @@ edited_model() { # SRC DST OP TENSOR [ARG]
   mkdir -p "$dst" && cp "$src"/*.json "$dst"/ && st_edit "$src/model.safetensors" "$dst/model.safetensors" "$@"
 }
 
+# simple_recipe NAME METHOD DTYPE "a b ..." [PARAMETERS]: in/recipes/NAME.yml merging
+# fx/DTYPE/ft_a, ... onto fx/DTYPE/base with METHOD and the recipe's parameters (a flow mapping).
+simple_recipe() {
+  local name=$1 method=$2 dtype=$3 models=$4 parameters=${5:-} m
+  {
+    printf 'merge_method: %s\nbase_model: fx/%s/base\nmodels:\n' "$method" "$dtype"
+    for m in $models; do printf '  - model: fx/%s/ft_%s\n' "$dtype" "$m"; done
+    [ -z "$parameters" ] || printf 'parameters: %s\n' "$parameters"
+  } > "in/recipes/$name.yml"
+}
+
 make_inputs() {
   mkdir -p in/recipes
   edited_model fx/f32/ft_a in/ft_a_missing drop model.layers.1.mlp.up_proj.weight
@@ -151,15 +162,7 @@ parameters: {normalize: true, lambda: 1.0}
 dtype: float32
 out_dtype: bfloat16
 EOF
-  cat > in/recipes/ties_paper.yml <<'EOF'
-merge_method: ties
-base_model: fx/bf16/base
-models:
-  - model: fx/bf16/ft_a
-  - model: fx/bf16/ft_b
-  - model: fx/bf16/ft_c
-parameters: {density: 0.2, trim_scope: global, vote: mass, merge: mean, lambda: 1.0}
-EOF
+  simple_recipe ties_paper ties bf16 'a b c' '{density: 0.2, trim_scope: global, vote: mass, merge: mean, lambda: 1.0}'
   cat > in/recipes/task_arithmetic.yml <<'EOF'
 merge_method: task_arithmetic
 base_model: fx/f16/base
@@ -202,15 +205,7 @@ models:
     parameters: {weight: 0.4, density: 0.4}
 parameters: {normalize: true, seed: 11}
 EOF
-  cat > in/recipes/dare.yml <<'EOF'
-merge_method: dare
-base_model: fx/f32/base
-models:
-  - model: fx/f32/ft_a
-  - model: fx/f32/ft_b
-  - model: fx/f32/ft_c
-parameters: {drop_rate: 0.5, combine: ties, seed: 7}
-EOF
+  simple_recipe dare dare f32 'a b c' '{drop_rate: 0.5, combine: ties, seed: 7}'
   cat > in/recipes/breadcrumbs.yml <<'EOF'
 merge_method: breadcrumbs
 base_model: fx/f32/base
@@ -243,47 +238,11 @@ models:
     parameters: {weight: 0.2}
 dtype: float16
 EOF
-  cat > in/recipes/model_stock.yml <<'EOF'
-merge_method: model_stock
-base_model: fx/bf16/base
-models:
-  - model: fx/bf16/ft_a
-  - model: fx/bf16/ft_b
-  - model: fx/bf16/ft_c
-EOF
-  cat > in/recipes/metagpt.yml <<'EOF'
-merge_method: metagpt
-base_model: fx/f32/base
-models:
-  - model: fx/f32/ft_a
-  - model: fx/f32/ft_b
-  - model: fx/f32/ft_c
-EOF
-  cat > in/recipes/magmax.yml <<'EOF'
-merge_method: magmax
-base_model: fx/f16/base
-models:
-  - model: fx/f16/ft_a
-  - model: fx/f16/ft_b
-parameters: {lambda: 0.9}
-EOF
-  cat > in/recipes/tsv_m.yml <<'EOF'
-merge_method: tsv_m
-base_model: fx/f32/base
-models:
-  - model: fx/f32/ft_a
-  - model: fx/f32/ft_b
-  - model: fx/f32/ft_c
-parameters: {lambda: 1.0}
-EOF
-  cat > in/recipes/iso_c.yml <<'EOF'
-merge_method: iso-c
-base_model: fx/bf16/base
-models:
-  - model: fx/bf16/ft_a
-  - model: fx/bf16/ft_b
-parameters: {lambda: 1.5, null_space: keep}
-EOF
+  simple_recipe model_stock model_stock bf16 'a b c'
+  simple_recipe metagpt metagpt f32 'a b c'
+  simple_recipe magmax magmax f16 'a b' '{lambda: 0.9}'
+  simple_recipe tsv_m tsv_m f32 'a b c' '{lambda: 1.0}'
+  simple_recipe iso_c iso-c bf16 'a b' '{lambda: 1.5, null_space: keep}'
   cat > in/recipes/merge_keys.yml <<'EOF'
 merge_method: ties
 base_model: fx/f32/base
