@@ -38,7 +38,8 @@
 #     symbolic links resolved) is replaced by <RUN>. Commands run inside the run directory with
 #     relative paths (fx/..., c/...), so no path differs between runs and the binary is run as
 #     `merge-cli` (argv[0] is in model cards); the absolute path only appears where merge-cli
-#     resolves paths itself. The corpus checks that no safetensors file contains it.
+#     resolves paths itself (a missing config.json next to a model, stale temporaries removed).
+#     Each run checks that no safetensors file contains it.
 #   - In stdout, stderr and sweep manifest.json files: the values of the JSON members "seconds",
 #     "peak_memory_bytes" and "images_per_second" are replaced by <T>.
 #   - In stdout and stderr: the timings of the summary lines, "in 0.13 s" (merges, extract-lora,
@@ -47,10 +48,12 @@
 #     them ("….mergekit-tmp-4242-beef (24.58 KB)", and "bytes" in verify --json) by <SIZE>: it
 #     counts allocated blocks, which depend on the file system (a directory takes 4 KiB on ext4
 #     and nothing on tmpfs).
-# Nothing else varies: every command gets an explicit --threads where it takes one, an explicit
-# --batch-size for the engine commands (their default depends on free memory), and
-# MERGEKIT_MEMORY_BUDGET=8GiB (the SVD plans and --dry-run print the memory available), stdin
-# is /dev/null and stderr is not a terminal (no progress bars).
+# Nothing else varies: every command that takes --threads gets it (1 or 2), the engine commands
+# get --batch-size (their default depends on the memory available) except two cases that test the
+# default, and every command runs in a fixed environment: only PATH, HOME, COLUMNS=80 (--help wraps
+# to it), LC_ALL=C, LD_LIBRARY_PATH when set, and MERGEKIT_MEMORY_BUDGET=8GiB (the SVD plans and
+# --dry-run print the memory available); nothing of the caller's (OPENBLAS_*, SWIFT_*, ...).
+# stdin is /dev/null and stderr is not a terminal (no progress bars).
 #
 # Determinism pairs: cases that must write the same files, or print the same stdout (the same
 # command with --threads 1 and --threads 2), are compared within each run, leaving out model
@@ -123,12 +126,12 @@ simple_recipe() {
 }
 
 make_inputs() {
-  mkdir -p in/recipes
-  edited_model fx/f32/ft_a in/ft_a_missing drop model.layers.1.mlp.up_proj.weight
-  edited_model fx/f32/base in/base_missing drop model.layers.0.self_attn.k_proj.weight
-  edited_model fx/f32/ft_b in/ft_b_shape shape model.embed_tokens.weight 16,32
-  edited_model fx/f32/ft_b in/ft_b_dtype dtype model.norm.weight I32
-  edited_model fx/f32/ft_c in/ft_c_nan nan model.layers.0.self_attn.q_proj.weight 37
+  mkdir -p in/recipes || return 1
+  edited_model fx/f32/ft_a in/ft_a_missing drop model.layers.1.mlp.up_proj.weight || return 1
+  edited_model fx/f32/base in/base_missing drop model.layers.0.self_attn.k_proj.weight || return 1
+  edited_model fx/f32/ft_b in/ft_b_shape shape model.embed_tokens.weight 16,32 || return 1
+  edited_model fx/f32/ft_b in/ft_b_dtype dtype model.norm.weight I32 || return 1
+  edited_model fx/f32/ft_c in/ft_c_nan nan model.layers.0.self_attn.q_proj.weight 37 || return 1
   # A sharded directory whose index names a shard that is not there, for one tensor only: when
   # several tensors name the missing shard, which one the error names varies from run to run
   # (it is picked in Swift's per-process hash order), and the case would not be reproducible.
@@ -136,14 +139,15 @@ make_inputs() {
     my $p = shift; open(my $f, "<", $p) or die; local $/; my $j = JSON::PP->new->decode(<$f>); close $f;
     $j->{weight_map}{"model.norm.weight"} = "model-00004-of-00004.safetensors";
     open($f, ">", $p) or die; print $f JSON::PP->new->canonical->pretty->encode($j); close $f;
-  ' in/bf16_base_lost_shard/model.safetensors.index.json
-  head -c 5000 fx/f32/ft_a/model.safetensors > in/truncated.safetensors
+  ' in/bf16_base_lost_shard/model.safetensors.index.json || return 1
+  head -c 5000 fx/f32/ft_a/model.safetensors > in/truncated.safetensors || return 1
   # Temporaries left by a killed run (no process holds their lock): verify lists them, the next
   # merge to the same output removes them. An output directory holding a foreign file.
-  mkdir -p in/stale_model && cp fx/f32/ft_a/* in/stale_model/ && printf 'partial' > in/stale_model/.model.safetensors.mergekit-tmp-4242-beef
-  mkdir -p c/stale_merge/.out.mergekit-tmp-4242-beef && cp fx/f32/ft_b/model.safetensors c/stale_merge/.out.mergekit-tmp-4242-beef/
-  printf 'partial' > c/stale_merge/.out.safetensors.mergekit-tmp-4243-cafe
-  mkdir -p c/ow_foreign/out && cp fx/f32/ft_a/* c/ow_foreign/out/ && printf 'my notes\n' > c/ow_foreign/out/notes.txt
+  mkdir -p in/stale_model && cp fx/f32/ft_a/* in/stale_model/ \
+    && printf 'partial' > in/stale_model/.model.safetensors.mergekit-tmp-4242-beef || return 1
+  mkdir -p c/stale_merge/.out.mergekit-tmp-4242-beef && cp fx/f32/ft_b/model.safetensors c/stale_merge/.out.mergekit-tmp-4242-beef/ \
+    && printf 'partial' > c/stale_merge/.out.safetensors.mergekit-tmp-4243-cafe || return 1
+  mkdir -p c/ow_foreign/out && cp fx/f32/ft_a/* c/ow_foreign/out/ && printf 'my notes\n' > c/ow_foreign/out/notes.txt || return 1
 
   # Recipes (paths relative to the run directory, where merge-cli runs).
   cat > in/recipes/ties_mergekit.yml <<'EOF'
@@ -735,6 +739,8 @@ run_corpus() {
     cd "$run" || exit 1
     make_inputs || { echo "making the inputs failed" >&2; exit 1; }
     : > cases.tsv; : > same.tsv
+    local fixed_env=(PATH="$run/bin:$PATH" HOME="${HOME:-/}" COLUMNS=80 LC_ALL=C)
+    [ -z "${LD_LIBRARY_PATH:-}" ] || fixed_env+=(LD_LIBRARY_PATH="$LD_LIBRARY_PATH")
     c() {
       local name=$1 expect=$2; shift 2
       local envs=("MERGEKIT_MEMORY_BUDGET=$budget")
@@ -744,8 +750,8 @@ run_corpus() {
       mkdir -p "c/$name"
       printf '%s\t%s\t%s\n' "$name" "$expect" "${envs[*]:1}${envs[1]:+ }merge-cli ${args[*]}" >> cases.tsv
       # A fixed environment: nothing of the caller's (OPENBLAS_*, COLUMNS for --help, ...).
-      env -i PATH="$run/bin:$PATH" HOME="$HOME" COLUMNS=80 LC_ALL=C ${LD_LIBRARY_PATH:+LD_LIBRARY_PATH="$LD_LIBRARY_PATH"} \
-        "${envs[@]}" timeout "$case_timeout" merge-cli "${args[@]}" < /dev/null > "s/$name.out" 2> "s/$name.err"
+      env -i "${fixed_env[@]}" "${envs[@]}" timeout "$case_timeout" merge-cli "${args[@]}" \
+        < /dev/null > "s/$name.out" 2> "s/$name.err"
       echo $? > "s/$name.exit"
     }
     same() { printf '%s\t%s\tfiles\n' "$1" "$2" >> same.tsv; }
@@ -951,11 +957,12 @@ build_release() {
 
 timed_run() { # BIN RUNDIR LABEL
   local start end
-  start=$(date +%s.%N)
+  start=$(date +%s%N)
   echo "running the corpus with $1 ($3) in $2 ..." >&2
   run_corpus "$1" "$2" || { echo "the corpus could not run" >&2; exit 1; }
-  end=$(date +%s.%N)
-  printf '%s: %d cases in %.1f s\n' "$3" "$(wc -l < "$2/cases.tsv")" "$(echo "$end - $start" | bc)" >&2
+  end=$(date +%s%N)
+  local ms=$(( (end - start) / 1000000 ))
+  printf '%s: %d cases in %d.%d s\n' "$3" "$(wc -l < "$2/cases.tsv")" $((ms / 1000)) $((ms % 1000 / 100)) >&2
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -974,10 +981,14 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; usage;;
   esac
 done
-for x in bc perl timeout; do command -v $x > /dev/null || { echo "byte_identity.sh needs $x" >&2; exit 64; }; done
+for x in perl timeout; do command -v $x > /dev/null || { echo "byte_identity.sh needs $x" >&2; exit 64; }; done
 
 if [ $list = 1 ]; then
-  c() { local n=$1 e=$2; shift 2; printf '%s\t%s\tmerge-cli %s\n' "$n" "$e" "$*"; }
+  c() {
+    local n=$1 e=$2 envs=""; shift 2
+    while [ $# -gt 0 ] && [[ $1 =~ ^[A-Z_]+= ]]; do envs+="$1 "; shift; done
+    printf '%s\t%s\t%smerge-cli %s\n' "$n" "$e" "$envs" "${*//@\//c/$n/}"
+  }
   same() { :; }
   same_stdout() { :; }
   corpus
