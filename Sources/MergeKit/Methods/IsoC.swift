@@ -128,8 +128,6 @@ extension IsoC: DescribedMethod {
                 θ = θ₀ + α·τ with α = --scale (the paper tunes it on validation data; `sweep --method iso-c \
                 --grid lambda=…` tries several in one pass over the inputs). Each matrix needs about 7× its \
                 size in Float while it is decomposed; see tsv-m --help for how memory is planned.
-                """)
-    ) { scale, nullSpace throws(MergeKitError) in
-        try IsoC(scale: scale, nullSpace: nullSpace)
-    }
+                """),
+        build: IsoC.init)
 }

@@ -181,8 +181,6 @@ extension TSVM: DescribedMethod {
                 the kept triplets); fewer run at once when they do not fit the available memory, and a \
                 matrix that does not fit alone is refused before anything is written (--dry-run shows the \
                 estimate; MERGEKIT_MEMORY_BUDGET caps it).
-                """)
-    ) { scale, nullSpace throws(MergeKitError) in
-        try TSVM(scale: scale, nullSpace: nullSpace)
-    }
+                """),
+        build: TSVM.init)
 }
