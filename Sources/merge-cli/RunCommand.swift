@@ -89,7 +89,7 @@ struct SweepCommand: ParsableCommand {
     /// The flags read into a `Plan`, every range and name checked (ValidationError: exit 64).
     func sweepPlan() throws -> Plan {
         guard let description = MethodRegistry.recipeMethod(named: method)?.description else {
-            throw ValidationError("--method \(method) is not a merge method; use one of \(Recipe.methodNames.joined(separator: ", "))")
+            throw ValidationError("--method \(method) is not a merge method; use one of \(MethodRegistry.recipeNames.joined(separator: ", "))")
         }
         let names = description.recipeKeys
         if scale == nil && density == nil && grid.isEmpty {

@@ -1,21 +1,5 @@
 import Foundation
 
-extension Recipe {
-    /// Every merge_method name a recipe accepts (see `MethodDescription.recipeNames`).
-    public static var methodNames: [String] { MethodRegistry.recipeNames }
-
-    /// The parameters `method` takes (per model first), nil for an unknown method. `seed` is
-    /// accepted by every method.
-    public static func parameterNames(of method: String) -> (perModel: [String], all: [String])? {
-        MethodRegistry.recipeMethod(named: method).map { ($0.description.perModelKeys, $0.description.recipeKeys) }
-    }
-
-    /// The rule of a numeric recipe parameter (nil for non-numeric ones such as `vote`).
-    public static func rule(forParameter name: String) -> MethodParameter? {
-        MethodRegistry.rule(forRecipeKey: name)
-    }
-}
-
 /// A recipe turned into plans: one, or one per sweep point.
 public struct RecipeRun: Sendable {
     public let plans: [MergePlan]
