@@ -125,7 +125,7 @@ extension Recipe {
             candidates.min { editDistance(name, $0) < editDistance(name, $1) }
                 .flatMap { editDistance(name, $0) <= 3 ? " (did you mean \"\($0)\"?)" : nil } ?? ""
         }
-        for (name, line) in parameterLines.sorted(by: { $0.value < $1.value }) where !allowed.contains(name) && name != "seed" {
+        for (name, line) in parameterLines.sorted(by: { ($0.value, $0.key) < ($1.value, $1.key) }) where !allowed.contains(name) && name != "seed" {
             add(line, MergeKitError(.invalidArgument, file: path, "\(method) has no parameter \"\(name)\"\(near(name, allowed))",
                                     fix: "Parameters of \(method): " + (allowed.isEmpty ? "none" : allowed.joined(separator: ", "))))
         }
