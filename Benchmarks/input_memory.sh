@@ -11,8 +11,9 @@
 #   3. One safetensors file per model whose header (99 MB of compact JSON; the format allows
 #      100 MB) lists 1.4 M tensors "wN" of shape [1]: inspect (text and --json, stdout to a file)
 #      and task-arithmetic of two such models against a base of the same layout.
-#   4. sweep --method task_arithmetic with 1,100 λ points (--scale 0.001:1.1:0.001, a base and two
-#      models of 2 tensors [128, 256]: 1,100 outputs of 256 KiB) under `ulimit -n 1024`.
+#   4. sweep --method task_arithmetic with P λ points (P = --points, default 1100: --scale
+#      0.001:1.1:0.001; a base and two models of 2 tensors [128, 256], so P outputs of 256 KiB)
+#      under `ulimit -n 1024`.
 #   5. task-arithmetic of a base and two models that each have 600 shards (a directory with
 #      model.safetensors.index.json and model-00001-of-00600.safetensors …, one [1024] tensor per
 #      shard; 1,800 input files) under `ulimit -n 1024`, written to one .safetensors file.
@@ -26,18 +27,19 @@
 # columns for an older merge-cli on the same inputs (e.g. a build from before a fix), so the two
 # can be compared side by side.
 #
-# Usage: Benchmarks/input_memory.sh [--dir DIR] [--inputs "100 500"] [--python PY]
+# Usage: Benchmarks/input_memory.sh [--dir DIR] [--inputs "100 500"] [--points "1100"] [--python PY]
 #                                   [--cli PATH/TO/merge-cli] [--before PATH/TO/older/merge-cli]
 # Writes a Markdown table to stdout (progress on stderr). Needs GNU time (apt-get install time)
 # and Python with numpy; about 1 GB of disk in --dir for 500 inputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dir=/tmp/mergekit-input-memory; inputs="100 500"; python="$(command -v python3)"; cli=""; before=""
+dir=/tmp/mergekit-input-memory; inputs="100 500"; points="1100"; python="$(command -v python3)"; cli=""; before=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir="$2"; shift 2;;
     --inputs) inputs="$2"; shift 2;;
+    --points) points="$2"; shift 2;;
     --python) python="$2"; shift 2;;
     --cli) cli="$2"; shift 2;;
     --before) before="$2"; shift 2;;
@@ -164,7 +166,10 @@ rows+=("1.4 M tensors, 99 MB header|inspect|-|inspect $h/a.safetensors")
 rows+=("1.4 M tensors, 99 MB header|inspect --json|-|inspect $h/a.safetensors --json")
 rows+=("1.4 M tensors, 99 MB header|task-arithmetic, 2 models|-|task-arithmetic --base $h/base.safetensors --model $h/a.safetensors --model $h/b.safetensors -o $dir/out.safetensors --json")
 t="$dir/tiny"
-rows+=("1,100 sweep points, ulimit -n 1024|sweep --method task_arithmetic --scale 0.001:1.1:0.001|1024|sweep --method task_arithmetic --base $t/base.safetensors --model $t/a.safetensors --model $t/b.safetensors --scale 0.001:1.1:0.001 -o $dir/out --json")
+for p in $points; do
+  grid="0.001:$(awk -v p="$p" 'BEGIN { printf "%g", p / 1000 }'):0.001"
+  rows+=("$p sweep points, ulimit -n 1024|sweep --method task_arithmetic --scale $grid|1024|sweep --method task_arithmetic --base $t/base.safetensors --model $t/a.safetensors --model $t/b.safetensors --scale $grid -o $dir/out --json")
+done
 s="$dir/sharded"
 rows+=("3 × 600 shards, ulimit -n 1024|task-arithmetic, 2 models|1024|task-arithmetic --base $s/base --model $s/a --model $s/b -o $dir/out.safetensors --json")
 
