@@ -25,7 +25,10 @@
 # peak_memory_bytes on success, so their rows are ru_maxrss. A command that exits non-zero shows
 # "exit N" instead of its peak, and its first error line below the table. `--before PATH` adds
 # columns for an older merge-cli on the same inputs (e.g. a build from before a fix), so the two
-# can be compared side by side.
+# can be compared side by side. Peaks of multi-threaded runs vary from run to run with the
+# allocator (glibc's per-thread arenas keep what one phase freed while another thread allocates):
+# TIES with 500 inputs and 2 threads peaked at 379–556 MB over five runs, 397–418 MB with
+# MALLOC_ARENA_MAX=1. Wall times depend on the load of the (shared) machine.
 #
 # Usage: Benchmarks/input_memory.sh [--dir DIR] [--inputs "100 500"] [--points "1100"] [--python PY]
 #                                   [--cli PATH/TO/merge-cli] [--before PATH/TO/older/merge-cli]
