@@ -13,18 +13,8 @@ struct MergeCLI: ParsableCommand {
             cannot be merged (the message names the file, the tensor and the fix), 64 for \
             malformed arguments.
             """,
-        subcommands: [
-            TaskArithmeticCommand.self,
-            NegateCommand.self,
-            TIESCommand.self,
-            DARECommand.self,
-            LinearCommand.self,
-            BreadcrumbsCommand.self,
-            ModelStockCommand.self,
-            MetaGPTCommand.self,
-            MagMaxCommand.self,
-            TSVMCommand.self,
-            IsoCCommand.self,
+        // The method subcommands come from the method descriptions (negate after task-arithmetic).
+        subcommands: MethodCommands.all.prefix(1) + [NegateCommand.self] + MethodCommands.all.dropFirst() + [
             RunCommand.self,
             SweepCommand.self,
             AnalyzeCommand.self,
