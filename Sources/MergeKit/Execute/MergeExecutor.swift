@@ -44,7 +44,7 @@ public enum MergeExecutor {
     public static let tensorCacheBytes = 192 << 20
 
     /// - Parameter memoryBudget: bytes the tensors merged whole may use (nil: unlimited); see
-    ///   MergeExecutor+Memory.swift. By default what the system has available (`MemoryBudget`).
+    ///   Execute/MemoryPlan.swift. By default what the system has available (`MemoryBudget`).
     public static func run(_ plan: MergePlan, threads requested: Int? = nil, memoryBudget: Int? = MemoryBudget.configuredBytes,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> MergeResult {
         try run([plan], threads: requested, memoryBudget: memoryBudget, progress: progress)[0]

@@ -84,7 +84,7 @@ final class MergeWorker: @unchecked Sendable {
                                        statistics: TensorStatistics(), scratch: buffers.methodScratch)
             if tensor.method.statistics.needsTensorPasses {
                 precondition(range == 0..<tensor.output.elementCount)
-                try computeTensorStatistics(source, tensor: tensor, context.tensorStatistics, context)
+                try TensorStatisticsPass.compute(source, tensor: tensor, into: context.tensorStatistics, context: context)
             }
             contexts.append(context)
         }

@@ -1,4 +1,8 @@
-extension MergeWorker {
+/// The per-tensor statistics a method asks for (`StatisticsRequest`: rank windows, the Gram
+/// matrix, DARE's L1 sums), computed by the worker that merges the tensor, in passes over the
+/// tensor's chunks (`ChunkSource`: from its cache when the tensor fits, else read again) before
+/// the merge pass.
+enum TensorStatisticsPass {
     /// Tensors up to this many elements get their rank windows from a sorted copy of the keys
     /// (one pass); larger ones from radix selections (2 passes for Float, 4 for Double).
     static let sortedSelectionLimit = 1 << 18
@@ -9,9 +13,9 @@ extension MergeWorker {
     /// whole in memory (cached, or one chunk), sorted one input at a time; otherwise from
     /// radix selections, run for as many inputs at once as `BufferBudget.counterBatch` allows
     /// (each further batch costs its own passes).
-    func computeTensorStatistics<T: MergeScalar>(_ source: ChunkSource<T>, tensor: PlannedTensor, _ statistics: TensorStatistics,
-                                                         _ context: ChunkContext) throws(MergeKitError) {
-        let inputs = plan.inputs.count
+    static func compute<T: MergeScalar>(_ source: ChunkSource<T>, tensor: PlannedTensor, into statistics: TensorStatistics,
+                                        context: ChunkContext) throws(MergeKitError) {
+        let inputs = source.inputs.count
         let n = tensor.output.elementCount
         let request = tensor.method.statistics
         let windows = request.tensorRankWindow.map { window in (0..<inputs).map { window(n, $0) } } ?? []

@@ -6,7 +6,7 @@ import Foundation
 ///
 /// Commands estimate their peak before allocating anything and compare it with this budget: the
 /// engine per batch (`EngineMemory`), SVD-based merges and extract-lora per matrix
-/// (`MergeExecutor+Memory.swift`, `LoRAExtraction`).
+/// (`Execute/MemoryPlan.swift`, `LoRAExtraction`).
 ///
 /// On Linux, `available()` is MemAvailable from /proc/meminfo (the kernel's estimate of what can
 /// be allocated without swapping), capped by every cgroup the process is in — the v2 unified
