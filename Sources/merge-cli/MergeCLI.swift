@@ -13,32 +13,42 @@ struct MergeCLI: ParsableCommand {
             cannot be merged (the message names the file, the tensor and the fix), 64 for \
             malformed arguments.
             """,
-        subcommands: [
-            TaskArithmeticCommand.self,
-            NegateCommand.self,
-            TIESCommand.self,
-            DARECommand.self,
-            LinearCommand.self,
-            BreadcrumbsCommand.self,
-            ModelStockCommand.self,
-            MetaGPTCommand.self,
-            MagMaxCommand.self,
-            TSVMCommand.self,
-            IsoCCommand.self,
-            RunCommand.self,
-            SweepCommand.self,
-            AnalyzeCommand.self,
-            TaskVectorCommand.self,
-            ExtractLoRACommand.self,
-            InspectCommand.self,
-            VerifyCommand.self,
-            EvalCommand.self,
-            LinearizeCommand.self,
-            FinetuneCommand.self,
-            DisentanglementCommand.self,
-            WEMoECommand.self,
-            WEMoETrainCommand.self,
-            MethodsCommand.self,
+        // Grouped in the root's help as a newcomer looks for them; parsing does not depend on
+        // the groups.
+        groupedSubcommands: [
+            CommandGroup(name: "Merge method", subcommands: [
+                TaskArithmeticCommand.self,
+                NegateCommand.self,
+                TIESCommand.self,
+                DARECommand.self,
+                LinearCommand.self,
+                BreadcrumbsCommand.self,
+                ModelStockCommand.self,
+                MetaGPTCommand.self,
+                MagMaxCommand.self,
+                TSVMCommand.self,
+                IsoCCommand.self,
+                MethodsCommand.self,
+            ]),
+            CommandGroup(name: "Recipe and sweep", subcommands: [
+                RunCommand.self,
+                SweepCommand.self,
+            ]),
+            CommandGroup(name: "Checkpoint", subcommands: [
+                InspectCommand.self,
+                VerifyCommand.self,
+                TaskVectorCommand.self,
+                AnalyzeCommand.self,
+                ExtractLoRACommand.self,
+            ]),
+            CommandGroup(name: "Model", subcommands: [
+                EvalCommand.self,
+                FinetuneCommand.self,
+                LinearizeCommand.self,
+                DisentanglementCommand.self,
+                WEMoECommand.self,
+                WEMoETrainCommand.self,
+            ]),
         ]
     )
 

@@ -59,3 +59,13 @@ enum ErrorOutput {
                     exitStatus: exitCode.rawValue)
     }
 }
+
+/// Turns library errors into the CLI's contract: message on stderr (and a JSON error document on
+/// stdout with --json, `ErrorOutput`), exit status 1.
+func reportingErrors(_ body: () throws(MergeKitError) -> Void) throws {
+    do {
+        try body()
+    } catch {
+        throw ErrorOutput.report(error)
+    }
+}
