@@ -18,7 +18,7 @@ float32 values, formed in float64 (exact).  numpy goldens are evaluated in float
 once to float32.  Every golden holds only the 21 float tensors, F32, `__metadata__ {"format":"pt"}`.
 
 Self-checks (the script exits non-zero if one fails):
-  * known answers: the TIES example of shared/REFERENCE.md §3, SplitMix64/FNV-1a reference values,
+  * known answers: the TIES example of docs/METHODS.md §3, SplitMix64/FNV-1a reference values,
     the vectorised counter RNG against a pure-Python big-integer version;
   * every numpy case is recomputed with the same code on float32 inputs in float32 arithmetic
     (τ = ft − base rounded to float32, as a float32 implementation forms it).  This both
@@ -589,7 +589,7 @@ def count_diff(a: dict, b: dict, names) -> int:
 
 def known_answers() -> None:
     print("known answers")
-    # shared/REFERENCE.md §3
+    # docs/METHODS.md §3
     t = [np.array([.50, -.10, .30, -.70, .05, .00, .20, -.40, .90, -.02]),
          np.array([-.60, .20, .10, .80, -.05, .30, -.25, .35, -.10, .01]),
          np.array([.40, -.30, -.20, .10, .60, -.50, .15, .05, .70, .00])]

@@ -16,12 +16,11 @@ import Darwin
 /// the end. The cache grows by the output's size (a sweep writes tens of GB: far more than
 /// memory), the kernel must reclaim other pages — the inputs being merged among them — to make
 /// room, and every new page-cache page is memory touched for the first time. On virtual machines
-/// that return free memory to the host (free-page reporting, as on the machines we benchmark on) a
-/// first touch costs a host page fault: copying into fresh pages ran at ~0.9 GB/s there against
-/// ~4.5 GB/s into recycled ones. With write-behind the output occupies at most
+/// that return free memory to the host (free-page reporting) a first touch costs a host page
+/// fault, several times slower than copying into recycled pages (the README's performance section
+/// has the measurements). With write-behind the output occupies at most
 /// `WriteBehindFlusher.maxQueued` windows of cache, the same pages are recycled, and the disk
-/// works while the merge computes instead of all at once in the final `fsync`
-/// (Benchmarks/sweep.sh: 46 GB of sweep outputs, measured in the README).
+/// works while the merge computes instead of all at once in the final `fsync`.
 ///
 /// Everything here is a hint: the writer still `fsync`s every file before renaming it into place,
 /// so a window written twice (a rerun merge pass) or never completed is simply flushed there.
@@ -94,9 +93,8 @@ final class WriteBehind: @unchecked Sendable {
 final class WriteBehindFlusher: @unchecked Sendable {
     static let shared = WriteBehindFlusher()
     /// Windows in flight at most (2 MB each, so 128 MB of cache), across all files being written.
-    /// Measured on the sweep benchmark (46 GB written): 2 MB × 64, 4 MB × 32 and 8 MB × 16 are
-    /// equal within run-to-run noise (all at the disk's ~2.3 GB/s); 2 MB matches the executor's
-    /// 2 MB writes of bf16.
+    /// Larger windows with fewer in flight (4 MB × 32, 8 MB × 16) made no difference on the sweep
+    /// benchmark (Benchmarks/sweep.sh); 2 MB matches the executor's 2 MB writes of bf16.
     static let maxQueued = 64
 
     #if os(Linux)

@@ -42,7 +42,7 @@ public struct CLIPVisionConfig: Sendable, Equatable {
         self.layerNormEps = layerNormEps
     }
 
-    /// OpenAI's CLIP ViT-B/32 image encoder, the papers' model (shared/REFERENCE.md §5).
+    /// OpenAI's CLIP ViT-B/32 image encoder, the papers' model (docs/METHODS.md §6).
     public static let vitB32 = CLIPVisionConfig()
 
     /// D / heads.

@@ -31,8 +31,8 @@ public final class CLIPVisionModel: @unchecked Sendable {
     public let parameters: CLIPVisionParameters
     /// Threads a pass may use (default: every active core).
     public var threads: Int
-    /// How a pass uses the threads (default `.images`, which measured faster on ViT-B/32; see the
-    /// README's performance section).
+    /// How a pass uses the threads (default `.images`: splitting the batch keeps each GEMM whole
+    /// and single-threaded, which was the faster choice on ViT-B/32; see the README's engine section).
     public var parallelism: EngineParallelism = .images
     let views: CLIPVisionParameterViews
 

@@ -11,7 +11,7 @@ public protocol ImageEncoder: Sendable {
 
 extension CLIPVisionModel: ImageEncoder {}
 
-/// A model linearized around θ₀ (tangent-space task arithmetic, shared/REFERENCE.md §5):
+/// A model linearized around θ₀ (tangent-space task arithmetic, docs/METHODS.md §6):
 ///
 ///     f_lin(x; θ) = f(x; θ₀) + J_θ f(x; θ₀)·(θ − θ₀),
 ///

@@ -49,8 +49,8 @@ import Darwin
 /// So the default q = 2 is within 0.15 % of the optimal error on all three; q = 1 within 1.4 %;
 /// q = 0 (no power iteration) is 25–45 % worse and only suits a quick look. The tests assert these
 /// numbers with a margin. At a model's size (2048×2048, σᵢ = 1/i, the slowest decay above; rank
-/// 64, p = 10, q = 2) the ratio was 1.0057, and the randomized SVD took 1.9 s against 9.6 s for
-/// the exact `sgesdd` (OpenBLAS, 2 shared cores): 5× faster at equal rank, within 1 % of optimal.
+/// 64, p = 10, q = 2) the ratio was 1.0057, within 1 % of optimal at a fraction of the exact
+/// `sgesdd`'s time (the README's performance section has the timings).
 ///
 /// This file imports CBLAS for LAPACKE and GEMM; every other BLAS call goes through BLAS.swift.
 ///

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Fine-tuning a CLIP image encoder under a fixed task head, ordinarily or in its tangent space
-/// (linear fine-tuning, Ortiz-Jimenez et al.; shared/REFERENCE.md §5).
+/// (linear fine-tuning, Ortiz-Jimenez et al.; docs/METHODS.md §6).
 ///
 /// Loss: mean cross-entropy of logits = W·e/‖e‖ (the head is frozen) over a batch, where e is
 ///

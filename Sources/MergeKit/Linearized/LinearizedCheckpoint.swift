@@ -1,6 +1,6 @@
 import Foundation
 
-/// A linearized model on disk (tangent-space task arithmetic, shared/REFERENCE.md §5): the
+/// A linearized model on disk (tangent-space task arithmetic, docs/METHODS.md §6): the
 /// parameters θ₀ it is linearized around and its own parameters θ, which run as
 ///
 ///     f_lin(x; θ) = f(x; θ₀) + J_θ f(x; θ₀)·(θ − θ₀).

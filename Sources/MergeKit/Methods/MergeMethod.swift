@@ -3,8 +3,8 @@
 /// The executor computes θ = θ₀ + τ (or writes τ itself when task vectors are emitted), so every
 /// method is expressed on task vectors; a weighted average Σwᵢθᵢ/Σwᵢ, for instance, is
 /// θ₀ + Σwᵢτᵢ/Σwᵢ. Methods that need numbers over the whole model or a whole tensor declare them
-/// in `statistics`; the executor computes them in passes before `combine` runs (shared/DESIGN.md,
-/// "The flow of one merge"). `combine` may overwrite the delta buffers (they are scratch) and
+/// in `statistics`; the executor computes them in passes before `combine` runs (docs/ARCHITECTURE.md,
+/// "The path of one merge"). `combine` may overwrite the delta buffers (they are scratch) and
 /// must be deterministic: the same inputs give the same bits whatever the chunking or thread count.
 public protocol MergeMethod: Sendable {
     /// The method's registry entry (name, summary, reference).

@@ -23,7 +23,7 @@ public struct TensorInfo: Sendable, Equatable {
 
 /// A parsed and fully validated safetensors header.
 ///
-/// Validation follows huggingface/safetensors `tensor.rs` (shared/REFERENCE.md §1), checks in a
+/// Validation follows huggingface/safetensors `tensor.rs` (docs/METHODS.md §1), checks in a
 /// fixed order, every number taken from the file overflow-checked, so that once a header has been
 /// accepted every tensor's bytes lie inside the file and access cannot fail.
 public struct SafeTensorsHeader: Sendable, Equatable {

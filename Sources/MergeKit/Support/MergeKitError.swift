@@ -6,7 +6,7 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
     public enum Code: String, Sendable, CaseIterable {
         // Files in general
         case fileNotFound, fileUnreadable, isDirectory
-        // safetensors format (shared/REFERENCE.md §1)
+        // safetensors format (docs/METHODS.md §1)
         case fileTooSmall, headerTooLarge, headerPastEndOfFile, headerNotUTF8, headerInvalidJSON
         case headerNotObject, metadataInvalid, tensorEntryInvalid, unknownDType, invalidShape
         case elementCountOverflow, invalidOffsets, offsetsReversed, offsetsOverlap, offsetsGap

@@ -15,11 +15,10 @@ import Synchronization
 /// (LAPACK `sgesdd`); with `randomized` it comes from the seeded randomized range finder
 /// (`LAPACK.randomizedSVD`, p = 10 oversampling, q = 4 power iterations by default), whose error is
 /// within 1 % of the optimum at a fraction of the cost. q = 4 is chosen for the worst case, flat
-/// spectra: on the benchmark set's white-noise deltas (rank 64 of 2048×5632 and 2048×2048 weights,
-/// Benchmarks/extract_lora.sh) the error was 0.55 % above the exact truncation on average with
-/// q = 4 (1.1 % at worst, 11× faster than the exact SVD), 1.2 % (2.6 %) with q = 2 (20× faster) and
-/// 0.18 % (0.30 %) with q = 8 (6× faster). Decaying spectra (real fine-tunes) need less: see
-/// LAPACK.swift for q = 1 and 2.
+/// spectra: on white-noise deltas (Benchmarks/extract_lora.sh) the error was 0.55 % above the
+/// exact truncation on average with q = 4 (1.1 % at worst), 1.2 % (2.6 %) with q = 2 and 0.18 %
+/// (0.30 %) with q = 8, each q costing more power iterations (the README has the timings).
+/// Decaying spectra (real fine-tunes) need less: see LAPACK.swift for q = 1 and 2.
 ///
 /// Weights stored transposed — embeddings (`lora_embedding_A` k × vocab, `lora_embedding_B`
 /// dim × k) and, with `fanInFanOut`, GPT-2-style Conv1D weights — are factorised as τᵀ: A = √s·Uᵀ,

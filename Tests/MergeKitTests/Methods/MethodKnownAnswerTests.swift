@@ -42,7 +42,7 @@ func expectClose(_ actual: [Double], _ expected: [Double], tolerance: Double = 1
     }
 }
 
-@Suite("TIES known answers (shared/REFERENCE.md §3)")
+@Suite("TIES known answers (docs/METHODS.md §3)")
 struct TIESKnownAnswerTests {
     static let taus: [[Double]] = [
         [0.50, -0.10, 0.30, -0.70, 0.05, 0.00, 0.20, -0.40, 0.90, -0.02],

@@ -62,11 +62,10 @@ struct WEMoEMLPScratch {
 /// coefficients (1, r_b). This costs |W|·(T + 1) multiply-adds per chunk and reads the stack once
 /// per chunk; the alternative W₀x + Σₜ rₜ(τₜx) costs S·|W|·(T + 1) per image (S = 50 tokens for
 /// ViT-B/32), and keeping T expert outputs per token for the backward pass would cost T times the
-/// MLP's activations. Measured on ViT-B/32 with T = 8, 2 cores: for one fc1 with 2 BLAS threads
-/// (numpy, per image) mixing 1 image per GEMM took 19–20 ms, 4 images 23–29 ms, the expert outputs
-/// 24–26 ms; in the engine (one shard per core, single-threaded BLAS) whole-model evaluation took
-/// 0.177 s per image mixing 1 image per GEMM, 0.119 s with 4 and 0.102 s with 8, hence
-/// `WEMoEModel.mixingChunk` = 8 (scratch: 2·chunk·|W| floats per shard, 150 MB on ViT-B/32).
+/// MLP's activations. Larger chunks amortise reading the stack over more images at the cost of
+/// scratch memory (2·chunk·|W| floats per shard, 150 MB on ViT-B/32 at 8); on ViT-B/32 with eight
+/// experts evaluation got faster up to a chunk of 8 (README, WEMoE), hence
+/// `WEMoEModel.mixingChunk` = 8.
 ///
 /// Backward, per image b (dy = ∂L/∂y_b): the ordinary MLP backward with W_b gives ∂L/∂x_b and
 /// ∂L/∂W_b (weights and biases, accumulated in a per-image buffer); then

@@ -29,8 +29,8 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
         get { base.threads }
         set { base.threads = newValue }
     }
-    /// Images whose MLP parameters are mixed in one GEMM with per-image routing (see `WEMoEMLP`;
-    /// 8 measured fastest on ViT-B/32 with 8 experts). Batch-averaged routing mixes once per layer.
+    /// Images whose MLP parameters are mixed in one GEMM with per-image routing (see `WEMoEMLP`,
+    /// which explains the default). Batch-averaged routing mixes once per layer.
     public var mixingChunk = WEMoEModel.defaultMixingChunk
     /// `mixingChunk`'s default.
     static let defaultMixingChunk = 8

@@ -2,7 +2,7 @@ import Foundation
 
 /// The parameters of a weight-ensembling mixture-of-experts (WEMoE) CLIP image encoder (Tang et
 /// al., "Merging Multi-Task Models via Weight-Ensembling Mixture of Experts", ICML 2024;
-/// shared/REFERENCE.md §6), upscaled from a pre-trained θ₀ and T fine-tuned models θₜ:
+/// docs/METHODS.md §7), upscaled from a pre-trained θ₀ and T fine-tuned models θₜ:
 ///
 /// - every tensor except the encoder MLPs is merged by task arithmetic, θ₀ + λ·Σₜ(θₜ − θ₀),
 ///   λ = 0.3 by default (the papers' task-arithmetic setting);
