@@ -58,35 +58,11 @@ struct WEMoECommand: ParsableCommand {
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
             let start = Date()
-            let baseCheckpoint = try Checkpoint(path: base)
-            try CheckpointRole.wemoeBase.check(baseCheckpoint)
-            let configPath = try CLIPVisionModel.configPath(for: baseCheckpoint)
-            // Checked before the upscale: the output must not replace the base, an expert or the config.
-            let inputs = [base] + models + [configPath]
-            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
             // Every input is checked from its header before any is loaded.
-            let baseFile = try EncoderCheckpoint(baseCheckpoint, allowUnused: allowUnused)
-            EngineInputs.warnIgnored(base, baseFile.ignoredTensors)
-            for path in models {
-                let checkpoint = try Checkpoint(path: path)
-                try CheckpointRole.wemoeExpert.check(checkpoint)
-                let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
-                guard file.config == baseFile.config, file.hasProjection == baseFile.hasProjection else {
-                    throw MergeKitError(.shapeMismatch, file: path, "has a different config.json (architecture) from the base \(base)",
-                                        fix: "Every --model must be a fine-tune of --base")
-                }
-                EngineInputs.warnIgnored(path, file.ignoredTensors)
-            }
-            try EngineMemory.check(EngineMemory.upscaling(config: baseFile.config, hasProjection: baseFile.hasProjection, experts: models.count,
-                                                          routerDepth: routerDepth),
-                                   command: "wemoe", budget: try EngineInputs.memoryBudget())
-            let baseModel = try CLIPVisionModel(path: base, threads: 1, allowUnused: true)
-            let parameters = try WEMoEParameters.upscale(base: baseModel.parameters, experts: models.count, names: models,
-                                                         scale: Float(scale), routerDepth: routerDepth, seed: seed) { t throws(MergeKitError) in
-                try CLIPVisionModel(path: models[t], threads: 1, allowUnused: true).parameters
-            }
-            if exactStart { parameters.zeroRouterOutputWeights() }
-            let notes = try parameters.save(to: output, configSource: configPath, overwrite: overwrite, inputs: inputs)
+            let upscaling = try WEMoEUpscaling(base: base, experts: models, output: output, overwrite: overwrite, allowUnused: allowUnused,
+                                               ignored: EngineInputs.warnIgnored)
+            let notes = try upscaling.write(scale: Float(scale), routerDepth: routerDepth, seed: seed, exactStart: exactStart,
+                                            budget: try EngineInputs.memoryBudget())
             printNotes(notes, quiet: quiet)
             if !quiet {
                 FileHandle.standardError.write(Data(String(format: "wrote %@: WEMoE with %@, router depth %d, λ %g, in %.2f s\n",

@@ -77,36 +77,19 @@ struct WEMoETrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let checkpoint = try Checkpoint(path: model)
-            try CheckpointRole.wemoeTrainModel.check(checkpoint)
-            // Checked before training: the output must not replace the model, its config, a dataset or a head.
-            let inputs = [model] + data + heads + ((try? CLIPVisionModel.configPath(for: checkpoint)).map { [$0] } ?? [])
-            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
             // Everything is checked from headers first; the parameters are allocated last.
-            let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
-            EngineInputs.warnIgnored(model, file.ignoredTensors)
-            guard case .wemoe(let experts, let depth) = file.form else { preconditionFailure("checked as a WEMoE model") }
-            var tasks: [WEMoETask] = []
-            for (d, h) in zip(data, heads) {
-                let task = WEMoETask(data: try UnlabeledImages(path: d), head: try TaskHead(path: h))
-                try task.check(config: file.config, embeddingSize: file.embeddingSize)
-                tasks.append(task)
-            }
-            let images = tasks.map(\.data.count).max() ?? 0
-            _ = try EngineInputs.batch(batchSize, default: batchSize, command: "wemoe-train", quiet: quiet) { b in
-                EngineMemory.routerTraining(config: file.config, hasProjection: file.hasProjection, experts: experts, routerDepth: depth,
-                                            batch: min(b, images), classes: tasks.map(\.head.classes).max() ?? 1)
-            }
-            let moe = WEMoEModel(parameters: try WEMoEParameters.load(from: checkpoint, allowUnused: true), threads: threads)
+            let adaptation = try WEMoEAdaptation(model: model, data: data, heads: heads, output: output, overwrite: overwrite,
+                                                 allowUnused: allowUnused, ignored: EngineInputs.warnIgnored)
+            _ = try EngineInputs.batch(batchSize, default: batchSize, command: "wemoe-train", quiet: quiet, estimate: adaptation.memory)
+            let moe = try adaptation.load(threads: threads)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             let start = Date()
-            let losses = try WEMoETraining.run(moe, tasks: tasks, options: options) { step, total, loss in
+            let losses = try adaptation.train(moe, options: options) { step, total, loss in
                 bar.update(done: step, total: total) { _ in String(format: "step %d/%d loss %.4f ", step, total, loss) }
             }
             bar.finish()
             let seconds = Date().timeIntervalSince(start)
-            let notes = try moe.parameters.save(to: output, configSource: try? CLIPVisionModel.configPath(for: checkpoint), overwrite: overwrite,
-                                                inputs: inputs)
+            let notes = try adaptation.write(moe)
             printNotes(notes, quiet: quiet)
             if !quiet {
                 let first = losses.first.map { String(format: "%.4f", $0) } ?? "-", last = losses.last.map { String(format: "%.4f", $0) } ?? "-"
