@@ -112,7 +112,7 @@ struct ThreadIndependenceTests {
                 results.append(c)
             }
             #expect(results.allSatisfy { $0 == results[0] }, "\(m)×\(n)×\(k): depends on the thread count")
-            expectClose(results[0], expected, tolerance: 1e-5, "\(m)×\(n)×\(k) tiled product")
+            expectClose(results[0], expected, tolerance: 1e-5, normwise: true, "\(m)×\(n)×\(k) tiled product")
         }
     }
 

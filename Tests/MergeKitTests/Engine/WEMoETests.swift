@@ -44,18 +44,18 @@ struct WEMoETests {
         let expected = TestSupport.values(try Checkpoint(path: WEMoEFixtures.path("fusionbench/expected_depth\(depth).safetensors")))
         let pixels = try WEMoEFixtures.referencePixels()
         let (embeddings, routing) = model.forwardWithRouting(pixels: pixels, batch: 6)
-        expectClose(embeddings, expected["embeddings"]?.values, tolerance: 2e-5, "embeddings")
-        expectClose(routing, expected["routing"]?.values, tolerance: 2e-5, "routing")
+        expectClose(embeddings, expected["embeddings"]?.values, tolerance: 2e-5, normwise: true, "embeddings")
+        expectClose(routing, expected["routing"]?.values, tolerance: 2e-5, normwise: true, "routing")
         // Sharded over images, and mixing several images' MLPs per GEMM, give the same result.
         model.threads = 3
-        expectClose(model.forward(pixels: pixels, batch: 6), expected["embeddings"]?.values, tolerance: 2e-5, "embeddings, 3 shards")
+        expectClose(model.forward(pixels: pixels, batch: 6), expected["embeddings"]?.values, tolerance: 2e-5, normwise: true, "embeddings, 3 shards")
         model.threads = 1
         model.mixingChunk = 4
-        expectClose(model.forward(pixels: pixels, batch: 6), expected["embeddings"]?.values, tolerance: 2e-5, "embeddings, chunks of 4")
+        expectClose(model.forward(pixels: pixels, batch: 6), expected["embeddings"]?.values, tolerance: 2e-5, normwise: true, "embeddings, chunks of 4")
         let chunked = model.lossGradients(pixels: pixels, batch: 6, head: try WEMoEFixtures.head(0), loss: .entropy, batchReduce: false)
         model.mixingChunk = 1
         let single = model.lossGradients(pixels: pixels, batch: 6, head: try WEMoEFixtures.head(0), loss: .entropy, batchReduce: false)
-        expectClose(chunked.gradient, single.gradient.map(Double.init), tolerance: 1e-5, "router gradients, chunks of 4 vs 1")
+        expectClose(chunked.gradient, single.gradient.map(Double.init), tolerance: 1e-5, normwise: true, "router gradients, chunks of 4 vs 1")
     }
 
     @Test("Router gradients of the entropy loss match FusionBench (per-sample and batch-reduced routing)", arguments: [2, 0])
@@ -72,7 +72,7 @@ struct WEMoETests {
             #expect(tensors.count == model.config.numHiddenLayers * (depth == 2 ? 4 : 1))
             for tensor in tensors {
                 expectClose(Array(result.gradient[tensor.range]), expected[prefix + ".grad." + tensor.name]?.values,
-                            tolerance: 1e-4, "\(prefix) ∂L/∂\(tensor.name)")
+                            tolerance: 1e-4, normwise: true, "\(prefix) ∂L/∂\(tensor.name)")
             }
         }
     }
@@ -86,7 +86,7 @@ struct WEMoETests {
         for tensor in tensors where !tensor.name.contains(".gate.") {
             let values = Array(UnsafeBufferPointer(start: tensor.values, count: tensor.shape.reduce(1, *)))
             #expect(tensor.shape == theirs[tensor.name]?.info.shape, "\(tensor.name) shape")
-            expectClose(values, theirs[tensor.name]?.values, tolerance: 1e-6, tensor.name)
+            expectClose(values, theirs[tensor.name]?.values, tolerance: 1e-6, normwise: true, tensor.name)
         }
     }
 
@@ -105,7 +105,7 @@ struct WEMoETests {
         // With the routers' output weights zeroed, r = λ exactly.
         parameters.zeroRouterOutputWeights()
         let (exact, routing) = model.forwardWithRouting(pixels: pixels, batch: 12)
-        expectClose(exact, ta64, tolerance: 1e-5, "WEMoE with r = λ vs task arithmetic")
+        expectClose(exact, ta64, tolerance: 1e-5, normwise: true, "WEMoE with r = λ vs task arithmetic")
         #expect(routing.allSatisfy { abs($0 - 0.3) < 1e-6 })
         if depth != 0 { #expect(drift > 0, "routers should start with random weights") }
     }

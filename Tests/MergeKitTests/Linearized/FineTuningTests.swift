@@ -54,7 +54,7 @@ struct FineTuningTests {
         let ordinary = try Self.setup(linearized: false).lossAndGradient(pixels: pixels, labels: data.labels)
         let atBase = try Self.setup(linearized: true).lossAndGradient(pixels: pixels, labels: data.labels)
         #expect(abs(ordinary.loss - atBase.loss) <= 1e-6 * ordinary.loss)
-        expectClose(atBase.gradient.flat, ordinary.gradient.flat.map(Double.init), tolerance: 1e-5, "gradient at θ₀")
+        expectClose(atBase.gradient.flat, ordinary.gradient.flat.map(Double.init), tolerance: 1e-5, normwise: true, "gradient at θ₀")
         let away = try Self.setup(linearized: true, theta: "quick/finetuned").lossAndGradient(pixels: pixels, labels: data.labels)
         #expect(normwiseError(away.gradient.flat, ordinary.gradient.flat.map(Double.init)) > 1e-3)
     }
@@ -79,8 +79,8 @@ struct FineTuningTests {
             losses.append(Float(step.loss))
             norms.append(Float(step.gradientNorm))
         }
-        expectClose(losses, expected[mode + ".loss"], tolerance: 1e-5, "\(mode) losses")
-        expectClose(norms, expected[mode + ".grad_norm"], tolerance: 1e-5, "\(mode) gradient norms")
+        expectClose(losses, expected[mode + ".loss"], tolerance: 1e-5, normwise: true, "\(mode) losses")
+        expectClose(norms, expected[mode + ".grad_norm"], tolerance: 1e-5, normwise: true, "\(mode) gradient norms")
         let theta0 = try EngineFixtures.model("quick/base").parameters
         var worst = 0.0
         for tensor in theta0.tensors {
@@ -92,7 +92,7 @@ struct FineTuningTests {
                 #expect(delta.allSatisfy { abs(Double($0)) <= 1.01 * o.learningRate * Double(o.steps) }, "\(tensor.name)")
                 continue
             }
-            worst = max(worst, expectClose(delta, reference, tolerance: 1e-3, "\(mode) θ − θ₀ of \(tensor.name)"))
+            worst = max(worst, expectClose(delta, reference, tolerance: 1e-3, normwise: true, "\(mode) θ − θ₀ of \(tensor.name)"))
         }
         print("[finetune] \(mode) vs PyTorch: losses \(losses), worst θ − θ₀ error \(worst)")
     }

@@ -65,7 +65,7 @@ struct LinearizedCheckpointTests {
         let expected = try EngineFixtures.tensors("quick/expected.safetensors")
         let head = try TaskHead(path: EngineFixtures.path("quick/head.safetensors"))
         let e = try Self.embeddings(single)
-        expectClose(head.logits(embeddings: e, batch: 8), expected["linearized.logits"], tolerance: Self.tolerance, "linearized file logits")
+        expectClose(head.logits(embeddings: e, batch: 8), expected["linearized.logits"], tolerance: Self.tolerance, normwise: true, "linearized file logits")
     }
 
     @Test("A merged linearized checkpoint runs as f(x; θ₀) + J·Σλτ (torch.func.jvp references)", arguments: [0.5, 1.0, -0.75])
@@ -83,12 +83,12 @@ struct LinearizedCheckpointTests {
         let expected = try EngineFixtures.tensors("quick/expected.safetensors")
         let primal = try #require(expected["jvp.embeddings"]), tangent = try #require(expected["jvp.tangent"])
         let reference = zip(primal, tangent).map { $0 + lambda * $1 }
-        let error = expectClose(try Self.embeddings(merged), reference, tolerance: Self.tolerance, "λ = \(lambda)")
+        let error = expectClose(try Self.embeddings(merged), reference, tolerance: Self.tolerance, normwise: true, "λ = \(lambda)")
         print("[linearized] merged λ = \(lambda): embeddings error \(error)")
         if lambda == 1 {
             let head = try TaskHead(path: EngineFixtures.path("quick/head.safetensors"))
             expectClose(head.logits(embeddings: try Self.embeddings(merged), batch: 8), expected["linearized.logits"],
-                        tolerance: Self.tolerance, "merged logits = eval --linearized logits")
+                        tolerance: Self.tolerance, normwise: true, "merged logits = eval --linearized logits")
         }
     }
 
@@ -150,7 +150,7 @@ struct LinearizedCheckpointTests {
         for lambda in [0.25, 0.5] {
             let merged = try Checkpoint(path: FileSystem.join(dir, "sweep-\(lambda).safetensors"))
             let reference = zip(expected["jvp.embeddings"]!, expected["jvp.tangent"]!).map { $0 + lambda * $1 }
-            expectClose(try Self.embeddings(merged), reference, tolerance: Self.tolerance, "sweep λ = \(lambda)")
+            expectClose(try Self.embeddings(merged), reference, tolerance: Self.tolerance, normwise: true, "sweep λ = \(lambda)")
         }
     }
 
@@ -296,7 +296,7 @@ struct LinearizedCheckpointTests {
         // negate: θ = θ₀ − τ, so f_lin = f(θ₀) − J·τ.
         let expected = try EngineFixtures.tensors("quick/expected.safetensors")
         let reference = zip(expected["jvp.embeddings"]!, expected["jvp.tangent"]!).map { $0 - $1 }
-        expectClose(try Self.embeddings(try Checkpoint(path: dir + "/neg")), reference, tolerance: Self.tolerance, "negated")
+        expectClose(try Self.embeddings(try Checkpoint(path: dir + "/neg")), reference, tolerance: Self.tolerance, normwise: true, "negated")
         let analyze = try run(["analyze"] + inputs + ["--json"])
         let cosines = try #require(try JSONParser.parse(Array(analyze.stdout.utf8))["cosine_similarity"]?.arrayValue)
         // The linearized model's task vector and the ordinary fine-tune's are the same τ.
