@@ -65,7 +65,7 @@ struct MergeCLI: ParsableCommand {
             do throws(MergeKitError) {
                 _ = try MemoryBudget.configured()
             } catch {
-                throw ValidationError(error.description)
+                throw ValidationError(error.inCLIWords.description)
             }
             var command = try parseAsRoot(arguments)
             try command.run()

@@ -1,5 +1,5 @@
-/// Full validation of a checkpoint on disk, for `merge-cli verify` (a CI gate) and
-/// `merge-cli inspect --check-finite`.
+/// Full validation of a checkpoint on disk (a CI gate), optionally with the NaN and ±Inf counts
+/// of every float tensor (the finiteness scan of a checkpoint summary).
 ///
 /// Opening the checkpoint validates every header and, for sharded directories, the index against
 /// the shards (see `Checkpoint`). The verifier then reads every tensor's bytes once, streaming
@@ -77,7 +77,7 @@ public struct CheckpointVerifier: Sendable {
                 fix: "The checkpoint is damaged or training diverged; download it again or use another checkpoint")
         }
 
-        /// Counts of non-finite values as JSON (for `inspect --json` and `verify --json`).
+        /// Counts of non-finite values as JSON (for the JSON reports of inspection and verification).
         public var nonFiniteJSON: JSONValue {
             .object([
                 JSONMember("checked", .bool(checkedFinite)),

@@ -46,7 +46,7 @@ public struct EvaluatedEncoder: Sendable {
         if let configPath = try? CLIPVisionModel.configPath(for: checkpoint),
            try CLIPVisionConfig.load(path: configPath) != baseFile.config {
             throw MergeKitError(.shapeMismatch, file: configPath, "describes a different architecture from the base's config.json",
-                                fix: "--model must be a fine-tune of --base")
+                                fix: "\(term: .modelOfBase)")
         }
         model = try EncoderCheckpoint(checkpoint, config: baseFile.config, allowUnused: allowUnused)
         ignored(basePath, baseFile.ignoredTensors)

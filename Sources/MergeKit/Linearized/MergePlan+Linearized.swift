@@ -21,7 +21,7 @@ extension MergePlan {
             if let input = inputs.first(where: { LinearizedCheckpoint.isLinearized($0.checkpoint) }) {
                 throw MergeKitError(.baseMismatch, file: input.path,
                     "is a linearized checkpoint but the base (\(base.path)) is not; its task vector is θ − θ₀ of its own θ₀",
-                    fix: "Pass the linearized base as --base (`merge-cli linearize --base \(base.path) -o BASE-LIN`)")
+                    fix: "Pass the linearized base \(term: .asBase) (\(term: .linearization(base: base.path, output: "BASE-LIN")))")
             }
             return nil
         }
@@ -104,7 +104,7 @@ extension MergePlan {
         }
         if let model, TaskVectorFile.isTaskVector(model) {
             throw MergeKitError(.invalidArgument, file: model.path, "is a task vector, not a fine-tuned model θ",
-                fix: "Linearize the base alone, then merge the task vector onto it (`merge-cli task-arithmetic --base LIN --task-vector \(model.path)`)")
+                fix: "Linearize the base alone, then merge the task vector onto it (\(term: .applyTaskVector(base: "LIN", taskVector: model.path)))")
         }
         // The ordinary planner checks names, shapes, dtypes and the output path.
         let inputs = [MergeInput(kind: .model, checkpoint: model ?? base)]

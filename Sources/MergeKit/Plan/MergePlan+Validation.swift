@@ -198,7 +198,7 @@ extension MergePlan {
         if let saved = adapter.savedBaseLayers[entry.name], !adapter.savedBaseLayerMatches(entry) {
             problems.add(MergeKitError(.baseMismatch, file: adapter.weights.path, tensor: saved.name,
                 "is a saved copy of \(entry.name) that differs from the base (\(base.path)): the adapter was trained with a resized or retrained embedding",
-                fix: "Merge the adapter with PEFT (merge_and_unload) and pass the result with --model, or use the base it was saved with"))
+                fix: "Merge the adapter with PEFT (merge_and_unload) and \(term: .passResultAsModel), or use the base it was saved with"))
             return nil
         }
         guard let module = binding.modules[entry.name] else { return mergeable ? .zero : nil }
@@ -238,12 +238,12 @@ extension MergePlan {
             case .model where TaskVectorFile.isTaskVector(input.checkpoint):
                 problems.add(MergeKitError(.invalidArgument, file: input.path,
                     "is a task vector (its metadata says \(TaskVectorFile.kindKey) = \(TaskVectorFile.kindValue)) but was given as a fine-tuned model, so its τ would be taken as θ",
-                    fix: "Pass it with --task-vector \(input.path) (in a recipe: task_vector: \(input.path))"))
+                    fix: "\(term: .passAsTaskVector.atStart) \(input.path) (in a recipe: task_vector: \(input.path))"))
             case .taskVector where !TaskVectorFile.isTaskVector(input.checkpoint):
                 guard let r = TaskVectorFile.relativeDistance(input.checkpoint, toBase: base), r < TaskVectorFile.fullModelDistance else { continue }
                 problems.add(MergeKitError(.invalidArgument, file: input.path,
                     "was given as a task vector but is a full model: its values lie within \(String(format: "%.3g", 100 * r))% of the base's (a task vector lies near 0), so adding it as τ would about double the weights",
-                    fix: "Pass it with --model \(input.path) (in a recipe: model: \(input.path)), or make its task vector with `merge-cli task-vector`"))
+                    fix: "\(term: .passAsModel.atStart) \(input.path) (in a recipe: model: \(input.path)), or make its task vector with \(term: .taskVectorExtraction())"))
             default:
                 continue
             }
@@ -262,7 +262,7 @@ extension MergePlan {
                 let madeFrom = input.checkpoint.metadata?[TaskVectorFile.baseKey].map { " (made from \($0))" } ?? ""
                 problems.add(MergeKitError(.baseMismatch, file: input.path,
                     "is a task vector of another base model\(madeFrom): its base fingerprint does not match \(base.path)",
-                    fix: "Apply it to the base it was made from, or recompute it with `merge-cli task-vector --base \(base.path)`"))
+                    fix: "Apply it to the base it was made from, or recompute it with \(term: .taskVectorExtraction(base: base.path))"))
             }
         }
         return fingerprint

@@ -32,11 +32,12 @@ struct VerifyCommand: ParsableCommand {
         do {
             report = try verifier.verify(path: path)
         } catch {
+            let error = error.inCLIWords
             if json { print(Self.json(path: path, report: nil, error: error, stale: stale).serialized(indent: 2)) }
             FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
             throw ExitCode(1)
         }
-        let error = report.nonFiniteError
+        let error = report.nonFiniteError?.inCLIWords
         if json {
             print(Self.json(path: path, report: report, error: error, stale: stale).serialized(indent: 2))
         } else {

@@ -101,7 +101,7 @@ struct FinetuneCommand: ParsableCommand {
         do throws(MergeKitError) {
             try options.validate()
         } catch {
-            throw ValidationError(error.detail)
+            throw ValidationError(error.inCLIWords.detail)
         }
     }
 

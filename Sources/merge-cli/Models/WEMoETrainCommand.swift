@@ -67,7 +67,7 @@ struct WEMoETrainCommand: ParsableCommand {
         do throws(MergeKitError) {
             try options.validate()
         } catch {
-            throw ValidationError(error.detail)
+            throw ValidationError(error.inCLIWords.detail)
         }
     }
 

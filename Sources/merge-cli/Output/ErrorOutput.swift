@@ -43,8 +43,10 @@ enum ErrorOutput {
         return .object(members)
     }
 
-    /// Reports `error` (stderr, and stdout with --json) and returns the exit code to throw.
+    /// Reports `error` in merge-cli's words (stderr, and stdout with --json) and returns the exit
+    /// code to throw.
     static func report(_ error: MergeKitError, exitStatus: Int32 = 1) -> ExitCode {
+        let error = error.inCLIWords
         if jsonRequested { print(json(error, exitStatus: exitStatus).serialized(indent: 2)) }
         FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
         return ExitCode(exitStatus)

@@ -48,7 +48,7 @@ struct EngineLoadingTests {
             Issue.record("a two-layer checkpoint ran as one layer")
         } catch {
             #expect(error.code == .extraTensor && error.tensor?.hasPrefix("vision_model.encoder.layers.1.") == true, "\(error)")
-            #expect(error.description.contains("and 15 more") && error.fix?.contains("--allow-unused") == true)
+            #expect(error.description.contains("and 15 more") && error.fix?.contains("or allow unused tensors to ignore such tensors") == true)
         }
         let allowed = try CLIPVisionModel(path: dir, allowUnused: true)
         #expect(allowed.parameters.ignoredTensors.count == 16 && allowed.parameters.ignoredTensors.allSatisfy { $0.contains("layers.1.") })

@@ -210,8 +210,8 @@ struct LinearizedCheckpointTests {
             } catch {
                 #expect(error.code == .baseMismatch && error.file?.hasSuffix("ft-lin") == true, "\(error)")
                 #expect(error.tensor?.hasPrefix("params.") == true, "\(error)")
-                #expect(error.description.contains("θ ≠ θ₀") && error.description.contains("--model")
-                        && error.description.contains("merge-cli linearize --base"), "\(error)")
+                #expect(error.description.contains("θ ≠ θ₀") && error.description.contains("Pass it as a fine-tuned model")
+                        && error.description.contains("linearization of PRETRAINED alone, written to BASE-LIN"), "\(error)")
             }
         }
         // The fix: the fine-tune among the inputs, onto the base with θ = θ₀.

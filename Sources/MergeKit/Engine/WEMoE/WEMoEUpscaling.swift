@@ -42,7 +42,7 @@ public struct WEMoEUpscaling: Sendable {
             let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
             guard file.config == baseFile.config, file.hasProjection == baseFile.hasProjection else {
                 throw MergeKitError(.shapeMismatch, file: path, "has a different config.json (architecture) from the base \(base)",
-                                    fix: "Every --model must be a fine-tune of --base")
+                                    fix: "\(term: .expertsOfBase)")
             }
             ignored(path, file.ignoredTensors)
         }
