@@ -5,6 +5,10 @@
 # when mergekit is installed — the same merges with mergekit-yaml, side by side.
 #
 # Usage: Benchmarks/run.sh [--dir DIR] [--scale 1|2] [--mergekit PATH/TO/mergekit-yaml] [--runs N] [--mergekit-runs N]
+#                         [--cli PATH/TO/merge-cli] [--compare PATH/TO/other/merge-cli]
+#   --cli times that binary instead of building this tree's; --compare also times a second
+#   merge-cli (e.g. a build from before a change) on the same merges, interleaved run by run with
+#   the first, and adds its columns and the ratio of the two.
 #   Each merge-cli timing (and the I/O bound) is the best of --runs (default 3); mergekit's of
 #   --mergekit-runs (default 1: its TIES takes minutes).
 #   --scale 2 builds a 2.83 B-parameter model (32 layers, hidden 2816) to check that memory stays flat.
@@ -12,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dir=/tmp/mergekit-bench; scale=1; mergekit="$(command -v mergekit-yaml || true)"; runs=3; mkruns=1
+dir=/tmp/mergekit-bench; scale=1; mergekit="$(command -v mergekit-yaml || true)"; runs=3; mkruns=1; cli=""; compare=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir="$2"; shift 2;;
@@ -20,14 +24,16 @@ while [ $# -gt 0 ]; do
     --mergekit) mergekit="$2"; shift 2;;
     --runs) runs="$2"; shift 2;;
     --mergekit-runs) mkruns="$2"; shift 2;;
+    --cli) cli="$2"; shift 2;;
+    --compare) compare="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 64;;
   esac
 done
 
-swift build -c release --product merge-cli >/dev/null
+[ -n "$cli" ] || swift build -c release --product merge-cli >/dev/null
 swift build -c release --product benchmark-tool >/dev/null
 bin="$(swift build -c release --show-bin-path)"
-cli="$bin/merge-cli"; tool="$bin/benchmark-tool"
+cli="${cli:-$bin/merge-cli}"; tool="$bin/benchmark-tool"
 
 if [ "$scale" = 2 ]; then shape=(--hidden 2816 --layers 32 --intermediate 7680 --heads 32 --kv-heads 4); else shape=(); fi
 set_dir="$dir/set-x$scale"
@@ -70,10 +76,33 @@ for _ in $(seq "$runs"); do
 done
 
 base=(--base "$set_dir/base" --model "$set_dir/ft_1" --model "$set_dir/ft_2" --model "$set_dir/ft_3" -o "$out/result")
-results+=("$(time_cmd task-arithmetic "$cli" task-arithmetic "${base[@]}")")
-results+=("$(time_cmd ties-tensor "$cli" ties --trim-scope tensor --vote weighted --merge normalized --density 0.2 "${base[@]}")")
-results+=("$(time_cmd dare-ties "$cli" dare --combine ties --vote weighted --merge sum --rescale l1 --drop-rate 0.8 --seed 0 "${base[@]}")")
-results+=("$(time_cmd ties-global "$cli" ties --density 0.2 "${base[@]}")")
+merges=(
+  "task-arithmetic|task-arithmetic"
+  "ties-tensor|ties --trim-scope tensor --vote weighted --merge normalized --density 0.2"
+  "dare-ties|dare --combine ties --vote weighted --merge sum --rescale l1 --drop-rate 0.8 --seed 0"
+  "ties-global|ties --density 0.2"
+)
+other=()
+for m in "${merges[@]}"; do
+  name="${m%%|*}"; read -r -a args <<< "${m#*|}"
+  if [ -n "$compare" ]; then
+    # Interleaved: one run of each binary at a time, so drift in the machine's speed hits both.
+    best="$name failed"; best2="$name failed"; total=$runs; runs=1
+    # keep_best CURRENT NEW → the one with fewer seconds (a failure never wins)
+    keep_best() {
+      local _n a b; read -r _n a _ <<< "$1"; read -r _n b _ <<< "$2"
+      if [ "$b" != failed ] && { [ "$a" = failed ] || awk "BEGIN{exit !($b < $a)}"; }; then echo "$2"; else echo "$1"; fi
+    }
+    for _ in $(seq "$total"); do
+      best=$(keep_best "$best" "$(time_cmd "$name" "$cli" "${args[@]}" "${base[@]}")")
+      best2=$(keep_best "$best2" "$(time_cmd "$name" "$compare" "${args[@]}" "${base[@]}")")
+    done
+    runs=$total
+    results+=("$best"); other+=("$best2")
+  else
+    results+=("$(time_cmd "$name" "$cli" "${args[@]}" "${base[@]}")")
+  fi
+done
 
 mk=()
 if [ -n "$mergekit" ] && [ -x "$mergekit" ]; then
@@ -98,7 +127,8 @@ rm -rf "$out/result"
   params=$(awk "BEGIN{printf \"%.2f\", $model_bytes / 2 / 1e9}")
   echo "Set: $params B parameters (bf16), base + 3 fine-tuned, $(awk "BEGIN{printf \"%.1f\", $input_bytes/1e9}") GB of inputs; $(nproc) cores; $(date -u +%Y-%m-%d)"
   echo "I/O bound (read all inputs from page cache + write one output of the same size, fsync; best of $runs): ${io_total} s"
-  echo "merge-cli: best of $runs runs; mergekit (${mergekit:-not installed}): best of $mkruns"
+  echo "merge-cli ($cli): best of $runs runs; mergekit (${mergekit:-not installed}): best of $mkruns"
+  [ -z "$compare" ] || echo "compared merge-cli ($compare): best of $runs runs, interleaved with the first"
   echo
   echo "| merge | merge-cli s | GB/s of input | × I/O bound | peak RSS MB | mergekit s | mergekit RSS MB | speed-up |"
   echo "|---|---|---|---|---|---|---|---|"
@@ -114,4 +144,14 @@ rm -rf "$out/result"
     done
     echo "| $name | $secs | $gbs | $ratio | $rss | $mks | $mkrss | $speed |"
   done
+  if [ -n "$compare" ]; then
+    echo
+    echo "| merge | merge-cli s | peak RSS MB | compared s | compared RSS MB | merge-cli / compared |"
+    echo "|---|---|---|---|---|---|"
+    for i in "${!results[@]}"; do
+      read -r name secs rss <<< "${results[$i]}"; read -r _ secs2 rss2 <<< "${other[$i]}"
+      r="–"; if [ "$secs" != failed ] && [ "$secs2" != failed ]; then r=$(awk "BEGIN{printf \"%.3f\", $secs/$secs2}"); fi
+      echo "| $name | $secs | $rss | $secs2 | $rss2 | $r |"
+    done
+  fi
 } | tee "$dir/results-x$scale.md"

@@ -14,22 +14,11 @@ struct MergeCLI: ParsableCommand {
             malformed arguments.
             """,
         // Grouped in the root's help as a newcomer looks for them; parsing does not depend on
-        // the groups.
+        // the groups. The method subcommands come from the method descriptions (negate after
+        // task-arithmetic).
         groupedSubcommands: [
-            CommandGroup(name: "Merge method", subcommands: [
-                TaskArithmeticCommand.self,
-                NegateCommand.self,
-                TIESCommand.self,
-                DARECommand.self,
-                LinearCommand.self,
-                BreadcrumbsCommand.self,
-                ModelStockCommand.self,
-                MetaGPTCommand.self,
-                MagMaxCommand.self,
-                TSVMCommand.self,
-                IsoCCommand.self,
-                MethodsCommand.self,
-            ]),
+            CommandGroup(name: "Merge method", subcommands: MethodCommands.all.prefix(1) + [NegateCommand.self]
+                         + MethodCommands.all.dropFirst() + [MethodsCommand.self]),
             CommandGroup(name: "Recipe and sweep", subcommands: [
                 RunCommand.self,
                 SweepCommand.self,

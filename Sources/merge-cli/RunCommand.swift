@@ -53,11 +53,9 @@ struct SweepCommand: ParsableCommand {
             density, ...). Every parameter takes one grid or one --param value; a grid may not repeat \
             a point (nor have a step so small that points round together), and a sweep writes at \
             most \(SweepGrid.maximumPoints) points (the product of its grids).
-            The method has its recipe semantics and defaults, as in `merge-cli run` (mergekit's, so \
-            that mergekit configs port), not those of the command of the same name: `--method ties` \
-            is mergekit's ties (per-tensor trim, weighted vote, normalized merge, density 1), while \
-            `merge-cli ties` follows the paper. For the paper's TIES here, pass --param \
-            trim_scope=global --param vote=mass --param merge=mean (and --density 0.2, its K).
+            The method has its recipe semantics and defaults, as in `merge-cli run`: each name follows \
+            the preset it selects (mergekit's for mergekit's names, so that mergekit configs port), \
+            which may differ from the command of the same name: \(MethodHelp.recipePresets).
             """)
 
     @Option(help: ArgumentHelp("The method, by recipe name (task_arithmetic, ties, dare_ties, breadcrumbs, linear, …).", valueName: "name"))
@@ -90,9 +88,10 @@ struct SweepCommand: ParsableCommand {
 
     /// The flags read into a `Plan`, every range and name checked (ValidationError: exit 64).
     func sweepPlan() throws -> Plan {
-        guard let names = Recipe.parameterNames(of: method) else {
-            throw ValidationError("--method \(method) is not a merge method; use one of \(Recipe.methodNames.joined(separator: ", "))")
+        guard let description = MethodRegistry.recipeMethod(named: method)?.description else {
+            throw ValidationError("--method \(method) is not a merge method; use one of \(MethodRegistry.recipeNames.joined(separator: ", "))")
         }
+        let names = description.recipeKeys
         if scale == nil && density == nil && grid.isEmpty {
             throw ValidationError("Give at least one grid: --scale, --density or --grid NAME=GRID.")
         }
@@ -122,21 +121,23 @@ struct SweepCommand: ParsableCommand {
         // Each parameter once, and one the method has.
         var given: [String: String] = [:]
         for (name, flag) in plan.axes.map({ ($0.name, $0.flag) }) + plan.fixed.map({ ($0.name, $0.flag) }) {
-            guard names.all.contains(name) || name == "seed" else {
-                throw ValidationError("\(flag): \(method) has no parameter \(name); its parameters: \(names.all.joined(separator: ", "))")
+            guard names.contains(name) || name == "seed" else {
+                throw ValidationError("\(flag): \(method) has no parameter \(name); its parameters: \(names.joined(separator: ", "))")
             }
             if let first = given[name] {
                 throw ValidationError("\(flag) gives \(name) again (\(first) gave it): each parameter takes one grid or one value")
             }
             given[name] = flag
         }
-        // Values: each by its parameter's rule, worded with the flag that gave it.
+        // Values: each by its parameter's rule (the method's; `seed` is every method's), worded
+        // with the flag that gave it.
+        func rule(_ name: String) -> MethodParameter? { name == "seed" ? .seed : description.parameter(name)?.rule }
         for axis in plan.axes {
-            guard let rule = Recipe.rule(forParameter: axis.name) else { continue }
+            guard let rule = rule(axis.name) else { continue }
             for value in axis.values { try ArgumentCheck.value(value, rule, flag: axis.flag) }
         }
         for fixed in plan.fixed {
-            guard let rule = Recipe.rule(forParameter: fixed.name) else { continue }
+            guard let rule = rule(fixed.name) else { continue }
             guard let value = fixed.value.number else {
                 throw ValidationError("\(fixed.flag) must be a number, not \(fixed.value.quoted) (\(rule.meaning))")
             }

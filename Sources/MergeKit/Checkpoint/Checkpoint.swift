@@ -304,7 +304,8 @@ public final class Checkpoint: @unchecked Sendable {
         for shard in shardNames {
             let shardPath = FileSystem.join(directory, shard)
             if FileSystem.kind(of: shardPath) == .missing {
-                let example = shardOf.first(where: { $0.value == shard })?.key
+                // The first tensor in the index's own order (a dictionary's order changes per process).
+                let example = weightMap.first(where: { shardOf[$0.key] == shard })?.key
                 throw MergeKitError(.shardMissing, file: indexPath, tensor: example,
                     "names shard \"\(shard)\", which is not in \(directory)",
                     fix: "Download the missing shard (all shards listed in the index are needed)")

@@ -37,3 +37,36 @@ public struct Breadcrumbs: TaskVectorMergeConfiguration {
 
     public var info: MethodInfo { Self.info }
 }
+
+extension Breadcrumbs: DescribedMethod {
+    /// Two presets: task arithmetic on the kept band (the subcommand, mergekit's `breadcrumbs`) and
+    /// mergekit's `breadcrumbs_ties` (a weighted sign vote first).
+    public static let methodDescription = MethodDescription(
+        info: info, kind: [.perChunk, .scaled],
+        parameters: [
+            .weight,
+            .init("density", flag: "density", .number(.density), scope: .perModel,
+                  doc: "Fraction of entries kept per tensor, in (0, 1].", valueName: "d"),
+            .init("gamma", flag: "gamma", .number(.gamma), scope: .perModel,
+                  doc: "Fraction of largest entries dropped as outliers, in [0, 1).", valueName: "γ"),
+            .lambda("λ."),
+            .normalize,
+            .vote(flag: nil, doc: "The sign vote before merging: none, mass or weighted."),
+            .merge(flag: nil, doc: "Merge of the kept (agreeing) entries: sum, mean, max or normalized."),
+        ],
+        presets: [
+            .init("default", defaults: defaults.merging(["vote": .string("none")]) { $1 }, normalizeSelectsMerge: true),
+            .init("mergekit breadcrumbs_ties", defaults: defaults.merging(["vote": .string("weighted")]) { $1 }, normalizeSelectsMerge: true),
+        ],
+        recipeNames: [("breadcrumbs", "default"), ("breadcrumbs_ties", "mergekit breadcrumbs_ties")],
+        help: .init(abstract: "Model Breadcrumbs: per tensor drop the largest γ and the smallest |τ|, keep a density band, then add.")
+    ) { a throws(MergeKitError) in
+        let merge = try a.aggregation()
+        return try Breadcrumbs(density: a.perModel("density"), gamma: a.perModel("gamma"), scale: a.number("lambda"),
+                               vote: try a.choice("vote"), merge: merge)
+    }
+
+    private static let defaults: [String: ParameterSetting] = [
+        "density": .number(0.1), "gamma": .number(0.01), "lambda": .number(1), "normalize": .bool(false), "merge": .string("sum"),
+    ]
+}

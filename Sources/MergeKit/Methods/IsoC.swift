@@ -117,3 +117,17 @@ public struct IsoC: SVDMatrixMethod {
         max(tasks > 1 ? elementSize * rows * columns : 0, LAPACK.svdBytes(rows: rows, columns: columns, elementSize: elementSize))
     }
 }
+
+extension IsoC: DescribedMethod {
+    public static let methodDescription = svdDescription(
+        recipeNames: ["iso_c", "iso-c"],
+        help: .init(
+            abstract: "Iso-C: per matrix replace every singular value of Σ τₜ by their mean (isotropic spectrum).",
+            discussion: """
+                Every 2-D tensor is decomposed (exact SVD, LAPACK); other tensors get the mean task vector. \
+                θ = θ₀ + α·τ with α = --scale (the paper tunes it on validation data; `sweep --method iso-c \
+                --grid lambda=…` tries several in one pass over the inputs). Each matrix needs about 7× its \
+                size in Float while it is decomposed; see tsv-m --help for how memory is planned.
+                """),
+        build: IsoC.init)
+}

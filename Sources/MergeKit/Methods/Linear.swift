@@ -43,3 +43,15 @@ public struct Linear: MergeMethod {
         if !normalize && total != 1 { T.axpy(total - 1, base, out) }
     }
 }
+
+extension Linear: DescribedMethod {
+    public static let methodDescription = MethodDescription(
+        info: info, kind: [.perChunk, .baseOptional],
+        parameters: [.weight, .init("normalize", flag: "normalize", .flag, doc: "Divide by the sum of the weights.")],
+        presets: [.init("default", defaults: ["normalize": .bool(true)])],
+        recipeNames: [("linear", "default")],
+        help: .init(abstract: "Weighted average Σwᵢθᵢ/Σwᵢ of the models (--no-normalize: the plain weighted sum).")
+    ) { a throws(MergeKitError) in
+        Linear(normalize: a.bool("normalize"))
+    }
+}

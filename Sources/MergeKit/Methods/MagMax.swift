@@ -34,3 +34,15 @@ public struct MagMax: MergeMethod {
         T.largestMagnitude(deltas, into: out, scale: T(scale))
     }
 }
+
+extension MagMax: DescribedMethod {
+    public static let methodDescription = MethodDescription(
+        info: info, kind: [.perChunk],
+        parameters: [.lambda("λ.")],
+        presets: [.init("default", defaults: ["lambda": .number(1)])],
+        recipeNames: [("magmax", "default")],
+        help: .init(abstract: "MagMax: per entry keep the task vector with the largest magnitude, θ₀ + λ·τ*.")
+    ) { a throws(MergeKitError) in
+        try MagMax(scale: a.number("lambda"))
+    }
+}

@@ -43,3 +43,15 @@ public struct MetaGPT: MergeMethod {
         for (delta, lambda) in zip(deltas, lambdas) { T.axpy(T(lambda), UnsafeBufferPointer(delta), out) }
     }
 }
+
+extension MetaGPT: DescribedMethod {
+    public static let methodDescription = MethodDescription(
+        info: info, kind: [.perChunk, .modelStatistics],
+        parameters: [],
+        presets: [.init("default", defaults: [:])],
+        recipeNames: [("metagpt", "default")],
+        help: .init(abstract: "MetaGPT (data-free): θ₀ + Σ λₜτₜ with λₜ = ‖τₜ‖²/Σ‖τₖ‖² over the whole model.")
+    ) { _ throws(MergeKitError) in
+        MetaGPT()
+    }
+}

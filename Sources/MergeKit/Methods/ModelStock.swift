@@ -59,3 +59,18 @@ public struct ModelStock: MergeMethod {
         for delta in deltas { T.axpy(coefficient, UnsafeBufferPointer(delta), out) }
     }
 }
+
+extension ModelStock: DescribedMethod {
+    public static let methodDescription = MethodDescription(
+        info: info, kind: [.perChunk],
+        parameters: [.init("filter_wise", flag: nil, .flag, doc: "mergekit's per-row Model Stock; only false is supported.")],
+        presets: [.init("default", defaults: ["filter_wise": .bool(false)])],
+        recipeNames: [("model_stock", "default"), ("model-stock", "default")],
+        help: .init(abstract: "Model Stock: per tensor θ₀ + t·mean(τᵢ), t from the task vectors' mean pairwise cosine.")
+    ) { a throws(MergeKitError) in
+        if a.bool("filter_wise") {
+            throw MergeKitError(.invalidArgument, "filter_wise: true (per-row Model Stock) is not supported", fix: "Remove filter_wise")
+        }
+        return ModelStock()
+    }
+}

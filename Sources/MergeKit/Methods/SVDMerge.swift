@@ -121,3 +121,25 @@ extension SVDMatrixMethod {
                               double: { d, o throws(MergeKitError) in try Self.matrix(d, nullSpace: nullSpace, into: o) })
     }
 }
+
+extension SVDNullSpace: MethodChoice {}
+
+extension SVDMatrixMethod {
+    /// The description TSV-M and Iso-C share: α and the null-space rule, one preset, no weights;
+    /// `build` makes the method from them.
+    static func svdDescription(recipeNames: [String], help: MethodDescription.Help,
+                               build: @escaping @Sendable (Double, SVDNullSpace) throws(MergeKitError) -> Self) -> MethodDescription {
+        MethodDescription(
+            info: info, kind: [.wholeTensor, .svd, .scaled], inputs: .unweighted,
+            parameters: [
+                .lambda("α, the scale of the merged task vector.", valueName: "α"),
+                .init("null_space", flag: "null-space", .choice(SVDNullSpace.self),
+                      doc: "drop: leave out singular triplets with numerically zero σ (their vectors are arbitrary); keep: the authors' code. Equal for full-rank task vectors."),
+            ],
+            presets: [.init("default", defaults: ["lambda": .number(1), "null_space": .string("drop")])],
+            recipeNames: recipeNames.map { ($0, "default") }, help: help
+        ) { a throws(MergeKitError) in
+            try build(a.number("lambda"), try a.choice("null_space"))
+        }
+    }
+}

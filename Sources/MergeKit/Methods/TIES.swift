@@ -76,3 +76,37 @@ public struct TIES: TaskVectorMergeConfiguration {
 
     public var info: MethodInfo { Self.info }
 }
+
+extension TIES.TrimScope: MethodChoice {}
+
+extension TIES: DescribedMethod {
+    /// Two presets: the paper's (the subcommand) and mergekit's `ties` (recipes and sweeps).
+    public static let methodDescription = MethodDescription(
+        info: info, kind: [.perChunk, .scaled, .modelStatistics],
+        parameters: [
+            .weight,
+            .init("density", flag: "density", .number(.density), scope: .perModel,
+                  doc: "Fraction K of entries kept per task, in (0, 1].", valueName: "K"),
+            .init("trim_scope", flag: "trim-scope", .choice(TrimScope.self),
+                  doc: "global: one threshold per task over the whole model (paper); tensor: exactly ⌊K·n⌋ entries per tensor (mergekit)."),
+            .vote(flag: "vote", doc: "mass: sign of the summed entries, ties by the model-wide majority (paper); weighted: zero counts as + (mergekit)."),
+            .merge(flag: "merge", doc: "mean (paper), sum, max, or normalized (÷ the agreeing weights, mergekit)."),
+            .lambda("λ, applied after merging."),
+            .normalize,
+            .int8Mask,
+        ],
+        presets: [
+            .init("paper", defaults: ["density": .number(0.2), "trim_scope": .string("global"), "vote": .string("mass"),
+                                      "merge": .string("mean"), "lambda": .number(1), "normalize": .bool(false)]),
+            .init("mergekit", defaults: ["density": .number(1), "trim_scope": .string("tensor"), "vote": .string("weighted"),
+                                         "merge": .string("normalized"), "lambda": .number(1), "normalize": .bool(true)],
+                  normalizeSelectsMerge: true),
+        ],
+        recipeNames: [("ties", "mergekit")],
+        help: .init(abstract: "TIES-Merging: trim small |τ|, elect a sign per entry, merge the agreeing entries.")
+    ) { a throws(MergeKitError) in
+        let scope: TrimScope = try a.choice("trim_scope")
+        let merge = try a.aggregation()
+        return try TIES(density: a.perModel("density"), trimScope: scope, vote: try a.choice("vote"), merge: merge, scale: a.number("lambda"))
+    }
+}

@@ -168,3 +168,19 @@ public struct TSVM: SVDMatrixMethod {
                          factors + LAPACK.polarBytes(rows: kk, columns: n, elementSize: s))
     }
 }
+
+extension TSVM: DescribedMethod {
+    public static let methodDescription = svdDescription(
+        recipeNames: ["tsv_m", "tsv-m"],
+        help: .init(
+            abstract: "TSV-M: per matrix keep each task's top ⌊min(m,n)/T⌋ singular triplets, orthogonalise them across tasks.",
+            discussion: """
+                Every 2-D tensor is decomposed (exact SVD, LAPACK); other tensors get the mean task vector. \
+                θ = θ₀ + α·τ with α = --scale (1, the authors' default). Matrices are merged whole, one per \
+                thread: each needs about 9× its size in Float (the SVD's copy, U, Vᵀ and LAPACK's workspace, \
+                the kept triplets); fewer run at once when they do not fit the available memory, and a \
+                matrix that does not fit alone is refused before anything is written (--dry-run shows the \
+                estimate; MERGEKIT_MEMORY_BUDGET caps it).
+                """),
+        build: TSVM.init)
+}

@@ -30,3 +30,22 @@ public struct TaskArithmetic: TaskVectorMergeConfiguration {
 
     public var info: MethodInfo { Self.info }
 }
+
+extension TaskArithmetic: DescribedMethod {
+    public static let methodDescription = MethodDescription(
+        info: info, kind: [.perChunk, .scaled],
+        parameters: [.weight, .lambda("λ, the scale of the summed task vectors (the paper sweeps 0–1)."), .normalize],
+        presets: [.init("default", defaults: ["lambda": .number(1), "normalize": .bool(false)])],
+        recipeNames: [("task_arithmetic", "default"), ("task-arithmetic", "default")],
+        help: .init(
+            abstract: "θ = θ₀ + λ·Σ wᵢτᵢ: add task vectors, subtract them (negative weights) or form analogies.",
+            discussion: """
+                Examples:
+                  add:      merge-cli task-arithmetic --base B --model A --model C --scale 0.5 -o out
+                  analogy:  merge-cli task-arithmetic --base B --model C --model Bm --model A \\
+                              --weight 1 --weight 1 --weight -1 -o out     (τ_C + τ_B − τ_A)
+                """)
+    ) { a throws(MergeKitError) in
+        try TaskArithmetic(scale: a.number("lambda"), normalize: a.bool("normalize"))
+    }
+}

@@ -284,3 +284,7 @@ enum ParameterCheck {
         }
     }
 }
+
+extension TaskVectorMerge.Rescale: MethodChoice {}
+extension TaskVectorMerge.Consensus: MethodChoice {}
+extension TaskVectorMerge.Aggregation: MethodChoice {}

@@ -276,12 +276,13 @@ struct SweepArgumentTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let tiesHelp = try CLI.run(["ties", "--help"]).stdout.replacingOccurrences(of: "\n", with: " ")
             .replacingOccurrences(of: #"\s+"#, with: " ", options: .regularExpression)
-        #expect(tiesHelp.contains("This command follows the paper by default: --trim-scope global --vote mass --merge mean"), "\(tiesHelp)")
-        #expect(tiesHelp.contains("`merge-cli sweep --method ties` follow mergekit's ties"), "\(tiesHelp)")
-        #expect(tiesHelp.contains("pass --trim-scope tensor --vote weighted --merge normalized (and --density 1 for its default)"), "\(tiesHelp)")
+        // The presets' values, generated from the TIES description.
+        #expect(tiesHelp.contains("this command follows the paper preset"), "\(tiesHelp)")
+        #expect(tiesHelp.contains("A recipe (`merge-cli run`) or a sweep (`merge-cli sweep --method NAME`) follows the preset its method name selects"), "\(tiesHelp)")
+        #expect(tiesHelp.contains("ties selects mergekit (--density 1 --trim-scope tensor --vote weighted --merge normalized;"), "\(tiesHelp)")
         let sweepHelp = try CLI.run(["sweep", "--help"]).stdout.replacingOccurrences(of: #"\s+"#, with: " ", options: .regularExpression)
-        #expect(sweepHelp.contains("`--method ties` is mergekit's ties (per-tensor trim, weighted vote, normalized merge, density 1), while `merge-cli ties` follows the paper"), "\(sweepHelp)")
-        #expect(sweepHelp.contains("pass --param trim_scope=global --param vote=mass --param merge=mean (and --density 0.2, its K)"), "\(sweepHelp)")
+        #expect(sweepHelp.contains("`--method ties` follows mergekit, while `merge-cli ties` follows paper"), "\(sweepHelp)")
+        #expect(sweepHelp.contains("(here: --param density=0.2 --param trim_scope=global --param vote=mass --param merge=mean --param normalize=false)"), "\(sweepHelp)")
 
         /// Every tensor's bytes (the metadata records density per model for the recipe, once for the command).
         func bytes(_ path: String) throws -> [String: [UInt8]] {
@@ -290,8 +291,8 @@ struct SweepArgumentTests {
         }
         let models = ["--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b", "--model", "f32/ft_c"]
         // What the sweep's help says gives the paper's TIES is `merge-cli ties` with its defaults ...
-        let paper = try CLI.run(["sweep", "--method", "ties"] + models + ["--density", "0.2", "--scale", "1", "--param", "trim_scope=global",
-                                 "--param", "vote=mass", "--param", "merge=mean", "-o", dir + "/paper"], in: fixtures)
+        let paper = try CLI.run(["sweep", "--method", "ties"] + models + ["--scale", "1", "--param", "density=0.2", "--param", "trim_scope=global",
+                                 "--param", "vote=mass", "--param", "merge=mean", "--param", "normalize=false", "-o", dir + "/paper"], in: fixtures)
         let command = try CLI.run(["ties"] + models + ["-o", dir + "/command.safetensors"], in: fixtures)
         #expect(paper.status == 0 && command.status == 0, "\(paper.stderr)\(command.stderr)")
         #expect(try bytes(dir + "/paper/point-000/model.safetensors") == (try bytes(dir + "/command.safetensors")))

@@ -94,6 +94,17 @@ struct CheckpointErrorTests {
         expectOpenFails(dir.path, .shardMissing, file: dir.file(Checkpoint.indexFileName), tensor: "b", mentioning: shard2)
     }
 
+    @Test("A missing shard is named with the first of its tensors in the index's order, the same on every run")
+    func shardMissingNamesFirstTensor() throws {
+        let dir = try TemporaryCheckpoint()
+        defer { dir.remove() }
+        try dir.writeShard(shard1, tensors: ["a"])
+        // 40 tensors in the missing shard; the index lists "z.first" first (not first by name).
+        let missing = ["z.first"] + (0..<39).map { "t\($0)" }
+        try dir.writeIndex([("a", shard1)] + missing.map { ($0, shard2) })
+        expectOpenFails(dir.path, .shardMissing, file: dir.file(Checkpoint.indexFileName), tensor: "z.first", mentioning: shard2)
+    }
+
     @Test("A tensor stored in two shards")
     func tensorInTwoShards() throws {
         let dir = try TemporaryCheckpoint()

@@ -1,28 +1,6 @@
 import ArgumentParser
 import MergeKit
 
-struct TaskArithmeticCommand: MethodCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "task-arithmetic",
-        abstract: "θ = θ₀ + λ·Σ wᵢτᵢ: add task vectors, subtract them (negative weights) or form analogies.",
-        discussion: """
-            Examples:
-              add:      merge-cli task-arithmetic --base B --model A --model C --scale 0.5 -o out
-              analogy:  merge-cli task-arithmetic --base B --model C --model Bm --model A \\
-                          --weight 1 --weight 1 --weight -1 -o out     (τ_C + τ_B − τ_A)
-            """)
-
-    @OptionGroup var inputs: InputOptions
-    @OptionGroup var outputOptions: OutputOptions
-
-    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("λ, the scale of the summed task vectors (the paper sweeps 0–1).", valueName: "λ"))
-    var scale: Double = 1.0
-
-    var checkedValues: [(value: Double, parameter: MethodParameter, flag: String)] { [(scale, .scale, "--scale")] }
-
-    func method() throws(MergeKitError) -> any MergeMethod { try TaskArithmetic(scale: scale) }
-}
-
 struct NegateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "negate",

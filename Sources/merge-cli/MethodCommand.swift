@@ -1,0 +1,58 @@
+import ArgumentParser
+import MergeKit
+
+/// The subcommand of one merge method, derived from its `MethodDescription`: the name, help and
+/// options all come from the description, so no method has a command type of its own.
+///
+/// `validate()` checks the numeric options by their rules (with the flags' words) and builds the
+/// method (exit 64 before any file is opened); `run()` plans and runs the merge (exit 1 when the
+/// inputs cannot be merged). `Inputs` is `InputOptions` (with --weight) or `InputPaths` for
+/// methods that set their own per-task coefficients (`MethodDescription.Inputs`).
+struct MethodCommand<Method: DescribedMethod, Inputs: MergeInputOptions>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        let description = Method.methodDescription
+        return CommandConfiguration(commandName: description.info.name, abstract: description.help.abstract,
+                                    discussion: MethodHelp.discussion(description))
+    }
+
+    @OptionGroup var inputs: Inputs
+    @OptionGroup var outputOptions: OutputOptions
+    @OptionGroup var options: MethodOptions<Method>
+
+    func validate() throws {
+        for parameter in Method.methodDescription.commandLineParameters {
+            guard case .number(let rule) = parameter.type, case .number(let value)? = options.values[parameter.key] else { continue }
+            try ArgumentCheck.value(value, rule, flag: "--" + parameter.flag!)
+        }
+        try ArgumentCheck.method(method, inputs: inputs)
+    }
+
+    func run() throws {
+        try runMerge(inputs, outputOptions, method)
+    }
+
+    func method() throws(MergeKitError) -> any MergeMethod {
+        try Method.methodDescription.build(commandLine: options.values, seed: options.seed)
+    }
+}
+
+/// The subcommands of every registered method, in registry order.
+enum MethodCommands {
+    static let all: [any ParsableCommand.Type] = MethodRegistry.methods.map { command(for: $0) }
+
+    private static func command<Method: DescribedMethod>(for method: Method.Type) -> any ParsableCommand.Type {
+        switch method.methodDescription.inputs {
+        case .weighted: return MethodCommand<Method, InputOptions>.self
+        case .unweighted: return MethodCommand<Method, InputPaths>.self
+        }
+    }
+}
+
+/// Plans and runs a merge of `inputs` with `method` (errors on stderr, exit 1).
+func runMerge(_ inputs: some MergeInputOptions, _ outputs: OutputOptions, _ method: () throws(MergeKitError) -> any MergeMethod) throws {
+    try reportingErrors { () throws(MergeKitError) in
+        let (base, opened) = try inputs.open()
+        let plan = try MergePlan(base: base, inputs: opened, method: try method(), output: outputs.spec())
+        try MergeRunner.run([plan], options: outputs, command: CommandLine.arguments.joined(separator: " "))
+    }
+}

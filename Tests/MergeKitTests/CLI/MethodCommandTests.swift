@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+@testable import MergeKit
+
+/// The method subcommands are declared at run time from the method descriptions: these check that
+/// ArgumentParser sees them as it would see declared options (help lines, defaults, value lists,
+/// parse errors and exit 64, negative numbers as values).
+@Suite("Method subcommands from descriptions")
+struct MethodCommandTests {
+    /// `merge-cli NAME --help`, whitespace collapsed.
+    func help(_ name: String) throws -> String {
+        let result = try CLI.run([name, "--help"])
+        #expect(result.status == 0, "\(result.stderr)")
+        return result.stdout.replacingOccurrences(of: #"\s+"#, with: " ", options: .regularExpression)
+    }
+
+    @Test("Every described command-line parameter is an option in its subcommand's help, with its doc line and default")
+    func helpLists() throws {
+        for description in MethodRegistry.descriptions {
+            let text = try help(description.info.name)
+            #expect(text.contains("OVERVIEW: \(description.help.abstract)"), "\(description.info.name)")
+            for parameter in description.commandLineParameters {
+                let flag = "--" + parameter.flag!
+                let value = description.commandPreset.defaults[parameter.key]
+                let line: String
+                switch (parameter.type, value) {
+                case (.flag, .bool(let on)?):
+                    line = "\(flag)/--no-\(parameter.flag!) \(parameter.doc) (default: \(on ? flag : "--no-" + parameter.flag!))"
+                case (.choice(let type), .string(let word)?):
+                    line = "\(flag) <\(parameter.valueName ?? parameter.flag!)> \(parameter.doc) (values: \(type.words.joined(separator: ", ")); default: \(word))"
+                case (.number, .number(let number)?):
+                    line = "\(flag) <\(parameter.valueName ?? parameter.flag!)> \(parameter.doc) (default: \(number))"
+                case (.seed, .number(let number)?):
+                    line = "\(flag) <\(parameter.valueName ?? parameter.flag!)> \(parameter.doc) (default: \(UInt64(number)))"
+                default:
+                    Issue.record("\(description.info.name) \(flag) has no default")
+                    continue
+                }
+                #expect(text.contains(line), "\(description.info.name): \(line)")
+            }
+            // Recipe-only parameters stay off the command line.
+            for parameter in description.parameters where parameter.flag == nil && parameter.key != "weight" {
+                #expect(!text.contains("--" + parameter.key.replacingOccurrences(of: "_", with: "-") + " "), "\(description.info.name): \(parameter.key)")
+            }
+        }
+    }
+
+    @Test("A word outside a choice, a malformed number and an unknown option are ArgumentParser's errors, exit 64")
+    func parseErrors() throws {
+        let dir = TestSupport.temporaryDirectory("method-command")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let inputs = ["--base", "b", "--model", "m", "-o", dir + "/out"]
+        let cases: [([String], String)] = [
+            (["ties", "--vote", "nope"], "The value 'nope' is invalid for '--vote <vote>'. Please provide one of 'none', 'mass' or 'weighted'."),
+            (["tsv-m", "--null-space", "x"], "The value 'x' is invalid for '--null-space <null-space>'. Please provide one of 'drop' and 'keep'."),
+            (["dare", "--drop-rate", "lots"], "The value 'lots' is invalid for '--drop-rate <p>'"),
+            (["dare", "--seed", "-1"], "The value '-1' is invalid for '--seed <seed>'"),
+            (["breadcrumbs", "--vote", "mass"], "Unknown option '--vote'"),
+            (["magmax", "--scale", "nan"], "--scale must be a finite number, not nan"),
+            (["ties", "--density", "1.5"], "--density must be in (0, 1], not 1.5 (the fraction of τ entries kept, e.g. 0.2)"),
+        ]
+        for (arguments, message) in cases {
+            let result = try CLI.run(arguments + inputs, in: dir)
+            #expect(result.status == 64 && result.stderr.contains(message), "\(arguments): \(result.status) \(result.stderr)")
+        }
+        #expect(TestSupport.listing(dir).isEmpty)
+    }
+
+    @Test("Negative numbers are values (parsing: .unconditional): --scale -0.5 reaches the method")
+    func negativeValues() throws {
+        let fixtures = TestSupport.fixture("")
+        let result = try CLI.run(["magmax", "--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b",
+                                  "--scale", "-0.5", "--dry-run", "-o", "unused.safetensors"], in: fixtures)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains(#"method: magmax {"scale":-0.5}"#), "\(result.stdout)")
+    }
+}
