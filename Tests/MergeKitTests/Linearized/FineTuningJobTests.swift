@@ -17,10 +17,10 @@ struct FineTuningJobTests {
         return o
     }
 
-    /// Runs `job` for its options' steps and writes it.
+    /// Runs `job` for its options' steps on `threads` threads and writes it.
     @discardableResult
-    static func run(_ job: FineTuningJob, _ options: FineTuning.Options) throws -> [FineTuning.Step] {
-        var training = try job.start(options: options, threads: 1)
+    static func run(_ job: FineTuningJob, _ options: FineTuning.Options, threads: Int = 1) throws -> [FineTuning.Step] {
+        var training = try job.start(options: options, threads: threads)
         let steps = try (0..<options.steps).map { _ in try training.train() }
         _ = try job.write(training)
         return steps
