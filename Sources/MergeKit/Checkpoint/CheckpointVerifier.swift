@@ -68,6 +68,18 @@ public struct CheckpointVerifier: Sendable {
         /// True when the checkpoint is valid, readable and (when checked) finite.
         public var passed: Bool { nonFinite.isEmpty }
 
+        /// "single file", "directory (model.safetensors)", "sharded directory, 3 shards (…index.json)".
+        public var layoutDescription: String {
+            switch layout {
+            case .file: return "single file"
+            case .directory(let weights): return "directory (\(weights))"
+            case .sharded(let index): return "sharded directory, \(files.count) shards (\(index))"
+            }
+        }
+
+        /// "<layout>; 1,234 tensors, 5,678 bytes read".
+        public var summary: String { "\(layoutDescription); \(grouped(tensorCount)) tensors, \(grouped(bytesRead)) bytes read" }
+
         /// The error for the first tensor holding NaN or ±Inf, when there is one.
         public var nonFiniteError: MergeKitError? {
             guard let first = nonFinite.first else { return nil }
