@@ -73,9 +73,9 @@ struct LoRAInputTests {
             let adapter = try LoRAAdapter(path: TestSupport.fixture(c["adapter"]!.stringValue!))
             #expect(adapter.config.useRSLoRA && !adapter.savedBaseLayers.isEmpty)
             #expect(adapter.modules.contains { $0.transposed && $0.a.name.hasSuffix("lora_embedding_A") })
-            let run = try CLI.run(["task-arithmetic", "--base", c["base"]!.stringValue!, "--lora", c["adapter"]!.stringValue!,
-                                   "-o", dir + "/merged.safetensors"], in: TestSupport.fixture(""))
-            #expect(run.status == 0, "\(run.stderr)")
+            let plan = try MergePlan(base: try Checkpoint(path: TestSupport.fixture(c["base"]!.stringValue!)), inputs: [MergeInput(lora: adapter)],
+                                     method: try TaskArithmetic(scale: 1), output: OutputSpec(path: dir + "/merged.safetensors"))
+            _ = try MergeExecutor.run(plan, threads: 2)
             let worst = try LoRAExtractionTests.maxDifference(dir + "/merged.safetensors", c["peft_merged"]!.stringValue!)
             #expect(worst <= c["tolerance"]!.doubleValue!, "max |Δ| = \(worst)")
         }
@@ -96,9 +96,12 @@ struct LoRAInputTests {
     func refusesWhatPEFTRefuses(_ c: [String]) throws {
         let dir = TestSupport.temporaryDirectory("lora-refused")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let run = try CLI.run(["task-arithmetic", "--base", c[1], "--lora", c[2], "-o", dir + "/out.safetensors"], in: TestSupport.fixture(""))
-        #expect(run.status != 0, "\(c[0]) merged")
-        #expect(run.stderr.contains("adapter_config.json") && run.stderr.contains("PEFT refuses"), "\(c[0]): \(run.stderr)")
+        let error = try #require(throws: MergeKitError.self, "\(c[0]) merged") {
+            let adapter = try LoRAAdapter(path: TestSupport.fixture(c[2]))
+            _ = try MergePlan(base: try Checkpoint(path: TestSupport.fixture(c[1])), inputs: [MergeInput(lora: adapter)],
+                              method: try TaskArithmetic(scale: 1), output: OutputSpec(path: dir + "/out.safetensors"))
+        }
+        #expect(error.description.contains("adapter_config.json") && error.description.contains("PEFT refuses"), "\(c[0]): \(error)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/out.safetensors"))
     }
 
