@@ -2,7 +2,10 @@
 /// the base, the method and its parameters, the inputs with their weights, and the recipe (or
 /// command) that produced it. Front matter in the Hugging Face model-card format.
 public enum ModelCard {
-    public static func text(plan: MergePlan, recipe: String? = nil, command: String? = nil,
+    /// - Parameter sweepRecipe: a sweep point's card: the recipe is the sweep's, in `recipe.yml`
+    ///   beside the card, and is named rather than repeated (a sweep of P points would otherwise
+    ///   hold P copies of a recipe that lists P values).
+    public static func text(plan: MergePlan, recipe: String? = nil, command: String? = nil, sweepRecipe: Bool = false,
                             sweepPoint: [(name: String, value: String)] = []) -> String {
         var lines: [String] = []
         lines.append("---")
@@ -38,6 +41,12 @@ public enum ModelCard {
             lines.append("```yaml")
             lines.append(recipe.hasSuffix("\n") ? String(recipe.dropLast()) : recipe)
             lines.append("```")
+        }
+        if sweepRecipe {
+            lines.append("")
+            lines.append("## Recipe")
+            lines.append("")
+            lines.append("The sweep's recipe is `recipe.yml`, next to this file; this point is the sweep point above.")
         }
         if let command {
             lines.append("")

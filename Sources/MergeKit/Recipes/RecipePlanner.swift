@@ -69,6 +69,7 @@ extension Recipe {
         }
 
         var plans: [MergePlan] = []
+        let recipeBytes = Array(text.utf8)
         for (index, point) in points.enumerated() {
             var global = parameters
             for (name, value) in point { global[name] = value }
@@ -92,8 +93,13 @@ extension Recipe {
             do throws(MergeKitError) {
                 var plan = try MergePlan(base: base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)
                 if spec.isDirectory {
-                    plan.generatedFiles["recipe.yml"] = Array(text.utf8)
-                    plan.generatedFiles["README.md"] = Array(ModelCard.text(plan: plan, recipe: text, sweepPoint: point.map { ($0.name, $0.value.description) }).utf8)
+                    // One copy of the recipe's bytes shared by every point (the array's storage is
+                    // shared), and a sweep point's model card names the recipe instead of holding
+                    // it: memory linear in the number of points, not quadratic.
+                    plan.generatedFiles["recipe.yml"] = recipeBytes
+                    plan.generatedFiles["README.md"] = Array(ModelCard.text(plan: plan, recipe: sweep.isEmpty ? text : nil,
+                                                                            sweepRecipe: !sweep.isEmpty,
+                                                                            sweepPoint: point.map { ($0.name, $0.value.description) }).utf8)
                 }
                 plans.append(plan)
             } catch {

@@ -61,16 +61,15 @@ public struct TaskVectorAnalysis: Sendable {
         var gram = Array(repeating: Array(repeating: 0.0, count: n), count: n)
         var both = Array(repeating: Array(repeating: 0, count: n), count: n)
         var conflicts = both
-        var itemGrams: [(Int, [Double])] = []
+        var sums = Array(repeating: ExactSum(), count: n * n)
         var excluded: [(tensor: Int, counts: [FiniteCheck.Counts])] = []
-        for visitor in first {
-            itemGrams += visitor.itemGrams
+        for var visitor in first {
+            visitor.finishItem()
+            for k in sums.indices { sums[k].add(visitor.sums[k]) }
             excluded += visitor.excluded
             for i in 0..<n { for j in 0..<n { both[i][j] += visitor.both[i][j]; conflicts[i][j] += visitor.conflicts[i][j] } }
         }
-        for (_, g) in itemGrams.sorted(by: { $0.0 < $1.0 }) {
-            for i in 0..<n { for j in i..<n { gram[i][j] += g[i * n + j] } }
-        }
+        for i in 0..<n { for j in i..<n { gram[i][j] = sums[i * n + j].value } }
         for i in 0..<n { for j in 0..<i { gram[i][j] = gram[j][i] } }
         let norms = (0..<n).map { gram[$0][$0].squareRoot() }
         let cosines = (0..<n).map { i in (0..<n).map { j in norms[i] > 0 && norms[j] > 0 ? gram[i][j] / (norms[i] * norms[j]) : .nan } }
@@ -179,10 +178,17 @@ public struct TaskVectorAnalysis: Sendable {
     }
 }
 
-/// First pass: the Gram matrix (per item, in Double) and pairwise sign conflicts.
+/// First pass: the Gram matrix and pairwise sign conflicts. Each item's dot products are summed
+/// in Double in chunk order, then added exactly into `sums` (`ExactSum`), so the Gram matrix is the
+/// same for any thread count while a visitor holds only one item's numbers: memory does not grow
+/// with the number of work items.
 struct PairVisitor: ChunkVisitor {
     let inputs: Int
-    var itemGrams: [(Int, [Double])] = []
+    /// The current item's dot products (upper triangle, row-major N × N).
+    private var item: [Double]
+    private var itemOpen = false
+    /// The exact sums of the finished items' dot products.
+    private(set) var sums: [ExactSum]
     /// Non-finite elements left out, per visited item: (tensor index, counts per input).
     var excluded: [(tensor: Int, counts: [FiniteCheck.Counts])] = []
     var both: [[Int]]
@@ -190,18 +196,35 @@ struct PairVisitor: ChunkVisitor {
 
     init(inputs: Int) {
         self.inputs = inputs
+        item = Array(repeating: 0, count: inputs * inputs)
+        sums = Array(repeating: ExactSum(), count: inputs * inputs)
         both = Array(repeating: Array(repeating: 0, count: inputs), count: inputs)
         conflicts = both
     }
 
-    mutating func begin(item: Int) { itemGrams.append((item, Array(repeating: 0, count: inputs * inputs))) }
+    mutating func begin(item _: Int) {
+        finishItem()
+        itemOpen = true
+    }
+
+    /// Adds the current item's dot products into `sums` (call once more after the last item).
+    mutating func finishItem() {
+        guard itemOpen else { return }
+        for i in 0..<inputs {
+            for j in i..<inputs {
+                sums[i * inputs + j].add(item[i * inputs + j])
+                item[i * inputs + j] = 0
+            }
+        }
+        itemOpen = false
+    }
 
     mutating func excluded(tensor: Int, counts: [FiniteCheck.Counts]) { excluded.append((tensor, counts)) }
 
     mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>]) {
         for i in 0..<inputs {
             for j in i..<inputs {
-                itemGrams[itemGrams.count - 1].1[i * inputs + j] += Double(T.dot(UnsafeBufferPointer(deltas[i]), UnsafeBufferPointer(deltas[j])))
+                item[i * inputs + j] += Double(T.dot(UnsafeBufferPointer(deltas[i]), UnsafeBufferPointer(deltas[j])))
                 if j > i {
                     let counts = T.signConflicts(UnsafeBufferPointer(deltas[i]), UnsafeBufferPointer(deltas[j]))
                     both[i][j] += counts.both

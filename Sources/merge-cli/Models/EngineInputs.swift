@@ -30,7 +30,7 @@ enum EngineInputs {
         if batch < wanted, let budget, !quiet {
             FileHandle.standardError.write(Data(("note: \(command): batches of \(wanted) images would need about "
                 + "\(MemoryEstimate.format(estimate(wanted).bytes)), more than the \(MemoryEstimate.format(budget.bytes)) available "
-                + "(\(budget.source)); using batches of \(batch) (the results are the same)\n").utf8))
+                + "(\(budget.source)); using batches of \(batch) (accuracy and losses agree up to rounding)\n").utf8))
         }
         return batch
     }

@@ -233,6 +233,10 @@ struct SweepArgumentTests {
         #expect(recipe.baseModel == odd + "/base.safetensors" && recipe.inputs.map(\.path) == [odd + "/ft_a.safetensors"])
         #expect(recipe.inputs.first?.parameters == ["weight": .number(-1)] && recipe.parameters == ["normalize": .bool(false)])
         #expect(recipe.sweep.map(\.name) == ["lambda"] && recipe.sweep.first?.values == [.number(0.5), .number(1)])
+        // The point's model card names the sweep's recipe rather than repeating it (P cards holding
+        // a recipe of P values would make a sweep's memory quadratic in its points).
+        let card = try String(contentsOfFile: dir + "/sweep/point-001/README.md", encoding: .utf8)
+        #expect(card.contains("The sweep's recipe is `recipe.yml`") && card.contains("`lambda = 1") && !card.contains("```yaml"), "\(card)")
         let rerun = try CLI.run(["run", dir + "/sweep/point-001/recipe.yml", "-o", dir + "/rerun"], in: fixtures)
         #expect(rerun.status == 0, "\(rerun.stderr)")
         for point in ["point-000", "point-001"] {

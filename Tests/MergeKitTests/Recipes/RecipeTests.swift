@@ -321,6 +321,31 @@ struct SweepTests {
 
 @Suite("analyze")
 struct AnalyzeTests {
+    @Test("The numbers are the same bits for 1–4 threads over many work items (exact sums, no per-item store)")
+    func threadIndependent() throws {
+        let dir = TestSupport.temporaryDirectory("analyze-threads")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 120 tensors of mixed sizes (one work item each), values spanning several magnitudes so
+        // that the order of additions would show in the last bits of a plain sum.
+        let specs = (0..<120).map { TensorSpec(name: "t\($0)", dtype: .F32, shape: [1 + ($0 * 37) % 50]) }
+        func values(_ input: Int) -> [(TensorSpec, [Double])] {
+            specs.enumerated().map { t, spec in
+                (spec, (0..<spec.shape[0]).map { k in
+                    input == 0 ? 0 : sin(Double(input * 7919 + t * 131 + k)) * pow(10.0, Double((t + k + input) % 7) - 3)
+                })
+            }
+        }
+        for input in 0..<6 { TestSupport.writeCheckpoint(dir + "/m\(input).safetensors", values(input)) }
+        let base = try Checkpoint(path: dir + "/m0.safetensors")
+        let inputs = try (1..<6).map { MergeInput(kind: .model, checkpoint: try Checkpoint(path: dir + "/m\($0).safetensors")) }
+        let reference = try TaskVectorAnalysis.run(base: base, inputs: inputs, threads: 1)
+        for threads in 2...4 {
+            let analysis = try TaskVectorAnalysis.run(base: base, inputs: inputs, threads: threads)
+            #expect(analysis.cosines.flatMap { $0 }.map(\.bitPattern) == reference.cosines.flatMap { $0 }.map(\.bitPattern), "\(threads) threads")
+            #expect(analysis.norms.map(\.bitPattern) == reference.norms.map(\.bitPattern), "\(threads) threads")
+        }
+    }
+
     @Test("Cosines, sign conflicts and TIES trimming on hand-made task vectors")
     func knownAnswers() throws {
         let dir = TestSupport.temporaryDirectory("analyze")
