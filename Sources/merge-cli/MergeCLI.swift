@@ -13,22 +13,31 @@ struct MergeCLI: ParsableCommand {
             cannot be merged (the message names the file, the tensor and the fix), 64 for \
             malformed arguments.
             """,
-        // The method subcommands come from the method descriptions (negate after task-arithmetic).
-        subcommands: MethodCommands.all.prefix(1) + [NegateCommand.self] + MethodCommands.all.dropFirst() + [
-            RunCommand.self,
-            SweepCommand.self,
-            AnalyzeCommand.self,
-            TaskVectorCommand.self,
-            ExtractLoRACommand.self,
-            InspectCommand.self,
-            VerifyCommand.self,
-            EvalCommand.self,
-            LinearizeCommand.self,
-            FinetuneCommand.self,
-            DisentanglementCommand.self,
-            WEMoECommand.self,
-            WEMoETrainCommand.self,
-            MethodsCommand.self,
+        // Grouped in the root's help as a newcomer looks for them; parsing does not depend on
+        // the groups. The method subcommands come from the method descriptions (negate after
+        // task-arithmetic).
+        groupedSubcommands: [
+            CommandGroup(name: "Merge method", subcommands: MethodCommands.all.prefix(1) + [NegateCommand.self]
+                         + MethodCommands.all.dropFirst() + [MethodsCommand.self]),
+            CommandGroup(name: "Recipe and sweep", subcommands: [
+                RunCommand.self,
+                SweepCommand.self,
+            ]),
+            CommandGroup(name: "Checkpoint", subcommands: [
+                InspectCommand.self,
+                VerifyCommand.self,
+                TaskVectorCommand.self,
+                AnalyzeCommand.self,
+                ExtractLoRACommand.self,
+            ]),
+            CommandGroup(name: "Model", subcommands: [
+                EvalCommand.self,
+                FinetuneCommand.self,
+                LinearizeCommand.self,
+                DisentanglementCommand.self,
+                WEMoECommand.self,
+                WEMoETrainCommand.self,
+            ]),
         ]
     )
 
@@ -45,7 +54,7 @@ struct MergeCLI: ParsableCommand {
             do throws(MergeKitError) {
                 _ = try MemoryBudget.configured()
             } catch {
-                throw ValidationError(error.description)
+                throw ValidationError(error.inCLIWords.description)
             }
             var command = try parseAsRoot(arguments)
             try command.run()

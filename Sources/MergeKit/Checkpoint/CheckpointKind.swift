@@ -47,50 +47,54 @@ public enum CheckpointKind: String, Sendable, CaseIterable {
     }
 }
 
-/// The checkpoint an engine command takes through one option, with the kinds it accepts and,
+/// The checkpoint an engine operation takes as one of its inputs, with the kinds it accepts and,
 /// for every other kind, what to pass instead: `check` turns a wrong input into a message that
 /// names the file, what it is, and the fix.
 public enum CheckpointRole: Sendable {
-    /// `eval --model` (without `--linearized`).
+    /// The model an evaluation runs as it is.
     case evalModel
-    /// `eval --linearized --base B --model M`: the fine-tuned θ.
+    /// The fine-tuned θ an evaluation linearizes around a given base.
     case evalLinearizedModel
-    /// `eval --linearized --base B`: θ₀.
+    /// The base θ₀ an evaluation linearizes a fine-tune around.
     case evalBase
-    /// `finetune --base`.
+    /// The model fine-tuning starts from.
     case finetuneBase
-    /// `wemoe --base`.
+    /// The pre-trained encoder of a WEMoE upscaling.
     case wemoeBase
-    /// `wemoe --model`: one expert.
+    /// One expert of a WEMoE upscaling.
     case wemoeExpert
-    /// `wemoe-train --model`.
+    /// The model of test-time adaptation (WEMoE training).
     case wemoeTrainModel
-    /// `disentanglement --base`.
+    /// The base of the disentanglement error.
     case disentanglementBase
-    /// `disentanglement --task-vector`.
+    /// A task vector of the disentanglement error.
     case disentanglementTaskVector
-    /// `disentanglement --model`.
+    /// A fine-tuned model of the disentanglement error (τ = θ − θ₀).
     case disentanglementModel
-    /// `linearize --base` and `linearize --model`.
+    /// The base and the model of a linearization.
     case linearizeInput
 
-    /// The option, as the user typed it.
-    public var option: String {
+    /// The input, in the library's words ("eval's model"); a front end words it by the term's key
+    /// ("role-eval-model").
+    public var term: MergeKitError.Term {
         switch self {
-        case .evalModel, .evalLinearizedModel: return "eval --model"
-        case .evalBase: return "eval --base"
-        case .finetuneBase: return "finetune --base"
-        case .wemoeBase: return "wemoe --base"
-        case .wemoeExpert: return "wemoe --model"
-        case .wemoeTrainModel: return "wemoe-train --model"
-        case .disentanglementBase: return "disentanglement --base"
-        case .disentanglementTaskVector: return "disentanglement --task-vector"
-        case .disentanglementModel: return "disentanglement --model"
-        case .linearizeInput: return "linearize"
+        case .evalModel, .evalLinearizedModel: return .init("role-eval-model", "eval's model")
+        case .evalBase: return .init("role-eval-base", "eval's base")
+        case .finetuneBase: return .init("role-finetune-base", "finetune's base")
+        case .wemoeBase: return .init("role-wemoe-base", "wemoe's base")
+        case .wemoeExpert: return .init("role-wemoe-expert", "wemoe's expert")
+        case .wemoeTrainModel: return .init("role-wemoe-train-model", "wemoe-train's model")
+        case .disentanglementBase: return .init("role-disentanglement-base", "disentanglement's base")
+        case .disentanglementTaskVector: return .init("role-disentanglement-task-vector", "disentanglement's task vector")
+        case .disentanglementModel: return .init("role-disentanglement-model", "disentanglement's model")
+        case .linearizeInput: return .init("role-linearize", "linearize")
         }
     }
 
-    /// The kinds this option takes. `disentanglement --task-vector` takes models too: task vectors
+    /// The input, in the library's words.
+    public var option: String { term.words }
+
+    /// The kinds this input takes. A disentanglement task vector may be a model too: task vectors
     /// made by other tools carry no metadata and cannot be told from one.
     public var accepted: Set<CheckpointKind> {
         switch self {
@@ -103,10 +107,10 @@ public enum CheckpointRole: Sendable {
     }
 
     /// What this option takes, in words.
-    var wanted: String {
+    var wanted: MergeKitError.Text {
         switch self {
         case .evalModel: return "a model (ordinary, linearized or WEMoE)"
-        case .evalLinearizedModel: return "the ordinary fine-tuned model θ to linearize around --base"
+        case .evalLinearizedModel: return "the ordinary fine-tuned model θ to linearize around \(term: .givenBase)"
         case .evalBase, .disentanglementBase: return "the ordinary pre-trained model θ₀"
         case .finetuneBase: return "the ordinary model θ₀ to start from"
         case .wemoeBase: return "the ordinary pre-trained model θ₀"
@@ -119,25 +123,25 @@ public enum CheckpointRole: Sendable {
     }
 
     /// What to pass instead of a checkpoint of `kind`.
-    func fix(for kind: CheckpointKind, path: String) -> String {
-        func applyFirst(_ model: String, _ then: String) -> String {
-            "Apply it to its base first (`merge-cli task-arithmetic --base BASE --task-vector \(path) -o \(model)`) and \(then)"
+    func fix(for kind: CheckpointKind, path: String) -> MergeKitError.Text {
+        func applyFirst(_ model: String, _ then: String) -> MergeKitError.Text {
+            "Apply it to its base first (\(term: .applyTaskVector(base: "BASE", taskVector: path, output: model))) and \(then)"
         }
         switch (self, kind) {
         case (.evalModel, .taskVector), (.evalLinearizedModel, .taskVector):
             return applyFirst("MODEL", "evaluate MODEL")
         case (.evalLinearizedModel, .linearized):
-            return "A linearized checkpoint carries its own θ₀: drop --linearized --base"
+            return "A linearized checkpoint carries its own θ₀: \(term: .notAroundABase)"
         case (.evalLinearizedModel, .wemoe):
-            return "WEMoE models are not linearized: drop --linearized --base"
+            return "WEMoE models are not linearized: \(term: .notAroundABase)"
         case (.evalBase, .linearized):
-            return "Pass the model it was linearized around, or evaluate the linearized checkpoint itself (--model \(path) without --linearized --base)"
+            return "Pass the model it was linearized around, or evaluate the linearized checkpoint itself \(term: .evaluateItself(path))"
         case (.evalBase, _), (.disentanglementBase, _):
             return "Pass the pre-trained model (a directory with config.json, or a .safetensors file with config.json next to it)"
         case (.finetuneBase, .linearized):
-            return "Pass the base model itself (linear fine-tuning, `finetune --linearized`, writes the linearized checkpoint)"
+            return "Pass the base model itself (linear fine-tuning, \(term: .inTheTangentSpace), writes the linearized checkpoint)"
         case (.finetuneBase, .wemoe):
-            return "A WEMoE model's routers are trained with `merge-cli wemoe-train`"
+            return "A WEMoE model's routers are trained with \(term: .testTimeAdaptation)"
         case (.finetuneBase, _):
             return applyFirst("MODEL", "fine-tune MODEL")
         case (.wemoeBase, .wemoe):
@@ -151,17 +155,17 @@ public enum CheckpointRole: Sendable {
         case (.wemoeExpert, _):
             return applyFirst("EXPERT", "pass EXPERT")
         case (.wemoeTrainModel, _):
-            return "Upscale the models first (`merge-cli wemoe --base BASE --model FT1 --model FT2 -o MOE`) and train MOE"
+            return "Upscale the models first (\(term: .wemoeUpscaling(base: "BASE", experts: ["FT1", "FT2"], output: "MOE"))) and train MOE"
         case (.disentanglementTaskVector, _), (.disentanglementModel, .wemoe):
-            return "Pass the fine-tuned models the WEMoE model was built from with --model (τ = θ − θ₀), or their task vectors with --task-vector"
+            return "\(term: .wemoeSources)"
         case (.disentanglementModel, _):
-            return "Pass it with --task-vector"
+            return "\(term: .passAsTaskVector.atStart)"
         case (.linearizeInput, .wemoe):
             return "Linearize the base and the fine-tuned models instead"
         case (.linearizeInput, .linearized):
             return "Pass the ordinary base and fine-tuned checkpoints it was made from"
         case (.linearizeInput, .taskVector):
-            return "Linearize the base alone, then merge the task vector onto it (`merge-cli task-arithmetic --base LIN --task-vector \(path)`)"
+            return "Linearize the base alone, then merge the task vector onto it (\(term: .applyTaskVector(base: "LIN", taskVector: path)))"
         default:
             return "Pass \(wanted)"
         }
@@ -173,7 +177,7 @@ public enum CheckpointRole: Sendable {
     public func check(_ checkpoint: Checkpoint) throws(MergeKitError) -> CheckpointKind {
         let kind = CheckpointKind(checkpoint)
         guard accepted.contains(kind) else {
-            throw MergeKitError(.invalidArgument, file: checkpoint.path, "is \(kind.description); \(option) takes \(wanted)",
+            throw MergeKitError(.invalidArgument, file: checkpoint.path, "is \(kind.description); \(term: term) takes \(wanted)",
                                 fix: fix(for: kind, path: checkpoint.path))
         }
         return kind

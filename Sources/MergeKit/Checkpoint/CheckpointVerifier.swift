@@ -1,5 +1,5 @@
-/// Full validation of a checkpoint on disk, for `merge-cli verify` (a CI gate) and
-/// `merge-cli inspect --check-finite`.
+/// Full validation of a checkpoint on disk (a CI gate), optionally with the NaN and ±Inf counts
+/// of every float tensor (the finiteness scan of a checkpoint summary).
 ///
 /// Opening the checkpoint validates every header and, for sharded directories, the index against
 /// the shards (see `Checkpoint`). The verifier then reads every tensor's bytes once, streaming
@@ -68,6 +68,18 @@ public struct CheckpointVerifier: Sendable {
         /// True when the checkpoint is valid, readable and (when checked) finite.
         public var passed: Bool { nonFinite.isEmpty }
 
+        /// "single file", "directory (model.safetensors)", "sharded directory, 3 shards (…index.json)".
+        public var layoutDescription: String {
+            switch layout {
+            case .file: return "single file"
+            case .directory(let weights): return "directory (\(weights))"
+            case .sharded(let index): return "sharded directory, \(files.count) shards (\(index))"
+            }
+        }
+
+        /// "<layout>; 1,234 tensors, 5,678 bytes read".
+        public var summary: String { "\(layoutDescription); \(grouped(tensorCount)) tensors, \(grouped(bytesRead)) bytes read" }
+
         /// The error for the first tensor holding NaN or ±Inf, when there is one.
         public var nonFiniteError: MergeKitError? {
             guard let first = nonFinite.first else { return nil }
@@ -77,7 +89,7 @@ public struct CheckpointVerifier: Sendable {
                 fix: "The checkpoint is damaged or training diverged; download it again or use another checkpoint")
         }
 
-        /// Counts of non-finite values as JSON (for `inspect --json` and `verify --json`).
+        /// Counts of non-finite values as JSON (for the JSON reports of inspection and verification).
         public var nonFiniteJSON: JSONValue {
             .object([
                 JSONMember("checked", .bool(checkedFinite)),

@@ -8,7 +8,7 @@ import Darwin
 
 /// What an output directory may hold, in one place: the entries MergeKit writes into an output
 /// (a checkpoint directory, a LoRA adapter, a sweep), and so the only entries replacing an output
-/// (`--overwrite`) may ever remove.
+/// (when overwriting is allowed) may ever remove.
 ///
 /// - weights: `*.safetensors` and their index `*.safetensors.index.json`;
 /// - companions: the known Hugging Face files copied from a base checkpoint

@@ -11,7 +11,7 @@ import Darwin
 /// the command reads. An output is refused when
 ///
 /// 1. it is `/`, the home directory, the working directory or one of its ancestors (always,
-///    even with `--overwrite`);
+///    even when overwriting is allowed);
 /// 2. it is, contains, lies inside, or is a symbolic or hard link to an input: a checkpoint, a
 ///    LoRA adapter, a task vector, a recipe, a dataset, a task head, a config file (paths are
 ///    compared after resolving symbolic links and `..`; hard links by device and inode);
@@ -67,7 +67,7 @@ public enum OutputGuard {
             problems.add(error)
         } else if !overwrite {
             problems.add(MergeKitError(.outputExists, file: output, "already exists",
-                fix: "Choose a new output path, or pass --overwrite to replace it once the new output is complete"))
+                fix: "Choose a new output path, or \(term: .overwrite) to replace it once the new output is complete"))
         }
     }
 

@@ -1,5 +1,5 @@
 /// Something a run did next to its output besides writing it, for people (a line on stderr) and
-/// scripts (`notes` in the --json summary): a stale temporary removed, a previous output restored,
+/// scripts (`notes` in a JSON summary): a stale temporary removed, a previous output restored,
 /// or entries MergeKit does not write found and left where they were.
 public struct OutputNote: Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable {
@@ -37,7 +37,7 @@ public struct OutputNote: Sendable, Equatable, CustomStringConvertible {
     /// "note: …" or "warning: …", the line printed on stderr.
     public var description: String { (isWarning ? "warning: " : "note: ") + message }
 
-    /// `{"kind": …, "path": …, "message": …}` for --json outputs.
+    /// `{"kind": …, "path": …, "message": …}` for JSON summaries.
     public var json: JSONValue {
         .object([JSONMember("kind", .string(kind.rawValue)), JSONMember("path", .string(path)), JSONMember("message", .string(message))])
     }

@@ -61,10 +61,10 @@ final class StagedOutput: @unchecked Sendable {
         } else {
             target = destination
             notes = OutputTemporaries.removeStale(near: destination)
-            // The previous output is back where the plan saw nothing: only --overwrite replaces it.
+            // The previous output is back where the plan saw nothing: only an allowed overwrite replaces it.
             if !overwrite, let restored = notes.first(where: { $0.kind == .restoredPreviousOutput }) {
                 throw MergeKitError(.outputExists, file: destination, "exists again: \(restored.message)",
-                                    fix: "Pass --overwrite to replace it, or choose a new output path")
+                                    fix: "\(term: .overwrite.atStart) to replace it, or choose a new output path")
             }
         }
         var created: (path: String, fd: Int32)?
@@ -237,7 +237,7 @@ final class StagedOutput: @unchecked Sendable {
 
     private func appeared() -> MergeKitError {
         MergeKitError(.outputExists, file: destination, "appeared while the output was being written (another run, or another program, created it)",
-                      fix: overwrite ? "Choose a new output path" : "Choose a new output path, or pass --overwrite")
+                      fix: overwrite ? "Choose a new output path" : "Choose a new output path, or \(term: .overwrite)")
     }
 
     /// The error for an existing `found` where an output of the other kind (or a link, a FIFO…)

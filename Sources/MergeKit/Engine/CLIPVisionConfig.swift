@@ -150,7 +150,7 @@ public struct CLIPVisionConfig: Sendable, Equatable {
             guard let nested = json["vision_config"], nested.objectMembers != nil else {
                 throw MergeKitError(.invalidArgument, file: file,
                     "has model_type \"\(modelType)\" and no vision_config; the engine runs CLIP image encoders",
-                    fix: "Point --model at a CLIPVisionModel, CLIPVisionModelWithProjection or CLIPModel checkpoint")
+                    fix: "\(term: .modelPath) a CLIPVisionModel, CLIPVisionModelWithProjection or CLIPModel checkpoint")
             }
             vision = nested
         } else if let nested = json["vision_config"], nested.objectMembers != nil {

@@ -253,7 +253,7 @@ extension CLIPVisionParameters {
             let more = unused.count > 1 ? " and \(unused.count - 1) more (\(unused.dropFirst().prefix(3).joined(separator: ", "))\(unused.count > 4 ? ", …" : ""))" : ""
             throw MergeKitError(.extraTensor, file: checkpoint.path, tensor: first,
                 "is not used by the model that config.json describes\(more)",
-                fix: "\(fix), or pass --allow-unused to ignore such tensors")
+                fix: "\(fix), or \(term: .allowUnused) to ignore such tensors")
         }
         return unused
     }

@@ -10,9 +10,9 @@
 /// batch's pixels, embeddings and logits. It leaves out the process itself, OpenBLAS's buffers and
 /// the memory-mapped inputs (their pages are the kernel's to evict).
 ///
-/// Policy (`batch`): when the estimate exceeds the budget (`MemoryBudget`) and the user did not set
-/// --batch-size, `eval` and `disentanglement` use the largest batch that fits — their results do
-/// not depend on it — and say so; an explicit --batch-size, and `finetune`'s and `wemoe-train`'s,
+/// Policy (`batch`): when the estimate exceeds the budget (`MemoryBudget`) and the user did not
+/// choose the batch size, `eval` and `disentanglement` use the largest batch that fits — their
+/// results do not depend on it — and say so; a chosen batch size, and `finetune`'s and `wemoe-train`'s,
 /// whose batch is part of the recipe, are never changed: the command refuses, naming the estimate,
 /// the budget and the largest batch that fits.
 public enum EngineMemory {
@@ -228,12 +228,12 @@ public enum EngineMemory {
             if estimate(mid).bytes <= budget.bytes { low = mid } else { high = mid }
         }
         if low >= 1 && !chosen { return low }
-        let fix = low >= 1
-            ? "Pass --batch-size \(low) or less, or free memory; \(MemoryBudget.variable)=SIZE sets the budget"
-            : "Even a batch of 1 needs \(MemoryEstimate.format(estimate(1).bytes)): run on a machine with more memory, "
-              + "or set \(MemoryBudget.variable)=SIZE if the estimate is too cautious"
-        throw MergeKitError(.insufficientMemory, "\(command) in batches of \(requested) needs about \(needed), "
-                            + "more than the \(MemoryEstimate.format(budget.bytes)) available (\(budget.source))", fix: fix)
+        let fix: MergeKitError.Text = low >= 1
+            ? "\(term: .batchSizeAtMost(low).atStart), or free memory; \(MemoryBudget.variable)=SIZE sets the budget"
+            : "Even a batch of 1 needs \(MemoryEstimate.format(estimate(1).bytes)): run on a machine with more memory, or set \(MemoryBudget.variable)=SIZE if the estimate is too cautious"
+        let detail = "\(command) in batches of \(requested) needs about \(needed), "
+            + "more than the \(MemoryEstimate.format(budget.bytes)) available (\(budget.source))"
+        throw MergeKitError(.insufficientMemory, "\(detail)", fix: fix)
     }
 
     /// Throws when `estimate` exceeds the budget (a command without a batch).

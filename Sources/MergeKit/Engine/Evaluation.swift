@@ -106,7 +106,7 @@ public enum Evaluation {
                 }
                 throw MergeKitError(.nonFiniteValue, file: data.path, tensor: "pixel_values",
                     "image \(range.lowerBound + i) gets logit \(row[bad]) for class \(bad) although its pixels are finite",
-                    fix: "The model or the head holds non-finite weights, or the embedding is zero: check them with `merge-cli verify`")
+                    fix: "The model or the head holds non-finite weights, or the embedding is zero: check them with \(term: .verification)")
             }
             done = range.upperBound
             progress(done, data.count)

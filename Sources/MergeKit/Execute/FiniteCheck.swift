@@ -50,7 +50,7 @@ enum FiniteCheck {
         let raw: UnsafeRawPointer?
     }
 
-    static let inputFix = "Repair this checkpoint or leave it out (`merge-cli inspect --check-finite` counts the NaN and ±Inf values of every tensor); only a value that the base and every input hold identically (such as a −Inf mask) is kept as it is"
+    static let inputFix: MergeKitError.Text = "Repair this checkpoint or leave it out (\(term: .finitenessScan) counts the NaN and ±Inf values of every tensor); only a value that the base and every input hold identically (such as a −Inf mask) is kept as it is"
 
     /// The slow path for a chunk whose τ (or base, when some input is not a fine-tuned model)
     /// holds a NaN or ±∞: applies the shared-value exception (τ = 0 there) and throws for the
@@ -124,12 +124,12 @@ enum FiniteCheck {
                 let largest = largestFinite[dtype] ?? "its largest finite value"
                 throw MergeKitError(.nonFiniteValue, file: output, tensor: tensor.name,
                     "the merged value at element \(position) is \(value), beyond \(dtype.rawValue)'s largest finite value \(largest), so it would be written as \(value < 0 ? "-Inf" : "+Inf")",
-                    fix: dtype == .F16 ? "Write a wider dtype (--dtype F32 or BF16), or merge with smaller weights or --scale"
-                                       : "Write --dtype F32, or merge with smaller weights or --scale")
+                    fix: dtype == .F16 ? "Write \(term: .widerDType), or merge with smaller weights or \(term: .smallerScale)"
+                                       : "Write \(term: .outputDType("F32")), or merge with smaller weights or \(term: .smallerScale)")
             }
             throw MergeKitError(.nonFiniteValue, file: output, tensor: tensor.name,
                 "the merged value at element \(position) is \(name(value)): the merge's arithmetic overflowed",
-                fix: "Merge with smaller weights or --scale (a LoRA adapter's τ is scaled by lora_alpha/r: check that it is not huge)")
+                fix: "Merge with smaller weights or \(term: .smallerScale) (a LoRA adapter's τ is scaled by lora_alpha/r: check that it is not huge)")
         }
     }
 

@@ -47,7 +47,7 @@ extension MergeExecutor {
             let matrix = tensor.output.elementCount * (tensor.computeInDouble ? 8 : 4)
             throw MergeKitError(.insufficientMemory, tensor: tensor.name,
                 "merging this \(tensor.output.shape) matrix whole with \(methods) needs about \(ByteCount.describe(largest.bytes + perWorker)) of memory (it is \(ByteCount.describe(matrix)) in \(compute); the SVD holds its copy, U, Vᵀ and LAPACK's workspace besides the result), but \(ByteCount.describe(budget)) is available",
-                fix: "Run on a machine with that much free memory (or raise \(MemoryBudget.variable) if it was set lower); fewer --threads does not help, since tensors that do not fit together are already merged one at a time")
+                fix: "Run on a machine with that much free memory (or raise \(MemoryBudget.variable) if it was set lower); \(term: .fewerThreads) does not help, since tensors that do not fit together are already merged one at a time")
         }
         while workers > 1 && workers * perWorker + largest.bytes > budget { workers -= 1 }
         let slots = MemoryBudget.concurrency(whole.map(\.bytes), workers: workers, perWorker: perWorker, budget: budget)

@@ -444,7 +444,7 @@ enum LAPACK {
             let what = value.isNaN ? "NaN" : (value < 0 ? "-Inf" : "+Inf")
             throw MergeKitError(.nonFiniteValue, tensor: tensor,
                                 "cannot take the SVD: element [\(index / columns), \(index % columns)] is \(what)",
-                                fix: "Check the inputs with --check-finite; a merge cannot use a tensor holding NaN or Inf")
+                                fix: "Check the inputs with \(term: .checkFinite); a merge cannot use a tensor holding NaN or Inf")
         }
     }
 

@@ -3,7 +3,7 @@ extension FineTuning {
     ///
     /// Ordinary: the base's tensors, the encoder's replaced by θ (each in the base tensor's
     /// dtype); linearized: `params0.*` = the base's tensors byte for byte and `params.*` = the same
-    /// with θ (`LinearizedCheckpoint`), so that the result merges with `merge-cli linearize --base`
+    /// with θ (`LinearizedCheckpoint`), so that the result merges with the linearization
     /// of the same base. Companion files (config.json) are copied; written atomically.
     /// - Parameter metadata: extra `__metadata__` (e.g. the hyper-parameters).
     /// - Returns: what happened around the output (stale temporaries removed, …).

@@ -65,7 +65,7 @@ public enum LinearizedCheckpoint {
     /// Every tensor is `params0.<name>` or `params.<name>`, and the two halves have the same names,
     /// shapes and dtypes.
     public static func checkLayout(_ checkpoint: Checkpoint) throws(MergeKitError) {
-        let fix = "Rebuild it with `merge-cli linearize` or `merge-cli finetune --linearized`"
+        let fix: MergeKitError.Text = "Rebuild it with \(term: .linearization()) or \(term: .tangentSpaceFineTuning)"
         guard !checkpoint.entries.isEmpty else {
             throw MergeKitError(.missingTensor, file: checkpoint.path, "is marked linearized but holds no tensors", fix: fix)
         }
@@ -95,7 +95,7 @@ public enum LinearizedCheckpoint {
     /// the bytes): task vectors θ − θ₀ of models linearized around different points do not add.
     public static func checkSameBase(_ checkpoint: Checkpoint, as base: Checkpoint) throws(MergeKitError) {
         let mine = try half(.base, of: checkpoint), theirs = try half(.base, of: base)
-        let fix = "Merge only models linearized around the base's θ₀ (the same `linearize --base` or `finetune --base`)"
+        let fix: MergeKitError.Text = "Merge only models linearized around the base's θ₀ (the same \(term: .linearizationBase) or \(term: .fineTuningBase))"
         for entry in theirs.entries {
             let name = Half.base.prefix + entry.name
             guard let other = mine.entry(named: entry.name) else {
@@ -132,7 +132,7 @@ public enum LinearizedCheckpoint {
             if a.count > 0 && memcmp(a.baseAddress!, b.baseAddress!, a.count) != 0 {
                 throw MergeKitError(.baseMismatch, file: checkpoint.path, tensor: Half.model.prefix + entry.name,
                     "differs from \(Half.base.prefix + entry.name): this base is a linearized fine-tune (θ ≠ θ₀), and a linearized merge writes θ₀ + merge(τ₁, …, τₙ) around its θ₀, which would leave out its own task vector θ − θ₀",
-                    fix: "Pass it as a --model (its task vector is then merged with the others), and as --base the linearization point with θ = θ₀ (`merge-cli linearize --base PRETRAINED -o BASE-LIN`)")
+                    fix: "Pass it \(term: .asAModel) (its task vector is then merged with the others), and \(term: .asBase) the linearization point with θ = θ₀ (\(term: .linearization(base: "PRETRAINED", output: "BASE-LIN")))")
             }
         }
     }
@@ -160,7 +160,7 @@ public enum LinearizedCheckpoint {
                 json = try JSONParser.parse(Array(text.utf8))
             } catch {
                 throw MergeKitError(.metadataInvalid, file: checkpoint.path, "has a \(configKey) that is not valid JSON (\(error.description))",
-                    fix: "Rebuild it with `merge-cli linearize`")
+                    fix: "Rebuild it with \(term: .linearization())")
             }
             return try CLIPVisionConfig(json: json, file: checkpoint.path)
         }
@@ -185,8 +185,8 @@ public enum LinearizedCheckpoint {
             let detail = CheckpointKind.hasLinearizedNames(checkpoint)
                 ? "holds params0.* and params.* tensors but lacks the \(kindKey) = \(kindValue) metadata of a linearized checkpoint"
                 : "is not a linearized checkpoint (no \(kindKey) = \(kindValue))"
-            throw MergeKitError(.invalidArgument, file: checkpoint.path, detail,
-                fix: "Make one with `merge-cli linearize --base B --model F -o OUT`")
+            throw MergeKitError(.invalidArgument, file: checkpoint.path, "\(detail)",
+                fix: "Make one with \(term: .linearization(base: "B", model: "F", output: "OUT"))")
         }
         if let architecture = checkpoint.metadata?[architectureKey], architecture != clipVision {
             throw MergeKitError(.invalidArgument, file: checkpoint.path,

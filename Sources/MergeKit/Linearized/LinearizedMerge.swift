@@ -31,7 +31,7 @@ struct LinearizedMerge {
             if let input = inputs.first(where: { LinearizedCheckpoint.isLinearized($0.checkpoint) }) {
                 throw MergeKitError(.baseMismatch, file: input.path,
                     "is a linearized checkpoint but the base (\(base.path)) is not; its task vector is θ − θ₀ of its own θ₀",
-                    fix: "Pass the linearized base as --base (`merge-cli linearize --base \(base.path) -o BASE-LIN`)")
+                    fix: "Pass the linearized base \(term: .asBase) (\(term: .linearization(base: base.path, output: "BASE-LIN")))")
             }
             return nil
         }

@@ -14,7 +14,7 @@ extension MergePlan {
         }
         if let model, TaskVectorFile.isTaskVector(model) {
             throw MergeKitError(.invalidArgument, file: model.path, "is a task vector, not a fine-tuned model θ",
-                fix: "Linearize the base alone, then merge the task vector onto it (`merge-cli task-arithmetic --base LIN --task-vector \(model.path)`)")
+                fix: "Linearize the base alone, then merge the task vector onto it (\(term: .applyTaskVector(base: "LIN", taskVector: model.path)))")
         }
         // The ordinary planner checks names, shapes, dtypes and the output path.
         let inputs = [MergeInput(kind: .model, checkpoint: model ?? base)]

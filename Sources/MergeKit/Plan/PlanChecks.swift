@@ -48,12 +48,12 @@ extension MergePlan {
             case .model where TaskVectorFile.isTaskVector(input.checkpoint):
                 problems.add(MergeKitError(.invalidArgument, file: input.path,
                     "is a task vector (its metadata says \(TaskVectorFile.kindKey) = \(TaskVectorFile.kindValue)) but was given as a fine-tuned model, so its τ would be taken as θ",
-                    fix: "Pass it with --task-vector \(input.path) (in a recipe: task_vector: \(input.path))"))
+                    fix: "\(term: .passAsTaskVector.atStart) \(input.path) (in a recipe: task_vector: \(input.path))"))
             case .taskVector where !TaskVectorFile.isTaskVector(input.checkpoint):
                 guard let r = TaskVectorFile.relativeDistance(input.checkpoint, toBase: base), r < TaskVectorFile.fullModelDistance else { continue }
                 problems.add(MergeKitError(.invalidArgument, file: input.path,
                     "was given as a task vector but is a full model: its values lie within \(String(format: "%.3g", 100 * r))% of the base's (a task vector lies near 0), so adding it as τ would about double the weights",
-                    fix: "Pass it with --model \(input.path) (in a recipe: model: \(input.path)), or make its task vector with `merge-cli task-vector`"))
+                    fix: "\(term: .passAsModel.atStart) \(input.path) (in a recipe: model: \(input.path)), or make its task vector with \(term: .taskVectorExtraction())"))
             default:
                 continue
             }
@@ -72,7 +72,7 @@ extension MergePlan {
                 let madeFrom = input.checkpoint.metadata?[TaskVectorFile.baseKey].map { " (made from \($0))" } ?? ""
                 problems.add(MergeKitError(.baseMismatch, file: input.path,
                     "is a task vector of another base model\(madeFrom): its base fingerprint does not match \(base.path)",
-                    fix: "Apply it to the base it was made from, or recompute it with `merge-cli task-vector --base \(base.path)`"))
+                    fix: "Apply it to the base it was made from, or recompute it with \(term: .taskVectorExtraction(base: base.path))"))
             }
         }
         return fingerprint

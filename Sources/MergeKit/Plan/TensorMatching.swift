@@ -111,7 +111,7 @@ extension MergePlan {
         if let saved = adapter.savedBaseLayers[entry.name], !adapter.savedBaseLayerMatches(entry) {
             problems.add(MergeKitError(.baseMismatch, file: adapter.weights.path, tensor: saved.name,
                 "is a saved copy of \(entry.name) that differs from the base (\(base.path)): the adapter was trained with a resized or retrained embedding",
-                fix: "Merge the adapter with PEFT (merge_and_unload) and pass the result with --model, or use the base it was saved with"))
+                fix: "Merge the adapter with PEFT (merge_and_unload) and \(term: .passResultAsModel), or use the base it was saved with"))
             return nil
         }
         guard let module = binding.modules[entry.name] else { return mergeable ? .zero : nil }

@@ -1,4 +1,5 @@
 import Crypto
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -7,7 +8,7 @@ import Musl
 import Darwin
 #endif
 
-/// SHA-256 of a file, streamed in 1 MB blocks (for `--json` summaries and manifests; a sweep hashes
+/// SHA-256 of a file, streamed in 1 MB blocks (for JSON summaries and manifests; a sweep hashes
 /// hundreds of outputs, and larger blocks freed and reallocated per file stayed resident).
 public enum FileDigest {
     public static func sha256(path: String) throws(MergeKitError) -> String {
@@ -35,6 +36,22 @@ private let RUSAGE_SELF_VALUE = __rusage_who_t(RUSAGE_SELF.rawValue)
 #else
 private let RUSAGE_SELF_VALUE = RUSAGE_SELF
 #endif
+
+extension FileDigest {
+    /// SHA-256 of every file, hashed on all cores (a sweep has many outputs), by path.
+    public static func sha256(of paths: [String]) throws(MergeKitError) -> [String: String] {
+        // Each iteration writes only its own slot.
+        nonisolated(unsafe) let results = UnsafeMutableBufferPointer<Result<String, MergeKitError>?>.allocate(capacity: paths.count)
+        results.initialize(repeating: nil)
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+            results[i] = Result { () throws(MergeKitError) in try FileDigest.sha256(path: paths[i]) }
+        }
+        var digests: [String: String] = [:]
+        for (path, result) in zip(paths, results) { digests[path] = try result!.get() }
+        return digests
+    }
+}
 
 /// Peak resident memory of this process so far, in bytes.
 ///

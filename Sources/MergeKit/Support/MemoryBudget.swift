@@ -1,7 +1,7 @@
 import Foundation
 
 /// The memory a command may use: a figure the user sets with `MERGEKIT_MEMORY_BUDGET` (a size as
-/// --max-shard-size takes it: `8G`, `512MiB`, a byte count; tests use it for deterministic
+/// `ByteCount` reads it: `8G`, `512MiB`, a byte count; tests use it for deterministic
 /// budgets), else what the machine has available now (`available()`).
 ///
 /// Commands estimate their peak before allocating anything and compare it with this budget: the

@@ -1,6 +1,6 @@
 /// Every error MergeKit throws: what went wrong, where (file, tensor), and how to fix it.
 ///
-/// `code` names the failure precisely, so tests (and scripts reading `--json`) can tell one
+/// `code` names the failure precisely, so tests (and scripts reading JSON error documents) can tell one
 /// failure from another; `description` is the one-line message users read.
 public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable {
     public enum Code: String, Sendable, CaseIterable {
@@ -35,6 +35,8 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
     public var fix: String?
     /// When several problems are reported together (`detail` then says how many): each of them.
     public var problems: [MergeKitError] = []
+    /// The phrases of `detail` and `fix` a front end may word its own way (`worded(by:)`).
+    public var terms: [Term] = []
 
     public init(_ code: Code, file: String? = nil, tensor: String? = nil, _ detail: String, fix: String? = nil) {
         self.code = code

@@ -21,7 +21,7 @@ enum ScratchMemory {
         guard !overflow, let raw = malloc(bytes) else {
             throw MergeKitError(.insufficientMemory, tensor: tensor,
                                 "could not allocate \(overflow ? "more than 2⁶³ bytes" : ByteCount.describe(bytes)) for \(purpose)",
-                                fix: "Run on a machine with more free memory, or with fewer --threads")
+                                fix: "Run on a machine with more free memory, or with \(term: .fewerThreads)")
         }
         return UnsafeMutableBufferPointer(start: raw.bindMemory(to: T.self, capacity: max(1, count)), count: count)
     }

@@ -63,7 +63,7 @@ extension LoRAAdapter {
             throw MergeKitError(.invalidArgument, file: configPath, "is not valid JSON (\(error.description))",
                 fix: "Restore the adapter's config from where it was saved")
         }
-        func bad(_ key: String, _ what: String, fix: String = "Fix adapter_config.json (PEFT's LoraConfig)") -> MergeKitError {
+        func bad(_ key: String, _ what: String, fix: MergeKitError.Text = "Fix adapter_config.json (PEFT's LoraConfig)") -> MergeKitError {
             MergeKitError(.invalidArgument, file: configPath, "\"\(key)\" \(what)", fix: fix)
         }
         func present(_ key: String) -> JSONValue? {
@@ -75,12 +75,12 @@ extension LoRAAdapter {
             guard type.stringValue == "LORA" else {
                 throw MergeKitError(.invalidArgument, file: configPath,
                     "has peft_type \(type.stringValue.map { "\"\($0)\"" } ?? type.kindName); MergeKit reads LoRA adapters only",
-                    fix: "Merge other PEFT adapters with PEFT (merge_and_unload) and pass the result with --model")
+                    fix: "Merge other PEFT adapters with PEFT (merge_and_unload) and \(term: .passResultAsModel)")
             }
         }
         if json["use_dora"] == .bool(true) {
             throw MergeKitError(.invalidArgument, file: configPath, "is a DoRA adapter (use_dora: true), which is not a low-rank delta",
-                fix: "Merge it with PEFT (merge_and_unload) and pass the result with --model")
+                fix: "Merge it with PEFT (merge_and_unload) and \(term: .passResultAsModel)")
         }
         try refuseUnmergeableFeatures(json, configPath: configPath)
         guard let r = json["r"]?.nonNegativeInt, r > 0 else { throw bad("r", "must be a positive integer") }
@@ -97,8 +97,7 @@ extension LoRAAdapter {
                 return try PythonRegex(spliced)
             } catch {
                 throw bad(key, "\(what) \"\(text)\" is not a pattern MergeKit can match (PEFT matches it as \(spliced)): \(error.message)",
-                    fix: "Write the pattern without backreferences, lookaround, atomic groups or inline flags, in at most "
-                        + "\(PythonRegex.maximumPatternLength) characters (MergeKit matches patterns in linear time)")
+                    fix: "Write the pattern without backreferences, lookaround, atomic groups or inline flags, in at most \(PythonRegex.maximumPatternLength) characters (MergeKit matches patterns in linear time)")
             }
         }
 
@@ -138,7 +137,7 @@ extension LoRAAdapter {
         }
         if let parameters = present("target_parameters"), parameters.arrayValue?.isEmpty != true {
             throw bad("target_parameters", "adapts parameters rather than modules, which MergeKit does not read",
-                fix: "Merge the adapter with PEFT (merge_and_unload) and pass the result with --model")
+                fix: "Merge the adapter with PEFT (merge_and_unload) and \(term: .passResultAsModel)")
         }
         guard let targetModules = try selector("target_modules") else {
             throw bad("target_modules", "is missing: PEFT would fall back to its default for the model type, which MergeKit does not guess",
@@ -225,7 +224,7 @@ extension LoRAAdapter {
     /// Config features whose merge is not s·B·A of the saved factors (or that PEFT cannot load
     /// from this file): refused, naming the key.
     private static func refuseUnmergeableFeatures(_ json: JSONValue, configPath: String) throws(MergeKitError) {
-        let viaPEFT = "Merge the adapter with PEFT (merge_and_unload) and pass the result with --model"
+        let viaPEFT: MergeKitError.Text = "Merge the adapter with PEFT (merge_and_unload) and \(term: .passResultAsModel)"
         func set(_ key: String) -> JSONValue? {
             guard let value = json[key] else { return nil }
             switch value {
@@ -262,7 +261,7 @@ extension LoRAAdapter {
         case let value?:
             throw MergeKitError(.invalidArgument, file: configPath,
                 "\"init_lora_weights\" is \(value.stringValue.map { "\"\($0)\"" } ?? value.kindName): PEFT re-runs this initialisation when it loads the adapter (PiSSA, OLoRA, CorDA, LoftQ and LoRA-GA rewrite the base weights), so its merge is not θ₀ + s·B·A",
-                fix: "Convert the adapter to plain LoRA when saving it (save_pretrained(..., path_initial_model_for_weight_conversion=...)), or merge it with PEFT and pass the result with --model")
+                fix: "Convert the adapter to plain LoRA when saving it (save_pretrained(..., path_initial_model_for_weight_conversion=...)), or merge it with PEFT and \(term: .passResultAsModel)")
         }
     }
 }

@@ -162,7 +162,7 @@ public final class LoRAAdapter: Sendable {
         guard FileSystem.kind(of: path) == .directory else {
             throw MergeKitError(FileSystem.exists(path) ? .notACheckpoint : .fileNotFound, file: path,
                 FileSystem.exists(path) ? "is not a directory" : "does not exist",
-                fix: "Pass a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) to --lora")
+                fix: "Pass a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) \(term: .asLoRA)")
         }
         let configPath = FileSystem.join(path, Self.configFileName)
         let weightsPath = FileSystem.join(path, Self.weightsFileName)
@@ -297,16 +297,16 @@ public final class LoRAAdapter: Sendable {
         return nil
     }
 
-    private static func unsupportedKeyFix(_ key: String) -> String {
+    private static func unsupportedKeyFix(_ key: String) -> MergeKitError.Text {
         if key.hasSuffix("lora_magnitude_vector") || key.contains(".lora_magnitude_vector.") {
-            return "DoRA adapters are not a low-rank delta: merge the adapter with PEFT (merge_and_unload) and pass the result with --model"
+            return "DoRA adapters are not a low-rank delta: merge the adapter with PEFT (merge_and_unload) and \(term: .passResultAsModel)"
         }
         if key.hasSuffix(".bias") {
-            return "Adapters that train biases (bias != \"none\", lora_bias) are not supported: merge the adapter with PEFT (merge_and_unload) and pass the result with --model"
+            return "Adapters that train biases (bias != \"none\", lora_bias) are not supported: merge the adapter with PEFT (merge_and_unload) and \(term: .passResultAsModel)"
         }
         if !key.hasPrefix(keyPrefix) {
             return "PEFT saves every key as \(keyPrefix)<module>.lora_A.weight / .lora_B.weight; re-save the adapter with PeftModel.save_pretrained"
         }
-        return "Full tensors (modules_to_save, trainable tokens) are not LoRA factors: merge the adapter with PEFT (merge_and_unload) and pass the result with --model"
+        return "Full tensors (modules_to_save, trainable tokens) are not LoRA factors: merge the adapter with PEFT (merge_and_unload) and \(term: .passResultAsModel)"
     }
 }

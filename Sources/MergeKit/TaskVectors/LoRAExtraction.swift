@@ -33,14 +33,14 @@ import Synchronization
 /// SVD's copy, U, Vᵀ and workspace, about 7× the weight in Float for a square one; with the
 /// randomized SVD τ plus thin (rows + columns)·(r + p) bases, 1.2–1.5× at rank 64 on 2000²–3000².
 /// A weight that does not fit the available memory (`MemoryBudget`) is refused, naming it, the
-/// estimate and (for the exact SVD) what --randomized would need; weights that fit one at a time
+/// estimate and (for the exact SVD) what the randomized SVD would need; weights that fit one at a time
 /// but not together run on fewer workers. Results are byte-identical for any thread count (the
 /// seed of each tensor's randomized SVD is derived from the seed and the tensor's name).
 ///
 /// Range: τ is decomposed as τ·2⁻ᵉ (e even, largest entry in [1, 4)), and √σ·2^(e/2) goes into
 /// both factors, so the factors of τ near ±3·10³⁸ or the smallest normals are exactly 2^(e/2)
 /// times those of the scaled-down copy, never ±∞; factors that do not fit the adapter's dtype
-/// are an error (--dtype F32). A zero τ (a frozen weight) gets zero factors without an SVD.
+/// are an error (F32 factors fit). A zero τ (a frozen weight) gets zero factors without an SVD.
 /// Linearized checkpoints are refused (`refuseLinearized`).
 public struct LoRAExtraction: Sendable {
     public struct Options: Sendable {
@@ -127,11 +127,11 @@ public struct LoRAExtraction: Sendable {
         try Self.refuseLinearized(base: base, model: model)
         var problems = ProblemList()
         if options.rank < 1 {
-            problems.add(MergeKitError(.invalidArgument, "rank \(options.rank) must be at least 1", fix: "Pass e.g. --rank 64"))
+            problems.add(MergeKitError(.invalidArgument, "rank \(options.rank) must be at least 1", fix: "\(term: .rankExample)"))
         }
         if options.oversampling < 0 || options.powerIterations < 0 {
             problems.add(MergeKitError(.invalidArgument, "oversampling and power iterations must be non-negative",
-                                       fix: "Use the defaults (--oversampling 10 --power-iterations 4)"))
+                                       fix: "Use the defaults \(term: .randomizedSVDDefaults)"))
         }
         if let dtype = options.dtype, !dtype.isMergeable {
             problems.add(MergeKitError(.invalidArgument, "adapter dtype \(dtype.rawValue) is not one MergeKit writes", fix: "Use one of F32, F16, BF16, F64"))
@@ -164,7 +164,7 @@ public struct LoRAExtraction: Sendable {
             guard other.info.shape == info.shape else {
                 problems.add(MergeKitError(.shapeMismatch, file: model.path, tensor: info.name,
                     "has shape \(other.info.shape) but the base (\(base.path)) has \(info.shape)",
-                    fix: kind != nil ? "A resized vocabulary cannot be a LoRA delta: leave out --embeddings" : "Extract from a model fine-tuned from this base"))
+                    fix: kind != nil ? "A resized vocabulary cannot be a LoRA delta: \(term: .leaveOutEmbeddings)" : "Extract from a model fine-tuned from this base"))
                 continue
             }
             guard other.info.dtype.isMergeable else {
@@ -177,7 +177,7 @@ public struct LoRAExtraction: Sendable {
             let (rows, columns) = (info.shape[0], info.shape[1])
             if !options.randomized, let problem = LAPACK.exactSVDProblem(rows: rows, columns: columns) {
                 problems.add(MergeKitError(.invalidArgument, file: base.path, tensor: info.name, "cannot take its exact SVD: \(problem)",
-                    fix: "Pass --randomized (its randomized SVD reads the matrix through matrix products only)"))
+                    fix: "\(term: .randomizedReadsProducts)"))
                 continue
             }
             let k = min(max(options.rank, 1), rows, columns)
@@ -197,7 +197,7 @@ public struct LoRAExtraction: Sendable {
         }
         if targets.isEmpty {
             problems.add(MergeKitError(.invalidArgument, file: base.path, "has no 2-D float weights to factorise",
-                                       fix: options.includeEmbeddings ? "Check the base path" : "Pass --embeddings to factorise embeddings and the output head too"))
+                                       fix: options.includeEmbeddings ? "Check the base path" : "\(term: .includeEmbeddings)"))
         }
         try problems.throwIfAny()
 
@@ -227,7 +227,7 @@ public struct LoRAExtraction: Sendable {
         guard let linearized = [model, base].first(where: { LinearizedCheckpoint.isLinearized($0) }) else { return }
         throw MergeKitError(.invalidArgument, file: linearized.path,
             "is a linearized checkpoint (params0.* = θ₀, params.* = θ): a LoRA adapter is applied by PEFT to the ordinary model (W₀ + B·A inside f(x; W)), not to the linearized f(x; θ₀) + J·(θ − θ₀), and its modules would be named params0.*/params.*",
-            fix: "Extract from the ordinary checkpoints (--base PRETRAINED --model FINETUNED); merge a linearized fine-tune as it is (`merge-cli task-arithmetic --base BASE-LIN --model LIN`), or write its τ = θ − θ₀ with `merge-cli task-vector`")
+            fix: "Extract from the ordinary checkpoints \(term: .extractionInputs); merge a linearized fine-tune as it is (\(term: .mergeModel(base: "BASE-LIN", model: "LIN"))), or write its τ = θ − θ₀ with \(term: .taskVectorExtraction())")
     }
 
     enum EmbeddingKind { case input, output }
@@ -298,16 +298,17 @@ public struct LoRAExtraction: Sendable {
         guard let budget, let largest = bytes.indices.max(by: { bytes[$0] < bytes[$1] }) else { return threads }
         guard bytes[largest] <= budget else {
             let target = targets[largest]
-            var fix = "Run on a machine with that much free memory (or raise \(MemoryBudget.variable) if it was set lower)"
+            let memory = "Run on a machine with that much free memory (or raise \(MemoryBudget.variable) if it was set lower)"
+            var fix = MergeKitError.Text(memory)
             if !options.randomized {
                 let randomized = peakBytes(target, randomized: true)
                 fix = randomized <= budget
-                    ? "Pass --randomized (about \(ByteCount.describe(randomized)) for this weight), or " + fix.prefix(1).lowercased() + fix.dropFirst()
-                    : fix + "; --randomized would still need about \(ByteCount.describe(randomized))"
+                    ? "\(term: .useRandomized.atStart) (about \(ByteCount.describe(randomized)) for this weight), or \(memory.prefix(1).lowercased() + memory.dropFirst())"
+                    : "\(memory); \(term: .randomized) would still need about \(ByteCount.describe(randomized))"
             }
             throw MergeKitError(.insufficientMemory, file: model.path, tensor: target.tensor,
                 "factorising this \(target.shape) weight (\(options.randomized ? "randomized" : "exact") SVD) needs about \(ByteCount.describe(bytes[largest])) of memory (τ alone is \(ByteCount.describe(4 * target.shape[0] * target.shape[1])) in Float), but \(ByteCount.describe(budget)) is available",
-                fix: fix + "; fewer --threads does not help, since weights that do not fit together are already factorised one at a time")
+                fix: "\(fix); \(term: .fewerThreads) does not help, since weights that do not fit together are already factorised one at a time")
         }
         return MemoryBudget.concurrency(bytes, workers: threads, budget: budget)
     }
@@ -374,7 +375,7 @@ public struct LoRAExtraction: Sendable {
             let index = tau.firstIndex { !$0.isFinite }!
             throw MergeKitError(.nonFiniteValue, file: model.path, tensor: target.tensor,
                 "element [\(index / columns), \(index % columns)] of τ = θ_ft − θ₀ is \(tau[index].isNaN ? "NaN" : "±Inf"): θ_ft or the base (\(base.path)) holds NaN or ±Inf there, or their difference overflows Float",
-                fix: "Check both checkpoints with `merge-cli inspect --check-finite`")
+                fix: "Check both checkpoints with \(term: .finitenessScan)")
         }
         let e = PowerOfTwoScaling.exponent(of: largest, even: true) ?? 0
         PowerOfTwoScaling.scale(tau, byPowerOfTwo: -e)
@@ -422,7 +423,7 @@ public struct LoRAExtraction: Sendable {
             if let bad = stored.firstIndex(where: { !$0.isFinite }) {
                 throw MergeKitError(.nonFiniteValue, file: model.path, tensor: target.tensor,
                     "its LoRA factor \(info.name) does not fit \(info.dtype.rawValue): element \(bad) would be \(index == 0 ? a[bad] : b[bad]) (the factors carry √σ, and σ₁ of τ is about \(String(format: "%.3g", roots.first.map { Double($0) * Double($0) } ?? 0)))",
-                    fix: "Pass --dtype F32 (the factors of a τ this large do not fit \(info.dtype.rawValue))")
+                    fix: "\(term: .factorsIn("F32").atStart) (the factors of a τ this large do not fit \(info.dtype.rawValue))")
             }
             try writer.write(UnsafeRawBufferPointer(start: raw.baseAddress, count: info.byteCount), dataOffset: info.begin, shard: 0)
         }
@@ -497,7 +498,7 @@ public struct LoRAExtraction: Sendable {
 }
 
 extension LoRAExtraction.Result {
-    /// The `--json` report: options, per-tensor errors and a summary.
+    /// The JSON report: options, per-tensor errors and a summary.
     public func json(_ extraction: LoRAExtraction) -> JSONValue {
         let errors = reports.map(\.relativeError)
         let worst = reports.max { $0.relativeError < $1.relativeError }

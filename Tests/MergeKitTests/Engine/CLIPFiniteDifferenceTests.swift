@@ -60,7 +60,7 @@ struct CLIPFiniteDifferenceTests {
         let fd = zip(plus, minus).map { (Double($0) - Double($1)) / (2 * Double(h)) }
         // Float32 forward passes: rounding ≈ 1e-7·|f|/h ≈ 1e-4, truncation ≈ h² — far below the
         // O(1) error of a wrong term.
-        let error = expectClose(tangent, fd, tolerance: 2e-3, "\(name), \(group)")
+        let error = expectClose(tangent, fd, tolerance: 2e-3, normwise: true, "\(name), \(group)")
         print("[engine] fd jvp \(name) \(group): \(error)")
     }
 

@@ -190,6 +190,6 @@ struct CLIPLayerTests {
         for b in 0..<data.count {
             for o in 0..<16 { projected.append((0..<32).reduce(0.0) { $0 + projection[o * 32 + $1] * Double(pooled[b * 32 + $1]) }) }
         }
-        expectClose(expected, projected, tolerance: 1e-6, "projection of the pooled output")
+        expectClose(expected, projected, tolerance: 1e-6, normwise: true, "projection of the pooled output")
     }
 }

@@ -27,9 +27,9 @@ struct CLIPReferenceTests {
         let data = try EngineFixtures.dataset(c.folder)
         let head = try TaskHead(path: EngineFixtures.path(c.folder + "/head.safetensors"))
         let embeddings = model.forward(pixels: data.pixels(0..<data.count), batch: data.count)
-        let e1 = expectClose(embeddings, expected["embeddings"], tolerance: Self.tolerance, "\(c) embeddings")
+        let e1 = expectClose(embeddings, expected["embeddings"], tolerance: Self.tolerance, normwise: true, "\(c) embeddings")
         let e2 = expectClose(head.logits(embeddings: embeddings, batch: data.count), expected["logits"],
-                             tolerance: Self.tolerance, "\(c) logits")
+                             tolerance: Self.tolerance, normwise: true, "\(c) logits")
         print("[engine] \(c) forward: embeddings \(e1), logits \(e2)")
     }
 
@@ -45,7 +45,7 @@ struct CLIPReferenceTests {
             embeddings += model.forward(pixels: data.pixels(range), batch: range.count)
             start = range.upperBound
         }
-        expectClose(embeddings, expected["finetuned.embeddings"], tolerance: Self.tolerance, "finetuned, batches of \(batchSize)")
+        expectClose(embeddings, expected["finetuned.embeddings"], tolerance: Self.tolerance, normwise: true, "finetuned, batches of \(batchSize)")
     }
 
     @Test("The JVP matches torch.func.jvp (full task vector; partial direction on a bf16 gelu model)", arguments: cases)
@@ -55,8 +55,8 @@ struct CLIPReferenceTests {
         let data = try EngineFixtures.dataset(c.folder)
         let direction = try model.parameters.direction(from: Checkpoint(path: EngineFixtures.path(c.direction)))
         let (embeddings, tangent) = model.jvp(pixels: data.pixels(0..<data.count), batch: data.count, direction: direction)
-        let e1 = expectClose(embeddings, expected["jvp.embeddings"], tolerance: Self.tolerance, "\(c) jvp primal")
-        let e2 = expectClose(tangent, expected["jvp.tangent"], tolerance: Self.tolerance, "\(c) jvp tangent")
+        let e1 = expectClose(embeddings, expected["jvp.embeddings"], tolerance: Self.tolerance, normwise: true, "\(c) jvp primal")
+        let e2 = expectClose(tangent, expected["jvp.tangent"], tolerance: Self.tolerance, normwise: true, "\(c) jvp tangent")
         print("[engine] \(c) jvp: primal \(e1), tangent \(e2)")
     }
 
@@ -70,7 +70,7 @@ struct CLIPReferenceTests {
         let linear = try LinearizedCLIPVisionModel(base: base, finetuned: finetuned.parameters)
         let embeddings = linear.forward(pixels: data.pixels(0..<data.count), batch: data.count)
         expectClose(head.logits(embeddings: embeddings, batch: data.count), expected["linearized.logits"],
-                    tolerance: Self.tolerance, "linearized logits")
+                    tolerance: Self.tolerance, normwise: true, "linearized logits")
         // The task-vector file gives the same direction as the difference of the checkpoints.
         let tau = try base.parameters.direction(from: Checkpoint(path: EngineFixtures.path("quick/tau.safetensors")))
         #expect(tau.flat == linear.direction.flat)
@@ -101,11 +101,11 @@ struct CLIPReferenceTests {
                     continue
                 }
                 let error = expectClose(result.parameters.values(of: tensor.name)!, expected["\(name).grad.\(tensor.name)"],
-                                        tolerance: Self.tolerance, "\(c) \(name) ∂/∂\(tensor.name)")
+                                        tolerance: Self.tolerance, normwise: true, "\(c) \(name) ∂/∂\(tensor.name)")
                 if error > worst.0 { worst = (error, tensor.name) }
             }
             let input = expectClose(try #require(result.input), expected["\(name).grad.pixel_values"],
-                                    tolerance: Self.tolerance, "\(c) \(name) ∂/∂pixels")
+                                    tolerance: Self.tolerance, normwise: true, "\(c) \(name) ∂/∂pixels")
             print("[engine] \(c) \(name) gradients: worst parameter \(worst.0) (\(worst.1)), input \(input)")
         }
     }
@@ -121,12 +121,12 @@ struct CLIPReferenceTests {
         let data = try EngineFixtures.dataset("quick")
         let pixels = data.pixels(0..<data.count)
         let expected = images.forward(pixels: pixels, batch: data.count).map(Double.init)
-        let forward = expectClose(blas.forward(pixels: pixels, batch: data.count), expected, tolerance: Self.tolerance, "forward")
+        let forward = expectClose(blas.forward(pixels: pixels, batch: data.count), expected, tolerance: Self.tolerance, normwise: true, "forward")
         let head = try TaskHead(path: EngineFixtures.path("quick/head.safetensors"))
         let g1 = images.lossGradients(pixels: pixels, batch: data.count, head: head, loss: .entropy)
         let g2 = blas.lossGradients(pixels: pixels, batch: data.count, head: head, loss: .entropy)
-        let parameters = expectClose(g2.parameters.flat, g1.parameters.flat.map(Double.init), tolerance: Self.tolerance, "gradients")
-        let input = expectClose(g2.input!, g1.input!.map(Double.init), tolerance: Self.tolerance, "input gradient")
+        let parameters = expectClose(g2.parameters.flat, g1.parameters.flat.map(Double.init), tolerance: Self.tolerance, normwise: true, "gradients")
+        let input = expectClose(g2.input!, g1.input!.map(Double.init), tolerance: Self.tolerance, normwise: true, "input gradient")
         print("[engine] blas vs images: forward \(forward), gradients \(parameters), input gradient \(input)")
     }
 }

@@ -14,8 +14,9 @@ struct CheckpointKindTests {
 
         init(_ dir: String) throws {
             taskVector = dir + "/tv.safetensors"
-            let tv = try CLI.run(["task-vector", "--base", model, "--finetuned", EngineFixtures.path("quick/finetuned"), "-o", taskVector])
-            #expect(tv.status == 0, "\(tv.stderr)")
+            _ = try LinearizedCheckpointTests.merge(base: try Checkpoint(path: model),
+                                                    [MergeInput(kind: .model, checkpoint: try Checkpoint(path: EngineFixtures.path("quick/finetuned")))],
+                                                    method: try TaskArithmetic(scale: 1), into: taskVector, emit: .taskVector)
             let lin = try LinearizedCheckpointTests.linearize("quick/base", "quick/finetuned", into: dir, "lin.safetensors")
             linearized = lin.path
             bareLinearized = dir + "/bare-lin.safetensors"
@@ -47,13 +48,67 @@ struct CheckpointKindTests {
                     #expect(!role.accepted.contains(kind), "\(role.option) refused \(kind)")
                     #expect(error.code == .invalidArgument && error.file == path)
                     #expect(error.detail.contains("is \(kind.description); \(role.option) takes"), "\(error)")
-                    #expect(error.fix != nil && error.fix != "Pass \(role.wanted)", "\(role.option), \(kind): \(error)")
+                    #expect(error.fix != nil && error.fix != "Pass \(role.wanted.text)", "\(role.option), \(kind): \(error)")
                 }
             }
         }
     }
 
-    @Test("Each command's wrong-kind input exits 1 with the file, what it is and what to pass")
+    @Test("Each operation refuses a wrong-kind input before any work, naming the file, what it is and what to pass, never a flag")
+    func operations() throws {
+        let dir = TestSupport.temporaryDirectory("kinds-operations")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let f = try Files(dir)
+        let head = EngineFixtures.path("quick/head.safetensors"), data = EngineFixtures.path("quick/data.safetensors")
+        let finetuned = EngineFixtures.path("quick/finetuned"), output = dir + "/x"
+        func tasks(_ first: String, isModel: Bool) -> [DisentanglementJob.Input] {
+            [DisentanglementJob.Input(path: first, isModel: isModel), DisentanglementJob.Input(path: finetuned, isModel: true)]
+        }
+        let cases: [(body: () throws(MergeKitError) -> Void, file: String, messages: [String])] = [
+            ({ () throws(MergeKitError) in _ = try EvaluatedEncoder(model: f.taskVector) }, f.taskVector,
+             ["is a task vector", "eval's model takes a model", "(task arithmetic of BASE and \(f.taskVector), written to MODEL) and evaluate MODEL"]),
+            ({ () throws(MergeKitError) in _ = try EvaluatedEncoder(model: f.wemoe, linearizedAround: f.model) }, f.wemoe,
+             ["is a WEMoE model", "WEMoE models are not linearized: do not linearize around a base"]),
+            ({ () throws(MergeKitError) in _ = try EvaluatedEncoder(model: finetuned, linearizedAround: f.linearized) }, f.linearized,
+             ["eval's base takes the ordinary pre-trained model", "evaluate the linearized checkpoint itself (\(f.linearized), not around a base)"]),
+            ({ () throws(MergeKitError) in _ = try EvaluatedEncoder(model: f.bareLinearized) }, f.bareLinearized,
+             ["lacks the mergekit.kind = linearized metadata", "Make one with linearization of F around B, written to OUT"]),
+            ({ () throws(MergeKitError) in _ = try FineTuningJob(base: f.wemoe, head: head, data: data, output: output) }, f.wemoe,
+             ["routers are trained with test-time adaptation"]),
+            ({ () throws(MergeKitError) in _ = try FineTuningJob(base: f.linearized, head: head, data: data, output: output) }, f.linearized,
+             ["(linear fine-tuning, in the tangent space, writes the linearized checkpoint)"]),
+            ({ () throws(MergeKitError) in _ = try FineTuningJob(base: f.taskVector, head: head, data: data, output: output) }, f.taskVector,
+             ["and fine-tune MODEL"]),
+            ({ () throws(MergeKitError) in _ = try WEMoEUpscaling(base: f.model, experts: [f.linearized], output: output) }, f.linearized,
+             ["not its linearization"]),
+            ({ () throws(MergeKitError) in _ = try WEMoEUpscaling(base: f.wemoe, experts: [f.model], output: output) }, f.wemoe,
+             ["the experts were fine-tuned from"]),
+            ({ () throws(MergeKitError) in _ = try WEMoEAdaptation(model: f.linearized, data: [data], heads: [head], output: output) }, f.linearized,
+             ["wemoe-train's model takes a WEMoE model", "(WEMoE upscaling of BASE with experts FT1 and FT2, written to MOE)"]),
+            ({ () throws(MergeKitError) in
+                _ = try DisentanglementJob(base: f.model, inputs: tasks(f.wemoe, isModel: false), heads: [head, head], data: [data, data])
+             }, f.wemoe, ["disentanglement's task vector takes a task vector", "or their task vectors"]),
+            ({ () throws(MergeKitError) in
+                _ = try DisentanglementJob(base: f.model, inputs: tasks(f.taskVector, isModel: true), heads: [head, head], data: [data, data])
+             }, f.taskVector, ["Pass it as a task vector"]),
+            ({ () throws(MergeKitError) in
+                _ = try MergePlan.linearizing(base: try Checkpoint(path: f.wemoe), model: nil, output: OutputSpec(path: output))
+             }, f.wemoe, ["Linearize the base and the fine-tuned models instead"]),
+        ]
+        for (body, file, messages) in cases {
+            do throws(MergeKitError) {
+                try body()
+                Issue.record("\(file) was accepted")
+            } catch {
+                #expect(error.code == .invalidArgument && error.file == file, "\(error)")
+                for message in messages { #expect(error.description.contains(message), "\(error)") }
+                #expect(!error.description.contains("--") && !error.description.contains("merge-cli"), "\(error)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: output))
+        }
+    }
+
+    @Test("merge-cli names its flags and commands in a wrong-kind input's message, and exits 1")
     func commands() throws {
         let dir = TestSupport.temporaryDirectory("kinds-cli")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -62,22 +117,14 @@ struct CheckpointKindTests {
         let eval = ["eval", "--head", head, "--data", data]
         let xi = ["disentanglement", "--base", f.model, "--head", head, "--head", head, "--data", data, "--data", data]
         let cases: [([String], String, [String])] = [
-            (eval + ["--model", f.taskVector], f.taskVector, ["is a task vector", "merge-cli task-arithmetic --base BASE --task-vector"]),
-            (eval + ["--model", f.wemoe, "--linearized", "--base", f.model], f.wemoe, ["is a WEMoE model", "WEMoE models are not linearized"]),
+            (eval + ["--model", f.taskVector], f.taskVector,
+             ["eval --model takes a model", "(`merge-cli task-arithmetic --base BASE --task-vector \(f.taskVector) -o MODEL`) and evaluate MODEL"]),
             (eval + ["--model", EngineFixtures.path("quick/finetuned"), "--linearized", "--base", f.linearized], f.linearized,
-             ["eval --base takes the ordinary pre-trained model", "evaluate the linearized checkpoint itself"]),
-            (eval + ["--model", f.bareLinearized], f.bareLinearized, ["lacks the mergekit.kind = linearized metadata"]),
-            (["finetune", "--base", f.wemoe, "--head", head, "--data", data, "-o", dir + "/x"], f.wemoe, ["merge-cli wemoe-train"]),
-            (["finetune", "--base", f.linearized, "--head", head, "--data", data, "-o", dir + "/x"], f.linearized, ["finetune --linearized"]),
-            (["finetune", "--base", f.taskVector, "--head", head, "--data", data, "-o", dir + "/x"], f.taskVector, ["and fine-tune MODEL"]),
-            (["wemoe", "--base", f.model, "--model", f.linearized, "-o", dir + "/x"], f.linearized, ["not its linearization"]),
-            (["wemoe", "--base", f.wemoe, "--model", f.model, "-o", dir + "/x"], f.wemoe, ["the experts were fine-tuned from"]),
+             ["eval --base takes the ordinary pre-trained model", "(--model \(f.linearized) without --linearized --base)"]),
             (["wemoe-train", "--model", f.linearized, "--data", data, "--head", head, "-o", dir + "/x"], f.linearized,
-             ["wemoe-train --model takes a WEMoE model", "merge-cli wemoe --base BASE"]),
+             ["wemoe-train --model takes a WEMoE model", "(`merge-cli wemoe --base BASE --model FT1 --model FT2 -o MOE`) and train MOE"]),
             (xi + ["--task-vector", f.wemoe, "--model", EngineFixtures.path("quick/finetuned")], f.wemoe,
-             ["disentanglement --task-vector takes a task vector", "with --model"]),
-            (xi + ["--model", f.taskVector, "--model", EngineFixtures.path("quick/finetuned")], f.taskVector, ["Pass it with --task-vector"]),
-            (["linearize", "--base", f.wemoe, "-o", dir + "/x"], f.wemoe, ["Linearize the base and the fine-tuned models instead"]),
+             ["disentanglement --task-vector takes a task vector", "built from with --model (τ = θ − θ₀), or their task vectors with --task-vector"]),
         ]
         for (arguments, file, messages) in cases {
             let result = try CLI.run(arguments)

@@ -33,19 +33,37 @@ struct EngineEdgeInputTests {
         }
         let base = EngineFixtures.path("quick/base")
         try WEMoEFixtures.upscaled().save(to: dir + "/moe.safetensors")
-        for (arguments, message) in [
-            (["eval", "--model", base, "--head", Self.head, "--data", empty], "holds no images to evaluate on"),
-            (["finetune", "--base", base, "--head", Self.head, "--data", empty, "-o", dir + "/ft.safetensors"], "holds no images to fine-tune on"),
-            (["wemoe-train", "--model", dir + "/moe.safetensors", "--data", empty, "--head", WEMoEFixtures.path("task0/head.safetensors"),
-              "-o", dir + "/t.safetensors"], "holds no images"),
-            (["disentanglement", "--base", base, "--model", EngineFixtures.path("quick/finetuned"), "--task-vector",
-              EngineFixtures.path("quick/tau.safetensors"), "--head", Self.head, "--head", Self.head, "--data", Self.data, "--data", empty],
-             "holds no images to measure disentanglement on"),
-        ] {
-            let result = try CLI.run(arguments)
-            #expect(result.status == 1 && result.stderr.contains(empty) && result.stderr.contains(message), "\(arguments[0]): \(result.stderr)")
-            #expect(!result.stdout.contains("nan") && !result.stdout.contains("accuracy"), "\(result.stdout)")
+        // Every operation refuses it when it checks its inputs, before loading the model.
+        let encoder = try EvaluatedEncoder(model: base)
+        let operations: [(body: () throws(MergeKitError) -> Void, message: String)] = [
+            ({ () throws(MergeKitError) in
+                try Evaluation.check(head: TaskHead(path: Self.head), data: ImageDataset(path: empty), config: encoder.config,
+                                     embeddingSize: encoder.embeddingSize)
+             }, "holds no images to evaluate on"),
+            ({ () throws(MergeKitError) in _ = try FineTuningJob(base: base, head: Self.head, data: empty, output: dir + "/ft.safetensors") },
+             "holds no images to fine-tune on"),
+            ({ () throws(MergeKitError) in
+                _ = try WEMoEAdaptation(model: dir + "/moe.safetensors", data: [empty], heads: [WEMoEFixtures.path("task0/head.safetensors")],
+                                        output: dir + "/t.safetensors")
+             }, "holds no images"),
+            ({ () throws(MergeKitError) in
+                _ = try DisentanglementJob(base: base, inputs: [.init(path: EngineFixtures.path("quick/finetuned"), isModel: true),
+                                                               .init(path: EngineFixtures.path("quick/tau.safetensors"), isModel: false)],
+                                           heads: [Self.head, Self.head], data: [Self.data, empty])
+             }, "holds no images to measure disentanglement on"),
+        ]
+        for (body, message) in operations {
+            do throws(MergeKitError) {
+                try body()
+                Issue.record("an empty dataset was accepted")
+            } catch {
+                #expect(error.file == empty && error.description.contains(message), "\(error)")
+            }
         }
+        // The command line: exit 1, the message, and no accuracy printed.
+        let result = try CLI.run(["eval", "--model", base, "--head", Self.head, "--data", empty])
+        #expect(result.status == 1 && result.stderr.contains(empty) && result.stderr.contains("holds no images to evaluate on"), "\(result.stderr)")
+        #expect(!result.stdout.contains("nan") && !result.stdout.contains("accuracy"), "\(result.stdout)")
     }
 
     @Test("A NaN or infinite pixel is an error naming the image, in eval and in disentanglement", arguments: [Double.nan, .infinity])
@@ -63,10 +81,12 @@ struct EngineEdgeInputTests {
         }
         let result = try CLI.run(["eval", "--model", EngineFixtures.path("quick/base"), "--head", Self.head, "--data", poisoned, "--batch-size", "2"])
         #expect(result.status == 1 && result.stderr.contains("image 5 holds") && !result.stdout.contains("nan"), "\(result.stderr)")
-        let xi = try CLI.run(["disentanglement", "--base", EngineFixtures.path("quick/base"), "--model", EngineFixtures.path("quick/finetuned"),
-                              "--task-vector", EngineFixtures.path("quick/tau.safetensors"), "--head", Self.head, "--head", Self.head,
-                              "--data", poisoned, "--data", Self.data, "--linearized"])
-        #expect(xi.status == 1 && xi.stderr.contains("image 5 holds"), "\(xi.stderr)")
+        let xi = try DisentanglementJob(base: EngineFixtures.path("quick/base"),
+                                        inputs: [.init(path: EngineFixtures.path("quick/finetuned"), isModel: true),
+                                                 .init(path: EngineFixtures.path("quick/tau.safetensors"), isModel: false)],
+                                        heads: [Self.head, Self.head], data: [poisoned, Self.data], linearized: true)
+        let error = try #require(throws: MergeKitError.self) { try xi.run(alphas: [0, 1], batchSize: 64, threads: 1) }
+        #expect(error.code == .nonFiniteValue && error.file == poisoned && error.description.contains("image 5 holds"), "\(error)")
     }
 
     @Test("Non-finite logits from finite pixels (a NaN weight) are an error naming the image, not a nan loss")

@@ -48,7 +48,7 @@ struct EngineLoadingTests {
             Issue.record("a two-layer checkpoint ran as one layer")
         } catch {
             #expect(error.code == .extraTensor && error.tensor?.hasPrefix("vision_model.encoder.layers.1.") == true, "\(error)")
-            #expect(error.description.contains("and 15 more") && error.fix?.contains("--allow-unused") == true)
+            #expect(error.description.contains("and 15 more") && error.fix?.contains("or allow unused tensors to ignore such tensors") == true)
         }
         let allowed = try CLIPVisionModel(path: dir, allowUnused: true)
         #expect(allowed.parameters.ignoredTensors.count == 16 && allowed.parameters.ignoredTensors.allSatisfy { $0.contains("layers.1.") })
@@ -59,25 +59,48 @@ struct EngineLoadingTests {
         #expect(warned.status == 0 && warned.stderr.contains("warning: \(dir): ignoring 16 tensors the model does not use"), "\(warned.stderr)")
     }
 
-    @Test("Every engine command loading a model refuses unused tensors unless --allow-unused")
-    func everyCommand() throws {
+    @Test("Every engine operation loading a model refuses unused tensors unless allowed, then reports them per file")
+    func everyOperation() throws {
         let dir = try Self.model("unused-commands", [("num_hidden_layers", "1")])
         let out = TestSupport.temporaryDirectory("unused-out")
         defer { for d in [dir, out] { try? FileManager.default.removeItem(atPath: d) } }
-        let commands: [[String]] = [
-            ["finetune", "--base", dir, "--head", Self.head, "--data", Self.data, "--steps", "1", "--batch-size", "2", "-o", out + "/ft.safetensors",
-             "--quiet"],
-            ["wemoe", "--base", dir, "--model", dir, "-o", out + "/moe.safetensors", "--quiet"],
-            ["disentanglement", "--base", dir, "--model", dir, "--model", dir, "--head", Self.head, "--head", Self.head,
-             "--data", Self.data, "--data", Self.data, "--alphas", "0,1"],
+        var heard: [String: [String]] = [:]
+        func ignored(_ file: String, _ tensors: [String]) { heard[file, default: []] += tensors }
+        var options = FineTuning.Options()
+        (options.steps, options.batchSize) = (1, 2)
+        // Each operation, checked (and run) with or without allowing unused tensors.
+        let operations: [(name: String, run: (Bool) throws(MergeKitError) -> Void)] = [
+            ("finetune", { (allow) throws(MergeKitError) in
+                let job = try FineTuningJob(base: dir, head: Self.head, data: Self.data, output: out + "/ft.safetensors", allowUnused: allow,
+                                            ignored: ignored)
+                var training = try job.start(options: options, threads: 1)
+                _ = try training.train()
+                _ = try job.write(training)
+            }),
+            ("wemoe", { (allow) throws(MergeKitError) in
+                _ = try WEMoEUpscaling(base: dir, experts: [dir], output: out + "/moe.safetensors", allowUnused: allow, ignored: ignored)
+                    .write(scale: 0.3, routerDepth: 2, seed: 0, exactStart: false, budget: nil)
+            }),
+            ("disentanglement", { (allow) throws(MergeKitError) in
+                _ = try DisentanglementJob(base: dir, inputs: [.init(path: dir, isModel: true), .init(path: dir, isModel: true)],
+                                           heads: [Self.head, Self.head], data: [Self.data, Self.data], allowUnused: allow, ignored: ignored)
+                    .run(alphas: [0, 1], batchSize: 8, threads: 1, ignored: ignored)
+            }),
         ]
-        for arguments in commands {
-            let refused = try CLI.run(arguments)
-            #expect(refused.status == 1 && refused.stderr.contains("--allow-unused"), "\(arguments[0]): \(refused.stderr)")
-            let allowed = try CLI.run(arguments + ["--allow-unused"])
-            #expect(allowed.status == 0 && allowed.stderr.contains("ignoring 16 tensors"), "\(arguments[0]): \(allowed.stderr)")
+        for (name, run) in operations {
+            heard = [:]
+            do throws(MergeKitError) {
+                try run(false)
+                Issue.record("\(name) accepted unused tensors")
+            } catch {
+                #expect(error.code == .extraTensor && error.file == dir && error.fix?.contains("allow unused tensors") == true,
+                        "\(name): \(error)")
+            }
+            heard = [:]
+            try run(true)
+            #expect(heard[dir]?.count ?? 0 >= 16 && heard[dir]!.allSatisfy { $0.contains("layers.1.") }, "\(name): \(heard)")
         }
-        // wemoe-train: a WEMoE model with a further expert in layer 1 only.
+        // WEMoE adaptation: a WEMoE model with a further expert in layer 1 only.
         try WEMoEFixtures.upscaled().save(to: out + "/moe3.safetensors")
         let moe = try Checkpoint(path: out + "/moe3.safetensors")
         EngineTestFiles.rewrite(moe, to: out + "/extra.safetensors", metadata: moe.metadata) { tensors in
@@ -86,12 +109,18 @@ struct EngineLoadingTests {
                 tensors.append((TensorSpec(name: "vision_model.encoder.layers.1.mlp.task_vectors.3." + name, dtype: .F32, shape: source.0.shape), source.1))
             }
         }
-        let train = ["wemoe-train", "--model", out + "/extra.safetensors", "--data", WEMoEFixtures.path("task0/data.safetensors"),
-                     "--head", WEMoEFixtures.path("task0/head.safetensors"), "--steps", "1", "-o", out + "/trained.safetensors", "--quiet"]
-        let refused = try CLI.run(train)
-        #expect(refused.status == 1 && refused.stderr.contains("task_vectors.3.") && refused.stderr.contains("same 3 experts"), "\(refused.stderr)")
-        let allowed = try CLI.run(train + ["--allow-unused"])
-        #expect(allowed.status == 0 && allowed.stderr.contains("ignoring 4 tensors"), "\(allowed.stderr)")
+        func adaptation(allow: Bool) throws(MergeKitError) -> WEMoEAdaptation {
+            try WEMoEAdaptation(model: out + "/extra.safetensors", data: [WEMoEFixtures.path("task0/data.safetensors")],
+                                heads: [WEMoEFixtures.path("task0/head.safetensors")], output: out + "/trained.safetensors",
+                                allowUnused: allow, ignored: ignored)
+        }
+        let refused = try #require(throws: MergeKitError.self) { try adaptation(allow: false) }
+        #expect(refused.description.contains("task_vectors.3.") && refused.description.contains("same 3 experts"), "\(refused)")
+        heard = [:]
+        let allowed = try adaptation(allow: true)
+        #expect(heard[out + "/extra.safetensors"]?.count == 4 && allowed.experts == 3)
+        let trained = try allowed.load(threads: 1)
+        #expect(try allowed.train(trained, options: WEMoETrainingOptions(steps: 1)).count == 1)
     }
 
     @Test("Tensors of no tower the engine knows are refused; other towers and position_ids are not")

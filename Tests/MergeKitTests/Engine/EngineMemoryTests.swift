@@ -135,7 +135,7 @@ struct EngineMemoryTests {
             Issue.record("accepted")
         } catch {
             #expect(error.code == .insufficientMemory && error.description.contains("eval in batches of 32 needs about"))
-            #expect(error.description.contains("available (test)") && error.fix?.contains("--batch-size 3 or less") == true, "\(error)")
+            #expect(error.description.contains("available (test)") && error.fix?.contains("Use a batch size of 3 or less") == true, "\(error)")
             #expect(error.description.contains("activations of a batch of 32 images"))
         }
         let tiny = MemoryBudget(bytes: 1000, source: "test")
@@ -210,32 +210,39 @@ struct EngineMemoryTests {
     }
 
     @Test("finetune, wemoe, wemoe-train and disentanglement refuse work beyond the budget before allocating it")
-    func otherCommands() throws {
+    func otherOperations() throws {
         let out = TestSupport.temporaryDirectory("memory-out")
         defer { try? FileManager.default.removeItem(atPath: out) }
         let base = EngineFixtures.path("quick/base")
-        // (A --batch-size beyond the dataset's 8 images is clamped to 8, so the estimate is of 8.)
-        let tiny = [MemoryBudget.variable: "100kB"]
-        let huge = try CLI.run(["finetune", "--base", base, "--head", Self.head, "--data", Self.data, "--batch-size", "1000000000",
-                                "-o", out + "/ft.safetensors"], environment: tiny)
-        #expect(huge.status == 1 && huge.stderr.contains("finetune in batches of 8 needs about"), "\(huge.stderr)")
-        #expect(huge.stderr.contains("100 kB") && !FileManager.default.fileExists(atPath: out + "/ft.safetensors"))
-        let wemoe = try CLI.run(["wemoe", "--base", base, "--model", WEMoEFixtures.path("experts/task0"), "-o", out + "/moe.safetensors"],
-                                environment: tiny)
-        #expect(wemoe.status == 1 && wemoe.stderr.contains("wemoe needs about") && wemoe.stderr.contains("100 kB"), "\(wemoe.stderr)")
+        let tiny = MemoryBudget(bytes: 100_000, source: "test")
+        // (A batch beyond the dataset's 8 images is clamped to 8, so the estimate is of 8.)
+        let finetune = try FineTuningJob(base: base, head: Self.head, data: Self.data, output: out + "/ft.safetensors")
+        var options = FineTuning.Options()
+        options.batchSize = 1_000_000_000
+        let huge = try #require(throws: MergeKitError.self) {
+            try EngineMemory.batch(finetune.batchSize(options), chosen: true, command: "finetune", budget: tiny) {
+                finetune.memory(batch: $0, linearized: false, threads: 1)
+            }
+        }
+        #expect(huge.detail.hasPrefix("finetune in batches of 8 needs about") && huge.description.contains("100 kB"), "\(huge)")
+        let upscaling = try WEMoEUpscaling(base: base, experts: [WEMoEFixtures.path("experts/task0")], output: out + "/moe.safetensors")
+        let wemoe = try #require(throws: MergeKitError.self) {
+            try upscaling.write(scale: 0.3, routerDepth: 2, seed: 0, exactStart: false, budget: tiny)
+        }
+        #expect(wemoe.code == .insufficientMemory && wemoe.detail.hasPrefix("wemoe needs about") && wemoe.description.contains("100 kB"), "\(wemoe)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/moe.safetensors"))
         try WEMoEFixtures.upscaled().save(to: out + "/moe.safetensors")
-        let train = try CLI.run(["wemoe-train", "--model", out + "/moe.safetensors", "--data", WEMoEFixtures.path("task0/data.safetensors"),
-                                 "--head", WEMoEFixtures.path("task0/head.safetensors"), "-o", out + "/trained.safetensors"], environment: tiny)
-        #expect(train.status == 1 && train.stderr.contains("wemoe-train in batches of") && train.stderr.contains("Even a batch of 1"),
-                "\(train.stderr)")
-        // disentanglement reduces its default batch like eval.
-        let file = try EncoderCheckpoint(try Checkpoint(path: base))
-        let fits = EngineMemory.disentanglement(config: file.config, hasProjection: true, linearized: true, batch: 2, threads: 1,
-                                                images: [8, 8], classes: [4, 4].map { _ in (try? TaskHead(path: Self.head).classes) ?? 0 }).bytes
-        let xi = try CLI.run(["disentanglement", "--base", base, "--model", EngineFixtures.path("quick/finetuned"), "--task-vector",
-                              EngineFixtures.path("quick/tau.safetensors"), "--head", Self.head, "--head", Self.head, "--data", Self.data,
-                              "--data", Self.data, "--alphas", "0,1", "--linearized", "--threads", "1"],
-                             environment: [MemoryBudget.variable: String(fits)])
-        #expect(xi.status == 0 && xi.stderr.contains("using batches of 2"), "\(xi.stderr)")
+        let adaptation = try WEMoEAdaptation(model: out + "/moe.safetensors", data: [WEMoEFixtures.path("task0/data.safetensors")],
+                                             heads: [WEMoEFixtures.path("task0/head.safetensors")], output: out + "/trained.safetensors")
+        let train = try #require(throws: MergeKitError.self) {
+            try EngineMemory.batch(16, chosen: true, command: "wemoe-train", budget: tiny, estimate: adaptation.memory)
+        }
+        #expect(train.detail.hasPrefix("wemoe-train in batches of") && train.fix?.contains("Even a batch of 1") == true, "\(train)")
+        // disentanglement's default batch is reduced to what fits, like eval's.
+        let xi = try DisentanglementJob(base: base, inputs: [.init(path: EngineFixtures.path("quick/finetuned"), isModel: true),
+                                                             .init(path: EngineFixtures.path("quick/tau.safetensors"), isModel: false)],
+                                        heads: [Self.head, Self.head], data: [Self.data, Self.data], linearized: true)
+        let fits = MemoryBudget(bytes: xi.memory(batch: 2, threads: 1).bytes, source: "test")
+        #expect(try EngineMemory.batch(64, chosen: false, command: "disentanglement", budget: fits) { xi.memory(batch: $0, threads: 1) } == 2)
     }
 }

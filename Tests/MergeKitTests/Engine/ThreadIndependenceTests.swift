@@ -112,7 +112,7 @@ struct ThreadIndependenceTests {
                 results.append(c)
             }
             #expect(results.allSatisfy { $0 == results[0] }, "\(m)×\(n)×\(k): depends on the thread count")
-            expectClose(results[0], expected, tolerance: 1e-5, "\(m)×\(n)×\(k) tiled product")
+            expectClose(results[0], expected, tolerance: 1e-5, normwise: true, "\(m)×\(n)×\(k) tiled product")
         }
     }
 
@@ -159,81 +159,69 @@ struct ThreadIndependenceTests {
         }
     }
 
-    // MARK: Commands
+    // MARK: Operations from files
 
-    /// stdout of a JSON-printing command without its timing fields and file names.
-    static func numbers(_ stdout: String) throws -> JSONValue {
-        guard case .object(let members) = try JSONParser.parse(Array(stdout.utf8)) else { return .null }
-        return .object(members.filter { !["seconds", "images_per_second", "peak_memory_bytes", "model", "output"].contains($0.key) })
-    }
-
-    @Test("finetune (ordinary and linearized), eval and disentanglement: the same bytes and numbers for --threads 1, 2, 3")
-    func fineTuningCommands() throws {
+    @Test("Fine-tuning (ordinary and linearized), evaluation and disentanglement from files: the same bytes and numbers for 1, 2, 3 threads")
+    func fineTuningOperations() throws {
         let dir = TestSupport.temporaryDirectory("threads-finetune")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fixtures = EngineFixtures.path("")
-        let common = ["--head", "quick/head.safetensors", "--data", "quick/data.safetensors"]
-        var outputs: [String: [[UInt8]]] = [:], printed: [String: [JSONValue]] = [:]
+        let base = EngineFixtures.path("quick/base"), finetuned = EngineFixtures.path("quick/finetuned")
+        let head = EngineFixtures.path("quick/head.safetensors"), data = EngineFixtures.path("quick/data.safetensors")
+        var outputs: [String: [Data]] = [:], numbers: [String: [[Double]]] = [:]
         for threads in [1, 2, 3] {
-            for (name, flags) in [("ordinary", [String]()), ("linearized", ["--linearized"])] {
-                let out = "\(dir)/\(name)-\(threads).safetensors"
-                let run = try CLI.run(["finetune", "--base", "quick/base"] + common + flags + [
-                    "--steps", "3", "--batch-size", "6", "--lr", "1e-3", "--warmup-steps", "1", "--threads", "\(threads)", "-o", out, "--json",
-                ], in: fixtures)
-                #expect(run.status == 0, "\(run.stderr)")
-                outputs[name, default: []].append(Array(try Data(contentsOf: URL(fileURLWithPath: out))))
-                printed[name, default: []].append(try Self.numbers(run.stdout))
+            for linearized in [false, true] {
+                let name = linearized ? "linearized" : "ordinary", out = "\(dir)/\(name)-\(threads).safetensors"
+                var o = FineTuning.Options()
+                (o.steps, o.batchSize, o.learningRate, o.warmupSteps, o.linearized) = (3, 6, 1e-3, 1, linearized)
+                let steps = try FineTuningJobTests.run(try FineTuningJob(base: base, head: head, data: data, output: out), o, threads: threads)
+                outputs[name, default: []].append(try Data(contentsOf: URL(fileURLWithPath: out)))
+                numbers[name, default: []].append(steps.flatMap { [$0.loss, $0.gradientNorm, $0.learningRate] })
             }
-            for (name, model) in [("eval", ["--model", "quick/finetuned"]), ("eval-linearized", ["--model", "quick/finetuned", "--base", "quick/base", "--linearized"])] {
-                let run = try CLI.run(["eval"] + model + common + ["--batch-size", "5", "--threads", "\(threads)", "--json"], in: fixtures)
-                #expect(run.status == 0, "\(run.stderr)")
-                printed[name, default: []].append(try Self.numbers(run.stdout))
+            for around in [nil, base] {
+                let encoder = try EvaluatedEncoder(model: finetuned, linearizedAround: around).load(threads: threads)
+                let result = try Evaluation.run(encoder, head: TaskHead(path: head), data: ImageDataset(path: data), batchSize: 5)
+                numbers["eval \(around == nil ? "" : "linearized")", default: []].append([Double(result.correct), result.meanLoss])
             }
-            for flags in [[String](), ["--linearized"]] {
-                let run = try CLI.run(["disentanglement", "--base", "quick/base", "--model", "quick/finetuned", "--model", "quick/finetuned",
-                                       "--head", "quick/head.safetensors", "--head", "quick/head.safetensors", "--data", "quick/data.safetensors",
-                                       "--data", "quick/data.safetensors", "--alphas=-1,0.5,2", "--batch-size", "5", "--threads", "\(threads)", "--json"] + flags,
-                                      in: fixtures)
-                #expect(run.status == 0, "\(run.stderr)")
-                printed["disentanglement" + flags.joined(), default: []].append(try Self.numbers(run.stdout))
+            for linearized in [false, true] {
+                let job = try DisentanglementJob(base: base, inputs: [.init(path: finetuned, isModel: true), .init(path: finetuned, isModel: true)],
+                                                 heads: [head, head], data: [data, data], linearized: linearized)
+                let result = try job.run(alphas: [-1, 0.5, 2], batchSize: 5, threads: threads)
+                numbers["disentanglement \(linearized)", default: []].append(Array(result.errors.joined()) + Array(result.taskErrors.joined().joined()))
             }
         }
         for (name, files) in outputs.sorted(by: { $0.key < $1.key }) {
-            #expect(files.allSatisfy { $0 == files[0] }, "finetune \(name): the output depends on --threads")
+            #expect(files.allSatisfy { $0 == files[0] }, "fine-tuning \(name): the output depends on the thread count")
         }
-        for (name, values) in printed.sorted(by: { $0.key < $1.key }) {
-            #expect(values.allSatisfy { $0 == values[0] }, "\(name): the printed numbers depend on --threads: \(values)")
+        for (name, values) in numbers.sorted(by: { $0.key < $1.key }) {
+            #expect(values.allSatisfy { $0 == values[0] }, "\(name): the numbers depend on the thread count: \(values)")
         }
     }
 
-    @Test("wemoe, wemoe-train and eval of a WEMoE model: the same bytes and numbers for --threads 1, 2, 3, 4")
-    func wemoeCommands() throws {
+    @Test("WEMoE upscaling, adaptation and evaluation from files: the same bytes and numbers for 1, 2, 3, 4 threads")
+    func wemoeOperations() throws {
         let dir = TestSupport.temporaryDirectory("threads-wemoe")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fixtures = WEMoEFixtures.path("")
-        // wemoe has no --threads (upscaling runs on one thread); two runs give the same bytes.
+        // Upscaling runs on one thread; two runs give the same bytes.
         for name in ["moe", "again"] {
-            let upscale = try CLI.run(["wemoe", "--base", "../clip/quick/base", "--model", "experts/task0", "--model", "experts/task1",
-                                       "-o", dir + "/\(name).safetensors"], in: fixtures)
-            #expect(upscale.status == 0, "\(upscale.stderr)")
+            _ = try WEMoEUpscaling(base: EngineFixtures.path("quick/base"), experts: (0..<2).map { WEMoEFixtures.path("experts/task\($0)") },
+                                   output: dir + "/\(name).safetensors").write(scale: 0.3, routerDepth: 2, seed: 0, exactStart: false, budget: nil)
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/moe.safetensors")) == Data(contentsOf: URL(fileURLWithPath: dir + "/again.safetensors")))
-        var trained: [[UInt8]] = [], losses: [JSONValue] = [], evaluations: [JSONValue] = []
+        var trained: [Data] = [], losses: [[Double]] = [], evaluations: [[Double]] = []
         for threads in [1, 2, 3, 4] {
             let out = "\(dir)/trained-\(threads).safetensors"
-            let train = try CLI.run(["wemoe-train", "--model", dir + "/moe.safetensors", "--data", "task0/data.safetensors", "--head", "task0/head.safetensors",
-                                     "--data", "task1/data.safetensors", "--head", "task1/head.safetensors", "--steps", "3", "--batch-size", "10",
-                                     "--lr", "2e-3", "--threads", "\(threads)", "-o", out, "--json"], in: fixtures)
-            #expect(train.status == 0, "\(train.stderr)")
-            trained.append(Array(try Data(contentsOf: URL(fileURLWithPath: out))))
-            losses.append(try Self.numbers(train.stdout)["losses"] ?? .null)
-            let eval = try CLI.run(["eval", "--model", out, "--data", "task1/data.safetensors", "--head", "task1/head.safetensors",
-                                    "--batch-size", "7", "--threads", "\(threads)", "--json"], in: fixtures)
-            #expect(eval.status == 0, "\(eval.stderr)")
-            evaluations.append(try Self.numbers(eval.stdout))
+            let adaptation = try WEMoEAdaptation(model: dir + "/moe.safetensors", data: (0..<2).map { WEMoEFixtures.path("task\($0)/data.safetensors") },
+                                                 heads: (0..<2).map { WEMoEFixtures.path("task\($0)/head.safetensors") }, output: out)
+            let moe = try adaptation.load(threads: threads)
+            losses.append(try adaptation.train(moe, options: WEMoETrainingOptions(steps: 3, learningRate: 2e-3, batchSize: 10)))
+            _ = try adaptation.write(moe)
+            trained.append(try Data(contentsOf: URL(fileURLWithPath: out)))
+            let result = try Evaluation.run(try EvaluatedEncoder(model: out).load(threads: threads), head: try WEMoEFixtures.head(1),
+                                            data: try WEMoEFixtures.dataset(1), batchSize: 7)
+            evaluations.append([Double(result.correct), result.meanLoss])
         }
-        #expect(trained.allSatisfy { $0 == trained[0] }, "wemoe-train's output depends on --threads")
-        #expect(losses.allSatisfy { $0 == losses[0] }, "wemoe-train's losses depend on --threads: \(losses)")
-        #expect(evaluations.allSatisfy { $0 == evaluations[0] }, "eval of a WEMoE model depends on --threads: \(evaluations)")
+        #expect(trained.allSatisfy { $0 == trained[0] }, "the adapted model depends on the thread count")
+        #expect(losses.allSatisfy { $0 == losses[0] }, "the adaptation's losses depend on the thread count: \(losses)")
+        #expect(evaluations.allSatisfy { $0 == evaluations[0] }, "evaluation of a WEMoE model depends on the thread count: \(evaluations)")
     }
 }

@@ -100,7 +100,7 @@ struct OutputVersusInputsTests {
     func tableCoversEveryWritingCommand() throws {
         let help = try CLI.run(["--help"])
         let lines = help.stdout.components(separatedBy: "\n")
-        let start = try #require(lines.firstIndex { $0.hasPrefix("SUBCOMMANDS") })
+        let start = try #require(lines.firstIndex { $0.hasSuffix("SUBCOMMANDS:") })
         let commands = lines[(start + 1)...].compactMap { line -> String? in
             guard line.hasPrefix("  "), !line.hasPrefix("   "), let name = line.split(separator: " ").first else { return nil }
             return String(name)

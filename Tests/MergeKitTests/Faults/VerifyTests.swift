@@ -78,7 +78,11 @@ struct VerifyTests {
             #expect(report.passed, "\(path)")
             #expect(report.bytesRead == checkpoint.dataBytes)
             #expect(report.files.count == checkpoint.files.count)
+            #expect(report.summary.hasSuffix("; \(checkpoint.entries.count) tensors, \(grouped(checkpoint.dataBytes)) bytes read"), "\(report.summary)")
         }
+        let sharded = try CheckpointVerifier().verify(try Checkpoint(path: TestSupport.fixture("bf16/base")))
+        #expect(sharded.layoutDescription == "sharded directory, 3 shards (model.safetensors.index.json)")
+        #expect(try CheckpointVerifier().verify(try Checkpoint(path: TestSupport.fixture("f32/base/model.safetensors"))).layoutDescription == "single file")
     }
 
     @Test("A file truncated after it was opened fails with fileUnreadable naming it")

@@ -78,37 +78,4 @@ struct DisentanglementTests {
             #expect(nonzero, "the grid must exercise the error")
         }
     }
-
-    @Test("End to end: linear fine-tuning then task addition gives a lower ξ than ordinary fine-tuning on the same data")
-    func endToEnd() throws {
-        let dir = TestSupport.temporaryDirectory("disentangle")
-        let fixtures = EngineFixtures.path("")
-        let tasks = [Self.task(top: true, classes: 4, count: 32, seed: 31, directory: dir),
-                     Self.task(top: false, classes: 4, count: 32, seed: 32, directory: dir)]
-        var means: [Bool: Double] = [:]
-        for linearized in [false, true] {
-            var vectors: [String] = []
-            for (t, task) in tasks.enumerated() {
-                let out = FileSystem.join(dir, "\(linearized ? "lin" : "ft")-\(t)")
-                var arguments = ["finetune", "--base", "quick/base", "--head", task.head, "--data", task.data, "--steps", "40",
-                                 "--batch-size", "16", "--lr", "3e-3", "--warmup-steps", "4", "--seed", "1", "--threads", "1",
-                                 "-o", out, "--quiet"]
-                if linearized { arguments.append("--linearized") }
-                let run = try CLI.run(arguments, in: fixtures)
-                #expect(run.status == 0, "\(run.stderr)")
-                vectors.append(out)
-            }
-            var arguments = ["disentanglement", "--base", "quick/base", "--model", vectors[0], "--model", vectors[1],
-                             "--head", tasks[0].head, "--head", tasks[1].head, "--data", tasks[0].data, "--data", tasks[1].data,
-                             "--alphas", "0,0.5,1,1.5,2", "--threads", "1", "--json"]
-            if linearized { arguments.append("--linearized") }
-            let run = try CLI.run(arguments, in: fixtures)
-            #expect(run.status == 0, "\(run.stderr)")
-            let json = try JSONParser.parse(Array(run.stdout.utf8))
-            #expect(json["linearized"] == .bool(linearized))
-            means[linearized] = try #require(json["mean_xi"]?.doubleValue)
-        }
-        print("[disentanglement] mean ξ over α ∈ {0, 0.5, 1, 1.5, 2}²: ordinary \(means[false]!), linear \(means[true]!)")
-        #expect(means[true]! < means[false]!)
-    }
 }

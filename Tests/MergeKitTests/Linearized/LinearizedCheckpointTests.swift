@@ -65,7 +65,7 @@ struct LinearizedCheckpointTests {
         let expected = try EngineFixtures.tensors("quick/expected.safetensors")
         let head = try TaskHead(path: EngineFixtures.path("quick/head.safetensors"))
         let e = try Self.embeddings(single)
-        expectClose(head.logits(embeddings: e, batch: 8), expected["linearized.logits"], tolerance: Self.tolerance, "linearized file logits")
+        expectClose(head.logits(embeddings: e, batch: 8), expected["linearized.logits"], tolerance: Self.tolerance, normwise: true, "linearized file logits")
     }
 
     @Test("A merged linearized checkpoint runs as f(x; θ₀) + J·Σλτ (torch.func.jvp references)", arguments: [0.5, 1.0, -0.75])
@@ -83,12 +83,12 @@ struct LinearizedCheckpointTests {
         let expected = try EngineFixtures.tensors("quick/expected.safetensors")
         let primal = try #require(expected["jvp.embeddings"]), tangent = try #require(expected["jvp.tangent"])
         let reference = zip(primal, tangent).map { $0 + lambda * $1 }
-        let error = expectClose(try Self.embeddings(merged), reference, tolerance: Self.tolerance, "λ = \(lambda)")
+        let error = expectClose(try Self.embeddings(merged), reference, tolerance: Self.tolerance, normwise: true, "λ = \(lambda)")
         print("[linearized] merged λ = \(lambda): embeddings error \(error)")
         if lambda == 1 {
             let head = try TaskHead(path: EngineFixtures.path("quick/head.safetensors"))
             expectClose(head.logits(embeddings: try Self.embeddings(merged), batch: 8), expected["linearized.logits"],
-                        tolerance: Self.tolerance, "merged logits = eval --linearized logits")
+                        tolerance: Self.tolerance, normwise: true, "merged logits = eval --linearized logits")
         }
     }
 
@@ -150,7 +150,7 @@ struct LinearizedCheckpointTests {
         for lambda in [0.25, 0.5] {
             let merged = try Checkpoint(path: FileSystem.join(dir, "sweep-\(lambda).safetensors"))
             let reference = zip(expected["jvp.embeddings"]!, expected["jvp.tangent"]!).map { $0 + lambda * $1 }
-            expectClose(try Self.embeddings(merged), reference, tolerance: Self.tolerance, "sweep λ = \(lambda)")
+            expectClose(try Self.embeddings(merged), reference, tolerance: Self.tolerance, normwise: true, "sweep λ = \(lambda)")
         }
     }
 
@@ -210,104 +210,112 @@ struct LinearizedCheckpointTests {
             } catch {
                 #expect(error.code == .baseMismatch && error.file?.hasSuffix("ft-lin") == true, "\(error)")
                 #expect(error.tensor?.hasPrefix("params.") == true, "\(error)")
-                #expect(error.description.contains("θ ≠ θ₀") && error.description.contains("--model")
-                        && error.description.contains("merge-cli linearize --base"), "\(error)")
+                #expect(error.description.contains("θ ≠ θ₀") && error.description.contains("Pass it as a fine-tuned model")
+                        && error.description.contains("linearization of PRETRAINED alone, written to BASE-LIN"), "\(error)")
             }
         }
         // The fix: the fine-tune among the inputs, onto the base with θ = θ₀.
         let fixed = try Self.merge(base: base, [MergeInput(kind: .model, checkpoint: linear)], method: TaskArithmetic(scale: 1),
                                    into: FileSystem.join(dir, "fixed.safetensors"), emit: emit)
         #expect(!fixed.entries.isEmpty)
-        let run = try CLI.run(["task-arithmetic", "--base", dir + "/ft-lin", "--model", "quick/finetuned", "--emit", emit.rawValue,
-                               "-o", dir + "/merged"], in: EngineFixtures.path(""))
-        #expect(run.status == 1 && run.stderr.contains("θ ≠ θ₀"), "\(run.stderr)")
-        #expect(!FileManager.default.fileExists(atPath: dir + "/merged"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/x.safetensors"))
     }
 
-    @Test("extract-lora refuses linearized checkpoints (base or model), naming the file and the fix; nothing is written")
+    @Test("LoRA extraction refuses linearized checkpoints (base or model), naming the file and the fix; nothing is written")
     func extractLoRARefused() throws {
         let dir = TestSupport.temporaryDirectory("linlora")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        _ = try Self.linearize("quick/base", nil, into: dir, "base-lin")
-        _ = try Self.linearize("quick/base", "quick/finetuned", into: dir, "ft-lin")
-        for (base, model, named) in [(dir + "/base-lin", dir + "/ft-lin", "ft-lin"), ("quick/base", dir + "/ft-lin", "ft-lin"),
-                                     (dir + "/base-lin", "quick/finetuned", "base-lin")] {
-            let run = try CLI.run(["extract-lora", "--base", base, "--model", model, "--rank", "2", "-o", dir + "/adapter"],
-                                  in: EngineFixtures.path(""))
-            #expect(run.status == 1, "\(run.stderr)")
-            #expect(run.stderr.contains("\(named): is a linearized checkpoint") && run.stderr.contains("f(x; θ₀) + J·(θ − θ₀)")
-                    && run.stderr.contains("Extract from the ordinary checkpoints"), "\(run.stderr)")
+        let baseLin = try Self.linearize("quick/base", nil, into: dir, "base-lin")
+        let ftLin = try Self.linearize("quick/base", "quick/finetuned", into: dir, "ft-lin")
+        let base = try Checkpoint(path: EngineFixtures.path("quick/base")), finetuned = try Checkpoint(path: EngineFixtures.path("quick/finetuned"))
+        let options = LoRAExtraction.Options(rank: 2)
+        for (base, model, named) in [(baseLin, ftLin, ftLin.path), (base, ftLin, ftLin.path), (baseLin, finetuned, baseLin.path)] {
+            let error = try #require(throws: MergeKitError.self) { try LoRAExtraction(base: base, model: model, output: dir + "/adapter", options: options) }
+            #expect(error.file == named && error.description.contains("is a linearized checkpoint") && error.description.contains("f(x; θ₀) + J·(θ − θ₀)")
+                    && error.description.contains("Extract from the ordinary checkpoints"), "\(error)")
+            #expect(!error.description.contains("--"), "\(error)")
             #expect(!FileManager.default.fileExists(atPath: dir + "/adapter"))
         }
-        let ordinary = try CLI.run(["extract-lora", "--base", "quick/base", "--model", "quick/finetuned", "--rank", "2", "-o", dir + "/adapter"],
-                                   in: EngineFixtures.path(""))
-        #expect(ordinary.status == 0, "\(ordinary.stderr)")
+        let ordinary = try LoRAExtraction(base: base, model: finetuned, output: dir + "/adapter", options: options)
+        #expect(!(try ordinary.run(threads: 1)).reports.isEmpty)
     }
 
-    @Test("merge-cli linearize, inspect, task-arithmetic and eval on linearized checkpoints")
-    func command() throws {
-        let dir = TestSupport.temporaryDirectory("lincli")
-        let fixtures = EngineFixtures.path("")
-        func run(_ arguments: [String]) throws -> CLI.Output {
-            let result = try CLI.run(arguments, in: fixtures)
-            #expect(result.status == 0, "\(arguments.joined(separator: " ")): \(result.stderr)")
-            return result
-        }
-        _ = try run(["linearize", "--base", "quick/base", "-o", dir + "/base-lin", "--quiet"])
-        _ = try run(["linearize", "--base", "quick/base", "--model", "quick/finetuned", "-o", dir + "/ft-lin", "--quiet"])
-        let inspect = try run(["inspect", dir + "/ft-lin", "--json"])
-        #expect(try JSONParser.parse(Array(inspect.stdout.utf8))["kind"] == .string("linearized"))
-        _ = try run(["task-arithmetic", "--base", dir + "/base-lin", "--model", dir + "/ft-lin", "-o", dir + "/merged", "--quiet"])
+    @Test("Linearize, merge and evaluate: a merged linearized fine-tune evaluates like PyTorch's linearized model")
+    func pipeline() throws {
+        let dir = TestSupport.temporaryDirectory("linpipeline")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = try Self.linearize("quick/base", nil, into: dir, "base-lin")
+        let ft = try Self.linearize("quick/base", "quick/finetuned", into: dir, "ft-lin")
+        #expect(CheckpointSummary(ft).kind == "linearized")
+        _ = try Self.merge(base: base, [MergeInput(kind: .model, checkpoint: ft)], method: try TaskArithmetic(scale: 1), into: dir + "/merged")
         let expected = try JSONParser.parse(try FileSystem.readFile(EngineFixtures.path("expected.json")))["quick"]?["eval.linearized"]
         for model in [dir + "/ft-lin", dir + "/merged"] {
-            let eval = try run(["eval", "--model", model, "--head", "quick/head.safetensors", "--data", "quick/data.safetensors", "--json"])
-            let json = try JSONParser.parse(Array(eval.stdout.utf8))
-            #expect(json["linearized"] == .bool(true))
-            #expect(json["correct"]?.nonNegativeInt == expected?["correct"]?.nonNegativeInt)
-            let loss = try #require(json["mean_loss"]?.doubleValue), reference = try #require(expected?["loss"]?.doubleValue)
-            #expect(abs(loss - reference) <= 1e-5 * reference, "\(model): \(loss) vs \(reference)")
+            let chosen = try EvaluatedEncoder(model: model)
+            #expect(chosen.form == .linearized)
+            let result = try Evaluation.run(try chosen.load(), head: TaskHead(path: EngineFixtures.path("quick/head.safetensors")),
+                                            data: EngineFixtures.dataset("quick"), batchSize: 32)
+            #expect(result.correct == expected?["correct"]?.nonNegativeInt)
+            let reference = try #require(expected?["loss"]?.doubleValue)
+            #expect(abs(result.meanLoss - reference) <= 1e-5 * reference, "\(model): \(result.meanLoss) vs \(reference)")
         }
-        let twice = try CLI.run(["eval", "--model", dir + "/merged", "--head", "quick/head.safetensors", "--data", "quick/data.safetensors",
-                                 "--linearized", "--base", "quick/base"], in: fixtures)
-        #expect(twice.status == 1 && twice.stderr.contains("carries its own θ₀"), "\(twice.stderr)")
+        let twice = try #require(throws: MergeKitError.self) {
+            try EvaluatedEncoder(model: dir + "/merged", linearizedAround: EngineFixtures.path("quick/base"))
+        }
+        #expect(twice.description.contains("carries its own θ₀"), "\(twice)")
     }
-    @Test("Every task-vector command accepts linearized checkpoints: negate, ties, dare, sweep, analyze, task-vector")
-    func commands() throws {
-        let dir = TestSupport.temporaryDirectory("lincommands")
+
+    @Test("merge-cli linearize writes a linearized checkpoint that eval runs linearized")
+    func command() throws {
+        let dir = TestSupport.temporaryDirectory("lincli")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let fixtures = EngineFixtures.path("")
-        func run(_ arguments: [String]) throws -> CLI.Output {
-            let result = try CLI.run(arguments, in: fixtures)
-            #expect(result.status == 0, "\(arguments.joined(separator: " ")): \(result.stderr)")
-            return result
-        }
-        let base = dir + "/base-lin", ft = dir + "/ft-lin"
-        _ = try run(["linearize", "--base", "quick/base", "-o", base, "--quiet"])
-        _ = try run(["linearize", "--base", "quick/base", "--model", "quick/finetuned", "-o", ft, "--quiet"])
-        let inputs = ["--base", base, "--model", ft, "--model", "quick/finetuned"]
-        _ = try run(["negate", "--base", base, "--model", ft, "-o", dir + "/neg", "--quiet"])
-        _ = try run(["ties"] + inputs + ["-o", dir + "/ties", "--quiet"])
-        _ = try run(["dare"] + inputs + ["--drop-rate", "0.5", "-o", dir + "/dare", "--quiet"])
-        _ = try run(["sweep", "--method", "task_arithmetic"] + inputs + ["--scale", "0.5,1", "-o", dir + "/sweep", "--quiet"])
+        let linearize = try CLI.run(["linearize", "--base", "quick/base", "--model", "quick/finetuned", "-o", dir + "/ft-lin"], in: fixtures)
+        #expect(linearize.status == 0 && linearize.stderr.hasPrefix("wrote \(dir)/ft-lin: 0 tensors merged"), "\(linearize.stderr)")
+        #expect(LinearizedCheckpoint.isLinearized(try Checkpoint(path: dir + "/ft-lin")))
+        let eval = try CLI.run(["eval", "--model", dir + "/ft-lin", "--head", "quick/head.safetensors", "--data", "quick/data.safetensors", "--json"],
+                               in: fixtures)
+        let json = try JSONParser.parse(Array(eval.stdout.utf8))
+        #expect(eval.status == 0 && json["linearized"] == .bool(true), "\(eval.stderr)")
+    }
+
+    @Test("Every task-vector merge accepts linearized checkpoints: negation, TIES, DARE, a sweep, the analysis, the task vector")
+    func operations() throws {
+        let dir = TestSupport.temporaryDirectory("linoperations")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let base = try Self.linearize("quick/base", nil, into: dir, "base-lin")
+        let ft = try Self.linearize("quick/base", "quick/finetuned", into: dir, "ft-lin")
+        let ordinary = try Checkpoint(path: EngineFixtures.path("quick/finetuned"))
+        let inputs = [MergeInput(kind: .model, checkpoint: ft), MergeInput(kind: .model, checkpoint: ordinary)]
+        _ = try Self.merge(base: base, [MergeInput(kind: .model, checkpoint: ft, weight: -1)], method: try TaskArithmetic(scale: 1), into: dir + "/neg")
+        _ = try Self.merge(base: base, inputs, method: try TIES(density: 0.2), into: dir + "/ties")
+        _ = try Self.merge(base: base, inputs, method: try DARE(dropRate: 0.5), into: dir + "/dare")
+        let recipe = Recipe(method: "task_arithmetic", baseModel: base.path, inputs: [ft.path, ordinary.path].map { Recipe.Input(kind: .model, path: $0) },
+                            sweep: [(name: "lambda", values: [.number(0.5), .number(1)])], path: "test")
+        let sweep = try recipe.plan(output: dir + "/sweep")
+        _ = try MergeRun.run(sweep.plans, threads: 1, points: sweep.points.map { $0.map { (name: $0.name, value: $0.value.description) } },
+                             sweepDirectory: dir + "/sweep")
         for output in ["neg", "ties", "dare", "sweep/point-000", "sweep/point-001"] {
             let checkpoint = try Checkpoint(path: dir + "/" + output)
             #expect(LinearizedCheckpoint.isLinearized(checkpoint), "\(output)")
-            try LinearizedCheckpoint.checkSameBase(checkpoint, as: try Checkpoint(path: base))
+            try LinearizedCheckpoint.checkSameBase(checkpoint, as: base)
         }
-        // negate: θ = θ₀ − τ, so f_lin = f(θ₀) − J·τ.
+        // Negation: θ = θ₀ − τ, so f_lin = f(θ₀) − J·τ.
         let expected = try EngineFixtures.tensors("quick/expected.safetensors")
         let reference = zip(expected["jvp.embeddings"]!, expected["jvp.tangent"]!).map { $0 - $1 }
-        expectClose(try Self.embeddings(try Checkpoint(path: dir + "/neg")), reference, tolerance: Self.tolerance, "negated")
-        let analyze = try run(["analyze"] + inputs + ["--json"])
-        let cosines = try #require(try JSONParser.parse(Array(analyze.stdout.utf8))["cosine_similarity"]?.arrayValue)
+        expectClose(try Self.embeddings(try Checkpoint(path: dir + "/neg")), reference, tolerance: Self.tolerance, normwise: true, "negated")
         // The linearized model's task vector and the ordinary fine-tune's are the same τ.
-        #expect(abs((cosines[0].arrayValue?[1].doubleValue ?? 0) - 1) < 1e-9, "\(analyze.stdout)")
-        _ = try run(["task-vector", "--base", base, "--finetuned", ft, "-o", dir + "/tau.safetensors", "--quiet"])
-        let tau = try Checkpoint(path: dir + "/tau.safetensors")
+        let analysis = try TaskVectorAnalysis.run(base: base, inputs: inputs, threads: 1)
+        #expect(abs(analysis.cosines[0][1] - 1) < 1e-9, "\(analysis.cosines)")
+        let tau = try Self.merge(base: base, [MergeInput(kind: .model, checkpoint: ft)], method: try TaskArithmetic(scale: 1),
+                                 into: dir + "/tau.safetensors", emit: .taskVector)
         #expect(TaskVectorFile.isTaskVector(tau) && !LinearizedCheckpoint.isLinearized(tau))
-        let wrapTau = try CLI.run(["linearize", "--base", "quick/base", "--model", dir + "/tau.safetensors", "-o", dir + "/bad"], in: fixtures)
-        #expect(wrapTau.status == 1 && wrapTau.stderr.contains("is a task vector"), "\(wrapTau.stderr)")
-        _ = try run(["task-arithmetic", "--base", base, "--task-vector", dir + "/tau.safetensors", "-o", dir + "/from-tau", "--quiet"])
-        let a = TestSupport.values(try Checkpoint(path: dir + "/from-tau")), b = TestSupport.values(try Checkpoint(path: ft))
+        let wrapTau = try #require(throws: MergeKitError.self) {
+            try MergePlan.linearizing(base: try Checkpoint(path: EngineFixtures.path("quick/base")), model: tau, output: OutputSpec(path: dir + "/bad"))
+        }
+        #expect(wrapTau.description.contains("is a task vector"), "\(wrapTau)")
+        let fromTau = try Self.merge(base: base, [MergeInput(kind: .taskVector, checkpoint: tau)], method: try TaskArithmetic(scale: 1),
+                                     into: dir + "/from-tau")
+        let a = TestSupport.values(fromTau), b = TestSupport.values(ft)
         for (name, value) in b where name.hasPrefix("params0.") { #expect(a[name]?.values == value.values, "\(name)") }
     }
 }

@@ -34,14 +34,6 @@ func mergeKnown(_ method: any MergeMethod, _ taus: [[Double]], base: [Double]? =
 /// Float32-rounded copy of a value list, for exact expectations computed from F32 inputs.
 func f32(_ values: [Double]) -> [Double] { values.map { Double(Float($0)) } }
 
-func expectClose(_ actual: [Double], _ expected: [Double], tolerance: Double = 1e-7,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.count == expected.count, sourceLocation: sourceLocation)
-    for (i, (a, e)) in zip(actual, expected).enumerated() where !(abs(a - e) <= tolerance) {
-        Issue.record("element \(i): \(a), expected \(e)", sourceLocation: sourceLocation)
-    }
-}
-
 @Suite("TIES known answers (docs/METHODS.md §3)")
 struct TIESKnownAnswerTests {
     static let taus: [[Double]] = [

@@ -132,7 +132,7 @@ struct SVDHostileInputTests {
             Issue.record("an extraction larger than the budget ran")
         } catch {
             #expect(error.code == .insufficientMemory && error.tensor == "m0.weight", "\(error)")
-            #expect(error.description.contains("Pass --randomized (about \(ByteCount.describe(randomizedBytes)) for this weight)"), "\(error)")
+            #expect(error.description.contains("Use the randomized SVD (about \(ByteCount.describe(randomizedBytes)) for this weight)"), "\(error)")
         }
         #expect(!FileManager.default.fileExists(atPath: dir + "/exact"))
         // Two randomized extractions do not fit together: one worker.

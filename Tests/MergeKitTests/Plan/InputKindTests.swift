@@ -9,12 +9,14 @@ import Testing
 struct InputKindTests {
     let fixtures = TestSupport.fixture("")
 
-    /// A task-vector file of ft_a made by `task-vector`, and one with the same values but no
+    /// A task-vector file of ft_a (a merge that emits τ), and one with the same values but no
     /// metadata (as another tool would write it).
     func taskVectors(_ dir: String) throws -> (marked: String, foreign: String) {
         let marked = dir + "/tau_a.safetensors"
-        let made = try CLI.run(["task-vector", "--base", "f32/base", "--finetuned", "f32/ft_a", "-o", marked], in: fixtures)
-        #expect(made.status == 0, "\(made.stderr)")
+        let plan = try MergePlan(base: try Checkpoint(path: fixtures + "/f32/base"),
+                                 inputs: [MergeInput(kind: .model, checkpoint: try Checkpoint(path: fixtures + "/f32/ft_a"))],
+                                 method: try TaskArithmetic(scale: 1), output: OutputSpec(path: marked, emit: .taskVector))
+        _ = try MergeExecutor.run(plan, threads: 1)
         let values = TestSupport.values(try Checkpoint(path: marked))
         let foreign = dir + "/foreign_tau.safetensors"
         TestSupport.writeCheckpoint(foreign, values.keys.sorted().map { name in
@@ -24,40 +26,67 @@ struct InputKindTests {
         return (marked, foreign)
     }
 
-    @Test("A task-vector file given as --model is refused, naming the file and the fix (--task-vector)")
+    /// The error of planning (or analysing) `inputs` onto the f32 base with each way of merging:
+    /// the methods, a sweep's plans, the analysis.
+    func refusals(_ inputs: [MergeInput], methods: [any MergeMethod], output: String) throws -> [MergeKitError] {
+        let base = try Checkpoint(path: fixtures + "/f32/base")
+        var errors: [MergeKitError] = []
+        for method in methods {
+            errors.append(try #require(throws: MergeKitError.self) {
+                try MergePlan(base: base, inputs: inputs, method: method, output: OutputSpec(path: output))
+            })
+        }
+        let recipe = Recipe(method: "task_arithmetic", baseModel: base.path,
+                            inputs: inputs.map { Recipe.Input(kind: $0.kind == .model ? .model : .taskVector, path: $0.path) },
+                            sweep: [(name: "lambda", values: [.number(0.5), .number(1)])], path: "test")
+        errors.append(try #require(throws: MergeKitError.self) { try recipe.plan(output: output + "-sweep") })
+        errors.append(try #require(throws: MergeKitError.self) { try TaskVectorAnalysis.run(base: base, inputs: inputs, threads: 1) })
+        return errors
+    }
+
+    @Test("A task-vector file given as a model is refused by every merge, a sweep and the analysis, naming the file and the fix")
     func taskVectorAsModel() throws {
         let dir = TestSupport.temporaryDirectory("kinds")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (tau, _) = try taskVectors(dir)
-        for command in [["task-arithmetic"], ["ties"], ["sweep", "--method", "task_arithmetic", "--scale", "0.5,1"], ["analyze"]] {
-            let output = command[0] == "analyze" ? [] : ["-o", dir + "/out-\(command[0])"]
-            let run = try CLI.run(command + ["--base", "f32/base", "--model", "f32/ft_b", "--model", tau] + output, in: fixtures)
-            #expect(run.status == 1, "\(command): \(run.stderr)")
-            #expect(run.stderr.contains(tau + ": is a task vector (its metadata says mergekit.kind = task_vector) but was given as a fine-tuned model"),
-                    "\(command): \(run.stderr)")
-            #expect(run.stderr.contains("Pass it with --task-vector \(tau)"), "\(command): \(run.stderr)")
-            #expect(!FileManager.default.fileExists(atPath: dir + "/out-\(command[0])"))
+        let inputs = [MergeInput(kind: .model, checkpoint: try Checkpoint(path: fixtures + "/f32/ft_b")),
+                      MergeInput(kind: .model, checkpoint: try Checkpoint(path: tau))]
+        for error in try refusals(inputs, methods: [try TaskArithmetic(), try TIES()], output: dir + "/out") {
+            #expect(error.description.contains(tau + ": is a task vector (its metadata says mergekit.kind = task_vector) but was given as a fine-tuned model"),
+                    "\(error)")
+            #expect(error.description.contains("Pass it as a task vector \(tau) (in a recipe: task_vector: \(tau))"), "\(error)")
         }
+        #expect(TestSupport.listing(dir) == ["tau_a.safetensors", "foreign_tau.safetensors"].sorted())
+        // The command line names its flag, and exits 1.
+        let run = try CLI.run(["ties", "--base", "f32/base", "--model", "f32/ft_b", "--model", tau, "-o", dir + "/out"], in: fixtures)
+        #expect(run.status == 1 && run.stderr.contains("Pass it with --task-vector \(tau)"), "\(run.stderr)")
         // As a task vector it is what it says.
-        let right = try CLI.run(["task-arithmetic", "--base", "f32/base", "--task-vector", tau, "-o", dir + "/right.safetensors"], in: fixtures)
-        #expect(right.status == 0, "\(right.stderr)")
+        let right = try MergePlan(base: try Checkpoint(path: fixtures + "/f32/base"), inputs: [MergeInput(kind: .taskVector, checkpoint: try Checkpoint(path: tau))],
+                                  method: try TaskArithmetic(), output: OutputSpec(path: dir + "/right.safetensors"))
+        _ = try MergeExecutor.run(right, threads: 1)
     }
 
-    @Test("A full model given as --task-vector is refused (its values lie near the base's); a task vector without metadata is accepted")
+    @Test("A full model given as a task vector is refused (its values lie near the base's); a task vector without metadata is accepted")
     func modelAsTaskVector() throws {
         let dir = TestSupport.temporaryDirectory("kinds")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (_, foreign) = try taskVectors(dir)
-        for command in [["task-arithmetic"], ["negate"], ["magmax"], ["analyze"]] {
-            let output = command[0] == "analyze" ? [] : ["-o", dir + "/out-\(command[0]).safetensors"]
-            let run = try CLI.run(command + ["--base", "f32/base", "--task-vector", "f32/ft_b"] + output, in: fixtures)
-            #expect(run.status == 1, "\(command): \(run.stderr)")
-            #expect(run.stderr.contains("f32/ft_b: was given as a task vector but is a full model"), "\(command): \(run.stderr)")
-            #expect(run.stderr.contains("Pass it with --model f32/ft_b"), "\(command): \(run.stderr)")
-            #expect(!FileManager.default.fileExists(atPath: dir + "/out-\(command[0]).safetensors"))
+        let model = fixtures + "/f32/ft_b"
+        let inputs = [MergeInput(kind: .taskVector, checkpoint: try Checkpoint(path: model))]
+        let negation = [MergeInput(kind: .taskVector, checkpoint: try Checkpoint(path: model), weight: -1)]
+        for error in try refusals(inputs, methods: [try TaskArithmetic(), try MagMax()], output: dir + "/out.safetensors")
+            + refusals(negation, methods: [try TaskArithmetic()], output: dir + "/neg.safetensors") {
+            #expect(error.description.contains(model + ": was given as a task vector but is a full model"), "\(error)")
+            #expect(error.description.contains("Pass it as a fine-tuned model \(model)"), "\(error)")
         }
-        let accepted = try CLI.run(["task-arithmetic", "--base", "f32/base", "--task-vector", foreign, "-o", dir + "/ok.safetensors"], in: fixtures)
-        #expect(accepted.status == 0, "\(accepted.stderr)")
+        let run = try CLI.run(["negate", "--base", "f32/base", "--task-vector", "f32/ft_b", "-o", dir + "/neg.safetensors"], in: fixtures)
+        #expect(run.status == 1 && run.stderr.contains("Pass it with --model f32/ft_b (in a recipe: model: f32/ft_b), or make its task vector with `merge-cli task-vector`"),
+                "\(run.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/neg.safetensors"))
+        let accepted = try MergePlan(base: try Checkpoint(path: fixtures + "/f32/base"),
+                                     inputs: [MergeInput(kind: .taskVector, checkpoint: try Checkpoint(path: foreign))],
+                                     method: try TaskArithmetic(), output: OutputSpec(path: dir + "/ok.safetensors"))
+        _ = try MergeExecutor.run(accepted, threads: 1)
     }
 
     @Test("Recipes: model: with a task-vector file and task_vector: with a full model are refused with their fixes")
@@ -73,10 +102,9 @@ struct InputKindTests {
               - task_vector: \(fixtures)/f32/ft_c
             """
         try recipe.write(toFile: dir + "/recipe.yml", atomically: true, encoding: .utf8)
-        let run = try CLI.run(["run", dir + "/recipe.yml", "-o", dir + "/out.safetensors"])
-        #expect(run.status == 1)
-        #expect(run.stderr.contains("is a task vector") && run.stderr.contains("task_vector: \(tau)"), "\(run.stderr)")
-        #expect(run.stderr.contains("is a full model") && run.stderr.contains("model: \(fixtures)/f32/ft_c"), "\(run.stderr)")
+        let error = try #require(throws: MergeKitError.self) { try Recipe.load(path: dir + "/recipe.yml").plan(output: dir + "/out.safetensors") }
+        #expect(error.description.contains("is a task vector") && error.description.contains("task_vector: \(tau)"), "\(error)")
+        #expect(error.description.contains("is a full model") && error.description.contains("model: \(fixtures)/f32/ft_c"), "\(error)")
     }
 
     @Test("The relative distance to the base: a few percent for fine-tuned models, about 1 for task vectors")

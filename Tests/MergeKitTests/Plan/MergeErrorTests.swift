@@ -147,7 +147,7 @@ struct MergeErrorTests {
                           method: try TaskArithmetic(), output: OutputSpec(path: output))
         }
         #expect(error.code == .baseMismatch && error.file == tv)
-        #expect(error.description.contains(otherBase) && error.description.contains("task-vector --base"))
+        #expect(error.description.contains(otherBase) && error.description.contains("recompute it with task-vector extraction against \(otherBase)"))
         #expect(!FileManager.default.fileExists(atPath: output))
     }
 
@@ -199,7 +199,7 @@ struct MergeErrorTests {
         let s = Setup()
         #expect(FileManager.default.createFile(atPath: s.output, contents: Data("old".utf8)))
         let error = try #require(throws: MergeKitError.self) { try s.plan() }
-        #expect(error.code == .outputExists && error.file == s.output && error.description.contains("--overwrite"))
+        #expect(error.code == .outputExists && error.file == s.output && error.description.contains("allow overwriting"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: s.output)) == Data("old".utf8))
 
         let input = MergeInput(kind: .model, checkpoint: try Checkpoint(path: s.model))

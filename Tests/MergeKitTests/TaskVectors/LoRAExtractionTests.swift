@@ -194,22 +194,39 @@ struct LoRAExtractionTests {
         #expect(plain.targets.map(\.tensor) == ["layer.proj.weight"] && plain.skipped == ["embed_tokens.weight"])
     }
 
-    @Test("extract-lora's mistakes: bad rank (exit 64), a .safetensors output, mismatched models, an existing output (exit 1)")
+    @Test("Extraction's mistakes are refused before anything is written: a bad rank, a .safetensors output, mismatched models, an existing output")
     func errors() throws {
         let dir = TestSupport.temporaryDirectory("extract-errors")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fixtures = TestSupport.fixture("")
-        var run = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "0", "-o", dir + "/x"], in: fixtures)
-        #expect(run.status == 64)
-        run = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "4", "-o", dir + "/x.safetensors"], in: fixtures)
-        #expect(run.status == 1 && run.stderr.contains("directory"))
-        run = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "svd_lora/gpt2_ft", "--rank", "4", "-o", dir + "/x"], in: fixtures)
-        #expect(run.status == 1 && run.stderr.contains("svd_lora/gpt2_ft") && run.stderr.contains("model.layers.0.self_attn.q_proj.weight"))
+        let base = try Checkpoint(path: TestSupport.fixture("f32/base")), model = try Checkpoint(path: TestSupport.fixture("f32/ft_a"))
+        func refused(_ model: Checkpoint, rank: Int = 4, output: String, overwrite: Bool = false) throws -> MergeKitError {
+            try #require(throws: MergeKitError.self) {
+                try LoRAExtraction(base: base, model: model, output: output, options: LoRAExtraction.Options(rank: rank, overwrite: overwrite))
+            }
+        }
+        let rank = try refused(model, rank: 0, output: dir + "/x")
+        #expect(rank.code == .invalidArgument && rank.description.contains("rank 0 must be at least 1. Use a rank such as 64"), "\(rank)")
+        #expect(try refused(model, output: dir + "/x.safetensors").description.contains("directory"))
+        let other = try Checkpoint(path: TestSupport.fixture("svd_lora/gpt2_ft"))
+        let mismatch = try refused(other, output: dir + "/x")
+        #expect(mismatch.description.contains(other.path) && mismatch.description.contains("model.layers.0.self_attn.q_proj.weight"), "\(mismatch)")
         try FileManager.default.createDirectory(atPath: dir + "/exists", withIntermediateDirectories: true)
-        run = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "4", "-o", dir + "/exists"], in: fixtures)
-        #expect(run.status == 1 && run.stderr.contains("already exists"))
+        let exists = try refused(model, output: dir + "/exists")
+        #expect(exists.code == .outputExists && exists.description.contains("already exists") && exists.description.contains("allow overwriting"))
         #expect(TestSupport.listing(dir + "/exists").isEmpty)
-        run = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "4", "-o", dir + "/exists", "--overwrite", "--quiet"], in: fixtures)
-        #expect(run.status == 0 && TestSupport.listing(dir + "/exists") == ["adapter_config.json", "adapter_model.safetensors"])
+        _ = try LoRAExtraction(base: base, model: model, output: dir + "/exists", options: LoRAExtraction.Options(rank: 4, overwrite: true)).run(threads: 1)
+        #expect(TestSupport.listing(dir + "/exists") == ["adapter_config.json", "adapter_model.safetensors"])
+    }
+
+    @Test("merge-cli extract-lora: --rank 0 exits 64; an existing output exits 1 naming --overwrite")
+    func commandErrors() throws {
+        let dir = TestSupport.temporaryDirectory("extract-cli-errors")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fixtures = TestSupport.fixture("")
+        let rank = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "0", "-o", dir + "/x"], in: fixtures)
+        #expect(rank.status == 64 && rank.stderr.contains("--rank must be at least 1, not 0"), "\(rank.stderr)")
+        try FileManager.default.createDirectory(atPath: dir + "/exists", withIntermediateDirectories: true)
+        let exists = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "4", "-o", dir + "/exists"], in: fixtures)
+        #expect(exists.status == 1 && exists.stderr.contains("already exists. Choose a new output path, or pass --overwrite"), "\(exists.stderr)")
     }
 }

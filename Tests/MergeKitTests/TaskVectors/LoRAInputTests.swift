@@ -73,9 +73,9 @@ struct LoRAInputTests {
             let adapter = try LoRAAdapter(path: TestSupport.fixture(c["adapter"]!.stringValue!))
             #expect(adapter.config.useRSLoRA && !adapter.savedBaseLayers.isEmpty)
             #expect(adapter.modules.contains { $0.transposed && $0.a.name.hasSuffix("lora_embedding_A") })
-            let run = try CLI.run(["task-arithmetic", "--base", c["base"]!.stringValue!, "--lora", c["adapter"]!.stringValue!,
-                                   "-o", dir + "/merged.safetensors"], in: TestSupport.fixture(""))
-            #expect(run.status == 0, "\(run.stderr)")
+            let plan = try MergePlan(base: try Checkpoint(path: TestSupport.fixture(c["base"]!.stringValue!)), inputs: [MergeInput(lora: adapter)],
+                                     method: try TaskArithmetic(scale: 1), output: OutputSpec(path: dir + "/merged.safetensors"))
+            _ = try MergeExecutor.run(plan, threads: 2)
             let worst = try LoRAExtractionTests.maxDifference(dir + "/merged.safetensors", c["peft_merged"]!.stringValue!)
             #expect(worst <= c["tolerance"]!.doubleValue!, "max |Δ| = \(worst)")
         }
@@ -96,9 +96,12 @@ struct LoRAInputTests {
     func refusesWhatPEFTRefuses(_ c: [String]) throws {
         let dir = TestSupport.temporaryDirectory("lora-refused")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let run = try CLI.run(["task-arithmetic", "--base", c[1], "--lora", c[2], "-o", dir + "/out.safetensors"], in: TestSupport.fixture(""))
-        #expect(run.status != 0, "\(c[0]) merged")
-        #expect(run.stderr.contains("adapter_config.json") && run.stderr.contains("PEFT refuses"), "\(c[0]): \(run.stderr)")
+        let error = try #require(throws: MergeKitError.self, "\(c[0]) merged") {
+            let adapter = try LoRAAdapter(path: TestSupport.fixture(c[2]))
+            _ = try MergePlan(base: try Checkpoint(path: TestSupport.fixture(c[1])), inputs: [MergeInput(lora: adapter)],
+                              method: try TaskArithmetic(scale: 1), output: OutputSpec(path: dir + "/out.safetensors"))
+        }
+        #expect(error.description.contains("adapter_config.json") && error.description.contains("PEFT refuses"), "\(c[0]): \(error)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/out.safetensors"))
     }
 
@@ -338,49 +341,71 @@ struct LoRAInputTests {
         #expect(worst <= 1e-6, "merged: max |Δ| = \(worst)")
     }
 
+    /// Writes each adapter's dense task vector (θ₀ + (lora_alpha/r)·B·A − θ₀, emitted as τ) into `dir`.
+    static func denseTaskVectors(into dir: String) throws -> [String] {
+        let base = try Checkpoint(path: TestSupport.fixture("f32/base"))
+        return try ["lora_a", "lora_b"].map { name in
+            let path = "\(dir)/\(name).safetensors"
+            let plan = try MergePlan(base: base, inputs: [MergeInput(lora: try LoRAAdapter(path: TestSupport.fixture("svd_lora/" + name)))],
+                                     method: try TaskArithmetic(scale: 1), output: OutputSpec(path: path, emit: .taskVector))
+            _ = try MergeExecutor.run(plan, threads: 1)
+            return path
+        }
+    }
+
+    static func adapters(weights: [Double]) throws -> [MergeInput] {
+        try zip(["lora_a", "lora_b"], weights).map { MergeInput(lora: try LoRAAdapter(path: TestSupport.fixture("svd_lora/" + $0)), weight: $1) }
+    }
+
     @Test("Every method works on LoRA inputs: the result equals merging the adapters' dense task vectors",
-          arguments: [["ties", "--density", "0.3"], ["ties", "--trim-scope", "tensor", "--vote", "weighted", "--merge", "normalized", "--density", "0.5"],
-                      ["dare", "--drop-rate", "0.5", "--seed", "3"], ["breadcrumbs"], ["magmax"], ["metagpt"], ["model-stock"], ["tsv-m"], ["iso-c"]])
-    func methodsOnLoRA(_ method: [String]) throws {
+          arguments: ["ties", "ties-mergekit", "dare", "breadcrumbs", "magmax", "metagpt", "model-stock", "tsv-m", "iso-c"])
+    func methodsOnLoRA(_ name: String) throws {
         let dir = TestSupport.temporaryDirectory("lora-methods")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fixtures = TestSupport.fixture("")
-        for name in ["lora_a", "lora_b"] {
-            let run = try CLI.run(["task-vector", "--base", "f32/base", "--lora", "svd_lora/\(name)", "-o", "\(dir)/\(name).safetensors"], in: fixtures)
-            #expect(run.status == 0, "\(run.stderr)")
+        let method: any MergeMethod = switch name {
+        case "ties": try TIES(density: 0.3)
+        case "ties-mergekit": try TIES(density: 0.5, trimScope: .tensor, vote: .weighted, merge: .normalized)
+        case "dare": try DARE(dropRate: 0.5, seed: 3)
+        case "breadcrumbs": try Breadcrumbs()
+        case "magmax": try MagMax()
+        case "metagpt": MetaGPT()
+        case "model-stock": ModelStock()
+        case "tsv-m": try TSVM()
+        default: try IsoC()
         }
-        let weights = ["ties", "dare", "breadcrumbs"].contains(method[0]) ? ["--weight", "1", "--weight", "0.5"] : []
-        let viaLoRA = try CLI.run(method + ["--base", "f32/base", "--lora", "svd_lora/lora_a", "--lora", "svd_lora/lora_b"] + weights
-                                  + ["-o", dir + "/lora.safetensors"], in: fixtures)
-        #expect(viaLoRA.status == 0, "\(viaLoRA.stderr)")
-        let viaDense = try CLI.run(method + ["--base", "f32/base", "--task-vector", dir + "/lora_a.safetensors", "--task-vector", dir + "/lora_b.safetensors"]
-                                   + weights + ["-o", dir + "/dense.safetensors"], in: fixtures)
-        #expect(viaDense.status == 0, "\(viaDense.stderr)")
+        let weights = ["ties", "ties-mergekit", "dare", "breadcrumbs"].contains(name) ? [1, 0.5] : [1, 1]
+        let dense = try Self.denseTaskVectors(into: dir)
+        let base = try Checkpoint(path: TestSupport.fixture("f32/base"))
+        _ = try MergeExecutor.run(try MergePlan(base: base, inputs: try Self.adapters(weights: weights), method: method,
+                                                output: OutputSpec(path: dir + "/lora.safetensors")), threads: 2)
+        let vectors = try zip(dense, weights).map { MergeInput(kind: .taskVector, checkpoint: try Checkpoint(path: $0), weight: $1) }
+        _ = try MergeExecutor.run(try MergePlan(base: base, inputs: vectors, method: method, output: OutputSpec(path: dir + "/dense.safetensors")),
+                                  threads: 2)
         let a = TestSupport.values(try Checkpoint(path: dir + "/lora.safetensors"))
         let b = TestSupport.values(try Checkpoint(path: dir + "/dense.safetensors"))
         #expect(a.keys.sorted() == b.keys.sorted())
-        for (name, value) in b { #expect(a[name]?.values == value.values, "\(name) differs") }
-        let base = TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/base")))
-        #expect(a["model.layers.0.self_attn.q_proj.weight"]!.values != base["model.layers.0.self_attn.q_proj.weight"]!.values)
+        for (tensor, value) in b { #expect(a[tensor]?.values == value.values, "\(tensor) differs") }
+        let original = TestSupport.values(base)
+        #expect(a["model.layers.0.self_attn.q_proj.weight"]!.values != original["model.layers.0.self_attn.q_proj.weight"]!.values)
     }
 
-    @Test("analyze and sweep take --lora: the same numbers as for the adapters' dense task vectors")
+    @Test("The analysis and sweeps take LoRA adapters: the same numbers as for the adapters' dense task vectors")
     func analyzeAndSweep() throws {
         let dir = TestSupport.temporaryDirectory("lora-analyze")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fixtures = TestSupport.fixture("")
-        for name in ["lora_a", "lora_b"] {
-            let run = try CLI.run(["task-vector", "--base", "f32/base", "--lora", "svd_lora/\(name)", "-o", "\(dir)/\(name).safetensors"], in: fixtures)
-            #expect(run.status == 0, "\(run.stderr)")
-        }
-        let viaLoRA = try CLI.run(["analyze", "--base", "f32/base", "--lora", "svd_lora/lora_a", "--lora", "svd_lora/lora_b", "--json"], in: fixtures)
-        let viaDense = try CLI.run(["analyze", "--base", "f32/base", "--task-vector", dir + "/lora_a.safetensors", "--task-vector", dir + "/lora_b.safetensors", "--json"], in: fixtures)
-        #expect(viaLoRA.status == 0 && viaDense.status == 0, "\(viaLoRA.stderr) \(viaDense.stderr)")
-        let a = try JSONParser.parse(Array(viaLoRA.stdout.utf8)), b = try JSONParser.parse(Array(viaDense.stdout.utf8))
-        #expect(a["cosine_similarity"] != nil && a["cosine_similarity"] == b["cosine_similarity"] && a["norms"] == b["norms"] && a["sign_conflict_fraction"] == b["sign_conflict_fraction"])
-        let sweep = try CLI.run(["sweep", "--method", "task_arithmetic", "--base", "f32/base", "--lora", "svd_lora/lora_a", "--lora", "svd_lora/lora_b",
-                                 "--scale", "1,2", "-o", dir + "/sweep", "--quiet"], in: fixtures)
-        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let dense = try Self.denseTaskVectors(into: dir)
+        let base = try Checkpoint(path: TestSupport.fixture("f32/base"))
+        let viaLoRA = try TaskVectorAnalysis.run(base: base, inputs: try Self.adapters(weights: [1, 1]), threads: 1)
+        let viaDense = try TaskVectorAnalysis.run(base: base, inputs: try dense.map { MergeInput(kind: .taskVector, checkpoint: try Checkpoint(path: $0)) },
+                                                  threads: 1)
+        #expect(viaLoRA.cosines.count == 2 && viaLoRA.cosines == viaDense.cosines && viaLoRA.norms == viaDense.norms
+                && viaLoRA.signConflicts == viaDense.signConflicts)
+        let recipe = Recipe(method: "task_arithmetic", baseModel: base.path,
+                            inputs: ["lora_a", "lora_b"].map { Recipe.Input(kind: .lora, path: TestSupport.fixture("svd_lora/" + $0)) },
+                            sweep: [(name: "lambda", values: [.number(1), .number(2)])], path: "test")
+        let sweep = try recipe.plan(output: dir + "/sweep")
+        _ = try MergeRun.run(sweep.plans, threads: 1, points: sweep.points.map { $0.map { (name: $0.name, value: $0.value.description) } },
+                             sweepDirectory: dir + "/sweep")
         let point = TestSupport.values(try Checkpoint(path: dir + "/sweep/point-000"))
         for (name, value) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("svd_lora/merged_both.safetensors"))) {
             let worst = zip(point[name]!.values, value.values).map { abs($0 - $1) }.max() ?? 0
@@ -388,13 +413,15 @@ struct LoRAInputTests {
         }
     }
 
-    @Test("negate --lora removes the adapter, and a recipe's lora: entries merge like --lora")
+    @Test("Negating an adapter removes it, and a recipe's lora: entries merge like adapters given directly")
     func negateAndRecipe() throws {
         let dir = TestSupport.temporaryDirectory("lora-recipe")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fixtures = TestSupport.fixture("")
-        let negated = try CLI.run(["negate", "--base", "svd_lora/merged_lora_a.safetensors", "--lora", "svd_lora/lora_a", "-o", dir + "/neg.safetensors"], in: fixtures)
-        #expect(negated.status == 0, "\(negated.stderr)")
+        let negation = try MergePlan(base: try Checkpoint(path: TestSupport.fixture("svd_lora/merged_lora_a.safetensors")),
+                                     inputs: [MergeInput(lora: try LoRAAdapter(path: TestSupport.fixture("svd_lora/lora_a")), weight: -1)],
+                                     method: try TaskArithmetic(scale: 1), output: OutputSpec(path: dir + "/neg.safetensors"))
+        _ = try MergeExecutor.run(negation, threads: 1)
         let back = TestSupport.values(try Checkpoint(path: dir + "/neg.safetensors"))
         for (name, value) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/base"))) where value.info.dtype == .F32 {
             let worst = zip(back[name]!.values, value.values).map { abs($0 - $1) }.max() ?? 0
@@ -410,8 +437,8 @@ struct LoRAInputTests {
               - lora: \(fixtures)/svd_lora/lora_b
                 parameters: {weight: 1.0}
             """.write(toFile: recipe, atomically: true, encoding: .utf8)
-        let run = try CLI.run(["run", recipe, "-o", dir + "/both.safetensors"])
-        #expect(run.status == 0, "\(run.stderr)")
+        let run = try Recipe.load(path: recipe).plan(output: dir + "/both.safetensors")
+        _ = try MergeRun.run(run.plans, threads: 1)
         let both = TestSupport.values(try Checkpoint(path: dir + "/both.safetensors"))
         for (name, value) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("svd_lora/merged_both.safetensors"))) {
             let worst = zip(both[name]!.values, value.values).map { abs($0 - $1) }.max() ?? 0

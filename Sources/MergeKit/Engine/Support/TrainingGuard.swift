@@ -37,8 +37,8 @@ enum TrainingGuard {
         }
         let detail = "training stopped at step \(step): \(what) is \(name(of: value)) on the batch of images \(list(batch)) (indices in the file)"
         if bad.isEmpty {
-            return MergeKitError(.nonFiniteValue, file: file, tensor: tensor, detail + "; their pixels are finite, so the model diverged",
-                                 fix: "Lower --lr; nothing was written")
+            return MergeKitError(.nonFiniteValue, file: file, tensor: tensor, "\(detail); their pixels are finite, so the model diverged",
+                                 fix: "Lower \(term: .learningRate); nothing was written")
         }
         return MergeKitError(.nonFiniteValue, file: file, tensor: tensor,
                              detail + "; image\(bad.count == 1 ? "" : "s") \(list(Array(Set(bad)).sorted())) hold\(bad.count == 1 ? "s" : "") NaN or Inf pixels",
@@ -49,6 +49,6 @@ enum TrainingGuard {
     static func parameterError(step: Int, tensor: String, value: Float, learningRate: Double) -> MergeKitError {
         MergeKitError(.nonFiniteValue, tensor: tensor,
                       "training stopped at step \(step): the update made the parameter \(name(of: Double(value))) (an overflow at learning rate \(learningRate))",
-                      fix: "Lower --lr; nothing was written")
+                      fix: "Lower \(term: .learningRate); nothing was written")
     }
 }

@@ -357,7 +357,7 @@ public final class WEMoEParameters: @unchecked Sendable {
     /// `wemoe.router_depth`, `wemoe.init_lambda` finite, `wemoe.trained_steps` a count).
     static func describe(_ checkpoint: Checkpoint) throws(MergeKitError) -> Description {
         let file = checkpoint.path
-        let fix = "Upscale the model with `merge-cli wemoe` (see the README's WEMoE section for the layout)"
+        let fix: MergeKitError.Text = "Upscale the model with \(term: .wemoeUpscaling()) (see the README's WEMoE section for the layout)"
         let metadata = checkpoint.metadata ?? [:]
         guard isWEMoE(checkpoint) else {
             throw MergeKitError(.invalidArgument, file: file, "is not a WEMoE checkpoint (no merge_method \"wemoe\" in its metadata and no ….mlp.gate.… tensors)", fix: fix)
@@ -433,7 +433,7 @@ public final class WEMoEParameters: @unchecked Sendable {
     /// `allowUnused`. Returns the description and the unused tensors.
     static func check(_ checkpoint: Checkpoint, allowUnused: Bool) throws(MergeKitError) -> (description: Description, unused: [String]) {
         let file = checkpoint.path
-        let fix = "Upscale the model with `merge-cli wemoe` (see the README's WEMoE section for the layout)"
+        let fix: MergeKitError.Text = "Upscale the model with \(term: .wemoeUpscaling()) (see the README's WEMoE section for the layout)"
         let shape = try describe(checkpoint)
         let experts = shape.experts, depth = shape.routerDepth
         let layout = fileLayout(merged: CLIPVisionParameters.layout(shape.config, prefix: shape.prefix, projectionName: shape.projection),

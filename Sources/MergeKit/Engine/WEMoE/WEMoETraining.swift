@@ -36,12 +36,12 @@ public struct WEMoETrainingOptions: Sendable {
     /// this too): at least one step, at least one image per batch (a larger batch than a task has
     /// images takes them all), a positive finite learning rate.
     public func validate() throws(MergeKitError) {
-        func bad(_ what: String) -> MergeKitError { MergeKitError(.invalidArgument, what) }
-        if steps < 1 { throw bad("--steps must be at least 1, not \(steps)") }
-        if batchSize < 1 { throw bad("--batch-size must be at least 1, not \(batchSize)") }
-        if !(learningRate > 0) || !learningRate.isFinite { throw bad("--lr must be a positive number, not \(learningRate)") }
+        func bad(_ what: MergeKitError.Text) -> MergeKitError { MergeKitError(.invalidArgument, what) }
+        if steps < 1 { throw bad("\(term: .steps) must be at least 1, not \(steps)") }
+        if batchSize < 1 { throw bad("\(term: .batchSize) must be at least 1, not \(batchSize)") }
+        if !(learningRate > 0) || !learningRate.isFinite { throw bad("\(term: .learningRate) must be a positive number, not \(learningRate)") }
         if !(0..<1).contains(beta1) || !(0..<1).contains(beta2) { throw bad("the Adam betas must lie in [0, 1)") }
-        if !(epsilon > 0) { throw bad("--adam-eps must be positive, not \(epsilon)") }
+        if !(epsilon > 0) { throw bad("\(term: .adamEpsilon) must be positive, not \(epsilon)") }
     }
 }
 

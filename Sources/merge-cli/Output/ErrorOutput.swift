@@ -43,8 +43,10 @@ enum ErrorOutput {
         return .object(members)
     }
 
-    /// Reports `error` (stderr, and stdout with --json) and returns the exit code to throw.
+    /// Reports `error` in merge-cli's words (stderr, and stdout with --json) and returns the exit
+    /// code to throw.
     static func report(_ error: MergeKitError, exitStatus: Int32 = 1) -> ExitCode {
+        let error = error.inCLIWords
         if jsonRequested { print(json(error, exitStatus: exitStatus).serialized(indent: 2)) }
         FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
         return ExitCode(exitStatus)
@@ -57,5 +59,15 @@ enum ErrorOutput {
         guard exitCode != .success, !(error is ExitCode) else { return nil }
         return json(MergeKitError(.invalidArgument, message, fix: "Run `merge-cli help` (or `merge-cli <command> --help`) for the options"),
                     exitStatus: exitCode.rawValue)
+    }
+}
+
+/// Turns library errors into the CLI's contract: message on stderr (and a JSON error document on
+/// stdout with --json, `ErrorOutput`), exit status 1.
+func reportingErrors(_ body: () throws(MergeKitError) -> Void) throws {
+    do {
+        try body()
+    } catch {
+        throw ErrorOutput.report(error)
     }
 }

@@ -101,32 +101,21 @@ struct FinetuneCommand: ParsableCommand {
         do throws(MergeKitError) {
             try options.validate()
         } catch {
-            throw ValidationError(error.detail)
+            throw ValidationError(error.inCLIWords.detail)
         }
     }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let checkpoint = try Checkpoint(path: base)
-            try CheckpointRole.finetuneBase.check(checkpoint)
-            // Checked before any work: the output must not replace the model, the head, the data or the config.
-            let inputs = [base, head, data, try CLIPVisionModel.configPath(for: checkpoint)]
-            try OutputGuard.check(output: output, overwrite: overwrite, inputs: inputs)
             // Everything is checked from headers first; the parameters are allocated last.
-            let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
-            EngineInputs.warnIgnored(base, file.ignoredTensors)
-            let taskHead = try TaskHead(path: head), dataset = try ImageDataset(path: data)
-            try Evaluation.check(head: taskHead, data: dataset, config: file.config, embeddingSize: file.embeddingSize, purpose: "to fine-tune on")
+            let job = try FineTuningJob(base: base, head: head, data: data, output: output, overwrite: overwrite, allowUnused: allowUnused,
+                                        ignored: EngineInputs.warnIgnored)
             let threadCount = EngineInputs.threads(threads)
-            // A batch larger than the dataset takes every image once (FineTuning clamps it).
-            let batch = min(batchSize, dataset.count)
+            let batch = job.batchSize(options)
             _ = try EngineInputs.batch(batch, default: batch, command: "finetune", quiet: quiet) { b in
-                EngineMemory.fineTuning(config: file.config, hasProjection: file.hasProjection, linearized: linearized, batch: b,
-                                        threads: threadCount, classes: taskHead.classes)
+                job.memory(batch: b, linearized: linearized, threads: threadCount)
             }
-            let model = CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: checkpoint, config: file.config, allowUnused: true),
-                                        threads: threads)
-            var training = try FineTuning(base: model, head: taskHead, data: dataset, options: options)
+            var training = try job.start(options: options, threads: threads)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             var last: FineTuning.Step?
             var stepsJSON: [JSONValue] = []
@@ -143,16 +132,7 @@ struct FinetuneCommand: ParsableCommand {
                 }
             }
             bar.finish()
-            let recipe = JSONValue.object([
-                JSONMember("linearized", .bool(linearized)), JSONMember("steps", .int(steps)), JSONMember("batch_size", .int(training.batchSize)),
-                JSONMember("lr", .double(learningRate)), JSONMember("weight_decay", .double(weightDecay)),
-                JSONMember("warmup_steps", .int(warmupSteps)), JSONMember("clip_norm", .double(clipNorm)),
-                JSONMember("betas", .array([.double(beta1), .double(beta2)])), JSONMember("eps", .double(epsilon)),
-                JSONMember("seed", .string(String(seed))), JSONMember("head", .string(head)), JSONMember("data", .string(data)),
-            ]).serialized()
-            let notes = try FineTuning.write(theta: training.theta, base: checkpoint, linearized: linearized,
-                                             output: OutputSpec(path: output, overwrite: overwrite, inputs: inputs),
-                                             metadata: ["mergekit.finetune": recipe, "mergekit.finetune.base": base])
+            let notes = try job.write(training)
             printNotes(notes, quiet: quiet)
             if !quiet, let last {
                 FileHandle.standardError.write(Data(String(format: "fine-tuned %@ (%@), last loss %.4f; wrote %@\n", EngineInputs.counted(steps, "step"),

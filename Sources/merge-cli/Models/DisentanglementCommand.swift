@@ -67,49 +67,21 @@ struct DisentanglementCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let baseCheckpoint = try Checkpoint(path: base)
-            let baseKind = try CheckpointRole.disentanglementBase.check(baseCheckpoint)
-            let inputs = taskVectors.map { ($0, false) } + models.map { ($0, true) }
-            // Every input is checked before anything is loaded.
-            let checkpoints = try inputs.map { (path, isModel) throws(MergeKitError) in
-                let checkpoint = try Checkpoint(path: path)
-                try (isModel ? CheckpointRole.disentanglementModel : .disentanglementTaskVector).check(checkpoint)
-                return checkpoint
-            }
-            let baseFile = try EncoderCheckpoint(baseCheckpoint, allowUnused: allowUnused)
-            EngineInputs.warnIgnored(base, baseFile.ignoredTensors)
-            let linear = linearized || baseKind == .linearized
-            let taskHeads = try heads.map { (path) throws(MergeKitError) in try TaskHead(path: path) }
-            let datasets = try data.map { (path) throws(MergeKitError) in try ImageDataset(path: path) }
-            for (taskHead, dataset) in zip(taskHeads, datasets) {
-                try Evaluation.check(head: taskHead, data: dataset, config: baseFile.config, embeddingSize: baseFile.embeddingSize,
-                                     purpose: "to measure disentanglement on")
-            }
+            let inputs = taskVectors.map { DisentanglementJob.Input(path: $0, isModel: false) }
+                + models.map { DisentanglementJob.Input(path: $0, isModel: true) }
+            let job = try DisentanglementJob(base: base, inputs: inputs, heads: heads, data: data, linearized: linearized,
+                                             allowUnused: allowUnused, ignored: EngineInputs.warnIgnored)
+            let linear = job.linearized
             let threadCount = EngineInputs.threads(threads)
             let batch = try EngineInputs.batch(batchSize, default: 64, command: "disentanglement", quiet: json) { b in
-                EngineMemory.disentanglement(config: baseFile.config, hasProjection: baseFile.hasProjection, linearized: linear,
-                                             batch: min(b, datasets.map(\.count).max() ?? b), threads: threadCount,
-                                             images: datasets.map(\.count), classes: taskHeads.map(\.classes))
-            }
-            let model: CLIPVisionModel
-            if baseKind == .linearized {
-                model = try LinearizedCheckpoint.model(baseCheckpoint, threads: threads, allowUnused: true).base
-            } else {
-                model = try CLIPVisionModel(parameters: try CLIPVisionParameters.load(from: baseCheckpoint, config: baseFile.config, allowUnused: true),
-                                            threads: threads)
-            }
-            var tasks: [Disentanglement.Task] = []
-            for (t, ((path, isModel), checkpoint)) in zip(inputs, checkpoints).enumerated() {
-                let vector = try Disentanglement.taskVector(checkpoint, base: model.parameters, isModel: isModel, allowUnused: allowUnused)
-                EngineInputs.warnIgnored(path, vector.ignoredTensors)
-                tasks.append(Disentanglement.Task(vector: vector, head: taskHeads[t], data: datasets[t]))
+                job.memory(batch: b, threads: threadCount)
             }
             let alphas = alphaValues!
-            let result = try Disentanglement.run(base: model, tasks: tasks, alphas: alphas, linearized: linear, batchSize: batch)
+            let result = try job.run(alphas: alphas, batchSize: batch, threads: threads, ignored: EngineInputs.warnIgnored)
             if json {
                 let members: [JSONMember] = [
                     JSONMember("base", .string(base)),
-                    JSONMember("task_vectors", .array(inputs.map { .string($0.0) })),
+                    JSONMember("task_vectors", .array(inputs.map { .string($0.path) })),
                     JSONMember("linearized", .bool(linear)),
                     JSONMember("alphas", .array(alphas.map { .double($0) })),
                     JSONMember("xi", .array(result.errors.map { .array($0.map { .double($0) }) })),
@@ -118,7 +90,7 @@ struct DisentanglementCommand: ParsableCommand {
                 ]
                 print(JSONValue.object(members).serialized(indent: 2))
             } else {
-                print("ξ(α₁, α₂)\(linear ? ", linearized" : ""): rows α₁ (\(TerminalText.escaped(inputs[0].0))), columns α₂ (\(TerminalText.escaped(inputs[1].0)))")
+                print("ξ(α₁, α₂)\(linear ? ", linearized" : ""): rows α₁ (\(TerminalText.escaped(inputs[0].path))), columns α₂ (\(TerminalText.escaped(inputs[1].path)))")
                 // Every column as wide as the widest α label (%g: 1e+30, not 31 digits) or ξ value.
                 let labels = alphas.map { String(format: "%.2f", $0).count <= 8 ? String(format: "%.2f", $0) : String(format: "%g", $0) }
                 let width = max(7, labels.map(\.count).max() ?? 0) + 1

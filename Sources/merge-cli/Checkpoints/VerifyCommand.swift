@@ -32,16 +32,17 @@ struct VerifyCommand: ParsableCommand {
         do {
             report = try verifier.verify(path: path)
         } catch {
+            let error = error.inCLIWords
             if json { print(Self.json(path: path, report: nil, error: error, stale: stale).serialized(indent: 2)) }
             FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
             throw ExitCode(1)
         }
-        let error = report.nonFiniteError
+        let error = report.nonFiniteError?.inCLIWords
         if json {
             print(Self.json(path: path, report: report, error: error, stale: stale).serialized(indent: 2))
         } else {
             print("\(TerminalText.escaped(path)): \(error == nil ? "OK" : "FAILED")")
-            print("  \(Self.layoutDescription(report)); \(grouped(report.tensorCount)) tensors, \(grouped(report.bytesRead)) bytes read")
+            print("  " + report.summary)
             for line in report.nonFiniteText { print("  " + line) }
         }
         if let error {
@@ -50,20 +51,12 @@ struct VerifyCommand: ParsableCommand {
         }
     }
 
-    static func layoutDescription(_ report: CheckpointVerifier.Report) -> String {
-        switch report.layout {
-        case .file: return "single file"
-        case .directory(let weights): return "directory (\(weights))"
-        case .sharded(let index): return "sharded directory, \(report.files.count) shards (\(index))"
-        }
-    }
-
     static func json(path: String, report: CheckpointVerifier.Report?, error: MergeKitError?,
                      stale: [CheckpointVerifier.StaleTemporary]) -> JSONValue {
         var members = [JSONMember("path", .string(path)), JSONMember("valid", .bool(error == nil))]
         if let report {
             members += [
-                JSONMember("layout", .string(layoutDescription(report))),
+                JSONMember("layout", .string(report.layoutDescription)),
                 JSONMember("files", .array(report.files.map { .string($0) })),
                 JSONMember("tensor_count", .int(report.tensorCount)),
                 JSONMember("bytes_read", .int(report.bytesRead)),
@@ -75,15 +68,4 @@ struct VerifyCommand: ParsableCommand {
         members.append(JSONMember("error", error.map { ErrorOutput.object($0, exitStatus: 1) } ?? .null))
         return .object(members)
     }
-}
-
-/// 1234567 -> "1,234,567".
-private func grouped(_ n: Int) -> String {
-    let digits = String(n.magnitude)
-    var out = ""
-    for (i, c) in digits.enumerated() {
-        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
-        out.append(c)
-    }
-    return n < 0 ? "-" + out : out
 }

@@ -57,48 +57,18 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let checkpoint = try Checkpoint(path: model)
             // Everything is checked from headers first; the parameters are allocated last.
-            let form: EncoderCheckpoint.Form
-            let config: CLIPVisionConfig, hasProjection: Bool
-            let load: () throws(MergeKitError) -> any ImageEncoder
-            if linearized, let base {
-                try CheckpointRole.evalLinearizedModel.check(checkpoint)
-                let baseCheckpoint = try Checkpoint(path: base)
-                try CheckpointRole.evalBase.check(baseCheckpoint)
-                let baseFile = try EncoderCheckpoint(baseCheckpoint, allowUnused: allowUnused)
-                if let configPath = try? CLIPVisionModel.configPath(for: checkpoint),
-                   try CLIPVisionConfig.load(path: configPath) != baseFile.config {
-                    throw MergeKitError(.shapeMismatch, file: configPath, "describes a different architecture from the base's config.json",
-                                        fix: "--model must be a fine-tune of --base")
-                }
-                let modelFile = try EncoderCheckpoint(checkpoint, config: baseFile.config, allowUnused: allowUnused)
-                EngineInputs.warnIgnored(base, baseFile.ignoredTensors)
-                EngineInputs.warnIgnored(model, modelFile.ignoredTensors)
-                (form, config, hasProjection) = (.linearized, baseFile.config, baseFile.hasProjection)
-                load = { () throws(MergeKitError) in
-                    let baseModel = try CLIPVisionModel(path: base, threads: threads, allowUnused: true)
-                    let parameters = try CLIPVisionParameters.load(from: checkpoint, config: baseModel.config, allowUnused: true)
-                    return try LinearizedCLIPVisionModel(base: baseModel, finetuned: parameters, file: model)
-                }
-            } else {
-                // A linearized checkpoint always runs linearized, around its own θ₀; a WEMoE model
-                // with per-image routing.
-                try CheckpointRole.evalModel.check(checkpoint)
-                let file = try EncoderCheckpoint(checkpoint, allowUnused: allowUnused)
-                EngineInputs.warnIgnored(model, file.ignoredTensors)
-                (form, config, hasProjection) = (file.form, file.config, file.hasProjection)
-                load = { () throws(MergeKitError) in try file.load(threads: threads) }
-            }
+            let chosen = try EvaluatedEncoder(model: model, linearizedAround: linearized ? base : nil, allowUnused: allowUnused,
+                                              ignored: EngineInputs.warnIgnored)
             let taskHead = try TaskHead(path: head)
             let dataset = try ImageDataset(path: data)
-            try Evaluation.check(head: taskHead, data: dataset, config: config, embeddingSize: hasProjection ? config.projectionDim : config.hiddenSize)
+            try Evaluation.check(head: taskHead, data: dataset, config: chosen.config, embeddingSize: chosen.embeddingSize)
             let threadCount = EngineInputs.threads(threads)
             let batchSize = try EngineInputs.batch(self.batchSize, default: 32, command: "eval", quiet: quiet) { b in
-                EngineMemory.evaluation(config: config, hasProjection: hasProjection, form: form, batch: min(b, dataset.count),
+                EngineMemory.evaluation(config: chosen.config, hasProjection: chosen.hasProjection, form: chosen.form, batch: min(b, dataset.count),
                                         threads: threadCount, classes: taskHead.classes)
             }
-            let encoder = try load()
+            let encoder = try chosen.load(threads: threads)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             let result = try Evaluation.run(encoder, head: taskHead, data: dataset, batchSize: batchSize) { done, total in
                 bar.update(done: done, total: total) { _ in String(format: "%d/%d images ", done, total) }

@@ -1,0 +1,40 @@
+import ArgumentParser
+import MergeKit
+
+struct TaskVectorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "task-vector",
+        abstract: "Write τ = θ_ft − θ₀ (or a LoRA adapter's dense τ) as a task-vector file (F32 by default) that remembers its base.")
+
+    @Option(name: .long, help: ArgumentHelp("The pre-trained base checkpoint θ₀.", valueName: "path"))
+    var base: String
+
+    @Option(name: .long, help: ArgumentHelp("The fine-tuned checkpoint θ_ft.", valueName: "path"))
+    var finetuned: String?
+
+    @Option(name: .customLong("lora"), help: ArgumentHelp("A PEFT LoRA adapter directory instead of --finetuned: writes its dense τ = (lora_alpha/r)·B·A (zero where it targets nothing).", valueName: "dir"))
+    var lora: String?
+
+    @OptionGroup var outputOptions: OutputOptions
+
+    func validate() throws {
+        guard (finetuned == nil) != (lora == nil) else {
+            throw ValidationError("Give exactly one of --finetuned or --lora.")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors { () throws(MergeKitError) in
+            let baseCheckpoint = try Checkpoint(path: base)
+            let input: MergeInput
+            if let lora {
+                input = MergeInput(lora: try LoRAAdapter(path: lora))
+            } else {
+                input = MergeInput(kind: .model, checkpoint: try Checkpoint(path: finetuned!), weight: 1)
+            }
+            let plan = try MergePlan(base: baseCheckpoint, inputs: [input], method: try TaskArithmetic(scale: 1),
+                                     output: outputOptions.spec(emit: .taskVector))
+            try MergeRunner.run([plan], options: outputOptions, command: CommandLine.arguments.joined(separator: " "))
+        }
+    }
+}

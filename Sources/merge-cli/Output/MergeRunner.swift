@@ -1,0 +1,65 @@
+import Foundation
+import MergeKit
+
+/// Runs planned merges and reports them: a progress bar and a summary line on stderr for people
+/// (when stderr is a terminal and not --quiet), a JSON summary on stdout for scripts (--json).
+enum MergeRunner {
+    /// Runs one plan (a recipe or command-line merge) or several in one pass (a sweep, written as
+    /// one directory `sweepDirectory` with a manifest: `SweepOutput`).
+    static func run(_ plans: [MergePlan], options: OutputOptions, points: [MergeRun.Point] = [],
+                    sweepDirectory: String? = nil, command: String? = nil) throws(MergeKitError) {
+        let plans = command.map { MergeRun.withModelCards(plans, command: $0) } ?? plans
+        if options.dryRun {
+            if options.json {
+                // One document: the plan, or the sweep's points with their plans.
+                let described = plans.enumerated().map { i, plan in
+                    let point = points.indices.contains(i) ? points[i] : []
+                    return point.isEmpty ? PlanDescription.json(plan) : PlanDescription.json(plan).adding("sweep", MergeRun.pointJSON(point))
+                }
+                print((described.count == 1 ? described[0] : .object([JSONMember("points", .array(described))])).serialized(indent: 2))
+                return
+            }
+            for (i, plan) in plans.enumerated() {
+                if plans.count > 1 { print("# point \(i): " + (points.indices.contains(i) ? points[i].map { "\($0.name) = \($0.value)" }.joined(separator: ", ") : "")) }
+                print(PlanDescription.text(plan))
+            }
+            return
+        }
+        if options.checkFinite {
+            // The merge's own NaN/Inf policy, applied in one read of the inputs before any merging.
+            try MergeExecutor.checkInputsFinite(plans[0], threads: options.threads)
+        }
+        let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
+        let start = Date()
+        let outcome = try MergeRun.run(plans, threads: options.threads, points: points, sweepDirectory: sweepDirectory,
+                                       overwrite: options.overwrite, summarize: options.json, checksums: options.checksums) { bar.update($0) }
+        bar.finish()
+        let results = outcome.results
+        // One summary line per output unless --quiet, also when stderr is not a terminal (a
+        // line in a CI log); warnings always.
+        for result in results {
+            for warning in result.warnings {
+                FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(warning))\n".utf8))
+            }
+            guard !options.quiet else { continue }
+            let merged = result.tensorsMerged, copied = result.tensorsCopied
+            let gb = Double(result.outputBytes) / 1e9
+            FileHandle.standardError.write(Data("wrote \(TerminalText.escaped(result.outputPath)): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
+        }
+        // The plans share the base, so its skipped files are the same for every point.
+        if !options.quiet, let skipped = plans.first?.skippedFiles, !skipped.isEmpty {
+            let list = skipped.map { "\($0.name) (\($0.reason))" }.joined(separator: "; ")
+            FileHandle.standardError.write(Data("note: not copied from \(TerminalText.escaped(plans[0].base.path)): \(TerminalText.escaped(list))\n".utf8))
+        }
+        printNotes(outcome.notes, quiet: options.quiet)
+        let seconds = Date().timeIntervalSince(start)
+        if options.json {
+            let summaries = outcome.summaries
+            let top: JSONValue = summaries.count == 1 && sweepDirectory == nil
+                ? summaries[0].adding("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes)).adding("seconds", .double(seconds))
+                : .object([JSONMember("outputs", .array(summaries)), JSONMember("seconds", .double(seconds)),
+                           JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes))])
+            print(top.adding("notes", .array(outcome.notes.map(\.json))).serialized(indent: 2))
+        }
+    }
+}
