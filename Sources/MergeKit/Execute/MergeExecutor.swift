@@ -36,8 +36,7 @@ public enum MergeExecutor {
     public static let itemElements = 64 * chunkElements
     /// Elements per `pread` of each input: 512 KB of bf16, so the bytes are still in cache when
     /// they are converted. (Reading a work item's worth — 2 MB per input — at a time left them in
-    /// memory: the conversion stalled on the loads and task arithmetic on the 1.1 B benchmark set
-    /// took 2.3 s instead of 1.6–1.8 s; TIES 7.8 s instead of 6.5 s.)
+    /// memory and the conversion stalled on the loads; README, "Performance", has the measurement.)
     static let readElements = 16 * chunkElements
     /// Largest tensor (all inputs and the base, in the compute type) a worker keeps in memory
     /// for methods with per-tensor statistics; larger tensors are re-read for each pass.
