@@ -15,7 +15,17 @@ public struct MethodParameter: Sendable, Equatable {
         case fractionBelowOne
         /// A whole number in [0, 2⁶⁴): a seed.
         case seed
+        /// [0, 1]: a position between two endpoints (both included).
+        case unitInterval
+        /// (0, ∞): a small positive constant or tolerance.
+        case positive
+        /// A whole number in [0, `maximumIterations`]: an iteration count.
+        case iterationCount
     }
+
+    /// The most iterations an iterative method may be asked for (each costs a few products of
+    /// numbers per tensor, not a pass over the tensor, but a typo such as 1e9 should not run for hours).
+    public static let maximumIterations = 1_000_000
 
     /// The neutral name, used in library messages.
     public let name: String
@@ -34,6 +44,14 @@ public struct MethodParameter: Sendable, Equatable {
     public static let weight = MethodParameter(name: "weight", domain: .finite,
                                                meaning: "an input's weight wᵢ, e.g. 1, or -1 to subtract")
     public static let seed = MethodParameter(name: "seed", domain: .seed, meaning: "the seed of the random masks, e.g. 0")
+    public static let t = MethodParameter(name: "t", domain: .unitInterval,
+                                          meaning: "the position between the base model (0) and the other model (1), e.g. 0.5")
+    public static let epsilon = MethodParameter(name: "eps", domain: .positive,
+                                                meaning: "the small constant that keeps divisions by norms finite, e.g. 1e-8")
+    public static let tolerance = MethodParameter(name: "tol", domain: .positive,
+                                                  meaning: "the angle and norm below which the iteration stops or skips a model, e.g. 1e-5")
+    public static let iterations = MethodParameter(name: "max_iter", domain: .iterationCount,
+                                                   meaning: "the most iterations of the Karcher mean, e.g. 10")
 
     /// Whether `value` is allowed.
     public func accepts(_ value: Double) -> Bool {
@@ -42,6 +60,9 @@ public struct MethodParameter: Sendable, Equatable {
         case .keptFraction: return value > 0 && value <= 1
         case .fractionBelowOne: return value >= 0 && value < 1
         case .seed: return value >= 0 && value < 0x1p64 && value.rounded(.towardZero) == value
+        case .unitInterval: return value >= 0 && value <= 1
+        case .positive: return value > 0 && value.isFinite
+        case .iterationCount: return value >= 0 && value <= Double(Self.maximumIterations) && value.rounded(.towardZero) == value
         }
     }
 
@@ -52,6 +73,9 @@ public struct MethodParameter: Sendable, Equatable {
         case .keptFraction: return "in (0, 1]"
         case .fractionBelowOne: return "in [0, 1)"
         case .seed: return "a whole number from 0 to 2⁶⁴ − 1"
+        case .unitInterval: return "in [0, 1]"
+        case .positive: return "a positive number"
+        case .iterationCount: return "a whole number from 0 to \(Self.maximumIterations)"
         }
     }
 

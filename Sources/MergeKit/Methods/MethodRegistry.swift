@@ -12,6 +12,7 @@ public enum MethodRegistry {
         MagMax.self,
         TSVM.self,
         IsoC.self,
+        Slerp.self,
     ]
 
     /// Every method's description, in registry order.

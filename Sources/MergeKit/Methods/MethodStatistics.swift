@@ -15,6 +15,9 @@ public struct StatisticsRequest: Sendable {
     public var tensorRankTiesEarlierHigher = false
     /// Per tensor: the Gram matrix τᵢ·τⱼ of the inputs.
     public var tensorGram = false
+    /// Per tensor: the inner products of θ₀ and the τᵢ over each vector along this axis
+    /// (`TensorProducts`).
+    public var tensorProducts: TensorProducts.Axis?
     /// Per tensor and input: Σ|τ| and Σ|τ| over the elements DARE's mask keeps.
     public var tensorDropL1: DropMasks?
     /// Mass-vote sign ties are resolved by the sign of the vote Σ sign(S) summed over the whole
@@ -25,7 +28,7 @@ public struct StatisticsRequest: Sendable {
 
     public init() {}
 
-    var needsTensorPasses: Bool { tensorRankWindow != nil || tensorGram || tensorDropL1 != nil }
+    var needsTensorPasses: Bool { tensorRankWindow != nil || tensorGram || tensorProducts != nil || tensorDropL1 != nil }
     var needsModelPasses: Bool { globalKeepFraction != nil || globalSquaredNorms }
 }
 
@@ -90,6 +93,11 @@ public final class TensorStatistics {
     public internal(set) var gram: [[Double]] = []
     /// Per input: (Σ|τ|, Σ|τ| over kept elements).
     public internal(set) var dropL1: [(before: Double, after: Double)] = []
+    /// The inner products of θ₀ and the τᵢ, vector by vector.
+    public internal(set) var products: TensorProducts?
+    /// What a method derives from the statistics once per tensor (the SLERP family's
+    /// coefficients, `SphericalMergeMethod`), set when it merges the tensor's first chunk.
+    var coefficients: [Double] = []
 
     init() {}
 }

@@ -33,7 +33,8 @@ extension Recipe {
         } else if !(spec?.description.kind.contains(.baseOptional) ?? false) {
             add(0, MergeKitError(.invalidArgument, file: path, "\(method) needs a base_model", fix: "Add base_model: PATH"))
         }
-        for input in inputs {
+        let entries = methodInputs(spec?.description)
+        for input in entries {
             do throws(MergeKitError) {
                 switch input.kind {
                 case .lora: opened.append(MergeInput(lora: try LoRAAdapter(path: resolve(input.path))))
@@ -53,7 +54,7 @@ extension Recipe {
         let points = sweepPoints
         let layers = (base.tensorNames.compactMap(LayerPosition.index(of:)).max() ?? -1) + 1
         let outDType = overrideDType ?? outDType ?? dtype
-        let models = inputs.map(\.parameters)
+        let models = entries.map(\.parameters)
         let seedValue = seed ?? recipeSeed
 
         // A sweep's directory is one output (written whole by `SweepOutput`), checked here once;
@@ -74,9 +75,10 @@ extension Recipe {
             var global = parameters
             for (name, value) in point { global[name] = value }
             let pointGlobal = global
+            let hasBaseModel = baseModel != nil
             let resolver: @Sendable (String) throws(MergeKitError) -> TensorParameters = { tensor throws(MergeKitError) in
                 let values = MethodArguments(preset: spec.preset, global: pointGlobal, models: models, tensor: tensor,
-                                             t: LayerPosition.t(of: tensor, layers: layers), seed: seedValue)
+                                             t: LayerPosition.t(of: tensor, layers: layers), seed: seedValue, hasBaseModel: hasBaseModel)
                 return TensorParameters(method: try spec.description.build(values), weights: values.weights())
             }
             let representative: TensorParameters
@@ -182,17 +184,28 @@ extension Recipe {
         }
         // Methods are built only from values in range (a method would refuse a bad one again, without its line).
         guard let spec, pointCount <= Double(SweepGrid.maximumPoints), problems.items.count == found else { return }
-        let models = inputs.map(\.parameters)
+        let models = methodInputs(spec.description).map(\.parameters)
         for point in sweepPoints {
             var global = parameters
             for (name, value) in point { global[name] = value }
             do throws(MergeKitError) {
-                let values = MethodArguments(preset: spec.preset, global: global, models: models, tensor: "", t: 0, seed: recipeSeed)
+                let values = MethodArguments(preset: spec.preset, global: global, models: models, tensor: "", t: 0, seed: recipeSeed,
+                                             hasBaseModel: baseModel != nil)
                 try spec.description.build(values).validate(weights: values.weights())
             } catch {
                 add(methodLine, error)
             }
         }
+    }
+
+    /// The models entries the method combines: all of them, except that for a method that
+    /// combines the base with the models (`Kind.baseAmongModels`, mergekit's base input) an entry
+    /// naming the base_model is the base itself, as in mergekit, and is left out.
+    func methodInputs(_ description: MethodDescription?) -> [Input] {
+        guard let baseModel, description?.kind.contains(.baseAmongModels) == true else { return inputs }
+        let standardized = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
+        let base = standardized(baseModel)
+        return inputs.filter { $0.kind != .model || standardized($0.path) != base }
     }
 
     /// Checks everything that needs no file (see `parameterProblems`) and throws every problem

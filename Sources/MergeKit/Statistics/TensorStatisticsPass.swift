@@ -1,5 +1,5 @@
 /// The per-tensor statistics a method asks for (`StatisticsRequest`: rank windows, the Gram
-/// matrix, DARE's L1 sums), computed by the worker that merges the tensor, in passes over the
+/// matrix, the products of θ₀ and the τᵢ, DARE's L1 sums), computed by the worker that merges the tensor, in passes over the
 /// tensor's chunks (`ChunkSource`: from its cache when the tensor fits, else read again) before
 /// the merge pass.
 enum TensorStatisticsPass {
@@ -7,7 +7,7 @@ enum TensorStatisticsPass {
     /// (one pass); larger ones from radix selections (2 passes for Float, 4 for Double).
     static let sortedSelectionLimit = 1 << 18
 
-    /// Gram matrix, DARE L1 sums and rank-window selections, in as few passes as possible.
+    /// Gram matrix, products, DARE L1 sums and rank-window selections, in as few passes as possible.
     ///
     /// Rank windows come from each input's sorted magnitude keys when the tensor is small and
     /// whole in memory (cached, or one chunk), sorted one input at a time; otherwise from
@@ -41,6 +41,7 @@ enum TensorStatisticsPass {
         }
         var gram = [[Double]](repeating: [Double](repeating: 0, count: inputs), count: inputs)
         var l1 = [(before: Double, after: Double)](repeating: (0, 0), count: inputs)
+        var products = request.tensorProducts.map { TensorProducts(axis: $0, shape: tensor.output.shape, inputs: inputs) }
         for (b, batch) in batches.enumerated() {
             var lowerSelections: [RadixSelection?] = batch.map { i in
                 windows[i].lowerBound > 0 ? RadixSelection(rank: windows[i].lowerBound, keyBits: T.magnitudeKeyBits) : nil
@@ -51,8 +52,9 @@ enum TensorStatisticsPass {
             let passes = batch.isEmpty ? 1 : T.magnitudeKeyBits / RadixSelection.digitBits
             for pass in 0..<passes {
                 for chunk in source.chunks {
-                    let (_, deltas) = try source.load(chunk)
+                    let (base, deltas) = try source.load(chunk)
                     if b == 0 && pass == 0 {
+                        products?.accumulate(base: UnsafeBufferPointer(base), deltas: deltas, start: chunk.lowerBound)
                         if request.tensorGram {
                             for i in 0..<inputs {
                                 for j in i..<inputs {
@@ -101,6 +103,7 @@ enum TensorStatisticsPass {
         for i in 0..<inputs { for j in 0..<i { gram[i][j] = gram[j][i] } }
         statistics.gram = request.tensorGram ? gram : []
         statistics.dropL1 = request.tensorDropL1 != nil ? l1 : []
+        statistics.products = products
         statistics.windows = windows.indices.map { i in
             let w = windows[i]
             if w.isEmpty { return RankWindow.empty }

@@ -13,6 +13,11 @@ public struct MethodArguments: Sendable {
     let tensor: String
     let t: Double
     let seed: UInt64
+    /// Whether the merge has a base model in mergekit's sense: a recipe's base_model (the command
+    /// line always has one). Without it a recipe's first model anchors the task vectors, and the
+    /// methods that combine the base with the models (`Kind.baseAmongModels`) work on the models
+    /// alone.
+    var hasBaseModel = true
 
     /// Whether the values come from the command line (one per parameter, nothing per model).
     var isCommandLine: Bool { models == nil }

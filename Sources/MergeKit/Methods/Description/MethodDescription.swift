@@ -30,6 +30,12 @@ public struct MethodDescription: Sendable {
         public static let svd = Kind(rawValue: 1 << 5)
         /// Averages the models: a recipe may leave out the base (the first model anchors τ).
         public static let baseOptional = Kind(rawValue: 1 << 6)
+        /// The base is one of the models the method combines (mergekit's base input: SLERP's
+        /// endpoint, a point of the Karcher mean, the origin of NuSLERP), so a recipe's models
+        /// entry naming the base_model is the base itself, not another model: the recipe leaves
+        /// it out of the inputs. The method learns whether there is a base
+        /// (`MethodArguments.hasBaseModel`).
+        public static let baseAmongModels = Kind(rawValue: 1 << 7)
     }
 
     /// How the command line takes the inputs.
