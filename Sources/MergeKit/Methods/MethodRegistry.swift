@@ -13,6 +13,9 @@ public enum MethodRegistry {
         TSVM.self,
         IsoC.self,
         Slerp.self,
+        NuSlerp.self,
+        MultiSlerp.self,
+        Karcher.self,
     ]
 
     /// Every method's description, in registry order.
