@@ -81,7 +81,8 @@ struct MethodDescriptionTests {
         let expected: [String: any MergeMethod] = [
             "task-arithmetic": try TaskArithmetic(), "ties": try TIES(), "dare": try DARE(), "linear": Linear(),
             "breadcrumbs": try Breadcrumbs(), "model-stock": ModelStock(), "metagpt": MetaGPT(), "magmax": try MagMax(),
-            "tsv-m": try TSVM(), "iso-c": try IsoC(),
+            "tsv-m": try TSVM(), "iso-c": try IsoC(), "slerp": try Slerp(t: 0.5), "nuslerp": NuSlerp(),
+            "multislerp": try MultiSlerp(), "karcher": try Karcher(),
         ]
         for description in Self.descriptions {
             let defaults = description.commandPreset.defaults.filter { key, _ in description.parameter(key)?.flag != nil }
