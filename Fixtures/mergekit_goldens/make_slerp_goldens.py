@@ -502,7 +502,7 @@ def main() -> int:
         if not ok:
             failures.append(name)
         if args.check:
-            committed = load_model(path) if path.exists() else {}
+            committed = load_file(str(path)) if path.exists() else {}
             same = committed.keys() == golden.keys() and all(torch.equal(committed[n], golden[n]) for n in names)
             print(f"  {name:20s} committed golden {'identical' if same else 'DIFFERS'}")
             if not same:

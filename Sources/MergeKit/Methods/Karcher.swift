@@ -40,6 +40,7 @@ public struct Karcher: SphericalMergeMethod {
         [JSONMember("max_iter", .int(maxIterations)), JSONMember("tol", .double(tolerance)), JSONMember("includes_base", .bool(includesBase))]
     }
     var axis: TensorProducts.Axis { .flattened }
+    var usesBase: Bool { true }
 
     public func validate(weights: [Double]) throws(MergeKitError) {
         try ParameterCheck.unitWeights(weights, method: "karcher")

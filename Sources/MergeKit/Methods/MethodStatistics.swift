@@ -15,9 +15,9 @@ public struct StatisticsRequest: Sendable {
     public var tensorRankTiesEarlierHigher = false
     /// Per tensor: the Gram matrix τᵢ·τⱼ of the inputs.
     public var tensorGram = false
-    /// Per tensor: the inner products of θ₀ and the τᵢ over each vector along this axis
-    /// (`TensorProducts`).
-    public var tensorProducts: TensorProducts.Axis?
+    /// Per tensor: the inner products of θ₀ and the τᵢ (or of the τᵢ alone) over each vector
+    /// along an axis (`TensorProducts`).
+    public var tensorProducts: TensorProducts.Request?
     /// Per tensor and input: Σ|τ| and Σ|τ| over the elements DARE's mask keeps.
     public var tensorDropL1: DropMasks?
     /// Mass-vote sign ties are resolved by the sign of the vote Σ sign(S) summed over the whole

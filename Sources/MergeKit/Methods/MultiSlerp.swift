@@ -39,6 +39,7 @@ public struct MultiSlerp: SphericalMergeMethod {
          JSONMember("base_relative", .bool(baseRelative))]
     }
     var axis: TensorProducts.Axis { .flattened }
+    var usesBase: Bool { !baseRelative }
 
     public func validate(weights: [Double]) throws(MergeKitError) {
         if normalizeWeights && weights.count > 1 && abs(weights.reduce(0, +)) < 1e-12 {

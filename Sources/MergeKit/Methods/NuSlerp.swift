@@ -42,6 +42,7 @@ public struct NuSlerp: SphericalMergeMethod {
          JSONMember("base_relative", .bool(baseRelative))]
     }
     var axis: TensorProducts.Axis { flatten ? .flattened : rowWise ? .firstAxis : .lastAxis }
+    var usesBase: Bool { !baseRelative }
 
     public func validate(weights: [Double]) throws(MergeKitError) {
         guard weights.count == 2 else {

@@ -40,6 +40,7 @@ public struct Slerp: SphericalMergeMethod {
     public var info: MethodInfo { Self.info }
     public var parameters: [JSONMember] { [JSONMember("t", .double(t))] }
     var axis: TensorProducts.Axis { .flattened }
+    var usesBase: Bool { true }
 
     public func validate(weights: [Double]) throws(MergeKitError) {
         guard weights.count == 1 else {

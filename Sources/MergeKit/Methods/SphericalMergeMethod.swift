@@ -15,6 +15,9 @@
 protocol SphericalMergeMethod: MergeMethod {
     /// Which runs of a tensor are the vectors the method works on.
     var axis: TensorProducts.Axis { get }
+    /// Whether the coefficients depend on θ₀ (methods on model weights), or only on the task
+    /// vectors (base-relative forms: the products with θ₀ are then not computed, and read as 0).
+    var usesBase: Bool { get }
     /// The coefficients over x₀ = θ₀, x₁…xₙ = τ₁…τₙ of the merged θ for one vector, from the
     /// vector's inner products; `weights` are the inputs' weights.
     func coefficients(_ gram: TensorProducts.Gram, weights: [Double]) -> [Double]
@@ -23,7 +26,7 @@ protocol SphericalMergeMethod: MergeMethod {
 extension SphericalMergeMethod {
     public var statistics: StatisticsRequest {
         var request = StatisticsRequest()
-        request.tensorProducts = axis
+        request.tensorProducts = TensorProducts.Request(axis: axis, base: usesBase)
         return request
     }
 

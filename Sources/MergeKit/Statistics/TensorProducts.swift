@@ -19,6 +19,18 @@ public struct TensorProducts: Sendable {
         case firstAxis
     }
 
+    /// What a method asks for: the vectors, and whether it needs the products with θ₀ (a method
+    /// working on task vectors only does not; θ₀'s row of the Gram matrix is then 0).
+    public struct Request: Sendable, Equatable {
+        public let axis: Axis
+        public let base: Bool
+
+        public init(axis: Axis, base: Bool) {
+            self.axis = axis
+            self.base = base
+        }
+    }
+
     /// How the elements (row-major index f) fall into `count` vectors.
     enum Layout: Equatable {
         /// Consecutive runs of `length` elements: f is in vector f / length.
@@ -51,13 +63,16 @@ public struct TensorProducts: Sendable {
     let layout: Layout
     /// n + 1: the base and the task vectors.
     let size: Int
+    /// Whether the products with θ₀ are computed (else they are 0).
+    let includesBase: Bool
     /// Vectors of the tensor.
     let count: Int
     /// Per vector, the upper triangle of the Gram matrix, row by row.
     private var values: [Double]
 
-    init(axis: Axis, shape: [Int], inputs: Int) {
-        layout = Layout(axis: axis, shape: shape)
+    init(_ request: Request, shape: [Int], inputs: Int) {
+        layout = Layout(axis: request.axis, shape: shape)
+        includesBase = request.base
         size = inputs + 1
         count = layout.count(elements: shape.reduce(1, *))
         values = [Double](repeating: 0, count: count * Self.pairs(size))
@@ -78,13 +93,14 @@ public struct TensorProducts: Sendable {
         let vectors = [base] + deltas.map { UnsafeBufferPointer($0) }
         let n = base.count
         let stride = Self.pairs(size)
+        let first = includesBase ? 0 : 1
         switch layout {
         case .runs(let length):
             var k = 0
             while k < n {
                 let v = (start + k) / length
                 let end = Swift.min(n, (v + 1) * length - start)
-                for i in 0..<size {
+                for i in first..<size {
                     let a = UnsafeBufferPointer(rebasing: vectors[i][k..<end])
                     for j in i..<size {
                         values[v * stride + pair(i, j)] += Double(T.dot(a, UnsafeBufferPointer(rebasing: vectors[j][k..<end])))
@@ -95,7 +111,7 @@ public struct TensorProducts: Sendable {
         case .strided(let count):
             let size = size, offsets = (0..<size).map { i in (0..<size).map { j in i <= j ? pair(i, j) : 0 } }
             values.withUnsafeMutableBufferPointer { sums in
-                for i in 0..<size {
+                for i in first..<size {
                     for j in i..<size {
                         let a = vectors[i], b = vectors[j], offset = offsets[i][j]
                         var v = start % count

@@ -41,7 +41,7 @@ enum TensorStatisticsPass {
         }
         var gram = [[Double]](repeating: [Double](repeating: 0, count: inputs), count: inputs)
         var l1 = [(before: Double, after: Double)](repeating: (0, 0), count: inputs)
-        var products = request.tensorProducts.map { TensorProducts(axis: $0, shape: tensor.output.shape, inputs: inputs) }
+        var products = request.tensorProducts.map { TensorProducts($0, shape: tensor.output.shape, inputs: inputs) }
         for (b, batch) in batches.enumerated() {
             var lowerSelections: [RadixSelection?] = batch.map { i in
                 windows[i].lowerBound > 0 ? RadixSelection(rank: windows[i].lowerBound, keyBits: T.magnitudeKeyBits) : nil
