@@ -1,7 +1,7 @@
 /// The per-tensor statistics a method asks for (`StatisticsRequest`: rank windows, the Gram
-/// matrix, the products of θ₀ and the τᵢ, DARE's L1 sums), computed by the worker that merges the tensor, in passes over the
-/// tensor's chunks (`ChunkSource`: from its cache when the tensor fits, else read again) before
-/// the merge pass.
+/// matrix, the products of θ₀ and the τᵢ, DARE's L1 sums), computed by the worker that merges
+/// the tensor, in passes over the tensor's chunks (`ChunkSource`: from its cache when the tensor
+/// fits, else read again) before the merge pass.
 enum TensorStatisticsPass {
     /// Tensors up to this many elements get their rank windows from a sorted copy of the keys
     /// (one pass); larger ones from radix selections (2 passes for Float, 4 for Double).
