@@ -80,7 +80,7 @@ public struct Karcher: SphericalMergeMethod {
 
 extension Karcher: DescribedMethod {
     public static let methodDescription = MethodDescription(
-        info: info, kind: [.perChunk, .baseOptional, .baseAmongModels],
+        info: info, kind: [.perChunk, .baseOptional, .baseAmongModels], inputs: .unweighted,
         parameters: [
             .init("max_iter", flag: "max-iter", .number(.iterations), doc: "The most iterations of the mean.", valueName: "n"),
             .init("tol", flag: "tol", .number(.tolerance), doc: "The angle and norm below which the iteration stops.", valueName: "tol"),

@@ -69,7 +69,7 @@ public struct Slerp: SphericalMergeMethod {
 
 extension Slerp: DescribedMethod {
     public static let methodDescription = MethodDescription(
-        info: info, kind: [.perChunk, .baseAmongModels],
+        info: info, kind: [.perChunk, .baseAmongModels], inputs: .unweighted,
         parameters: [.init("t", flag: "t", .number(.t), doc: "The position between the base (0) and the other model (1).", valueName: "t")],
         presets: [.init("mergekit", defaults: ["t": .number(0.5)])],
         recipeNames: [("slerp", "mergekit")],

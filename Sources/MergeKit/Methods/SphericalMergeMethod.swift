@@ -48,7 +48,15 @@ extension SphericalMergeMethod {
             }
             statistics.coefficients = all
         }
-        combineLinearly([base] + deltas.map { UnsafeBufferPointer($0) }, coefficients: statistics.coefficients,
+        // A non-finite base element is one every input shares (τ = 0 there, `FiniteCheck`): it
+        // counts as 0, as in the products, and the executor keeps the base's value.
+        var finiteBase = base
+        if T.reaches(base, key: T.infinityKey) {
+            let copy: UnsafeMutableBufferPointer<T> = context.scratch(0, count: base.count)
+            for k in base.indices { copy[k] = base[k].isFinite ? base[k] : 0 }
+            finiteBase = UnsafeBufferPointer(copy)
+        }
+        combineLinearly([finiteBase] + deltas.map { UnsafeBufferPointer($0) }, coefficients: statistics.coefficients,
                         layout: products.layout, start: context.elementOffset, into: out)
     }
 }

@@ -89,7 +89,14 @@ public struct TensorProducts: Sendable {
     }
 
     /// Adds the products of one chunk, whose first element is element `start` of the tensor.
+    /// A non-finite base element (one every input shares, where τ = 0: `FiniteCheck`) counts as
+    /// 0: the vectors are the rest of the tensor, and the output keeps the base's value there.
     mutating func accumulate<T: MergeScalar>(base: UnsafeBufferPointer<T>, deltas: [UnsafeMutableBufferPointer<T>], start: Int) {
+        let finiteBase = T.reaches(base, key: T.infinityKey) ? base.map { $0.isFinite ? $0 : 0 } : nil
+        if let finiteBase {
+            finiteBase.withUnsafeBufferPointer { accumulate(base: $0, deltas: deltas, start: start) }
+            return
+        }
         let vectors = [base] + deltas.map { UnsafeBufferPointer($0) }
         let n = base.count
         let stride = Self.pairs(size)
