@@ -12,6 +12,8 @@ public enum MethodRegistry {
         MagMax.self,
         TSVM.self,
         IsoC.self,
+        NearSwap.self,
+        Passthrough.self,
     ]
 
     /// Every method's description, in registry order.
