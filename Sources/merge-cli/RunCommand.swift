@@ -33,6 +33,9 @@ struct RunCommand: ParsableCommand {
 func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, command: String?) throws(MergeKitError) {
     let run = try recipe.plan(output: options.output, overwrite: options.overwrite, emit: options.emit, seed: seed,
                               maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype)
+    if !options.quiet {
+        for note in run.notes { FileHandle.standardError.write(Data("note: \(TerminalText.escaped(note))\n".utf8)) }
+    }
     let points = run.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
     try MergeRunner.run(run.plans, options: options, points: recipe.sweep.isEmpty ? [] : points,
                         sweepDirectory: recipe.sweep.isEmpty ? nil : options.output, command: command)

@@ -12,6 +12,7 @@ public enum MethodRegistry {
         MagMax.self,
         TSVM.self,
         IsoC.self,
+        SCE.self,
         NearSwap.self,
         Passthrough.self,
     ]

@@ -22,11 +22,28 @@ public struct StatisticsRequest: Sendable {
     public var majoritySign = false
     /// The tie sign the method uses for a given majority (ties needing no majority: nil).
     public var tieSign: (@Sendable (Int) -> Int)?
+    /// Per tensor: numbers the method gathers itself (SCE's variance selection and weights), made
+    /// for a tensor of `shape` with `inputs` task vectors and kept in `TensorStatistics.accumulator`.
+    public var tensorAccumulator: (@Sendable (_ shape: [Int], _ inputs: Int) -> any TensorAccumulator)?
 
     public init() {}
 
-    var needsTensorPasses: Bool { tensorRankWindow != nil || tensorGram || tensorDropL1 != nil }
+    var needsTensorPasses: Bool { tensorRankWindow != nil || tensorGram || tensorDropL1 != nil || tensorAccumulator != nil }
     var needsModelPasses: Bool { globalKeepFraction != nil || globalSquaredNorms }
+}
+
+/// Per-tensor numbers a method gathers itself, in passes over the tensor's chunks before the
+/// merge pass (`StatisticsRequest.tensorAccumulator`). The worker merging the tensor runs pass 0
+/// over every chunk in index order, calls `finishPass(0)`, and runs further passes while it
+/// returns true; the merge pass's `combine` then finds the object in
+/// `context.tensorStatistics.accumulator` (and may keep state in it across the tensor's chunks,
+/// which arrive in index order).
+public protocol TensorAccumulator: AnyObject {
+    /// Observes one chunk (`chunk`: its element range in the tensor) of pass `pass`. The task
+    /// vectors must not be changed; `context.scratch` is free to use.
+    func observe<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], chunk: Range<Int>, pass: Int, context: ChunkContext)
+    /// Ends pass `pass`; true when another pass is needed.
+    func finishPass(_ pass: Int) -> Bool
 }
 
 /// DARE's random mask: element j of input i of a tensor is dropped when the counter-based
@@ -90,6 +107,8 @@ public final class TensorStatistics {
     public internal(set) var gram: [[Double]] = []
     /// Per input: (Σ|τ|, Σ|τ| over kept elements).
     public internal(set) var dropL1: [(before: Double, after: Double)] = []
+    /// The method's own per-tensor numbers (`StatisticsRequest.tensorAccumulator`), after its passes.
+    public internal(set) var accumulator: (any TensorAccumulator)?
 
     init() {}
 }

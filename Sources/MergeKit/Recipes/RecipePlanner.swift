@@ -5,6 +5,9 @@ public struct RecipeRun: Sendable {
     public let plans: [MergePlan]
     /// The sweep values of each plan (empty without a sweep).
     public let points: [[(name: String, value: ParameterSetting)]]
+    /// One line per key the recipe gives that mergekit accepts but that has no effect here
+    /// (`MethodDescription.Parameter.note`), in the order the method lists its parameters.
+    public var notes: [String] = []
 }
 
 extension Recipe {
@@ -107,7 +110,12 @@ extension Recipe {
             }
         }
         try problems.throwIfAny()
-        return RecipeRun(plans: plans, points: points.count == 1 && sweep.isEmpty ? [[]] : points)
+        var run = RecipeRun(plans: plans, points: points.count == 1 && sweep.isEmpty ? [[]] : points)
+        run.notes = spec.description.parameters.compactMap { parameter in
+            let given = parameters[parameter.key] != nil || models.contains { $0[parameter.key] != nil }
+            return given ? parameter.note.map { "line \(parameterLines[parameter.key] ?? methodLine): \($0)" } : nil
+        }
+        return run
     }
 
     /// Every problem found without opening a file, added to `problems`: the schema's, unknown

@@ -7,7 +7,8 @@ enum TensorStatisticsPass {
     /// (one pass); larger ones from radix selections (2 passes for Float, 4 for Double).
     static let sortedSelectionLimit = 1 << 18
 
-    /// Gram matrix, DARE L1 sums and rank-window selections, in as few passes as possible.
+    /// Gram matrix, DARE L1 sums and rank-window selections, in as few passes as possible; then
+    /// the method's own accumulator (`TensorAccumulator`), in the passes it asks for.
     ///
     /// Rank windows come from each input's sorted magnitude keys when the tensor is small and
     /// whole in memory (cached, or one chunk), sorted one input at a time; otherwise from
@@ -101,6 +102,19 @@ enum TensorStatisticsPass {
         for i in 0..<inputs { for j in 0..<i { gram[i][j] = gram[j][i] } }
         statistics.gram = request.tensorGram ? gram : []
         statistics.dropL1 = request.tensorDropL1 != nil ? l1 : []
+        if let make = request.tensorAccumulator {
+            let accumulator = make(tensor.output.shape, inputs)
+            var pass = 0
+            repeat {
+                for chunk in source.chunks {
+                    let (_, deltas) = try source.load(chunk)
+                    context.elementOffset = chunk.lowerBound
+                    accumulator.observe(deltas, chunk: chunk, pass: pass, context: context)
+                }
+                pass += 1
+            } while accumulator.finishPass(pass - 1)
+            statistics.accumulator = accumulator
+        }
         statistics.windows = windows.indices.map { i in
             let w = windows[i]
             if w.isEmpty { return RankWindow.empty }
