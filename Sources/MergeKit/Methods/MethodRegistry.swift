@@ -5,6 +5,7 @@ public enum MethodRegistry {
         TaskArithmetic.self,
         TIES.self,
         DARE.self,
+        DELLA.self,
         Linear.self,
         Breadcrumbs.self,
         ModelStock.self,

@@ -15,8 +15,8 @@ public struct StatisticsRequest: Sendable {
     public var tensorRankTiesEarlierHigher = false
     /// Per tensor: the Gram matrix τᵢ·τⱼ of the inputs.
     public var tensorGram = false
-    /// Per tensor and input: Σ|τ| and Σ|τ| over the elements DARE's mask keeps.
-    public var tensorDropL1: DropMasks?
+    /// Per tensor and input: Σ|τ| and Σ|τ| over the elements a random mask keeps (DARE's, DELLA's).
+    public var tensorDropL1: (any RandomMask)?
     /// Mass-vote sign ties are resolved by the sign of the vote Σ sign(S) summed over the whole
     /// model (`ModelStatistics.majority`).
     public var majoritySign = false
@@ -44,6 +44,15 @@ public protocol TensorAccumulator: AnyObject {
     func observe<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], chunk: Range<Int>, pass: Int, context: ChunkContext)
     /// Ends pass `pass`; true when another pass is needed.
     func finishPass(_ pass: Int) -> Bool
+}
+
+/// A seeded random mask over the task vectors of a tensor, applied chunk by chunk (chunks hold
+/// the whole runs the method's `chunkAlignment` asks for): the same (seed, tensor, input,
+/// element) always gives the same decision, whatever the chunking or thread count.
+public protocol RandomMask: Sendable {
+    /// Zeroes the dropped entries of input `input`'s chunk `values`, which starts at element
+    /// `offset` of `context.tensor` (no rescaling).
+    func drop<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, input: Int, offset: Int, context: ChunkContext)
 }
 
 /// DARE's random mask: element j of input i of a tensor is dropped when the counter-based
@@ -79,6 +88,12 @@ public struct DropMasks: Sendable, Equatable {
     }
 
     public func mask(for input: Int) -> DropMask { DropMask(probability: probabilities[input], seed: seed) }
+}
+
+extension DropMasks: RandomMask {
+    public func drop<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, input: Int, offset: Int, context: ChunkContext) {
+        mask(for: input).apply(values, tensor: context.tensor, input: input, offset: offset, bits: context.bitsScratch)
+    }
 }
 
 /// Whole-model statistics, computed before the merge pass.
@@ -130,21 +145,25 @@ public final class ChunkContext {
     /// Elements whose result depended on the tie sign (mass-vote methods add to it).
     public var resolvedTies = 0
 
-    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `chunkElements` values,
-    /// then `chunkElements` random bits.
+    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `capacity` values,
+    /// then `capacity` random bits.
     private let scratchMemory: UnsafeMutableRawBufferPointer
+    /// Elements of the longest chunk the scratch serves (the worker's chunk capacity).
+    let capacity: Int
     static let scratchSlots = 4
-    static var scratchBytes: Int { (scratchSlots * 8 + 4) * MergeExecutor.chunkElements }
+    static var scratchBytes: Int { scratchBytes(capacity: MergeExecutor.chunkElements) }
+    /// The scratch for chunks of up to `capacity` elements.
+    static func scratchBytes(capacity: Int) -> Int { (scratchSlots * 8 + 4) * capacity }
 
-    /// Room for `chunkElements` random bits (DARE's masks), separate from the value slots.
+    /// Room for `capacity` random bits (DARE's masks), separate from the value slots.
     var bitsScratch: UnsafeMutablePointer<UInt32> {
-        (scratchMemory.baseAddress! + ChunkContext.scratchSlots * MergeExecutor.chunkElements * 8)
-            .bindMemory(to: UInt32.self, capacity: MergeExecutor.chunkElements)
+        (scratchMemory.baseAddress! + ChunkContext.scratchSlots * capacity * 8)
+            .bindMemory(to: UInt32.self, capacity: capacity)
     }
 
     /// Scratch buffer `slot` (< `scratchSlots`) of `count` values, valid for the current chunk.
     public func scratch<T: MergeScalar>(_ slot: Int, count: Int) -> UnsafeMutableBufferPointer<T> {
-        let stride = MergeExecutor.chunkElements * 8
+        let stride = capacity * 8
         precondition(slot < ChunkContext.scratchSlots && count * MemoryLayout<T>.stride <= stride)
         let start = scratchMemory.baseAddress! + slot * stride
         return UnsafeMutableBufferPointer(start: start.bindMemory(to: T.self, capacity: count), count: count)
@@ -152,8 +171,9 @@ public final class ChunkContext {
 
     init(tensor: String, shape: [Int], model: ModelStatistics, statistics: TensorStatistics,
          scratch: UnsafeMutableRawBufferPointer) {
-        precondition(scratch.count >= ChunkContext.scratchBytes)
+        precondition(scratch.count >= ChunkContext.scratchBytes && scratch.count % (ChunkContext.scratchSlots * 8 + 4) == 0)
         self.scratchMemory = scratch
+        capacity = scratch.count / (ChunkContext.scratchSlots * 8 + 4)
         self.tensor = tensor
         self.shape = shape
         self.tensorElementCount = shape.reduce(1, *)

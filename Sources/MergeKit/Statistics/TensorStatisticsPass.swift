@@ -63,14 +63,10 @@ enum TensorStatisticsPass {
                         }
                         if let masks = request.tensorDropL1 {
                             for i in 0..<inputs {
-                                let mask = masks.mask(for: i)
-                                let limit = mask.threshold
                                 // Σ|τ| and Σ|τ| over kept entries with BLAS asum (per chunk, summed in Double).
-                                CounterRandom(seed: mask.seed, tensor: context.tensor, input: i)
-                                    .fill(context.bitsScratch, count: chunk.count, start: chunk.lowerBound)
                                 let kept: UnsafeMutableBufferPointer<T> = context.scratch(0, count: chunk.count)
                                 T.copy(UnsafeBufferPointer(deltas[i]), kept)
-                                T.drop(kept, bits: context.bitsScratch, limit: limit)
+                                masks.drop(kept, input: i, offset: chunk.lowerBound, context: context)
                                 let sums = (before: Double(T.asum(UnsafeBufferPointer(deltas[i]))), after: Double(T.asum(UnsafeBufferPointer(kept))))
                                 l1[i].before += sums.before
                                 l1[i].after += sums.after
