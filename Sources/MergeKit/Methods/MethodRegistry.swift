@@ -16,6 +16,7 @@ public enum MethodRegistry {
         SCE.self,
         NearSwap.self,
         Passthrough.self,
+        ArceeFusion.self,
     ]
 
     /// Every method's description, in registry order.

@@ -39,9 +39,10 @@ public struct StatisticsRequest: Sendable {
 /// `context.tensorStatistics.accumulator` (and may keep state in it across the tensor's chunks,
 /// which arrive in index order).
 public protocol TensorAccumulator: AnyObject {
-    /// Observes one chunk (`chunk`: its element range in the tensor) of pass `pass`. The task
-    /// vectors must not be changed; `context.scratch` is free to use.
-    func observe<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], chunk: Range<Int>, pass: Int, context: ChunkContext)
+    /// Observes one chunk (`chunk`: its element range in the tensor) of pass `pass`: the task
+    /// vectors and θ₀, which must not be changed; `context.scratch` is free to use.
+    func observe<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeMutableBufferPointer<T>, chunk: Range<Int>,
+                                 pass: Int, context: ChunkContext)
     /// Ends pass `pass`; true when another pass is needed.
     func finishPass(_ pass: Int) -> Bool
 }

@@ -112,7 +112,8 @@ final class SCEStatistics: TensorAccumulator {
 
     private var selecting: Bool { selectTopK < 1 }
 
-    func observe<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], chunk: Range<Int>, pass: Int, context: ChunkContext) {
+    func observe<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeMutableBufferPointer<T>, chunk: Range<Int>,
+                                 pass: Int, context: ChunkContext) {
         keyBits = T.magnitudeKeyBits
         if !selecting {
             for (i, delta) in deltas.enumerated() { squares[i] += Double(T.dot(UnsafeBufferPointer(delta), UnsafeBufferPointer(delta))) }

@@ -103,9 +103,9 @@ enum TensorStatisticsPass {
             var pass = 0
             repeat {
                 for chunk in source.chunks {
-                    let (_, deltas) = try source.load(chunk)
+                    let (base, deltas) = try source.load(chunk)
                     context.elementOffset = chunk.lowerBound
-                    accumulator.observe(deltas, chunk: chunk, pass: pass, context: context)
+                    accumulator.observe(deltas, base: base, chunk: chunk, pass: pass, context: context)
                 }
                 pass += 1
             } while accumulator.finishPass(pass - 1)
