@@ -37,7 +37,7 @@ public struct DELLA: TaskVectorMergeConfiguration {
     ///   - density: d, the mean keep probability per input (or one for all), in (0, 1].
     ///   - epsilon: ε, the half-width of the keep probabilities around d, in [0, 1).
     ///   - normalize: divide by the (agreeing) weights' sum.
-    public init(density: TaskVectorMerge.PerInput, epsilon: TaskVectorMerge.PerInput = 0.15, seed: UInt64 = 0,
+    public init(density: TaskVectorMerge.PerInput = 1, epsilon: TaskVectorMerge.PerInput = 0.15, seed: UInt64 = 0,
                 rescale: TaskVectorMerge.Rescale = .l1, combination: Combination = .ties, normalize: Bool = true,
                 scale: Double = 1) throws(MergeKitError) {
         try MethodParameter.density.check(density)

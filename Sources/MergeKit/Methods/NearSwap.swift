@@ -17,7 +17,7 @@ public struct NearSwap: MergeMethod {
     /// The distance t.
     public let t: Double
 
-    public init(t: Double) throws(MergeKitError) {
+    public init(t: Double = 0.0001) throws(MergeKitError) {
         try MethodParameter.nearswapDistance.check(t)
         self.t = t
     }

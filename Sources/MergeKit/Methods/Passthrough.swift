@@ -57,8 +57,8 @@ extension MethodParameter {
 extension Passthrough: DescribedMethod {
     public static let methodDescription = MethodDescription(
         info: info, kind: [.perChunk, .baseOptional], inputs: .unweighted,
-        parameters: [.init("scale", flag: "scale", .number(.passthroughScale), scope: .perModel,
-                           doc: "Factor s the model's tensors are multiplied by (filters in a recipe).", valueName: "s")],
+        parameters: [.init("scale", flag: "factor", .number(.passthroughScale), scope: .perModel,
+                           doc: "Factor s the model's tensors are multiplied by (mergekit's scale; filters in a recipe).", valueName: "s")],
         presets: [.init("default", defaults: ["scale": .number(1)])],
         recipeNames: [("passthrough", "default")],
         help: .init(abstract: "Passthrough: one model's tensors, optionally multiplied by a scale.",
