@@ -113,6 +113,12 @@ public struct MagnitudeDropMasks: Sendable, Equatable {
 
     /// Zeroes the dropped entries of input `input`'s chunk (whole runs, starting at element
     /// `offset`); with `inverse`, divides each kept entry by its keep probability.
+    ///
+    /// Float rows are ranked by an LSD radix sort of (key << 32 | index) on the key's bytes (a
+    /// byte every key shares is skipped), which keeps equal keys in index order; Double rows (64-bit
+    /// keys) by a comparison sort of the indices.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func apply<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, input: Int, offset: Int, context: ChunkContext, inverse: Bool) {
         let density = densities[input], epsilon = epsilons[input]
         guard density < 1, values.count > 0 else { return }
@@ -121,35 +127,71 @@ public struct MagnitudeDropMasks: Sendable, Equatable {
         let bits = context.bitsScratch
         CounterRandom(seed: seed, tensor: context.tensor, input: input).fill(bits, count: values.count, start: offset)
         let length = run / groups
-        // (key << 32 | index in the row), sorted: ascending magnitude, ties by position.
-        let slot: UnsafeMutableBufferPointer<Double> = context.scratch(1, count: length)
-        slot.withMemoryRebound(to: UInt64.self) { rebound in
-        var packed = rebound
-        for start in stride(from: 0, to: values.count, by: run) {
-            for g in 0..<groups {
-                if T.magnitudeKeyBits == 32 {
-                    for k in 0..<length { packed[k] = T.magnitudeKey(values[start + k * groups + g]) << 32 | UInt64(k) }
-                    packed.sort()
-                } else {
-                    // Double keys take all 64 bits: sort the row's indices by (key, index).
-                    let order = (0..<length).sorted { a, b in
-                        let ka = T.magnitudeKey(values[start + a * groups + g]), kb = T.magnitudeKey(values[start + b * groups + g])
-                        return ka != kb ? ka < kb : a < b
-                    }
-                    for (rank, k) in order.enumerated() { packed[rank] = UInt64(k) }
-                }
-                for rank in 0..<length {
-                    let j = start + Int(packed[rank] & 0xFFFF_FFFF) * groups + g
-                    let p = Self.keepProbability(rank: rank, length: length, density: density, epsilon: epsilon)
-                    if bits[j] < CounterRandom.threshold(dropProbability: p) {
-                        if inverse { values[j] = values[j] * T(1 / p) }
-                    } else {
-                        values[j] = 0
+        let first: UnsafeMutableBufferPointer<Double> = context.scratch(1, count: length)
+        let second: UnsafeMutableBufferPointer<Double> = context.scratch(2, count: length)
+        first.withMemoryRebound(to: UInt64.self) { packed in
+            second.withMemoryRebound(to: UInt64.self) { spare in
+                for start in stride(from: 0, to: values.count, by: run) {
+                    for g in 0..<groups {
+                        let order: UnsafeMutableBufferPointer<UInt64>
+                        if T.magnitudeKeyBits == 32 {
+                            for k in 0..<length { packed[k] = T.magnitudeKey(values[start + k * groups + g]) << 32 | UInt64(k) }
+                            order = Self.radixSort(packed, spare: spare)
+                        } else {
+                            let sorted = (0..<length).sorted { a, b in
+                                let ka = T.magnitudeKey(values[start + a * groups + g]), kb = T.magnitudeKey(values[start + b * groups + g])
+                                return ka != kb ? ka < kb : a < b
+                            }
+                            for (rank, k) in sorted.enumerated() { packed[rank] = UInt64(k) }
+                            order = packed
+                        }
+                        for rank in 0..<length {
+                            let j = start + Int(truncatingIfNeeded: order[rank] & 0xFFFF_FFFF) * groups + g
+                            let p = Self.keepProbability(rank: rank, length: length, density: density, epsilon: epsilon)
+                            if bits[j] < Self.threshold(p) {
+                                if inverse { values[j] = values[j] * T(1 / p) }
+                            } else {
+                                values[j] = 0
+                            }
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// ⌊p·2³²⌋ for p ∈ [0, 1) (`CounterRandom.threshold`, without the call to floor).
+    @inline(__always)
+    static func threshold(_ p: Double) -> UInt32 {
+        UInt32(truncatingIfNeeded: Swift.min(4_294_967_295, Int64(p * 4_294_967_296.0)))
+    }
+
+    /// Sorts (key << 32 | index) values by their high 32 bits, stably, a byte at a time; returns
+    /// the buffer holding the result (`values` or `spare`).
+    static func radixSort(_ values: UnsafeMutableBufferPointer<UInt64>, spare: UnsafeMutableBufferPointer<UInt64>) -> UnsafeMutableBufferPointer<UInt64> {
+        var source = values, target = spare
+        var all: UInt64 = 0, any: UInt64 = ~0
+        for v in values { all |= v; any &= v }
+        let varying = all ^ any
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 256) { c in
+        for shift in stride(from: 32, to: 64, by: 8) where (varying >> UInt64(shift)) & 0xFF != 0 {
+                for i in 0..<256 { c[i] = 0 }
+                for v in source { c[Int(truncatingIfNeeded: (v >> UInt64(shift)) & 0xFF)] += 1 }
+                var sum = 0
+                for i in 0..<256 {
+                    let n = c[i]
+                    c[i] = sum
+                    sum += n
+                }
+                for v in source {
+                    let digit = Int(truncatingIfNeeded: (v >> UInt64(shift)) & 0xFF)
+                    target[c[digit]] = v
+                    c[digit] += 1
+                }
+            swap(&source, &target)
         }
+        }
+        return source
     }
 }
 
