@@ -27,11 +27,7 @@ public struct ArceeFusion: MergeMethod {
     public var parameters: [JSONMember] { [] }
 
     public func validate(weights: [Double]) throws(MergeKitError) {
-        guard weights.count == 1 else {
-            throw MergeKitError(.invalidArgument, "arcee_fusion fuses exactly one model into the base, got \(weights.count)",
-                fix: "Give the base and one model")
-        }
-        try ParameterCheck.unitWeights(weights, method: "arcee_fusion")
+        try ParameterCheck.oneModel(weights, method: "arcee_fusion", what: "fuses exactly one model into the base")
     }
 
     public var statistics: StatisticsRequest {

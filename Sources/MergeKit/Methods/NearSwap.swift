@@ -26,11 +26,7 @@ public struct NearSwap: MergeMethod {
     public var parameters: [JSONMember] { [JSONMember("t", .double(t))] }
 
     public func validate(weights: [Double]) throws(MergeKitError) {
-        guard weights.count == 1 else {
-            throw MergeKitError(.invalidArgument, "nearswap merges exactly one model into the base, got \(weights.count)",
-                fix: "Give the base and one model")
-        }
-        try ParameterCheck.unitWeights(weights, method: "nearswap")
+        try ParameterCheck.oneModel(weights, method: "nearswap", what: "merges exactly one model into the base")
     }
 
     @_specialize(where T == Float)

@@ -26,11 +26,7 @@ public struct Passthrough: MergeMethod {
     public var parameters: [JSONMember] { [JSONMember("scale", .double(scale))] }
 
     public func validate(weights: [Double]) throws(MergeKitError) {
-        guard weights.count == 1 else {
-            throw MergeKitError(.invalidArgument, "passthrough takes exactly one model, got \(weights.count)",
-                fix: "Give one model (stack layers of several models with slices)")
-        }
-        try ParameterCheck.unitWeights(weights, method: "passthrough")
+        try ParameterCheck.oneModel(weights, method: "passthrough")
     }
 
     @_specialize(where T == Float)

@@ -293,6 +293,14 @@ extension TaskVectorMergeConfiguration {
 
 /// Weight checks shared by the methods that set their own per-task coefficients.
 enum ParameterCheck {
+    /// Exactly one input (besides the base), weighing 1: the methods mergekit gives one model.
+    static func oneModel(_ weights: [Double], method: String, what: String = "takes exactly one model") throws(MergeKitError) {
+        guard weights.count == 1 else {
+            throw MergeKitError(.invalidArgument, "\(method) \(what), got \(weights.count)", fix: "Give the base and one model")
+        }
+        try unitWeights(weights, method: method)
+    }
+
     static func unitWeights(_ weights: [Double], method: String) throws(MergeKitError) {
         guard weights.allSatisfy({ $0 == 1 }) else {
             throw MergeKitError(.invalidArgument, "\(method) sets its own per-task coefficients; got weights \(weights)",
