@@ -42,6 +42,8 @@ public struct ArceeFusion: MergeMethod {
     static func rowLength(_ shape: [Int]) -> Int { Swift.max(1, shape.last ?? 1) }
 
     /// importanceⱼ = |τⱼ|·KL_row of one chunk of whole rows, into `out`.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     static func importance<T: MergeScalar>(_ delta: UnsafeMutableBufferPointer<T>, base: UnsafeMutableBufferPointer<T>,
                                            row: Int, into out: UnsafeMutableBufferPointer<T>) {
         precondition(delta.count % row == 0)
@@ -89,6 +91,8 @@ final class FusionThreshold: TensorAccumulator {
 
     init(count: Int) { self.count = count }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func observe<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeMutableBufferPointer<T>, chunk: Range<Int>,
                                  pass: Int, context: ChunkContext) {
         if selections.isEmpty {

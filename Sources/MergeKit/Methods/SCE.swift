@@ -95,6 +95,8 @@ final class SCEStatistics: TensorAccumulator {
     }
 
     /// The variances of one chunk (population variance across the inputs, computed in Double).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     static func variances<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], into v: UnsafeMutableBufferPointer<T>) {
         let n = Double(deltas.count)
         for j in 0..<v.count {
@@ -112,6 +114,8 @@ final class SCEStatistics: TensorAccumulator {
 
     private var selecting: Bool { selectTopK < 1 }
 
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func observe<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeMutableBufferPointer<T>, chunk: Range<Int>,
                                  pass: Int, context: ChunkContext) {
         keyBits = T.magnitudeKeyBits
@@ -172,6 +176,8 @@ final class SCEStatistics: TensorAccumulator {
     }
 
     /// Zeroes, in every τᵢ of the merge pass's chunk, the entries outside the selection.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     func select<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], context: ChunkContext) {
         guard selecting else { return }
         guard kept != 0, mergeWindow != nil else {
