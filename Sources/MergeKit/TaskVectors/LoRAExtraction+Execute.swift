@@ -53,7 +53,7 @@ extension LoRAExtraction {
     public func run(threads requested: Int? = nil, memoryBudget: Int? = MemoryBudget.configuredBytes,
                     progress: (@Sendable (Int, Int) -> Void)? = nil) throws(MergeKitError) -> Result {
         let start = Date()
-        let threads = try workers(threads: max(1, min(requested ?? ProcessInfo.processInfo.activeProcessorCount, targets.count)),
+        let threads = try workers(threads: max(1, min(ThreadCount.resolved(requested), targets.count)),
                                   budget: memoryBudget)
         BLAS.useOneThread()
         let shard = OutputShard(fileName: LoRAAdapter.weightsFileName, layout: layout)
