@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+@testable import MergeKit
+
+/// Merges through the library the way merge-cli's commands do — open the base and the inputs
+/// (headers only), plan, run (`MergeRun`) — for tests of library behaviour, which assert on the
+/// results and on the `MergeKitError` thrown (its code, file, tensor and message in the library's
+/// words) instead of on exit statuses and stderr. The command line's own part (parsing, exit
+/// statuses, printed output, the flags' words) is tested in Tests/MergeKitTests/CLI.
+///
+/// Paths not starting with "/" are fixtures (`TestSupport.fixture`).
+enum LibraryMerge {
+    /// A merge's inputs in merge-cli's order: every model, then every task vector, then every
+    /// LoRA adapter, with one weight each or none (all 1).
+    struct Inputs {
+        var base: String
+        var models: [String] = []
+        var taskVectors: [String] = []
+        var loras: [String] = []
+        var weights: [Double] = []
+    }
+
+    static func path(_ path: String) -> String { path.hasPrefix("/") ? path : TestSupport.fixture(path) }
+
+    /// Opens the base and the inputs, as `merge-cli`'s input options do.
+    static func open(_ inputs: Inputs) throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput]) {
+        let base = try Checkpoint(path: path(inputs.base))
+        let paths = inputs.models.map { (MergeInput.Kind.model, $0) } + inputs.taskVectors.map { (MergeInput.Kind.taskVector, $0) }
+        var opened: [MergeInput] = []
+        for (i, (kind, file)) in paths.enumerated() {
+            opened.append(MergeInput(kind: kind, checkpoint: try Checkpoint(path: path(file)), weight: inputs.weights.isEmpty ? 1 : inputs.weights[i]))
+        }
+        for (i, adapter) in inputs.loras.enumerated() {
+            opened.append(MergeInput(lora: try LoRAAdapter(path: path(adapter)), weight: inputs.weights.isEmpty ? 1 : inputs.weights[paths.count + i]))
+        }
+        return (base, opened)
+    }
+
+    /// The method a merge subcommand builds: `values` by recipe key as its flags give them, the
+    /// subcommand's preset for the rest.
+    static func method(_ name: String, _ values: [String: ParameterSetting] = [:], seed: UInt64 = 0) throws(MergeKitError) -> any MergeMethod {
+        guard let description = MethodRegistry.descriptions.first(where: { $0.info.name == name }) else {
+            preconditionFailure("no method \(name)")
+        }
+        return try description.build(commandLine: values, seed: seed)
+    }
+
+    /// The plan of merging `inputs` with `method` into `output`.
+    static func plan(_ method: any MergeMethod, _ inputs: Inputs, output: OutputSpec) throws(MergeKitError) -> MergePlan {
+        let (base, opened) = try open(inputs)
+        return try MergePlan(base: base, inputs: opened, method: method, output: output)
+    }
+
+    /// Merges `inputs` with `method` into `output` (with `checkFinite`, after scanning the inputs
+    /// as `--check-finite` does).
+    @discardableResult
+    static func run(_ method: any MergeMethod, _ inputs: Inputs, output: OutputSpec, threads: Int? = nil, summarize: Bool = false,
+                    checkFinite: Bool = false) throws(MergeKitError) -> MergeRun.Outcome {
+        let plan = try plan(method, inputs, output: output)
+        if checkFinite { try MergeExecutor.checkInputsFinite(plan, threads: threads) }
+        return try MergeRun.run([plan], threads: threads, summarize: summarize)
+    }
+
+    /// `merge-cli task-vector`: τ = θ − θ₀ of `finetuned` as a task-vector file.
+    @discardableResult
+    static func taskVector(base: String, finetuned: String, output: String) throws(MergeKitError) -> MergeRun.Outcome {
+        try run(try TaskArithmetic(scale: 1), Inputs(base: base, models: [finetuned]), output: OutputSpec(path: output, emit: .taskVector))
+    }
+
+    /// The recipe `merge-cli sweep` makes of its flags: `grids` and `fixed` by recipe name.
+    static func sweep(_ method: String, _ inputs: Inputs, grids: [(name: String, values: [Double])],
+                      fixed: [String: ParameterSetting] = [:]) -> Recipe {
+        let paths = inputs.models.map { (Recipe.Input.Kind.model, $0) } + inputs.taskVectors.map { (.taskVector, $0) } + inputs.loras.map { (.lora, $0) }
+        let models = paths.enumerated().map { i, input in
+            Recipe.Input(kind: input.0, path: path(input.1), parameters: inputs.weights.isEmpty ? [:] : ["weight": .number(inputs.weights[i])])
+        }
+        return Recipe(method: method, baseModel: path(inputs.base), inputs: models, parameters: fixed,
+                      sweep: grids.map { ($0.name, $0.values.map { ParameterSetting.number($0) }) }, path: "merge-cli sweep")
+    }
+
+    /// Plans and runs a recipe as `merge-cli run` and `sweep` do: a recipe with a sweep writes one
+    /// directory `output` of points and a manifest.
+    @discardableResult
+    static func run(_ recipe: Recipe, output: String, emit: EmitKind = .model, dtype: DType? = nil, seed: UInt64? = nil,
+                    overwrite: Bool = false, threads: Int? = nil, checksums: Bool = false, summarize: Bool = false,
+                    checkFinite: Bool = false) throws(MergeKitError) -> MergeRun.Outcome {
+        let run = try recipe.plan(output: output, overwrite: overwrite, emit: emit, seed: seed, dtype: dtype)
+        if checkFinite { try MergeExecutor.checkInputsFinite(run.plans[0], threads: threads) }
+        let points = run.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
+        return try MergeRun.run(run.plans, threads: threads, points: recipe.sweep.isEmpty ? [] : points,
+                                sweepDirectory: recipe.sweep.isEmpty ? nil : output, overwrite: overwrite, summarize: summarize,
+                                checksums: checksums)
+    }
+
+    /// The output paths of an outcome: each plan's output (a sweep's points).
+    static func outputs(_ outcome: MergeRun.Outcome) -> [String] { outcome.results.map(\.outputPath) }
+}
