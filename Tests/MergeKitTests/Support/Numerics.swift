@@ -1,5 +1,17 @@
 import Testing
 
+/// max |actual − expected|: the largest absolute difference; infinite when a difference is NaN
+/// (a NaN never passes), 0 for no elements.
+func maxAbsError<T: BinaryFloatingPoint>(_ actual: [T], _ expected: [Double]) -> Double {
+    precondition(actual.count == expected.count)
+    var worst = 0.0
+    for (a, e) in zip(actual, expected) {
+        let d = abs(Double(a) - e)
+        worst = d.isNaN ? .infinity : max(worst, d)
+    }
+    return worst
+}
+
 /// max |actual − expected| / max |expected|: the error relative to the tensor's scale (elements
 /// near zero would make an element-wise relative error meaningless); the absolute error when
 /// every expected value is 0; infinite when a difference is NaN.
@@ -33,7 +45,7 @@ func expectClose<T: BinaryFloatingPoint>(_ actual: [T], _ expected: [Double]?, t
         let d = abs(Double(a) - e)
         if !(d <= worst) { worst = d.isNaN ? .infinity : d; worstIndex = i }
     }
-    let error = normwise ? normwiseError(actual, expected) : worst
+    let error = normwise ? normwiseError(actual, expected) : maxAbsError(actual, expected)
     if !(error <= tolerance) {
         let measure = normwise ? "relative error" : "error"
         Issue.record("\(what): element \(worstIndex) is \(actual.isEmpty ? 0 : Double(actual[worstIndex])), expected \(expected.isEmpty ? 0 : expected[worstIndex]); \(measure) \(error) > \(tolerance)",
