@@ -14,19 +14,6 @@ struct SVDGoldenCase: Sendable, CustomTestStringConvertible {
 
     var testDescription: String { name }
 
-    /// The value following `flag` in `arguments` (the cases are written as command lines).
-    static func values(_ flag: String, in arguments: [String]) -> [String] {
-        stride(from: 0, to: arguments.count - 1, by: 2).filter { arguments[$0] == flag }.map { arguments[$0 + 1] }
-    }
-
-    /// The inputs, as the library opens them.
-    var libraryInputs: LibraryMerge.Inputs {
-        LibraryMerge.Inputs(base: Self.values("--base", in: inputs)[0], models: Self.values("--model", in: inputs))
-    }
-
-    /// λ (`--scale`, 1 when not given).
-    var scale: Double { Self.values("--scale", in: args).first.flatMap(Double.init) ?? 1 }
-
     static let all: [SVDGoldenCase] = {
         let json = try! JSONParser.parse(try! FileSystem.readFile(TestSupport.fixture("svd_lora/cases.json")))
         return json["cases"]!.arrayValue!.compactMap { c in
@@ -49,11 +36,10 @@ struct SVDMethodTests {
     func goldens(_ golden: SVDGoldenCase, nullSpace: SVDNullSpace) throws {
         let dir = TestSupport.temporaryDirectory("svd-golden")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        #expect(Set(golden.inputs.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)).isSubset(of: ["--base", "--model"])
-                && Set(golden.args.enumerated().filter { $0.offset % 2 == 0 }.map(\.element)) == ["--scale"], "\(golden.inputs) \(golden.args)")
         let output = dir + "/out.safetensors"
-        let method = try LibraryMerge.method(golden.method, ["lambda": .number(golden.scale), "null_space": .string(nullSpace.rawValue)])
-        try LibraryMerge.run(method, golden.libraryInputs, output: OutputSpec(path: output))
+        let (method, weights) = try LibraryMerge.method(golden.method, flags: golden.args + ["--null-space", nullSpace.rawValue])
+        #expect(weights.isEmpty)
+        try LibraryMerge.run(method, try LibraryMerge.inputs(commandLine: golden.inputs), output: OutputSpec(path: output))
         let actual = TestSupport.values(try Checkpoint(path: output))
         let expected = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.file)))
         #expect(expected.count == 21)

@@ -20,6 +20,24 @@ enum LibraryMerge {
         var weights: [Double] = []
     }
 
+    /// The inputs a command line's --base, --model, --task-vector and --lora give (for reference
+    /// cases written as command lines).
+    static func inputs(commandLine arguments: [String]) throws -> Inputs {
+        var inputs = Inputs(base: "")
+        for i in stride(from: 0, to: arguments.count, by: 2) {
+            guard i + 1 < arguments.count else { throw UnknownFlag(description: "\(arguments[i]) has no value") }
+            let value = arguments[i + 1]
+            switch arguments[i] {
+            case "--base": inputs.base = value
+            case "--model": inputs.models.append(value)
+            case "--task-vector": inputs.taskVectors.append(value)
+            case "--lora": inputs.loras.append(value)
+            default: throw UnknownFlag(description: "\(arguments[i]) is not an input flag")
+            }
+        }
+        return inputs
+    }
+
     static func path(_ path: String) -> String { path.hasPrefix("/") ? path : TestSupport.fixture(path) }
 
     /// Opens the base and the inputs, as `merge-cli`'s input options do.
@@ -43,6 +61,51 @@ enum LibraryMerge {
             preconditionFailure("no method \(name)")
         }
         return try description.build(commandLine: values, seed: seed)
+    }
+
+    /// A flag `method(_:flags:)` does not know.
+    struct UnknownFlag: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// The method and the input weights a merge subcommand's method flags stand for (e.g.
+    /// `--density 0.2 --vote mass --no-normalize --weight 0.5`): each flag of one of the
+    /// description's command-line parameters gives its key's value. For reference cases written as
+    /// command lines.
+    static func method(_ name: String, flags: [String]) throws -> (method: any MergeMethod, weights: [Double]) {
+        guard let description = MethodRegistry.descriptions.first(where: { $0.info.name == name }) else { throw UnknownFlag(description: "no method \(name)") }
+        var values: [String: ParameterSetting] = [:], weights: [Double] = [], seed: UInt64 = 0
+        var i = 0
+        func value() throws -> String {
+            guard i + 1 < flags.count else { throw UnknownFlag(description: "\(flags[i]) has no value") }
+            i += 1
+            return flags[i]
+        }
+        while i < flags.count {
+            let flag = flags[i]
+            if flag == "--weight" {
+                guard let weight = Double(try value()) else { throw UnknownFlag(description: "--weight \(flags[i])") }
+                weights.append(weight)
+            } else if let parameter = description.commandLineParameters.first(where: { "--no-" + $0.flag! == flag }), case .flag = parameter.type {
+                values[parameter.key] = .bool(false)
+            } else if let parameter = description.commandLineParameters.first(where: { "--" + $0.flag! == flag }) {
+                switch parameter.type {
+                case .flag: values[parameter.key] = .bool(true)
+                case .choice: values[parameter.key] = .string(try value())
+                case .number:
+                    guard let number = Double(try value()) else { throw UnknownFlag(description: "\(flag) \(flags[i])") }
+                    values[parameter.key] = .number(number)
+                case .seed:
+                    guard let number = UInt64(try value()) else { throw UnknownFlag(description: "\(flag) \(flags[i])") }
+                    seed = number
+                    values[parameter.key] = .number(Double(number))
+                }
+            } else {
+                throw UnknownFlag(description: "\(name) has no flag \(flag)")
+            }
+            i += 1
+        }
+        return (try method(name, values, seed: seed), weights)
     }
 
     /// The plan of merging `inputs` with `method` into `output`.
