@@ -402,7 +402,7 @@ struct SVDMethodTests {
         let error = try Self.nanError(dir, method: method)
         #expect(error.code == .nonFiniteValue && error.file == "\(dir)/\(file).safetensors" && error.tensor == "layer.weight", "\(error)")
         #expect(error.description.contains("\(dir)/\(file).safetensors: tensor 'layer.weight': element [2, 2] (flat index 10) is NaN"), "\(error)")
-        #expect(error.terms.contains(.finitenessScan), "the fix names the finiteness scan: \(error)")
+        #expect(error.uses(.finitenessScan), "the fix names the finiteness scan: \(error)")
     }
 
     @Test("NaN in a vector (averaged, no SVD) is an error too, as for every method")

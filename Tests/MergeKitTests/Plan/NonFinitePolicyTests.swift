@@ -65,7 +65,7 @@ struct NonFinitePolicyTests {
             let output = line.output(set.dir + "/out")
             let error = try #require(failure(line, set, output: output), "\(line): the merge succeeded")
             #expect(error.code == .nonFiniteValue && error.file == set.models[1] && error.tensor == tensor, "\(error)")
-            #expect(error.description.contains(message) && error.terms.contains(.finitenessScan), "\(error)")
+            #expect(error.description.contains(message) && error.uses(.finitenessScan), "\(error)")
             #expect(!FileManager.default.fileExists(atPath: output) || TestSupport.listing(output).isEmpty)
         }
     }
@@ -109,7 +109,7 @@ struct NonFinitePolicyTests {
         let output = line.output(set.dir + "/out")
         let error = try #require(failure(line, set, output: output, dtype: .F16), "\(line): the merge succeeded")
         #expect(error.code == .nonFiniteValue && error.tensor == "m.weight", "\(error)")
-        #expect(error.description.contains("beyond F16's largest finite value 65504") && error.terms.contains(.widerDType), "\(error)")
+        #expect(error.description.contains("beyond F16's largest finite value 65504") && error.uses(.widerDType), "\(error)")
         #expect(!FileManager.default.fileExists(atPath: output) || TestSupport.listing(output).isEmpty)
         // The same merge in F32 fits.
         try line.merge(base: set.base, models: set.models, output: line.output(set.dir + "/wide"), dtype: .F32)

@@ -158,3 +158,11 @@ enum LibraryMerge {
     /// The output paths of an outcome: each plan's output (a sweep's points).
     static func outputs(_ outcome: MergeRun.Outcome) -> [String] { outcome.results.map(\.outputPath) }
 }
+
+extension MergeKitError {
+    /// Whether the message (or one of its problems) uses `term`, in any capitalization: what a
+    /// front end words its own way (merge-cli's words are tested in CLI/CLIWordingTests).
+    func uses(_ term: Term) -> Bool {
+        terms.contains { $0.key == term.key && $0.arguments == term.arguments } || problems.contains { $0.uses(term) }
+    }
+}
