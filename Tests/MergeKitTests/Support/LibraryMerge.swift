@@ -115,13 +115,15 @@ enum LibraryMerge {
     }
 
     /// Merges `inputs` with `method` into `output` (with `checkFinite`, after scanning the inputs
-    /// as `--check-finite` does).
+    /// as `--check-finite` does; with `command`, a directory output gets the model card merge-cli
+    /// writes for that command line).
     @discardableResult
     static func run(_ method: any MergeMethod, _ inputs: Inputs, output: OutputSpec, threads: Int? = nil, summarize: Bool = false,
-                    checkFinite: Bool = false) throws(MergeKitError) -> MergeRun.Outcome {
+                    checkFinite: Bool = false, command: String? = nil) throws(MergeKitError) -> MergeRun.Outcome {
         let plan = try plan(method, inputs, output: output)
         if checkFinite { try MergeExecutor.checkInputsFinite(plan, threads: threads) }
-        return try MergeRun.run([plan], threads: threads, summarize: summarize)
+        let plans = command.map { MergeRun.withModelCards([plan], command: $0) } ?? [plan]
+        return try MergeRun.run(plans, threads: threads, summarize: summarize)
     }
 
     /// `merge-cli task-vector`: τ = θ − θ₀ of `finetuned` as a task-vector file.
