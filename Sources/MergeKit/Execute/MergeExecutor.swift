@@ -36,8 +36,7 @@ public enum MergeExecutor {
     public static let itemElements = 64 * chunkElements
     /// Elements per `pread` of each input: 512 KB of bf16, so the bytes are still in cache when
     /// they are converted. (Reading a work item's worth — 2 MB per input — at a time left them in
-    /// memory: the conversion stalled on the loads and task arithmetic on the 1.1 B benchmark set
-    /// took 2.3 s instead of 1.6–1.8 s; TIES 7.8 s instead of 6.5 s.)
+    /// memory and the conversion stalled on the loads; README, "Performance", has the measurement.)
     static let readElements = 16 * chunkElements
     /// Largest tensor (all inputs and the base, in the compute type) a worker keeps in memory
     /// for methods with per-tensor statistics; larger tensors are re-read for each pass.
@@ -64,7 +63,7 @@ public enum MergeExecutor {
         }
         let start = Date()
         // Tensors merged whole must fit the memory: refused now, before any output exists.
-        let memory = try memoryPlan(plans, threads: max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount), budget: memoryBudget)
+        let memory = try memoryPlan(plans, threads: ThreadCount.resolved(requested), budget: memoryBudget)
         let threads = memory.workers
         let gate = WholeTensorGate(plans: plans, slots: memory.wholeTensorSlots)
         BLAS.useOneThread()
@@ -86,7 +85,7 @@ public enum MergeExecutor {
     /// the merge's NaN/Inf policy (`FiniteCheck`), so that an offending input is reported before
     /// any work. (Merges apply the same policy as they go; this only reports it first.)
     public static func checkInputsFinite(_ plan: MergePlan, threads requested: Int? = nil) throws(MergeKitError) {
-        let threads = max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)
+        let threads = ThreadCount.resolved(requested)
         BLAS.useOneThread()
         let ranges = TaskVectorPass.mergedRanges(plan).filter { !$0.range.isEmpty }
         _ = try TaskVectorPass(plan: plan, threads: threads).run(ranges) { ReadOnlyVisitor() }

@@ -48,7 +48,7 @@ extension MergeWorker {
                 // Written right away, so every target stages in the one work-item-sized buffer.
                 // α·τ₁ (+ θ₀): `finish` applies the scale.
                 try finish(tensor, lower..<upper, result: UnsafeMutableBufferPointer(rebasing: out[lower..<upper]),
-                           scale: method.wholeTensorScale, base: emit == .model ? base : nil, target: t,
+                           scale: method.lambda ?? 1, base: emit == .model ? base : nil, target: t,
                            into: buffers.bytes.baseAddress! + (lower - group) * width)
                 lower = upper
             }

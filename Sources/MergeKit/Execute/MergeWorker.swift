@@ -54,9 +54,9 @@ final class MergeWorker: @unchecked Sendable {
 
     /// Statistics passes over the tensor (for targets whose method has per-tensor statistics),
     /// then the merge pass, chunk by chunk in index order, each chunk read once for all targets.
-    /// A method with a final scale (`MergeMethod.finalScale`) computes its result before λ
-    /// (`combineUnscaled`) and `finish` applies λ. Targets that differ only in λ (a λ sweep) form
-    /// one group: the unscaled result is computed once per chunk and each target's λ applied to it.
+    /// Methods compute their result before λ (`MergeMethod.lambda`) and `finish` applies λ.
+    /// Targets that differ only in λ (a λ sweep) form one group: the result before λ is computed
+    /// once per chunk and each target's λ applied to it.
     private func merge<T: MergeScalar>(_ item: WorkItem, _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
         let range = item.range
         let tensors = targets.map { $0.plan.tensors[item.tensor] }
@@ -110,14 +110,10 @@ final class MergeWorker: @unchecked Sendable {
                 let leader = tensors[group[0]]
                 // A lone target's result is its own (λ is applied in place); a group's is shared.
                 let result = group.count == 1 ? out : UnsafeMutableBufferPointer(rebasing: buffers.unscaled[0..<chunk.count])
-                if leader.method.finalScale != nil {
-                    leader.method.combineUnscaled(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]], into: result, context: context)
-                } else {
-                    leader.method.combine(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]], into: result, context: context)
-                }
+                leader.method.combine(inputs, base: UnsafeBufferPointer(base), weights: weights[group[0]], into: result, context: context)
                 for t in group {
                     let tensor = tensors[t]
-                    try finish(tensor, chunk, result: result, scale: tensor.method.finalScale ?? 1, sharedInto: group.count == 1 ? nil : out,
+                    try finish(tensor, chunk, result: result, scale: tensor.method.lambda ?? 1, sharedInto: group.count == 1 ? nil : out,
                                base: base, target: t,
                                into: buffers.outputStaging(t) + (chunk.lowerBound - groupStart) * tensor.output.dtype.byteWidth!)
                     if buffers.sharesOutputStaging { try writeStaged(t, tensor: tensor, from: groupStart, to: chunk.upperBound, buffers) }
@@ -171,9 +167,8 @@ final class MergeWorker: @unchecked Sendable {
     /// dtype (`FiniteCheck`) and converted into the output staging buffer `staged`.
     ///
     /// This is where the executor applies λ, for every target of single merges and sweeps alike:
-    /// `u` is the method's result before its final scale — `combineUnscaled` for a method with a
-    /// `finalScale`, the whole-tensor τ₁ with `wholeTensorScale` — and `scale` that λ (1 for
-    /// methods whose `combine` has no separate final scale). Both paths round as λ·u, then + θ₀
+    /// `u` is the method's result (`combine`, or `combineTensor` for a tensor merged whole) and
+    /// `scale` the method's `lambda` (1 for methods without one). Both paths round as λ·u, then + θ₀
     /// (a product, then a sum, never fused), so a sweep point has the bytes of a merge of its own:
     /// - `u` is the target's own (`sharedInto` nil): scaled in place by BLAS `scal` (skipped for
     ///   λ = 1), then θ₀ added (`addBase`);

@@ -31,13 +31,15 @@ public struct MagMax: MergeMethod {
     @_specialize(where T == Double)
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
-        T.largestMagnitude(deltas, into: out, scale: T(scale))
+        T.largestMagnitude(deltas, into: out, scale: 1)
     }
+
+    public var lambda: Double? { scale }
 }
 
 extension MagMax: DescribedMethod {
     public static let methodDescription = MethodDescription(
-        info: info, kind: [.perChunk],
+        info: info, kind: [.perChunk, .scaled],
         parameters: [.lambda("λ.")],
         presets: [.init("default", defaults: ["lambda": .number(1)])],
         recipeNames: [("magmax", "default")],

@@ -15,31 +15,26 @@ public protocol MergeMethod: Sendable {
     var statistics: StatisticsRequest { get }
     /// Checks the per-input weights at plan time (e.g. a normalised average with Σw = 0).
     func validate(weights: [Double]) throws(MergeKitError)
-    /// Merged τ for one chunk: `out.count == deltas[i].count == base.count`, one weight per delta.
-    /// Chunks of a tensor arrive in index order when the method has per-tensor statistics.
+    /// Merged τ for one chunk, before λ: `out.count == deltas[i].count == base.count`, one weight
+    /// per delta. Chunks of a tensor arrive in index order when the method has per-tensor statistics.
     func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                  weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext)
-    /// λ, when `combine` computes exactly `combineUnscaled` followed by one multiplication by λ
-    /// (skipped when λ = 1); nil for methods without such a final scale. Sweep points that differ
-    /// only in λ then share one `combineUnscaled` per chunk and stay byte-identical to single runs.
-    var finalScale: Double? { get }
-    /// `combine` without the final multiplication by `finalScale` (only called when it is non-nil).
-    func combineUnscaled<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
-                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext)
+    /// λ, the factor the merged τ is multiplied by, or nil for a method without one. Methods never
+    /// apply it themselves: the executor multiplies the result of `combine` (or `combineTensor`) by
+    /// λ as the last product before θ₀ is added (`MergeWorker.finish`, the one place λ is applied).
+    /// So sweep points that differ only in λ share one `combine` per chunk and keep the bytes of
+    /// single runs.
+    var lambda: Double? { get }
 }
 
 extension MergeMethod {
     public var statistics: StatisticsRequest { StatisticsRequest() }
     public func validate(weights: [Double]) throws(MergeKitError) {}
-    public var finalScale: Double? { nil }
-    public func combineUnscaled<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
-                                                weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
-        preconditionFailure("\(info.name) has no final scale")
-    }
+    public var lambda: Double? { nil }
 
-    /// Targets whose methods give equal keys compute the same unscaled result.
+    /// Targets whose methods give equal keys compute the same result before λ.
     var unscaledKey: String? {
-        guard finalScale != nil else { return nil }
+        guard lambda != nil else { return nil }
         let members = parameters.filter { $0.key != "scale" }
         return info.name + " " + JSONValue.object(members).serialized()
     }

@@ -10,10 +10,10 @@ enum SVDMerge {
 
     /// out = (λ/T)·Σₜ τₜ: the authors' `sum(tvs) / len(tvs)` (TSV-M's running mean is the same
     /// number), then θ₀ + λ·τ. Inputs summed in order with BLAS; NaN and ±∞ propagate.
-    static func mean<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], scale: Double, into out: UnsafeMutableBufferPointer<T>) {
+    static func mean<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], into out: UnsafeMutableBufferPointer<T>) {
         out.update(repeating: 0)
         guard !deltas.isEmpty else { return }
-        let coefficient = T(scale / Double(deltas.count))
+        let coefficient = T(1 / Double(deltas.count))
         for delta in deltas { T.axpy(coefficient, UnsafeBufferPointer(delta), out) }
     }
 
@@ -70,7 +70,7 @@ public enum SVDNullSpace: String, Sendable, CaseIterable {
 }
 
 /// What TSV-M and Iso-C share: α and the null-space rule as parameters, no per-task weights, matrices
-/// merged whole by the method's `matrix` (before α), other tensors by the mean task vector × α.
+/// merged whole by the method's `matrix`, other tensors by the mean task vector; α is the method's λ.
 protocol SVDMatrixMethod: WholeTensorMergeMethod {
     static var info: MethodInfo { get }
     /// α, the scale of the merged task vector.
@@ -104,13 +104,13 @@ extension SVDMatrixMethod {
         guard SVDMerge.isMatrix(shape) else { return nil }
         return LAPACK.exactSVDProblem(rows: shape[0], columns: shape[1])
     }
-    public var wholeTensorScale: Double { scale }
+    public var lambda: Double? { scale }
     public var wholeTensorKey: String { "null_space=\(nullSpace.rawValue)" }
 
-    /// Non-matrix tensors: α times the mean of the task vectors.
+    /// Non-matrix tensors: the mean of the task vectors (then α, by the executor).
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
-        SVDMerge.mean(deltas, scale: scale, into: out)
+        SVDMerge.mean(deltas, into: out)
     }
 
     public func combineTensor<T: MergeScalar>(_ deltas: TensorDeltas<T>, weights: [T], into out: UnsafeMutableBufferPointer<T>,

@@ -130,11 +130,9 @@ public struct TaskVectorMerge: Sendable {
 
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    /// The merged τ of one chunk. λ is applied last, as one multiplication of the result at λ = 1
-    /// (`applyScale: false` stops before it), so a sweep over λ can compute the unscaled result
-    /// once and scale it per grid point with exactly the arithmetic of a single merge.
+    /// The merged τ of one chunk before step 5: the executor multiplies it by λ (`lambda`).
     func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
-                                 into out: UnsafeMutableBufferPointer<T>, context: ChunkContext, applyScale: Bool = true) {
+                                 into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
         for (i, delta) in deltas.enumerated() {
             sparsify(delta, input: i, context: context)
             // Without consensus the weights fold into the accumulation below.
@@ -151,7 +149,6 @@ public struct TaskVectorMerge: Sendable {
         case .mass, .weighted:
             electAndMerge(deltas, weights: weights, into: out, context: context)
         }
-        if applyScale && scale != 1 { T.scal(T(scale), out) }
     }
 
     /// Sign election and disjoint merge, input by input over whole chunks (branch-free kernels).
@@ -268,11 +265,7 @@ extension TaskVectorMergeConfiguration {
                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
         core.combine(deltas, weights: weights, into: out, context: context)
     }
-    public var finalScale: Double? { core.scale }
-    public func combineUnscaled<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
-                                                weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
-        core.combine(deltas, weights: weights, into: out, context: context, applyScale: false)
-    }
+    public var lambda: Double? { core.scale }
 }
 
 /// Weight checks shared by the methods that set their own per-task coefficients.

@@ -18,15 +18,13 @@
 /// The executor hands `combineTensor` finite values only: a NaN or ±∞ in an input of a tensor
 /// merged whole is reported naming the input file and the element (an SVD cannot use it).
 ///
-/// `combineTensor` writes the *unscaled* τ₁; the executor multiplies it by `wholeTensorScale`.
+/// `combineTensor` writes τ₁ before λ; the executor multiplies it by `lambda`, as for `combine`.
 /// So the plans of a sweep whose methods differ only in that scale (α, the parameter the Iso-C
 /// paper tunes) decompose each tensor once: plans with the same method name, `wholeTensorKey`
 /// and weights share τ₁, and each gets exactly the bytes a run of its own would write.
 public protocol WholeTensorMergeMethod: MergeMethod {
     /// Whether a tensor of this shape is merged whole by `combineTensor`.
     func mergesWhole(shape: [Int]) -> Bool
-    /// The factor α applied to τ₁ (τ = α·τ₁, by BLAS `scal`).
-    var wholeTensorScale: Double { get }
     /// The parameters τ₁ depends on: equal keys (and weights) must give equal τ₁.
     var wholeTensorKey: String { get }
     /// Writes the merged τ₁ of a whole tensor into `out` (`out.count` = the tensor's element

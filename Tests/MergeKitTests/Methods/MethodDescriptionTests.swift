@@ -68,7 +68,7 @@ struct MethodDescriptionTests {
             let whole = method is any WholeTensorMergeMethod
             let name = description.info.name
             #expect(description.kind.contains(.wholeTensor) == whole, "\(name)")
-            #expect(description.kind.contains(.scaled) == (method.finalScale != nil || whole), "\(name)")
+            #expect(description.kind.contains(.scaled) == (method.lambda != nil), "\(name)")
             #expect(description.kind.contains(.modelStatistics)
                     == (method.statistics.needsModelPasses || method.statistics.majoritySign), "\(name)")
             #expect(description.kind.contains(.perChunk) != whole, "\(name)")

@@ -76,7 +76,7 @@ struct SVDMethodTests {
         try out.withUnsafeMutableBufferPointer { o in
             try method.combineTensor(deltas(shape, values), weights: values.map { _ in 1 }, into: o, context: context(shape))
         }
-        return out.map { method.wholeTensorScale * $0 }
+        return out.map { method.lambda! * $0 }
     }
 
     static func isoc(_ shape: [Int], _ values: [[Double]], nullSpace: SVDNullSpace = .drop, scale: Double = 1) throws -> [Double] {
@@ -85,7 +85,7 @@ struct SVDMethodTests {
         try out.withUnsafeMutableBufferPointer { o in
             try method.combineTensor(deltas(shape, values), weights: values.map { _ in 1 }, into: o, context: context(shape))
         }
-        return out.map { method.wholeTensorScale * $0 }
+        return out.map { method.lambda! * $0 }
     }
 
     nonisolated(unsafe) static let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: ChunkContext.scratchBytes, alignment: 64)
@@ -212,7 +212,10 @@ struct SVDMethodTests {
                 }
             }
         }
-        #expect(out == [4, 2, 0])
+        // The mean before α; the executor applies α (the method's λ).
+        #expect(out == [2, 1, 0])
+        let (isoc2, tsvmHalf) = (try IsoC(scale: 2), try TSVM(scale: 0.5))
+        #expect(isoc2.lambda == 2 && tsvmHalf.lambda == 0.5)
     }
 
     // MARK: - Executor (whole tensors larger than a work item, threads, sweeps, emit)
@@ -319,7 +322,7 @@ struct SVDMethodTests {
         var info: MethodInfo { MethodInfo(name: "counting-sum", summary: "test", reference: "test") }
         var parameters: [JSONMember] { [JSONMember("scale", .double(scale))] }
         func mergesWhole(shape: [Int]) -> Bool { shape.count == 2 }
-        var wholeTensorScale: Double { scale }
+        var lambda: Double? { scale }
         var wholeTensorKey: String { "" }
         func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                      weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {

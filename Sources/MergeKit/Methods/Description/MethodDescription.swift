@@ -18,7 +18,7 @@ public struct MethodDescription: Sendable {
         public init(rawValue: Int) { self.rawValue = rawValue }
         /// `combine` works on chunks of every tensor (element by element or with per-tensor statistics).
         public static let perChunk = Kind(rawValue: 1 << 0)
-        /// `combine` is an unscaled merge times λ (`finalScale`): sweep points over λ share one merge.
+        /// The method has a λ (`MergeMethod.lambda`), applied by the executor: sweep points over λ share one merge.
         public static let scaled = Kind(rawValue: 1 << 1)
         /// Some tensors are merged whole (`WholeTensorMergeMethod`).
         public static let wholeTensor = Kind(rawValue: 1 << 2)
