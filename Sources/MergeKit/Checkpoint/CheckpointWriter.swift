@@ -99,7 +99,7 @@ final class CheckpointWriter: @unchecked Sendable {
 
     /// Fails now, before any merging, when the output's file system has less free space than the
     /// output needs (rather than half-way through the merge).
-    private static func checkFreeSpace(_ directory: String, needed: Int, output: String) throws(MergeKitError) {
+    static func checkFreeSpace(_ directory: String, needed: Int, output: String) throws(MergeKitError) {
         var info = statvfs()
         guard statvfs(directory, &info) == 0 else { return }
         let available = Int(info.f_bavail) &* Int(info.f_frsize)
