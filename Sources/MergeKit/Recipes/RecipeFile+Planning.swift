@@ -69,13 +69,11 @@ extension RecipeFile {
                 problems.addEach(error)
             }
         }
-        try problems.throwIfAny()
 
         // Places: the output and every intermediate against every input of every stage.
         let inputs = [path] + stages.flatMap { $0.plans.prefix(1).flatMap(\.readPaths) }
-        let target = stages[graph.target].plans
-        OutputGuard.check(output: output, isDirectory: target.count > 1 || target[0].output.isDirectory, overwrite: overwrite,
-                          inputs: inputs, into: &problems)
+        OutputGuard.check(output: output, isDirectory: !OutputGuard.isFileOutput(output) || (stages[graph.target].plans.count > 1),
+                          overwrite: overwrite, inputs: inputs, into: &problems)
         if hasIntermediates {
             let locations = stages.filter { $0.role == .intermediate }.map(\.location)
             if let directory = workDirectory.path {
@@ -130,10 +128,9 @@ extension RecipeFile {
                 plan.generatedFiles["README.md"] = Array(ModelCard.text(plan: plan, aliases: references.aliases).utf8)
                 return RecipeRun(plans: [plan], points: [[]])
             } catch {
-                var problems = ProblemList()
-                document.add(stage.line, error, to: &problems)
+                for problem in error.problems.isEmpty ? [error] : error.problems { document.add(stage.line, problem, to: &problems) }
                 try problems.throwIfAny()
-                preconditionFailure("unreachable")
+                preconditionFailure("an error adds a problem")
             }
         }
     }

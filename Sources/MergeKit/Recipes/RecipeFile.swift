@@ -7,7 +7,7 @@ import Yams
 /// them all).
 ///
 /// Every document is read as `Recipe.parse` reads one (the same keys, limits and merge keys);
-/// lines are the file's. An empty document (a stray `---`) is skipped. Each document's `text` is
+/// lines are the file's. An empty (null) document, such as a stray `---` leaves, is skipped. Each document's `text` is
 /// the whole file, which every output made from it records (`recipe.yml`, the model card).
 /// Anchors belong to their document, as in YAML and PyYAML: an alias of an earlier document's
 /// anchor is refused (`RecipeLimits`).
@@ -35,7 +35,7 @@ public struct RecipeFile: Sendable {
         do {
             let parser = try Parser(yaml: text)
             while let root = try parser.nextRoot() {
-                if case .scalar(let scalar) = root, scalar.tag.description == Tag.Name.null.rawValue { continue }
+                if root.null != nil { continue }  // an empty document
                 roots.append(root)
             }
         } catch {

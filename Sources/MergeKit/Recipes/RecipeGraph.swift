@@ -220,7 +220,7 @@ public struct RecipeGraph: Sendable {
                 let near = names.min { editDistance(requested, $0) < editDistance(requested, $1) }
                     .flatMap { editDistance(requested, $0) <= max(2, $0.count / 3) ? " (did you mean \"\($0)\"?)" : nil } ?? ""
                 problems.add(MergeKitError(.invalidArgument, file: file.path,
-                    "there is no document named \"\(requested)\" to make the output from\(near)",
+                    "there is no document named \"\(requested)\" to make the output from (\(term: .outputDocument))\(near)",
                     fix: listed.isEmpty ? "No document has a name: the output is the last document" : "Named documents: \(listed)"))
             }
         }
