@@ -48,6 +48,15 @@ struct MultiDocumentRecipeTests {
         // Recipe.parse reads one document and names the multi-document reader otherwise.
         let error = try #require(throws: MergeKitError.self) { try Recipe.parse(file.text, path: "r.yml") }
         #expect(error.description.contains("holds 2 YAML documents"))
+        // An anchor belongs to its document: an alias of an earlier document's is refused (PyYAML refuses it too).
+        let first = "name: a\nmerge_method: linear\nmodels:\n  - model: m\n    parameters: &w {weight: 1}\n"
+        let aliased = try #require(throws: MergeKitError.self) {
+            try RecipeFile.parse(first + "---\nmerge_method: linear\nmodels:\n  - model: a\n    parameters: *w\n", path: "r.yml")
+        }
+        #expect(aliased.description.contains("line 10: *w names an anchor of an earlier document"), "\(aliased)")
+        let own = try RecipeFile.parse(first + "---\nmerge_method: linear\nmodels:\n  - model: a\n    parameters: &w {weight: 2}\n  - model: m\n    parameters: *w\n",
+                                       path: "r.yml")
+        #expect(own.documents[1].inputs.map { $0.parameters["weight"] } == [.number(2), .number(2)])
         // A name key in an ordinary recipe is accepted.
         #expect(try Recipe.parse(Self.document("solo", models: ["\(Self.f32)/ft_a"]), path: "r.yml").name == "solo")
     }
