@@ -132,20 +132,7 @@ public final class Checkpoint: @unchecked Sendable {
                     fix: "Add a model.safetensors.index.json, or name one file directly")
             }
         }
-        var entries: [Entry] = []
-        var byName: [String: Int] = [:]
-        let count = files.reduce(0) { $0 + $1.tensors.count }
-        entries.reserveCapacity(count)
-        byName.reserveCapacity(count)
-        for file in files {
-            for info in file.tensors {
-                // Uniqueness across shards is guaranteed by openShards; within a file by the header.
-                byName[info.name] = entries.count
-                entries.append(Entry(file: file, info: info))
-            }
-        }
-        self.entries = entries
-        self.byName = byName
+        (entries, byName) = Checkpoint.index(files)
         viewMetadata = nil
         plannedCompanions = nil
     }
@@ -172,18 +159,26 @@ public final class Checkpoint: @unchecked Sendable {
         }
         self.files = files
         directory = plan.output.isDirectory ? path : nil
+        (entries, byName) = Checkpoint.index(files)
+        viewMetadata = nil
+        plannedCompanions = plan.output.isDirectory && plan.output.emit == .model ? plan.companions : []
+    }
+
+    /// Every tensor of `files`, in shard order then data order, and each one's place by name.
+    /// (Uniqueness across shards is guaranteed by `openShards` or the plan; within a file by the header.)
+    private static func index(_ files: [SafeTensorsFile]) -> (entries: [Entry], byName: [String: Int]) {
         var entries: [Entry] = []
         var byName: [String: Int] = [:]
+        let count = files.reduce(0) { $0 + $1.tensors.count }
+        entries.reserveCapacity(count)
+        byName.reserveCapacity(count)
         for file in files {
             for info in file.tensors {
                 byName[info.name] = entries.count
                 entries.append(Entry(file: file, info: info))
             }
         }
-        self.entries = entries
-        self.byName = byName
-        viewMetadata = nil
-        plannedCompanions = plan.output.isDirectory && plan.output.emit == .model ? plan.companions : []
+        return (entries, byName)
     }
 
     /// Whether this is a planned checkpoint, not yet written (`init(planned:path:)`).

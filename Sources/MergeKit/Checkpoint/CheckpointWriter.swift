@@ -44,7 +44,8 @@ final class CheckpointWriter: @unchecked Sendable {
         self.output = output
         self.shards = shards
         shardPaths = []
-        staged = try StagedOutput(destination: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, in: sweep)
+        staged = try StagedOutput(destination: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, in: sweep,
+                                  staysTemporary: output.staysTemporary)
         do throws(MergeKitError) {
             // Checked once stale temporaries are gone: they may be what filled the disk.
             try CheckpointWriter.checkFreeSpace(FileSystem.parentDirectory(of: staged.temporaryPath),

@@ -46,8 +46,8 @@ public final class WorkDirectory {
     private let temporary: StagedOutput?
     /// Whether this run created the user's directory.
     private let created: Bool
-    /// Intermediates to remove at the end, each with the paths registered for it (files first).
-    private var written: [(directory: String, registered: [String])] = []
+    /// Intermediates to remove at the end.
+    private var written: [String] = []
     private var closed = false
 
     /// Where stage `index` of `count` (`directoryName` in the user's directory) is written in a
@@ -129,15 +129,13 @@ public final class WorkDirectory {
     }
 
     /// Takes the intermediate just written at `location` into the directory's care: unless it is
-    /// kept, its files and itself are registered to be removed on an interrupt and at `close()`.
-    /// Everything in it was written by this run (a replaced directory's other entries stay with
-    /// the old directory, `StagedOutput`).
+    /// kept, it is removed at `close()`. (Its files were registered as temporaries as it was moved
+    /// into place, `OutputSpec.staysTemporary`, so an interrupt removes it meanwhile.) Everything
+    /// in it was written by this run: a replaced directory's other entries stay with the old one
+    /// (`StagedOutput`).
     func adopt(_ location: String) {
         guard !options.keep else { return }
-        let files = ((try? FileSystem.contents(of: location)) ?? []).map { FileSystem.join(location, $0) }
-        TemporaryFiles.register(directory: location)
-        for file in files { TemporaryFiles.register(file: file) }
-        written.append((location, files + [location]))
+        written.append(location)
     }
 
     /// Removes what is not kept (see the type's documentation) and describes what could not be.
@@ -145,7 +143,8 @@ public final class WorkDirectory {
         guard !closed else { return [] }
         closed = true
         var notes: [OutputNote] = []
-        for (directory, registered) in written.reversed() {
+        for directory in written.reversed() {
+            let registered = ((try? FileSystem.contents(of: directory)) ?? []).map { FileSystem.join(directory, $0) } + [directory]
             let left = OutputEntries.removeRecognised(in: directory)
             if !left.isEmpty || rmdir(directory) != 0 {
                 notes.append(.leftEntries(directory, left, context: "an intermediate of this run"))

@@ -92,21 +92,26 @@ extension RecipeFile {
     /// Plans stage `s` with `inputs` (checkpoints by stage index) for the stages it reads: a
     /// document through `Recipe.plan`, `MODEL+ADAPTER` as the adapter merged into the model
     /// (θ + 1·s·B·A, the model's dtypes). Errors carry their recipe line. An intermediate's
-    /// output is `enclosed` in the work directory, checked as a whole, and gets no `recipe.yml`
-    /// (the model card holds the recipe; a later stage would find it beside its base's files).
+    /// output, `enclosed` in the work directory before it exists (checked as a whole), stays a
+    /// temporary unless kept (`OutputSpec.staysTemporary`) and gets no `recipe.yml` (the model card
+    /// holds the recipe; a later stage would find it beside its base's files).
     func planStage(_ s: Int, graph: RecipeGraph, role: StagedPlan.Role, location: String, settings: StagedPlan.Settings,
                    inputs: [Int: Checkpoint], enclosed: Bool) throws(MergeKitError) -> RecipeRun {
         let stage = graph.stages[s]
         let document = documents[stage.document]
         let references = stage.references.mapValues { inputs[$0]! }
+        func intermediate(_ output: inout OutputSpec) {
+            output.isSweepPoint = enclosed
+            output.staysTemporary = !settings.work.keep
+        }
         switch stage.kind {
         case .document:
             if role == .output {
                 return try document.plan(output: settings.output, overwrite: settings.overwrite, emit: settings.emit, seed: settings.seed,
-                                         maxShardSize: settings.maxShardSize, dtype: settings.dtype, references: references, enclosed: false)
+                                         maxShardSize: settings.maxShardSize, dtype: settings.dtype, references: references) { _ in }
             }
             let run = try document.plan(output: location, overwrite: settings.overwrite, emit: .model, seed: settings.seed,
-                                        maxShardSize: nil, dtype: nil, references: references, enclosed: enclosed)
+                                        maxShardSize: nil, dtype: nil, references: references, intermediate: intermediate)
             let plans = run.plans.map { plan in
                 var plan = plan
                 plan.generatedFiles["recipe.yml"] = nil
@@ -122,7 +127,7 @@ extension RecipeFile {
             do throws(MergeKitError) { adapter = try LoRAAdapter(path: adapterPath) } catch { document.add(stage.line, error, to: &problems) }
             try problems.throwIfAny()
             var output = OutputSpec(path: location, emit: .model, overwrite: settings.overwrite, inputs: [path])
-            output.isSweepPoint = enclosed
+            intermediate(&output)
             do throws(MergeKitError) {
                 var plan = try MergePlan(base: base!, inputs: [MergeInput(lora: adapter!)], method: TaskArithmetic(scale: 1), output: output)
                 plan.generatedFiles["README.md"] = Array(ModelCard.text(plan: plan, aliases: references.aliases).utf8)

@@ -3,7 +3,7 @@
 /// (the model with its PEFT adapter merged in, `ModelReference`), which is made before the
 /// documents that use it.
 ///
-/// **Names.** A document's `name` names its output: another document's `model:` or `base_model:`
+/// **Names.** A document's `name` names its output (in a file of several): another document's `model:` or `base_model:`
 /// equal to it reads that output (a name wins over a path of the same spelling, as in
 /// mergekit-multi). Documents may come in any order — a document may use a name defined further
 /// down, as mergekit-multi, which sorts its documents by their dependencies, allows; they are made
@@ -100,11 +100,20 @@ public struct RecipeGraph: Sendable {
                     fix: "Add name: NAME to every document but the output")
             }
         }
-        let names = Set(named.keys)
+        // In a file of one document a name refers to nothing (mergekit-yaml ignores it).
+        let names = documents.count > 1 ? Set(named.keys) : []
         let listed = named.sorted { $0.value < $1.value }.map { "\"\($0.key)\"" }.joined(separator: ", ")
 
-        // References, in file order; adapter stages before the first document that uses them.
-        var stages: [(kind: Stage.Kind, name: String?, line: Int, document: Int, references: [String: Int])] = []
+        // References, in file order; adapter stages before the first document that uses them. A
+        // draft's references name stages by their index in `stages`; documents' names and an
+        // adapter's model document are resolved once every document has its stage.
+        struct Draft {
+            let kind: Stage.Kind, name: String?, line: Int, document: Int
+            var references: [String: Int] = [:]
+            /// An adapter's model, when it is a document: its text and the document.
+            var model: (text: String, document: Int)?
+        }
+        var stages: [Draft] = []
         var documentStage: [Int: Int] = [:]
         var adapterStage: [String: Int] = [:]
         for (i, document) in documents.enumerated() {
@@ -130,9 +139,8 @@ public struct RecipeGraph: Sendable {
                     let key = modelText + "\u{0}" + adapter
                     if adapterStage[key] == nil {
                         adapterStage[key] = stages.count
-                        var modelReferences: [String: Int] = [:]
-                        if let name = model.document { modelReferences[modelText] = -1 - named[name]! }
-                        stages.append((.adapter(model: modelText, adapter: adapter), text, line, i, modelReferences))
+                        stages.append(Draft(kind: .adapter(model: modelText, adapter: adapter), name: text, line: line, document: i,
+                                            model: model.document.map { (modelText, named[$0]!) }))
                     }
                     references[text] = adapterStage[key]!
                 case .reference(.path(let path)):
@@ -151,15 +159,15 @@ public struct RecipeGraph: Sendable {
                 }
             }
             documentStage[i] = stages.count
-            stages.append((.document(i), document.name, document.line, i, references))
+            stages.append(Draft(kind: .document(i), name: document.name, line: document.line, document: i, references: references))
         }
 
-        // Document references become stage references (adapters recorded their model as −1 − document).
+        // Names become stage references.
         var resolved: [Stage] = []
         var dependencies: [[Int]] = []
         for stage in stages {
             var references = stage.references
-            for (text, target) in references where target < 0 { references[text] = documentStage[-1 - target]! }
+            if let model = stage.model { references[model.text] = documentStage[model.document]! }
             if case .document(let i) = stage.kind {
                 let document = documents[i]
                 for text in [document.baseModel].compactMap({ $0 }) + document.inputs.filter({ $0.kind == .model }).map(\.path)

@@ -16,15 +16,15 @@ extension Recipe {
     public func plan(output: String, overwrite: Bool = false, emit: EmitKind = .model, seed: UInt64? = nil,
                      maxShardSize: Int? = nil, dtype overrideDType: DType? = nil) throws(MergeKitError) -> RecipeRun {
         try plan(output: output, overwrite: overwrite, emit: emit, seed: seed, maxShardSize: maxShardSize, dtype: overrideDType,
-                 references: [:], enclosed: false)
+                 references: [:]) { _ in }
     }
 
     /// `plan` with the models a multi-document recipe supplies: `references` maps a `model:` or
     /// `base_model:` text to the checkpoint it stands for (another document's output, planned or
-    /// written; a `MODEL+ADAPTER` model). An `enclosed` output is written inside a directory that
-    /// is checked as a whole (a work directory), so it is not checked on its own.
+    /// written; a `MODEL+ADAPTER` model). `intermediate` sets what an intermediate's output is
+    /// (`OutputSpec.isSweepPoint`, `staysTemporary`).
     func plan(output: String, overwrite: Bool, emit: EmitKind, seed: UInt64?, maxShardSize: Int?, dtype overrideDType: DType?,
-              references: [String: Checkpoint], enclosed: Bool) throws(MergeKitError) -> RecipeRun {
+              references: [String: Checkpoint], intermediate: (inout OutputSpec) -> Void) throws(MergeKitError) -> RecipeRun {
         var problems = ProblemList()
         parameterProblems(into: &problems)
         func add(_ line: Int, _ error: MergeKitError) { self.add(line, error, to: &problems) }
@@ -99,7 +99,8 @@ extension Recipe {
             }
             let pointOutput = sweep.isEmpty ? output : FileSystem.join(output, OutputEntries.pointName(index, of: points.count))
             var spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite, inputs: [path])
-            spec.isSweepPoint = !sweep.isEmpty || enclosed
+            spec.isSweepPoint = !sweep.isEmpty
+            intermediate(&spec)
             let weighted = zip(opened, representative.weights).map { $0.weighted($1) }
             do throws(MergeKitError) {
                 var plan = try MergePlan(base: base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)

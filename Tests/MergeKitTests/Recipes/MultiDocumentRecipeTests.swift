@@ -119,9 +119,15 @@ struct MultiDocumentRecipeTests {
         found = Self.problems(try Self.file([Self.document("a", models: ["b"]), Self.document("b", models: ["a"]), Self.document(nil, models: ["b"])]))
         #expect(found.count == 1 && found[0].contains("line 1: these documents use each other's outputs, in a cycle: \"a\" (line 1) → \"b\" (line 9) → \"a\" (line 1)")
                 && found[0].contains("Remove one of these references"), "\(found)")
-        found = Self.problems(try Self.file([Self.document("self", models: [a, "self"])]))
+        found = Self.problems(try Self.file([Self.document("self", models: [a, "self"]), Self.document(nil, models: ["self"])]))
         #expect(found.count == 1 && found[0].contains("line 7: the document \"self\" uses its own name as a model")
                 && found[0].contains("./self"), "\(found)")
+        // In a file of one document a name refers to nothing (mergekit-yaml ignores it): a path of that spelling is a path.
+        let dir = TestSupport.temporaryDirectory("one-name")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: a, toPath: dir + "/ft_a")
+        let one = try Self.file([Self.document("ft_a", models: ["ft_a"])], in: dir).plan(output: Self.nowhere)
+        #expect(one.isSingle && one.target.plans[0].inputs[0].path == dir + "/ft_a")
         // An unknown name (a typo), and a name given as a task vector.
         found = Self.problems(try Self.file([Self.document("pair", models: [a]), Self.document(nil, models: ["piar"])]))
         #expect(found.count == 1 && found[0].contains("line 12: \"piar\" is neither the name of a document of this recipe (\"pair\") nor an existing path (did you mean \"pair\"?)"),
