@@ -70,10 +70,11 @@ extension RecipeFile {
             }
         }
 
-        // Places: the output and every intermediate against every input of every stage.
+        // Places: the output (which its own plan checks against its own inputs) against the other
+        // stages' inputs, and every intermediate against every input of every stage.
         let inputs = [path] + stages.flatMap { $0.plans.prefix(1).flatMap(\.readPaths) }
-        OutputGuard.check(output: output, isDirectory: !OutputGuard.isFileOutput(output) || (stages[graph.target].plans.count > 1),
-                          overwrite: overwrite, inputs: inputs, into: &problems)
+        let others = stages.indices.filter { $0 != graph.target }.flatMap { stages[$0].plans.prefix(1).flatMap(\.readPaths) }
+        OutputGuard.checkApart(output: output, from: others, into: &problems)
         if hasIntermediates {
             let locations = stages.filter { $0.role == .intermediate }.map(\.location)
             if let directory = workDirectory.path {
@@ -106,12 +107,24 @@ extension RecipeFile {
         }
         switch stage.kind {
         case .document:
-            if role == .output {
-                return try document.plan(output: settings.output, overwrite: settings.overwrite, emit: settings.emit, seed: settings.seed,
-                                         maxShardSize: settings.maxShardSize, dtype: settings.dtype, references: references) { _ in }
-            }
-            let run = try document.plan(output: location, overwrite: settings.overwrite, emit: .model, seed: settings.seed,
+            let run: RecipeRun
+            do throws(MergeKitError) {
+                run = role == .output
+                    ? try document.plan(output: settings.output, overwrite: settings.overwrite, emit: settings.emit, seed: settings.seed,
+                                        maxShardSize: settings.maxShardSize, dtype: settings.dtype, references: references) { _ in }
+                    : try document.plan(output: location, overwrite: settings.overwrite, emit: .model, seed: settings.seed,
                                         maxShardSize: nil, dtype: nil, references: references, intermediate: intermediate)
+            } catch {
+                // Of several documents, say which one a problem without a line is in (its first line).
+                guard documents.count > 1 else { throw error }
+                var problems = ProblemList()
+                for problem in error.problems.isEmpty ? [error] : error.problems {
+                    if problem.detail.hasPrefix("line ") { problems.add(problem) } else { document.add(document.line, problem, to: &problems) }
+                }
+                try problems.throwIfAny()
+                throw error
+            }
+            if role == .output { return run }
             let plans = run.plans.map { plan in
                 var plan = plan
                 plan.generatedFiles["recipe.yml"] = nil
