@@ -77,8 +77,8 @@ struct ModelPlusLoRATests {
             let staged = try file.plan(output: dir + "/" + name)
             #expect(staged.intermediates.count == 2, "\(staged.stages.map(\.stage.label))")
             _ = try MergeRun.run(staged, threads: 2)
-            // mergekit merges through PEFT in float32 too; a stage's rounding adds up.
-            #expect(try StagedRunTests.difference(dir + "/" + name + "/model.safetensors", golden: name + ".safetensors") <= 3e-7, "\(name)")
+            // mergekit merges through PEFT in float32 too: within one float32 ulp at 1 (3e-8 measured).
+            #expect(try StagedRunTests.difference(dir + "/" + name + "/model.safetensors", golden: name + ".safetensors") <= 1.2e-7, "\(name)")
         }
         #expect(TestSupport.listing(dir) == ["multidoc_lora", "multidoc_lora.yml", "multidoc_named_lora", "multidoc_named_lora.yml"])
     }
