@@ -10,6 +10,12 @@ struct RunCommand: ParsableCommand {
             Everything is validated before any heavy work: unknown keys, methods and parameters, \
             missing models and shape mismatches are reported together, with their recipe lines. \
             A directory output also gets the recipe (recipe.yml) and a model card (README.md).
+
+            A recipe file may hold several documents separated by --- (as mergekit-multi reads \
+            them): each has a name: that the others use as a model or base_model, and the output is \
+            the document without a name, else the last (or --target NAME). model: PATH+ADAPTER is \
+            the model with its PEFT LoRA adapter merged in. Intermediates go to a temporary \
+            directory beside the output, removed at the end, or to --work-dir DIR as DIR/NAME.
             """)
 
     @Argument(help: ArgumentHelp("The recipe file.", valueName: "recipe"))
@@ -17,13 +23,41 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var outputOptions: OutputOptions
 
-    @Option(parsing: .unconditional, help: "Seed for DARE's random masks (overrides the recipe's seed).")
+    @Option(parsing: .unconditional, help: "Seed for DARE's random masks (overrides the recipe's seed, in every document).")
     var seed: UInt64?
+
+    @Option(name: .long, help: ArgumentHelp("The document written to the output, by name (default: the document without a name, else the last).", valueName: "name"))
+    var target: String?
+
+    @Option(name: .customLong("work-dir"), help: ArgumentHelp("Where a multi-document recipe's intermediates are written, each as DIR/NAME (default: a temporary directory beside the output, removed at the end).", valueName: "dir"))
+    var workDir: String?
+
+    @Flag(name: .customLong("keep-intermediates"), help: "Keep the intermediates in --work-dir after the run (also those completed before a failure); by default they are removed.")
+    var keepIntermediates = false
+
+    func validate() throws {
+        if let workDir { try ArgumentCheck.path(workDir, flag: "--work-dir") }
+        if keepIntermediates && workDir == nil {
+            throw ValidationError("--keep-intermediates needs --work-dir DIR: the default work directory is a temporary directory, removed at the end")
+        }
+    }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let loaded = try Recipe.load(path: recipe)
-            try runRecipe(loaded, outputOptions, seed: seed, command: nil)
+            let file = try RecipeFile.load(path: recipe)
+            let staged = try file.plan(output: outputOptions.output, overwrite: outputOptions.overwrite, emit: outputOptions.emit,
+                                       seed: seed, maxShardSize: outputOptions.maxShardSize?.bytes, dtype: outputOptions.dtype?.dtype,
+                                       target: target, workDirectory: WorkDirectory.Options(path: workDir, keep: keepIntermediates))
+            if staged.isSingle {
+                // One merge (or one sweep), as every recipe of one document.
+                let target = staged.target
+                let sweeps = !target.points.allSatisfy(\.isEmpty)
+                let points = target.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
+                try MergeRunner.run(target.plans, options: outputOptions, points: sweeps ? points : [],
+                                    sweepDirectory: sweeps ? outputOptions.output : nil)
+            } else {
+                try MergeRunner.run(staged, options: outputOptions)
+            }
         }
     }
 }

@@ -18,6 +18,11 @@ import Foundation
 /// sweep: {lambda: "0:1:0.05"}                        # a MergeKit extension
 /// ```
 ///
+/// A `model:` or `base_model:` may be `MODEL+ADAPTER` (mergekit's model-plus-LoRA syntax: the
+/// model with the PEFT adapter merged in, `ModelReference`), and a recipe file may hold several
+/// documents separated by `---`, each with a `name` that the others use as a model
+/// (mergekit-multi: `RecipeFile`, `RecipeGraph`).
+///
 /// Loading validates the whole schema and reports every problem at once, each with its line.
 /// YAML merge keys (`<<: *defaults`, `<<: [*a, *b]`) are resolved as mergekit's loader (PyYAML)
 /// resolves them; the text is bounded before it is parsed (`RecipeLimits`).
@@ -66,6 +71,11 @@ public struct Recipe: Sendable {
     let schemaProblems: [MergeKitError]
     /// Every value given for a parameter, with its line.
     let sites: [ValueSite]
+    /// The document's `name` (mergekit-multi: other documents of the file use it as a model).
+    public internal(set) var name: String?
+    /// The line of `name`, and of the document's first line (0: none).
+    public internal(set) var nameLine = 0
+    public internal(set) var line = 0
 
     init(path: String, text: String, method: String, methodLine: Int, baseModel: String?, baseLine: Int, inputs: [Input],
          parameters: [String: ParameterSetting], parameterLines: [String: Int], dtype: DType?, outDType: DType?,

@@ -27,6 +27,7 @@ struct RecipeParser {
         var parameters: [String: ParameterSetting] = [:], parameterLines: [String: Int] = [:]
         var dtype: DType?, outDType: DType?
         var sweep: [(name: String, values: [ParameterSetting])] = []
+        var name: String?, nameLine = 0
         let pairs = self.pairs(mapping)
         for (keyNode, value) in pairs {
             guard let key = keyNode.string else { problem(keyNode, "keys must be strings"); continue }
@@ -50,6 +51,13 @@ struct RecipeParser {
                     continue
                 }
                 if key == "dtype" { dtype = d } else { outDType = d }
+            case "name":
+                guard let text = value.string, case .scalar = value else { problem(value, "name must be a string"); continue }
+                if let reason = RecipeGraph.nameProblem(text) {
+                    problem(value, "name \"\(text)\" \(reason)", fix: "Name the document with letters, digits, - and _ (it names its output in the work directory)")
+                }
+                name = text
+                nameLine = line(value)
             case "sweep":
                 guard case .mapping(let axes) = value else { problem(value, "sweep must map parameter names to lists or ranges"); continue }
                 for (axisKey, axisValue) in self.pairs(axes) {
@@ -72,9 +80,13 @@ struct RecipeParser {
         if inputs.isEmpty && !pairs.contains(where: { $0.key.string == "models" }) {
             problem(root, "models is missing", fix: "List the fine-tuned models under models:")
         }
-        return Recipe(path: path, text: text, method: method, methodLine: methodLine, baseModel: base, baseLine: baseLine,
-                      inputs: inputs, parameters: parameters, parameterLines: parameterLines, dtype: dtype,
-                      outDType: outDType, sweep: sweep, schemaProblems: problems.items, sites: sites)
+        var recipe = Recipe(path: path, text: text, method: method, methodLine: methodLine, baseModel: base, baseLine: baseLine,
+                            inputs: inputs, parameters: parameters, parameterLines: parameterLines, dtype: dtype,
+                            outDType: outDType, sweep: sweep, schemaProblems: problems.items, sites: sites)
+        recipe.name = name
+        recipe.nameLine = nameLine
+        recipe.line = line(root)
+        return recipe
     }
 
     /// A mapping's pairs as mergekit's loader (PyYAML's `flatten_mapping` and `construct_mapping`)
@@ -143,10 +155,6 @@ struct RecipeParser {
                 if kind != nil { problem(keyNode, "give one of model, task_vector or lora, not several"); continue }
                 kind = Recipe.Input.Kind(rawValue: keyNode.string!)
                 guard let p = value.string else { problem(value, "\(keyNode.string!) must be a path"); continue }
-                if p.contains("+") && !FileManager.default.fileExists(atPath: p) {
-                    problem(value, "\"\(p)\" looks like mergekit's model+lora syntax, which is not supported",
-                            fix: "Give the adapter as its own entry, lora: ADAPTER_DIR (its τ is added to the base)")
-                }
                 path = p
             case "parameters":
                 parameters = settings(value, context: "parameters", perModel: true).0

@@ -15,21 +15,30 @@ extension Recipe {
     /// opening the checkpoints finds.
     public func plan(output: String, overwrite: Bool = false, emit: EmitKind = .model, seed: UInt64? = nil,
                      maxShardSize: Int? = nil, dtype overrideDType: DType? = nil) throws(MergeKitError) -> RecipeRun {
+        try plan(output: output, overwrite: overwrite, emit: emit, seed: seed, maxShardSize: maxShardSize, dtype: overrideDType,
+                 references: [:]) { _ in }
+    }
+
+    /// `plan` with the models a multi-document recipe supplies: `references` maps a `model:` or
+    /// `base_model:` text to the checkpoint it stands for (another document's output, planned or
+    /// written; a `MODEL+ADAPTER` model). `intermediate` sets what an intermediate's output is
+    /// (`OutputSpec.isSweepPoint`, `staysTemporary`).
+    func plan(output: String, overwrite: Bool, emit: EmitKind, seed: UInt64?, maxShardSize: Int?, dtype overrideDType: DType?,
+              references: [String: Checkpoint], intermediate: (inout OutputSpec) -> Void) throws(MergeKitError) -> RecipeRun {
         var problems = ProblemList()
         parameterProblems(into: &problems)
         func add(_ line: Int, _ error: MergeKitError) { self.add(line, error, to: &problems) }
         let spec = MethodRegistry.recipeMethod(named: method)
         // Checkpoints.
-        let directory = FileSystem.parentDirectory(of: path)
-        func resolve(_ p: String) -> String {
-            if p.hasPrefix("/") || FileSystem.exists(p) { return p }
-            let beside = FileSystem.join(directory, p)
-            return FileSystem.exists(beside) ? beside : p
+        let resolve = resolvedPath
+        func model(_ text: String) throws(MergeKitError) -> Checkpoint {
+            if let supplied = references[text] { return supplied }
+            return try Checkpoint(path: resolve(text))
         }
         var base: Checkpoint?
         var opened: [MergeInput] = []
         if let baseModel {
-            do throws(MergeKitError) { base = try Checkpoint(path: resolve(baseModel)) } catch { add(baseLine, error) }
+            do throws(MergeKitError) { base = try model(baseModel) } catch { add(baseLine, error) }
         } else if !(spec?.description.kind.contains(.baseOptional) ?? false) {
             add(0, MergeKitError(.invalidArgument, file: path, "\(method) needs a base_model", fix: "Add base_model: PATH"))
         }
@@ -37,8 +46,10 @@ extension Recipe {
             do throws(MergeKitError) {
                 switch input.kind {
                 case .lora: opened.append(MergeInput(lora: try LoRAAdapter(path: resolve(input.path))))
-                case .model, .taskVector:
-                    opened.append(MergeInput(kind: input.kind == .model ? .model : .taskVector, checkpoint: try Checkpoint(path: resolve(input.path))))
+                case .model:
+                    opened.append(MergeInput(kind: .model, checkpoint: try model(input.path)))
+                case .taskVector:
+                    opened.append(MergeInput(kind: .taskVector, checkpoint: try Checkpoint(path: resolve(input.path))))
                 }
             } catch {
                 add(input.line, error)
@@ -89,6 +100,7 @@ extension Recipe {
             let pointOutput = sweep.isEmpty ? output : FileSystem.join(output, OutputEntries.pointName(index, of: points.count))
             var spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite, inputs: [path])
             spec.isSweepPoint = !sweep.isEmpty
+            intermediate(&spec)
             let weighted = zip(opened, representative.weights).map { $0.weighted($1) }
             do throws(MergeKitError) {
                 var plan = try MergePlan(base: base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)
@@ -99,7 +111,8 @@ extension Recipe {
                     plan.generatedFiles["recipe.yml"] = recipeBytes
                     plan.generatedFiles["README.md"] = Array(ModelCard.text(plan: plan, recipe: sweep.isEmpty ? text : nil,
                                                                             sweepRecipe: !sweep.isEmpty,
-                                                                            sweepPoint: point.map { ($0.name, $0.value.description) }).utf8)
+                                                                            sweepPoint: point.map { ($0.name, $0.value.description) },
+                                                                            aliases: references.aliases).utf8)
                 }
                 plans.append(plan)
             } catch {
@@ -201,6 +214,14 @@ extension Recipe {
         var problems = ProblemList()
         parameterProblems(into: &problems)
         try problems.throwIfAny()
+    }
+
+    /// A path as the recipe gives it, resolved: as written when absolute or when it exists from
+    /// the working directory, else beside the recipe file when it exists there.
+    func resolvedPath(_ p: String) -> String {
+        if p.hasPrefix("/") || FileSystem.exists(p) { return p }
+        let beside = FileSystem.join(FileSystem.parentDirectory(of: path), p)
+        return FileSystem.exists(beside) ? beside : p
     }
 
     /// Adds `error` with its recipe line (0: none).
