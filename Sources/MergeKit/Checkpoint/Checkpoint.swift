@@ -292,7 +292,7 @@ public final class Checkpoint: @unchecked Sendable {
             throw MergeKitError(.fileNotFound, file: path, "does not exist", fix: "Do not modify the base model's directory while merging")
         }
         guard let real = FileSystem.realPath(path) else { return .skipped("a symbolic link to nothing") }
-        guard roots.contains(where: { real == $0 || real.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
+        guard roots.contains(where: { FileSystem.isSameOrInside(real, $0) }) else {
             return .skipped("a symbolic link to \(real), outside the model's directory")
         }
         do {

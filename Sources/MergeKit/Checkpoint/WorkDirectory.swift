@@ -80,7 +80,7 @@ public final class WorkDirectory {
         }
         let place = FileSystem.canonicalPath(forNew: FileSystem.trimmingTrailingSlashes(directory))
         if let input = inputs.first(where: { input in
-            FileSystem.realPath(input).map { place == $0 || place.hasPrefix($0 == "/" ? "/" : $0 + "/") } ?? false
+            FileSystem.realPath(input).map { FileSystem.isSameOrInside(place, $0) } ?? false
         }) {
             problems.add(MergeKitError(.outputIsInput, file: directory, "is, or lies inside, the input \(input); intermediates written there could destroy an input",
                                        fix: "Choose a work directory outside every input"))

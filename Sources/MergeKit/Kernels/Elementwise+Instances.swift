@@ -66,8 +66,8 @@ extension Float: ElementwiseKernels {
     public static func bracketCount(_ x: UnsafeBufferPointer<Float>, low: UInt64, high: UInt64, into counts: UnsafeMutablePointer<Int>) -> Int {
         bracketCountBody(x, low, high, counts)
     }
-    public static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Float>], into out: UnsafeMutableBufferPointer<Float>, scale: Float) {
-        largestMagnitudeBody(deltas, out, scale)
+    public static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Float>], into out: UnsafeMutableBufferPointer<Float>) {
+        largestMagnitudeBody(deltas, out)
     }
 }
 
@@ -132,7 +132,7 @@ extension Double: ElementwiseKernels {
     public static func bracketCount(_ x: UnsafeBufferPointer<Double>, low: UInt64, high: UInt64, into counts: UnsafeMutablePointer<Int>) -> Int {
         bracketCountBody(x, low, high, counts)
     }
-    public static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Double>], into out: UnsafeMutableBufferPointer<Double>, scale: Double) {
-        largestMagnitudeBody(deltas, out, scale)
+    public static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Double>], into out: UnsafeMutableBufferPointer<Double>) {
+        largestMagnitudeBody(deltas, out)
     }
 }

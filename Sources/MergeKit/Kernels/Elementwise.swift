@@ -61,7 +61,7 @@ public protocol ElementwiseKernels {
     /// (indexed by key − low); returns the count below. Keys are narrow (Float) keys.
     static func bracketCount(_ x: UnsafeBufferPointer<Self>, low: UInt64, high: UInt64, into counts: UnsafeMutablePointer<Int>) -> Int
     /// MagMax: out[k] = the d with the largest |d| (earliest on ties; NaN never wins).
-    static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Self>], into out: UnsafeMutableBufferPointer<Self>, scale: Self)
+    static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Self>], into out: UnsafeMutableBufferPointer<Self>)
 }
 
 // MARK: - Generic bodies
@@ -326,7 +326,7 @@ func bracketCountBody<T: MergeScalar>(_ x: UnsafeBufferPointer<T>, _ low: UInt64
 }
 
 @inline(__always)
-func largestMagnitudeBody<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], _ out: UnsafeMutableBufferPointer<T>, _ scale: T) {
+func largestMagnitudeBody<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], _ out: UnsafeMutableBufferPointer<T>) {
     let zero = T.zero
     out.initialize(repeating: zero)
     let best: UnsafeMutableBufferPointer<T> = .allocate(capacity: out.count)
@@ -342,5 +342,4 @@ func largestMagnitudeBody<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<
             out[k] = wins ? v : previous
         }
     }
-    for k in 0..<out.count { out[k] *= scale }
 }
