@@ -110,4 +110,42 @@ struct MethodCommandTests {
         #expect(weightedHelp.stdout.contains("--weight"), "\(weightedHelp.stdout)")
         #expect(MethodRegistry.info(named: "tsv-m") != nil && MethodRegistry.info(named: "iso-c") != nil)
     }
+
+    /// Every method case a subcommand runs (not negation or a sweep).
+    static let commandCases: [MethodCase] = MethodCase.all.filter { if case .command = $0.form { true } else { false } }
+
+    @Test("Each method subcommand merges end to end with the method the library builds from the same values: the same parameters and bytes",
+          arguments: commandCases)
+    func sameMethodAsLibrary(_ line: MethodCase) throws {
+        guard case .command(let values) = line.form else { return }
+        let description = try #require(MethodRegistry.descriptions.first { $0.info.name == line.method })
+        // The values as the subcommand's flags.
+        var flags: [String] = []
+        for (key, value) in values.sorted(by: { $0.key < $1.key }) {
+            let flag = try #require(description.parameter(key)?.flag, "\(key) has no flag")
+            switch value {
+            case .number(let number): flags += ["--" + flag, "\(number)"]
+            case .bool(let on): flags.append(on ? "--" + flag : "--no-" + flag)
+            case .string(let word): flags += ["--" + flag, word]
+            default: Issue.record("\(key): \(value) is not a command-line value")
+            }
+        }
+        let dir = TestSupport.temporaryDirectory("method-command-e2e")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let inputs = ["--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b"]
+        let run = try CLI.run([line.method] + flags + inputs + ["--json", "-o", dir + "/cli.safetensors"], in: TestSupport.fixture(""))
+        #expect(run.status == 0, "\(flags): \(run.stderr)")
+        let summary = try JSONParser.parse(Array(run.stdout.utf8))
+        let method = try LibraryMerge.method(line.method, values)
+        let parameters = try JSONParser.parse(Array(JSONValue.object(method.parameters).serialized().utf8))
+        #expect(summary["method"] == .string(line.method) && summary["parameters"] == parameters, "\(flags): \(run.stdout)")
+        try LibraryMerge.run(method, LibraryMerge.Inputs(base: "f32/base", models: ["f32/ft_a", "f32/ft_b"]),
+                             output: OutputSpec(path: dir + "/library.safetensors"))
+        let cli = try Checkpoint(path: dir + "/cli.safetensors"), library = try Checkpoint(path: dir + "/library.safetensors")
+        #expect(cli.entries.count == library.entries.count)
+        for entry in library.entries {
+            let other = try #require(cli.entry(named: entry.name))
+            #expect(Array(other.file.bytes(of: other.info)) == Array(entry.file.bytes(of: entry.info)), "\(line): \(entry.name)")
+        }
+    }
 }
