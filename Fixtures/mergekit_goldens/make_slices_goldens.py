@@ -171,6 +171,20 @@ CASES = {
         "parameters": {"lambda": 0.9, "weight": 0.4},
         "dtype": "float32",
     },
+    # Filters naming a layer: a source's per-model value is resolved for the source's own tensor
+    # (b's layer 3 is output layer 1), a global one (lambda) for the output tensor.
+    "source_filters": {
+        "slices": [{"sources": [
+            {"model": "models/base", "layer_range": [0, 3]},
+            {"model": "models/a", "layer_range": [0, 3], "parameters": {"weight": 0.5}},
+            {"model": "models/b", "layer_range": [2, 5],
+             "parameters": {"weight": [{"filter": "layers.3.", "value": 2.0}, {"value": 0.25}]}},
+        ]}],
+        "merge_method": "task_arithmetic",
+        "base_model": "models/base",
+        "parameters": {"lambda": [{"filter": "layers.1.", "value": 0.5}, {"value": 1.0}]},
+        "dtype": "float32",
+    },
     # modules: with slices and module-level parameters under the slices'.
     "modules_task_arithmetic": {
         "modules": {"default": {
@@ -347,7 +361,7 @@ def expected(recipe: dict, models: dict) -> dict:
             return acc / total if normalize in (None, True) else acc
         assert method == "task_arithmetic"
         base = next(v for m, v, _ in values if m == base_ref)
-        lam = resolve("lambda", out_name, t, shared)
+        lam = resolve("lambda", out_name, t, shared)  # a shared parameter: the output's name
         delta = sum(w * (v - base) for m, v, w in values if m != base_ref)
         return base + (1.0 if lam is None else lam) * delta
 

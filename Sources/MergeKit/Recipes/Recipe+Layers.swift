@@ -200,7 +200,8 @@ extension Recipe {
                 assigned[target] = Array(range)
             }
         }
-        for (m, name) in names.enumerated() where assigned[m] == nil && problems.items.isEmpty {
+        let named = problems.items.isEmpty
+        for (m, name) in names.enumerated() where assigned[m] == nil && named {
             add(modules.first?.line ?? 0, MergeKitError(.invalidArgument, file: path,
                 "modules: leaves out module \(name) of \(donor.path), so its tensors would be missing from the output (mergekit writes such a model)",
                 fix: "Add \(name): {models: [...]} (or slices) to modules"))
@@ -231,10 +232,12 @@ extension Recipe {
                 }
                 guard let anchor = participant(roles.anchor) else { return nil }
                 let inputs = roles.inputs.compactMap(participant)
+                // Every source once, in the recipe's order (and the base of a module's models: first).
+                let participants = (roles.anchor == nil ? [anchor] : []) + slice.sources.indices.compactMap(participant)
                 for (slot, input) in inputs.enumerated() where slotCheckpoints[slot] == nil { slotCheckpoints[slot] = input.checkpoint }
                 // Ranges.
                 var rangesFine = true
-                for p in [anchor] + inputs {
+                for p in participants {
                     let count = layoutOf(p.checkpoint).modules[m].layerCount
                     let shown = "layer_range [\(p.start), \(p.end)]"
                     if module.layerPrefix == nil {
@@ -254,7 +257,7 @@ extension Recipe {
                         rangesFine = false
                     }
                 }
-                let lengths = ([anchor] + inputs).map { $0.end - $0.start }
+                let lengths = participants.map { $0.end - $0.start }
                 if rangesFine && Set(lengths).count > 1 {
                     add(slice.line, MergeKitError(.invalidArgument, file: path,
                         "the sources of this slice give \(lengths.map(String.init).joined(separator: ", ")) layers; every source of a slice gives the same number of layers (merged layer by layer)",

@@ -181,9 +181,10 @@ extension Recipe {
         // Methods are built only from values in range (a method would refuse a bad one again, without its line).
         // A layer-wise recipe: one check per slice, with its inputs (and its problems, e.g. a base not among its sources).
         guard let spec, pointCount <= Double(SweepGrid.maximumPoints), problems.items.count == found else { return }
+        // (Nothing to merge — no models, no slices — is a schema problem already reported.)
         let groups = modules.isEmpty
-            ? [RecipeMerge.ParameterGroup(scopes: [], models: inputs.map(\.parameters), padded: inputs.map { _ in false }, line: methodLine)]
-            : sliceRoles(spec.description, into: &problems).map(\.group)
+            ? (inputs.isEmpty ? [] : [RecipeMerge.ParameterGroup(scopes: [], models: inputs.map(\.parameters), padded: inputs.map { _ in false }, line: methodLine)])
+            : sliceRoles(spec.description, into: &problems).filter { $0.roles != nil }.map(\.group)
         for point in sweepPoints {
             var global = parameters
             for (name, value) in point { global[name] = value }

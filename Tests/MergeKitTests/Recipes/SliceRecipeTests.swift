@@ -54,6 +54,9 @@ struct SliceRecipeTests {
     @Test("task_arithmetic slices with the base among each slice's sources, an offset range and slice-level parameters")
     func mergedTaskArithmetic() throws { try Self.expectGolden("merged_task_arithmetic", ulps: 2) }
 
+    @Test("Filters naming a layer: a source's weight for the source's own tensor (its layer 3 is output layer 1), lambda for the output's")
+    func sourceFilters() throws { try Self.expectGolden("source_filters", ulps: 2) }
+
     @Test("modules: with slices and module-level parameters under the slices'")
     func modulesTaskArithmetic() throws { try Self.expectGolden("modules_task_arithmetic", ulps: 2) }
 
