@@ -344,6 +344,10 @@ extension Recipe {
             }
             if module.layerPrefix != nil, let config = LayerLayout.config(of: donor) {
                 configEdits += Self.layerConfigEdits(module: module, layers: provenance, donor: config) { configs[$0.path] }
+            } else if module.layerPrefix != nil, let key = module.countKeys.first, let directory = donor.directory,
+                      FileSystem.kind(of: FileSystem.join(directory, "config.json")) == .file {
+                // A config.json that is not a JSON object cannot be edited: the finish step says so.
+                configEdits.append(ConfigRewriter.Edit(path: key, value: .int(provenance.count)))
             }
         }
         guard problems.items.isEmpty else { return nil }
