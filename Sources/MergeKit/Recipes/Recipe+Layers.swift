@@ -212,6 +212,7 @@ extension Recipe {
         var map = TensorSourceMap()
         var contexts: [String: RecipeMerge.TensorContext] = [:]
         var configEdits: [ConfigRewriter.Edit] = []
+        var origins: [String: [String]] = [:]
         let slots = entries.first!.group.models.count
         var slotCheckpoints: [Checkpoint?] = Array(repeating: nil, count: slots)
         for (m, module) in layout.modules.enumerated() {
@@ -297,6 +298,11 @@ extension Recipe {
                     map.tensors.append(TensorSourceMap.Tensor(name: name, base: base, inputs: sources + Array(repeating: base, count: padding)))
                     contexts[name] = RecipeMerge.TensorContext(group: g, t: t,
                                                                modelTensors: sourceNames + Array(repeating: anchorName, count: padding))
+                    var origin = ["\(anchor.path): \(anchorName)"]
+                    for (input, own) in zip(inputs, sourceNames) where !origin.contains("\(input.path): \(own)") {
+                        origin.append("\(input.path): \(own)")
+                    }
+                    origins[name] = origin
                 }
                 /// Tensors of an input that the output would not take from it.
                 func checkExtra(_ input: Participant, wanted: Set<String>, where belongs: (LayerLayout.Place) -> Bool) {
@@ -358,6 +364,7 @@ extension Recipe {
                                 context: { [contexts] tensor in contexts[tensor] ?? RecipeMerge.TensorContext(group: 0, t: 0, modelTensors: nil) },
                                 readPaths: [donor.path] + opened.values.map(\.path).sorted())
         merge.configEdits = configEdits
+        merge.origins = origins
         return merge
     }
 

@@ -44,6 +44,8 @@ struct RecipeMerge {
     let readPaths: [String]
     /// Values set in the output's config.json (layer counts, per-layer lists).
     var configEdits: [ConfigRewriter.Edit] = []
+    /// Where each output tensor is read from, when renamed (`MergePlan.origins`).
+    var origins: [String: [String]] = [:]
 
     /// The method and weights for `tensor` under `spec`, with the recipe's parameters `global`.
     static func arguments(preset: MethodDescription.Preset, group: ParameterGroup, global: [String: ParameterSetting],

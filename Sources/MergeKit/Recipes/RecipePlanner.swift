@@ -79,6 +79,7 @@ extension Recipe {
             do throws(MergeKitError) {
                 var plan = try MergePlan(base: merge.base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)
                 plan.configEdits = merge.configEdits
+                plan.origins = merge.origins
                 if spec.isDirectory {
                     // One copy of the recipe's bytes shared by every point (the array's storage is
                     // shared), and a sweep point's model card names the recipe instead of holding

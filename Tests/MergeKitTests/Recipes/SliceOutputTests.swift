@@ -108,6 +108,19 @@ struct SliceOutputTests {
                 == FileSystem.readFile(dir + "/three/model.safetensors", limit: 1 << 24))
     }
 
+    @Test("--dry-run names where each output tensor is read from")
+    func origins() throws {
+        let dir = TestSupport.temporaryDirectory("slice-origins")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let plan = try Recipe.load(path: SliceRecipeTests.folder + "/franken_linear.yml").plan(output: dir + "/out").plans[0]
+        let text = PlanDescription.text(plan)
+        #expect(text.contains("model.layers.4.mlp.up_proj.weight [6, 4] F32 -> F32: merged from models/c: model.layers.1.mlp.up_proj.weight\n"))
+        #expect(text.contains("model.layers.10.mlp.up_proj.weight [6, 4] F32 -> F32: merged from models/a: model.layers.5.mlp.up_proj.weight\n"))
+        let json = PlanDescription.json(plan)
+        let tensor = json["tensors"]?.arrayValue?.first { $0["name"] == .string("model.layers.7.self_attn.q_proj.weight") }
+        #expect(tensor?["from"] == .array([.string("models/a: model.layers.2.self_attn.q_proj.weight")]))
+    }
+
     @Test("An average over slices merging different numbers of models: the missing inputs weigh 0, so a one-source slice copies its layers")
     func paddedAverage() throws {
         let dir = TestSupport.temporaryDirectory("slice-padded")
