@@ -149,4 +149,59 @@ struct SliceOutputTests {
         let embed = zip(a["model.embed_tokens.weight"]!.values, b["model.embed_tokens.weight"]!.values).map { ($0 + 3 * $1) / 4 }
         expectClose(out["model.embed_tokens.weight"]!.values, embed, tolerance: 3e-7)
     }
+
+    @Test("A sweep over a layer-wise recipe: one output per point; λ = 0 gives the base's layers, renumbered")
+    func sweep() throws {
+        let dir = TestSupport.temporaryDirectory("slice-sweep")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let run = try Recipe.parse("""
+            merge_method: task_arithmetic
+            base_model: \(Self.models)/base
+            slices:
+              - sources:
+                  - {model: \(Self.models)/base, layer_range: [4, 6]}
+                  - {model: \(Self.models)/a, layer_range: [4, 6]}
+              - sources:
+                  - {model: \(Self.models)/base, layer_range: [0, 1]}
+                  - {model: \(Self.models)/b, layer_range: [2, 3]}
+            sweep: {lambda: [0, 1]}
+            """, path: dir + "/recipe.yml").plan(output: dir + "/sweep")
+        #expect(run.plans.count == 2)
+        _ = try MergeRun.run(run.plans, threads: 2, points: run.points.map { $0.map { ($0.name, $0.value.description) } },
+                             sweepDirectory: dir + "/sweep")
+        let zero = TestSupport.values(try Checkpoint(path: dir + "/sweep/point-000")), one = TestSupport.values(try Checkpoint(path: dir + "/sweep/point-001"))
+        let base = TestSupport.values(try Checkpoint(path: Self.models + "/base")), b = TestSupport.values(try Checkpoint(path: Self.models + "/b"))
+        let suffix = "self_attn.o_proj.weight"
+        #expect(zero["model.layers.0.\(suffix)"]!.values == base["model.layers.4.\(suffix)"]!.values)
+        #expect(zero["model.layers.2.\(suffix)"]!.values == base["model.layers.0.\(suffix)"]!.values)
+        // λ = 1 on the second slice: θ₀ + (θ_b − θ₀) = layer 2 of b, within the rounding of θ_b − θ₀.
+        expectClose(one["model.layers.2.\(suffix)"]!.values, b["model.layers.2.\(suffix)"]!.values, tolerance: 1.2e-7)
+        let config = try JSONParser.parse(FileSystem.readFile(dir + "/sweep/point-001/config.json"))
+        #expect(config["num_hidden_layers"] == .int(3))
+    }
+
+    @Test("Sources in shards and other dtypes: a frankenmerge of a sharded BF16 model and an F16 one, written as F32")
+    func shardsAndDTypes() throws {
+        let dir = TestSupport.temporaryDirectory("slice-shards")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let bf16 = TestSupport.fixture("bf16/base"), f16 = TestSupport.fixture("f16/ft_c")
+        let plan = try Recipe.parse("""
+            merge_method: linear
+            out_dtype: float32
+            slices:
+              - sources: [{model: \(bf16), layer_range: [0, 2]}]
+              - sources: [{model: \(f16), layer_range: [1, 2]}]
+            """, path: dir + "/recipe.yml").plan(output: dir + "/out").plans[0]
+        _ = try MergeRun.run([plan], threads: 2)
+        let out = TestSupport.values(try Checkpoint(path: dir + "/out"))
+        let first = TestSupport.values(try Checkpoint(path: bf16)), last = TestSupport.values(try Checkpoint(path: f16))
+        // Every value is its source's, exactly (BF16 and F16 widen to F32 exactly); the I64 buffer is copied.
+        #expect(out["model.layers.1.mlp.up_proj.weight"]!.values == first["model.layers.1.mlp.up_proj.weight"]!.values)
+        #expect(out["model.layers.2.mlp.up_proj.weight"]!.values == last["model.layers.1.mlp.up_proj.weight"]!.values)
+        #expect(out["model.embed_tokens.weight"]!.values == first["model.embed_tokens.weight"]!.values)
+        #expect(out["lm_head.weight"]!.values == last["lm_head.weight"]!.values)
+        #expect(out["model.rotary_emb.position_ids"]!.values == first["model.rotary_emb.position_ids"]!.values)
+        #expect(out["model.rotary_emb.position_ids"]!.info.dtype == .I64 && out["model.layers.2.mlp.up_proj.weight"]!.info.dtype == .F32)
+        #expect(out.count == 1 + 3 * 9 + 3)
+    }
 }
