@@ -86,7 +86,8 @@ struct SliceRecipeErrorTests {
                   ["line 4:", "layer_range [4, 2] is reversed"], ["line 5:", "layer_range [3, 3] is empty"],
                   ["line 6:", "layer_range [-1, 2] is reversed"],
                   ["line 7:", "the sources of this slice give 4, 3 layers; every source of a slice gives the same number of layers"]])
-        // Overlapping ranges, a layer repeated, the full depth: all accepted (mergekit stacks them).
+        // Overlapping ranges, a layer repeated, the full depth: all accepted (mergekit stacks them);
+        // so is residual_weight, which mergekit reads and never uses.
         let dir = TestSupport.temporaryDirectory("slice-ranges")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let accepted = try? Recipe.parse("""
@@ -94,6 +95,7 @@ struct SliceRecipeErrorTests {
             slices:
               - sources: [{model: \(Self.models)/a, layer_range: [0, 6]}]
               - sources: [{model: \(Self.models)/a, layer_range: [2, 4]}]
+                residual_weight: 0.5
               - sources: [{model: \(Self.models)/c, layer_range: [3, 4]}]
             """, path: dir + "/recipe.yml").plan(output: dir + "/out")
         #expect(accepted?.plans.first.map { $0.tensors.filter { $0.name.hasSuffix(".input_layernorm.weight") }.count } == 9)
