@@ -12,6 +12,7 @@ import Foundation
 ///     parameters:
 ///       weight: [{filter: self_attn, value: 0.5}, {value: 1.0}]
 ///   - lora: path/to/peft-adapter                  # a MergeKit extension: τ = (α/r)·B·A
+/// # or, instead of models: (see `Module`), slices: [{sources: [{model: PATH, layer_range: [0, 8]}]}]
 /// parameters: {lambda: 1.0, normalize: true}
 /// dtype: float32
 /// out_dtype: bfloat16
@@ -60,6 +61,8 @@ public struct Recipe: Sendable {
     public let baseModel: String?
     public let baseLine: Int
     public let inputs: [Input]
+    /// The layer-wise structure (`slices:` or `modules:`); empty for a whole-model recipe (`models:`).
+    public let modules: [Module]
     public let parameters: [String: ParameterSetting]
     public let parameterLines: [String: Int]
     public let dtype: DType?
@@ -78,7 +81,7 @@ public struct Recipe: Sendable {
     public internal(set) var line = 0
 
     init(path: String, text: String, method: String, methodLine: Int, baseModel: String?, baseLine: Int, inputs: [Input],
-         parameters: [String: ParameterSetting], parameterLines: [String: Int], dtype: DType?, outDType: DType?,
+         modules: [Module] = [], parameters: [String: ParameterSetting], parameterLines: [String: Int], dtype: DType?, outDType: DType?,
          sweep: [(name: String, values: [ParameterSetting])], schemaProblems: [MergeKitError], sites: [ValueSite]) {
         self.path = path
         self.text = text
@@ -87,6 +90,7 @@ public struct Recipe: Sendable {
         self.baseModel = baseModel
         self.baseLine = baseLine
         self.inputs = inputs
+        self.modules = modules
         self.parameters = parameters
         self.parameterLines = parameterLines
         self.dtype = dtype

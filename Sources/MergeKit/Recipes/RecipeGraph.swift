@@ -118,11 +118,9 @@ public struct RecipeGraph: Sendable {
         var adapterStage: [String: Int] = [:]
         for (i, document) in documents.enumerated() {
             var references: [String: Int] = [:]
-            var uses: [(text: String, line: Int)] = document.baseModel.map { [($0, document.baseLine)] } ?? []
-            for input in document.inputs {
-                if input.kind == .model {
-                    uses.append((input.path, input.line))
-                } else if names.contains(input.path) {
+            let uses = document.modelUses
+            for input in document.inputs where input.kind != .model {
+                if names.contains(input.path) {
                     add(i, input.line, "\(input.kind.rawValue): \(input.path) names a document, whose output is a model, not a \(input.kind == .lora ? "LoRA adapter" : "task vector")",
                         fix: "Write model: \(input.path)")
                 }
@@ -170,8 +168,7 @@ public struct RecipeGraph: Sendable {
             if let model = stage.model { references[model.text] = documentStage[model.document]! }
             if case .document(let i) = stage.kind {
                 let document = documents[i]
-                for text in [document.baseModel].compactMap({ $0 }) + document.inputs.filter({ $0.kind == .model }).map(\.path)
-                    where names.contains(text) {
+                for (text, _) in document.modelUses where names.contains(text) {
                     references[text] = documentStage[named[text]!]!
                 }
             }
@@ -203,8 +200,7 @@ public struct RecipeGraph: Sendable {
             let first = cycle.min { resolved[$0].line < resolved[$1].line }!
             let document = resolved[first].document
             if cycle.count == 1, let name = resolved[first].name {
-                let line = documents[document].baseModel == name ? documents[document].baseLine
-                    : documents[document].inputs.first { $0.path == name }?.line ?? resolved[first].line
+                let line = documents[document].modelUses.first { $0.text == name }?.line ?? resolved[first].line
                 add(document, line, "the document \"\(name)\" uses its own name as a model: a document cannot read its own output",
                     fix: "Use another document's name, or write a checkpoint directory of that name as ./\(name)")
                 return

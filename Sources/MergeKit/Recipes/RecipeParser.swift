@@ -24,6 +24,7 @@ struct RecipeParser {
         }
         var method = "", methodLine = 0, base: String?, baseLine = 0
         var inputs: [Recipe.Input] = []
+        var modules: [Recipe.Module] = []
         var parameters: [String: ParameterSetting] = [:], parameterLines: [String: Int] = [:]
         var dtype: DType?, outDType: DType?
         var sweep: [(name: String, values: [ParameterSetting])] = []
@@ -43,6 +44,12 @@ struct RecipeParser {
                     continue
                 }
                 for entry in sequence { if let input = self.input(entry) { inputs.append(input) } }
+            case "slices":
+                if let slices = self.slices(value) {
+                    modules = [Recipe.Module(name: nil, slices: slices, parameters: [:], parameterLines: [:], line: line(keyNode))]
+                }
+            case "modules":
+                modules = self.modules(value)
             case "parameters":
                 (parameters, parameterLines) = settings(value, context: "parameters", perModel: false)
             case "dtype", "out_dtype":
@@ -77,11 +84,16 @@ struct RecipeParser {
         if method.isEmpty && !pairs.contains(where: { $0.key.string == "merge_method" }) {
             problem(root, "merge_method is missing", fix: "Add e.g. merge_method: ties")
         }
-        if inputs.isEmpty && !pairs.contains(where: { $0.key.string == "models" }) {
-            problem(root, "models is missing", fix: "List the fine-tuned models under models:")
+        // mergekit takes exactly one of models, slices and modules.
+        let forms = pairs.filter { ["models", "slices", "modules"].contains($0.key.string ?? "") }
+        if forms.isEmpty {
+            problem(root, "models is missing", fix: "List the fine-tuned models under models: (or the layers under slices:)")
+        } else if forms.count > 1 {
+            problem(forms[1].key, "give one of models, slices and modules, not \(forms.map { $0.key.string ?? "" }.joined(separator: " and "))",
+                    fix: "A recipe merges whole models (models:) or stacks layer ranges (slices:, or modules: per module)")
         }
         var recipe = Recipe(path: path, text: text, method: method, methodLine: methodLine, baseModel: base, baseLine: baseLine,
-                            inputs: inputs, parameters: parameters, parameterLines: parameterLines, dtype: dtype,
+                            inputs: inputs, modules: modules, parameters: parameters, parameterLines: parameterLines, dtype: dtype,
                             outDType: outDType, sweep: sweep, schemaProblems: problems.items, sites: sites)
         recipe.name = name
         recipe.nameLine = nameLine
@@ -154,7 +166,7 @@ struct RecipeParser {
             case "model", "task_vector", "lora":
                 if kind != nil { problem(keyNode, "give one of model, task_vector or lora, not several"); continue }
                 kind = Recipe.Input.Kind(rawValue: keyNode.string!)
-                guard let p = value.string else { problem(value, "\(keyNode.string!) must be a path"); continue }
+                guard let p = modelPath(value, key: keyNode.string!) else { continue }
                 path = p
             case "parameters":
                 parameters = settings(value, context: "parameters", perModel: true).0
@@ -168,6 +180,13 @@ struct RecipeParser {
             return nil
         }
         return Recipe.Input(kind: kind, path: path, parameters: parameters, line: line(node))
+    }
+
+    /// A `model:` (or `task_vector:`, `lora:`) value: a path (or, in a multi-document recipe, a
+    /// document's name, or MODEL+ADAPTER: `ModelReference`).
+    mutating func modelPath(_ value: Node, key: String) -> String? {
+        guard let p = value.string else { problem(value, "\(key) must be a path"); return nil }
+        return p
     }
 
     mutating func settings(_ node: Node, context: String, perModel: Bool) -> ([String: ParameterSetting], [String: Int]) {

@@ -97,6 +97,48 @@ struct StagedRunTests {
         Self.expectNoTemporaries(in: dir)
     }
 
+    @Test("A layer-wise document reads an earlier document's output by name: slices from an intermediate equal the stages run by hand")
+    func slicesOfAnIntermediate() throws {
+        let dir = TestSupport.temporaryDirectory("slices-staged")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let models = TestSupport.fixture("mergekit_goldens/slices/models")
+        let blend = """
+            name: blend
+            merge_method: linear
+            models:
+              - model: \(models)/a
+                parameters: {weight: 0.5}
+              - model: \(models)/b
+                parameters: {weight: 0.5}
+            dtype: float32
+            """
+        func stack(_ blend: String) -> String {
+            """
+            merge_method: linear
+            slices:
+              - sources:
+                  - model: \(blend)
+                    layer_range: [0, 4]
+              - sources:
+                  - model: \(models)/a
+                    layer_range: [2, 6]
+            dtype: float32
+            """
+        }
+        _ = try MergeRun.run(try Recipe.parse(blend, path: dir + "/one.yml").plan(output: dir + "/blend").plans, threads: 2)
+        _ = try MergeRun.run(try Recipe.parse(stack(dir + "/blend"), path: dir + "/two.yml").plan(output: dir + "/hand").plans, threads: 2)
+        let file = try RecipeFile.parse(blend + "\n---\n" + stack("blend"), path: dir + "/both.yml")
+        let staged = try file.plan(output: dir + "/staged")
+        #expect(staged.stages.map(\.stage.name) == ["blend", nil])
+        _ = try MergeRun.run(staged, threads: 2)
+        for name in ["model.safetensors", "config.json"] {
+            #expect(try Self.bytes(dir + "/staged/" + name) == Self.bytes(dir + "/hand/" + name), "\(name)")
+        }
+        let layers = try Checkpoint(path: dir + "/staged").tensorNames.filter { $0.hasPrefix("model.layers.") }
+        #expect(Set(layers.map { $0.split(separator: ".")[2] }) == ["0", "1", "2", "3", "4", "5", "6", "7"])
+        Self.expectNoTemporaries(in: dir)
+    }
+
     @Test("mergekit-multi's goldens: documents in any order, the intermediates kept in a work directory of one's own")
     func chainGolden() throws {
         let dir = TestSupport.temporaryDirectory("chain")

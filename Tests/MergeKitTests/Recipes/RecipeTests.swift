@@ -22,16 +22,6 @@ struct ParameterSettingTests {
         #expect(ParameterSetting.conditions([.init(filter: "mlp", value: .number(2))]).value(for: "norm", t: 0) == nil)
     }
 
-    @Test("Layer positions: t = i/(n − 1) inside the layers, 0 outside")
-    func layers() {
-        #expect(LayerPosition.index(of: "model.layers.12.mlp.up_proj.weight") == 12)
-        #expect(LayerPosition.index(of: "transformer.h.3.attn.c_attn.weight") == 3)
-        #expect(LayerPosition.index(of: "model.embed_tokens.weight") == nil)
-        #expect(LayerPosition.t(of: "model.layers.1.x", layers: 2) == 1)
-        #expect(LayerPosition.t(of: "model.layers.1.x", layers: 5) == 0.25)
-        #expect(LayerPosition.t(of: "lm_head.weight", layers: 5) == 0)
-    }
-
     @Test("Sweep grids: start:stop:step inclusive, comma lists, bad input rejected")
     func grids() {
         let grid = SweepGrid.parse("0:1:0.05")
