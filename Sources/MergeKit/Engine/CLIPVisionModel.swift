@@ -39,7 +39,7 @@ public final class CLIPVisionModel: @unchecked Sendable {
     public init(parameters: CLIPVisionParameters, threads: Int? = nil) {
         self.config = parameters.config
         self.parameters = parameters
-        self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        self.threads = ThreadCount.resolved(threads)
         views = parameters.views
     }
 

@@ -63,7 +63,7 @@ public enum MergeExecutor {
         }
         let start = Date()
         // Tensors merged whole must fit the memory: refused now, before any output exists.
-        let memory = try memoryPlan(plans, threads: max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount), budget: memoryBudget)
+        let memory = try memoryPlan(plans, threads: ThreadCount.resolved(requested), budget: memoryBudget)
         let threads = memory.workers
         let gate = WholeTensorGate(plans: plans, slots: memory.wholeTensorSlots)
         BLAS.useOneThread()
@@ -85,7 +85,7 @@ public enum MergeExecutor {
     /// the merge's NaN/Inf policy (`FiniteCheck`), so that an offending input is reported before
     /// any work. (Merges apply the same policy as they go; this only reports it first.)
     public static func checkInputsFinite(_ plan: MergePlan, threads requested: Int? = nil) throws(MergeKitError) {
-        let threads = max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount)
+        let threads = ThreadCount.resolved(requested)
         BLAS.useOneThread()
         let ranges = TaskVectorPass.mergedRanges(plan).filter { !$0.range.isEmpty }
         _ = try TaskVectorPass(plan: plan, threads: threads).run(ranges) { ReadOnlyVisitor() }

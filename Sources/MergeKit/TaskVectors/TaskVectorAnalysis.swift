@@ -45,7 +45,7 @@ public struct TaskVectorAnalysis: Sendable {
     public static func run(base: Checkpoint, inputs: [MergeInput], density: Double = 0.2,
                            threads: Int? = nil) throws(MergeKitError) -> TaskVectorAnalysis {
         try MethodParameter.density.check(density)
-        let threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let threads = ThreadCount.resolved(threads)
         BLAS.useOneThread()
         // A plan validates the inputs (names, shapes, dtypes, bases); nothing is written.
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mergekit-analysis-\(UUID().uuidString).safetensors").path

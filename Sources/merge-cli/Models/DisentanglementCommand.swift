@@ -72,7 +72,7 @@ struct DisentanglementCommand: ParsableCommand {
             let job = try DisentanglementJob(base: base, inputs: inputs, heads: heads, data: data, linearized: linearized,
                                              allowUnused: allowUnused, ignored: EngineInputs.warnIgnored)
             let linear = job.linearized
-            let threadCount = EngineInputs.threads(threads)
+            let threadCount = ThreadCount.resolved(threads)
             let batch = try EngineInputs.batch(batchSize, default: 64, command: "disentanglement", quiet: json) { b in
                 job.memory(batch: b, threads: threadCount)
             }

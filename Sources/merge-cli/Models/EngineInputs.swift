@@ -17,8 +17,6 @@ enum EngineInputs {
         FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(file)): ignoring \(counted(names.count, "tensor")) the model does not use (\(TerminalText.escaped(first))\(more))\n".utf8))
     }
 
-    /// The threads a pass uses, as the engine resolves --threads.
-    static func threads(_ threads: Int?) -> Int { max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount) }
 
     /// The batch to run `command` with (see `EngineMemory.batch`), with a note on stderr when a
     /// default batch was reduced to fit.

@@ -63,7 +63,7 @@ struct EvalCommand: ParsableCommand {
             let taskHead = try TaskHead(path: head)
             let dataset = try ImageDataset(path: data)
             try Evaluation.check(head: taskHead, data: dataset, config: chosen.config, embeddingSize: chosen.embeddingSize)
-            let threadCount = EngineInputs.threads(threads)
+            let threadCount = ThreadCount.resolved(threads)
             let batchSize = try EngineInputs.batch(self.batchSize, default: 32, command: "eval", quiet: quiet) { b in
                 EngineMemory.evaluation(config: chosen.config, hasProjection: chosen.hasProjection, form: chosen.form, batch: min(b, dataset.count),
                                         threads: threadCount, classes: taskHead.classes)

@@ -110,7 +110,7 @@ struct FinetuneCommand: ParsableCommand {
             // Everything is checked from headers first; the parameters are allocated last.
             let job = try FineTuningJob(base: base, head: head, data: data, output: output, overwrite: overwrite, allowUnused: allowUnused,
                                         ignored: EngineInputs.warnIgnored)
-            let threadCount = EngineInputs.threads(threads)
+            let threadCount = ThreadCount.resolved(threads)
             let batch = job.batchSize(options)
             _ = try EngineInputs.batch(batch, default: batch, command: "finetune", quiet: quiet) { b in
                 job.memory(batch: b, linearized: linearized, threads: threadCount)
