@@ -32,7 +32,13 @@ enum MethodHelp {
         for parameter in description.parameters {
             guard let value = preset.fixed[parameter.key] ?? preset.defaults[parameter.key],
                   value != command.defaults[parameter.key] else { continue }
-            if let flag = parameter.flag { flags.append("--\(flag) \(value)") } else { keys.append("\(parameter.key): \(value)") }
+            if let flag = parameter.flag, case .bool(let on) = value {
+                flags.append(on ? "--\(flag)" : "--no-\(flag)")  // a flag pair, not an option with a value
+            } else if let flag = parameter.flag {
+                flags.append("--\(flag) \(value)")
+            } else {
+                keys.append("\(parameter.key): \(value)")
+            }
         }
         var note = ""
         if preset.normalizeSelectsMerge && !command.normalizeSelectsMerge, case .string(let merge)? = preset.defaults["merge"] {

@@ -33,6 +33,8 @@ public final class Checkpoint: @unchecked Sendable {
     private let byName: [String: Int]
     /// The `__metadata__` a view reports instead of its files' (nil for ordinary checkpoints).
     private let viewMetadata: [String: String]??
+    /// The companions a planned checkpoint's directory will hold (nil for checkpoints on disk).
+    private let plannedCompanions: [String]?
 
     /// File names inside a checkpoint directory that are its weights (never companions).
     static let weightSuffixes = [".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".pth",
@@ -130,6 +132,41 @@ public final class Checkpoint: @unchecked Sendable {
                     fix: "Add a model.safetensors.index.json, or name one file directly")
             }
         }
+        (entries, byName) = Checkpoint.index(files)
+        viewMetadata = nil
+        plannedCompanions = nil
+    }
+
+    /// The checkpoint `plan` will write, before it exists (a multi-document recipe plans its
+    /// later stages on their inputs' plans): its files are the plan's shards as they will be laid
+    /// out (`SafeTensorsFile(planned:path:)`), its companions those the plan copies. Planning what
+    /// reads it checks every name, shape, dtype and the metadata now; its bytes cannot be read
+    /// (`isPlanned`), so the checks that need values wait for the written checkpoint. `path` names
+    /// it in messages (the name the recipe gives it).
+    init(planned plan: MergePlan, path: String) throws(MergeKitError) {
+        self.path = path
+        if !plan.output.isDirectory {
+            layout = .file
+        } else if plan.shards.count == 1 {
+            layout = .directory(weights: plan.shards[0].fileName)
+        } else {
+            layout = .sharded(index: Checkpoint.indexFileName)
+        }
+        var files: [SafeTensorsFile] = []
+        for shard in plan.shards {
+            let file = plan.output.isDirectory ? FileSystem.join(path, shard.fileName) : path
+            files.append(try SafeTensorsFile(planned: shard.layout, path: file))
+        }
+        self.files = files
+        directory = plan.output.isDirectory ? path : nil
+        (entries, byName) = Checkpoint.index(files)
+        viewMetadata = nil
+        plannedCompanions = plan.output.isDirectory && plan.output.emit == .model ? plan.companions : []
+    }
+
+    /// Every tensor of `files`, in shard order then data order, and each one's place by name.
+    /// (Uniqueness across shards is guaranteed by `openShards` or the plan; within a file by the header.)
+    private static func index(_ files: [SafeTensorsFile]) -> (entries: [Entry], byName: [String: Int]) {
         var entries: [Entry] = []
         var byName: [String: Int] = [:]
         let count = files.reduce(0) { $0 + $1.tensors.count }
@@ -137,15 +174,15 @@ public final class Checkpoint: @unchecked Sendable {
         byName.reserveCapacity(count)
         for file in files {
             for info in file.tensors {
-                // Uniqueness across shards is guaranteed by openShards; within a file by the header.
                 byName[info.name] = entries.count
                 entries.append(Entry(file: file, info: info))
             }
         }
-        self.entries = entries
-        self.byName = byName
-        viewMetadata = nil
+        return (entries, byName)
     }
+
+    /// Whether this is a planned checkpoint, not yet written (`init(planned:path:)`).
+    public var isPlanned: Bool { plannedCompanions != nil }
 
     /// A view of `source` presenting `entries` — tensors of its files, possibly under other names
     /// (e.g. one half of a linearized checkpoint) — with `metadata` as its `__metadata__`.
@@ -163,6 +200,7 @@ public final class Checkpoint: @unchecked Sendable {
         }
         self.byName = byName
         viewMetadata = .some(metadata)
+        plannedCompanions = source.plannedCompanions
     }
 
     public func entry(named name: String) -> Entry? {
@@ -197,6 +235,9 @@ public final class Checkpoint: @unchecked Sendable {
     /// must not be waited on.
     public func companionSelection() throws(MergeKitError) -> CompanionSelection {
         guard let directory else { return CompanionSelection() }
+        if let plannedCompanions {
+            return CompanionSelection(companions: plannedCompanions.map { Companion(name: $0, source: FileSystem.join(directory, $0)) })
+        }
         var selection = CompanionSelection()
         let roots = Self.treeRoots(of: directory)
         for name in try FileSystem.contents(of: directory) {
@@ -251,7 +292,7 @@ public final class Checkpoint: @unchecked Sendable {
             throw MergeKitError(.fileNotFound, file: path, "does not exist", fix: "Do not modify the base model's directory while merging")
         }
         guard let real = FileSystem.realPath(path) else { return .skipped("a symbolic link to nothing") }
-        guard roots.contains(where: { real == $0 || real.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
+        guard roots.contains(where: { FileSystem.isSameOrInside(real, $0) }) else {
             return .skipped("a symbolic link to \(real), outside the model's directory")
         }
         do {

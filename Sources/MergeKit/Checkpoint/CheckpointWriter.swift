@@ -44,7 +44,8 @@ final class CheckpointWriter: @unchecked Sendable {
         self.output = output
         self.shards = shards
         shardPaths = []
-        staged = try StagedOutput(destination: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, in: sweep)
+        staged = try StagedOutput(destination: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, in: sweep,
+                                  staysTemporary: output.staysTemporary)
         do throws(MergeKitError) {
             // Checked once stale temporaries are gone: they may be what filled the disk.
             try CheckpointWriter.checkFreeSpace(FileSystem.parentDirectory(of: staged.temporaryPath),
@@ -99,7 +100,7 @@ final class CheckpointWriter: @unchecked Sendable {
 
     /// Fails now, before any merging, when the output's file system has less free space than the
     /// output needs (rather than half-way through the merge).
-    private static func checkFreeSpace(_ directory: String, needed: Int, output: String) throws(MergeKitError) {
+    static func checkFreeSpace(_ directory: String, needed: Int, output: String) throws(MergeKitError) {
         var info = statvfs()
         guard statvfs(directory, &info) == 0 else { return }
         let available = Int(info.f_bavail) &* Int(info.f_frsize)

@@ -16,7 +16,8 @@ import Darwin
 ///   copies only these, so whatever MergeKit copies it may later replace;
 /// - MergeKit's own files: the model card README.md, recipe.yml, a sweep's manifest.json and a
 ///   LoRA adapter's adapter_config.json;
-/// - a sweep's point directories `point-NNN`, holding only the above;
+/// - a sweep's point directories `point-NNN`, and the intermediates `stage-NNN` of a multi-document
+///   recipe in its temporary work directory (`WorkDirectory`), holding only the above;
 /// - MergeKit's temporary outputs (`.NAME.mergekit-tmp-…`, `.NAME.mergekit-old-…`, see
 ///   `OutputTemporaries`), files or directories holding only the above.
 ///
@@ -51,24 +52,42 @@ enum OutputEntries {
             || generatedNames.contains(name) || OutputTemporaries.isTemporaryName(name)
     }
 
-    /// Whether a directory named `name` is one MergeKit writes inside an output: a sweep point or
-    /// a temporary output.
+    /// Whether a directory named `name` is one MergeKit writes inside an output: a sweep point, a
+    /// work directory's intermediate or a temporary output.
     static func isOutputDirectory(_ name: String) -> Bool {
-        isPointName(name) || OutputTemporaries.isTemporaryName(name)
+        isPointName(name) || isStageName(name) || OutputTemporaries.isTemporaryName(name)
     }
 
     /// The directory of sweep point `index` of `count`: "point-" and the index zero-padded to the
     /// width of the largest index, at least 3 digits (`point-000`, …; `point-0000` … `point-1000`
     /// for 1001 points), so that names sort in point order.
     static func pointName(_ index: Int, of count: Int) -> String {
-        let digits = String(index)
-        let width = max(3, String(max(0, count - 1)).count)
-        return "point-" + String(repeating: "0", count: max(0, width - digits.count)) + digits
+        numbered("point-", index, of: count)
     }
 
     static func isPointName(_ name: String) -> Bool {
-        guard name.hasPrefix("point-") else { return false }
-        let digits = name.dropFirst("point-".count)
+        isNumbered(name, "point-")
+    }
+
+    /// The directory of stage `index` of `count` in a temporary work directory (`stage-000`, …),
+    /// numbered as sweep points are.
+    static func stageName(_ index: Int, of count: Int) -> String {
+        numbered("stage-", index, of: count)
+    }
+
+    static func isStageName(_ name: String) -> Bool {
+        isNumbered(name, "stage-")
+    }
+
+    private static func numbered(_ prefix: String, _ index: Int, of count: Int) -> String {
+        let digits = String(index)
+        let width = max(3, String(max(0, count - 1)).count)
+        return prefix + String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+
+    private static func isNumbered(_ name: String, _ prefix: String) -> Bool {
+        guard name.hasPrefix(prefix) else { return false }
+        let digits = name.dropFirst(prefix.count)
         return digits.count >= 3 && digits.allSatisfy { $0.isASCII && $0.isNumber }
     }
 

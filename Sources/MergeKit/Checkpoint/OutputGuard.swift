@@ -71,6 +71,14 @@ public enum OutputGuard {
         }
     }
 
+    /// Rule 2 alone: `output` is not, does not contain, lie inside or link to any of `inputs`.
+    /// For an output whose other rules its own plan checks (a multi-stage recipe's output, against
+    /// the inputs of the recipe's other stages).
+    static func checkApart(output: String, from inputs: [String], into problems: inout ProblemList) {
+        let target = FileSystem.canonicalPath(forNew: FileSystem.trimmingTrailingSlashes(output))
+        if let error = inputProblem(output: output, target: target, inputs: inputs) { problems.add(error) }
+    }
+
     /// "the root directory", "your home directory", "the working directory"… when `target` is one.
     private static func dangerousPlace(_ target: String) -> String? {
         if target == "/" { return "the root directory" }

@@ -29,7 +29,9 @@ import Darwin
 ///   is written) is refused: `OutputGuard` refuses it before any work; this re-checks at commit.
 ///
 /// An output may be staged inside another (`parent`, a sweep's directory): it is then created
-/// and committed inside the parent's temporary directory, and moves into place with it.
+/// and committed inside the parent's temporary directory, and moves into place with it. An
+/// output that `staysTemporary` (a multi-stage recipe's intermediate) keeps its files registered
+/// as temporaries once moved into place, in the same step, for its work directory to remove.
 final class StagedOutput: @unchecked Sendable {
     /// Where the output ends up, as the user named it (without trailing slashes).
     let destination: String
@@ -43,18 +45,20 @@ final class StagedOutput: @unchecked Sendable {
     /// temporary directory.
     private let target: String
     private let parent: StagedOutput?
+    private let staysTemporary: Bool
     /// Descriptor holding the temporary's lock (see `OutputTemporaries`).
     private var lockDescriptor: Int32 = -1
     /// Paths registered with `TemporaryFiles`: the temporary first, then anything inside it.
     private var registered: [(path: String, isDirectory: Bool)] = []
     private var finished = false
 
-    init(destination: String, isDirectory: Bool, overwrite: Bool, in parent: StagedOutput? = nil) throws(MergeKitError) {
+    init(destination: String, isDirectory: Bool, overwrite: Bool, in parent: StagedOutput? = nil, staysTemporary: Bool = false) throws(MergeKitError) {
         let destination = FileSystem.trimmingTrailingSlashes(destination)
         self.destination = destination
         self.isDirectory = isDirectory
         self.overwrite = overwrite
         self.parent = parent
+        self.staysTemporary = staysTemporary
         if let parent {
             precondition(destination.hasPrefix(parent.destination + "/"), "\(destination) is not inside \(parent.destination)")
             target = parent.temporaryPath + destination.dropFirst(parent.destination.count)
@@ -137,8 +141,9 @@ final class StagedOutput: @unchecked Sendable {
     func commit() throws(MergeKitError) {
         precondition(!finished, "a staged output is committed once")
         let paths = registered.map(\.path)
-        // Inside a parent, what was committed stays temporary (it lives in the parent's temporary).
-        let moved = parent == nil ? [] : registered.map { (path: target + $0.path.dropFirst(temporaryPath.count), isDirectory: $0.isDirectory) }
+        // Inside a parent, what was committed stays temporary (it lives in the parent's temporary);
+        // so does an output that stays temporary.
+        let moved = parent == nil && !staysTemporary ? [] : registered.map { (path: target + $0.path.dropFirst(temporaryPath.count), isDirectory: $0.isDirectory) }
         do throws(MergeKitError) {
             try TemporaryFiles.deferringSignals(thenUnregister: paths, register: moved) { () throws(MergeKitError) in
                 try moveIntoPlace()

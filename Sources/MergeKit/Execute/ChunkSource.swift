@@ -22,9 +22,19 @@ final class ChunkSource<T: MergeScalar> {
     /// the base must be checked on its own (τ = θ − θ₀ covers it for fine-tuned models).
     private let checksBase: Bool
 
+    /// Elements per chunk (`MergeExecutor.chunkLength`; at most the buffers' capacity).
+    let chunkLength: Int
+    /// Elements of each input staged at once: a multiple of `chunkLength`, so chunks never cross a group.
+    private let span: Int
+
     /// `multiPass`: the tensor will be read more than once, so cache it when it fits.
+    /// `chunkLength`: the tensor's chunk length (`MergeExecutor.chunkLength`), `chunkElements` by default.
     init(tensor: PlannedTensor, range: Range<Int>, inputs: [MergeInput], basePath: String, buffers: WorkerBuffers<T>,
-         multiPass: Bool = false, handling: FiniteCheck.Handling = .fail) throws(MergeKitError) {
+         multiPass: Bool = false, handling: FiniteCheck.Handling = .fail,
+         chunkLength: Int = MergeExecutor.chunkElements) throws(MergeKitError) {
+        precondition(chunkLength <= buffers.capacity)
+        self.chunkLength = chunkLength
+        span = buffers.readSpan / chunkLength * chunkLength
         self.tensor = tensor
         self.range = range
         self.inputs = inputs
@@ -53,8 +63,8 @@ final class ChunkSource<T: MergeScalar> {
     }
 
     var chunks: [Range<Int>] {
-        stride(from: range.lowerBound, to: range.upperBound, by: MergeExecutor.chunkElements).map {
-            $0..<min(range.upperBound, $0 + MergeExecutor.chunkElements)
+        stride(from: range.lowerBound, to: range.upperBound, by: chunkLength).map {
+            $0..<min(range.upperBound, $0 + chunkLength)
         }
     }
 
@@ -77,7 +87,6 @@ final class ChunkSource<T: MergeScalar> {
     /// LoRA inputs are materialised for the whole group when it is staged (s·B·A for the
     /// group's rows, one GEMM per row block) and copied from there; zero inputs are zeroed.
     private func convert(_ chunk: Range<Int>, base: UnsafeMutableBufferPointer<T>, deltas: [UnsafeMutableBufferPointer<T>]) throws(MergeKitError) {
-        let span = buffers.readSpan
         let group = range.lowerBound + (chunk.lowerBound - range.lowerBound) / span * span
         if stagedGroup != group {
             let groupEnd = min(range.upperBound, group + span)

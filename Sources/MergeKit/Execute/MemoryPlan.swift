@@ -28,6 +28,15 @@ extension MergeExecutor {
     /// The memory plan of running `plans` together with `threads` workers within `budget` bytes
     /// (nil: unlimited).
     static func memoryPlan(_ plans: [MergePlan], threads: Int, budget: Int?) throws(MergeKitError) -> MemoryPlan {
+        // Runs a method needs whole in a chunk must fit a work item.
+        for plan in plans {
+            for tensor in plan.tensors where tensor.action == .merge && chunkLength(tensor) > itemElements {
+                let run = tensor.method.chunkAlignment(shape: tensor.output.shape)
+                throw MergeKitError(.invalidArgument, tensor: tensor.name,
+                    "\(tensor.method.info.name) needs runs of \(run) consecutive elements of this \(tensor.output.shape) tensor together, more than the \(itemElements) a worker holds",
+                    fix: "Merge this model with a method that works element by element or per tensor (ties, dare_ties, …)")
+            }
+        }
         let items = workItems(plans[0])
         var workers = threads
         var whole: [(tensor: Int, bytes: Int)] = []
@@ -103,9 +112,10 @@ extension MergeExecutor {
         let item = itemElements * 8
         let read = BufferBudget.readElements(inputs: inputs) * 8
         let extraOutputs = BufferBudget.sharesOutputStaging(targets: targets) ? 0 : (targets - 1) * BufferBudget.outputSpan(targets: targets) * 8
-        let staging = 3 * item + max(0, inputs - 1) * read + extraOutputs + ChunkContext.scratchBytes
+        let capacity = chunkCapacity(plans)
+        let staging = 3 * item + max(0, inputs - 1) * max(read, capacity * 8) + extraOutputs + ChunkContext.scratchBytes(capacity: capacity)
         func chunks(_ size: Int) -> Int {
-            size * chunkElements * (inputs + 2 + (targets > 1 ? inputs + 1 : 0))
+            size * capacity * (inputs + 2 + (targets > 1 ? inputs + 1 : 0))
         }
         let double = plans[0].tensors.contains { $0.action == .merge && $0.computeInDouble }
         return staging + chunks(4) + (double ? staging + chunks(8) : 0) + MemoryBudget.workerSlack

@@ -2,8 +2,10 @@
 final class MergeWorker: @unchecked Sendable {
     let targets: [MergeExecutor.Target]
     let plan: MergePlan
-    private lazy var floatBuffers = WorkerBuffers<Float>(inputs: plan.inputs.count, targets: targets.count)
-    private lazy var doubleBuffers = WorkerBuffers<Double>(inputs: plan.inputs.count, targets: targets.count)
+    private lazy var floatBuffers = WorkerBuffers<Float>(inputs: plan.inputs.count, targets: targets.count, capacity: chunkCapacity)
+    private lazy var doubleBuffers = WorkerBuffers<Double>(inputs: plan.inputs.count, targets: targets.count, capacity: chunkCapacity)
+    /// The longest chunk of any target's tensors (`MergeExecutor.chunkCapacity`).
+    private lazy var chunkCapacity = MergeExecutor.chunkCapacity(targets.map(\.plan))
     /// Per target: Σ sign(vote) over everything this worker merged (mass-vote methods).
     private(set) var signVotes: [Int]
     /// Per target: elements whose result depended on how vote ties were resolved.
@@ -74,8 +76,10 @@ final class MergeWorker: @unchecked Sendable {
         }
         guard !chunked.isEmpty else { return }
         let multiPass = chunked.contains { tensors[$0].method.statistics.needsTensorPasses }
+        // Chunks hold whole runs for every target's method (targets share the method's kind).
+        let chunkLength = chunked.map { MergeExecutor.chunkLength(tensors[$0]) }.max()!
         let source = try ChunkSource(tensor: tensors[0], range: range, inputs: plan.inputs, basePath: plan.base.path, buffers: buffers,
-                                     multiPass: multiPass)
+                                     multiPass: multiPass, chunkLength: chunkLength)
         let groups = Self.groups(tensors, among: chunked)
         var contexts: [ChunkContext] = []
         for group in groups {
@@ -119,7 +123,8 @@ final class MergeWorker: @unchecked Sendable {
                     if buffers.sharesOutputStaging { try writeStaged(t, tensor: tensor, from: groupStart, to: chunk.upperBound, buffers) }
                 }
             }
-            if (chunk.upperBound - range.lowerBound) % buffers.outputSpan == 0 || chunk.upperBound == range.upperBound {
+            // Written when the next chunk would not fit the output staging, or at the end.
+            if chunk.upperBound - groupStart + chunkLength > buffers.outputSpan || chunk.upperBound == range.upperBound {
                 if !buffers.sharesOutputStaging {
                     for t in chunked { try writeStaged(t, tensor: tensors[t], from: groupStart, to: chunk.upperBound, buffers) }
                 }

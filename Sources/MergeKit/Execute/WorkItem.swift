@@ -8,6 +8,25 @@ struct WorkItem: Sendable {
 }
 
 extension MergeExecutor {
+    /// Elements per chunk of `tensor`: `chunkElements`, or, for a method that needs whole runs of
+    /// a elements (`MergeMethod.chunkAlignment`), the largest multiple of a that fits it (a itself
+    /// when a run is longer).
+    static func chunkLength(_ tensor: PlannedTensor) -> Int {
+        guard tensor.action == .merge else { return chunkElements }
+        let a = max(1, tensor.method.chunkAlignment(shape: tensor.output.shape))
+        return a <= chunkElements ? chunkElements / a * a : a
+    }
+
+    /// The longest chunk of any merged tensor of `plans`: the size of every chunk buffer a worker
+    /// of these plans allocates (at least `chunkElements`).
+    static func chunkCapacity(_ plans: [MergePlan]) -> Int {
+        var capacity = chunkElements
+        for plan in plans {
+            for tensor in plan.tensors where tensor.action == .merge { capacity = max(capacity, chunkLength(tensor)) }
+        }
+        return capacity
+    }
+
     /// The method of `tensor` when it merges this tensor whole (`WholeTensorMergeMethod`).
     static func wholeTensorMethod(_ tensor: PlannedTensor) -> (any WholeTensorMergeMethod)? {
         guard tensor.action == .merge, let method = tensor.method as? any WholeTensorMergeMethod,
@@ -28,7 +47,10 @@ extension MergeExecutor {
             let step: Int
             switch tensor.action {
             case .copy: step = max(1, (itemElements * 64) / max(1, tensor.base.info.dtype.bitWidth))
-            case .merge: step = !chunked && (tensor.method.statistics.needsTensorPasses || wholeTensorMethod(tensor) != nil) ? max(1, n) : itemElements
+            case .merge:
+                let chunk = chunkLength(tensor)
+                step = !chunked && (tensor.method.statistics.needsTensorPasses || wholeTensorMethod(tensor) != nil) ? max(1, n)
+                    : max(1, itemElements / chunk) * chunk
             }
             if n == 0 {
                 items.append(WorkItem(tensor: index, range: 0..<0, bytes: 0, isLast: true))

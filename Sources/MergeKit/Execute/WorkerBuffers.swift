@@ -37,20 +37,27 @@ final class WorkerBuffers<T: MergeScalar> {
         return extraStaging[t - 1]
     }
 
-    init(inputs: Int, targets: Int = 1) {
+    /// Elements of every chunk buffer: the longest chunk this worker handles
+    /// (`MergeExecutor.chunkCapacity`, at least `chunkElements`).
+    let capacity: Int
+
+    /// - Parameter capacity: the longest chunk to hold (`MergeExecutor.chunkCapacity` of the plans).
+    init(inputs: Int, targets: Int = 1, capacity: Int = MergeExecutor.chunkElements) {
+        precondition(capacity >= MergeExecutor.chunkElements && capacity <= MergeExecutor.itemElements)
         self.inputs = inputs
-        readSpan = BufferBudget.readElements(inputs: inputs)
-        outputSpan = BufferBudget.outputSpan(targets: targets)
+        self.capacity = capacity
+        readSpan = max(capacity, BufferBudget.readElements(inputs: inputs))
+        outputSpan = max(capacity, BufferBudget.outputSpan(targets: targets))
         sharesOutputStaging = BufferBudget.sharesOutputStaging(targets: targets)
-        copies = targets > 1 ? (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) } : []
-        unscaled = .allocate(capacity: targets > 1 ? MergeExecutor.chunkElements : 0)
-        base = .allocate(capacity: MergeExecutor.chunkElements)
-        out = .allocate(capacity: MergeExecutor.chunkElements)
-        deltas = (0..<inputs).map { _ in .allocate(capacity: MergeExecutor.chunkElements) }
+        copies = targets > 1 ? (0..<inputs).map { _ in .allocate(capacity: capacity) } : []
+        unscaled = .allocate(capacity: targets > 1 ? capacity : 0)
+        base = .allocate(capacity: capacity)
+        out = .allocate(capacity: capacity)
+        deltas = (0..<inputs).map { _ in .allocate(capacity: capacity) }
         bytes = .allocate(byteCount: MergeExecutor.itemElements * 8, alignment: 4096)
         let readSpan = readSpan
         staging = (0...inputs).map { i in .allocate(byteCount: (i < 2 ? MergeExecutor.itemElements : readSpan) * 8, alignment: 4096) }
-        methodScratch = .allocate(byteCount: ChunkContext.scratchBytes, alignment: 64)
+        methodScratch = .allocate(byteCount: ChunkContext.scratchBytes(capacity: capacity), alignment: 64)
     }
 
     /// The factors of `module` for input `input`, read and converted unless already held.

@@ -1,8 +1,8 @@
 import Foundation
 
 /// The last phase of a merge: each plan's output is committed by its `CheckpointWriter` —
-/// companions copied from the base (with `config.json`'s dtype kept truthful by
-/// `ConfigRewriter`), generated files (the model card, the recipe) written, the output synced and
+/// companions copied from the base (with `config.json`'s dtype, and a layer-wise recipe's layer
+/// counts, kept truthful by `ConfigRewriter`), generated files (the model card, the recipe) written, the output synced and
 /// moved into place — and described as a `MergeResult`. A failure aborts every output.
 extension MergeExecutor {
     static func finish(_ targets: [Target], start: Date) throws(MergeKitError) -> [MergeResult] {
@@ -14,9 +14,13 @@ extension MergeExecutor {
                 let companions = try plan.companions.map { name throws(MergeKitError) in (source: try plan.base.companionSource(name), name: name) }
                 try target.writer.commit(companions: companions, generated: plan.generatedFiles) { name, bytes in
                     guard name == "config.json" else { return bytes }
-                    let rewritten = ConfigRewriter.settingDType(plan.output.dtype, in: bytes)
-                    if let dtype = plan.output.dtype, rewritten == bytes, !ConfigRewriter.isJSONObject(bytes) {
-                        warnings.append("\(FileSystem.join(plan.output.path, name)): copied unchanged: the base's config.json is not a JSON object, so its torch_dtype was not set to \(ConfigRewriter.torchNames[dtype] ?? dtype.rawValue); fix it by hand before loading the model with transformers")
+                    let rewritten = ConfigRewriter.setting(plan.configEdits, in: ConfigRewriter.settingDType(plan.output.dtype, in: bytes))
+                    if rewritten == bytes, !ConfigRewriter.isJSONObject(bytes) {
+                        var wanted = plan.output.dtype.map { ["its torch_dtype was not set to \(ConfigRewriter.torchNames[$0] ?? $0.rawValue)"] } ?? []
+                        wanted += plan.configEdits.map { "\($0.path.joined(separator: ".")) was not set to \($0.value.serialized())" }
+                        if !wanted.isEmpty {
+                            warnings.append("\(FileSystem.join(plan.output.path, name)): copied unchanged: the base's config.json is not a JSON object, so \(wanted.joined(separator: ", ")); fix it by hand before loading the model with transformers")
+                        }
                     }
                     return rewritten
                 }

@@ -2,14 +2,18 @@
 /// the base, the method and its parameters, the inputs with their weights, and the recipe (or
 /// command) that produced it. Front matter in the Hugging Face model-card format.
 public enum ModelCard {
-    /// - Parameter sweepRecipe: a sweep point's card: the recipe is the sweep's, in `recipe.yml`
-    ///   beside the card, and is named rather than repeated (a sweep of P points would otherwise
-    ///   hold P copies of a recipe that lists P values).
+    /// - Parameters:
+    ///   - sweepRecipe: a sweep point's card: the recipe is the sweep's, in `recipe.yml` beside
+    ///     the card, and is named rather than repeated (a sweep of P points would otherwise hold P
+    ///     copies of a recipe that lists P values).
+    ///   - aliases: how the recipe names checkpoints it made itself (a multi-document recipe's
+    ///     intermediates, by path), which would otherwise show as their work-directory paths.
     public static func text(plan: MergePlan, recipe: String? = nil, command: String? = nil, sweepRecipe: Bool = false,
-                            sweepPoint: [(name: String, value: String)] = []) -> String {
+                            sweepPoint: [(name: String, value: String)] = [], aliases: [String: String] = [:]) -> String {
+        func name(_ path: String) -> String { aliases[path] ?? path }
         var lines: [String] = []
         lines.append("---")
-        lines.append("base_model: \(yamlString(plan.base.path))")
+        lines.append("base_model: \(yamlString(name(plan.base.path)))")
         lines.append("tags:")
         lines.append("- merge")
         lines.append("- mergekit-swift")
@@ -21,7 +25,7 @@ public enum ModelCard {
         lines.append("Made with MergeKit (merge-cli) by **\(plan.method.info.name)**: \(plan.method.info.summary).")
         lines.append("Reference: \(plan.method.info.reference).")
         lines.append("")
-        lines.append("- Base model: `\(plan.base.path)`")
+        lines.append("- Base model: `\(name(plan.base.path))`")
         lines.append("- Output: \(plan.output.emit == .model ? "the merged model θ₀ + τ" : "the merged task vector τ only")")
         let parameters = JSONValue.object(plan.method.parameters).serialized()
         lines.append("- Parameters: `\(parameters)`")
@@ -32,7 +36,7 @@ public enum ModelCard {
         lines.append("| input | kind | weight |")
         lines.append("|---|---|---|")
         for input in plan.inputs {
-            lines.append("| `\(input.path)` | \(input.kind.rawValue) | \(input.weight) |")
+            lines.append("| `\(name(input.path))` | \(input.kind.rawValue) | \(input.weight) |")
         }
         if let recipe {
             lines.append("")

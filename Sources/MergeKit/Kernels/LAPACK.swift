@@ -1,9 +1,4 @@
 import CBLAS
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Singular value decompositions for the SVD-based merges (TSV-M, Iso-C) and LoRA extraction.
 ///
@@ -34,7 +29,8 @@ import Darwin
 /// of O(rows·columns·min(rows, columns)), and memory O((rows + columns)·ℓ) besides the input (which,
 /// touched only by GEMM, may exceed 2³¹ − 1 elements). The
 /// Gaussian matrix comes from SplitMix64 + Box–Muller on the seed, so a seed gives bit-identical
-/// results on one machine and BLAS build.
+/// results on one machine and BLAS build. Code: LAPACK+RandomizedSVD.swift (with the QR) and
+/// GaussianGenerator.swift.
 ///
 /// Measured accuracy (Float, 400×300 matrices A = U·diag(σ)·Vᵀ with random orthonormal U, V;
 /// r = 20, p = 10): the Frobenius error ‖A − UₐSₐVₐᵀ‖ of the randomized SVD divided by that of the
@@ -66,79 +62,6 @@ enum LAPACK {
         /// `?gesvd` only (QR iteration).
         case qrIteration
     }
-
-    /// A thin or truncated SVD A ≈ U·diag(s)·Vᵀ of a rows×columns matrix, factors row-major.
-    struct Decomposition<Scalar: LAPACKScalar>: Sendable, Equatable {
-        let rows: Int
-        let columns: Int
-        /// The number of singular triplets held (min(rows, columns) for a thin SVD).
-        let rank: Int
-        /// rows × rank, row-major; orthonormal columns.
-        var u: [Scalar]
-        /// rank singular values, descending, ≥ 0.
-        var s: [Scalar]
-        /// rank × columns, row-major (the rows are the right singular vectors).
-        var vt: [Scalar]
-        /// The driver that produced the factors: `.divideAndConquer` or `.qrIteration` (never
-        /// `.automatic`). For a randomized SVD, the driver of its small exact SVD.
-        var driver: Driver
-
-        /// U_r·diag(s_r)·V_rᵀ, rows × columns row-major, from the leading `rank` triplets
-        /// (all of them by default).
-        func reconstruct(rank requested: Int? = nil) -> [Scalar] {
-            let r = min(requested ?? rank, rank)
-            precondition(r >= 0, "rank must be non-negative")
-            var out = [Scalar](repeating: 0, count: rows * columns)
-            guard r > 0, rows > 0, columns > 0 else { return out }
-            // (U_r·diag(s_r)) rows × r, then times the first r rows of Vᵀ.
-            var scaled = [Scalar](repeating: 0, count: rows * r)
-            for i in 0..<rows {
-                for j in 0..<r { scaled[i * r + j] = u[i * rank + j] * s[j] }
-            }
-            scaled.withUnsafeBufferPointer { sp in
-                vt.withUnsafeBufferPointer { vp in
-                    out.withUnsafeMutableBufferPointer { op in
-                        LAPACK.gemm(transposeA: false, transposeB: false, m: rows, n: columns, k: r,
-                                    sp.baseAddress!, lda: r, vp.baseAddress!, ldb: columns, op.baseAddress!, ldc: columns)
-                    }
-                }
-            }
-            return out
-        }
-
-        /// The leading `r` triplets (r is clamped to `rank`).
-        func truncated(to requested: Int) -> Decomposition {
-            precondition(requested >= 0, "rank must be non-negative")
-            let r = min(requested, rank)
-            if r == rank { return self }
-            var newU = [Scalar](repeating: 0, count: rows * r)
-            for i in 0..<rows {
-                for j in 0..<r { newU[i * r + j] = u[i * rank + j] }
-            }
-            return Decomposition(rows: rows, columns: columns, rank: r, u: newU, s: Array(s[0..<r]),
-                                 vt: Array(vt[0..<(r * columns)]), driver: driver)
-        }
-
-        /// The number of singular values above `tolerance`; by default numpy's `matrix_rank`
-        /// threshold σ₁·max(rows, columns)·ε.
-        func numericalRank(tolerance: Scalar? = nil) -> Int {
-            guard let first = s.first else { return 0 }
-            let threshold = tolerance ?? first * Scalar(max(rows, columns)) * Scalar.ulpOfOne
-            return s.reduce(0) { $0 + ($1 > threshold ? 1 : 0) }
-        }
-
-        /// ‖A − U_r·diag(s_r)·V_rᵀ‖_F computed from the discarded singular values (exact for a full
-        /// thin SVD; for a truncated one it is the error of the triplets held beyond r only).
-        func truncationError(rank r: Int) -> Double {
-            guard r < rank else { return 0 }
-            var sum = 0.0
-            for value in s[max(0, r)...] { sum += Double(value) * Double(value) }
-            return sum.squareRoot()
-        }
-    }
-
-    /// The Float SVD the merge kernels use.
-    typealias SVD = Decomposition<Float>
 
     // MARK: - Exact SVD
 
@@ -256,110 +179,6 @@ enum LAPACK {
         return try result.get()
     }
 
-    // MARK: - Randomized SVD
-
-    /// A rank-`rank` approximation of the row-major `rows`×`columns` matrix `a` by the randomized
-    /// range finder (Halko–Martinsson–Tropp): Ω columns×ℓ standard normal (ℓ = rank + oversampling),
-    /// Y = AΩ, `powerIterations` rounds of Y ← A(AᵀQ) with QR re-orthonormalisation, Q = qr(Y),
-    /// B = QᵀA, B = Ũ·diag(s)·Vᵀ exactly, U = QŨ, truncated to `rank`.
-    ///
-    /// `rank` is clamped to min(rows, columns); when ℓ ≥ min(rows, columns) the exact SVD is cheaper
-    /// and is returned (truncated). The result is a pure function of (a, rank, oversampling,
-    /// powerIterations, seed) for a given BLAS build. Accuracy: see the type's documentation.
-    static func randomizedSVD<T: LAPACKScalar>(_ a: UnsafeBufferPointer<T>, rows: Int, columns: Int, rank requested: Int,
-                                               oversampling: Int = 10, powerIterations: Int = 2, seed: UInt64,
-                                               tensor: String) throws(MergeKitError) -> Decomposition<T> {
-        precondition(rows >= 0 && columns >= 0 && a.count == rows * columns,
-                     "randomizedSVD: buffer of \(a.count) elements for a \(rows)×\(columns) matrix")
-        precondition(requested >= 0 && oversampling >= 0 && powerIterations >= 0,
-                     "randomizedSVD: rank, oversampling and powerIterations must be non-negative")
-        let k = min(rows, columns)
-        let r = min(requested, k)
-        let l = r + oversampling
-        if r == 0 {
-            return Decomposition(rows: rows, columns: columns, rank: 0, u: [], s: [], vt: [], driver: .divideAndConquer)
-        }
-        if l >= k {
-            return try svd(a, rows: rows, columns: columns, tensor: tensor).truncated(to: r)
-        }
-        try checkFinite(a, columns: columns, tensor: tensor)
-        // A itself only meets GEMM (dimensions, not its element count, must fit 32 bits); the
-        // bases Q and Z (ℓ × rows, ℓ × columns) meet LAPACK's QR.
-        try checkSize(max(rows, columns) * l, what: "a \(max(rows, columns))×\(l) basis", tensor: tensor)
-        let A = a.baseAddress!
-
-        // Ωᵀ, ℓ×columns row-major (= Ω columns×ℓ column-major).
-        var gaussian = GaussianGenerator(seed: seed)
-        var omegaT = [T](repeating: 0, count: l * columns)
-        for i in omegaT.indices { omegaT[i] = T(gaussian.next()) }
-
-        // The basis is kept as Qᵀ, ℓ×rows row-major, i.e. Q rows×ℓ column-major: what geqrf wants.
-        var qT = [T](repeating: 0, count: l * rows)
-        var zT = [T](repeating: 0, count: l * columns) // Zᵀ = QᵀA, ℓ×columns row-major = Z columns×ℓ column-major
-
-        // Yᵀ = ΩᵀAᵀ
-        omegaT.withUnsafeBufferPointer { op in
-            qT.withUnsafeMutableBufferPointer { qp in
-                gemm(transposeA: false, transposeB: true, m: l, n: rows, k: columns,
-                     op.baseAddress!, lda: columns, A, ldb: columns, qp.baseAddress!, ldc: rows)
-            }
-        }
-        try orthonormalizeColumns(&qT, rows: rows, columns: l, tensor: tensor)
-        for _ in 0..<powerIterations {
-            // Zᵀ = QᵀA, orthonormalise Z; Yᵀ = ZᵀAᵀ, orthonormalise Y.
-            qT.withUnsafeBufferPointer { qp in
-                zT.withUnsafeMutableBufferPointer { zp in
-                    gemm(transposeA: false, transposeB: false, m: l, n: columns, k: rows,
-                         qp.baseAddress!, lda: rows, A, ldb: columns, zp.baseAddress!, ldc: columns)
-                }
-            }
-            try orthonormalizeColumns(&zT, rows: columns, columns: l, tensor: tensor)
-            zT.withUnsafeBufferPointer { zp in
-                qT.withUnsafeMutableBufferPointer { qp in
-                    gemm(transposeA: false, transposeB: true, m: l, n: rows, k: columns,
-                         zp.baseAddress!, lda: columns, A, ldb: columns, qp.baseAddress!, ldc: rows)
-                }
-            }
-            try orthonormalizeColumns(&qT, rows: rows, columns: l, tensor: tensor)
-        }
-        // B = QᵀA, ℓ×columns row-major.
-        qT.withUnsafeBufferPointer { qp in
-            zT.withUnsafeMutableBufferPointer { zp in
-                gemm(transposeA: false, transposeB: false, m: l, n: columns, k: rows,
-                     qp.baseAddress!, lda: rows, A, ldb: columns, zp.baseAddress!, ldc: columns)
-            }
-        }
-        let small = try svd(zT, rows: l, columns: columns, tensor: tensor) // Ũ ℓ×ℓ, s ℓ, Vᵀ ℓ×columns
-        // U = QŨ, rows×ℓ row-major.
-        var u = [T](repeating: 0, count: rows * l)
-        qT.withUnsafeBufferPointer { qp in
-            small.u.withUnsafeBufferPointer { sp in
-                u.withUnsafeMutableBufferPointer { up in
-                    gemm(transposeA: true, transposeB: false, m: rows, n: l, k: l,
-                         qp.baseAddress!, lda: rows, sp.baseAddress!, ldb: l, up.baseAddress!, ldc: l)
-                }
-            }
-        }
-        let full = Decomposition(rows: rows, columns: columns, rank: l, u: u, s: small.s, vt: small.vt, driver: small.driver)
-        return full.truncated(to: r)
-    }
-
-    /// The randomized SVD of `a`; see the buffer overload.
-    static func randomizedSVD<T: LAPACKScalar>(_ a: [T], rows: Int, columns: Int, rank: Int,
-                                               oversampling: Int = 10, powerIterations: Int = 2, seed: UInt64,
-                                               tensor: String) throws(MergeKitError) -> Decomposition<T> {
-        var result: Result<Decomposition<T>, MergeKitError>!
-        a.withUnsafeBufferPointer { ap in
-            do throws(MergeKitError) {
-                result = .success(try randomizedSVD(ap, rows: rows, columns: columns, rank: rank, oversampling: oversampling,
-                                                    powerIterations: powerIterations, seed: seed, tensor: tensor))
-            } catch {
-                result = .failure(error)
-            }
-        }
-        return try result.get()
-    }
-
     // MARK: - Polar factor
 
     /// The orthogonal polar factor P·Qᵀ of the row-major `rows`×`columns` matrix M = P·S·Qᵀ:
@@ -381,47 +200,6 @@ enum LAPACK {
         return out
     }
 
-    // MARK: - QR
-
-    /// Replaces the `columns` columns of the column-major `rows`×`columns` matrix held in `matrix`
-    /// (equivalently its row-major transpose) by an orthonormal basis of their span (Householder QR:
-    /// `?geqrf` then `?orgqr`). Requires rows ≥ columns.
-    static func orthonormalizeColumns<T: LAPACKScalar>(_ matrix: inout [T], rows: Int, columns: Int, tensor: String) throws(MergeKitError) {
-        precondition(rows >= columns && matrix.count == rows * columns)
-        guard columns > 0 else { return }
-        try checkSize(rows * columns, what: "a \(rows)×\(columns) basis", tensor: tensor)
-        let m = Int32(rows), n = Int32(columns)
-        var tau = [T](repeating: 0, count: columns)
-        var info: Int32 = 0
-        var problem: MergeKitError?
-        matrix.withUnsafeMutableBufferPointer { mp in
-            tau.withUnsafeMutableBufferPointer { tp in
-                do throws(MergeKitError) {
-                    var query: T = 0
-                    info = T.geqrf(m, n, mp.baseAddress!, m, tp.baseAddress!, &query, -1)
-                    guard info == 0 else { return }
-                    var lwork = try workspace(query, tensor: tensor)
-                    var work = [T](repeating: 0, count: Int(lwork))
-                    info = T.geqrf(m, n, mp.baseAddress!, m, tp.baseAddress!, &work, lwork)
-                    guard info == 0 else { return }
-                    info = T.orgqr(m, n, n, mp.baseAddress!, m, tp.baseAddress!, &query, -1)
-                    guard info == 0 else { return }
-                    lwork = try workspace(query, tensor: tensor)
-                    if Int(lwork) > work.count { work = [T](repeating: 0, count: Int(lwork)) }
-                    info = T.orgqr(m, n, n, mp.baseAddress!, m, tp.baseAddress!, &work, lwork)
-                } catch {
-                    problem = error
-                }
-            }
-        }
-        if let problem { throw problem }
-        guard info == 0 else {
-            throw MergeKitError(.invalidArgument, tensor: tensor,
-                                "the QR factorisation of a \(rows)×\(columns) basis failed (LAPACK info = \(info))",
-                                fix: "This should not happen for finite matrices; please report it with the tensor's values")
-        }
-    }
-
     // MARK: - Helpers
 
     /// C ← op(A)·op(B), all row-major; op(X) = Xᵀ when asked. m×n result, inner dimension k.
@@ -439,7 +217,7 @@ enum LAPACK {
         T.gemm(transposeA, transposeB, Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), c, Int32(ldc))
     }
 
-    private static func checkFinite<T: LAPACKScalar>(_ a: UnsafeBufferPointer<T>, columns: Int, tensor: String) throws(MergeKitError) {
+    static func checkFinite<T: LAPACKScalar>(_ a: UnsafeBufferPointer<T>, columns: Int, tensor: String) throws(MergeKitError) {
         for (index, value) in a.enumerated() where !value.isFinite {
             let what = value.isNaN ? "NaN" : (value < 0 ? "-Inf" : "+Inf")
             throw MergeKitError(.nonFiniteValue, tensor: tensor,
@@ -448,7 +226,7 @@ enum LAPACK {
         }
     }
 
-    private static func checkSize(_ count: Int, what: String, tensor: String) throws(MergeKitError) {
+    static func checkSize(_ count: Int, what: String, tensor: String) throws(MergeKitError) {
         guard count <= Int(Int32.max) else {
             throw MergeKitError(.invalidArgument, tensor: tensor,
                                 "\(what) has more than 2³¹ − 1 elements, too many for LAPACK's 32-bit indices",
@@ -457,7 +235,7 @@ enum LAPACK {
     }
 
     /// A workspace size from a LAPACK query, rounded up (single-precision queries can round down).
-    private static func workspace<T: LAPACKScalar>(_ query: T, tensor: String) throws(MergeKitError) -> Int32 {
+    static func workspace<T: LAPACKScalar>(_ query: T, tensor: String) throws(MergeKitError) -> Int32 {
         let size = (Double(query) * (1 + 1e-6)).rounded(.up) + 1
         guard size.isFinite, size <= Double(Int32.max) else {
             throw MergeKitError(.invalidArgument, tensor: tensor,
@@ -490,41 +268,6 @@ enum LAPACK {
         var work = [T](repeating: 0, count: Int(lwork))
         info = T.gesvd(m, n, a, m, s, u, ldu, vt, ldvt, &work, lwork)
         return info
-    }
-}
-
-// MARK: - Gaussian generator
-
-/// Standard normal numbers from SplitMix64 (Vigna) and the Box–Muller transform, both outputs
-/// used. Deterministic for a seed; the random test matrices of the randomized SVD.
-struct GaussianGenerator: Sendable {
-    private var state: UInt64
-    private var spare: Double?
-
-    init(seed: UInt64) { state = seed }
-
-    /// The next SplitMix64 output.
-    mutating func nextBits() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// A standard normal number.
-    mutating func next() -> Double {
-        if let value = spare {
-            spare = nil
-            return value
-        }
-        // u1 in (0, 1] so that log(u1) is finite; u2 in [0, 1).
-        let u1 = Double((nextBits() >> 11) + 1) * 0x1p-53
-        let u2 = Double(nextBits() >> 11) * 0x1p-53
-        let radius = (-2 * log(u1)).squareRoot()
-        let angle = 2 * Double.pi * u2
-        spare = radius * sin(angle)
-        return radius * cos(angle)
     }
 }
 

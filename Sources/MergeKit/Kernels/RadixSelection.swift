@@ -67,6 +67,14 @@ struct RadixSelection: Sendable {
         }
     }
 
+    /// Counts keys given directly (any order-preserving integer keys of `keyBits` bits, such as
+    /// `SignedOrder`'s).
+    @inline(__always)
+    mutating func observe<S: Sequence>(keys: S) where S.Element == UInt64 {
+        guard !isDone else { return }
+        observeKeys(keys)
+    }
+
     @inline(__always)
     private mutating func observeKeys<S: Sequence>(_ keys: S) where S.Element == UInt64 {
         let shift = UInt64(keyBits - prefixBits - RadixSelection.digitBits)

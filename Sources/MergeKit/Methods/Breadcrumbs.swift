@@ -53,6 +53,7 @@ extension Breadcrumbs: DescribedMethod {
             .normalize,
             .vote(flag: nil, doc: "The sign vote before merging: none, mass or weighted."),
             .merge(flag: nil, doc: "Merge of the kept (agreeing) entries: sum, mean, max or normalized."),
+            .int8Mask,
         ],
         presets: [
             .init("default", defaults: defaults.merging(["vote": .string("none")]) { $1 }, normalizeSelectsMerge: true),

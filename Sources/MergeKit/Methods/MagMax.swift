@@ -31,7 +31,7 @@ public struct MagMax: MergeMethod {
     @_specialize(where T == Double)
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
-        T.largestMagnitude(deltas, into: out, scale: 1)
+        T.largestMagnitude(deltas, into: out)
     }
 
     public var lambda: Double? { scale }

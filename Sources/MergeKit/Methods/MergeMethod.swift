@@ -25,12 +25,19 @@ public protocol MergeMethod: Sendable {
     /// So sweep points that differ only in λ share one `combine` per chunk and keep the bytes of
     /// single runs.
     var lambda: Double? { get }
+    /// The length of the runs of consecutive elements `combine` needs whole in every chunk (rows
+    /// ranked or normalised together, as DELLA's and Arcee Fusion's), for a tensor of `shape`; 1
+    /// when any chunking will do. The executor then cuts the tensor's chunks (and work items) at
+    /// multiples of it: chunks of the largest multiple that fits `MergeExecutor.chunkElements`,
+    /// or of one run when a run is longer.
+    func chunkAlignment(shape: [Int]) -> Int
 }
 
 extension MergeMethod {
     public var statistics: StatisticsRequest { StatisticsRequest() }
     public func validate(weights: [Double]) throws(MergeKitError) {}
     public var lambda: Double? { nil }
+    public func chunkAlignment(shape: [Int]) -> Int { 1 }
 
     /// Targets whose methods give equal keys compute the same result before λ.
     var unscaledKey: String? {

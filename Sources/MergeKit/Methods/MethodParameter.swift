@@ -46,8 +46,8 @@ public struct MethodParameter: Sendable, Equatable {
     public static let seed = MethodParameter(name: "seed", domain: .seed, meaning: "the seed of the random masks, e.g. 0")
     public static let t = MethodParameter(name: "t", domain: .unitInterval,
                                           meaning: "the position between the base model (0) and the other model (1), e.g. 0.5")
-    public static let epsilon = MethodParameter(name: "eps", domain: .positive,
-                                                meaning: "the small constant that keeps divisions by norms finite, e.g. 1e-8")
+    public static let normEpsilon = MethodParameter(name: "eps", domain: .positive,
+                                                    meaning: "the small constant that keeps divisions by norms finite, e.g. 1e-8")
     public static let tolerance = MethodParameter(name: "tol", domain: .positive,
                                                   meaning: "the angle and norm below which the iteration stops or skips a model, e.g. 1e-5")
     public static let iterations = MethodParameter(name: "max_iter", domain: .iterationCount,

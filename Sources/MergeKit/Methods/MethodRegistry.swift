@@ -5,6 +5,7 @@ public enum MethodRegistry {
         TaskArithmetic.self,
         TIES.self,
         DARE.self,
+        DELLA.self,
         Linear.self,
         Breadcrumbs.self,
         ModelStock.self,
@@ -12,6 +13,10 @@ public enum MethodRegistry {
         MagMax.self,
         TSVM.self,
         IsoC.self,
+        SCE.self,
+        NearSwap.self,
+        Passthrough.self,
+        ArceeFusion.self,
         Slerp.self,
         NuSlerp.self,
         MultiSlerp.self,
@@ -40,8 +45,14 @@ public enum MethodRegistry {
     /// Every method name a recipe accepts, in registry order.
     public static var recipeNames: [String] { descriptions.flatMap { $0.recipeNames.map(\.name) } }
 
-    /// The rule of a numeric recipe key, whichever method has it (a key means the same in every
-    /// method: `density` is always the kept fraction); `seed` is every recipe's.
+    /// The rule of a numeric recipe key, whichever method has it first (a key means the same in
+    /// every method — `density` is always the kept fraction — except the keys in
+    /// `methodSpecificKeys`, which a recipe checks against its own method's rule); `seed` is every
+    /// recipe's.
+    /// Keys whose values mean different things in different methods, as in mergekit: `t` is
+    /// slerp's position in [0, 1] and nearswap's distance threshold.
+    static let methodSpecificKeys: Set<String> = ["t"]
+
     public static func rule(forRecipeKey key: String) -> MethodParameter? {
         if key == "seed" { return .seed }
         return descriptions.lazy.compactMap { $0.parameter(key)?.rule }.first

@@ -18,18 +18,47 @@ public struct StatisticsRequest: Sendable {
     /// Per tensor: the inner products of θ₀ and the τᵢ (or of the τᵢ alone) over each vector
     /// along an axis (`TensorProducts`).
     public var tensorProducts: TensorProducts.Request?
-    /// Per tensor and input: Σ|τ| and Σ|τ| over the elements DARE's mask keeps.
-    public var tensorDropL1: DropMasks?
+    /// Per tensor and input: Σ|τ| and Σ|τ| over the elements a random mask keeps (DARE's, DELLA's).
+    public var tensorDropL1: (any RandomMask)?
     /// Mass-vote sign ties are resolved by the sign of the vote Σ sign(S) summed over the whole
     /// model (`ModelStatistics.majority`).
     public var majoritySign = false
     /// The tie sign the method uses for a given majority (ties needing no majority: nil).
     public var tieSign: (@Sendable (Int) -> Int)?
+    /// Per tensor: numbers the method gathers itself (SCE's variance selection and weights), made
+    /// for a tensor of `shape` with `inputs` task vectors and kept in `TensorStatistics.accumulator`.
+    public var tensorAccumulator: (@Sendable (_ shape: [Int], _ inputs: Int) -> any TensorAccumulator)?
 
     public init() {}
 
-    var needsTensorPasses: Bool { tensorRankWindow != nil || tensorGram || tensorProducts != nil || tensorDropL1 != nil }
+    var needsTensorPasses: Bool {
+        tensorRankWindow != nil || tensorGram || tensorProducts != nil || tensorDropL1 != nil || tensorAccumulator != nil
+    }
     var needsModelPasses: Bool { globalKeepFraction != nil || globalSquaredNorms }
+}
+
+/// Per-tensor numbers a method gathers itself, in passes over the tensor's chunks before the
+/// merge pass (`StatisticsRequest.tensorAccumulator`). The worker merging the tensor runs pass 0
+/// over every chunk in index order, calls `finishPass(0)`, and runs further passes while it
+/// returns true; the merge pass's `combine` then finds the object in
+/// `context.tensorStatistics.accumulator` (and may keep state in it across the tensor's chunks,
+/// which arrive in index order).
+public protocol TensorAccumulator: AnyObject {
+    /// Observes one chunk (`chunk`: its element range in the tensor) of pass `pass`: the task
+    /// vectors and θ₀, which must not be changed; `context.scratch` is free to use.
+    func observe<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeMutableBufferPointer<T>, chunk: Range<Int>,
+                                 pass: Int, context: ChunkContext)
+    /// Ends pass `pass`; true when another pass is needed.
+    func finishPass(_ pass: Int) -> Bool
+}
+
+/// A seeded random mask over the task vectors of a tensor, applied chunk by chunk (chunks hold
+/// the whole runs the method's `chunkAlignment` asks for): the same (seed, tensor, input,
+/// element) always gives the same decision, whatever the chunking or thread count.
+public protocol RandomMask: Sendable {
+    /// Zeroes the dropped entries of input `input`'s chunk `values`, which starts at element
+    /// `offset` of `context.tensor` (no rescaling).
+    func drop<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, input: Int, offset: Int, context: ChunkContext)
 }
 
 /// DARE's random mask: element j of input i of a tensor is dropped when the counter-based
@@ -67,6 +96,12 @@ public struct DropMasks: Sendable, Equatable {
     public func mask(for input: Int) -> DropMask { DropMask(probability: probabilities[input], seed: seed) }
 }
 
+extension DropMasks: RandomMask {
+    public func drop<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, input: Int, offset: Int, context: ChunkContext) {
+        mask(for: input).apply(values, tensor: context.tensor, input: input, offset: offset, bits: context.bitsScratch)
+    }
+}
+
 /// Whole-model statistics, computed before the merge pass.
 public struct ModelStatistics: Sendable {
     /// Per input: keep elements whose magnitude key is ≥ this (paper TIES trim).
@@ -98,6 +133,8 @@ public final class TensorStatistics {
     /// What a method derives from the statistics once per tensor (the SLERP family's
     /// coefficients, `SphericalMergeMethod`), set when it merges the tensor's first chunk.
     var coefficients: [Double] = []
+    /// The method's own per-tensor numbers (`StatisticsRequest.tensorAccumulator`), after its passes.
+    public internal(set) var accumulator: (any TensorAccumulator)?
 
     init() {}
 }
@@ -119,21 +156,25 @@ public final class ChunkContext {
     /// Elements whose result depended on the tie sign (mass-vote methods add to it).
     public var resolvedTies = 0
 
-    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `chunkElements` values,
-    /// then `chunkElements` random bits.
+    /// Worker-owned scratch memory for methods: `scratchSlots` buffers of `capacity` values,
+    /// then `capacity` random bits.
     private let scratchMemory: UnsafeMutableRawBufferPointer
+    /// Elements of the longest chunk the scratch serves (the worker's chunk capacity).
+    let capacity: Int
     static let scratchSlots = 4
-    static var scratchBytes: Int { (scratchSlots * 8 + 4) * MergeExecutor.chunkElements }
+    static var scratchBytes: Int { scratchBytes(capacity: MergeExecutor.chunkElements) }
+    /// The scratch for chunks of up to `capacity` elements.
+    static func scratchBytes(capacity: Int) -> Int { (scratchSlots * 8 + 4) * capacity }
 
-    /// Room for `chunkElements` random bits (DARE's masks), separate from the value slots.
+    /// Room for `capacity` random bits (DARE's masks), separate from the value slots.
     var bitsScratch: UnsafeMutablePointer<UInt32> {
-        (scratchMemory.baseAddress! + ChunkContext.scratchSlots * MergeExecutor.chunkElements * 8)
-            .bindMemory(to: UInt32.self, capacity: MergeExecutor.chunkElements)
+        (scratchMemory.baseAddress! + ChunkContext.scratchSlots * capacity * 8)
+            .bindMemory(to: UInt32.self, capacity: capacity)
     }
 
     /// Scratch buffer `slot` (< `scratchSlots`) of `count` values, valid for the current chunk.
     public func scratch<T: MergeScalar>(_ slot: Int, count: Int) -> UnsafeMutableBufferPointer<T> {
-        let stride = MergeExecutor.chunkElements * 8
+        let stride = capacity * 8
         precondition(slot < ChunkContext.scratchSlots && count * MemoryLayout<T>.stride <= stride)
         let start = scratchMemory.baseAddress! + slot * stride
         return UnsafeMutableBufferPointer(start: start.bindMemory(to: T.self, capacity: count), count: count)
@@ -141,8 +182,9 @@ public final class ChunkContext {
 
     init(tensor: String, shape: [Int], model: ModelStatistics, statistics: TensorStatistics,
          scratch: UnsafeMutableRawBufferPointer) {
-        precondition(scratch.count >= ChunkContext.scratchBytes)
+        precondition(scratch.count >= ChunkContext.scratchBytes && scratch.count % (ChunkContext.scratchSlots * 8 + 4) == 0)
         self.scratchMemory = scratch
+        capacity = scratch.count / (ChunkContext.scratchSlots * 8 + 4)
         self.tensor = tensor
         self.shape = shape
         self.tensorElementCount = shape.reduce(1, *)

@@ -27,7 +27,7 @@ public struct MultiSlerp: SphericalMergeMethod {
     public let epsilon: Double
 
     public init(baseRelative: Bool = true, normalizeWeights: Bool = true, epsilon: Double = 1e-8) throws(MergeKitError) {
-        try MethodParameter.epsilon.check(epsilon)
+        try MethodParameter.normEpsilon.check(epsilon)
         self.baseRelative = baseRelative
         self.normalizeWeights = normalizeWeights
         self.epsilon = epsilon
@@ -92,7 +92,7 @@ extension MultiSlerp: DescribedMethod {
         parameters: [
             .weight,
             .init("normalize_weights", flag: "normalize-weights", .flag, doc: "Divide the weights by their sum."),
-            .init("eps", flag: nil, .number(.epsilon), doc: "mergekit's ε, added to norms."),
+            .init("eps", flag: nil, .number(.normEpsilon), doc: "mergekit's ε, added to norms."),
         ],
         presets: [.init("mergekit", defaults: ["normalize_weights": .bool(true), "eps": .number(1e-8)])],
         recipeNames: [("multislerp", "mergekit")],

@@ -1,10 +1,11 @@
-/// The shared implementation behind task arithmetic, TIES, DARE and Breadcrumbs: each is a
+/// The shared implementation behind task arithmetic, TIES, DARE, DELLA and Breadcrumbs: each is a
 /// configuration of the same per-element pipeline, not a copy of it.
 ///
 /// For every input i, on its task vector τᵢ:
 /// 1. **sparsify** τᵢ → τ̃ᵢ: nothing; a whole-model magnitude trim (paper TIES); an exact
 ///    per-tensor top-k (mergekit TIES); a rank window dropping outliers and small values
-///    (Breadcrumbs); or DARE's random drop with rescaling by 1/(1 − p) or to the tensor's L1 norm;
+///    (Breadcrumbs); DARE's random drop with rescaling by 1/(1 − p) or to the tensor's L1 norm; or
+///    DELLA's drop with probabilities ranked by magnitude within each row;
 /// 2. **weight**: dᵢ = wᵢ τ̃ᵢ;
 /// 3. **consensus** (optional): elect s = sign(Σᵢ dᵢ) per element. `mass` resolves s = 0 with
 ///    the sign of Σ s over the whole model (the TIES paper's code); `weighted` takes s = + (mergekit);
@@ -27,6 +28,9 @@ public struct TaskVectorMerge: Sendable {
         case tensorOutliers(density: PerInput, gamma: PerInput)
         /// Drop each element with probability p (seeded; one p per input or one for all), then rescale.
         case random(DropMasks, rescale: Rescale)
+        /// Keep each element with a probability that grows with its magnitude rank in its row
+        /// (DELLA's MagPrune), then rescale (`inverse`: ÷ the element's keep probability).
+        case magnitudeRandom(MagnitudeDropMasks, rescale: Rescale)
     }
 
     /// A parameter given once for all inputs or once per input.
@@ -100,6 +104,8 @@ public struct TaskVectorMerge: Sendable {
             }
         case .random(let masks, let rescale):
             if rescale == .l1 { request.tensorDropL1 = masks }
+        case .magnitudeRandom(let masks, let rescale):
+            if rescale == .l1 { request.tensorDropL1 = masks }
         }
         request.majoritySign = consensus == .mass
         if consensus == .mass { request.tieSign = { [self] in tieSign(majority: $0) } }
@@ -112,6 +118,7 @@ public struct TaskVectorMerge: Sendable {
         case .tensorTopK(let d): perInput = [("density", d)]
         case .tensorOutliers(let d, let g): perInput = [("density", d), ("gamma", g)]
         case .random(let masks, _): perInput = [("drop rate", masks.probabilities)]
+        case .magnitudeRandom(let masks, _): perInput = [("density", masks.densities), ("epsilon", masks.epsilons)]
         default: break
         }
         for (name, values) in perInput where values.values.count != 1 && values.values.count != weights.count {
@@ -228,7 +235,19 @@ public struct TaskVectorMerge: Sendable {
                 factor = before < 1e-7 || after < 1e-7 ? 1 : before / after
             }
             if factor != 1 { T.scal(T(factor), delta) }
+        case .magnitudeRandom(let masks, let rescale):
+            masks.apply(delta, input: input, offset: context.elementOffset, context: context, inverse: rescale == .inverse)
+            if rescale == .l1 {
+                let (before, after) = context.tensorStatistics.dropL1[input]
+                if !(before < 1e-7 || after < 1e-7) && before != after { T.scal(T(before / after), delta) }
+            }
         }
+    }
+
+    /// Runs `combine` needs whole (`MergeMethod.chunkAlignment`): DELLA's rows.
+    func chunkAlignment(shape: [Int]) -> Int {
+        if case .magnitudeRandom = sparsification { return MagnitudeDropMasks.layout(shape).run }
+        return 1
     }
 
     var parameters: [JSONMember] {
@@ -244,6 +263,9 @@ public struct TaskVectorMerge: Sendable {
         case .random(let masks, let rescale):
             members += [JSONMember("drop_rate", masks.probabilities.json), JSONMember("seed", .int(Int(truncatingIfNeeded: masks.seed))),
                         JSONMember("rescale", .string(rescale.rawValue))]
+        case .magnitudeRandom(let masks, let rescale):
+            members += [JSONMember("density", masks.densities.json), JSONMember("epsilon", masks.epsilons.json),
+                        JSONMember("seed", .int(Int(truncatingIfNeeded: masks.seed))), JSONMember("rescale", .string(rescale.rawValue))]
         }
         if consensus != .none { members.append(JSONMember("vote", .string(consensus.rawValue))) }
         if consensus != .none || aggregation == .normalized { members.append(JSONMember("merge", .string(aggregation.rawValue))) }
@@ -266,10 +288,19 @@ extension TaskVectorMergeConfiguration {
         core.combine(deltas, weights: weights, into: out, context: context)
     }
     public var lambda: Double? { core.scale }
+    public func chunkAlignment(shape: [Int]) -> Int { core.chunkAlignment(shape: shape) }
 }
 
 /// Weight checks shared by the methods that set their own per-task coefficients.
 enum ParameterCheck {
+    /// Exactly one input (besides the base), weighing 1: the methods mergekit gives one model.
+    static func oneModel(_ weights: [Double], method: String, what: String = "takes exactly one model") throws(MergeKitError) {
+        guard weights.count == 1 else {
+            throw MergeKitError(.invalidArgument, "\(method) \(what), got \(weights.count)", fix: "Give the base and one model")
+        }
+        try unitWeights(weights, method: method)
+    }
+
     static func unitWeights(_ weights: [Double], method: String) throws(MergeKitError) {
         guard weights.allSatisfy({ $0 == 1 }) else {
             throw MergeKitError(.invalidArgument, "\(method) sets its own per-task coefficients; got weights \(weights)",

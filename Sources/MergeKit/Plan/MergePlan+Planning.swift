@@ -25,13 +25,21 @@ extension MergePlan {
         }
     }
 
+    /// Every path a merge of `inputs` into `base` reads, for `OutputGuard`: the checkpoints (and
+    /// adapter directories) and the output's other inputs. Planned checkpoints (a multi-document
+    /// recipe's intermediates) are not on disk yet: their work directory is checked instead.
+    static func readPaths(base: Checkpoint, inputs: [MergeInput], output: OutputSpec) -> [String] {
+        [base].filter { !$0.isPlanned }.map(\.path) + inputs.filter { !$0.checkpoint.isPlanned }.flatMap { [$0.path, $0.checkpoint.path] }
+            + output.inputs
+    }
+
     /// The ordinary planner (no linearized checkpoints): checks, tensor matching, output layout.
     static func planned(base: Checkpoint, inputs: [MergeInput], method: any MergeMethod, output: OutputSpec,
                         parameters: (@Sendable (String) throws(MergeKitError) -> TensorParameters)?) throws(MergeKitError) -> MergePlan {
         var problems = ProblemList()
         Self.checkArguments(inputs: inputs, method: method, output: output, into: &problems)
         if !output.isSweepPoint {
-            let read = [base.path] + inputs.flatMap { [$0.path, $0.checkpoint.path] } + output.inputs
+            let read = Self.readPaths(base: base, inputs: inputs, output: output)
             OutputGuard.check(output: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, inputs: read, into: &problems)
         }
         let fingerprint = Self.checkTaskVectorBases(base: base, inputs: inputs, into: &problems)
@@ -48,7 +56,8 @@ extension MergePlan {
         if output.emit == .taskVector {
             metadata[TaskVectorFile.kindKey] = TaskVectorFile.kindValue
             metadata[TaskVectorFile.baseKey] = base.path
-            metadata[TaskVectorFile.fingerprintKey] = fingerprint ?? BaseFingerprint.compute(base)
+            // (A planned base's fingerprint is computed when the stage runs; this plan is never written.)
+            metadata[TaskVectorFile.fingerprintKey] = fingerprint ?? (base.isPlanned ? "" : BaseFingerprint.compute(base))
             metadata[TaskVectorFile.sourcesKey] = JSONValue.array(inputs.map { .string($0.path) }).serialized()
         }
 

@@ -21,6 +21,12 @@ public struct MergePlan: Sendable {
     /// Files written into a directory output besides the weights (a model card, the recipe),
     /// by name. Ignored for single-file outputs.
     public var generatedFiles: [String: [UInt8]] = [:]
+    /// Values set in the copied config.json besides its dtype (a layer-wise recipe's layer counts
+    /// and per-layer lists).
+    var configEdits: [ConfigRewriter.Edit] = []
+    /// Where each output tensor is read from when it is not the inputs' tensor of the same name (a
+    /// layer-wise recipe): "checkpoint: tensor" per source, for `--dry-run`.
+    var origins: [String: [String]] = [:]
 
     /// Tensor bytes read from the inputs (base included) for merged tensors and copies.
     public var inputBytes: Int {

@@ -21,8 +21,13 @@ public struct OutputSpec: Sendable {
     /// config files): the output must not be, contain, lie inside or link to any of them either.
     public var inputs: [String]
     /// A sweep point, written inside the sweep's directory (`SweepOutput`), which is checked and
-    /// replaced as a whole.
+    /// replaced as a whole; also a multi-stage recipe's intermediate in its work directory, which
+    /// is checked as a whole (`RecipeFile.plan`).
     var isSweepPoint = false
+    /// An intermediate of a multi-stage recipe that is not kept: moved into place like any output,
+    /// its files stay registered as temporaries in the same step (`StagedOutput`), so an interrupt
+    /// from then on removes it too; the work directory removes it at the end (`WorkDirectory`).
+    var staysTemporary = false
 
     /// transformers' `save_pretrained` default shard size (5 GB).
     public static let defaultMaxShardSize = 5_000_000_000

@@ -50,7 +50,9 @@ extension MergePlan {
                     "is a task vector (its metadata says \(TaskVectorFile.kindKey) = \(TaskVectorFile.kindValue)) but was given as a fine-tuned model, so its τ would be taken as θ",
                     fix: "\(term: .passAsTaskVector.atStart) \(input.path) (in a recipe: task_vector: \(input.path))"))
             case .taskVector where !TaskVectorFile.isTaskVector(input.checkpoint):
-                guard let r = TaskVectorFile.relativeDistance(input.checkpoint, toBase: base), r < TaskVectorFile.fullModelDistance else { continue }
+                // Needs values: a planned base (a later stage of a multi-document recipe) is
+                // compared when the stage runs, on the written checkpoint.
+                guard !base.isPlanned, let r = TaskVectorFile.relativeDistance(input.checkpoint, toBase: base), r < TaskVectorFile.fullModelDistance else { continue }
                 problems.add(MergeKitError(.invalidArgument, file: input.path,
                     "was given as a task vector but is a full model: its values lie within \(String(format: "%.3g", 100 * r))% of the base's (a task vector lies near 0), so adding it as τ would about double the weights",
                     fix: "\(term: .passAsModel.atStart) \(input.path) (in a recipe: model: \(input.path)), or make its task vector with \(term: .taskVectorExtraction())"))
@@ -61,10 +63,11 @@ extension MergePlan {
     }
 
     /// Task-vector inputs that record their base's fingerprint must match this base.
-    /// Returns the base's fingerprint when it had to be computed.
+    /// Returns the base's fingerprint when it had to be computed. A planned base's fingerprint
+    /// needs its values: it is checked when the stage runs, on the written checkpoint.
     static func checkTaskVectorBases(base: Checkpoint, inputs: [MergeInput], into problems: inout ProblemList) -> String? {
         var fingerprint: String?
-        for input in inputs where input.kind == .taskVector {
+        for input in inputs where input.kind == .taskVector && !base.isPlanned {
             guard let recorded = input.checkpoint.metadata?[TaskVectorFile.fingerprintKey] else { continue }
             let actual = fingerprint ?? BaseFingerprint.compute(base)
             fingerprint = actual

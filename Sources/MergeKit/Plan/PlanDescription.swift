@@ -36,6 +36,7 @@ public enum PlanDescription {
                 if parameters != uniformParameters { line += " with \(parameters)" }
                 if tensor.weights != uniformWeights { line += " weights \(tensor.weights)" }
             }
+            if let origin = plan.origins[tensor.name] { line += " from " + origin.joined(separator: ", ") }
             lines.append(line)
         }
         return TerminalText.lines(lines)
@@ -62,6 +63,7 @@ public enum PlanDescription {
                 if parameters != uniformParameters { members.append(JSONMember("parameters", parameters)) }
                 if tensor.weights != uniformWeights { members.append(JSONMember("weights", .array(tensor.weights.map { .double($0) }))) }
             }
+            if let origin = plan.origins[tensor.name] { members.append(JSONMember("from", .array(origin.map { .string($0) }))) }
             return .object(members)
         }
         return .object([

@@ -2,8 +2,9 @@
 ///
 /// - a scalar (`0.5`, `true`, `"weighted"`);
 /// - a **gradient**: a list of numbers interpolated piecewise-linearly across the layers —
-///   layer i of n gets t = i/(n − 1) (t = 0 for tensors outside the layers, such as embeddings),
-///   and the value at position t·(k − 1) of the k-point list;
+///   layer i of n gets t = i/(n − 1) (t = 0 for tensors outside the layers, such as embeddings;
+///   in a slice, i and n count the slice's layers, as mergekit counts them; `LayerLayout` tells
+///   which tensors form a layer), and the value at position t·(k − 1) of the k-point list;
 /// - a list of **conditions** `{filter: "self_attn", value: 0.3}`: the first whose filter is a
 ///   substring of the tensor name (or that has no filter, or `"*"`) gives the value, which may
 ///   itself be a scalar or a gradient.
@@ -37,6 +38,25 @@ public indirect enum ParameterSetting: Sendable, Equatable, CustomStringConverti
             }
             return nil
         }
+    }
+
+    /// This value where it gives one, else `fallback`: only a list of conditions can give none (no
+    /// filter matches), and then falls through to `fallback`, as mergekit falls through a recipe's
+    /// scopes (a slice's parameters, its module's, the recipe's).
+    func fallingBack(to fallback: ParameterSetting) -> ParameterSetting {
+        guard case .conditions(let conditions) = self else { return self }
+        return .conditions(conditions + [Condition(filter: nil, value: fallback)])
+    }
+
+    /// Parameters given in nested scopes (`scopes` from the innermost, e.g. a slice's, to the
+    /// outermost, the recipe's) as one set: each value falls back to the next scope's
+    /// (`fallingBack(to:)`).
+    static func layered(_ scopes: [[String: ParameterSetting]]) -> [String: ParameterSetting] {
+        var result: [String: ParameterSetting] = [:]
+        for scope in scopes.reversed() {
+            for (key, value) in scope { result[key] = result[key].map { value.fallingBack(to: $0) } ?? value }
+        }
+        return result
     }
 
     /// Every scalar in this value: itself, each number of a gradient, each condition's scalars.
@@ -81,23 +101,5 @@ public indirect enum ParameterSetting: Sendable, Equatable, CustomStringConverti
                 .object((c.filter.map { [JSONMember("filter", .string($0))] } ?? []) + [JSONMember("value", c.value.json)])
             })
         }
-    }
-}
-
-/// Where a tensor sits among the layers, for gradients.
-enum LayerPosition {
-    /// The layer index in a name like `model.layers.12.mlp…` (also `layer`, `h`, `blocks`).
-    static func index(of name: String) -> Int? {
-        let parts = name.split(separator: ".")
-        for (i, part) in parts.enumerated() where i + 1 < parts.count && ["layers", "layer", "h", "blocks", "block"].contains(part) {
-            if let n = Int(parts[i + 1]) { return n }
-        }
-        return nil
-    }
-
-    /// t = i/(n − 1) for layer i of n (1 when n = 1), 0 outside the layers.
-    static func t(of name: String, layers: Int) -> Double {
-        guard let i = index(of: name) else { return 0 }
-        return layers <= 1 ? 1 : Double(i) / Double(layers - 1)
     }
 }

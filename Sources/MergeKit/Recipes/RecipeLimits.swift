@@ -20,7 +20,10 @@ import Darwin
 ///   (`[`/`{`) alike, including the depth an alias adds where it is used;
 /// - expansion: at most `maximumNodes` values in the tree with every alias replaced by what its
 ///   anchor stands for (counted from the anchors' sizes, never expanded);
-/// - size: at most `maximumBytes` of text.
+/// - size: at most `maximumBytes` of text;
+/// - documents: an alias names an anchor of its own document. YAML anchors belong to one
+///   document, and PyYAML (mergekit's loader) refuses an alias of an earlier document's anchor;
+///   Yams would resolve it, so it is refused here.
 ///
 /// A real recipe nests about 6 deep and holds a few hundred values. Syntax errors are left to the
 /// composition that follows, which reports them with their position.
@@ -64,6 +67,8 @@ enum RecipeLimits {
                 switch event.type {
                 case YAML_STREAM_END_EVENT:
                     return
+                case YAML_DOCUMENT_START_EVENT:
+                    fine = walk.startDocument()
                 case YAML_SEQUENCE_START_EVENT:
                     fine = walk.open(anchor: string(event.data.sequence_start.anchor))
                 case YAML_MAPPING_START_EVENT:
@@ -98,7 +103,17 @@ enum RecipeLimits {
 
         var stack: [Frame] = []
         var anchors: [String: (nodes: Int, height: Int)] = [:]
+        /// Anchors of the documents before this one.
+        var earlier = Set<String>()
         var tooDeep = false
+        /// An alias of an earlier document's anchor.
+        var foreignAlias: String?
+
+        mutating func startDocument() -> Bool {
+            earlier.formUnion(anchors.keys)
+            anchors = [:]
+            return true
+        }
 
         mutating func open(anchor: String?) -> Bool {
             stack.append(Frame(anchor: anchor))
@@ -119,6 +134,10 @@ enum RecipeLimits {
 
         /// An alias of an anchor not (yet) defined is left to the composition, which refuses it.
         mutating func alias(_ name: String?) -> Bool {
+            if let name, anchors[name] == nil, earlier.contains(name) {
+                foreignAlias = name
+                return false
+            }
             let target = name.flatMap { anchors[$0] } ?? (1, 0)
             tooDeep = stack.count + target.height > RecipeLimits.maximumDepth
             return !tooDeep && add(nodes: target.nodes, height: target.height)
@@ -133,6 +152,11 @@ enum RecipeLimits {
         }
 
         func error(path: String, line: Int) -> MergeKitError {
+            if let foreignAlias {
+                return MergeKitError(.invalidArgument, file: path,
+                    "line \(line): *\(foreignAlias) names an anchor of an earlier document; an anchor belongs to its own document (mergekit's YAML loader refuses this too)",
+                    fix: "Repeat the anchored value in this document, or define the anchor again here")
+            }
             if tooDeep {
                 return MergeKitError(.invalidArgument, file: path,
                     "line \(line): lists and mappings nest more than \(RecipeLimits.maximumDepth) deep (counting what aliases stand for)",

@@ -5,6 +5,9 @@ public struct RecipeRun: Sendable {
     public let plans: [MergePlan]
     /// The sweep values of each plan (empty without a sweep).
     public let points: [[(name: String, value: ParameterSetting)]]
+    /// One line per key the recipe gives that mergekit accepts but that has no effect here
+    /// (`MethodDescription.Parameter.note`), in the order the method lists its parameters.
+    public var notes: [String] = []
 }
 
 extension Recipe {
@@ -15,53 +18,40 @@ extension Recipe {
     /// opening the checkpoints finds.
     public func plan(output: String, overwrite: Bool = false, emit: EmitKind = .model, seed: UInt64? = nil,
                      maxShardSize: Int? = nil, dtype overrideDType: DType? = nil) throws(MergeKitError) -> RecipeRun {
+        try plan(output: output, overwrite: overwrite, emit: emit, seed: seed, maxShardSize: maxShardSize, dtype: overrideDType,
+                 references: [:]) { _ in }
+    }
+
+    /// `plan` with the models a multi-document recipe supplies: `references` maps a `model:` or
+    /// `base_model:` text to the checkpoint it stands for (another document's output, planned or
+    /// written; a `MODEL+ADAPTER` model). `intermediate` sets what an intermediate's output is
+    /// (`OutputSpec.isSweepPoint`, `staysTemporary`).
+    func plan(output: String, overwrite: Bool, emit: EmitKind, seed: UInt64?, maxShardSize: Int?, dtype overrideDType: DType?,
+              references: [String: Checkpoint], intermediate: (inout OutputSpec) -> Void) throws(MergeKitError) -> RecipeRun {
         var problems = ProblemList()
         parameterProblems(into: &problems)
         func add(_ line: Int, _ error: MergeKitError) { self.add(line, error, to: &problems) }
         let spec = MethodRegistry.recipeMethod(named: method)
-        // Checkpoints.
-        let directory = FileSystem.parentDirectory(of: path)
-        func resolve(_ p: String) -> String {
-            if p.hasPrefix("/") || FileSystem.exists(p) { return p }
-            let beside = FileSystem.join(directory, p)
-            return FileSystem.exists(beside) ? beside : p
-        }
-        var base: Checkpoint?
-        var opened: [MergeInput] = []
-        if let baseModel {
-            do throws(MergeKitError) { base = try Checkpoint(path: resolve(baseModel)) } catch { add(baseLine, error) }
-        } else if !(spec?.description.kind.contains(.baseOptional) ?? false) {
-            add(0, MergeKitError(.invalidArgument, file: path, "\(method) needs a base_model", fix: "Add base_model: PATH"))
-        }
-        let entries = methodInputs(spec?.description)
-        for input in entries {
-            do throws(MergeKitError) {
-                switch input.kind {
-                case .lora: opened.append(MergeInput(lora: try LoRAAdapter(path: resolve(input.path))))
-                case .model, .taskVector:
-                    opened.append(MergeInput(kind: input.kind == .model ? .model : .taskVector, checkpoint: try Checkpoint(path: resolve(input.path))))
-                }
-            } catch {
-                add(input.line, error)
-            }
-        }
-        if base == nil, baseModel == nil, let first = opened.first, opened.allSatisfy({ $0.kind == .model }) {
-            base = first.checkpoint  // linear without a base: the first model anchors the task vectors
-        }
+        // Checkpoints: a relative path is taken from the working directory, else beside the
+        // recipe; a text another document supplies (`references`) stands for its checkpoint.
+        let resolve = resolvedPath
+        let source = RecipeMerge.Source(resolve: resolve, locate: { references[$0]?.path ?? resolve($0) }, open: { text throws(MergeKitError) in
+            if let supplied = references[text] { return supplied }
+            return try Checkpoint(path: resolve(text))
+        })
+        let merge = modules.isEmpty ? wholeModelMerge(spec: spec, source: source, into: &problems)
+                                    : layeredMerge(spec: spec, emit: emit, source: source, into: &problems)
         try problems.throwIfAny()
-        guard let base, let spec else { throw MergeKitError(.invalidArgument, file: path, "no base model could be opened") }
+        guard let merge, let spec else { throw MergeKitError(.invalidArgument, file: path, "no base model could be opened") }
 
         let points = sweepPoints
-        let layers = (base.tensorNames.compactMap(LayerPosition.index(of:)).max() ?? -1) + 1
         let outDType = overrideDType ?? outDType ?? dtype
-        let models = entries.map(\.parameters)
         let seedValue = seed ?? recipeSeed
 
         // A sweep's directory is one output (written whole by `SweepOutput`), checked here once;
         // the recipe file is an input like the checkpoints.
         if !sweep.isEmpty {
-            OutputGuard.check(output: output, isDirectory: true, overwrite: overwrite,
-                              inputs: [path, base.path] + opened.flatMap { [$0.path, $0.checkpoint.path] }, into: &problems)
+            OutputGuard.check(output: output, isDirectory: true, overwrite: overwrite, inputs: [path] + merge.readPaths, into: &problems)
             if OutputGuard.isFileOutput(output) {
                 problems.add(MergeKitError(.invalidArgument, file: output, "a sweep writes one output per point into a directory",
                                            fix: "Give an output directory"))
@@ -71,29 +61,39 @@ extension Recipe {
 
         var plans: [MergePlan] = []
         let recipeBytes = Array(text.utf8)
+        let groups = merge.groups, context = merge.context
         for (index, point) in points.enumerated() {
             var global = parameters
             for (name, value) in point { global[name] = value }
-            let pointGlobal = global
-            let hasBaseModel = baseModel != nil
+            let globals = groups.map { $0.global(global) }
             let resolver: @Sendable (String) throws(MergeKitError) -> TensorParameters = { tensor throws(MergeKitError) in
-                let values = MethodArguments(preset: spec.preset, global: pointGlobal, models: models, tensor: tensor,
-                                             t: LayerPosition.t(of: tensor, layers: layers), seed: seedValue, hasBaseModel: hasBaseModel)
-                return TensorParameters(method: try spec.description.build(values), weights: values.weights())
+                let where_ = context(tensor)
+                let group = groups[where_.group]
+                let values = RecipeMerge.arguments(preset: spec.preset, group: group, global: globals[where_.group], tensor: tensor,
+                                                   context: where_, seed: seedValue)
+                let weights = zip(values.weights(), group.padded).map { $1 ? 0 : $0 }
+                return TensorParameters(method: try spec.description.build(values), weights: weights)
             }
             let representative: TensorParameters
             do throws(MergeKitError) {
-                representative = try resolver("")
+                let values = RecipeMerge.arguments(preset: spec.preset, group: groups[0], global: globals[0], tensor: "",
+                                                   context: .init(group: 0, t: 0, modelTensors: nil), seed: seedValue)
+                representative = TensorParameters(method: try spec.description.build(values),
+                                                  weights: zip(values.weights(), groups[0].padded).map { $1 ? 0 : $0 })
             } catch {
                 add(methodLine, error)
                 continue
             }
             let pointOutput = sweep.isEmpty ? output : FileSystem.join(output, OutputEntries.pointName(index, of: points.count))
-            var spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite, inputs: [path])
+            var spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite,
+                                  inputs: [path] + merge.readPaths)
             spec.isSweepPoint = !sweep.isEmpty
-            let weighted = zip(opened, representative.weights).map { $0.weighted($1) }
+            intermediate(&spec)
+            let weighted = zip(merge.inputs, representative.weights).map { $0.weighted($1) }
             do throws(MergeKitError) {
-                var plan = try MergePlan(base: base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)
+                var plan = try MergePlan(base: merge.base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)
+                plan.configEdits = merge.configEdits
+                plan.origins = merge.origins
                 if spec.isDirectory {
                     // One copy of the recipe's bytes shared by every point (the array's storage is
                     // shared), and a sweep point's model card names the recipe instead of holding
@@ -101,7 +101,8 @@ extension Recipe {
                     plan.generatedFiles["recipe.yml"] = recipeBytes
                     plan.generatedFiles["README.md"] = Array(ModelCard.text(plan: plan, recipe: sweep.isEmpty ? text : nil,
                                                                             sweepRecipe: !sweep.isEmpty,
-                                                                            sweepPoint: point.map { ($0.name, $0.value.description) }).utf8)
+                                                                            sweepPoint: point.map { ($0.name, $0.value.description) },
+                                                                            aliases: references.aliases).utf8)
                 }
                 plans.append(plan)
             } catch {
@@ -109,7 +110,13 @@ extension Recipe {
             }
         }
         try problems.throwIfAny()
-        return RecipeRun(plans: plans, points: points.count == 1 && sweep.isEmpty ? [[]] : points)
+        var run = RecipeRun(plans: plans, points: points.count == 1 && sweep.isEmpty ? [[]] : points)
+        run.notes = spec.description.parameters.compactMap { parameter in
+            let key = parameter.key
+            let given = parameters[key] != nil || groups.contains { $0.models.contains { $0[key] != nil } || $0.scopes.contains { $0[key] != nil } }
+            return given ? parameter.note.map { "line \(parameterLines[key] ?? methodLine): \($0)" } : nil
+        }
+        return run
     }
 
     /// Every problem found without opening a file, added to `problems`: the schema's, unknown
@@ -133,14 +140,25 @@ extension Recipe {
             candidates.min { editDistance(name, $0) < editDistance(name, $1) }
                 .flatMap { editDistance(name, $0) <= 3 ? " (did you mean \"\($0)\"?)" : nil } ?? ""
         }
-        for (name, line) in parameterLines.sorted(by: { ($0.value, $0.key) < ($1.value, $1.key) }) where !allowed.contains(name) && name != "seed" {
-            add(line, MergeKitError(.invalidArgument, file: path, "\(method) has no parameter \"\(name)\"\(near(name, allowed))",
-                                    fix: "Parameters of \(method): " + (allowed.isEmpty ? "none" : allowed.joined(separator: ", "))))
+        func checkNames(_ lines: [String: Int]) {
+            for (name, line) in lines.sorted(by: { ($0.value, $0.key) < ($1.value, $1.key) }) where !allowed.contains(name) && name != "seed" {
+                add(line, MergeKitError(.invalidArgument, file: path, "\(method) has no parameter \"\(name)\"\(near(name, allowed))",
+                                        fix: "Parameters of \(method): " + (allowed.isEmpty ? "none" : allowed.joined(separator: ", "))))
+            }
         }
-        for input in inputs {
-            for name in input.parameters.keys.sorted() where !perModel.contains(name) {
-                add(input.line, MergeKitError(.invalidArgument, file: path, "\(method.isEmpty ? "the method" : method) takes no per-model parameter \"\(name)\"\(near(name, perModel))",
-                                              fix: perModel.isEmpty ? "Remove it" : "Per-model parameters: " + perModel.joined(separator: ", ")))
+        func checkModelNames(_ parameters: [String: ParameterSetting], line: Int) {
+            for name in parameters.keys.sorted() where !perModel.contains(name) {
+                add(line, MergeKitError(.invalidArgument, file: path, "\(method.isEmpty ? "the method" : method) takes no per-model parameter \"\(name)\"\(near(name, perModel))",
+                                        fix: perModel.isEmpty ? "Remove it" : "Per-model parameters: " + perModel.joined(separator: ", ")))
+            }
+        }
+        checkNames(parameterLines)
+        for input in inputs { checkModelNames(input.parameters, line: input.line) }
+        for module in modules {
+            checkNames(module.parameterLines)
+            for slice in module.slices {
+                checkNames(slice.parameterLines)
+                for source in slice.sources { checkModelNames(source.parameters, line: source.line) }
             }
         }
         for axis in sweep where spec != nil && !allowed.contains(axis.name) {
@@ -150,7 +168,7 @@ extension Recipe {
         // Values: each against its parameter's rule, at its own line.
         let found = problems.items.count
         for site in sites {
-            guard let rule = MethodRegistry.rule(forRecipeKey: site.parameter),
+            guard let rule = spec?.description.parameter(site.parameter)?.rule ?? MethodRegistry.rule(forRecipeKey: site.parameter),
                   site.parameter == "seed" || (site.perModel ? perModel : allowed).contains(site.parameter) else { continue }
             let problem: String?
             if case .number(let value) = site.value {
@@ -183,17 +201,25 @@ extension Recipe {
                 fix: "Sweep fewer values, or split the sweep"))
         }
         // Methods are built only from values in range (a method would refuse a bad one again, without its line).
+        // A layer-wise recipe: one check per slice, with its inputs (and its problems, e.g. a base not among its sources).
         guard let spec, pointCount <= Double(SweepGrid.maximumPoints), problems.items.count == found else { return }
-        let models = methodInputs(spec.description).map(\.parameters)
+        // (Nothing to merge — no models, no slices — is a schema problem already reported.)
+        let groups = modules.isEmpty
+            ? (inputs.isEmpty ? [] : [RecipeMerge.ParameterGroup(scopes: [], models: methodInputs(spec.description).map(\.parameters),
+                                                                 padded: methodInputs(spec.description).map { _ in false }, line: methodLine,
+                                                                 hasBase: baseModel != nil)])
+            : sliceRoles(spec.description, into: &problems).filter { $0.roles != nil }.map(\.group)
         for point in sweepPoints {
             var global = parameters
             for (name, value) in point { global[name] = value }
-            do throws(MergeKitError) {
-                let values = MethodArguments(preset: spec.preset, global: global, models: models, tensor: "", t: 0, seed: recipeSeed,
-                                             hasBaseModel: baseModel != nil)
-                try spec.description.build(values).validate(weights: values.weights())
-            } catch {
-                add(methodLine, error)
+            for group in groups {
+                do throws(MergeKitError) {
+                    let values = MethodArguments(preset: spec.preset, global: group.global(global), models: group.models, tensor: "", t: 0,
+                                                 seed: recipeSeed, hasBaseModel: group.hasBase)
+                    try spec.description.build(values).validate(weights: zip(values.weights(), group.padded).map { $1 ? 0 : $0 })
+                } catch {
+                    add(group.line, error)
+                }
             }
         }
     }
@@ -214,6 +240,14 @@ extension Recipe {
         var problems = ProblemList()
         parameterProblems(into: &problems)
         try problems.throwIfAny()
+    }
+
+    /// A path as the recipe gives it, resolved: as written when absolute or when it exists from
+    /// the working directory, else beside the recipe file when it exists there.
+    func resolvedPath(_ p: String) -> String {
+        if p.hasPrefix("/") || FileSystem.exists(p) { return p }
+        let beside = FileSystem.join(FileSystem.parentDirectory(of: path), p)
+        return FileSystem.exists(beside) ? beside : p
     }
 
     /// Adds `error` with its recipe line (0: none).

@@ -25,6 +25,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let fileSize: Int
     /// The device and inode, to recognise the same file under two names.
     public let identity: FileIdentity
+    /// A file a plan will write, not on disk yet (`init(planned:path:)`): its header is known,
+    /// its bytes are not.
+    public let isPlanned: Bool
 
     private let mapping: UnsafeMutableRawPointer?
     /// Tensor indices by name, built on first use: checkpoints keep their own index, so files
@@ -65,7 +68,30 @@ public final class SafeTensorsFile: @unchecked Sendable {
         // The header's pages were read once, to parse it (up to 100 MB): out of the resident set.
         _ = madvise(p, min(size, header.dataStart) / FileSystem.pageSize * FileSystem.pageSize, MADV_DONTNEED)
         keepOpen = true
+        isPlanned = false
         DescriptorCache.inputs.adopt(fd, for: self)
+    }
+
+    /// The file `layout` describes, before it is written: the header it will have (parsed from
+    /// the layout's own bytes, as opening the written file will parse it), so that planning what
+    /// reads it — a later stage of a multi-document recipe — checks names, shapes, dtypes and
+    /// metadata before any work. Nothing is opened; its bytes cannot be read (`bytes(of:)` and
+    /// `read` must not be called) and its identity is a placeholder, so checks that need values
+    /// skip it (they run again on the written file).
+    init(planned layout: SafeTensorsLayout, path: String) throws(MergeKitError) {
+        self.path = path
+        var parsed: Result<SafeTensorsHeader, MergeKitError>!
+        layout.prefix.withUnsafeBytes { raw in
+            let headerBytes = UnsafeRawBufferPointer(rebasing: raw[SafeTensorsHeader.lengthPrefixSize...])
+            parsed = Result { () throws(MergeKitError) -> SafeTensorsHeader in
+                try SafeTensorsHeader.parse(headerBytes: headerBytes, headerSize: headerBytes.count, dataSize: layout.dataSize, file: path)
+            }
+        }
+        header = try parsed.get()
+        fileSize = layout.fileSize
+        identity = FileIdentity(device: .max, inode: .max)
+        mapping = nil
+        isPlanned = true
     }
 
     deinit {
@@ -75,6 +101,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// Opens the path again for `DescriptorCache`, refusing a file that is no longer this one.
     private func reopen() throws(MergeKitError) -> Int32 {
+        precondition(!isPlanned, "\(path) is planned, not written: it cannot be read")
         let (fd, st) = try FileSystem.openRegularFile(path)
         guard UInt64(st.st_dev) == identity.device && UInt64(st.st_ino) == identity.inode && Int(st.st_size) == fileSize else {
             close(fd)
@@ -103,6 +130,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// The raw little-endian bytes of `tensor` (which must come from this file).
     public func bytes(of tensor: TensorInfo) -> UnsafeRawBufferPointer {
+        precondition(!isPlanned, "\(path) is planned, not written: its bytes cannot be read")
         let start = header.dataStart + tensor.begin
         precondition(start + tensor.byteCount <= fileSize)
         return UnsafeRawBufferPointer(start: mapping.map { $0 + start }, count: tensor.byteCount)

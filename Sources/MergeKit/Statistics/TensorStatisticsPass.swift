@@ -7,7 +7,8 @@ enum TensorStatisticsPass {
     /// (one pass); larger ones from radix selections (2 passes for Float, 4 for Double).
     static let sortedSelectionLimit = 1 << 18
 
-    /// Gram matrix, products, DARE L1 sums and rank-window selections, in as few passes as possible.
+    /// Gram matrix, products, DARE L1 sums and rank-window selections, in as few passes as possible;
+    /// then the method's own accumulator (`TensorAccumulator`), in the passes it asks for.
     ///
     /// Rank windows come from each input's sorted magnitude keys when the tensor is small and
     /// whole in memory (cached, or one chunk), sorted one input at a time; otherwise from
@@ -64,14 +65,10 @@ enum TensorStatisticsPass {
                         }
                         if let masks = request.tensorDropL1 {
                             for i in 0..<inputs {
-                                let mask = masks.mask(for: i)
-                                let limit = mask.threshold
                                 // Σ|τ| and Σ|τ| over kept entries with BLAS asum (per chunk, summed in Double).
-                                CounterRandom(seed: mask.seed, tensor: context.tensor, input: i)
-                                    .fill(context.bitsScratch, count: chunk.count, start: chunk.lowerBound)
                                 let kept: UnsafeMutableBufferPointer<T> = context.scratch(0, count: chunk.count)
                                 T.copy(UnsafeBufferPointer(deltas[i]), kept)
-                                T.drop(kept, bits: context.bitsScratch, limit: limit)
+                                masks.drop(kept, input: i, offset: chunk.lowerBound, context: context)
                                 let sums = (before: Double(T.asum(UnsafeBufferPointer(deltas[i]))), after: Double(T.asum(UnsafeBufferPointer(kept))))
                                 l1[i].before += sums.before
                                 l1[i].after += sums.after
@@ -104,6 +101,19 @@ enum TensorStatisticsPass {
         statistics.gram = request.tensorGram ? gram : []
         statistics.dropL1 = request.tensorDropL1 != nil ? l1 : []
         statistics.products = products
+        if let make = request.tensorAccumulator {
+            let accumulator = make(tensor.output.shape, inputs)
+            var pass = 0
+            repeat {
+                for chunk in source.chunks {
+                    let (base, deltas) = try source.load(chunk)
+                    context.elementOffset = chunk.lowerBound
+                    accumulator.observe(deltas, base: base, chunk: chunk, pass: pass, context: context)
+                }
+                pass += 1
+            } while accumulator.finishPass(pass - 1)
+            statistics.accumulator = accumulator
+        }
         statistics.windows = windows.indices.map { i in
             let w = windows[i]
             if w.isEmpty { return RankWindow.empty }

@@ -161,6 +161,11 @@ enum FileSystem {
         return String(cString: resolved)
     }
 
+    /// Whether the absolute path `path` is `directory` or lies inside it (`/` contains everything).
+    static func isSameOrInside(_ path: String, _ directory: String) -> Bool {
+        path == directory || path.hasPrefix(directory == "/" ? "/" : directory + "/")
+    }
+
     /// The canonical absolute path of a path that may not exist yet: its deepest existing ancestor
     /// resolved, with the remaining components appended.
     static func canonicalPath(forNew path: String) -> String {

@@ -3,6 +3,10 @@
 extension MergeKitError.Term {
     // MARK: Settings
 
+    /// A work directory of one's own for a multi-document recipe's intermediates.
+    public static let workDirectory = Self("work-dir", "a work directory of your own")
+    /// The document of a multi-document recipe written to the output.
+    public static let outputDocument = Self("target", "the output's document")
     /// Running on fewer threads (less memory held at once).
     public static let fewerThreads = Self("threads", "fewer threads")
     /// Letting a new output replace an existing one.

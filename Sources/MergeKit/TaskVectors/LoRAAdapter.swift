@@ -262,9 +262,10 @@ public final class LoRAAdapter: Sendable {
         byTarget[name].map { modules[$0] }
     }
 
-    /// Whether the saved copy of base tensor `entry.name` holds exactly the base's values.
+    /// Whether the saved copy of base tensor `entry.name` holds exactly the base's values. A
+    /// planned base (a later stage of a multi-document recipe) is compared when the stage runs.
     func savedBaseLayerMatches(_ entry: Checkpoint.Entry) -> Bool {
-        guard let saved = savedBaseLayers[entry.name] else { return true }
+        guard let saved = savedBaseLayers[entry.name], !entry.file.isPlanned else { return true }
         guard saved.info.shape == entry.info.shape, saved.info.dtype.isMergeable, entry.info.dtype.isMergeable else { return false }
         let a = saved.file.bytes(of: saved.info), b = entry.file.bytes(of: entry.info)
         if saved.info.dtype == entry.info.dtype { return a.elementsEqual(b) }

@@ -15,6 +15,8 @@ enum CLIWording {
         // Settings
         case "threads": return "fewer --threads"
         case "overwrite": return "pass --overwrite"
+        case "work-dir": return "--work-dir DIR"
+        case "target": return "--target"
         case "allow-unused": return "pass --allow-unused"
         case "check-finite": return "--check-finite"
         case "scale": return "--scale"

@@ -34,23 +34,7 @@ enum MergeRunner {
         let outcome = try MergeRun.run(plans, threads: options.threads, points: points, sweepDirectory: sweepDirectory,
                                        overwrite: options.overwrite, summarize: options.json, checksums: options.checksums) { bar.update($0) }
         bar.finish()
-        let results = outcome.results
-        // One summary line per output unless --quiet, also when stderr is not a terminal (a
-        // line in a CI log); warnings always.
-        for result in results {
-            for warning in result.warnings {
-                FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(warning))\n".utf8))
-            }
-            guard !options.quiet else { continue }
-            let merged = result.tensorsMerged, copied = result.tensorsCopied
-            let gb = Double(result.outputBytes) / 1e9
-            FileHandle.standardError.write(Data("wrote \(TerminalText.escaped(result.outputPath)): \(merged) tensors merged, \(copied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s\n".utf8))
-        }
-        // The plans share the base, so its skipped files are the same for every point.
-        if !options.quiet, let skipped = plans.first?.skippedFiles, !skipped.isEmpty {
-            let list = skipped.map { "\($0.name) (\($0.reason))" }.joined(separator: "; ")
-            FileHandle.standardError.write(Data("note: not copied from \(TerminalText.escaped(plans[0].base.path)): \(TerminalText.escaped(list))\n".utf8))
-        }
+        printResults(outcome.results, plans: plans, options: options)
         printNotes(outcome.notes, quiet: options.quiet)
         let seconds = Date().timeIntervalSince(start)
         if options.json {
@@ -60,6 +44,74 @@ enum MergeRunner {
                 : .object([JSONMember("outputs", .array(summaries)), JSONMember("seconds", .double(seconds)),
                            JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes))])
             print(top.adding("notes", .array(outcome.notes.map(\.json))).serialized(indent: 2))
+        }
+    }
+
+    /// Runs a recipe file of several stages (`StagedPlan`): its intermediates, then its output.
+    /// People get a line per stage written and the output's; `--json` gets the output's summary
+    /// with `"stages"`, each intermediate's summary with its `"stage"` (name, line, location,
+    /// whether kept). `--dry-run` describes every stage (`PlanDescription.text(_:)`/`json(_:)`).
+    static func run(_ staged: StagedPlan, options: OutputOptions) throws(MergeKitError) {
+        if options.dryRun {
+            print(options.json ? PlanDescription.json(staged).serialized(indent: 2) : PlanDescription.text(staged))
+            return
+        }
+        let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
+        let start = Date()
+        let outcome = try MergeRun.run(staged, threads: options.threads, summarize: options.json, checksums: options.checksums,
+                                       checkFinite: options.checkFinite) { bar.update($0) }
+        bar.finish()
+        for stage in outcome.stages {
+            for warning in stage.result.warnings {
+                FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(warning))\n".utf8))
+            }
+            guard !options.quiet else { continue }
+            let kept = stage.kept ? "kept" : "removed at the end"
+            FileHandle.standardError.write(Data("made \(TerminalText.escaped(stage.stage.stage.label)) in \(TerminalText.escaped(stage.location)) (\(kept)): \(resultLine(stage.result))\n".utf8))
+        }
+        printResults(outcome.output.results, plans: [staged.target.plans[0]], options: options)
+        printNotes(outcome.output.notes + outcome.notes, quiet: options.quiet)
+        if options.json {
+            let stages: [JSONValue] = outcome.stages.map { stage in
+                let about = JSONValue.object([
+                    JSONMember("name", stage.stage.stage.name.map { .string($0) } ?? .null),
+                    JSONMember("line", .int(stage.stage.stage.line)),
+                    JSONMember("location", .string(stage.location)),
+                    JSONMember("kept", .bool(stage.kept)),
+                ])
+                return (stage.summary ?? .object([])).adding("stage", about)
+            }
+            let summaries = outcome.output.summaries
+            let seconds = Date().timeIntervalSince(start)
+            var top: JSONValue = summaries.count == 1 && staged.target.plans.count == 1
+                ? summaries[0] : .object([JSONMember("outputs", .array(summaries))])
+            top = top.adding("stages", .array(stages)).adding("seconds", .double(seconds))
+                .adding("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes))
+            print(top.adding("notes", .array((outcome.output.notes + outcome.notes).map(\.json))).serialized(indent: 2))
+        }
+    }
+
+    /// "N tensors merged, M copied, X GB in Y s".
+    private static func resultLine(_ result: MergeResult) -> String {
+        let gb = Double(result.outputBytes) / 1e9
+        return "\(result.tensorsMerged) tensors merged, \(result.tensorsCopied) copied, \(String(format: "%.3f", gb)) GB in \(String(format: "%.2f", result.seconds)) s"
+    }
+
+    /// Each output's warnings, and (unless --quiet) its summary line and what was not copied from
+    /// the base (the plans share the base, so its skipped files are the same for every point).
+    private static func printResults(_ results: [MergeResult], plans: [MergePlan], options: OutputOptions) {
+        // One summary line per output unless --quiet, also when stderr is not a terminal (a
+        // line in a CI log); warnings always.
+        for result in results {
+            for warning in result.warnings {
+                FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(warning))\n".utf8))
+            }
+            guard !options.quiet else { continue }
+            FileHandle.standardError.write(Data("wrote \(TerminalText.escaped(result.outputPath)): \(resultLine(result))\n".utf8))
+        }
+        if !options.quiet, let skipped = plans.first?.skippedFiles, !skipped.isEmpty {
+            let list = skipped.map { "\($0.name) (\($0.reason))" }.joined(separator: "; ")
+            FileHandle.standardError.write(Data("note: not copied from \(TerminalText.escaped(plans[0].base.path)): \(TerminalText.escaped(list))\n".utf8))
         }
     }
 }

@@ -41,7 +41,7 @@ enum CommandOptions {
         let base = "missing/base", a = "missing/a", b = "missing/b", head = "missing/head", data = "missing/data"
         let merge = ["--base", base, "--model", a, "--model", b, "-o", output]
         switch command {
-        case "negate", "linearize", "slerp": return ["--base", base, "--model", a, "-o", output]
+        case "negate", "linearize", "slerp", "nearswap", "passthrough", "arcee-fusion": return ["--base", base, "--model", a, "-o", output]
         case "run": return ["missing/recipe.yml", "-o", output]
         case "sweep": return ["--method", "ties", "--base", base, "--model", a, "--model", b, "--scale", "0.5", "-o", output]
         case "analyze": return ["--base", base, "--model", a, "--model", b]

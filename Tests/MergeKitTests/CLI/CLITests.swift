@@ -160,4 +160,20 @@ struct CLITests {
         #expect(result.status == 0)
         for info in MethodRegistry.all { #expect(result.stdout.contains(info.name)) }
     }
+
+    @Test("analyze prints the library's analysis as text and as JSON")
+    func analyze() throws {
+        let arguments = ["analyze", "--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b", "--density", "0.3"]
+        let text = try CLI.run(arguments, in: fixtures)
+        #expect(text.status == 0, "\(text.stderr)")
+        let json = try CLI.run(arguments + ["--json"], in: fixtures)
+        #expect(json.status == 0, "\(json.stderr)")
+        let (base, inputs) = try LibraryMerge.open(LibraryMerge.Inputs(base: "f32/base", models: ["f32/ft_a", "f32/ft_b"]))
+        let analysis = try TaskVectorAnalysis.run(base: base, inputs: inputs, density: 0.3)
+        // The same numbers; the paths as given on the command line.
+        func relative(_ text: String) -> String { text.replacingOccurrences(of: fixtures + "/", with: "") }
+        #expect(text.stdout == relative(analysis.text) + "\n", "\(text.stdout)")
+        #expect(try JSONParser.parse(Array(json.stdout.utf8)) == (try JSONParser.parse(Array(relative(analysis.json.serialized(indent: 2)).utf8))),
+                "\(json.stdout)")
+    }
 }

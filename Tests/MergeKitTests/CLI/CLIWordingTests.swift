@@ -67,6 +67,28 @@ struct CLIWordingTests {
         #expect(memory.inCLIWords.fix?.hasPrefix("Pass --batch-size 3 or less, or free memory") == true
                 && memory.fix?.hasPrefix("Use a batch size of 3 or less, or free memory") == true, "\(memory)")
     }
+
+    @Test("A merge input of the wrong kind is worded with merge-cli's flags and commands")
+    func mergeInputKinds() throws {
+        let dir = TestSupport.temporaryDirectory("cli-wording-kinds")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tau = dir + "/tau.safetensors"
+        try LibraryMerge.taskVector(base: "f32/base", finetuned: "f32/ft_a", output: tau)
+        // `merge-cli ties --base f32/base --model f32/ft_b --model τ`
+        let asModel = try #require(throws: MergeKitError.self) {
+            try LibraryMerge.plan(try LibraryMerge.method("ties"), LibraryMerge.Inputs(base: "f32/base", models: ["f32/ft_b", tau]),
+                                  output: OutputSpec(path: dir + "/out"))
+        }
+        #expect(asModel.inCLIWords.description.contains("Pass it with --task-vector \(tau)"), "\(asModel.inCLIWords)")
+        // `merge-cli negate --base f32/base --task-vector f32/ft_b`
+        let model = TestSupport.fixture("f32/ft_b")
+        let asTaskVector = try #require(throws: MergeKitError.self) {
+            try LibraryMerge.plan(try TaskArithmetic(), LibraryMerge.Inputs(base: "f32/base", taskVectors: [model], weights: [-1]),
+                                  output: OutputSpec(path: dir + "/neg.safetensors"))
+        }
+        #expect(asTaskVector.inCLIWords.description.contains(
+            "Pass it with --model \(model) (in a recipe: model: \(model)), or make its task vector with `merge-cli task-vector`"), "\(asTaskVector.inCLIWords)")
+    }
 }
 
 extension Checkpoint {

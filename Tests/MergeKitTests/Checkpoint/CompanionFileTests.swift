@@ -28,10 +28,14 @@ struct CompanionFileTests {
 
         func remove() { try? FileManager.default.removeItem(atPath: root) }
 
-        /// Merges f32/ft_a onto the base into `root/out` with --json; returns the run and the summary.
-        func merge() throws -> (CLI.Output, JSONValue?) {
-            let run = try CLI.run(["task-arithmetic", "--base", base, "--model", TestSupport.fixture("f32/ft_a"), "-o", root + "/out", "--json"])
-            return (run, try? JSONParser.parse(Array(run.stdout.utf8)))
+        /// Merges f32/ft_a onto the base into `root/out` as `merge-cli task-arithmetic` does (with its
+        /// model card); returns the plan's skipped files and the output's summary.
+        func merge() throws -> (skipped: [Checkpoint.SkippedFile], summary: JSONValue?) {
+            let inputs = LibraryMerge.Inputs(base: base, models: [TestSupport.fixture("f32/ft_a")])
+            let plan = try LibraryMerge.plan(try TaskArithmetic(), inputs, output: OutputSpec(path: root + "/out"))
+            let outcome = try LibraryMerge.run(try TaskArithmetic(), inputs, output: OutputSpec(path: root + "/out"), summarize: true,
+                                               command: "merge-cli task-arithmetic")
+            return (plan.skippedFiles, outcome.summaries.first)
         }
     }
 
@@ -68,18 +72,20 @@ struct CompanionFileTests {
         #expect(selection.skipped.map(\.name) == ["notes.txt", "original", "trainer_state.json"])
         #expect(selection.skipped[1].reason.hasPrefix("a directory"))
 
-        let (run, summary) = try layout.merge()
-        #expect(run.status == 0, "\(run.stderr)")
+        let (skipped, summary) = try layout.merge()
+        #expect(skipped.map(\.name) == ["notes.txt", "original", "trainer_state.json"])
         #expect(TestSupport.listing(layout.root + "/out") == ["README.md", "chat_template.jinja", "config.json", "generation_config.json",
                                                                 "model.safetensors", "tokenizer_config.json"])
         #expect(try String(contentsOfFile: layout.root + "/out/chat_template.jinja", encoding: .utf8) == "{{ messages }}")
-        #expect(run.stderr.contains("note: not copied from \(layout.base): notes.txt (") && run.stderr.contains("trainer_state.json ("),
-                "\(run.stderr)")
         #expect(summary?["companions"]?.arrayValue?.compactMap(\.stringValue) == ["chat_template.jinja", "config.json",
                                                                                "generation_config.json", "tokenizer_config.json"])
         #expect(summary?["skipped_files"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["notes.txt", "original", "trainer_state.json"])
 
-        // --quiet drops the note, not the JSON.
+        // merge-cli reports the skipped files in a note; --quiet drops it.
+        let run = try CLI.run(["task-arithmetic", "--base", layout.base, "--model", TestSupport.fixture("f32/ft_a"), "-o", layout.root + "/cli"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("note: not copied from \(layout.base): notes.txt (") && run.stderr.contains("trainer_state.json ("),
+                "\(run.stderr)")
         let quiet = try CLI.run(["task-arithmetic", "--base", layout.base, "--model", TestSupport.fixture("f32/ft_a"),
                                  "-o", layout.root + "/quiet", "--quiet"])
         #expect(quiet.status == 0 && quiet.stderr.isEmpty, "\(quiet.stderr)")
@@ -104,15 +110,16 @@ struct CompanionFileTests {
         #expect(reasons["added_tokens.json"] == "a symbolic link to nothing")
         #expect(reasons["notes.txt"] != nil)
 
-        let (run, summary) = try layout.merge()
-        #expect(run.status == 0, "\(run.stderr)")
+        let (skipped, summary) = try layout.merge()
         let listing = TestSupport.listing(layout.root + "/out")
         #expect(listing == ["README.md", "config.json", "generation_config.json", "model.safetensors"])
         for name in listing where name != "model.safetensors" {
             let text = (try? String(contentsOfFile: layout.root + "/out/" + name, encoding: .utf8)) ?? ""
             #expect(!text.contains("private: do not upload"), "\(name) carries the secret")
         }
-        #expect(run.stderr.contains("tokenizer_config.json (a symbolic link to \(secret), outside the model's directory)"), "\(run.stderr)")
+        // What merge-cli's note names: the plan's skipped files with their reasons.
+        #expect(skipped.contains { $0.name == "tokenizer_config.json" && $0.reason == "a symbolic link to \(secret), outside the model's directory" },
+                "\(skipped)")
         #expect(summary?["skipped_files"]?.arrayValue?.count == 4)
     }
 
@@ -128,8 +135,7 @@ struct CompanionFileTests {
         let selection = try Checkpoint(path: layout.base).companionSelection()
         #expect(selection.companions.map(\.name).contains("chat_template.json") && selection.companions.map(\.name).contains("tokenizer.json"))
         #expect(selection.skipped.map(\.name) == ["extra"])
-        let (run, _) = try layout.merge()
-        #expect(run.status == 0, "\(run.stderr)")
+        _ = try layout.merge()
         #expect(try String(contentsOfFile: layout.root + "/out/chat_template.json", encoding: .utf8) == "{\"chat\": 1}")
         #expect(FileSystem.kind(of: layout.root + "/out/chat_template.json") == .file)
         var st = stat()
@@ -159,12 +165,14 @@ struct CompanionFileTests {
         let selection = try Checkpoint(path: snapshot).companionSelection()
         #expect(selection.companions.map(\.name) == ["config.json", "generation_config.json", "tokenizer_config.json"])
         #expect(selection.skipped.map(\.name) == ["vocab.json"])
-        let run = try CLI.run(["task-arithmetic", "--base", snapshot, "--model", TestSupport.fixture("f32/ft_a"), "-o", root + "/out"])
-        #expect(run.status == 0, "\(run.stderr)")
+        let inputs = LibraryMerge.Inputs(base: snapshot, models: [TestSupport.fixture("f32/ft_a")])
+        let plan = try LibraryMerge.plan(try TaskArithmetic(), inputs, output: OutputSpec(path: root + "/out"))
+        #expect(plan.skippedFiles.map(\.name) == ["vocab.json"] && plan.skippedFiles.first?.reason.hasPrefix("a symbolic link to") == true,
+                "\(plan.skippedFiles)")
+        try LibraryMerge.run(try TaskArithmetic(), inputs, output: OutputSpec(path: root + "/out"), command: "merge-cli task-arithmetic")
         #expect(TestSupport.listing(root + "/out") == ["README.md", "config.json", "generation_config.json", "model.safetensors",
                                                          "tokenizer_config.json"])
         #expect(FileManager.default.contentsEqual(atPath: root + "/out/tokenizer_config.json", andPath: source + "/tokenizer_config.json"))
-        #expect(run.stderr.contains("vocab.json (a symbolic link to"), "\(run.stderr)")
 
         // The same tree seen through a symlinked snapshot path resolves the same way.
         try FileManager.default.createSymbolicLink(atPath: root + "/model", withDestinationPath: snapshot)

@@ -83,6 +83,13 @@ struct CLIPEvaluationTests {
         // An input that cannot be evaluated: exit 1, the message naming the file.
         let missing = try CLI.run(["eval", "--model", "quick/nothing", "--head", "quick/head.safetensors", "--data", "quick/data.safetensors"], in: dir)
         #expect(missing.status == 1 && missing.stderr.hasPrefix("error: quick/nothing"), "\(missing.stderr)")
+        // An input the library refuses (an empty dataset): exit 1, the message, and no accuracy (nor nan) printed.
+        let empty = TestSupport.temporaryDirectory("eval-empty")
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        let data = EngineEdgeInputTests.dataset(empty, count: 0)
+        let refused = try CLI.run(["eval", "--model", "quick/base", "--head", "quick/head.safetensors", "--data", data], in: dir)
+        #expect(refused.status == 1 && refused.stderr.contains(data) && refused.stderr.contains("holds no images to evaluate on"), "\(refused.stderr)")
+        #expect(!refused.stdout.contains("nan") && !refused.stdout.contains("accuracy"), "\(refused.stdout)")
     }
 
     @Test("Data of another image size than the encoder's is refused before any work, naming the tensor and image_size")

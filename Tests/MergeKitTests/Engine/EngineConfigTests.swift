@@ -7,8 +7,8 @@ import Testing
 /// an arithmetic-overflow trap.
 @Suite("Hostile engine configs")
 struct EngineConfigTests {
-    /// (key, JSON value, text the message must contain); the library's answers are checked by
-    /// `CLIPEngineErrorTests.badConfig`, the CLI's here.
+    /// (key, JSON value, text the message must contain); the model loader's answers are checked by
+    /// `CLIPEngineErrorTests.badConfig`, eval's (`EvaluatedEncoder`) here.
     static let hostile: [(String, String, String)] = [
         ("image_size", "4294967296", "image_size is 4294967296, more than 65536"),
         ("hidden_size", "1099511627776", "hidden_size is 1099511627776, more than 65536"),
@@ -27,18 +27,24 @@ struct EngineConfigTests {
         ("layer_norm_eps", "true", "layer_norm_eps is a boolean, not a number"),
     ]
 
-    @Test("eval exits 1 with the field's name on every hostile config.json, never a crash")
-    func cli() throws {
+    @Test("The encoder eval chooses refuses every hostile config.json with the field's name, never a crash; merge-cli eval exits 1")
+    func evaluatedEncoder() throws {
         let overflow = [("image_size", "65536"), ("patch_size", "1")]
         for (changes, message) in Self.hostile.map({ ([($0.0, $0.1)], $0.2) }) + [(overflow, "tokens per image")] {
-            let dir = try CLIPEngineErrorTests.modifiedModel("hostile-cli", config: try EngineTestFiles.config(changes))
+            let dir = try CLIPEngineErrorTests.modifiedModel("hostile-eval", config: try EngineTestFiles.config(changes))
             let (key, value) = changes[0]
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            let result = try CLI.run(["eval", "--model", dir, "--head", EngineFixtures.path("quick/head.safetensors"),
-                                      "--data", EngineFixtures.path("quick/data.safetensors"), "--quiet"])
-            #expect(result.status == 1, "\(key) = \(value): status \(result.status), \(result.stderr)")
-            #expect(result.stderr.contains(message) && result.stderr.contains("config.json"), "\(key) = \(value): \(result.stderr)")
+            // What eval does first: choose the encoder from the files, then load it.
+            let error = try #require(throws: MergeKitError.self, "\(key) = \(value)") { _ = try EvaluatedEncoder(model: dir).load() }
+            #expect(error.file == dir + "/config.json" && error.description.contains(message), "\(key) = \(value): \(error)")
         }
+        // The command line: exit 1, the message naming config.json.
+        let dir = try CLIPEngineErrorTests.modifiedModel("hostile-cli", config: try EngineTestFiles.config(overflow))
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let result = try CLI.run(["eval", "--model", dir, "--head", EngineFixtures.path("quick/head.safetensors"),
+                                  "--data", EngineFixtures.path("quick/data.safetensors"), "--quiet"])
+        #expect(result.status == 1, "status \(result.status), \(result.stderr)")
+        #expect(result.stderr.contains("tokens per image") && result.stderr.contains("config.json"), "\(result.stderr)")
     }
 
     @Test("An image of 65536² pixels in 1-pixel patches is refused before its attention size overflows")

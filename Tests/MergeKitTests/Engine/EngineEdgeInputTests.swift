@@ -60,10 +60,7 @@ struct EngineEdgeInputTests {
                 #expect(error.file == empty && error.description.contains(message), "\(error)")
             }
         }
-        // The command line: exit 1, the message, and no accuracy printed.
-        let result = try CLI.run(["eval", "--model", base, "--head", Self.head, "--data", empty])
-        #expect(result.status == 1 && result.stderr.contains(empty) && result.stderr.contains("holds no images to evaluate on"), "\(result.stderr)")
-        #expect(!result.stdout.contains("nan") && !result.stdout.contains("accuracy"), "\(result.stdout)")
+        // (merge-cli eval's exit 1 and its empty stdout on this error: CLIPEvaluationTests.commandErrors.)
     }
 
     @Test("A NaN or infinite pixel is an error naming the image, in eval and in disentanglement", arguments: [Double.nan, .infinity])
@@ -79,8 +76,11 @@ struct EngineEdgeInputTests {
             #expect(error.code == .nonFiniteValue && error.file == poisoned && error.tensor == "pixel_values")
             #expect(error.description.contains("image 5 holds \(Float(value)) (element 1030 of its 3×32×32 pixels)"), "\(error)")
         }
-        let result = try CLI.run(["eval", "--model", EngineFixtures.path("quick/base"), "--head", Self.head, "--data", poisoned, "--batch-size", "2"])
-        #expect(result.status == 1 && result.stderr.contains("image 5 holds") && !result.stdout.contains("nan"), "\(result.stderr)")
+        // In batches of 2 as in 3: the error, never a result.
+        let batched = try #require(throws: MergeKitError.self) {
+            try Evaluation.run(model, head: try TaskHead(path: Self.head), data: try ImageDataset(path: poisoned), batchSize: 2)
+        }
+        #expect(batched.code == .nonFiniteValue && batched.description.contains("image 5 holds"), "\(batched)")
         let xi = try DisentanglementJob(base: EngineFixtures.path("quick/base"),
                                         inputs: [.init(path: EngineFixtures.path("quick/finetuned"), isModel: true),
                                                  .init(path: EngineFixtures.path("quick/tau.safetensors"), isModel: false)],
@@ -96,9 +96,13 @@ struct EngineEdgeInputTests {
             tensors[i].1[3] = .nan
         }
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let result = try CLI.run(["eval", "--model", dir, "--head", Self.head, "--data", Self.data])
-        #expect(result.status == 1 && result.stderr.contains("image 0 gets logit nan") && result.stderr.contains("merge-cli verify"), "\(result.stderr)")
-        #expect(!result.stdout.contains("nan"))
+        // The encoder eval chooses for the directory, evaluated as eval does.
+        let encoder = try EvaluatedEncoder(model: dir).load()
+        let error = try #require(throws: MergeKitError.self) {
+            try Evaluation.run(encoder, head: try TaskHead(path: Self.head), data: try ImageDataset(path: Self.data), batchSize: 32)
+        }
+        #expect(error.code == .nonFiniteValue && error.file == Self.data && error.description.contains("image 0 gets logit nan"), "\(error)")
+        #expect(error.uses(.verification), "the fix names a checkpoint verification: \(error)")
     }
 
     @Test("Counts agree with their nouns: 1 expert, 1 class, 1 step")
@@ -108,16 +112,21 @@ struct EngineEdgeInputTests {
         let wemoe = try CLI.run(["wemoe", "--base", EngineFixtures.path("quick/base"), "--model", WEMoEFixtures.path("experts/task0"),
                                  "-o", dir + "/moe.safetensors"])
         #expect(wemoe.status == 0 && wemoe.stderr.contains("WEMoE with 1 expert, router depth"), "\(wemoe.stderr)")
-        let inspect = try CLI.run(["inspect", dir + "/moe.safetensors"])
-        #expect(inspect.stdout.contains("kind: WEMoE model: 1 expert, router depth 2"), "\(inspect.stdout)")
+        var inspect = ""
+        CheckpointSummary(try Checkpoint(path: dir + "/moe.safetensors")).writeText { inspect += $0 + "\n" }
+        #expect(inspect.contains("kind: WEMoE model: 1 expert, router depth 2"), "\(inspect)")
         let train = try CLI.run(["wemoe-train", "--model", dir + "/moe.safetensors", "--data", WEMoEFixtures.path("task0/data.safetensors"),
                                  "--head", WEMoEFixtures.path("task0/head.safetensors"), "--steps", "1", "-o", dir + "/t.safetensors"])
         #expect(train.status == 0 && train.stderr.contains(": 1 step, loss"), "\(train.stderr)")
         // A one-class head and a label beyond it.
         TestSupport.writeCheckpoint(dir + "/one.safetensors", [(TensorSpec(name: "weight", dtype: .F32, shape: [1, 16]), [Double](repeating: 1, count: 16))])
         let data = Self.dataset(dir, count: 2, labels: [0, 1])
-        let eval = try CLI.run(["eval", "--model", EngineFixtures.path("quick/base"), "--head", dir + "/one.safetensors", "--data", data])
-        #expect(eval.status == 1 && eval.stderr.contains("label 1 is 1 but the head has 1 class (0 only)"), "\(eval.stderr)")
+        let encoder = try EvaluatedEncoder(model: EngineFixtures.path("quick/base"))
+        let eval = try #require(throws: MergeKitError.self) {
+            try Evaluation.check(head: TaskHead(path: dir + "/one.safetensors"), data: ImageDataset(path: data), config: encoder.config,
+                                 embeddingSize: encoder.embeddingSize)
+        }
+        #expect(eval.file == data && eval.description.contains("label 1 is 1 but the head has 1 class (0 only)"), "\(eval)")
     }
 
     @Test("A head with no classes or 0-dimensional embeddings is refused by name", arguments: [[0, 16], [4, 0]])

@@ -3,8 +3,8 @@ import Testing
 @testable import MergeKit
 
 /// Every malformed file of the corpus is rejected when opened from disk, with its specific error
-/// code, a message naming the file (and the tensor), and without crashing; `merge-cli verify` and
-/// `merge-cli inspect` reject them with exit status 1 and the file named on stderr.
+/// code, a message naming the file (and the tensor), and without crashing, also by verification;
+/// `merge-cli verify`, `inspect` and a merge reject them with exit status 1 and the file named on stderr.
 @Suite("Hostile files")
 struct HostileCorpusTests {
     @Test("The corpus covers every failure the issue lists, once each")
@@ -61,20 +61,23 @@ struct HostileCorpusTests {
         #expect(checkpoint.metadata == ["format": "pt"])
     }
 
-    @Test("merge-cli verify and inspect exit 1 on every corpus file, naming it on stderr")
-    func cliRejectsCorpus() throws {
+    @Test("Verification rejects every corpus file naming it (and the tensor); merge-cli verify, inspect and a merge exit 1 naming it")
+    func verifierRejectsCorpus() throws {
         let dir = TestSupport.temporaryDirectory("hostile-cli")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let written = try HostileCorpus.write(into: dir)
         for (c, path) in written {
-            let result = try CLI.run(["verify", path])
-            #expect(result.status == 1, "\(c.name): \(result.stdout)")
-            #expect(result.stderr.hasPrefix("error: " + c.expectedFile(at: path)), "\(c.name): \(result.stderr)")
-            if let tensor = c.tensor { #expect(result.stderr.contains("'\(tensor)'"), "\(c.name): \(result.stderr)") }
+            // What merge-cli verify runs.
+            let error = try #require(throws: MergeKitError.self, "\(c.name)") { try CheckpointVerifier().verify(path: path) }
+            #expect(error.code == c.code && error.description.hasPrefix(c.expectedFile(at: path)), "\(c.name): \(error)")
+            if let tensor = c.tensor { #expect(error.description.contains("'\(tensor)'"), "\(c.name): \(error)") }
         }
-        // inspect and a merge reject them the same way (a sample: one header case, one index case).
+        // The command line (a sample: one header case, one index case): exit 1, "error: " and the file.
         for name in ["offsets-out-of-order.safetensors", "index-missing-shard"] {
             let (c, path) = try #require(written.first { $0.0.name == name })
+            let verify = try CLI.run(["verify", path])
+            #expect(verify.status == 1 && verify.stderr.hasPrefix("error: " + c.expectedFile(at: path)), "\(c.name): \(verify.stderr)")
+            if let tensor = c.tensor { #expect(verify.stderr.contains("'\(tensor)'"), "\(c.name): \(verify.stderr)") }
             let inspect = try CLI.run(["inspect", path])
             #expect(inspect.status == 1 && inspect.stderr.contains(c.expectedFile(at: path)), "\(inspect.stderr)")
             let merge = try CLI.run(["task-arithmetic", "--base", path, "--model", path, "-o", dir + "/out.safetensors"])

@@ -277,11 +277,16 @@ struct OutputReplacementTests {
         let fixtures = TestSupport.fixture("")
         let shard = try CLI.run(["task-arithmetic", "--base", s.base, "--model", s.model, "--max-shard-size", "1K", "-o", s.dir + "/a.SAFETENSORS"])
         #expect(shard.status == 64, "\(shard.stderr)")
-        let sweep = try CLI.run(["sweep", "--method", "task_arithmetic", "--base", s.base, "--model", s.model, "--scale", "0.5,1",
-                                 "-o", s.dir + "/b.Safetensors"])
-        #expect(sweep.status == 1 && sweep.stderr.contains("a sweep writes one output per point into a directory"), "\(sweep.stderr)")
-        let adapter = try CLI.run(["extract-lora", "--base", "f32/base", "--model", "f32/ft_a", "--rank", "2", "-o", s.dir + "/c.SAFETENSORS"], in: fixtures)
-        #expect(adapter.status == 1 && adapter.stderr.contains("an adapter is a directory"), "\(adapter.stderr)")
+        let sweep = try #require(throws: MergeKitError.self) {
+            try LibraryMerge.run(LibraryMerge.sweep("task_arithmetic", LibraryMerge.Inputs(base: s.base, models: [s.model]), grids: [("lambda", [0.5, 1])]),
+                                 output: s.dir + "/b.Safetensors")
+        }
+        #expect(sweep.description.contains("a sweep writes one output per point into a directory"), "\(sweep)")
+        let adapter = try #require(throws: MergeKitError.self) {
+            try LoRAExtraction(base: try Checkpoint(path: fixtures + "/f32/base"), model: try Checkpoint(path: fixtures + "/f32/ft_a"),
+                               output: s.dir + "/c.SAFETENSORS", options: .init(rank: 2))
+        }
+        #expect(adapter.description.contains("an adapter is a directory"), "\(adapter)")
         #expect(!FileManager.default.fileExists(atPath: s.dir + "/a.SAFETENSORS") && !FileManager.default.fileExists(atPath: s.dir + "/b.Safetensors")
                 && !FileManager.default.fileExists(atPath: s.dir + "/c.SAFETENSORS"))
     }

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import MergeKit
 
-/// `CheckpointVerifier`, `merge-cli verify` and `merge-cli inspect --check-finite`.
+/// `CheckpointVerifier` (merge-cli verify and inspect --check-finite: CLI/CheckpointCommandTests).
 @Suite("Verify")
 struct VerifyTests {
     /// A checkpoint with one tensor per float dtype holding known non-finite values, a finite one,
@@ -97,69 +97,35 @@ struct VerifyTests {
         #expect(error.code == .fileUnreadable && error.file == path && error.description.contains("truncated"))
     }
 
-    @Test("merge-cli verify: exit 0 on a valid checkpoint, 1 naming the first non-finite tensor, JSON summary")
-    func cli() throws {
-        let dir = TestSupport.temporaryDirectory("verify-cli")
+    @Test("The report's text and JSON: totals, each tensor with NaN/Inf and where it starts, the first as an error")
+    func reportOutput() throws {
+        let dir = TestSupport.temporaryDirectory("verify-report")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let ok = try CLI.run(["verify", "bf16/base"], in: TestSupport.fixture(""))
-        #expect(ok.status == 0, "\(ok.stderr)")
-        #expect(ok.stdout.contains("bf16/base: OK") && ok.stdout.contains("3 shards") && ok.stdout.contains("22 tensors"))
-
-        let okJSON = try CLI.run(["verify", "--check-finite", "--json", "f16/base"], in: TestSupport.fixture(""))
-        #expect(okJSON.status == 0)
-        let summary = try JSONParser.parse(Array(okJSON.stdout.utf8))
-        #expect(summary["valid"] == .bool(true) && summary["error"] == .null)
-        #expect(summary["non_finite"]?["checked"] == .bool(true))
-        #expect(summary["non_finite"]?["float_tensors_checked"]?.nonNegativeInt == 21)
-        #expect(summary["tensor_count"]?.nonNegativeInt == 22)
+        // A clean checkpoint: every float tensor checked, nothing found.
+        let ok = try CheckpointVerifier(checkFinite: true).verify(path: TestSupport.fixture("f16/base"))
+        #expect(ok.passed && ok.nonFiniteError == nil && ok.tensorCount == 22)
+        #expect(ok.nonFiniteJSON["checked"] == .bool(true) && ok.nonFiniteJSON["float_tensors_checked"]?.nonNegativeInt == 21)
+        let sharded = try CheckpointVerifier().verify(path: TestSupport.fixture("bf16/base"))
+        #expect(sharded.summary.contains("3 shards") && sharded.summary.contains("22 tensors"), "\(sharded.summary)")
 
         let path = dir + "/nonfinite.safetensors"
         Self.writeNonFinite(path)
-        let plain = try CLI.run(["verify", path])
-        #expect(plain.status == 0, "NaN is legal data unless --check-finite is given")
-
-        let failed = try CLI.run(["verify", "--check-finite", path])
-        #expect(failed.status == 1)
-        #expect(failed.stderr.hasPrefix("error: \(path): tensor 'f16.weight': holds 2 NaN, 1 +Inf values"), "\(failed.stderr)")
-        #expect(failed.stdout.contains("FAILED") && failed.stdout.contains("bf16.weight: 2 -Inf"))
-
-        let failedJSON = try CLI.run(["verify", "--check-finite", "--json", path])
-        #expect(failedJSON.status == 1)
-        let report = try JSONParser.parse(Array(failedJSON.stdout.utf8))
-        #expect(report["valid"] == .bool(false))
-        #expect(report["error"]?["code"]?.stringValue == "nonFiniteValue")
-        #expect(report["error"]?["tensor"]?.stringValue == "f16.weight")
-        #expect(report["non_finite"]?["nan"]?.nonNegativeInt == 3)
-        #expect(report["non_finite"]?["tensors"]?.arrayValue?.count == 4)
-
-        let missing = try CLI.run(["verify", dir + "/absent"])
-        #expect(missing.status == 1 && missing.stderr.contains(dir + "/absent"))
-    }
-
-    @Test("inspect --check-finite lists the tensors holding NaN/Inf and the totals, exit 0")
-    func inspect() throws {
-        let dir = TestSupport.temporaryDirectory("verify-inspect")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let path = dir + "/nonfinite.safetensors"
-        Self.writeNonFinite(path)
-        let text = try CLI.run(["inspect", "--check-finite", path])
-        #expect(text.status == 0, "\(text.stderr)")
-        #expect(text.stdout.contains("non-finite values: 3 NaN, 2 +Inf, 3 -Inf in 4 of 5 float tensors"))
-        #expect(text.stdout.contains("  f16.weight: 2 NaN, 1 +Inf (first at element 1)"))
-        #expect(text.stdout.contains("  f64.weight: 1 +Inf, 1 -Inf (first at element 0)"))
-        #expect(!text.stdout.contains("  clean.weight:"))
-
-        let json = try CLI.run(["inspect", "--check-finite", "--json", path])
-        #expect(json.status == 0)
-        let report = try JSONParser.parse(Array(json.stdout.utf8))
-        #expect(report["tensor_count"]?.nonNegativeInt == 6)
-        let finite = try #require(report["non_finite"])
+        let report = try CheckpointVerifier(checkFinite: true).verify(path: path)
+        let error = try #require(report.nonFiniteError)
+        #expect(error.description.hasPrefix("\(path): tensor 'f16.weight': holds 2 NaN, 1 +Inf values"), "\(error)")
+        let text = report.nonFiniteText.joined(separator: "\n")
+        #expect(text.contains("non-finite values: 3 NaN, 2 +Inf, 3 -Inf in 4 of 5 float tensors"), "\(text)")
+        #expect(text.contains("  f16.weight: 2 NaN, 1 +Inf (first at element 1)") && text.contains("  f64.weight: 1 +Inf, 1 -Inf (first at element 0)"))
+        #expect(text.contains("bf16.weight: 2 -Inf") && !text.contains("  clean.weight:"), "\(text)")
+        let finite = report.nonFiniteJSON
         #expect(finite["nan"]?.nonNegativeInt == 3 && finite["positive_infinity"]?.nonNegativeInt == 2
                 && finite["negative_infinity"]?.nonNegativeInt == 3)
         let tensors = try #require(finite["tensors"]?.arrayValue)
         #expect(tensors.map { $0["name"]?.stringValue } == ["f16.weight", "bf16.weight", "f32.weight", "f64.weight"])
-
-        let without = try CLI.run(["inspect", "--json", path])
-        #expect(try JSONParser.parse(Array(without.stdout.utf8))["non_finite"] == nil, "counting is opt-in")
+        // The summary's JSON with the counts added, as inspect --check-finite --json writes it.
+        var json = ""
+        CheckpointSummary(try Checkpoint(path: path)).writeJSON(adding: [JSONMember("non_finite", finite)]) { json += $0 }
+        let summary = try JSONParser.parse(Array(json.utf8))
+        #expect(summary["tensor_count"]?.nonNegativeInt == 6 && summary["non_finite"] == finite)
     }
 }

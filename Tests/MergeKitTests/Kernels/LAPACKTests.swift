@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import MergeKit
 
-/// The SVD wrappers of Kernels/LAPACK.swift: exact thin SVD (both drivers and the fallback path),
+/// The SVD wrappers of Kernels/LAPACK*.swift: exact thin SVD (both drivers and the fallback path),
 /// polar factor, Householder orthonormalisation and the randomized SVD, on seeded random matrices
 /// with known spectra. Tolerances are multiples of the element type's ε scaled by the dimension,
 /// well inside LAPACK's backward-error bounds.

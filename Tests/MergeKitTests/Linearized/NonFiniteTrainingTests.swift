@@ -2,9 +2,9 @@ import Foundation
 import Testing
 @testable import MergeKit
 
-/// `finetune` (ordinary and linearized) and `wemoe-train` stop at the first non-finite loss, gradient
-/// or updated parameter: exit 1, an error naming the step and the batch, and no output file or
-/// temporary left; plus the batch-size and step-count rules the two commands share.
+/// Fine-tuning (ordinary and linearized) and WEMoE training stop at the first non-finite loss,
+/// gradient or updated parameter: an error naming the step and the batch, and no output file or
+/// temporary left (merge-cli: exit 1); plus the step-count rule finetune and wemoe-train share.
 @Suite("Training stops on non-finite values")
 struct NonFiniteTrainingTests {
     /// The quick fixture's data with pixel [5, 1, 3, 4] set to `value`, written into `dir`.
@@ -31,61 +31,91 @@ struct NonFiniteTrainingTests {
         var testDescription: String { rawValue }
     }
 
-    /// merge-cli for `trainer` on `data` with `extra` arguments, writing `dir/out/model.safetensors`.
-    static func train(_ trainer: Trainer, data: String, _ extra: [String], in dir: String) throws -> CLI.Output {
-        let output = ["-o", dir + "/out/model.safetensors", "--steps", "3", "--batch-size", "4", "--seed", "1"]
+    /// Trains as `trainer`'s command does (3 steps in batches of 4, seed 1; `learningRate` and
+    /// `warmupSteps` when given) on `data` (a path in Fixtures/clip), writing `dir/out/model.safetensors`.
+    static func train(_ trainer: Trainer, data: String, learningRate: Double? = nil, warmupSteps: Int? = nil, in dir: String) throws {
+        let output = dir + "/out/model.safetensors"
+        let head = EngineFixtures.path("quick/head.safetensors"), data = data.hasPrefix("/") ? data : EngineFixtures.path(data)
         switch trainer {
         case .finetune, .linearized:
-            return try CLI.run(["finetune", "--base", "quick/base", "--head", "quick/head.safetensors", "--data", data]
-                               + (trainer == .linearized ? ["--linearized"] : []) + output + extra, in: EngineFixtures.path(""))
+            // finetune: the job checks the inputs, trains step by step, then writes.
+            let job = try FineTuningJob(base: EngineFixtures.path("quick/base"), head: head, data: data, output: output)
+            var options = FineTuning.Options()
+            (options.steps, options.batchSize, options.seed, options.linearized) = (3, 4, 1, trainer == .linearized)
+            if let learningRate { options.learningRate = learningRate }
+            if let warmupSteps { options.warmupSteps = warmupSteps }
+            var training = try job.start(options: options)
+            for _ in 0..<options.steps { _ = try training.train() }
+            _ = try job.write(training)
         case .wemoe:
-            return try CLI.run(["wemoe-train", "--model", try wemoe(into: dir), "--head", "quick/head.safetensors", "--data", data] + output + extra,
-                               in: EngineFixtures.path(""))
+            // wemoe-train: the adaptation checks the inputs, loads the model, trains, then writes.
+            let adaptation = try WEMoEAdaptation(model: try wemoe(into: dir), data: [data], heads: [head], output: output)
+            let moe = try adaptation.load()
+            _ = try adaptation.train(moe, options: WEMoETrainingOptions(steps: 3, learningRate: Float(learningRate ?? 1e-4), batchSize: 4, seed: 1))
+            _ = try adaptation.write(moe)
         }
     }
 
-    @Test("A NaN or Inf pixel stops training with exit 1, naming the step, the batch and the image; nothing is written",
+    /// What training as `train` does throws; nothing may be written.
+    static func failure(_ trainer: Trainer, data: String, learningRate: Double? = nil, warmupSteps: Int? = nil, in dir: String) throws -> MergeKitError {
+        try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: false)
+        let error = try #require(throws: MergeKitError.self, "\(trainer) trained") {
+            try train(trainer, data: data, learningRate: learningRate, warmupSteps: warmupSteps, in: dir)
+        }
+        #expect(error.code == .nonFiniteValue, "\(error)")
+        #expect(TestSupport.listing(dir + "/out") == [], "something was written")
+        return error
+    }
+
+    @Test("A NaN or Inf pixel stops training, naming the step, the batch and the image; nothing is written",
           arguments: Trainer.allCases, [Double.nan, .infinity])
     func badPixel(_ trainer: Trainer, value: Double) throws {
         let dir = TestSupport.temporaryDirectory("nonfinite")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: false)
-        let run = try Self.train(trainer, data: try Self.poisoned(value, into: dir), [], in: dir)
-        #expect(run.status == 1, "\(run.stderr)")
-        #expect(run.stderr.contains("training stopped at step ") && run.stderr.contains("on the batch of images "), "\(run.stderr)")
-        #expect(run.stderr.contains("image 5 holds NaN or Inf pixels"), "\(run.stderr)")
-        #expect(TestSupport.listing(dir + "/out") == [], "something was written")
+        let error = try Self.failure(trainer, data: try Self.poisoned(value, into: dir), in: dir)
+        #expect(error.description.contains("training stopped at step ") && error.description.contains("on the batch of images "), "\(error)")
+        #expect(error.description.contains("image 5 holds NaN or Inf pixels"), "\(error)")
     }
 
-    @Test("A learning rate that makes the model diverge (--lr 1e30) stops training at the first NaN loss or overflow; nothing is written",
+    @Test("A learning rate that makes the model diverge (1e30) stops training at the first NaN loss or overflow; nothing is written",
           arguments: Trainer.allCases)
     func divergence(_ trainer: Trainer) throws {
         let dir = TestSupport.temporaryDirectory("nonfinite")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: false)
-        let run = try Self.train(trainer, data: "quick/data.safetensors", ["--lr", "1e30", "--json"] + (trainer == .wemoe ? [] : ["--warmup-steps", "0"]), in: dir)
-        #expect(run.status == 1, "\(run.stderr)")
+        let error = try Self.failure(trainer, data: "quick/data.safetensors", learningRate: 1e30, warmupSteps: trainer == .wemoe ? nil : 0, in: dir)
         if trainer == .linearized {
             // f_lin is linear in θ, so its loss stays finite while θ grows until the update overflows.
-            #expect(run.stderr.contains("training stopped at step 2: the update made the parameter"), "\(run.stderr)")
+            #expect(error.description.contains("training stopped at step 2: the update made the parameter"), "\(error)")
         } else {
-            #expect(run.stderr.contains("training stopped at step 2: the ") && run.stderr.contains("is NaN on the batch of images "), "\(run.stderr)")
-            #expect(run.stderr.contains("their pixels are finite, so the model diverged. Lower --lr; nothing was written"), "\(run.stderr)")
+            #expect(error.description.contains("training stopped at step 2: the ") && error.description.contains("is NaN on the batch of images "), "\(error)")
+            #expect(error.description.contains("their pixels are finite, so the model diverged") && error.fix?.hasSuffix("; nothing was written") == true
+                    && error.uses(.learningRate), "\(error)")
         }
+    }
+
+    @Test("merge-cli finetune and wemoe-train exit 1 on divergence, naming --lr, and print no JSON for the run", arguments: [Trainer.finetune, .wemoe])
+    func divergenceCommand(_ trainer: Trainer) throws {
+        let dir = TestSupport.temporaryDirectory("nonfinite")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: false)
+        let common = ["--head", "quick/head.safetensors", "--data", "quick/data.safetensors", "-o", dir + "/out/model.safetensors",
+                      "--steps", "3", "--batch-size", "4", "--seed", "1", "--lr", "1e30", "--json"]
+        let run = trainer == .wemoe
+            ? try CLI.run(["wemoe-train", "--model", try Self.wemoe(into: dir)] + common, in: EngineFixtures.path(""))
+            : try CLI.run(["finetune", "--base", "quick/base", "--warmup-steps", "0"] + common, in: EngineFixtures.path(""))
+        #expect(run.status == 1, "\(run.stderr)")
+        #expect(run.stderr.contains("so the model diverged. Lower --lr; nothing was written"), "\(run.stderr)")
         #expect(!run.stdout.contains("\"loss\": null") && !run.stdout.contains("\"losses\""), "a non-finite loss was printed: \(run.stdout)")
         #expect(TestSupport.listing(dir + "/out") == [], "something was written")
     }
 
-    @Test("An update that overflows a parameter (--lr 1e38) stops fine-tuning at that step, naming the tensor", arguments: [false, true])
+    @Test("An update that overflows a parameter (lr 1e38) stops fine-tuning at that step, naming the tensor", arguments: [false, true])
     func overflow(linearized: Bool) throws {
         let dir = TestSupport.temporaryDirectory("nonfinite")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir + "/out", withIntermediateDirectories: false)
-        let run = try Self.train(linearized ? .linearized : .finetune, data: "quick/data.safetensors", ["--lr", "1e38", "--warmup-steps", "0"], in: dir)
-        #expect(run.status == 1, "\(run.stderr)")
-        #expect(run.stderr.contains("tensor 'vision_model.") && run.stderr.contains("training stopped at step 1: the update made the parameter"),
-                "\(run.stderr)")
-        #expect(TestSupport.listing(dir + "/out") == [])
+        let error = try Self.failure(linearized ? .linearized : .finetune, data: "quick/data.safetensors", learningRate: 1e38, warmupSteps: 0, in: dir)
+        #expect(error.tensor?.hasPrefix("vision_model.") == true && error.description.contains("training stopped at step 1: the update made the parameter"),
+                "\(error)")
     }
 
     @Test("The library throws .nonFiniteValue and keeps θ as it was when a step's loss is not finite")
@@ -123,9 +153,10 @@ struct NonFiniteTrainingTests {
     func zeroSteps() throws {
         let dir = TestSupport.temporaryDirectory("nonfinite")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for trainer in [Trainer.finetune, .wemoe] {
-            let run = try Self.train(trainer, data: "quick/data.safetensors", ["--steps", "0"], in: dir)
-            #expect(run.status == 64 && run.stderr.contains("--steps must be at least 1, not 0"), "\(trainer): \(run.stderr)")
+        for arguments in [["finetune", "--base", "quick/base"], ["wemoe-train", "--model", try Self.wemoe(into: dir)]] {
+            let run = try CLI.run(arguments + ["--head", "quick/head.safetensors", "--data", "quick/data.safetensors", "-o", dir + "/out/model.safetensors",
+                                               "--steps", "0", "--batch-size", "4", "--seed", "1"], in: EngineFixtures.path(""))
+            #expect(run.status == 64 && run.stderr.contains("--steps must be at least 1, not 0"), "\(arguments[0]): \(run.stderr)")
         }
         #expect(throws: MergeKitError.self) { try WEMoETrainingOptions(steps: 0).validate() }
         #expect(throws: MergeKitError.self) { try WEMoETrainingOptions(batchSize: 0).validate() }

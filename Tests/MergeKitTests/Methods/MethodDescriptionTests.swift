@@ -47,17 +47,41 @@ struct MethodDescriptionTests {
         }
     }
 
-    @Test("A recipe key means the same in every method: one rule, one scope")
+    @Test("A recipe key means the same in every method (one rule, one scope), except the method-specific keys (t), which differ")
     func keysAgree() {
         var seen: [String: MethodDescription.Parameter] = [:]
+        var differing = Set<String>()
         for description in Self.descriptions {
             for parameter in description.parameters {
                 guard let first = seen[parameter.key] else { seen[parameter.key] = parameter; continue }
-                #expect(first.rule == parameter.rule && first.scope == parameter.scope, "\(description.info.name): \(parameter.key)")
-                #expect(MethodRegistry.rule(forRecipeKey: parameter.key) == parameter.rule)
+                #expect(first.scope == parameter.scope, "\(description.info.name): \(parameter.key)")
+                if first.rule != parameter.rule { differing.insert(parameter.key) }
+                if !MethodRegistry.methodSpecificKeys.contains(parameter.key) {
+                    #expect(first.rule == parameter.rule, "\(description.info.name): \(parameter.key)")
+                    #expect(MethodRegistry.rule(forRecipeKey: parameter.key) == parameter.rule)
+                }
             }
         }
+        // The exceptions are real: each differs between two methods.
+        #expect(differing == MethodRegistry.methodSpecificKeys)
         #expect(MethodRegistry.rule(forRecipeKey: "seed") == .seed)
+    }
+
+    @Test("A recipe's value of a method-specific key is checked against its own method's rule, at its line")
+    func methodSpecificRule() throws {
+        func recipe(_ method: String, t: String) throws -> Recipe {
+            try Recipe.parse("merge_method: \(method)\nbase_model: a\nmodels:\n  - model: b\nparameters:\n  t: \(t)\n", path: "r.yml")
+        }
+        // nearswap's t is a distance (any finite number); slerp's a position in [0, 1].
+        try recipe("nearswap", t: "5").validateParameters()
+        #expect(throws: MergeKitError.self) { try recipe("nearswap", t: ".inf").validateParameters() }
+        do {
+            try recipe("slerp", t: "5").validateParameters()
+            Issue.record("slerp accepted t = 5")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("line 6") && text.contains("t must be in [0, 1], not 5"), "\(text)")
+        }
     }
 
     @Test("The declared kind agrees with the method the subcommand's defaults build")
@@ -72,7 +96,8 @@ struct MethodDescriptionTests {
             #expect(description.kind.contains(.modelStatistics)
                     == (method.statistics.needsModelPasses || method.statistics.majoritySign), "\(name)")
             #expect(description.kind.contains(.perChunk) != whole, "\(name)")
-            // Methods that set every coefficient themselves take no --weight: the whole-tensor ones, and others (slerp's t).
+            // Methods merging whole tensors set their own coefficients; so do some per-chunk ones
+            // (slerp's t; SCE, NearSwap, Passthrough, Arcee Fusion: mergekit gives them no weights).
             if whole { #expect(description.inputs == .unweighted, "\(name)") }
         }
     }
@@ -82,7 +107,8 @@ struct MethodDescriptionTests {
         let expected: [String: any MergeMethod] = [
             "task-arithmetic": try TaskArithmetic(), "ties": try TIES(), "dare": try DARE(), "linear": Linear(),
             "breadcrumbs": try Breadcrumbs(), "model-stock": ModelStock(), "metagpt": MetaGPT(), "magmax": try MagMax(),
-            "tsv-m": try TSVM(), "iso-c": try IsoC(), "slerp": try Slerp(t: 0.5), "nuslerp": NuSlerp(),
+            "tsv-m": try TSVM(), "iso-c": try IsoC(), "della": try DELLA(), "sce": try SCE(), "nearswap": try NearSwap(),
+            "passthrough": try Passthrough(), "arcee-fusion": ArceeFusion(), "slerp": try Slerp(t: 0.5), "nuslerp": NuSlerp(),
             "multislerp": try MultiSlerp(), "karcher": try Karcher(),
         ]
         for description in Self.descriptions {

@@ -26,15 +26,15 @@ struct MethodGoldenCase: Sendable, CustomTestStringConvertible {
 
 @Suite("Method goldens (numpy and mergekit references)")
 struct MethodGoldenTests {
-    @Test("merge-cli matches the reference for each case", arguments: MethodGoldenCase.all)
+    @Test("The methods match the reference for each case", arguments: MethodGoldenCase.all)
     func matchesReference(_ golden: MethodGoldenCase) throws {
         let dir = TestSupport.temporaryDirectory("method-golden")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let output = dir + "/out.safetensors"
-        let arguments = [golden.method, "--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b", "--model", "f32/ft_c"]
-            + golden.args + ["-o", output]
-        let run = try CLI.run(arguments, in: TestSupport.fixture(""))
-        #expect(run.status == 0, "\(run.stderr)")
+        // The case's method flags, as the subcommand reads them.
+        let (method, weights) = try LibraryMerge.method(golden.method, flags: golden.args)
+        try LibraryMerge.run(method, LibraryMerge.Inputs(base: "f32/base", models: ["f32/ft_a", "f32/ft_b", "f32/ft_c"], weights: weights),
+                             output: OutputSpec(path: output))
         let actual = TestSupport.values(try Checkpoint(path: output))
         let expected = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.file)))
         #expect(!expected.isEmpty)
@@ -42,8 +42,7 @@ struct MethodGoldenTests {
             // mergekit leaves out the integer buffer merge-cli copies; compare the golden's tensors.
             let mine = try #require(actual[name], "\(name) missing")
             #expect(mine.info.shape == reference.info.shape)
-            let worst = zip(mine.values, reference.values).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= golden.tolerance, "\(name): max |Δ| = \(worst)")
+            expectClose(mine.values, reference.values, tolerance: golden.tolerance, name)
         }
     }
 
@@ -96,23 +95,21 @@ struct MethodGoldenTests {
     func shardedEqualsSingleFile() throws {
         let dir = TestSupport.temporaryDirectory("sharded-ties")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        // Re-shard every f32 fixture into 4 shards with merge-cli itself (task arithmetic with λ = 0
+        // Re-shard every f32 fixture into 4 shards with the merge itself (task arithmetic with λ = 0
         // adds nothing: the output is the input, laid out in shards).
         for model in ["base", "ft_a", "ft_b", "ft_c"] {
-            let copy = try CLI.run(["task-arithmetic", "--base", "f32/\(model)", "--model", "f32/\(model)", "--scale", "0",
-                                    "--max-shard-size", "6KB", "-o", dir + "/" + model], in: TestSupport.fixture(""))
-            #expect(copy.status == 0, "\(copy.stderr)")
+            try LibraryMerge.run(try TaskArithmetic(scale: 0), LibraryMerge.Inputs(base: "f32/\(model)", models: ["f32/\(model)"]),
+                                 output: OutputSpec(path: dir + "/" + model, maxShardSize: ByteCount.parse("6KB")))
             let checkpoint = try Checkpoint(path: dir + "/" + model)
             #expect(checkpoint.files.count >= 4)
             expectCheckpointsMatch(checkpoint, try Checkpoint(path: TestSupport.fixture("f32/\(model)")), ulps: 0)
         }
-        let common = ["ties", "--density", "0.2", "--merge", "sum", "--scale", "0.3"]
-        let sharded = try CLI.run(common + ["--base", dir + "/base", "--model", dir + "/ft_a", "--model", dir + "/ft_b",
-                                            "--model", dir + "/ft_c", "-o", dir + "/sharded.safetensors"])
-        let single = try CLI.run(common + ["--base", "f32/base/model.safetensors", "--model", "f32/ft_a/model.safetensors",
-                                           "--model", "f32/ft_b/model.safetensors", "--model", "f32/ft_c/model.safetensors",
-                                           "-o", dir + "/single.safetensors"], in: TestSupport.fixture(""))
-        #expect(sharded.status == 0 && single.status == 0, "\(sharded.stderr)\(single.stderr)")
+        let (ties, _) = try LibraryMerge.method("ties", flags: ["--density", "0.2", "--merge", "sum", "--scale", "0.3"])
+        try LibraryMerge.run(ties, LibraryMerge.Inputs(base: dir + "/base", models: [dir + "/ft_a", dir + "/ft_b", dir + "/ft_c"]),
+                             output: OutputSpec(path: dir + "/sharded.safetensors"))
+        try LibraryMerge.run(ties, LibraryMerge.Inputs(base: "f32/base/model.safetensors",
+                                                       models: ["f32/ft_a/model.safetensors", "f32/ft_b/model.safetensors", "f32/ft_c/model.safetensors"]),
+                             output: OutputSpec(path: dir + "/single.safetensors"))
         let a = try Checkpoint(path: dir + "/sharded.safetensors"), b = try Checkpoint(path: dir + "/single.safetensors")
         for entry in b.entries {
             let other = try #require(a.entry(named: entry.name))

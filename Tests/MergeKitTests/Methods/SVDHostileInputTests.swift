@@ -269,7 +269,7 @@ struct SVDHostileInputTests {
         TestSupport.writeCheckpoint("\(dir)/\(name).safetensors", [(spec, tau.map { Double($0) })])
     }
 
-    @Test("extract-lora near ±3·10³⁸ and the smallest normals: factors exactly 2^(k/2) times the scaled-down copy's, same error",
+    @Test("LoRA extraction near ±3·10³⁸ and the smallest normals: factors exactly 2^(k/2) times the scaled-down copy's, same error",
           arguments: [false, true], [126, -120])
     func extractionExtremes(randomized: Bool, k: Int) throws {
         let dir = TestSupport.temporaryDirectory("lora-range")
@@ -279,10 +279,10 @@ struct SVDHostileInputTests {
         Self.writePair(dir, tau.map { $0 * Self.powerOfTwo(k) }, shape: [40, 30], name: "scaled")
         var reports: [JSONValue] = []
         for name in ["one", "scaled"] {
-            let run = try CLI.run(["extract-lora", "--base", "base.safetensors", "--model", name + ".safetensors", "--rank", "3", "--json",
-                                   "-o", name + "-adapter"] + (randomized ? ["--randomized"] : []), in: dir)
-            #expect(run.status == 0, "\(run.stderr)")
-            reports.append(try JSONParser.parse(Array(run.stdout.utf8)))
+            let extraction = try Self.extraction(dir, model: name, output: name + "-adapter", options: .init(rank: 3, randomized: randomized))
+            let result = try extraction.run()
+            // The report as --json prints it.
+            reports.append(try JSONParser.parse(Array(result.json(extraction).serialized(indent: 2).utf8)))
         }
         let one = TestSupport.values(try Checkpoint(path: dir + "/one-adapter/adapter_model.safetensors"))
         let scaled = TestSupport.values(try Checkpoint(path: dir + "/scaled-adapter/adapter_model.safetensors"))
@@ -296,19 +296,23 @@ struct SVDHostileInputTests {
         #expect(errors[0] != nil && errors[0] == errors[1], "\(errors)")
     }
 
-    @Test("extract-lora: factors that do not fit the adapter's dtype are an error naming the weight and the fix; nothing is written")
+    @Test("LoRA extraction: factors that do not fit the adapter's dtype are an error naming the weight and the fix; nothing is written")
     func extractionDTypeOverflow() throws {
         let dir = TestSupport.temporaryDirectory("lora-f16")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         Self.writePair(dir, Self.matrix(40, 30, seed: 8, at: 0).map { $0 * Self.powerOfTwo(40) }, shape: [40, 30])
-        let run = try CLI.run(["extract-lora", "--base", "base.safetensors", "--model", "model.safetensors", "--rank", "3", "--dtype", "F16",
-                               "-o", "adapter"], in: dir)
-        #expect(run.status == 1)
-        #expect(run.stderr.contains("tensor 'layer.weight'") && run.stderr.contains("does not fit F16") && run.stderr.contains("--dtype F32"),
-                "\(run.stderr)")
+        let error = try #require(throws: MergeKitError.self) {
+            try Self.extraction(dir, model: "model", output: "adapter", options: .init(rank: 3, dtype: .F16)).run()
+        }
+        #expect(error.tensor == "layer.weight" && error.description.contains("does not fit F16") && error.uses(.factorsIn("F32")), "\(error)")
         #expect(TestSupport.listing(dir) == ["base.safetensors", "model.safetensors"])
-        let f32 = try CLI.run(["extract-lora", "--base", "base.safetensors", "--model", "model.safetensors", "--rank", "3", "-o", "adapter"], in: dir)
-        #expect(f32.status == 0, "\(f32.stderr)")
+        _ = try Self.extraction(dir, model: "model", output: "adapter", options: .init(rank: 3)).run()
+    }
+
+    /// The extraction of `dir`/`model`.safetensors against `dir`/base.safetensors into `dir`/`output`.
+    static func extraction(_ dir: String, model: String, output: String, options: LoRAExtraction.Options) throws -> LoRAExtraction {
+        try LoRAExtraction(base: try Checkpoint(path: dir + "/base.safetensors"), model: try Checkpoint(path: "\(dir)/\(model).safetensors"),
+                           output: dir + "/" + output, options: options)
     }
 
     // MARK: - Zero matrices

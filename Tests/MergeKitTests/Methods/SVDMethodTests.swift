@@ -31,15 +31,15 @@ struct SVDGoldenCase: Sendable, CustomTestStringConvertible {
 struct SVDMethodTests {
     // MARK: - Goldens
 
-    @Test("merge-cli matches the numpy goldens (both null-space variants: the fixtures have full rank)",
+    @Test("The methods match the numpy goldens (both null-space variants: the fixtures have full rank)",
           arguments: SVDGoldenCase.all, [SVDNullSpace.drop, .keep])
     func goldens(_ golden: SVDGoldenCase, nullSpace: SVDNullSpace) throws {
         let dir = TestSupport.temporaryDirectory("svd-golden")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let output = dir + "/out.safetensors"
-        let run = try CLI.run([golden.method] + golden.inputs + golden.args + ["--null-space", nullSpace.rawValue, "-o", output],
-                              in: TestSupport.fixture(""))
-        #expect(run.status == 0, "\(run.stderr)")
+        let (method, weights) = try LibraryMerge.method(golden.method, flags: golden.args + ["--null-space", nullSpace.rawValue])
+        #expect(weights.isEmpty)
+        try LibraryMerge.run(method, try LibraryMerge.inputs(commandLine: golden.inputs), output: OutputSpec(path: output))
         let actual = TestSupport.values(try Checkpoint(path: output))
         let expected = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.file)))
         #expect(expected.count == 21)
@@ -47,8 +47,7 @@ struct SVDMethodTests {
         for (name, reference) in expected {
             let mine = try #require(actual[name], "\(name) missing")
             #expect(mine.info.shape == reference.info.shape)
-            let worst = zip(mine.values, reference.values).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= golden.tolerance, "\(name): max |Δ| = \(worst), tolerance \(golden.tolerance)")
+            expectClose(mine.values, reference.values, tolerance: golden.tolerance, name)
             if reference.info.shape.count == 2 { matrices += 1 }
         }
         #expect(matrices == 16)
@@ -103,18 +102,13 @@ struct SVDMethodTests {
         return a
     }
 
-    static func maxDifference(_ a: [Double], _ b: [Double]) -> Double {
-        precondition(a.count == b.count)
-        return zip(a, b).map { abs($0 - $1) }.max() ?? 0
-    }
-
     @Test("TSV-M of one task is the task vector itself (k = min(m, n), polar factors of orthonormal U, V are U, V)")
     func tsvmSingleTask() throws {
         let tau: [Double] = LAPACKTests.gaussian(5, 7, seed: 31)
         let merged = try Self.tsvm([5, 7], [tau])
-        #expect(Self.maxDifference(merged, tau) <= 1e-12)
+        #expect(maxAbsError(merged, tau) <= 1e-12)
         let scaled = try Self.tsvm([5, 7], [tau], scale: -0.5)
-        #expect(Self.maxDifference(scaled, tau.map { -0.5 * $0 }) <= 1e-12)
+        #expect(maxAbsError(scaled, tau.map { -0.5 * $0 }) <= 1e-12)
     }
 
     @Test("TSV-M, two rank-1 tasks 60° apart: the polar factor turns each left vector 15° away from the other")
@@ -127,9 +121,9 @@ struct SVDMethodTests {
         let (r1, r2) = (unit(-15), unit(75))
         let expected = [3 * r1.0, 2 * r2.0, 3 * r1.1, 2 * r2.1]
         let merged = try Self.tsvm([2, 2], [tau1, tau2])
-        #expect(Self.maxDifference(merged, expected) <= 1e-12, "\(merged) vs \(expected)")
+        #expect(maxAbsError(merged, expected) <= 1e-12, "\(merged) vs \(expected)")
         // Task arithmetic would give τ₁ + τ₂: TSV-M differs from it exactly by the rotation.
-        #expect(Self.maxDifference(merged, zip(tau1, tau2).map(+)) > 0.1)
+        #expect(maxAbsError(merged, zip(tau1, tau2).map(+)) > 0.1)
     }
 
     @Test("TSV-M keeps the top ⌊min(m, n)/T⌋ triplets of each task; tasks in orthogonal subspaces just add")
@@ -143,7 +137,7 @@ struct SVDMethodTests {
         let withCut = zip(tau1, cut).map(+)
         let merged = try Self.tsvm([m, n], [withCut, tau2])
         // Task 1's 0.5 triplet is below its top 3 and is dropped; the rest is orthogonal already.
-        #expect(Self.maxDifference(merged, zip(tau1, tau2).map(+)) <= 1e-12)
+        #expect(maxAbsError(merged, zip(tau1, tau2).map(+)) <= 1e-12)
     }
 
     @Test("TSV-M: a zero or low-rank task vector (frozen tensor, LoRA) with null-space drop leaves the other tasks intact")
@@ -154,7 +148,7 @@ struct SVDMethodTests {
         // T = 2, k = 2: the result is τ₁'s best rank-2 approximation, as if task 2 were absent.
         let exact = try LAPACK.svd(tau1, rows: m, columns: n, tensor: "t")
         let merged = try Self.tsvm([m, n], [tau1, zero])
-        #expect(Self.maxDifference(merged, exact.reconstruct(rank: 2)) <= 1e-12)
+        #expect(maxAbsError(merged, exact.reconstruct(rank: 2)) <= 1e-12)
         // All-zero inputs give τ = 0.
         #expect(try Self.tsvm([m, n], [zero, zero]).allSatisfy { $0 == 0 })
     }
@@ -173,10 +167,10 @@ struct SVDMethodTests {
         let tau1 = Self.outer(p, q, m: m, n: n, r: 3, sigma: [6, 0, 1]), tau2 = Self.outer(p, q, m: m, n: n, r: 3, sigma: [0, 2, 0])
         let expected = Self.outer(p, q, m: m, n: n, r: 3, sigma: [3, 3, 3])
         for nullSpace in SVDNullSpace.allCases {
-            #expect(Self.maxDifference(try Self.isoc([m, n], [tau1, tau2], nullSpace: nullSpace), expected) <= 1e-12)
+            #expect(maxAbsError(try Self.isoc([m, n], [tau1, tau2], nullSpace: nullSpace), expected) <= 1e-12)
         }
         let half = try Self.isoc([m, n], [tau1, tau2], scale: 0.5)
-        #expect(Self.maxDifference(half, expected.map { 0.5 * $0 }) <= 1e-12)
+        #expect(maxAbsError(half, expected.map { 0.5 * $0 }) <= 1e-12)
     }
 
     @Test("Iso-C on a rank-deficient sum: drop averages over the ρ non-zero σ; keep (authors') adds σ̄ on a null direction")
@@ -185,7 +179,7 @@ struct SVDMethodTests {
         let p = LAPACKTests.orthonormal(m, 3, seed: 14), q = LAPACKTests.orthonormal(n, 3, seed: 15)
         let tau = Self.outer(p, q, m: m, n: n, r: 3, sigma: [6, 2, 0])
         let dropped = try Self.isoc([m, n], [tau])
-        #expect(Self.maxDifference(dropped, Self.outer(p, q, m: m, n: n, r: 3, sigma: [4, 4, 0])) <= 1e-12)
+        #expect(maxAbsError(dropped, Self.outer(p, q, m: m, n: n, r: 3, sigma: [4, 4, 0])) <= 1e-12)
         // With keep, σ̄ = 8/3 and the null right vector q₃ is mapped to a unit vector times σ̄.
         let kept = try Self.isoc([m, n], [tau], nullSpace: .keep)
         func imageNorm(_ a: [Double]) -> Double {
@@ -205,7 +199,7 @@ struct SVDMethodTests {
             try TSVM().combineTensor(TensorDeltas(tensor: "w", shape: [12, 9], values: taus.map { $0.map { Float($0) } }),
                                      weights: [1, 1, 1], into: o, context: Self.context([12, 9]))
         }
-        #expect(Self.maxDifference(float.map { Double($0) }, double) <= 1e-4)
+        #expect(maxAbsError(float.map { Double($0) }, double) <= 1e-4)
         #expect(TSVM.info.name == "tsv-m" && IsoC.info.name == "iso-c")
         let (tsvm, isoc) = (try TSVM(), try IsoC())
         #expect(tsvm.mergesWhole(shape: [3, 4]) && !tsvm.mergesWhole(shape: [4]) && !isoc.mergesWhole(shape: [2, 3, 4]) && isoc.mergesWhole(shape: [1, 7]))
@@ -258,41 +252,36 @@ struct SVDMethodTests {
         }
         let expected = zip(b32, tau).map { Double($0 + $1) }
         let actual = try #require(merged["w"]).values
-        #expect(Self.maxDifference(actual, expected) <= 1e-6, "the executor must compute what the method does in memory")
-        #expect(Self.maxDifference(try #require(merged["b"]).values, [1.7, 2, 2.65]) <= 1e-6)
+        #expect(maxAbsError(actual, expected) <= 1e-6, "the executor must compute what the method does in memory")
+        #expect(maxAbsError(try #require(merged["b"]).values, [1.7, 2, 2.65]) <= 1e-6)
     }
 
     @Test("Any thread count, a sweep, and emitting the task vector give the same bytes as one plain run")
     func threadsSweepEmit() throws {
         let dir = TestSupport.temporaryDirectory("svd-sweep")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let inputs = ["--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b", "--model", "f32/ft_c"]
+        let inputs = LibraryMerge.Inputs(base: "f32/base", models: ["f32/ft_a", "f32/ft_b", "f32/ft_c"])
         func tensors(_ path: String) throws -> [String: [UInt8]] {
             let c = try Checkpoint(path: path)
             return Dictionary(uniqueKeysWithValues: c.entries.map { ($0.name, Array($0.file.bytes(of: $0.info))) })
         }
         for method in ["tsv-m", "iso-c"] {
             var runs: [[String: [UInt8]]] = []
-            for (label, threads) in [("t1", "1"), ("t3", "3")] {
+            for (label, threads) in [("t1", 1), ("t3", 3)] {
                 let out = "\(dir)/\(method)-\(label).safetensors"
-                let run = try CLI.run([method] + inputs + ["--scale", "0.5", "--threads", threads, "-o", out], in: TestSupport.fixture(""))
-                #expect(run.status == 0, "\(run.stderr)")
+                try LibraryMerge.run(try LibraryMerge.method(method, ["lambda": .number(0.5)]), inputs, output: OutputSpec(path: out), threads: threads)
                 runs.append(try tensors(out))
             }
-            #expect(runs[0] == runs[1], "\(method): --threads 1 and 3 differ")
-            let sweep = try CLI.run(["sweep", "--method", method] + inputs + ["--scale", "0.5,1", "-o", "\(dir)/\(method)-sweep"],
-                                    in: TestSupport.fixture(""))
-            #expect(sweep.status == 0, "\(sweep.stderr)")
+            #expect(runs[0] == runs[1], "\(method): 1 and 3 threads differ")
+            try LibraryMerge.run(LibraryMerge.sweep(method, inputs, grids: [("lambda", [0.5, 1])]), output: "\(dir)/\(method)-sweep")
             #expect(try tensors("\(dir)/\(method)-sweep/point-000") == runs[0], "\(method): the sweep's λ = 0.5 point differs")
             let emitted = "\(dir)/\(method)-tv.safetensors"
-            let tv = try CLI.run([method] + inputs + ["--scale", "0.5", "--emit", "task-vector", "-o", emitted], in: TestSupport.fixture(""))
-            #expect(tv.status == 0, "\(tv.stderr)")
+            try LibraryMerge.run(try LibraryMerge.method(method, ["lambda": .number(0.5)]), inputs, output: OutputSpec(path: emitted, emit: .taskVector))
             let base = TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/base")))
             let model = TestSupport.values(try Checkpoint(path: "\(dir)/\(method)-t1.safetensors"))
             for (name, tau) in TestSupport.values(try Checkpoint(path: emitted)) where tau.info.dtype == .F32 {
                 let theta = try #require(model[name]).values, theta0 = try #require(base[name]).values
-                let worst = zip(tau.values, zip(theta, theta0)).map { abs($0 - ($1.0 - $1.1)) }.max() ?? 0
-                #expect(worst <= 1e-6, "\(method) \(name): θ₀ + τ ≠ θ by \(worst)")
+                expectClose(tau.values, zip(theta, theta0).map { $0 - $1 }, tolerance: 1e-6, "\(method) \(name): θ₀ + τ ≠ θ")
             }
         }
     }
@@ -301,18 +290,15 @@ struct SVDMethodTests {
     func taskVectorInputs() throws {
         let dir = TestSupport.temporaryDirectory("svd-tv")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fixtures = TestSupport.fixture("")
         for model in ["ft_b", "ft_c"] {
-            let tv = try CLI.run(["task-vector", "--base", "f32/base", "--finetuned", "f32/\(model)", "-o", "\(dir)/\(model).safetensors"],
-                                 in: fixtures)
-            #expect(tv.status == 0, "\(tv.stderr)")
+            try LibraryMerge.taskVector(base: "f32/base", finetuned: "f32/\(model)", output: "\(dir)/\(model).safetensors")
         }
         for method in ["tsv-m", "iso-c"] {
-            let models = try CLI.run([method, "--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b", "--model", "f32/ft_c",
-                                      "-o", "\(dir)/\(method)-models.safetensors"], in: fixtures)
-            let mixed = try CLI.run([method, "--base", "f32/base", "--model", "f32/ft_a", "--task-vector", "\(dir)/ft_b.safetensors",
-                                     "--task-vector", "\(dir)/ft_c.safetensors", "-o", "\(dir)/\(method)-mixed.safetensors"], in: fixtures)
-            #expect(models.status == 0 && mixed.status == 0, "\(models.stderr)\(mixed.stderr)")
+            try LibraryMerge.run(try LibraryMerge.method(method), LibraryMerge.Inputs(base: "f32/base", models: ["f32/ft_a", "f32/ft_b", "f32/ft_c"]),
+                                 output: OutputSpec(path: "\(dir)/\(method)-models.safetensors"))
+            try LibraryMerge.run(try LibraryMerge.method(method),
+                                 LibraryMerge.Inputs(base: "f32/base", models: ["f32/ft_a"], taskVectors: ["\(dir)/ft_b.safetensors", "\(dir)/ft_c.safetensors"]),
+                                 output: OutputSpec(path: "\(dir)/\(method)-mixed.safetensors"))
             let a = try Checkpoint(path: "\(dir)/\(method)-models.safetensors"), b = try Checkpoint(path: "\(dir)/\(method)-mixed.safetensors")
             #expect(a.entries.count == 22)
             for entry in a.entries {
@@ -399,18 +385,27 @@ struct SVDMethodTests {
         }
     }
 
+    /// What merging the NaN setup in `dir` with `method` throws; nothing may be written.
+    static func nanError(_ dir: String, method: String) throws -> MergeKitError {
+        let error = try #require(throws: MergeKitError.self) {
+            try LibraryMerge.run(try LibraryMerge.method(method),
+                                 LibraryMerge.Inputs(base: dir + "/base.safetensors", models: [dir + "/ft_a.safetensors", dir + "/ft_b.safetensors"]),
+                                 output: OutputSpec(path: dir + "/merged.safetensors"))
+        }
+        #expect(TestSupport.listing(dir).sorted() == ["base.safetensors", "ft_a.safetensors", "ft_b.safetensors"])
+        return error
+    }
+
     @Test("NaN in a matrix of a fine-tuned model or the base: an error naming the file, the tensor, the element and the fix; nothing written",
           arguments: ["ft_b", "base"], ["tsv-m", "iso-c"])
     func nonFinite(file: String, method: String) throws {
         let dir = TestSupport.temporaryDirectory("svd-nan")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         Self.nanSetup(dir, nanIn: file, tensor: "layer.weight")
-        let run = try CLI.run([method, "--base", "base.safetensors", "--model", "ft_a.safetensors", "--model", "ft_b.safetensors",
-                               "-o", "merged.safetensors"], in: dir)
-        #expect(run.status == 1)
-        #expect(run.stderr.contains("\(file).safetensors: tensor 'layer.weight': element [2, 2] (flat index 10) is NaN"), "\(run.stderr)")
-        #expect(run.stderr.contains("--check-finite"), "\(run.stderr)")
-        #expect(TestSupport.listing(dir).sorted() == ["base.safetensors", "ft_a.safetensors", "ft_b.safetensors"])
+        let error = try Self.nanError(dir, method: method)
+        #expect(error.code == .nonFiniteValue && error.file == "\(dir)/\(file).safetensors" && error.tensor == "layer.weight", "\(error)")
+        #expect(error.description.contains("\(dir)/\(file).safetensors: tensor 'layer.weight': element [2, 2] (flat index 10) is NaN"), "\(error)")
+        #expect(error.uses(.finitenessScan), "the fix names the finiteness scan: \(error)")
     }
 
     @Test("NaN in a vector (averaged, no SVD) is an error too, as for every method")
@@ -418,50 +413,19 @@ struct SVDMethodTests {
         let dir = TestSupport.temporaryDirectory("svd-nan-vector")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         Self.nanSetup(dir, nanIn: "ft_a", tensor: "layer.bias")
-        let run = try CLI.run(["tsv-m", "--base", "base.safetensors", "--model", "ft_a.safetensors", "--model", "ft_b.safetensors",
-                               "-o", "merged.safetensors"], in: dir)
-        #expect(run.status == 1)
-        #expect(run.stderr.contains("ft_a.safetensors: tensor 'layer.bias': element [1] (flat index 1) is NaN"), "\(run.stderr)")
-        #expect(TestSupport.listing(dir).sorted() == ["base.safetensors", "ft_a.safetensors", "ft_b.safetensors"])
+        let error = try Self.nanError(dir, method: "tsv-m")
+        #expect(error.code == .nonFiniteValue && error.tensor == "layer.bias", "\(error)")
+        #expect(error.description.contains("\(dir)/ft_a.safetensors: tensor 'layer.bias': element [1] (flat index 1) is NaN"), "\(error)")
     }
 
-    @Test("Options the methods do not take are refused before any work, with the fix")
-    func incompatibleOptions() throws {
-        let dir = TestSupport.temporaryDirectory("svd-options")
+    @Test("The plan merges matrices whole with an SVD and the other tensors per chunk")
+    func planDescription() throws {
+        let dir = TestSupport.temporaryDirectory("svd-plan")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let inputs = ["--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b"]
-        for method in ["tsv-m", "iso-c"] {
-            // The commands do not offer --weight (their help does not list it); a sweep, whose
-            // inputs take weights for every method, refuses them for these methods.
-            let help = try CLI.run([method, "--help"])
-            #expect(help.status == 0 && help.stdout.contains("--model") && !help.stdout.contains("--weight"), "\(help.stdout)")
-            let weighted = try CLI.run([method] + inputs + ["--weight", "0.5", "--weight", "1", "-o", dir + "/w.safetensors"],
-                                       in: TestSupport.fixture(""))
-            #expect(weighted.status == 64 && weighted.stderr.contains("Unknown option '--weight'"), "\(weighted.stderr)")
-            let sweepWeighted = try CLI.run(["sweep", "--method", method] + inputs + ["--weight", "0.5", "--weight", "1", "--scale", "1",
-                                                                                     "-o", dir + "/sweep-w-\(method)"], in: TestSupport.fixture(""))
-            #expect(sweepWeighted.status == 64)
-            #expect(sweepWeighted.stderr.contains("\(method) takes no per-model parameter \"weight\"")
-                    && sweepWeighted.stderr.contains("\(method) sets its own per-task coefficients"), "\(sweepWeighted.stderr)")
-            let nanScale = try CLI.run([method] + inputs + ["--scale", "nan", "-o", dir + "/s.safetensors"], in: TestSupport.fixture(""))
-            #expect(nanScale.status == 64 && nanScale.stderr.contains("--scale must be a finite number, not nan"), "\(nanScale.stderr)")
-            let badNull = try CLI.run([method] + inputs + ["--null-space", "zero", "-o", dir + "/n.safetensors"], in: TestSupport.fixture(""))
-            #expect(badNull.status == 64, "\(badNull.stderr)")
-            let sweep = try CLI.run(["sweep", "--method", method] + inputs + ["--grid", "density=0.1,0.2", "-o", dir + "/sweep-\(method)"],
-                                    in: TestSupport.fixture(""))
-            #expect(sweep.status == 64)
-            #expect(sweep.stderr.contains("--grid density: \(method) has no parameter density")
-                    && sweep.stderr.contains("lambda, null_space"), "\(sweep.stderr)")
-        }
-        for name in ["w", "s", "n"] { #expect(!FileManager.default.fileExists(atPath: "\(dir)/\(name).safetensors")) }
-        #expect(!FileManager.default.fileExists(atPath: dir + "/sweep-w-tsv-m") && !FileManager.default.fileExists(atPath: dir + "/sweep-w-iso-c"))
-        // Methods with per-input weights keep --weight.
-        let weightedHelp = try CLI.run(["task-arithmetic", "--help"])
-        #expect(weightedHelp.stdout.contains("--weight"), "\(weightedHelp.stdout)")
-        #expect(MethodRegistry.info(named: "tsv-m") != nil && MethodRegistry.info(named: "iso-c") != nil)
-        let dry = try CLI.run(["tsv-m"] + inputs + ["--dry-run", "-o", dir + "/d.safetensors"], in: TestSupport.fixture(""))
-        #expect(dry.status == 0)
-        #expect(dry.stdout.contains("model.layers.0.mlp.down_proj.weight [16, 24] F32 -> F32: merged whole (tsv-m: SVD per matrix)"), "\(dry.stdout)")
-        #expect(dry.stdout.contains("model.norm.weight [16] F32 -> F32: merged\n"), "\(dry.stdout)")
+        let plan = try LibraryMerge.plan(try LibraryMerge.method("tsv-m"), LibraryMerge.Inputs(base: "f32/base", models: ["f32/ft_a", "f32/ft_b"]),
+                                         output: OutputSpec(path: dir + "/d.safetensors"))
+        let text = PlanDescription.text(plan)
+        #expect(text.contains("model.layers.0.mlp.down_proj.weight [16, 24] F32 -> F32: merged whole (tsv-m: SVD per matrix)"), "\(text)")
+        #expect((text + "\n").contains("model.norm.weight [16] F32 -> F32: merged\n"), "\(text)")
     }
 }

@@ -42,41 +42,42 @@ struct NonFinitePolicyTests {
         }
     }
 
-    func run(_ line: MethodCommandLine, _ set: Set, output: String, extra: [String] = []) throws -> CLI.Output {
-        try CLI.run(line.arguments(base: set.base, models: set.models, output: output, extra: ["--quiet"] + extra))
+    /// What merging `set` with `line` into `output` throws (nil when it succeeds).
+    func failure(_ line: MethodCase, _ set: Set, output: String, dtype: DType? = nil) -> MergeKitError? {
+        do throws(MergeKitError) {
+            try line.merge(base: set.base, models: set.models, output: output, dtype: dtype)
+            return nil
+        } catch {
+            return error
+        }
     }
 
-    @Test("NaN or +Inf in an input fails, naming the file, the tensor and the element; nothing is written", arguments: MethodCommandLine.all)
-    func nonFiniteInput(_ line: MethodCommandLine) throws {
+    @Test("NaN or +Inf in an input fails, naming the file, the tensor and the element; nothing is written", arguments: MethodCase.all)
+    func nonFiniteInput(_ line: MethodCase) throws {
         // (the value planted in ft_2, the tensor, the message)
         let cases: [(edit: (inout [Set.Values]) -> Void, tensor: String, message: String)] = [
-            ({ $0[2].matrix[5] = .nan }, "'m.weight'", "element [1, 2] (flat index 5) is NaN"),
-            ({ $0[2].vector[3] = .infinity }, "'v.bias'", "element [3] (flat index 3) is +Inf"),
+            ({ $0[2].matrix[5] = .nan }, "m.weight", "element [1, 2] (flat index 5) is NaN"),
+            ({ $0[2].vector[3] = .infinity }, "v.bias", "element [3] (flat index 3) is +Inf"),
         ]
         for (edit, tensor, message) in cases {
             let set = Set(edit)
             defer { try? FileManager.default.removeItem(atPath: set.dir) }
-            let output = set.dir + "/out" + (line.isSweep ? "" : ".safetensors")
-            let result = try run(line, set, output: output)
-            #expect(result.status == 1, "\(result.stderr)")
-            #expect(result.stderr.contains(set.models[1]) && result.stderr.contains(tensor), "\(result.stderr)")
-            #expect(result.stderr.contains(message) && result.stderr.contains("inspect --check-finite"), "\(result.stderr)")
+            let output = line.output(set.dir + "/out")
+            let error = try #require(failure(line, set, output: output), "\(line): the merge succeeded")
+            #expect(error.code == .nonFiniteValue && error.file == set.models[1] && error.tensor == tensor, "\(error)")
+            #expect(error.description.contains(message) && error.uses(.finitenessScan), "\(error)")
             #expect(!FileManager.default.fileExists(atPath: output) || TestSupport.listing(output).isEmpty)
         }
     }
 
-    @Test("-Inf (or NaN) held identically by the base and every input is kept; the rest merges as usual", arguments: MethodCommandLine.all)
-    func sharedValuesKept(_ line: MethodCommandLine) throws {
+    @Test("-Inf (or NaN) held identically by the base and every input is kept; the rest merges as usual", arguments: MethodCase.all)
+    func sharedValuesKept(_ line: MethodCase) throws {
         let set = Set { values in
             for m in 0..<3 { values[m].matrix[1] = -.infinity; values[m].vector[4] = -.infinity; values[m].vector[0] = .nan }
         }
         defer { try? FileManager.default.removeItem(atPath: set.dir) }
-        let output = set.dir + "/out" + (line.isSweep ? "" : ".safetensors")
-        let result = try run(line, set, output: output)
-        #expect(result.status == 0, "\(result.stderr)")
-        guard result.status == 0 else { return }
-        let outputs = line.isSweep ? TestSupport.listing(output).filter { $0 != "manifest.json" }.map { output + "/" + $0 } : [output]
-        #expect(!outputs.isEmpty)
+        let outputs = try line.merge(base: set.base, models: set.models, output: line.output(set.dir + "/out"))
+        #expect(outputs.count == (line.isSweep ? 2 : 1))
         for path in outputs {
             let merged = TestSupport.values(try Checkpoint(path: path))
             let m = try #require(merged["m.weight"]?.values), v = try #require(merged["v.bias"]?.values)
@@ -88,18 +89,15 @@ struct NonFinitePolicyTests {
         // every method but the SVD ones, which mix elements).
         if !line.isSweep {
             let tau = set.dir + "/tau.safetensors"
-            let emitted = try run(line, set, output: tau, extra: ["--emit", "task-vector"])
-            #expect(emitted.status == 0, "\(emitted.stderr)")
-            if emitted.status == 0 {
-                let values = TestSupport.values(try Checkpoint(path: tau))
-                #expect(values["m.weight"]!.values.allSatisfy { $0.isFinite } && values["v.bias"]!.values.allSatisfy { $0.isFinite })
-                #expect(values["v.bias"]!.values[0] == 0 && values["v.bias"]!.values[4] == 0)
-            }
+            try line.merge(base: set.base, models: set.models, output: tau, emit: .taskVector)
+            let values = TestSupport.values(try Checkpoint(path: tau))
+            #expect(values["m.weight"]!.values.allSatisfy { $0.isFinite } && values["v.bias"]!.values.allSatisfy { $0.isFinite })
+            #expect(values["v.bias"]!.values[0] == 0 && values["v.bias"]!.values[4] == 0)
         }
     }
 
-    @Test("A result that overflows F16 fails, naming the tensor, the element and --dtype F32; nothing is written", arguments: MethodCommandLine.all)
-    func outputOverflow(_ line: MethodCommandLine) throws {
+    @Test("A result that overflows F16 fails, naming the tensor, the element and a wider dtype; nothing is written", arguments: MethodCase.all)
+    func outputOverflow(_ line: MethodCase) throws {
         // Every element of m.weight: θ₀ = 60000, τ = ±40000 in both models (negation subtracts).
         let sign: Double = line.label == "negate" ? -1 : 1
         let set = Set { values in
@@ -108,15 +106,13 @@ struct NonFinitePolicyTests {
             values[2].matrix = Array(repeating: 60000 + sign * 40000, count: 12)
         }
         defer { try? FileManager.default.removeItem(atPath: set.dir) }
-        let output = set.dir + "/out" + (line.isSweep ? "" : ".safetensors")
-        let result = try run(line, set, output: output, extra: ["--dtype", "F16"])
-        #expect(result.status == 1, "\(result.stderr)")
-        #expect(result.stderr.contains("'m.weight'") && result.stderr.contains("beyond F16's largest finite value 65504"), "\(result.stderr)")
-        #expect(result.stderr.contains("--dtype F32 or BF16"), "\(result.stderr)")
+        let output = line.output(set.dir + "/out")
+        let error = try #require(failure(line, set, output: output, dtype: .F16), "\(line): the merge succeeded")
+        #expect(error.code == .nonFiniteValue && error.tensor == "m.weight", "\(error)")
+        #expect(error.description.contains("beyond F16's largest finite value 65504") && error.uses(.widerDType), "\(error)")
         #expect(!FileManager.default.fileExists(atPath: output) || TestSupport.listing(output).isEmpty)
         // The same merge in F32 fits.
-        let wide = try run(line, set, output: set.dir + "/wide" + (line.isSweep ? "" : ".safetensors"), extra: ["--dtype", "F32"])
-        #expect(wide.status == 0, "\(wide.stderr)")
+        try line.merge(base: set.base, models: set.models, output: line.output(set.dir + "/wide"), dtype: .F32)
     }
 
     @Test("Task-vector and LoRA inputs: NaN fails naming the file; τ ≠ 0 where the base is -Inf fails naming the base; a huge lora_alpha overflows")
@@ -125,19 +121,21 @@ struct NonFinitePolicyTests {
         defer { try? FileManager.default.removeItem(atPath: set.dir) }
         // A task vector made from the set is 0 where the values were shared, and applies cleanly.
         let tau = set.dir + "/tau.safetensors"
-        let made = try CLI.run(["task-vector", "--base", set.base, "--finetuned", set.models[0], "-o", tau])
-        #expect(made.status == 0, "\(made.stderr)")
+        try LibraryMerge.taskVector(base: set.base, finetuned: set.models[0], output: tau)
         let tauValues = TestSupport.values(try Checkpoint(path: tau))
         #expect(tauValues["m.weight"]?.values[1] == 0)
-        let applied = try CLI.run(["task-arithmetic", "--base", set.base, "--task-vector", tau, "-o", set.dir + "/applied.safetensors"])
-        #expect(applied.status == 0, "\(applied.stderr)")
+        try LibraryMerge.run(try TaskArithmetic(), LibraryMerge.Inputs(base: set.base, taskVectors: [tau]),
+                             output: OutputSpec(path: set.dir + "/applied.safetensors"))
 
         // τ ≠ 0 (a file made by another tool) where the base is -Inf.
         let foreign = set.dir + "/foreign.safetensors"
         TestSupport.writeCheckpoint(foreign, [(Set.matrix, Array(repeating: 0.5, count: 12)), (Set.vector, Array(repeating: 0.25, count: 5))])
-        let bad = try CLI.run(["task-arithmetic", "--base", set.base, "--task-vector", foreign, "-o", set.dir + "/bad.safetensors"])
-        #expect(bad.status == 1)
-        #expect(bad.stderr.contains(set.base + ": tensor 'm.weight': element [0, 1] (flat index 1) is -Inf in the base"), "\(bad.stderr)")
+        let bad = try #require(throws: MergeKitError.self) {
+            try LibraryMerge.run(try TaskArithmetic(), LibraryMerge.Inputs(base: set.base, taskVectors: [foreign]),
+                                 output: OutputSpec(path: set.dir + "/bad.safetensors"))
+        }
+        #expect(bad.code == .nonFiniteValue && bad.file == set.base && bad.tensor == "m.weight", "\(bad)")
+        #expect(bad.description.contains(set.base + ": tensor 'm.weight': element [0, 1] (flat index 1) is -Inf in the base"), "\(bad)")
 
         // NaN in a task-vector file.
         let nan = set.dir + "/nan.safetensors"
@@ -145,17 +143,22 @@ struct NonFinitePolicyTests {
                                     metadata: ["format": "pt", TaskVectorFile.kindKey: TaskVectorFile.kindValue])
         let clean = Set()
         defer { try? FileManager.default.removeItem(atPath: clean.dir) }
-        let nanRun = try CLI.run(["ties", "--base", clean.base, "--task-vector", nan, "-o", clean.dir + "/nan-out.safetensors"])
-        #expect(nanRun.status == 1)
-        #expect(nanRun.stderr.contains(nan + ": tensor 'm.weight': element [2, 1] (flat index 7) of the task vector is NaN"), "\(nanRun.stderr)")
+        let nanError = try #require(throws: MergeKitError.self) {
+            try LibraryMerge.run(try LibraryMerge.method("ties"), LibraryMerge.Inputs(base: clean.base, taskVectors: [nan]),
+                                 output: OutputSpec(path: clean.dir + "/nan-out.safetensors"))
+        }
+        #expect(nanError.code == .nonFiniteValue && nanError.file == nan && nanError.tensor == "m.weight", "\(nanError)")
+        #expect(nanError.description.contains(nan + ": tensor 'm.weight': element [2, 1] (flat index 7) of the task vector is NaN"), "\(nanError)")
 
         // LoRA: a NaN in a factor, a lora_alpha so large that τ overflows, one that makes θ₀ + 4τ overflow.
         try LoRAFixture.write(clean.dir + "/nan-adapter", config: ["r": "1", "lora_alpha": "1"],
                               modules: [("m", a: [1, 3], b: [4, 1], embedding: false)],
                               values: ["m": ([0.5, .nan, 0.5], [1, 1, 1, 1])])
-        let loraNaN = try CLI.run(["task-arithmetic", "--base", clean.base, "--lora", clean.dir + "/nan-adapter", "-o", clean.dir + "/l1.safetensors"])
-        #expect(loraNaN.status == 1)
-        #expect(loraNaN.stderr.contains("'m.weight'") && loraNaN.stderr.contains("LoRA update s·B·A is NaN"), "\(loraNaN.stderr)")
+        let loraNaN = try #require(throws: MergeKitError.self) {
+            try LibraryMerge.run(try TaskArithmetic(), LibraryMerge.Inputs(base: clean.base, loras: [clean.dir + "/nan-adapter"]),
+                                 output: OutputSpec(path: clean.dir + "/l1.safetensors"))
+        }
+        #expect(loraNaN.code == .nonFiniteValue && loraNaN.tensor == "m.weight" && loraNaN.description.contains("LoRA update s·B·A is NaN"), "\(loraNaN)")
         try LoRAFixture.write(clean.dir + "/huge-adapter", config: ["r": "1", "lora_alpha": "1e37"],
                               modules: [("m", a: [1, 3], b: [4, 1], embedding: false)],
                               values: ["m": ([100, 100, 100], [100, 100, 100, 100])])
@@ -163,34 +166,41 @@ struct NonFinitePolicyTests {
         try LoRAFixture.write(clean.dir + "/large-adapter", config: ["r": "1", "lora_alpha": "1e33"],
                               modules: [("m", a: [1, 3], b: [4, 1], embedding: false)],
                               values: ["m": ([100, 100, 100], [100, 100, 100, 100])])
-        for method in [["task-arithmetic", "--weight", "40"], ["tsv-m", "--scale", "40"]] {
+        // (task-arithmetic --weight 40, tsv-m --scale 40)
+        for (label, method, weights) in [("task-arithmetic", try LibraryMerge.method("task-arithmetic"), [40.0]),
+                                         ("tsv-m", try LibraryMerge.method("tsv-m", ["lambda": .number(40)]), [])] {
             for (adapter, expected) in [("huge-adapter", "LoRA update s·B·A is +Inf"), ("large-adapter", "arithmetic overflowed")] {
-                let huge = try CLI.run(method + ["--base", clean.base, "--lora", clean.dir + "/" + adapter, "-o", clean.dir + "/l2.safetensors"])
-                #expect(huge.status == 1, "\(method) \(adapter): \(huge.stderr)")
-                #expect(huge.stderr.contains("'m.weight'") && huge.stderr.contains(expected) && huge.stderr.contains("lora_alpha"),
-                        "\(method) \(adapter): \(huge.stderr)")
+                let huge = try #require(throws: MergeKitError.self, "\(label) \(adapter)") {
+                    try LibraryMerge.run(method, LibraryMerge.Inputs(base: clean.base, loras: [clean.dir + "/" + adapter], weights: weights),
+                                         output: OutputSpec(path: clean.dir + "/l2.safetensors"))
+                }
+                #expect(huge.code == .nonFiniteValue && huge.tensor == "m.weight", "\(label) \(adapter): \(huge)")
+                #expect(huge.description.contains(expected) && huge.description.contains("lora_alpha"), "\(label) \(adapter): \(huge)")
                 #expect(!FileManager.default.fileExists(atPath: clean.dir + "/l2.safetensors"))
             }
         }
     }
 
-    @Test("--check-finite reports the first offending input before merging, with the same policy (shared values pass)")
+    @Test("The finiteness check reports the first offending input before merging, with the same policy (shared values pass)")
     func checkFiniteFlag() throws {
         let set = Set { values in
             for m in 0..<3 { values[m].matrix[1] = -.infinity }
             values[2].vector[2] = .nan
         }
         defer { try? FileManager.default.removeItem(atPath: set.dir) }
-        let checked = try CLI.run(MethodCommandLine.all[0].arguments(base: set.base, models: set.models, output: set.dir + "/out.safetensors",
-                                                                    extra: ["--check-finite"]))
-        #expect(checked.status == 1)
-        #expect(checked.stderr.contains(set.models[1] + ": tensor 'v.bias': element [2] (flat index 2) is NaN"), "\(checked.stderr)")
+        let method = try TaskArithmetic(scale: 0.5), inputs = LibraryMerge.Inputs(base: set.base, models: set.models)
+        let plan = try LibraryMerge.plan(method, inputs, output: OutputSpec(path: set.dir + "/out.safetensors"))
+        let checked = try #require(throws: MergeKitError.self) { try MergeExecutor.checkInputsFinite(plan, threads: nil) }
+        #expect(checked.code == .nonFiniteValue && checked.file == set.models[1] && checked.tensor == "v.bias", "\(checked)")
+        #expect(checked.description.contains(set.models[1] + ": tensor 'v.bias': element [2] (flat index 2) is NaN"), "\(checked)")
+        #expect(throws: MergeKitError.self) {
+            try LibraryMerge.run(method, inputs, output: OutputSpec(path: set.dir + "/out.safetensors"), checkFinite: true)
+        }
         #expect(!FileManager.default.fileExists(atPath: set.dir + "/out.safetensors"))
         let shared = Set { values in for m in 0..<3 { values[m].matrix[1] = -.infinity } }
         defer { try? FileManager.default.removeItem(atPath: shared.dir) }
-        let passed = try CLI.run(MethodCommandLine.all[0].arguments(base: shared.base, models: shared.models, output: shared.dir + "/out.safetensors",
-                                                                   extra: ["--check-finite"]))
-        #expect(passed.status == 0, "\(passed.stderr)")
+        try LibraryMerge.run(method, LibraryMerge.Inputs(base: shared.base, models: shared.models),
+                             output: OutputSpec(path: shared.dir + "/out.safetensors"), checkFinite: true)
     }
 
     @Test("The policy holds in every compute path: F64 inputs (Double), cached and streamed per-tensor passes")
@@ -198,9 +208,10 @@ struct NonFinitePolicyTests {
         for dtype in [DType.F64, .F16, .BF16] {
             let set = Set(matrixDType: dtype) { $0[1].matrix[10] = -.infinity }
             defer { try? FileManager.default.removeItem(atPath: set.dir) }
-            for line in [MethodCommandLine.all[0], MethodCommandLine.all[3], MethodCommandLine.all[13]] {
-                let result = try run(line, set, output: set.dir + "/out.safetensors")
-                #expect(result.status == 1 && result.stderr.contains("element [3, 1] (flat index 10) is -Inf"), "\(dtype) \(line): \(result.stderr)")
+            for line in [MethodCase.all[0], MethodCase.all[3], MethodCase.all[13]] {
+                let error = failure(line, set, output: set.dir + "/out.safetensors")
+                #expect(error?.code == .nonFiniteValue && error?.description.contains("element [3, 1] (flat index 10) is -Inf") == true,
+                        "\(dtype) \(line): \(error.map(\.description) ?? "no error")")
             }
         }
     }
@@ -215,17 +226,19 @@ struct NonFinitePolicyTests {
             for m in 0..<3 { values[m].vector[0] = -.infinity }  // shared: not reported
         }
         defer { try? FileManager.default.removeItem(atPath: set.dir) }
-        let args = ["analyze", "--base", set.base, "--model", set.models[0], "--model", set.models[1]]
-        let text = try CLI.run(args)
-        #expect(text.status == 0, "\(text.stderr)")
-        #expect(text.stdout.contains("warning: input [0] \(set.models[0]): tensor 'm.weight' has 1 NaN, 1 +Inf and 0 -Inf"), "\(text.stdout)")
-        #expect(text.stdout.contains("warning: input [1] \(set.models[1]): the task vector is all zero"), "\(text.stdout)")
-        let normLine = text.stdout.split(separator: "\n").first { $0.hasPrefix("norm") }.map(String.init) ?? ""
-        #expect(!normLine.isEmpty && !normLine.lowercased().contains("nan"), "\(text.stdout)")
-        #expect(text.stdout.contains("n/a"), "\(text.stdout)")
-        let json = try CLI.run(args + ["--json"])
-        #expect(json.status == 0)
-        guard case .object(let members) = try JSONParser.parse(Array(json.stdout.utf8)) else { Issue.record("not an object"); return }
+        let (base, inputs) = try LibraryMerge.open(LibraryMerge.Inputs(base: set.base, models: Array(set.models)))
+        let analysis = try TaskVectorAnalysis.run(base: base, inputs: inputs)
+        let text = analysis.text
+        #expect(text.contains("warning: input [0] \(set.models[0]): tensor 'm.weight' has 1 NaN, 1 +Inf and 0 -Inf"), "\(text)")
+        #expect(text.contains("warning: input [1] \(set.models[1]): the task vector is all zero"), "\(text)")
+        let normLine = text.split(separator: "\n").first { $0.hasPrefix("norm") }.map(String.init) ?? ""
+        #expect(!normLine.isEmpty && !normLine.lowercased().contains("nan"), "\(text)")
+        #expect(text.contains("n/a"), "\(text)")
+        // The JSON document, serialized and parsed back as a script reads it.
+        guard case .object(let members) = try JSONParser.parse(Array(analysis.json.serialized(indent: 2).utf8)) else {
+            Issue.record("not an object")
+            return
+        }
         let value = { (key: String) in members.first { $0.key == key }?.value }
         #expect(value("non_finite") == .array([.object([JSONMember("input", .int(0)), JSONMember("tensor", .string("m.weight")),
                                                         JSONMember("nan", .int(1)), JSONMember("pos_inf", .int(1)), JSONMember("neg_inf", .int(0))])]))

@@ -54,35 +54,26 @@ struct ZeroSizeTensorTests {
         #expect(values["b.weight"]?.values.allSatisfy { $0.isFinite } == true, sourceLocation: sourceLocation)
     }
 
-    @Test("Every method merges checkpoints with zero-element tensors first and last", arguments: MethodCommandLine.all)
-    func everyMethod(_ line: MethodCommandLine) throws {
+    @Test("Every method merges checkpoints with zero-element tensors first and last", arguments: MethodCase.all)
+    func everyMethod(_ line: MethodCase) throws {
         let set = Set()
         defer { try? FileManager.default.removeItem(atPath: set.dir) }
         for (label, base, models) in [("file", set.base, set.models), ("sharded", set.shardedBase, set.shardedModels)] {
-            let output = set.dir + "/out-\(label)" + (line.isSweep ? "" : ".safetensors")
-            let result = try CLI.run(line.arguments(base: base, models: models, output: output, extra: ["--quiet"]))
-            #expect(result.status == 0, "\(label): \(result.stderr)")
-            guard result.status == 0 else { continue }
-            if line.isSweep {
-                for point in TestSupport.listing(output) where point != "manifest.json" {
-                    try expectEmptyTensorsKept(output + "/" + point)
-                }
-            } else {
-                try expectEmptyTensorsKept(output)
-            }
+            let outputs = try line.merge(base: base, models: models, output: line.output(set.dir + "/out-\(label)"))
+            #expect(outputs.count == (line.isSweep ? 2 : 1), "\(label)")
+            for output in outputs { try expectEmptyTensorsKept(output) }
         }
     }
 
-    @Test("A checkpoint whose only tensor has zero elements merges with every method", arguments: MethodCommandLine.all)
-    func onlyTensor(_ line: MethodCommandLine) throws {
+    @Test("A checkpoint whose only tensor has zero elements merges with every method", arguments: MethodCase.all)
+    func onlyTensor(_ line: MethodCase) throws {
         let dir = TestSupport.temporaryDirectory("zero-only")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let spec = TensorSpec(name: "only.weight", dtype: .F32, shape: [0, 2])
         for name in ["base", "ft_1", "ft_2"] { TestSupport.writeCheckpoint(dir + "/\(name).safetensors", [(spec, [])]) }
-        let output = dir + "/out" + (line.isSweep ? "" : ".safetensors")
-        let result = try CLI.run(line.arguments(base: dir + "/base.safetensors", models: [dir + "/ft_1.safetensors", dir + "/ft_2.safetensors"],
-                                                output: output, extra: ["--quiet"]))
-        #expect(result.status == 0, "\(result.stderr)")
+        let outputs = try line.merge(base: dir + "/base.safetensors", models: [dir + "/ft_1.safetensors", dir + "/ft_2.safetensors"],
+                                     output: line.output(dir + "/out"))
+        for output in outputs { #expect(try Checkpoint(path: output).entry(named: "only.weight")?.info.shape == [0, 2], "\(output)") }
     }
 
     @Test("analyze, verify and inspect accept zero-element tensors first, last and in shards")
@@ -90,17 +81,20 @@ struct ZeroSizeTensorTests {
         let set = Set()
         defer { try? FileManager.default.removeItem(atPath: set.dir) }
         for (base, models) in [(set.base, set.models), (set.shardedBase, set.shardedModels)] {
-            let analyze = try CLI.run(["analyze", "--base", base] + models.flatMap { ["--model", $0] } + ["--json"])
-            #expect(analyze.status == 0, "\(analyze.stderr)")
-            let json = try JSONParser.parse(Array(analyze.stdout.utf8))
-            guard case .object(let members) = json else { Issue.record("analyze --json printed \(analyze.stdout)"); continue }
+            let (opened, inputs) = try LibraryMerge.open(LibraryMerge.Inputs(base: base, models: models))
+            let analysis = try TaskVectorAnalysis.run(base: opened, inputs: inputs)
+            #expect(analysis.elementCount == 10)
+            guard case .object(let members) = analysis.json else { Issue.record("analysis JSON: \(analysis.json)"); continue }
             #expect(members.first { $0.key == "elements" }?.value == .int(10))
             for path in [base] + models {
-                let verify = try CLI.run(["verify", path, "--check-finite"])
-                #expect(verify.status == 0, "\(path): \(verify.stderr)")
-                let inspect = try CLI.run(["inspect", path, "--check-finite"])
-                #expect(inspect.status == 0, "\(path): \(inspect.stderr)")
-                #expect(inspect.stdout.contains("z.empty"))
+                // verify --check-finite: a report that passes; inspect --check-finite: the summary lists them.
+                let report = try CheckpointVerifier(checkFinite: true).verify(path: path)
+                #expect(report.passed && report.nonFiniteError == nil, "\(path): \(report.nonFinite)")
+                let checkpoint = try Checkpoint(path: path)
+                #expect(try CheckpointVerifier(checkFinite: true).verify(checkpoint).passed)
+                var text = ""
+                CheckpointSummary(checkpoint).writeText { text += $0 + "\n" }
+                #expect(text.contains("z.empty"), "\(path): \(text)")
             }
         }
     }

@@ -22,16 +22,6 @@ struct ParameterSettingTests {
         #expect(ParameterSetting.conditions([.init(filter: "mlp", value: .number(2))]).value(for: "norm", t: 0) == nil)
     }
 
-    @Test("Layer positions: t = i/(n − 1) inside the layers, 0 outside")
-    func layers() {
-        #expect(LayerPosition.index(of: "model.layers.12.mlp.up_proj.weight") == 12)
-        #expect(LayerPosition.index(of: "transformer.h.3.attn.c_attn.weight") == 3)
-        #expect(LayerPosition.index(of: "model.embed_tokens.weight") == nil)
-        #expect(LayerPosition.t(of: "model.layers.1.x", layers: 2) == 1)
-        #expect(LayerPosition.t(of: "model.layers.1.x", layers: 5) == 0.25)
-        #expect(LayerPosition.t(of: "lm_head.weight", layers: 5) == 0)
-    }
-
     @Test("Sweep grids: start:stop:step inclusive, comma lists, bad input rejected")
     func grids() {
         let grid = SweepGrid.parse("0:1:0.05")
@@ -68,13 +58,11 @@ struct RecipeTests {
             parameters: {normalize: true, lambda: 1.0}
             dtype: float32
             """, in: dir)
-        let run = try CLI.run(["run", recipe, "-o", dir + "/out.safetensors"])
-        #expect(run.status == 0, "\(run.stderr)")
+        try LibraryMerge.run(try Recipe.load(path: recipe), output: dir + "/out.safetensors")
         let mine = TestSupport.values(try Checkpoint(path: dir + "/out.safetensors"))
         let golden = TestSupport.values(try Checkpoint(path: TestSupport.fixture("method_goldens/ties_mergekit.safetensors")))
         for (name, reference) in golden {
-            let worst = zip(mine[name]!.values, reference.values).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= 4e-7, "\(name): \(worst)")
+            expectClose(try #require(mine[name]).values, reference.values, tolerance: 4e-7, name)
         }
     }
 
@@ -91,8 +79,7 @@ struct RecipeTests {
                 parameters:
                   weight: [{filter: self_attn, value: 0}, {value: [0, 1]}]
             """, in: dir)
-        let run = try CLI.run(["run", recipe, "-o", dir + "/out.safetensors"])
-        #expect(run.status == 0, "\(run.stderr)")
+        try LibraryMerge.run(try Recipe.load(path: recipe), output: dir + "/out.safetensors")
         let out = TestSupport.values(try Checkpoint(path: dir + "/out.safetensors"))
         let base = TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/base")))
         let tuned = TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/ft_a")))
@@ -100,8 +87,12 @@ struct RecipeTests {
         #expect(out["model.layers.0.mlp.up_proj.weight"]!.values == base["model.layers.0.mlp.up_proj.weight"]!.values)
         #expect(out["model.embed_tokens.weight"]!.values == base["model.embed_tokens.weight"]!.values)
         // Layer 1 (t = 1) gets weight 1: θ₀ + (θ − θ₀) = θ up to float rounding.
-        let a = out["model.layers.1.mlp.up_proj.weight"]!.values, b = tuned["model.layers.1.mlp.up_proj.weight"]!.values
-        #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 1e-7 })
+        expectClose(out["model.layers.1.mlp.up_proj.weight"]!.values, tuned["model.layers.1.mlp.up_proj.weight"]!.values, tolerance: 1e-7)
+    }
+
+    /// What loading and planning the recipe at `path` into `output` throws.
+    func planError(_ path: String, output: String) throws -> MergeKitError {
+        try #require(throws: MergeKitError.self) { try Recipe.load(path: path).plan(output: output) }
     }
 
     @Test("Every problem is reported at once, with recipe lines, before anything is written")
@@ -122,24 +113,24 @@ struct RecipeTests {
             parameters: {normalise: true}
             out_dtype: bfloat17
             """, in: dir)
-        let run = try CLI.run(["run", recipe, "-o", dir + "/out"])
-        #expect(run.status == 1)
+        let error = try planError(recipe, output: dir + "/out")
+        #expect(error.problems.count >= 5, "\(error)")
         for expected in ["line 3: unknown key \"modles\" (did you mean \"models\"?)", "line 9: out_dtype must be one of",
                          "no per-model parameter \"wieght\" (did you mean \"weight\"?)", "has no parameter \"normalise\" (did you mean \"normalize\"?)",
                          "f32/missing: line 7 of", "does not exist"] {
-            #expect(run.stderr.contains(expected), "missing: \(expected)\n\(run.stderr)")
+            #expect(error.description.contains(expected), "missing: \(expected)\n\(error)")
         }
         let unknown = write("merge_method: tie\nbase_model: x\nmodels: [{model: y}]\n", in: dir, name: "unknown.yml")
-        let method = try CLI.run(["run", unknown, "-o", dir + "/out"])
-        #expect(method.status == 1 && method.stderr.contains("unknown merge_method \"tie\" (did you mean \"ties\"?)"))
+        let method = try planError(unknown, output: dir + "/out")
+        #expect(method.description.contains("unknown merge_method \"tie\" (did you mean \"ties\"?)"), "\(method)")
         // A shape mismatch surfaces from planning, still before any output.
         let shapes = write("""
             merge_method: task_arithmetic
             base_model: \(fixtures)/f32/base
             models: [{model: \(shaped)}]
             """, in: dir, name: "shapes.yml")
-        let mismatch = try CLI.run(["run", shapes, "-o", dir + "/out"])
-        #expect(mismatch.status == 1 && mismatch.stderr.contains("shape [16, 32]"))
+        let mismatch = try planError(shapes, output: dir + "/out")
+        #expect(mismatch.description.contains("shape [16, 32]"), "\(mismatch)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
     }
 
@@ -147,19 +138,16 @@ struct RecipeTests {
     func jsonRecipe() throws {
         let dir = TestSupport.temporaryDirectory("recipe")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let tv = try CLI.run(["task-vector", "--base", "f32/base", "--finetuned", "f32/ft_b", "-o", dir + "/tv_b.safetensors"], in: fixtures)
-        #expect(tv.status == 0)
+        try LibraryMerge.taskVector(base: "f32/base", finetuned: "f32/ft_b", output: dir + "/tv_b.safetensors")
         let recipe = write("""
             {"merge_method": "task_arithmetic", "base_model": "\(fixtures)/f32/base",
              "models": [{"model": "\(fixtures)/f32/ft_a", "parameters": {"weight": 1}},
                         {"task_vector": "\(dir)/tv_b.safetensors", "parameters": {"weight": 1}}],
              "parameters": {"lambda": 0.5}}
             """, in: dir, name: "recipe.json")
-        let run = try CLI.run(["run", recipe, "-o", dir + "/out.safetensors"])
-        #expect(run.status == 0, "\(run.stderr)")
-        let direct = try CLI.run(["task-arithmetic", "--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b", "--scale", "0.5",
-                                  "-o", dir + "/direct.safetensors"], in: fixtures)
-        #expect(direct.status == 0)
+        try LibraryMerge.run(try Recipe.load(path: recipe), output: dir + "/out.safetensors")
+        try LibraryMerge.run(try TaskArithmetic(scale: 0.5), LibraryMerge.Inputs(base: "f32/base", models: ["f32/ft_a", "f32/ft_b"]),
+                             output: OutputSpec(path: dir + "/direct.safetensors"))
         expectCheckpointsMatch(try Checkpoint(path: dir + "/out.safetensors"), try Checkpoint(path: dir + "/direct.safetensors"), ulps: 1)
     }
 
@@ -169,8 +157,7 @@ struct RecipeTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let text = "merge_method: linear\nmodels:\n  - model: \(fixtures)/f32/ft_a\n  - model: \(fixtures)/f32/ft_b\n"
         let recipe = write(text, in: dir)
-        let run = try CLI.run(["run", recipe, "-o", dir + "/out"])
-        #expect(run.status == 0, "\(run.stderr)")
+        try LibraryMerge.run(try Recipe.load(path: recipe), output: dir + "/out")
         let card = try String(contentsOfFile: dir + "/out/README.md", encoding: .utf8)
         #expect(card.contains("base_model:") && card.contains("**linear**") && card.contains("f32/ft_b") && card.contains(text))
         #expect(try String(contentsOfFile: dir + "/out/recipe.yml", encoding: .utf8) == text)
@@ -181,32 +168,55 @@ struct RecipeTests {
 struct SweepTests {
     let fixtures = TestSupport.fixture("")
 
+    /// The paper's TIES spelled in mergekit's semantics (as `sweep --method ties` takes them): the
+    /// `ties` command's values of a separate run equal to a point of such a sweep.
+    static let mergekitTIES: [String: ParameterSetting] = ["trim_scope": .string("tensor"), "vote": .string("weighted"), "merge": .string("normalized")]
+
+    /// Every tensor of `a` has the bytes of the same tensor in `b`; returns the names that differ.
+    static func differing(_ a: String, _ b: String) throws -> [String] {
+        let first = try Checkpoint(path: a), second = try Checkpoint(path: b)
+        return try second.entries.filter { entry in
+            let other = try #require(first.entry(named: entry.name), "\(entry.name) missing from \(a)")
+            return Array(other.file.bytes(of: other.info)) != Array(entry.file.bytes(of: entry.info))
+        }.map(\.name)
+    }
+
     @Test("A λ sweep's points equal separate merges byte for byte; the manifest lists them with SHA-256")
     func sweepEqualsSeparateRuns() throws {
         let dir = TestSupport.temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let sweep = try CLI.run(["sweep", "--method", "ties", "--base", "bf16/base", "--model", "bf16/ft_a", "--model", "bf16/ft_b",
-                                 "--model", "bf16/ft_c", "--scale", "0.5:1.5:0.5", "--param", "density=0.3", "--checksums", "-o", dir + "/sweep"], in: fixtures)
-        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let inputs = LibraryMerge.Inputs(base: "bf16/base", models: ["bf16/ft_a", "bf16/ft_b", "bf16/ft_c"])
+        let lambdas = try #require(SweepGrid.parse("0.5:1.5:0.5"))
+        try LibraryMerge.run(LibraryMerge.sweep("ties", inputs, grids: [("lambda", lambdas)], fixed: ["density": .number(0.3)]),
+                             output: dir + "/sweep", checksums: true)
         let manifest = try JSONParser.parse(try FileSystem.readFile(dir + "/sweep/manifest.json"))
         let points = try #require(manifest["points"]?.arrayValue)
         #expect(points.count == 3)
         for (i, lambda) in [0.5, 1.0, 1.5].enumerated() {
             #expect(points[i]["sweep"]?["lambda"]?.doubleValue == lambda)
             let separate = dir + "/separate-\(i).safetensors"
-            let run = try CLI.run(["ties", "--base", "bf16/base", "--model", "bf16/ft_a", "--model", "bf16/ft_b", "--model", "bf16/ft_c",
-                                   "--trim-scope", "tensor", "--vote", "weighted", "--merge", "normalized", "--density", "0.3",
-                                   "--scale", "\(lambda)", "-o", separate], in: fixtures)
-            #expect(run.status == 0, "\(run.stderr)")
+            let values = Self.mergekitTIES.merging(["density": .number(0.3), "lambda": .number(lambda)]) { $1 }
+            try LibraryMerge.run(try LibraryMerge.method("ties", values), inputs, output: OutputSpec(path: separate))
             let pointFile = dir + "/sweep/point-00\(i)/model.safetensors"
-            let a = try Checkpoint(path: pointFile), b = try Checkpoint(path: separate)
-            for entry in b.entries {
-                let other = try #require(a.entry(named: entry.name))
-                #expect(Array(other.file.bytes(of: other.info)) == Array(entry.file.bytes(of: entry.info)), "\(entry.name) at λ = \(lambda)")
-            }
+            #expect(try Self.differing(pointFile, separate).isEmpty, "at λ = \(lambda)")
             let file = try #require(points[i]["files"]?.arrayValue?.first)
             #expect(file["sha256"]?.stringValue == (try FileDigest.sha256(path: pointFile)))
         }
+    }
+
+    /// A grid of `sweep --method NAME` (λ ∈ {0.3, 1, −0.7} and `grids`) and the merge command
+    /// (`method` with `values`) whose separate runs must equal its points.
+    struct GridCase: Sendable, CustomTestStringConvertible {
+        let label: String
+        let recipeMethod: String
+        var grids: [MethodCase.Grid] = []
+        var fixed: [String: ParameterSetting] = [:]
+        var weights: [Double] = []
+        var emit: EmitKind = .model
+        var dtype = "f16"
+        let method: String
+        var values: [String: ParameterSetting] = [:]
+        var testDescription: String { label }
     }
 
     /// Grid points that differ only in λ share one unscaled merge per chunk; the others don't.
@@ -214,43 +224,35 @@ struct SweepTests {
     /// runs spell them out.
     @Test("A λ × density grid equals separate merges byte for byte (per-tensor and global TIES, weighted task arithmetic)",
           arguments: [
-            (["--method", "ties", "--density", "0.2,0.5"],
-             ["ties", "--trim-scope", "tensor", "--vote", "weighted", "--merge", "normalized"]),
-            (["--method", "ties", "--density", "0.2,0.5", "--param", "trim_scope=global"],
-             ["ties", "--trim-scope", "global", "--vote", "weighted", "--merge", "normalized"]),
-            (["--method", "task_arithmetic", "--weight", "1", "--weight", "0.5", "--weight", "2"],
-             ["task-arithmetic", "--weight", "1", "--weight", "0.5", "--weight", "2"]),
+            GridCase(label: "ties, density grid", recipeMethod: "ties", grids: [.init(name: "density", values: [0.2, 0.5])],
+                     method: "ties", values: mergekitTIES),
+            GridCase(label: "ties, density grid, global trim", recipeMethod: "ties", grids: [.init(name: "density", values: [0.2, 0.5])],
+                     fixed: ["trim_scope": .string("global")], method: "ties", values: mergekitTIES.merging(["trim_scope": .string("global")]) { $1 }),
+            GridCase(label: "task arithmetic, weighted", recipeMethod: "task_arithmetic", weights: [1, 0.5, 2], method: "task-arithmetic"),
             // F32 outputs show every rounding: a model, and task vectors (no base added).
-            (["--method", "task_arithmetic", "--weight", "1", "--weight", "0.5", "--weight", "2", "f32"],
-             ["task-arithmetic", "--weight", "1", "--weight", "0.5", "--weight", "2"]),
-            (["--method", "ties", "--param", "density=0.3", "--emit", "task-vector", "f32"],
-             ["ties", "--trim-scope", "tensor", "--vote", "weighted", "--merge", "normalized", "--density", "0.3", "--emit", "task-vector"]),
+            GridCase(label: "task arithmetic, weighted, F32", recipeMethod: "task_arithmetic", weights: [1, 0.5, 2], dtype: "f32", method: "task-arithmetic"),
+            GridCase(label: "ties, task vectors, F32", recipeMethod: "ties", fixed: ["density": .number(0.3)], emit: .taskVector, dtype: "f32",
+                     method: "ties", values: mergekitTIES.merging(["density": .number(0.3)]) { $1 }),
           ])
-    func gridEqualsSeparateRuns(sweepArgs: [String], separateArgs: [String]) throws {
+    func gridEqualsSeparateRuns(_ grid: GridCase) throws {
         let dir = TestSupport.temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let dtype = sweepArgs.last == "f32" ? "f32" : "f16"
-        let sweepArgs = sweepArgs.filter { $0 != "f32" }
-        let inputs = ["--base", "\(dtype)/base", "--model", "\(dtype)/ft_a", "--model", "\(dtype)/ft_b", "--model", "\(dtype)/ft_c"]
-        let sweep = try CLI.run(["sweep"] + inputs + ["--scale", "0.3,1,-0.7"] + sweepArgs + ["-o", dir + "/sweep"], in: fixtures)
-        #expect(sweep.status == 0, "\(sweep.stderr)")
-        let manifest = try JSONParser.parse(try FileSystem.readFile(dir + "/sweep/manifest.json"))
-        let points = try #require(manifest["points"]?.arrayValue)
-        let densities = sweepArgs.contains("--density")
+        let dtype = grid.dtype
+        let inputs = LibraryMerge.Inputs(base: "\(dtype)/base", models: ["\(dtype)/ft_a", "\(dtype)/ft_b", "\(dtype)/ft_c"], weights: grid.weights)
+        let recipe = LibraryMerge.sweep(grid.recipeMethod, inputs, grids: [("lambda", [0.3, 1, -0.7])] + grid.grids.map { ($0.name, $0.values) },
+                                        fixed: grid.fixed)
+        let outcome = try LibraryMerge.run(recipe, output: dir + "/sweep", emit: grid.emit)
+        let points = outcome.summaries
+        let densities = !grid.grids.isEmpty
         #expect(points.count == (densities ? 6 : 3))
         var mismatched = 0
         for (i, point) in points.enumerated() {
-            let lambda = try #require(point["sweep"]?["lambda"]?.doubleValue)
-            var args = separateArgs + inputs + ["--scale=\(lambda)"]
-            if densities { args += ["--density", "\(try #require(point["sweep"]?["density"]?.doubleValue))"] }
+            var values = grid.values
+            values["lambda"] = .number(try #require(point["sweep"]?["lambda"]?.doubleValue))
+            if densities { values["density"] = .number(try #require(point["sweep"]?["density"]?.doubleValue)) }
             let separate = dir + "/separate-\(i).safetensors"
-            let run = try CLI.run(args + ["-o", separate], in: fixtures)
-            #expect(run.status == 0, "\(run.stderr)")
-            let a = try Checkpoint(path: dir + "/sweep/" + String(format: "point-%03d", i)), b = try Checkpoint(path: separate)
-            for entry in b.entries {
-                let other = try #require(a.entry(named: entry.name))
-                if Array(other.file.bytes(of: other.info)) != Array(entry.file.bytes(of: entry.info)) { mismatched += 1 }
-            }
+            try LibraryMerge.run(try LibraryMerge.method(grid.method, values), inputs, output: OutputSpec(path: separate, emit: grid.emit))
+            mismatched += try Self.differing(dir + "/sweep/" + String(format: "point-%03d", i), separate).count
         }
         #expect(mismatched == 0, "\(mismatched) tensors differ from the separate runs")
     }
@@ -259,22 +261,25 @@ struct SweepTests {
     func onePointAndFailedSweep() throws {
         let dir = TestSupport.temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let inputs = ["--base", "f16/base", "--model", "f16/ft_a", "--model", "f16/ft_b"]
-        let one = try CLI.run(["sweep", "--method", "ties"] + inputs + ["--density", "0.2", "-o", dir + "/one"], in: fixtures)
-        #expect(one.status == 0, "\(one.stderr)")
+        let inputs = LibraryMerge.Inputs(base: "f16/base", models: ["f16/ft_a", "f16/ft_b"])
+        try LibraryMerge.run(LibraryMerge.sweep("ties", inputs, grids: [("density", [0.2])]), output: dir + "/one")
         #expect(TestSupport.listing(dir + "/one").sorted() == ["manifest.json", "point-000"])
-        // Without --checksums (or --json) the manifest lists files and sizes, not digests.
+        // Without checksums (or a summary) the manifest lists files and sizes, not digests.
         let manifest = try JSONParser.parse(try FileSystem.readFile(dir + "/one/manifest.json"))
         let point = try #require(manifest["points"]?.arrayValue?.first)
         let file = try #require(point["files"]?.arrayValue?.first)
         #expect(file["bytes"]?.nonNegativeInt != nil && file["sha256"] == nil)
-        let bad = try CLI.run(["sweep", "--method", "ties"] + inputs + ["--density", "0.2,1.5", "-o", dir + "/bad"], in: fixtures)
-        #expect(bad.status == 64)
-        #expect(bad.stderr.contains("--density must be in (0, 1], not 1.5"), "\(bad.stderr)")
+        let bad = try #require(throws: MergeKitError.self) {
+            try LibraryMerge.run(LibraryMerge.sweep("ties", inputs, grids: [("density", [0.2, 1.5])]), output: dir + "/bad")
+        }
+        #expect(bad.code == .invalidArgument && bad.description.contains("density must be in (0, 1], not 1.5"), "\(bad)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/bad"))
         // A problem found only when the inputs are opened (here the base) still leaves no directory.
-        let missing = try CLI.run(["sweep", "--method", "ties", "--base", "f16/missing", "--model", "f16/ft_a", "--density", "0.2", "-o", dir + "/missing"], in: fixtures)
-        #expect(missing.status == 1 && missing.stderr.contains("f16/missing: does not exist"), "\(missing.stderr)")
+        let missing = try #require(throws: MergeKitError.self) {
+            try LibraryMerge.run(LibraryMerge.sweep("ties", LibraryMerge.Inputs(base: "f16/missing", models: ["f16/ft_a"]), grids: [("density", [0.2])]),
+                                 output: dir + "/missing")
+        }
+        #expect(missing.code == .fileNotFound && missing.description.contains("f16/missing: does not exist"), "\(missing)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/missing"))
     }
 
@@ -282,11 +287,10 @@ struct SweepTests {
     func taskVectorEmitAndSeeds() throws {
         let dir = TestSupport.temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let args = ["sweep", "--method", "dare_ties", "--base", "f32/base", "--model", "f32/ft_a", "--model", "f32/ft_b",
-                    "--density", "0.5,0.7", "--seed", "3", "--emit", "task-vector"]
-        let first = try CLI.run(args + ["-o", dir + "/one"], in: fixtures)
-        let second = try CLI.run(args + ["-o", dir + "/two", "--threads", "1"], in: fixtures)
-        #expect(first.status == 0 && second.status == 0, "\(first.stderr)\(second.stderr)")
+        let recipe = LibraryMerge.sweep("dare_ties", LibraryMerge.Inputs(base: "f32/base", models: ["f32/ft_a", "f32/ft_b"]),
+                                        grids: [("density", [0.5, 0.7])])
+        try LibraryMerge.run(recipe, output: dir + "/one", emit: .taskVector, seed: 3)
+        try LibraryMerge.run(recipe, output: dir + "/two", emit: .taskVector, seed: 3, threads: 1)
         for point in ["point-000", "point-001"] {
             let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/one/\(point)/model.safetensors"))
             let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/two/\(point)/model.safetensors"))
@@ -297,16 +301,19 @@ struct SweepTests {
         }
     }
 
-    @Test("--dry-run prints the plan and writes nothing; --json reports files with SHA-256 and peak memory")
+    @Test("A plan's description names what each tensor gets; --json reports files with SHA-256 and peak memory")
     func dryRunAndJSON() throws {
         let dir = TestSupport.temporaryDirectory("sweep")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let dry = try CLI.run(["ties", "--base", "f16/base", "--model", "f16/ft_a", "--model", "f16/ft_c", "--dry-run", "-o", dir + "/out"], in: fixtures)
-        #expect(dry.status == 0)
-        #expect(dry.stdout.contains("model.layers.0.mlp.down_proj.weight [16, 24] F16 -> F16: merged"))
-        #expect(dry.stdout.contains("model.rotary_emb.position_ids [1, 8] I64 -> I64: copied from the base"))
+        // What --dry-run prints: the plan's description (planning writes nothing).
+        let plan = try LibraryMerge.plan(try LibraryMerge.method("ties"), LibraryMerge.Inputs(base: "f16/base", models: ["f16/ft_a", "f16/ft_c"]),
+                                         output: OutputSpec(path: dir + "/out"))
+        let dry = PlanDescription.text(plan)
+        #expect(dry.contains("model.layers.0.mlp.down_proj.weight [16, 24] F16 -> F16: merged"))
+        #expect(dry.contains("model.rotary_emb.position_ids [1, 8] I64 -> I64: copied from the base"))
         #expect(TestSupport.listing(dir).isEmpty)
 
+        // The command's JSON summary (merge-cli adds the peak memory; no progress bar on a pipe).
         let run = try CLI.run(["ties", "--base", "f16/base", "--model", "f16/ft_a", "--model", "f16/ft_c", "--json", "-o", dir + "/out"], in: fixtures)
         #expect(run.status == 0, "\(run.stderr)")
         let summary = try JSONParser.parse(Array(run.stdout.utf8))

@@ -89,25 +89,35 @@ struct SweepOutputTests {
         #expect(TestSupport.listing(s.dir) == ["base.safetensors", "ft.safetensors", "log-0", "log-1", "sweep"], "no temporaries")
     }
 
-    @Test("--overwrite replaces an old sweep whole: points it no longer has are gone; a sweep into an existing directory needs it")
+    @Test("Overwriting replaces an old sweep whole: points it no longer has are gone; a sweep into an existing directory needs it")
     func overwriteReplacesWhole() throws {
         let s = OutputReplacementTests.Setup()
         defer { s.remove() }
         let output = s.dir + "/sweep"
-        let arguments = ["sweep", "--method", "task_arithmetic", "--base", s.base, "--model", s.model, "-o", output]
-        let wide = try CLI.run(arguments + ["--scale", "0:1:0.25"])
-        #expect(wide.status == 0, "\(wide.stderr)")
-        let again = try CLI.run(arguments + ["--scale", "0.5,1"])
-        #expect(again.status == 1 && again.stderr.contains("already exists"), "\(again.stderr)")
-        let narrow = try CLI.run(arguments + ["--scale", "0.5,1", "--overwrite", "--json"])
-        #expect(narrow.status == 0, "\(narrow.stderr)")
+        let inputs = LibraryMerge.Inputs(base: s.base, models: [s.model])
+        try LibraryMerge.run(LibraryMerge.sweep("task_arithmetic", inputs, grids: [("lambda", try #require(SweepGrid.parse("0:1:0.25")))]), output: output)
+        #expect(TestSupport.listing(output).count == 6)
+        let narrow = LibraryMerge.sweep("task_arithmetic", inputs, grids: [("lambda", [0.5, 1])])
+        let again = try #require(throws: MergeKitError.self) { try LibraryMerge.run(narrow, output: output) }
+        #expect(again.code == .outputExists && again.file == output && again.description.contains("already exists"), "\(again)")
+        #expect(TestSupport.listing(output).count == 6)
+        let outcome = try LibraryMerge.run(narrow, output: output, overwrite: true, summarize: true)
         #expect(TestSupport.listing(output) == ["manifest.json", "point-000", "point-001"])
-        let summary = try JSONParser.parse(Array(narrow.stdout.utf8))
-        #expect(summary["outputs"]?.arrayValue?.count == 2 && summary["notes"]?.arrayValue?.isEmpty == true, "\(narrow.stdout)")
-        // --json digests were read from the temporary directory and match the files in place.
-        let first = try #require(summary["outputs"]?.arrayValue?.first?["files"]?.arrayValue?.first)
+        #expect(outcome.summaries.count == 2 && outcome.notes.isEmpty, "\(outcome.notes)")
+        // The digests were read from the temporary directory and match the files in place.
+        let first = try #require(outcome.summaries.first?["files"]?.arrayValue?.first)
         #expect(first["path"]?.stringValue == output + "/point-000/model.safetensors")
         #expect(first["sha256"]?.stringValue == (try FileDigest.sha256(path: output + "/point-000/model.safetensors")))
+        #expect(TestSupport.listing(s.dir) == ["base.safetensors", "ft.safetensors", "sweep"])
+        // merge-cli sweep --overwrite --json: the same replacement, and one document listing the outputs with their digests.
+        let cli = try CLI.run(["sweep", "--method", "task_arithmetic", "--base", s.base, "--model", s.model, "-o", output,
+                               "--scale", "0.25,0.75", "--overwrite", "--json"])
+        #expect(cli.status == 0, "\(cli.stderr)")
+        let summary = try JSONParser.parse(Array(cli.stdout.utf8))
+        #expect(summary["outputs"]?.arrayValue?.count == 2 && summary["notes"]?.arrayValue?.isEmpty == true, "\(cli.stdout)")
+        let file = try #require(summary["outputs"]?.arrayValue?.first?["files"]?.arrayValue?.first)
+        #expect(file["path"]?.stringValue == output + "/point-000/model.safetensors")
+        #expect(file["sha256"]?.stringValue == (try FileDigest.sha256(path: output + "/point-000/model.safetensors")))
         #expect(TestSupport.listing(s.dir) == ["base.safetensors", "ft.safetensors", "sweep"])
     }
 

@@ -66,49 +66,9 @@ enum TestSupport {
         return result
     }
 
-    /// The spacing of representable values of `dtype` near `x` (one unit in the last place).
-    static func ulp(_ x: Double, _ dtype: DType) -> Double {
-        let bits: Int
-        switch dtype {
-        case .F16: bits = 10
-        case .BF16: bits = 7
-        case .F32: bits = 23
-        default: bits = 52
-        }
-        let minExponent: Int = dtype == .F16 ? -14 : (dtype == .F64 ? -1022 : -126)
-        let exponent = x == 0 ? minExponent : max(minExponent, Int(Foundation.floor(Foundation.log2(abs(x)))))
-        return Foundation.pow(2.0, Double(exponent - bits))
-    }
-
     /// Lists files (including hidden ones) in a directory.
     static func listing(_ directory: String) -> [String] {
         (try? FileManager.default.contentsOfDirectory(atPath: directory).sorted()) ?? []
-    }
-}
-
-/// Compares two checkpoints tensor by tensor: same names, shapes and dtypes (checked first), and
-/// values within `ulps` units in the last place of the dtype plus `absolute` (integers exactly).
-/// `absolute` covers cancellation: a sum of terms of size ~0.02 that lands near 0 carries the
-/// rounding error of its terms, which can be many ulps of the tiny result.
-func expectCheckpointsMatch(_ actual: Checkpoint, _ expected: Checkpoint, ulps: Double = 1, absolute: Double = 0,
-                            sourceLocation: SourceLocation = #_sourceLocation) {
-    let a = TestSupport.values(actual), e = TestSupport.values(expected)
-    #expect(a.keys.sorted() == e.keys.sorted(), "tensor names differ", sourceLocation: sourceLocation)
-    for (name, exp) in e {
-        guard let act = a[name] else { continue }
-        #expect(act.info.shape == exp.info.shape, "\(name): shape", sourceLocation: sourceLocation)
-        #expect(act.info.dtype == exp.info.dtype, "\(name): dtype", sourceLocation: sourceLocation)
-        guard act.info.shape == exp.info.shape, act.info.dtype == exp.info.dtype else { continue }
-        var worst = 0.0
-        var worstIndex = 0
-        for i in exp.values.indices {
-            let x = act.values[i], y = exp.values[i]
-            if x.isNaN && y.isNaN { continue }
-            let err = max(0, abs(x - y) - absolute) / TestSupport.ulp(y, exp.info.dtype)
-            if !(err <= worst) { worst = err; worstIndex = i }
-        }
-        #expect(worst <= ulps, "\(name): element \(worstIndex) is \(act.values[worstIndex]), expected \(exp.values[worstIndex]) (\(worst) ulp)",
-                sourceLocation: sourceLocation)
     }
 }
 

@@ -22,6 +22,31 @@ struct ExtractedAdapterCase: Sendable, CustomTestStringConvertible {
 
     var testDescription: String { name }
 
+    /// The extraction options `args` (extract-lora's flags) stand for.
+    var options: LoRAExtraction.Options {
+        var options = LoRAExtraction.Options(rank: 0)
+        var i = 0
+        while i < args.count {
+            switch args[i] {
+            case "--rank": options.rank = Int(args[i + 1])!; i += 1
+            case "--oversampling": options.oversampling = Int(args[i + 1])!; i += 1
+            case "--seed": options.seed = UInt64(args[i + 1])!; i += 1
+            case "--randomized": options.randomized = true
+            case "--embeddings": options.includeEmbeddings = true
+            case "--fan-in-fan-out": options.fanInFanOut = true
+            default: preconditionFailure("\(name): unknown extract-lora flag \(args[i])")
+            }
+            i += 1
+        }
+        return options
+    }
+
+    /// The extraction of this case's model into `output`.
+    func extraction(into output: String) throws -> LoRAExtraction {
+        try LoRAExtraction(base: try Checkpoint(path: TestSupport.fixture(base)), model: try Checkpoint(path: TestSupport.fixture(model)),
+                           output: output, options: options)
+    }
+
     static let all: [ExtractedAdapterCase] = {
         let json = try! JSONParser.parse(try! FileSystem.readFile(TestSupport.fixture("svd_lora/extracted/cases.json")))
         return json["cases"]!.arrayValue!.map { c in
@@ -40,39 +65,40 @@ struct ExtractedAdapterCase: Sendable, CustomTestStringConvertible {
 
 @Suite("LoRA extraction")
 struct LoRAExtractionTests {
-    /// Max |Δ| over the golden's tensors between a merge-cli output and the golden.
-    static func maxDifference(_ output: String, _ golden: String) throws -> Double {
+    /// `output` and the golden have the same tensors and shapes, and values within `tolerance`.
+    static func expectMatches(_ output: String, _ golden: String, tolerance: Double, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let mine = TestSupport.values(try Checkpoint(path: output))
         let expected = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden)))
-        #expect(!expected.isEmpty)
-        var worst = 0.0
+        #expect(!expected.isEmpty, sourceLocation: sourceLocation)
         for (name, value) in expected {
-            let actual = try #require(mine[name], "\(name) missing")
-            #expect(actual.info.shape == value.info.shape)
-            worst = max(worst, zip(actual.values, value.values).map { abs($0 - $1) }.max() ?? 0)
+            let actual = try #require(mine[name], "\(name) missing", sourceLocation: sourceLocation)
+            #expect(actual.info.shape == value.info.shape, sourceLocation: sourceLocation)
+            expectClose(actual.values, value.values, tolerance: tolerance, name, sourceLocation: sourceLocation)
         }
-        return worst
     }
 
-    @Test("An adapter written by extract-lora, merged by PEFT, gives the weights merge-cli --lora predicts", arguments: ExtractedAdapterCase.all)
+    /// Task arithmetic of `base` and the adapter `adapter` (as `merge-cli task-arithmetic --lora`) into `output`.
+    static func mergeAdapter(base: String, _ adapter: String, into output: String) throws {
+        try LibraryMerge.run(try TaskArithmetic(), LibraryMerge.Inputs(base: base, loras: [adapter]), output: OutputSpec(path: output))
+    }
+
+    @Test("An adapter written by extract-lora, merged by PEFT, gives the weights a merge with it as a LoRA input predicts",
+          arguments: ExtractedAdapterCase.all)
     func peftMergesWhatMergeKitPredicts(_ golden: ExtractedAdapterCase) throws {
         let dir = TestSupport.temporaryDirectory("extracted")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let run = try CLI.run(["task-arithmetic", "--base", golden.base, "--lora", golden.adapter, "-o", dir + "/merged.safetensors"],
-                              in: TestSupport.fixture(""))
-        #expect(run.status == 0, "\(run.stderr)")
-        let worst = try Self.maxDifference(dir + "/merged.safetensors", golden.peftMerged)
-        #expect(worst <= golden.tolerance, "max |Δ| = \(worst)")
+        try Self.mergeAdapter(base: golden.base, golden.adapter, into: dir + "/merged.safetensors")
+        try Self.expectMatches(dir + "/merged.safetensors", golden.peftMerged, tolerance: golden.tolerance)
     }
 
-    @Test("extract-lora reproduces the committed adapter: its config, optimal errors and PEFT's merge", arguments: ExtractedAdapterCase.all)
+    @Test("Extraction reproduces the committed adapter: its config, optimal errors and PEFT's merge", arguments: ExtractedAdapterCase.all)
     func reproducesCommittedAdapter(_ golden: ExtractedAdapterCase) throws {
         let dir = TestSupport.temporaryDirectory("extract")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let fixtures = TestSupport.fixture("")
-        let run = try CLI.run(["extract-lora", "--base", golden.base, "--model", golden.model] + golden.args + ["-o", dir + "/adapter", "--json"], in: fixtures)
-        #expect(run.status == 0, "\(run.stderr)")
-        let report = try JSONParser.parse(Array(run.stdout.utf8))
+        let extraction = try golden.extraction(into: dir + "/adapter")
+        let result = try extraction.run()
+        // The report as --json prints it.
+        let report = try JSONParser.parse(Array(result.json(extraction).serialized(indent: 2).utf8))
         let tensors = try #require(report["tensors"]?.arrayValue)
         #expect(tensors.count == golden.errors.count)
         for entry in tensors {
@@ -87,21 +113,25 @@ struct LoRAExtractionTests {
         }
         let config = try JSONParser.parse(try FileSystem.readFile(dir + "/adapter/adapter_config.json"))
         let committed = try JSONParser.parse(try FileSystem.readFile(TestSupport.fixture(golden.adapter + "/adapter_config.json")))
-        #expect(config == committed)
+        // The same config, naming the base as it was given (here by its full path).
+        guard case .object(let members) = config, case .object(let committedMembers) = committed else {
+            Issue.record("adapter_config.json is not an object")
+            return
+        }
+        let base = "base_model_name_or_path"
+        #expect(members.first { $0.key == base }?.value == .string(TestSupport.fixture(golden.base)))
+        #expect(committedMembers.first { $0.key == base }?.value == .string(golden.base))
+        #expect(members.filter { $0.key != base } == committedMembers.filter { $0.key != base })
         // The factors are float32 SVDs of noise-like deltas: another CPU's BLAS kernels (OpenBLAS picks them per
         // CPU) or another LAPACK round differently, by up to the spread the script measured between two LAPACKs.
-        let merge = try CLI.run(["task-arithmetic", "--base", golden.base, "--lora", dir + "/adapter", "-o", dir + "/merged.safetensors"], in: fixtures)
-        #expect(merge.status == 0, "\(merge.stderr)")
-        let worst = try Self.maxDifference(dir + "/merged.safetensors", golden.peftMerged)
-        #expect(worst <= golden.reextractionTolerance, "max |Δ| = \(worst)")
-        // On one machine the bytes do not depend on --threads.
+        try Self.mergeAdapter(base: golden.base, dir + "/adapter", into: dir + "/merged.safetensors")
+        try Self.expectMatches(dir + "/merged.safetensors", golden.peftMerged, tolerance: golden.reextractionTolerance)
+        // On one machine the bytes do not depend on the thread count.
         let weights = "/adapter_model.safetensors"
         for threads in [1, 3] {
-            let rerun = try CLI.run(["extract-lora", "--base", golden.base, "--model", golden.model] + golden.args
-                                    + ["-o", dir + "/adapter-\(threads)", "--threads", "\(threads)", "--quiet"], in: fixtures)
-            #expect(rerun.status == 0, "\(rerun.stderr)")
+            _ = try golden.extraction(into: dir + "/adapter-\(threads)").run(threads: threads)
             #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/adapter-\(threads)" + weights)) == Data(contentsOf: URL(fileURLWithPath: dir + "/adapter" + weights)),
-                    "--threads \(threads) changed the adapter")
+                    "\(threads) threads changed the adapter")
         }
     }
 

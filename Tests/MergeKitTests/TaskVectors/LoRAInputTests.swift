@@ -33,13 +33,16 @@ struct LoRAGoldenCase: Sendable, CustomTestStringConvertible {
 struct LoRAInputTests {
     // MARK: PEFT interop
 
-    @Test("merge-cli merging PEFT adapters gives PEFT merge_and_unload()'s weights", arguments: LoRAGoldenCase.all)
+    @Test("Merging PEFT adapters gives PEFT merge_and_unload()'s weights", arguments: LoRAGoldenCase.all)
     func matchesPEFT(_ golden: LoRAGoldenCase) throws {
         let dir = TestSupport.temporaryDirectory("lora-golden")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let output = dir + "/out.safetensors"
-        let run = try CLI.run([golden.method] + golden.inputs + golden.args + ["-o", output], in: TestSupport.fixture(""))
-        #expect(run.status == 0, "\(run.stderr)")
+        // The case's command line, as the subcommand reads it.
+        var inputs = try LibraryMerge.inputs(commandLine: golden.inputs)
+        let method: any MergeMethod
+        (method, inputs.weights) = try LibraryMerge.method(golden.method, flags: golden.args)
+        try LibraryMerge.run(method, inputs, output: OutputSpec(path: output))
         let actual = TestSupport.values(try Checkpoint(path: output))
         let expected = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.file)))
         let base = TestSupport.values(try Checkpoint(path: TestSupport.fixture(golden.inputs[1])))
@@ -48,8 +51,7 @@ struct LoRAInputTests {
         for (name, reference) in expected {
             let mine = try #require(actual[name], "\(name) missing")
             #expect(mine.info.shape == reference.info.shape)
-            let worst = zip(mine.values, reference.values).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= golden.tolerance, "\(name): max |Δ| = \(worst)")
+            expectClose(mine.values, reference.values, tolerance: golden.tolerance, name)
         }
         // Exactly the tensors PEFT changed move; every other tensor keeps the base's values
         // (goldens of the PEFT rule cases hold only the changed tensors).
@@ -76,8 +78,7 @@ struct LoRAInputTests {
             let plan = try MergePlan(base: try Checkpoint(path: TestSupport.fixture(c["base"]!.stringValue!)), inputs: [MergeInput(lora: adapter)],
                                      method: try TaskArithmetic(scale: 1), output: OutputSpec(path: dir + "/merged.safetensors"))
             _ = try MergeExecutor.run(plan, threads: 2)
-            let worst = try LoRAExtractionTests.maxDifference(dir + "/merged.safetensors", c["peft_merged"]!.stringValue!)
-            #expect(worst <= c["tolerance"]!.doubleValue!, "max |Δ| = \(worst)")
+            try LoRAExtractionTests.expectMatches(dir + "/merged.safetensors", c["peft_merged"]!.stringValue!, tolerance: c["tolerance"]!.doubleValue!)
         }
     }
 
@@ -327,8 +328,7 @@ struct LoRAInputTests {
             let got = tau["layer.proj.weight"]!.values
             #expect(tau["layer.proj.weight"]!.info.shape == weightShape)
             let tolerance = baseDType == .F64 ? 1e-14 : 1e-7
-            let worst = zip(got, expected).map { abs($0 - $1) }.max()!
-            #expect(worst <= tolerance, "max |Δ| = \(worst)")
+            expectClose(got, expected, tolerance: tolerance)
         }
         #expect(outputs[0] == outputs[1], "output depends on the thread count")
         // The merged model is θ₀ + τ.
@@ -337,8 +337,7 @@ struct LoRAInputTests {
                                                 inputs: [MergeInput(lora: try LoRAAdapter(path: dir + "/adapter"), weight: 2)],
                                                 method: try TaskArithmetic(scale: 0.5), output: OutputSpec(path: merged, dtype: .F64)), threads: 2)
         let mergedValues = TestSupport.values(try Checkpoint(path: merged))["layer.proj.weight"]!.values
-        let worst = zip(mergedValues, zip(storedBase, expected).map { $0 + $1 }).map { abs($0 - $1) }.max()!
-        #expect(worst <= 1e-6, "merged: max |Δ| = \(worst)")
+        expectClose(mergedValues, zip(storedBase, expected).map { $0 + $1 }, tolerance: 1e-6, "merged")
     }
 
     /// Writes each adapter's dense task vector (θ₀ + (lora_alpha/r)·B·A − θ₀, emitted as τ) into `dir`.
@@ -408,8 +407,7 @@ struct LoRAInputTests {
                              sweepDirectory: dir + "/sweep")
         let point = TestSupport.values(try Checkpoint(path: dir + "/sweep/point-000"))
         for (name, value) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("svd_lora/merged_both.safetensors"))) {
-            let worst = zip(point[name]!.values, value.values).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= 2e-7, "\(name): \(worst)")
+            expectClose(point[name]!.values, value.values, tolerance: 2e-7, name)
         }
     }
 
@@ -424,8 +422,7 @@ struct LoRAInputTests {
         _ = try MergeExecutor.run(negation, threads: 1)
         let back = TestSupport.values(try Checkpoint(path: dir + "/neg.safetensors"))
         for (name, value) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/base"))) where value.info.dtype == .F32 {
-            let worst = zip(back[name]!.values, value.values).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= 2e-7, "\(name): \(worst)")
+            expectClose(back[name]!.values, value.values, tolerance: 2e-7, name)
         }
         let recipe = dir + "/recipe.yml"
         try """
@@ -441,8 +438,7 @@ struct LoRAInputTests {
         _ = try MergeRun.run(run.plans, threads: 1)
         let both = TestSupport.values(try Checkpoint(path: dir + "/both.safetensors"))
         for (name, value) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("svd_lora/merged_both.safetensors"))) {
-            let worst = zip(both[name]!.values, value.values).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= 2e-7, "\(name): \(worst)")
+            expectClose(both[name]!.values, value.values, tolerance: 2e-7, name)
         }
     }
 
@@ -483,6 +479,12 @@ struct LoRAInputTests {
         // Shape mismatch, and the transposed case suggests fan_in_fan_out.
         e = planError(try adapter("shape", modules: [(q, a: [2, 12], b: [16, 2], embedding: false)]))
         #expect(e?.code == .shapeMismatch && e?.tensor == "base_model.model.\(q).lora_A.weight")
+        #expect(e?.file?.hasSuffix("shape/adapter_model.safetensors") == true && e?.description.contains("adapter_model.safetensors") == true, "\(String(describing: e))")
+        let ties = try #require(throws: MergeKitError.self) {
+            try LibraryMerge.plan(try LibraryMerge.method("ties"), LibraryMerge.Inputs(base: llama, loras: [dir + "/shape"]),
+                                  output: OutputSpec(path: dir + "/out"))
+        }
+        #expect(ties.code == .shapeMismatch && ties.description.contains("lora_A.weight"), "\(ties)")
         // fan_in_fan_out on an nn.Linear weight: PEFT resets it to false, and the shape says Linear.
         #expect(planError(try adapter("fifo", config: ["r": "2", "lora_alpha": "4", "fan_in_fan_out": "true"],
                                       modules: [("model.layers.0.mlp.down_proj", a: [2, 24], b: [16, 2], embedding: false)])) == nil)
@@ -511,11 +513,8 @@ struct LoRAInputTests {
         try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true)
         e = planError(dir + "/empty")
         #expect(e?.code == .fileNotFound && e?.file?.hasSuffix("adapter_config.json") == true)
-        // The CLI reports them with exit status 1 and writes nothing.
-        let run = try CLI.run(["ties", "--base", llama, "--lora", dir + "/shape", "-o", dir + "/out"])
-        #expect(run.status == 1 && run.stderr.contains("adapter_model.safetensors") && run.stderr.contains("lora_A.weight"))
-        #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
-        // Weights count models, task vectors and adapters.
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out") && !FileManager.default.fileExists(atPath: dir + "/never.safetensors"))
+        // merge-cli's --weight values count models, task vectors and adapters (exit 64).
         let weights = try CLI.run(["task-arithmetic", "--base", llama, "--lora", TestSupport.fixture("svd_lora/lora_a"), "--weight", "1", "--weight", "2", "-o", dir + "/w"])
         #expect(weights.status == 64)
     }

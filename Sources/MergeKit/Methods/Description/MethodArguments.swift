@@ -18,14 +18,19 @@ public struct MethodArguments: Sendable {
     /// methods that combine the base with the models (`Kind.baseAmongModels`) work on the models
     /// alone.
     var hasBaseModel = true
+    /// Each model's own name for the tensor, when it differs from `tensor` (a slice: layer i of
+    /// the output is layer j of a source). A model's values — its own, then the merge's — are
+    /// resolved for its name, as mergekit resolves per-model parameters for each input tensor.
+    var modelTensors: [String]? = nil
 
     /// Whether the values come from the command line (one per parameter, nothing per model).
     var isCommandLine: Bool { models == nil }
 
     /// The value given for `key` (model first), not a default.
     func given(_ key: String, model: Int? = nil) -> ParameterSetting? {
-        if let model, let models, let s = models[model][key]?.value(for: tensor, t: t) { return s }
-        return global[key]?.value(for: tensor, t: t)
+        let name = model.flatMap { modelTensors?[$0] } ?? tensor
+        if let model, let models, let s = models[model][key]?.value(for: name, t: t) { return s }
+        return global[key]?.value(for: name, t: t)
     }
 
     /// The value in force: fixed by the preset, given, or the preset's default.

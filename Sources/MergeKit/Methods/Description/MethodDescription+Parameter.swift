@@ -39,14 +39,19 @@ extension MethodDescription {
         public let doc: String
         /// The value's name in help (`<K>`); nil: the flag's name.
         public let valueName: String?
+        /// For a key mergekit accepts that has no effect here: the one-line note a recipe giving
+        /// it gets (it is accepted, not refused). nil: the parameter has an effect.
+        public let note: String?
 
-        public init(_ key: String, flag: String?, _ type: ValueType, scope: Scope = .global, doc: String, valueName: String? = nil) {
+        public init(_ key: String, flag: String?, _ type: ValueType, scope: Scope = .global, doc: String, valueName: String? = nil,
+                    note: String? = nil) {
             self.key = key
             self.flag = flag
             self.type = type
             self.scope = scope
             self.doc = doc
             self.valueName = valueName
+            self.note = note
         }
 
         /// The rule of a numeric parameter (nil for words and flags).
@@ -71,7 +76,8 @@ extension MethodDescription {
         public static let normalize = Parameter("normalize", flag: nil, .flag, doc: "Divide by the sum of the (agreeing) weights.")
 
         /// mergekit's `int8_mask`: a memory saving there, accepted and ignored here.
-        public static let int8Mask = Parameter("int8_mask", flag: nil, .flag, doc: "mergekit's mask storage; accepted and ignored.")
+        public static let int8Mask = Parameter("int8_mask", flag: nil, .flag, doc: "mergekit's mask storage; accepted and ignored.",
+                                               note: "int8_mask has no effect here: masks are never stored as tensors (mergekit's int8 storage saves memory there)")
 
         /// `vote`, the sign election of TIES-style methods.
         public static func vote(flag: String?, doc: String) -> Parameter {
