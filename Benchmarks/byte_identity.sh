@@ -247,6 +247,16 @@ EOF
   simple_recipe magmax magmax f16 'a b' '{lambda: 0.9}'
   simple_recipe tsv_m tsv_m f32 'a b c' '{lambda: 1.0}'
   simple_recipe iso_c iso-c bf16 'a b' '{lambda: 1.5, null_space: keep}'
+  simple_recipe della della f32 'a b c' '{density: 0.5, epsilon: 0.1}'
+  simple_recipe della_linear della_linear bf16 'a b' '{density: 0.7, epsilon: 0.2, lambda: 0.8}'
+  simple_recipe sce sce f32 'a b c' '{select_topk: 0.5}'
+  simple_recipe nearswap nearswap f16 'a' '{t: 0.001}'
+  simple_recipe passthrough passthrough f32 'b' '{scale: [{filter: mlp, value: 0.5}, {value: 1.0}]}'
+  simple_recipe arcee_fusion arcee_fusion f32 'a'
+  simple_recipe slerp slerp f32 'a' '{t: [0, 0.5, 1]}'
+  simple_recipe nuslerp nuslerp bf16 'a b'
+  simple_recipe multislerp multislerp f32 'a b c'
+  simple_recipe karcher karcher f32 'a b c' '{max_iter: 5}'
   cat > in/recipes/merge_keys.yml <<'EOF'
 merge_method: ties
 base_model: fx/f32/base
@@ -321,6 +331,7 @@ corpus() {
   c methods_json 0 methods --json
   c help 0 --help
   for sub in task-arithmetic negate ties dare linear breadcrumbs model-stock metagpt magmax tsv-m iso-c \
+             della sce nearswap passthrough arcee-fusion slerp nuslerp multislerp karcher \
              run sweep analyze task-vector extract-lora inspect verify eval linearize finetune \
              disentanglement wemoe wemoe-train methods; do
     c "help_$sub" 0 "$sub" --help
@@ -504,8 +515,14 @@ corpus() {
 
   # --- run (recipes) ---
   for r in ties_mergekit ties_paper task_arithmetic task_arithmetic_lora dare_ties dare_linear dare breadcrumbs \
-           breadcrumbs_ties linear model_stock metagpt magmax tsv_m iso_c merge_keys; do
+           breadcrumbs_ties linear model_stock metagpt magmax tsv_m iso_c merge_keys \
+           della della_linear sce nearswap passthrough arcee_fusion slerp nuslerp multislerp karcher; do
     c "run_$r" 0 run in/recipes/$r.yml -o @/out $T
+  done
+  # Layer-wise recipes (slices:, modules:), as the mergekit goldens give them.
+  for r in franken_linear franken_passthrough gradient_slerp merged_linear merged_task_arithmetic modules_franken \
+           modules_models modules_task_arithmetic source_filters; do
+    c "run_slices_$r" 0 run fx/mergekit_goldens/slices/$r.yml -o @/out $T
   done
   c run_json_recipe 0 run in/recipes/recipe.json -o @/out.safetensors $T
   c run_file_output 0 run in/recipes/ties_paper.yml -o @/out.safetensors --dtype F32 $T
