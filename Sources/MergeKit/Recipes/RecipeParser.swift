@@ -273,9 +273,15 @@ struct RecipeParser {
     }
 
     /// " (did you mean …?)" for a close spelling.
+    /// " (did you mean …?)" for a misspelt key: the nearest candidate within a few edits, unless
+    /// the word is only the first part of a candidate (`base` for `base_model`), which is meant
+    /// more often than a near spelling of a short key (`base` → `name`).
     func suggestion(_ word: String, _ candidates: [String]) -> String {
-        guard let best = candidates.min(by: { editDistance(word, $0) < editDistance(word, $1) }),
-              editDistance(word, best) <= max(2, best.count / 3) else { return "" }
+        let nearest = candidates.min(by: { editDistance(word, $0) < editDistance(word, $1) })
+        let abbreviated = candidates.first { $0.hasPrefix(word + "_") }
+        if let nearest, editDistance(word, nearest) <= 1 { return " (did you mean \"\(nearest)\"?)" }
+        if let abbreviated { return " (did you mean \"\(abbreviated)\"?)" }
+        guard let best = nearest, editDistance(word, best) <= max(2, best.count / 3) else { return "" }
         return " (did you mean \"\(best)\"?)"
     }
 }

@@ -123,6 +123,11 @@ struct RecipeTests {
         let unknown = write("merge_method: tie\nbase_model: x\nmodels: [{model: y}]\n", in: dir, name: "unknown.yml")
         let method = try planError(unknown, output: dir + "/out")
         #expect(method.description.contains("unknown merge_method \"tie\" (did you mean \"ties\"?)"), "\(method)")
+        // A key written as the first part of a longer one is taken for it, before a near short key.
+        let short = write("merge_method: ties\nbase: x\nmodels: [{model: y}]\nout: float16\n", in: dir, name: "short.yml")
+        let shortError = try planError(short, output: dir + "/out")
+        #expect(shortError.description.contains("line 2: unknown key \"base\" (did you mean \"base_model\"?)")
+                && shortError.description.contains("line 4: unknown key \"out\" (did you mean \"out_dtype\"?)"), "\(shortError)")
         // A shape mismatch surfaces from planning, still before any output.
         let shapes = write("""
             merge_method: task_arithmetic
