@@ -82,7 +82,20 @@ merges=(
   "frankenmerge|merge_method: passthrough\nslices:\n  - sources:\n      - model: $s/ft_1\n        layer_range: [0, 16]\n  - sources:\n      - model: $s/ft_2\n        layer_range: [6, 22]"
   "slices_ta|merge_method: task_arithmetic\nbase_model: $s/base\nslices:\n  - sources:\n      - model: $s/base\n        layer_range: [0, 11]\n      - model: $s/ft_1\n        layer_range: [0, 11]\n      - model: $s/ft_2\n        layer_range: [0, 11]\n  - sources:\n      - model: $s/base\n        layer_range: [11, 22]\n      - model: $s/ft_2\n        layer_range: [11, 22]\n      - model: $s/ft_3\n        layer_range: [11, 22]\nparameters: {weight: 0.5}"
 )
-rows=()
+# Rows are printed as each merge finishes (a run over every method takes a while).
+row() { # "NAME secs rss" "NAME msecs mrss"
+  local name secs rss msecs mrss speed="–"
+  read -r name secs rss <<< "$1"; read -r _ msecs mrss <<< "$2"
+  if [ "$secs" != failed ] && [ "$msecs" != failed ] && [ "$msecs" != "–" ]; then speed=$(awk "BEGIN{printf \"%.1f×\", $msecs/$secs}"); fi
+  echo "| $name | $secs | $rss | $msecs | $mrss | $speed |"
+}
+{
+  echo "Set: $set_dir (bf16, base + 3 fine-tuned); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%d)"
+  echo "merge-cli ($cli run): best of $runs runs; mergekit (${mergekit:-not installed}): 1 run"
+  echo
+  echo "| merge | merge-cli s | peak RSS MB | mergekit s | mergekit RSS MB | speed-up |"
+  echo "|---|---|---|---|---|---|"
+} | tee "$dir/results-methods.md"
 for m in "${merges[@]}"; do
   name="${m%%|*}"; recipe="${m#*|}"
   [ -z "$only" ] || [[ "$only" == *",$name,"* ]] || continue
@@ -93,20 +106,7 @@ for m in "${merges[@]}"; do
     theirs=$(time_cmd "$name" 1 "$mergekit" "$out/$name.yml" "$out/result" --no-cuda --random-seed 0 --no-copy-tokenizer \
              --no-write-model-card --quiet)
   fi
-  rows+=("$ours|$theirs")
+  row "$ours" "$theirs" | tee -a "$dir/results-methods.md"
 done
 rm -rf "$out/result"
-
-{
-  echo "Set: $set_dir (bf16, base + 3 fine-tuned); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%d)"
-  echo "merge-cli ($cli): best of $runs runs; mergekit (${mergekit:-not installed}): 1 run"
-  echo
-  echo "| merge | merge-cli s | peak RSS MB | mergekit s | mergekit RSS MB | speed-up |"
-  echo "|---|---|---|---|---|---|"
-  for r in "${rows[@]}"; do
-    read -r name secs rss <<< "${r%%|*}"; read -r _ msecs mrss <<< "${r#*|}"
-    speed="–"
-    if [ "$secs" != failed ] && [ "$msecs" != failed ] && [ "$msecs" != "–" ]; then speed=$(awk "BEGIN{printf \"%.1f×\", $msecs/$secs}"); fi
-    echo "| $name | $secs | $rss | $msecs | $mrss | $speed |"
-  done
-} | tee "$dir/results-methods.md"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$dir/results-methods.md"
