@@ -129,6 +129,12 @@ public struct MagnitudeDropMasks: Sendable, Equatable {
         let length = run / groups
         let first: UnsafeMutableBufferPointer<Double> = context.scratch(1, count: length)
         let second: UnsafeMutableBufferPointer<Double> = context.scratch(2, count: length)
+        // pᵣ and its threshold ⌊pᵣ·2³²⌋ depend only on the rank: computed once per chunk, not per row.
+        let table: UnsafeMutableBufferPointer<Double> = context.scratch(3, count: length)
+        let thresholds = UnsafeMutableRawPointer(table.baseAddress!).bindMemory(to: UInt64.self, capacity: length)
+        for rank in 0..<length {
+            thresholds[rank] = UInt64(Self.threshold(Self.keepProbability(rank: rank, length: length, density: density, epsilon: epsilon)))
+        }
         first.withMemoryRebound(to: UInt64.self) { packed in
             second.withMemoryRebound(to: UInt64.self) { spare in
                 for start in stride(from: 0, to: values.count, by: run) {
@@ -145,13 +151,20 @@ public struct MagnitudeDropMasks: Sendable, Equatable {
                             for (rank, k) in sorted.enumerated() { packed[rank] = UInt64(k) }
                             order = packed
                         }
-                        for rank in 0..<length {
-                            let j = start + Int(truncatingIfNeeded: order[rank] & 0xFFFF_FFFF) * groups + g
-                            let p = Self.keepProbability(rank: rank, length: length, density: density, epsilon: epsilon)
-                            if bits[j] < Self.threshold(p) {
-                                if inverse { values[j] = values[j] * T(1 / p) }
-                            } else {
-                                values[j] = 0
+                        if inverse {
+                            for rank in 0..<length {
+                                let j = start + Int(truncatingIfNeeded: order[rank] & 0xFFFF_FFFF) * groups + g
+                                if UInt64(bits[j]) < thresholds[rank] {
+                                    values[j] = values[j] * T(1 / Self.keepProbability(rank: rank, length: length, density: density, epsilon: epsilon))
+                                } else {
+                                    values[j] = 0
+                                }
+                            }
+                        } else {
+                            for rank in 0..<length {
+                                let j = start + Int(truncatingIfNeeded: order[rank] & 0xFFFF_FFFF) * groups + g
+                                let v = values[j]
+                                values[j] = UInt64(bits[j]) < thresholds[rank] ? v : 0  // a select: the draw is unpredictable
                             }
                         }
                     }
@@ -167,35 +180,47 @@ public struct MagnitudeDropMasks: Sendable, Equatable {
     }
 
     /// Sorts (key << 32 | index) values by their high 32 bits, stably, a byte at a time; returns
-    /// the buffer holding the result (`values` or `spare`).
+    /// the buffer holding the result (`values` or `spare`). One pass counts every byte of every
+    /// key (the counts do not depend on the order); then one scatter pass per byte that differs
+    /// between keys.
     static func radixSort(_ values: UnsafeMutableBufferPointer<UInt64>, spare: UnsafeMutableBufferPointer<UInt64>) -> UnsafeMutableBufferPointer<UInt64> {
         var source = values, target = spare
-        var all: UInt64 = 0, any: UInt64 = ~0
-        for v in values { all |= v; any &= v }
-        let varying = all ^ any
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: 256) { c in
-        for shift in stride(from: 32, to: 64, by: 8) where (varying >> UInt64(shift)) & 0xFF != 0 {
-                for i in 0..<256 { c[i] = 0 }
-                for v in source { c[Int(truncatingIfNeeded: (v >> UInt64(shift)) & 0xFF)] += 1 }
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 4 * 256) { c in
+            c.initialize(repeating: 0)
+            for v in values {
+                let key = Int(truncatingIfNeeded: v >> 32)
+                c[key & 0xFF] += 1
+                c[256 + (key >> 8) & 0xFF] += 1
+                c[512 + (key >> 16) & 0xFF] += 1
+                c[768 + (key >> 24) & 0xFF] += 1
+            }
+            for digit in 0..<4 {
+                let counts = UnsafeMutableBufferPointer(rebasing: c[(digit * 256)..<(digit * 256 + 256)])
+                // A byte every key shares leaves the order as it is.
+                if counts.contains(values.count) { continue }
                 var sum = 0
                 for i in 0..<256 {
-                    let n = c[i]
-                    c[i] = sum
+                    let n = counts[i]
+                    counts[i] = sum
                     sum += n
                 }
+                let shift = UInt64(32 + 8 * digit)
                 for v in source {
-                    let digit = Int(truncatingIfNeeded: (v >> UInt64(shift)) & 0xFF)
-                    target[c[digit]] = v
-                    c[digit] += 1
+                    let d = Int(truncatingIfNeeded: (v >> shift) & 0xFF)
+                    target[counts[d]] = v
+                    counts[d] += 1
                 }
-            swap(&source, &target)
-        }
+                swap(&source, &target)
+            }
         }
         return source
     }
 }
 
 extension MagnitudeDropMasks: RandomMask {
+    /// Ranking every row is the cost of a DELLA merge: the L1 statistics pass keeps its decisions.
+    public var keepsDecisions: Bool { true }
+
     public func drop<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, input: Int, offset: Int, context: ChunkContext) {
         apply(values, input: input, offset: offset, context: context, inverse: false)
     }

@@ -59,6 +59,13 @@ public protocol RandomMask: Sendable {
     /// Zeroes the dropped entries of input `input`'s chunk `values`, which starts at element
     /// `offset` of `context.tensor` (no rescaling).
     func drop<T: MergeScalar>(_ values: UnsafeMutableBufferPointer<T>, input: Int, offset: Int, context: ChunkContext)
+    /// Whether deciding costs enough (DELLA ranks every row) that the statistics pass keeps its
+    /// decisions, one bit per element (`TensorStatistics.kept`), for the merge pass to reuse.
+    var keepsDecisions: Bool { get }
+}
+
+extension RandomMask {
+    public var keepsDecisions: Bool { false }
 }
 
 /// DARE's random mask: element j of input i of a tensor is dropped when the counter-based
@@ -128,6 +135,10 @@ public final class TensorStatistics {
     public internal(set) var gram: [[Double]] = []
     /// Per input: (Σ|τ|, Σ|τ| over kept elements).
     public internal(set) var dropL1: [(before: Double, after: Double)] = []
+    /// Per input, when the mask keeps its decisions (`RandomMask.keepsDecisions`) and the tensor
+    /// has at most `TensorStatisticsPass.keptBitsLimit` elements: bit j is set when element j is
+    /// not zeroed by the mask (a kept zero may read as dropped: zeroing it changes nothing).
+    public internal(set) var kept: [[UInt64]] = []
     /// The inner products of θ₀ and the τᵢ, vector by vector.
     public internal(set) var products: TensorProducts?
     /// What a method derives from the statistics once per tensor (the SLERP family's

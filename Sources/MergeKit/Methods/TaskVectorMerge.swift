@@ -236,7 +236,19 @@ public struct TaskVectorMerge: Sendable {
             }
             if factor != 1 { T.scal(T(factor), delta) }
         case .magnitudeRandom(let masks, let rescale):
-            masks.apply(delta, input: input, offset: context.elementOffset, context: context, inverse: rescale == .inverse)
+            let kept = context.tensorStatistics.kept
+            if rescale == .l1 && !kept.isEmpty {
+                // The statistics pass ranked the rows and kept its decisions.
+                kept[input].withUnsafeBufferPointer { bits in
+                    let offset = context.elementOffset
+                    for k in delta.indices {
+                        let j = offset + k, v = delta[k]
+                        delta[k] = (bits[j >> 6] >> UInt64(j & 63)) & 1 == 0 ? 0 : v
+                    }
+                }
+            } else {
+                masks.apply(delta, input: input, offset: context.elementOffset, context: context, inverse: rescale == .inverse)
+            }
             if rescale == .l1 {
                 let (before, after) = context.tensorStatistics.dropL1[input]
                 if !(before < 1e-7 || after < 1e-7) && before != after { T.scal(T(before / after), delta) }

@@ -6,6 +6,9 @@ enum TensorStatisticsPass {
     /// Tensors up to this many elements get their rank windows from a sorted copy of the keys
     /// (one pass); larger ones from radix selections (2 passes for Float, 4 for Double).
     static let sortedSelectionLimit = 1 << 18
+    /// The largest tensor whose mask decisions are kept between the passes (`TensorStatistics.kept`):
+    /// 2²⁷ elements, 16 MiB of bits per input; larger tensors decide again in the merge pass.
+    static let keptBitsLimit = 1 << 27
 
     /// Gram matrix, products, DARE L1 sums and rank-window selections, in as few passes as possible;
     /// then the method's own accumulator (`TensorAccumulator`), in the passes it asks for.
@@ -42,6 +45,8 @@ enum TensorStatisticsPass {
         }
         var gram = [[Double]](repeating: [Double](repeating: 0, count: inputs), count: inputs)
         var l1 = [(before: Double, after: Double)](repeating: (0, 0), count: inputs)
+        let keepDecisions = request.tensorDropL1?.keepsDecisions == true && n <= Self.keptBitsLimit
+        var keptBits = keepDecisions ? [[UInt64]](repeating: [UInt64](repeating: 0, count: (n + 63) / 64), count: inputs) : []
         var products = request.tensorProducts.map { TensorProducts($0, shape: tensor.output.shape, inputs: inputs) }
         for (b, batch) in batches.enumerated() {
             var lowerSelections: [RadixSelection?] = batch.map { i in
@@ -72,6 +77,18 @@ enum TensorStatisticsPass {
                                 let sums = (before: Double(T.asum(UnsafeBufferPointer(deltas[i]))), after: Double(T.asum(UnsafeBufferPointer(kept))))
                                 l1[i].before += sums.before
                                 l1[i].after += sums.after
+                                if keepDecisions {
+                                    keptBits[i].withUnsafeMutableBufferPointer { bits in
+                                        // A word at a time, without a branch on the (random) decision.
+                                        var word: UInt64 = 0
+                                        for (k, x) in kept.enumerated() {
+                                            let j = chunk.lowerBound + k
+                                            word |= UInt64(x != 0 ? 1 : 0) << UInt64(j & 63)
+                                            if j & 63 == 63 { bits[j >> 6] |= word; word = 0 }
+                                        }
+                                        if word != 0 { bits[(chunk.upperBound - 1) >> 6] |= word }
+                                    }
+                                }
                             }
                         }
                         // A single chunk is the whole tensor.
@@ -100,6 +117,7 @@ enum TensorStatisticsPass {
         for i in 0..<inputs { for j in 0..<i { gram[i][j] = gram[j][i] } }
         statistics.gram = request.tensorGram ? gram : []
         statistics.dropL1 = request.tensorDropL1 != nil ? l1 : []
+        statistics.kept = keptBits
         statistics.products = products
         if let make = request.tensorAccumulator {
             let accumulator = make(tensor.output.shape, inputs)
