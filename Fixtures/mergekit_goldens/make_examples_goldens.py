@@ -27,6 +27,9 @@ The first writes, under Fixtures/mergekit_goldens/examples/ (nothing else is tou
   <example>/model.safetensors   mergekit's output, tensors as written (float16 or bfloat16)
   <example>/config.json         architectures, model_type and num_hidden_layers of mergekit's
                                 output config (what the tests compare)
+  reference/<example>.safetensors   the "float64" reference below, rounded once to the
+                                recipe's dtype: the recipe's formula without intermediate rounding
+                                (equal |τ| at a top-k cut taken in index order)
 
 mergekit runs as `mergekit-yaml RECIPE OUT --no-cuda --no-copy-tokenizer --no-write-model-card
 --quiet --random-seed 0` (CPU, one thread) with this folder as the working directory.
@@ -360,19 +363,21 @@ class Arithmetic:
         return x if self.dtype is None else x.to(self.dtype).to(torch.float64)
 
 
-def ties_reference(recipe: dict, models: dict, ar: Arithmetic, layers: int, torch_order: bool = False) -> dict:
+def ties_reference(recipe: dict, models: dict, ar: Arithmetic, layers: int, torch_order: bool = False,
+                   kept: dict | None = None) -> dict:
     """mergekit's ties: per tensor keep max(1, ⌊density·n⌋) largest |τ|, weighted vote with a zero
     sum counting as +, sum of the agreeing wτ̃, ÷ the agreeing weights (1 where that is 0) if
     normalize, × λ, + θ₀.  Equal |τ| at the cut are taken in index order, or (`torch_order`) in
     the order `torch.argsort(|τ| as float32, descending=True)` gives them, which above 16
-    elements is not stable (the order mergekit's trim sees)."""
+    elements is not stable (the order mergekit's trim sees).  `kept` receives, per tensor, which
+    elements each model's trim keeps."""
     base = {n: v.to(torch.float64) for n, v in models[recipe["base_model"]].items()}
     params = recipe.get("parameters") or {}
     out = {}
     for name, theta0 in base.items():
         t = layer_t(name, layers)
         theta0 = ar.r(theta0)
-        deltas, weights = [], []
+        deltas, weights, masks = [], [], []
         for entry in recipe["models"]:
             p = entry.get("parameters") or {}
             tau = ar.r(ar.r(models[entry["model"]][name].to(torch.float64)) - theta0)
@@ -387,9 +392,14 @@ def ties_reference(recipe: dict, models: dict, ar: Arithmetic, layers: int, torc
                 mask = torch.zeros(tau.numel(), dtype=torch.float64)
                 mask[order] = 1
                 tau = tau * mask.reshape(tau.shape)
+                masks.append(mask.reshape(tau.shape))
+            else:
+                masks.append(torch.ones_like(tau))
             w = ar.r(torch.tensor(float(evaluate(p.get("weight", params.get("weight")), name, t)), dtype=torch.float64))
             deltas.append(ar.r(tau * w))
             weights.append(w)
+        if kept is not None:
+            kept[name] = torch.stack(masks)
         d = torch.stack(deltas)
         majority = torch.where(ar.r(d.sum(0)) >= 0, 1.0, -1.0).to(torch.float64)
         agree = (torch.sign(d) == majority).to(torch.float64)
@@ -513,6 +523,30 @@ def references(example: str, recipe: dict, models: dict) -> dict:
     return {"float64": passthrough_reference(recipe, models)}
 
 
+def ties_breakdown(recipe: dict, models: dict, golden: dict) -> str:
+    """Where mergekit's ties output differs from the float64 reference: on the elements whose
+    top-k membership differs (float64 with index order against float16 with torch's order), and
+    elsewhere by at most how many float16 ulps of the largest input at the element."""
+    family = STAND_INS[recipe["base_model"].removeprefix("models/")][0]
+    layers = FAMILIES[family][2]
+    exact_kept, rounded_kept = {}, {}
+    exact = ties_reference(recipe, models, Arithmetic(None), layers, kept=exact_kept)
+    ties_reference(recipe, models, Arithmetic(DTYPES[recipe["dtype"]]), layers, torch_order=True, kept=rounded_kept)
+    paths = [recipe["base_model"]] + [e["model"] for e in recipe["models"]]
+    flips, flips_differing, worst = 0, 0, 0.0
+    for name, value in golden.items():
+        flipped = (exact_kept[name] != rounded_kept[name]).any(0)
+        scale = torch.stack([models[p][name].to(torch.float64).abs() for p in paths]).max(0).values
+        ulp = torch.exp2(torch.floor(torch.log2(scale.clamp(min=2.0 ** -14))) - 10)
+        error = (value.to(torch.float64) - exact[name].to(value.dtype).to(torch.float64)).abs() / ulp
+        flips += int(flipped.sum())
+        flips_differing += int((flipped & (error > 0)).sum())
+        if (~flipped).any():
+            worst = max(worst, float(error[~flipped].max()))
+    return (f"top-k sets differ on {flips} elements ({flips_differing} of them differ in the output); elsewhere "
+            f"mergekit is within {worst:g} float16 ulps of the largest input of the float64 reference")
+
+
 def ordered(t: torch.Tensor) -> torch.Tensor:
     """Bits of a float tensor as integers ordered like the values (±0 equal)."""
     if t.dtype == torch.float32:
@@ -598,6 +632,15 @@ def main() -> int:
             (folder / "config.json").write_text(json.dumps(produced, indent=2, sort_keys=True) + "\n")
             os.chmod(folder / "config.json", 0o644)
         refs = references(example, recipe, {f"models/{k}": v for k, v in models.items()})
+        recipe_dtype = DTYPES[recipe.get("out_dtype", recipe["dtype"])]
+        exact = {n: v.to(recipe_dtype) for n, v in refs["float64"].items()}
+        if args.check:
+            committed = load_file(str(ROOT / "reference" / f"{example}.safetensors"))
+            if committed.keys() != exact.keys() or not all(torch.equal(committed[n], exact[n]) for n in exact):
+                failures.append(f"{example}: the float64 reference differs from the committed one")
+        else:
+            (ROOT / "reference").mkdir(exist_ok=True)
+            save_tensors(ROOT / "reference" / f"{example}.safetensors", exact)
         if sorted(refs["float64"]) != sorted(merged):
             failures.append(f"{example}: tensor names {sorted(set(refs['float64']) ^ set(merged))}")
             continue
@@ -605,6 +648,8 @@ def main() -> int:
             worst, differing, total = distance(merged, reference)
             print(f"  {example:24s} mergekit vs {label:22s}: at most {worst} ulp, {differing}/{total} elements differ "
                   f"({100 * differing / total:.2f} %), {produced['num_hidden_layers']} layers")
+        if recipe["merge_method"] == "ties":
+            print(f"  {example:24s} {ties_breakdown(recipe, {f'models/{k}': v for k, v in models.items()}, merged)}")
         for label, ulps, fraction in SELF_CHECKS[example]:
             worst, differing, total = distance(merged, refs[label])
             if worst > ulps or differing > fraction * total:
