@@ -20,16 +20,24 @@ The first writes, under Fixtures/mergekit_goldens/examples/ (nothing else is tou
                         noise of 10 % of its spread (1 % for the layer norms, so that slerp
                         meets both its spherical and its colinear branch).
   <example>.yml         mergekit's example, text as published (EXAMPLES below: examples/*.yml
-                        of arcee-ai/mergekit, identical from v0.1.0 to the 0.1.5 era), with every
+                        of arcee-ai/mergekit, unchanged from v0.1.0 to the 2026 snapshot), with every
                         model name replaced by its stand-in's path (relative to this folder, as
                         merge-cli resolves it beside the recipe) and a first comment line naming
                         the original file; every other key, value and comment is unchanged.
-  <example>/model.safetensors   mergekit's output, tensors as written (float16 or bfloat16)
+  <example>/model.safetensors   mergekit's output, tensors as written (float16; arcee_fusion's in
+                                float32: its float32 mask promotes the result, and mergekit writes
+                                the method's dtype when the recipe has no out_dtype)
   <example>/config.json         architectures, model_type and num_hidden_layers of mergekit's
                                 output config (what the tests compare)
   reference/<example>.safetensors   the "float64" reference below, rounded once to the
                                 recipe's dtype: the recipe's formula without intermediate rounding
                                 (equal |τ| at a top-k cut taken in index order)
+
+and the same for two variants of bio-merge.yml (VARIANTS; the published bio-merge is mergekit's
+`ties`, with no random drop): `bio-merge.dare_ties` (merge_method dare_ties, density 0.5 as
+published: random drops from torch's generator, so no reference, only statistics: the share of
+elements left at θ₀, expected (1 − density)², and Σ|θ − θ₀| against the density-1 variant's) and
+`bio-merge.dare_ties-density1` (density 1: nothing dropped, ties without a trim).
 
 mergekit runs as `mergekit-yaml RECIPE OUT --no-cuda --no-copy-tokenizer --no-write-model-card
 --quiet --random-seed 0` (CPU, one thread) with this folder as the working directory.
@@ -53,8 +61,9 @@ here from the methods' definitions:
 
 The checks: passthrough equals the float64 reference (copies) byte for byte; linear and slerp,
 which mergekit computes in float32 and rounds once, are within 1 ulp of it on under 1 % of the
-elements; ties, bio-merge and arcee_fusion equal their rounded reference ("torch's order" for the
-ties ones) exactly.  So every difference between mergekit and the float64 reference is explained
+elements; ties, bio-merge (and its density-1 dare_ties variant) and arcee_fusion equal their
+rounded reference ("torch's order" for the ties ones) exactly; the random dare_ties variant leaves
+(1 − density)² of the elements at θ₀ within 4 σ.  So every difference between mergekit and the float64 reference is explained
 by rounding to `dtype` and, for ties, by the order of equal |τ|; the script prints how large each
 is.
 
@@ -79,6 +88,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+# A recipe value for a tensor at a layer position (scalar, gradient, or filtered conditions).
+from make_slices_goldens import evaluate  # noqa: E402
 ROOT = HERE / "examples"
 METADATA = {"format": "pt"}
 HIDDEN, HEADS, HEAD_DIM, MLP, VOCAB = 8, 2, 4, 16, 32
@@ -283,11 +295,32 @@ def write_models(models: dict) -> None:
         os.chmod(folder / "config.json", 0o644)
 
 
-def recipe_text(example: str) -> str:
-    """The published text with each hub id replaced by `models/` + the hub id."""
+# Variants of a published example (not published themselves): name → (example, replacements,
+# what they change).  bio-merge.yml is mergekit's `ties`; these run it as `dare_ties`, the method
+# with random drops, at density 1 (no drop) and as published (density 0.5).
+VARIANTS = {
+    "bio-merge.dare_ties-density1": ("bio-merge", [("merge_method: ties\n", "merge_method: dare_ties\n"),
+                                                   ("density: 0.5\n", "density: 1.0\n")],
+                                     "merge_method dare_ties instead of ties, density 1.0 instead of 0.5"),
+    "bio-merge.dare_ties": ("bio-merge", [("merge_method: ties\n", "merge_method: dare_ties\n")],
+                            "merge_method dare_ties instead of ties"),
+}
+CASES = list(EXAMPLES) + list(VARIANTS)
+
+
+def recipe_text(case: str) -> str:
+    """The published text with each hub id replaced by `models/` + the hub id (a variant: with
+    its replacements too)."""
+    example, replacements, change = VARIANTS.get(case, (case, [], None))
     text = EXAMPLES[example]
+    for old, new in replacements:
+        assert old in text, (case, old)
+        text = text.replace(old, new)
     for hub_id in sorted(STAND_INS, key=len, reverse=True):
         text = text.replace(f"model: {hub_id}\n", f"model: models/{hub_id}\n")
+    if change:
+        return (f"# A variant of mergekit's examples/{example}.yml (arcee-ai/mergekit): {change}; model names\n"
+                f"# replaced by the local stand-ins of make_examples_goldens.py; mergekit 0.1.5's output is in {case}/\n" + text)
     return (f"# mergekit's examples/{example}.yml (arcee-ai/mergekit), model names replaced by the local\n"
             f"# stand-ins of make_examples_goldens.py; mergekit 0.1.5's output is in {example}/\n" + text)
 
@@ -328,22 +361,6 @@ def mergekit_version() -> str:
 # ---------------------------------------------------------------------------------------------
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-def evaluate(setting, tensor: str, t: float):
-    """A parameter's value for `tensor` at layer position t: scalar, gradient or conditions."""
-    if isinstance(setting, list) and setting and isinstance(setting[0], dict):
-        for cond in setting:
-            if cond.get("filter") in (None, "*") or cond["filter"] in tensor:
-                return evaluate(cond["value"], tensor, t)
-        return None
-    if isinstance(setting, list):
-        scaled = t * (len(setting) - 1)
-        i0 = int(scaled)
-        i1 = min(len(setting) - 1, i0 + 1)
-        frac = scaled - i0
-        return (1 - frac) * setting[i0] + frac * setting[i1]
-    return setting
 
 
 def layer_t(name: str, layers: int) -> float:
@@ -508,6 +525,10 @@ def references(example: str, recipe: dict, models: dict) -> dict:
     first = recipe.get("base_model") or (recipe.get("models") or recipe["slices"][0]["sources"])[0]["model"]
     family = STAND_INS[first.removeprefix("models/")][0]
     layers = FAMILIES[family][2]
+    if method == "dare_ties" and all((e.get("parameters") or {}).get("density", 1.0) >= 1 for e in recipe["models"]):
+        method = "ties"  # nothing dropped, nothing rescaled: ties without a trim
+    if method == "dare_ties":
+        return {}  # random drops (torch's generator): compared by statistics (dare_statistics)
     if method == "ties":
         return {"float64": ties_reference(recipe, models, Arithmetic(None), layers),
                 "rounded": ties_reference(recipe, models, Arithmetic(compute), layers),
@@ -547,6 +568,26 @@ def ties_breakdown(recipe: dict, models: dict, golden: dict) -> str:
             f"mergekit is within {worst:g} float16 ulps of the largest input of the float64 reference")
 
 
+def dare_statistics(recipe: dict, models: dict, merged: dict) -> dict:
+    """What a random dare_ties output shows of its drops, with two models and normalize false:
+    the fraction of elements left at θ₀ (both models' entries dropped: (1 − density)² expected,
+    counting elements where some τ is 0 apart), and Σ|θ − θ₀| (the l1 rescale keeps it near the
+    undropped merge's)."""
+    base = models[recipe["base_model"]]
+    densities = [e["parameters"]["density"] for e in recipe["models"]]
+    at_base = counted = 0
+    change = 0.0
+    for name, value in merged.items():
+        b = base[name].to(value.dtype)
+        nonzero = torch.stack([(models[e["model"]][name].to(value.dtype) != b) for e in recipe["models"]]).all(0)
+        at_base += int(((value == b) & nonzero).sum())
+        counted += int(nonzero.sum())
+        change += float((value.to(torch.float64) - b.to(torch.float64)).abs().sum())
+    expected = float(np.prod([1 - d for d in densities]))
+    return {"left_at_base": at_base / counted, "expected": expected, "sigma": (expected * (1 - expected) / counted) ** 0.5,
+            "elements": counted, "l1_change": change}
+
+
 def ordered(t: torch.Tensor) -> torch.Tensor:
     """Bits of a float tensor as integers ordered like the values (±0 equal)."""
     if t.dtype == torch.float32:
@@ -582,6 +623,7 @@ SELF_CHECKS = {
     "ties": [("rounded, torch's order", 0, 0.0)],
     "bio-merge": [("rounded, torch's order", 0, 0.0)],
     "arcee_fusion": [("rounded", 0, 0.0)],
+    "bio-merge.dare_ties-density1": [("rounded, torch's order", 0, 0.0)],
 }
 
 
@@ -604,7 +646,7 @@ def main() -> int:
             shutil.rmtree(ROOT)
         ROOT.mkdir(parents=True)
         write_models(models)
-    for example in EXAMPLES:
+    for example in CASES:
         path = ROOT / f"{example}.yml"
         text = recipe_text(example)
         if args.check:
@@ -632,6 +674,15 @@ def main() -> int:
             (folder / "config.json").write_text(json.dumps(produced, indent=2, sort_keys=True) + "\n")
             os.chmod(folder / "config.json", 0o644)
         refs = references(example, recipe, {f"models/{k}": v for k, v in models.items()})
+        if not refs:
+            stats = dare_statistics(recipe, {f"models/{k}": v for k, v in models.items()}, merged)
+            undropped = load_model(ROOT / f"{example}-density1") if (ROOT / f"{example}-density1").exists() else None
+            ratio = stats["l1_change"] / dare_statistics(recipe, {f"models/{k}": v for k, v in models.items()}, undropped)["l1_change"] if undropped else float("nan")
+            print(f"  {example:24s} left at θ₀: {100 * stats['left_at_base']:.2f} % of {stats['elements']} "
+                  f"(expected {100 * stats['expected']:.0f} % ± {100 * stats['sigma']:.2f}); Σ|θ − θ₀| / density 1's: {ratio:.3f}")
+            if abs(stats["left_at_base"] - stats["expected"]) > 4 * stats["sigma"]:
+                failures.append(f"{example}: {stats}")
+            continue
         recipe_dtype = DTYPES[recipe.get("out_dtype", recipe["dtype"])]
         exact = {n: v.to(recipe_dtype) for n, v in refs["float64"].items()}
         if args.check:
@@ -648,7 +699,7 @@ def main() -> int:
             worst, differing, total = distance(merged, reference)
             print(f"  {example:24s} mergekit vs {label:22s}: at most {worst} ulp, {differing}/{total} elements differ "
                   f"({100 * differing / total:.2f} %), {produced['num_hidden_layers']} layers")
-        if recipe["merge_method"] == "ties":
+        if recipe["merge_method"] == "ties":  # (the density-1 dare_ties variant has no trim)
             print(f"  {example:24s} {ties_breakdown(recipe, {f'models/{k}': v for k, v in models.items()}, merged)}")
         for label, ulps, fraction in SELF_CHECKS[example]:
             worst, differing, total = distance(merged, refs[label])
