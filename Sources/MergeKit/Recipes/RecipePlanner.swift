@@ -224,14 +224,23 @@ extension Recipe {
         }
     }
 
-    /// The models entries the method combines: all of them, except that for a method that
-    /// combines the base with the models (`Kind.baseAmongModels`, mergekit's base input) an entry
-    /// naming the base_model is the base itself, as in mergekit, and is left out.
+    /// The models entries the method combines. mergekit merges each distinct model once, the
+    /// base_model as the base, so an entry naming the base_model is the base itself and is left
+    /// out, parameters and all (as a slice leaves its base source out, `sliceRoles`): for the
+    /// methods that combine the base with the models (`Kind.baseAmongModels`) and for every
+    /// method that merges task vectors against it. Kept, it would be one more model with τ = 0,
+    /// refused by the one-model methods (arcee_fusion, nearswap) and counted by normalized
+    /// weights, means and random streams. The averages (`linear`, `passthrough`) take every
+    /// listed model. A recipe listing only the base keeps it (τ = 0: the output is θ₀, as
+    /// mergekit writes a merge with nothing to add).
     func methodInputs(_ description: MethodDescription?) -> [Input] {
-        guard let baseModel, description?.kind.contains(.baseAmongModels) == true else { return inputs }
+        guard let baseModel, let kind = description?.kind, !kind.contains(.baseOptional) || kind.contains(.baseAmongModels) else {
+            return inputs
+        }
         let standardized = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
         let base = standardized(baseModel)
-        return inputs.filter { $0.kind != .model || standardized($0.path) != base }
+        let others = inputs.filter { $0.kind != .model || standardized($0.path) != base }
+        return others.isEmpty && !kind.contains(.baseAmongModels) ? inputs : others
     }
 
     /// Checks everything that needs no file (see `parameterProblems`) and throws every problem
