@@ -74,7 +74,7 @@ MANIFEST = HERE / "precision_cases.json"
 METADATA = {"format": "pt"}
 sys.path.insert(0, str(FIXTURES))
 sys.path.insert(0, str(HERE))
-from make_method_goldens import drop_mask  # noqa: E402  (MergeKit's counter-based DARE stream)
+from make_method_goldens import drop_mask, rank_window_mask  # noqa: E402  (MergeKit's DARE stream; stable rank windows)
 from make_slerp_goldens import slerp64  # noqa: E402
 
 
@@ -233,15 +233,6 @@ def topk_mask(a: np.ndarray, k: int) -> np.ndarray:
     return mask.reshape(a.shape)
 
 
-def window_mask(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Ascending |a| ranks in [lo, hi), equal values ranked by position."""
-    flat = np.abs(a).reshape(-1)
-    order = np.argsort(flat, kind="stable")
-    mask = np.zeros(flat.size, dtype=bool)
-    mask[order[lo:hi]] = True
-    return mask.reshape(a.shape)
-
-
 def window(method: str, n: int, params: dict):
     """The kept range of ascending ranks of a tensor of n elements, or None (everything)."""
     density = params.get("density", 1.0)
@@ -295,7 +286,7 @@ def reference(method: str, config: dict, models: dict, names) -> dict:
                 kept.append(m if before < 1e-7 or after < 1e-7 else m * (before / after))
             elif (bounds := window(method, t.size, p)) is not None:
                 k = bounds[1] - bounds[0]
-                mask = topk_mask(t, k) if method == "ties" else window_mask(t, *bounds)
+                mask = topk_mask(t, k) if method == "ties" else rank_window_mask(t, *bounds)
                 kept.append(np.where(mask, t, 0.0))
             else:
                 kept.append(t)
