@@ -88,17 +88,17 @@ struct ComputeDTypeCLITests {
         #expect(TestSupport.values(try Checkpoint(path: recipeOut)).mapValues(\.values)
                 == TestSupport.values(try Checkpoint(path: dir + "/float16.safetensors")).mapValues(\.values))
 
+        // Two λ share one merge per chunk (`MergeWorker.groups`); the first point is λ = 0.8.
         for (label, extra) in [("sweep-default", [String]()), ("sweep-float16", ["--compute-dtype", "float16"])] {
-            let run = try CLI.run(["sweep", "--method", "task_arithmetic"] + inputs + ["--scale", "0.8", "-o", dir + "/" + label, "--quiet"] + extra)
+            let run = try CLI.run(["sweep", "--method", "task_arithmetic"] + inputs + ["--scale", "0.8,0.5", "-o", dir + "/" + label, "--quiet"] + extra)
             #expect(run.status == 0, "\(run.stderr)")
         }
-        let point = "/point-0.safetensors"
-        let sweepFiles = try FileManager.default.contentsOfDirectory(atPath: dir + "/sweep-default").filter { $0.hasPrefix("point") }
-        let name = sweepFiles.first.map { "/" + $0 } ?? point
-        let single = try #require(sweepFiles.count == 1 ? name : nil, "\(sweepFiles)")
-        #expect(TestSupport.values(try Checkpoint(path: dir + "/sweep-default" + single)).mapValues(\.values)
+        let points = try FileManager.default.contentsOfDirectory(atPath: dir + "/sweep-default").filter { $0.hasPrefix("point") }.sorted()
+        #expect(points.count == 2, "\(points)")
+        let first = "/" + (points.first ?? "")
+        #expect(TestSupport.values(try Checkpoint(path: dir + "/sweep-default" + first)).mapValues(\.values)
                 == TestSupport.values(try Checkpoint(path: dir + "/float32.safetensors")).mapValues(\.values))
-        #expect(TestSupport.values(try Checkpoint(path: dir + "/sweep-float16" + single)).mapValues(\.values)
+        #expect(TestSupport.values(try Checkpoint(path: dir + "/sweep-float16" + first)).mapValues(\.values)
                 == TestSupport.values(try Checkpoint(path: dir + "/float16.safetensors")).mapValues(\.values))
     }
 }
