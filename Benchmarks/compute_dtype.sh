@@ -64,7 +64,10 @@ best() { # BINARY RECIPE → best wall seconds of $runs
   local b="" t
   for _ in $(seq "$runs"); do
     rm -rf "$out/result.safetensors"
-    t=$( { /usr/bin/time -f "%e" "$1" run "$2" -o "$out/result.safetensors" --threads 2 --quiet >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    if ! /usr/bin/time -f "%e" -o "$out/time.txt" "$1" run "$2" -o "$out/result.safetensors" --threads 2 --quiet >/dev/null 2>"$out/stderr.txt"; then
+      echo "failed (see $out/stderr.txt)"; return
+    fi
+    t=$(tail -1 "$out/time.txt")
     if [ -z "$b" ] || awk "BEGIN{exit !($t < $b)}"; then b="$t"; fi
   done
   rm -rf "$out/result.safetensors"
