@@ -18,6 +18,7 @@ struct MethodCommand<Method: DescribedMethod, Inputs: MergeInputOptions>: Parsab
     @OptionGroup var inputs: Inputs
     @OptionGroup var outputOptions: OutputOptions
     @OptionGroup var options: MethodOptions<Method>
+    @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
         for parameter in Method.methodDescription.commandLineParameters {
@@ -28,7 +29,7 @@ struct MethodCommand<Method: DescribedMethod, Inputs: MergeInputOptions>: Parsab
     }
 
     func run() throws {
-        try runMerge(inputs, outputOptions, method)
+        try runMerge(inputs, outputOptions, compute: compute.computeDType ?? .float32, method)
     }
 
     func method() throws(MergeKitError) -> any MergeMethod {
@@ -48,11 +49,14 @@ enum MethodCommands {
     }
 }
 
-/// Plans and runs a merge of `inputs` with `method` (errors on stderr, exit 1).
-func runMerge(_ inputs: some MergeInputOptions, _ outputs: OutputOptions, _ method: () throws(MergeKitError) -> any MergeMethod) throws {
+/// Plans and runs a merge of `inputs` with `method` in `compute` (errors on stderr, exit 1).
+func runMerge(_ inputs: some MergeInputOptions, _ outputs: OutputOptions, compute: ComputeDType = .float32,
+              _ method: () throws(MergeKitError) -> any MergeMethod) throws {
     try reportingErrors { () throws(MergeKitError) in
         let (base, opened) = try inputs.open()
-        let plan = try MergePlan(base: base, inputs: opened, method: try method(), output: outputs.spec())
+        var spec = outputs.spec()
+        spec.compute = compute
+        let plan = try MergePlan(base: base, inputs: opened, method: try method(), output: spec)
         try MergeRunner.run([plan], options: outputs, command: CommandLine.arguments.joined(separator: " "))
     }
 }

@@ -22,6 +22,7 @@ struct RunCommand: ParsableCommand {
     var recipe: String
 
     @OptionGroup var outputOptions: OutputOptions
+    @OptionGroup var compute: ComputeOptions
 
     @Option(parsing: .unconditional, help: "Seed for DARE's random masks (overrides the recipe's seed, in every document).")
     var seed: UInt64?
@@ -47,7 +48,8 @@ struct RunCommand: ParsableCommand {
             let file = try RecipeFile.load(path: recipe)
             let staged = try file.plan(output: outputOptions.output, overwrite: outputOptions.overwrite, emit: outputOptions.emit,
                                        seed: seed, maxShardSize: outputOptions.maxShardSize?.bytes, dtype: outputOptions.dtype?.dtype,
-                                       target: target, workDirectory: WorkDirectory.Options(path: workDir, keep: keepIntermediates))
+                                       target: target, workDirectory: WorkDirectory.Options(path: workDir, keep: keepIntermediates),
+                                       compute: compute.computeDType)
             if !outputOptions.quiet {
                 for note in staged.stages.filter({ $0.role != .unused }).flatMap(\.notes) {
                     FileHandle.standardError.write(Data("note: \(TerminalText.escaped(note))\n".utf8))
@@ -68,10 +70,10 @@ struct RunCommand: ParsableCommand {
 }
 
 /// Plans a recipe and runs it (a sweep writes its points and a manifest into one directory,
-/// moved into place when complete).
-func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, command: String?) throws(MergeKitError) {
+/// moved into place when complete), in `compute` (nil: the recipe's `dtype` decides).
+func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, compute: ComputeDType?, command: String?) throws(MergeKitError) {
     let run = try recipe.plan(output: options.output, overwrite: options.overwrite, emit: options.emit, seed: seed,
-                              maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype)
+                              maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype, compute: compute)
     if !options.quiet {
         for note in run.notes { FileHandle.standardError.write(Data("note: \(TerminalText.escaped(note))\n".utf8)) }
     }

@@ -27,6 +27,7 @@ struct SweepCommand: ParsableCommand {
 
     @OptionGroup var inputs: InputOptions
     @OptionGroup var outputOptions: OutputOptions
+    @OptionGroup var compute: ComputeOptions
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Grid of λ (the recipe's lambda), e.g. 0:1:0.05.", valueName: "grid"))
     var scale: String?
@@ -141,7 +142,8 @@ struct SweepCommand: ParsableCommand {
     func run() throws {
         let recipe = recipe(try sweepPlan())
         try reportingErrors { () throws(MergeKitError) in
-            try runRecipe(recipe, outputOptions, seed: seed, command: CommandLine.arguments.joined(separator: " "))
+            try runRecipe(recipe, outputOptions, seed: seed, compute: compute.computeDType,
+                          command: CommandLine.arguments.joined(separator: " "))
         }
     }
 }

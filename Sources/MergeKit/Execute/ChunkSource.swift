@@ -22,6 +22,23 @@ final class ChunkSource<T: MergeScalar> {
     /// the base must be checked on its own (τ = θ − θ₀ covers it for fine-tuned models).
     private let checksBase: Bool
 
+    /// Under a 16-bit compute dtype (`ComputeDType`): the dtype θ₀ and every θᵢ are rounded to as
+    /// they are loaded (mergekit casts what it loads to its `dtype`), and whether τᵢ = θᵢ − θ₀ is
+    /// rounded to it too (`MergeMethod.roundsTaskVectors`). A task vector or LoRA input is a τ:
+    /// rounded when τ is.
+    struct Rounding {
+        let dtype: DType
+        let taskVectors: Bool
+
+        /// The rounding `plan`'s merge of `tensor` asks for, or nil.
+        init?(_ plan: MergePlan, _ tensor: PlannedTensor) {
+            guard let dtype = plan.output.compute.rounding else { return nil }
+            self.dtype = dtype
+            taskVectors = tensor.method.roundsTaskVectors
+        }
+    }
+    let rounding: Rounding?
+
     /// Elements per chunk (`MergeExecutor.chunkLength`; at most the buffers' capacity).
     let chunkLength: Int
     /// Elements of each input staged at once: a multiple of `chunkLength`, so chunks never cross a group.
@@ -31,8 +48,9 @@ final class ChunkSource<T: MergeScalar> {
     /// `chunkLength`: the tensor's chunk length (`MergeExecutor.chunkLength`), `chunkElements` by default.
     init(tensor: PlannedTensor, range: Range<Int>, inputs: [MergeInput], basePath: String, buffers: WorkerBuffers<T>,
          multiPass: Bool = false, handling: FiniteCheck.Handling = .fail,
-         chunkLength: Int = MergeExecutor.chunkElements) throws(MergeKitError) {
+         chunkLength: Int = MergeExecutor.chunkElements, rounding: Rounding? = nil) throws(MergeKitError) {
         precondition(chunkLength <= buffers.capacity)
+        self.rounding = rounding
         self.chunkLength = chunkLength
         span = buffers.readSpan / chunkLength * chunkLength
         self.tensor = tensor
@@ -107,15 +125,23 @@ final class ChunkSource<T: MergeScalar> {
         let skip = chunk.lowerBound - group
         let baseWidth = tensor.base.info.dtype.byteWidth!
         T.load(buffers.staging[0] + skip * baseWidth, dtype: tensor.base.info.dtype, count: chunk.count, into: base.baseAddress!)
+        if let rounding, tensor.base.info.dtype != rounding.dtype { T.roundToNarrow(base, rounding.dtype) }
         // Every τ is checked for NaN and ±∞ in the pass that forms it (FiniteCheck).
         var finite = true
         for (i, source) in tensor.inputs.enumerated() {
             switch source {
             case .tensor(let entry):
                 let width = entry.info.dtype.byteWidth!
-                let raw = UnsafeRawPointer(buffers.staging[i + 1] + skip * width)
+                var raw = UnsafeRawPointer(buffers.staging[i + 1] + skip * width)
                 if inputs[i].kind == .model {
-                    finite = T.loadDifference(raw, dtype: entry.info.dtype, count: chunk.count, minus: UnsafePointer(base.baseAddress!),
+                    var dtype = entry.info.dtype
+                    if let rounding, dtype != rounding.dtype {
+                        // θᵢ rounded first, then τᵢ formed from it (in place).
+                        T.load(raw, dtype: dtype, count: chunk.count, into: deltas[i].baseAddress!)
+                        T.roundToNarrow(deltas[i], rounding.dtype)
+                        (raw, dtype) = (UnsafeRawPointer(deltas[i].baseAddress!), T.dtype)
+                    }
+                    finite = T.loadDifference(raw, dtype: dtype, count: chunk.count, minus: UnsafePointer(base.baseAddress!),
                                               into: deltas[i].baseAddress!) && finite
                 } else {
                     T.load(raw, dtype: entry.info.dtype, count: chunk.count, into: deltas[i].baseAddress!)
@@ -128,6 +154,9 @@ final class ChunkSource<T: MergeScalar> {
             case .zero:
                 deltas[i].update(repeating: 0)
             }
+        }
+        if let rounding, rounding.taskVectors {
+            for delta in deltas.prefix(tensor.inputs.count) { T.roundToNarrow(delta, rounding.dtype) }
         }
         if checksBase { finite = !T.reaches(UnsafeBufferPointer(base), key: T.infinityKey) && finite }
         if !finite {

@@ -79,13 +79,14 @@ final class MergeWorker: @unchecked Sendable {
         // Chunks hold whole runs for every target's method (targets share the method's kind).
         let chunkLength = chunked.map { MergeExecutor.chunkLength(tensors[$0]) }.max()!
         let source = try ChunkSource(tensor: tensors[0], range: range, inputs: plan.inputs, basePath: plan.base.path, buffers: buffers,
-                                     multiPass: multiPass, chunkLength: chunkLength)
+                                     multiPass: multiPass, chunkLength: chunkLength, rounding: .init(plan, tensors[0]))
         let groups = Self.groups(tensors, among: chunked)
         var contexts: [ChunkContext] = []
         for group in groups {
             let tensor = tensors[group[0]]
             let context = ChunkContext(tensor: tensor.name, shape: tensor.output.shape, model: targets[group[0]].model,
                                        statistics: TensorStatistics(), scratch: buffers.methodScratch)
+            context.rounding = plan.output.compute.rounding
             if tensor.method.statistics.needsTensorPasses {
                 precondition(range == 0..<tensor.output.elementCount)
                 try TensorStatisticsPass.compute(source, tensor: tensor, into: context.tensorStatistics, context: context)
@@ -180,14 +181,32 @@ final class MergeWorker: @unchecked Sendable {
     /// - `u` is shared by the targets of a λ sweep (`sharedInto` the target's buffer): λ·u + θ₀
     ///   in one pass (`scaleAdd`), `u` left for the next target.
     /// `base` may be nil when τ alone is written.
+    ///
+    /// Under a 16-bit compute dtype (`ComputeDType`) the steps round as mergekit's do: λ·u is
+    /// rounded to it (λ a Float, as PyTorch multiplies by a Python number), then θ₀ + λ·u; a value
+    /// past the 16-bit type's range fails as for a 16-bit output.
     func finish<T: MergeScalar>(_ tensor: PlannedTensor, _ chunk: Range<Int>, result u: UnsafeMutableBufferPointer<T>, scale: Double,
                                 sharedInto shared: UnsafeMutableBufferPointer<T>? = nil, base: UnsafeMutableBufferPointer<T>?,
                                 target t: Int, into staged: UnsafeMutableRawPointer) throws(MergeKitError) {
-        let limit = T.overflowKey(storingAs: tensor.output.dtype)
+        var limit = T.overflowKey(storingAs: tensor.output.dtype)
         let addsBase = targets[t].plan.output.emit == .model
         let out: UnsafeMutableBufferPointer<T>
         let reached: Bool
-        if let shared {
+        if let narrow = targets[t].plan.output.compute.rounding {
+            limit = Swift.min(limit, T.overflowKey(storingAs: narrow))
+            out = shared ?? u
+            if let shared { T.copy(UnsafeBufferPointer(u), shared) }
+            if scale != 1 {
+                T.scal(T(scale), out)
+                T.roundToNarrow(out, narrow)
+            }
+            if addsBase, let base {
+                reached = T.addBase(UnsafeBufferPointer(base), into: out, limit: limit)
+            } else {
+                reached = T.reaches(UnsafeBufferPointer(out), key: limit)
+            }
+            T.roundToNarrow(out, narrow)
+        } else if let shared {
             out = shared
             reached = T.scaleAdd(UnsafeBufferPointer(u), scale: T(scale), base: addsBase ? base.map { UnsafeBufferPointer($0) } : nil,
                                  into: out, limit: limit)

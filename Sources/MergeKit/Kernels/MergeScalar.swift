@@ -19,11 +19,17 @@ public protocol MergeScalar: ComputeScalar, TensorElement, ElementwiseKernels {
     /// past the dtype's largest finite number included): a computed result with a key below it
     /// is written as a finite value.
     static func overflowKey(storingAs dtype: DType) -> UInt64
+    /// Rounds every value to the nearest `dtype` value (F16 or BF16; ties to even, as PyTorch
+    /// casts), kept in this type: the emulation of arithmetic in a 16-bit dtype (`ComputeDType`).
+    static func roundToNarrow(_ x: UnsafeMutableBufferPointer<Self>, _ dtype: DType)
+    /// The dtype that stores this type's values as they are (F32 for Float, F64 for Double).
+    static var dtype: DType { get }
 }
 
 extension Float: MergeScalar {
     public typealias MagnitudeBits = UInt32
     public static var magnitudeKeyBits: Int { 32 }
+    public static var dtype: DType { .F32 }
     public static var infinityKey: UInt64 { 0x7F80_0000 }
     public static func overflowKey(storingAs dtype: DType) -> UInt64 {
         switch dtype {
@@ -43,6 +49,7 @@ extension Float: MergeScalar {
 extension Double: MergeScalar {
     public typealias MagnitudeBits = UInt64
     public static var magnitudeKeyBits: Int { 64 }
+    public static var dtype: DType { .F64 }
     public static var infinityKey: UInt64 { 0x7FF0_0000_0000_0000 }
     public static func overflowKey(storingAs dtype: DType) -> UInt64 {
         switch dtype {

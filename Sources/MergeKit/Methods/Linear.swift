@@ -34,6 +34,10 @@ public struct Linear: MergeMethod {
     @_specialize(where T == Double)
     public func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
                                         weights: [T], into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        if let narrow = context.rounding {
+            combineRounded(deltas, base: base, weights: weights, into: out, narrow: narrow)
+            return
+        }
         let total = weights.reduce(0, +)
         let denominator: T = normalize ? total : 1
         out.initialize(repeating: 0)
@@ -41,6 +45,26 @@ public struct Linear: MergeMethod {
             T.axpy(weight / denominator, UnsafeBufferPointer(delta), out)
         }
         if !normalize && total != 1 { T.axpy(total - 1, base, out) }
+    }
+
+    /// mergekit's `linear` in a 16-bit `dtype` (`ComputeDType`; θ₀ and θᵢ = θ₀ + τᵢ arrive
+    /// rounded to it): it computes on the weights in float32, r = Σ wᵢθᵢ by fused multiply-adds
+    /// in input order (÷ Σwᵢ when normalised), and rounds r once to the 16-bit type. The result
+    /// is r − θ₀, exact, so that the executor's θ₀ + τ gives r itself.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    private func combineRounded<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], base: UnsafeBufferPointer<T>,
+                                                weights: [T], into out: UnsafeMutableBufferPointer<T>, narrow: DType) {
+        out.initialize(repeating: 0)
+        for (delta, weight) in zip(deltas, weights) {
+            for k in out.indices { out[k] = out[k].addingProduct(delta[k] + base[k], weight) }
+        }
+        if normalize {
+            let total = weights.reduce(0, +)
+            for k in out.indices { out[k] = out[k] / total }
+        }
+        T.roundToNarrow(out, narrow)
+        for k in out.indices { out[k] = out[k] - base[k] }
     }
 }
 

@@ -31,6 +31,12 @@ public protocol MergeMethod: Sendable {
     /// multiples of it: chunks of the largest multiple that fits `MergeExecutor.chunkElements`,
     /// or of one run when a run is longer.
     func chunkAlignment(shape: [Int]) -> Int
+    /// Whether, under a 16-bit compute dtype (`ComputeDType`), the task vectors τᵢ = θᵢ − θ₀ are
+    /// rounded to it as they are formed: true for the methods mergekit computes on task vectors
+    /// formed in its `dtype` (task arithmetic, TIES, DARE, Breadcrumbs, DELLA, SCE, Model Stock),
+    /// false (the default) for those it computes on the weights θᵢ (linear, slerp, passthrough, …),
+    /// whose τᵢ here only carry θᵢ exactly.
+    var roundsTaskVectors: Bool { get }
 }
 
 extension MergeMethod {
@@ -38,6 +44,7 @@ extension MergeMethod {
     public func validate(weights: [Double]) throws(MergeKitError) {}
     public var lambda: Double? { nil }
     public func chunkAlignment(shape: [Int]) -> Int { 1 }
+    public var roundsTaskVectors: Bool { false }
 
     /// Targets whose methods give equal keys compute the same result before λ.
     var unscaledKey: String? {

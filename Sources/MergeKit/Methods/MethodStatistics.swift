@@ -161,6 +161,11 @@ public final class ChunkContext {
     public internal(set) var elementOffset = 0
     public let model: ModelStatistics
     public let tensorStatistics: TensorStatistics
+    /// The 16-bit dtype the merge rounds its intermediate results to, as mergekit computes in its
+    /// recipe's `dtype` (`ComputeDType`), or nil for full precision. Methods that emulate
+    /// mergekit's operations round where mergekit does; the others compute in full precision (the
+    /// executor rounds their inputs and their result).
+    public internal(set) var rounding: DType?
 
     /// Σ sign(vote) over the chunks merged with this context (mass-vote methods add to it).
     public var signVotes = 0

@@ -19,6 +19,9 @@ public struct ModelStock: MergeMethod {
     public var info: MethodInfo { Self.info }
     public var parameters: [JSONMember] { [] }
 
+    /// mergekit forms τᵢ in its `dtype` (`ComputeDType`).
+    public var roundsTaskVectors: Bool { true }
+
     public var statistics: StatisticsRequest {
         var request = StatisticsRequest()
         request.tensorGram = true

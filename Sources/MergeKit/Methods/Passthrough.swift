@@ -38,6 +38,15 @@ public struct Passthrough: MergeMethod {
             T.axpy(1, UnsafeBufferPointer(deltas[0]), out)
             return
         }
+        if let narrow = context.rounding {
+            // mergekit in a 16-bit dtype (`ComputeDType`): s·θ₁ rounded once; the result is
+            // that minus θ₀, exact, so that θ₀ + τ gives it.
+            let s = T(scale)
+            for k in out.indices { out[k] = s * (deltas[0][k] + base[k]) }
+            T.roundToNarrow(out, narrow)
+            for k in out.indices { out[k] = out[k] - base[k] }
+            return
+        }
         // s·τ + (s − 1)·θ₀, so that θ₀ + result = s·θ₁ (exactly 0 for s = 0 and a base-less recipe).
         T.axpy(T(scale), UnsafeBufferPointer(deltas[0]), out)
         T.axpy(T(scale - 1), base, out)

@@ -35,6 +35,9 @@ public struct SCE: MergeMethod {
         try ParameterCheck.unitWeights(weights, method: "sce")
     }
 
+    /// mergekit forms τᵢ in its `dtype` (`ComputeDType`).
+    public var roundsTaskVectors: Bool { true }
+
     public var statistics: StatisticsRequest {
         var request = StatisticsRequest()
         let fraction = selectTopK

@@ -140,6 +140,10 @@ public struct TaskVectorMerge: Sendable {
     /// The merged τ of one chunk before step 5: the executor multiplies it by λ (`lambda`).
     func combine<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
                                  into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+        if let narrow = context.rounding {
+            combineRounded(deltas, weights: weights, into: out, context: context, narrow: narrow)
+            return
+        }
         for (i, delta) in deltas.enumerated() {
             sparsify(delta, input: i, context: context)
             // Without consensus the weights fold into the accumulation below.
@@ -158,6 +162,45 @@ public struct TaskVectorMerge: Sendable {
         }
     }
 
+    /// `combine` as mergekit computes it in a 16-bit `dtype` (`ComputeDType`; the τᵢ arrive
+    /// rounded to it): every elementwise result is rounded to `narrow`, sums over the inputs
+    /// accumulate in Float and round once (PyTorch's reductions), in this order:
+    /// 1. τ̃ᵢ = sparsified τᵢ (a rescaled drop rounds its product: `sparsify`);
+    /// 2. dᵢ = wᵢτ̃ᵢ with wᵢ rounded to `narrow` (mergekit's weights tensor has the deltas' dtype);
+    /// 3. without consensus: τ = Σ dᵢ, normalised: τ / D with D = Σ wᵢ (1 when |D| < 1e-8);
+    ///    with consensus: S = Σ dᵢ, s = + where S ≥ 0 (−0 included), τ = Σ of the dᵢ agreeing
+    ///    with s, normalised: τ / D with D = Σ of the agreeing wᵢ (1 where 0).
+    /// λ and θ₀ follow in `MergeWorker.finish`. The paper's aggregations (mean, max, the mass vote)
+    /// round their result the same way.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    private func combineRounded<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
+                                                into out: UnsafeMutableBufferPointer<T>, context: ChunkContext, narrow: DType) {
+        let rounded = weights.map { T.roundedToNarrow($0, narrow) }
+        for (i, delta) in deltas.enumerated() {
+            sparsify(delta, input: i, context: context)
+            if rounded[i] != 1 {
+                T.scal(rounded[i], delta)
+                T.roundToNarrow(delta, narrow)
+            }
+        }
+        switch consensus {
+        case .none:
+            out.initialize(repeating: 0)
+            for delta in deltas { T.axpy(1, UnsafeBufferPointer(delta), out) }
+            T.roundToNarrow(out, narrow)
+            if aggregation == .normalized {
+                var divisor = T.roundedToNarrow(rounded.reduce(0, +), narrow)
+                if abs(divisor) < T(1e-8) { divisor = 1 }
+                for k in out.indices { out[k] = out[k] / divisor }
+                T.roundToNarrow(out, narrow)
+            }
+        case .mass, .weighted:
+            // The vote sees S rounded (a sum that underflows to −0 votes +, as in mergekit).
+            electAndMerge(deltas, weights: rounded, into: out, context: context, narrow: narrow)
+        }
+    }
+
     /// Sign election and disjoint merge, input by input over whole chunks (branch-free kernels).
     ///
     /// A vote sum S elects + when S > 0 and − when S < 0 or S is NaN (mergekit's `S >= 0` is false
@@ -167,8 +210,10 @@ public struct TaskVectorMerge: Sendable {
     /// merges again in the rare case the prediction was wrong and mattered.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
+    /// Under a 16-bit compute dtype, `narrow`: the vote sum, the agreeing sum and the agreeing
+    /// weights are each rounded to it once accumulated, and so is the quotient (`combineRounded`).
     private func electAndMerge<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
-                                               into out: UnsafeMutableBufferPointer<T>, context: ChunkContext) {
+                                               into out: UnsafeMutableBufferPointer<T>, context: ChunkContext, narrow: DType? = nil) {
         let n = out.count
         let zero = T.zero
         let total: UnsafeMutableBufferPointer<T> = context.scratch(0, count: n)
@@ -176,6 +221,7 @@ public struct TaskVectorMerge: Sendable {
         let sign: UnsafeMutableBufferPointer<T> = context.scratch(2, count: n)
         total.initialize(repeating: zero)
         for delta in deltas { T.axpy(1, UnsafeBufferPointer(delta), total) }
+        if let narrow { T.roundToNarrow(total, narrow) }
         let tie: T = consensus == .weighted ? 1 : T(tieSign(majority: context.model.majority ?? 1))
         let votes = T.electSigns(UnsafeBufferPointer(total), into: sign, tie: tie)
         out.initialize(repeating: zero)
@@ -190,12 +236,17 @@ public struct TaskVectorMerge: Sendable {
                 T.maximumAgreeing(UnsafeBufferPointer(delta), sign: UnsafeBufferPointer(sign), out: out)
             }
         }
+        if let narrow {
+            T.roundToNarrow(out, narrow)
+            T.roundToNarrow(count, narrow)
+        }
         switch aggregation {
         case .sum: break
         case .mean: T.divideByCount(out, count: UnsafeBufferPointer(count), scale: 1)
         case .normalized: T.divideByWeights(out, weights: UnsafeBufferPointer(count), scale: 1)
         case .max: T.applySign(out, sign: UnsafeBufferPointer(sign), scale: 1)
         }
+        if let narrow, aggregation == .mean || aggregation == .normalized { T.roundToNarrow(out, narrow) }
         if consensus == .mass {
             context.signVotes += votes
             context.resolvedTies += T.countResolvedTies(UnsafeBufferPointer(total), out: UnsafeBufferPointer(out))
@@ -234,7 +285,12 @@ public struct TaskVectorMerge: Sendable {
                 let (before, after) = context.tensorStatistics.dropL1[input]
                 factor = before < 1e-7 || after < 1e-7 ? 1 : before / after
             }
-            if factor != 1 { T.scal(T(factor), delta) }
+            if let narrow = context.rounding, rescale == .l1 {
+                Self.rescaleRounded(delta, before: context.tensorStatistics.dropL1[input], narrow: narrow)
+            } else if factor != 1 {
+                T.scal(T(factor), delta)
+                if let narrow = context.rounding { T.roundToNarrow(delta, narrow) }
+            }
         case .magnitudeRandom(let masks, let rescale):
             let kept = context.tensorStatistics.kept
             if rescale == .l1 && !kept.isEmpty {
@@ -249,11 +305,36 @@ public struct TaskVectorMerge: Sendable {
             } else {
                 masks.apply(delta, input: input, offset: context.elementOffset, context: context, inverse: rescale == .inverse)
             }
-            if rescale == .l1 {
+            if let narrow = context.rounding {
+                if rescale == .l1 {
+                    Self.rescaleRounded(delta, before: context.tensorStatistics.dropL1[input], narrow: narrow)
+                } else {
+                    T.roundToNarrow(delta, narrow)
+                }
+            } else if rescale == .l1 {
                 let (before, after) = context.tensorStatistics.dropL1[input]
                 if !(before < 1e-7 || after < 1e-7) && before != after { T.scal(T(before / after), delta) }
             }
         }
+    }
+
+    /// mergekit's L1 rescaling of a dropped τ̃ in a 16-bit `dtype`: for float16 it works in
+    /// float32 (the norms Σ|τ| and Σ|τ̃| and their quotient are Floats, τ̃·q is rounded to float16
+    /// once), for bfloat16 in bfloat16 (the norms, the quotient and τ̃·q each rounded to it). No
+    /// rescaling when either norm is below 1e-7.
+    private static func rescaleRounded<T: MergeScalar>(_ delta: UnsafeMutableBufferPointer<T>, before norms: (before: Double, after: Double),
+                                                       narrow: DType) {
+        var before = Float(norms.before), after = Float(norms.after)
+        if narrow == .BF16 {
+            before = Float.roundedToNarrow(before, narrow)
+            after = Float.roundedToNarrow(after, narrow)
+        }
+        if !(Double(before) < 1e-7 || Double(after) < 1e-7) {
+            var factor = before / after
+            if narrow == .BF16 { factor = Float.roundedToNarrow(factor, narrow) }
+            T.scal(T(factor), delta)
+        }
+        T.roundToNarrow(delta, narrow)
     }
 
     /// Runs `combine` needs whole (`MergeMethod.chunkAlignment`): DELLA's rows.
@@ -301,6 +382,7 @@ extension TaskVectorMergeConfiguration {
     }
     public var lambda: Double? { core.scale }
     public func chunkAlignment(shape: [Int]) -> Int { core.chunkAlignment(shape: shape) }
+    public var roundsTaskVectors: Bool { true }
 }
 
 /// Weight checks shared by the methods that set their own per-task coefficients.

@@ -14,6 +14,9 @@ public struct OutputSpec: Sendable {
     /// Largest shard (tensor bytes) of a directory output; nil = `defaultMaxShardSize`.
     public var maxShardSize: Int?
     public var emit: EmitKind
+    /// The precision the merge computes in: full float32 (the default), or mergekit's rounding to
+    /// a 16-bit `dtype` (`ComputeDType`; a recipe's `dtype` selects it).
+    public var compute: ComputeDType = .float32
     /// Replace an existing output (atomically, only once the new one is complete, and only when
     /// it holds nothing but an output's files: `OutputGuard`).
     public var overwrite: Bool

@@ -4,6 +4,9 @@ public enum PlanDescription {
     public static func text(_ plan: MergePlan) -> String {
         var lines: [String] = []
         lines.append("method: \(plan.method.info.name) \(JSONValue.object(plan.method.parameters).serialized())")
+        if plan.output.compute.rounding != nil {
+            lines.append("compute: \(plan.output.compute.rawValue), rounded where mergekit rounds when it computes in it")
+        }
         lines.append("base: \(plan.base.path)")
         for input in plan.inputs {
             lines.append("input: \(input.path) (\(input.kind.rawValue), weight \(input.weight))")
@@ -57,7 +60,8 @@ public enum PlanDescription {
                 JSONMember("file", .string(plan.shards[tensor.shard].fileName)),
             ]
             if tensor.action == .merge {
-                members.append(JSONMember("compute", .string(tensor.computeInDouble ? "F64" : "F32")))
+                let compute = plan.output.compute.rounding?.rawValue ?? (tensor.computeInDouble ? "F64" : "F32")
+                members.append(JSONMember("compute", .string(compute)))
                 members.append(JSONMember("whole_tensor", .bool(MergeExecutor.wholeTensorMethod(tensor) != nil)))
                 let parameters = JSONValue.object(tensor.method.parameters)
                 if parameters != uniformParameters { members.append(JSONMember("parameters", parameters)) }

@@ -68,6 +68,8 @@ extension MergePlan {
             if mergeable {
                 let outDType = output.dtype ?? (output.emit == .model ? info.dtype : (double ? .F64 : .F32))
                 if outDType == .F64 { double = true }
+                // Rounded to a 16-bit type after every operation, a merge needs no Double.
+                if output.compute.rounding != nil { double = false }
                 var chosen = uniform
                 if let parameters {
                     do throws(MergeKitError) {

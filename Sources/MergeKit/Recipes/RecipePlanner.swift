@@ -16,18 +16,26 @@ extension Recipe {
     /// reported together, with the recipe line where it has one: unknown keys and parameters,
     /// every value outside its parameter's range, repeated sweep axes and points, then what
     /// opening the checkpoints finds.
+    ///
+    /// `compute`: the precision of the arithmetic (`ComputeDType`); nil computes as mergekit does
+    /// in the recipe's `dtype` (rounded to float16 or bfloat16 when that is the `dtype`, else
+    /// float32).
     public func plan(output: String, overwrite: Bool = false, emit: EmitKind = .model, seed: UInt64? = nil,
-                     maxShardSize: Int? = nil, dtype overrideDType: DType? = nil) throws(MergeKitError) -> RecipeRun {
+                     maxShardSize: Int? = nil, dtype overrideDType: DType? = nil, compute: ComputeDType? = nil) throws(MergeKitError) -> RecipeRun {
         try plan(output: output, overwrite: overwrite, emit: emit, seed: seed, maxShardSize: maxShardSize, dtype: overrideDType,
-                 references: [:]) { _ in }
+                 compute: compute, references: [:]) { _ in }
     }
+
+    /// The precision the recipe computes in unless the caller says (`ComputeDType(recipeDType:)`).
+    public var compute: ComputeDType { ComputeDType(recipeDType: dtype) }
 
     /// `plan` with the models a multi-document recipe supplies: `references` maps a `model:` or
     /// `base_model:` text to the checkpoint it stands for (another document's output, planned or
     /// written; a `MODEL+ADAPTER` model). `intermediate` sets what an intermediate's output is
     /// (`OutputSpec.isSweepPoint`, `staysTemporary`).
     func plan(output: String, overwrite: Bool, emit: EmitKind, seed: UInt64?, maxShardSize: Int?, dtype overrideDType: DType?,
-              references: [String: Checkpoint], intermediate: (inout OutputSpec) -> Void) throws(MergeKitError) -> RecipeRun {
+              compute: ComputeDType?, references: [String: Checkpoint],
+              intermediate: (inout OutputSpec) -> Void) throws(MergeKitError) -> RecipeRun {
         var problems = ProblemList()
         parameterProblems(into: &problems)
         func add(_ line: Int, _ error: MergeKitError) { self.add(line, error, to: &problems) }
@@ -88,6 +96,7 @@ extension Recipe {
             var spec = OutputSpec(path: pointOutput, dtype: outDType, maxShardSize: maxShardSize, emit: emit, overwrite: overwrite,
                                   inputs: [path] + merge.readPaths)
             spec.isSweepPoint = !sweep.isEmpty
+            spec.compute = compute ?? self.compute
             intermediate(&spec)
             let weighted = zip(merge.inputs, representative.weights).map { $0.weighted($1) }
             do throws(MergeKitError) {

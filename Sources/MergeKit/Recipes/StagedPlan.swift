@@ -56,6 +56,7 @@ public struct StagedPlan: Sendable {
         let seed: UInt64?
         let maxShardSize: Int?
         let dtype: DType?
+        let compute: ComputeDType?
         let work: WorkDirectory.Options
     }
 

@@ -46,7 +46,7 @@ struct TaskVectorPass {
                                                        _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
         let tensor = plan.tensors[tensorIndex]
         let source = try ChunkSource(tensor: tensor, range: range, inputs: plan.inputs, basePath: plan.base.path,
-                                     buffers: buffers, handling: handling)
+                                     buffers: buffers, handling: handling, rounding: .init(plan, tensor))
         visitor.begin(item: item)
         for chunk in source.chunks {
             let (_, deltas) = try source.load(chunk)
