@@ -51,7 +51,7 @@ enum MethodCommands {
 /// Plans and runs a merge of `inputs` with `method` (errors on stderr, exit 1).
 func runMerge(_ inputs: some MergeInputOptions, _ outputs: OutputOptions, _ method: () throws(MergeKitError) -> any MergeMethod) throws {
     try reportingErrors { () throws(MergeKitError) in
-        let (base, opened) = try inputs.open()
+        let (base, opened) = try inputs.open(quiet: outputs.quiet)
         let plan = try MergePlan(base: base, inputs: opened, method: try method(), output: outputs.spec())
         try MergeRunner.run([plan], options: outputs, command: CommandLine.arguments.joined(separator: " "))
     }

@@ -141,7 +141,7 @@ struct SweepCommand: ParsableCommand {
     func run() throws {
         let recipe = recipe(try sweepPlan())
         try reportingErrors { () throws(MergeKitError) in
-            try runRecipe(recipe, outputOptions, seed: seed, command: CommandLine.arguments.joined(separator: " "))
+            try runRecipe(recipe, outputOptions, seed: seed, command: CommandLine.arguments.joined(separator: " "), hub: inputs.paths.hub)
         }
     }
 }

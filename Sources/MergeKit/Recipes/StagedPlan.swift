@@ -57,6 +57,8 @@ public struct StagedPlan: Sendable {
         let maxShardSize: Int?
         let dtype: DType?
         let work: WorkDirectory.Options
+        /// Where Hugging Face ids are read from.
+        var hub: HubSettings = .current
     }
 
     public let file: RecipeFile

@@ -16,21 +16,27 @@ struct TaskVectorCommand: ParsableCommand {
     var lora: String?
 
     @OptionGroup var outputOptions: OutputOptions
+    @OptionGroup var hub: HubOptions
 
     func validate() throws {
         guard (finetuned == nil) != (lora == nil) else {
             throw ValidationError("Give exactly one of --finetuned or --lora.")
         }
+        try HubOptions.check([base], flag: "--base")
+        try HubOptions.check([finetuned], flag: "--finetuned")
+        try HubOptions.check([lora], flag: "--lora")
     }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let baseCheckpoint = try Checkpoint(path: base)
+            let hubbed: [(text: String, kind: HubFiles.Kind)] = [(base, .model), lora.map { ($0, .adapter) } ?? (finetuned!, .model)]
+            let located = try hub.locator(for: hubbed, quiet: outputOptions.quiet).paths(hubbed)
+            let baseCheckpoint = try Checkpoint(path: located[0])
             let input: MergeInput
-            if let lora {
-                input = MergeInput(lora: try LoRAAdapter(path: lora))
+            if lora != nil {
+                input = MergeInput(lora: try LoRAAdapter(path: located[1]))
             } else {
-                input = MergeInput(kind: .model, checkpoint: try Checkpoint(path: finetuned!), weight: 1)
+                input = MergeInput(kind: .model, checkpoint: try Checkpoint(path: located[1]), weight: 1)
             }
             let plan = try MergePlan(base: baseCheckpoint, inputs: [input], method: try TaskArithmetic(scale: 1),
                                      output: outputOptions.spec(emit: .taskVector))
