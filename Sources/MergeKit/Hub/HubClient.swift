@@ -25,10 +25,10 @@ final class HubClient: Sendable {
 
     init(settings: HubSettings) {
         self.settings = settings
-        var configuration = HTTPClient.Configuration(
+        let configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            timeout: .init(connect: Self.amount(settings.connectTimeout), read: Self.amount(settings.readTimeout)))
-        configuration.decompression = .disabled
+            timeout: .init(connect: Self.amount(settings.connectTimeout), read: Self.amount(settings.readTimeout)),
+            connectionPool: HTTPClient.Configuration.ConnectionPool(), decompression: .disabled)
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
@@ -107,7 +107,7 @@ final class HubClient: Sendable {
 
     /// Sends `build(url)`, following redirects as `follow` allows (at most 5), and returns the
     /// final response with its URL. Transport failures are retryable.
-    func send(_ url: String, deadline: NIODeadline, follow: (String) -> Bool, context: () -> MergeKitError.Text,
+    func send(_ url: String, deadline: NIODeadline, follow: (String) -> Bool, subject: String, context: () -> MergeKitError.Text,
               build: (String) -> HTTPClientRequest) async throws(Failure) -> (response: HTTPClientResponse, url: String) {
         var url = url
         for _ in 0...5 {
@@ -120,20 +120,20 @@ final class HubClient: Sendable {
                 case .readTimeout?, .deadlineExceeded?, .remoteConnectionClosed?: unreachable = false
                 default: unreachable = true
                 }
-                throw Failure(retryable: true, error: transportError(error, context: context()), unreachable: unreachable)
+                throw Failure(retryable: true, error: transportError(error, subject: subject, context: context()), unreachable: unreachable)
             }
             guard (300..<400).contains(response.status.code), let location = response.headers.first(name: "Location"),
                   follow(location) else { return (response, url) }
             guard let next = Self.resolve(location, against: url) else {
-                throw Failure(retryable: false, error: MergeKitError(.hubRequestFailed, "\(context()): the Hub redirected to an invalid URL \(location)"))
+                throw Failure(retryable: false, error: MergeKitError(.hubRequestFailed, file: subject, "\(context()): the Hub redirected to an invalid URL \(location)"))
             }
             url = next
         }
-        throw Failure(retryable: false, error: MergeKitError(.hubRequestFailed, "\(context()): more than 5 redirects"))
+        throw Failure(retryable: false, error: MergeKitError(.hubRequestFailed, file: subject, "\(context()): more than 5 redirects"))
     }
 
     /// The error for a request that did not get an answer.
-    func transportError(_ error: Error, context: MergeKitError.Text) -> MergeKitError {
+    func transportError(_ error: Error, subject: String, context: MergeKitError.Text) -> MergeKitError {
         let reason: String
         if let client = error as? HTTPClientError {
             switch client {
@@ -146,7 +146,7 @@ final class HubClient: Sendable {
         } else {
             reason = "\(error)"
         }
-        return MergeKitError(.hubRequestFailed, "\(context): \(settings.endpoint) could not be reached (\(reason))",
+        return MergeKitError(.hubRequestFailed, file: subject, "\(context): \(settings.endpoint) could not be reached (\(reason))",
             fix: "Check the network and HF_ENDPOINT, or \(term: .workOffline) with models already in the cache")
     }
 
@@ -214,15 +214,15 @@ final class HubClient: Sendable {
     }
 
     /// A body of at most `limit` bytes, read whole.
-    func collect(_ response: HTTPClientResponse, limit: Int, context: () -> MergeKitError.Text) async throws(Failure) -> [UInt8] {
+    func collect(_ response: HTTPClientResponse, limit: Int, subject: String, context: () -> MergeKitError.Text) async throws(Failure) -> [UInt8] {
         do {
             let buffer = try await response.body.collect(upTo: limit)
             return Array(buffer.readableBytesView)
         } catch let error as NIOTooManyBytesError {
             _ = error
-            throw Failure(retryable: false, error: MergeKitError(.hubRequestFailed, "\(context()): the answer is larger than \(limit) bytes"))
+            throw Failure(retryable: false, error: MergeKitError(.hubRequestFailed, file: subject, "\(context()): the answer is larger than \(limit) bytes"))
         } catch {
-            throw Failure(retryable: true, error: transportError(error, context: context()))
+            throw Failure(retryable: true, error: transportError(error, subject: subject, context: context()))
         }
     }
 
@@ -233,12 +233,12 @@ final class HubClient: Sendable {
     /// retries (there is no download to save).
     func revision(_ reference: HubReference) async throws(MergeKitError) -> RevisionInfo {
         let url = revisionURL(reference)
-        let context: () -> MergeKitError.Text = { "\(reference.repository) at revision \(reference.resolvedRevision)" }
+        let context: () -> MergeKitError.Text = { "at revision \(reference.resolvedRevision)" }
         return try await retrying { () async throws(Failure) -> RevisionInfo in
             let deadline = NIODeadline.now() + Self.amount(settings.metadataTimeout)
             let response: HTTPClientResponse
             do {
-                response = try await send(url, deadline: deadline, follow: { $0.hasPrefix("/") }, context: context) {
+                response = try await send(url, deadline: deadline, follow: { $0.hasPrefix("/") }, subject: reference.description, context: context) {
                     request($0, method: .GET)
                 }.response
             } catch let failure as Failure where failure.unreachable {
@@ -250,7 +250,7 @@ final class HubClient: Sendable {
                 _ = try? await response.body.collect(upTo: 1 << 16)
                 throw statusFailure(response, reference: reference, file: nil, context: context)
             }
-            let bytes = try await collect(response, limit: 64 << 20, context: context)
+            let bytes = try await collect(response, limit: 64 << 20, subject: reference.description, context: context)
             let json: JSONValue
             do throws(JSONError) { json = try JSONParser.parse(bytes) } catch {
                 throw Failure(retryable: false, error: MergeKitError(.hubRequestFailed, file: reference.description,
@@ -268,10 +268,10 @@ final class HubClient: Sendable {
     /// `file`'s ETag, size and commit (its HEAD).
     func fileInfo(_ reference: HubReference, commit: String, file: String) async throws(MergeKitError) -> FileInfo {
         let url = fileURL(reference, commit: commit, file: file)
-        let context: () -> MergeKitError.Text = { "\(reference.repository) at revision \(reference.resolvedRevision), file \(file)" }
+        let context: () -> MergeKitError.Text = { "at revision \(reference.resolvedRevision), file \(file)" }
         return try await retrying { () async throws(Failure) -> FileInfo in
             let deadline = NIODeadline.now() + Self.amount(settings.metadataTimeout)
-            let (response, _) = try await send(url, deadline: deadline, follow: { $0.hasPrefix("/") }, context: context) {
+            let (response, _) = try await send(url, deadline: deadline, follow: { $0.hasPrefix("/") }, subject: reference.description, context: context) {
                 request($0, method: .HEAD)
             }
             let code = response.status.code

@@ -33,7 +33,7 @@ struct HubTransfer {
     let progress: @Sendable (Int) -> Void
 
     var blob: String { FileSystem.join(cache.blobs(reference), info.etag) }
-    var context: MergeKitError.Text { "\(reference.repository) at revision \(reference.resolvedRevision), file \(file)" }
+    var context: MergeKitError.Text { "at revision \(reference.resolvedRevision), file \(file)" }
 
     /// Whether the ETag is a sha256 (an LFS file), which the bytes must hash to.
     var sha256: String? {
@@ -64,7 +64,7 @@ struct HubTransfer {
             }
             do { try await Task.sleep(nanoseconds: 100_000_000) } catch {
                 close(fd)
-                throw MergeKitError(.hubRequestFailed, "\(context): the download was cancelled")
+                throw MergeKitError(.hubRequestFailed, file: reference.description, "\(context): the download was cancelled")
             }
         }
         return fd
@@ -135,10 +135,8 @@ struct HubTransfer {
                     fix: "Run again to download it anew; if it happens again, the file on the Hub (or a proxy in between) is damaged")
             }
         }
+        // (Created 0644 less the umask, as huggingface_hub leaves its blobs.)
         guard fsync(fd) == 0 else { throw FileSystem.writeError(file: incomplete, errno: errno) }
-        let mask = umask(0)
-        umask(mask)
-        fchmod(fd, 0o644 & ~mask)
         close(fd)
         closed = true
         try HubCache.move(incomplete, to: blob)
@@ -167,7 +165,7 @@ struct HubTransfer {
     private func attempt(_ partial: Partial, path: String) async throws(HubClient.Failure) -> Bool {
         let url = client.fileURL(reference, commit: commit, file: file)
         let offset = partial.size
-        let (response, _) = try await client.send(url, deadline: .distantFuture, follow: { _ in true }, context: { context }) {
+        let (response, _) = try await client.send(url, deadline: .distantFuture, follow: { _ in true }, subject: reference.description, context: { context }) {
             client.request($0, method: .GET, range: offset)
         }
         let code = response.status.code
@@ -198,7 +196,7 @@ struct HubTransfer {
         } catch let error as HubClient.Failure {
             throw error
         } catch {
-            throw HubClient.Failure(retryable: true, error: client.transportError(error, context: context))
+            throw HubClient.Failure(retryable: true, error: client.transportError(error, subject: reference.description, context: context))
         }
         return info.size == nil
     }

@@ -151,7 +151,7 @@ struct HubCLITests {
         let unknown = try CLI.run(["task-arithmetic", "--base", "org/base", "--model", "f32/ft_a", "-o", root + "/out"], in: fixtures,
                                   environment: environment)
         #expect(unknown.status == 1)
-        #expect(unknown.stderr.contains("error: org/base: org/base at revision main: the repository does not exist, or is private or gated and the request was refused (HTTP 401)"), "\(unknown.stderr)")
+        #expect(unknown.stderr.contains("error: org/base: at revision main: the repository does not exist, or is private or gated and the request was refused (HTTP 401)"), "\(unknown.stderr)")
         let closed = try FakeHub()
         let endpoint = closed.endpoint
         closed.stop()

@@ -76,10 +76,10 @@ final class FakeHub: Sendable {
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                channel.eventLoop.makeCompletedFuture(withResultOf: {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(Handler(hub: box))
-                }
+                })
             }
         channel = try bootstrap.bind(host: "127.0.0.1", port: 0).wait()
         port = channel.localAddress!.port!

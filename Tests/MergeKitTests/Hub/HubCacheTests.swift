@@ -143,7 +143,7 @@ struct HubCacheTests {
         } catch {
             let messages = error.problems.map(\.description)
             #expect(messages.count == 2)
-            #expect(messages.first?.contains("line 2: org/base at revision v2 is not in the cache") == true || messages.first?.contains("org/base@v2") == true)
+            #expect(messages.contains { $0.hasPrefix("org/base@v2: line 2 of") && $0.contains("org/base at revision v2 is not in the cache") })
             #expect(messages.contains { $0.contains("line 4") && $0.contains("org/nothing at revision main is not in the cache") })
         }
 

@@ -133,7 +133,7 @@ struct HubDownloadTests {
             Issue.record("downloaded")
         } catch {
             #expect(error.code == .hubRequestFailed)
-            #expect(error.description.contains("org/base at revision main, file model-00001-of-00002.safetensors: the Hub answered HTTP 500"))
+            #expect(error.description.contains("org/base: at revision main, file model-00001-of-00002.safetensors: the Hub answered HTTP 500"))
         }
         let sha = FakeHub.sha256(HubFixtures.shardedBase()["model-00001-of-00002.safetensors"]!)
         #expect(failing.requests.filter { $0.uri == "/cdn/" + sha }.count == 4, "one try and 3 retries")
@@ -169,7 +169,7 @@ struct HubDownloadTests {
             Issue.record("downloaded without the token")
         } catch {
             #expect(error.code == .hubRequestFailed)
-            #expect(error.description.contains("org/base at revision main: the repository does not exist, or is private or gated and the request was refused (HTTP 401)"))
+            #expect(error.description.contains("org/base: at revision main: the repository does not exist, or is private or gated and the request was refused (HTTP 401)"))
             #expect(error.fix?.contains("set HF_TOKEN") == true)
         }
         do throws(MergeKitError) {
@@ -235,7 +235,7 @@ struct HubDownloadTests {
             Issue.record("downloaded from a closed port")
         } catch {
             #expect(error.code == .hubRequestFailed)
-            #expect(error.description.contains("org/elsewhere at revision main: \(endpoint) could not be reached"))
+            #expect(error.description.contains("org/elsewhere: at revision main: \(endpoint) could not be reached"))
         }
     }
 
