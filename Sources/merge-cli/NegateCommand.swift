@@ -36,8 +36,9 @@ struct NegateCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let hubbed: [(text: String, kind: HubFiles.Kind)] = [(base, .model)] + (model.map { [($0, .model)] } ?? [])
-                + (lora.map { [($0, .adapter)] } ?? [])
+            var hubbed: [(text: String, kind: HubFiles.Kind)] = [(base, .model)]
+            if let model { hubbed.append((model, .model)) }
+            if let lora { hubbed.append((lora, .adapter)) }
             let located = try hub.locator(for: hubbed, quiet: outputOptions.quiet).paths(hubbed)
             let baseCheckpoint = try Checkpoint(path: located[0])
             let opened: MergeInput

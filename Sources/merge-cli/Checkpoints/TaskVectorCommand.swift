@@ -29,16 +29,17 @@ struct TaskVectorCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let hubbed: [(text: String, kind: HubFiles.Kind)] = [(base, .model), lora.map { ($0, .adapter) } ?? (finetuned!, .model)]
+            let input: (text: String, kind: HubFiles.Kind) = lora.map { (text: $0, kind: .adapter) } ?? (text: finetuned!, kind: .model)
+            let hubbed: [(text: String, kind: HubFiles.Kind)] = [(base, .model), input]
             let located = try hub.locator(for: hubbed, quiet: outputOptions.quiet).paths(hubbed)
             let baseCheckpoint = try Checkpoint(path: located[0])
-            let input: MergeInput
+            let opened: MergeInput
             if lora != nil {
-                input = MergeInput(lora: try LoRAAdapter(path: located[1]))
+                opened = MergeInput(lora: try LoRAAdapter(path: located[1]))
             } else {
-                input = MergeInput(kind: .model, checkpoint: try Checkpoint(path: located[1]), weight: 1)
+                opened = MergeInput(kind: .model, checkpoint: try Checkpoint(path: located[1]), weight: 1)
             }
-            let plan = try MergePlan(base: baseCheckpoint, inputs: [input], method: try TaskArithmetic(scale: 1),
+            let plan = try MergePlan(base: baseCheckpoint, inputs: [opened], method: try TaskArithmetic(scale: 1),
                                      output: outputOptions.spec(emit: .taskVector))
             try MergeRunner.run([plan], options: outputOptions, command: CommandLine.arguments.joined(separator: " "))
         }

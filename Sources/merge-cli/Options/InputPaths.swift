@@ -43,7 +43,9 @@ struct InputPaths: MergeInputOptions {
     /// Hugging Face ids are downloaded first when the cache lacks them (`HubOptions`), and every
     /// one missing is reported together.
     func open(weights: [Double], quiet: Bool) throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput]) {
-        let hubbed: [(text: String, kind: HubFiles.Kind)] = [(self.base, .model)] + models.map { ($0, .model) } + loras.map { ($0, .adapter) }
+        var hubbed: [(text: String, kind: HubFiles.Kind)] = [(self.base, .model)]
+        for model in models { hubbed.append((model, .model)) }
+        for lora in loras { hubbed.append((lora, .adapter)) }
         let located = try hub.locator(for: hubbed, quiet: quiet).paths(hubbed)
         let base = try Checkpoint(path: located[0])
         var inputs: [MergeInput] = []
