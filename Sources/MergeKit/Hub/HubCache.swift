@@ -83,12 +83,11 @@ public struct HubCache: Sendable {
                 fix: fix))
         }
         guard FileSystem.kind(of: repository(reference)) == .directory else { return missing("there is no \(folder)") }
-        guard let commit = commit(for: reference) else {
-            return missing(reference.isCommit ? "there is no snapshots/\(revision) in \(folder)" : "there is no refs/\(revision) in \(folder)")
-        }
+        guard let commit = commit(for: reference) else { return missing("there is no refs/\(revision) in \(folder)") }
         let snapshot = snapshot(reference, commit: commit)
         guard FileSystem.kind(of: snapshot) == .directory else {
-            return missing("refs/\(revision) names commit \(commit), but \(folder) has no snapshots/\(commit)")
+            return missing(reference.isCommit ? "there is no snapshots/\(commit) in \(folder)"
+                                              : "refs/\(revision) names commit \(commit), but \(folder) has no snapshots/\(commit)")
         }
         let (file, error) = HubFiles.missing(in: snapshot, kind: kind)
         if let error { return .missing(error) }

@@ -107,7 +107,7 @@ final class HubClient: Sendable {
 
     /// Sends `build(url)`, following redirects as `follow` allows (at most 5), and returns the
     /// final response with its URL. Transport failures are retryable.
-    func send(_ url: String, deadline: NIODeadline, follow: (String) -> Bool, subject: String, context: () -> MergeKitError.Text,
+    func send(_ url: String, deadline: NIODeadline, follow: (String) -> Bool, subject: String, context: () -> String,
               build: (String) -> HTTPClientRequest) async throws(Failure) -> (response: HTTPClientResponse, url: String) {
         var url = url
         for _ in 0...5 {
@@ -133,7 +133,7 @@ final class HubClient: Sendable {
     }
 
     /// The error for a request that did not get an answer.
-    func transportError(_ error: Error, subject: String, context: MergeKitError.Text) -> MergeKitError {
+    func transportError(_ error: Error, subject: String, context: String) -> MergeKitError {
         let reason: String
         if let client = error as? HTTPClientError {
             switch client {
@@ -153,7 +153,7 @@ final class HubClient: Sendable {
     static func seconds(_ value: Double) -> String { value == value.rounded() ? "\(Int(value)) s" : "\(value) s" }
 
     /// The error for an HTTP error status (retryable for 408, 429 and 5xx).
-    func statusFailure(_ response: HTTPClientResponse, reference: HubReference, file: String?, context: () -> MergeKitError.Text) -> Failure {
+    func statusFailure(_ response: HTTPClientResponse, reference: HubReference, file: String?, context: () -> String) -> Failure {
         let code = response.status.code
         let hubCode = response.headers.first(name: "X-Error-Code")
         let message = response.headers.first(name: "X-Error-Message").map { " (\($0))" } ?? ""
@@ -214,7 +214,7 @@ final class HubClient: Sendable {
     }
 
     /// A body of at most `limit` bytes, read whole.
-    func collect(_ response: HTTPClientResponse, limit: Int, subject: String, context: () -> MergeKitError.Text) async throws(Failure) -> [UInt8] {
+    func collect(_ response: HTTPClientResponse, limit: Int, subject: String, context: () -> String) async throws(Failure) -> [UInt8] {
         do {
             let buffer = try await response.body.collect(upTo: limit)
             return Array(buffer.readableBytesView)
@@ -233,7 +233,7 @@ final class HubClient: Sendable {
     /// retries (there is no download to save).
     func revision(_ reference: HubReference) async throws(MergeKitError) -> RevisionInfo {
         let url = revisionURL(reference)
-        let context: () -> MergeKitError.Text = { "at revision \(reference.resolvedRevision)" }
+        let context: () -> String = { "at revision \(reference.resolvedRevision)" }
         return try await retrying { () async throws(Failure) -> RevisionInfo in
             let deadline = NIODeadline.now() + Self.amount(settings.metadataTimeout)
             let response: HTTPClientResponse
@@ -268,7 +268,7 @@ final class HubClient: Sendable {
     /// `file`'s ETag, size and commit (its HEAD).
     func fileInfo(_ reference: HubReference, commit: String, file: String) async throws(MergeKitError) -> FileInfo {
         let url = fileURL(reference, commit: commit, file: file)
-        let context: () -> MergeKitError.Text = { "at revision \(reference.resolvedRevision), file \(file)" }
+        let context: () -> String = { "at revision \(reference.resolvedRevision), file \(file)" }
         return try await retrying { () async throws(Failure) -> FileInfo in
             let deadline = NIODeadline.now() + Self.amount(settings.metadataTimeout)
             let (response, _) = try await send(url, deadline: deadline, follow: { $0.hasPrefix("/") }, subject: reference.description, context: context) {

@@ -33,7 +33,7 @@ struct HubTransfer {
     let progress: @Sendable (Int) -> Void
 
     var blob: String { FileSystem.join(cache.blobs(reference), info.etag) }
-    var context: MergeKitError.Text { "at revision \(reference.resolvedRevision), file \(file)" }
+    var context: String { "at revision \(reference.resolvedRevision), file \(file)" }
 
     /// Whether the ETag is a sha256 (an LFS file), which the bytes must hash to.
     var sha256: String? {

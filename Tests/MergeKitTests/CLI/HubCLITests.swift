@@ -43,7 +43,7 @@ struct HubCLITests {
         #expect(TestSupport.listing(root + "/hub-out") == TestSupport.listing(root + "/local-out"))
         // The model card names the models by their ids, not by their cache paths.
         let card = String(decoding: Self.data(root + "/hub-out/README.md") ?? Data(), as: UTF8.self)
-        #expect(card.contains("base_model: org/base") && card.contains("`org/ft-b`") && !card.contains("snapshots"), "\(card)")
+        #expect(card.contains("base_model: \"org/base\"") && card.contains("`org/ft-b`") && !card.contains("snapshots"), "\(card)")
         // HF_HOME/hub is the cache when HF_HUB_CACHE is unset; HF_HUB_OFFLINE=1 alone is offline.
         let viaHome = try CLI.run(["inspect", "org/ft-b@v1"], in: root, environment: ["HF_HOME": root, "HF_HUB_CACHE": nil])
         #expect(viaHome.status == 0, "\(viaHome.stderr)")

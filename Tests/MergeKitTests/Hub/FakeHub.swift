@@ -177,7 +177,7 @@ final class FakeHub: Sendable {
             guard let bytes = repository.files[file] else { return hubError(.notFound, "EntryNotFound") }
             if Self.isLFS(file) {
                 let sha = Self.sha256(bytes)
-                let base = cdnBase.withLock { $0 } ?? ""
+                let base = cdnBase.withLock { $0 } ?? endpoint  // absolute, as the Hub's CDN redirects are
                 return Response(status: .found, headers: [("Location", "\(base)/cdn/\(sha)"), ("X-Repo-Commit", commit),
                                                           ("X-Linked-Etag", "\"\(sha)\""), ("X-Linked-Size", "\(bytes.count)"),
                                                           ("ETag", "W/\"not-the-sha\""), ("Content-Length", "0")])
