@@ -3,7 +3,9 @@
 
 Serves a small fake Hub on 127.0.0.1 (the endpoints and headers huggingface_hub reads: the
 revision API with `siblings`, HEAD/GET `resolve/<rev>/<file>` with `X-Repo-Commit`, `ETag` /
-`X-Linked-Etag` / `X-Linked-Size`, LFS files redirected to `/cdn/<sha256>` with range support)
+`X-Linked-Etag` / `X-Linked-Size`, the tree API snapshot_download lists files with, LFS files
+redirected to `/cdn/<sha256>` on a second port — another origin, as the Hub's CDN is — with
+range support)
 holding `org/base` and `org/ft` built from Fixtures/f32, then:
 
   A. merge-cli downloads them (HF_ENDPOINT = the fake hub) into cache A; huggingface_hub,
@@ -54,6 +56,7 @@ def git_sha1(data):
 
 class Hub(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    cdn = ""  # the CDN server's origin, set once it is bound
 
     def log_message(self, *args):
         pass
@@ -80,6 +83,17 @@ class Hub(http.server.BaseHTTPRequestHandler):
             body = json.dumps({"id": repo, "sha": COMMITS[repo],
                                "siblings": [{"rfilename": n} for n in sorted(REPOS[repo])]}).encode()
             return self.send(200, [("Content-Type", "application/json")], body, head)
+        if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "tree":
+            repo = parts[2] + "/" + parts[3]
+            if repo not in REPOS:
+                return self.send(401, [("X-Error-Code", "RepoNotFound")], head=head)
+            entries = []
+            for name, data in sorted(REPOS[repo].items()):
+                entry = {"type": "file", "path": name, "size": len(data), "oid": git_sha1(data)}
+                if is_lfs(name):
+                    entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entries.append(entry)
+            return self.send(200, [("Content-Type", "application/json")], json.dumps(entries).encode(), head)
         if parts[0] == "cdn" and len(parts) == 2:
             for files in REPOS.values():
                 for name, data in files.items():
@@ -102,7 +116,7 @@ class Hub(http.server.BaseHTTPRequestHandler):
                 return self.send(404, [("X-Error-Code", "EntryNotFound"), ("X-Repo-Commit", COMMITS[repo])], head=head)
             if is_lfs(name):
                 sha = hashlib.sha256(data).hexdigest()
-                return self.send(302, [("Location", "/cdn/" + sha), ("X-Repo-Commit", COMMITS[repo]),
+                return self.send(302, [("Location", Hub.cdn + "/cdn/" + sha), ("X-Repo-Commit", COMMITS[repo]),
                                        ("X-Linked-Etag", '"%s"' % sha), ("X-Linked-Size", str(len(data))),
                                        ("ETag", '"%s"' % git_sha1(b"pointer")), ("Content-Length", "0")], head=head)
             return self.send(200, [("X-Repo-Commit", COMMITS[repo]), ("ETag", '"%s"' % git_sha1(data))], data, head)
@@ -118,7 +132,10 @@ class Hub(http.server.BaseHTTPRequestHandler):
 def main():
     merge_cli = os.path.abspath(sys.argv[1])
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cdn = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    Hub.cdn = "http://127.0.0.1:%d" % cdn.server_address[1]
+    for s in (server, cdn):
+        threading.Thread(target=s.serve_forever, daemon=True).start()
     endpoint = "http://127.0.0.1:%d" % server.server_address[1]
     work = tempfile.mkdtemp(prefix="hub-check-")
     passed, failed = 0, 0
@@ -188,6 +205,7 @@ for repo in sys.argv[2:]:
             check("the merges from cache A and cache B are identical", f1.read() == f2.read())
     finally:
         server.shutdown()
+        cdn.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)

@@ -9,8 +9,9 @@ import NIOHTTP1
 ///   repository's files (`siblings[].rfilename`);
 /// - `HEAD {endpoint}/{org}/{name}/resolve/{commit}/{file}`: `X-Repo-Commit`, the ETag
 ///   (`X-Linked-Etag`, else `ETag`, without `W/` and quotes: an LFS file's sha256, another file's
-///   git blob sha1) and the size (`X-Linked-Size`, else `Content-Length`). Relative redirects (a
-///   renamed repository) are followed; an absolute one (an LFS file's CDN) is where its bytes are;
+///   git blob sha1) and the size (`X-Linked-Size`, else `Content-Length`). Redirects within the
+///   endpoint's origin (a renamed repository) are followed, but not one that carries the file's
+///   metadata (`X-Linked-Etag`: an LFS file, whose bytes are where it points, often a CDN);
 /// - `GET` of the same URL for the bytes, following redirects (at most 5), with
 ///   `Range: bytes=N-` to resume.
 ///
@@ -99,15 +100,19 @@ final class HubClient: Sendable {
         return "\(scheme)://\(components.host?.lowercased() ?? ""):\(port)"
     }
 
+    /// Whether `url` is on the endpoint's origin.
+    func sameOrigin(_ url: String) -> Bool { Self.origin(url) == Self.origin(settings.endpoint) }
+
     /// `location` (absolute, or relative to `url`) as an absolute URL.
     static func resolve(_ location: String, against url: String) -> String? {
         guard let base = URL(string: url), let target = URL(string: location, relativeTo: base) else { return nil }
         return target.absoluteURL.absoluteString
     }
 
-    /// Sends `build(url)`, following redirects as `follow` allows (at most 5), and returns the
-    /// final response with its URL. Transport failures are retryable.
-    func send(_ url: String, deadline: NIODeadline, follow: (String) -> Bool, subject: String, context: () -> String,
+    /// Sends `build(url)`, following redirects as `follow` allows (given the absolute target and
+    /// the redirect's headers; at most 5), and returns the final response with its URL. Transport
+    /// failures are retryable.
+    func send(_ url: String, deadline: NIODeadline, follow: (String, HTTPHeaders) -> Bool, subject: String, context: () -> String,
               build: (String) -> HTTPClientRequest) async throws(Failure) -> (response: HTTPClientResponse, url: String) {
         var url = url
         for _ in 0...5 {
@@ -122,11 +127,13 @@ final class HubClient: Sendable {
                 }
                 throw Failure(retryable: true, error: transportError(error, subject: subject, context: context()), unreachable: unreachable)
             }
-            guard (300..<400).contains(response.status.code), let location = response.headers.first(name: "Location"),
-                  follow(location) else { return (response, url) }
+            guard (300..<400).contains(response.status.code), let location = response.headers.first(name: "Location") else {
+                return (response, url)
+            }
             guard let next = Self.resolve(location, against: url) else {
                 throw Failure(retryable: false, error: MergeKitError(.hubRequestFailed, file: subject, "\(context()): the Hub redirected to an invalid URL \(location)"))
             }
+            guard follow(next, response.headers) else { return (response, url) }
             url = next
         }
         throw Failure(retryable: false, error: MergeKitError(.hubRequestFailed, file: subject, "\(context()): more than 5 redirects"))
@@ -238,7 +245,7 @@ final class HubClient: Sendable {
             let deadline = NIODeadline.now() + Self.amount(settings.metadataTimeout)
             let response: HTTPClientResponse
             do {
-                response = try await send(url, deadline: deadline, follow: { $0.hasPrefix("/") }, subject: reference.description, context: context) {
+                response = try await send(url, deadline: deadline, follow: { target, _ in sameOrigin(target) }, subject: reference.description, context: context) {
                     request($0, method: .GET)
                 }.response
             } catch let failure as Failure where failure.unreachable {
@@ -271,7 +278,8 @@ final class HubClient: Sendable {
         let context: () -> String = { "at revision \(reference.resolvedRevision), file \(file)" }
         return try await retrying { () async throws(Failure) -> FileInfo in
             let deadline = NIODeadline.now() + Self.amount(settings.metadataTimeout)
-            let (response, _) = try await send(url, deadline: deadline, follow: { $0.hasPrefix("/") }, subject: reference.description, context: context) {
+            let (response, _) = try await send(url, deadline: deadline,
+                                               follow: { target, headers in sameOrigin(target) && headers.first(name: "X-Linked-Etag") == nil }, subject: reference.description, context: context) {
                 request($0, method: .HEAD)
             }
             let code = response.status.code

@@ -165,7 +165,7 @@ struct HubTransfer {
     private func attempt(_ partial: Partial, path: String) async throws(HubClient.Failure) -> Bool {
         let url = client.fileURL(reference, commit: commit, file: file)
         let offset = partial.size
-        let (response, _) = try await client.send(url, deadline: .distantFuture, follow: { _ in true }, subject: reference.description, context: { context }) {
+        let (response, _) = try await client.send(url, deadline: .distantFuture, follow: { _, _ in true }, subject: reference.description, context: { context }) {
             client.request($0, method: .GET, range: offset)
         }
         let code = response.status.code
