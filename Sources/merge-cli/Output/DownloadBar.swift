@@ -9,9 +9,7 @@ final class DownloadBar: Sendable {
 
     func update(_ progress: HubDownloader.Progress) {
         line.update(done: progress.completedBytes, total: progress.totalBytes) { now in
-            let elapsed = now.timeIntervalSince(line.start)
-            let rate = elapsed > 0 ? Double(progress.completedBytes) / elapsed : 0
-            let eta = rate > 0 ? Double(progress.totalBytes - progress.completedBytes) / rate : 0
+            let (rate, eta) = line.rate(done: progress.completedBytes, total: progress.totalBytes, now: now)
             return String(format: "downloading %d/%d files %.2f/%.2f GB %.1f MB/s ETA %.0fs ",
                           progress.completedFiles, progress.totalFiles, Double(progress.completedBytes) / 1e9,
                           Double(progress.totalBytes) / 1e9, rate / 1e6, eta)
