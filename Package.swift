@@ -12,6 +12,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"4.0.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // Hugging Face Hub downloads (the library) and the fake hub the tests serve on 127.0.0.1.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .systemLibrary(
@@ -25,6 +28,9 @@ let package = Package(
                 "CBLAS",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .executableTarget(
@@ -57,7 +63,13 @@ let package = Package(
         ),
         .testTarget(
             name: "MergeKitTests",
-            dependencies: ["MergeKit", "merge-cli", "header-fuzz", "recipe-fuzz"]
+            dependencies: [
+                "MergeKit", "merge-cli", "header-fuzz", "recipe-fuzz",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
         ),
     ]
 )

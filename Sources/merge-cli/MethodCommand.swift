@@ -53,7 +53,7 @@ enum MethodCommands {
 func runMerge(_ inputs: some MergeInputOptions, _ outputs: OutputOptions, compute: ComputeDType = .float32,
               _ method: () throws(MergeKitError) -> any MergeMethod) throws {
     try reportingErrors { () throws(MergeKitError) in
-        let (base, opened) = try inputs.open()
+        let (base, opened) = try inputs.open(quiet: outputs.quiet)
         var spec = outputs.spec()
         spec.compute = compute
         let plan = try MergePlan(base: base, inputs: opened, method: try method(), output: spec)

@@ -22,23 +22,32 @@ struct NegateCommand: ParsableCommand {
     var scale: Double = 1.0
 
     @OptionGroup var outputOptions: OutputOptions
+    @OptionGroup var hub: HubOptions
 
     func validate() throws {
         guard [model, taskVector, lora].compactMap({ $0 }).count == 1 else {
             throw ValidationError("Give exactly one of --model, --task-vector or --lora.")
         }
+        try HubOptions.check([base], flag: "--base")
+        try HubOptions.check([model], flag: "--model")
+        try HubOptions.check([lora], flag: "--lora")
         try ArgumentCheck.value(scale, .scale, flag: "--scale")
     }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let baseCheckpoint = try Checkpoint(path: base)
+            var hubbed: [(text: String, kind: HubFiles.Kind)] = [(base, .model)]
+            if let model { hubbed.append((model, .model)) }
+            if let lora { hubbed.append((lora, .adapter)) }
+            let located = try hub.locator(for: hubbed, quiet: outputOptions.quiet).paths(hubbed)
+            let baseCheckpoint = try Checkpoint(path: located[0])
             let opened: MergeInput
-            if let lora {
-                opened = MergeInput(lora: try LoRAAdapter(path: lora), weight: -1)
+            if lora != nil {
+                opened = MergeInput(lora: try LoRAAdapter(path: located[1]), weight: -1)
+            } else if model != nil {
+                opened = MergeInput(kind: .model, checkpoint: try Checkpoint(path: located[1]), weight: -1)
             } else {
-                let input = model.map { (MergeInput.Kind.model, $0) } ?? (.taskVector, taskVector!)
-                opened = MergeInput(kind: input.0, checkpoint: try Checkpoint(path: input.1), weight: -1)
+                opened = MergeInput(kind: .taskVector, checkpoint: try Checkpoint(path: taskVector!), weight: -1)
             }
             let plan = try MergePlan(base: baseCheckpoint, inputs: [opened], method: try TaskArithmetic(scale: scale),
                                      output: outputOptions.spec())

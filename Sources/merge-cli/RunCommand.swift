@@ -36,6 +36,8 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .customLong("keep-intermediates"), help: "Keep the intermediates in --work-dir after the run (also those completed before a failure); by default they are removed.")
     var keepIntermediates = false
 
+    @OptionGroup var hub: HubOptions
+
     func validate() throws {
         if let workDir { try ArgumentCheck.path(workDir, flag: "--work-dir") }
         if keepIntermediates && workDir == nil {
@@ -46,10 +48,13 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
             let file = try RecipeFile.load(path: recipe)
+            // The download phase (Hugging Face ids the cache lacks), then planning on the cache.
+            let settings = hub.settings
+            _ = try HubDownloads.prepare(file.modelTexts, settings: settings, quiet: outputOptions.quiet)
             let staged = try file.plan(output: outputOptions.output, overwrite: outputOptions.overwrite, emit: outputOptions.emit,
                                        seed: seed, maxShardSize: outputOptions.maxShardSize?.bytes, dtype: outputOptions.dtype?.dtype,
                                        target: target, workDirectory: WorkDirectory.Options(path: workDir, keep: keepIntermediates),
-                                       compute: compute.computeDType)
+                                       compute: compute.computeDType, hub: settings)
             if !outputOptions.quiet {
                 for note in staged.stages.filter({ $0.role != .unused }).flatMap(\.notes) {
                     FileHandle.standardError.write(Data("note: \(TerminalText.escaped(note))\n".utf8))
@@ -71,9 +76,13 @@ struct RunCommand: ParsableCommand {
 
 /// Plans a recipe and runs it (a sweep writes its points and a manifest into one directory,
 /// moved into place when complete), in `compute` (nil: the recipe's `dtype` decides).
-func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, compute: ComputeDType?, command: String?) throws(MergeKitError) {
+func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, compute: ComputeDType?, command: String?,
+               hub: HubOptions) throws(MergeKitError) {
+    let settings = hub.settings
+    _ = try HubDownloads.prepare(recipe.modelTexts, settings: settings, quiet: options.quiet)
     let run = try recipe.plan(output: options.output, overwrite: options.overwrite, emit: options.emit, seed: seed,
-                              maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype, compute: compute)
+                              maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype, compute: compute,
+                              hub: settings)
     if !options.quiet {
         for note in run.notes { FileHandle.standardError.write(Data("note: \(TerminalText.escaped(note))\n".utf8)) }
     }

@@ -143,7 +143,7 @@ struct SweepCommand: ParsableCommand {
         let recipe = recipe(try sweepPlan())
         try reportingErrors { () throws(MergeKitError) in
             try runRecipe(recipe, outputOptions, seed: seed, compute: compute.computeDType,
-                          command: CommandLine.arguments.joined(separator: " "))
+                          command: CommandLine.arguments.joined(separator: " "), hub: inputs.paths.hub)
         }
     }
 }

@@ -309,8 +309,17 @@ public final class Checkpoint: @unchecked Sendable {
     /// overwrite an input.
     public var fileIdentities: [FileIdentity] { files.map(\.identity) }
 
-    private static func openShards(directory: String, index: String) throws(MergeKitError) -> [SafeTensorsFile] {
-        let indexPath = FileSystem.join(directory, index)
+    /// A sharded checkpoint's index: its `weight_map` in the file's order, the shard of each
+    /// tensor, and the shard file names, sorted. Every shard must be a plain file name beside the
+    /// index.
+    struct ShardIndex {
+        let weightMap: [JSONMember]
+        let shardOf: [String: String]
+        let shardNames: [String]
+    }
+
+    /// Reads and checks the index at `indexPath` (`ShardIndex`).
+    static func readIndex(_ indexPath: String) throws(MergeKitError) -> ShardIndex {
         let bytes = try FileSystem.readFile(indexPath)
         let json: JSONValue
         do {
@@ -340,7 +349,13 @@ public final class Checkpoint: @unchecked Sendable {
             if seenShards.insert(shard).inserted { shardNames.append(shard) }
             shardOf[member.key] = shard
         }
-        shardNames.sort()
+        return ShardIndex(weightMap: weightMap, shardOf: shardOf, shardNames: shardNames.sorted())
+    }
+
+    private static func openShards(directory: String, index: String) throws(MergeKitError) -> [SafeTensorsFile] {
+        let indexPath = FileSystem.join(directory, index)
+        let read = try readIndex(indexPath)
+        let (weightMap, shardOf, shardNames) = (read.weightMap, read.shardOf, read.shardNames)
         var files: [SafeTensorsFile] = []
         for shard in shardNames {
             let shardPath = FileSystem.join(directory, shard)

@@ -8,9 +8,11 @@ public enum ModelCard {
     ///     copies of a recipe that lists P values).
     ///   - aliases: how the recipe names checkpoints it made itself (a multi-document recipe's
     ///     intermediates, by path), which would otherwise show as their work-directory paths.
+    ///     A Hugging Face cache snapshot is named by its id (`org/name`), as a model card's
+    ///     `base_model` names a model of the Hub.
     public static func text(plan: MergePlan, recipe: String? = nil, command: String? = nil, sweepRecipe: Bool = false,
                             sweepPoint: [(name: String, value: String)] = [], aliases: [String: String] = [:]) -> String {
-        func name(_ path: String) -> String { aliases[path] ?? path }
+        func name(_ path: String) -> String { aliases[path] ?? HubCache.snapshotOwner(path)?.repository ?? path }
         var lines: [String] = []
         lines.append("---")
         lines.append("base_model: \(yamlString(name(plan.base.path)))")

@@ -17,9 +17,12 @@ extension RecipeFile {
     ///   - workDirectory: where the intermediates go and whether they are kept (`WorkDirectory`).
     ///   - compute: the precision of every document's arithmetic (`ComputeDType`); nil: each
     ///     document's own `dtype` decides (`Recipe.compute`).
+    ///   - hub: where models given as Hugging Face ids are read from (the cache; download them
+    ///     first, `HubDownloader` with `modelTexts`).
     public func plan(output: String, overwrite: Bool = false, emit: EmitKind = .model, seed: UInt64? = nil,
                      maxShardSize: Int? = nil, dtype: DType? = nil, target: String? = nil,
-                     workDirectory: WorkDirectory.Options = WorkDirectory.Options(), compute: ComputeDType? = nil) throws(MergeKitError) -> StagedPlan {
+                     workDirectory: WorkDirectory.Options = WorkDirectory.Options(), compute: ComputeDType? = nil,
+                     hub: HubSettings = .current) throws(MergeKitError) -> StagedPlan {
         var problems = ProblemList()
         guard let graph = RecipeGraph.build(self, target: target, into: &problems) else {
             for document in documents { document.parameterProblems(into: &problems) }
@@ -27,7 +30,7 @@ extension RecipeFile {
             preconditionFailure("a graph that was not built has a problem")
         }
         let settings = StagedPlan.Settings(output: output, overwrite: overwrite, emit: emit, seed: seed, maxShardSize: maxShardSize,
-                                           dtype: dtype, compute: compute, work: workDirectory)
+                                           dtype: dtype, compute: compute, work: workDirectory, hub: hub)
         let roles: [StagedPlan.Role] = graph.stages.indices.map { s in
             s == graph.target ? .output : graph.needed[s] ? .intermediate : .unused
         }
@@ -118,10 +121,10 @@ extension RecipeFile {
                 run = role == .output
                     ? try document.plan(output: settings.output, overwrite: settings.overwrite, emit: settings.emit, seed: settings.seed,
                                         maxShardSize: settings.maxShardSize, dtype: settings.dtype, compute: settings.compute,
-                                        references: references) { _ in }
+                                        references: references, hub: settings.hub) { _ in }
                     : try document.plan(output: location, overwrite: settings.overwrite, emit: .model, seed: settings.seed,
                                         maxShardSize: nil, dtype: nil, compute: settings.compute, references: references,
-                                        intermediate: intermediate)
+                                        hub: settings.hub, intermediate: intermediate)
             } catch {
                 // Of several documents, say which one a problem without a line is in (its first line).
                 guard documents.count > 1 else { throw error }
@@ -143,7 +146,11 @@ extension RecipeFile {
             var problems = ProblemList()
             var base = references[model], adapter: LoRAAdapter?
             if base == nil {
-                do throws(MergeKitError) { base = try Checkpoint(path: document.resolvedPath(model)) } catch { document.add(stage.line, error, to: &problems) }
+                do throws(MergeKitError) {
+                    base = try Checkpoint(path: try ModelLocator(settings: settings.hub).path(model, local: document.resolvedPath(model)))
+                } catch {
+                    document.add(stage.line, error, to: &problems)
+                }
             }
             do throws(MergeKitError) { adapter = try LoRAAdapter(path: adapterPath) } catch { document.add(stage.line, error, to: &problems) }
             try problems.throwIfAny()

@@ -143,6 +143,8 @@ public struct RecipeGraph: Sendable {
                     references[text] = adapterStage[key]!
                 case .reference(.path(let path)):
                     guard !FileSystem.exists(document.resolvedPath(path)) else { continue }
+                    // A Hugging Face id (or a malformed one): found in the cache, or not, when opened.
+                    if HubReference.read(path) != .notAnId { continue }
                     if let plus = path.lastIndex(of: "+"), plus != path.startIndex, path.index(after: plus) != path.endIndex {
                         let adapter = String(path[path.index(after: plus)...])
                         add(i, line, "\"\(path)\" does not exist, and is not MODEL+ADAPTER either: \"\(adapter)\" is not a PEFT adapter directory (with \(LoRAAdapter.configFileName))",

@@ -52,11 +52,13 @@ struct RecipeMerge {
     /// How a recipe's model texts become checkpoints: `resolve` turns a relative path into the
     /// path read (from the working directory, else beside the recipe); `locate` names the
     /// checkpoint a text stands for (its path, or the path of the checkpoint another document of a
-    /// multi-document recipe supplies for it); `open` opens it.
+    /// multi-document recipe supplies for it, or a Hugging Face id's cached snapshot); `open`
+    /// opens it; `adapter` names the directory of a `lora:` entry (a path, or a cached adapter).
     struct Source {
         let resolve: (String) -> String
         let locate: (String) -> String
         let open: (String) throws(MergeKitError) -> Checkpoint
+        let adapter: (String) throws(MergeKitError) -> String
     }
 
     /// The method and weights for `tensor` under `spec`, with the recipe's parameters `global`.
@@ -102,7 +104,7 @@ extension Recipe {
         for input in entries {
             do throws(MergeKitError) {
                 switch input.kind {
-                case .lora: opened.append(MergeInput(lora: try LoRAAdapter(path: resolve(input.path))))
+                case .lora: opened.append(MergeInput(lora: try LoRAAdapter(path: source.adapter(input.path))))
                 case .model:
                     opened.append(MergeInput(kind: .model, checkpoint: try source.open(input.path)))
                 case .taskVector:

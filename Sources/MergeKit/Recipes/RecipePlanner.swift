@@ -15,15 +15,17 @@ extension Recipe {
     /// sweep: one output per point, `output/point-NNN`, zero-padded to sort). Every problem is
     /// reported together, with the recipe line where it has one: unknown keys and parameters,
     /// every value outside its parameter's range, repeated sweep axes and points, then what
-    /// opening the checkpoints finds.
+    /// opening the checkpoints finds. A model given as a Hugging Face id is read from the cache
+    /// `hub` names (`ModelLocator`; download it first, `HubDownloader`, `modelTexts`).
     ///
     /// `compute`: the precision of the arithmetic (`ComputeDType`); nil computes as mergekit does
     /// in the recipe's `dtype` (rounded to float16 or bfloat16 when that is the `dtype`, else
     /// float32).
     public func plan(output: String, overwrite: Bool = false, emit: EmitKind = .model, seed: UInt64? = nil,
-                     maxShardSize: Int? = nil, dtype overrideDType: DType? = nil, compute: ComputeDType? = nil) throws(MergeKitError) -> RecipeRun {
+                     maxShardSize: Int? = nil, dtype overrideDType: DType? = nil, compute: ComputeDType? = nil,
+                     hub: HubSettings = .current) throws(MergeKitError) -> RecipeRun {
         try plan(output: output, overwrite: overwrite, emit: emit, seed: seed, maxShardSize: maxShardSize, dtype: overrideDType,
-                 compute: compute, references: [:]) { _ in }
+                 compute: compute, references: [:], hub: hub) { _ in }
     }
 
     /// The precision the recipe computes in unless the caller says (`ComputeDType(recipeDType:)`).
@@ -34,19 +36,22 @@ extension Recipe {
     /// written; a `MODEL+ADAPTER` model). `intermediate` sets what an intermediate's output is
     /// (`OutputSpec.isSweepPoint`, `staysTemporary`).
     func plan(output: String, overwrite: Bool, emit: EmitKind, seed: UInt64?, maxShardSize: Int?, dtype overrideDType: DType?,
-              compute: ComputeDType?, references: [String: Checkpoint],
+              compute: ComputeDType?, references: [String: Checkpoint], hub: HubSettings,
               intermediate: (inout OutputSpec) -> Void) throws(MergeKitError) -> RecipeRun {
         var problems = ProblemList()
         parameterProblems(into: &problems)
         func add(_ line: Int, _ error: MergeKitError) { self.add(line, error, to: &problems) }
         let spec = MethodRegistry.recipeMethod(named: method)
         // Checkpoints: a relative path is taken from the working directory, else beside the
-        // recipe; a text another document supplies (`references`) stands for its checkpoint.
+        // recipe; a text another document supplies (`references`) stands for its checkpoint; a
+        // Hugging Face id that is no local path, for its snapshot in the cache.
         let resolve = resolvedPath
-        let source = RecipeMerge.Source(resolve: resolve, locate: { references[$0]?.path ?? resolve($0) }, open: { text throws(MergeKitError) in
+        let locator = ModelLocator(settings: hub)
+        let source = RecipeMerge.Source(resolve: resolve, locate: { references[$0]?.path ?? locator.bestPath($0, local: resolve($0)) },
+                                        open: { text throws(MergeKitError) in
             if let supplied = references[text] { return supplied }
-            return try Checkpoint(path: resolve(text))
-        })
+            return try Checkpoint(path: try locator.path(text, local: resolve(text)))
+        }, adapter: { text throws(MergeKitError) in try locator.path(text, local: resolve(text), kind: .adapter) })
         let merge = modules.isEmpty ? wholeModelMerge(spec: spec, source: source, into: &problems)
                                     : layeredMerge(spec: spec, emit: emit, source: source, into: &problems)
         try problems.throwIfAny()

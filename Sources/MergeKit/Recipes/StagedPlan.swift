@@ -58,6 +58,8 @@ public struct StagedPlan: Sendable {
         let dtype: DType?
         let compute: ComputeDType?
         let work: WorkDirectory.Options
+        /// Where Hugging Face ids are read from.
+        var hub: HubSettings = .current
     }
 
     public let file: RecipeFile

@@ -11,6 +11,10 @@ extension MergeKitError.Term {
     public static let fewerThreads = Self("threads", "fewer threads")
     /// Letting a new output replace an existing one.
     public static let overwrite = Self("overwrite", "allow overwriting")
+    /// Letting models missing from the Hugging Face cache be downloaded.
+    public static let allowHubDownloads = Self("allow-hub-downloads", "Allow downloads (unset HF_HUB_OFFLINE)")
+    /// Working from the Hugging Face cache alone.
+    public static let workOffline = Self("work-offline", "work from the cache alone (HF_HUB_OFFLINE=1)")
     /// Ignoring tensors of a checkpoint the encoder does not use.
     public static let allowUnused = Self("allow-unused", "allow unused tensors")
     /// The finiteness check of the inputs before a merge.

@@ -22,6 +22,10 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
         case outputNotReplaceable
         // Resources
         case insufficientMemory
+        // The Hugging Face Hub: a model not in the cache (and not downloaded), a request that
+        // failed (unreachable, not found, refused), a downloaded file that is not what the Hub
+        // said it is (size, sha256)
+        case notInHubCache, hubRequestFailed, hubFileCorrupt
     }
 
     public var code: Code

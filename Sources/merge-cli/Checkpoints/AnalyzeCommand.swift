@@ -25,7 +25,7 @@ struct AnalyzeCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let (base, opened) = try inputs.open()
+            let (base, opened) = try inputs.open(quiet: json)
             let analysis = try TaskVectorAnalysis.run(base: base, inputs: opened, density: density, threads: threads)
             print(json ? analysis.json.serialized(indent: 2) : analysis.text)
         }

@@ -65,7 +65,11 @@ struct ExtractLoRACommand: ParsableCommand {
     @Flag(name: .long, help: "No per-weight lines and no summary line.")
     var quiet = false
 
+    @OptionGroup var hub: HubOptions
+
     func validate() throws {
+        try HubOptions.check([base], flag: "--base")
+        try HubOptions.check([model], flag: "--model")
         try ArgumentCheck.atLeast(rank, 1, flag: "--rank")
         try ArgumentCheck.atLeast(oversampling, 0, flag: "--oversampling")
         try ArgumentCheck.atLeast(powerIterations, 0, flag: "--power-iterations")
@@ -78,7 +82,9 @@ struct ExtractLoRACommand: ParsableCommand {
             let options = LoRAExtraction.Options(rank: rank, randomized: randomized, oversampling: oversampling, powerIterations: powerIterations,
                                                  seed: seed, includeEmbeddings: embeddings, fanInFanOut: fanInFanOut, dtype: dtype?.dtype,
                                                  overwrite: overwrite)
-            let extraction = try LoRAExtraction(base: try Checkpoint(path: base), model: try Checkpoint(path: model), output: output, options: options)
+            let hubbed: [(text: String, kind: HubFiles.Kind)] = [(base, .model), (model, .model)]
+            let located = try hub.locator(for: hubbed, quiet: quiet || json).paths(hubbed)
+            let extraction = try LoRAExtraction(base: try Checkpoint(path: located[0]), model: try Checkpoint(path: located[1]), output: output, options: options)
             let result = try extraction.run(threads: threads)
             printNotes(result.notes, quiet: quiet)
             if json {

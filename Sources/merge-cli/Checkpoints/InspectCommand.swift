@@ -15,9 +15,16 @@ struct InspectCommand: ParsableCommand {
     @Flag(name: .customLong("check-finite"), help: "Also read every float tensor and report its NaN and ±Inf counts (the exit status stays 0; `verify --check-finite` fails on them).")
     var checkFinite = false
 
+    @OptionGroup var hub: HubOptions
+
+    func validate() throws {
+        try HubOptions.check([path], flag: "path")
+    }
+
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let checkpoint = try Checkpoint(path: path)
+            let located = try hub.locator(for: [(path, .model)], quiet: json).paths([(path, .model)])
+            let checkpoint = try Checkpoint(path: located[0])
             let summary = CheckpointSummary(checkpoint)
             let finite = checkFinite ? try CheckpointVerifier(checkFinite: true).verify(checkpoint) : nil
             // Written as it is made: a million-tensor report is never held whole.

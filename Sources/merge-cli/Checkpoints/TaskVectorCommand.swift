@@ -16,23 +16,30 @@ struct TaskVectorCommand: ParsableCommand {
     var lora: String?
 
     @OptionGroup var outputOptions: OutputOptions
+    @OptionGroup var hub: HubOptions
 
     func validate() throws {
         guard (finetuned == nil) != (lora == nil) else {
             throw ValidationError("Give exactly one of --finetuned or --lora.")
         }
+        try HubOptions.check([base], flag: "--base")
+        try HubOptions.check([finetuned], flag: "--finetuned")
+        try HubOptions.check([lora], flag: "--lora")
     }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            let baseCheckpoint = try Checkpoint(path: base)
-            let input: MergeInput
-            if let lora {
-                input = MergeInput(lora: try LoRAAdapter(path: lora))
+            let input: (text: String, kind: HubFiles.Kind) = lora.map { (text: $0, kind: .adapter) } ?? (text: finetuned!, kind: .model)
+            let hubbed: [(text: String, kind: HubFiles.Kind)] = [(base, .model), input]
+            let located = try hub.locator(for: hubbed, quiet: outputOptions.quiet).paths(hubbed)
+            let baseCheckpoint = try Checkpoint(path: located[0])
+            let opened: MergeInput
+            if lora != nil {
+                opened = MergeInput(lora: try LoRAAdapter(path: located[1]))
             } else {
-                input = MergeInput(kind: .model, checkpoint: try Checkpoint(path: finetuned!), weight: 1)
+                opened = MergeInput(kind: .model, checkpoint: try Checkpoint(path: located[1]), weight: 1)
             }
-            let plan = try MergePlan(base: baseCheckpoint, inputs: [input], method: try TaskArithmetic(scale: 1),
+            let plan = try MergePlan(base: baseCheckpoint, inputs: [opened], method: try TaskArithmetic(scale: 1),
                                      output: outputOptions.spec(emit: .taskVector))
             try MergeRunner.run([plan], options: outputOptions, command: CommandLine.arguments.joined(separator: " "))
         }

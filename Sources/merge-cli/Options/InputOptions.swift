@@ -23,7 +23,7 @@ struct InputOptions: MergeInputOptions {
     }
 
     /// Opens the base and the inputs (headers only), with their weights.
-    func open() throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput]) {
-        try paths.open(weights: weights)
+    func open(quiet: Bool) throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput]) {
+        try paths.open(weights: weights, quiet: quiet)
     }
 }

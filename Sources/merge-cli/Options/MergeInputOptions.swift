@@ -7,5 +7,6 @@ protocol MergeInputOptions: ParsableArguments {
     var count: Int { get }
     /// The --weight values (empty: every input weighs 1).
     var weights: [Double] { get }
-    func open() throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput])
+    /// Downloads the Hugging Face models the cache lacks (announced unless `quiet`), then opens.
+    func open(quiet: Bool) throws(MergeKitError) -> (base: Checkpoint, inputs: [MergeInput])
 }

@@ -18,6 +18,8 @@ enum CLIWording {
         case "work-dir": return "--work-dir DIR"
         case "target": return "--target"
         case "allow-unused": return "pass --allow-unused"
+        case "allow-hub-downloads": return "Run without --offline, and with HF_HUB_OFFLINE unset, to download it"
+        case "work-offline": return "work from the cache alone (--offline)"
         case "check-finite": return "--check-finite"
         case "scale": return "--scale"
         case "wider-dtype": return "a wider dtype (--dtype F32 or BF16)"

@@ -9,9 +9,7 @@ final class ProgressBar: Sendable {
 
     func update(_ progress: MergeProgress) {
         line.update(done: progress.completedBytes, total: progress.totalBytes) { now in
-            let elapsed = now.timeIntervalSince(line.start)
-            let rate = elapsed > 0 ? Double(progress.completedBytes) / elapsed : 0
-            let eta = rate > 0 ? Double(progress.totalBytes - progress.completedBytes) / rate : 0
+            let (rate, eta) = line.rate(done: progress.completedBytes, total: progress.totalBytes, now: now)
             return String(format: "%d/%d tensors %.2f/%.2f GB %.2f GB/s ETA %.0fs ",
                           progress.completedTensors, progress.totalTensors, Double(progress.completedBytes) / 1e9,
                           Double(progress.totalBytes) / 1e9, rate / 1e9, eta)

@@ -29,6 +29,14 @@ final class ProgressLine: @unchecked Sendable {
         drawn = true
     }
 
+    /// Bytes per second since the line was created and the seconds left at that rate, when
+    /// `done` of `total` bytes are done at `now`.
+    func rate(done: Int, total: Int, now: Date) -> (perSecond: Double, eta: Double) {
+        let elapsed = now.timeIntervalSince(start)
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        return (rate, rate > 0 ? Double(total - done) / rate : 0)
+    }
+
     func finish() {
         guard enabled, drawn else { return }
         FileHandle.standardError.write(Data("\n".utf8))

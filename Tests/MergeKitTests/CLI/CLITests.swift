@@ -41,13 +41,19 @@ enum CLI {
         return try collect(process, environment: environment)
     }
 
+    /// What every run starts from, over the test process's environment: Hugging Face ids are
+    /// looked up in an empty cache, offline, and the endpoint is a closed local port, so that no
+    /// test reads the machine's cache or reaches a network. Tests of the Hub set their own.
+    static let hermeticHub: [String: String?] = [
+        "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent/mergekit-test-hub-cache", "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_TOKEN": nil, "HF_HOME": "/nonexistent/mergekit-test-hf-home", "TRANSFORMERS_OFFLINE": nil,
+    ]
+
     /// Runs `process` to its end with `environment` over the test process's, collecting its output.
     private static func collect(_ process: Process, environment: [String: String?]) throws -> Output {
-        if !environment.isEmpty {
-            var merged = ProcessInfo.processInfo.environment
-            for (key, value) in environment { merged[key] = value }
-            process.environment = merged
-        }
+        var merged = ProcessInfo.processInfo.environment
+        for (key, value) in hermeticHub.merging(environment, uniquingKeysWith: { $1 }) { merged[key] = value }
+        process.environment = merged
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
