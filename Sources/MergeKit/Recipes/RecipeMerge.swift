@@ -97,7 +97,8 @@ extension Recipe {
         var opened: [MergeInput] = []
         if let baseModel {
             do throws(MergeKitError) { base = try source.open(baseModel) } catch { add(baseLine, error) }
-        } else if !(spec?.description.kind.contains(.baseOptional) ?? false) {
+        } else if let spec, !spec.description.kind.contains(.baseOptional) {
+            // (Without a known method, the missing or unknown merge_method is the problem.)
             add(0, MergeKitError(.invalidArgument, file: path, "\(method) needs a base_model", fix: "Add base_model: PATH"))
         }
         let entries = methodInputs(spec?.description)

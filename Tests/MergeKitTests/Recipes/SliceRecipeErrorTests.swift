@@ -34,6 +34,23 @@ struct SliceRecipeErrorTests {
         }
     }
 
+    @Test("A recipe without merge_method says that alone, at line 1: not also that \"\" needs a base_model (whole models and slices)")
+    func missingMethod() {
+        Self.expect("""
+            models:
+              - model: \(Self.models)/a
+              - model: \(Self.models)/b
+            """, [["line 1:", "merge_method is missing", "Add e.g. merge_method: ties"]])
+        Self.expect("""
+            slices:
+              - sources:
+                  - model: \(Self.models)/a
+                    layer_range: [0, 2]
+                  - model: \(Self.models)/b
+                    layer_range: [0, 2]
+            """, [["line 1:", "merge_method is missing"]])
+    }
+
     @Test("The schema: one of models, slices and modules; sources with model and layer_range; modules with slices or models")
     func schema() {
         Self.expect("""
