@@ -3,6 +3,8 @@
 # merge-cli (`merge-cli run`) and mergekit-yaml, side by side, on the benchmark set of run.sh (a
 # 1.1 B bf16 Llama-shaped base + 3 fine-tunes, generated when missing): time and peak RSS (best of
 # --runs for merge-cli, after a warm read of the inputs; one run of mergekit: each takes minutes).
+# merge-cli runs each recipe twice: as `run` does by default for a bfloat16 recipe (computing in
+# bfloat16 where mergekit does, `--compute-dtype bfloat16`) and with `--compute-dtype float32`.
 #
 #   slerp         base and ft_1, t = 0.5
 #   nuslerp       ft_1 and ft_2 (weights 1, 1) relative to the base, flattened
@@ -83,30 +85,33 @@ merges=(
   "slices_ta|merge_method: task_arithmetic\nbase_model: $s/base\nslices:\n  - sources:\n      - model: $s/base\n        layer_range: [0, 11]\n      - model: $s/ft_1\n        layer_range: [0, 11]\n      - model: $s/ft_2\n        layer_range: [0, 11]\n  - sources:\n      - model: $s/base\n        layer_range: [11, 22]\n      - model: $s/ft_2\n        layer_range: [11, 22]\n      - model: $s/ft_3\n        layer_range: [11, 22]\nparameters: {weight: 0.5}"
 )
 # Rows are printed as each merge finishes (a run over every method takes a while).
-row() { # "NAME secs rss" "NAME msecs mrss"
-  local name secs rss msecs mrss speed="–"
-  read -r name secs rss <<< "$1"; read -r _ msecs mrss <<< "$2"
-  if [ "$secs" != failed ] && [ "$msecs" != failed ] && [ "$msecs" != "–" ]; then speed=$(awk "BEGIN{printf \"%.1f×\", $msecs/$secs}"); fi
-  echo "| $name | $secs | $rss | $msecs | $mrss | $speed |"
+speedup() { # THEIRS OURS
+  if [ "$1" != failed ] && [ "$2" != failed ] && [ "$1" != "–" ]; then awk "BEGIN{printf \"%.1f×\", $1/$2}"; else echo "–"; fi
+}
+row() { # "NAME secs rss" "NAME secs32 rss32" "NAME msecs mrss"
+  local name secs rss secs32 rss32 msecs mrss
+  read -r name secs rss <<< "$1"; read -r _ secs32 rss32 <<< "$2"; read -r _ msecs mrss <<< "$3"
+  echo "| $name | $secs | $rss | $secs32 | $rss32 | $msecs | $mrss | $(speedup "$msecs" "$secs") | $(speedup "$msecs" "$secs32") |"
 }
 {
   echo "Set: $set_dir (bf16, base + 3 fine-tuned); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%d)"
   echo "merge-cli ($cli run): best of $runs runs; mergekit (${mergekit:-not installed}): 1 run"
   echo
-  echo "| merge | merge-cli s | peak RSS MB | mergekit s | mergekit RSS MB | speed-up |"
-  echo "|---|---|---|---|---|---|"
+  echo "| merge | merge-cli s | peak RSS MB | merge-cli float32 s | peak RSS MB | mergekit s | mergekit RSS MB | speed-up | speed-up float32 |"
+  echo "|---|---|---|---|---|---|---|---|---|"
 } | tee "$dir/results-methods.md"
 for m in "${merges[@]}"; do
   name="${m%%|*}"; recipe="${m#*|}"
   [ -z "$only" ] || [[ "$only" == *",$name,"* ]] || continue
   printf "$recipe\ndtype: bfloat16\n" > "$out/$name.yml"
   ours=$(time_cmd "$name" "$runs" "$cli" run "$out/$name.yml" -o "$out/result")
+  ours32=$(time_cmd "$name" "$runs" "$cli" run "$out/$name.yml" -o "$out/result" --compute-dtype float32)
   theirs="$name – –"
   if [ -n "$mergekit" ] && [ -x "$mergekit" ]; then
     theirs=$(time_cmd "$name" 1 "$mergekit" "$out/$name.yml" "$out/result" --no-cuda --random-seed 0 --no-copy-tokenizer \
              --no-write-model-card --quiet)
   fi
-  row "$ours" "$theirs" | tee -a "$dir/results-methods.md"
+  row "$ours" "$ours32" "$theirs" | tee -a "$dir/results-methods.md"
 done
 rm -rf "$out/result"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$dir/results-methods.md"
