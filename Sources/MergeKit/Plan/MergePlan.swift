@@ -12,7 +12,7 @@ public struct MergePlan: Sendable {
     public let tensors: [PlannedTensor]
     public let shards: [OutputShard]
     /// Companion files (config.json, tokenizer files, ...) copied from the base directory.
-    public let companions: [String]
+    public internal(set) var companions: [String]
     /// Files of the base's directory a directory output does not get (not companions, or links
     /// out of the model's tree; `Checkpoint.companionSelection()`), for the caller to mention.
     public var skippedFiles: [Checkpoint.SkippedFile] = []
