@@ -133,8 +133,10 @@ extension Recipe {
         // Every checkpoint, opened once, with its layout.
         var opened: [String: Checkpoint] = [:], layouts: [String: LayerLayout] = [:], configs: [String: JSONValue] = [:]
         var failed = Set<String>()
+        var uses: [(text: String, line: Int, path: String)] = []   // each checkpoint's first use, in the recipe's order
         func open(_ reference: String, line: Int) -> Checkpoint? {
             let resolved = resolve(reference)
+            if !uses.contains(where: { $0.path == resolved }) { uses.append((reference, line, resolved)) }
             if let checkpoint = opened[resolved] { return checkpoint }
             guard !failed.contains(resolved) else { return nil }
             do throws(MergeKitError) {
@@ -213,6 +215,26 @@ extension Recipe {
         }
         guard problems.items.isEmpty, entries.allSatisfy({ $0.roles != nil }) else { return nil }
 
+        // The vocabularies: merged by the tokenizer settings over every model of the recipe (the
+        // tensors around the layers are presented in the output's rows, each from its slice's
+        // sources), else each slice's models must have its anchor's.
+        var vocabulary: VocabularyMerge?
+        var vocabularyIndex: [String: Int] = [:]
+        if let tokenizer {
+            let donorUse = uses.first { $0.path == donor.path } ?? (donor.path, baseLine, donor.path)
+            let ordered = [donorUse] + uses.filter { $0.path != donor.path && opened[$0.path] != nil }
+            let models = ordered.map { VocabularyMerge.Model(checkpoint: opened[$0.path]!, text: $0.text, line: $0.line) }
+            for (i, use) in ordered.enumerated() { vocabularyIndex[use.path] = i }
+            let report = { (line: Int, error: MergeKitError) in
+                var named = error
+                if named.file == nil { named.file = path }
+                add(line, named)
+            }
+            vocabulary = VocabularyMerge.plan(tokenizer, models: models, match: modelMatcher(models.map { ($0.text, $0.checkpoint.path) }),
+                                              locate: resolvedPath, report: report)
+            guard vocabulary != nil else { return nil }
+        }
+
         // The source map: every output tensor, module by module.
         var map = TensorSourceMap()
         var contexts: [String: RecipeMerge.TensorContext] = [:]
@@ -275,9 +297,24 @@ extension Recipe {
 
                 /// Adds output tensor `name`: the anchor's `anchorName`, each input's name from `inputName`.
                 func addTensor(_ name: String, anchorName: String, t: Double, inputName: (Participant) -> String) {
-                    guard let base = anchor.checkpoint.entry(named: anchorName) else { return }
+                    guard var base = anchor.checkpoint.entry(named: anchorName) else { return }
                     var sources: [Checkpoint.Entry] = [], sourceNames: [String] = []
-                    for input in inputs {
+                    let presentsVocabulary = vocabulary != nil && VocabularyTensors.isVocabulary(name) && anchorName == name
+                    if let vocabulary, presentsVocabulary {
+                        // In the output's rows, from the slice's models (the slice's base, if any, first among them).
+                        let members = ([anchor] + inputs).map { vocabularyIndex[resolve($0.path)] ?? vocabularyIndex[$0.checkpoint.path] ?? 0 }
+                        let baseMember = roles.base.flatMap { b in ([anchor] + inputs).firstIndex { Self.modelKey(resolve($0.path)) == Self.modelKey(resolve(b)) } }
+                        let report = { (line: Int, error: MergeKitError) in
+                            var named = error
+                            if named.file == nil { named.file = path }
+                            add(line, named)
+                        }
+                        guard let presented = vocabulary.presented(name, members: members, base: baseMember, report: report) else { return }
+                        base = presented[0]
+                        sources = Array(presented.dropFirst())
+                        sourceNames = inputs.map { _ in name }
+                    }
+                    for input in inputs where !presentsVocabulary {
                         let own = inputName(input)
                         guard let found = input.checkpoint.entry(named: own) else {
                             add(input.line, MergeKitError(.missingTensor, file: input.checkpoint.path, tensor: own,
@@ -286,6 +323,10 @@ extension Recipe {
                             return
                         }
                         guard found.info.shape == base.info.shape else {
+                            if VocabularyTensors.isVocabulary(own), let mismatch = VocabularyMerge.mismatch(base: anchor.checkpoint, model: input.checkpoint) {
+                                add(input.line, mismatch)
+                                return
+                            }
                             add(input.line, MergeKitError(.shapeMismatch, file: input.checkpoint.path, tensor: own,
                                 "has shape \(found.info.shape), but \(anchorName) of \(anchor.path), merged with it into \(name), has \(base.info.shape)",
                                 fix: "Slice layers of models of one architecture and size"))
@@ -368,8 +409,13 @@ extension Recipe {
                                 groups: entries.map(\.group),
                                 context: { [contexts] tensor in contexts[tensor] ?? RecipeMerge.TensorContext(group: 0, t: 0, modelTensors: nil) },
                                 readPaths: [donor.path] + opened.values.map(\.path).sorted())
-        merge.configEdits = configEdits
+        merge.configEdits = configEdits + (vocabulary?.configEdits ?? [])
         merge.origins = origins
+        if let vocabulary {
+            merge.files = vocabulary.files
+            merge.droppedCompanions = vocabulary.dropped
+            merge.notes = vocabulary.notes
+        }
         return merge
     }
 

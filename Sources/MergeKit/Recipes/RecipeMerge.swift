@@ -133,7 +133,12 @@ extension Recipe {
             }
             let models = [VocabularyMerge.Model(checkpoint: base, text: baseModel ?? entries.first?.path ?? "", line: baseModel == nil ? (entries.first?.line ?? 0) : baseLine)]
                 + zip(entries, opened).map { VocabularyMerge.Model(checkpoint: $1.checkpoint, text: $0.path, line: $0.line) }
-            let report = { (line: Int, error: MergeKitError) in add(line, error) }
+            // A problem of the recipe itself (a source, a token) names the recipe.
+            let report = { (line: Int, error: MergeKitError) in
+                var named = error
+                if named.file == nil { named.file = path }
+                add(line, named)
+            }
             guard let planned = VocabularyMerge.plan(tokenizer, models: models, match: modelMatcher(models.map { ($0.text, $0.checkpoint.path) }),
                                                      locate: resolve, report: report),
                   let views = planned.views(hasBase: baseModel != nil, report: report) else { return nil }

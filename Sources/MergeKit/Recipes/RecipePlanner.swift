@@ -101,7 +101,7 @@ extension Recipe {
                 plan.origins = merge.origins
                 if spec.isDirectory {
                     plan.generatedFiles.merge(merge.files) { _, tokenizer in tokenizer }
-                    plan.companions.removeAll { merge.droppedCompanions.contains($0) }
+                    plan.companions.removeAll { merge.droppedCompanions.contains($0) || merge.files[$0] != nil }
                     // One copy of the recipe's bytes shared by every point (the array's storage is
                     // shared), and a sweep point's model card names the recipe instead of holding
                     // it: memory linear in the number of points, not quadratic.

@@ -265,7 +265,7 @@ struct VocabularyMerge {
         // Each token's fill.
         func member(_ text: String, line: Int, token: String) -> Int? {
             guard let i = match(text), let m = members.firstIndex(where: { Recipe.modelKey(models[$0].checkpoint.path) == Recipe.modelKey(models[i].checkpoint.path) }) else {
-                fail(line, MergeKitError(.invalidArgument, tensor: name, "token \(token) takes its row from \"\(text)\", which is not a model merged into this tensor",
+                fail(line, MergeKitError(.invalidArgument, "token \(token) takes its row from \"\(text)\", which is not a model merged into this tensor",
                                          fix: "Name the base_model or one of the models merged, exactly as the recipe writes it"))
                 return nil
             }
@@ -309,8 +309,8 @@ struct VocabularyMerge {
                         continue
                     }
                     guard row < sources[m].info.shape[0] else {
-                        fail(rule.line, MergeKitError(.invalidArgument, file: models[members[m]].checkpoint.path, tensor: sources[m].name,
-                            "has \(sources[m].info.shape[0]) rows, so it has no row \(row) for token \(token)",
+                        fail(rule.line, MergeKitError(.invalidArgument, file: models[members[m]].checkpoint.path,
+                            "has \(sources[m].info.shape[0]) vocabulary rows, so it has no row \(row) for token \(token)",
                             fix: "Give a token_id below \(sources[m].info.shape[0])"))
                         continue
                     }
@@ -369,9 +369,11 @@ extension VocabularyMerge {
     /// Why `model`'s vocabulary tensors cannot be merged with `base`'s as they are (nil: they
     /// can): their rows differ. Names the sizes and, when both have a tokenizer.json, a few tokens
     /// each has that the other lacks; the fix is a recipe's `tokenizer_source`.
-    static func mismatch(base: Checkpoint, model: Checkpoint) -> MergeKitError? {
+    static func mismatch(base: Checkpoint, model: Checkpoint,
+                         fix: String = "Add tokenizer_source: base to the recipe (the output keeps the base's vocabulary, and this model's rows are placed by token), or tokenizer_source: union (every model's tokens)")
+        -> MergeKitError? {
         guard let baseRows = VocabularyTensors.rows(of: base), let rows = VocabularyTensors.rows(of: model), rows != baseRows,
-              let tensor = VocabularyTensors.names(in: model).first else { return nil }
+              let tensor = VocabularyTensors.embeddings.first(where: { model.entry(named: $0) != nil }) else { return nil }
         var detail = "has \(rows) vocabulary rows (\(tensor) is \(model.entry(named: tensor)!.info.shape)) but the base (\(base.path)) has \(baseRows)"
         if let mine = try? ModelTokenizer.read(model), let theirs = try? ModelTokenizer.read(base) {
             let own = mine.tokens(below: min(rows, configuredSize(model) ?? rows))
@@ -388,7 +390,6 @@ extension VocabularyMerge {
             if parts.isEmpty { parts.append("their tokenizers have the same tokens, so the extra rows are padding") }
             detail += "; " + parts.joined(separator: "; ")
         }
-        return MergeKitError(.vocabularyMismatch, file: model.path, tensor: tensor, detail,
-            fix: "Add tokenizer_source: base to the recipe (the output keeps the base's vocabulary, and this model's rows are placed by token), or tokenizer_source: union (every model's tokens)")
+        return MergeKitError(.vocabularyMismatch, file: model.path, tensor: tensor, detail, fix: fix)
     }
 }

@@ -1,0 +1,174 @@
+import Foundation
+import Testing
+@testable import MergeKit
+
+/// Merged vocabularies (`tokenizer_source`, the `tokenizer:` block, `chat_template`) against
+/// mergekit 0.1.5's own outputs (Fixtures/mergekit_goldens/make_vocab_goldens.py): tiny
+/// Llama-shaped models with small BPE tokenizers, recipes planned and run through the library.
+///
+/// mergekit orders the tokens a union adds by hash order, so rows are compared token by token:
+/// the output's vocabulary (read from the tokenizer.json written) must hold exactly mergekit's
+/// tokens, and each token's embedding and head rows must be mergekit's rows for it.
+@Suite("Vocabularies: mergekit goldens")
+struct VocabularyGoldenTests {
+    static let folder = TestSupport.fixture("mergekit_goldens/vocab")
+
+    /// Token → id of the tokenizer.json in `directory` (the model's vocabulary, then the added tokens).
+    static func vocabulary(ofTokenizerIn directory: String) throws -> [String: Int] {
+        let tokenizer = try ModelTokenizer(bytes: FileSystem.readFile(directory + "/tokenizer.json"), path: directory)
+        return tokenizer.vocabulary
+    }
+
+    /// Token → id of a golden (written from mergekit's tokenizer.json by the script).
+    static func goldenVocabulary(_ name: String) throws -> [String: Int] {
+        let json = try JSONParser.parse(FileSystem.readFile(folder + "/\(name)/vocabulary.json"))
+        return Dictionary(uniqueKeysWithValues: (json.objectMembers ?? []).map { ($0.key, $0.value.nonNegativeInt!) })
+    }
+
+    /// Runs `name`'s recipe into a temporary directory; returns it (the caller removes `dir`).
+    static func run(_ name: String, in dir: String) throws -> String {
+        let recipe = try Recipe.load(path: folder + "/\(name).yml")
+        let output = dir + "/out"
+        let run = try recipe.plan(output: output)
+        _ = try MergeRun.run(run.plans, threads: 2)
+        return output
+    }
+
+    /// The output equals mergekit's: the same tensors, the same vocabulary (as a set of tokens),
+    /// each token's rows of every vocabulary tensor and every other tensor within `tolerance`
+    /// (float32 rounding: an average is formed here as θ₀ + Σwτ/Σw, in mergekit as Σwθ/Σw), the
+    /// padding rows, and config.json's vocab_size and tie_word_embeddings. Returns the output.
+    @discardableResult
+    static func expectGolden(_ name: String, in dir: String, tolerance: Double = 5e-7,
+                             sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        let output = try run(name, in: dir)
+        let mine = TestSupport.values(try Checkpoint(path: output))
+        let golden = TestSupport.values(try Checkpoint(path: folder + "/\(name)"))
+        let ours = try vocabulary(ofTokenizerIn: output), theirs = try goldenVocabulary(name)
+        #expect(Set(ours.keys) == Set(theirs.keys), "vocabulary", sourceLocation: sourceLocation)
+        #expect(mine.keys.sorted() == golden.keys.sorted(), "tensors", sourceLocation: sourceLocation)
+        for (tensor, expected) in golden {
+            guard let actual = mine[tensor] else { continue }
+            #expect(actual.info.shape == expected.info.shape, "\(tensor) shape", sourceLocation: sourceLocation)
+            guard actual.info.shape == expected.info.shape else { continue }
+            if VocabularyTensors.isVocabulary(tensor) {
+                let width = expected.info.shape.dropFirst().reduce(1, *)
+                func row(_ values: [Double], _ i: Int) -> [Double] { Array(values[(i * width)..<((i + 1) * width)]) }
+                for (token, id) in theirs {
+                    guard let mineID = ours[token] else { continue }
+                    let error = maxAbsError(row(actual.values, mineID), row(expected.values, id))
+                    #expect(error <= tolerance, "\(tensor) row of \(token): off by \(error)", sourceLocation: sourceLocation)
+                }
+                for i in theirs.count..<expected.info.shape[0] {
+                    let error = maxAbsError(row(actual.values, i), row(expected.values, i))
+                    #expect(error <= tolerance, "\(tensor) padding row \(i): off by \(error)", sourceLocation: sourceLocation)
+                }
+            } else {
+                let error = maxAbsError(actual.values, expected.values)
+                #expect(error <= tolerance, "\(tensor): off by \(error)", sourceLocation: sourceLocation)
+            }
+        }
+        let config = try JSONParser.parse(FileSystem.readFile(output + "/config.json"))
+        let expected = try JSONParser.parse(FileSystem.readFile(folder + "/\(name)/config.json"))
+        #expect(config["vocab_size"] != nil && config["vocab_size"] == expected["vocab_size"], "vocab_size", sourceLocation: sourceLocation)
+        #expect(config["tie_word_embeddings"] == expected["tie_word_embeddings"], "tie_word_embeddings", sourceLocation: sourceLocation)
+        return output
+    }
+
+    static func withDirectory<T>(_ body: (String) throws -> T) throws -> T {
+        let dir = TestSupport.temporaryDirectory("vocabulary")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        return try body(dir)
+    }
+
+    @Test("tokenizer_source: union with linear (the README's example): every model's tokens; a model without a tokenizer has the base's")
+    func unionLinear() throws {
+        try Self.withDirectory { dir in
+            let output = try Self.expectGolden("union_linear", in: dir)
+            // The base's tokens keep their ids; the other models' follow: ordinary tokens first
+            // (plain added tokens), then their added tokens with their own settings.
+            let base = try Self.vocabulary(ofTokenizerIn: Self.folder + "/models/base")
+            let ours = try Self.vocabulary(ofTokenizerIn: output)
+            #expect(base.allSatisfy { ours[$0.key] == $0.value })
+            let written = try ModelTokenizer(bytes: FileSystem.readFile(output + "/tokenizer.json"), path: output)
+            let added = written.addedTokens.filter { $0.id >= 40 }
+            #expect(added.map(\.content).suffix(4) == ["<|im_start|>", "<|im_end|>", "<pad>", "<tool>"])
+            #expect(added.prefix(added.count - 4).allSatisfy { !$0.special })
+            #expect(added.first { $0.content == "<|im_start|>" }?.special == true)
+            #expect(added.first { $0.content == "<|extra|>" } == nil, "a token past chat's vocab_size has no row")
+            // transformers 4's added_tokens_decoder kept in step.
+            let config = try JSONParser.parse(FileSystem.readFile(output + "/tokenizer_config.json"))
+            #expect(config["added_tokens_decoder"]?.objectMembers?.map(\.key) == written.addedTokens.map { String($0.id) })
+        }
+    }
+
+    @Test("tokenizer_source: union with task_arithmetic")
+    func unionTaskArithmetic() throws { try Self.withDirectory { try Self.expectGolden("union_task_arithmetic", in: $0) } }
+
+    @Test("tokenizer_source: base with ties: the base's vocabulary and tokenizer files, each model's rows placed by token")
+    func baseTies() throws {
+        try Self.withDirectory { dir in
+            let output = try Self.expectGolden("base_ties", in: dir)
+            #expect(try Self.vocabulary(ofTokenizerIn: output) == Self.goldenVocabulary("base_ties"))
+            // Nothing added: the base's tokenizer files are copied as they are.
+            for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+                #expect(try FileSystem.readFile(output + "/" + name) == FileSystem.readFile(Self.folder + "/models/base/" + name), "\(name)")
+            }
+        }
+    }
+
+    @Test("tokenizer_source: a model: its vocabulary (every id another), its tokenizer files")
+    func modelSource() throws {
+        try Self.withDirectory { dir in
+            let output = try Self.expectGolden("model_source", in: dir)
+            #expect(try Self.vocabulary(ofTokenizerIn: output) == Self.goldenVocabulary("model_source"))
+            for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+                #expect(try FileSystem.readFile(output + "/" + name) == FileSystem.readFile(Self.folder + "/models/code/" + name), "\(name)")
+            }
+        }
+    }
+
+    @Test("The tokenizer block: tokens from a model, from a model's token (forced), from a row id, zeros; pad_to_multiple_of")
+    func tokensBlock() throws { try Self.withDirectory { try Self.expectGolden("tokens_block", in: $0) } }
+
+    @Test("pad_to_multiple_of with the base's vocabulary: the padding rows are each model's mean row")
+    func padBase() throws { try Self.withDirectory { try Self.expectGolden("pad_base", in: $0) } }
+
+    @Test("Tied embeddings (no lm_head): the union of two tied models has no head, and stays tied")
+    func tiedUnion() throws { try Self.withDirectory { try Self.expectGolden("tied_union", in: $0) } }
+
+    @Test("A tied model merged with an untied base: its embedding serves as its head")
+    func mixedTied() throws { try Self.withDirectory { try Self.expectGolden("mixed_tied", in: $0) } }
+
+    @Test("A union without a base model: tokens two models have get their mean")
+    func unionNoBase() throws { try Self.withDirectory { try Self.expectGolden("union_no_base", in: $0) } }
+
+    @Test("Slices: a merged slice's vocabulary tensors from its own sources (the base, not among them, gives no rows)")
+    func slicesUnion() throws { try Self.withDirectory { try Self.expectGolden("slices_union", in: $0) } }
+
+    @Test("Slices: a frankenmerge's embedding from its first slice's model, its head from its last's, zeros for the tokens each lacks")
+    func slicesFranken() throws { try Self.withDirectory { try Self.expectGolden("slices_franken", in: $0) } }
+
+    @Test("chat_template: auto takes the template most models carry (mergekit's choice)")
+    func chatAuto() throws {
+        try Self.withDirectory { dir in
+            let output = try Self.expectGolden("chat_auto", in: dir)
+            let golden = try String(contentsOfFile: Self.folder + "/chat_auto/chat_template.jinja", encoding: .utf8)
+            #expect(try String(contentsOfFile: output + "/chat_template.jinja", encoding: .utf8) == golden)
+            let config = try JSONParser.parse(FileSystem.readFile(output + "/tokenizer_config.json"))
+            #expect(config["chat_template"]?.stringValue == golden)
+        }
+    }
+
+    @Test("chat_template: chatml writes MergeKit's ChatML template to chat_template.jinja and tokenizer_config.json")
+    func chatNamed() throws {
+        try Self.withDirectory { dir in
+            let output = try Self.expectGolden("chat_named", in: dir)
+            let chatml = try #require(ChatTemplates.named.first { $0.name == "chatml" }?.template)
+            #expect(try String(contentsOfFile: output + "/chat_template.jinja", encoding: .utf8) == chatml)
+            let config = try JSONParser.parse(FileSystem.readFile(output + "/tokenizer_config.json"))
+            #expect(config["chat_template"]?.stringValue == chatml)
+            #expect(FileManager.default.fileExists(atPath: Self.folder + "/chat_named/chat_template.jinja"), "mergekit writes one too")
+        }
+    }
+}
