@@ -24,6 +24,9 @@ public struct MergePlan: Sendable {
     /// Values set in the copied config.json besides its dtype (a layer-wise recipe's layer counts
     /// and per-layer lists).
     var configEdits: [ConfigRewriter.Edit] = []
+    /// The output vocabulary when the models' vocabularies are merged (a recipe's
+    /// `tokenizer_source`), in words, for `--dry-run`.
+    var vocabulary: String?
     /// Where each output tensor is read from when it is not the inputs' tensor of the same name (a
     /// layer-wise recipe): "checkpoint: tensor" per source, for `--dry-run`.
     var origins: [String: [String]] = [:]

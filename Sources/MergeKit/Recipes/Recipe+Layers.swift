@@ -299,7 +299,7 @@ extension Recipe {
                 func addTensor(_ name: String, anchorName: String, t: Double, inputName: (Participant) -> String) {
                     guard var base = anchor.checkpoint.entry(named: anchorName) else { return }
                     var sources: [Checkpoint.Entry] = [], sourceNames: [String] = []
-                    let presentsVocabulary = vocabulary != nil && VocabularyTensors.isVocabulary(name) && anchorName == name
+                    let presentsVocabulary = vocabulary?.output != nil && VocabularyTensors.isVocabulary(name) && anchorName == name
                     if let vocabulary, presentsVocabulary {
                         // In the output's rows, from the slice's models (the slice's base, if any, first among them).
                         let members = ([anchor] + inputs).map { vocabularyIndex[resolve($0.path)] ?? vocabularyIndex[$0.checkpoint.path] ?? 0 }
@@ -415,6 +415,7 @@ extension Recipe {
             merge.files = vocabulary.files
             merge.droppedCompanions = vocabulary.dropped
             merge.notes = vocabulary.notes
+            merge.vocabulary = vocabulary.summary
         }
         return merge
     }

@@ -54,6 +54,8 @@ struct RecipeMerge {
     var droppedCompanions: [String] = []
     /// What `run` mentions (`RecipeRun.notes`).
     var notes: [String] = []
+    /// The output vocabulary, for `--dry-run` (`MergePlan.vocabulary`).
+    var vocabulary: String?
 
     /// How a recipe's model texts become checkpoints: `resolve` turns a relative path into the
     /// path read (from the working directory, else beside the recipe); `locate` names the
@@ -145,7 +147,8 @@ extension Recipe {
             base = views[0]
             opened = zip(opened, views.dropFirst()).map { MergeInput(kind: .model, checkpoint: $1, weight: $0.weight) }
             vocabulary = planned
-        } else if opened.count == entries.count {
+        }
+        if opened.count == entries.count && tokenizer?.source == nil {
             for (entry, input) in zip(entries, opened) where input.kind == .model {
                 if let error = VocabularyMerge.mismatch(base: base, model: input.checkpoint) { add(entry.line, error) }
             }
@@ -169,6 +172,7 @@ extension Recipe {
             merge.files = vocabulary.files
             merge.droppedCompanions = vocabulary.dropped
             merge.notes = vocabulary.notes
+            merge.vocabulary = vocabulary.summary
         }
         return merge
     }

@@ -99,6 +99,7 @@ extension Recipe {
                 var plan = try MergePlan(base: merge.base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)
                 plan.configEdits = merge.configEdits
                 plan.origins = merge.origins
+                plan.vocabulary = merge.vocabulary
                 if spec.isDirectory {
                     plan.generatedFiles.merge(merge.files) { _, tokenizer in tokenizer }
                     plan.companions.removeAll { merge.droppedCompanions.contains($0) || merge.files[$0] != nil }

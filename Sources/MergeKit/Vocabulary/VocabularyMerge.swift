@@ -44,6 +44,21 @@ struct VocabularyMerge {
     var dropped: [String] = []
     /// What the caller should mention (a model taken to have the base's vocabulary).
     var notes: [String] = []
+
+    /// The output vocabulary in words (for `--dry-run`); nil when the vocabularies are not merged.
+    var summary: String? {
+        guard let output, let source = settings.source else { return nil }
+        let kept = output.tokens.count - output.appended.count
+        let from: String
+        switch source {
+        case .base: from = "the base's"
+        case .union: from = "the union of the models'"
+        case .model(let text): from = "\(text)'s"
+        }
+        return "\(from) (tokenizer_source \(TokenizerSettings.describe(source))): \(output.tokens.count) tokens (\(kept) of its source tokenizer's, \(output.appended.count) added)"
+            + (output.rowCount > output.tokens.count ? ", padded to \(output.rowCount) rows" : "")
+            + "; every model's embedding and head rows placed by token"
+    }
     /// Each model's vocabulary (parallel to `models`).
     private let vocabularies: [Vocabulary]
     /// Each model's rows of the output tokens (−1: it lacks the token; parallel to `models`).
