@@ -25,13 +25,9 @@ struct VocabularyGoldenTests {
         return Dictionary(uniqueKeysWithValues: (json.objectMembers ?? []).map { ($0.key, $0.value.nonNegativeInt!) })
     }
 
-    /// Runs `name`'s recipe into a temporary directory; returns it (the caller removes `dir`).
+    /// Runs `name`'s recipe into `dir`/out (`SliceRecipeTests.run`); returns the output.
     static func run(_ name: String, in dir: String) throws -> String {
-        let recipe = try Recipe.load(path: folder + "/\(name).yml")
-        let output = dir + "/out"
-        let run = try recipe.plan(output: output)
-        _ = try MergeRun.run(run.plans, threads: 2)
-        return output
+        try SliceRecipeTests.run(name, from: folder, in: dir)
     }
 
     /// The output equals mergekit's: the same tensors, the same vocabulary (as a set of tokens),

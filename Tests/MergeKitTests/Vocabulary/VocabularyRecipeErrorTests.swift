@@ -17,32 +17,10 @@ struct VocabularyRecipeErrorTests {
         return copy
     }
 
-    /// Plans `text` (as recipe.yml in `dir`, a fresh directory when nil) and returns every
-    /// problem's message.
-    static func problems(_ text: String, in dir: String? = nil, emit: EmitKind = .model,
-                         sourceLocation: SourceLocation = #_sourceLocation) -> [String] {
-        let dir = dir ?? TestSupport.temporaryDirectory("vocabulary-errors")
-        defer { try? FileManager.default.removeItem(atPath: dir + "/out") }
-        do {
-            let recipe = try Recipe.parse(text, path: dir + "/recipe.yml")
-            _ = try recipe.plan(output: dir + "/out", emit: emit)
-            Issue.record("planned without an error", sourceLocation: sourceLocation)
-            return []
-        } catch {
-            #expect(!FileManager.default.fileExists(atPath: dir + "/out"), sourceLocation: sourceLocation)
-            return error.problems.isEmpty ? [error.description] : error.problems.map(\.description)
-        }
-    }
-
-    /// Expects exactly the problems matching `expected` (each a list of fragments of one message).
+    /// Expects exactly the problems matching `expected` (`RecipeProblems`).
     static func expect(_ text: String, in dir: String? = nil, _ expected: [[String]], emit: EmitKind = .model,
                        sourceLocation: SourceLocation = #_sourceLocation) {
-        let found = problems(text, in: dir, emit: emit, sourceLocation: sourceLocation)
-        #expect(found.count == expected.count, "\(found)", sourceLocation: sourceLocation)
-        for fragments in expected {
-            #expect(found.contains { message in fragments.allSatisfy(message.contains) }, "missing \(fragments) in \(found)",
-                    sourceLocation: sourceLocation)
-        }
+        RecipeProblems.expect(text, in: dir, expected, emit: emit, sourceLocation: sourceLocation)
     }
 
     @Test("Without tokenizer_source, vocabularies of different sizes are an error naming the sizes and tokens, suggesting tokenizer_source: base")

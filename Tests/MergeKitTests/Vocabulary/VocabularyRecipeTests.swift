@@ -8,11 +8,7 @@ import Testing
 struct VocabularyRecipeTests {
     static let models = TestSupport.fixture("mergekit_goldens/vocab/models")
 
-    static func withDirectory<T>(_ body: (String) throws -> T) throws -> T {
-        let dir = TestSupport.temporaryDirectory("vocabulary-recipes")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        return try body(dir)
-    }
+    static func withDirectory<T>(_ body: (String) throws -> T) throws -> T { try VocabularyGoldenTests.withDirectory(body) }
 
     static func bytes(_ path: String) throws -> [UInt8] { try FileSystem.readFile(path) }
 
