@@ -43,8 +43,9 @@ struct ModelTokenizer: Sendable {
     /// Token → id as transformers' `get_vocab()` gives it: the model's vocabulary, an added token's
     /// id replacing a model token's of the same content.
     let vocabulary: [String: Int]
-    /// The whole file, for a tokenizer the output is written from.
-    let json: JSONValue
+    /// The file's bytes, parsed again (`json()`) only for the tokenizer the output is written
+    /// from: a large tokenizer's parsed form takes many times its size, and a union reads several.
+    let bytes: [UInt8]
 
     /// The tokenizer file of a model directory.
     static let fileName = "tokenizer.json"
@@ -107,7 +108,13 @@ struct ModelTokenizer: Sendable {
         addedTokens = added
         for token in added { vocabulary[token.content] = token.id }
         self.vocabulary = vocabulary
-        self.json = json
+        self.bytes = bytes
+    }
+
+    /// The whole file, parsed (it parsed when the tokenizer was read).
+    func json() -> JSONValue {
+        guard let json = try? JSONParser.parse(bytes) else { preconditionFailure("\(path) parsed when it was read") }
+        return json
     }
 
     /// Reads `tokenizer.json` of `checkpoint`'s directory; nil when it has none.

@@ -72,7 +72,7 @@ enum TokenizerFiles {
     /// removed and the appended tokens added.
     private static func tokenizerJSON(_ vocabulary: OutputVocabulary, stripping: Set<String>) throws(MergeKitError) -> [UInt8] {
         let source = vocabulary.source
-        guard case .object(var members) = source.json else { preconditionFailure("a tokenizer's JSON is an object") }
+        guard case .object(var members) = source.json() else { preconditionFailure("a tokenizer's JSON is an object") }
         let kept = source.addedTokens.filter { $0.id < vocabulary.kept }
         let added = JSONValue.array((kept + vocabulary.appended).map { .object($0.entry) })
         if let index = members.firstIndex(where: { $0.key == "added_tokens" }) {
