@@ -92,6 +92,30 @@ struct VocabularyRecipeTests {
         }
     }
 
+    @Test("A base whose tokenizer has tokens past its vocab_size: tokenizer_source base writes its tokenizer without them (mergekit strips them)")
+    func strippedBase() throws {
+        try Self.withDirectory { dir in
+            let recipe = try Recipe.parse("""
+                merge_method: task_arithmetic
+                base_model: \(Self.models)/chat
+                models: [{model: \(Self.models)/base}]
+                tokenizer_source: base
+                """, path: dir + "/recipe.yml")
+            _ = try MergeRun.run(try recipe.plan(output: dir + "/out").plans, threads: 2)
+            let chat = try VocabularyGoldenTests.vocabulary(ofTokenizerIn: Self.models + "/chat")
+            let written = try VocabularyGoldenTests.vocabulary(ofTokenizerIn: dir + "/out")
+            #expect(chat["<|extra|>"] == 42 && written["<|extra|>"] == nil)
+            #expect(written == chat.filter { $0.value < 42 })
+            let config = try JSONParser.parse(Self.bytes(dir + "/out/tokenizer_config.json"))
+            #expect(config["added_tokens_decoder"]?.objectMembers?.map(\.key) == ["0", "1", "2", "40", "41"])
+            #expect(try JSONParser.parse(Self.bytes(dir + "/out/config.json"))["vocab_size"] == .int(42))
+            // The base's rows where it lacks chat's two tokens: chat's own rows (a token only one model has).
+            let out = TestSupport.values(try Checkpoint(path: dir + "/out"))["model.embed_tokens.weight"]!
+            let own = TestSupport.values(try Checkpoint(path: Self.models + "/chat"))["model.embed_tokens.weight"]!
+            #expect(out.info.shape == [42, 4] && Array(out.values[160..<168]) == Array(own.values[160..<168]))
+        }
+    }
+
     @Test("--dry-run names the output vocabulary; a single-file output gets a note that the tokenizer files are not written")
     func description() throws {
         try Self.withDirectory { dir in
