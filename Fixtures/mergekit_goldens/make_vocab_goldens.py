@@ -7,7 +7,7 @@ Usage (from the repository root):
     /work/venvs/mergekit/bin/python Fixtures/mergekit_goldens/make_vocab_goldens.py \
         --mergekit /work/venvs/mergekit/bin/mergekit-yaml
 
-(or set MERGEKIT_YAML).  Needs numpy, safetensors and tokenizers in the running Python (the
+(or set MERGEKIT_YAML; --only CASE,CASE re-runs those cases alone).  Needs numpy, safetensors and tokenizers in the running Python (the
 mergekit environment has them); mergekit runs in its own environment (CPU, float32, offline).
 Writes, under Fixtures/mergekit_goldens/vocab/:
 
@@ -28,7 +28,8 @@ Writes, under Fixtures/mergekit_goldens/vocab/:
   rows are its own.
   <case>.yml       the recipes (model paths relative to this folder): whole models (union, base,
                    a model, the tokenizer block, tied embeddings, no base, chat templates) and
-                   slices (a merged slice, a frankenmerge);
+                   the mean of two models' rows (three models, with and without a base), and
+                   slices (a merged slice, a frankenmerge, tied models);
   <case>/          mergekit's output: model.safetensors, tokenizer.json, config.json (only
                    vocab_size, tie_word_embeddings), chat_template.jinja when written.
 
@@ -153,7 +154,7 @@ def make_models() -> dict:
         tensors = {name: value + noise * r.normal(0, 1, value.shape) for name, value in base.items()}
         for name in ["model.embed_tokens.weight"] + ([] if tied else ["lm_head.weight"]):
             rows_out = r.normal(0, 0.5, (rows, HIDDEN))
-            for token, i in vocab.items():
+            for token, i in sorted(vocab.items(), key=lambda kv: (kv[1], kv[0])):  # id order: deterministic draws
                 if i < rows and token in base_vocab:
                     rows_out[i] = base_rows[name][base_vocab[token]] + noise * r.normal(0, 1, HIDDEN)
             tensors[name] = rows_out
@@ -272,6 +273,30 @@ CASES = {
         "tokenizer_source": "union",
         "dtype": "float32",
     },
+    # Tokens two models have but not every model (nor the base): the mean of their rows; a tied
+    # model's head is its embedding.
+    "union_mean": {
+        "merge_method": "linear",
+        "base_model": "models/base",
+        "models": [
+            {"model": "models/base", "parameters": {"weight": 1.0}},
+            {"model": "models/chat", "parameters": {"weight": 1.0}},
+            {"model": "models/tied_chat", "parameters": {"weight": 1.0}},
+            {"model": "models/code", "parameters": {"weight": 1.0}},
+        ],
+        "tokenizer_source": "union",
+        "dtype": "float32",
+    },
+    "union_mean_no_base": {
+        "merge_method": "linear",
+        "models": [
+            {"model": "models/chat", "parameters": {"weight": 1.0}},
+            {"model": "models/tied_chat", "parameters": {"weight": 0.5}},
+            {"model": "models/code", "parameters": {"weight": 1.0}},
+        ],
+        "tokenizer_source": "union",
+        "dtype": "float32",
+    },
     # Layer-wise: a slice's vocabulary tensors are merged from its own sources (the base, not
     # among them, gives no rows); a frankenmerge takes the embedding from its first slice's model
     # and the head from its last's, zeros for the tokens that model lacks.
@@ -289,6 +314,29 @@ CASES = {
         "slices": [
             {"sources": [{"model": "models/chat", "layer_range": [0, 1]}]},
             {"sources": [{"model": "models/code", "layer_range": [0, 1]}]},
+        ],
+        "merge_method": "passthrough",
+        "tokenizer_source": "union",
+        "dtype": "float32",
+    },
+    # Tied models in slices: one slice merging two tied models stays tied (no head); a
+    # frankenmerge of a tied model then an untied one takes the head from the last (mergekit takes
+    # config.json from a model chosen by set order, so its tie_word_embeddings varies: the test
+    # checks the tensors).
+    "slices_tied": {
+        "slices": [{"sources": [
+            {"model": "models/tied_base", "layer_range": [0, 1]},
+            {"model": "models/tied_chat", "layer_range": [0, 1], "parameters": {"weight": 0.7}},
+        ]}],
+        "merge_method": "task_arithmetic",
+        "base_model": "models/tied_base",
+        "tokenizer_source": "union",
+        "dtype": "float32",
+    },
+    "slices_tied_franken": {
+        "slices": [
+            {"sources": [{"model": "models/tied_chat", "layer_range": [0, 1]}]},
+            {"sources": [{"model": "models/chat", "layer_range": [0, 1]}]},
         ],
         "merge_method": "passthrough",
         "tokenizer_source": "union",
@@ -342,7 +390,8 @@ def yaml_dump(obj, indent: int = 0) -> str:
 def run_mergekit(mergekit_yaml: str, case: str, recipe_path: Path) -> Path:
     out = ROOT / case
     with tempfile.TemporaryDirectory(prefix="mk-vocab-") as tmp:
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                   PYTHONHASHSEED="0")
         cmd = [mergekit_yaml, str(recipe_path), str(Path(tmp) / "out"), "--no-cuda", "--no-write-model-card", "--quiet",
                "--random-seed", "0"]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -431,6 +480,7 @@ def check_templates() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mergekit", default=os.environ.get("MERGEKIT_YAML"))
+    parser.add_argument("--only", help="comma-separated cases to run (the models are always rewritten)")
     args = parser.parse_args()
     if not args.mergekit:
         raise SystemExit("give --mergekit PATH/TO/mergekit-yaml (or MERGEKIT_YAML)")
@@ -439,7 +489,10 @@ def main() -> None:
     write_models(all_models)
     toks = {k: v[3] for k, v in all_models.items()}
     rows = {k: v[1] for k, v in all_models.items()}
+    only = set(args.only.split(",")) if args.only else set(CASES)
     for case, recipe in CASES.items():
+        if case not in only:
+            continue
         path = ROOT / f"{case}.yml"
         path.write_text(yaml_dump(recipe) + "\n")
         out = run_mergekit(args.mergekit, case, path)

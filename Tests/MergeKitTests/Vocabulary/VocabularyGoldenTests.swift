@@ -136,14 +136,52 @@ struct VocabularyGoldenTests {
     @Test("A tied model merged with an untied base: its embedding serves as its head")
     func mixedTied() throws { try Self.withDirectory { try Self.expectGolden("mixed_tied", in: $0) } }
 
-    @Test("A union without a base model: tokens two models have get their mean")
+    @Test("A union without a base model: each model keeps its own rows, a token one model has is its row for the other")
     func unionNoBase() throws { try Self.withDirectory { try Self.expectGolden("union_no_base", in: $0) } }
+
+    /// Row `token` of tensor `tensor` of the fixture model `model` (by its own tokenizer's id).
+    static func inputRow(_ model: String, _ tensor: String, _ token: String) throws -> [Double] {
+        let id = try #require(vocabulary(ofTokenizerIn: folder + "/models/\(model)")[token])
+        let values = try #require(TestSupport.values(try Checkpoint(path: folder + "/models/\(model)"))[tensor])
+        let width = values.info.shape[1]
+        return Array(values.values[(id * width)..<((id + 1) * width)])
+    }
+
+    /// Row `token` of tensor `tensor` of an output directory.
+    static func outputRow(_ output: String, _ tensor: String, _ token: String) throws -> [Double] {
+        let id = try #require(vocabulary(ofTokenizerIn: output)[token])
+        let values = try #require(TestSupport.values(try Checkpoint(path: output))[tensor])
+        let width = values.info.shape[1]
+        return Array(values.values[(id * width)..<((id + 1) * width)])
+    }
+
+    @Test("Tokens two of four models have (not the base): every model lacking one gets the mean of their rows, a tied model's head being its embedding")
+    func unionMean() throws {
+        try Self.withDirectory { dir in
+            let output = try Self.expectGolden("union_mean", in: dir)
+            // Linear with weights 1: the base and code take the fill, so the output row is the mean itself.
+            for token in ["<|im_start|>", "<|im_end|>"] {
+                let embed = zip(try Self.inputRow("chat", "model.embed_tokens.weight", token),
+                                try Self.inputRow("tied_chat", "model.embed_tokens.weight", token)).map { ($0 + $1) / 2 }
+                let head = zip(try Self.inputRow("chat", "lm_head.weight", token),
+                               try Self.inputRow("tied_chat", "model.embed_tokens.weight", token)).map { ($0 + $1) / 2 }
+                #expect(maxAbsError(try Self.outputRow(output, "model.embed_tokens.weight", token), embed) < 1e-6, "\(token)")
+                #expect(maxAbsError(try Self.outputRow(output, "lm_head.weight", token), head) < 1e-6, "\(token)")
+            }
+        }
+    }
+
+    @Test("Without a base: a token two of three models have gets their mean for the third")
+    func unionMeanNoBase() throws { try Self.withDirectory { try Self.expectGolden("union_mean_no_base", in: $0) } }
 
     @Test("Slices: a merged slice's vocabulary tensors from its own sources (the base, not among them, gives no rows)")
     func slicesUnion() throws { try Self.withDirectory { try Self.expectGolden("slices_union", in: $0) } }
 
     @Test("Slices: a frankenmerge's embedding from its first slice's model, its head from its last's, zeros for the tokens each lacks")
     func slicesFranken() throws { try Self.withDirectory { try Self.expectGolden("slices_franken", in: $0) } }
+
+    @Test("Slices: one slice merging two tied models stays tied, without a head")
+    func slicesTied() throws { try Self.withDirectory { try Self.expectGolden("slices_tied", in: $0) } }
 
     @Test("chat_template: auto takes the template most models carry (mergekit's choice)")
     func chatAuto() throws {
