@@ -264,6 +264,32 @@ CASES = {
         "tokenizer_source": "union",
         "dtype": "float32",
     },
+    # Tied and untied models of one vocabulary without tokenizer_source: the tied model's
+    # embedding is its head. A tied base merged with a model that stores its head: mergekit
+    # writes the merged head but keeps tie_word_embeddings true (transformers then ignores the
+    # head); MergeKit's output says false (the test checks the tensors).
+    "tied_model_plain": {
+        "merge_method": "task_arithmetic",
+        "base_model": "models/base",
+        "models": [{"model": "models/tied_base", "parameters": {"weight": 0.6}}],
+        "dtype": "float32",
+    },
+    "tied_base_plain": {
+        "merge_method": "task_arithmetic",
+        "base_model": "models/tied_base",
+        "models": [{"model": "models/notok", "parameters": {"weight": 0.6}}],
+        "dtype": "float32",
+    },
+    "tied_base_union": {
+        "merge_method": "task_arithmetic",
+        "base_model": "models/tied_base",
+        "models": [
+            {"model": "models/chat", "parameters": {"weight": 0.6}},
+            {"model": "models/tied_chat", "parameters": {"weight": 0.3}},
+        ],
+        "tokenizer_source": "union",
+        "dtype": "float32",
+    },
     "union_no_base": {
         "merge_method": "linear",
         "models": [
@@ -431,7 +457,7 @@ def run_mergekit(mergekit_yaml: str, case: str, recipe_path: Path) -> Path:
 def expected_vocabulary(case: dict, toks: dict, rows: dict) -> set:
     """The set of tokens mergekit's rules give (its order varies from run to run)."""
     block = case.get("tokenizer") or {}
-    source = block.get("source", "union") if block else case["tokenizer_source"]
+    source = block.get("source", "union") if block else case.get("tokenizer_source", "base")  # none: the base's, copied
     entries = case.get("models") or [src for slice_ in case["slices"] for src in slice_["sources"]]
     names = [m["model"].split("/")[-1] for m in entries]
     base = (case.get("base_model") or entries[0]["model"]).split("/")[-1]

@@ -215,6 +215,11 @@ extension Recipe {
         }
         guard problems.items.isEmpty, entries.allSatisfy({ $0.roles != nil }) else { return nil }
 
+        // Tied heads: each module's head comes from its last slice's models, its embedding from
+        // its first slice's (`tiedHeads`).
+        let tied = tiedHeads(layout: layout, assigned: assigned, entries: entries, donor: donor, opened: &opened, resolve: resolve)
+        var configEdits = tied.map { [$0] } ?? []
+
         // The vocabularies: merged by the tokenizer settings over every model of the recipe (the
         // tensors around the layers are presented in the output's rows, each from its slice's
         // sources), else each slice's models must have its anchor's.
@@ -238,7 +243,6 @@ extension Recipe {
         // The source map: every output tensor, module by module.
         var map = TensorSourceMap()
         var contexts: [String: RecipeMerge.TensorContext] = [:]
-        var configEdits: [ConfigRewriter.Edit] = []
         var origins: [String: [String]] = [:]
         let slots = entries.first!.group.models.count
         var slotCheckpoints: [Checkpoint?] = Array(repeating: nil, count: slots)
@@ -418,6 +422,44 @@ extension Recipe {
             merge.vocabulary = vocabulary.summary
         }
         return merge
+    }
+
+    /// Presents the tied heads of a layer-wise recipe's models (`VocabularyTensors`): a module's
+    /// head (an output head after its layers) is merged from its last slice's models, which take
+    /// part with their embedding as the head when they tie it. The output stores the head when one
+    /// of those models stores it, or when it comes from another merge than the embedding (the first
+    /// slice's models, parameters or base differ from the last's: a frankenmerge of a tied model
+    /// and another model needs a head of its own); a module merged once, of tied models, stays
+    /// tied. Returns the edit of config.json (taken from `donor`) when it says otherwise.
+    func tiedHeads(layout: LayerLayout, assigned: [Int: [Int]], entries: [SliceEntry], donor: Checkpoint,
+                   opened: inout [String: Checkpoint], resolve: (String) -> String) -> ConfigRewriter.Edit? {
+        func models(_ entry: SliceEntry) -> [String] {
+            let base = entry.roles?.anchor == nil ? [entry.roles?.base].compactMap { $0 } : []
+            return (base + entry.slice.sources.map(\.path)).map(resolve)
+        }
+        func sameMerge(_ a: SliceEntry, _ b: SliceEntry) -> Bool {
+            models(a).map(Self.modelKey) == models(b).map(Self.modelKey) && a.roles?.anchor == b.roles?.anchor
+                && a.slice.sources.map(\.parameters) == b.slice.sources.map(\.parameters) && a.slice.parameters == b.slice.parameters
+                && a.module.name == b.module.name
+        }
+        var stores = false
+        for m in layout.modules.indices {
+            guard let indices = assigned[m], let first = indices.first, let last = indices.last else { continue }
+            let candidates = VocabularyTensors.heads.filter { layout.place(of: $0) == .outside(module: m, after: true) }
+            let lastModels = models(entries[last]).filter { opened[$0] != nil }
+            guard !candidates.isEmpty, !lastModels.isEmpty else { continue }
+            var needed = candidates.filter { name in lastModels.contains { opened[$0]!.entry(named: name) != nil } }
+            if needed.isEmpty && (first != last && !sameMerge(entries[first], entries[last])) {
+                let name = candidates.first { name in opened.values.contains { $0.entry(named: name) != nil } } ?? candidates[0]
+                if lastModels.contains(where: { VocabularyTensors.tiedHead(name, in: opened[$0]!) != nil }) { needed = [name] }
+            }
+            for key in lastModels { opened[key] = VocabularyTensors.presentingTiedHeads(needed, of: opened[key]!) }
+            if !needed.isEmpty { stores = true }
+        }
+        let donorStores = VocabularyTensors.storedHeads(in: donor).contains {
+            if case .outside(_, true) = layout.place(of: $0) { return true } else { return false }
+        }
+        return stores == donorStores ? nil : VocabularyTensors.tieEdit(!stores, config: VocabularyTensors.config(of: donor))
     }
 
     /// The config.json edits for one module of the output: its layer count under the first of the

@@ -126,12 +126,20 @@ extension Recipe {
         guard var base else { return nil }
         // The vocabularies: merged by the tokenizer settings, else the same as the base's.
         var vocabulary: VocabularyMerge?
+        var tieEdits: [ConfigRewriter.Edit] = []
         if opened.count == entries.count, let tokenizer {
             if tokenizer.source != nil, let other = zip(entries, opened).first(where: { $0.1.kind != .model }) {
                 add(other.0.line, MergeKitError(.invalidArgument, file: path,
                     "tokenizer_source merges the vocabularies of models, and \(other.0.path) is \(other.1.kind == .lora ? "a LoRA adapter" : "a task vector"), which has no tokenizer",
                     fix: "Merge it as a model (the model it came from), or drop tokenizer_source"))
                 return nil
+            }
+            // Tied heads first, so that the vocabulary presents every head any model stores (a
+            // merged vocabulary writes a model; the plan presents them otherwise).
+            if tokenizer.source != nil {
+                var untied = false
+                (base, opened, untied) = VocabularyTensors.presentingTiedHeads(base: base, inputs: opened, emit: .model)
+                if untied, let edit = VocabularyTensors.tieEdit(false, config: VocabularyTensors.config(of: base)) { tieEdits.append(edit) }
             }
             let models = [VocabularyMerge.Model(checkpoint: base, text: baseModel ?? entries.first?.path ?? "", line: baseModel == nil ? (entries.first?.line ?? 0) : baseLine)]
                 + zip(entries, opened).map { VocabularyMerge.Model(checkpoint: $1.checkpoint, text: $0.path, line: $0.line) }
@@ -167,8 +175,9 @@ extension Recipe {
         var merge = RecipeMerge(base: base, inputs: opened, groups: [group],
                                 context: { tensor in RecipeMerge.TensorContext(group: 0, t: positions?.t(of: tensor) ?? 0, modelTensors: nil) },
                                 readPaths: [base.path] + opened.flatMap { [$0.path, $0.checkpoint.path] })
+        merge.configEdits = tieEdits
         if let vocabulary {
-            merge.configEdits = vocabulary.configEdits
+            merge.configEdits += vocabulary.configEdits
             merge.files = vocabulary.files
             merge.droppedCompanions = vocabulary.dropped
             merge.notes = vocabulary.notes

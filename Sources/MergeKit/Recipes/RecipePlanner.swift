@@ -97,7 +97,7 @@ extension Recipe {
             let weighted = zip(merge.inputs, representative.weights).map { $0.weighted($1) }
             do throws(MergeKitError) {
                 var plan = try MergePlan(base: merge.base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)
-                plan.configEdits = merge.configEdits
+                plan.configEdits += merge.configEdits
                 plan.origins = merge.origins
                 plan.vocabulary = merge.vocabulary
                 if spec.isDirectory {
