@@ -117,11 +117,27 @@ struct ModelTokenizer: Sendable {
         return json
     }
 
-    /// Reads `tokenizer.json` of `checkpoint`'s directory; nil when it has none.
-    static func read(_ checkpoint: Checkpoint) throws(MergeKitError) -> ModelTokenizer? {
+    /// Reads `tokenizer.json` of `checkpoint`'s directory; nil when it has none. A file with the
+    /// bytes of one of `known` is not parsed again (fine-tunes mostly ship their base's tokenizer,
+    /// and a large one takes a second to parse): that tokenizer is returned under this path.
+    static func read(_ checkpoint: Checkpoint, known: [ModelTokenizer] = []) throws(MergeKitError) -> ModelTokenizer? {
         guard let bytes = try checkpoint.companionBytes(fileName) else { return nil }
-        return try ModelTokenizer(bytes: bytes, path: FileSystem.join(checkpoint.directory ?? checkpoint.path, fileName))
+        let path = FileSystem.join(checkpoint.directory ?? checkpoint.path, fileName)
+        if let same = known.first(where: { $0.bytes == bytes }) { return same.at(path) }
+        return try ModelTokenizer(bytes: bytes, path: path)
     }
+
+    private init(_ other: ModelTokenizer, path: String) {
+        self.path = path
+        modelType = other.modelType
+        modelVocabulary = other.modelVocabulary
+        addedTokens = other.addedTokens
+        vocabulary = other.vocabulary
+        bytes = other.bytes
+    }
+
+    /// The same tokenizer, read from `path`.
+    func at(_ path: String) -> ModelTokenizer { ModelTokenizer(self, path: path) }
 
     /// The tokens with ids below `limit`, by id (a model's tokens beyond its embedding's rows are
     /// not its vocabulary: mergekit strips them).

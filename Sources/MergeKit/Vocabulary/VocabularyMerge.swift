@@ -129,7 +129,7 @@ struct VocabularyMerge {
             let limit = min(rows, configuredSize(checkpoint) ?? rows)
             let tokenizer: ModelTokenizer?
             do throws(MergeKitError) {
-                tokenizer = try ModelTokenizer.read(checkpoint)
+                tokenizer = try ModelTokenizer.read(checkpoint, known: vocabularies.compactMap { $0?.tokenizer })
             } catch {
                 fail(model.line, error)
                 vocabularies.append(nil)
