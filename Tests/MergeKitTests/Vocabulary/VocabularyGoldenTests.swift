@@ -159,18 +159,10 @@ struct VocabularyGoldenTests {
     @Test("A union without a base model: each model keeps its own rows, a token one model has is its row for the other")
     func unionNoBase() throws { try Self.withDirectory { try Self.expectGolden("union_no_base", in: $0) } }
 
-    /// Row `token` of tensor `tensor` of the fixture model `model` (by its own tokenizer's id).
-    static func inputRow(_ model: String, _ tensor: String, _ token: String) throws -> [Double] {
-        let id = try #require(vocabulary(ofTokenizerIn: folder + "/models/\(model)")[token])
-        let values = try #require(TestSupport.values(try Checkpoint(path: folder + "/models/\(model)"))[tensor])
-        let width = values.info.shape[1]
-        return Array(values.values[(id * width)..<((id + 1) * width)])
-    }
-
-    /// Row `token` of tensor `tensor` of an output directory.
-    static func outputRow(_ output: String, _ tensor: String, _ token: String) throws -> [Double] {
-        let id = try #require(vocabulary(ofTokenizerIn: output)[token])
-        let values = try #require(TestSupport.values(try Checkpoint(path: output))[tensor])
+    /// Row `token` (by the directory's own tokenizer) of tensor `tensor` of the model in `directory`.
+    static func row(in directory: String, _ tensor: String, _ token: String) throws -> [Double] {
+        let id = try #require(vocabulary(ofTokenizerIn: directory)[token])
+        let values = try #require(TestSupport.values(try Checkpoint(path: directory))[tensor])
         let width = values.info.shape[1]
         return Array(values.values[(id * width)..<((id + 1) * width)])
     }
@@ -181,12 +173,12 @@ struct VocabularyGoldenTests {
             let output = try Self.expectGolden("union_mean", in: dir)
             // Linear with weights 1: the base and code take the fill, so the output row is the mean itself.
             for token in ["<|im_start|>", "<|im_end|>"] {
-                let embed = zip(try Self.inputRow("chat", "model.embed_tokens.weight", token),
-                                try Self.inputRow("tied_chat", "model.embed_tokens.weight", token)).map { ($0 + $1) / 2 }
-                let head = zip(try Self.inputRow("chat", "lm_head.weight", token),
-                               try Self.inputRow("tied_chat", "model.embed_tokens.weight", token)).map { ($0 + $1) / 2 }
-                #expect(maxAbsError(try Self.outputRow(output, "model.embed_tokens.weight", token), embed) < 1e-6, "\(token)")
-                #expect(maxAbsError(try Self.outputRow(output, "lm_head.weight", token), head) < 1e-6, "\(token)")
+                let embed = zip(try Self.row(in: Self.folder + "/models/chat", "model.embed_tokens.weight", token),
+                                try Self.row(in: Self.folder + "/models/tied_chat", "model.embed_tokens.weight", token)).map { ($0 + $1) / 2 }
+                let head = zip(try Self.row(in: Self.folder + "/models/chat", "lm_head.weight", token),
+                               try Self.row(in: Self.folder + "/models/tied_chat", "model.embed_tokens.weight", token)).map { ($0 + $1) / 2 }
+                #expect(maxAbsError(try Self.row(in: output, "model.embed_tokens.weight", token), embed) < 1e-6, "\(token)")
+                #expect(maxAbsError(try Self.row(in: output, "lm_head.weight", token), head) < 1e-6, "\(token)")
             }
         }
     }
