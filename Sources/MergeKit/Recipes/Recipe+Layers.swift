@@ -429,8 +429,10 @@ extension Recipe {
     /// part with their embedding as the head when they tie it. The output stores the head when one
     /// of those models stores it, or when it comes from another merge than the embedding (the first
     /// slice's models, parameters or base differ from the last's: a frankenmerge of a tied model
-    /// and another model needs a head of its own); a module merged once, of tied models, stays
-    /// tied. Returns the edit of config.json (taken from `donor`) when it says otherwise.
+    /// and another model needs a head of its own) and a model of the recipe stores such a head or a
+    /// last slice's model says in its config.json that it ties one (a model saved without any head
+    /// says nothing); a module merged once, of tied models, stays tied. Returns the edit of
+    /// config.json (taken from `donor`) when it says otherwise.
     func tiedHeads(layout: LayerLayout, assigned: [Int: [Int]], entries: [SliceEntry], donor: Checkpoint,
                    opened: inout [String: Checkpoint], resolve: (String) -> String) -> ConfigRewriter.Edit? {
         func models(_ entry: SliceEntry) -> [String] {
@@ -450,8 +452,12 @@ extension Recipe {
             guard !candidates.isEmpty, !lastModels.isEmpty else { continue }
             var needed = candidates.filter { name in lastModels.contains { opened[$0]!.entry(named: name) != nil } }
             if needed.isEmpty && (first != last && !sameMerge(entries[first], entries[last])) {
-                let name = candidates.first { name in opened.values.contains { $0.entry(named: name) != nil } } ?? candidates[0]
-                if lastModels.contains(where: { VocabularyTensors.tiedHead(name, in: opened[$0]!) != nil }) { needed = [name] }
+                // The head's name: as a model of the recipe stores it, else the architecture's first, when a
+                // model's config.json says it ties its head (a model without any head says nothing).
+                let stored = candidates.first { name in opened.values.contains { $0.entry(named: name) != nil } }
+                let declared = lastModels.contains { VocabularyTensors.tied(VocabularyTensors.config(of: opened[$0]!)) == true }
+                if let name = stored ?? (declared ? candidates[0] : nil),
+                   lastModels.contains(where: { VocabularyTensors.tiedHead(name, in: opened[$0]!) != nil }) { needed = [name] }
             }
             for key in lastModels { opened[key] = VocabularyTensors.presentingTiedHeads(needed, of: opened[key]!) }
             if !needed.isEmpty { stores = true }

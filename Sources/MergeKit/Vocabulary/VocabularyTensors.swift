@@ -53,9 +53,10 @@ enum VocabularyTensors {
     static func isVocabulary(_ name: String) -> Bool { names.contains(name) }
 
     /// The tensor a model with tied embeddings uses as output head `name`: its input embedding,
-    /// when it stores no such head and its config.json does not say the head is untied.
+    /// when it stores no output head at all (a model with another head is of another
+    /// architecture) and its config.json does not say the head is untied.
     static func tiedHead(_ name: String, in checkpoint: Checkpoint) -> Checkpoint.Entry? {
-        guard heads.contains(name), checkpoint.entry(named: name) == nil, tied(config(of: checkpoint)) != false else { return nil }
+        guard heads.contains(name), storedHeads(in: checkpoint).isEmpty, tied(config(of: checkpoint)) != false else { return nil }
         return embeddings.lazy.compactMap { checkpoint.entry(named: $0) }.first
     }
 
