@@ -144,6 +144,8 @@ struct VocabularyMerge {
                 vocabularies.append(nil)
             } else if let first = vocabularies.first, let baseVocabulary = first, rows == baseVocabulary.rows {
                 vocabularies.append(Vocabulary(tokenizer: nil, rows: rows, limit: min(limit, baseVocabulary.limit), tokens: baseVocabulary.tokens))
+            } else if vocabularies.first.map({ $0 == nil }) == true && rows == VocabularyTensors.rows(of: base) {
+                vocabularies.append(nil)  // the base's vocabulary, which could not be read: reported at the base
             } else {
                 let baseRows = VocabularyTensors.rows(of: base).map { " (the base's has \($0))" } ?? ""
                 fail(model.line, MergeKitError(.fileNotFound, file: tokenizerPath(checkpoint),

@@ -109,6 +109,13 @@ struct VocabularyRecipeErrorTests {
             models: [{model: \(models)/chat}]
             tokenizer_source: union
             """, in: dir, [["\(models)/base/tokenizer.json: line 2 of", "does not exist: tokenizer_source union needs the base model's tokenizer"]])
+        // A model without a tokenizer, of the base's rows, would take the base's vocabulary: only the base's is missing.
+        Self.expect("""
+            merge_method: task_arithmetic
+            base_model: \(models)/base
+            models: [{model: \(models)/notok}, {model: \(models)/code}]
+            tokenizer_source: union
+            """, in: dir, [["\(models)/base/tokenizer.json: line 2 of", "does not exist: tokenizer_source union needs the base model's tokenizer"]])
         try FileManager.default.copyItem(atPath: Self.models + "/base/tokenizer.json", toPath: models + "/base/tokenizer.json")
         try FileManager.default.removeItem(atPath: models + "/chat/tokenizer.json")
         Self.expect("""
