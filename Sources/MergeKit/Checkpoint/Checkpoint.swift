@@ -18,7 +18,15 @@ public final class Checkpoint: @unchecked Sendable {
     public struct Entry: Sendable {
         public let file: SafeTensorsFile
         public let info: TensorInfo
+        /// A vocabulary tensor presented in another vocabulary's row order (`VocabularyRows`):
+        /// `info` then describes the presented tensor, and its bytes are read through the map.
+        var rows: VocabularyRows? = nil
         public var name: String { info.name }
+
+        /// The same tensor under another name (a view's).
+        func renamed(_ name: String) -> Entry {
+            Entry(file: file, info: TensorInfo(name: name, dtype: info.dtype, shape: info.shape, begin: info.begin, end: info.end), rows: rows)
+        }
     }
 
     /// The path as the user gave it.
@@ -35,6 +43,8 @@ public final class Checkpoint: @unchecked Sendable {
     private let viewMetadata: [String: String]??
     /// The companions a planned checkpoint's directory will hold (nil for checkpoints on disk).
     private let plannedCompanions: [String]?
+    /// A planned checkpoint's companion files, by name, as its plan will write them.
+    private let plannedFiles: (@Sendable (String) throws(MergeKitError) -> [UInt8]?)?
 
     /// File names inside a checkpoint directory that are its weights (never companions).
     static let weightSuffixes = [".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".pth",
@@ -135,6 +145,7 @@ public final class Checkpoint: @unchecked Sendable {
         (entries, byName) = Checkpoint.index(files)
         viewMetadata = nil
         plannedCompanions = nil
+        plannedFiles = nil
     }
 
     /// The checkpoint `plan` will write, before it exists (a multi-document recipe plans its
@@ -161,7 +172,15 @@ public final class Checkpoint: @unchecked Sendable {
         directory = plan.output.isDirectory ? path : nil
         (entries, byName) = Checkpoint.index(files)
         viewMetadata = nil
-        plannedCompanions = plan.output.isDirectory && plan.output.emit == .model ? plan.companions : []
+        let writesCompanions = plan.output.isDirectory && plan.output.emit == .model
+        plannedCompanions = writesCompanions
+            ? Array(Set(plan.companions).union(plan.generatedFiles.keys.filter(Checkpoint.companionNameSet.contains))).sorted() : []
+        plannedFiles = { name throws(MergeKitError) in
+            guard writesCompanions else { return nil }
+            if let bytes = plan.generatedFiles[name] { return bytes }
+            guard plan.companions.contains(name), let bytes = try plan.base.companionBytes(name) else { return nil }
+            return name == "config.json" ? plan.rewrittenConfig(bytes) : bytes
+        }
     }
 
     /// Every tensor of `files`, in shard order then data order, and each one's place by name.
@@ -201,6 +220,24 @@ public final class Checkpoint: @unchecked Sendable {
         self.byName = byName
         viewMetadata = .some(metadata)
         plannedCompanions = source.plannedCompanions
+        plannedFiles = source.plannedFiles
+    }
+
+    /// The bytes of companion file `name` (config.json, tokenizer.json, ...) of this directory
+    /// checkpoint; nil when it has none (or is not a directory). A planned checkpoint's are those
+    /// its plan will write. A link is followed only inside the model's tree, as when companions
+    /// are copied (`companionSelection()`); the file is read whole, bounded in size.
+    func companionBytes(_ name: String) throws(MergeKitError) -> [UInt8]? {
+        if let plannedFiles { return try plannedFiles(name) }
+        guard let directory else { return nil }
+        let path = FileSystem.join(directory, name)
+        guard FileSystem.exists(path) else { return nil }
+        switch try Self.resolveCompanion(path, roots: Self.treeRoots(of: directory)) {
+        case .source(let real): return try FileSystem.readFile(real)
+        case .skipped(let reason):
+            throw MergeKitError(.fileUnreadable, file: path, "is \(reason); a model's files are read only inside its directory",
+                fix: "Copy the file into the model's directory")
+        }
     }
 
     public func entry(named name: String) -> Entry? {

@@ -5,7 +5,9 @@
 ///
 /// with position = element index × element width for `read(elements:into:)`. Callers speak in
 /// elements (or bytes) of the tensor, never in file offsets, so a tensor read from a shard, a view
-/// (a linearized checkpoint's half) or a task-vector file is read the same way.
+/// (a linearized checkpoint's half) or a task-vector file is read the same way. A vocabulary
+/// tensor presented in another vocabulary's row order (`Checkpoint.Entry.rows`) is read through
+/// its row map (`VocabularyRows`), which reads each row where it lies.
 struct TensorReader {
     let entry: Checkpoint.Entry
 
@@ -23,6 +25,7 @@ struct TensorReader {
     /// Reads bytes `range` of the tensor's data (any dtype, sub-byte ones included) into `buffer`.
     func read(bytes range: Range<Int>, into buffer: UnsafeMutableRawPointer) throws(MergeKitError) {
         precondition(range.lowerBound >= 0 && range.upperBound <= entry.info.byteCount, "read outside \(entry.name)")
+        if let rows = entry.rows { return try rows.read(bytes: range, into: buffer) }
         try entry.file.read(into: buffer, count: range.count, at: entry.file.fileOffset(of: entry.info) + range.lowerBound)
     }
 }

@@ -68,3 +68,11 @@ enum ConfigRewriter {
         return Array((JSONValue.object(members).serialized(indent: 2) + "\n").utf8)
     }
 }
+
+extension MergePlan {
+    /// The base's config.json `bytes` as this plan writes it: the output dtype, then the plan's
+    /// edits (layer counts, the vocabulary size).
+    func rewrittenConfig(_ bytes: [UInt8]) -> [UInt8] {
+        ConfigRewriter.setting(configEdits, in: ConfigRewriter.settingDType(output.dtype, in: bytes))
+    }
+}

@@ -14,7 +14,7 @@ extension MergeExecutor {
                 let companions = try plan.companions.map { name throws(MergeKitError) in (source: try plan.base.companionSource(name), name: name) }
                 try target.writer.commit(companions: companions, generated: plan.generatedFiles) { name, bytes in
                     guard name == "config.json" else { return bytes }
-                    let rewritten = ConfigRewriter.setting(plan.configEdits, in: ConfigRewriter.settingDType(plan.output.dtype, in: bytes))
+                    let rewritten = plan.rewrittenConfig(bytes)
                     if rewritten == bytes, !ConfigRewriter.isJSONObject(bytes) {
                         var wanted = plan.output.dtype.map { ["its torch_dtype was not set to \(ConfigRewriter.torchNames[$0] ?? $0.rawValue)"] } ?? []
                         wanted += plan.configEdits.map { "\($0.path.joined(separator: ".")) was not set to \($0.value.serialized())" }

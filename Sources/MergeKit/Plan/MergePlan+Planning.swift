@@ -5,8 +5,10 @@ import Foundation
 ///
 /// The steps: linearized checkpoints become an ordinary merge of their halves (`LinearizedMerge`);
 /// the arguments and inputs are checked (PlanChecks.swift) and the output path
-/// (`OutputGuard`); every base tensor is matched with the inputs' (TensorMatching.swift); the
-/// output is laid out (`OutputLayout`) and its companions chosen.
+/// (`OutputGuard`); models with tied embeddings take part with their embedding as the head the
+/// others store (`VocabularyTensors.presentingTiedHeads`); every base tensor is matched with the
+/// inputs' (TensorMatching.swift); the output is laid out (`OutputLayout`) and its companions
+/// chosen.
 extension MergePlan {
     /// At most this many problems are listed in one error.
     static let maximumReported = 12
@@ -36,6 +38,7 @@ extension MergePlan {
     /// The ordinary planner (no linearized checkpoints): checks, tensor matching, output layout.
     static func planned(base: Checkpoint, inputs: [MergeInput], method: any MergeMethod, output: OutputSpec,
                         parameters: (@Sendable (String) throws(MergeKitError) -> TensorParameters)?) throws(MergeKitError) -> MergePlan {
+        let (base, inputs, untied) = VocabularyTensors.presentingTiedHeads(base: base, inputs: inputs, emit: output.emit)
         var problems = ProblemList()
         Self.checkArguments(inputs: inputs, method: method, output: output, into: &problems)
         if !output.isSweepPoint {
@@ -70,7 +73,9 @@ extension MergePlan {
         }
 
         let selection = output.isDirectory && output.emit == .model ? try base.companionSelection() : Checkpoint.CompanionSelection()
-        return MergePlan(base: base, inputs: inputs, method: method, output: output, tensors: tensors, shards: shards,
-                         companions: selection.companions.map(\.name), skippedFiles: selection.skipped, metadata: metadata)
+        var plan = MergePlan(base: base, inputs: inputs, method: method, output: output, tensors: tensors, shards: shards,
+                             companions: selection.companions.map(\.name), skippedFiles: selection.skipped, metadata: metadata)
+        if untied, let edit = VocabularyTensors.tieEdit(false, config: VocabularyTensors.config(of: base)) { plan.configEdits.append(edit) }
+        return plan
     }
 }

@@ -12,7 +12,7 @@ public struct MergePlan: Sendable {
     public let tensors: [PlannedTensor]
     public let shards: [OutputShard]
     /// Companion files (config.json, tokenizer files, ...) copied from the base directory.
-    public let companions: [String]
+    public internal(set) var companions: [String]
     /// Files of the base's directory a directory output does not get (not companions, or links
     /// out of the model's tree; `Checkpoint.companionSelection()`), for the caller to mention.
     public var skippedFiles: [Checkpoint.SkippedFile] = []
@@ -24,6 +24,9 @@ public struct MergePlan: Sendable {
     /// Values set in the copied config.json besides its dtype (a layer-wise recipe's layer counts
     /// and per-layer lists).
     var configEdits: [ConfigRewriter.Edit] = []
+    /// The output vocabulary when the models' vocabularies are merged (a recipe's
+    /// `tokenizer_source`), in words, for `--dry-run`.
+    var vocabulary: String?
     /// Where each output tensor is read from when it is not the inputs' tensor of the same name (a
     /// layer-wise recipe): "checkpoint: tensor" per source, for `--dry-run`.
     var origins: [String: [String]] = [:]

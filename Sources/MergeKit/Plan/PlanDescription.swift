@@ -19,6 +19,7 @@ public enum PlanDescription {
         if !plan.companions.isEmpty || !plan.generatedFiles.isEmpty {
             lines.append("  also: " + (plan.companions + plan.generatedFiles.keys.sorted()).joined(separator: ", "))
         }
+        if let vocabulary = plan.vocabulary { lines.append("vocabulary: \(vocabulary)") }
         if let largest = MergeExecutor.largestWholeTensor([plan]) {
             let available = MemoryBudget.configuredBytes.map { ", \(ByteCount.describe($0)) available" } ?? ""
             lines.append("memory: matrices merged whole need up to about \(ByteCount.describe(largest.bytes)) each (the largest: \(largest.name)), plus \(ByteCount.describe(MergeExecutor.perWorkerBytes([plan]))) per worker\(available)")
@@ -89,6 +90,7 @@ public enum PlanDescription {
                 })),
                 JSONMember("also", .array((plan.companions + plan.generatedFiles.keys.sorted()).map { .string($0) })),
             ])),
+        ] + (plan.vocabulary.map { [JSONMember("vocabulary", .string($0))] } ?? []) + [
             JSONMember("tensors", .array(tensors)),
         ])
     }

@@ -49,6 +49,12 @@ extension MergePlan {
                     continue
                 }
                 if other.info.shape != info.shape {
+                    if VocabularyTensors.isVocabulary(info.name), other.info.shape.dropFirst() == info.shape.dropFirst(),
+                       let mismatch = VocabularyMerge.mismatch(base: base, model: input.checkpoint,
+                                                               fix: "Merge them with a recipe that gives tokenizer_source: base (the output keeps the base's vocabulary, each model's rows placed by token) or union (every model's tokens)") {
+                        problems.add(mismatch)
+                        continue
+                    }
                     problems.add(MergeKitError(.shapeMismatch, file: input.path, tensor: info.name,
                         "has shape \(other.info.shape) but the base (\(base.path)) has \(info.shape)",
                         fix: "Merge only checkpoints fine-tuned from this base (same architecture and sizes)"))

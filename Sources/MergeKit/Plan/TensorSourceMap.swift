@@ -28,14 +28,9 @@ struct TensorSourceMap {
     /// path, directory (companions, config.json) and layout the base view reports; `inputs` the
     /// checkpoints each input view reports as its path. Views carry no `__metadata__`.
     func views(base: Checkpoint, inputs: [Checkpoint]) -> (base: Checkpoint, inputs: [Checkpoint]) {
-        func renamed(_ entry: Checkpoint.Entry, _ name: String) -> Checkpoint.Entry {
-            let info = entry.info
-            return Checkpoint.Entry(file: entry.file, info: TensorInfo(name: name, dtype: info.dtype, shape: info.shape,
-                                                                       begin: info.begin, end: info.end))
-        }
-        let baseView = Checkpoint(viewOf: base, entries: tensors.map { renamed($0.base, $0.name) }, metadata: nil)
+        let baseView = Checkpoint(viewOf: base, entries: tensors.map { $0.base.renamed($0.name) }, metadata: nil)
         let inputViews = inputs.enumerated().map { slot, checkpoint in
-            Checkpoint(viewOf: checkpoint, entries: tensors.map { renamed($0.inputs[slot], $0.name) }, metadata: nil)
+            Checkpoint(viewOf: checkpoint, entries: tensors.map { $0.inputs[slot].renamed($0.name) }, metadata: nil)
         }
         return (baseView, inputViews)
     }

@@ -133,8 +133,10 @@ extension Recipe {
         // Every checkpoint, opened once, with its layout.
         var opened: [String: Checkpoint] = [:], layouts: [String: LayerLayout] = [:], configs: [String: JSONValue] = [:]
         var failed = Set<String>()
+        var uses: [(text: String, line: Int, path: String)] = []   // each checkpoint's first use, in the recipe's order
         func open(_ reference: String, line: Int) -> Checkpoint? {
             let resolved = resolve(reference)
+            if !uses.contains(where: { $0.path == resolved }) { uses.append((reference, line, resolved)) }
             if let checkpoint = opened[resolved] { return checkpoint }
             guard !failed.contains(resolved) else { return nil }
             do throws(MergeKitError) {
@@ -213,10 +215,34 @@ extension Recipe {
         }
         guard problems.items.isEmpty, entries.allSatisfy({ $0.roles != nil }) else { return nil }
 
+        // Tied heads: each module's head comes from its last slice's models, its embedding from
+        // its first slice's (`tiedHeads`).
+        let tied = tiedHeads(layout: layout, assigned: assigned, entries: entries, donor: donor, opened: &opened, resolve: resolve)
+        var configEdits = tied.map { [$0] } ?? []
+
+        // The vocabularies: merged by the tokenizer settings over every model of the recipe (the
+        // tensors around the layers are presented in the output's rows, each from its slice's
+        // sources), else each slice's models must have its anchor's.
+        var vocabulary: VocabularyMerge?
+        var vocabularyIndex: [String: Int] = [:]
+        if let tokenizer {
+            let donorUse = uses.first { $0.path == donor.path } ?? (donor.path, baseLine, donor.path)
+            let ordered = [donorUse] + uses.filter { $0.path != donor.path && opened[$0.path] != nil }
+            let models = ordered.map { VocabularyMerge.Model(checkpoint: opened[$0.path]!, text: $0.text, line: $0.line) }
+            for (i, use) in ordered.enumerated() { vocabularyIndex[use.path] = i }
+            let report = { (line: Int, error: MergeKitError) in
+                var named = error
+                if named.file == nil { named.file = path }
+                add(line, named)
+            }
+            vocabulary = VocabularyMerge.plan(tokenizer, models: models, match: modelMatcher(models.map { ($0.text, $0.checkpoint.path) }),
+                                              locate: resolvedPath, report: report)
+            guard vocabulary != nil else { return nil }
+        }
+
         // The source map: every output tensor, module by module.
         var map = TensorSourceMap()
         var contexts: [String: RecipeMerge.TensorContext] = [:]
-        var configEdits: [ConfigRewriter.Edit] = []
         var origins: [String: [String]] = [:]
         let slots = entries.first!.group.models.count
         var slotCheckpoints: [Checkpoint?] = Array(repeating: nil, count: slots)
@@ -275,9 +301,24 @@ extension Recipe {
 
                 /// Adds output tensor `name`: the anchor's `anchorName`, each input's name from `inputName`.
                 func addTensor(_ name: String, anchorName: String, t: Double, inputName: (Participant) -> String) {
-                    guard let base = anchor.checkpoint.entry(named: anchorName) else { return }
+                    guard var base = anchor.checkpoint.entry(named: anchorName) else { return }
                     var sources: [Checkpoint.Entry] = [], sourceNames: [String] = []
-                    for input in inputs {
+                    let presentsVocabulary = vocabulary?.output != nil && VocabularyTensors.isVocabulary(name) && anchorName == name
+                    if let vocabulary, presentsVocabulary {
+                        // In the output's rows, from the slice's models (the slice's base, if any, first among them).
+                        let members = ([anchor] + inputs).map { vocabularyIndex[resolve($0.path)] ?? vocabularyIndex[$0.checkpoint.path] ?? 0 }
+                        let baseMember = roles.base.flatMap { b in ([anchor] + inputs).firstIndex { Self.modelKey(resolve($0.path)) == Self.modelKey(resolve(b)) } }
+                        let report = { (line: Int, error: MergeKitError) in
+                            var named = error
+                            if named.file == nil { named.file = path }
+                            add(line, named)
+                        }
+                        guard let presented = vocabulary.presented(name, members: members, base: baseMember, report: report) else { return }
+                        base = presented[0]
+                        sources = Array(presented.dropFirst())
+                        sourceNames = inputs.map { _ in name }
+                    }
+                    for input in inputs where !presentsVocabulary {
                         let own = inputName(input)
                         guard let found = input.checkpoint.entry(named: own) else {
                             add(input.line, MergeKitError(.missingTensor, file: input.checkpoint.path, tensor: own,
@@ -286,6 +327,10 @@ extension Recipe {
                             return
                         }
                         guard found.info.shape == base.info.shape else {
+                            if VocabularyTensors.isVocabulary(own), let mismatch = VocabularyMerge.mismatch(base: anchor.checkpoint, model: input.checkpoint) {
+                                add(input.line, mismatch)
+                                return
+                            }
                             add(input.line, MergeKitError(.shapeMismatch, file: input.checkpoint.path, tensor: own,
                                 "has shape \(found.info.shape), but \(anchorName) of \(anchor.path), merged with it into \(name), has \(base.info.shape)",
                                 fix: "Slice layers of models of one architecture and size"))
@@ -368,9 +413,59 @@ extension Recipe {
                                 groups: entries.map(\.group),
                                 context: { [contexts] tensor in contexts[tensor] ?? RecipeMerge.TensorContext(group: 0, t: 0, modelTensors: nil) },
                                 readPaths: [donor.path] + opened.values.map(\.path).sorted())
-        merge.configEdits = configEdits
+        merge.configEdits = configEdits + (vocabulary?.configEdits ?? [])
         merge.origins = origins
+        if let vocabulary {
+            merge.files = vocabulary.files
+            merge.droppedCompanions = vocabulary.dropped
+            merge.notes = vocabulary.notes
+            merge.vocabulary = vocabulary.summary
+        }
         return merge
+    }
+
+    /// Presents the tied heads of a layer-wise recipe's models (`VocabularyTensors`): a module's
+    /// head (an output head after its layers) is merged from its last slice's models, which take
+    /// part with their embedding as the head when they tie it. The output stores the head when one
+    /// of those models stores it, or when it comes from another merge than the embedding (the first
+    /// slice's models, parameters or base differ from the last's: a frankenmerge of a tied model
+    /// and another model needs a head of its own) and a model of the recipe stores such a head or a
+    /// last slice's model says in its config.json that it ties one (a model saved without any head
+    /// says nothing); a module merged once, of tied models, stays tied. Returns the edit of
+    /// config.json (taken from `donor`) when it says otherwise.
+    func tiedHeads(layout: LayerLayout, assigned: [Int: [Int]], entries: [SliceEntry], donor: Checkpoint,
+                   opened: inout [String: Checkpoint], resolve: (String) -> String) -> ConfigRewriter.Edit? {
+        func models(_ entry: SliceEntry) -> [String] {
+            let base = entry.roles?.anchor == nil ? [entry.roles?.base].compactMap { $0 } : []
+            return (base + entry.slice.sources.map(\.path)).map(resolve)
+        }
+        func sameMerge(_ a: SliceEntry, _ b: SliceEntry) -> Bool {
+            models(a).map(Self.modelKey) == models(b).map(Self.modelKey) && a.roles?.anchor == b.roles?.anchor
+                && a.slice.sources.map(\.parameters) == b.slice.sources.map(\.parameters) && a.slice.parameters == b.slice.parameters
+                && a.module.name == b.module.name
+        }
+        var stores = false
+        for m in layout.modules.indices {
+            guard let indices = assigned[m], let first = indices.first, let last = indices.last else { continue }
+            let candidates = VocabularyTensors.heads.filter { layout.place(of: $0) == .outside(module: m, after: true) }
+            let lastModels = models(entries[last]).filter { opened[$0] != nil }
+            guard !candidates.isEmpty, !lastModels.isEmpty else { continue }
+            var needed = candidates.filter { name in lastModels.contains { opened[$0]!.entry(named: name) != nil } }
+            if needed.isEmpty && (first != last && !sameMerge(entries[first], entries[last])) {
+                // The head's name: as a model of the recipe stores it, else the architecture's first, when a
+                // model's config.json says it ties its head (a model without any head says nothing).
+                let stored = candidates.first { name in opened.values.contains { $0.entry(named: name) != nil } }
+                let declared = lastModels.contains { VocabularyTensors.tied(VocabularyTensors.config(of: opened[$0]!)) == true }
+                if let name = stored ?? (declared ? candidates[0] : nil),
+                   lastModels.contains(where: { VocabularyTensors.tiedHead(name, in: opened[$0]!) != nil }) { needed = [name] }
+            }
+            for key in lastModels { opened[key] = VocabularyTensors.presentingTiedHeads(needed, of: opened[key]!) }
+            if !needed.isEmpty { stores = true }
+        }
+        let donorStores = VocabularyTensors.storedHeads(in: donor).contains {
+            if case .outside(_, true) = layout.place(of: $0) { return true } else { return false }
+        }
+        return stores == donorStores ? nil : VocabularyTensors.tieEdit(!stores, config: VocabularyTensors.config(of: donor))
     }
 
     /// The config.json edits for one module of the output: its layer count under the first of the

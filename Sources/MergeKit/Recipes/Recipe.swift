@@ -16,6 +16,7 @@ import Foundation
 /// parameters: {lambda: 1.0, normalize: true}
 /// dtype: float32
 /// out_dtype: bfloat16
+/// tokenizer_source: union                           # or the tokenizer: block; chat_template (`TokenizerSettings`)
 /// sweep: {lambda: "0:1:0.05"}                        # a MergeKit extension
 /// ```
 ///
@@ -74,6 +75,9 @@ public struct Recipe: Sendable {
     let schemaProblems: [MergeKitError]
     /// Every value given for a parameter, with its line.
     let sites: [ValueSite]
+    /// The output's vocabulary and tokenizer (`tokenizer_source`, `tokenizer`, `chat_template`);
+    /// nil when the recipe gives none of them.
+    public internal(set) var tokenizer: TokenizerSettings?
     /// The document's `name` (mergekit-multi: other documents of the file use it as a model).
     public internal(set) var name: String?
     /// The line of `name`, and of the document's first line (0: none).

@@ -48,6 +48,14 @@ struct RecipeMerge {
     var configEdits: [ConfigRewriter.Edit] = []
     /// Where each output tensor is read from, when renamed (`MergePlan.origins`).
     var origins: [String: [String]] = [:]
+    /// Tokenizer files written into a directory output (`VocabularyMerge.files`), and the base's
+    /// companions it does not copy.
+    var files: [String: [UInt8]] = [:]
+    var droppedCompanions: [String] = []
+    /// What `run` mentions (`RecipeRun.notes`).
+    var notes: [String] = []
+    /// The output vocabulary, for `--dry-run` (`MergePlan.vocabulary`).
+    var vocabulary: String?
 
     /// How a recipe's model texts become checkpoints: `resolve` turns a relative path into the
     /// path read (from the working directory, else beside the recipe); `locate` names the
@@ -118,7 +126,44 @@ extension Recipe {
         if base == nil, baseModel == nil, let first = opened.first, opened.allSatisfy({ $0.kind == .model }) {
             base = first.checkpoint  // linear without a base: the first model anchors the task vectors
         }
-        guard let base else { return nil }
+        guard var base else { return nil }
+        // The vocabularies: merged by the tokenizer settings, else the same as the base's.
+        var vocabulary: VocabularyMerge?
+        var tieEdits: [ConfigRewriter.Edit] = []
+        if opened.count == entries.count, let tokenizer {
+            if tokenizer.source != nil, let other = zip(entries, opened).first(where: { $0.1.kind != .model }) {
+                add(other.0.line, MergeKitError(.invalidArgument, file: path,
+                    "tokenizer_source merges the vocabularies of models, and \(other.0.path) is \(other.1.kind == .lora ? "a LoRA adapter" : "a task vector"), which has no tokenizer",
+                    fix: "Merge it as a model (the model it came from), or drop tokenizer_source"))
+                return nil
+            }
+            // Tied heads first, so that the vocabulary presents every head any model stores (a
+            // merged vocabulary writes a model; the plan presents them otherwise).
+            if tokenizer.source != nil {
+                var untied = false
+                (base, opened, untied) = VocabularyTensors.presentingTiedHeads(base: base, inputs: opened, emit: .model)
+                if untied, let edit = VocabularyTensors.tieEdit(false, config: VocabularyTensors.config(of: base)) { tieEdits.append(edit) }
+            }
+            let models = [VocabularyMerge.Model(checkpoint: base, text: baseModel ?? entries.first?.path ?? "", line: baseModel == nil ? (entries.first?.line ?? 0) : baseLine)]
+                + zip(entries, opened).map { VocabularyMerge.Model(checkpoint: $1.checkpoint, text: $0.path, line: $0.line) }
+            // A problem of the recipe itself (a source, a token) names the recipe.
+            let report = { (line: Int, error: MergeKitError) in
+                var named = error
+                if named.file == nil { named.file = path }
+                add(line, named)
+            }
+            guard let planned = VocabularyMerge.plan(tokenizer, models: models, match: modelMatcher(models.map { ($0.text, $0.checkpoint.path) }),
+                                                     locate: resolve, report: report),
+                  let views = planned.views(hasBase: baseModel != nil, report: report) else { return nil }
+            base = views[0]
+            opened = zip(opened, views.dropFirst()).map { MergeInput(kind: .model, checkpoint: $1, weight: $0.weight) }
+            vocabulary = planned
+        }
+        if opened.count == entries.count && tokenizer?.source == nil {
+            for (entry, input) in zip(entries, opened) where input.kind == .model {
+                if let error = VocabularyMerge.mismatch(base: base, model: input.checkpoint) { add(entry.line, error) }
+            }
+        }
         var layout: LayerLayout?
         if usesGradients {
             do throws(MergeKitError) {
@@ -130,8 +175,28 @@ extension Recipe {
         let group = RecipeMerge.ParameterGroup(scopes: [], models: entries.map(\.parameters),
                                                padded: entries.map { _ in false }, line: methodLine, hasBase: baseModel != nil)
         let positions = layout
-        return RecipeMerge(base: base, inputs: opened, groups: [group],
-                           context: { tensor in RecipeMerge.TensorContext(group: 0, t: positions?.t(of: tensor) ?? 0, modelTensors: nil) },
-                           readPaths: [base.path] + opened.flatMap { [$0.path, $0.checkpoint.path] })
+        var merge = RecipeMerge(base: base, inputs: opened, groups: [group],
+                                context: { tensor in RecipeMerge.TensorContext(group: 0, t: positions?.t(of: tensor) ?? 0, modelTensors: nil) },
+                                readPaths: [base.path] + opened.flatMap { [$0.path, $0.checkpoint.path] })
+        merge.configEdits = tieEdits
+        if let vocabulary {
+            merge.configEdits += vocabulary.configEdits
+            merge.files = vocabulary.files
+            merge.droppedCompanions = vocabulary.dropped
+            merge.notes = vocabulary.notes
+            merge.vocabulary = vocabulary.summary
+        }
+        return merge
+    }
+
+    /// Which of `models` (each as the recipe writes it, and the checkpoint's path) a recipe text
+    /// names: the one written the same, else the one whose checkpoint the text resolves to.
+    func modelMatcher(_ models: [(text: String, path: String)]) -> (String) -> Int? {
+        let resolve = resolvedPath
+        return { text in
+            if let i = models.firstIndex(where: { $0.text == text }) { return i }
+            let key = Recipe.modelKey(resolve(text))
+            return models.firstIndex { Recipe.modelKey($0.path) == key }
+        }
     }
 }

@@ -29,6 +29,7 @@ struct RecipeParser {
         var dtype: DType?, outDType: DType?
         var sweep: [(name: String, values: [ParameterSetting])] = []
         var name: String?, nameLine = 0
+        var tokenizer = TokenizerSettings()
         let pairs = self.pairs(mapping)
         for (keyNode, value) in pairs {
             guard let key = keyNode.string else { problem(keyNode, "keys must be strings"); continue }
@@ -71,6 +72,12 @@ struct RecipeParser {
                     guard let name = axisKey.string else { problem(axisKey, "sweep keys must be parameter names"); continue }
                     if let values = sweepValues(axisValue, name: name) { sweep.append((name, values)) }
                 }
+            case "tokenizer_source":
+                tokenizerSource(value, into: &tokenizer)
+            case "tokenizer":
+                tokenizerBlock(value, into: &tokenizer)
+            case "chat_template":
+                chatTemplate(value, into: &tokenizer)
             default:
                 if Recipe.unsupportedKeys.contains(key) {
                     problem(keyNode, "\"\(key)\" (a mergekit feature) is not supported by MergeKit",
@@ -92,11 +99,17 @@ struct RecipeParser {
             problem(forms[1].key, "give one of models, slices and modules, not \(forms.map { $0.key.string ?? "" }.joined(separator: " and "))",
                     fix: "A recipe merges whole models (models:) or stacks layer ranges (slices:, or modules: per module)")
         }
+        let sources = pairs.filter { ["tokenizer_source", "tokenizer"].contains($0.key.string ?? "") }
+        if sources.count > 1 {
+            problem(sources[1].key, "give tokenizer_source or tokenizer, not both (as in mergekit)",
+                    fix: "Write the source under tokenizer: {source: ...}, or drop the tokenizer block")
+        }
         var recipe = Recipe(path: path, text: text, method: method, methodLine: methodLine, baseModel: base, baseLine: baseLine,
                             inputs: inputs, modules: modules, parameters: parameters, parameterLines: parameterLines, dtype: dtype,
                             outDType: outDType, sweep: sweep, schemaProblems: problems.items, sites: sites)
         recipe.name = name
         recipe.nameLine = nameLine
+        recipe.tokenizer = tokenizer.isEmpty ? nil : tokenizer
         recipe.line = line(root)
         return recipe
     }

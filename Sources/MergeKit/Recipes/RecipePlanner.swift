@@ -54,6 +54,11 @@ extension Recipe {
         }, adapter: { text throws(MergeKitError) in try locator.path(text, local: resolve(text), kind: .adapter) })
         let merge = modules.isEmpty ? wholeModelMerge(spec: spec, source: source, into: &problems)
                                     : layeredMerge(spec: spec, emit: emit, source: source, into: &problems)
+        if tokenizer?.source != nil && emit == .taskVector {
+            add(tokenizer?.sourceLine ?? 0, MergeKitError(.invalidArgument, file: path,
+                "tokenizer_source gives the output a vocabulary of its own, so no base gives its task vector",
+                fix: "Write the model"))
+        }
         try problems.throwIfAny()
         guard let merge, let spec else { throw MergeKitError(.invalidArgument, file: path, "no base model could be opened") }
 
@@ -106,9 +111,12 @@ extension Recipe {
             let weighted = zip(merge.inputs, representative.weights).map { $0.weighted($1) }
             do throws(MergeKitError) {
                 var plan = try MergePlan(base: merge.base, inputs: weighted, method: representative.method, output: spec, parameters: resolver)
-                plan.configEdits = merge.configEdits
+                plan.configEdits += merge.configEdits
                 plan.origins = merge.origins
+                plan.vocabulary = merge.vocabulary
                 if spec.isDirectory {
+                    plan.generatedFiles.merge(merge.files) { _, tokenizer in tokenizer }
+                    plan.companions.removeAll { merge.droppedCompanions.contains($0) || merge.files[$0] != nil }
                     // One copy of the recipe's bytes shared by every point (the array's storage is
                     // shared), and a sweep point's model card names the recipe instead of holding
                     // it: memory linear in the number of points, not quadratic.
@@ -129,6 +137,10 @@ extension Recipe {
             let key = parameter.key
             let given = parameters[key] != nil || groups.contains { $0.models.contains { $0[key] != nil } || $0.scopes.contains { $0[key] != nil } }
             return given ? parameter.note.map { "line \(parameterLines[key] ?? methodLine): \($0)" } : nil
+        }
+        run.notes += merge.notes
+        if !merge.files.isEmpty && OutputGuard.isFileOutput(output) {
+            run.notes.append("\(output) is a single .safetensors file, so the tokenizer files (\(merge.files.keys.sorted().joined(separator: ", "))) are not written; write a directory to get them")
         }
         return run
     }

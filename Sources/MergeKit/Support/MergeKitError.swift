@@ -17,6 +17,8 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
         // Merges
         case missingTensor, extraTensor, shapeMismatch, dtypeMismatch, baseMismatch
         case invalidArgument, outputIsInput, outputExists, writeFailed, nonFiniteValue
+        // Vocabularies and tokenizers (a malformed tokenizer.json, vocabularies that differ)
+        case tokenizerInvalid, vocabularyMismatch
         // Outputs that are never replaced (a directory holding files MergeKit did not write, the
         // working or home directory, a directory where a file is written or vice versa)
         case outputNotReplaceable

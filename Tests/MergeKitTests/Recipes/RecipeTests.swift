@@ -128,14 +128,17 @@ struct RecipeTests {
         let shortError = try planError(short, output: dir + "/out")
         #expect(shortError.description.contains("line 2: unknown key \"base\" (did you mean \"base_model\"?)")
                 && shortError.description.contains("line 4: unknown key \"out\" (did you mean \"out_dtype\"?)"), "\(shortError)")
-        // A shape mismatch surfaces from planning, still before any output.
+        // A shape mismatch surfaces from planning, still before any output (of an embedding's
+        // rows: a vocabulary mismatch, at the model's line, with tokenizer_source as the fix).
         let shapes = write("""
             merge_method: task_arithmetic
             base_model: \(fixtures)/f32/base
             models: [{model: \(shaped)}]
             """, in: dir, name: "shapes.yml")
         let mismatch = try planError(shapes, output: dir + "/out")
-        #expect(mismatch.description.contains("shape [16, 32]"), "\(mismatch)")
+        #expect(mismatch.code == .vocabularyMismatch && mismatch.description.contains("line 3 of")
+                && mismatch.description.contains("has 16 vocabulary rows (model.embed_tokens.weight is [16, 32])")
+                && mismatch.description.contains("tokenizer_source: base"), "\(mismatch)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
     }
 

@@ -8,30 +8,14 @@ import Testing
 struct SliceRecipeErrorTests {
     static let models = TestSupport.fixture("mergekit_goldens/slices/models")
 
-    /// Plans `text` (as recipe.yml in a fresh directory) and returns the error it throws, with
-    /// every problem's message.
+    /// Plans `text` and returns every problem's message (`RecipeProblems`).
     static func problems(_ text: String, emit: EmitKind = .model, sourceLocation: SourceLocation = #_sourceLocation) -> [String] {
-        let dir = TestSupport.temporaryDirectory("slice-errors")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        do {
-            let recipe = try Recipe.parse(text, path: dir + "/recipe.yml")
-            _ = try recipe.plan(output: dir + "/out", emit: emit)
-            Issue.record("planned without an error", sourceLocation: sourceLocation)
-            return []
-        } catch {
-            #expect(!FileManager.default.fileExists(atPath: dir + "/out"), sourceLocation: sourceLocation)
-            return error.problems.isEmpty ? [error.description] : error.problems.map(\.description)
-        }
+        RecipeProblems.of(text, emit: emit, sourceLocation: sourceLocation)
     }
 
-    /// Expects exactly the problems matching `expected` (each a list of fragments of one message).
+    /// Expects exactly the problems matching `expected` (`RecipeProblems`).
     static func expect(_ text: String, _ expected: [[String]], emit: EmitKind = .model, sourceLocation: SourceLocation = #_sourceLocation) {
-        let found = problems(text, emit: emit, sourceLocation: sourceLocation)
-        #expect(found.count == expected.count, "\(found)", sourceLocation: sourceLocation)
-        for fragments in expected {
-            #expect(found.contains { message in fragments.allSatisfy(message.contains) }, "missing \(fragments) in \(found)",
-                    sourceLocation: sourceLocation)
-        }
+        RecipeProblems.expect(text, expected, emit: emit, sourceLocation: sourceLocation)
     }
 
     @Test("A recipe without merge_method says that alone, at line 1: not also that \"\" needs a base_model (whole models and slices)")

@@ -9,8 +9,8 @@ import Testing
 struct SliceRecipeTests {
     static let folder = TestSupport.fixture("mergekit_goldens/slices")
 
-    /// Plans `case`'s recipe, runs it into a temporary directory and returns the output directory.
-    static func run(_ name: String, in dir: String) throws -> String {
+    /// Plans `case`'s recipe (`folder`/`name`.yml), runs it into `dir`/out and returns the output directory.
+    static func run(_ name: String, from folder: String = folder, in dir: String) throws -> String {
         let recipe = try Recipe.load(path: folder + "/\(name).yml")
         let output = dir + "/out"
         let run = try recipe.plan(output: output)
