@@ -391,6 +391,11 @@ extension VocabularyMerge {
         -> MergeKitError? {
         guard let baseRows = VocabularyTensors.rows(of: base), let rows = VocabularyTensors.rows(of: model), rows != baseRows,
               let tensor = VocabularyTensors.embeddings.first(where: { model.entry(named: $0) != nil }) else { return nil }
+        // Rows of another width are another architecture (or a transposed tensor), not another
+        // vocabulary: the shape mismatch says so.
+        if let baseEntry = base.entry(named: tensor), baseEntry.info.shape.dropFirst() != model.entry(named: tensor)!.info.shape.dropFirst() {
+            return nil
+        }
         var detail = "has \(rows) vocabulary rows (\(tensor) is \(model.entry(named: tensor)!.info.shape)) but the base (\(base.path)) has \(baseRows)"
         if let mine = try? ModelTokenizer.read(model), let theirs = try? ModelTokenizer.read(base) {
             let own = mine.tokens(below: min(rows, configuredSize(model) ?? rows))

@@ -128,17 +128,32 @@ struct RecipeTests {
         let shortError = try planError(short, output: dir + "/out")
         #expect(shortError.description.contains("line 2: unknown key \"base\" (did you mean \"base_model\"?)")
                 && shortError.description.contains("line 4: unknown key \"out\" (did you mean \"out_dtype\"?)"), "\(shortError)")
-        // A shape mismatch surfaces from planning, still before any output (of an embedding's
-        // rows: a vocabulary mismatch, at the model's line, with tokenizer_source as the fix).
+        // A shape mismatch surfaces from planning, still before any output. An embedding of
+        // another width ([16, 32] against the base's [32, 16]) is another architecture, not
+        // another vocabulary: no tokenizer_source fix.
         let shapes = write("""
             merge_method: task_arithmetic
             base_model: \(fixtures)/f32/base
             models: [{model: \(shaped)}]
             """, in: dir, name: "shapes.yml")
         let mismatch = try planError(shapes, output: dir + "/out")
-        #expect(mismatch.code == .vocabularyMismatch && mismatch.description.contains("line 3 of")
-                && mismatch.description.contains("has 16 vocabulary rows (model.embed_tokens.weight is [16, 32])")
-                && mismatch.description.contains("tokenizer_source: base"), "\(mismatch)")
+        #expect(mismatch.code != .vocabularyMismatch
+                && mismatch.description.contains("tensor 'model.embed_tokens.weight': has shape [16, 32] but the base")
+                && !mismatch.description.contains("tokenizer_source"), "\(mismatch)")
+        // Of an embedding's rows only (the base's width): a vocabulary mismatch, at the model's
+        // line, with tokenizer_source as the fix.
+        let rows = dir + "/rows.safetensors"
+        TestSupport.writeCheckpoint(rows, [(TensorSpec(name: "model.embed_tokens.weight", dtype: .F32, shape: [40, 16]),
+                                            Array(repeating: 0, count: 640))])
+        let vocabulary = write("""
+            merge_method: task_arithmetic
+            base_model: \(fixtures)/f32/base
+            models: [{model: \(rows)}]
+            """, in: dir, name: "rows.yml")
+        let rowMismatch = try planError(vocabulary, output: dir + "/out")
+        #expect(rowMismatch.code == .vocabularyMismatch && rowMismatch.description.contains("line 3 of")
+                && rowMismatch.description.contains("has 40 vocabulary rows (model.embed_tokens.weight is [40, 16])")
+                && rowMismatch.description.contains("tokenizer_source: base"), "\(rowMismatch)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
     }
 
