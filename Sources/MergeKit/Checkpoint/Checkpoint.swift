@@ -355,6 +355,13 @@ public final class Checkpoint: @unchecked Sendable {
         return .source(real)
     }
 
+    /// The paths of the checkpoint's files on disk, in shard order (the scratch file of a PyTorch
+    /// archive's gathered views goes by its archive's path and is not listed again).
+    public var filePaths: [String] {
+        var seen = Set<String>()
+        return files.map(\.path).filter { seen.insert($0).inserted }
+    }
+
     /// The file identities of everything this checkpoint reads, to refuse outputs that would
     /// overwrite an input.
     public var fileIdentities: [FileIdentity] { files.map(\.identity) }

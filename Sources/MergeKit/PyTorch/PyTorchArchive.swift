@@ -63,7 +63,13 @@ public struct PyTorchArchive: Sendable {
     /// Whether `bytes` starts like a file `torch.save` wrote (a ZIP archive, or one of the
     /// refused older formats or a bare pickle, so that those get their own message).
     public static func looksLikePyTorch(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        ZipArchive.looksLikeZip(bytes) || (bytes.count >= 2 && bytes[0] == 0x80 && bytes[1] <= 5) || isTar(bytes)
+        // A safetensors file: a header length, then the header's "{" (its length's low byte may
+        // well be 0x80, as a pickle's first is).
+        if bytes.count >= 9 && bytes[8] == UInt8(ascii: "{")
+            && bytes.loadUnaligned(as: UInt64.self).littleEndian <= UInt64(SafeTensorsHeader.maximumHeaderSize) {
+            return false
+        }
+        return ZipArchive.looksLikeZip(bytes) || (bytes.count >= 2 && bytes[0] == 0x80 && bytes[1] <= 5) || isTar(bytes)
     }
 
     private static func isTar(_ bytes: UnsafeRawBufferPointer) -> Bool {
