@@ -57,9 +57,15 @@ let package = Package(
             dependencies: ["MergeKit", "FuzzSupport"],
             path: "Fuzz/RecipeFuzz"
         ),
+        .executableTarget(
+            name: "pickle-fuzz",
+            dependencies: ["MergeKit", "FuzzSupport"],
+            path: "Fuzz/PickleFuzz"
+        ),
         .testTarget(
             name: "MergeKitTests",
-            dependencies: ["MergeKit", "merge-cli", "header-fuzz", "recipe-fuzz"]
+            dependencies: ["MergeKit", "merge-cli", "header-fuzz", "recipe-fuzz", "pickle-fuzz", "FuzzSupport",
+                           .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
     ]
 )

@@ -20,6 +20,10 @@ serialization id, so the .pt bytes differ per run but their tensors do not.
   legacy.pt              the pre-1.6 format (_use_new_zipfile_serialization=False), which is refused
   f32_bin/, bf16_bin/    Fixtures/f32 and Fixtures/bf16 (base, ft_a, ft_b) re-saved as pytorch_model.bin
                          (bf16/base sharded as pytorch_model.bin.index.json), companions copied
+
+and the seeds of the pickle fuzzer (Fuzz/pickle-seeds/): a few of the files above, and the bare
+data.pkl of state dicts whose storages 0-3 have the sizes the fuzzer's wrapping archive gives them
+(64, 16, 6 and 0 bytes), in protocols 2 and 4.
 """
 import json
 import os
@@ -164,6 +168,32 @@ def models():
                 torch.save({k: state[k] for k in keys}, os.path.join(target, "pytorch_model.bin"))
 
 
+def fuzz_seeds():
+    import io
+    import zipfile
+    seeds = os.path.join(FIXTURES, "..", "Fuzz", "pickle-seeds")
+    os.makedirs(seeds, exist_ok=True)
+    for name in ("all_dtypes.pt", "views.pt", "protocol4.pt", "nested_state_dict.ckpt", "legacy.pt"):
+        shutil.copy(os.path.join(HERE, name), os.path.join(seeds, name))
+    x = torch.arange(16, dtype=torch.float32)
+    y = torch.arange(16, dtype=torch.uint8)
+    z = torch.ones(3, dtype=torch.float16)
+    e = torch.zeros(0, dtype=torch.float32)
+    sd = {"x": x.view(4, 4).t(), "rows": x[4:8], "y": y, "z": z, "empty": e, "tied": x}
+    for protocol in (2, 4):
+        buffer = io.BytesIO()
+        torch.save(sd, buffer, pickle_protocol=protocol)
+        with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
+            pickle = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+            with open(os.path.join(seeds, f"state-dict-protocol{protocol}.pkl"), "wb") as f:
+                f.write(archive.read(pickle))
+    with open(os.path.join(seeds, "nested.pkl"), "wb") as f:
+        buffer = io.BytesIO()
+        torch.save({"epoch": 1, "state_dict": {"w": x[:4]}, "extra": [1.5, None, True, b"bytes", (1, 2)]}, buffer)
+        with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
+            f.write(archive.read(next(n for n in archive.namelist() if n.endswith("/data.pkl"))))
+
+
 if __name__ == "__main__":
     all_dtypes()
     views()
@@ -171,4 +201,5 @@ if __name__ == "__main__":
     sharded()
     legacy()
     models()
+    fuzz_seeds()
     print("wrote", sorted(os.listdir(HERE)))

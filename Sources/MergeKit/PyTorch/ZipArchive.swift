@@ -83,7 +83,7 @@ struct ZipArchive {
         // ZIP64: a locator right before the end record points at the ZIP64 end record.
         if end >= 20 && u32(bytes, end - 20) == 0x0706_4b50 {
             let recordOffset = u64(bytes, end - 20 + 8)
-            guard recordOffset <= UInt64(end - 20 - 56), u32(bytes, Int(recordOffset)) == 0x0606_4b50 else {
+            guard end >= 20 + 56, recordOffset <= UInt64(end - 20 - 56), u32(bytes, Int(recordOffset)) == 0x0606_4b50 else {
                 throw invalid("has a ZIP64 locator pointing at byte \(recordOffset), where there is no ZIP64 end record")
             }
             let record = Int(recordOffset)
@@ -224,8 +224,13 @@ struct ZipArchive {
                     provider: { position, size in
                         // Asked past the end: the stream never ended (zlib would wait forever).
                         guard Int(position) < source.count else { throw Stop.truncated }
+                        // Always `size` bytes, zeros past the end: the decoder hands zlib a full
+                        // buffer's length whatever the chunk holds, and a stream that does not end
+                        // must not make it read past the chunk (zeros are an invalid stored block).
                         let start = Int(position)
-                        return Data(UnsafeRawBufferPointer(rebasing: source[start..<min(source.count, start + size)]))
+                        var chunk = Data(UnsafeRawBufferPointer(rebasing: source[start..<min(source.count, start + size)]))
+                        if chunk.count < size { chunk.append(Data(count: size - chunk.count)) }
+                        return chunk
                     },
                     consumer: { chunk in
                         guard output.count + chunk.count <= bound else { throw Stop.tooLarge }

@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+@testable import MergeKit
+
+/// `MergePlan(converting:output:)` (`merge-cli convert`) writes what torch saved as safetensors,
+/// and PyTorch checkpoints merge exactly like their safetensors conversions.
+@Suite("PyTorch conversion and merging")
+struct PyTorchConversionTests {
+    @discardableResult
+    static func convert(_ input: String, to output: String, maxShardSize: Int? = nil) throws -> MergeRun.Outcome {
+        let plan = try MergePlan(converting: try Checkpoint(path: LibraryMerge.path(input)),
+                                 output: OutputSpec(path: output, maxShardSize: maxShardSize))
+        return try MergeRun.run([plan], threads: 2)
+    }
+
+    @Test("Converting each torch.save fixture writes the tensors torch holds (safetensors written by PyTorch)",
+          arguments: [("pytorch/all_dtypes.pt", "pytorch/all_dtypes.safetensors"), ("pytorch/views.pt", "pytorch/views.safetensors"),
+                      ("pytorch/protocol4.pt", "pytorch/views.safetensors"), ("pytorch/nested_state_dict.ckpt", "pytorch/nested_state_dict.safetensors"),
+                      ("pytorch/sharded", "pytorch/sharded.safetensors")])
+    func convertsToGolden(input: String, golden: String) throws {
+        let dir = TestSupport.temporaryDirectory("convert")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Self.convert(input, to: dir + "/out.safetensors")
+        let written = try Checkpoint(path: dir + "/out.safetensors")
+        try PyTorchCheckpointTests.expectSameTensors(written, as: golden)
+        // In the source's order, with transformers' metadata.
+        #expect(written.tensorNames == (try Checkpoint(path: TestSupport.fixture(input))).tensorNames)
+        #expect(written.metadata == ["format": "pt"])
+    }
+
+    @Test("A directory output is sharded at --max-shard-size, with the index and the companions")
+    func shardedOutput() throws {
+        let dir = TestSupport.temporaryDirectory("convert")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Self.convert("pytorch/sharded", to: dir + "/out", maxShardSize: 100)
+        let listing = Set(TestSupport.listing(dir + "/out"))
+        #expect(listing.isSuperset(of: ["config.json", "model.safetensors.index.json", "model-00001-of-00003.safetensors"]), "\(listing)")
+        let written = try Checkpoint(path: dir + "/out")
+        try PyTorchCheckpointTests.expectSameTensors(written, as: "pytorch/sharded.safetensors")
+        // Converting safetensors (here the sharded result back to one file) copies it unchanged.
+        try Self.convert(dir + "/out", to: dir + "/again.safetensors")
+        try PyTorchCheckpointTests.expectSameTensors(try Checkpoint(path: dir + "/again.safetensors"), as: "pytorch/sharded.safetensors")
+    }
+
+    @Test("Converting refuses an output dtype, a task-vector output, and an output that is its input")
+    func refusals() throws {
+        let checkpoint = try Checkpoint(path: TestSupport.fixture("pytorch/views.pt"))
+        let dtype = try #require(throws: MergeKitError.self) {
+            try MergePlan(converting: checkpoint, output: OutputSpec(path: "/tmp/x.safetensors", dtype: .F16))
+        }
+        #expect(dtype.code == .invalidArgument)
+        let emit = try #require(throws: MergeKitError.self) {
+            try MergePlan(converting: checkpoint, output: OutputSpec(path: "/tmp/x.safetensors", emit: .taskVector))
+        }
+        #expect(emit.code == .invalidArgument)
+        let safetensors = try Checkpoint(path: TestSupport.fixture("pytorch/views.safetensors"))
+        let itself = try #require(throws: MergeKitError.self) {
+            try MergePlan(converting: safetensors, output: OutputSpec(path: safetensors.path, overwrite: true))
+        }
+        #expect(itself.code == .outputIsInput || itself.problems.contains { $0.code == .outputIsInput }, "\(itself)")
+    }
+
+    /// Every output file's bytes, by name.
+    static func files(_ path: String) throws -> [String: Data] {
+        var result: [String: Data] = [:]
+        if FileSystem.kind(of: path) == .directory {
+            for name in TestSupport.listing(path) where name != "README.md" {
+                result[name] = try Data(contentsOf: URL(fileURLWithPath: path + "/" + name))
+            }
+        } else {
+            result[""] = try Data(contentsOf: URL(fileURLWithPath: path))
+        }
+        return result
+    }
+
+    @Test("Merging .bin models gives the same bytes as merging their safetensors conversions",
+          arguments: [("ties", "f32"), ("task-arithmetic", "bf16"), ("dare", "f32"), ("model-stock", "bf16"), ("tsv-m", "f32")])
+    func mergeEqualsConvertedMerge(method: String, dtype: String) throws {
+        let dir = TestSupport.temporaryDirectory("bin-merge")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for model in ["base", "ft_a", "ft_b"] {
+            try Self.convert("pytorch/\(dtype)_bin/\(model)", to: dir + "/\(model)")
+        }
+        let built = try LibraryMerge.method(method)
+        for (label, root) in [("bin", TestSupport.fixture("pytorch/\(dtype)_bin")), ("converted", dir)] {
+            try LibraryMerge.run(built, LibraryMerge.Inputs(base: root + "/base", models: [root + "/ft_a", root + "/ft_b"]),
+                                 output: OutputSpec(path: dir + "/merged-\(label)"))
+        }
+        let fromBin = try Self.files(dir + "/merged-bin"), fromConverted = try Self.files(dir + "/merged-converted")
+        #expect(fromBin.keys.sorted() == fromConverted.keys.sorted())
+        for (name, bytes) in fromBin { #expect(bytes == fromConverted[name], "\(name) differs") }
+        #expect(fromBin.keys.contains("model.safetensors") && fromBin.keys.contains("config.json"))
+    }
+}
