@@ -199,6 +199,11 @@ enum PickleHostileCorpus {
             ZipBytes.Entry("archive/data.pkl", deflated(validPickle), method: 8, uncompressedSize: validPickle.count, crc32: 12345),
             ZipBytes.Entry("archive/data/0", storage),
         ])),
+        Case("zip-deflate-truncated.pt", .archiveInvalid, mentioning: "archive/data.pkl", bytes: ZipBytes.archive([
+            ZipBytes.Entry("archive/data.pkl", Array(deflated(validPickle).prefix(40)), method: 8, uncompressedSize: validPickle.count,
+                           crc32: ZipBytes.crc32(validPickle)),
+            ZipBytes.Entry("archive/data/0", storage),
+        ])),
         Case("big-endian.pt", .archiveInvalid, mentioning: "byte order", bytes: archive(validPickle, byteOrder: "big")),
         // Older formats.
         Case("legacy-format.pt", .legacyCheckpointFormat, mentioning: "torch.save(torch.load(",
