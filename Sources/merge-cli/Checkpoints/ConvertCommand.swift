@@ -37,12 +37,7 @@ struct ConvertCommand: ParsableCommand {
         try ArgumentCheck.path(input, flag: "the input path")
         try ArgumentCheck.path(output, flag: "--output")
         try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
-        if let maxShardSize, maxShardSize.bytes < 1 {
-            throw ValidationError("--max-shard-size must be at least 1 byte, not \(maxShardSize.text)")
-        }
-        if maxShardSize != nil && OutputGuard.isFileOutput(output) {
-            throw ValidationError("--max-shard-size needs a directory output; \(output) is a single .safetensors file.")
-        }
+        try OutputOptions.check(maxShardSize: maxShardSize, output: output)
     }
 
     func run() throws {
