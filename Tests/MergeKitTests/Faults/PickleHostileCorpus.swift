@@ -204,6 +204,10 @@ enum PickleHostileCorpus {
                            crc32: ZipBytes.crc32(validPickle)),
             ZipBytes.Entry("archive/data/0", storage),
         ])),
+        // A ZIP64 locator too near the start for its record (a subtraction that must not go negative).
+        Case("zip64-locator-at-start.pt", .archiveInvalid, mentioning: "ZIP64", bytes:
+            [0x50, 0x4b, 0x03, 0x04] + [0x50, 0x4b, 0x06, 0x07] + [UInt8](repeating: 0, count: 16)
+            + [0x50, 0x4b, 0x05, 0x06] + [UInt8](repeating: 0, count: 18)),
         Case("big-endian.pt", .archiveInvalid, mentioning: "byte order", bytes: archive(validPickle, byteOrder: "big")),
         // Older formats.
         Case("legacy-format.pt", .legacyCheckpointFormat, mentioning: "torch.save(torch.load(",
