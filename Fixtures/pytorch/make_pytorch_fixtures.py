@@ -20,6 +20,9 @@ serialization id, so the .pt bytes differ per run but their tensors do not.
   legacy.pt              the pre-1.6 format (_use_new_zipfile_serialization=False), which is refused
   f32_bin/, bf16_bin/    Fixtures/f32 and Fixtures/bf16 (base, ft_a, ft_b) re-saved as pytorch_model.bin
                          (bf16/base sharded as pytorch_model.bin.index.json), companions copied
+  lora_bin/              Fixtures/svd_lora/lora_a loaded by PEFT onto Fixtures/f32/base and saved by
+                         PEFT with safe_serialization=False: adapter_config.json + adapter_model.bin
+                         (needs transformers and peft too)
 
 and the seeds of the pickle fuzzer (Fuzz/pickle-seeds/): a few of the files above, and the bare
 data.pkl of state dicts whose storages 0-3 have the sizes the fuzzer's wrapping archive gives them
@@ -168,6 +171,17 @@ def models():
                 torch.save({k: state[k] for k in keys}, os.path.join(target, "pytorch_model.bin"))
 
 
+def lora_bin():
+    """A PEFT adapter as PEFT writes it without safetensors (adapter_model.bin, torch.save)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    base = AutoModelForCausalLM.from_pretrained(os.path.join(FIXTURES, "f32", "base"))
+    model = PeftModel.from_pretrained(base, os.path.join(FIXTURES, "svd_lora", "lora_a"))
+    target = os.path.join(HERE, "lora_bin")
+    model.save_pretrained(target, safe_serialization=False)
+    os.remove(os.path.join(target, "README.md"))  # PEFT's model card template
+
+
 def fuzz_seeds():
     import io
     import zipfile
@@ -201,5 +215,6 @@ if __name__ == "__main__":
     sharded()
     legacy()
     models()
+    lora_bin()
     fuzz_seeds()
     print("wrote", sorted(os.listdir(HERE)))

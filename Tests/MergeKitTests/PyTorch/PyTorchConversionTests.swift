@@ -91,4 +91,39 @@ struct PyTorchConversionTests {
         for (name, bytes) in fromBin { #expect(bytes == fromConverted[name], "\(name) differs") }
         #expect(fromBin.keys.contains("model.safetensors") && fromBin.keys.contains("config.json"))
     }
+
+    @Test("A PEFT adapter saved without safetensors (adapter_model.bin) merges to PEFT's merge_and_unload(), as its safetensors twin does")
+    func adapterBin() throws {
+        let dir = TestSupport.temporaryDirectory("lora-bin")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let adapter = try LoRAAdapter(path: TestSupport.fixture("pytorch/lora_bin"))
+        #expect(adapter.weights.path.hasSuffix("/adapter_model.bin") && adapter.modules.count == 6)
+        for (label, path) in [("bin", "pytorch/lora_bin"), ("safetensors", "svd_lora/lora_a")] {
+            let plan = try MergePlan(base: try Checkpoint(path: TestSupport.fixture("f32/base")),
+                                     inputs: [MergeInput(lora: try LoRAAdapter(path: TestSupport.fixture(path)))],
+                                     method: try TaskArithmetic(scale: 1), output: OutputSpec(path: dir + "/\(label).safetensors"))
+            _ = try MergeExecutor.run(plan, threads: 2)
+        }
+        let fromBin = try Self.files(dir + "/bin.safetensors"), fromSafetensors = try Self.files(dir + "/safetensors.safetensors")
+        #expect(fromBin[""] != nil && fromBin[""] == fromSafetensors[""])
+        // PEFT's own merge of the same adapter (Fixtures/svd_lora/cases.json: merged_lora_a, within 2e-7).
+        let merged = TestSupport.values(try Checkpoint(path: dir + "/bin.safetensors"))
+        for (name, reference) in TestSupport.values(try Checkpoint(path: TestSupport.fixture("svd_lora/merged_lora_a.safetensors"))) {
+            expectClose(try #require(merged[name]).values, reference.values, tolerance: 2e-7, name)
+        }
+        // Both files: the safetensors one is read, as PEFT reads it.
+        try FileManager.default.createDirectory(atPath: dir + "/both", withIntermediateDirectories: true)
+        for name in ["adapter_config.json", "adapter_model.bin"] {
+            try FileManager.default.copyItem(atPath: TestSupport.fixture("pytorch/lora_bin/" + name), toPath: dir + "/both/" + name)
+        }
+        try FileManager.default.copyItem(atPath: TestSupport.fixture("svd_lora/lora_a/adapter_model.safetensors"),
+                                         toPath: dir + "/both/adapter_model.safetensors")
+        #expect(try LoRAAdapter(path: dir + "/both").weights.path == dir + "/both/adapter_model.safetensors")
+        // Neither: the error names both files.
+        try FileManager.default.removeItem(atPath: dir + "/both/adapter_model.bin")
+        try FileManager.default.removeItem(atPath: dir + "/both/adapter_model.safetensors")
+        let missing = try #require(throws: MergeKitError.self) { try LoRAAdapter(path: dir + "/both") }
+        #expect(missing.code == .fileNotFound && missing.file == dir + "/both/adapter_model.safetensors"
+                && missing.description.contains("adapter_model.bin"), "\(missing)")
+    }
 }
