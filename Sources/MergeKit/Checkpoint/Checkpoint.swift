@@ -101,6 +101,11 @@ public final class Checkpoint: @unchecked Sendable {
     /// trainer's arguments, optimizer, scheduler, scaler and random states), by name prefix.
     static let trainingStatePrefixes = ["training_args", "optimizer", "scheduler", "scaler", "rng_state"]
 
+    /// Whether `name` is a trainer's state file (`trainingStatePrefixes`, a PyTorch suffix).
+    static func isTrainingState(_ name: String) -> Bool {
+        pytorchSuffixes.contains { name.hasSuffix($0) } && trainingStatePrefixes.contains { name.hasPrefix($0) }
+    }
+
     /// Opens and validates the checkpoint at `path`.
     public init(path: String) throws(MergeKitError) {
         self.path = path
@@ -123,7 +128,7 @@ public final class Checkpoint: @unchecked Sendable {
             let pytorchIndexes = names.filter { $0.hasSuffix(".bin.index.json") }
             let pytorchWeights = names.filter { name in
                 Checkpoint.pytorchSuffixes.contains { name.hasSuffix($0) }
-                    && !Checkpoint.trainingStatePrefixes.contains { name.hasPrefix($0) }
+                    && !Checkpoint.isTrainingState(name)
             }
             if names.contains(Checkpoint.singleFileName) {
                 layout = .directory(weights: Checkpoint.singleFileName)
@@ -274,8 +279,9 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     /// The files of a directory checkpoint a merge copies (`companionFileNames`) and those it
-    /// leaves behind, sorted by name. Hidden files, the weights, the index and README.md (outputs
-    /// get their own model card) are neither.
+    /// leaves behind, sorted by name. Hidden files, the weights (in any format: a merge writes
+    /// its own), the index and README.md (outputs get their own model card) are neither; a
+    /// trainer's state files (`training_args.bin`, `optimizer.pt`, …) are left behind, named.
     ///
     /// A companion that is a symlink is followed only when its target stays inside the model's
     /// tree: the directory itself or, for a Hugging Face cache snapshot
@@ -291,6 +297,10 @@ public final class Checkpoint: @unchecked Sendable {
         var selection = CompanionSelection()
         let roots = Self.treeRoots(of: directory)
         for name in try FileSystem.contents(of: directory) {
+            if Checkpoint.isTrainingState(name) {
+                selection.skipped.append(SkippedFile(name: name, reason: "training state torch.save wrote (trainer arguments, optimizer, scheduler or random state), not part of the model"))
+                continue
+            }
             if name.hasPrefix(".") || name == "README.md" || Checkpoint.weightSuffixes.contains(where: { name.hasSuffix($0) }) { continue }
             guard Checkpoint.companionNameSet.contains(name) else {
                 let kind = FileSystem.kind(of: FileSystem.join(directory, name)) == .directory ? "a directory" : "a file"

@@ -60,6 +60,35 @@ struct PyTorchConversionTests {
         #expect(itself.code == .outputIsInput || itself.problems.contains { $0.code == .outputIsInput }, "\(itself)")
     }
 
+    @Test("A .bin directory's companions: configs and tokenizer files are copied, its weights never, a trainer's state is named as left behind; an existing .bin directory is not replaced")
+    func companionPolicy() throws {
+        let dir = TestSupport.temporaryDirectory("bin-companions")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fm = FileManager.default
+        // A trainer's output directory: the model, its config and tokenizer, the trainer's state, a note.
+        try fm.copyItem(atPath: TestSupport.fixture("pytorch/f32_bin/base"), toPath: dir + "/trained")
+        for name in ["training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth"] {
+            try fm.copyItem(atPath: TestSupport.fixture("pytorch/legacy.pt"), toPath: dir + "/trained/" + name)
+        }
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: dir + "/trained/notes.txt"))
+        let checkpoint = try Checkpoint(path: dir + "/trained")
+        let selection = try checkpoint.companionSelection()
+        #expect(selection.companions.map(\.name) == ["config.json", "generation_config.json", "tokenizer_config.json"])
+        #expect(selection.skipped.map(\.name) == ["notes.txt", "optimizer.pt", "rng_state.pth", "scheduler.pt", "training_args.bin"])
+        #expect(selection.skipped.filter { $0.reason.contains("training state") }.count == 4)
+        let plan = try MergePlan(converting: checkpoint, output: OutputSpec(path: dir + "/out"))
+        #expect(plan.skippedFiles.count == 5)
+        _ = try MergeRun.run([plan], threads: 2)
+        #expect(TestSupport.listing(dir + "/out").sorted() == ["config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json"])
+        // An existing directory holding a PyTorch model is the user's: --overwrite does not replace it
+        // (its pytorch_model.bin would be deleted, or left stale beside the new safetensors).
+        let existing = try #require(throws: MergeKitError.self) {
+            try MergePlan(converting: checkpoint, output: OutputSpec(path: TestSupport.fixture("pytorch/f32_bin/ft_a"), overwrite: true))
+        }
+        let refusal = existing.code == .outputNotReplaceable ? existing : existing.problems.first { $0.code == .outputNotReplaceable }
+        #expect(refusal?.description.contains("pytorch_model.bin") == true, "\(existing)")
+    }
+
     /// Every output file's bytes, by name.
     static func files(_ path: String) throws -> [String: Data] {
         var result: [String: Data] = [:]
