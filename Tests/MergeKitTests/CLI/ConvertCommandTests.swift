@@ -43,7 +43,7 @@ struct ConvertCommandTests {
         #expect(TestSupport.listing(dir).isEmpty)
     }
 
-    @Test("Every command that takes a model takes a .bin directory or a .pt file: merges, recipes, task-vector, inspect, verify")
+    @Test("Every command that takes a model takes a .bin directory or a .pt file: merges, recipes, task-vector, inspect, verify, analyze, negate, sweep, extract-lora, --lora")
     func pytorchInputsEverywhere() throws {
         let dir = TestSupport.temporaryDirectory("bin-inputs")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -85,5 +85,38 @@ struct ConvertCommandTests {
         #expect(inspect.status == 0 && report["tensors"] != nil)
         let verify = try CLI.run(["verify", "--check-finite", TestSupport.fixture("pytorch/bf16_bin/base")])
         #expect(verify.status == 0, "\(verify.stderr)")
+        // analyze, negate, sweep and extract-lora: the same results from .bin as from safetensors.
+        var analyses: [JSONValue] = []
+        for root in [bin, st] {
+            let analyze = try CLI.run(["analyze", "--json", "--base", root + "/base", "--model", root + "/ft_a", "--model", root + "/ft_b"])
+            #expect(analyze.status == 0, "\(analyze.stderr)")
+            // Everything but the input paths.
+            guard case .object(let members) = try JSONParser.parse(Array(analyze.stdout.utf8)) else { Issue.record("not an object"); return }
+            analyses.append(.object(members.filter { $0.key != "inputs" }))
+        }
+        #expect(analyses[0] == analyses[1] && analyses[0]["cosine_similarity"] != nil)
+        for (label, root) in [("bin", bin), ("st", st)] {
+            let negate = try CLI.run(["negate", "--base", root + "/base", "--model", root + "/ft_a", "-o", dir + "/negate-\(label).safetensors", "--quiet"])
+            #expect(negate.status == 0, "\(negate.stderr)")
+            let sweep = try CLI.run(["sweep", "--method", "task-arithmetic", "--base", root + "/base", "--model", root + "/ft_a",
+                                     "--model", root + "/ft_b", "--scale", "0.5,1", "-o", dir + "/sweep-\(label)", "--quiet"])
+            #expect(sweep.status == 0, "\(sweep.stderr)")
+            let lora = try CLI.run(["extract-lora", "--base", root + "/base", "--model", root + "/ft_a", "--rank", "2",
+                                    "-o", dir + "/lora-\(label)", "--quiet"])
+            #expect(lora.status == 0, "\(lora.stderr)")
+        }
+        // The same tensors, byte for byte (each file in its base's tensor order).
+        let sameBytes = { (a: String, b: String) throws in
+            let x = PyTorchCheckpointTests.bytes(try Checkpoint(path: dir + "/" + a)), y = PyTorchCheckpointTests.bytes(try Checkpoint(path: dir + "/" + b))
+            #expect(!x.isEmpty && x.keys.sorted() == y.keys.sorted(), "\(a)")
+            for (name, tensor) in x { #expect(tensor.bytes == y[name]?.bytes, "\(a): \(name)") }
+        }
+        try sameBytes("negate-bin.safetensors", "negate-st.safetensors")
+        try sameBytes("sweep-bin/point-001/model.safetensors", "sweep-st/point-001/model.safetensors")
+        try sameBytes("lora-bin/adapter_model.safetensors", "lora-st/adapter_model.safetensors")
+        // A PEFT adapter saved as adapter_model.bin, through --lora.
+        let adapter = try CLI.run(["task-arithmetic", "--base", st + "/base", "--lora", TestSupport.fixture("pytorch/lora_bin"),
+                                   "-o", dir + "/lora-merged.safetensors", "--quiet"])
+        #expect(adapter.status == 0, "\(adapter.stderr)")
     }
 }
