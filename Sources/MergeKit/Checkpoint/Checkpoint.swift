@@ -106,16 +106,19 @@ public final class Checkpoint: @unchecked Sendable {
         pytorchSuffixes.contains { name.hasSuffix($0) } && trainingStatePrefixes.contains { name.hasPrefix($0) }
     }
 
+    /// What a checkpoint is, for the fix of an error about a path that is none.
+    static let whatACheckpointIs = "a checkpoint is a .safetensors file, a PyTorch .bin/.pt/.pth/.ckpt file, or a directory holding model.safetensors, pytorch_model.bin or a *.index.json with its shards"
+
     /// Opens and validates the checkpoint at `path`.
     public init(path: String) throws(MergeKitError) {
         self.path = path
         switch FileSystem.kind(of: path) {
         case .missing:
             throw MergeKitError(.fileNotFound, file: path, "does not exist",
-                fix: "Check the path; a checkpoint is a .safetensors file or a directory holding model.safetensors or a *.safetensors.index.json")
+                fix: "Check the path; \(Checkpoint.whatACheckpointIs)")
         case .other:
             throw MergeKitError(.notACheckpoint, file: path, "is \(FileSystem.typeDescription(of: path)), neither a regular file nor a directory",
-                fix: "A checkpoint is a .safetensors file or a directory holding model.safetensors or a *.safetensors.index.json")
+                fix: "Point at a regular file or a directory; \(Checkpoint.whatACheckpointIs)")
         case .file:
             (files, entries) = try Checkpoint.openWeights(path)
             layout = .file

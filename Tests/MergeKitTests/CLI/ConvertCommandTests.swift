@@ -40,6 +40,16 @@ struct ConvertCommandTests {
         let json = try JSONParser.parse(Array(legacy.stdout.utf8))
         #expect(json["error"]?["code"]?.stringValue == "legacyCheckpointFormat")
         #expect(json["error"]?["file"]?.stringValue == TestSupport.fixture("pytorch/legacy.pt"))
+        // A missing input: its fix says what a checkpoint is, PyTorch's formats included.
+        let missing = try CLI.run(["convert", "--json", dir + "/missing.bin", "-o", dir + "/a.safetensors"])
+        #expect(missing.status == 1)
+        let error = try JSONParser.parse(Array(missing.stdout.utf8))["error"]
+        #expect(error?["code"]?.stringValue == "fileNotFound" && error?["file"]?.stringValue == dir + "/missing.bin")
+        #expect(error?["fix"]?.stringValue?.contains("PyTorch .bin/.pt/.pth/.ckpt") == true && error?["fix"]?.stringValue?.contains("pytorch_model.bin") == true)
+        // Argument errors are JSON documents too (exit 64).
+        let usage = try CLI.run(["convert", "--json", input])
+        let usageJSON = try JSONParser.parse(Array(usage.stdout.utf8))
+        #expect(usage.status == 64 && usageJSON["error"]?["exit_status"] == .int(64))
         #expect(TestSupport.listing(dir).isEmpty)
     }
 
