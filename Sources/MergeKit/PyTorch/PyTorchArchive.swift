@@ -77,7 +77,9 @@ public struct PyTorchArchive: Sendable {
     }
 
     /// Reads the checkpoint whose whole content is `bytes`; `file` names it in errors.
-    public static func parse(fileBytes bytes: UnsafeRawBufferPointer, file: String) throws(MergeKitError) -> PyTorchArchive {
+    /// `readHeader` reads the archive's local headers instead of `bytes` (`ZipArchive`).
+    static func parse(fileBytes bytes: UnsafeRawBufferPointer, file: String,
+                      readHeader: ZipArchive.HeaderReader?) throws(MergeKitError) -> PyTorchArchive {
         let resave = "Re-save it in the current format in Python: torch.save(torch.load(PATH, weights_only=True), NEW_PATH), or convert it to safetensors"
         guard ZipArchive.looksLikeZip(bytes) else {
             if bytes.count >= legacyMagic.count && Array(bytes[0..<legacyMagic.count]) == legacyMagic {
@@ -95,7 +97,7 @@ public struct PyTorchArchive: Sendable {
             throw MergeKitError(.notACheckpoint, file: file, "is neither a zip archive torch.save writes nor a safetensors file",
                 fix: "Check that the download finished; a PyTorch checkpoint starts with the bytes PK")
         }
-        let archive = try ZipArchive(bytes, file: file)
+        let archive = try ZipArchive(bytes, file: file, readHeader: readHeader)
         let pickles = archive.entries.filter { entry in
             entry.name.hasSuffix("/data.pkl") && entry.name.utf8.filter { $0 == UInt8(ascii: "/") }.count == 1
         }
@@ -141,6 +143,11 @@ public struct PyTorchArchive: Sendable {
             tensors.append(try place(tensor, storage: storage, name: name, prefix: prefix, archive: archive, file: file))
         }
         return PyTorchArchive(tensors: tensors)
+    }
+
+    /// Reads the checkpoint whose whole content is `bytes` (in memory); `file` names it in errors.
+    public static func parse(fileBytes bytes: UnsafeRawBufferPointer, file: String) throws(MergeKitError) -> PyTorchArchive {
+        try parse(fileBytes: bytes, file: file, readHeader: nil)
     }
 
     /// The state dict in `root`: `root` itself, or the dict under `state_dict` or `model`.

@@ -44,7 +44,15 @@ enum PyTorchCheckpointFile {
         var mapped = true
         defer { if mapped { munmap(mapping, size) } }
         let bytes = UnsafeRawBufferPointer(start: mapping, count: size)
-        let archive = try PyTorchArchive.parse(fileBytes: bytes, file: path)
+        let archive = try PyTorchArchive.parse(fileBytes: bytes, file: path) { (offset, count) throws(MergeKitError) in
+            var header = [UInt8](repeating: 0, count: count)
+            let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+            guard n == count else {
+                throw MergeKitError(.fileUnreadable, file: path, "cannot be read at byte \(offset) (\(n < 0 ? String(cString: strerror(errno)) : "it ended"))",
+                    fix: "Check the disk; the file may have been changed or removed while it was opened")
+            }
+            return header
+        }
         // The directory and pickle pages were read once, to parse them: out of the resident set.
         _ = madvise(mapping, size / FileSystem.pageSize * FileSystem.pageSize, MADV_DONTNEED)
 

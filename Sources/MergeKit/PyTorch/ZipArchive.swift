@@ -53,8 +53,17 @@ struct ZipArchive {
         bytes.count >= 4 && (u32(bytes, 0) == 0x0403_4b50 || u32(bytes, 0) == 0x0605_4b50)
     }
 
+    /// Reads `count` bytes of the archive at `offset` (both inside it), for a local header.
+    typealias HeaderReader = (_ offset: Int, _ count: Int) throws(MergeKitError) -> [UInt8]
+
     /// Reads the directory of the archive whose whole content is `bytes`; `file` names it in errors.
-    init(_ bytes: UnsafeRawBufferPointer, file: String) throws(MergeKitError) {
+    ///
+    /// The local headers are scattered over the whole archive, one before each record. They are
+    /// read from `bytes` unless `readHeader` is given: a caller whose `bytes` map a file passes a
+    /// reader that copies them with `pread`, because touching a mapping maps the page-cache folio
+    /// around the byte (up to megabytes with large folios), and one per storage would make
+    /// resident memory grow with the checkpoint's size.
+    init(_ bytes: UnsafeRawBufferPointer, file: String, readHeader: HeaderReader? = nil) throws(MergeKitError) {
         func invalid(_ detail: String) -> MergeKitError {
             MergeKitError(.archiveInvalid, file: file, detail,
                 fix: "The archive is truncated or corrupt; download it again or re-save it with torch.save")
@@ -170,14 +179,22 @@ struct ZipArchive {
                 throw invalid("stored entry \(name) declares \(compressed) bytes stored but \(uncompressed) bytes of content")
             }
             let local = Int(localOffset)
-            guard local + 30 <= directoryOffset, u32(bytes, local) == 0x0403_4b50 else {
+            guard local + 30 <= directoryOffset else {
                 throw invalid("entry \(name)'s local header at byte \(local) is missing")
             }
-            let localNameLength = Int(u16(bytes, local + 26)), localExtraLength = Int(u16(bytes, local + 28))
-            let dataOffset = local + 30 + localNameLength + localExtraLength
+            // The fixed fields and the name (as much of it as lies before the central directory).
+            let headerCount = min(30 + nameLength, directoryOffset - local)
+            let header: [UInt8]
+            if let readHeader { header = try readHeader(local, headerCount) } else { header = Array(bytes[local..<(local + headerCount)]) }
+            guard header[0..<4].elementsEqual([0x50, 0x4b, 0x03, 0x04]) else {
+                throw invalid("entry \(name)'s local header at byte \(local) is missing")
+            }
+            let localNameLength = Int(header[26]) | Int(header[27]) << 8
+            let dataOffset = local + 30 + localNameLength + (Int(header[28]) | Int(header[29]) << 8)
             guard localNameLength == nameLength,
                   dataOffset <= directoryOffset,
-                  memcmp(bytes.baseAddress! + local + 30, nameBytes.baseAddress!, nameLength) == 0 else {
+                  header.count == 30 + nameLength,
+                  header[30...].elementsEqual(nameBytes) else {
                 throw invalid("entry \(name)'s local header does not match its central directory entry")
             }
             guard Int(compressed) <= directoryOffset - dataOffset else {
