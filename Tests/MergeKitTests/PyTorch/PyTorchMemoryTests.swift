@@ -13,12 +13,13 @@ import Darwin
 struct PyTorchMemoryTests {
     /// Writes at `path` a sparse archive as `torch.save` lays one out: `count` storages of
     /// `storageBytes` each (holes: nothing is written but the records and headers), each viewed
-    /// by a tensor `t<i>` of its first 4 F32 elements; then drops it from the page cache.
-    static func writeSparseArchive(_ path: String, count: Int, storageBytes: Int) throws {
+    /// by a tensor `t<i>` of its first 4 F32 elements (as [2, 2], `transposed` or not); then
+    /// drops it from the page cache.
+    static func writeSparseArchive(_ path: String, count: Int, storageBytes: Int, transposed: Bool = false) throws {
         func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
         func le32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * $0)) & 0xFF) } }
         let pickle = PickleBuilder.stateDict((0..<count).map { i in
-            ("t\(i)", { $0.tensor(key: "\(i)", numel: storageBytes / 4, size: [4], stride: [1]) })
+            ("t\(i)", { $0.tensor(key: "\(i)", numel: storageBytes / 4, size: [2, 2], stride: transposed ? [1, 2] : [2, 1]) })
         })
         var records: [(name: String, data: [UInt8]?, size: Int)] = [("archive/data.pkl", pickle, pickle.count), ("archive/byteorder", Array("little".utf8), 6)]
         for i in 0..<count { records.append(("archive/data/\(i)", nil, storageBytes)) }
@@ -41,14 +42,19 @@ struct PyTorchMemoryTests {
             central += le32(0x0201_4b50) + le16(20) + le16(20) + fields + le16(0) + le16(0) + le16(0) + le16(0) + le32(0) + le32(offset) + name
             offset += header.count + record.size
         }
-        defer {
-            // Out of the page cache: opening reads it back as a downloaded file is read, in
-            // readahead-sized folios.
-            fsync(fd)
-            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
-        }
         write(central + le32(0x0605_4b50) + le16(0) + le16(0) + le16(records.count) + le16(records.count)
               + le32(central.count) + le32(offset) + le16(0), at: offset)
+        fsync(fd)
+        dropFromPageCache(path)
+    }
+
+    /// Takes `path` out of the page cache, so that reading it next reads it from the disk as a
+    /// newly downloaded file is read: in readahead-sized (large) folios.
+    static func dropFromPageCache(_ path: String) {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return }
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+        close(fd)
     }
 
     /// merge-cli's own peak resident memory for `arguments` (with --json), in bytes.
@@ -65,12 +71,26 @@ struct PyTorchMemoryTests {
         try Self.writeSparseArchive(dir + "/sparse.pt", count: 128, storageBytes: 2 << 20)
         let fromArchive = try Self.peak(["convert", dir + "/sparse.pt", "-o", dir + "/a.safetensors"])
         let converted = try Checkpoint(path: dir + "/a.safetensors")
-        #expect(converted.entries.count == 128 && converted.entries.allSatisfy { $0.info.shape == [4] })
+        #expect(converted.entries.count == 128 && converted.entries.allSatisfy { $0.info.shape == [2, 2] })
         let fromSafetensors = try Self.peak(["convert", dir + "/a.safetensors", "-o", dir + "/b.safetensors"])
         // Reading each storage's local header through the file's mapping left the page-cache folio
         // around it mapped: with large folios (ext4 on Linux 6.16+, read in readahead-sized
         // folios) 2 MB each, 168 MB against 34 MB here when this was written. (Where the page
         // cache maps small pages only, this cannot fail.)
+        #expect(fromArchive < fromSafetensors + 24_000_000, "\(fromArchive) bytes from the archive, \(fromSafetensors) from safetensors")
+    }
+
+    @Test("Gathering 128 transposed views of storages 3 MB apart keeps memory as flat")
+    func gatheringIsFlat() throws {
+        let dir = TestSupport.temporaryDirectory("pytorch-memory")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Self.writeSparseArchive(dir + "/transposed.pt", count: 128, storageBytes: 3 << 20, transposed: true)
+        let archive = try Checkpoint(path: dir + "/transposed.pt")
+        #expect(archive.files.count == 2, "the views are gathered into a scratch file")
+        Self.dropFromPageCache(dir + "/transposed.pt")
+        let fromArchive = try Self.peak(["convert", dir + "/transposed.pt", "-o", dir + "/a.safetensors"])
+        let fromSafetensors = try Self.peak(["convert", dir + "/a.safetensors", "-o", dir + "/b.safetensors"])
+        // Each view is read through the archive's mapping, whose pages are dropped after it.
         #expect(fromArchive < fromSafetensors + 24_000_000, "\(fromArchive) bytes from the archive, \(fromSafetensors) from safetensors")
     }
 }
