@@ -15,6 +15,7 @@ let package = Package(
         // Hugging Face Hub downloads (the library) and the fake hub the tests serve on 127.0.0.1.
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
     ],
     targets: [
         .systemLibrary(
@@ -31,6 +32,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ]
         ),
         .executableTarget(
@@ -61,14 +63,20 @@ let package = Package(
             dependencies: ["MergeKit", "FuzzSupport"],
             path: "Fuzz/RecipeFuzz"
         ),
+        .executableTarget(
+            name: "pickle-fuzz",
+            dependencies: ["MergeKit", "FuzzSupport"],
+            path: "Fuzz/PickleFuzz"
+        ),
         .testTarget(
             name: "MergeKitTests",
             dependencies: [
-                "MergeKit", "merge-cli", "header-fuzz", "recipe-fuzz",
+                "MergeKit", "merge-cli", "header-fuzz", "recipe-fuzz", "pickle-fuzz", "FuzzSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ]
         ),
     ]

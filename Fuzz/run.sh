@@ -5,6 +5,9 @@
 #   Fuzz/run.sh 0 path/to/crash-file                       (replay one input and exit)
 #   FUZZ_TARGET=recipe Fuzz/run.sh [SECONDS] ...           (the recipe reader instead, seeded from
 #                                                          Fuzz/recipe-seeds; work in .build/fuzz-recipe)
+#   FUZZ_TARGET=pickle Fuzz/run.sh [SECONDS] ...           (the PyTorch checkpoint reader: zip, restricted
+#                                                          unpickler, storages; seeded from Fuzz/pickle-seeds;
+#                                                          work in .build/fuzz-pickle)
 #
 # The build goes to its own scratch directory (.build/fuzz), so it never disturbs the normal
 # debug/release builds. The working corpus grows in .build/fuzz/corpus and is reused by the next
@@ -20,6 +23,8 @@ seconds=${1:-600}
 
 if [ "${FUZZ_TARGET:-header}" = recipe ]; then
   product=recipe-fuzz scratch=.build/fuzz-recipe
+elif [ "${FUZZ_TARGET:-header}" = pickle ]; then
+  product=pickle-fuzz scratch=.build/fuzz-pickle
 else
   product=header-fuzz scratch=.build/fuzz
 fi
@@ -38,6 +43,11 @@ mkdir -p "$corpus" "$seeds" "$artifacts"
 
 if [ "$product" = recipe-fuzz ]; then
   cp Fuzz/recipe-seeds/* "$seeds/"
+  exec "$binary" "$corpus" "$seeds" -max_total_time="$seconds" -max_len=65536 \
+    -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/" -print_final_stats=1 "$@"
+fi
+if [ "$product" = pickle-fuzz ]; then
+  cp Fuzz/pickle-seeds/* "$seeds/"
   exec "$binary" "$corpus" "$seeds" -max_total_time="$seconds" -max_len=65536 \
     -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts/" -print_final_stats=1 "$@"
 fi

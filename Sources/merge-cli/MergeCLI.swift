@@ -9,7 +9,9 @@ struct MergeCLI: ParsableCommand {
         abstract: "Merge fine-tuned checkpoints of one base model through task vectors.",
         discussion: """
             Checkpoints are .safetensors files or Hugging Face directories (model.safetensors, or \
-            shards with a *.safetensors.index.json). Exit status: 0 on success, 1 when the inputs \
+            shards with a *.safetensors.index.json), or PyTorch checkpoints (a .bin/.pt/.pth/.ckpt \
+            state dict, pytorch_model.bin, *.bin.index.json shards), read without running their \
+            pickle. Exit status: 0 on success, 1 when the inputs \
             cannot be merged (the message names the file, the tensor and the fix), 64 for \
             malformed arguments.
             """,
@@ -26,6 +28,7 @@ struct MergeCLI: ParsableCommand {
             CommandGroup(name: "Checkpoint", subcommands: [
                 InspectCommand.self,
                 VerifyCommand.self,
+                ConvertCommand.self,
                 TaskVectorCommand.self,
                 AnalyzeCommand.self,
                 ExtractLoRACommand.self,

@@ -1,5 +1,9 @@
 /// A model on disk: one `.safetensors` file, a directory holding `model.safetensors`, or a
-/// sharded Hugging Face directory (`*.safetensors.index.json` plus its shards).
+/// sharded Hugging Face directory (`*.safetensors.index.json` plus its shards) — or the same in
+/// PyTorch's format: a file `torch.save` wrote (`.bin`, `.pt`, `.pth`, `.ckpt`), a directory
+/// holding `pytorch_model.bin`, or one sharded by a `*.bin.index.json` (`PyTorchCheckpointFile`,
+/// read without running its pickle). A directory holding both formats is read as safetensors,
+/// as transformers reads it.
 ///
 /// Opening validates every file's header and, for sharded checkpoints, that the index and the
 /// shards agree exactly (every shard present, every indexed tensor in its shard, no tensor in two
@@ -32,7 +36,8 @@ public final class Checkpoint: @unchecked Sendable {
     /// The path as the user gave it.
     public let path: String
     public let layout: Layout
-    /// The safetensors files, in shard order.
+    /// The files tensors are read from, in shard order (a PyTorch archive, then the scratch file
+    /// of its gathered views, if any).
     public let files: [SafeTensorsFile]
     /// Every tensor, in shard order then data order (the order outputs follow).
     public let entries: [Entry]
@@ -98,6 +103,21 @@ public final class Checkpoint: @unchecked Sendable {
     public static let singleFileName = "model.safetensors"
     /// The index name transformers writes for sharded safetensors.
     public static let indexFileName = "model.safetensors.index.json"
+    /// The file transformers writes for a PyTorch checkpoint.
+    public static let pytorchFileName = "pytorch_model.bin"
+    /// The suffixes of files `torch.save` writes.
+    static let pytorchSuffixes = [".bin", ".pt", ".pth", ".ckpt"]
+    /// Files of a training directory that `torch.save` wrote but that are not the model (the
+    /// trainer's arguments, optimizer, scheduler, scaler and random states), by name prefix.
+    static let trainingStatePrefixes = ["training_args", "optimizer", "scheduler", "scaler", "rng_state"]
+
+    /// Whether `name` is a trainer's state file (`trainingStatePrefixes`, a PyTorch suffix).
+    static func isTrainingState(_ name: String) -> Bool {
+        pytorchSuffixes.contains { name.hasSuffix($0) } && trainingStatePrefixes.contains { name.hasPrefix($0) }
+    }
+
+    /// What a checkpoint is, for the fix of an error about a path that is none.
+    static let whatACheckpointIs = "a checkpoint is a .safetensors file, a PyTorch .bin/.pt/.pth/.ckpt file, or a directory holding model.safetensors, pytorch_model.bin or a *.index.json with its shards"
 
     /// Opens and validates the checkpoint at `path`.
     public init(path: String) throws(MergeKitError) {
@@ -105,47 +125,83 @@ public final class Checkpoint: @unchecked Sendable {
         switch FileSystem.kind(of: path) {
         case .missing:
             throw MergeKitError(.fileNotFound, file: path, "does not exist",
-                fix: "Check the path; a checkpoint is a .safetensors file or a directory holding model.safetensors or a *.safetensors.index.json")
+                fix: "Check the path; \(Checkpoint.whatACheckpointIs)")
         case .other:
             throw MergeKitError(.notACheckpoint, file: path, "is \(FileSystem.typeDescription(of: path)), neither a regular file nor a directory",
-                fix: "A checkpoint is a .safetensors file or a directory holding model.safetensors or a *.safetensors.index.json")
+                fix: "Point at a regular file or a directory; \(Checkpoint.whatACheckpointIs)")
         case .file:
-            let file = try SafeTensorsFile(path: path)
+            (files, entries) = try Checkpoint.openWeights(path)
             layout = .file
-            files = [file]
             directory = nil
         case .directory:
             directory = path
             let names = try FileSystem.contents(of: path)
             let indexes = names.filter { $0.hasSuffix(".safetensors.index.json") }
             let weights = names.filter { $0.hasSuffix(".safetensors") }
+            let pytorchIndexes = names.filter { $0.hasSuffix(".bin.index.json") }
+            let pytorchWeights = names.filter { name in
+                Checkpoint.pytorchSuffixes.contains { name.hasSuffix($0) }
+                    && !Checkpoint.isTrainingState(name)
+            }
             if names.contains(Checkpoint.singleFileName) {
                 layout = .directory(weights: Checkpoint.singleFileName)
-                files = [try SafeTensorsFile(path: FileSystem.join(path, Checkpoint.singleFileName))]
+                (files, entries) = try Checkpoint.openWeights(FileSystem.join(path, Checkpoint.singleFileName))
             } else if indexes.count == 1 {
                 layout = .sharded(index: indexes[0])
-                files = try Checkpoint.openShards(directory: path, index: indexes[0])
+                (files, entries) = try Checkpoint.openShards(directory: path, index: indexes[0])
             } else if indexes.count > 1 {
                 throw MergeKitError(.ambiguousCheckpoint, file: path,
                     "holds several index files (\(indexes.joined(separator: ", "))) and no model.safetensors",
                     fix: "Keep one index file in the directory, or name the checkpoint file directly")
             } else if weights.count == 1 {
                 layout = .directory(weights: weights[0])
-                files = [try SafeTensorsFile(path: FileSystem.join(path, weights[0]))]
-            } else if weights.isEmpty {
-                throw MergeKitError(.notACheckpoint, file: path,
-                    "holds no model.safetensors, no *.safetensors.index.json and no .safetensors file",
-                    fix: "Point at a safetensors checkpoint (PyTorch .bin checkpoints must be converted to safetensors first)")
-            } else {
+                (files, entries) = try Checkpoint.openWeights(FileSystem.join(path, weights[0]))
+            } else if weights.count > 1 {
                 throw MergeKitError(.ambiguousCheckpoint, file: path,
                     "holds several .safetensors files (\(weights.joined(separator: ", "))) but no index file saying how they fit together",
                     fix: "Add a model.safetensors.index.json, or name one file directly")
+            } else if names.contains(Checkpoint.pytorchFileName) {
+                layout = .directory(weights: Checkpoint.pytorchFileName)
+                (files, entries) = try Checkpoint.openWeights(FileSystem.join(path, Checkpoint.pytorchFileName))
+            } else if pytorchIndexes.count == 1 {
+                layout = .sharded(index: pytorchIndexes[0])
+                (files, entries) = try Checkpoint.openShards(directory: path, index: pytorchIndexes[0])
+            } else if pytorchIndexes.count > 1 {
+                throw MergeKitError(.ambiguousCheckpoint, file: path,
+                    "holds several index files (\(pytorchIndexes.joined(separator: ", "))) and no pytorch_model.bin",
+                    fix: "Keep one index file in the directory, or name the checkpoint file directly")
+            } else if pytorchWeights.count == 1 {
+                layout = .directory(weights: pytorchWeights[0])
+                (files, entries) = try Checkpoint.openWeights(FileSystem.join(path, pytorchWeights[0]))
+            } else if pytorchWeights.isEmpty {
+                throw MergeKitError(.notACheckpoint, file: path,
+                    "holds no model.safetensors, no *.safetensors.index.json, no .safetensors file and no pytorch_model.bin or other PyTorch checkpoint",
+                    fix: "Point at a model directory or name the checkpoint file directly")
+            } else {
+                throw MergeKitError(.ambiguousCheckpoint, file: path,
+                    "holds several PyTorch checkpoint files (\(pytorchWeights.joined(separator: ", "))) but no index file saying how they fit together",
+                    fix: "Add a pytorch_model.bin.index.json, or name one file directly")
             }
         }
-        (entries, byName) = Checkpoint.index(files)
+        byName = Checkpoint.index(entries)
         viewMetadata = nil
         plannedCompanions = nil
         plannedFiles = nil
+    }
+
+    /// Opens one weights file: a PyTorch checkpoint when it starts like one (`PyTorchArchive`),
+    /// else a safetensors file. A file with a PyTorch suffix that is neither is reported as such.
+    static func openWeights(_ path: String) throws(MergeKitError) -> (files: [SafeTensorsFile], entries: [Entry]) {
+        let looksLikePyTorch = PyTorchCheckpointFile.looksLikePyTorch(path)
+        if looksLikePyTorch == true { return try PyTorchCheckpointFile.open(path) }
+        let file: SafeTensorsFile
+        do {
+            file = try SafeTensorsFile(path: path)
+        } catch where looksLikePyTorch == false && pytorchSuffixes.contains(where: { path.hasSuffix($0) }) {
+            throw MergeKitError(.notACheckpoint, file: path, "is neither a zip archive torch.save writes nor a safetensors file",
+                fix: "Check that the download finished; a PyTorch checkpoint starts with the bytes PK")
+        }
+        return ([file], file.tensors.map { Entry(file: file, info: $0) })
     }
 
     /// The checkpoint `plan` will write, before it exists (a multi-document recipe plans its
@@ -187,17 +243,19 @@ public final class Checkpoint: @unchecked Sendable {
     /// (Uniqueness across shards is guaranteed by `openShards` or the plan; within a file by the header.)
     private static func index(_ files: [SafeTensorsFile]) -> (entries: [Entry], byName: [String: Int]) {
         var entries: [Entry] = []
-        var byName: [String: Int] = [:]
-        let count = files.reduce(0) { $0 + $1.tensors.count }
-        entries.reserveCapacity(count)
-        byName.reserveCapacity(count)
+        entries.reserveCapacity(files.reduce(0) { $0 + $1.tensors.count })
         for file in files {
-            for info in file.tensors {
-                byName[info.name] = entries.count
-                entries.append(Entry(file: file, info: info))
-            }
+            for info in file.tensors { entries.append(Entry(file: file, info: info)) }
         }
-        return (entries, byName)
+        return (entries, index(entries))
+    }
+
+    /// Each entry's place by name.
+    private static func index(_ entries: [Entry]) -> [String: Int] {
+        var byName: [String: Int] = [:]
+        byName.reserveCapacity(entries.count)
+        for (i, entry) in entries.enumerated() { byName[entry.name] = i }
+        return byName
     }
 
     /// Whether this is a planned checkpoint, not yet written (`init(planned:path:)`).
@@ -261,8 +319,9 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     /// The files of a directory checkpoint a merge copies (`companionFileNames`) and those it
-    /// leaves behind, sorted by name. Hidden files, the weights, the index and README.md (outputs
-    /// get their own model card) are neither.
+    /// leaves behind, sorted by name. Hidden files, the weights (in any format: a merge writes
+    /// its own), the index and README.md (outputs get their own model card) are neither; a
+    /// trainer's state files (`training_args.bin`, `optimizer.pt`, …) are left behind, named.
     ///
     /// A companion that is a symlink is followed only when its target stays inside the model's
     /// tree: the directory itself or, for a Hugging Face cache snapshot
@@ -278,6 +337,10 @@ public final class Checkpoint: @unchecked Sendable {
         var selection = CompanionSelection()
         let roots = Self.treeRoots(of: directory)
         for name in try FileSystem.contents(of: directory) {
+            if Checkpoint.isTrainingState(name) {
+                selection.skipped.append(SkippedFile(name: name, reason: "training state torch.save wrote (trainer arguments, optimizer, scheduler or random state), not part of the model"))
+                continue
+            }
             if name.hasPrefix(".") || name == "README.md" || Checkpoint.weightSuffixes.contains(where: { name.hasSuffix($0) }) { continue }
             guard Checkpoint.companionNameSet.contains(name) else {
                 let kind = FileSystem.kind(of: FileSystem.join(directory, name)) == .directory ? "a directory" : "a file"
@@ -342,6 +405,13 @@ public final class Checkpoint: @unchecked Sendable {
         return .source(real)
     }
 
+    /// The paths of the checkpoint's files on disk, in shard order (the scratch file of a PyTorch
+    /// archive's gathered views goes by its archive's path and is not listed again).
+    public var filePaths: [String] {
+        var seen = Set<String>()
+        return files.map(\.path).filter { seen.insert($0).inserted }
+    }
+
     /// The file identities of everything this checkpoint reads, to refuse outputs that would
     /// overwrite an input.
     public var fileIdentities: [FileIdentity] { files.map(\.identity) }
@@ -389,11 +459,13 @@ public final class Checkpoint: @unchecked Sendable {
         return ShardIndex(weightMap: weightMap, shardOf: shardOf, shardNames: shardNames.sorted())
     }
 
-    private static func openShards(directory: String, index: String) throws(MergeKitError) -> [SafeTensorsFile] {
+    /// The shards `index` names (safetensors or PyTorch files, `openWeights`), checked against it.
+    private static func openShards(directory: String, index: String) throws(MergeKitError) -> (files: [SafeTensorsFile], entries: [Entry]) {
         let indexPath = FileSystem.join(directory, index)
         let read = try readIndex(indexPath)
         let (weightMap, shardOf, shardNames) = (read.weightMap, read.shardOf, read.shardNames)
         var files: [SafeTensorsFile] = []
+        var shardEntries: [[Entry]] = []
         for shard in shardNames {
             let shardPath = FileSystem.join(directory, shard)
             if FileSystem.kind(of: shardPath) == .missing {
@@ -403,18 +475,20 @@ public final class Checkpoint: @unchecked Sendable {
                     "names shard \"\(shard)\", which is not in \(directory)",
                     fix: "Download the missing shard (all shards listed in the index are needed)")
             }
-            files.append(try SafeTensorsFile(path: shardPath))
+            let opened = try openWeights(shardPath)
+            files += opened.files
+            shardEntries.append(opened.entries)
         }
-        for file in files {
-            let shard = FileSystem.lastComponent(of: file.path)
-            for info in file.tensors {
+        for (shard, entries) in zip(shardNames, shardEntries) {
+            let shardPath = FileSystem.join(directory, shard)
+            for info in entries.map(\.info) {
                 guard let mapped = shardOf[info.name] else {
-                    throw MergeKitError(.tensorNotInIndex, file: file.path, tensor: info.name,
+                    throw MergeKitError(.tensorNotInIndex, file: shardPath, tensor: info.name,
                         "is in the shard but not in the index's weight_map (\(index))",
                         fix: "Restore the index file from the model's source")
                 }
                 if mapped != shard {
-                    throw MergeKitError(.tensorInTwoShards, file: file.path, tensor: info.name,
+                    throw MergeKitError(.tensorInTwoShards, file: shardPath, tensor: info.name,
                         "is also stored here although the index places it in \(mapped); a tensor must live in one shard",
                         fix: "Re-shard the checkpoint or restore it from its source")
                 }
@@ -422,15 +496,15 @@ public final class Checkpoint: @unchecked Sendable {
         }
         // Every shard tensor is in the index, under its own shard, so the shards hold every
         // indexed tensor exactly when they hold as many tensors as the index names.
-        if files.reduce(0, { $0 + $1.tensors.count }) != shardOf.count {
+        if shardEntries.reduce(0, { $0 + $1.count }) != shardOf.count {
             var present = Set<String>()
-            for file in files { for info in file.tensors { present.insert(info.name) } }
+            for entries in shardEntries { for entry in entries { present.insert(entry.name) } }
             for (name, shard) in shardOf.sorted(by: { $0.key < $1.key }) where !present.contains(name) {
                 throw MergeKitError(.tensorMissingFromShard, file: FileSystem.join(directory, shard), tensor: name,
                     "is listed in the index (\(index)) for this shard but the shard does not contain it",
                     fix: "Download the shard again or restore the index from the model's source")
             }
         }
-        return files
+        return (files, shardEntries.flatMap { $0 })
     }
 }

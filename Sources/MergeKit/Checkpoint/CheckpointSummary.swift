@@ -21,7 +21,7 @@ public struct CheckpointSummary: Sendable {
     public init(_ checkpoint: Checkpoint) {
         path = checkpoint.path
         layout = checkpoint.layout
-        files = checkpoint.files.map(\.path)
+        files = checkpoint.filePaths
         kind = CheckpointKind(checkpoint).rawValue
         metadata = checkpoint.metadata ?? [:]
         tensors = checkpoint.entries.map(\.info)

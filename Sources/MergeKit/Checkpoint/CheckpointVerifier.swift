@@ -198,7 +198,7 @@ public struct CheckpointVerifier: Sendable {
                                                 negativeInfinity: counter.negativeInfinity, firstIndex: counter.firstIndex ?? 0))
             }
         }
-        return Report(path: checkpoint.path, layout: checkpoint.layout, files: checkpoint.files.map(\.path),
+        return Report(path: checkpoint.path, layout: checkpoint.layout, files: checkpoint.filePaths,
                       tensorCount: checkpoint.entries.count, bytesRead: bytesRead, checkedFinite: checkFinite,
                       floatTensorsChecked: floatTensors, nonFinite: nonFinite)
     }

@@ -149,7 +149,7 @@ public enum OutputGuard {
         guard !unexpected.isEmpty else { return nil }
         let count = unexpected.count == 1 ? "an entry" : "\(unexpected.count) entries"
         return MergeKitError(.outputNotReplaceable, file: output,
-            "holds \(count) MergeKit does not write (\(OutputEntries.listed(unexpected))); an existing directory is only replaced when it holds nothing but an output's files (weights, index, config and tokenizer files, README.md, recipe.yml, manifest.json, point-NNN directories)",
+            "holds \(count) MergeKit does not write (\(OutputEntries.listed(unexpected))); an existing directory is only replaced when it holds nothing but an output's files (safetensors weights and index, config and tokenizer files, README.md, recipe.yml, manifest.json, point-NNN directories)",
             fix: "Move \(unexpected.count == 1 ? "it" : "them") out of the directory, or choose a new output path")
     }
 }

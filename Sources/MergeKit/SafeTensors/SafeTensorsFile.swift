@@ -8,6 +8,8 @@ import Darwin
 #endif
 
 /// A safetensors file opened for reading: validated once at open, then memory-mapped read-only.
+/// (A PyTorch checkpoint's archive is opened as one too, its stored storages standing for the
+/// data buffer: `init(adopting:…)`, `PyTorchCheckpointFile`.)
 ///
 /// After `open` succeeds, every tensor's bytes are known to lie inside the mapping, so `bytes(of:)`
 /// cannot fail. Element data is read with unaligned loads (offsets need not be aligned).
@@ -30,6 +32,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let isPlanned: Bool
 
     private let mapping: UnsafeMutableRawPointer?
+    /// The descriptor of a file that cannot be reopened by its path (the unlinked scratch file of
+    /// a PyTorch checkpoint's gathered views), kept open for the file's life instead of in
+    /// `DescriptorCache`.
+    private let pinned: Int32?
     /// Tensor indices by name, built on first use: checkpoints keep their own index, so files
     /// opened through one (a million-tensor shard, say) never build this.
     private let byName = Mutex<[String: Int]?>(nil)
@@ -69,7 +75,24 @@ public final class SafeTensorsFile: @unchecked Sendable {
         _ = madvise(p, min(size, header.dataStart) / FileSystem.pageSize * FileSystem.pageSize, MADV_DONTNEED)
         keepOpen = true
         isPlanned = false
+        pinned = nil
         DescriptorCache.inputs.adopt(fd, for: self)
+    }
+
+    /// A file another format's reader opened (with `FileSystem.openRegularFile`), mapped whole
+    /// (`mapping`, nil when empty) and validated: its `tensors` are at offsets in the file itself
+    /// (`SafeTensorsHeader.init(absolute:)`). The descriptor is handed over: to
+    /// `DescriptorCache` (reopened by `path` when needed), or kept (`pinned`) for a file that has
+    /// no path any more.
+    init(adopting fd: Int32, status st: stat, mapping: UnsafeMutableRawPointer?, path: String, tensors: [TensorInfo], pinned: Bool) {
+        self.path = path
+        header = SafeTensorsHeader(absolute: tensors)
+        fileSize = Int(st.st_size)
+        identity = FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        isPlanned = false
+        self.mapping = mapping
+        self.pinned = pinned ? fd : nil
+        if !pinned { DescriptorCache.inputs.adopt(fd, for: self) }
     }
 
     /// The file `layout` describes, before it is written: the header it will have (parsed from
@@ -91,12 +114,13 @@ public final class SafeTensorsFile: @unchecked Sendable {
         fileSize = layout.fileSize
         identity = FileIdentity(device: .max, inode: .max)
         mapping = nil
+        pinned = nil
         isPlanned = true
     }
 
     deinit {
         if let mapping { munmap(mapping, fileSize) }
-        DescriptorCache.inputs.remove(self)
+        if let pinned { close(pinned) } else { DescriptorCache.inputs.remove(self) }
     }
 
     /// Opens the path again for `DescriptorCache`, refusing a file that is no longer this one.
@@ -142,6 +166,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Reads `count` bytes at absolute file offset `offset` into `buffer` (pread, retried on short
     /// reads). Fails only if the file changed underneath (truncated) or the device failed.
     public func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int) throws(MergeKitError) {
+        if let pinned { return try read(pinned, into: buffer, count: count, at: offset) }
         try DescriptorCache.inputs.withDescriptor(for: self, open: reopen) { fd throws(MergeKitError) in
             try read(fd, into: buffer, count: count, at: offset)
         }

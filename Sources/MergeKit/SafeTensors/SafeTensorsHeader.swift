@@ -41,8 +41,26 @@ public struct SafeTensorsHeader: Sendable, Equatable {
     /// N, the JSON header's byte length.
     public let headerSize: Int
 
-    /// Offset of the data buffer from the start of the file.
-    public var dataStart: Int { SafeTensorsHeader.lengthPrefixSize + headerSize }
+    /// Offset of the data buffer from the start of the file (0 for the tensors of a PyTorch
+    /// archive, whose offsets are the file's own: `init(absolute:)`).
+    public let dataStart: Int
+
+    init(metadata: [String: String]?, tensors: [TensorInfo], headerSize: Int) {
+        self.metadata = metadata
+        self.tensors = tensors
+        self.headerSize = headerSize
+        dataStart = SafeTensorsHeader.lengthPrefixSize + headerSize
+    }
+
+    /// Tensors whose `begin`/`end` are offsets in the file itself (a PyTorch archive's stored
+    /// storages, `PyTorchCheckpointFile`): no header, the data buffer is the whole file, and
+    /// tensors may share bytes (tied weights viewing one storage).
+    init(absolute tensors: [TensorInfo]) {
+        metadata = nil
+        self.tensors = tensors
+        headerSize = 0
+        dataStart = 0
+    }
 
     /// Validates a whole file's bytes and returns its header. `file` names it in errors.
     public static func parse(fileBytes bytes: UnsafeRawBufferPointer, file: String) throws(MergeKitError) -> SafeTensorsHeader {

@@ -14,6 +14,9 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
         // Checkpoints (single files, sharded directories)
         case notACheckpoint, indexInvalid, shardMissing, shardPathUnsafe, tensorInTwoShards
         case tensorMissingFromShard, tensorNotInIndex, ambiguousCheckpoint
+        // PyTorch checkpoints (the zip archive torch.save writes, its pickle, its storages)
+        case legacyCheckpointFormat, archiveInvalid, archiveTooLarge, pickleInvalid, pickleForbidden, pickleTooLarge
+        case stateDictInvalid, storageInvalid
         // Merges
         case missingTensor, extraTensor, shapeMismatch, dtypeMismatch, baseMismatch
         case invalidArgument, outputIsInput, outputExists, writeFailed, nonFiniteValue

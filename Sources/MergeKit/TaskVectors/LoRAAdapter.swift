@@ -1,7 +1,10 @@
 /// A PEFT LoRA adapter read as a task vector.
 ///
 /// An adapter is a directory holding `adapter_config.json` and `adapter_model.safetensors`
-/// (what `PeftModel.save_pretrained` writes). For every targeted module it stores two factors,
+/// (what `PeftModel.save_pretrained` writes), or, as PEFT wrote before safetensors (and still
+/// with `safe_serialization=False`), `adapter_model.bin`: the same state dict by `torch.save`,
+/// read as any PyTorch checkpoint is (`PyTorchArchive`, without running its pickle). When both
+/// are there, the safetensors file is read, as PEFT reads it. For every targeted module it stores two factors,
 /// A (r × in) and B (out × r), and its task vector is PEFT's `merge_and_unload()` delta:
 ///
 ///     τ_W = s · B·A,   s = lora_alpha / r   (lora_alpha / √r with use_rslora)
@@ -136,12 +139,14 @@ public final class LoRAAdapter: Sendable {
 
     public static let configFileName = "adapter_config.json"
     public static let weightsFileName = "adapter_model.safetensors"
+    /// The weights file of an adapter saved with `safe_serialization=False` (`torch.save`).
+    public static let pytorchWeightsFileName = "adapter_model.bin"
     /// The prefix PEFT gives every saved key (`PeftModel` → `LoraModel` → the transformers model).
     public static let keyPrefix = "base_model.model."
 
     /// The adapter directory as the user gave it.
     public let path: String
-    /// `adapter_model.safetensors`, opened and validated.
+    /// `adapter_model.safetensors` (or `adapter_model.bin`), opened and validated.
     public let weights: Checkpoint
     public let config: Config
     /// The modules the config targets that have factors in the file, sorted by target tensor name.
@@ -165,18 +170,20 @@ public final class LoRAAdapter: Sendable {
                 fix: "Pass a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) \(term: .asLoRA)")
         }
         let configPath = FileSystem.join(path, Self.configFileName)
-        let weightsPath = FileSystem.join(path, Self.weightsFileName)
         // Something other than a regular file (a FIFO, a directory) is named as what it is.
         guard FileSystem.kind(of: configPath) != .missing else {
             throw MergeKitError(.fileNotFound, file: configPath, "does not exist",
                 fix: "A PEFT LoRA adapter directory holds adapter_config.json and adapter_model.safetensors (PeftModel.save_pretrained)")
         }
         try FileSystem.requireRegularFile(configPath)
-        guard FileSystem.kind(of: weightsPath) != .missing else {
-            let hasBin = FileSystem.exists(FileSystem.join(path, "adapter_model.bin"))
-            throw MergeKitError(.fileNotFound, file: weightsPath, "does not exist",
-                fix: hasBin ? "Convert adapter_model.bin to safetensors (save_pretrained(..., safe_serialization=True))"
-                            : "A PEFT LoRA adapter directory holds adapter_config.json and adapter_model.safetensors")
+        var weightsPath = FileSystem.join(path, Self.weightsFileName)
+        if FileSystem.kind(of: weightsPath) == .missing {
+            let pytorchPath = FileSystem.join(path, Self.pytorchWeightsFileName)
+            guard FileSystem.kind(of: pytorchPath) != .missing else {
+                throw MergeKitError(.fileNotFound, file: weightsPath, "does not exist, nor does \(Self.pytorchWeightsFileName)",
+                    fix: "A PEFT LoRA adapter directory holds adapter_config.json and adapter_model.safetensors (or adapter_model.bin)")
+            }
+            weightsPath = pytorchPath
         }
         try FileSystem.requireRegularFile(weightsPath)
         let config = try Self.parseConfig(try FileSystem.readFile(configPath), file: configPath)

@@ -6,7 +6,7 @@ struct InspectCommand: ParsableCommand {
         commandName: "inspect",
         abstract: "Show a checkpoint's tensors, dtypes, shapes, parameter count, bytes and metadata.")
 
-    @Argument(help: ArgumentHelp("A .safetensors file or a checkpoint directory.", valueName: "path"))
+    @Argument(help: ArgumentHelp("A checkpoint: a .safetensors or PyTorch .bin/.pt/.pth/.ckpt file, or a model directory.", valueName: "path"))
     var path: String
 
     @Flag(name: .long, help: "Print the report as JSON.")

@@ -7,12 +7,13 @@ struct VerifyCommand: ParsableCommand {
         commandName: "verify",
         abstract: "Check that a checkpoint is valid and readable (exit 0) or not (exit 1); usable as a CI gate.",
         discussion: """
-            Validates every safetensors header, every shard and the index of a sharded directory, \
-            then reads every tensor's bytes once. With --check-finite, also counts NaN and ±Inf in \
+            Validates every safetensors header (or a PyTorch checkpoint's archive, pickle and \
+            storages), every shard and the index of a sharded directory, then reads every tensor's \
+            bytes once. With --check-finite, also counts NaN and ±Inf in \
             every float tensor (F16, BF16, F32, F64) and fails naming the first tensor that holds any.
             """)
 
-    @Argument(help: ArgumentHelp("A .safetensors file or a checkpoint directory.", valueName: "path"))
+    @Argument(help: ArgumentHelp("A checkpoint: a .safetensors or PyTorch .bin/.pt/.pth/.ckpt file, or a model directory.", valueName: "path"))
     var path: String
 
     @Flag(name: .customLong("check-finite"), help: "Fail if a float tensor holds NaN or ±Inf; report the counts.")

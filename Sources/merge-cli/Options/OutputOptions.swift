@@ -39,6 +39,11 @@ struct OutputOptions: ParsableArguments {
     func validate() throws {
         try ArgumentCheck.path(output, flag: "--output")
         try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
+        try Self.check(maxShardSize: maxShardSize, output: output)
+    }
+
+    /// --max-shard-size: at least a byte, and only for a directory output.
+    static func check(maxShardSize: ByteSize?, output: String) throws {
         if let maxShardSize, maxShardSize.bytes < 1 {
             throw ValidationError("--max-shard-size must be at least 1 byte, not \(maxShardSize.text)")
         }

@@ -48,6 +48,7 @@ enum CommandOptions {
         case "task-vector": return ["--base", base, "--finetuned", a, "-o", output]
         case "extract-lora": return ["--base", base, "--model", a, "--rank", "4", "-o", output]
         case "inspect", "verify": return ["missing/model.safetensors"]
+        case "convert": return ["missing/pytorch_model.bin", "-o", output]
         case "eval": return ["--model", a, "--head", head, "--data", data]
         case "finetune": return ["--base", base, "--head", head, "--data", data, "-o", output]
         case "disentanglement": return ["--base", base, "--task-vector", a, "--task-vector", b, "--head", head, "--head", head,

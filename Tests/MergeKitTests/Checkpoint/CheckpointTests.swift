@@ -167,8 +167,17 @@ struct CheckpointErrorTests {
         let dir = try TemporaryCheckpoint()
         defer { dir.remove() }
         try dir.writeText("config.json", "{}")
+        try dir.writeText("training_args.bin", "a trainer's pickle, not the model")
+        expectOpenFails(dir.path, .notACheckpoint, file: dir.path, mentioning: "pytorch_model.bin")
+    }
+
+    @Test("A pytorch_model.bin that is neither a PyTorch archive nor safetensors is named")
+    func brokenPyTorchFile() throws {
+        let dir = try TemporaryCheckpoint()
+        defer { dir.remove() }
+        try dir.writeText("config.json", "{}")
         try dir.writeText("pytorch_model.bin", "not safetensors")
-        expectOpenFails(dir.path, .notACheckpoint, file: dir.path)
+        expectOpenFails(dir.path, .notACheckpoint, file: dir.file("pytorch_model.bin"), mentioning: "torch.save")
     }
 
     @Test("A path that does not exist")

@@ -3,15 +3,16 @@ import Testing
 @testable import MergeKit
 
 /// Replays the fuzzers' seed corpora and every saved crash input through the plain (non-libFuzzer)
-/// builds of `header-fuzz` and `recipe-fuzz`, which run the same checks as the fuzzers: no crash,
-/// rejections name the file; accepted headers are consistent and survive being written back, JSON
-/// round-trips; accepted recipes survive being rebuilt from their values and written out as YAML.
+/// builds of `header-fuzz`, `recipe-fuzz` and `pickle-fuzz`, which run the same checks as the
+/// fuzzers: no crash, rejections name the file; accepted headers are consistent and survive being
+/// written back, JSON round-trips; accepted recipes survive being rebuilt from their values and
+/// written out as YAML; accepted PyTorch checkpoints keep every view inside its storage.
 @Suite("Fuzz regressions")
 struct FuzzRegressionTests {
     /// Runs a fuzz target's plain build on `directories` (relative to the package root).
     static func replay(_ target: String, _ directories: [String]) throws -> (stdout: String, stderr: String, passed: Bool, seeds: Int) {
         let executable = URL(fileURLWithPath: CLI.executable).deletingLastPathComponent().appendingPathComponent(target).path
-        let paths = directories.map { TestSupport.packageRoot.appendingPathComponent($0).path }
+        let paths = directories.map { $0.hasPrefix("/") ? $0 : TestSupport.packageRoot.appendingPathComponent($0).path }
             .filter { FileSystem.kind(of: $0) == .directory }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -42,5 +43,18 @@ struct FuzzRegressionTests {
         let run = try Self.replay("recipe-fuzz", ["Fuzz/recipe-seeds", "Fuzz/regressions/recipes"])
         #expect(run.passed, "\(run.stdout)\(run.stderr)")
         #expect(run.seeds >= 15 && run.stdout.contains("inputs checked"))
+    }
+
+    /// The seeds are torch.save files and bare state-dict pickles (Fixtures/pytorch/
+    /// make_pytorch_fixtures.py); the hostile PyTorch corpus is replayed too, as whole files and
+    /// (the fuzzer's second reading) as pickles wrapped in an archive.
+    @Test("pickle-fuzz passes its seeds, the hostile PyTorch corpus and saved regressions")
+    func replayPickles() throws {
+        let dir = TestSupport.temporaryDirectory("pickle-fuzz")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for c in PickleHostileCorpus.cases { try c.make(dir + "/" + c.name) }
+        let run = try Self.replay("pickle-fuzz", ["Fuzz/pickle-seeds", dir, "Fuzz/regressions/pickles"])
+        #expect(run.passed, "\(run.stdout)\(run.stderr)")
+        #expect(run.seeds >= 8 && run.stdout.contains("inputs checked"), "\(run.stdout)")
     }
 }

@@ -71,7 +71,10 @@ enum HostileCorpus {
         try Data(text.utf8).write(to: URL(fileURLWithPath: path + "/" + Checkpoint.indexFileName))
     }
 
-    static let cases: [Case] = [
+    /// Every case: the safetensors ones, then PyTorch's (`PickleHostileCorpus`).
+    static let cases: [Case] = safetensorsCases + PickleHostileCorpus.cases
+
+    static let safetensorsCases: [Case] = [
         // Length prefix and header framing
         Case("empty-file.safetensors", .fileTooSmall, mentioning: "0 bytes", bytes: []),
         Case("shorter-than-prefix.safetensors", .fileTooSmall, bytes: [0x02, 0, 0, 0]),

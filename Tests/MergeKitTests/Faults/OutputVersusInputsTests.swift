@@ -52,6 +52,8 @@ struct OutputVersusInputsTests {
         Row(command: "run", arguments: ["sweep.yml"], inputs: ["sweep.yml", "f32/base", "f32/ft_a"]),
         Row(command: "sweep", arguments: ["--method", "task_arithmetic", "--base", "f32/base", "--model", "f32/ft_a", "--lora", "lora_a", "--scale", "0.5,1"],
             inputs: ["f32/base", "f32/ft_a", "lora_a"]),
+        Row(command: "convert", arguments: ["f32/base"], inputs: ["f32/base"]),
+        Row(command: "convert", arguments: ["views.pt"], inputs: ["views.pt"]),
         Row(command: "extract-lora", arguments: ["--base", "f32/base", "--model", "f32/ft_a", "--rank", "2"], inputs: ["f32/base", "f32/ft_a"]),
         Row(command: "linearize", arguments: ["--base", "clip/base", "--model", "clip/finetuned"], inputs: ["clip/base", "clip/finetuned"]),
         Row(command: "finetune", arguments: ["--base", "clip/base", "--head", "clip/head.safetensors", "--data", "clip/data.safetensors",
@@ -75,7 +77,8 @@ struct OutputVersusInputsTests {
                           ("clip/quick/base", "clip/base"), ("clip/quick/finetuned", "clip/finetuned"),
                           ("clip/quick/head.safetensors", "clip/head.safetensors"), ("clip/quick/data.safetensors", "clip/data.safetensors"),
                           ("wemoe/experts/task0", "experts/task0"), ("wemoe/experts/task1", "experts/task1"),
-                          ("wemoe/task0/data.safetensors", "task0/data.safetensors"), ("wemoe/task0/head.safetensors", "task0/head.safetensors")]
+                          ("wemoe/task0/data.safetensors", "task0/data.safetensors"), ("wemoe/task0/head.safetensors", "task0/head.safetensors"),
+                          ("pytorch/views.pt", "views.pt")]
             for (from, to) in copies {
                 try FileManager.default.createDirectory(atPath: FileSystem.parentDirectory(of: dir + "/" + to), withIntermediateDirectories: true)
                 try FileManager.default.copyItem(atPath: TestSupport.fixture(from), toPath: dir + "/" + to)
