@@ -726,6 +726,116 @@ static inline double mk_softmax_kl_f64(const double *base, const double *delta, 
     return mk_softmax_kl_f64_portable(base, delta, x0, x1, n);
 }
 
+// ---- Arcee Fusion: importances, their keys, the kept entries ----------------------------------
+//
+// importance = (float)((double)|τ|·kl) (Float's rounding of the Double product, as Swift's
+// Float(Double)); its key in signed order is 2³¹ | bits for a positive value and 2³¹ − 1 − (bits &
+// 0x7FFFFFFF) for a negative one (MergeKit's SignedOrder). Written once on 8-lane vectors and
+// built for the same three targets as the divergence kernel.
+
+typedef unsigned int mk_v8u32 __attribute__((vector_size(32)));
+typedef int mk_v8i32 __attribute__((vector_size(32)));
+
+MK_KL_INLINE mk_v8f mk_fusion_load(const float *x, size_t count) {
+    mk_v8f v;
+    if (count == MK_KL_LANES) { memcpy(&v, x, sizeof v); return v; }
+    float lanes[MK_KL_LANES] = {0};
+    memcpy(lanes, x, count * sizeof(float));
+    memcpy(&v, lanes, sizeof v);
+    return v;
+}
+
+MK_KL_INLINE mk_v8f mk_fusion_importance(mk_v8f tau, double kl) {
+    mk_v8f magnitude = (mk_v8f)((mk_v8u32)tau & 0x7FFFFFFFu);
+    return __builtin_convertvector(__builtin_convertvector(magnitude, mk_v8d) * kl, mk_v8f);
+}
+
+MK_KL_INLINE mk_v8u32 mk_fusion_key(mk_v8f x) {
+    const mk_v8u32 bits = (mk_v8u32)x, magnitude = bits & 0x7FFFFFFFu;
+    const mk_v8u32 negative = (mk_v8u32)((mk_v8i32)bits < 0);
+    return ((0x7FFFFFFFu - magnitude) & negative) | ((0x80000000u | magnitude) & ~negative);
+}
+
+/// The keys of the importances of a row of n values of τ (divergence kl): all of them into `out`
+/// (`prefixes` NULL), or only those whose top bits (key >> shift) equal prefixes[0], [1] or [2],
+/// appended in order; returns how many were written.
+MK_KL_INLINE size_t mk_fusion_keys_body(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {
+    size_t written = 0;
+    for (size_t j = 0; j < n; j += MK_KL_LANES) {
+        size_t count = n - j < MK_KL_LANES ? n - j : MK_KL_LANES;
+        const mk_v8u32 key = mk_fusion_key(mk_fusion_importance(mk_fusion_load(tau + j, count), kl));
+        if (!prefixes) {
+            mk_v8u wide = __builtin_convertvector(key, mk_v8u);
+            if (count == MK_KL_LANES) memcpy(out + j, &wide, sizeof wide); else memcpy(out + j, &wide, count * sizeof(uint64_t));
+            written += count;
+            continue;
+        }
+        const mk_v8u32 top = key >> shift;
+        const mk_v8i32 match = (top == prefixes[0]) | (top == prefixes[1]) | (top == prefixes[2]);
+        if (__builtin_reduce_or(match) == 0) continue;
+        for (size_t l = 0; l < count; l++) {
+            if (match[l]) out[written++] = key[l];
+        }
+    }
+    return written;
+}
+
+/// out_j = importance_j ≥ threshold ? τ_j : 0 over a row of n values.
+MK_KL_INLINE void mk_fusion_select_body(const float *tau, size_t n, double kl, float threshold, float *out) {
+    for (size_t j = 0; j < n; j += MK_KL_LANES) {
+        size_t count = n - j < MK_KL_LANES ? n - j : MK_KL_LANES;
+        const mk_v8f t = mk_fusion_load(tau + j, count);
+        const mk_v8i32 keep = mk_fusion_importance(t, kl) >= threshold;
+        const mk_v8f kept = (mk_v8f)((mk_v8i32)t & keep);
+        if (count == MK_KL_LANES) memcpy(out + j, &kept, sizeof kept); else memcpy(out + j, &kept, count * sizeof(float));
+    }
+}
+
+static inline size_t mk_fusion_keys_portable(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {
+    return mk_fusion_keys_body(tau, n, kl, out, shift, prefixes);
+}
+static inline void mk_fusion_select_portable(const float *tau, size_t n, double kl, float threshold, float *out) {
+    mk_fusion_select_body(tau, n, kl, threshold, out);
+}
+#if MK_X86
+__attribute__((target("avx2")))
+static inline size_t mk_fusion_keys_avx2(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {
+    return mk_fusion_keys_body(tau, n, kl, out, shift, prefixes);
+}
+__attribute__((target("avx2")))
+static inline void mk_fusion_select_avx2(const float *tau, size_t n, double kl, float threshold, float *out) {
+    mk_fusion_select_body(tau, n, kl, threshold, out);
+}
+__attribute__((target("avx512f")))
+static inline size_t mk_fusion_keys_avx512(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {
+    return mk_fusion_keys_body(tau, n, kl, out, shift, prefixes);
+}
+__attribute__((target("avx512f")))
+static inline void mk_fusion_select_avx512(const float *tau, size_t n, double kl, float threshold, float *out) {
+    mk_fusion_select_body(tau, n, kl, threshold, out);
+}
+#endif
+
+/// The importance keys of a row (see mk_fusion_keys_body); `level` as for mk_softmax_kl_f32.
+static inline size_t mk_fusion_keys(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes, int level) {
+#if MK_X86
+    if (level >= 2) return mk_fusion_keys_avx512(tau, n, kl, out, shift, prefixes);
+    if (level == 1) return mk_fusion_keys_avx2(tau, n, kl, out, shift, prefixes);
+#endif
+    (void)level;
+    return mk_fusion_keys_portable(tau, n, kl, out, shift, prefixes);
+}
+
+/// The kept entries of a row (see mk_fusion_select_body); `level` as for mk_softmax_kl_f32.
+static inline void mk_fusion_select(const float *tau, size_t n, double kl, float threshold, float *out, int level) {
+#if MK_X86
+    if (level >= 2) { mk_fusion_select_avx512(tau, n, kl, threshold, out); return; }
+    if (level == 1) { mk_fusion_select_avx2(tau, n, kl, threshold, out); return; }
+#endif
+    (void)level;
+    mk_fusion_select_portable(tau, n, kl, threshold, out);
+}
+
 /// The kernel's e^x (x ≤ 0) and log y (y > 0 normal) of one value, for tests.
 static inline double mk_kl_exp_scalar(double x) { return mk_kl_exp(mk_kl_splat(x))[0]; }
 static inline double mk_kl_log_scalar(double y) { return mk_kl_log(mk_kl_splat(y))[0]; }

@@ -173,6 +173,24 @@ public enum BLAS {
     }
     private static let divergenceLevel: Int32 = hasAVX512F ? 2 : hasAVX2 ? 1 : 0
 
+    /// Arcee Fusion's importance keys of a row of τ (`SignedOrder` keys of Float(|τ|·`divergence`)):
+    /// all `count` of them into `out` (`prefixes` nil), or only those whose key >> `shift` is one
+    /// of `prefixes`, appended in order; returns how many were written. `level` as for
+    /// `softmaxDivergence`.
+    static func fusionKeys(_ tau: UnsafePointer<Float>, count: Int, divergence: Double, into out: UnsafeMutablePointer<UInt64>,
+                           under prefixes: (UInt32, UInt32, UInt32)?, shift: Int, level: Int32? = nil) -> Int {
+        guard var p = prefixes else { return mk_fusion_keys(tau, count, divergence, out, UInt32(shift), nil, level ?? divergenceLevel) }
+        return withUnsafePointer(to: &p) {
+            $0.withMemoryRebound(to: UInt32.self, capacity: 3) { mk_fusion_keys(tau, count, divergence, out, UInt32(shift), $0, level ?? divergenceLevel) }
+        }
+    }
+
+    /// out = τ where Float(|τ|·`divergence`) ≥ `threshold`, else 0, over a row of `count` values.
+    static func fusionSelect(_ tau: UnsafePointer<Float>, count: Int, divergence: Double, threshold: Float,
+                             into out: UnsafeMutablePointer<Float>, level: Int32? = nil) {
+        mk_fusion_select(tau, count, divergence, threshold, out, level ?? divergenceLevel)
+    }
+
     /// The kernel's e^x (x ≤ 0) and log y (y > 0 normal), for tests of their accuracy.
     static func divergenceExp(_ x: Double) -> Double { mk_kl_exp_scalar(x) }
     static func divergenceLog(_ y: Double) -> Double { mk_kl_log_scalar(y) }

@@ -91,7 +91,13 @@ public struct ArceeFusion: MergeMethod {
         for start in stride(from: 0, to: out.count, by: row) {
             let kl = fusion.divergence(row: (context.elementOffset + start) / row, delta: delta.baseAddress! + start,
                                        base: base.baseAddress! + start, context: context)
-            for j in start..<(start + row) { out[j] = FusionThreshold.importance(delta[j], divergence: kl) >= threshold ? delta[j] : 0 }
+            if T.self == Float.self {
+                let tau = UnsafeRawPointer(delta.baseAddress! + start).assumingMemoryBound(to: Float.self)
+                let kept = UnsafeMutableRawPointer(out.baseAddress! + start).assumingMemoryBound(to: Float.self)
+                BLAS.fusionSelect(tau, count: row, divergence: kl, threshold: Float(fusion.threshold), into: kept)
+            } else {
+                for j in start..<(start + row) { out[j] = FusionThreshold.importance(delta[j], divergence: kl) >= threshold ? delta[j] : 0 }
+            }
         }
     }
 }
@@ -159,8 +165,14 @@ final class FusionThreshold: TensorAccumulator {
             for start in stride(from: 0, to: delta.count, by: row) {
                 let kl = divergence(row: (chunk.lowerBound + start) / row, delta: delta.baseAddress! + start,
                                     base: base.baseAddress! + start, context: context)
-                if first {
+                if T.self == Float.self {
+                    let tau = UnsafeRawPointer(delta.baseAddress! + start).assumingMemoryBound(to: Float.self)
+                    let prefixes = (UInt32(truncatingIfNeeded: p0), UInt32(truncatingIfNeeded: p1), UInt32(truncatingIfNeeded: p2))
+                    gathered += BLAS.fusionKeys(tau, count: row, divergence: kl, into: keys.baseAddress! + gathered,
+                                                under: first ? nil : prefixes, shift: Int(shift))
+                } else if first {
                     for j in start..<(start + row) { keys[j] = SignedOrder.key(Self.importance(delta[j], divergence: kl)) }
+                    gathered += row
                 } else {
                     for j in start..<(start + row) {
                         let key = SignedOrder.key(Self.importance(delta[j], divergence: kl))
@@ -171,7 +183,7 @@ final class FusionThreshold: TensorAccumulator {
                 }
             }
             if first {
-                selections[0].observe(keys: UnsafeBufferPointer(keys))
+                selections[0].observe(keys: UnsafeBufferPointer(rebasing: keys[0..<gathered]))
             } else {
                 let under = UnsafeBufferPointer(rebasing: keys[0..<gathered])
                 for s in selections.indices { selections[s].observe(keys: under) }
