@@ -432,14 +432,16 @@ static inline int mk_reaches(const float *x, size_t n, uint32_t bias, int use_av
 // R summed to k = 4 for |s| ≤ 1/64 and to k = 10 for |s| ≤ 0.17 (r within [0.71, 1.41]; the first
 // term left out is below 1e-17 of h); otherwise the term is p·log(p/q) − p + q with log below.
 // exp and log are this file's own:
-//   exp(x), x ≤ 0: x = n·ln2 + r, |r| ≤ ln2/2 (n rounded to nearest by the 1.5·2⁵² trick, ln2
-//     split in a 32-bit head and a tail so n·head is exact), e^r by its Taylor polynomial of
-//     degree 13 (truncation < 5e-18 relative), times 2ⁿ built from its bits; x < −708 gives 0
-//     (e^x < 2⁻¹⁰²¹ changes neither a sum ≥ 1 nor e/Σ + 1e-8);
+//   exp(x), x ≤ 0: x = (32k + j)·ln2/32 + r, |r| ≤ ln2/64 (32k + j rounded to nearest by the
+//     1.5·2⁵² trick, ln2/32 split in a 32-bit head and a tail so its product with an integer is
+//     exact), e^x = 2ᵏ·2^(j/32)·e^r from a table of 2^(j/32) correctly rounded, 2ᵏ added to its
+//     exponent, and the Taylor polynomial of e^r of degree 6 (truncation < 4e-18 relative);
+//     x < −708 gives 0 (e^x < 2⁻¹⁰²¹ changes neither a sum ≥ 1 nor e/Σ + 1e-8). Within 2 ulp.
+//     e1 is e0·e^u, u = (x1 − max x1) − (x0 − max x0), by the Taylor polynomial of degree 8 where
+//     |u| ≤ 1/32 (truncation < 1e-19), as for rows a fine-tune changes it always is; exp otherwise.
 //   log(y), y > 0 normal: y = 2ᵏ·(1 + f), 1 + f ∈ [√½, √2), found from the bits;
 //     log(1 + f) = 2·atanh(s), s = f/(2 + f), evaluated as f − (f²/2 − s·(f²/2 + R(s²))), R to
-//     k = 10, plus k·ln2 in two parts.
-// Both are within 1 ulp of the correctly rounded values.
+//     k = 10, plus k·ln2 in two parts. Within 1 ulp.
 //
 // The kernel is written once, on vectors of 8 doubles (clang's vector extensions): element j of
 // the row is in lane j mod 8 of every maximum and sum (a short last block is padded with values
@@ -580,30 +582,28 @@ MK_KL_INLINE mk_v8d mk_kl_term(mk_v8d p, mk_v8d q) {
     return mk_kl_select(long_series, term, (p * mk_kl_log(p / q) - p) + q);
 }
 
-/// Lanes k ≥ count of a block hold `pad`.
+// Unaligned views of 8 values, for loads and stores of whole blocks.
+typedef double mk_v8d_u __attribute__((vector_size(64), aligned(8), may_alias));
+typedef float mk_v8f_u __attribute__((vector_size(32), aligned(4), may_alias));
+typedef unsigned long long mk_v8u_u __attribute__((vector_size(64), aligned(8), may_alias));
+
+/// A block of `count` ≤ 8 values; lanes k ≥ count hold `pad`. The loops below call these with
+/// count 8 for every whole block and once with the rest, so the whole blocks are plain loads.
 MK_KL_INLINE mk_v8d mk_kl_load(const double *x, size_t count, double pad) {
-    mk_v8d v;
-    if (count == MK_KL_LANES) { memcpy(&v, x, sizeof v); return v; }
-    double lanes[MK_KL_LANES];
-    for (int k = 0; k < MK_KL_LANES; k++) lanes[k] = pad;
-    memcpy(lanes, x, count * sizeof(double));
-    memcpy(&v, lanes, sizeof v);
+    if (count == MK_KL_LANES) return *(const mk_v8d_u *)x;
+    mk_v8d v = mk_kl_splat(pad);
+    for (size_t k = 0; k < count; k++) v[k] = x[k];
     return v;
 }
-MK_KL_INLINE mk_v8d mk_kl_load_f32(const float *x, size_t count, float pad) {
-    mk_v8f v;
-    if (count == MK_KL_LANES) {
-        memcpy(&v, x, sizeof v);
-    } else {
-        float lanes[MK_KL_LANES];
-        for (int k = 0; k < MK_KL_LANES; k++) lanes[k] = pad;
-        memcpy(lanes, x, count * sizeof(float));
-        memcpy(&v, lanes, sizeof v);
-    }
-    return __builtin_convertvector(v, mk_v8d);
+MK_KL_INLINE mk_v8f mk_kl_load_f32(const float *x, size_t count, float pad) {
+    if (count == MK_KL_LANES) return *(const mk_v8f_u *)x;
+    mk_v8f v = {pad, pad, pad, pad, pad, pad, pad, pad};
+    for (size_t k = 0; k < count; k++) v[k] = x[k];
+    return v;
 }
 MK_KL_INLINE void mk_kl_store(double *x, size_t count, mk_v8d v) {
-    if (count == MK_KL_LANES) memcpy(x, &v, sizeof v); else memcpy(x, &v, count * sizeof(double));
+    if (count == MK_KL_LANES) { *(mk_v8d_u *)x = v; return; }
+    for (size_t k = 0; k < count; k++) x[k] = v[k];
 }
 
 MK_KL_INLINE double mk_kl_lane_sum(mk_v8d v) {
@@ -617,58 +617,66 @@ MK_KL_INLINE double mk_kl_lane_max(mk_v8d v) {
                             mk_kl_scalar_max(mk_kl_scalar_max(v[4], v[5]), mk_kl_scalar_max(v[6], v[7])));
 }
 
+/// The three steps of the kernel on the block of `count` values at j (8 for whole blocks).
+MK_KL_INLINE void mk_kl_maxima_step(const float *base32, const float *delta32, const double *base64, const double *delta64,
+                                    double *x0, double *x1, size_t j, size_t count, mk_v8d *m0, mk_v8d *m1) {
+    const double inf = __builtin_inf();
+    mk_v8d b, d;
+    if (base32) {
+        b = __builtin_convertvector(mk_kl_load_f32(base32 + j, count, -inf), mk_v8d);
+        d = __builtin_convertvector(mk_kl_load_f32(delta32 + j, count, 0), mk_v8d);
+    } else {
+        b = mk_kl_load(base64 + j, count, -inf);
+        d = mk_kl_load(delta64 + j, count, 0);
+    }
+    mk_v8d c = b + d;
+    mk_kl_store(x0 + j, count, b);
+    mk_kl_store(x1 + j, count, c);
+    *m0 = mk_kl_max(*m0, b);
+    *m1 = mk_kl_max(*m1, c);
+}
+MK_KL_INLINE void mk_kl_exp_step(double *x0, double *x1, size_t j, size_t count, double max0, double max1, mk_v8d *s0, mk_v8d *s1) {
+    const double inf = __builtin_inf();
+    mk_v8d a0 = mk_kl_load(x0 + j, count, -inf) - max0, a1 = mk_kl_load(x1 + j, count, -inf) - max1;
+    mk_v8d e0 = mk_kl_exp(a0), e1;
+    // e^a1 = e^a0·e^(a1 − a0), where a1 − a0 = τ − (max x1 − max x0) is small.
+    mk_v8d u = a1 - a0;
+    const mk_v8l near = (mk_v8d)((mk_v8l)u & 0x7FFFFFFFFFFFFFFFll) <= 0x1p-5;
+    e1 = e0 * mk_kl_exp_near_zero(u);
+    if (!mk_kl_all(near)) e1 = mk_kl_select(near, e1, mk_kl_exp(a1));
+    mk_kl_store(x0 + j, count, e0);
+    mk_kl_store(x1 + j, count, e1);
+    *s0 += e0;
+    *s1 += e1;
+}
+MK_KL_INLINE void mk_kl_term_step(const double *e0, const double *e1, size_t j, size_t count, double inv0, double inv1, mk_v8d *kl) {
+    mk_v8d p = mk_kl_load(e1 + j, count, 0) * inv1 + MK_KL_EPSILON;
+    mk_v8d q = mk_kl_load(e0 + j, count, 0) * inv0 + MK_KL_EPSILON;
+    mk_v8d term = mk_kl_term(p, q);
+    if (count < MK_KL_LANES) {
+        const mk_v8l lane = {0, 1, 2, 3, 4, 5, 6, 7};
+        term = (mk_v8d)((mk_v8l)term & (lane < (long long)count));
+    }
+    *kl += term;
+}
+
 /// KL(softmax(x1) + 1e-8 ‖ softmax(x0) + 1e-8) of a row of n ≥ 1 values, x0 = base and
 /// x1 = base + delta in double (from `base32`/`delta32` when given, else `base64`/`delta64`);
 /// `x0` and `x1` are scratch for n doubles.
 MK_KL_INLINE double mk_softmax_kl_body(const float *base32, const float *delta32, const double *base64, const double *delta64,
                                        double *x0, double *x1, size_t n) {
-    const double inf = __builtin_inf();
-    mk_v8d m0 = mk_kl_splat(-inf), m1 = m0;
-    for (size_t j = 0; j < n; j += MK_KL_LANES) {
-        size_t count = n - j < MK_KL_LANES ? n - j : MK_KL_LANES;
-        mk_v8d b, d;
-        if (base32) {
-            b = mk_kl_load_f32(base32 + j, count, -inf);
-            d = mk_kl_load_f32(delta32 + j, count, 0);
-        } else {
-            b = mk_kl_load(base64 + j, count, -inf);
-            d = mk_kl_load(delta64 + j, count, 0);
-        }
-        mk_v8d c = b + d;
-        mk_kl_store(x0 + j, count, b);
-        mk_kl_store(x1 + j, count, c);
-        m0 = mk_kl_max(m0, b);
-        m1 = mk_kl_max(m1, c);
-    }
+    const size_t whole = n / MK_KL_LANES * MK_KL_LANES;
+    mk_v8d m0 = mk_kl_splat(-__builtin_inf()), m1 = m0;
+    for (size_t j = 0; j < whole; j += MK_KL_LANES) mk_kl_maxima_step(base32, delta32, base64, delta64, x0, x1, j, MK_KL_LANES, &m0, &m1);
+    if (whole < n) mk_kl_maxima_step(base32, delta32, base64, delta64, x0, x1, whole, n - whole, &m0, &m1);
     const double max0 = mk_kl_lane_max(m0), max1 = mk_kl_lane_max(m1);
     mk_v8d s0 = mk_kl_splat(0), s1 = s0;
-    for (size_t j = 0; j < n; j += MK_KL_LANES) {
-        size_t count = n - j < MK_KL_LANES ? n - j : MK_KL_LANES;
-        mk_v8d a0 = mk_kl_load(x0 + j, count, -inf) - max0, a1 = mk_kl_load(x1 + j, count, -inf) - max1;
-        mk_v8d e0 = mk_kl_exp(a0), e1;
-        // e^a1 = e^a0·e^(a1 − a0), where a1 − a0 = τ − (max x1 − max x0) is small.
-        mk_v8d u = a1 - a0;
-        const mk_v8l near = (mk_v8d)((mk_v8l)u & 0x7FFFFFFFFFFFFFFFll) <= 0x1p-5;
-        e1 = e0 * mk_kl_exp_near_zero(u);
-        if (!mk_kl_all(near)) e1 = mk_kl_select(near, e1, mk_kl_exp(a1));
-        mk_kl_store(x0 + j, count, e0);
-        mk_kl_store(x1 + j, count, e1);
-        s0 += e0;
-        s1 += e1;
-    }
+    for (size_t j = 0; j < whole; j += MK_KL_LANES) mk_kl_exp_step(x0, x1, j, MK_KL_LANES, max0, max1, &s0, &s1);
+    if (whole < n) mk_kl_exp_step(x0, x1, whole, n - whole, max0, max1, &s0, &s1);
     const double inv0 = 1.0 / mk_kl_lane_sum(s0), inv1 = 1.0 / mk_kl_lane_sum(s1);
     mk_v8d kl = mk_kl_splat(0);
-    for (size_t j = 0; j < n; j += MK_KL_LANES) {
-        size_t count = n - j < MK_KL_LANES ? n - j : MK_KL_LANES;
-        mk_v8d p = mk_kl_load(x1 + j, count, 0) * inv1 + MK_KL_EPSILON;
-        mk_v8d q = mk_kl_load(x0 + j, count, 0) * inv0 + MK_KL_EPSILON;
-        mk_v8d term = mk_kl_term(p, q);
-        if (count < MK_KL_LANES) {
-            const mk_v8l lane = {0, 1, 2, 3, 4, 5, 6, 7};
-            term = (mk_v8d)((mk_v8l)term & (lane < (long long)count));
-        }
-        kl += term;
-    }
+    for (size_t j = 0; j < whole; j += MK_KL_LANES) mk_kl_term_step(x0, x1, j, MK_KL_LANES, inv0, inv1, &kl);
+    if (whole < n) mk_kl_term_step(x0, x1, whole, n - whole, inv0, inv1, &kl);
     return mk_kl_lane_sum(kl);
 }
 
@@ -736,15 +744,6 @@ static inline double mk_softmax_kl_f64(const double *base, const double *delta, 
 typedef unsigned int mk_v8u32 __attribute__((vector_size(32)));
 typedef int mk_v8i32 __attribute__((vector_size(32)));
 
-MK_KL_INLINE mk_v8f mk_fusion_load(const float *x, size_t count) {
-    mk_v8f v;
-    if (count == MK_KL_LANES) { memcpy(&v, x, sizeof v); return v; }
-    float lanes[MK_KL_LANES] = {0};
-    memcpy(lanes, x, count * sizeof(float));
-    memcpy(&v, lanes, sizeof v);
-    return v;
-}
-
 MK_KL_INLINE mk_v8f mk_fusion_importance(mk_v8f tau, double kl) {
     mk_v8f magnitude = (mk_v8f)((mk_v8u32)tau & 0x7FFFFFFFu);
     return __builtin_convertvector(__builtin_convertvector(magnitude, mk_v8d) * kl, mk_v8f);
@@ -756,39 +755,55 @@ MK_KL_INLINE mk_v8u32 mk_fusion_key(mk_v8f x) {
     return ((0x7FFFFFFFu - magnitude) & negative) | ((0x80000000u | magnitude) & ~negative);
 }
 
-/// The keys of the importances of a row of n values of τ (divergence kl): all of them into `out`
-/// (`prefixes` NULL), or only those whose top bits (key >> shift) equal prefixes[0], [1] or [2],
-/// appended in order; returns how many were written.
-MK_KL_INLINE size_t mk_fusion_keys_body(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {
-    size_t written = 0;
-    for (size_t j = 0; j < n; j += MK_KL_LANES) {
-        size_t count = n - j < MK_KL_LANES ? n - j : MK_KL_LANES;
-        const mk_v8u32 key = mk_fusion_key(mk_fusion_importance(mk_fusion_load(tau + j, count), kl));
-        if (!prefixes) {
-            mk_v8u wide = __builtin_convertvector(key, mk_v8u);
-            if (count == MK_KL_LANES) memcpy(out + j, &wide, sizeof wide); else memcpy(out + j, &wide, count * sizeof(uint64_t));
-            written += count;
-            continue;
+/// The keys of the block of `count` values of τ at j (see mk_fusion_keys_body).
+MK_KL_INLINE size_t mk_fusion_keys_step(const float *tau, size_t j, size_t count, double kl, uint64_t *out, size_t written,
+                                        unsigned shift, const uint32_t *prefixes) {
+    const mk_v8u32 key = mk_fusion_key(mk_fusion_importance(mk_kl_load_f32(tau + j, count, 0), kl));
+    if (!prefixes) {
+        const mk_v8u wide = __builtin_convertvector(key, mk_v8u);
+        if (count == MK_KL_LANES) {
+            *(mk_v8u_u *)(out + written) = wide;
+        } else {
+            for (size_t l = 0; l < count; l++) out[written + l] = wide[l];
         }
-        const mk_v8u32 top = key >> shift;
-        const mk_v8i32 match = (top == prefixes[0]) | (top == prefixes[1]) | (top == prefixes[2]);
-        if (__builtin_reduce_or(match) == 0) continue;
-        for (size_t l = 0; l < count; l++) {
-            if (match[l]) out[written++] = key[l];
-        }
+        return written + count;
+    }
+    const mk_v8u32 top = key >> shift;
+    const mk_v8i32 match = (top == prefixes[0]) | (top == prefixes[1]) | (top == prefixes[2]);
+    if (__builtin_reduce_or(match) == 0) return written;
+    for (size_t l = 0; l < count; l++) {
+        if (match[l]) out[written++] = key[l];
     }
     return written;
 }
 
+/// The keys of the importances of a row of n values of τ (divergence kl): all of them into `out`
+/// (`prefixes` NULL), or only those whose top bits (key >> shift) equal prefixes[0], [1] or [2],
+/// appended in order; returns how many were written.
+MK_KL_INLINE size_t mk_fusion_keys_body(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {
+    const size_t whole = n / MK_KL_LANES * MK_KL_LANES;
+    size_t written = 0;
+    for (size_t j = 0; j < whole; j += MK_KL_LANES) written = mk_fusion_keys_step(tau, j, MK_KL_LANES, kl, out, written, shift, prefixes);
+    if (whole < n) written = mk_fusion_keys_step(tau, whole, n - whole, kl, out, written, shift, prefixes);
+    return written;
+}
+
+MK_KL_INLINE void mk_fusion_select_step(const float *tau, size_t j, size_t count, double kl, float threshold, float *out) {
+    const mk_v8f t = mk_kl_load_f32(tau + j, count, 0);
+    const mk_v8i32 keep = mk_fusion_importance(t, kl) >= threshold;
+    const mk_v8f kept = (mk_v8f)((mk_v8i32)t & keep);
+    if (count == MK_KL_LANES) {
+        *(mk_v8f_u *)(out + j) = kept;
+    } else {
+        for (size_t l = 0; l < count; l++) out[j + l] = kept[l];
+    }
+}
+
 /// out_j = importance_j ≥ threshold ? τ_j : 0 over a row of n values.
 MK_KL_INLINE void mk_fusion_select_body(const float *tau, size_t n, double kl, float threshold, float *out) {
-    for (size_t j = 0; j < n; j += MK_KL_LANES) {
-        size_t count = n - j < MK_KL_LANES ? n - j : MK_KL_LANES;
-        const mk_v8f t = mk_fusion_load(tau + j, count);
-        const mk_v8i32 keep = mk_fusion_importance(t, kl) >= threshold;
-        const mk_v8f kept = (mk_v8f)((mk_v8i32)t & keep);
-        if (count == MK_KL_LANES) memcpy(out + j, &kept, sizeof kept); else memcpy(out + j, &kept, count * sizeof(float));
-    }
+    const size_t whole = n / MK_KL_LANES * MK_KL_LANES;
+    for (size_t j = 0; j < whole; j += MK_KL_LANES) mk_fusion_select_step(tau, j, MK_KL_LANES, kl, threshold, out);
+    if (whole < n) mk_fusion_select_step(tau, whole, n - whole, kl, threshold, out);
 }
 
 static inline size_t mk_fusion_keys_portable(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {

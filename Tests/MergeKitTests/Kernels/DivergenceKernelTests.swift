@@ -23,8 +23,9 @@ struct DivergenceKernelTests {
         return (base, tau)
     }
 
-    /// KL(softmax(θ₁) + 10⁻⁸ ‖ softmax(θ₀) + 10⁻⁸) by the textbook Σ p·log(p/q), in Float80: its
-    /// cancellation costs at most 4 of Float80's 19 digits on these rows.
+    /// KL(softmax(θ₁) + 10⁻⁸ ‖ softmax(θ₀) + 10⁻⁸) in Float80 with the C library's exp and log, as
+    /// Σ (p·log(p/q) − p + q): the same value, as Σp = Σq, but without the error of Σp − Σq (10⁻¹⁸
+    /// even in Float80), which Σ p·log(p/q) adds to a divergence as small as 10⁻⁹.
     static func reference(base: [Float], tau: [Float]) -> Double {
         let x0 = base.map { Float80($0) }, x1 = zip(base, tau).map { Float80(Double($0) + Double($1)) }
         let m0 = x0.max()!, m1 = x1.max()!
@@ -32,7 +33,7 @@ struct DivergenceKernelTests {
         var kl: Float80 = 0
         for j in x0.indices {
             let p = Foundation.exp(x1[j] - m1) / s1 + 1e-8, q = Foundation.exp(x0[j] - m0) / s0 + 1e-8
-            kl += p * Foundation.log(p / q)
+            kl += p * Foundation.log(p / q) - p + q
         }
         return Double(kl)
     }
@@ -85,19 +86,21 @@ struct DivergenceKernelTests {
         #expect(kernel * 100 < abs(textbook - exact) / exact, "kernel \(kernel), textbook \(abs(textbook - exact) / exact)")
     }
 
-    @Test("exp and log are within 1 ulp of the C library's; exp is 0 below −708 and for −∞, NaN stays NaN")
+    @Test("exp is within 2 ulp and log within 1 ulp of the exact values; exp is 0 below −708 and for −∞, NaN stays NaN")
     func expAndLog() {
         var rng = SplitMix64(seed: 3)
         var worstExp = 0.0, worstLog = 0.0
+        func ulps(_ value: Double, _ exact: Float80) -> Double {
+            Double(abs(Float80(value) - exact)) / Double(exact).magnitude.ulp
+        }
         for _ in 0..<200_000 {
             let x = -rng.uniform() * 708
-            worstExp = Swift.max(worstExp, abs(BLAS.divergenceExp(x) - exp(x)) / exp(x).ulp)
-            let y = exp((rng.uniform() - 0.5) * 40)
-            worstLog = Swift.max(worstLog, abs(BLAS.divergenceLog(y) - log(y)) / Swift.max(log(y).magnitude.ulp, Double.leastNormalMagnitude))
-            let near = 1 + (rng.uniform() - 0.5) * 1e-3
-            worstLog = Swift.max(worstLog, abs(BLAS.divergenceLog(near) - log(near)) / log(near).magnitude.ulp)
+            worstExp = Swift.max(worstExp, ulps(BLAS.divergenceExp(x), Foundation.exp(Float80(x))))
+            let y = Foundation.exp((rng.uniform() - 0.5) * 40), near = 1 + (rng.uniform() - 0.5) * 1e-3
+            worstLog = Swift.max(worstLog, ulps(BLAS.divergenceLog(y), Foundation.log(Float80(y))),
+                                 ulps(BLAS.divergenceLog(near), Foundation.log(Float80(near))))
         }
-        #expect(worstExp <= 1 && worstLog <= 1, "exp \(worstExp) ulp, log \(worstLog) ulp")
+        #expect(worstExp <= 2 && worstLog <= 1, "exp \(worstExp) ulp, log \(worstLog) ulp")
         #expect(BLAS.divergenceExp(0) == 1 && BLAS.divergenceLog(1) == 0)
         #expect(BLAS.divergenceExp(-708.5) == 0 && BLAS.divergenceExp(-.infinity) == 0 && BLAS.divergenceExp(.nan).isNaN)
     }
