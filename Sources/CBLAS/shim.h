@@ -680,60 +680,6 @@ MK_KL_INLINE double mk_softmax_kl_body(const float *base32, const float *delta32
     return mk_kl_lane_sum(kl);
 }
 
-static inline double mk_softmax_kl_f32_portable(const float *base, const float *delta, double *x0, double *x1, size_t n) {
-    return mk_softmax_kl_body(base, delta, NULL, NULL, x0, x1, n);
-}
-static inline double mk_softmax_kl_f64_portable(const double *base, const double *delta, double *x0, double *x1, size_t n) {
-    return mk_softmax_kl_body(NULL, NULL, base, delta, x0, x1, n);
-}
-#if MK_X86
-__attribute__((target("avx2")))
-static inline double mk_softmax_kl_f32_avx2(const float *base, const float *delta, double *x0, double *x1, size_t n) {
-    return mk_softmax_kl_body(base, delta, NULL, NULL, x0, x1, n);
-}
-__attribute__((target("avx2")))
-static inline double mk_softmax_kl_f64_avx2(const double *base, const double *delta, double *x0, double *x1, size_t n) {
-    return mk_softmax_kl_body(NULL, NULL, base, delta, x0, x1, n);
-}
-__attribute__((target("avx512f")))
-static inline double mk_softmax_kl_f32_avx512(const float *base, const float *delta, double *x0, double *x1, size_t n) {
-    return mk_softmax_kl_body(base, delta, NULL, NULL, x0, x1, n);
-}
-__attribute__((target("avx512f")))
-static inline double mk_softmax_kl_f64_avx512(const double *base, const double *delta, double *x0, double *x1, size_t n) {
-    return mk_softmax_kl_body(NULL, NULL, base, delta, x0, x1, n);
-}
-#endif
-
-/// 1 when AVX-512F is usable on this CPU (and by the OS).
-static inline int mk_cpu_has_avx512f(void) {
-#if MK_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
-
-/// The row's KL divergence (see mk_softmax_kl_body) with θ₀ = base and θ₁ = base + delta; `level`
-/// 2 for AVX-512F, 1 for AVX2 (only when the CPU has it), else the portable build.
-static inline double mk_softmax_kl_f32(const float *base, const float *delta, double *x0, double *x1, size_t n, int level) {
-#if MK_X86
-    if (level >= 2) return mk_softmax_kl_f32_avx512(base, delta, x0, x1, n);
-    if (level == 1) return mk_softmax_kl_f32_avx2(base, delta, x0, x1, n);
-#endif
-    (void)level;
-    return mk_softmax_kl_f32_portable(base, delta, x0, x1, n);
-}
-static inline double mk_softmax_kl_f64(const double *base, const double *delta, double *x0, double *x1, size_t n, int level) {
-#if MK_X86
-    if (level >= 2) return mk_softmax_kl_f64_avx512(base, delta, x0, x1, n);
-    if (level == 1) return mk_softmax_kl_f64_avx2(base, delta, x0, x1, n);
-#endif
-    (void)level;
-    return mk_softmax_kl_f64_portable(base, delta, x0, x1, n);
-}
-
 // ---- Arcee Fusion: importances, their keys, the kept entries ----------------------------------
 //
 // importance = (float)((double)|τ|·kl) (Float's rounding of the Double product, as Swift's
@@ -806,30 +752,58 @@ MK_KL_INLINE void mk_fusion_select_body(const float *tau, size_t n, double kl, f
     if (whole < n) mk_fusion_select_step(tau, whole, n - whole, kl, threshold, out);
 }
 
-static inline size_t mk_fusion_keys_portable(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {
-    return mk_fusion_keys_body(tau, n, kl, out, shift, prefixes);
-}
-static inline void mk_fusion_select_portable(const float *tau, size_t n, double kl, float threshold, float *out) {
-    mk_fusion_select_body(tau, n, kl, threshold, out);
-}
+// Every kernel of Arcee Fusion built for one target, as NAME_SUFFIX.
+#define MK_FUSION_KERNELS(SUFFIX, TARGET)                                                                                  \
+    TARGET static inline double mk_softmax_kl_f32_##SUFFIX(const float *base, const float *delta, double *x0, double *x1,  \
+                                                           size_t n) {                                                  \
+        return mk_softmax_kl_body(base, delta, NULL, NULL, x0, x1, n);                                                  \
+    }                                                                                                                   \
+    TARGET static inline double mk_softmax_kl_f64_##SUFFIX(const double *base, const double *delta, double *x0, double *x1, \
+                                                           size_t n) {                                                  \
+        return mk_softmax_kl_body(NULL, NULL, base, delta, x0, x1, n);                                                  \
+    }                                                                                                                   \
+    TARGET static inline size_t mk_fusion_keys_##SUFFIX(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, \
+                                                        const uint32_t *prefixes) {                                     \
+        return mk_fusion_keys_body(tau, n, kl, out, shift, prefixes);                                                   \
+    }                                                                                                                   \
+    TARGET static inline void mk_fusion_select_##SUFFIX(const float *tau, size_t n, double kl, float threshold, float *out) { \
+        mk_fusion_select_body(tau, n, kl, threshold, out);                                                              \
+    }
+
+MK_FUSION_KERNELS(portable, )
 #if MK_X86
-__attribute__((target("avx2")))
-static inline size_t mk_fusion_keys_avx2(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {
-    return mk_fusion_keys_body(tau, n, kl, out, shift, prefixes);
-}
-__attribute__((target("avx2")))
-static inline void mk_fusion_select_avx2(const float *tau, size_t n, double kl, float threshold, float *out) {
-    mk_fusion_select_body(tau, n, kl, threshold, out);
-}
-__attribute__((target("avx512f")))
-static inline size_t mk_fusion_keys_avx512(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {
-    return mk_fusion_keys_body(tau, n, kl, out, shift, prefixes);
-}
-__attribute__((target("avx512f")))
-static inline void mk_fusion_select_avx512(const float *tau, size_t n, double kl, float threshold, float *out) {
-    mk_fusion_select_body(tau, n, kl, threshold, out);
-}
+MK_FUSION_KERNELS(avx2, __attribute__((target("avx2"))))
+MK_FUSION_KERNELS(avx512, __attribute__((target("avx512f"))))
 #endif
+
+/// 1 when AVX-512F is usable on this CPU (and by the OS).
+static inline int mk_cpu_has_avx512f(void) {
+#if MK_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+/// The row's KL divergence (see mk_softmax_kl_body) with θ₀ = base and θ₁ = base + delta; `level`
+/// 2 for AVX-512F, 1 for AVX2 (only when the CPU has it), else the portable build.
+static inline double mk_softmax_kl_f32(const float *base, const float *delta, double *x0, double *x1, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) return mk_softmax_kl_f32_avx512(base, delta, x0, x1, n);
+    if (level == 1) return mk_softmax_kl_f32_avx2(base, delta, x0, x1, n);
+#endif
+    (void)level;
+    return mk_softmax_kl_f32_portable(base, delta, x0, x1, n);
+}
+static inline double mk_softmax_kl_f64(const double *base, const double *delta, double *x0, double *x1, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) return mk_softmax_kl_f64_avx512(base, delta, x0, x1, n);
+    if (level == 1) return mk_softmax_kl_f64_avx2(base, delta, x0, x1, n);
+#endif
+    (void)level;
+    return mk_softmax_kl_f64_portable(base, delta, x0, x1, n);
+}
 
 /// The importance keys of a row (see mk_fusion_keys_body); `level` as for mk_softmax_kl_f32.
 static inline size_t mk_fusion_keys(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes, int level) {

@@ -238,14 +238,21 @@ struct ArceeFusionKnownAnswerTests {
         #expect(try mergeShaped(ArceeFusion(), [tau], shape: shape, base: base, threads: 1) == merged)
     }
 
+    /// θ₀ ~ U(−0.05, 0.05) and τ of small changes with a few large ones among them (the outliers
+    /// kept), Float values.
+    static func inputs(_ n: Int, seed: UInt64) -> (base: [Double], tau: [Double]) {
+        var rng = SplitMix64(seed: seed)
+        let base = (0..<n).map { _ in Double(Float(rng.uniform() * 0.1 - 0.05)) }
+        let tau = (0..<n).map { _ in Double(Float((rng.uniform() - 0.5) * (rng.uniform() < 0.03 ? 0.2 : 0.004))) }
+        return (base, tau)
+    }
+
     @Test("Divergences kept from the first pass give the bytes of computing them again in every pass",
           arguments: [[3, 20_000], [40, 1_500], [5_000], [7, 9, 13]])
     func keptDivergences(shape: [Int]) throws {
-        let n = shape.reduce(1, *)
-        let tau = randomTaus(1, n, seed: 31)[0]
-        var rng = SplitMix64(seed: 5)
-        let base = (0..<n).map { _ in Double(Float(rng.uniform() * 0.1 - 0.05)) }
+        let (base, tau) = Self.inputs(shape.reduce(1, *), seed: 31)
         let kept = try mergeShaped(ArceeFusion(), [tau], shape: shape, base: base)
+        #expect(zip(kept, base).contains { $0 != $1 } && zip(kept, base).contains { $0 == $1 })
         #expect(try mergeShaped(ArceeFusion(keptRows: 0), [tau], shape: shape, base: base) == kept)
         #expect(try mergeShaped(ArceeFusion(keptRows: 0), [tau], shape: shape, base: base, threads: 1) == kept)
     }
@@ -253,11 +260,7 @@ struct ArceeFusionKnownAnswerTests {
     @Test("Computed in Double (F64 tensors): importances and threshold in Double, as the reference computes them",
           arguments: [[40, 1_500], [5_000]])
     func computedInDouble(shape: [Int]) throws {
-        let n = shape.reduce(1, *)
-        var rng = SplitMix64(seed: 6)
-        let base = (0..<n).map { _ in rng.uniform() * 0.1 - 0.05 }
-        // Small changes with a few large ones among them: the large ones are the outliers kept.
-        let tau = (0..<n).map { _ in (rng.uniform() - 0.5) * (rng.uniform() < 0.03 ? 0.2 : 0.004) }
+        let (base, tau) = Self.inputs(shape.reduce(1, *), seed: 41)
         let merged = try mergeShaped(ArceeFusion(), [tau], shape: shape, base: base, dtype: .F64)
         let tauD = zip(base, tau).map { ($0 + $1) - $0 }
         let expected = Self.reference(tauD, base: base, row: shape.last!, rounding: { $0 })
