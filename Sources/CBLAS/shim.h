@@ -421,4 +421,414 @@ static inline int mk_reaches(const float *x, size_t n, uint32_t bias, int use_av
     return -1;
 }
 
+// ---- Arcee Fusion: the KL divergence of two softmax rows, in double -------------------------
+//
+// KL = Σ p·log(p/q) over a row of n values, p = softmax(x1) + 1e-8, q = softmax(x0) + 1e-8, with
+// p = e1·(1/Σe1) + 1e-8, e1 = exp(x1 − max x1) (q alike). As Σp = Σq, KL = Σ q·g(p/q) with
+// g(r) = r·log r − r + 1 ≥ 0: a sum of non-negative terms, where Σ p·log(p/q) cancels to ~1/1000
+// of its terms for rows that differ by a fine-tune, which amplifies the rounding of the two sums.
+// With s = (p − q)/(p + q), r = (1 + s)/(1 − s) and q·g(r) = (p + q)/2 · h(s),
+//     h(s) = (1 + s)·log((1 + s)/(1 − s)) − 2s = 2s² + s·(1 + s)·R(s²),  R(z) = Σₖ≥₁ 2zᵏ/(2k + 1),
+// R summed to k = 4 for |s| ≤ 1/64 and to k = 10 for |s| ≤ 0.17 (r within [0.71, 1.41]; the first
+// term left out is below 1e-17 of h); otherwise the term is p·log(p/q) − p + q with log below.
+// exp and log are this file's own:
+//   exp(x), x ≤ 0: x = (32k + j)·ln2/32 + r, |r| ≤ ln2/64 (32k + j rounded to nearest by the
+//     1.5·2⁵² trick, ln2/32 split in a 32-bit head and a tail so its product with an integer is
+//     exact), e^x = 2ᵏ·2^(j/32)·e^r from a table of 2^(j/32) correctly rounded, 2ᵏ added to its
+//     exponent, and the Taylor polynomial of e^r of degree 6 (truncation < 4e-18 relative);
+//     x < −708 gives 0 (e^x < 2⁻¹⁰²¹ changes neither a sum ≥ 1 nor e/Σ + 1e-8). Within 2 ulp.
+//     e1 is e0·e^u, u = (x1 − max x1) − (x0 − max x0), by the Taylor polynomial of degree 8 where
+//     |u| ≤ 1/32 (truncation < 1e-19), as for rows a fine-tune changes it always is; exp otherwise.
+//   log(y), y > 0 normal: y = 2ᵏ·(1 + f), 1 + f ∈ [√½, √2), found from the bits;
+//     log(1 + f) = 2·atanh(s), s = f/(2 + f), evaluated as f − (f²/2 − s·(f²/2 + R(s²))), R to
+//     k = 10, plus k·ln2 in two parts. Within 1 ulp.
+//
+// The kernel is written once, on vectors of 8 doubles (clang's vector extensions): element j of
+// the row is in lane j mod 8 of every maximum and sum (a short last block is padded with values
+// that add nothing), and the lanes are combined as ((0+1)+(2+3))+((4+5)+(6+7)) at the end. It is
+// compiled three times, for the baseline instruction set, AVX2 and AVX-512F (chosen at run time);
+// every lane is the same IEEE double operations in the same order, with no contraction into FMA,
+// so all three give the same bits.
+
+#pragma STDC FP_CONTRACT OFF
+// The 8-double vectors never cross a call boundary (every helper is always inlined), so the ABI
+// that -Wpsabi warns of does not arise.
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wpsabi"
+
+typedef double mk_v8d __attribute__((vector_size(64)));
+typedef float mk_v8f __attribute__((vector_size(32)));
+typedef long long mk_v8l __attribute__((vector_size(64)));
+typedef unsigned long long mk_v8u __attribute__((vector_size(64)));
+
+#define MK_KL_INLINE static inline __attribute__((always_inline))
+#define MK_KL_LANES 8
+#define MK_KL_MAGIC 0x1.8p52
+#define MK_KL_LOG2E 0x1.71547652b82fep+0
+#define MK_KL_LN2HI 0x1.62e42fee00000p-1
+#define MK_KL_LN2LO 0x1.a39ef35793c76p-33
+#define MK_KL_EXP_FLOOR (-708.0)
+#define MK_KL_EPSILON 1e-8
+#define MK_KL_SHORT_SERIES 0x1p-6
+#define MK_KL_LONG_SERIES 0.17
+// bits(1.0) − bits(√½): added to the bits of y, the exponent field becomes k + 1023.
+#define MK_KL_LOG_OFFSET 0x00095f619980c433ull
+
+MK_KL_INLINE mk_v8d mk_kl_splat(double x) { return (mk_v8d){x, x, x, x, x, x, x, x}; }
+/// Lanes of `a` where `mask` is set (all ones), else of `b`.
+MK_KL_INLINE mk_v8d mk_kl_select(mk_v8l mask, mk_v8d a, mk_v8d b) {
+    return (mk_v8d)(((mk_v8l)a & mask) | ((mk_v8l)b & ~mask));
+}
+MK_KL_INLINE int mk_kl_all(mk_v8l mask) { return __builtin_reduce_and(mask) != 0; }
+
+// 2^(j/32) for j = 0 … 31, correctly rounded.
+static const double mk_kl_exp_table[32] = {
+    0x1.0000000000000p+0, 0x1.059b0d3158574p+0, 0x1.0b5586cf9890fp+0, 0x1.11301d0125b51p+0,
+    0x1.172b83c7d517bp+0, 0x1.1d4873168b9aap+0, 0x1.2387a6e756238p+0, 0x1.29e9df51fdee1p+0,
+    0x1.306fe0a31b715p+0, 0x1.371a7373aa9cbp+0, 0x1.3dea64c123422p+0, 0x1.44e086061892dp+0,
+    0x1.4bfdad5362a27p+0, 0x1.5342b569d4f82p+0, 0x1.5ab07dd485429p+0, 0x1.6247eb03a5585p+0,
+    0x1.6a09e667f3bcdp+0, 0x1.71f75e8ec5f74p+0, 0x1.7a11473eb0187p+0, 0x1.82589994cce13p+0,
+    0x1.8ace5422aa0dbp+0, 0x1.93737b0cdc5e5p+0, 0x1.9c49182a3f090p+0, 0x1.a5503b23e255dp+0,
+    0x1.ae89f995ad3adp+0, 0x1.b7f76f2fb5e47p+0, 0x1.c199bdd85529cp+0, 0x1.cb720dcef9069p+0,
+    0x1.d5818dcfba487p+0, 0x1.dfc97337b9b5fp+0, 0x1.ea4afa2a490dap+0, 0x1.f50765b6e4540p+0,
+};
+
+/// e^x for x ≤ 0 (see above); NaN stays NaN.
+MK_KL_INLINE mk_v8d mk_kl_exp(mk_v8d x) {
+    const mk_v8l under = x < MK_KL_EXP_FLOOR;
+    mk_v8d t = x * 0x1.71547652b82fep+5 + MK_KL_MAGIC;
+    mk_v8d n = t - MK_KL_MAGIC;
+    mk_v8d r = (x - n * 0x1.62e42fee00000p-6) - n * 0x1.a39ef35793c76p-38;
+    // 1/k! for k = 6 … 2, then 1, 1.
+    mk_v8d p = mk_kl_splat(0x1.6c16c16c16c17p-10);
+    p = p * r + 0x1.1111111111111p-7;
+    p = p * r + 0x1.5555555555555p-5;
+    p = p * r + 0x1.5555555555555p-3;
+    p = p * r + 0x1.0000000000000p-1;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    const mk_v8u bits = (mk_v8u)t, j = bits & 31;
+    // Written out lane by lane: a loop over the lanes is not always unrolled.
+    mk_v8d scaled = {mk_kl_exp_table[j[0]], mk_kl_exp_table[j[1]], mk_kl_exp_table[j[2]], mk_kl_exp_table[j[3]],
+                     mk_kl_exp_table[j[4]], mk_kl_exp_table[j[5]], mk_kl_exp_table[j[6]], mk_kl_exp_table[j[7]]};
+    // 2^(j/32)·2^k, k = ⌊n/32⌋, by adding k to the exponent field.
+    scaled = (mk_v8d)((mk_v8u)scaled + (((bits >> 5) - (0x4338000000000000ull >> 5)) << 52));
+    return (mk_v8d)((mk_v8l)(scaled * p) & ~under);
+}
+
+/// e^u for |u| ≤ 1/32: its Taylor polynomial of degree 8 (truncation < 1e-19 relative).
+MK_KL_INLINE mk_v8d mk_kl_exp_near_zero(mk_v8d u) {
+    mk_v8d p = mk_kl_splat(0x1.a01a01a01a01ap-16);
+    p = p * u + 0x1.a01a01a01a01ap-13;
+    p = p * u + 0x1.6c16c16c16c17p-10;
+    p = p * u + 0x1.1111111111111p-7;
+    p = p * u + 0x1.5555555555555p-5;
+    p = p * u + 0x1.5555555555555p-3;
+    p = p * u + 0x1.0000000000000p-1;
+    p = p * u + 1.0;
+    return p * u + 1.0;
+}
+
+/// R(z) = Σₖ₌₁..₄ 2zᵏ/(2k + 1).
+MK_KL_INLINE mk_v8d mk_kl_short_series(mk_v8d z) {
+    mk_v8d r = mk_kl_splat(0x1.c71c71c71c71cp-3);
+    r = r * z + 0x1.2492492492492p-2;
+    r = r * z + 0x1.999999999999ap-2;
+    r = r * z + 0x1.5555555555555p-1;
+    return r * z;
+}
+
+/// R(z) = Σₖ₌₁..₁₀ 2zᵏ/(2k + 1).
+MK_KL_INLINE mk_v8d mk_kl_long_series(mk_v8d z) {
+    mk_v8d r = mk_kl_splat(0x1.8618618618618p-4);
+    r = r * z + 0x1.af286bca1af28p-4;
+    r = r * z + 0x1.e1e1e1e1e1e1ep-4;
+    r = r * z + 0x1.1111111111111p-3;
+    r = r * z + 0x1.3b13b13b13b14p-3;
+    r = r * z + 0x1.745d1745d1746p-3;
+    r = r * z + 0x1.c71c71c71c71cp-3;
+    r = r * z + 0x1.2492492492492p-2;
+    r = r * z + 0x1.999999999999ap-2;
+    r = r * z + 0x1.5555555555555p-1;
+    return r * z;
+}
+
+/// log(y) for a positive normal y (see above).
+MK_KL_INLINE mk_v8d mk_kl_log(mk_v8d y) {
+    const mk_v8u u = (mk_v8u)y;
+    const mk_v8u t = u + MK_KL_LOG_OFFSET;
+    mk_v8d k = (mk_v8d)((t >> 52) | 0x4330000000000000ull) - (0x1p52 + 1023.0);
+    mk_v8d f = (mk_v8d)(u - (t & 0xFFF0000000000000ull) + 0x3FF0000000000000ull) - 1.0;
+    mk_v8d hfsq = 0.5 * f * f;
+    mk_v8d s = f / (2.0 + f);
+    mk_v8d r = mk_kl_long_series(s * s);
+    return k * MK_KL_LN2HI + (f - (hfsq - (s * (hfsq + r) + k * MK_KL_LN2LO)));
+}
+
+/// q·g(p/q), each element's KL term (see above); the longer forms only when a lane needs them.
+MK_KL_INLINE mk_v8d mk_kl_term(mk_v8d p, mk_v8d q) {
+    mk_v8d d = p + q;
+    mk_v8d s = (p - q) / d;
+    mk_v8d z = s * s;
+    mk_v8d a = (mk_v8d)((mk_v8l)s & 0x7FFFFFFFFFFFFFFFll);
+    mk_v8d half = 0.5 * d;
+    mk_v8d slope = s * (1.0 + s);
+    const mk_v8l short_series = a <= MK_KL_SHORT_SERIES;
+    mk_v8d term = half * ((z + z) + slope * mk_kl_short_series(z));
+    if (mk_kl_all(short_series)) return term;
+    term = mk_kl_select(short_series, term, half * ((z + z) + slope * mk_kl_long_series(z)));
+    const mk_v8l long_series = a <= MK_KL_LONG_SERIES;
+    if (mk_kl_all(long_series)) return term;
+    return mk_kl_select(long_series, term, (p * mk_kl_log(p / q) - p) + q);
+}
+
+// Unaligned views of 8 values, for loads and stores of whole blocks.
+typedef double mk_v8d_u __attribute__((vector_size(64), aligned(8), may_alias));
+typedef float mk_v8f_u __attribute__((vector_size(32), aligned(4), may_alias));
+typedef unsigned long long mk_v8u_u __attribute__((vector_size(64), aligned(8), may_alias));
+
+/// A block of `count` ≤ 8 values; lanes k ≥ count hold `pad`. The loops below call these with
+/// count 8 for every whole block and once with the rest, so the whole blocks are plain loads.
+MK_KL_INLINE mk_v8d mk_kl_load(const double *x, size_t count, double pad) {
+    if (count == MK_KL_LANES) return *(const mk_v8d_u *)x;
+    mk_v8d v = mk_kl_splat(pad);
+    for (size_t k = 0; k < count; k++) v[k] = x[k];
+    return v;
+}
+MK_KL_INLINE mk_v8f mk_kl_load_f32(const float *x, size_t count, float pad) {
+    if (count == MK_KL_LANES) return *(const mk_v8f_u *)x;
+    mk_v8f v = {pad, pad, pad, pad, pad, pad, pad, pad};
+    for (size_t k = 0; k < count; k++) v[k] = x[k];
+    return v;
+}
+MK_KL_INLINE void mk_kl_store(double *x, size_t count, mk_v8d v) {
+    if (count == MK_KL_LANES) { *(mk_v8d_u *)x = v; return; }
+    for (size_t k = 0; k < count; k++) x[k] = v[k];
+}
+
+MK_KL_INLINE double mk_kl_lane_sum(mk_v8d v) {
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+/// a > b ? a : b, lane by lane.
+MK_KL_INLINE mk_v8d mk_kl_max(mk_v8d a, mk_v8d b) { return mk_kl_select(a > b, a, b); }
+MK_KL_INLINE double mk_kl_scalar_max(double a, double b) { return a > b ? a : b; }
+MK_KL_INLINE double mk_kl_lane_max(mk_v8d v) {
+    return mk_kl_scalar_max(mk_kl_scalar_max(mk_kl_scalar_max(v[0], v[1]), mk_kl_scalar_max(v[2], v[3])),
+                            mk_kl_scalar_max(mk_kl_scalar_max(v[4], v[5]), mk_kl_scalar_max(v[6], v[7])));
+}
+
+/// The three steps of the kernel on the block of `count` values at j (8 for whole blocks).
+MK_KL_INLINE void mk_kl_maxima_step(const float *base32, const float *delta32, const double *base64, const double *delta64,
+                                    double *x0, double *x1, size_t j, size_t count, mk_v8d *m0, mk_v8d *m1) {
+    const double inf = __builtin_inf();
+    mk_v8d b, d;
+    if (base32) {
+        b = __builtin_convertvector(mk_kl_load_f32(base32 + j, count, -inf), mk_v8d);
+        d = __builtin_convertvector(mk_kl_load_f32(delta32 + j, count, 0), mk_v8d);
+    } else {
+        b = mk_kl_load(base64 + j, count, -inf);
+        d = mk_kl_load(delta64 + j, count, 0);
+    }
+    mk_v8d c = b + d;
+    mk_kl_store(x0 + j, count, b);
+    mk_kl_store(x1 + j, count, c);
+    *m0 = mk_kl_max(*m0, b);
+    *m1 = mk_kl_max(*m1, c);
+}
+MK_KL_INLINE void mk_kl_exp_step(double *x0, double *x1, size_t j, size_t count, double max0, double max1, mk_v8d *s0, mk_v8d *s1) {
+    const double inf = __builtin_inf();
+    mk_v8d a0 = mk_kl_load(x0 + j, count, -inf) - max0, a1 = mk_kl_load(x1 + j, count, -inf) - max1;
+    mk_v8d e0 = mk_kl_exp(a0), e1;
+    // e^a1 = e^a0·e^(a1 − a0), where a1 − a0 = τ − (max x1 − max x0) is small.
+    mk_v8d u = a1 - a0;
+    const mk_v8l near = (mk_v8d)((mk_v8l)u & 0x7FFFFFFFFFFFFFFFll) <= 0x1p-5;
+    e1 = e0 * mk_kl_exp_near_zero(u);
+    if (!mk_kl_all(near)) e1 = mk_kl_select(near, e1, mk_kl_exp(a1));
+    mk_kl_store(x0 + j, count, e0);
+    mk_kl_store(x1 + j, count, e1);
+    *s0 += e0;
+    *s1 += e1;
+}
+MK_KL_INLINE void mk_kl_term_step(const double *e0, const double *e1, size_t j, size_t count, double inv0, double inv1, mk_v8d *kl) {
+    mk_v8d p = mk_kl_load(e1 + j, count, 0) * inv1 + MK_KL_EPSILON;
+    mk_v8d q = mk_kl_load(e0 + j, count, 0) * inv0 + MK_KL_EPSILON;
+    mk_v8d term = mk_kl_term(p, q);
+    if (count < MK_KL_LANES) {
+        const mk_v8l lane = {0, 1, 2, 3, 4, 5, 6, 7};
+        term = (mk_v8d)((mk_v8l)term & (lane < (long long)count));
+    }
+    *kl += term;
+}
+
+/// KL(softmax(x1) + 1e-8 ‖ softmax(x0) + 1e-8) of a row of n ≥ 1 values, x0 = base and
+/// x1 = base + delta in double (from `base32`/`delta32` when given, else `base64`/`delta64`);
+/// `x0` and `x1` are scratch for n doubles.
+MK_KL_INLINE double mk_softmax_kl_body(const float *base32, const float *delta32, const double *base64, const double *delta64,
+                                       double *x0, double *x1, size_t n) {
+    const size_t whole = n / MK_KL_LANES * MK_KL_LANES;
+    mk_v8d m0 = mk_kl_splat(-__builtin_inf()), m1 = m0;
+    for (size_t j = 0; j < whole; j += MK_KL_LANES) mk_kl_maxima_step(base32, delta32, base64, delta64, x0, x1, j, MK_KL_LANES, &m0, &m1);
+    if (whole < n) mk_kl_maxima_step(base32, delta32, base64, delta64, x0, x1, whole, n - whole, &m0, &m1);
+    const double max0 = mk_kl_lane_max(m0), max1 = mk_kl_lane_max(m1);
+    mk_v8d s0 = mk_kl_splat(0), s1 = s0;
+    for (size_t j = 0; j < whole; j += MK_KL_LANES) mk_kl_exp_step(x0, x1, j, MK_KL_LANES, max0, max1, &s0, &s1);
+    if (whole < n) mk_kl_exp_step(x0, x1, whole, n - whole, max0, max1, &s0, &s1);
+    const double inv0 = 1.0 / mk_kl_lane_sum(s0), inv1 = 1.0 / mk_kl_lane_sum(s1);
+    mk_v8d kl = mk_kl_splat(0);
+    for (size_t j = 0; j < whole; j += MK_KL_LANES) mk_kl_term_step(x0, x1, j, MK_KL_LANES, inv0, inv1, &kl);
+    if (whole < n) mk_kl_term_step(x0, x1, whole, n - whole, inv0, inv1, &kl);
+    return mk_kl_lane_sum(kl);
+}
+
+// ---- Arcee Fusion: importances, their keys, the kept entries ----------------------------------
+//
+// importance = (float)((double)|τ|·kl) (Float's rounding of the Double product, as Swift's
+// Float(Double)); its key in signed order is 2³¹ | bits for a positive value and 2³¹ − 1 − (bits &
+// 0x7FFFFFFF) for a negative one (MergeKit's SignedOrder). Written once on 8-lane vectors and
+// built for the same three targets as the divergence kernel.
+
+typedef unsigned int mk_v8u32 __attribute__((vector_size(32)));
+typedef int mk_v8i32 __attribute__((vector_size(32)));
+
+MK_KL_INLINE mk_v8f mk_fusion_importance(mk_v8f tau, double kl) {
+    mk_v8f magnitude = (mk_v8f)((mk_v8u32)tau & 0x7FFFFFFFu);
+    return __builtin_convertvector(__builtin_convertvector(magnitude, mk_v8d) * kl, mk_v8f);
+}
+
+MK_KL_INLINE mk_v8u32 mk_fusion_key(mk_v8f x) {
+    const mk_v8u32 bits = (mk_v8u32)x, magnitude = bits & 0x7FFFFFFFu;
+    const mk_v8u32 negative = (mk_v8u32)((mk_v8i32)bits < 0);
+    return ((0x7FFFFFFFu - magnitude) & negative) | ((0x80000000u | magnitude) & ~negative);
+}
+
+/// The keys of the block of `count` values of τ at j (see mk_fusion_keys_body).
+MK_KL_INLINE size_t mk_fusion_keys_step(const float *tau, size_t j, size_t count, double kl, uint64_t *out, size_t written,
+                                        unsigned shift, const uint32_t *prefixes) {
+    const mk_v8u32 key = mk_fusion_key(mk_fusion_importance(mk_kl_load_f32(tau + j, count, 0), kl));
+    if (!prefixes) {
+        const mk_v8u wide = __builtin_convertvector(key, mk_v8u);
+        if (count == MK_KL_LANES) {
+            *(mk_v8u_u *)(out + written) = wide;
+        } else {
+            for (size_t l = 0; l < count; l++) out[written + l] = wide[l];
+        }
+        return written + count;
+    }
+    const mk_v8u32 top = key >> shift;
+    const mk_v8i32 match = (top == prefixes[0]) | (top == prefixes[1]) | (top == prefixes[2]);
+    if (__builtin_reduce_or(match) == 0) return written;
+    for (size_t l = 0; l < count; l++) {
+        if (match[l]) out[written++] = key[l];
+    }
+    return written;
+}
+
+/// The keys of the importances of a row of n values of τ (divergence kl): all of them into `out`
+/// (`prefixes` NULL), or only those whose top bits (key >> shift) equal prefixes[0], [1] or [2],
+/// appended in order; returns how many were written.
+MK_KL_INLINE size_t mk_fusion_keys_body(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes) {
+    const size_t whole = n / MK_KL_LANES * MK_KL_LANES;
+    size_t written = 0;
+    for (size_t j = 0; j < whole; j += MK_KL_LANES) written = mk_fusion_keys_step(tau, j, MK_KL_LANES, kl, out, written, shift, prefixes);
+    if (whole < n) written = mk_fusion_keys_step(tau, whole, n - whole, kl, out, written, shift, prefixes);
+    return written;
+}
+
+MK_KL_INLINE void mk_fusion_select_step(const float *tau, size_t j, size_t count, double kl, float threshold, float *out) {
+    const mk_v8f t = mk_kl_load_f32(tau + j, count, 0);
+    const mk_v8i32 keep = mk_fusion_importance(t, kl) >= threshold;
+    const mk_v8f kept = (mk_v8f)((mk_v8i32)t & keep);
+    if (count == MK_KL_LANES) {
+        *(mk_v8f_u *)(out + j) = kept;
+    } else {
+        for (size_t l = 0; l < count; l++) out[j + l] = kept[l];
+    }
+}
+
+/// out_j = importance_j ≥ threshold ? τ_j : 0 over a row of n values.
+MK_KL_INLINE void mk_fusion_select_body(const float *tau, size_t n, double kl, float threshold, float *out) {
+    const size_t whole = n / MK_KL_LANES * MK_KL_LANES;
+    for (size_t j = 0; j < whole; j += MK_KL_LANES) mk_fusion_select_step(tau, j, MK_KL_LANES, kl, threshold, out);
+    if (whole < n) mk_fusion_select_step(tau, whole, n - whole, kl, threshold, out);
+}
+
+// Every kernel of Arcee Fusion built for one target, as NAME_SUFFIX.
+#define MK_FUSION_KERNELS(SUFFIX, TARGET)                                                                                  \
+    TARGET static inline double mk_softmax_kl_f32_##SUFFIX(const float *base, const float *delta, double *x0, double *x1,  \
+                                                           size_t n) {                                                  \
+        return mk_softmax_kl_body(base, delta, NULL, NULL, x0, x1, n);                                                  \
+    }                                                                                                                   \
+    TARGET static inline double mk_softmax_kl_f64_##SUFFIX(const double *base, const double *delta, double *x0, double *x1, \
+                                                           size_t n) {                                                  \
+        return mk_softmax_kl_body(NULL, NULL, base, delta, x0, x1, n);                                                  \
+    }                                                                                                                   \
+    TARGET static inline size_t mk_fusion_keys_##SUFFIX(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, \
+                                                        const uint32_t *prefixes) {                                     \
+        return mk_fusion_keys_body(tau, n, kl, out, shift, prefixes);                                                   \
+    }                                                                                                                   \
+    TARGET static inline void mk_fusion_select_##SUFFIX(const float *tau, size_t n, double kl, float threshold, float *out) { \
+        mk_fusion_select_body(tau, n, kl, threshold, out);                                                              \
+    }
+
+MK_FUSION_KERNELS(portable, )
+#if MK_X86
+MK_FUSION_KERNELS(avx2, __attribute__((target("avx2"))))
+MK_FUSION_KERNELS(avx512, __attribute__((target("avx512f"))))
+#endif
+
+/// 1 when AVX-512F is usable on this CPU (and by the OS).
+static inline int mk_cpu_has_avx512f(void) {
+#if MK_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+/// The row's KL divergence (see mk_softmax_kl_body) with θ₀ = base and θ₁ = base + delta; `level`
+/// 2 for AVX-512F, 1 for AVX2 (only when the CPU has it), else the portable build.
+static inline double mk_softmax_kl_f32(const float *base, const float *delta, double *x0, double *x1, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) return mk_softmax_kl_f32_avx512(base, delta, x0, x1, n);
+    if (level == 1) return mk_softmax_kl_f32_avx2(base, delta, x0, x1, n);
+#endif
+    (void)level;
+    return mk_softmax_kl_f32_portable(base, delta, x0, x1, n);
+}
+static inline double mk_softmax_kl_f64(const double *base, const double *delta, double *x0, double *x1, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) return mk_softmax_kl_f64_avx512(base, delta, x0, x1, n);
+    if (level == 1) return mk_softmax_kl_f64_avx2(base, delta, x0, x1, n);
+#endif
+    (void)level;
+    return mk_softmax_kl_f64_portable(base, delta, x0, x1, n);
+}
+
+/// The importance keys of a row (see mk_fusion_keys_body); `level` as for mk_softmax_kl_f32.
+static inline size_t mk_fusion_keys(const float *tau, size_t n, double kl, uint64_t *out, unsigned shift, const uint32_t *prefixes, int level) {
+#if MK_X86
+    if (level >= 2) return mk_fusion_keys_avx512(tau, n, kl, out, shift, prefixes);
+    if (level == 1) return mk_fusion_keys_avx2(tau, n, kl, out, shift, prefixes);
+#endif
+    (void)level;
+    return mk_fusion_keys_portable(tau, n, kl, out, shift, prefixes);
+}
+
+/// The kept entries of a row (see mk_fusion_select_body); `level` as for mk_softmax_kl_f32.
+static inline void mk_fusion_select(const float *tau, size_t n, double kl, float threshold, float *out, int level) {
+#if MK_X86
+    if (level >= 2) { mk_fusion_select_avx512(tau, n, kl, threshold, out); return; }
+    if (level == 1) { mk_fusion_select_avx2(tau, n, kl, threshold, out); return; }
+#endif
+    (void)level;
+    mk_fusion_select_portable(tau, n, kl, threshold, out);
+}
+
+/// The kernel's e^x (x ≤ 0) and log y (y > 0 normal) of one value, for tests.
+static inline double mk_kl_exp_scalar(double x) { return mk_kl_exp(mk_kl_splat(x))[0]; }
+static inline double mk_kl_log_scalar(double y) { return mk_kl_log(mk_kl_splat(y))[0]; }
+
+#pragma clang diagnostic pop
+
 #endif

@@ -155,6 +155,46 @@ public enum BLAS {
         mk_random_bits_portable(out, count, a, b, start)
     }
 
+    /// Whether the AVX-512F build of the divergence kernel is used on this machine.
+    public static let hasAVX512F: Bool = mk_cpu_has_avx512f() != 0
+
+    /// KL(softmax(θ₁) + 10⁻⁸ ‖ softmax(θ₀) + 10⁻⁸) of one row of `count` ≥ 1 values, θ₀ = `base`
+    /// and θ₁ = `base` + `delta` in Double (Arcee Fusion's divergence; the formula and its
+    /// accuracy are in the kernel's comment in shim.h), with `scratch0` and `scratch1` room for
+    /// `count` Doubles each. `level` picks the build: 2 AVX-512F, 1 AVX2, 0 portable (nil: the
+    /// best this CPU has); all give the same bits.
+    static func softmaxDivergence(base: UnsafePointer<Float>, delta: UnsafePointer<Float>, count: Int,
+                                  scratch0: UnsafeMutablePointer<Double>, scratch1: UnsafeMutablePointer<Double>, level: Int32? = nil) -> Double {
+        mk_softmax_kl_f32(base, delta, scratch0, scratch1, count, level ?? divergenceLevel)
+    }
+    static func softmaxDivergence(base: UnsafePointer<Double>, delta: UnsafePointer<Double>, count: Int,
+                                  scratch0: UnsafeMutablePointer<Double>, scratch1: UnsafeMutablePointer<Double>, level: Int32? = nil) -> Double {
+        mk_softmax_kl_f64(base, delta, scratch0, scratch1, count, level ?? divergenceLevel)
+    }
+    private static let divergenceLevel: Int32 = hasAVX512F ? 2 : hasAVX2 ? 1 : 0
+
+    /// Arcee Fusion's importance keys of a row of τ (`SignedOrder` keys of Float(|τ|·`divergence`)):
+    /// all `count` of them into `out` (`prefixes` nil), or only those whose key >> `shift` is one
+    /// of `prefixes`, appended in order; returns how many were written. `level` as for
+    /// `softmaxDivergence`.
+    static func fusionKeys(_ tau: UnsafePointer<Float>, count: Int, divergence: Double, into out: UnsafeMutablePointer<UInt64>,
+                           under prefixes: (UInt32, UInt32, UInt32)?, shift: Int, level: Int32? = nil) -> Int {
+        guard var p = prefixes else { return mk_fusion_keys(tau, count, divergence, out, UInt32(shift), nil, level ?? divergenceLevel) }
+        return withUnsafePointer(to: &p) {
+            $0.withMemoryRebound(to: UInt32.self, capacity: 3) { mk_fusion_keys(tau, count, divergence, out, UInt32(shift), $0, level ?? divergenceLevel) }
+        }
+    }
+
+    /// out = τ where Float(|τ|·`divergence`) ≥ `threshold`, else 0, over a row of `count` values.
+    static func fusionSelect(_ tau: UnsafePointer<Float>, count: Int, divergence: Double, threshold: Float,
+                             into out: UnsafeMutablePointer<Float>, level: Int32? = nil) {
+        mk_fusion_select(tau, count, divergence, threshold, out, level ?? divergenceLevel)
+    }
+
+    /// The kernel's e^x (x ≤ 0) and log y (y > 0 normal), for tests of their accuracy.
+    static func divergenceExp(_ x: Double) -> Double { mk_kl_exp_scalar(x) }
+    static func divergenceLog(_ y: Double) -> Double { mk_kl_log_scalar(y) }
+
     /// The AVX2 kernels of the finiteness checks (`FiniteCheck`): each returns whether some value
     /// (a difference; a sum or element whose magnitude key reaches 2³¹ − `bias`, see `reachBias`)
     /// is non-finite or over the limit, or nil when the CPU lacks AVX2 (or `portable` is set),

@@ -101,6 +101,14 @@ struct RadixSelection: Sendable {
         for i in histogram.indices { histogram[i] &+= other.histogram[i] }
     }
 
+    /// Takes the counts of another selection over the same keys in the same pass: counts depend
+    /// on the prefix, not on the rank, so of several selections at one prefix (every selection in
+    /// its first pass) one can count for all.
+    mutating func copyCounts(from other: RadixSelection) {
+        precondition(other.prefix == prefix && other.prefixBits == prefixBits && other.keyBits == keyBits)
+        histogram = other.histogram
+    }
+
     /// Zeroes the counts (a worker's copy of a selection starts a pass from the shared prefix).
     mutating func clearCounts() {
         for i in histogram.indices { histogram[i] = 0 }

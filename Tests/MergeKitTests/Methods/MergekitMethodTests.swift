@@ -5,12 +5,12 @@ import Testing
 /// Merges task vectors of one tensor "w" of `shape` (base zero unless given) with `method`,
 /// through a plan and the executor; returns the merged values.
 func mergeShaped(_ method: any MergeMethod, _ taus: [[Double]], shape: [Int], base: [Double]? = nil, weights: [Double]? = nil,
-                 threads: Int = 2) throws -> [Double] {
+                 threads: Int = 2, dtype: DType = .F32) throws -> [Double] {
     let dir = TestSupport.temporaryDirectory("shaped")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let n = shape.reduce(1, *)
     let base = base ?? [Double](repeating: 0, count: n)
-    let spec = TensorSpec(name: "w", dtype: .F32, shape: shape)
+    let spec = TensorSpec(name: "w", dtype: dtype, shape: shape)
     TestSupport.writeCheckpoint(dir + "/base.safetensors", [(spec, base)])
     var inputs: [MergeInput] = []
     for (i, tau) in taus.enumerated() {
@@ -238,6 +238,36 @@ struct ArceeFusionKnownAnswerTests {
         #expect(try mergeShaped(ArceeFusion(), [tau], shape: shape, base: base, threads: 1) == merged)
     }
 
+    /// θ₀ ~ U(−0.05, 0.05) and τ of small changes with a few large ones among them (the outliers
+    /// kept), Float values.
+    static func inputs(_ n: Int, seed: UInt64) -> (base: [Double], tau: [Double]) {
+        var rng = SplitMix64(seed: seed)
+        let base = (0..<n).map { _ in Double(Float(rng.uniform() * 0.1 - 0.05)) }
+        let tau = (0..<n).map { _ in Double(Float((rng.uniform() - 0.5) * (rng.uniform() < 0.03 ? 0.2 : 0.004))) }
+        return (base, tau)
+    }
+
+    @Test("Divergences kept from the first pass give the bytes of computing them again in every pass",
+          arguments: [[3, 20_000], [40, 1_500], [5_000], [7, 9, 13]])
+    func keptDivergences(shape: [Int]) throws {
+        let (base, tau) = Self.inputs(shape.reduce(1, *), seed: 31)
+        let kept = try mergeShaped(ArceeFusion(), [tau], shape: shape, base: base)
+        #expect(zip(kept, base).contains { $0 != $1 } && zip(kept, base).contains { $0 == $1 })
+        #expect(try mergeShaped(ArceeFusion(keptRows: 0), [tau], shape: shape, base: base) == kept)
+        #expect(try mergeShaped(ArceeFusion(keptRows: 0), [tau], shape: shape, base: base, threads: 1) == kept)
+    }
+
+    @Test("Computed in Double (F64 tensors): importances and threshold in Double, as the reference computes them",
+          arguments: [[40, 1_500], [5_000]])
+    func computedInDouble(shape: [Int]) throws {
+        let (base, tau) = Self.inputs(shape.reduce(1, *), seed: 41)
+        let merged = try mergeShaped(ArceeFusion(), [tau], shape: shape, base: base, dtype: .F64)
+        let tauD = zip(base, tau).map { ($0 + $1) - $0 }
+        let expected = Self.reference(tauD, base: base, row: shape.last!, rounding: { $0 })
+        #expect(zip(merged, zip(base, expected)).allSatisfy { $0 == $1.0 + $1.1 })
+        #expect(expected.contains { $0 != 0 } && expected.contains { $0 == 0 })
+    }
+
     @Test("Only the outliers of importance are taken: Q₂ + 1.5·IQR")
     func outliers() throws {
         // One row, so importance ∝ |τ|: 0.001 … 0.015 and 0.5. Q₁, Q₂, Q₃ are the sorted values at
@@ -249,8 +279,8 @@ struct ArceeFusionKnownAnswerTests {
         #expect(throws: MergeKitError.self) { try ArceeFusion().validate(weights: [1, 1]) }
     }
 
-    /// Arcee Fusion from the formula with a sort.
-    static func reference(_ tau: [Double], base: [Double], row: Int) -> [Double] {
+    /// Arcee Fusion from the formula with a sort; `rounding` is the compute type's (Float's by default).
+    static func reference(_ tau: [Double], base: [Double], row: Int, rounding: (Double) -> Double = { Double(Float($0)) }) -> [Double] {
         var importance = [Double](repeating: 0, count: tau.count)
         for start in stride(from: 0, to: tau.count, by: row) {
             let r = start..<(start + row)
@@ -263,12 +293,12 @@ struct ArceeFusionKnownAnswerTests {
             }
             let p = softmax(theta), q = softmax(theta0)
             let kl = zip(p, q).reduce(0) { $0 + $1.0 * log($1.0 / $1.1) }
-            for j in r { importance[j] = Double(Float(abs(tau[j]) * kl)) }
+            for j in r { importance[j] = rounding(abs(tau[j]) * kl) }
         }
         let sorted = importance.sorted()
         let last = Double(tau.count - 1)
-        let (q1, q2, q3) = (Float(sorted[Int(0.25 * last)]), Float(sorted[Int(0.5 * last)]), Float(sorted[Int(0.75 * last)]))
-        let threshold = Double(q2 + 1.5 * (q3 - q1))
+        let (q1, q2, q3) = (sorted[Int(0.25 * last)], sorted[Int(0.5 * last)], sorted[Int(0.75 * last)])
+        let threshold = rounding(q2 + rounding(1.5 * rounding(q3 - q1)))
         return tau.indices.map { importance[$0] >= threshold ? tau[$0] : 0 }
     }
 }
