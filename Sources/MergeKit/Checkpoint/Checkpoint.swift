@@ -105,6 +105,8 @@ public final class Checkpoint: @unchecked Sendable {
     public static let indexFileName = "model.safetensors.index.json"
     /// The file transformers writes for a PyTorch checkpoint.
     public static let pytorchFileName = "pytorch_model.bin"
+    /// The index name transformers writes for a sharded PyTorch checkpoint.
+    public static let pytorchIndexFileName = "pytorch_model.bin.index.json"
     /// The suffixes of files `torch.save` writes.
     static let pytorchSuffixes = [".bin", ".pt", ".pth", ".ckpt"]
     /// Files of a training directory that `torch.save` wrote but that are not the model (the

@@ -5,7 +5,8 @@ import Synchronization
 /// transformers downloaded.
 ///
 /// For each model: the revision's commit and file list (one metadata request), the files it
-/// needs (`HubFiles`: the weights, the companions; the index first, to learn the shards); then
+/// needs (`HubFiles`: the weights in one format — safetensors, else PyTorch `.bin` — and the
+/// companions; the index first, to learn the shards); then
 /// each file's ETag and size (a HEAD each) and every missing blob, several at once
 /// (`HubSettings.parallelDownloads`), each resumable and checked (`HubTransfer`); files already
 /// in the snapshot are not asked for again, and a blob already in `blobs/` (the same file in
@@ -13,7 +14,7 @@ import Synchronization
 /// index, the weights last — and `refs/<revision>` records the commit.
 ///
 /// Problems found before any file's bytes are fetched (a repository or revision that does not
-/// exist, no safetensors weights, the Hub unreachable) are reported together; a failed file does
+/// exist, no weights MergeKit reads, the Hub unreachable) are reported together; a failed file does
 /// not stop the others, whose blobs stay for the next run.
 public struct HubDownloader: Sendable {
     public let settings: HubSettings
@@ -121,14 +122,14 @@ public struct HubDownloader: Sendable {
         return snapshots
     }
 
-    /// `reference`'s commit and the files `kind` needs. A sharded model's index is fetched here
-    /// (its blob; it is linked with the rest) to learn the shards.
+    /// `reference`'s commit and the files `kind` needs. A sharded model's index (safetensors or
+    /// PyTorch) is fetched here (its blob; it is linked with the rest) to learn the shards.
     private func plan(_ reference: HubReference, kind: HubFiles.Kind, client: HubClient, cache: HubCache) async throws(MergeKitError) -> Planned {
         let revision = try await client.revision(reference)
         let (companions, weights) = try HubFiles.selection(revision.files, kind: kind, repository: reference.description,
                                                            revision: reference.resolvedRevision)
         var files = companions + [weights]
-        if weights == Checkpoint.indexFileName {
+        if HubFiles.modelWeights.contains(where: { $0.index == weights }) {
             var index = FileSystem.join(cache.snapshot(reference, commit: revision.commit), weights)
             if FileSystem.kind(of: index) != .file {
                 let info = try await client.fileInfo(reference, commit: revision.commit, file: weights)

@@ -12,7 +12,7 @@ import Synchronization
 ///
 /// - `GET /api/models/{org}/{name}/revision/{rev}`: `{"sha": commit, "siblings": [{"rfilename"}]}`;
 /// - `HEAD`/`GET /{org}/{name}/resolve/{rev}/{file}`: an ordinary file answers 200 with
-///   `ETag: "<git blob sha1>"`; an LFS file (`.safetensors`) answers 302 to `/cdn/<sha256>` (on
+///   `ETag: "<git blob sha1>"`; an LFS file (`.safetensors`, `.bin`) answers 302 to `/cdn/<sha256>` (on
 ///   `cdn`, another origin, when set) with `X-Linked-Etag`, `X-Linked-Size` and `X-Repo-Commit`;
 /// - `GET /cdn/<sha256>`: the bytes, honouring `Range: bytes=N-` (206 with `Content-Range`);
 /// - errors as the Hub sends them: 401 with `X-Error-Code: RepoNotFound` for a missing repository
@@ -115,7 +115,7 @@ final class FakeHub: Sendable {
 
     static func sha256(_ bytes: [UInt8]) -> String { hexString(SHA256.hash(data: bytes)) }
     static func gitSHA1(_ bytes: [UInt8]) -> String { hexString(Insecure.SHA1.hash(data: Array("blob \(bytes.count)\u{0}".utf8) + bytes)) }
-    static func isLFS(_ name: String) -> Bool { name.hasSuffix(".safetensors") }
+    static func isLFS(_ name: String) -> Bool { name.hasSuffix(".safetensors") || name.hasSuffix(".bin") }
 
     // MARK: Answers
 

@@ -68,6 +68,56 @@ struct HubCacheTests {
         _ = adapter
     }
 
+    @Test("A snapshot of PyTorch weights only is complete with pytorch_model.bin, or the .bin index and every shard it names")
+    func pytorchSnapshot() throws {
+        let cache = TestSupport.temporaryDirectory("hub-cache")
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        let hub = HubCache(root: cache)
+        func lookup(_ repository: String, kind: HubFiles.Kind = .model) -> HubCache.Lookup {
+            hub.lookup(HubReference(repository: repository), kind: kind, offline: true)
+        }
+        // A single pytorch_model.bin.
+        let single = try HubFixtures.populate(cache, repository: "org/single", commit: commit,
+                                              files: HubFixtures.files(of: TestSupport.fixture("pytorch/f32_bin/base")))
+        guard case .found(let found, _) = lookup("org/single") else { Issue.record("a pytorch_model.bin snapshot not found"); return }
+        #expect(found == single)
+        #expect(try Checkpoint(path: found).layout == .directory(weights: "pytorch_model.bin"))
+        let target = try FileManager.default.destinationOfSymbolicLink(atPath: single + "/pytorch_model.bin")
+        try FileManager.default.removeItem(atPath: single + "/" + target)
+        if case .missing(let error) = lookup("org/single") {
+            #expect(error.description.contains("its snapshot \(commit) has no model.safetensors"))
+        } else {
+            Issue.record("a pytorch_model.bin whose blob is gone looks complete")
+        }
+        // A sharded .bin: complete with every shard, missing the one whose link is gone.
+        let sharded = try HubFixtures.populate(cache, repository: "org/sharded", commit: commit,
+                                               files: HubFixtures.files(of: TestSupport.fixture("pytorch/bf16_bin/base")))
+        guard case .found = lookup("org/sharded") else { Issue.record("a sharded .bin snapshot not found"); return }
+        try FileManager.default.removeItem(atPath: sharded + "/pytorch_model-00002-of-00002.bin")
+        if case .missing(let error) = lookup("org/sharded") {
+            #expect(error.description.contains("its snapshot \(commit) has no pytorch_model-00002-of-00002.bin"))
+        } else {
+            Issue.record("a sharded .bin snapshot missing a shard looks complete")
+        }
+        // Companions and an index only: the download stopped before the shards.
+        let stopped = HubFixtures.files(of: TestSupport.fixture("pytorch/bf16_bin/base")).filter { !$0.key.hasSuffix(".bin") }
+        try HubFixtures.populate(cache, repository: "org/stopped", commit: commit, files: stopped)
+        if case .missing(let error) = lookup("org/stopped") {
+            #expect(error.description.contains("has no pytorch_model-00001-of-00002.bin"))
+        } else {
+            Issue.record("a snapshot without its .bin shards looks complete")
+        }
+        // A safetensors index whose shards are missing is not completed by a pytorch_model.bin
+        // beside it: the safetensors weights are the ones read.
+        var mixed = HubFixtures.shardedBase().filter { !$0.key.hasPrefix("model-0000") }
+        mixed["pytorch_model.bin"] = HubFixtures.files(of: TestSupport.fixture("pytorch/f32_bin/base"))["pytorch_model.bin"]
+        try HubFixtures.populate(cache, repository: "org/mixed", commit: commit, files: mixed)
+        if case .found = lookup("org/mixed") { Issue.record("a snapshot without its safetensors shards looks complete") }
+        // An adapter saved by torch.save.
+        try HubFixtures.populate(cache, repository: "org/lora", commit: commit, files: HubFixtures.files(of: TestSupport.fixture("pytorch/lora_bin")))
+        guard case .found = lookup("org/lora", kind: .adapter) else { Issue.record("an adapter_model.bin snapshot not found"); return }
+    }
+
     @Test("A local path wins over a Hub id of the same spelling; a missing one is looked up in the cache")
     func localPathWins() throws {
         let root = TestSupport.temporaryDirectory("hub-local")

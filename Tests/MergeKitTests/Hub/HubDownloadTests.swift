@@ -188,14 +188,14 @@ struct HubDownloadTests {
         // With the token: the hub gets it, the files come.
         _ = try await Self.download(Self.settings(hub, cache: cache, token: "hf_secret"))
         #expect(hub.requests.last?.authorization == "Bearer hf_secret")
-        // No safetensors weights at all.
-        hub.add("org/pt", commit: commit, files: ["config.json": Array("{}".utf8), "pytorch_model.bin": [1, 2, 3]])
+        // No weights MergeKit reads at all (neither safetensors nor transformers' PyTorch names).
+        hub.add("org/pt", commit: commit, files: ["config.json": Array("{}".utf8), "model.pt": [1, 2, 3], "flax_model.msgpack": [4]])
         do throws(MergeKitError) {
             _ = try await Self.download(Self.settings(hub, cache: cache), "org/pt")
-            Issue.record("downloaded a model without safetensors")
+            Issue.record("downloaded a model without weights")
         } catch {
             #expect(error.code == .notACheckpoint)
-            #expect(error.description.contains("has no model.safetensors and no model.safetensors.index.json (it has pytorch_model.bin)"))
+            #expect(error.description.contains("has no model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json (it has flax_model.msgpack, model.pt)"))
         }
     }
 
@@ -247,5 +247,113 @@ struct HubDownloadTests {
                                                     "README.md": []])
         let snapshot = try await Self.download(Self.settings(hub, cache: cache), "org/lora", kind: .adapter)
         #expect(TestSupport.listing(snapshot) == ["adapter_config.json", "adapter_model.safetensors"])
+    }
+
+    @Test("A repository with only PyTorch weights: the .bin (single, or index and shards) and companions, merged to the bytes of its safetensors twin")
+    func pytorchOnly() async throws {
+        for dtype in ["f32", "bf16"] {
+            let (hub, cache) = try setUp()
+            let root = TestSupport.temporaryDirectory("hub-bin")
+            defer { hub.stop(); try? FileManager.default.removeItem(atPath: cache); try? FileManager.default.removeItem(atPath: root) }
+            var snapshots: [String: String] = [:]
+            for name in ["base", "ft_a", "ft_b"] {
+                var files = HubFixtures.files(of: TestSupport.fixture("pytorch/\(dtype)_bin/\(name)"))
+                files["README.md"] = Array("# a model card\n".utf8)
+                files["tf_model.h5"] = [1, 2, 3]
+                hub.add("org/\(name)", commit: commit, files: files)
+                snapshots[name] = try await Self.download(Self.settings(hub, cache: cache), "org/\(name)")
+                let needed = files.keys.filter { $0 != "README.md" && $0 != "tf_model.h5" }.sorted()
+                #expect(TestSupport.listing(snapshots[name]!) == needed, "\(dtype)/\(name)")
+                for file in needed {
+                    #expect(FileManager.default.contents(atPath: snapshots[name]! + "/" + file) == Data(files[file]!), "\(dtype)/\(name)/\(file)")
+                }
+                guard case .found(let found, _) = HubCache(root: cache).lookup(HubReference(repository: "org/\(name)"), offline: true) else {
+                    Issue.record("the lookup does not find the .bin download \(dtype)/\(name)"); continue
+                }
+                #expect(found == snapshots[name])
+            }
+            #expect(!hub.requests.contains { $0.uri.contains("README.md") || $0.uri.contains("tf_model.h5") })
+            if dtype == "bf16" {
+                #expect(TestSupport.listing(snapshots["base"]!).contains("pytorch_model.bin.index.json"), "the sharded case is covered")
+            }
+            func merge(_ base: String, _ a: String, _ b: String, _ output: String) throws {
+                let recipe = try Recipe.parse("""
+                    merge_method: task_arithmetic
+                    base_model: \(base)
+                    models:
+                      - model: \(a)
+                        parameters: {weight: 0.5}
+                      - model: \(b)
+                        parameters: {weight: 0.5}
+                    """, path: root + "/recipe.yml")
+                _ = try MergeRun.run(recipe.plan(output: output, hub: HubSettings(cache: cache, offline: true)).plans, threads: 1)
+            }
+            try merge(snapshots["base"]!, snapshots["ft_a"]!, snapshots["ft_b"]!, root + "/hub.safetensors")
+            let twin = TestSupport.fixture(dtype)
+            try merge(twin + "/base", twin + "/ft_a", twin + "/ft_b", root + "/twin.safetensors")
+            // The same tensors, byte for byte (each file's tensor order is its base's own).
+            let merged = PyTorchCheckpointTests.bytes(try Checkpoint(path: root + "/hub.safetensors"))
+            let expected = PyTorchCheckpointTests.bytes(try Checkpoint(path: root + "/twin.safetensors"))
+            #expect(!merged.isEmpty && merged.keys.sorted() == expected.keys.sorted(), "\(dtype)")
+            for (name, tensor) in expected { #expect(merged[name]?.bytes == tensor.bytes, "\(dtype) \(name)") }
+        }
+    }
+
+    @Test("A repository with both formats: only the safetensors weights are fetched, single or sharded")
+    func bothFormats() async throws {
+        let (hub, cache) = try setUp()
+        defer { hub.stop(); try? FileManager.default.removeItem(atPath: cache) }
+        let single = HubFixtures.files(of: TestSupport.fixture("f32/base")).merging(
+            HubFixtures.files(of: TestSupport.fixture("pytorch/f32_bin/base"))) { first, _ in first }
+        let sharded = HubFixtures.shardedBase().merging(
+            HubFixtures.files(of: TestSupport.fixture("pytorch/bf16_bin/base"))) { first, _ in first }
+        #expect(sharded.keys.contains("pytorch_model.bin.index.json") && single.keys.contains("pytorch_model.bin"))
+        hub.add("org/single", commit: commit, files: single)
+        hub.add("org/sharded", commit: commit, files: sharded)
+        let one = try await Self.download(Self.settings(hub, cache: cache), "org/single")
+        #expect(TestSupport.listing(one) == ["config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json"])
+        let many = try await Self.download(Self.settings(hub, cache: cache), "org/sharded")
+        #expect(TestSupport.listing(many) == ["config.json", "generation_config.json", "model-00001-of-00002.safetensors",
+                                             "model-00002-of-00002.safetensors", "model.safetensors.index.json", "tokenizer_config.json"])
+        #expect(!hub.requests.contains { $0.uri.contains("pytorch_model") })
+        let pytorchBlobs = Set(sharded.filter { $0.key.hasPrefix("pytorch_model") }.values.map { FakeHub.sha256($0) })
+        #expect(!hub.requests.contains { $0.uri.hasPrefix("/cdn/") && pytorchBlobs.contains(String($0.uri.dropFirst(5))) })
+    }
+
+    @Test("A sharded .bin download that fails on a shard leaves a snapshot that does not look complete")
+    func pytorchInterrupted() async throws {
+        let files = HubFixtures.files(of: TestSupport.fixture("pytorch/bf16_bin/base"))
+        let (hub, cache) = try setUp(files)
+        defer { hub.stop(); try? FileManager.default.removeItem(atPath: cache) }
+        hub.setFault("pytorch_model-00002-of-00002.bin", FakeHub.Fault(serverErrors: 100))
+        do throws(MergeKitError) {
+            _ = try await Self.download(Self.settings(hub, cache: cache))
+            Issue.record("downloaded")
+        } catch {
+            #expect(error.description.contains("file pytorch_model-00002-of-00002.bin: the Hub answered HTTP 500"))
+        }
+        if case .found = HubCache(root: cache).lookup(HubReference(repository: "org/base"), offline: true) { Issue.record("looks complete") }
+        // The next run fetches what is missing and completes the snapshot.
+        hub.setFault("pytorch_model-00002-of-00002.bin", FakeHub.Fault())
+        let snapshot = try await Self.download(Self.settings(hub, cache: cache))
+        #expect(TestSupport.listing(snapshot) == files.keys.sorted())
+        #expect(try Checkpoint(path: snapshot).layout == .sharded(index: "pytorch_model.bin.index.json"))
+    }
+
+    @Test("A LoRA adapter saved by torch.save: its config and adapter_model.bin; with both, only the safetensors")
+    func pytorchAdapter() async throws {
+        let (hub, cache) = try setUp()
+        defer { hub.stop(); try? FileManager.default.removeItem(atPath: cache) }
+        let files = HubFixtures.files(of: TestSupport.fixture("pytorch/lora_bin"))
+        hub.add("org/lora", commit: commit, files: files)
+        let snapshot = try await Self.download(Self.settings(hub, cache: cache), "org/lora", kind: .adapter)
+        #expect(TestSupport.listing(snapshot) == ["adapter_config.json", "adapter_model.bin"])
+        #expect(try LoRAAdapter(path: snapshot).weights.tensorNames.count > 0)
+        guard case .found = HubCache(root: cache).lookup(HubReference(repository: "org/lora"), kind: .adapter, offline: true) else {
+            Issue.record("the lookup does not find the adapter"); return
+        }
+        hub.add("org/both", commit: commit, files: files.merging(["adapter_model.safetensors": [1, 2]]) { first, _ in first })
+        let both = try await Self.download(Self.settings(hub, cache: cache), "org/both", kind: .adapter)
+        #expect(TestSupport.listing(both) == ["adapter_config.json", "adapter_model.safetensors"])
     }
 }
