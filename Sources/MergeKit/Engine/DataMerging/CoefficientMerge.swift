@@ -18,7 +18,9 @@ public struct CoefficientMerge: Sendable {
     /// Where the coefficients (JSON) and the recipe that re-applies them go, if anywhere.
     public let coefficientsPath: String?, recipePath: String?
     private let baseView: Checkpoint
-    private let modelViews: [Checkpoint]
+    /// The base's encoder layout and the task vectors' tensors in every model (headers only).
+    private let layout: CLIPVisionParameters.Layout
+    private let stream: TaskVectorStream
 
     /// A task: its data file and its head.
     public struct TaskFiles: Sendable {
@@ -74,7 +76,8 @@ public struct CoefficientMerge: Sendable {
                 views.append(checkpoint)
             }
         }
-        modelViews = views
+        layout = try CLIPVisionParameters.check(baseView, config: encoder.config, allowUnused: true).layout
+        stream = try TaskVectorStream(layout: layout, base: baseView, models: views)
         var tasks: [CoefficientTask] = []
         for (i, files) in taskFiles.enumerated() {
             let head = try TaskHead(path: files.head)
@@ -108,29 +111,19 @@ public struct CoefficientMerge: Sendable {
                             : kind == .linearized ? "Merge linearized models with --linearized" : "Pass the fine-tuned model itself (θ), not \(kind.description)")
     }
 
-    /// The task vectors, read from the files as needed.
-    func stream(layout: CLIPVisionParameters, threads: Int?) throws(MergeKitError) -> TaskVectorStream {
-        try TaskVectorStream(layout: layout, base: baseView, models: modelViews, threads: ThreadCount.resolved(threads))
-    }
-
-    /// A zero-filled parameter set in the base encoder's layout.
-    func emptyParameters() throws(MergeKitError) -> CLIPVisionParameters {
-        let (layout, _) = try CLIPVisionParameters.check(baseView, config: encoder.config, allowUnused: true)
-        return CLIPVisionParameters(config: layout.config, prefix: layout.prefix, projectionName: layout.projectionName)
-    }
-
     /// The trainer, with θ (or θ₀ and Δθ) built from the files at the starting λ.
     public func trainer(options: CoefficientTrainingOptions, threads: Int? = nil) throws(MergeKitError) -> CoefficientTraining {
         precondition(options.linearized == linearized, "the options' linearized flag must match the merge's")
-        let parameters = try emptyParameters()
-        return try CoefficientTraining(parameters: parameters, stream: try stream(layout: parameters, threads: threads),
-                                       tasks: tasks, options: options, threads: threads)
+        let parameters = CLIPVisionParameters(config: layout.config, prefix: layout.prefix, projectionName: layout.projectionName)
+        stream.threads = ThreadCount.resolved(threads)
+        return try CoefficientTraining(parameters: parameters, stream: stream, tasks: tasks, options: options, threads: threads)
     }
 
     /// The coefficients of `trainer` as a file would hold them.
     public func coefficients(of trainer: CoefficientTraining, losses: [Double]) -> MergingCoefficients {
         MergingCoefficients(method: method, granularity: trainer.options.granularity, linearized: linearized, base: base, models: models,
-                            tensors: trainer.stream.tensors.map(\.name), values: trainer.coefficients, steps: trainer.step,
+                            tensors: trainer.options.granularity == .taskWise ? [] : trainer.stream.tensors.map(\.name),
+                            values: trainer.coefficients, steps: trainer.step,
                             losses: [losses.first, losses.last].compactMap { $0 })
     }
 

@@ -32,7 +32,7 @@ public struct MergingCoefficients: Sendable, Equatable {
     /// The base and the models, as given.
     public var base: String
     public var models: [String]
-    /// The encoder's tensor names, in order (the blocks of a layer-wise merge).
+    /// The encoder's tensor names, in order (the blocks of a layer-wise merge; empty task-wise).
     public var tensors: [String]
     /// λ, row-major [models, blocks] (blocks = 1 task-wise, `tensors.count` layer-wise).
     public var values: [Float]

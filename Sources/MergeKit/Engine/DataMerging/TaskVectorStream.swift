@@ -19,7 +19,8 @@ final class TaskVectorStream: @unchecked Sendable {
     /// θ₀ₗ and θₜₗ for every tensor l of the layout.
     let base: [Checkpoint.Entry]
     let models: [[Checkpoint.Entry]]
-    let threads: Int
+    /// Workers of a pass.
+    var threads = 1
     private let pool = Mutex<[Scratch]>([])
     private let largest: Int
 
@@ -35,14 +36,15 @@ final class TaskVectorStream: @unchecked Sendable {
         deinit { raw.deallocate() }
     }
 
-    /// `base` and `models` in the layout of `layout` (the base's encoder tensors); every model's
+    /// `base` and `models` in `layout` (the base's encoder, checked against it); every model's
     /// tensor must exist (under the same name, or the other naming of the encoder) with the same
-    /// shape and a float dtype.
-    init(layout: CLIPVisionParameters, base: Checkpoint, models: [Checkpoint], threads: Int) throws(MergeKitError) {
-        tensors = layout.tensors
+    /// shape and a float dtype. Reads headers only.
+    init(layout: CLIPVisionParameters.Layout, base: Checkpoint, models: [Checkpoint]) throws(MergeKitError) {
+        let tensors = CLIPVisionParameters.layout(layout.config, prefix: layout.prefix, projectionName: layout.projectionName)
+        self.tensors = tensors
         func entries(of checkpoint: Checkpoint, other: CLIPVisionParameters.Layout) throws(MergeKitError) -> [Checkpoint.Entry] {
             var result: [Checkpoint.Entry] = []
-            for tensor in layout.tensors {
+            for tensor in tensors {
                 // The model may name the encoder differently (CLIPModel vs CLIPVisionModelWithProjection).
                 let name = tensor.name == layout.projectionName ? other.projectionName
                     : other.prefix + String(tensor.name.dropFirst(layout.prefix.count))
@@ -55,8 +57,7 @@ final class TaskVectorStream: @unchecked Sendable {
             }
             return result
         }
-        let own = CLIPVisionParameters.Layout(config: layout.config, prefix: layout.prefix, projectionName: layout.projectionName)
-        self.base = try entries(of: base, other: own)
+        self.base = try entries(of: base, other: layout)
         var entries_: [[Checkpoint.Entry]] = []
         for model in models {
             let (other, _) = try CLIPVisionParameters.check(model, config: layout.config, allowUnused: true)
@@ -69,8 +70,7 @@ final class TaskVectorStream: @unchecked Sendable {
             entries_.append(try entries(of: model, other: other))
         }
         self.models = entries_
-        self.threads = max(1, threads)
-        largest = layout.tensors.map(\.count).max() ?? 0
+        largest = tensors.map(\.count).max() ?? 0
     }
 
     var taskCount: Int { models.count }
