@@ -5,11 +5,13 @@
 # Reports the seconds per step (after loading) and the peak resident memory of each process.
 #
 # Usage: Benchmarks/datamerging.sh [--threads 2] [--tasks 8] [--steps 3] [--task-wise] [--python PATH] [--dir DIR]
+#                                  [--scratch-path .build-release]
+#   DIR: keep the generated models there (reused when present) instead of a temporary directory.
 #   PATH: a Python with torch, transformers, safetensors and fusion-bench (`pip install --no-deps fusion-bench omegaconf`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-threads=2; tasks=8; steps=3; granularity=layer-wise; python="${PYTHON:-$(command -v python3 || true)}"; dir=""
+threads=2; tasks=8; steps=3; granularity=layer-wise; python="${PYTHON:-$(command -v python3 || true)}"; dir=""; scratch=.build
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads="$2"; shift 2;;
@@ -18,12 +20,13 @@ while [ $# -gt 0 ]; do
     --task-wise) granularity=task-wise; shift;;
     --python) python="$2"; shift 2;;
     --dir) dir="$2"; shift 2;;
+    --scratch-path) scratch="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 64;;
   esac
 done
 
-swift build -c release --product merge-cli >/dev/null
-cli="$(swift build -c release --show-bin-path)/merge-cli"
+swift build -c release --scratch-path "$scratch" --product merge-cli >/dev/null
+cli="$(swift build -c release --scratch-path "$scratch" --show-bin-path)/merge-cli"
 if [ -z "$dir" ]; then dir="$(mktemp -d)"; trap 'rm -rf "$dir"' EXIT; fi
 if [ ! -d "$dir/base" ]; then
   "$python" Benchmarks/datamerging_torch.py generate "$dir" --tasks "$tasks"

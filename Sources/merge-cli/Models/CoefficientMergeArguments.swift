@@ -105,6 +105,10 @@ struct CoefficientMergeArguments: ParsableArguments {
                 output: OutputSpec(path: output, overwrite: overwrite), coefficientsPath: coefficientsPath, recipePath: recipeOut,
                 allowUnused: allowUnused, ignored: EngineInputs.warnIgnored)
             let options = options(merge)
+            // The batch is part of the method's recipe: refused, never reduced, when it does not fit.
+            _ = try EngineInputs.batch(options.batchSize, default: options.batchSize, command: method, quiet: quiet) { batch in
+                merge.memory(batch: batch, threads: ThreadCount.resolved(threads))
+            }
             let trainer = try merge.trainer(options: options, threads: threads)
             let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
             let start = Date()

@@ -387,6 +387,8 @@ struct DataMergingCLITests {
         let kind = try CLI.run(["adamerging", "--base", "clip/quick/base", "--model", "datamerging/linearized/task0.safetensors"] + Self.tasks + ["-o", dir + "/x"],
                                in: Self.fixtures)
         #expect(kind.status == 1 && kind.stderr.contains("--linearized"), "\(kind.stderr)")
+        let memory = try CLI.run(base + Self.tasks + ["-o", dir + "/x"], in: Self.fixtures, environment: ["MERGEKIT_MEMORY_BUDGET": "1M"])
+        #expect(memory.status == 1 && memory.stderr.contains("adamerging in batches of 16 needs about"), "\(memory.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/x"))
     }
 }

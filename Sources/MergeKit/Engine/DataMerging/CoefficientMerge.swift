@@ -111,6 +111,33 @@ public struct CoefficientMerge: Sendable {
                             : kind == .linearized ? "Merge linearized models with --linearized" : "Pass the fine-tuned model itself (θ), not \(kind.description)")
     }
 
+    /// The memory training needs with batches of `batch` images per task (a larger batch than a
+    /// task has takes all of its images) on `threads` threads: the model (θ, or θ₀ and Δθ), the
+    /// gradient sum and the scratch sets of the threads at work, one batch's activations (and a
+    /// JVP's, linearized), and per worker θ₀ₗ and τₜₗ of the largest tensor; the task vectors
+    /// themselves are read from the files, never held.
+    public func memory(batch requested: Int, threads: Int) -> MemoryEstimate {
+        let c = encoder.config, p = encoder.parameterCount, e = encoder.embeddingSize
+        let batch = min(requested, tasks.map(\.indices.count).max() ?? 1)
+        let sets = 1 + min(max(1, threads), CLIPVisionModel.shardCount(batch: batch))
+        var estimate = MemoryEstimate()
+        estimate.add(linearized ? "parameters (θ₀ and Δθ = Σλτ)" : "parameters (θ = θ₀ + Σλτ)", floats: EngineMemory.product(linearized ? 2 : 1, p))
+        estimate.add("gradients (the sum and one set per thread at work, \(sets) sets)", floats: EngineMemory.product(sets, p))
+        var activations = EngineMemory.overShards(batch: batch) { EngineMemory.gradientFloats(c, $0, inputGradient: false) }
+        if linearized {
+            activations = max(activations, EngineMemory.inFlight(batch: batch, threads: threads) { EngineMemory.jvpFloats(c, $0) })
+        }
+        estimate.add("activations of a batch of \(batch)", floats: activations)
+        let largest = stream.tensors.map(\.count).max() ?? 0
+        estimate.add("task-vector scratch (θ₀ and τ of the largest tensor, as floats and as read, per thread)",
+                     floats: EngineMemory.product(4 * max(1, threads), largest))
+        let classes = tasks.map(\.head.classes).max() ?? 1
+        estimate.add("pixels, embeddings, logits and their gradients",
+                     floats: EngineMemory.product(batch, EngineMemory.sum(EngineMemory.sum(c.pixelsPerImage, EngineMemory.product(6, e)),
+                                                                        EngineMemory.product(3, classes))))
+        return estimate
+    }
+
     /// The trainer, with θ (or θ₀ and Δθ) built from the files at the starting λ.
     public func trainer(options: CoefficientTrainingOptions, threads: Int? = nil) throws(MergeKitError) -> CoefficientTraining {
         precondition(options.linearized == linearized, "the options' linearized flag must match the merge's")
