@@ -62,15 +62,11 @@ public struct CoefficientTrainingOptions: Sendable, Equatable {
 
     /// Checks every value (the CLI's `validate()` calls this too).
     public func validate() throws(MergeKitError) {
-        func bad(_ what: MergeKitError.Text) -> MergeKitError { MergeKitError(.invalidArgument, what) }
-        if steps < 1 { throw bad("\(term: .steps) must be at least 1, not \(steps)") }
-        if batchSize < 1 { throw bad("\(term: .batchSize) must be at least 1, not \(batchSize)") }
-        if !(learningRate > 0) || !learningRate.isFinite { throw bad("\(term: .learningRate) must be a positive number, not \(learningRate)") }
-        if !(weightDecay >= 0) || !weightDecay.isFinite { throw bad("\(term: .weightDecay) must be ≥ 0, not \(weightDecay)") }
-        if let clipNorm, !(clipNorm > 0) || !clipNorm.isFinite { throw bad("\(term: .clipNorm) must be positive, not \(clipNorm)") }
-        if !initialValue.isFinite { throw bad("the initial coefficient must be a finite number, not \(initialValue)") }
-        if !(0..<1).contains(beta1) || !(0..<1).contains(beta2) { throw bad("the Adam betas must lie in [0, 1)") }
-        if !(epsilon > 0) { throw bad("\(term: .adamEpsilon) must be positive, not \(epsilon)") }
+        try TrainingChecks.check(steps: steps, batchSize: batchSize, learningRate: learningRate, weightDecay: weightDecay,
+                                 clipNorm: clipNorm, beta1: Double(beta1), beta2: Double(beta2), epsilon: Double(epsilon))
+        if !initialValue.isFinite {
+            throw MergeKitError(.invalidArgument, "the initial coefficient must be a finite number, not \(initialValue)")
+        }
     }
 }
 
