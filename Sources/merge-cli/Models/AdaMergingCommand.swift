@@ -21,7 +21,7 @@ struct AdaMergingCommand: ParsableCommand {
     @OptionGroup var shared: CoefficientMergeArguments
 
     @Option(help: ArgumentHelp("task-wise (one λ per model) or layer-wise (one per model per tensor).", valueName: "kind"))
-    var granularity: String = CoefficientGranularity.layerWise.rawValue
+    var granularity: CoefficientGranularity = .layerWise
 
     @Option(name: .customLong("init"), parsing: .unconditional, help: ArgumentHelp("λ's starting value.", valueName: "λ"))
     var initialValue: Double = 0.3
@@ -30,16 +30,13 @@ struct AdaMergingCommand: ParsableCommand {
     var clamp = false
 
     var options: CoefficientTrainingOptions {
-        var options = CoefficientTrainingOptions.adaMerging(CoefficientGranularity(rawValue: granularity) ?? .layerWise)
+        var options = CoefficientTrainingOptions.adaMerging(granularity)
         options.initialValue = Float(initialValue)
         options.clamp = clamp
         return shared.overriding(options)
     }
 
     func validate() throws {
-        guard CoefficientGranularity(rawValue: granularity) != nil else {
-            throw ValidationError("--granularity must be task-wise or layer-wise, not \(granularity)")
-        }
         guard initialValue.isFinite else { throw ValidationError("--init must be a finite number, not \(initialValue)") }
         try shared.validate(options)
     }
@@ -48,3 +45,5 @@ struct AdaMergingCommand: ParsableCommand {
         try shared.run(method: "adamerging", labeled: false, shots: nil) { _ in options }
     }
 }
+
+extension CoefficientGranularity: ExpressibleByArgument {}
