@@ -51,7 +51,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 from transformers import CLIPVisionModelWithProjection
 
 from fusion_bench.method.adamerging.entropy_loss import entropy_loss
@@ -80,6 +80,16 @@ def logits_of(embeddings: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
     return (embeddings / embeddings.norm(p=2, dim=-1, keepdim=True)) @ head.T
 
 
+def save_ordered(tensors: dict, path: Path, metadata: dict):
+    """`save_file` with the header's keys sorted: safetensors writes a metadata map of several
+    keys in no fixed order, so the same values would give other bytes on every run."""
+    data = save(tensors, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), separators=(",", ":"), sort_keys=True).encode()
+    assert len(header) <= n
+    path.write_bytes(data[:8] + header + b" " * (n - len(header)) + data[8 + n:])
+
+
 def make_models():
     base = load_file(BASE / "model.safetensors")
     config = (BASE / "config.json").read_text()
@@ -101,10 +111,10 @@ def make_models():
         out.update({f"params.{n}": t.clone().contiguous() for n, t in theta.items()})
         return out
 
-    save_file(linearized(base), linear / "base.safetensors", metadata=metadata)
+    save_ordered(linearized(base), linear / "base.safetensors", metadata)
     for k in range(TASKS):
         theta = load_file(ROOT / "models" / f"task{k}" / "model.safetensors")
-        save_file(linearized(theta), linear / f"task{k}.safetensors", metadata=metadata)
+        save_ordered(linearized(theta), linear / f"task{k}.safetensors", metadata)
 
 
 def adamerging(layer_wise: bool):
