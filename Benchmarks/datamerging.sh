@@ -2,7 +2,8 @@
 # AdaMerging benchmark: layer-wise AdaMerging of --tasks random ViT-B/32-shaped CLIP fine-tunes
 # (generated at run time into a temporary directory, removed at the end), merge-cli against
 # FusionBench's LayerWiseMergedModel in PyTorch, the same threads, batches of 16 images per task.
-# Reports the seconds per step (after loading) and the peak resident memory of each process.
+# Reports the seconds per step (after loading), the peak resident memory and the CPU seconds of each
+# whole process (user + system, loading included: the fairer measure when the machine is shared).
 #
 # Usage: Benchmarks/datamerging.sh [--threads 2] [--tasks 8] [--steps 3] [--task-wise] [--python PATH] [--dir DIR]
 #                                  [--scratch-path .build-release]
@@ -37,10 +38,10 @@ for ((t = 0; t < tasks; t++)); do args+=(--model "$dir/model$t" --data "$dir/dat
 
 echo "# MergeKit (OpenBLAS, $threads threads), adamerging --granularity $granularity; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -rf "$dir/out" "$dir/out.coefficients.json"
-OPENBLAS_NUM_THREADS=1 /usr/bin/time -f "peak_rss_mb=%M wall_seconds=%e" "$cli" adamerging "${args[@]}" --granularity "$granularity" \
+OPENBLAS_NUM_THREADS=1 /usr/bin/time -f "peak_rss_mb=%M wall_seconds=%e cpu_seconds=%U+%S" "$cli" adamerging "${args[@]}" --granularity "$granularity" \
   --steps "$steps" --threads "$threads" --json --quiet -o "$dir/out" 2>"$dir/time.txt" \
   | "$python" -c 'import json,sys; d=json.load(sys.stdin); print("mean_step_seconds=%.2f" % (d["seconds"] / d["steps"]))'
-awk '{ split($1, a, "="); printf "peak_rss_mb=%.0f %s\n", a[2] / 1000, $2 }' "$dir/time.txt"
+awk '{ split($1, a, "="); split($3, c, "[=+]"); printf "peak_rss_mb=%.0f %s cpu_seconds=%.1f\n", a[2] / 1000, $2, c[2] + c[3] }' "$dir/time.txt"
 
 echo "# PyTorch + FusionBench ($threads threads); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 extra=(); [ "$granularity" = task-wise ] && extra=(--task-wise)

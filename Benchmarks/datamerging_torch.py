@@ -10,7 +10,7 @@ directory, plus per task --images random preprocessed images (DIR/data{t}.safete
 `LayerWiseAdaMergingAlgorithm.test_time_adaptation` runs it (`LayerWiseMergedModel`, λ = 0.3,
 `entropy_loss`, Adam lr 1e-3, batches of --batch images per task, one backward per task, then the
 optimiser step and `merge_weights`); `--task-wise` uses `TaskWiseMergedModel`. Prints the seconds
-of each step after loading, and the peak RSS (ru_maxrss).
+of each step after loading, the peak RSS (ru_maxrss) and the process's CPU seconds (user + system).
 """
 import argparse
 import resource
@@ -81,7 +81,8 @@ def fusionbench(args, root: Path):
     print(f"torch {torch.__version__} threads={torch.get_num_threads()} tasks={args.tasks} setup_seconds={setup:.1f}")
     print("step_seconds=" + ",".join(f"{s:.2f}" for s in steps))
     print(f"mean_step_seconds={sum(steps) / len(steps):.2f}")
-    print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000:.0f}")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"peak_rss_mb={usage.ru_maxrss / 1000:.0f} cpu_seconds={usage.ru_utime + usage.ru_stime:.1f}")
 
 
 def main():
