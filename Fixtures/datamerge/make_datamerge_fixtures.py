@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""Generate the fixtures of the merges that learn from data (`merge-cli regmean`, `merge-cli fisher`):
+a tiny CLIP image encoder, three "fine-tuned" versions of it, three small tasks, and the merged
+models computed by FusionBench's own implementations (RegMean, RegMean++, Fisher merging).
+
+Usage (from the repository root; needs torch, transformers 4.x and fusion-bench, e.g. a venv
+outside the repository: `python3 -m venv /work/venvs/fusionbench-regmean`, a .pth file pointing at
+a site-packages with torch, then `pip install fusion-bench "transformers<5" "datasets<5" omegaconf
+hydra-core lightning bidict joblib`):
+
+    /work/venvs/fusionbench-regmean/bin/python Fixtures/datamerge/make_datamerge_fixtures.py
+
+transformers 4.x is needed because FusionBench's RegMean++ indexes `CLIPEncoderLayer(...)[0]`,
+which is the layer's output only while the layer returns a tuple (transformers 5 returns the
+tensor itself, and `[0]` would take the first image); and fusion-bench 0.2.33's CLIP RegMean++ class
+needs its config mapping repaired before it can be constructed (see below). Deterministic: fixed
+seeds, one thread.
+
+Models (`CLIPVisionModelWithProjection` directories: config.json + model.safetensors, F32)
+------------------------------------------------------------------------------------------
+- `base`: quick_gelu, hidden 16, MLP 32, 2 layers, 2 heads, image 16, patch 4 (16 patches + CLS
+  = 17 tokens), projection 8; random weights of a scale that exercises every term (LayerNorm
+  scales 1 + N(0, 0.2), biases N(0, 0.1), linear weights N(0, 1/fan_in)).
+- `experts/task{k}` (k = 0, 1, 2): the base with every tensor perturbed by 30 % of its RMS, so
+  that every linear layer, LayerNorm, embedding and the projection differ between the experts.
+
+Tasks
+-----
+- `task{k}/data.safetensors`: `pixel_values` [10, 3, 16, 16] stored as F16 (N(0, 1) noise plus a
+  task pattern) and `labels` [10] I64 over 4 classes.
+- `task{k}/head.safetensors`: `weight` [4, 8], unit rows × 10 (a zero-shot head with its logit
+  scale folded in).
+
+References (`golden/*.safetensors`, F32 from float64 runs; the models upcast exactly)
+-------------------------------------------------------------------------------------
+FusionBench's algorithms run unmodified on float64 copies of the models through a harness that
+supplies what its CLIP mixin would build from a CLIP checkpoint: the "vision model" whose output
+[1] is the image embedding is the encoder with its `visual_projection` (so the projection is a
+merged nn.Linear, as in our checkpoints), the zero-shot head is the task's head, the logit scale
+is 1 (the heads carry it), and the image processor passes the stored pixels through. Every
+method uses all 10 images of each task (num_*_examples 256) in batches of 4.
+
+- `regmean.safetensors`: `RegMeanAlgorithmForCLIP`, reduce_non_diagonal_ratio 0.95 (its CLIP
+  config): every nn.Linear (q, k, v, out_proj, fc1, fc2, visual_projection) merged as
+  (Σₜ Gₜ′)⁻¹ Σₜ Gₜ′ Wₜᵀ, everything else averaged.
+- `regmean_plusplus.safetensors`: `RegMeanAlgorithmForCLIPPlusPlus`, same settings. FusionBench
+  merges the embeddings and the encoder layers only and leaves `post_layernorm` (and, in its
+  setting, the projection, which is not part of its model) at the pre-trained values; merge-cli
+  averages `post_layernorm` and merges `visual_projection` by RegMean on the merged model's
+  inputs like every other linear layer. Those two tensors are computed here with FusionBench's
+  own `regmean_params_merge` on Gram matrices of post_layernorm_t(class tokens of the merged
+  stream), the rule the other layers follow.
+- `fisher_fusionbench.safetensors`: `FisherMergingForCLIPVisionModel` (normalize_fisher_weight,
+  minimal_fisher_weight 1e-6): per batch, the squared gradient of Σ_b Σ_k √p_bk · log p_bk.
+- `fisher_labels.safetensors`: Fisher merging with per-sample squared gradients of log p(y|x),
+  F = mean_x (∇ log p(y_x|x))² (Matena & Raffel's estimator with the label given: here each
+  image's label from the data file), merged with FusionBench's `merging_with_fisher_weights`
+  (same normalisation and ε). merge-cli samples y from the model's prediction by default; the
+  tests check the per-sample machinery against this file with the data's labels.
+- `expected.json`: how far FusionBench's own float32 runs are from these float64 references (the
+  scale of the tolerances), and the sizes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+from pathlib import Path
+
+import lightning as L
+import torch
+import transformers.models.clip.modeling_clip as modeling_clip
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from fusion_bench.method.fisher_merging.clip_fisher_merging import FisherMergingForCLIPVisionModel
+from fusion_bench.method.fisher_merging.fisher_merging import merging_with_fisher_weights
+from fusion_bench.method.regmean.clip_regmean import RegMeanAlgorithmForCLIP
+from fusion_bench.method.regmean_plusplus.clip_regmean_plusplus import RegMeanAlgorithmForCLIPPlusPlus
+from fusion_bench.method.regmean_plusplus.regmean_plusplus import RegMeanAlgorithmPlusPlus, regmean_params_merge
+from fusion_bench.modelpool import BaseModelPool
+
+ROOT = Path(__file__).resolve().parent
+TASKS, IMAGES, CLASSES = 3, 10, 4
+ALPHA, BATCH, EXAMPLES = 0.95, 4, 256
+CONFIG = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_channels=3,
+              image_size=16, patch_size=4, projection_dim=8, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+              attention_dropout=0.0)
+
+
+def eager_attention_in_input_dtype(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """transformers' eager attention with the softmax in the input dtype (the original rounds it
+    through float32, which would limit float64 references to float32 accuracy)."""
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = torch.softmax(weights, dim=-1)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+modeling_clip.eager_attention_forward = eager_attention_in_input_dtype
+
+# fusion-bench 0.2.33 cannot construct its CLIP RegMean++ class: the class overrides its parent's
+# `_config_mapping` bidict with a plain dict, which its own auto-registration then fails to invert.
+# The mapping it means, as the Fisher class spells it:
+RegMeanAlgorithmForCLIPPlusPlus._config_mapping = RegMeanAlgorithmPlusPlus._config_mapping | {
+    "_dataloader_kwargs": "dataloader_kwargs"}
+
+
+def randomise(model: nn.Module, gen: torch.Generator) -> None:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            r = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+            if "layer_norm" in name or "layrnorm" in name or "layernorm" in name:
+                value = 1 + 0.2 * r if name.endswith("weight") else 0.1 * r
+            elif name.endswith("bias"):
+                value = 0.1 * r
+            elif "class_embedding" in name or "position_embedding" in name:
+                value = 0.5 * r
+            elif "patch_embedding" in name:
+                value = r / math.sqrt(p.shape[1] * p.shape[2] * p.shape[3])
+            else:
+                value = r / math.sqrt(p.shape[1])
+            p.copy_(value.to(p.dtype))
+
+
+def perturb(model: nn.Module, gen: torch.Generator, fraction: float) -> None:
+    with torch.no_grad():
+        for _, p in model.named_parameters():
+            rms = p.double().pow(2).mean().sqrt()
+            p.add_((fraction * rms * torch.randn(p.shape, generator=gen, dtype=torch.float64)).to(p.dtype))
+
+
+def save_model(model: nn.Module, directory: Path) -> None:
+    if directory.exists():
+        shutil.rmtree(directory)
+    model.save_pretrained(directory, safe_serialization=True)
+
+
+def load(directory: Path, dtype: torch.dtype) -> CLIPVisionModelWithProjection:
+    model = CLIPVisionModelWithProjection.from_pretrained(directory, attn_implementation="eager", torch_dtype=torch.float32)
+    return model.to(dtype).eval()
+
+
+class Encoder(nn.Module):
+    """What FusionBench's CLIP mixins call as `module(images)[1]`: here the image embedding (the
+    projection included, so that it is a merged nn.Linear like every other)."""
+
+    def __init__(self, model: CLIPVisionModelWithProjection):
+        super().__init__()
+        self.vision_model = model.vision_model
+        self.visual_projection = model.visual_projection
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, pixel_values):
+        pooled = self.vision_model(pixel_values=pixel_values).pooler_output
+        return (None, self.visual_projection(pooled))
+
+
+def harness(algorithm, heads: dict[str, torch.Tensor], dtype: torch.dtype):
+    """Supplies what `CLIPClassificationMixin.setup_zero_shot_classification_head` would build."""
+    algorithm._fabric_instance = L.Fabric(accelerator="cpu", devices=1)
+    algorithm._clip_processor = lambda image: image  # the stored pixels are already preprocessed
+    algorithm.zeroshot_weights = {name: head.to(dtype) for name, head in heads.items()}
+    algorithm.visual_projection = nn.Identity()
+    algorithm.logit_scale_exp = torch.tensor(1.0, dtype=dtype)
+    algorithm.whether_setup_zero_shot_classification_head = True
+    for hook in ("on_regmean_start", "on_fisher_merging_start"):
+        setattr(algorithm, hook, lambda: None)
+    return algorithm
+
+
+class Pairs(torch.utils.data.Dataset):
+    """(image, label) pairs, as FusionBench's image datasets yield them."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+class Pool(BaseModelPool):
+    """A model pool of instantiated models and datasets."""
+
+    def __init__(self, models, datasets):
+        super().__init__(models)
+        self.datasets = datasets
+
+    def load_train_dataset(self, dataset_name, *args, **kwargs):
+        return self.datasets[dataset_name]
+
+
+def pool(base_dir: Path, expert_dirs: list[Path], datasets, dtype: torch.dtype) -> BaseModelPool:
+    models = {"_pretrained_": Encoder(load(base_dir, dtype))}
+    for k, d in enumerate(expert_dirs):
+        models[f"task{k}"] = Encoder(load(d, dtype))
+    return Pool(models, {f"task{k}": Pairs(ds) for k, ds in enumerate(datasets)})
+
+
+def state(encoder: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().double().clone() for k, v in encoder.state_dict().items()}
+
+
+def regmean(base_dir, expert_dirs, datasets, heads, dtype, plusplus: bool):
+    cls = RegMeanAlgorithmForCLIPPlusPlus if plusplus else RegMeanAlgorithmForCLIP
+    algorithm = harness(cls(num_regmean_examples=EXAMPLES, exclude_param_names_regex=[], reduce_non_diagonal_ratio=ALPHA,
+                            weight_transpose=True, dataloader_kwargs={"batch_size": BATCH, "num_workers": 0}), heads, dtype)
+    models = pool(base_dir, expert_dirs, datasets, dtype)
+    merged = algorithm.run(models)
+    return state(merged), models
+
+
+def regmean_plusplus_head(merged: dict, models: BaseModelPool, datasets, dtype) -> dict[str, torch.Tensor]:
+    """post_layernorm averaged and visual_projection merged by RegMean on post_layernorm_t of the
+    merged model's class tokens (see the module docstring), with FusionBench's own merge step."""
+    experts = [models.load_model(f"task{k}") for k in range(TASKS)]
+    out = {}
+    for name in ("vision_model.post_layernorm.weight", "vision_model.post_layernorm.bias"):
+        out[name] = torch.stack([dict(e.state_dict())[name] for e in experts]).mean(dim=0)
+    model = copy.deepcopy(experts[0])
+    model.load_state_dict({k: v.to(dtype) for k, v in merged.items()}, strict=False)
+    grams = []
+    with torch.no_grad():
+        for k, expert in enumerate(experts):
+            pixels = torch.stack([image for image, _ in datasets[k]]).to(dtype)
+            hidden = model.vision_model(pixel_values=pixels).last_hidden_state[:, 0, :]
+            pooled = expert.vision_model.post_layernorm(hidden)
+            grams.append(pooled.T @ pooled / pooled.shape[0])
+        weights = [dict(e.state_dict())["visual_projection.weight"] for e in experts]
+        out["visual_projection.weight"] = regmean_params_merge(weights, grams, reduce_non_diagonal_ratio=ALPHA)
+    return out
+
+
+def fisher_fusionbench(base_dir, expert_dirs, datasets, heads, dtype):
+    algorithm = harness(FisherMergingForCLIPVisionModel(exclude_param_names_regex=[], normalize_fisher_weight=True,
+                                                        minimal_fisher_weight=1e-6, num_fisher_examples=EXAMPLES,
+                                                        dataloader_kwargs={"batch_size": BATCH, "num_workers": 0}), heads, dtype)
+    return state(algorithm.run(pool(base_dir, expert_dirs, datasets, dtype)))
+
+
+def fisher_labels(base_dir, expert_dirs, datasets, heads, dtype):
+    """Per-sample squared gradients of log p(label | x), averaged over the images."""
+    params, fishers = {}, []
+    for k, d in enumerate(expert_dirs):
+        encoder = Encoder(load(d, dtype))
+        head = heads[f"task{k}"].to(dtype)
+        fisher = {n: torch.zeros_like(p) for n, p in encoder.named_parameters()}
+        for image, label in datasets[k]:
+            encoder.zero_grad(set_to_none=True)
+            embedding = encoder(image.to(dtype)[None])[1]
+            logits = (embedding / embedding.norm(dim=-1, keepdim=True)) @ head.T
+            torch.log_softmax(logits, dim=-1)[0, label].backward()
+            for n, p in encoder.named_parameters():
+                fisher[n] += p.grad.detach() ** 2
+        fishers.append({n: f / len(datasets[k]) for n, f in fisher.items()})
+        for n, p in encoder.named_parameters():
+            params.setdefault(n, []).append(p.detach())
+    merged = merging_with_fisher_weights(params, fishers, torch.ones(TASKS) / TASKS, normalize_fisher_weight=True,
+                                         minimal_fisher_weight=1e-6)
+    return {n: v.detach().double() for n, v in merged.items()}
+
+
+def relative(a: dict, b: dict) -> float:
+    return max(float((a[n].double() - b[n].double()).abs().max() / b[n].double().abs().max()) for n in b)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(20250920)
+    torch.manual_seed(20250920)
+    base = CLIPVisionModelWithProjection(CLIPVisionConfig(**CONFIG)).double()
+    randomise(base, gen)
+    save_model(base.float(), ROOT / "base")
+    expert_dirs = []
+    for k in range(TASKS):
+        expert = copy.deepcopy(base)
+        perturb(expert, gen, 0.3)
+        expert_dirs.append(ROOT / "experts" / f"task{k}")
+        save_model(expert.float(), expert_dirs[-1])
+
+    datasets, heads = [], {}
+    for k in range(TASKS):
+        pattern = 1.5 * torch.randn(1, 3, 16, 16, generator=gen, dtype=torch.float64)
+        pixels = (torch.randn(IMAGES, 3, 16, 16, generator=gen, dtype=torch.float64) + pattern).to(torch.float16)
+        labels = torch.randint(0, CLASSES, (IMAGES,), generator=gen, dtype=torch.int64)
+        head = torch.randn(CLASSES, CONFIG["projection_dim"], generator=gen, dtype=torch.float64)
+        head = (10 * head / head.norm(dim=1, keepdim=True)).float()
+        folder = ROOT / f"task{k}"
+        folder.mkdir(exist_ok=True)
+        save_file({"pixel_values": pixels.contiguous(), "labels": labels}, folder / "data.safetensors", metadata={"format": "pt"})
+        save_file({"weight": head.contiguous()}, folder / "head.safetensors", metadata={"format": "pt"})
+        datasets.append([(pixels[i].double(), int(labels[i])) for i in range(IMAGES)])
+        heads[f"task{k}"] = head.double()
+
+    golden = ROOT / "golden"
+    golden.mkdir(exist_ok=True)
+    results, errors = {}, {}
+    for dtype in (torch.float64, torch.float32):
+        data = [[(image.to(dtype), label) for image, label in ds] for ds in datasets]
+        out = {}
+        out["regmean"], _ = regmean(ROOT / "base", expert_dirs, data, heads, dtype, plusplus=False)
+        plusplus, models = regmean(ROOT / "base", expert_dirs, data, heads, dtype, plusplus=True)
+        plusplus.update(regmean_plusplus_head(plusplus, models, data, dtype))
+        out["regmean_plusplus"] = plusplus
+        out["fisher_fusionbench"] = fisher_fusionbench(ROOT / "base", expert_dirs, data, heads, dtype)
+        out["fisher_labels"] = fisher_labels(ROOT / "base", expert_dirs, data, heads, dtype)
+        if dtype == torch.float64:
+            results = out
+        else:
+            errors = {name: relative(out[name], results[name]) for name in results}
+    for name, tensors in results.items():
+        save_file({k: v.float().contiguous() for k, v in tensors.items()}, golden / f"{name}.safetensors", metadata={"format": "pt"})
+
+    for p in ROOT.rglob("*"):
+        if p.is_file():
+            p.chmod(0o644)
+    total = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file() and p.suffix != ".py")
+    summary = {"fusionbench_float32_relative_error": errors, "images_per_task": IMAGES, "tasks": TASKS,
+               "reduce_non_diagonal_ratio": ALPHA, "batch_size": BATCH}
+    (ROOT / "expected.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    print(f"total fixture size: {total} bytes")
+
+
+if __name__ == "__main__":
+    main()
