@@ -56,6 +56,8 @@ enum CLIWording {
         case "role-disentanglement-base": return "disentanglement --base"
         case "role-disentanglement-task-vector": return "disentanglement --task-vector"
         case "role-disentanglement-model": return "disentanglement --model"
+        case "role-data-merge-model": return "--model"
+        case "role-data-merge-base": return "--base"
         // LoRA extraction
         case "rank-example": return "Pass e.g. --rank 64"
         case "svd-defaults": return "(--oversampling 10 --power-iterations 4)"
