@@ -37,6 +37,8 @@ struct MergeCLI: ParsableCommand {
                 DisentanglementCommand.self,
                 WEMoECommand.self,
                 WEMoETrainCommand.self,
+                RegMeanCommand.self,
+                FisherCommand.self,
             ]),
         ]
     )

@@ -190,10 +190,14 @@ public struct DataMergeInputs: Sendable {
 
     /// Writes the merged encoder: the first model's checkpoint with the encoder's tensors replaced
     /// by `merged` (each in that tensor's dtype), its other tensors and companion files (config.json)
-    /// copied; `metadata` records the run. Atomic.
+    /// copied. The metadata records the run as a merge's does: `mergekit.method` and
+    /// `mergekit.parameters` (`parameters`, with the data and heads). Atomic.
     /// - Returns: what happened around the output (stale temporaries removed, …).
-    public func write(_ merged: CLIPVisionParameters, metadata: [String: String]) throws(MergeKitError) -> [OutputNote] {
-        try FineTuning.write(theta: merged, base: models[0].checkpoint, linearized: false,
-                             output: OutputSpec(path: output, overwrite: overwrite, inputs: inputs), metadata: metadata)
+    public func write(_ merged: CLIPVisionParameters, method: String, parameters: [JSONMember]) throws(MergeKitError) -> [OutputNote] {
+        let record = JSONValue.object(parameters + [JSONMember("data", .array(data.map { .string($0.path) }))]
+                                      + (heads.isEmpty ? [] : [JSONMember("heads", .array(heads.map { .string($0.path ?? "") }))]))
+        return try FineTuning.write(theta: merged, base: models[0].checkpoint, linearized: false,
+                                    output: OutputSpec(path: output, overwrite: overwrite, inputs: inputs),
+                                    metadata: ["mergekit.method": method, "mergekit.parameters": record.serialized()])
     }
 }

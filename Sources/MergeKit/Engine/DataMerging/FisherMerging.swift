@@ -41,6 +41,12 @@ public struct FisherOptions: Sendable {
             (samples, batchSize, estimator, normalize, epsilon, seed)
     }
 
+    /// The settings, as the output's metadata and `--json` record them.
+    public var parameters: [JSONMember] {
+        [JSONMember("samples", .int(samples)), JSONMember("batch_size", .int(batchSize)), JSONMember("estimator", .string(estimator.rawValue)),
+         JSONMember("normalize", .bool(normalize)), JSONMember("epsilon", .double(Double("\(epsilon)") ?? Double(epsilon))), JSONMember("seed", .string(String(seed)))]
+    }
+
     /// Checks every value (the CLI's `validate()` calls this too).
     public func validate() throws(MergeKitError) {
         func bad(_ what: String) -> MergeKitError { MergeKitError(.invalidArgument, what) }

@@ -35,6 +35,19 @@ public struct RegMeanOptions: Sendable {
         (self.others, self.singular, self.seed) = (others, singular, seed)
     }
 
+    /// The method's name as the output's metadata records it.
+    public var method: String { plusPlus ? "regmean_plusplus" : "regmean" }
+
+    /// The settings, as the output's metadata and `--json` record them.
+    public var parameters: [JSONMember] {
+        var scale: JSONValue = .null
+        if case .taskArithmetic(let λ) = others { scale = .double(Double("\(λ)") ?? Double(λ)) }
+        return [JSONMember("samples", .int(samples)), JSONMember("batch_size", .int(batchSize)),
+                JSONMember("alpha", .double(Double("\(alpha)") ?? Double(alpha))), JSONMember("plusplus", .bool(plusPlus)),
+                JSONMember("others", .string(others == .average ? "average" : "task-arithmetic")), JSONMember("scale", scale),
+                JSONMember("singular", .string(singular.rawValue)), JSONMember("seed", .string(String(seed)))]
+    }
+
     /// Checks every value (the CLI's `validate()` calls this too).
     public func validate() throws(MergeKitError) {
         func bad(_ what: String) -> MergeKitError { MergeKitError(.invalidArgument, what) }
