@@ -52,6 +52,7 @@ method uses all 10 images of each task (num_*_examples 256) in batches of 4.
   stream), the rule the other layers follow.
 - `fisher_fusionbench.safetensors`: `FisherMergingForCLIPVisionModel` (normalize_fisher_weight,
   minimal_fisher_weight 1e-6): per batch, the squared gradient of Σ_b Σ_k √p_bk · log p_bk.
+- `fisher_fusionbench_unnormalized.safetensors`: the same with normalize_fisher_weight false.
 - `fisher_labels.safetensors`: Fisher merging with per-sample squared gradients of log p(y|x),
   F = mean_x (∇ log p(y_x|x))² (Matena & Raffel's estimator with the label given: here each
   image's label from the data file), merged with FusionBench's `merging_with_fisher_weights`
@@ -241,8 +242,8 @@ def regmean_plusplus_head(merged: dict, models: BaseModelPool, datasets, dtype) 
     return out
 
 
-def fisher_fusionbench(base_dir, expert_dirs, datasets, heads, dtype):
-    algorithm = harness(FisherMergingForCLIPVisionModel(exclude_param_names_regex=[], normalize_fisher_weight=True,
+def fisher_fusionbench(base_dir, expert_dirs, datasets, heads, dtype, normalize: bool = True):
+    algorithm = harness(FisherMergingForCLIPVisionModel(exclude_param_names_regex=[], normalize_fisher_weight=normalize,
                                                         minimal_fisher_weight=1e-6, num_fisher_examples=EXAMPLES,
                                                         dataloader_kwargs={"batch_size": BATCH, "num_workers": 0}), heads, dtype)
     return state(algorithm.run(pool(base_dir, expert_dirs, datasets, dtype)))
@@ -313,6 +314,7 @@ def main() -> None:
         plusplus.update(regmean_plusplus_head(plusplus, models, data, dtype))
         out["regmean_plusplus"] = plusplus
         out["fisher_fusionbench"] = fisher_fusionbench(ROOT / "base", expert_dirs, data, heads, dtype)
+        out["fisher_fusionbench_unnormalized"] = fisher_fusionbench(ROOT / "base", expert_dirs, data, heads, dtype, normalize=False)
         out["fisher_labels"] = fisher_labels(ROOT / "base", expert_dirs, data, heads, dtype)
         if dtype == torch.float64:
             results = out

@@ -197,18 +197,6 @@ private struct FisherEstimate {
         return e.map { $0 / s }
     }
 
-    /// The label drawn for image `image` (index in its file) from p: the first class whose
-    /// cumulative probability exceeds u = bits / 2³², bits the counter-based draw of (seed, task,
-    /// image).
-    static func sampledLabel(_ p: [Double], seed: UInt64, task: Int, image: Int) -> Int {
-        let u = Double(CounterRandom(seed: seed, tensor: "fisher-label", input: task).bits(image)) / 4_294_967_296
-        var cumulative = 0.0
-        for (k, pk) in p.enumerated() {
-            cumulative += pk
-            if u < cumulative { return k }
-        }
-        return p.lastIndex { $0 > 0 } ?? 0
-    }
 
     /// FusionBench's estimator: one gradient of Σ_b Σ_k √p_bk log p_bk over the batch, squared.
     private func batchGradient(_ pixels: [Float], _ chunk: [Int]) throws(MergeKitError) {
@@ -246,7 +234,7 @@ private struct FisherEstimate {
                 }
                 let logits = head.logits(embeddings: embedding, batch: 1)
                 let p = FisherEstimate.probabilities(logits[...])
-                let y = labels.map { $0[image] } ?? FisherEstimate.sampledLabel(p, seed: options.seed, task: task, image: image)
+                let y = labels.map { $0[image] } ?? FisherLabelSampler.label(p, seed: options.seed, task: task, image: image)
                 let dz = (0..<classes).map { Float(($0 == y ? 1 : 0) - p[$0]) }
                 let dEmbedding = head.backward(embeddings: embedding, logitGradient: dz, batch: 1)
                 let gradient = spares.withLock { $0.popLast() } ?? CLIPVisionParameters(zerosLike: fisher)
@@ -282,6 +270,22 @@ private struct FisherEstimate {
     static func addSquares(of gradient: CLIPVisionParameters, to fisher: CLIPVisionParameters) {
         let g = gradient.storage.pointer, f = fisher.storage.pointer
         for j in 0..<fisher.count { f[j] += g[j] * g[j] }
+    }
+}
+
+/// The labels of the sampled Fisher estimator.
+enum FisherLabelSampler {
+    /// The label drawn for image `image` (its index in the task's file) from p: the first class
+    /// whose cumulative probability exceeds u = bits / 2³², bits the counter-based draw of (seed,
+    /// task, image) — so a label depends on neither the thread count nor the batch.
+    static func label(_ p: [Double], seed: UInt64, task: Int, image: Int) -> Int {
+        let u = Double(CounterRandom(seed: seed, tensor: "fisher-label", input: task).bits(image)) / 4_294_967_296
+        var cumulative = 0.0
+        for (k, pk) in p.enumerated() {
+            cumulative += pk
+            if u < cumulative { return k }
+        }
+        return p.lastIndex { $0 > 0 } ?? 0
     }
 }
 
