@@ -49,10 +49,10 @@ public struct FisherOptions: Sendable {
 
     /// Checks every value (the CLI's `validate()` calls this too).
     public func validate() throws(MergeKitError) {
-        func bad(_ what: String) -> MergeKitError { MergeKitError(.invalidArgument, what) }
-        if samples < 1 { throw bad("the number of samples per task must be at least 1, not \(samples)") }
-        if batchSize < 1 { throw bad("the batch size must be at least 1, not \(batchSize)") }
-        if !(epsilon > 0) || !epsilon.isFinite { throw bad("ε must be a positive number, not \(epsilon)") }
+        func bad(_ what: MergeKitError.Text) -> MergeKitError { MergeKitError(.invalidArgument, what) }
+        if samples < 1 { throw bad("\(term: .samples.atStart) must be at least 1, not \(samples)") }
+        if batchSize < 1 { throw bad("\(term: .batchSize.atStart) must be at least 1, not \(batchSize)") }
+        if !(epsilon > 0) || !epsilon.isFinite { throw bad("\(term: .fisherEpsilon) must be a positive number, not \(epsilon)") }
     }
 }
 
@@ -260,10 +260,10 @@ private struct FisherEstimate {
     private func check(_ gradient: CLIPVisionParameters, images: [Int]) throws(MergeKitError) {
         guard let j = TrainingGuard.firstNonFinite(gradient.storage.pointer, count: gradient.count) else { return }
         let tensor = gradient.tensors.last { $0.offset <= j }!
-        throw MergeKitError(.nonFiniteValue, file: inputs.models[task].checkpoint.path, tensor: tensor.name,
-                            "the gradient of the log-likelihood is \(gradient.storage.pointer[j]) on image\(images.count == 1 ? "" : "s") "
-                            + "\(TrainingGuard.list(images)) of \(inputs.data[task].path) (the pixels are finite)",
-                            fix: "Check the model's weights and its head (merge-cli inspect --check-finite); nothing was written")
+        let detail = "the gradient of the log-likelihood is \(gradient.storage.pointer[j]) on image\(images.count == 1 ? "" : "s") "
+            + "\(TrainingGuard.list(images)) of \(inputs.data[task].path) (the pixels are finite)"
+        throw MergeKitError(.nonFiniteValue, file: inputs.models[task].checkpoint.path, tensor: tensor.name, "\(detail)",
+                            fix: "Check the model's weights and its head with \(term: .finitenessScan); nothing was written")
     }
 
     /// F += g² element by element.

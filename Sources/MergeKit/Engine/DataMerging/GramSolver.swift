@@ -47,24 +47,24 @@ enum GramSolver {
             precondition(solved == 0, "dpotrs rejected its arguments (info \(solved))")
         } else {
             guard policy == .pseudoInverse else {
-                throw MergeKitError(.invalidArgument, tensor: tensors.first,
-                    "the sum of the tasks' Gram matrices of the inputs of \(names) (\(n)×\(n)) is singular: its leading minor of "
-                    + "order \(info) is not positive definite, so some input directions carry no information in the samples",
-                    fix: "Use the pseudo-inverse (the default), more samples per task, or a smaller α")
+                let detail = "the sum of the tasks' Gram matrices of the inputs of \(names) (\(n)×\(n)) is singular: its leading minor of "
+                    + "order \(info) is not positive definite, so some input directions carry no information in the samples"
+                throw MergeKitError(.invalidArgument, tensor: tensors.first, "\(detail)",
+                    fix: "\(term: .usePseudoInverse.atStart), \(term: .moreSamples) or \(term: .smallerAlpha)")
             }
             a = (0..<(n * n)).map { Double(gram[$0]) }
             let result = LAPACK.leastSquares(&a, n: n, &b, columns: total, rcond: Double(n) * Double.ulpOfOne)
             guard result.info == 0 else {
                 throw MergeKitError(.invalidArgument, tensor: tensors.first,
                                     "the SVD of the Gram matrix of the inputs of \(names) did not converge (LAPACK dgelsd info \(result.info))",
-                                    fix: "Use more samples per task or a smaller α")
+                                    fix: "Use \(term: .moreSamples) or \(term: .smallerAlpha)")
             }
             rank = result.rank
         }
         if let bad = b.firstIndex(where: { !$0.isFinite || Float($0).isInfinite }) {
             throw MergeKitError(.nonFiniteValue, tensor: tensors.first,
                                 "the solve for \(names) gave \(b[bad]) (the Gram matrix is too ill-conditioned)",
-                                fix: "Use more samples per task or a smaller α")
+                                fix: "Use \(term: .moreSamples) or \(term: .smallerAlpha)")
         }
         offset = 0
         for (values, rows) in rightHandSides {

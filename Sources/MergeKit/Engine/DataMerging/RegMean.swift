@@ -50,11 +50,11 @@ public struct RegMeanOptions: Sendable {
 
     /// Checks every value (the CLI's `validate()` calls this too).
     public func validate() throws(MergeKitError) {
-        func bad(_ what: String) -> MergeKitError { MergeKitError(.invalidArgument, what) }
-        if samples < 1 { throw bad("the number of samples per task must be at least 1, not \(samples)") }
-        if batchSize < 1 { throw bad("the batch size must be at least 1, not \(batchSize)") }
-        if !(0...1).contains(alpha) { throw bad("α must lie in [0, 1], not \(alpha)") }
-        if case .taskArithmetic(let scale) = others, !scale.isFinite { throw bad("λ must be a finite number, not \(scale)") }
+        func bad(_ what: MergeKitError.Text) -> MergeKitError { MergeKitError(.invalidArgument, what) }
+        if samples < 1 { throw bad("\(term: .samples.atStart) must be at least 1, not \(samples)") }
+        if batchSize < 1 { throw bad("\(term: .batchSize.atStart) must be at least 1, not \(batchSize)") }
+        if !(0...1).contains(alpha) { throw bad("\(term: .alpha) must lie in [0, 1], not \(alpha)") }
+        if case .taskArithmetic(let scale) = others, !scale.isFinite { throw bad("\(term: .othersScale) must be a finite number, not \(scale)") }
     }
 }
 
@@ -277,7 +277,7 @@ private final class RegMeanMerger {
         guard gram.finish(alpha: options.alpha) else {
             throw MergeKitError(.nonFiniteValue, file: inputs.models[t].checkpoint.path, tensor: weights.first?.1,
                                 "the inputs of this layer are not finite on the task's images (the pixels are): the model holds NaN or Inf, or overflows",
-                                fix: "Check the model's weights (merge-cli inspect --check-finite)")
+                                fix: "Check the model's weights with \(term: .finitenessScan)")
         }
         let n = gram.n
         Float.axpy(1, UnsafeBufferPointer(gram.matrix.buffer), sum.buffer)
