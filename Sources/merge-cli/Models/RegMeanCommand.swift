@@ -46,6 +46,7 @@ struct RegMeanCommand: ParsableCommand {
     var singular: SingularGramPolicy = .pseudoInverse
 
     func validate() throws {
+        if let scale { try ArgumentCheck.value(scale, .scale, flag: "--scale") }
         if others == .taskArithmetic && base == nil { throw ValidationError("--others task-arithmetic needs --base, the pre-trained model θ₀.") }
         if others == .average && base != nil { throw ValidationError("--base is only used with --others task-arithmetic.") }
         if others == .average && scale != nil { throw ValidationError("--scale is only used with --others task-arithmetic.") }
