@@ -19,8 +19,9 @@ seeds, one thread.
 Models (`CLIPVisionModelWithProjection` directories: config.json + model.safetensors, F32)
 ------------------------------------------------------------------------------------------
 - `base`: quick_gelu, hidden 16, MLP 32, 2 layers, 2 heads, image 16, patch 4 (16 patches + CLS
-  = 17 tokens), projection 8; random weights of a scale that exercises every term (LayerNorm
-  scales 1 + N(0, 0.2), biases N(0, 0.1), linear weights N(0, 1/fan_in)).
+  = 17 tokens), projection 8; random weights of a scale that exercises every term, drawn as the
+  CLIP engine fixtures draw them (`Fixtures/clip/make_clip_fixtures.py`'s `randomise`: LayerNorm
+  scales 1 + N(0, 0.2), biases N(0, 0.1), linear weights N(0, gain²/fan_in), gain 1.5 for q, k).
 - `experts/task{k}` (k = 0, 1, 2): the base with every tensor perturbed by 30 % of its RMS, so
   that every linear layer, LayerNorm, embedding and the projection differ between the experts.
 
@@ -66,14 +67,13 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
+import sys
 from pathlib import Path
 
 import lightning as L
 import torch
-import transformers.models.clip.modeling_clip as modeling_clip
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -85,6 +85,10 @@ from fusion_bench.method.regmean_plusplus.regmean_plusplus import RegMeanAlgorit
 from fusion_bench.modelpool import BaseModelPool
 
 ROOT = Path(__file__).resolve().parent
+# The CLIP engine fixtures' random weights and perturbations, and their float64 eager attention
+# (importing the module installs it).
+sys.path.insert(0, str(ROOT.parent / "clip"))
+from make_clip_fixtures import perturb, randomise  # noqa: E402
 TASKS, IMAGES, CLASSES = 3, 10, 4
 ALPHA, BATCH, EXAMPLES = 0.95, 4, 256
 CONFIG = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_channels=3,
@@ -92,47 +96,11 @@ CONFIG = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_att
               attention_dropout=0.0)
 
 
-def eager_attention_in_input_dtype(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """transformers' eager attention with the softmax in the input dtype (the original rounds it
-    through float32, which would limit float64 references to float32 accuracy)."""
-    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
-        weights = weights + attention_mask
-    weights = torch.softmax(weights, dim=-1)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
-
-
-modeling_clip.eager_attention_forward = eager_attention_in_input_dtype
-
 # fusion-bench 0.2.33 cannot construct its CLIP RegMean++ class: the class overrides its parent's
 # `_config_mapping` bidict with a plain dict, which its own auto-registration then fails to invert.
 # The mapping it means, as the Fisher class spells it:
 RegMeanAlgorithmForCLIPPlusPlus._config_mapping = RegMeanAlgorithmPlusPlus._config_mapping | {
     "_dataloader_kwargs": "dataloader_kwargs"}
-
-
-def randomise(model: nn.Module, gen: torch.Generator) -> None:
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            if "layer_norm" in name or "layrnorm" in name or "layernorm" in name:
-                value = 1 + 0.2 * r if name.endswith("weight") else 0.1 * r
-            elif name.endswith("bias"):
-                value = 0.1 * r
-            elif "class_embedding" in name or "position_embedding" in name:
-                value = 0.5 * r
-            elif "patch_embedding" in name:
-                value = r / math.sqrt(p.shape[1] * p.shape[2] * p.shape[3])
-            else:
-                value = r / math.sqrt(p.shape[1])
-            p.copy_(value.to(p.dtype))
-
-
-def perturb(model: nn.Module, gen: torch.Generator, fraction: float) -> None:
-    with torch.no_grad():
-        for _, p in model.named_parameters():
-            rms = p.double().pow(2).mean().sqrt()
-            p.add_((fraction * rms * torch.randn(p.shape, generator=gen, dtype=torch.float64)).to(p.dtype))
 
 
 def save_model(model: nn.Module, directory: Path) -> None:
