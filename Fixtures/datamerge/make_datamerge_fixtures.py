@@ -13,7 +13,7 @@ hydra-core lightning bidict joblib`):
 transformers 4.x is needed because FusionBench's RegMean++ indexes `CLIPEncoderLayer(...)[0]`,
 which is the layer's output only while the layer returns a tuple (transformers 5 returns the
 tensor itself, and `[0]` would take the first image); and fusion-bench 0.2.33's CLIP RegMean++ class
-needs its config mapping repaired before it can be constructed (see below). Deterministic: fixed
+needs its config mapping repaired before it can be constructed (`fusionbench_harness.py`). Deterministic: fixed
 seeds, one thread.
 
 Models (`CLIPVisionModelWithProjection` directories: config.json + model.safetensors, F32)
@@ -34,12 +34,12 @@ Tasks
 
 References (`golden/*.safetensors`, F32 from float64 runs; the models upcast exactly)
 -------------------------------------------------------------------------------------
-FusionBench's algorithms run unmodified on float64 copies of the models through a harness that
-supplies what its CLIP mixin would build from a CLIP checkpoint: the "vision model" whose output
-[1] is the image embedding is the encoder with its `visual_projection` (so the projection is a
-merged nn.Linear, as in our checkpoints), the zero-shot head is the task's head, the logit scale
-is 1 (the heads carry it), and the image processor passes the stored pixels through. Every
-method uses all 10 images of each task (num_*_examples 256) in batches of 4.
+FusionBench's algorithms run unmodified on float64 copies of the models through
+`fusionbench_harness.py`, which supplies what its CLIP mixin would build from a CLIP checkpoint: the
+"vision model" whose output [1] is the image embedding is the encoder with its `visual_projection`
+(so the projection is a merged nn.Linear, as in our checkpoints), the zero-shot head is the task's
+head, the logit scale is 1 (the heads carry it), and the image processor passes the stored pixels
+through. Every method uses all 10 images of each task (num_*_examples 256) in batches of 4.
 
 - `regmean.safetensors`: `RegMeanAlgorithmForCLIP`, reduce_non_diagonal_ratio 0.95 (its CLIP
   config): every nn.Linear (q, k, v, out_proj, fc1, fc2, visual_projection) merged as
@@ -71,7 +71,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import lightning as L
 import torch
 from safetensors.torch import save_file
 from torch import nn
@@ -81,26 +80,22 @@ from fusion_bench.method.fisher_merging.clip_fisher_merging import FisherMerging
 from fusion_bench.method.fisher_merging.fisher_merging import merging_with_fisher_weights
 from fusion_bench.method.regmean.clip_regmean import RegMeanAlgorithmForCLIP
 from fusion_bench.method.regmean_plusplus.clip_regmean_plusplus import RegMeanAlgorithmForCLIPPlusPlus
-from fusion_bench.method.regmean_plusplus.regmean_plusplus import RegMeanAlgorithmPlusPlus, regmean_params_merge
-from fusion_bench.modelpool import BaseModelPool
+from fusion_bench.method.regmean_plusplus.regmean_plusplus import regmean_params_merge
 
 ROOT = Path(__file__).resolve().parent
 # The CLIP engine fixtures' random weights and perturbations, and their float64 eager attention
 # (importing the module installs it).
 sys.path.insert(0, str(ROOT.parent / "clip"))
 from make_clip_fixtures import perturb, randomise  # noqa: E402
+
+import fusionbench_harness  # noqa: E402
+from fusionbench_harness import harness  # noqa: E402
+
 TASKS, IMAGES, CLASSES = 3, 10, 4
 ALPHA, BATCH, EXAMPLES = 0.95, 4, 256
 CONFIG = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_channels=3,
               image_size=16, patch_size=4, projection_dim=8, hidden_act="quick_gelu", layer_norm_eps=1e-5,
               attention_dropout=0.0)
-
-
-# fusion-bench 0.2.33 cannot construct its CLIP RegMean++ class: the class overrides its parent's
-# `_config_mapping` bidict with a plain dict, which its own auto-registration then fails to invert.
-# The mapping it means, as the Fisher class spells it:
-RegMeanAlgorithmForCLIPPlusPlus._config_mapping = RegMeanAlgorithmPlusPlus._config_mapping | {
-    "_dataloader_kwargs": "dataloader_kwargs"}
 
 
 def save_model(model: nn.Module, directory: Path) -> None:
@@ -114,70 +109,12 @@ def load(directory: Path, dtype: torch.dtype) -> CLIPVisionModelWithProjection:
     return model.to(dtype).eval()
 
 
-class Encoder(nn.Module):
-    """What FusionBench's CLIP mixins call as `module(images)[1]`: here the image embedding (the
-    projection included, so that it is a merged nn.Linear like every other)."""
-
-    def __init__(self, model: CLIPVisionModelWithProjection):
-        super().__init__()
-        self.vision_model = model.vision_model
-        self.visual_projection = model.visual_projection
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def forward(self, pixel_values):
-        pooled = self.vision_model(pixel_values=pixel_values).pooler_output
-        return (None, self.visual_projection(pooled))
-
-
-def harness(algorithm, heads: dict[str, torch.Tensor], dtype: torch.dtype):
-    """Supplies what `CLIPClassificationMixin.setup_zero_shot_classification_head` would build."""
-    algorithm._fabric_instance = L.Fabric(accelerator="cpu", devices=1)
-    algorithm._clip_processor = lambda image: image  # the stored pixels are already preprocessed
-    algorithm.zeroshot_weights = {name: head.to(dtype) for name, head in heads.items()}
-    algorithm.visual_projection = nn.Identity()
-    algorithm.logit_scale_exp = torch.tensor(1.0, dtype=dtype)
-    algorithm.whether_setup_zero_shot_classification_head = True
-    for hook in ("on_regmean_start", "on_fisher_merging_start"):
-        setattr(algorithm, hook, lambda: None)
-    return algorithm
-
-
-class Pairs(torch.utils.data.Dataset):
-    """(image, label) pairs, as FusionBench's image datasets yield them."""
-
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
-class Pool(BaseModelPool):
-    """A model pool of instantiated models and datasets."""
-
-    def __init__(self, models, datasets):
-        super().__init__(models)
-        self.datasets = datasets
-
-    def load_train_dataset(self, dataset_name, *args, **kwargs):
-        return self.datasets[dataset_name]
-
-
-def pool(base_dir: Path, expert_dirs: list[Path], datasets, dtype: torch.dtype) -> BaseModelPool:
-    models = {"_pretrained_": Encoder(load(base_dir, dtype))}
-    for k, d in enumerate(expert_dirs):
-        models[f"task{k}"] = Encoder(load(d, dtype))
-    return Pool(models, {f"task{k}": Pairs(ds) for k, ds in enumerate(datasets)})
+def pool(base_dir: Path, expert_dirs: list[Path], datasets, dtype: torch.dtype):
+    return fusionbench_harness.pool(load(base_dir, dtype), [load(d, dtype) for d in expert_dirs], datasets)
 
 
 def state(encoder: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().double().clone() for k, v in encoder.state_dict().items()}
+    return {k: v.double() for k, v in fusionbench_harness.state(encoder).items()}
 
 
 def regmean(base_dir, expert_dirs, datasets, heads, dtype, plusplus: bool):
@@ -189,7 +126,7 @@ def regmean(base_dir, expert_dirs, datasets, heads, dtype, plusplus: bool):
     return state(merged), models
 
 
-def regmean_plusplus_head(merged: dict, models: BaseModelPool, datasets, dtype) -> dict[str, torch.Tensor]:
+def regmean_plusplus_head(merged: dict, models, datasets, dtype) -> dict[str, torch.Tensor]:
     """post_layernorm averaged and visual_projection merged by RegMean on post_layernorm_t of the
     merged model's class tokens (see the module docstring), with FusionBench's own merge step."""
     experts = [models.load_model(f"task{k}") for k in range(TASKS)]
@@ -221,7 +158,7 @@ def fisher_labels(base_dir, expert_dirs, datasets, heads, dtype):
     """Per-sample squared gradients of log p(label | x), averaged over the images."""
     params, fishers = {}, []
     for k, d in enumerate(expert_dirs):
-        encoder = Encoder(load(d, dtype))
+        encoder = fusionbench_harness.Encoder(load(d, dtype))
         head = heads[f"task{k}"].to(dtype)
         fisher = {n: torch.zeros_like(p) for n, p in encoder.named_parameters()}
         for image, label in datasets[k]:

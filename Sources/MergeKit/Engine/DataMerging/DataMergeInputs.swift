@@ -160,10 +160,12 @@ public struct DataMergeInputs: Sendable {
     func isIdenticalAcrossModels(_ i: Int) -> Bool {
         let first = entries[0][i]
         let bytes = first.file.bytes(of: first.info)
+        defer { DataMergeInputs.release(first) }
         return entries.dropFirst().allSatisfy { model in
             let entry = model[i]
             guard entry.info.dtype == first.info.dtype else { return false }
             let other = entry.file.bytes(of: entry.info)
+            defer { DataMergeInputs.release(entry) }
             return other.count == bytes.count && (bytes.count == 0 || memcmp(bytes.baseAddress!, other.baseAddress!, bytes.count) == 0)
         }
     }
@@ -173,12 +175,22 @@ public struct DataMergeInputs: Sendable {
         let entry = t.map { entries[$0][i] } ?? baseEntries![i]
         guard layout[i].count > 0 else { return }
         Float.load(entry.file.bytes(of: entry.info).baseAddress!, dtype: entry.info.dtype, count: layout[i].count, into: destination)
+        DataMergeInputs.release(entry)
+    }
+
+    /// Drops the mapped pages of `entry` from the resident set once read: a merge reads every
+    /// model once, and the mapped pages would otherwise stay in its peak memory (the page cache
+    /// keeps them either way).
+    private static func release(_ entry: Checkpoint.Entry) {
+        let start = entry.file.fileOffset(of: entry.info)
+        entry.file.release(start..<(start + entry.info.byteCount))
     }
 
     /// Images `indices` of task t as Float32, checked to be finite (an image with a NaN or ±Inf
     /// pixel is named by its index in the file).
     func pixels(task t: Int, _ indices: [Int]) throws(MergeKitError) -> [Float] {
         let pixels = data[t].pixels(indices)
+        data[t].releasePages()
         let n = data[t].pixelsPerImage
         if let bad = pixels.firstIndex(where: { !$0.isFinite }) {
             throw MergeKitError(.nonFiniteValue, file: data[t].path, tensor: "pixel_values",
