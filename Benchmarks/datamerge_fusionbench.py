@@ -14,6 +14,14 @@ state dict saved to OUT (safetensors), as merge-cli writes its output. METHOD is
 regmean_plusplus or fisher. The models load as FusionBench loads them (`from_pretrained`,
 default attention). Prints `seconds=…` (the whole run after the imports: loading, merging,
 saving); peak memory is measured outside, by GNU time.
+
+`check DIR OUTPUT…`: the float64 reference of the worst-conditioned layer, `visual_projection`
+(its inputs are N pooled outputs per task against 768 features: Σₜ Gₜ′ has a condition number near
+10⁵ on the default inputs), from each expert's float64 forward on its images, and how far each
+OUTPUT's projection is from it (max |Δ| / max |W|).
+
+`imports`: only the imports (torch, transformers, lightning, fusion-bench), for the memory they take
+before any model is loaded.
 """
 import argparse
 import sys
@@ -79,6 +87,25 @@ def run(method: str, directory: Path, output: Path, samples: int, batch: int) ->
     print(f"seconds={time.perf_counter() - start:.2f}")
 
 
+def check(directory: Path, outputs: list[Path], alpha: float = 0.95) -> None:
+    experts = sorted(directory.glob("expert*"), key=lambda p: int(p.name[len("expert"):]))
+    a = b = 0
+    for t, path in enumerate(experts):
+        model = CLIPVisionModelWithProjection.from_pretrained(path, attn_implementation="eager").double().eval()
+        pixels = load_file(directory / f"data{t}.safetensors")["pixel_values"].double()
+        with torch.no_grad():
+            pooled = model.vision_model(pixel_values=pixels).pooler_output
+        g = pooled.T @ pooled / pooled.shape[0]
+        g = alpha * g + (1 - alpha) * torch.diag(torch.diag(g))
+        a, b = a + g, b + g @ model.visual_projection.weight.double().T
+    reference = torch.linalg.solve(a, b).T
+    print(f"cond={torch.linalg.cond(a).item():.3g}")
+    for output in outputs:
+        file = output / "model.safetensors" if output.is_dir() else output
+        w = load_file(file)["visual_projection.weight"].double()
+        print(f"{output.name}={((w - reference).abs().max() / reference.abs().max()).item():.3g}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="command", required=True)
@@ -94,7 +121,17 @@ def main() -> None:
     r.add_argument("--samples", type=int, default=256)
     r.add_argument("--batch", type=int, default=32)
     r.add_argument("--threads", type=int, default=2)
+    c = sub.add_parser("check")
+    c.add_argument("dir", type=Path)
+    c.add_argument("outputs", type=Path, nargs="+")
+    sub.add_parser("imports")
     args = ap.parse_args()
+    if args.command == "imports":
+        return
+    if args.command == "check":
+        torch.set_num_threads(2)
+        check(args.dir, args.outputs)
+        return
     if args.command == "generate":
         args.dir.mkdir(parents=True, exist_ok=True)
         generate(args.dir, args.tasks, args.images, args.layers)
