@@ -229,9 +229,9 @@ private final class RegMeanMerger {
                 for gram in taskGrams { gram.reset() }
                 let layer = scratch.views.layers[0]
                 pass.run(states[t], layer: layer, advance: !options.plusPlus, grams: needed.contains(true) ? taskGrams : nil)
-                for (g, names) in groups.enumerated() where needed[g] {
-                    try accumulate(taskGrams[g], into: sums[g], model: t, weights: names.map { name in
-                        (scratch.pointer(inputs.prefix + "encoder.layers.0." + String(name.dropFirst(layerName(l, "").count))), name)
+                for (g, locals) in RegMeanMerger.groups.enumerated() where needed[g] {
+                    try accumulate(taskGrams[g], into: sums[g], model: t, weights: locals.map { local in
+                        (scratch.pointer(layerName(0, local + ".weight")), layerName(l, local + ".weight"))
                     })
                 }
                 step()
