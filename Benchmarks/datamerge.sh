@@ -60,11 +60,11 @@ for ((t = 0; t < tasks; t++)); do
   heads+=(--model "$dir/expert$t" --data "$dir/data$t.safetensors" --head "$dir/head$t.safetensors")
 done
 
-# "wall s (CPU s), peak MB" of one command (its stdout and stderr to $dir/log).
+# "wall s (CPU s), peak MB" of one command: its stdout and stderr to $dir/log, GNU time's figures to
+# their own file (-o; time's report would otherwise go into the log with the command's stderr).
 measure() {
-  local out
-  out=$( { /usr/bin/time -f '%e %U %S %M' "$@" >"$dir/log" 2>&1; } 2>&1 | tail -1) || { echo "failed: $* (see $dir/log)" >&2; cat "$dir/log" >&2; exit 1; }
-  awk '{ printf "%.0f s (%.0f CPU-s), %.0f MB", $1, $2 + $3, $4 / 1024 }' <<<"$out"
+  /usr/bin/time -o "$dir/time" -f '%e %U %S %M' "$@" >"$dir/log" 2>&1 || { echo "failed: $* (see $dir/log)" >&2; cat "$dir/log" >&2; exit 1; }
+  tail -1 "$dir/time" | awk '{ printf "%.0f s (%.0f CPU-s), %.0f MB", $1, $2 + $3, $4 / 1024 }'
 }
 [ -z "$coretype" ] || export OPENBLAS_CORETYPE="$coretype"
 
