@@ -42,6 +42,8 @@ struct MergeCLI: ParsableCommand {
                 WEMoETrainCommand.self,
                 AdaMergingCommand.self,
                 ATLASCommand.self,
+                RegMeanCommand.self,
+                FisherCommand.self,
             ]),
         ]
     )

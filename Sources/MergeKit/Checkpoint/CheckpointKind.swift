@@ -73,6 +73,8 @@ public enum CheckpointRole: Sendable {
     case disentanglementModel
     /// The base and the model of a linearization.
     case linearizeInput
+    /// A fine-tuned model of a merge that learns from data (`regmean`, `fisher`), and its base.
+    case dataMergeModel, dataMergeBase
 
     /// The input, in the library's words ("eval's model"); a front end words it by the term's key
     /// ("role-eval-model").
@@ -88,6 +90,8 @@ public enum CheckpointRole: Sendable {
         case .disentanglementTaskVector: return .init("role-disentanglement-task-vector", "disentanglement's task vector")
         case .disentanglementModel: return .init("role-disentanglement-model", "disentanglement's model")
         case .linearizeInput: return .init("role-linearize", "linearize")
+        case .dataMergeModel: return .init("role-data-merge-model", "the merge's model")
+        case .dataMergeBase: return .init("role-data-merge-base", "the merge's base")
         }
     }
 
@@ -99,7 +103,8 @@ public enum CheckpointRole: Sendable {
     public var accepted: Set<CheckpointKind> {
         switch self {
         case .evalModel: return [.model, .linearized, .wemoe]
-        case .evalLinearizedModel, .evalBase, .finetuneBase, .wemoeBase, .wemoeExpert, .linearizeInput: return [.model]
+        case .evalLinearizedModel, .evalBase, .finetuneBase, .wemoeBase, .wemoeExpert, .linearizeInput, .dataMergeModel, .dataMergeBase:
+            return [.model]
         case .wemoeTrainModel: return [.wemoe]
         case .disentanglementBase, .disentanglementModel: return [.model, .linearized]
         case .disentanglementTaskVector: return [.taskVector, .linearized, .model]
@@ -119,6 +124,8 @@ public enum CheckpointRole: Sendable {
         case .disentanglementTaskVector: return "a task vector (or a linearized checkpoint, read as θ − θ₀)"
         case .disentanglementModel: return "a fine-tuned model θ (τ = θ − θ₀)"
         case .linearizeInput: return "ordinary checkpoints"
+        case .dataMergeModel: return "an ordinary fine-tuned model θₜ"
+        case .dataMergeBase: return "the ordinary pre-trained model θ₀"
         }
     }
 
@@ -164,6 +171,10 @@ public enum CheckpointRole: Sendable {
             return "Linearize the base and the fine-tuned models instead"
         case (.linearizeInput, .linearized):
             return "Pass the ordinary base and fine-tuned checkpoints it was made from"
+        case (.dataMergeModel, .taskVector):
+            return applyFirst("MODEL", "pass MODEL")
+        case (.dataMergeModel, .linearized), (.dataMergeBase, .linearized):
+            return "Pass the ordinary checkpoints it was made from; a linearized model's layers are not the ones its data flows through"
         case (.linearizeInput, .taskVector):
             return "Linearize the base alone, then merge the task vector onto it (\(term: .applyTaskVector(base: "LIN", taskVector: path)))"
         default:

@@ -56,6 +56,12 @@ struct ImagePixels: @unchecked Sendable {
         return out
     }
 
+    /// Drops the mapped pages of `pixel_values` from the resident set.
+    func releasePages() {
+        let start = file.fileOffset(of: info)
+        file.release(start..<(start + info.byteCount))
+    }
+
     /// Checks that the images have the size `config` takes.
     func check(against config: CLIPVisionConfig) throws(MergeKitError) {
         if channels != config.numChannels || height != config.imageSize || width != config.imageSize {

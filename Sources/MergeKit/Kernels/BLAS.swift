@@ -308,6 +308,15 @@ extension BLAS {
         }
     }
 
+    /// C ← α·AᵀA + β·C on the upper triangle of the n×n C (`cblas_ssyrk`), for a row-major k×n A:
+    /// the Gram matrix of A's rows. The strictly lower triangle is not touched.
+    static func syrkUpper(n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, beta: Float,
+                          c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard n > 0 else { return }
+        precondition(lda >= n && ldc >= n, "SYRK leading dimension too small")
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, blasCount(n), blasCount(k), alpha, a, blasCount(lda), beta, c, blasCount(ldc))
+    }
+
     /// y ← α·op(A)·x + β·y for an m×n row-major A (`cblas_sgemv`); op(A) is n×m when transposed.
     @inline(__always)
     static func gemv(transpose: Bool = false, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,

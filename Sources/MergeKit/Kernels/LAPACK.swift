@@ -347,3 +347,43 @@ extension Double: LAPACKScalar {
                     m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
     }
 }
+
+// MARK: - Symmetric positive-definite systems (RegMean)
+
+/// The three double-precision drivers RegMean's solve (Engine/DataMerging/GramSolver.swift) needs:
+/// a Cholesky factorisation, the solve with it, and the minimum-norm least-squares solution when
+/// the matrix is singular. All take column-major matrices; a symmetric matrix is its own
+/// transpose, so a row-major one is passed as it is.
+extension LAPACK {
+    /// A = UᵀU for a symmetric positive-definite n×n matrix, in place on its upper triangle
+    /// (`dpotrf`). Returns LAPACK's info: 0 on success, k > 0 when the leading minor of order k is
+    /// not positive definite (the matrix is singular or indefinite to working precision).
+    static func choleskyFactor(_ a: UnsafeMutablePointer<Double>, n: Int) -> Int32 {
+        LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "U")), Int32(n), a, Int32(n))
+    }
+
+    /// Solves A·X = B with the factor of `choleskyFactor` (`dpotrs`): B is n×`columns`
+    /// column-major (`columns` rows of n values each, row-major) and is overwritten by X.
+    static func choleskySolve(_ factor: UnsafePointer<Double>, n: Int, _ b: UnsafeMutablePointer<Double>, columns: Int) -> Int32 {
+        LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, CChar(UInt8(ascii: "U")), Int32(n), Int32(columns), factor, Int32(n), b, Int32(n))
+    }
+
+    /// X = A⁺·B, the minimum-norm least-squares solution of A·X = B for a square n×n A, by its SVD
+    /// (`dgelsd`): singular values at most `rcond`·σ_max count as zero. A is destroyed; B is
+    /// n×`columns` column-major and is overwritten by X. Returns LAPACK's info (0 on success,
+    /// > 0 when the SVD did not converge) and the effective rank.
+    static func leastSquares(_ a: UnsafeMutablePointer<Double>, n: Int, _ b: UnsafeMutablePointer<Double>, columns: Int,
+                             rcond: Double) -> (info: Int32, rank: Int) {
+        let m = Int32(n), nrhs = Int32(columns)
+        var singular = [Double](repeating: 0, count: n)
+        var rank: Int32 = 0
+        var query: Double = 0
+        var iquery: Int32 = 0
+        var info = LAPACKE_dgelsd_work(LAPACK_COL_MAJOR, m, m, nrhs, a, m, b, m, &singular, rcond, &rank, &query, -1, &iquery)
+        guard info == 0 else { return (info, 0) }
+        var work = [Double](repeating: 0, count: Int(query.rounded(.up)) + 1)
+        var iwork = [Int32](repeating: 0, count: max(1, Int(iquery)))
+        info = LAPACKE_dgelsd_work(LAPACK_COL_MAJOR, m, m, nrhs, a, m, b, m, &singular, rcond, &rank, &work, Int32(work.count), &iwork)
+        return (info, Int(rank))
+    }
+}

@@ -32,6 +32,13 @@ enum CLIWording {
         case "clip-norm": return "--clip-norm"
         case "adam-eps": return "--adam-eps"
         case "batch-size-at-most": return "pass --batch-size \(a[0]) or less"
+        case "samples": return "--samples"
+        case "more-samples": return "a larger --samples"
+        case "alpha": return "--alpha"
+        case "smaller-alpha": return "a smaller --alpha"
+        case "others-scale": return "--scale"
+        case "fisher-epsilon": return "--epsilon"
+        case "singular-pseudo-inverse": return "pass --singular pseudo-inverse (the default)"
         // Inputs
         case "as-model": return "pass it with --model"
         case "as-task-vector": return "pass it with --task-vector"
@@ -56,6 +63,8 @@ enum CLIWording {
         case "role-disentanglement-base": return "disentanglement --base"
         case "role-disentanglement-task-vector": return "disentanglement --task-vector"
         case "role-disentanglement-model": return "disentanglement --model"
+        case "role-data-merge-model": return "--model"
+        case "role-data-merge-base": return "--base"
         // LoRA extraction
         case "rank-example": return "Pass e.g. --rank 64"
         case "svd-defaults": return "(--oversampling 10 --power-iterations 4)"

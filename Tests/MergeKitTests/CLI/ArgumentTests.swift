@@ -56,6 +56,8 @@ enum CommandOptions {
         case "wemoe": return ["--base", base, "--model", a, "-o", output]
         case "wemoe-train": return ["--model", a, "--data", data, "--head", head, "-o", output]
         case "adamerging", "atlas": return ["--base", base, "--model", a, "--data", data, "--head", head, "-o", output]
+        case "regmean": return ["--model", a, "--data", data, "--model", b, "--data", data, "-o", output]
+        case "fisher": return ["--model", a, "--data", data, "--head", head, "--model", b, "--data", data, "--head", head, "-o", output]
         case "methods": return []
         default: return merge
         }

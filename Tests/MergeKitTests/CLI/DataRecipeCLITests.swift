@@ -58,6 +58,24 @@ struct DataRecipeCLITests {
         #expect(FileManager.default.contents(atPath: dir + "/other-out/model.safetensors") != a)
     }
 
+    @Test("A RegMean++ recipe writes the bytes of regmean --plusplus with the same settings")
+    func regMeanPlusPlus() throws {
+        let dir = TestSupport.temporaryDirectory("data-recipe-cli")
+        var text = "merge_method: regmean_plusplus\nmodels:\n"
+        for t in 0..<3 { text += "  - model: datamerge/experts/task\(t)\n    data: datamerge/task\(t)/data.safetensors\n" }
+        text += "data: {samples: 6, batch_size: 3, seed: 2}\nparameters: {alpha: 0.8}\n"
+        let path = Self.write(text, in: dir)
+        let viaRecipe = try CLI.run(["run", path, "-o", dir + "/recipe.safetensors", "--quiet"], in: Self.fixtures)
+        #expect(viaRecipe.status == 0, "\(viaRecipe.stderr)")
+        var arguments = ["regmean", "--plusplus"]
+        for t in 0..<3 { arguments += ["--model", "datamerge/experts/task\(t)", "--data", "datamerge/task\(t)/data.safetensors"] }
+        arguments += ["--samples", "6", "--batch-size", "3", "--seed", "2", "--alpha", "0.8", "-o", dir + "/command.safetensors", "--quiet"]
+        let viaCommand = try CLI.run(arguments, in: Self.fixtures)
+        #expect(viaCommand.status == 0, "\(viaCommand.stderr)")
+        let a = FileManager.default.contents(atPath: dir + "/recipe.safetensors")
+        #expect(a != nil && a == FileManager.default.contents(atPath: dir + "/command.safetensors"))
+    }
+
     @Test("A setting the method does not have, or a value it refuses: exit 1 with the recipe's line, also as JSON")
     func refusedSettings() throws {
         let dir = TestSupport.temporaryDirectory("data-recipe-cli")

@@ -84,6 +84,9 @@ struct OutputContractTests {
             ["finetune", "--base", missing, "--head", missing, "--data", missing, "-o", dir + "/ft.safetensors"],
             ["linearize", "--base", missing, "-o", dir + "/lin.safetensors"],
             ["wemoe-train", "--model", missing, "--data", missing, "--head", missing, "-o", dir + "/w.safetensors"],
+            ["regmean", "--model", missing, "--data", missing, "--model", missing, "--data", missing, "-o", dir + "/r"],
+            ["fisher", "--model", missing, "--data", missing, "--head", missing, "--model", missing, "--data", missing,
+             "--head", missing, "-o", dir + "/f"],
             ["disentanglement", "--base", missing, "--model", missing, "--model", missing, "--head", missing, "--head", missing,
              "--data", missing, "--data", missing],
         ]

@@ -69,7 +69,16 @@ struct OutputVersusInputsTests {
         Row(command: "atlas", arguments: ["--base", "clip/base", "--model", "clip/finetuned", "--data", "task0/data.safetensors",
                                           "--head", "task0/head.safetensors", "--shots", "1", "--steps", "1"],
             inputs: ["clip/base", "clip/finetuned", "task0/data.safetensors", "task0/head.safetensors", "clip/finetuned/config.json"]),
+        Row(command: "regmean", arguments: dataMerge + ["--others", "task-arithmetic", "--base", "dm/base"],
+            inputs: dataMergeInputs + ["dm/base", "dm/base/config.json"]),
+        Row(command: "fisher", arguments: dataMerge + ["--head", "dm/task0/head.safetensors", "--head", "dm/task1/head.safetensors"],
+            inputs: dataMergeInputs + ["dm/task0/head.safetensors", "dm/task1/head.safetensors"]),
     ]
+
+    static let dataMerge = ["--model", "dm/experts/task0", "--data", "dm/task0/data.safetensors",
+                            "--model", "dm/experts/task1", "--data", "dm/task1/data.safetensors"]
+    static let dataMergeInputs = ["dm/experts/task0", "dm/experts/task1", "dm/task0/data.safetensors", "dm/task1/data.safetensors",
+                                  "dm/experts/task0/config.json", "dm/experts/task1/config.json"]
 
     /// A workspace holding a copy of every input (so a failure cannot damage the fixtures).
     struct Workspace {
@@ -84,7 +93,9 @@ struct OutputVersusInputsTests {
                           ("clip/quick/head.safetensors", "clip/head.safetensors"), ("clip/quick/data.safetensors", "clip/data.safetensors"),
                           ("wemoe/experts/task0", "experts/task0"), ("wemoe/experts/task1", "experts/task1"),
                           ("wemoe/task0/data.safetensors", "task0/data.safetensors"), ("wemoe/task0/head.safetensors", "task0/head.safetensors"),
-                          ("pytorch/views.pt", "views.pt")]
+                          ("pytorch/views.pt", "views.pt"),
+                          ("datamerge/base", "dm/base"), ("datamerge/experts/task0", "dm/experts/task0"),
+                          ("datamerge/experts/task1", "dm/experts/task1"), ("datamerge/task0", "dm/task0"), ("datamerge/task1", "dm/task1")]
             for (from, to) in copies {
                 try FileManager.default.createDirectory(atPath: FileSystem.parentDirectory(of: dir + "/" + to), withIntermediateDirectories: true)
                 try FileManager.default.copyItem(atPath: TestSupport.fixture(from), toPath: dir + "/" + to)

@@ -23,6 +23,10 @@ public final class UnlabeledImages: @unchecked Sendable {
     /// Images `indices` (in that order) as Float32, [indices.count, C, H, W].
     public func pixels(_ indices: [Int]) -> [Float] { images.pixels(indices) }
 
+    /// Drops the file's mapped pixel pages from the process's resident set (a later read faults
+    /// them back in from the page cache).
+    public func releasePages() { images.releasePages() }
+
     /// Checks that the images fit `config` and that there is at least one.
     public func check(against config: CLIPVisionConfig) throws(MergeKitError) {
         try images.check(against: config)
