@@ -49,7 +49,7 @@ public enum OutputParts {
 
     /// `part-0000i-of-0000n`: a part's directory, and with `.json` its manifest.
     static func partName(_ partition: Partition) -> String {
-        "part-\(fiveDigits(partition.index))-of-\(fiveDigits(partition.count))"
+        "part-\(OutputLayout.fiveDigits(partition.index))-of-\(OutputLayout.fiveDigits(partition.count))"
     }
 
     /// The partition a part's directory or manifest name (`part-0000i-of-0000n[.json]`) belongs to.
@@ -61,11 +61,6 @@ public enum OutputParts {
               fields[1].allSatisfy({ $0.isASCII && $0.isNumber }), fields[3].allSatisfy({ $0.isASCII && $0.isNumber }),
               let index = Int(fields[1]), let count = Int(fields[3]) else { return nil }
         return try? Partition(index: index, count: count)
-    }
-
-    private static func fiveDigits(_ n: Int) -> String {
-        let s = String(n)
-        return s.count >= 5 ? s : String(repeating: "0", count: 5 - s.count) + s
     }
 
     // MARK: The parts directory

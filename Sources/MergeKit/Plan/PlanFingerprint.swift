@@ -9,7 +9,9 @@ import Crypto
 /// tensor, its action, method, parameters and weights, and where every input is read from (file
 /// path as given, file size, byte range, dtype and shape, a vocabulary row map, a LoRA module's
 /// factors and scale); the companions' names, the config edits and the generated files' bytes
-/// (the model card, which records the command, and the recipe). Two processes that plan the same
+/// (the recipe) but the model card's: it records the command line, and partitions may differ in
+/// flags that change no output byte (--threads, --json, --quiet); partition 0 writes it, from
+/// its own command (less --partition and --assemble). Two processes that plan the same
 /// merge of the same files therefore agree, and a part made with another recipe, other
 /// arguments, other inputs (another path, size or layout) or another version of the plan's
 /// format does not. A file rewritten in place with the same size and layout is not told apart
@@ -58,7 +60,7 @@ enum PlanFingerprint {
             }
             add("companions " + plan.companions.joined(separator: ","))
             for edit in plan.configEdits { add("edit \(edit.path.joined(separator: ".")) \(edit.value.serialized())") }
-            for name in plan.generatedFiles.keys.sorted() {
+            for name in plan.generatedFiles.keys.sorted() where name != "README.md" {
                 add("generated \(name)")
                 hasher.update(data: plan.generatedFiles[name]!)
             }
