@@ -252,7 +252,7 @@ public enum OutputParts {
         let parts = directory(for: output)
         guard FileSystem.kind(of: parts, followingLinks: false) != .missing else {
             throw MergeKitError(.partMissing, file: output, "has no parts to assemble: \(parts) does not exist",
-                                fix: "Run the partitions first (each with the same command and its own --partition INDEX/COUNT)")
+                                fix: "Run every partition first (the same merge, each with its own partition INDEX/COUNT)")
         }
         try checkMark(parts)
         var problems = ProblemList()
@@ -278,7 +278,7 @@ public enum OutputParts {
         try problems.throwIfAny()
         guard !manifests.isEmpty || expecting != nil else {
             throw MergeKitError(.partMissing, file: output, "has no finished part in \(parts)",
-                                fix: "Run the partitions first (each with the same command and its own --partition INDEX/COUNT)")
+                                fix: "Run every partition first (the same merge, each with its own partition INDEX/COUNT)")
         }
 
         // The merge being assembled: the caller's, or the one most parts are of.

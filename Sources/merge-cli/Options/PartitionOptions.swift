@@ -4,7 +4,7 @@ import MergeKit
 /// `--partition INDEX/COUNT` and `--assemble`, on every command that merges into a checkpoint
 /// (the method commands, `run`, `sweep`): the library's `Partition` and `OutputParts`.
 struct PartitionOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Write only partition INDEX of COUNT of the output (from 0, e.g. 0/4 … 3/4), as a part beside it; run every partition with the same command, then `merge-cli assemble OUT` (or give the last one --assemble). Whole shards; sweep points are divided too.", valueName: "index/count"))
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("Write only partition INDEX of COUNT of the output (from 0, e.g. 0/4 … 3/4), as a part beside it; run every partition with the same command, then `merge-cli assemble OUT` (or give the last one --assemble). Whole shards; sweep points are divided too.", valueName: "index/count"))
     var partition: String?
 
     @Flag(name: .long, help: "With --partition: once this part is written, assemble the output from every part (fails, naming them, while some are missing).")
