@@ -289,6 +289,13 @@ public enum OutputParts {
             var tally: [String: Int] = [:]
             for manifest in manifests { tally["\(manifest.partition.count) \(manifest.fingerprint)", default: 0] += 1 }
             let best = tally.max { a, b in a.value != b.value ? a.value < b.value : a.key > b.key }!
+            if tally.values.filter({ $0 == best.value }).count > 1 {
+                // No merge has more parts than another: which parts are stale cannot be told.
+                let listed = manifests.map { "part \($0.partition) (plan \(String($0.fingerprint.prefix(12))))" }
+                throw MergeKitError(.partMismatch, file: parts,
+                    "holds parts of \(tally.count) different merges, none with more parts than another: \(OutputEntries.listed(listed, first: 8))",
+                    fix: "Rerun every partition with the same command (each replaces its part)")
+            }
             let fields = best.key.split(separator: " ")
             wanted = (String(fields[1]), Int(fields[0])!)
         }

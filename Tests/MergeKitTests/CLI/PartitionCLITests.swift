@@ -162,6 +162,36 @@ struct PartitionCLITests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["merged", "metagpt.yml"])
     }
 
+    @Test("A recipe of several stages cannot be partitioned yet: exit 1 before any work; negate can")
+    func stagesAndNegate() throws {
+        let dir = TestSupport.temporaryDirectory("partition-cli")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let recipe = dir + "/stages.yml"
+        try Data("""
+            name: pair
+            merge_method: linear
+            models:
+              - model: \(fixtures)/bf16/ft_a
+                parameters: {weight: 0.5}
+              - model: \(fixtures)/bf16/ft_b
+                parameters: {weight: 0.5}
+            dtype: bfloat16
+            ---
+            merge_method: task_arithmetic
+            base_model: \(fixtures)/bf16/base
+            models:
+              - model: pair
+                parameters: {weight: 0.5}
+            dtype: bfloat16
+            """.utf8).write(to: URL(fileURLWithPath: recipe))
+        let staged = try CLI.run(["run", recipe, "-o", dir + "/merged", "--partition", "0/2"], in: fixtures)
+        #expect(staged.status == 1, "\(staged.stderr)")
+        #expect(staged.stderr.contains("2 stages") && staged.stderr.contains("cannot be partitioned"), "\(staged.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["stages.yml"])
+        _ = try compare(["negate", "--base", "bf16/base", "--model", "bf16/ft_a", "--scale", "0.5", "--max-shard-size", "3KB"],
+                        output: dir + "/negated", count: 2)
+    }
+
     @Test("assemble: a missing part and a foreign output directory exit 1, naming them (--json error documents)")
     func assembleErrors() throws {
         let dir = TestSupport.temporaryDirectory("partition-cli")

@@ -233,14 +233,36 @@ struct PartitionTests {
         let dir = TestSupport.temporaryDirectory("partition")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let output = dir + "/merged"
-        try Self.part(0, of: 2, output: output)
+        // (Two parts of this merge, so that the other is the odd one out.)
+        try Self.part(0, of: 3, output: output)
+        try Self.part(2, of: 3, output: output)
         var inputs = Self.inputs
         inputs.models = ["bf16/ft_b", "bf16/ft_a", "bf16/ft_c"]
         let plan = try LibraryMerge.plan(try TaskArithmetic(scale: 0.5), inputs, output: OutputSpec(path: output, maxShardSize: Self.shardSize))
-        try MergeRun.runPartition(MergeRun.withModelCards([plan], command: Self.command), partition: Partition(index: 1, count: 2), threads: 1)
+        try MergeRun.runPartition(MergeRun.withModelCards([plan], command: Self.command), partition: Partition(index: 1, count: 3), threads: 1)
         let error = try Self.assembleError(output)
         #expect(error.code == .partMismatch)
-        #expect(error.file?.hasSuffix("part-00001-of-00002.json") == true, "\(error)")
+        #expect(error.file?.hasSuffix("part-00001-of-00003.json") == true, "\(error)")
+    }
+
+    @Test("Parts of two merges, one each: the parts directory is named with every part and its plan")
+    func undecidable() throws {
+        let dir = TestSupport.temporaryDirectory("partition")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let output = dir + "/merged"
+        try Self.part(0, of: 2, output: output)
+        try Self.part(1, of: 2, output: output, lambda: 0.75)
+        let error = try Self.assembleError(output)
+        #expect(error.code == .partMismatch)
+        #expect(error.file == OutputParts.directory(for: output))
+        #expect(error.detail.contains("part 0/2 (plan ") && error.detail.contains("part 1/2 (plan "), "\(error)")
+        // The partition that assembles knows its own merge: the other part is the stale one.
+        let (plans, _, _) = try Self.plans(Self.taskArithmetic, output: output)
+        let fingerprint = PlanFingerprint.compute(plans, points: [])
+        let named = try #require(throws: MergeKitError.self) {
+            try OutputParts.assemble(output: output, overwrite: false, expecting: (fingerprint, 2))
+        }
+        #expect(named.file?.hasSuffix("part-00001-of-00002.json") == true, "\(named)")
     }
 
     @Test("A part of another division is named, with the parts of the current one")
