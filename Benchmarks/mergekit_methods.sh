@@ -2,9 +2,13 @@
 # The methods and recipe forms added for mergekit's published recipes, run as the same recipe by
 # merge-cli (`merge-cli run`) and mergekit-yaml, side by side, on the benchmark set of run.sh (a
 # 1.1 B bf16 Llama-shaped base + 3 fine-tunes, generated when missing): time and peak RSS (best of
-# --runs for merge-cli, after a warm read of the inputs; one run of mergekit: each takes minutes).
+# --runs for merge-cli, after a warm read of the inputs; best of --mergekit-runs, default 1, for mergekit).
 # merge-cli runs each recipe twice: as `run` does by default for a bfloat16 recipe (computing in
 # bfloat16 where mergekit does, `--compute-dtype bfloat16`) and with `--compute-dtype float32`.
+# The I/O floor of each row is `benchmark-tool iobound`: read every weights file of the models the
+# recipe names (warm, as the merges read them) and write as many bytes as merge-cli's output holds
+# (fsync), nothing computed — no merge of these inputs can finish faster on this disk. A row whose
+# merge-cli time is near its floor is bound by the disk, not by the merge.
 #
 #   slerp         base and ft_1, t = 0.5
 #   nuslerp       ft_1 and ft_2 (weights 1, 1) relative to the base, flattened
@@ -21,17 +25,20 @@
 #   slices_ta     task_arithmetic over two slices (0–11 and 11–22) of ft_1..3
 #
 # Usage: Benchmarks/mergekit_methods.sh [--dir DIR] [--mergekit PATH/TO/mergekit-yaml] [--runs N] [--cli PATH/TO/merge-cli]
-#                                       [--only NAME,NAME...]
+#                                       [--mergekit-runs N] [--only NAME,NAME...]
+# mergekit's own time moves by up to 2× from one run to the next on a shared machine: give
+# --mergekit-runs 3 (best of three) before reading a ratio near a target.
 # Writes a Markdown table to stdout and to DIR/results-methods.md. Outputs go to DIR/out-methods.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dir=/tmp/mergekit-bench; mergekit="$(command -v mergekit-yaml || true)"; runs=3; cli=""; only=""
+dir=/tmp/mergekit-bench; mergekit="$(command -v mergekit-yaml || true)"; runs=3; cli=""; only=""; mergekit_runs=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir="$2"; shift 2;;
     --mergekit) mergekit="$2"; shift 2;;
     --runs) runs="$2"; shift 2;;
+    --mergekit-runs) mergekit_runs="$2"; shift 2;;
     --cli) cli="$2"; shift 2;;
     --only) only=",$2,"; shift 2;;
     *) echo "unknown option $1" >&2; exit 64;;
@@ -88,17 +95,31 @@ merges=(
 speedup() { # THEIRS OURS
   if [ "$1" != failed ] && [ "$2" != failed ] && [ "$1" != "–" ]; then awk "BEGIN{printf \"%.1f×\", $1/$2}"; else echo "–"; fi
 }
-row() { # "NAME secs rss" "NAME secs32 rss32" "NAME msecs mrss"
+row() { # "NAME secs rss" "NAME secs32 rss32" "NAME msecs mrss" FLOOR
   local name secs rss secs32 rss32 msecs mrss
   read -r name secs rss <<< "$1"; read -r _ secs32 rss32 <<< "$2"; read -r _ msecs mrss <<< "$3"
-  echo "| $name | $secs | $rss | $secs32 | $rss32 | $msecs | $mrss | $(speedup "$msecs" "$secs") | $(speedup "$msecs" "$secs32") |"
+  echo "| $name | $secs | $rss | $secs32 | $rss32 | $msecs | $mrss | $(speedup "$msecs" "$secs") | $(speedup "$msecs" "$secs32") | $4 | $(speedup "$secs" "$4") |"
+}
+# floor RECIPE → seconds to read the recipe's models' weights and write merge-cli's output size
+floor() {
+  local bytes; bytes=$(cat "$out"/result/*.safetensors | wc -c)
+  local inputs=(); mapfile -t inputs < <(grep -o "$s/[A-Za-z0-9_]*" "$1" | sort -u | sed 's|$|/|')
+  local files=(); for d in "${inputs[@]}"; do files+=("$d"*.safetensors); done
+  cat "${files[@]}" > /dev/null
+  local best=""
+  for _ in 1 2; do
+    local t; t=$("$tool" iobound --output "$out/iobound.bin" --write-bytes "$bytes" "${files[@]}" | sed 's/.*total_seconds=//')
+    rm -f "$out/iobound.bin"
+    if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best="$t"; fi
+  done
+  awk "BEGIN{printf \"%.2f\", $best}"
 }
 {
   echo "Set: $set_dir (bf16, base + 3 fine-tuned); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%d)"
-  echo "merge-cli ($cli run): best of $runs runs; mergekit (${mergekit:-not installed}): 1 run"
+  echo "merge-cli ($cli run): best of $runs runs; mergekit (${mergekit:-not installed}): best of $mergekit_runs run(s)"
   echo
-  echo "| merge | merge-cli s | peak RSS MB | merge-cli float32 s | peak RSS MB | mergekit s | mergekit RSS MB | speed-up | speed-up float32 |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| merge | merge-cli s | peak RSS MB | merge-cli float32 s | peak RSS MB | mergekit s | mergekit RSS MB | speed-up | speed-up float32 | I/O floor s | merge-cli ÷ floor |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
 } | tee "$dir/results-methods.md"
 for m in "${merges[@]}"; do
   name="${m%%|*}"; recipe="${m#*|}"
@@ -106,12 +127,13 @@ for m in "${merges[@]}"; do
   printf "$recipe\ndtype: bfloat16\n" > "$out/$name.yml"
   ours=$(time_cmd "$name" "$runs" "$cli" run "$out/$name.yml" -o "$out/result")
   ours32=$(time_cmd "$name" "$runs" "$cli" run "$out/$name.yml" -o "$out/result" --compute-dtype float32)
+  io=$(floor "$out/$name.yml")
   theirs="$name – –"
   if [ -n "$mergekit" ] && [ -x "$mergekit" ]; then
-    theirs=$(time_cmd "$name" 1 "$mergekit" "$out/$name.yml" "$out/result" --no-cuda --random-seed 0 --no-copy-tokenizer \
+    theirs=$(time_cmd "$name" "$mergekit_runs" "$mergekit" "$out/$name.yml" "$out/result" --no-cuda --random-seed 0 --no-copy-tokenizer \
              --no-write-model-card --quiet)
   fi
-  row "$ours" "$ours32" "$theirs" | tee -a "$dir/results-methods.md"
+  row "$ours" "$ours32" "$theirs" "$io" | tee -a "$dir/results-methods.md"
 done
 rm -rf "$out/result"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$dir/results-methods.md"

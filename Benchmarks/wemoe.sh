@@ -5,11 +5,12 @@
 # batch of 16 images of one task (batch-averaged routing, forward + backward to the routers).
 #
 # Usage: Benchmarks/wemoe.sh [--threads 2] [--experts 8] [--batch 16] [--eval-batch 32] [--runs 3] [--python PATH]
+#                            [--scratch-path .build-release]
 #   PATH: a Python with torch, transformers and fusion-bench (`pip install --no-deps fusion-bench` suffices).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-threads=2; experts=8; batch=16; eval_batch=32; runs=3; python="${PYTHON:-$(command -v python3 || true)}"
+threads=2; experts=8; batch=16; eval_batch=32; runs=3; python="${PYTHON:-$(command -v python3 || true)}"; scratch=.build
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads="$2"; shift 2;;
@@ -18,12 +19,13 @@ while [ $# -gt 0 ]; do
     --eval-batch) eval_batch="$2"; shift 2;;
     --runs) runs="$2"; shift 2;;
     --python) python="$2"; shift 2;;
+    --scratch-path) scratch="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 64;;
   esac
 done
 
-swift build -c release --product benchmark-tool >/dev/null
-tool="$(swift build -c release --show-bin-path)/benchmark-tool"
+swift build -c release --scratch-path "$scratch" --product benchmark-tool >/dev/null
+tool="$(swift build -c release --scratch-path "$scratch" --show-bin-path)/benchmark-tool"
 
 echo "# MergeKit (OpenBLAS, $threads threads)"
 OPENBLAS_NUM_THREADS="$threads" "$tool" wemoe --experts "$experts" --batch "$batch" --eval-batch "$eval_batch" \

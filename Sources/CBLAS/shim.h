@@ -829,6 +829,144 @@ static inline void mk_fusion_select(const float *tau, size_t n, double kl, float
 static inline double mk_kl_exp_scalar(double x) { return mk_kl_exp(mk_kl_splat(x))[0]; }
 static inline double mk_kl_log_scalar(double y) { return mk_kl_log(mk_kl_splat(y))[0]; }
 
+// MARK: - Dot products and axpy with one fixed evaluation order
+
+// OpenBLAS picks its level-1 kernels by CPU model (falling back to old SSE kernels on a CPU it does
+// not recognise, as virtual machines often present), and its dot products sum in a kernel-specific
+// order, so the same merge could round differently on another machine. These kernels fix the order:
+// a dot product keeps 32 float (16 double) partial sums, lane l taking the elements i ≡ l (mod 32)
+// in turn, each step a product then a sum (FP_CONTRACT is off above: never fused), the block
+// after the last whole one read as if zero-padded (adding 0·0 changes no sum), and the partial sums
+// folded in one fixed pairwise tree; axpy computes y + (α·x) element by element (two roundings, as
+// every non-FMA BLAS does). The portable, AVX2 and AVX-512F builds of the same body give the same
+// bits.
+typedef float mk_v16f __attribute__((vector_size(64)));
+typedef float mk_v16f_u __attribute__((vector_size(64), aligned(4), may_alias));
+typedef double mk_v8d __attribute__((vector_size(64)));
+
+MK_KL_INLINE float mk_fold16f(mk_v16f a) {
+    const mk_v8f h8 = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
+    const float h4[4] = { h8[0] + h8[4], h8[1] + h8[5], h8[2] + h8[6], h8[3] + h8[7] };
+    return (h4[0] + h4[2]) + (h4[1] + h4[3]);
+}
+
+MK_KL_INLINE mk_v16f mk_load16f(const float *x, size_t count) {
+    if (count == 16) return *(const mk_v16f_u *)x;
+    mk_v16f v = {0};
+    for (size_t l = 0; l < count; l++) v[l] = x[l];
+    return v;
+}
+
+MK_KL_INLINE float mk_sdot_body(const float *x, const float *y, size_t n) {
+    mk_v16f a0 = {0}, a1 = {0};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = a0 + *(const mk_v16f_u *)(x + i) * *(const mk_v16f_u *)(y + i);
+        a1 = a1 + *(const mk_v16f_u *)(x + i + 16) * *(const mk_v16f_u *)(y + i + 16);
+    }
+    if (i < n) {
+        const size_t c0 = n - i < 16 ? n - i : 16, c1 = n - i - c0;
+        a0 = a0 + mk_load16f(x + i, c0) * mk_load16f(y + i, c0);
+        if (c1) a1 = a1 + mk_load16f(x + i + 16, c1) * mk_load16f(y + i + 16, c1);
+    }
+    return mk_fold16f(a0 + a1);
+}
+
+MK_KL_INLINE mk_v8d mk_load8d(const double *x, size_t count) {
+    if (count == 8) return *(const mk_v8d_u *)x;
+    mk_v8d v = {0};
+    for (size_t l = 0; l < count; l++) v[l] = x[l];
+    return v;
+}
+
+MK_KL_INLINE double mk_ddot_body(const double *x, const double *y, size_t n) {
+    mk_v8d a0 = {0}, a1 = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = a0 + *(const mk_v8d_u *)(x + i) * *(const mk_v8d_u *)(y + i);
+        a1 = a1 + *(const mk_v8d_u *)(x + i + 8) * *(const mk_v8d_u *)(y + i + 8);
+    }
+    if (i < n) {
+        const size_t c0 = n - i < 8 ? n - i : 8, c1 = n - i - c0;
+        a0 = a0 + mk_load8d(x + i, c0) * mk_load8d(y + i, c0);
+        if (c1) a1 = a1 + mk_load8d(x + i + 8, c1) * mk_load8d(y + i + 8, c1);
+    }
+    const mk_v8d a = a0 + a1;
+    const double h4[4] = { a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7] };
+    return (h4[0] + h4[2]) + (h4[1] + h4[3]);
+}
+
+MK_KL_INLINE void mk_saxpy_body(float alpha, const float *x, float *y, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const mk_v16f p = *(const mk_v16f_u *)(x + i) * alpha;
+        *(mk_v16f_u *)(y + i) = *(const mk_v16f_u *)(y + i) + p;
+    }
+    for (; i < n; i++) {
+        const float p = alpha * x[i];
+        y[i] = y[i] + p;
+    }
+}
+
+MK_KL_INLINE void mk_daxpy_body(double alpha, const double *x, double *y, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const mk_v8d p = *(const mk_v8d_u *)(x + i) * alpha;
+        *(mk_v8d_u *)(y + i) = *(const mk_v8d_u *)(y + i) + p;
+    }
+    for (; i < n; i++) {
+        const double p = alpha * x[i];
+        y[i] = y[i] + p;
+    }
+}
+
+#define MK_LEVEL1_KERNELS(SUFFIX, TARGET)                                                                               \
+    TARGET static inline float mk_sdot_##SUFFIX(const float *x, const float *y, size_t n) { return mk_sdot_body(x, y, n); } \
+    TARGET static inline double mk_ddot_##SUFFIX(const double *x, const double *y, size_t n) { return mk_ddot_body(x, y, n); } \
+    TARGET static inline void mk_saxpy_##SUFFIX(float a, const float *x, float *y, size_t n) { mk_saxpy_body(a, x, y, n); } \
+    TARGET static inline void mk_daxpy_##SUFFIX(double a, const double *x, double *y, size_t n) { mk_daxpy_body(a, x, y, n); }
+
+MK_LEVEL1_KERNELS(portable, )
+#if MK_X86
+MK_LEVEL1_KERNELS(avx2, __attribute__((target("avx2"))))
+MK_LEVEL1_KERNELS(avx512, __attribute__((target("avx512f"))))
+#endif
+
+/// xᵀy in the fixed order above; `level` 2 AVX-512F, 1 AVX2 (only when the CPU has it), else portable.
+static inline float mk_sdot(const float *x, const float *y, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) return mk_sdot_avx512(x, y, n);
+    if (level == 1) return mk_sdot_avx2(x, y, n);
+#endif
+    (void)level;
+    return mk_sdot_portable(x, y, n);
+}
+static inline double mk_ddot(const double *x, const double *y, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) return mk_ddot_avx512(x, y, n);
+    if (level == 1) return mk_ddot_avx2(x, y, n);
+#endif
+    (void)level;
+    return mk_ddot_portable(x, y, n);
+}
+/// y ← y + α·x (see above); `level` as for mk_sdot.
+static inline void mk_saxpy(float a, const float *x, float *y, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) { mk_saxpy_avx512(a, x, y, n); return; }
+    if (level == 1) { mk_saxpy_avx2(a, x, y, n); return; }
+#endif
+    (void)level;
+    mk_saxpy_portable(a, x, y, n);
+}
+static inline void mk_daxpy(double a, const double *x, double *y, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) { mk_daxpy_avx512(a, x, y, n); return; }
+    if (level == 1) { mk_daxpy_avx2(a, x, y, n); return; }
+#endif
+    (void)level;
+    mk_daxpy_portable(a, x, y, n);
+}
+
 #pragma clang diagnostic pop
 
 #endif

@@ -41,6 +41,8 @@ struct MergeCLI: ParsableCommand {
                 DisentanglementCommand.self,
                 WEMoECommand.self,
                 WEMoETrainCommand.self,
+                AdaMergingCommand.self,
+                ATLASCommand.self,
             ]),
         ]
     )

@@ -16,6 +16,11 @@ struct RunCommand: ParsableCommand {
             the document without a name, else the last (or --target NAME). model: PATH+ADAPTER is \
             the model with its PEFT LoRA adapter merged in. Intermediates go to a temporary \
             directory beside the output, removed at the end, or to --work-dir DIR as DIR/NAME.
+
+            A recipe whose merge_method is regmean, regmean_plusplus, fisher, adamerging or atlas \
+            (or that has a data: section) merges from data on the CLIP engine: each models entry \
+            gives model, data and head, and the settings under data: and parameters: are that \
+            method command's options (batch_size for --batch-size, true for a flag).
             """)
 
     @Argument(help: ArgumentHelp("The recipe file.", valueName: "recipe"))
@@ -42,12 +47,23 @@ struct RunCommand: ParsableCommand {
     func validate() throws {
         try partitioning.validate(output: outputOptions.output)
         if let workDir { try ArgumentCheck.path(workDir, flag: "--work-dir") }
+        if DataRecipe.applies(path: recipe) {
+            let unused = DataRecipeRun.unusedOptions(outputOptions, compute: compute, target: target, workDir: workDir)
+            if !unused.isEmpty {
+                throw ValidationError("\(unused.joined(separator: ", ")) \(unused.count == 1 ? "does" : "do") not apply to \(recipe), a merge from data (its method command writes the model in the base's dtype)")
+            }
+        }
         if keepIntermediates && workDir == nil {
             throw ValidationError("--keep-intermediates needs --work-dir DIR: the default work directory is a temporary directory, removed at the end")
         }
     }
 
     func run() throws {
+        if DataRecipe.applies(path: recipe) {
+            // RegMean, Fisher, AdaMerging, aTLAS: the method command with the recipe's settings.
+            try DataRecipeRun.run(path: recipe, outputOptions, seed: seed)
+            return
+        }
         try reportingErrors { () throws(MergeKitError) in
             let file = try RecipeFile.load(path: recipe)
             // The download phase (Hugging Face ids the cache lacks), then planning on the cache.

@@ -135,6 +135,16 @@ public final class CLIPVisionModel: @unchecked Sendable {
     /// are summed in shard order (`ShardGradientSum`), whatever thread computed them.
     public func gradients(pixels: [Float], batch: Int, inputGradient: Bool = true,
                           outputGradient: ([Float]) -> [Float]) -> (embeddings: [Float], parameters: CLIPVisionParameters, input: [Float]?) {
+        let sum = ShardGradientSum(zerosLike: parameters)
+        let result = accumulateGradients(pixels: pixels, batch: batch, inputGradient: inputGradient, into: sum, outputGradient: outputGradient)
+        return (result.embeddings, sum.total, result.input)
+    }
+
+    /// `gradients(pixels:batch:inputGradient:outputGradient:)` adding ∂L/∂θ onto `sum.total`
+    /// (which may hold earlier batches' gradients: a trainer that sums the gradients of several
+    /// batches keeps one total and the same scratch buffers for all of them).
+    func accumulateGradients(pixels: [Float], batch: Int, inputGradient: Bool, into sum: ShardGradientSum,
+                             outputGradient: ([Float]) -> [Float]) -> (embeddings: [Float], input: [Float]?) {
         checkPixels(pixels, batch: batch)
         let e = embeddingSize, ppi = config.pixelsPerImage
         let ranges = shardRanges(batch: batch)
@@ -150,7 +160,7 @@ public final class CLIPVisionModel: @unchecked Sendable {
         }
         let dEmbeddings = outputGradient(embeddings)
         precondition(dEmbeddings.count == batch * e, "outputGradient must return [batch, embedding] values")
-        let sum = ShardGradientSum(zerosLike: parameters)
+        sum.restart()
         var input: [Float]? = inputGradient ? [Float](repeating: 0, count: batch * ppi) : nil
         dEmbeddings.withUnsafeBufferPointer { de in
             let des = Shared(de.baseAddress!)
@@ -169,7 +179,7 @@ public final class CLIPVisionModel: @unchecked Sendable {
                 run(nil)
             }
         }
-        return (embeddings, sum.total, input)
+        return (embeddings, input)
     }
 
     /// Gradients of a classification loss through a task head (logits = head · e/‖e‖), averaged

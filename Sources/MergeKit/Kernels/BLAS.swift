@@ -7,11 +7,11 @@ import CBLAS
 /// static functions below. Counts are `Int` on the Swift side and checked to fit BLAS's 32-bit
 /// integers (`blasint`); callers pass chunks far smaller than that.
 public protocol ComputeScalar: BinaryFloatingPoint, Sendable where Self.RawSignificand: FixedWidthInteger {
-    /// y ← αx + y
+    /// y ← αx + y (a product then a sum, element by element: the same bits on every machine)
     static func axpy(_ alpha: Self, _ x: UnsafeBufferPointer<Self>, _ y: UnsafeMutableBufferPointer<Self>)
     /// x ← αx
     static func scal(_ alpha: Self, _ x: UnsafeMutableBufferPointer<Self>)
-    /// xᵀy, accumulated by BLAS in the element type.
+    /// xᵀy, accumulated in the element type in one fixed order on every machine (`BLAS.levelOneKernels`).
     static func dot(_ x: UnsafeBufferPointer<Self>, _ y: UnsafeBufferPointer<Self>) -> Self
     /// ‖x‖₂ (BLAS scales to avoid overflow).
     static func nrm2(_ x: UnsafeBufferPointer<Self>) -> Self
@@ -32,7 +32,7 @@ extension Float: ComputeScalar {
     public static func axpy(_ alpha: Float, _ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>) {
         precondition(x.count == y.count)
         guard x.count > 0 else { return }
-        cblas_saxpy(blasCount(x.count), alpha, x.baseAddress, 1, y.baseAddress, 1)
+        mk_saxpy(alpha, x.baseAddress, y.baseAddress, x.count, BLAS.levelOneKernels)
     }
     @inline(__always)
     public static func scal(_ alpha: Float, _ x: UnsafeMutableBufferPointer<Float>) {
@@ -43,7 +43,7 @@ extension Float: ComputeScalar {
     public static func dot(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeBufferPointer<Float>) -> Float {
         precondition(x.count == y.count)
         guard x.count > 0 else { return 0 }
-        return cblas_sdot(blasCount(x.count), x.baseAddress, 1, y.baseAddress, 1)
+        return mk_sdot(x.baseAddress, y.baseAddress, x.count, BLAS.levelOneKernels)
     }
     @inline(__always)
     public static func nrm2(_ x: UnsafeBufferPointer<Float>) -> Float {
@@ -68,7 +68,7 @@ extension Double: ComputeScalar {
     public static func axpy(_ alpha: Double, _ x: UnsafeBufferPointer<Double>, _ y: UnsafeMutableBufferPointer<Double>) {
         precondition(x.count == y.count)
         guard x.count > 0 else { return }
-        cblas_daxpy(blasCount(x.count), alpha, x.baseAddress, 1, y.baseAddress, 1)
+        mk_daxpy(alpha, x.baseAddress, y.baseAddress, x.count, BLAS.levelOneKernels)
     }
     @inline(__always)
     public static func scal(_ alpha: Double, _ x: UnsafeMutableBufferPointer<Double>) {
@@ -79,7 +79,7 @@ extension Double: ComputeScalar {
     public static func dot(_ x: UnsafeBufferPointer<Double>, _ y: UnsafeBufferPointer<Double>) -> Double {
         precondition(x.count == y.count)
         guard x.count > 0 else { return 0 }
-        return cblas_ddot(blasCount(x.count), x.baseAddress, 1, y.baseAddress, 1)
+        return mk_ddot(x.baseAddress, y.baseAddress, x.count, BLAS.levelOneKernels)
     }
     @inline(__always)
     public static func nrm2(_ x: UnsafeBufferPointer<Double>) -> Double {
@@ -172,6 +172,27 @@ public enum BLAS {
         mk_softmax_kl_f64(base, delta, scratch0, scratch1, count, level ?? divergenceLevel)
     }
     private static let divergenceLevel: Int32 = hasAVX512F ? 2 : hasAVX2 ? 1 : 0
+
+    /// Which build of the dot-product and axpy kernels `ComputeScalar` uses (2 AVX-512F, 1 AVX2,
+    /// 0 portable). They are the project's own rather than OpenBLAS's: OpenBLAS chooses its level-1
+    /// kernels by CPU model (an old SSE kernel on a CPU it does not recognise, as on many virtual
+    /// machines) and sums a dot product in a kernel-specific order, so a merge's bits would depend
+    /// on the machine. Every build computes the same bits (the order is in shim.h).
+    static let levelOneKernels: Int32 = divergenceLevel
+
+    /// The dot product and axpy of one build (`level`), for tests that compare the builds.
+    static func dot(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeBufferPointer<Float>, level: Int32) -> Float {
+        mk_sdot(x.baseAddress, y.baseAddress, x.count, level)
+    }
+    static func dot(_ x: UnsafeBufferPointer<Double>, _ y: UnsafeBufferPointer<Double>, level: Int32) -> Double {
+        mk_ddot(x.baseAddress, y.baseAddress, x.count, level)
+    }
+    static func axpy(_ alpha: Float, _ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>, level: Int32) {
+        mk_saxpy(alpha, x.baseAddress, y.baseAddress, x.count, level)
+    }
+    static func axpy(_ alpha: Double, _ x: UnsafeBufferPointer<Double>, _ y: UnsafeMutableBufferPointer<Double>, level: Int32) {
+        mk_daxpy(alpha, x.baseAddress, y.baseAddress, x.count, level)
+    }
 
     /// Arcee Fusion's importance keys of a row of τ (`SignedOrder` keys of Float(|τ|·`divergence`)):
     /// all `count` of them into `out` (`prefixes` nil), or only those whose key >> `shift` is one

@@ -52,15 +52,9 @@ public struct FineTuning {
 
         /// Checks every value (the CLI's `validate()` calls this too).
         public func validate() throws(MergeKitError) {
-            func bad(_ what: MergeKitError.Text) -> MergeKitError { MergeKitError(.invalidArgument, what) }
-            if steps < 1 { throw bad("\(term: .steps) must be at least 1, not \(steps)") }
-            if batchSize < 1 { throw bad("\(term: .batchSize) must be at least 1, not \(batchSize)") }
-            if !(learningRate > 0) || !learningRate.isFinite { throw bad("\(term: .learningRate) must be a positive number, not \(learningRate)") }
-            if !(weightDecay >= 0) || !weightDecay.isFinite { throw bad("\(term: .weightDecay) must be ≥ 0, not \(weightDecay)") }
-            if warmupSteps < 0 { throw bad("\(term: .warmupSteps) must be ≥ 0, not \(warmupSteps)") }
-            if let clipNorm, !(clipNorm > 0) || !clipNorm.isFinite { throw bad("\(term: .clipNorm) must be positive, not \(clipNorm)") }
-            if !(0..<1).contains(beta1) || !(0..<1).contains(beta2) { throw bad("the Adam betas must lie in [0, 1)") }
-            if !(epsilon > 0) { throw bad("\(term: .adamEpsilon) must be positive, not \(epsilon)") }
+            try TrainingChecks.check(steps: steps, batchSize: batchSize, learningRate: learningRate, weightDecay: weightDecay,
+                                     clipNorm: clipNorm, beta1: beta1, beta2: beta2, epsilon: epsilon)
+            if warmupSteps < 0 { throw MergeKitError(.invalidArgument, "\(term: .warmupSteps) must be ≥ 0, not \(warmupSteps)") }
         }
 
         /// lr_t of step t (0-based): linear warm-up to `learningRate`, then cosine decay to 0.

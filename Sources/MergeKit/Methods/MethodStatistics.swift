@@ -144,6 +144,9 @@ public final class TensorStatistics {
     /// What a method derives from the statistics once per tensor (the SLERP family's
     /// coefficients, `SphericalMergeMethod`), set when it merges the tensor's first chunk.
     var coefficients: [Double] = []
+    /// Whether some vector's coefficient of θ₀ in `coefficients` is not 0 (else θ₀ is not read
+    /// by the combination, and its finiteness does not matter).
+    var coefficientsUseBase = true
     /// The method's own per-tensor numbers (`StatisticsRequest.tensorAccumulator`), after its passes.
     public internal(set) var accumulator: (any TensorAccumulator)?
 

@@ -47,11 +47,13 @@ extension SphericalMergeMethod {
                 all += c
             }
             statistics.coefficients = all
+            statistics.coefficientsUseBase = stride(from: 0, to: all.count, by: size).contains { all[$0] != 0 }
         }
         // A non-finite base element is one every input shares (τ = 0 there, `FiniteCheck`): it
-        // counts as 0, as in the products, and the executor keeps the base's value.
+        // counts as 0, as in the products, and the executor keeps the base's value. When no
+        // vector's combination takes θ₀ (the base-relative forms), θ₀ is not read at all.
         var finiteBase = base
-        if T.reaches(base, key: T.infinityKey) {
+        if statistics.coefficientsUseBase && T.reaches(base, key: T.infinityKey) {
             let copy: UnsafeMutableBufferPointer<T> = context.scratch(0, count: base.count)
             for k in base.indices { copy[k] = base[k].isFinite ? base[k] : 0 }
             finiteBase = UnsafeBufferPointer(copy)
@@ -86,7 +88,9 @@ private func combineLinearly<T: MergeScalar>(_ vectors: [UnsafeBufferPointer<T>]
             let x = vectors[i]
             var v = start % count
             for k in 0..<out.count {
-                out[k] += T(coefficients[v * size + i]) * x[k]
+                // A zero coefficient adds nothing (as in the runs above), whatever x[k] holds.
+                let c = coefficients[v * size + i]
+                if c != 0 { out[k] += T(c) * x[k] }
                 v += 1
                 if v == count { v = 0 }
             }

@@ -92,7 +92,8 @@ public struct TensorProducts: Sendable {
     /// A non-finite base element (one every input shares, where τ = 0: `FiniteCheck`) counts as
     /// 0: the vectors are the rest of the tensor, and the output keeps the base's value there.
     mutating func accumulate<T: MergeScalar>(base: UnsafeBufferPointer<T>, deltas: [UnsafeMutableBufferPointer<T>], start: Int) {
-        let finiteBase = T.reaches(base, key: T.infinityKey) ? base.map { $0.isFinite ? $0 : 0 } : nil
+        // Without the products of θ₀ (`includesBase` false), θ₀ is not read.
+        let finiteBase = includesBase && T.reaches(base, key: T.infinityKey) ? base.map { $0.isFinite ? $0 : 0 } : nil
         if let finiteBase {
             finiteBase.withUnsafeBufferPointer { accumulate(base: $0, deltas: deltas, start: start) }
             return

@@ -55,6 +55,7 @@ enum CommandOptions {
                                         "--data", data, "--data", data]
         case "wemoe": return ["--base", base, "--model", a, "-o", output]
         case "wemoe-train": return ["--model", a, "--data", data, "--head", head, "-o", output]
+        case "adamerging", "atlas": return ["--base", base, "--model", a, "--data", data, "--head", head, "-o", output]
         case "methods": return []
         default: return merge
         }

@@ -63,6 +63,12 @@ struct OutputVersusInputsTests {
             inputs: ["clip/base", "experts/task0", "experts/task1", "clip/base/config.json"]),
         Row(command: "wemoe-train", arguments: ["--model", "moe", "--data", "task0/data.safetensors", "--head", "task0/head.safetensors", "--steps", "1"],
             inputs: ["moe", "task0/data.safetensors", "task0/head.safetensors", "moe/config.json"]),
+        Row(command: "adamerging", arguments: ["--base", "clip/base", "--model", "clip/finetuned", "--data", "task0/data.safetensors",
+                                               "--head", "task0/head.safetensors", "--steps", "1"],
+            inputs: ["clip/base", "clip/finetuned", "task0/data.safetensors", "task0/head.safetensors", "clip/base/config.json"]),
+        Row(command: "atlas", arguments: ["--base", "clip/base", "--model", "clip/finetuned", "--data", "task0/data.safetensors",
+                                          "--head", "task0/head.safetensors", "--shots", "1", "--steps", "1"],
+            inputs: ["clip/base", "clip/finetuned", "task0/data.safetensors", "task0/head.safetensors", "clip/finetuned/config.json"]),
     ]
 
     /// A workspace holding a copy of every input (so a failure cannot damage the fixtures).

@@ -22,6 +22,19 @@ final class ShardGradientSum: @unchecked Sendable {
         total = CLIPVisionParameters(zerosLike: layout)
     }
 
+    /// A sum onto `total` as it is (e.g. the gradients of earlier batches).
+    init(onto total: CLIPVisionParameters) {
+        self.total = total
+    }
+
+    /// Starts the shard order again for another batch, adding onto `total` as it is now and
+    /// reusing the scratch buffers (call between passes, never during one).
+    func restart() {
+        turn.lock()
+        added = 0
+        turn.unlock()
+    }
+
     /// Runs `accumulate` on a zeroed gradient for `shard` and adds the result to `total` in turn.
     func add(shard: Int, _ accumulate: (CLIPVisionParameters) -> Void) {
         if shard == 0 {

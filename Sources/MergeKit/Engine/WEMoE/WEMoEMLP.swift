@@ -6,12 +6,19 @@ struct WEMoEMLPActivations {
     var routing: UnsafeMutablePointer<Float>
     /// u = fc1(x) and f(u) of the mixed MLP, [rows, hidden].
     var mlp: MLPActivations
+    /// The layer's mixed fc1 then fc2 (weights and biases) when every image of the pass shares
+    /// one routing (batch-averaged training), kept from the forward pass so that the backward pass
+    /// does not mix them again; nil otherwise.
+    var mixed: UnsafeMutablePointer<Float>?
 
-    /// `mlp` is the encoder layer's own MLP activations (a WEMoE layer has no other MLP).
-    init(_ workspace: Workspace, _ shape: EncoderShape, experts: Int, routerDepth: Int, mlp: MLPActivations) {
+    /// `mlp` is the encoder layer's own MLP activations (a WEMoE layer has no other MLP);
+    /// `keepMixed` reserves `mixed`.
+    init(_ workspace: Workspace, _ shape: EncoderShape, experts: Int, routerDepth: Int, mlp: MLPActivations, keepMixed: Bool = false) {
         routerHidden = workspace.take(routerDepth == 2 ? shape.rows * shape.width : 0)
         routing = workspace.take(shape.batch * experts)
         self.mlp = mlp
+        let d = shape.width, f = shape.intermediate
+        mixed = keepMixed ? workspace.take(2 * f * d + f + d) : nil
     }
 }
 
@@ -119,18 +126,62 @@ enum WEMoEMLP {
         shared ? [(0..<shape.rows, 0)] : (0..<shape.batch).map { ($0 * shape.tokens..<($0 + 1) * shape.tokens, $0) }
     }
 
-    /// Mixes the parameters of `segments` (at most `scratch.chunk`) into `scratch.fc1`/`fc2`.
+    /// Mixes the parameters of `segments` (at most `scratch.chunk`) into `fc1`/`fc2` (by default
+    /// `scratch.fc1`/`fc2`).
     static func mix(_ segments: ArraySlice<(rows: Range<Int>, image: Int)>, routing: UnsafePointer<Float>, experts t: Int,
-                    fc1Stack: UnsafePointer<Float>, fc2Stack: UnsafePointer<Float>, shape: EncoderShape, scratch: WEMoEMLPScratch) {
+                    fc1Stack: UnsafePointer<Float>, fc2Stack: UnsafePointer<Float>, shape: EncoderShape, scratch: WEMoEMLPScratch,
+                    into destination: (fc1: UnsafeMutablePointer<Float>, fc2: UnsafeMutablePointer<Float>)? = nil) {
+        let (fc1, fc2) = destination ?? (scratch.fc1, scratch.fc2)
         let d = shape.width, f = shape.intermediate, n1 = f * d + f, n2 = d * f + d, g = segments.count
         for (j, segment) in segments.enumerated() {
             let c = scratch.coefficients + j * (t + 1)
             c[0] = 1
             (c + 1).update(from: routing + segment.image * t, count: t)
         }
-        BLAS.gemm(m: g, n: n1, k: t + 1, a: scratch.coefficients, lda: t + 1, b: fc1Stack, ldb: n1, c: scratch.fc1, ldc: n1)
-        BLAS.gemm(m: g, n: n2, k: t + 1, a: scratch.coefficients, lda: t + 1, b: fc2Stack, ldb: n2, c: scratch.fc2, ldc: n2)
+        BLAS.gemm(m: g, n: n1, k: t + 1, a: scratch.coefficients, lda: t + 1, b: fc1Stack, ldb: n1, c: fc1, ldc: n1)
+        BLAS.gemm(m: g, n: n2, k: t + 1, a: scratch.coefficients, lda: t + 1, b: fc2Stack, ldb: n2, c: fc2, ldc: n2)
     }
+
+    /// Where the mixed parameters of a pass's chunks live: the layer's kept copy when every image
+    /// shares one routing and the pass keeps it (`WEMoEMLPActivations.mixed`), else the scratch.
+    static func mixedBuffers(_ act: WEMoEMLPActivations, segments: Int, shape: EncoderShape,
+                             scratch: WEMoEMLPScratch) -> (fc1: UnsafeMutablePointer<Float>, fc2: UnsafeMutablePointer<Float>, kept: Bool) {
+        guard segments == 1, let mixed = act.mixed else { return (scratch.fc1, scratch.fc2, false) }
+        return (mixed, mixed + shape.intermediate * shape.width + shape.intermediate, true)
+    }
+
+    /// c ← ∂L/∂W_mixed · stackᵀ (+ c with `accumulate`) for `rows` mixed parameter sets of
+    /// `count` values each against the T + 1 rows of `stack`: c is [rows, T + 1]. In a pass that
+    /// splits its products over threads the inner dimension (millions of values, while c has a
+    /// few entries) is cut into fixed blocks of `innerBlock` values whose partial products the
+    /// threads compute and that are then added in block order, so the bits do not depend on the
+    /// thread count; otherwise one GEMM.
+    static func stackProducts(_ dW: UnsafePointer<Float>, rows: Int, count: Int, stack: UnsafePointer<Float>, columns: Int,
+                              accumulate: Bool, into c: UnsafeMutablePointer<Float>) {
+        guard let workers = BLAS.productWorkers, count > innerBlock else {
+            BLAS.gemm(transposeB: true, m: rows, n: columns, k: count, a: dW, lda: count, b: stack, ldb: count,
+                      beta: accumulate ? 1 : 0, c: c, ldc: columns)
+            return
+        }
+        let blocks = (count + innerBlock - 1) / innerBlock, size = rows * columns
+        let partial = FloatBuffer(count: blocks * size, zeroed: false)
+        let shared = Shared((dW, stack, partial.pointer))
+        WorkQueue.run(blocks, workers: workers) { b in
+            let (dW, stack, partial) = shared.value
+            let start = b * innerBlock, k = min(count, start + innerBlock) - start
+            BLAS.$productWorkers.withValue(nil) {
+                BLAS.gemm(transposeB: true, m: rows, n: columns, k: k, a: dW + start, lda: count, b: stack + start, ldb: count,
+                          c: partial + b * size, ldc: columns)
+            }
+        }
+        if !accumulate { c.update(repeating: 0, count: size) }
+        for b in 0..<blocks {
+            for i in 0..<size { c[i] += partial.pointer[b * size + i] }
+        }
+    }
+
+    /// The inner block of `stackProducts` (a multiple of 16 values).
+    static let innerBlock = 1 << 16
 
     /// Views of the j-th mixed fc1 / fc2 inside `fc1`/`fc2` buffers.
     static func linear(_ buffer: UnsafeMutablePointer<Float>, _ j: Int, inputs: Int, outputs: Int) -> LinearParameters {
@@ -145,16 +196,18 @@ enum WEMoEMLP {
         route(act, x, router, shape, batchReduce: batchReduce, scratch: scratch)
         let d = shape.width, f = shape.intermediate, t = router.experts
         let all = segments(shape, shared: batchReduce || router.depth == 0)
+        let (fc1, fc2, _) = mixedBuffers(act, segments: all.count, shape: shape, scratch: scratch)
         var start = 0
         while start < all.count {
             let chunk = all[start..<min(all.count, start + scratch.chunk)]
-            mix(chunk, routing: act.routing, experts: t, fc1Stack: fc1Stack, fc2Stack: fc2Stack, shape: shape, scratch: scratch)
+            mix(chunk, routing: act.routing, experts: t, fc1Stack: fc1Stack, fc2Stack: fc2Stack, shape: shape, scratch: scratch,
+                into: (fc1, fc2))
             for (j, segment) in chunk.enumerated() {
                 let r0 = segment.rows.lowerBound, rows = segment.rows.count
                 let hidden = act.mlp.hidden + r0 * f, activated = act.mlp.activated + r0 * f
-                LinearLayer.forward(hidden, x + r0 * d, linear(scratch.fc1, j, inputs: d, outputs: f), rows: rows)
+                LinearLayer.forward(hidden, x + r0 * d, linear(fc1, j, inputs: d, outputs: f), rows: rows)
                 Activation.forward(activation, activated, hidden, count: rows * f)
-                LinearLayer.forward(y + r0 * d, activated, linear(scratch.fc2, j, inputs: f, outputs: d), rows: rows, accumulate: true)
+                LinearLayer.forward(y + r0 * d, activated, linear(fc2, j, inputs: f, outputs: d), rows: rows, accumulate: true)
             }
             start = chunk.endIndex
         }
@@ -170,28 +223,29 @@ enum WEMoEMLP {
         let n1 = f * d + f, n2 = d * f + d
         let shared = batchReduce || router.depth == 0
         let all = segments(shape, shared: shared)
+        let (fc1, fc2, kept) = mixedBuffers(act, segments: all.count, shape: shape, scratch: scratch)
         scratch.dRouting.update(repeating: 0, count: b * t)
         var start = 0
         while start < all.count {
             let chunk = all[start..<min(all.count, start + scratch.chunk)]
-            mix(chunk, routing: act.routing, experts: t, fc1Stack: fc1Stack, fc2Stack: fc2Stack, shape: shape, scratch: scratch)
+            if !kept {
+                mix(chunk, routing: act.routing, experts: t, fc1Stack: fc1Stack, fc2Stack: fc2Stack, shape: shape, scratch: scratch)
+            }
             scratch.dFc1.update(repeating: 0, count: chunk.count * n1)
             scratch.dFc2.update(repeating: 0, count: chunk.count * n2)
             for (j, segment) in chunk.enumerated() {
                 let r0 = segment.rows.lowerBound, count = segment.rows.count
                 let dHidden = scratch.dHidden + r0 * f
                 LinearLayer.backward(dHidden, linear(scratch.dFc2, j, inputs: f, outputs: d), dy + r0 * d,
-                                     act.mlp.activated + r0 * f, linear(scratch.fc2, j, inputs: f, outputs: d), rows: count)
+                                     act.mlp.activated + r0 * f, linear(fc2, j, inputs: f, outputs: d), rows: count)
                 Activation.backward(activation, dHidden, act.mlp.hidden + r0 * f, dHidden, count: count * f)
                 LinearLayer.backward(dx + r0 * d, linear(scratch.dFc1, j, inputs: d, outputs: f), dHidden, x + r0 * d,
-                                     linear(scratch.fc1, j, inputs: d, outputs: f), rows: count)
+                                     linear(fc1, j, inputs: d, outputs: f), rows: count)
             }
             // ∂L/∂(1, r) = ∂L/∂W_mixed · stackᵀ, for fc1 and fc2 together.
             let c = scratch.coefficients
-            BLAS.gemm(transposeB: true, m: chunk.count, n: t + 1, k: n1, a: scratch.dFc1, lda: n1, b: fc1Stack, ldb: n1,
-                      c: c, ldc: t + 1)
-            BLAS.gemm(transposeB: true, m: chunk.count, n: t + 1, k: n2, a: scratch.dFc2, lda: n2, b: fc2Stack, ldb: n2,
-                      beta: 1, c: c, ldc: t + 1)
+            stackProducts(scratch.dFc1, rows: chunk.count, count: n1, stack: fc1Stack, columns: t + 1, accumulate: false, into: c)
+            stackProducts(scratch.dFc2, rows: chunk.count, count: n2, stack: fc2Stack, columns: t + 1, accumulate: true, into: c)
             for (j, segment) in chunk.enumerated() {
                 for k in 0..<t { scratch.dRouting[segment.image * t + k] += c[j * (t + 1) + 1 + k] }
             }

@@ -223,8 +223,10 @@ final class WEMoEShardPass {
          workspace: Workspace = Workspace()) {
         pass = ShardPass(c, batch: batch, keepActivations: keepActivations, workspace: workspace)
         let shape = pass.shape
+        // A training pass with one mixing set per chunk (batch-averaged routing) keeps each layer's.
+        let keepMixed = keepActivations && backward && chunk == 1
         moe = pass.layers.map { [workspace = pass.workspace] in
-            WEMoEMLPActivations(workspace, shape, experts: experts, routerDepth: routerDepth, mlp: $0.mlp)
+            WEMoEMLPActivations(workspace, shape, experts: experts, routerDepth: routerDepth, mlp: $0.mlp, keepMixed: keepMixed)
         }
         scratch = WEMoEMLPScratch(pass.workspace, shape, experts: experts, chunk: chunk, backward: backward)
         encoderScratch = backward ? EncoderScratch(pass.workspace, shape, backward: true) : nil
