@@ -48,7 +48,9 @@ struct RunCommand: ParsableCommand {
         try partitioning.validate(output: outputOptions.output)
         if let workDir { try ArgumentCheck.path(workDir, flag: "--work-dir") }
         if DataRecipe.applies(path: recipe) {
+            // (A merge from data is not partitioned: its method command has no --partition.)
             let unused = DataRecipeRun.unusedOptions(outputOptions, compute: compute, target: target, workDir: workDir)
+                + (partitioning.partition != nil ? ["--partition"] : []) + (partitioning.assemble ? ["--assemble"] : [])
             if !unused.isEmpty {
                 throw ValidationError("\(unused.joined(separator: ", ")) \(unused.count == 1 ? "does" : "do") not apply to \(recipe), a merge from data (its method command writes the model in the base's dtype)")
             }
