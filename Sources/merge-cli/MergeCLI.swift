@@ -24,6 +24,7 @@ struct MergeCLI: ParsableCommand {
             CommandGroup(name: "Recipe and sweep", subcommands: [
                 RunCommand.self,
                 SweepCommand.self,
+                AssembleCommand.self,
             ]),
             CommandGroup(name: "Checkpoint", subcommands: [
                 InspectCommand.self,

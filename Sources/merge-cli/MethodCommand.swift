@@ -19,6 +19,7 @@ struct MethodCommand<Method: DescribedMethod, Inputs: MergeInputOptions>: Parsab
     @OptionGroup var outputOptions: OutputOptions
     @OptionGroup var options: MethodOptions<Method>
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var partitioning: PartitionOptions
 
     func validate() throws {
         for parameter in Method.methodDescription.commandLineParameters {
@@ -26,10 +27,12 @@ struct MethodCommand<Method: DescribedMethod, Inputs: MergeInputOptions>: Parsab
             try ArgumentCheck.value(value, rule, flag: "--" + parameter.flag!)
         }
         try ArgumentCheck.method(method, inputs: inputs)
+        try partitioning.validate(output: outputOptions.output)
+        try partitioning.validate(method: method)
     }
 
     func run() throws {
-        try runMerge(inputs, outputOptions, compute: compute.computeDType ?? .float32, method)
+        try runMerge(inputs, outputOptions, compute: compute.computeDType ?? .float32, partition: partitioning, method)
     }
 
     func method() throws(MergeKitError) -> any MergeMethod {
@@ -49,14 +52,15 @@ enum MethodCommands {
     }
 }
 
-/// Plans and runs a merge of `inputs` with `method` in `compute` (errors on stderr, exit 1).
+/// Plans and runs a merge of `inputs` with `method` in `compute` (errors on stderr, exit 1); with
+/// `partition`, one partition of it.
 func runMerge(_ inputs: some MergeInputOptions, _ outputs: OutputOptions, compute: ComputeDType = .float32,
-              _ method: () throws(MergeKitError) -> any MergeMethod) throws {
+              partition: PartitionOptions? = nil, _ method: () throws(MergeKitError) -> any MergeMethod) throws {
     try reportingErrors { () throws(MergeKitError) in
         let (base, opened) = try inputs.open(quiet: outputs.quiet)
         var spec = outputs.spec()
         spec.compute = compute
         let plan = try MergePlan(base: base, inputs: opened, method: try method(), output: spec)
-        try MergeRunner.run([plan], options: outputs, command: CommandLine.arguments.joined(separator: " "))
+        try MergeRunner.run([plan], options: outputs, command: PartitionOptions.recordedCommand(), partition: partition)
     }
 }

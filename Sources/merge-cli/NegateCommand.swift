@@ -23,8 +23,10 @@ struct NegateCommand: ParsableCommand {
 
     @OptionGroup var outputOptions: OutputOptions
     @OptionGroup var hub: HubOptions
+    @OptionGroup var partitioning: PartitionOptions
 
     func validate() throws {
+        try partitioning.validate(output: outputOptions.output)
         guard [model, taskVector, lora].compactMap({ $0 }).count == 1 else {
             throw ValidationError("Give exactly one of --model, --task-vector or --lora.")
         }
@@ -51,7 +53,7 @@ struct NegateCommand: ParsableCommand {
             }
             let plan = try MergePlan(base: baseCheckpoint, inputs: [opened], method: try TaskArithmetic(scale: scale),
                                      output: outputOptions.spec())
-            try MergeRunner.run([plan], options: outputOptions, command: CommandLine.arguments.joined(separator: " "))
+            try MergeRunner.run([plan], options: outputOptions, command: PartitionOptions.recordedCommand(), partition: partitioning)
         }
     }
 }

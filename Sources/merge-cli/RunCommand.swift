@@ -42,11 +42,15 @@ struct RunCommand: ParsableCommand {
     var keepIntermediates = false
 
     @OptionGroup var hub: HubOptions
+    @OptionGroup var partitioning: PartitionOptions
 
     func validate() throws {
+        try partitioning.validate(output: outputOptions.output)
         if let workDir { try ArgumentCheck.path(workDir, flag: "--work-dir") }
         if DataRecipe.applies(path: recipe) {
+            // (A merge from data is not partitioned: its method command has no --partition.)
             let unused = DataRecipeRun.unusedOptions(outputOptions, compute: compute, target: target, workDir: workDir)
+                + (partitioning.partition != nil ? ["--partition"] : []) + (partitioning.assemble ? ["--assemble"] : [])
             if !unused.isEmpty {
                 throw ValidationError("\(unused.joined(separator: ", ")) \(unused.count == 1 ? "does" : "do") not apply to \(recipe), a merge from data (its method command writes the model in the base's dtype)")
             }
@@ -82,7 +86,11 @@ struct RunCommand: ParsableCommand {
                 let sweeps = !target.points.allSatisfy(\.isEmpty)
                 let points = target.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
                 try MergeRunner.run(target.plans, options: outputOptions, points: sweeps ? points : [],
-                                    sweepDirectory: sweeps ? outputOptions.output : nil)
+                                    sweepDirectory: sweeps ? outputOptions.output : nil, partition: partitioning)
+            } else if partitioning.partition != nil {
+                throw MergeKitError(.invalidArgument, file: recipe,
+                    "has \(staged.stages.count) stages (documents or models with adapters); a recipe of several stages cannot be partitioned yet",
+                    fix: "Run it without --partition, or run its stages as recipes of their own and partition the last")
             } else {
                 try MergeRunner.run(staged, options: outputOptions)
             }
@@ -92,17 +100,32 @@ struct RunCommand: ParsableCommand {
 
 /// Plans a recipe and runs it (a sweep writes its points and a manifest into one directory,
 /// moved into place when complete), in `compute` (nil: the recipe's `dtype` decides).
+///
+/// With `partition`, one partition of it; a method the partition refuses (whole-model
+/// statistics) exits with `refusalStatus`, other failures with 1.
 func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, compute: ComputeDType?, command: String?,
-               hub: HubOptions) throws(MergeKitError) {
-    let settings = hub.settings
-    _ = try HubDownloads.prepare(recipe.modelTexts, settings: settings, quiet: options.quiet)
-    let run = try recipe.plan(output: options.output, overwrite: options.overwrite, emit: options.emit, seed: seed,
+               hub: HubOptions, partition: PartitionOptions? = nil, refusalStatus: Int32 = 1) throws {
+    var run: RecipeRun!
+    try reportingErrors { () throws(MergeKitError) in
+        let settings = hub.settings
+        _ = try HubDownloads.prepare(recipe.modelTexts, settings: settings, quiet: options.quiet)
+        run = try recipe.plan(output: options.output, overwrite: options.overwrite, emit: options.emit, seed: seed,
                               maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype, compute: compute,
                               hub: settings)
-    if !options.quiet {
-        for note in run.notes { FileHandle.standardError.write(Data("note: \(TerminalText.escaped(note))\n".utf8)) }
     }
-    let points = run.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
-    try MergeRunner.run(run.plans, options: options, points: recipe.sweep.isEmpty ? [] : points,
-                        sweepDirectory: recipe.sweep.isEmpty ? nil : options.output, command: command)
+    if partition?.partition != nil {
+        do throws(MergeKitError) {
+            try Partition.checkSupported(run.plans)
+        } catch {
+            throw ErrorOutput.report(error, exitStatus: refusalStatus)
+        }
+    }
+    try reportingErrors { () throws(MergeKitError) in
+        if !options.quiet {
+            for note in run.notes { FileHandle.standardError.write(Data("note: \(TerminalText.escaped(note))\n".utf8)) }
+        }
+        let points = run.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
+        try MergeRunner.run(run.plans, options: options, points: recipe.sweep.isEmpty ? [] : points,
+                            sweepDirectory: recipe.sweep.isEmpty ? nil : options.output, command: command, partition: partition)
+    }
 }

@@ -28,6 +28,7 @@ struct SweepCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var outputOptions: OutputOptions
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var partitioning: PartitionOptions
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Grid of λ (the recipe's lambda), e.g. 0:1:0.05.", valueName: "grid"))
     var scale: String?
@@ -137,13 +138,15 @@ struct SweepCommand: ParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
+        try partitioning.validate(output: outputOptions.output)
     }
 
     func run() throws {
         let recipe = recipe(try sweepPlan())
-        try reportingErrors { () throws(MergeKitError) in
-            try runRecipe(recipe, outputOptions, seed: seed, compute: compute.computeDType,
-                          command: CommandLine.arguments.joined(separator: " "), hub: inputs.paths.hub)
-        }
+        // A method --partition refuses (whole-model statistics) is known once the points are
+        // planned; it is an argument error here (exit 64), as on the method commands.
+        try runRecipe(recipe, outputOptions, seed: seed, compute: compute.computeDType,
+                      command: PartitionOptions.recordedCommand(), hub: inputs.paths.hub, partition: partitioning,
+                      refusalStatus: 64)
     }
 }

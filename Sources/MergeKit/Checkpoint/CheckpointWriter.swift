@@ -33,6 +33,9 @@ final class CheckpointWriter: @unchecked Sendable {
     /// Device and inode of each shard file, to check a reopened descriptor.
     private var identities: [FileIdentity] = []
     private var shardPaths: [String]
+    /// Per shard of `shards`, its place in the arrays above: every shard's, or only those of a
+    /// partition's share (`OutputSpec.part`), the others nil (never written here).
+    private var slots: [Int?]
     private var finished = false
 
     /// What happened around the output: stale temporaries removed before writing, entries left
@@ -44,18 +47,21 @@ final class CheckpointWriter: @unchecked Sendable {
         self.output = output
         self.shards = shards
         shardPaths = []
+        let written = shards.indices.filter { output.part?.shards.contains($0) ?? true }
+        slots = Array(repeating: nil, count: shards.count)
+        for (slot, shard) in written.enumerated() { slots[shard] = slot }
         staged = try StagedOutput(destination: output.path, isDirectory: output.isDirectory, overwrite: output.overwrite, in: sweep,
                                   staysTemporary: output.staysTemporary)
         do throws(MergeKitError) {
             // Checked once stale temporaries are gone: they may be what filled the disk.
             try CheckpointWriter.checkFreeSpace(FileSystem.parentDirectory(of: staged.temporaryPath),
-                                                needed: shards.reduce(0) { $0 + $1.layout.fileSize }, output: output.path)
+                                                needed: written.reduce(0) { $0 + shards[$1].layout.fileSize }, output: output.path)
             if output.isDirectory {
-                shardPaths = shards.map { FileSystem.join(staged.temporaryPath, $0.fileName) }
+                shardPaths = written.map { FileSystem.join(staged.temporaryPath, shards[$0].fileName) }
             } else {
                 shardPaths = [staged.temporaryPath]
             }
-            for (shard, path) in zip(shards, shardPaths) {
+            for (shard, path) in zip(written.map { shards[$0] }, shardPaths) {
                 let fd: Int32
                 if output.isDirectory {
                     staged.registerFile(path)
@@ -114,14 +120,18 @@ final class CheckpointWriter: @unchecked Sendable {
     /// Writes `bytes` at `offset` within the data buffer of shard `shard`.
     func write(_ bytes: UnsafeRawBufferPointer, dataOffset offset: Int, shard: Int) throws(MergeKitError) {
         let start = shards[shard].layout.dataStart + offset
-        try withDescriptor(shard) { fd throws(MergeKitError) in
+        guard let slot = slots[shard] else { preconditionFailure("shard \(shard) is another partition's") }
+        try withDescriptor(slot) { fd throws(MergeKitError) in
             try FileSystem.pwriteAll(fd, bytes, at: start, file: output.path)
             // While the descriptor is held: a window completed here is handed on with it open.
-            writeBehind[shard].wrote(start..<start + bytes.count)
+            writeBehind[slot].wrote(start..<start + bytes.count)
         }
     }
 
-    /// Runs `body` with an open descriptor of shard `shard` (reopened when the cache closed it).
+    /// Whether this writer writes shard `shard` (all do, except a partition's: `OutputSpec.part`).
+    func writes(shard: Int) -> Bool { slots[shard] != nil }
+
+    /// Runs `body` with an open descriptor of the shard in `slot` (reopened when the cache closed it).
     private func withDescriptor<R>(_ shard: Int, _ body: (Int32) throws(MergeKitError) -> R) throws(MergeKitError) -> R {
         let behind = writeBehind[shard]
         return try DescriptorCache.outputs.withDescriptor(for: behind, open: { () throws(MergeKitError) -> Int32 in
@@ -129,7 +139,7 @@ final class CheckpointWriter: @unchecked Sendable {
         }, beforeClose: { _ in behind.drain() }, body)
     }
 
-    /// Opens shard `shard`'s temporary file again, checking it is the file this writer created.
+    /// Opens the temporary file of the shard in slot `shard` again, checking it is the file this writer created.
     private func reopen(_ shard: Int) throws(MergeKitError) -> Int32 {
         let fd = open(shardPaths[shard], O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw FileSystem.writeError(file: output.path, errno: errno) }
@@ -159,7 +169,7 @@ final class CheckpointWriter: @unchecked Sendable {
                 DescriptorCache.outputs.remove(file)
             }
             if output.isDirectory {
-                if shards.count > 1 { try writeIndex() }
+                if shards.count > 1 && output.part?.writesSmallFiles ?? true { try writeIndex() }
                 for (source, name) in companions where generated[name] == nil {
                     let bytes = rewrite(name, try FileSystem.readFile(source))
                     let path = FileSystem.join(temporaryPath, name)

@@ -87,7 +87,9 @@ public enum MergeExecutor {
     public static func checkInputsFinite(_ plan: MergePlan, threads requested: Int? = nil) throws(MergeKitError) {
         let threads = ThreadCount.resolved(requested)
         BLAS.useOneThread()
-        let ranges = TaskVectorPass.mergedRanges(plan).filter { !$0.range.isEmpty }
+        let ranges = TaskVectorPass.mergedRanges(plan).filter { range in
+            !range.range.isEmpty && plan.output.part.map { $0.shards.contains(plan.tensors[range.tensor].shard) } ?? true
+        }
         _ = try TaskVectorPass(plan: plan, threads: threads).run(ranges) { ReadOnlyVisitor() }
     }
 
@@ -107,6 +109,10 @@ public enum MergeExecutor {
             self.plan = plan
             self.writer = writer
         }
+
+        /// Whether this target writes `plan.tensors[tensor]`: every tensor, except for a
+        /// partition (`OutputSpec.part`), which writes only the tensors of its shards.
+        func writes(tensor: Int) -> Bool { writer.writes(shard: plan.tensors[tensor].shard) }
     }
 
     /// The merge pass for `targets`. Exact vote ties (TIES's mass vote) are merged with the
@@ -114,7 +120,8 @@ public enum MergeExecutor {
     /// depended on it, that target is merged again.
     static func merge(_ targets: [Target], threads: Int, gate: WholeTensorGate,
                       progress: (@Sendable (MergeProgress) -> Void)?) throws(MergeKitError) {
-        let items = workItems(targets[0].plan)
+        // A partition's share (`OutputSpec.part`): only the tensors some target writes are read.
+        let items = workItems(targets[0].plan).filter { item in targets.contains { $0.writes(tensor: item.tensor) } }
         let workers = try runWorkers(targets, items: items, threads: threads, gate: gate, progress: progress)
         var again: [Target] = []
         for (t, target) in targets.enumerated() {
@@ -132,7 +139,7 @@ public enum MergeExecutor {
     /// (for their vote counts).
     static func runWorkers(_ targets: [Target], items: [WorkItem], threads: Int, gate: WholeTensorGate,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [MergeWorker] {
-        let totalTensors = targets[0].plan.tensors.count
+        let totalTensors = items.reduce(0) { $0 + ($1.isLast ? 1 : 0) }
         let totalBytes = items.reduce(0) { $0 + $1.bytes }
         let doneBytes = Atomic<Int>(0)
         let doneTensors = Atomic<Int>(0)

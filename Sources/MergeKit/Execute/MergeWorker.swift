@@ -10,6 +10,8 @@ final class MergeWorker: @unchecked Sendable {
     private(set) var signVotes: [Int]
     /// Per target: elements whose result depended on how vote ties were resolved.
     private(set) var resolvedTies: [Int]
+    /// The targets that write the item being processed (indices into `targets`).
+    private var writing: [Int] = []
 
     init(targets: [MergeExecutor.Target]) {
         self.targets = targets
@@ -18,9 +20,12 @@ final class MergeWorker: @unchecked Sendable {
         resolvedTies = Array(repeating: 0, count: targets.count)
     }
 
+    /// Merges (or copies) `item` for the targets that write its tensor (all but other
+    /// partitions' shards: `OutputSpec.part`).
     func process(_ item: WorkItem) throws(MergeKitError) {
         let tensor = plan.tensors[item.tensor]
         guard !item.range.isEmpty else { return }
+        writing = targets.indices.filter { targets[$0].writes(tensor: item.tensor) }
         switch tensor.action {
         case .copy:
             try copy(item)
@@ -45,7 +50,7 @@ final class MergeWorker: @unchecked Sendable {
         while position < upper {
             let n = min(capacity, upper - position)
             try TensorReader(tensor.base).read(bytes: position..<(position + n), into: staging)
-            for target in targets {
+            for target in writing.map({ targets[$0] }) {
                 let planned = target.plan.tensors[item.tensor]
                 try target.writer.write(UnsafeRawBufferPointer(start: staging, count: n), dataOffset: planned.output.begin + position,
                                         shard: planned.shard)
@@ -67,7 +72,8 @@ final class MergeWorker: @unchecked Sendable {
         var chunked: [Int] = []
         var shared: [String: UnsafeMutableBufferPointer<T>] = [:]
         defer { shared.values.forEach { ScratchMemory.release($0) } }
-        for (t, tensor) in tensors.enumerated() {
+        for t in writing {
+            let tensor = tensors[t]
             if let method = MergeExecutor.wholeTensorMethod(tensor) {
                 try mergeWhole(item, target: t, method: method, buffers, shared: &shared)
             } else {

@@ -28,7 +28,8 @@ extension MergeExecutor {
                 targets.forEach { $0.writer.abort() }
                 throw error
             }
-            let files = plan.shards.map { shard in
+            // (A partition's result lists only the shards it wrote.)
+            let files = plan.shards.indices.filter { target.writer.writes(shard: $0) }.map { plan.shards[$0] }.map { shard in
                 MergeResult.File(path: plan.output.isDirectory ? FileSystem.join(plan.output.path, shard.fileName) : plan.output.path,
                                  bytes: shard.layout.fileSize)
             }

@@ -7,7 +7,7 @@ public struct MergePlan: Sendable {
     public let inputs: [MergeInput]
     /// The method (for tensors without their own parameters, whole-model statistics and metadata).
     public let method: any MergeMethod
-    public let output: OutputSpec
+    public internal(set) var output: OutputSpec
     /// Output tensors in output order (shard by shard, data order within a shard).
     public let tensors: [PlannedTensor]
     public let shards: [OutputShard]

@@ -49,7 +49,8 @@ enum OutputLayout {
         return (shards, placements)
     }
 
-    private static func fiveDigits(_ n: Int) -> String {
+    /// `n` zero-padded to five digits, as transformers numbers shards (and `OutputParts` parts).
+    static func fiveDigits(_ n: Int) -> String {
         let s = String(n)
         return s.count >= 5 ? s : String(repeating: "0", count: 5 - s.count) + s
     }

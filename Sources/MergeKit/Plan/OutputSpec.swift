@@ -31,6 +31,9 @@ public struct OutputSpec: Sendable {
     /// its files stay registered as temporaries in the same step (`StagedOutput`), so an interrupt
     /// from then on removes it too; the work directory removes it at the end (`WorkDirectory`).
     var staysTemporary = false
+    /// One partition's share of the output (`Partition`): the shards it writes, and whether it
+    /// writes the small files (index, companions, generated files). nil: the whole output.
+    var part: OutputPart?
 
     /// transformers' `save_pretrained` default shard size (5 GB).
     public static let defaultMaxShardSize = 5_000_000_000
@@ -47,4 +50,14 @@ public struct OutputSpec: Sendable {
 
     /// Whether the output is a directory (anything not ending in `.safetensors`, in any case).
     public var isDirectory: Bool { !OutputGuard.isFileOutput(path) }
+}
+
+/// What one partition of a partitioned merge writes of a plan's output (`Partition`): whole shard
+/// files, and the small files for partition 0. The executor produces only these shards and reads
+/// only the inputs of their tensors.
+struct OutputPart: Sendable {
+    /// Indices into `MergePlan.shards`.
+    let shards: Set<Int>
+    /// Whether this partition writes the shard index, the companions and the generated files.
+    let writesSmallFiles: Bool
 }

@@ -31,6 +31,9 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
         // failed (unreachable, not found, refused), a downloaded file that is not what the Hub
         // said it is (size, sha256)
         case notInHubCache, hubRequestFailed, hubFileCorrupt
+        // Partitioned merges (`OutputParts`): a part not written (yet), a part of another merge
+        // or division, a part whose files are not what its manifest says
+        case partMissing, partMismatch, partCorrupt
     }
 
     public var code: Code

@@ -6,8 +6,9 @@ import MergeKit
 enum MergeRunner {
     /// Runs one plan (a recipe or command-line merge) or several in one pass (a sweep, written as
     /// one directory `sweepDirectory` with a manifest: `SweepOutput`).
+    /// With `partition` (--partition), writes only that partition's part (`runPartition`).
     static func run(_ plans: [MergePlan], options: OutputOptions, points: [MergeRun.Point] = [],
-                    sweepDirectory: String? = nil, command: String? = nil) throws(MergeKitError) {
+                    sweepDirectory: String? = nil, command: String? = nil, partition: PartitionOptions? = nil) throws(MergeKitError) {
         let plans = command.map { MergeRun.withModelCards(plans, command: $0) } ?? plans
         if options.dryRun {
             if options.json {
@@ -23,6 +24,10 @@ enum MergeRunner {
                 if plans.count > 1 { print("# point \(i): " + (points.indices.contains(i) ? points[i].map { "\($0.name) = \($0.value)" }.joined(separator: ", ") : "")) }
                 print(PlanDescription.text(plan))
             }
+            return
+        }
+        if let partition, let value = partition.value {
+            try runPartition(plans, value, assemble: partition.assemble, options: options, points: points, sweepDirectory: sweepDirectory)
             return
         }
         if options.checkFinite {
@@ -89,6 +94,74 @@ enum MergeRunner {
                 .adding("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes))
             print(top.adding("notes", .array((outcome.output.notes + outcome.notes).map(\.json))).serialized(indent: 2))
         }
+    }
+
+    /// Writes one partition's part (and, with `assemble`, the output from every part): a line
+    /// for people on stderr, and with --json one document on stdout:
+    ///
+    ///     {"partition": "0/2", "output": "…", "parts": "…", "manifest": "…", "fingerprint": "…",
+    ///      "files": [{"path", "bytes", "sha256"}, …], "assembled": <assembly or null>,
+    ///      "seconds": …, "peak_memory_bytes": …, "notes": […]}
+    private static func runPartition(_ plans: [MergePlan], _ partition: Partition, assemble: Bool, options: OutputOptions,
+                                     points: [MergeRun.Point], sweepDirectory: String?) throws(MergeKitError) {
+        let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
+        let start = Date()
+        let part = try MergeRun.runPartition(plans, partition: partition, threads: options.threads, points: points, sweepDirectory: sweepDirectory,
+                                             overwrite: options.overwrite, checksums: options.json || options.checksums,
+                                             checkFinite: options.checkFinite) { bar.update($0) }
+        bar.finish()
+        for warning in part.results.flatMap(\.warnings) {
+            FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(warning))\n".utf8))
+        }
+        if !options.quiet {
+            let bytes = part.files.reduce(0) { $0 + $1.bytes }
+            let line = "wrote part \(partition) of \(part.output) in \(part.partsDirectory): \(part.files.count) files, \(String(format: "%.3f", Double(bytes) / 1e9)) GB in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+            FileHandle.standardError.write(Data((TerminalText.escaped(line) + "\n").utf8))
+        }
+        var notes = part.notes
+        var assembly: OutputParts.Assembly?
+        if assemble {
+            assembly = try OutputParts.assemble(output: part.output, overwrite: options.overwrite,
+                                                expecting: (part.fingerprint, partition.count))
+            notes += assembly!.notes
+            if !options.quiet { printAssembled(assembly!) }
+        }
+        printNotes(notes, quiet: options.quiet)
+        if options.json {
+            let document = JSONValue.object([
+                JSONMember("partition", .string(partition.description)),
+                JSONMember("output", .string(part.output)),
+                JSONMember("parts", .string(part.partsDirectory)),
+                JSONMember("manifest", .string(part.manifest)),
+                JSONMember("fingerprint", .string(part.fingerprint)),
+                JSONMember("files", filesJSON(part.files)),
+                JSONMember("assembled", assembly.map(assemblyJSON) ?? .null),
+                JSONMember("seconds", .double(Date().timeIntervalSince(start))),
+                JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes)),
+                JSONMember("notes", .array(notes.map(\.json))),
+            ])
+            print(document.serialized(indent: 2))
+        }
+    }
+
+    /// "assembled OUT from N parts: M files, X GB" on stderr.
+    static func printAssembled(_ assembly: OutputParts.Assembly) {
+        let bytes = assembly.files.reduce(0) { $0 + $1.bytes }
+        let line = "assembled \(assembly.output) from \(assembly.partitions) parts: \(assembly.files.count) files, \(String(format: "%.3f", Double(bytes) / 1e9)) GB"
+        FileHandle.standardError.write(Data((TerminalText.escaped(line) + "\n").utf8))
+    }
+
+    /// Files as JSON: path (inside the output), bytes, sha256.
+    static func filesJSON(_ files: [OutputParts.File]) -> JSONValue {
+        .array(files.map { file in
+            .object([JSONMember("path", .string(file.path)), JSONMember("bytes", .int(file.bytes)), JSONMember("sha256", .string(file.sha256))])
+        })
+    }
+
+    /// An assembly as JSON: output, partitions, fingerprint, files.
+    static func assemblyJSON(_ assembly: OutputParts.Assembly) -> JSONValue {
+        .object([JSONMember("output", .string(assembly.output)), JSONMember("partitions", .int(assembly.partitions)),
+                 JSONMember("fingerprint", .string(assembly.fingerprint)), JSONMember("files", filesJSON(assembly.files))])
     }
 
     /// "N tensors merged, M copied, X GB in Y s".

@@ -105,6 +105,10 @@ struct DataRecipeCLITests {
         let result = try CLI.run(["run", path, "-o", dir + "/out", "--dtype", "f16", "--compute-dtype", "float32"], in: Self.fixtures)
         #expect(result.status == 64)
         #expect(result.stderr.contains("--dtype, --compute-dtype do not apply to"), "\(result.stderr)")
+        let partitioned = try CLI.run(["run", path, "-o", dir + "/out", "--partition", "0/2", "--assemble"], in: Self.fixtures)
+        #expect(partitioned.status == 64)
+        #expect(partitioned.stderr.contains("--partition, --assemble do not apply to"), "\(partitioned.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out") && !FileManager.default.fileExists(atPath: dir + "/.out.mergekit-parts"))
 
         let schema = Self.write("merge_method: fisher\nmodels:\n  - model: a\n    weight: 1\nsweep: {samples: [1, 2]}\n", in: dir)
         let problems = try CLI.run(["run", schema, "-o", dir + "/out"], in: Self.fixtures)
