@@ -187,6 +187,18 @@ static inline void mk_random_bits(uint32_t *out, size_t n, uint32_t a, uint32_t 
     mk_random_bits_portable(out, n, a, b, start);
 }
 
+/// 1 when the CPU (and the OS) can run OpenBLAS's SkylakeX kernels (AVX-512 F, CD, BW, DQ, VL),
+/// 2 when only its Haswell kernels (AVX2 and FMA), else 0.
+static inline int mk_cpu_blas_level(void) {
+#if MK_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) return 1;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 2;
+#endif
+    return 0;
+}
+
 /// 1 when the F16C instructions (and the AVX state they need) are usable on this CPU.
 static inline int mk_cpu_has_f16c(void) {
 #if MK_X86
@@ -835,7 +847,8 @@ static inline double mk_kl_log_scalar(double y) { return mk_kl_log(mk_kl_splat(y
 // not recognise, as virtual machines often present), and its dot products sum in a kernel-specific
 // order, so the same merge could round differently on another machine. These kernels fix the order:
 // a dot product keeps 32 float (16 double) partial sums, lane l taking the elements i ≡ l (mod 32)
-// in turn, each step a product then a sum (FP_CONTRACT is off above: never fused), the block
+// in turn, each step a product then a sum (FP_CONTRACT is off above: never fused; asum adds |xᵢ|
+// the same way), the block
 // after the last whole one read as if zero-padded (adding 0·0 changes no sum), and the partial sums
 // folded in one fixed pairwise tree; axpy computes y + (α·x) element by element (two roundings, as
 // every non-FMA BLAS does). The portable, AVX2 and AVX-512F builds of the same body give the same
@@ -872,6 +885,22 @@ MK_KL_INLINE float mk_sdot_body(const float *x, const float *y, size_t n) {
     return mk_fold16f(a0 + a1);
 }
 
+/// Σ|xᵢ| in the dot product's order (the absolute values in place of the products).
+MK_KL_INLINE float mk_sasum_body(const float *x, size_t n) {
+    mk_v16f a0 = {0}, a1 = {0};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = a0 + __builtin_elementwise_abs(*(const mk_v16f_u *)(x + i));
+        a1 = a1 + __builtin_elementwise_abs(*(const mk_v16f_u *)(x + i + 16));
+    }
+    if (i < n) {
+        const size_t c0 = n - i < 16 ? n - i : 16, c1 = n - i - c0;
+        a0 = a0 + __builtin_elementwise_abs(mk_load16f(x + i, c0));
+        if (c1) a1 = a1 + __builtin_elementwise_abs(mk_load16f(x + i + 16, c1));
+    }
+    return mk_fold16f(a0 + a1);
+}
+
 MK_KL_INLINE mk_v8d mk_load8d(const double *x, size_t count) {
     if (count == 8) return *(const mk_v8d_u *)x;
     mk_v8d v = {0};
@@ -890,6 +919,23 @@ MK_KL_INLINE double mk_ddot_body(const double *x, const double *y, size_t n) {
         const size_t c0 = n - i < 8 ? n - i : 8, c1 = n - i - c0;
         a0 = a0 + mk_load8d(x + i, c0) * mk_load8d(y + i, c0);
         if (c1) a1 = a1 + mk_load8d(x + i + 8, c1) * mk_load8d(y + i + 8, c1);
+    }
+    const mk_v8d a = a0 + a1;
+    const double h4[4] = { a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7] };
+    return (h4[0] + h4[2]) + (h4[1] + h4[3]);
+}
+
+MK_KL_INLINE double mk_dasum_body(const double *x, size_t n) {
+    mk_v8d a0 = {0}, a1 = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = a0 + __builtin_elementwise_abs(*(const mk_v8d_u *)(x + i));
+        a1 = a1 + __builtin_elementwise_abs(*(const mk_v8d_u *)(x + i + 8));
+    }
+    if (i < n) {
+        const size_t c0 = n - i < 8 ? n - i : 8, c1 = n - i - c0;
+        a0 = a0 + __builtin_elementwise_abs(mk_load8d(x + i, c0));
+        if (c1) a1 = a1 + __builtin_elementwise_abs(mk_load8d(x + i + 8, c1));
     }
     const mk_v8d a = a0 + a1;
     const double h4[4] = { a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7] };
@@ -923,6 +969,8 @@ MK_KL_INLINE void mk_daxpy_body(double alpha, const double *x, double *y, size_t
 #define MK_LEVEL1_KERNELS(SUFFIX, TARGET)                                                                               \
     TARGET static inline float mk_sdot_##SUFFIX(const float *x, const float *y, size_t n) { return mk_sdot_body(x, y, n); } \
     TARGET static inline double mk_ddot_##SUFFIX(const double *x, const double *y, size_t n) { return mk_ddot_body(x, y, n); } \
+    TARGET static inline float mk_sasum_##SUFFIX(const float *x, size_t n) { return mk_sasum_body(x, n); }                  \
+    TARGET static inline double mk_dasum_##SUFFIX(const double *x, size_t n) { return mk_dasum_body(x, n); }               \
     TARGET static inline void mk_saxpy_##SUFFIX(float a, const float *x, float *y, size_t n) { mk_saxpy_body(a, x, y, n); } \
     TARGET static inline void mk_daxpy_##SUFFIX(double a, const double *x, double *y, size_t n) { mk_daxpy_body(a, x, y, n); }
 
@@ -948,6 +996,23 @@ static inline double mk_ddot(const double *x, const double *y, size_t n, int lev
 #endif
     (void)level;
     return mk_ddot_portable(x, y, n);
+}
+/// Σ|xᵢ| in the same order as mk_sdot; `level` as for mk_sdot.
+static inline float mk_sasum(const float *x, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) return mk_sasum_avx512(x, n);
+    if (level == 1) return mk_sasum_avx2(x, n);
+#endif
+    (void)level;
+    return mk_sasum_portable(x, n);
+}
+static inline double mk_dasum(const double *x, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) return mk_dasum_avx512(x, n);
+    if (level == 1) return mk_dasum_avx2(x, n);
+#endif
+    (void)level;
+    return mk_dasum_portable(x, n);
 }
 /// y ← y + α·x (see above); `level` as for mk_sdot.
 static inline void mk_saxpy(float a, const float *x, float *y, size_t n, int level) {

@@ -18,6 +18,13 @@ import Glibc
 
 // MARK: - Arguments
 
+// OpenBLAS's kernels as merge-cli gets them (`BLAS.preferredCoreType`): re-executed with
+// OPENBLAS_CORETYPE when OpenBLAS fell back to its generic kernels on a faster CPU.
+if let core = BLAS.preferredCoreType(environment: ProcessInfo.processInfo.environment) {
+    setenv("OPENBLAS_CORETYPE", core, 1)
+    execv("/proc/self/exe", CommandLine.unsafeArgv)
+    unsetenv("OPENBLAS_CORETYPE")
+}
 var arguments = Array(CommandLine.arguments.dropFirst())
 guard let command = arguments.first else {
     FileHandle.standardError.write(Data("usage: benchmark-tool synth|iobound|engine ...\n".utf8))

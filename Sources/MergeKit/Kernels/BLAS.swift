@@ -15,7 +15,7 @@ public protocol ComputeScalar: BinaryFloatingPoint, Sendable where Self.RawSigni
     static func dot(_ x: UnsafeBufferPointer<Self>, _ y: UnsafeBufferPointer<Self>) -> Self
     /// ‖x‖₂ (BLAS scales to avoid overflow).
     static func nrm2(_ x: UnsafeBufferPointer<Self>) -> Self
-    /// Σ|xᵢ|
+    /// Σ|xᵢ|, in the dot product's fixed order on every machine
     static func asum(_ x: UnsafeBufferPointer<Self>) -> Self
     /// y ← x
     static func copy(_ x: UnsafeBufferPointer<Self>, _ y: UnsafeMutableBufferPointer<Self>)
@@ -53,7 +53,7 @@ extension Float: ComputeScalar {
     @inline(__always)
     public static func asum(_ x: UnsafeBufferPointer<Float>) -> Float {
         guard x.count > 0 else { return 0 }
-        return cblas_sasum(blasCount(x.count), x.baseAddress, 1)
+        return mk_sasum(x.baseAddress, x.count, BLAS.levelOneKernels)
     }
     @inline(__always)
     public static func copy(_ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>) {
@@ -89,7 +89,7 @@ extension Double: ComputeScalar {
     @inline(__always)
     public static func asum(_ x: UnsafeBufferPointer<Double>) -> Double {
         guard x.count > 0 else { return 0 }
-        return cblas_dasum(blasCount(x.count), x.baseAddress, 1)
+        return mk_dasum(x.baseAddress, x.count, BLAS.levelOneKernels)
     }
     @inline(__always)
     public static func copy(_ x: UnsafeBufferPointer<Double>, _ y: UnsafeMutableBufferPointer<Double>) {
@@ -113,6 +113,29 @@ public enum BLAS {
 
     /// OpenBLAS's current thread count (tests check that it stays 1).
     static var openBLASThreads: Int { Int(openblas_get_num_threads()) }
+
+    /// The kernel family OpenBLAS chose for this CPU ("Prescott", "Haswell", "SkylakeX", …).
+    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
+
+    /// The kernel family OpenBLAS should be told to use (`OPENBLAS_CORETYPE`), or nil to keep its
+    /// choice. A DYNAMIC_ARCH OpenBLAS picks its kernels by CPU model and falls back to its SSE3
+    /// ("Prescott") kernels on a model it does not know — as many virtual machines present their
+    /// CPUs — even when the CPU has AVX2 or AVX-512: its GEMMs then cost about 3.5× more CPU (the
+    /// CLIP engine, RegMean, the SVD methods). Only that fallback is corrected, to SkylakeX on a
+    /// CPU with AVX-512 F/CD/BW/DQ/VL, else Haswell with AVX2 and FMA; an `OPENBLAS_CORETYPE`
+    /// already set (the user's choice) or `MERGEKIT_OPENBLAS_AUTO=0` keeps OpenBLAS's choice.
+    /// OpenBLAS reads the variable once, when it is loaded, so the command line re-executes itself
+    /// with it (`merge-cli`'s `main`).
+    public static func preferredCoreType(environment: [String: String]) -> String? {
+        guard environment["OPENBLAS_CORETYPE"] == nil, environment["MERGEKIT_OPENBLAS_AUTO"] != "0",
+              let config = openblas_get_config().map({ String(cString: $0) }), config.contains("DYNAMIC_ARCH"),
+              coreName.lowercased() == "prescott" else { return nil }
+        switch mk_cpu_blas_level() {
+        case 1: return "SkylakeX"
+        case 2: return "Haswell"
+        default: return nil
+        }
+    }
 
     /// Whether the F16C half-precision conversion instructions are used on this machine.
     public static let hasF16C: Bool = mk_cpu_has_f16c() != 0
@@ -187,6 +210,8 @@ public enum BLAS {
     static func dot(_ x: UnsafeBufferPointer<Double>, _ y: UnsafeBufferPointer<Double>, level: Int32) -> Double {
         mk_ddot(x.baseAddress, y.baseAddress, x.count, level)
     }
+    static func asum(_ x: UnsafeBufferPointer<Float>, level: Int32) -> Float { mk_sasum(x.baseAddress, x.count, level) }
+    static func asum(_ x: UnsafeBufferPointer<Double>, level: Int32) -> Double { mk_dasum(x.baseAddress, x.count, level) }
     static func axpy(_ alpha: Float, _ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>, level: Int32) {
         mk_saxpy(alpha, x.baseAddress, y.baseAddress, x.count, level)
     }

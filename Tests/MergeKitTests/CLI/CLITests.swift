@@ -52,6 +52,10 @@ enum CLI {
     /// Runs `process` to its end with `environment` over the test process's, collecting its output.
     private static func collect(_ process: Process, environment: [String: String?]) throws -> Output {
         var merged = ProcessInfo.processInfo.environment
+        // merge-cli runs on the OpenBLAS kernels this test process has, so that its GEMMs and
+        // LAPACK calls round as the library's do here (merge-cli would otherwise pick faster
+        // kernels, `BLAS.preferredCoreType`); a test of that choice unsets it.
+        merged["OPENBLAS_CORETYPE"] = merged["OPENBLAS_CORETYPE"] ?? BLAS.coreName
         for (key, value) in hermeticHub.merging(environment, uniquingKeysWith: { $1 }) { merged[key] = value }
         process.environment = merged
         let out = Pipe(), err = Pipe()

@@ -60,6 +60,19 @@ struct LevelOneKernelTests {
         }
     }
 
+    @Test("asum: Σ|xᵢ| in the dot product's order, the same bits in every build", arguments: lengths)
+    func asum(n: Int) {
+        var rng = SplitMix64(seed: UInt64(n) &+ 14)
+        let x: [Float] = Self.vector(n, &rng), xd: [Double] = Self.vector(n, &rng)
+        let expected = Self.referenceDot(x.map { Swift.abs($0) }, [Float](repeating: 1, count: n), lanes: 32)
+        let expectedD = Self.referenceDot(xd.map { Swift.abs($0) }, [Double](repeating: 1, count: n), lanes: 16)
+        for level in Self.levels {
+            #expect(x.withUnsafeBufferPointer { BLAS.asum($0, level: level) }.bitPattern == expected.bitPattern, "n = \(n), level \(level)")
+            #expect(xd.withUnsafeBufferPointer { BLAS.asum($0, level: level) }.bitPattern == expectedD.bitPattern, "n = \(n), level \(level)")
+        }
+        #expect(x.withUnsafeBufferPointer { Float.asum($0) }.bitPattern == expected.bitPattern)
+    }
+
     @Test("axpy: y + (α·x) rounded twice (never fused), the same bits in every build", arguments: lengths)
     func axpy(n: Int) {
         var rng = SplitMix64(seed: UInt64(n) &+ 13)
