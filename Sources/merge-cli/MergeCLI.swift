@@ -54,7 +54,8 @@ struct MergeCLI: ParsableCommand {
     /// With `--json`, an argument error is also printed as a JSON error document on stdout
     /// (`ErrorOutput`), so that scripts get one JSON document whatever happens.
     static func main() {
-        useFastBLASKernels()
+        // OpenBLAS's generic fallback replaced by the kernels this CPU can run (`BLAS.preferredCoreType`).
+        BLAS.reexecutingWithPreferredKernels()
         TemporaryFiles.installSignalHandlers()
         let arguments = Array(CommandLine.arguments.dropFirst())
         do {
@@ -75,17 +76,4 @@ struct MergeCLI: ParsableCommand {
             exit(withError: error)
         }
     }
-}
-
-/// Re-executes merge-cli with `OPENBLAS_CORETYPE` set when OpenBLAS fell back to its generic
-/// kernels on a CPU that has faster ones (`BLAS.preferredCoreType`): OpenBLAS reads the variable
-/// only when it is loaded. Nothing has been read or written yet; if the re-execution fails, the
-/// command runs on with the kernels it has.
-func useFastBLASKernels() {
-    #if os(Linux)
-    guard let core = BLAS.preferredCoreType(environment: ProcessInfo.processInfo.environment) else { return }
-    setenv("OPENBLAS_CORETYPE", core, 1)
-    execv("/proc/self/exe", CommandLine.unsafeArgv)
-    unsetenv("OPENBLAS_CORETYPE")
-    #endif
 }

@@ -20,11 +20,7 @@ import Glibc
 
 // OpenBLAS's kernels as merge-cli gets them (`BLAS.preferredCoreType`): re-executed with
 // OPENBLAS_CORETYPE when OpenBLAS fell back to its generic kernels on a faster CPU.
-if let core = BLAS.preferredCoreType(environment: ProcessInfo.processInfo.environment) {
-    setenv("OPENBLAS_CORETYPE", core, 1)
-    execv("/proc/self/exe", CommandLine.unsafeArgv)
-    unsetenv("OPENBLAS_CORETYPE")
-}
+BLAS.reexecutingWithPreferredKernels()
 var arguments = Array(CommandLine.arguments.dropFirst())
 guard let command = arguments.first else {
     FileHandle.standardError.write(Data("usage: benchmark-tool synth|iobound|engine ...\n".utf8))

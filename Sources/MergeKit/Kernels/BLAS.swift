@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// The element types merges compute in: `Float` for F32/F16/BF16 tensors, `Double` whenever an
 /// input or the output is F64 (so F64 never loses precision silently).
@@ -135,6 +136,19 @@ public enum BLAS {
         case 2: return "Haswell"
         default: return nil
         }
+    }
+
+    /// For a program's `main`, before anything else: when `preferredCoreType` names better kernels,
+    /// re-executes the program with `OPENBLAS_CORETYPE` set to them (OpenBLAS reads it only when
+    /// it is loaded). Returns when there is nothing to do, or when the re-execution failed — the
+    /// program then runs on with the kernels it has.
+    public static func reexecutingWithPreferredKernels() {
+        #if os(Linux)
+        guard let core = preferredCoreType(environment: ProcessInfo.processInfo.environment) else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        unsetenv("OPENBLAS_CORETYPE")
+        #endif
     }
 
     /// Whether the F16C half-precision conversion instructions are used on this machine.
