@@ -901,6 +901,12 @@ MK_KL_INLINE float mk_sasum_body(const float *x, size_t n) {
     return mk_fold16f(a0 + a1);
 }
 
+/// The double partial sums folded as the float ones are (lanes l and l + 4, then (0 + 2) + (1 + 3)).
+MK_KL_INLINE double mk_fold8d(mk_v8d a) {
+    const double h4[4] = { a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7] };
+    return (h4[0] + h4[2]) + (h4[1] + h4[3]);
+}
+
 MK_KL_INLINE mk_v8d mk_load8d(const double *x, size_t count) {
     if (count == 8) return *(const mk_v8d_u *)x;
     mk_v8d v = {0};
@@ -920,9 +926,7 @@ MK_KL_INLINE double mk_ddot_body(const double *x, const double *y, size_t n) {
         a0 = a0 + mk_load8d(x + i, c0) * mk_load8d(y + i, c0);
         if (c1) a1 = a1 + mk_load8d(x + i + 8, c1) * mk_load8d(y + i + 8, c1);
     }
-    const mk_v8d a = a0 + a1;
-    const double h4[4] = { a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7] };
-    return (h4[0] + h4[2]) + (h4[1] + h4[3]);
+    return mk_fold8d(a0 + a1);
 }
 
 MK_KL_INLINE double mk_dasum_body(const double *x, size_t n) {
@@ -937,9 +941,7 @@ MK_KL_INLINE double mk_dasum_body(const double *x, size_t n) {
         a0 = a0 + __builtin_elementwise_abs(mk_load8d(x + i, c0));
         if (c1) a1 = a1 + __builtin_elementwise_abs(mk_load8d(x + i + 8, c1));
     }
-    const mk_v8d a = a0 + a1;
-    const double h4[4] = { a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7] };
-    return (h4[0] + h4[2]) + (h4[1] + h4[3]);
+    return mk_fold8d(a0 + a1);
 }
 
 MK_KL_INLINE void mk_saxpy_body(float alpha, const float *x, float *y, size_t n) {

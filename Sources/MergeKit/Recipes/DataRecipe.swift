@@ -68,10 +68,8 @@ public struct DataRecipe: Sendable {
     /// one of `methods`, or has a `data:` key. Reads the file as every recipe is read (bounded);
     /// unreadable files are left to the ordinary recipe reader's messages (false).
     public static func applies(path: String) -> Bool {
-        guard let bytes = try? RecipeLimits.readFile(path), let text = String(validating: bytes, as: UTF8.self),
-              (try? RecipeLimits.check(text, path: path)) != nil,
-              let parser = try? Parser(yaml: text), let root = try? parser.nextRoot(),
-              case .mapping(let mapping) = root else { return false }
+        guard let text = try? RecipeFile.text(path: path), let roots = try? RecipeFile.roots(text, path: path),
+              case .mapping(let mapping)? = roots.first else { return false }
         for (key, value) in mapping {
             if key.string == "data" { return true }
             if key.string == "merge_method", let name = value.string, methods.contains(where: { $0.name == name }) { return true }
@@ -81,28 +79,14 @@ public struct DataRecipe: Sendable {
 
     /// Reads and checks the recipe at `path`, reporting every schema problem at once with its line.
     public static func load(path: String) throws(MergeKitError) -> DataRecipe {
-        let bytes = try RecipeLimits.readFile(path)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw MergeKitError(.invalidArgument, file: path, "is not UTF-8 text", fix: "Save the recipe as UTF-8 YAML or JSON")
+        let text = try RecipeFile.text(path: path)
+        let roots = try RecipeFile.roots(text, path: path)
+        guard let root = roots.first else {
+            throw MergeKitError(.invalidArgument, file: path, "is empty", fix: "Write a recipe with merge_method and models")
         }
-        try RecipeLimits.check(text, path: path)
-        let root: Node
-        do {
-            let parser = try Parser(yaml: text)
-            guard let first = try parser.nextRoot() else {
-                throw MergeKitError(.invalidArgument, file: path, "is empty", fix: "Write a recipe with merge_method and models")
-            }
-            guard try parser.nextRoot() == nil else {
-                throw MergeKitError(.invalidArgument, file: path, "holds several YAML documents: a merge from data is one document",
-                                    fix: "Give the data merge its own recipe file")
-            }
-            root = first
-        } catch let error as MergeKitError {
-            throw error
-        } catch {
-            var reason = "\(error)"
-            if reason.count > 400 { reason = String(reason.prefix(400)) + "…" }
-            throw MergeKitError(.invalidArgument, file: path, "is not valid YAML or JSON (\(reason))", fix: "Fix the syntax at the position shown")
+        guard roots.count == 1 else {
+            throw MergeKitError(.invalidArgument, file: path, "holds several YAML documents: a merge from data is one document",
+                                fix: "Give the data merge its own recipe file")
         }
         var reader = Reader(parser: RecipeParser(path: path))
         let recipe = reader.recipe(root, path: path, text: text)

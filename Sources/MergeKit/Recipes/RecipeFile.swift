@@ -20,16 +20,21 @@ public struct RecipeFile: Sendable {
 
     /// Reads and parses the file at `path` (bounded and checked as `Recipe.load` does).
     public static func load(path: String) throws(MergeKitError) -> RecipeFile {
+        try parse(text(path: path), path: path)
+    }
+
+    /// The text of the recipe file at `path`, read within `RecipeLimits` and checked to be UTF-8.
+    static func text(path: String) throws(MergeKitError) -> String {
         let bytes = try RecipeLimits.readFile(path)
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw MergeKitError(.invalidArgument, file: path, "is not UTF-8 text", fix: "Save the recipe as UTF-8 YAML or JSON")
         }
-        return try parse(text, path: path)
+        return text
     }
 
-    /// Parses recipe `text` (named `path` in messages). Unreadable YAML throws at once; schema
-    /// problems are kept in each document and reported when it is planned.
-    public static func parse(_ text: String, path: String) throws(MergeKitError) -> RecipeFile {
+    /// The YAML documents of `text` (named `path` in messages), bounded by `RecipeLimits`; empty
+    /// (null) documents are skipped. Unreadable YAML throws, quoting at most 400 characters.
+    static func roots(_ text: String, path: String) throws(MergeKitError) -> [Node] {
         try RecipeLimits.check(text, path: path)
         var roots: [Node] = []
         do {
@@ -44,6 +49,13 @@ public struct RecipeFile: Sendable {
             if reason.count > 400 { reason = String(reason.prefix(400)) + "…" }
             throw MergeKitError(.invalidArgument, file: path, "is not valid YAML or JSON (\(reason))", fix: "Fix the syntax at the position shown")
         }
+        return roots
+    }
+
+    /// Parses recipe `text` (named `path` in messages). Unreadable YAML throws at once; schema
+    /// problems are kept in each document and reported when it is planned.
+    public static func parse(_ text: String, path: String) throws(MergeKitError) -> RecipeFile {
+        let roots = try roots(text, path: path)
         guard !roots.isEmpty else {
             throw MergeKitError(.invalidArgument, file: path, "is empty", fix: "Write a recipe with merge_method and models")
         }
