@@ -5,7 +5,11 @@
 # when mergekit is installed — the same merges with mergekit-yaml, side by side.
 #
 # Usage: Benchmarks/run.sh [--dir DIR] [--scale 1|2] [--mergekit PATH/TO/mergekit-yaml] [--runs N] [--mergekit-runs N]
-#                         [--cli PATH/TO/merge-cli] [--compare PATH/TO/other/merge-cli]
+#                         [--cli PATH/TO/merge-cli] [--compare PATH/TO/other/merge-cli] [--cold] [--only NAME,NAME...]
+#   --cold evicts the inputs from the page cache (posix_fadvise DONTNEED, `benchmark-tool evict`)
+#   before every timed run — the I/O bound's, merge-cli's and mergekit's alike — instead of reading
+#   them once to warm it: the I/O bound is then the disk's cold read bound, measured in the same run.
+#   --only runs just the named merges (task-arithmetic, ties-tensor, dare-ties, ties-global).
 #   --cli times that binary instead of building this tree's; --compare also times a second
 #   merge-cli (e.g. a build from before a change) on the same merges, interleaved run by run with
 #   the first, and adds its columns and the ratio of the two.
@@ -16,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dir=/tmp/mergekit-bench; scale=1; mergekit="$(command -v mergekit-yaml || true)"; runs=3; mkruns=1; cli=""; compare=""
+dir=/tmp/mergekit-bench; scale=1; mergekit="$(command -v mergekit-yaml || true)"; runs=3; mkruns=1; cli=""; compare=""; cold=0; only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir="$2"; shift 2;;
@@ -26,6 +30,8 @@ while [ $# -gt 0 ]; do
     --mergekit-runs) mkruns="$2"; shift 2;;
     --cli) cli="$2"; shift 2;;
     --compare) compare="$2"; shift 2;;
+    --cold) cold=1; shift;;
+    --only) only=",$2,"; shift 2;;
     *) echo "unknown option $1" >&2; exit 64;;
   esac
 done
@@ -46,7 +52,15 @@ input_bytes=$(cat "${inputs[@]}" | wc -c)
 model_bytes=$(cat "$set_dir"/base/*.safetensors | wc -c)
 out="$dir/out"; rm -rf "$out"; mkdir -p "$out"
 
-warm() { cat "${inputs[@]}" > /dev/null; }
+# Before each timed run: the inputs in the page cache (read once), or out of it (--cold).
+warm() {
+  if [ "$cold" = 1 ]; then
+    local left; left=$("$tool" evict "${inputs[@]}")
+    case "$left" in resident_bytes=0\ *) ;; *) echo "evict left pages resident: $left" >&2;; esac
+  else
+    cat "${inputs[@]}" > /dev/null
+  fi
+}
 
 # time_cmd NAME CMD... → prints "NAME seconds rss_mb" (best of --runs), or "NAME failed"
 time_cmd() {
@@ -85,6 +99,7 @@ merges=(
 other=()
 for m in "${merges[@]}"; do
   name="${m%%|*}"; read -r -a args <<< "${m#*|}"
+  if [ -n "$only" ] && [[ "$only" != *",$name,"* ]]; then continue; fi
   if [ -n "$compare" ]; then
     # Interleaved: one run of each binary at a time, so drift in the machine's speed hits both.
     best="$name failed"; best2="$name failed"; total=$runs; runs=1
@@ -116,9 +131,10 @@ if [ -n "$mergekit" ] && [ -x "$mergekit" ]; then
   yaml dare_ties ", density: 0.2" "lambda: 1.0" > "$out/dare.yml"
   mkflags=(--no-cuda --random-seed 0 --no-copy-tokenizer --no-write-model-card --quiet)
   ours=$runs; runs=$mkruns
-  mk+=("$(time_cmd task-arithmetic "$mergekit" "$out/ta.yml" "$out/result" "${mkflags[@]}")")
-  mk+=("$(time_cmd ties-tensor "$mergekit" "$out/ties.yml" "$out/result" "${mkflags[@]}")")
-  mk+=("$(time_cmd dare-ties "$mergekit" "$out/dare.yml" "$out/result" "${mkflags[@]}")")
+  for m in task-arithmetic:ta ties-tensor:ties dare-ties:dare; do
+    if [ -n "$only" ] && [[ "$only" != *",${m%%:*},"* ]]; then continue; fi
+    mk+=("$(time_cmd "${m%%:*}" "$mergekit" "$out/${m#*:}.yml" "$out/result" "${mkflags[@]}")")
+  done
   runs=$ours
 fi
 rm -rf "$out/result"
@@ -126,7 +142,12 @@ rm -rf "$out/result"
 {
   params=$(awk "BEGIN{printf \"%.2f\", $model_bytes / 2 / 1e9}")
   echo "Set: $params B parameters (bf16), base + 3 fine-tuned, $(awk "BEGIN{printf \"%.1f\", $input_bytes/1e9}") GB of inputs; $(nproc) cores; $(date -u +%Y-%m-%d)"
-  echo "I/O bound (read all inputs from page cache + write one output of the same size, fsync; best of $runs): ${io_total} s"
+  if [ "$cold" = 1 ]; then
+    echo "Cold cache: inputs evicted from the page cache before every run (posix_fadvise DONTNEED), merge-cli and mergekit alike"
+    echo "I/O bound (read all inputs from the disk, cold + write one output of the same size, fsync; best of $runs): ${io_total} s"
+  else
+    echo "I/O bound (read all inputs from page cache + write one output of the same size, fsync; best of $runs): ${io_total} s"
+  fi
   echo "merge-cli ($cli): best of $runs runs; mergekit (${mergekit:-not installed}): best of $mkruns"
   [ -z "$compare" ] || echo "compared merge-cli ($compare): best of $runs runs, interleaved with the first"
   echo
@@ -154,4 +175,4 @@ rm -rf "$out/result"
       echo "| $name | $secs | $rss | $secs2 | $rss2 | $r |"
     done
   fi
-} | tee "$dir/results-x$scale.md"
+} | tee "$dir/results-x$scale$([ "$cold" = 1 ] && echo -cold).md"

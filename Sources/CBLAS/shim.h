@@ -1034,6 +1034,238 @@ static inline void mk_daxpy(double a, const double *x, double *y, size_t n, int 
     mk_daxpy_portable(a, x, y, n);
 }
 
+// ---- TIES's magnitude trims and threshold histograms on Float keys ---------------------------
+//
+// A Float's magnitude key is its bits & 0x7FFFFFFF (ordered as |x|, NaN above ∞). Integer
+// compares and selects only, so every build gives the same result as the portable Swift loops.
+
+typedef unsigned int mk_v16u32 __attribute__((vector_size(64)));
+typedef unsigned int mk_v16u32_u __attribute__((vector_size(64), aligned(4), may_alias));
+
+/// x[k] = +0 where key(x[k]) < threshold.
+MK_KL_INLINE void mk_zero_below_body(float *x, size_t n, uint32_t threshold) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const mk_v16u32 v = *(const mk_v16u32_u *)(x + i);
+        const mk_v16u32 below = (mk_v16u32)((v & 0x7FFFFFFFu) < threshold);
+        *(mk_v16u32_u *)(x + i) = v & ~below;
+    }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, 4);
+        if ((u & 0x7FFFFFFFu) < threshold) x[i] = 0.0f;
+    }
+}
+
+/// Counts the keys below `low` (returned) and adds one to counts[key − low] for each key in
+/// low…low + span.
+MK_KL_INLINE size_t mk_bracket_count_body(const float *x, size_t n, uint32_t low, uint32_t span, int64_t *counts) {
+    size_t below = 0, i = 0;
+    const mk_v16u32 lane_bits = {1u << 0, 1u << 1, 1u << 2, 1u << 3, 1u << 4, 1u << 5, 1u << 6, 1u << 7,
+                                 1u << 8, 1u << 9, 1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15};
+    while (i + 16 <= n) {
+        // Lane counters stay far from overflow: at most 2^16 blocks per round.
+        mk_v16u32 lanes = {0};
+        const size_t end = i + ((n - i) / 16 < 65536 ? (n - i) / 16 : 65536) * 16;
+        for (; i < end; i += 16) {
+            const mk_v16u32 key = *(const mk_v16u32_u *)(x + i) & 0x7FFFFFFFu;
+            lanes -= (mk_v16u32)(key < low);
+            const mk_v16u32 inside = (mk_v16u32)((key - low) <= span);
+            // Few keys fall in the bracket: a 16-bit mask of them, then only its set lanes.
+            unsigned mask = __builtin_reduce_or(inside & lane_bits);
+            if (mask) {
+                uint32_t keys[16];
+                memcpy(keys, &key, sizeof keys);
+                do {
+                    counts[keys[__builtin_ctz(mask)] - low] += 1;
+                    mask &= mask - 1;
+                } while (mask);
+            }
+        }
+        for (int l = 0; l < 16; l++) below += lanes[l];
+    }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, 4);
+        const uint32_t key = u & 0x7FFFFFFFu;
+        below += key < low;
+        if (key - low <= span) counts[key - low] += 1;
+    }
+    return below;
+}
+
+#define MK_TRIM_KERNELS(SUFFIX, TARGET)                                                                                   \
+    TARGET static inline void mk_zero_below_##SUFFIX(float *x, size_t n, uint32_t t) { mk_zero_below_body(x, n, t); }     \
+    TARGET static inline size_t mk_bracket_count_##SUFFIX(const float *x, size_t n, uint32_t low, uint32_t span, int64_t *c) { \
+        return mk_bracket_count_body(x, n, low, span, c); }
+
+MK_TRIM_KERNELS(portable, )
+#if MK_X86
+MK_TRIM_KERNELS(avx2, __attribute__((target("avx2"))))
+MK_TRIM_KERNELS(avx512, __attribute__((target("avx512f"))))
+#endif
+
+/// `level` as for mk_sdot.
+static inline void mk_zero_below(float *x, size_t n, uint32_t threshold, int level) {
+#if MK_X86
+    if (level >= 2) { mk_zero_below_avx512(x, n, threshold); return; }
+    if (level == 1) { mk_zero_below_avx2(x, n, threshold); return; }
+#endif
+    (void)level;
+    mk_zero_below_portable(x, n, threshold);
+}
+static inline size_t mk_bracket_count(const float *x, size_t n, uint32_t low, uint32_t span, int64_t *counts, int level) {
+#if MK_X86
+    if (level >= 2) return mk_bracket_count_avx512(x, n, low, span, counts);
+    if (level == 1) return mk_bracket_count_avx2(x, n, low, span, counts);
+#endif
+    (void)level;
+    return mk_bracket_count_portable(x, n, low, span, counts);
+}
+
+// ---- passthrough's scale in bfloat16 (mergekit's compute dtype) ------------------------------
+
+typedef float mk_v16f32_u __attribute__((vector_size(64), aligned(4), may_alias));
+typedef float mk_v16f32 __attribute__((vector_size(64)));
+
+/// out = bf16(s·(d + b)) − b: the product rounded to bfloat16 as mk_float_to_bf16_scalar rounds
+/// (to nearest even; NaN to the quiet NaN 0x7FC0), then the base taken off again. One pass for
+/// what would be a scale, a rounding and a subtraction.
+MK_KL_INLINE void mk_scale_round_bf16_body(const float *d, const float *b, float s, float *out, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const mk_v16f32 base = *(const mk_v16f32_u *)(b + i);
+        const mk_v16f32 sum = *(const mk_v16f32_u *)(d + i) + base;
+        const mk_v16f32 product = sum * s;
+        const mk_v16u32 u = (mk_v16u32)product;
+        const mk_v16u32 rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+        const mk_v16u32 nan = (mk_v16u32)((u & 0x7FFFFFFFu) > 0x7F800000u);
+        const mk_v16u32 bits = (rounded & ~nan) | (0x7FC00000u & nan);
+        *(mk_v16f32_u *)(out + i) = (mk_v16f32)bits - base;
+    }
+    for (; i < n; i++) {
+        const float product = (d[i] + b[i]) * s;
+        const uint32_t h = mk_float_to_bf16_scalar(product);
+        const uint32_t bits = h << 16;
+        float r;
+        memcpy(&r, &bits, 4);
+        out[i] = r - b[i];
+    }
+}
+
+#define MK_SCALE_KERNELS(SUFFIX, TARGET)                                                                                  \
+    TARGET static inline void mk_scale_round_bf16_##SUFFIX(const float *d, const float *b, float s, float *out, size_t n) { \
+        mk_scale_round_bf16_body(d, b, s, out, n); }
+
+MK_SCALE_KERNELS(portable, )
+#if MK_X86
+MK_SCALE_KERNELS(avx2, __attribute__((target("avx2"))))
+MK_SCALE_KERNELS(avx512, __attribute__((target("avx512f"))))
+#endif
+
+/// `level` as for mk_sdot.
+static inline void mk_scale_round_bf16(const float *d, const float *b, float s, float *out, size_t n, int level) {
+#if MK_X86
+    if (level >= 2) { mk_scale_round_bf16_avx512(d, b, s, out, n); return; }
+    if (level == 1) { mk_scale_round_bf16_avx2(d, b, s, out, n); return; }
+#endif
+    (void)level;
+    mk_scale_round_bf16_portable(d, b, s, out, n);
+}
+
+// ---- TIES's sign election and disjoint merge in one pass (Float, no compute-dtype rounding) ---
+//
+// Per element, exactly the steps (and roundings) of the separate passes it replaces:
+//   S = ((0 + d₀) + d₁) + …;  s = tie where S = 0, else + where S ≥ 0, else − (NaN votes −);
+//   votes += [S > 0] − [S < 0];
+//   out = Σ (in input order) of the dᵢ with dᵢ·s > 0, count = Σ of their increments;
+//   mean: out = out / max(count, 1); normalized: out = out / (count, or 1 where count = 0);
+//   resolved += [S = 0 and out ≠ 0].
+// `aggregation`: 0 sum, 1 mean, 2 normalized. Returns votes; *resolved gets the tie count.
+
+MK_KL_INLINE int64_t mk_ties_merge_body(const float *const *d, size_t m, const float *increments, int aggregation, float tie,
+                                        float *out, size_t n, int64_t *resolved) {
+    int64_t votes = 0, ties = 0;
+    size_t i = 0;
+    const mk_v16f32 zero = {0}, one = zero + 1.0f;
+    while (i + 16 <= n) {
+        // Lane counters: at most 2^16 blocks per round.
+        mk_v16u32 plus = {0}, minus = {0}, tied = {0};
+        const size_t end = i + ((n - i) / 16 < 65536 ? (n - i) / 16 : 65536) * 16;
+        for (; i < end; i += 16) {
+            mk_v16f32 total = zero;
+            for (size_t j = 0; j < m; j++) total = total + *(const mk_v16f32_u *)(d[j] + i);
+            const mk_v16u32 positive = (mk_v16u32)(total > zero), negative = (mk_v16u32)(total < zero);
+            const mk_v16u32 isZero = (mk_v16u32)(total == zero);
+            const mk_v16u32 ge = (mk_v16u32)(total >= zero);
+            const mk_v16f32 strict = (mk_v16f32)(((mk_v16u32)one & ge) | ((mk_v16u32)(-one) & ~ge));
+            const mk_v16f32 sign = (mk_v16f32)(((mk_v16u32)(zero + tie) & isZero) | ((mk_v16u32)strict & ~isZero));
+            plus -= positive;
+            minus -= negative;
+            mk_v16f32 acc = zero, count = zero;
+            for (size_t j = 0; j < m; j++) {
+                const mk_v16f32 v = *(const mk_v16f32_u *)(d[j] + i);
+                const mk_v16u32 agree = (mk_v16u32)(v * sign > zero);
+                acc = acc + (mk_v16f32)((mk_v16u32)v & agree);
+                count = count + (mk_v16f32)((mk_v16u32)(zero + increments[j]) & agree);
+            }
+            if (aggregation == 1) {
+                const mk_v16u32 big = (mk_v16u32)(count > one);
+                const mk_v16f32 divisor = (mk_v16f32)(((mk_v16u32)count & big) | ((mk_v16u32)one & ~big));
+                acc = (acc / divisor) * 1.0f;
+            } else if (aggregation == 2) {
+                const mk_v16u32 none = (mk_v16u32)(count == zero);
+                const mk_v16f32 divisor = (mk_v16f32)(((mk_v16u32)one & none) | ((mk_v16u32)count & ~none));
+                acc = (acc / divisor) * 1.0f;
+            }
+            *(mk_v16f32_u *)(out + i) = acc;
+            tied -= isZero & (mk_v16u32)(acc != zero);
+        }
+        for (int l = 0; l < 16; l++) { votes += (int64_t)plus[l] - (int64_t)minus[l]; ties += tied[l]; }
+    }
+    for (; i < n; i++) {
+        float total = 0.0f;
+        for (size_t j = 0; j < m; j++) total = total + d[j][i];
+        const float sign = total == 0.0f ? tie : (total >= 0.0f ? 1.0f : -1.0f);
+        votes += (total > 0.0f) - (total < 0.0f);
+        float acc = 0.0f, count = 0.0f;
+        for (size_t j = 0; j < m; j++) {
+            const float v = d[j][i];
+            const int agree = v * sign > 0.0f;
+            acc = acc + (agree ? v : 0.0f);
+            count = count + (agree ? increments[j] : 0.0f);
+        }
+        if (aggregation == 1) acc = 1.0f * (acc / (count > 1.0f ? count : 1.0f));
+        else if (aggregation == 2) acc = 1.0f * (acc / (count == 0.0f ? 1.0f : count));
+        out[i] = acc;
+        ties += total == 0.0f && acc != 0.0f;
+    }
+    *resolved = ties;
+    return votes;
+}
+
+#define MK_TIES_KERNELS(SUFFIX, TARGET)                                                                                   \
+    TARGET static inline int64_t mk_ties_merge_##SUFFIX(const float *const *d, size_t m, const float *increments, int aggregation, \
+                                                      float tie, float *out, size_t n, int64_t *resolved) {              \
+        return mk_ties_merge_body(d, m, increments, aggregation, tie, out, n, resolved); }
+
+MK_TIES_KERNELS(portable, )
+#if MK_X86
+MK_TIES_KERNELS(avx2, __attribute__((target("avx2"))))
+MK_TIES_KERNELS(avx512, __attribute__((target("avx512f"))))
+#endif
+
+/// `level` as for mk_sdot.
+static inline int64_t mk_ties_merge(const float *const *d, size_t m, const float *increments, int aggregation, float tie,
+                                    float *out, size_t n, int64_t *resolved, int level) {
+#if MK_X86
+    if (level >= 2) return mk_ties_merge_avx512(d, m, increments, aggregation, tie, out, n, resolved);
+    if (level == 1) return mk_ties_merge_avx2(d, m, increments, aggregation, tie, out, n, resolved);
+#endif
+    (void)level;
+    return mk_ties_merge_portable(d, m, increments, aggregation, tie, out, n, resolved);
+}
+
 #pragma clang diagnostic pop
 
 #endif

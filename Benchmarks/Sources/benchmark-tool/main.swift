@@ -4,6 +4,7 @@
 //   benchmark-tool synth --out DIR [--hidden 2048 --layers 22 --intermediate 5632 --vocab 32000
 //                        --heads 32 --kv-heads 4 --models 3 --seed 0 --shard-size 1000000000]
 //   benchmark-tool iobound --output FILE --write-bytes N [--outputs K] INPUT_FILE...
+//   benchmark-tool evict FILE...   (drops the files from the page cache: Benchmarks/run.sh --cold)
 //   benchmark-tool engine [--batch 32 --threads 2 --runs 5 --parallelism images|blas
 //                         --hidden 768 --layers 12 --heads 12 --intermediate 3072 --image 224 --patch 32]
 //                         (CLIP image-encoder passes on random weights; Benchmarks/engine.sh)
@@ -23,7 +24,7 @@ import Glibc
 BLAS.reexecutingWithPreferredKernels()
 var arguments = Array(CommandLine.arguments.dropFirst())
 guard let command = arguments.first else {
-    FileHandle.standardError.write(Data("usage: benchmark-tool synth|iobound|engine ...\n".utf8))
+    FileHandle.standardError.write(Data("usage: benchmark-tool synth|iobound|evict|engine|wemoe ...\n".utf8))
     exit(64)
 }
 arguments.removeFirst()
@@ -184,6 +185,37 @@ func synth() {
         _ = FileManager.default.createFile(atPath: dir + "/model.safetensors.index.json", contents: Data(index.utf8))
         FileHandle.standardError.write(Data("synth: wrote \(dir)\n".utf8))
     }
+}
+
+// MARK: - evict
+
+/// Drops every input file's pages from the page cache (posix_fadvise DONTNEED after fdatasync), so
+/// the next read of it comes from the disk, and prints how much of each stayed resident (mincore):
+/// `evict FILE...` → "resident_bytes=N total_bytes=M". Benchmarks/run.sh --cold runs it before
+/// every timed run, for merge-cli and its peer alike.
+func evict() {
+    let files = arguments.filter { !$0.hasPrefix("--") }
+    guard !files.isEmpty else { fail("evict needs the files to evict") }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    var resident = 0, total = 0
+    for path in files {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { fail("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { fail("\(path) is not a regular file") }
+        _ = fdatasync(fd)
+        guard posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0 else { fail("posix_fadvise failed on \(path)") }
+        let size = Int(st.st_size)
+        total += size
+        guard size > 0, let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), map != MAP_FAILED else { continue }
+        defer { munmap(map, size) }
+        let pages = (size + page - 1) / page
+        var vector = [UInt8](repeating: 0, count: pages)
+        guard mincore(map, size, &vector) == 0 else { continue }
+        resident += vector.reduce(0) { $0 + Int($1 & 1) } * page
+    }
+    print("resident_bytes=\(min(resident, total)) total_bytes=\(total)")
 }
 
 // MARK: - iobound
@@ -405,6 +437,7 @@ func wemoeBenchmark() {
 switch command {
 case "synth": synth()
 case "iobound": iobound()
+case "evict": evict()
 case "engine": engine()
 case "wemoe": wemoeBenchmark()
 default: fail("unknown command \(command)")

@@ -251,6 +251,48 @@ public enum BLAS {
         mk_fusion_select(tau, count, divergence, threshold, out, level ?? divergenceLevel)
     }
 
+    /// TIES's trim on Float magnitude keys (bits & 0x7FFFFFFF): x[k] = +0 where the key is below
+    /// `threshold`. Integer compares only: every build (`level` as for `levelOneKernels`) gives
+    /// the bits of the portable loop.
+    static func zeroBelow(_ x: UnsafeMutableBufferPointer<Float>, threshold: UInt32, level: Int32 = levelOneKernels) {
+        guard let start = x.baseAddress else { return }
+        mk_zero_below(start, x.count, threshold, level)
+    }
+
+    /// The threshold histogram of the statistics pass: returns how many Float magnitude keys of
+    /// `x` are below `low`, and adds one to counts[key − low] for each key in low…low + `span`.
+    static func bracketCount(_ x: UnsafeBufferPointer<Float>, low: UInt32, span: UInt32, into counts: UnsafeMutablePointer<Int>,
+                             level: Int32 = levelOneKernels) -> Int {
+        guard let start = x.baseAddress else { return 0 }
+        return counts.withMemoryRebound(to: Int64.self, capacity: Int(span) + 1) { Int(mk_bracket_count(start, x.count, low, span, $0, level)) }
+    }
+
+    /// out = bf16(s·(d + b)) − b in one pass (passthrough's scale in bfloat16, mergekit's
+    /// rounding: nearest even, NaN to the quiet NaN). Every build gives the same bits.
+    static func scaleRoundBFloat16(_ d: UnsafeBufferPointer<Float>, base b: UnsafeBufferPointer<Float>, scale s: Float,
+                                   into out: UnsafeMutableBufferPointer<Float>, level: Int32 = levelOneKernels) {
+        precondition(d.count == out.count && b.count == out.count)
+        guard let start = out.baseAddress else { return }
+        mk_scale_round_bf16(d.baseAddress!, b.baseAddress!, s, start, out.count, level)
+    }
+
+    /// TIES's sign election and disjoint merge of a chunk in one pass (`mk_ties_merge`, whose
+    /// comment lists the steps): `aggregation` 0 sum, 1 mean, 2 normalized (`increments` the
+    /// per-input amounts counted for agreeing entries). Returns Σ sign(S) and, in `resolved`, the
+    /// elements whose S is 0 and result nonzero. Every build gives the same bits.
+    static func tiesMerge(_ deltas: [UnsafeMutableBufferPointer<Float>], increments: [Float], aggregation: Int32, tie: Float,
+                          into out: UnsafeMutableBufferPointer<Float>, resolved: inout Int, level: Int32 = levelOneKernels) -> Int {
+        precondition(deltas.count == increments.count && deltas.allSatisfy { $0.count == out.count })
+        guard let start = out.baseAddress else { resolved = 0; return 0 }
+        let pointers: [UnsafePointer<Float>?] = deltas.map { UnsafePointer($0.baseAddress) }
+        var ties: Int64 = 0
+        let votes = pointers.withUnsafeBufferPointer { p in
+            increments.withUnsafeBufferPointer { mk_ties_merge(p.baseAddress, deltas.count, $0.baseAddress, aggregation, tie, start, out.count, &ties, level) }
+        }
+        resolved = Int(ties)
+        return Int(votes)
+    }
+
     /// The kernel's e^x (x ≤ 0) and log y (y > 0 normal), for tests of their accuracy.
     static func divergenceExp(_ x: Double) -> Double { mk_kl_exp_scalar(x) }
     static func divergenceLog(_ y: Double) -> Double { mk_kl_log_scalar(y) }

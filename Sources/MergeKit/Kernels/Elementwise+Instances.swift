@@ -50,7 +50,12 @@ extension Float: ElementwiseKernels {
         applySignBody(out, sign, scale)
     }
     public static func zeroBelow(_ x: UnsafeMutableBufferPointer<Float>, key threshold: UInt64, wide: Bool) {
-        zeroBelowBody(x, threshold, wide: wide)
+        // Float keys fit 32 bits: the vector kernel (the same integer compares, any build).
+        if !wide, threshold <= UInt64(UInt32.max) {
+            BLAS.zeroBelow(x, threshold: UInt32(threshold))
+        } else {
+            zeroBelowBody(x, threshold, wide: wide)
+        }
     }
     public static func drop(_ x: UnsafeMutableBufferPointer<Float>, bits: UnsafePointer<UInt32>, limit: UInt32) {
         dropBody(x, bits, limit)
@@ -64,7 +69,11 @@ extension Float: ElementwiseKernels {
         keepInsideBody(x, lowerKey, hasLower, keepLowerEquals, upperKey, hasUpper, keepUpperEquals)
     }
     public static func bracketCount(_ x: UnsafeBufferPointer<Float>, low: UInt64, high: UInt64, into counts: UnsafeMutablePointer<Int>) -> Int {
-        bracketCountBody(x, low, high, counts)
+        // Float keys fit 32 bits: the vector kernel counts exactly as the loop does.
+        if low <= high, high <= UInt64(UInt32.max) {
+            return BLAS.bracketCount(x, low: UInt32(low), span: UInt32(high - low), into: counts)
+        }
+        return bracketCountBody(x, low, high, counts)
     }
     public static func largestMagnitude(_ deltas: [UnsafeMutableBufferPointer<Float>], into out: UnsafeMutableBufferPointer<Float>) {
         largestMagnitudeBody(deltas, out)

@@ -42,6 +42,12 @@ public struct Passthrough: MergeMethod {
             // mergekit in a 16-bit dtype (`ComputeDType`): s·θ₁ rounded once; the result is
             // that minus θ₀, exact, so that θ₀ + τ gives it.
             let s = T(scale)
+            if narrow == .BF16, T.self == Float.self {
+                // The usual case (a bfloat16 recipe) in one pass.
+                BLAS.scaleRoundBFloat16(UnsafeBufferPointer(deltas[0]) as! UnsafeBufferPointer<Float>, base: base as! UnsafeBufferPointer<Float>,
+                                        scale: Float(scale), into: out as! UnsafeMutableBufferPointer<Float>)
+                return
+            }
             for k in out.indices { out[k] = s * (deltas[0][k] + base[k]) }
             T.roundToNarrow(out, narrow)
             for k in out.indices { out[k] = out[k] - base[k] }

@@ -214,6 +214,20 @@ public struct TaskVectorMerge: Sendable {
     /// weights are each rounded to it once accumulated, and so is the quotient (`combineRounded`).
     private func electAndMerge<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>], weights: [T],
                                                into out: UnsafeMutableBufferPointer<T>, context: ChunkContext, narrow: DType? = nil) {
+        let tie: T = consensus == .weighted ? 1 : T(tieSign(majority: context.model.majority ?? 1))
+        if narrow == nil, T.self == Float.self, aggregation != .max {
+            // Float without compute-dtype rounding (the usual merge): the same steps in one pass.
+            var resolved = 0
+            let votes = BLAS.tiesMerge(deltas as! [UnsafeMutableBufferPointer<Float>],
+                                       increments: weights.map { aggregation == .normalized ? Float($0 as! Float) : 1 },
+                                       aggregation: aggregation == .sum ? 0 : aggregation == .mean ? 1 : 2, tie: tie as! Float,
+                                       into: out as! UnsafeMutableBufferPointer<Float>, resolved: &resolved)
+            if consensus == .mass {
+                context.signVotes += votes
+                context.resolvedTies += resolved
+            }
+            return
+        }
         let n = out.count
         let zero = T.zero
         let total: UnsafeMutableBufferPointer<T> = context.scratch(0, count: n)
@@ -222,7 +236,6 @@ public struct TaskVectorMerge: Sendable {
         total.initialize(repeating: zero)
         for delta in deltas { T.axpy(1, UnsafeBufferPointer(delta), total) }
         if let narrow { T.roundToNarrow(total, narrow) }
-        let tie: T = consensus == .weighted ? 1 : T(tieSign(majority: context.model.majority ?? 1))
         let votes = T.electSigns(UnsafeBufferPointer(total), into: sign, tie: tie)
         out.initialize(repeating: zero)
         count.initialize(repeating: zero)
