@@ -1103,6 +1103,28 @@ MK_TRIM_KERNELS(portable, )
 #if MK_X86
 MK_TRIM_KERNELS(avx2, __attribute__((target("avx2"))))
 MK_TRIM_KERNELS(avx512, __attribute__((target("avx512f"))))
+
+/// mk_bracket_count_body with AVX-512F's compare masks (the same counts): the mask of keys in
+/// the bracket comes out of the compare, with no lane reduction.
+__attribute__((target("avx512f,popcnt")))
+static inline size_t mk_bracket_count_avx512_masks(const float *x, size_t n, uint32_t low, uint32_t span, int64_t *counts) {
+    const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), vlow = _mm512_set1_epi32((int)low), vspan = _mm512_set1_epi32((int)span);
+    size_t below = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i key = _mm512_and_si512(_mm512_loadu_si512((const void *)(x + i)), magnitude);
+        below += (size_t)__builtin_popcount((unsigned)_mm512_cmplt_epu32_mask(key, vlow));
+        unsigned mask = (unsigned)_mm512_cmple_epu32_mask(_mm512_sub_epi32(key, vlow), vspan);
+        if (mask) {
+            uint32_t keys[16];
+            _mm512_storeu_si512((void *)keys, key);
+            do {
+                counts[keys[__builtin_ctz(mask)] - low] += 1;
+                mask &= mask - 1;
+            } while (mask);
+        }
+    }
+    return below + mk_bracket_count_portable(x + i, n - i, low, span, counts);
+}
 #endif
 
 /// `level` as for mk_sdot.
@@ -1116,7 +1138,7 @@ static inline void mk_zero_below(float *x, size_t n, uint32_t threshold, int lev
 }
 static inline size_t mk_bracket_count(const float *x, size_t n, uint32_t low, uint32_t span, int64_t *counts, int level) {
 #if MK_X86
-    if (level >= 2) return mk_bracket_count_avx512(x, n, low, span, counts);
+    if (level >= 2) return mk_bracket_count_avx512_masks(x, n, low, span, counts);
     if (level == 1) return mk_bracket_count_avx2(x, n, low, span, counts);
 #endif
     (void)level;
