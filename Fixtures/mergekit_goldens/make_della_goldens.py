@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Goldens for della, della_linear, sce, breadcrumbs_ties, nearswap, arcee_fusion and passthrough.
+"""Goldens for della, della_linear, sce, breadcrumbs_ties, nearswap, arcee_fusion, passthrough and
+model_stock with filter_wise.
 
 Run with the Python of a mergekit 0.1.5 environment (it has torch, numpy and safetensors):
 
@@ -18,7 +19,8 @@ References:
 
   * "mergekit": the output of `mergekit-yaml` (run as a subprocess, CPU, `dtype: float32`) on
     the recipe.  Used for every deterministic case: sce, nearswap, arcee_fusion, passthrough,
-    breadcrumbs_ties, and della / della_linear at density 1 (no random drop).
+    breadcrumbs_ties, model_stock filter_wise, and della / della_linear at density 1 (no random
+    drop).
   * "numpy": della / della_linear with density < 1.  mergekit draws the drop with PyTorch's
     generator, which cannot be reproduced; merge-cli draws it from its counter-based stream
     (Sources/MergeKit/Kernels/CounterRandom.swift, documented in Fixtures/README.md), so these
@@ -133,6 +135,9 @@ CASES = [
                  {"scale": [{"filter": "o_proj", "value": 0.0}, {"filter": "down_proj", "value": 0.5}, {"value": 1.0}]},
                  base=False),
      "passthrough of ft_a, o_proj zeroed and down_proj halved by scale filters"),
+    ("model_stock_filter_wise", "mergekit",
+     recipe_text("model_stock", [(m, None) for m in MODELS], {"filter_wise": True}),
+     "model_stock with filter_wise: t per row of the last dimension (a vector is one filter)"),
 ]
 
 NUMPY_CASES = [

@@ -30,7 +30,7 @@ struct MergekitRecipeGolden: Sendable, CustomTestStringConvertible {
     static var recipes: [MergekitRecipeGolden] { manifest.filter { !$0.recipe.isEmpty } }
 }
 
-@Suite("mergekit recipes of della, sce, breadcrumbs_ties, nearswap, arcee_fusion, passthrough")
+@Suite("mergekit recipes of della, sce, breadcrumbs_ties, nearswap, arcee_fusion, passthrough, model_stock filter_wise")
 struct MergekitMethodGoldenTests {
     @Test("The recipe, planned and merged through the library, matches the golden", arguments: MergekitRecipeGolden.recipes)
     func matchesGolden(_ golden: MergekitRecipeGolden) throws {
@@ -57,10 +57,36 @@ struct MergekitMethodGoldenTests {
         #expect(mismatches <= golden.mismatches, "\(mismatches) entries differ")
     }
 
+    /// The filter-wise golden is a real per-row case: mergekit's result, θ₀ + t_r·mean(τ) row by
+    /// row, has a different t_r in different rows of a matrix (a per-tensor t would make them equal).
+    @Test("model_stock filter_wise: mergekit's t differs from row to row")
+    func filterWiseRows() throws {
+        let golden = TestSupport.values(try Checkpoint(path: TestSupport.fixture("mergekit_goldens/della_model_stock_filter_wise.safetensors")))
+        let base = TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/base")))
+        let models = try ["ft_a", "ft_b", "ft_c"].map { TestSupport.values(try Checkpoint(path: TestSupport.fixture("f32/" + $0))) }
+        var checked = 0
+        for (name, tensor) in golden where tensor.info.shape.count == 2 {
+            let row = tensor.info.shape[1], b = base[name]!.values
+            var ts: [Double] = []
+            for r in 0..<tensor.info.shape[0] {
+                var num = 0.0, den = 0.0
+                for k in (r * row)..<((r + 1) * row) {
+                    let mean = models.reduce(0.0) { $0 + Double($1[name]!.values[k] - b[k]) } / 3
+                    num += Double(tensor.values[k] - b[k]) * mean
+                    den += mean * mean
+                }
+                if den > 0 { ts.append(num / den) }
+            }
+            #expect(ts.max()! - ts.min()! > 1e-3, "\(name): t from \(ts.min()!) to \(ts.max()!)")
+            checked += 1
+        }
+        #expect(checked > 5)
+    }
+
     @Test("The goldens cover every method, mergekit's and numpy's references")
     func coverage() throws {
         let methods = try Set(MergekitRecipeGolden.recipes.map { try Recipe.load(path: TestSupport.fixture("mergekit_goldens/" + $0.recipe)).method })
-        #expect(methods == ["della", "della_linear", "sce", "breadcrumbs_ties", "nearswap", "arcee_fusion", "passthrough"])
+        #expect(methods == ["della", "della_linear", "sce", "breadcrumbs_ties", "nearswap", "arcee_fusion", "passthrough", "model_stock"])
         #expect(Set(MergekitRecipeGolden.manifest.map(\.reference)) == ["mergekit", "numpy", "mergekit-probabilities"])
     }
 
