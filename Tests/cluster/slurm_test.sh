@@ -25,14 +25,18 @@ WORK=$(mktemp -d /tmp/mergekit-cluster.XXXXXX)
 STARTED=()
 
 cleanup() {
-    # Only the daemons started here, by their process ids.
+    # Only the daemons started here, by their process ids: TERM, then KILL after 5 s (a parent
+    # that blocks signals, as a test runner may, passes the blocked TERM on to them).
     for pid in "${STARTED[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${STARTED[@]}"; do
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
     done
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+trap "exit 143" TERM
+trap "exit 130" INT
 
 # --- A single-node Slurm in $WORK/slurm ------------------------------------------------------
 start_slurm() {
