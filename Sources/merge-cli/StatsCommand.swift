@@ -20,7 +20,7 @@ struct StatsCommand: ParsableCommand {
             complete, and the thresholds and norms found so far (exit 1 naming the file and the fix).
             """)
 
-    @Argument(help: ArgumentHelp("One round's statistics files, one of every partition.", valueName: "files"))
+    @Argument(help: ArgumentHelp("One round's statistics files, one of every partition.", valueName: "file"))
     var files: [String]
 
     @Flag(name: .long, help: "Print the combined statistics as JSON on stdout (round, rounds, complete, the thresholds, norms and votes).")

@@ -87,6 +87,13 @@ public enum PartitionStatistics {
     /// How many statistics rounds a partitioned merge of `plans` needs before it merges (0: none).
     public static func rounds(_ plans: [MergePlan]) -> Int { schedule(plans).rounds }
 
+    /// Whether a merge with `method` needs statistics rounds (known before planning: only a
+    /// model without merged elements needs none where this says it does).
+    public static func needsRounds(_ method: any MergeMethod) -> Bool {
+        let request = method.statistics
+        return (request.globalKeepFraction.map { $0 < 1 } ?? false) || request.globalSquaredNorms || request.majoritySign
+    }
+
     // MARK: State
 
     /// The statistics combined so far (after `round` rounds), the same in every partition.

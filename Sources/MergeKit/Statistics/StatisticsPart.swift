@@ -153,17 +153,7 @@ struct StatisticsPart: Equatable {
                                     fix: "Move it away, or write the statistics elsewhere")
             }
         }
-        let temporary = OutputTemporaries.newPath(for: path, role: .writing)
-        TemporaryFiles.register(file: temporary)
-        defer { TemporaryFiles.unregister([temporary]) }
-        do throws(MergeKitError) {
-            try FileSystem.writeFile(temporary, Array((json.serialized(indent: 1) + "\n").utf8))
-            guard rename(temporary, path) == 0 else { throw FileSystem.writeError(file: path, errno: errno) }
-        } catch {
-            _ = unlink(temporary)
-            throw error
-        }
-        FileSystem.syncDirectory(FileSystem.parentDirectory(of: path))
+        try OutputTemporaries.writeWhole(path, Array((json.serialized(indent: 1) + "\n").utf8))
     }
 
     // MARK: Encodings

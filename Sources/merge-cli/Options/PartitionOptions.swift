@@ -13,7 +13,7 @@ struct PartitionOptions: ParsableArguments {
     @Option(name: .customLong("write-stats"), help: ArgumentHelp("With --partition, for methods with whole-model statistics (paper TIES's global trim, the mass vote, MetaGPT): instead of merging, compute this partition's exact share of the next statistics round (round 1, or the one after the files given with --stats) and write it to PATH. Run every partition's round, then the next round with all of its files, up to the last (--stats-rounds says how many).", valueName: "path"))
     var writeStats: String?
 
-    @Option(name: .customLong("stats"), parsing: .upToNextOption, help: ArgumentHelp("With --partition: the statistics files of the previous round, one of every partition (for --write-stats), or of the last round (for the merge, which then uses these statistics: exactly one machine's).", valueName: "files"))
+    @Option(name: .customLong("stats"), parsing: .upToNextOption, help: ArgumentHelp("With --partition: the statistics files of the previous round, one of every partition (for --write-stats), or of the last round (for the merge, which then uses these statistics: exactly one machine's).", valueName: "file"))
     var stats: [String] = []
 
     @Flag(name: .customLong("stats-rounds"), help: "Print how many statistics rounds a partitioned run of this merge needs before merging (0: none) and exit.")
@@ -54,8 +54,7 @@ struct PartitionOptions: ParsableArguments {
     /// (--write-stats, then --stats), one without them takes neither (exit 64).
     func validate(method: () throws(MergeKitError) -> any MergeMethod) throws {
         guard partition != nil, !statsRounds else { return }
-        let request = try? method().statistics
-        let needs = request.map { $0.globalKeepFraction != nil || $0.globalSquaredNorms || $0.majoritySign } ?? false
+        let needs = (try? method()).map(PartitionStatistics.needsRounds) ?? false
         if needs && stats.isEmpty && writeStats == nil {
             let name = (try? method().info.name) ?? "this method"
             throw ValidationError("--partition: \(name) with these parameters needs statistics over the whole model before any tensor is merged. Run the statistics rounds first: every partition with --write-stats FILE (round 1), then each next round with --stats and the files of the round before, as many rounds as --stats-rounds prints; then merge every partition with --stats and the last round's files")

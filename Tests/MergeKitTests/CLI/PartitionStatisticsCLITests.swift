@@ -80,6 +80,10 @@ struct PartitionStatisticsCLITests {
                                 + ["-o", dir + "/sweep", "--partition", "0/2", "--write-stats", dir + "/s.json"], in: fixtures)
         #expect(sweep.status == 64 && sweep.stderr.contains("needs no whole-model statistics"), "\(sweep.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
+        // A global trim keeping everything with the weighted vote needs no statistics: it partitions as is.
+        let keepAll = try CLI.run(["ties", "--density", "1", "--vote", "weighted"] + PartitionCLITests.inputs
+                                  + ["-o", dir + "/all", "--partition", "0/1", "--assemble", "--quiet"], in: fixtures)
+        #expect(keepAll.status == 0, "\(keepAll.stderr)")
     }
 
     @Test("A missing partition's file and incomplete statistics: exit 1 naming them (--json error documents)")
