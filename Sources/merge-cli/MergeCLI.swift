@@ -25,6 +25,7 @@ struct MergeCLI: ParsableCommand {
                 RunCommand.self,
                 SweepCommand.self,
                 AssembleCommand.self,
+                StatsCommand.self,
             ]),
             CommandGroup(name: "Checkpoint", subcommands: [
                 InspectCommand.self,

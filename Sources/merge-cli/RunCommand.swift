@@ -113,9 +113,10 @@ func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, comput
                               maxShardSize: options.maxShardSize?.bytes, dtype: options.dtype?.dtype, compute: compute,
                               hub: settings)
     }
-    if partition?.partition != nil {
+    if let partition, partition.partition != nil, !partition.statsRounds {
         do throws(MergeKitError) {
             try Partition.checkSupported(run.plans)
+            try PartitionStatistics.checkArguments(run.plans, files: partition.stats, writing: partition.writeStats != nil)
         } catch {
             throw ErrorOutput.report(error, exitStatus: refusalStatus)
         }

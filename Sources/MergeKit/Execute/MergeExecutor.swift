@@ -54,7 +54,11 @@ public enum MergeExecutor {
     /// and the tensor list (they differ in method parameters and outputs). With `sweep`, the
     /// outputs are written inside the sweep's temporary directory, which `SweepOutput.commit()`
     /// then moves into place as a whole.
+    ///
+    /// `statistics`: each plan's whole-model statistics, complete and exact (a partition's,
+    /// combined from every partition's: `PartitionStatistics`), instead of computing them here.
     public static func run(_ plans: [MergePlan], threads requested: Int? = nil, sweep: SweepOutput? = nil, memoryBudget: Int? = MemoryBudget.configuredBytes,
+                           statistics: [ModelStatistics]? = nil,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [MergeResult] {
         precondition(!plans.isEmpty)
         for plan in plans.dropFirst() {
@@ -72,10 +76,15 @@ public enum MergeExecutor {
             for plan in plans {
                 targets.append(Target(plan: plan, writer: try CheckpointWriter(output: plan.output, shards: plan.shards, in: sweep?.staged)))
             }
-            try computeModelStatistics(targets, threads: threads)
+            if let statistics {
+                precondition(statistics.count == targets.count)
+                for (target, known) in zip(targets, statistics) { target.model = known }
+            } else {
+                try computeModelStatistics(targets, threads: threads)
+            }
             try merge(targets, threads: threads, gate: gate, progress: progress)
         } catch {
-            targets.forEach { $0.writer.abort() }
+            targets.forEach { $0.writer?.abort() }
             throw error
         }
         return try finish(targets, start: start)
@@ -102,17 +111,29 @@ public enum MergeExecutor {
     /// One plan being executed: its writer and whole-model statistics.
     final class Target: @unchecked Sendable {
         let plan: MergePlan
-        let writer: CheckpointWriter
+        /// nil for a target merged only to count its vote (`countVotes`): nothing is written.
+        let writer: CheckpointWriter?
+        /// Without a writer: the `plan.tensors` indices merged.
+        private let merged: Set<Int>
         var model = ModelStatistics()
 
         init(plan: MergePlan, writer: CheckpointWriter) {
             self.plan = plan
             self.writer = writer
+            merged = []
+        }
+
+        /// A target that merges `tensors` without writing them (`countVotes`), with `model`.
+        init(plan: MergePlan, merging tensors: Set<Int>, model: ModelStatistics) {
+            self.plan = plan
+            writer = nil
+            merged = tensors
+            self.model = model
         }
 
         /// Whether this target writes `plan.tensors[tensor]`: every tensor, except for a
         /// partition (`OutputSpec.part`), which writes only the tensors of its shards.
-        func writes(tensor: Int) -> Bool { writer.writes(shard: plan.tensors[tensor].shard) }
+        func writes(tensor: Int) -> Bool { writer?.writes(shard: plan.tensors[tensor].shard) ?? merged.contains(tensor) }
     }
 
     /// The merge pass for `targets`. Exact vote ties (TIES's mass vote) are merged with the
@@ -126,7 +147,8 @@ public enum MergeExecutor {
         var again: [Target] = []
         for (t, target) in targets.enumerated() {
             let request = target.plan.method.statistics
-            guard request.majoritySign, let tieSign = request.tieSign else { continue }
+            // (A majority counted over the whole model beforehand is final: `PartitionStatistics`.)
+            guard request.majoritySign, let tieSign = request.tieSign, !target.model.majorityIsCounted else { continue }
             let counted = workers.reduce(0) { $0 + $1.signVotes[t] }.signum()
             let resolved = workers.reduce(0) { $0 + $1.resolvedTies[t] }
             if tieSign(counted) != tieSign(target.model.majority!) && resolved > 0 { again.append(target) }

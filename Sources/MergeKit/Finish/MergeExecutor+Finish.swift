@@ -12,7 +12,7 @@ extension MergeExecutor {
             var warnings: [String] = []
             do throws(MergeKitError) {
                 let companions = try plan.companions.map { name throws(MergeKitError) in (source: try plan.base.companionSource(name), name: name) }
-                try target.writer.commit(companions: companions, generated: plan.generatedFiles) { name, bytes in
+                try target.writer!.commit(companions: companions, generated: plan.generatedFiles) { name, bytes in
                     guard name == "config.json" else { return bytes }
                     let rewritten = plan.rewrittenConfig(bytes)
                     if rewritten == bytes, !ConfigRewriter.isJSONObject(bytes) {
@@ -25,11 +25,11 @@ extension MergeExecutor {
                     return rewritten
                 }
             } catch {
-                targets.forEach { $0.writer.abort() }
+                targets.forEach { $0.writer?.abort() }
                 throw error
             }
             // (A partition's result lists only the shards it wrote.)
-            let files = plan.shards.indices.filter { target.writer.writes(shard: $0) }.map { plan.shards[$0] }.map { shard in
+            let files = plan.shards.indices.filter { target.writer!.writes(shard: $0) }.map { plan.shards[$0] }.map { shard in
                 MergeResult.File(path: plan.output.isDirectory ? FileSystem.join(plan.output.path, shard.fileName) : plan.output.path,
                                  bytes: shard.layout.fileSize)
             }
@@ -39,7 +39,7 @@ extension MergeExecutor {
                                        inputBytes: plan.inputBytes, outputBytes: plan.outputBytes,
                                        seconds: Date().timeIntervalSince(start),
                                        modelStatistics: plan.method.statistics.needsModelPasses ? target.model : nil,
-                                       notes: target.writer.notes, warnings: warnings))
+                                       notes: target.writer!.notes, warnings: warnings))
         }
         return results
     }

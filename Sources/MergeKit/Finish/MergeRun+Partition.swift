@@ -30,11 +30,15 @@ extension MergeRun {
     /// `sweepDirectory`). `checksums`: a sweep's manifest gets every file's SHA-256 at assembly
     /// (as `run(…, checksums:)` writes it; also with `summarize` there). `checkFinite`: the
     /// inputs of this partition's tensors are checked for NaN and ±Inf before any merging
-    /// (`MergeExecutor.checkInputsFinite`).
+    /// (`MergeExecutor.checkInputsFinite`). `statistics`: the files of the last statistics round
+    /// of every partition, for plans that need whole-model statistics (`PartitionStatistics`).
     public static func runPartition(_ plans: [MergePlan], partition: Partition, threads: Int?, points: [Point] = [],
                                     sweepDirectory: String? = nil, overwrite: Bool = false, checksums: Bool = false,
-                                    checkFinite: Bool = false, progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> PartOutcome {
+                                    checkFinite: Bool = false, statistics files: [String] = [],
+                                    progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> PartOutcome {
         try Partition.checkSupported(plans)
+        let fingerprint = PlanFingerprint.compute(plans, points: points)
+        let statistics = try PartitionStatistics.resolve(plans, fingerprint: fingerprint, files: files)
         let output = FileSystem.trimmingTrailingSlashes(sweepDirectory ?? plans[0].output.path)
         var problems = ProblemList()
         let read = MergePlan.readPaths(base: plans[0].base, inputs: plans[0].inputs, output: plans[0].output)
@@ -44,7 +48,6 @@ extension MergeRun {
         }
         OutputGuard.checkApart(output: OutputParts.directory(for: output), from: read, into: &problems)
         try problems.throwIfAny()
-        let fingerprint = PlanFingerprint.compute(plans, points: points)
 
         // The output's files, and which are this partition's.
         let prefixes = plans.map { sweepDirectory == nil ? "" : FileSystem.lastComponent(of: $0.output.path) + "/" }
@@ -72,7 +75,9 @@ extension MergeRun {
         let partDirectory = FileSystem.join(parts, OutputParts.partName(partition))
         // The plans with this partition's share, written into the part's directory.
         var running: [MergePlan] = []
+        var runningStatistics: [ModelStatistics] = []
         for (p, plan) in plans.enumerated() where !mine[p].isEmpty || writesSmallFiles {
+            if let statistics { runningStatistics.append(statistics[p]) }
             var relocated = plan
             relocated.output.path = sweepDirectory == nil ? partDirectory : FileSystem.join(partDirectory, prefixes[p].dropLast().description)
             relocated.output.overwrite = true
@@ -95,7 +100,8 @@ extension MergeRun {
             if sweepDirectory != nil {
                 let sweep = try SweepOutput(path: partDirectory, overwrite: true)
                 do throws(MergeKitError) {
-                    results = try MergeExecutor.run(running, threads: threads, sweep: sweep, progress: progress)
+                    results = try MergeExecutor.run(running, threads: threads, sweep: sweep, statistics: statistics.map { _ in runningStatistics },
+                                                    progress: progress)
                     try sweep.commit()
                 } catch {
                     sweep.abort()
@@ -103,7 +109,7 @@ extension MergeRun {
                 }
                 notes = sweep.notes
             } else {
-                results = try MergeExecutor.run(running, threads: threads, progress: progress)
+                results = try MergeExecutor.run(running, threads: threads, statistics: statistics.map { _ in runningStatistics }, progress: progress)
             }
         } else if FileSystem.kind(of: partDirectory, followingLinks: false) == .directory {
             // An earlier attempt's part of this partition: it has no file now.

@@ -200,18 +200,8 @@ public enum OutputParts {
 
     /// Writes `manifest` into `parts` (under a temporary name, then renamed: never seen half-written).
     static func write(_ manifest: Manifest, in parts: String) throws(MergeKitError) {
-        let path = FileSystem.join(parts, partName(manifest.partition) + ".json")
-        let temporary = OutputTemporaries.newPath(for: path, role: .writing)
-        TemporaryFiles.register(file: temporary)
-        defer { TemporaryFiles.unregister([temporary]) }
-        do throws(MergeKitError) {
-            try FileSystem.writeFile(temporary, Array((manifest.json.serialized(indent: 2) + "\n").utf8))
-            guard rename(temporary, path) == 0 else { throw FileSystem.writeError(file: path, errno: errno) }
-        } catch {
-            _ = unlink(temporary)
-            throw error
-        }
-        FileSystem.syncDirectory(parts)
+        try OutputTemporaries.writeWhole(FileSystem.join(parts, partName(manifest.partition) + ".json"),
+                                         Array((manifest.json.serialized(indent: 2) + "\n").utf8))
     }
 
     /// Sizes and SHA-256 of `paths` (inside the output) as they lie in `directory`.

@@ -29,6 +29,15 @@ struct RadixSelection: Sendable {
         histogram = [Int](repeating: 0, count: RadixSelection.bins)
     }
 
+    /// A selection resumed where another process left it (`PartitionStatistics`): after the
+    /// passes that found `prefix` (`prefixBits` bits) with `below` keys under it; no counts.
+    init(rank: Int, keyBits: Int, prefix: UInt64, prefixBits: Int, below: Int) {
+        self.init(rank: rank, keyBits: keyBits)
+        self.prefix = prefix
+        self.prefixBits = prefixBits
+        self.below = below
+    }
+
     var isDone: Bool { prefixBits == keyBits }
 
     /// The key at `rank` (valid once `isDone`).
@@ -99,6 +108,12 @@ struct RadixSelection: Sendable {
     mutating func merge(_ other: RadixSelection) {
         precondition(other.prefix == prefix && other.prefixBits == prefixBits && other.rank == rank)
         for i in histogram.indices { histogram[i] &+= other.histogram[i] }
+    }
+
+    /// Adds counts made elsewhere for this pass (another process's histogram of the same bins).
+    mutating func add(counts: [Int]) {
+        precondition(counts.count == histogram.count)
+        for i in histogram.indices { histogram[i] &+= counts[i] }
     }
 
     /// Takes the counts of another selection over the same keys in the same pass: counts depend

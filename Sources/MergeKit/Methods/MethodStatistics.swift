@@ -123,6 +123,9 @@ public struct ModelStatistics: Sendable {
     /// prediction (from the statistics sample) during the merge pass, checked against the count
     /// the merge pass makes.
     public var majority: Int?
+    /// Whether `majority` was counted over every merged element before the merge pass (a
+    /// partition's, from every partition's votes: `PartitionStatistics`), not predicted.
+    var majorityIsCounted = false
 
     public init() {}
 }

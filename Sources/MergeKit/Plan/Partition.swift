@@ -22,8 +22,10 @@
 /// chunk: see the executor's determinism), so the assembled output is byte-identical to it.
 ///
 /// Methods with model-wide statistics (paper TIES's global trim threshold, MetaGPT's norms,
-/// the mass vote's model-wide tie sign) need every tensor before any is merged: they are
-/// refused (`checkSupported`) until the statistics have a map-reduce step of their own.
+/// the mass vote's model-wide tie sign) need every tensor before any is merged: every partition
+/// first runs the statistics rounds (`PartitionStatistics`), each writing its exact counts to a
+/// file, and merges with the last round's files of every partition, which combine to the
+/// numbers one machine computes.
 public struct Partition: Sendable, Equatable, CustomStringConvertible {
     /// This partition, from 0.
     public let index: Int
@@ -78,29 +80,14 @@ public struct Partition: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Refuses plans a partition cannot run yet: methods needing whole-model statistics (any
-    /// tensor's, a recipe's too), and single-file outputs (one file cannot be divided).
+    /// Refuses plans a partition cannot run: single-file outputs (one file cannot be divided).
+    /// (Methods with whole-model statistics need the statistics rounds' files:
+    /// `PartitionStatistics.resolve`.)
     public static func checkSupported(_ plans: [MergePlan]) throws(MergeKitError) {
-        for plan in plans {
-            if !plan.output.isDirectory {
-                throw MergeKitError(.invalidArgument, file: plan.output.path,
-                    "is a single .safetensors file, which cannot be divided between partitions",
-                    fix: "Write a directory output (a path not ending in .safetensors) to partition the merge")
-            }
-            for method in [plan.method] + plan.tensors.filter({ $0.action == .merge }).map(\.method) {
-                try check(method: method)
-            }
+        for plan in plans where !plan.output.isDirectory {
+            throw MergeKitError(.invalidArgument, file: plan.output.path,
+                "is a single .safetensors file, which cannot be divided between partitions",
+                fix: "Write a directory output (a path not ending in .safetensors) to partition the merge")
         }
-    }
-
-    /// Refuses a method that needs whole-model statistics (see the type's documentation).
-    public static func check(method: any MergeMethod) throws(MergeKitError) {
-        let request = method.statistics
-        guard request.needsModelPasses || request.majoritySign else { return }
-        let what = request.globalKeepFraction != nil ? "a trim threshold over the whole model"
-            : request.globalSquaredNorms ? "norms over the whole model" : "the sign of a vote over the whole model"
-        throw MergeKitError(.invalidArgument,
-            "\(method.info.name) with these parameters needs \(what) before any tensor is merged, so it cannot be partitioned yet (the map-reduce step that would gather such statistics from every partition does not exist yet)",
-            fix: "Run this merge on one machine (without a partition), or choose parameters that work per tensor (for TIES and DARE-TIES: trim_scope tensor and vote weighted, as mergekit's ties)")
     }
 }

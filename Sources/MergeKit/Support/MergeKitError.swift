@@ -34,6 +34,10 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
         // Partitioned merges (`OutputParts`): a part not written (yet), a part of another merge
         // or division, a part whose files are not what its manifest says
         case partMissing, partMismatch, partCorrupt
+        // A partitioned merge's statistics files (`PartitionStatistics`): a partition's file not
+        // given, files of another merge, round or division (or given twice), a file that is not
+        // one MergeKit wrote; statistics given before their last round
+        case statisticsMissing, statisticsMismatch, statisticsCorrupt, statisticsIncomplete
     }
 
     public var code: Code

@@ -61,6 +61,22 @@ enum OutputTemporaries {
 
     private static let marker = ".mergekit-"
 
+    /// Writes a small file whole under a temporary name beside `path` and renames it into place
+    /// (so it is never seen half-written), then syncs the directory. An existing file is replaced.
+    static func writeWhole(_ path: String, _ bytes: [UInt8]) throws(MergeKitError) {
+        let temporary = newPath(for: path, role: .writing)
+        TemporaryFiles.register(file: temporary)
+        defer { TemporaryFiles.unregister([temporary]) }
+        do throws(MergeKitError) {
+            try FileSystem.writeFile(temporary, bytes)
+            guard rename(temporary, path) == 0 else { throw FileSystem.writeError(file: path, errno: errno) }
+        } catch {
+            _ = unlink(temporary)
+            throw error
+        }
+        FileSystem.syncDirectory(FileSystem.parentDirectory(of: path))
+    }
+
     /// A fresh, unused path next to `destination` for a temporary of `role`.
     static func newPath(for destination: String, role: Role) -> String {
         let directory = FileSystem.parentDirectory(of: destination)

@@ -10,6 +10,15 @@ struct PartitionOptions: ParsableArguments {
     @Flag(name: .long, help: "With --partition: once this part is written, assemble the output from every part (fails, naming them, while some are missing).")
     var assemble = false
 
+    @Option(name: .customLong("write-stats"), help: ArgumentHelp("With --partition, for methods with whole-model statistics (paper TIES's global trim, the mass vote, MetaGPT): instead of merging, compute this partition's exact share of the next statistics round (round 1, or the one after the files given with --stats) and write it to PATH. Run every partition's round, then the next round with all of its files, up to the last (--stats-rounds says how many).", valueName: "path"))
+    var writeStats: String?
+
+    @Option(name: .customLong("stats"), parsing: .upToNextOption, help: ArgumentHelp("With --partition: the statistics files of the previous round, one of every partition (for --write-stats), or of the last round (for the merge, which then uses these statistics: exactly one machine's).", valueName: "file"))
+    var stats: [String] = []
+
+    @Flag(name: .customLong("stats-rounds"), help: "Print how many statistics rounds a partitioned run of this merge needs before merging (0: none) and exit.")
+    var statsRounds = false
+
     /// The partition given, if any (checked by `validate`).
     var value: Partition? {
         partition.flatMap { try? Partition(parsing: $0) }
@@ -24,7 +33,14 @@ struct PartitionOptions: ParsableArguments {
             }
         } else if assemble {
             throw ValidationError("--assemble needs --partition INDEX/COUNT (or run `merge-cli assemble OUT` once every partition is done)")
+        } else if writeStats != nil || !stats.isEmpty {
+            throw ValidationError("\(writeStats != nil ? "--write-stats" : "--stats") needs --partition INDEX/COUNT: the statistics rounds are for partitioned merges (one machine computes its own)")
         }
+        if let writeStats {
+            try ArgumentCheck.path(writeStats, flag: "--write-stats")
+            if assemble { throw ValidationError("--write-stats computes statistics and writes no part: it cannot --assemble (give --assemble to the merge)") }
+        }
+        for file in stats { try ArgumentCheck.path(file, flag: "--stats") }
     }
 
     /// With --partition: refuses a single-file output (exit 64).
@@ -34,29 +50,40 @@ struct PartitionOptions: ParsableArguments {
         }
     }
 
-    /// With --partition: refuses a method with whole-model statistics (exit 64).
+    /// With --partition: a method with whole-model statistics needs the statistics rounds
+    /// (--write-stats, then --stats), one without them takes neither (exit 64).
     func validate(method: () throws(MergeKitError) -> any MergeMethod) throws {
-        guard partition != nil else { return }
-        do throws(MergeKitError) {
-            try Partition.check(method: try method())
-        } catch {
-            throw ValidationError("--partition: " + error.inCLIWords.description)
+        guard partition != nil, !statsRounds else { return }
+        let needs = (try? method()).map(PartitionStatistics.needsRounds) ?? false
+        if needs && stats.isEmpty && writeStats == nil {
+            let name = (try? method().info.name) ?? "this method"
+            throw ValidationError("--partition: \(name) with these parameters needs statistics over the whole model before any tensor is merged. Run the statistics rounds first: every partition with --write-stats FILE (round 1), then each next round with --stats and the files of the round before, as many rounds as --stats-rounds prints; then merge every partition with --stats and the last round's files")
+        }
+        if !needs && (writeStats != nil || !stats.isEmpty) {
+            throw ValidationError("\(writeStats != nil ? "--write-stats" : "--stats"): this merge needs no whole-model statistics; run the partitions' merge without statistics rounds")
         }
     }
 
-    /// The command line as recorded in a model card: without --partition and --assemble, so
-    /// that every partition records (and the assembled output holds) the one-machine command.
+    /// The command line as recorded in a model card: without --partition, --assemble and the
+    /// statistics files, so that every partition records (and the assembled output holds) the
+    /// one-machine command.
     static func recordedCommand(_ arguments: [String] = CommandLine.arguments) -> String {
         var kept: [String] = []
         var skipNext = false
+        var skippingFiles = false
         for argument in arguments {
             if skipNext {
                 skipNext = false
                 continue
             }
-            if argument == "--partition" {
+            if skippingFiles && !argument.hasPrefix("-") { continue }
+            skippingFiles = false
+            if argument == "--partition" || argument == "--write-stats" {
                 skipNext = true
-            } else if argument != "--assemble" && !argument.hasPrefix("--partition=") {
+            } else if argument == "--stats" {
+                skippingFiles = true
+            } else if argument != "--assemble" && argument != "--stats-rounds"
+                        && !["--partition=", "--write-stats=", "--stats="].contains(where: { argument.hasPrefix($0) }) {
                 kept.append(argument)
             }
         }

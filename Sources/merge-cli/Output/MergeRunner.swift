@@ -10,6 +10,11 @@ enum MergeRunner {
     static func run(_ plans: [MergePlan], options: OutputOptions, points: [MergeRun.Point] = [],
                     sweepDirectory: String? = nil, command: String? = nil, partition: PartitionOptions? = nil) throws(MergeKitError) {
         let plans = command.map { MergeRun.withModelCards(plans, command: $0) } ?? plans
+        if let partition, partition.statsRounds {
+            let rounds = PartitionStatistics.rounds(plans)
+            print(options.json ? JSONValue.object([JSONMember("rounds", .int(rounds))]).serialized(indent: 2) : "\(rounds)")
+            return
+        }
         if options.dryRun {
             if options.json {
                 // One document: the plan, or the sweep's points with their plans.
@@ -26,8 +31,13 @@ enum MergeRunner {
             }
             return
         }
+        if let partition, let value = partition.value, let path = partition.writeStats {
+            try runStatisticsRound(plans, value, path: path, previous: partition.stats, options: options, points: points)
+            return
+        }
         if let partition, let value = partition.value {
-            try runPartition(plans, value, assemble: partition.assemble, options: options, points: points, sweepDirectory: sweepDirectory)
+            try runPartition(plans, value, assemble: partition.assemble, statistics: partition.stats, options: options, points: points,
+                             sweepDirectory: sweepDirectory)
             return
         }
         if options.checkFinite {
@@ -102,13 +112,13 @@ enum MergeRunner {
     ///     {"partition": "0/2", "output": "…", "parts": "…", "manifest": "…", "fingerprint": "…",
     ///      "files": [{"path", "bytes", "sha256"}, …], "assembled": <assembly or null>,
     ///      "seconds": …, "peak_memory_bytes": …, "notes": […]}
-    private static func runPartition(_ plans: [MergePlan], _ partition: Partition, assemble: Bool, options: OutputOptions,
-                                     points: [MergeRun.Point], sweepDirectory: String?) throws(MergeKitError) {
+    private static func runPartition(_ plans: [MergePlan], _ partition: Partition, assemble: Bool, statistics: [String],
+                                     options: OutputOptions, points: [MergeRun.Point], sweepDirectory: String?) throws(MergeKitError) {
         let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
         let start = Date()
         let part = try MergeRun.runPartition(plans, partition: partition, threads: options.threads, points: points, sweepDirectory: sweepDirectory,
                                              overwrite: options.overwrite, checksums: options.json || options.checksums,
-                                             checkFinite: options.checkFinite) { bar.update($0) }
+                                             checkFinite: options.checkFinite, statistics: statistics) { bar.update($0) }
         bar.finish()
         for warning in part.results.flatMap(\.warnings) {
             FileHandle.standardError.write(Data("warning: \(TerminalText.escaped(warning))\n".utf8))
@@ -141,6 +151,41 @@ enum MergeRunner {
                 JSONMember("notes", .array(notes.map(\.json))),
             ])
             print(document.serialized(indent: 2))
+        }
+    }
+
+    /// Runs one partition's statistics round (`PartitionStatistics.runRound`): a line for people
+    /// on stderr, and with --json on stdout:
+    ///
+    ///     {"partition": "0/2", "statistics": "…", "round": 1, "rounds": 3, "complete": false,
+    ///      "fingerprint": "…", "bytes": …, "seconds": …, "peak_memory_bytes": …}
+    ///
+    /// `complete`: whether this round's files of every partition are the complete statistics
+    /// (the merge's --stats); else they are the next round's.
+    private static func runStatisticsRound(_ plans: [MergePlan], _ partition: Partition, path: String, previous: [String],
+                                           options: OutputOptions, points: [MergeRun.Point]) throws(MergeKitError) {
+        let start = Date()
+        let outcome = try PartitionStatistics.runRound(plans, points: points, partition: partition, previous: previous, output: path,
+                                                       threads: options.threads)
+        let seconds = Date().timeIntervalSince(start)
+        if !options.quiet {
+            let next = outcome.isComplete ? "complete: merge every partition with --stats and this round's files"
+                : "next: round \(outcome.round + 1) with --stats and this round's files"
+            let line = "wrote statistics round \(outcome.round) of \(outcome.rounds) of partition \(partition) to \(path) (\(outcome.bytes) bytes in \(String(format: "%.2f", seconds)) s); \(next)"
+            FileHandle.standardError.write(Data((TerminalText.escaped(line) + "\n").utf8))
+        }
+        if options.json {
+            print(JSONValue.object([
+                JSONMember("partition", .string(partition.description)),
+                JSONMember("statistics", .string(path)),
+                JSONMember("round", .int(outcome.round)),
+                JSONMember("rounds", .int(outcome.rounds)),
+                JSONMember("complete", .bool(outcome.isComplete)),
+                JSONMember("fingerprint", .string(outcome.fingerprint)),
+                JSONMember("bytes", .int(outcome.bytes)),
+                JSONMember("seconds", .double(seconds)),
+                JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes)),
+            ]).serialized(indent: 2))
         }
     }
 

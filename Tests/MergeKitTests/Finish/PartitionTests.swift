@@ -153,7 +153,7 @@ struct PartitionTests {
         #expect(try Self.contents(dir + "/many") == reference)
     }
 
-    @Test("Methods with model-wide statistics are refused, naming the method and the missing map-reduce step",
+    @Test("Methods with model-wide statistics are refused without their statistics files, naming the method and the rounds",
           arguments: MethodCase.all.filter { PartitionTests.modelWide.contains($0.label) })
     func modelWideRefused(_ line: MethodCase) throws {
         let dir = TestSupport.temporaryDirectory("partition")
@@ -163,7 +163,8 @@ struct PartitionTests {
             try MergeRun.runPartition(plans, partition: Partition(index: 0, count: 2), threads: 1, points: points, sweepDirectory: sweep)
         }
         #expect(error.code == .invalidArgument)
-        #expect(error.detail.contains(line.method) && error.detail.contains("map-reduce"), "\(error)")
+        #expect(error.detail.contains(line.method) && error.detail.contains("statistics over the whole model"), "\(error)")
+        #expect(error.fix?.contains("statistics round") == true, "\(error)")
         // Nothing was written.
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
     }
