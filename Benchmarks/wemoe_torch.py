@@ -9,7 +9,9 @@ same passes as `benchmark-tool wemoe`:
 - step: one test-time-adaptation step on --batch images: batch_reduce = True, forward, mean softmax
   entropy through a 10-class head, backward to the routers, Adam step.
 
-Prints `key=value` lines: the best of --runs after one warm-up run.
+Prints `key=value` lines: the best of --runs after one warm-up run (for the step also the median, and the
+best CPU seconds of the process, steadier on a shared machine).
+
 Usage: python Benchmarks/wemoe_torch.py [--experts 8] [--batch 16] [--eval-batch 32] [--threads 2] [--runs 3]
 """
 import argparse
@@ -23,14 +25,17 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from fusion_bench.models.we_moe import WeightEnsemblingMoE
 
 
-def best(fn, runs):
+def measure(fn, runs):
+    """Best and median wall seconds and best CPU seconds (every thread) of `runs` runs after a warm-up."""
     fn()
-    result = float("inf")
+    walls, cpu = [], float("inf")
     for _ in range(max(1, runs)):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn()
-        result = min(result, time.perf_counter() - start)
-    return result
+        walls.append(time.perf_counter() - start)
+        cpu = min(cpu, time.process_time() - cpu_start)
+    walls.sort()
+    return walls[0], walls[len(walls) // 2], cpu
 
 
 def main():
@@ -93,13 +98,13 @@ def main():
         loss.backward()
         optimizer.step()
 
-    eval_s = best(evaluate, args.runs)
-    step_s = best(step, args.runs)
+    eval_s = measure(evaluate, args.runs)[0]
+    step_s, step_median, step_cpu = measure(step, args.runs)
     print(f"torch {torch.__version__} experts={args.experts} threads={torch.get_num_threads()} "
           f"router_parameters={sum(p.numel() for p in gates)} upscale_seconds={setup:.1f}")
     print(f"eval_batch={args.eval_batch} eval_seconds={eval_s:.3f} eval_seconds_per_image={eval_s / args.eval_batch:.4f} "
           f"eval_images_per_second={args.eval_batch / eval_s:.2f}")
-    print(f"step_batch={args.batch} step_seconds={step_s:.3f}")
+    print(f"step_batch={args.batch} step_seconds={step_s:.3f} step_median_seconds={step_median:.3f} step_cpu_seconds={step_cpu:.3f}")
     print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000:.0f}")
 
 

@@ -331,12 +331,6 @@ func engine() {
     let pixels = (0..<(batch * config.pixelsPerImage)).map { _ in random.normal() }
     let head = TaskHead(weight: (0..<(10 * model.embeddingSize)).map { _ in random.normal() }, classes: 10,
                         dimension: model.embeddingSize)
-    /// CPU seconds of the whole process (every thread): steadier than wall time on a shared machine.
-    func cpuSeconds() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-    }
     var cpu: [String: Double] = [:]
     func best(_ name: String, _ body: () -> Void) -> Double {
         body()
@@ -369,12 +363,19 @@ func engine() {
     if !sink.isFinite { print("note: non-finite output") }
 }
 
+/// CPU seconds of the whole process (every thread): steadier than wall time on a shared machine.
+func cpuSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
+
 // MARK: - wemoe
 
 /// Times a WEMoE model upscaled from random ViT-B/32-shaped encoders (base + --experts perturbed
 /// copies): evaluation with per-image routing (seconds per image over --eval-batch images) and one
 /// test-time-adaptation step on one task's batch (--batch images, batch-averaged routing: forward
-/// keeping activations + backward to the routers). Best of --runs after a warm-up.
+/// keeping activations + backward to the routers). Best of --runs after a warm-up (the step: also the median, and CPU seconds).
 func wemoeBenchmark() {
     let experts = option("experts", 8), batch = option("batch", 16), evalBatch = option("eval-batch", 32)
     let threads = option("threads", 2), runs = option("runs", 3)
@@ -409,27 +410,32 @@ func wemoeBenchmark() {
     model.mixingChunk = option("chunk", 8)
     let pixels = (0..<(max(batch, evalBatch) * config.pixelsPerImage)).map { _ in random.normal() }
     let head = TaskHead(weight: (0..<(10 * model.embeddingSize)).map { _ in random.normal() }, classes: 10, dimension: model.embeddingSize)
-    func best(_ body: () -> Void) -> Double {
+    /// Best and median wall seconds and best CPU seconds (every thread) of `runs` runs after a warm-up.
+    func measure(_ body: () -> Void) -> (best: Double, median: Double, cpu: Double) {
         body()
-        var result = Double.infinity
+        var walls: [Double] = [], cpu = Double.infinity
         for _ in 0..<max(1, runs) {
-            let start = Date()
+            let start = Date(), cpuStart = cpuSeconds()
             body()
-            result = min(result, Date().timeIntervalSince(start))
+            walls.append(Date().timeIntervalSince(start))
+            cpu = min(cpu, cpuSeconds() - cpuStart)
         }
-        return result
+        walls.sort()
+        return (walls[0], walls[walls.count / 2], cpu)
     }
     var sink: Float = 0
     let evalPixels = Array(pixels[0..<(evalBatch * config.pixelsPerImage)]), stepPixels = Array(pixels[0..<(batch * config.pixelsPerImage)])
-    let eval = best { sink += model.forward(pixels: evalPixels, batch: evalBatch)[0] }
-    let step = best {
+    let evalRuns = measure { sink += model.forward(pixels: evalPixels, batch: evalBatch)[0] }
+    let stepRuns = measure {
         sink += model.lossGradients(pixels: stepPixels, batch: batch, head: head, loss: .entropy, batchReduce: true).gradient[0]
     }
+    let eval = evalRuns.best, step = stepRuns.best
     print(String(format: "wemoe experts=%d threads=%d chunk=%d router_parameters=%d upscale_seconds=%.1f", experts, threads,
                  model.mixingChunk, parameters.routerValues.count, setup))
     print(String(format: "eval_batch=%d eval_seconds=%.3f eval_seconds_per_image=%.4f eval_images_per_second=%.2f",
                  evalBatch, eval, eval / Double(evalBatch), Double(evalBatch) / eval))
-    print(String(format: "step_batch=%d step_seconds=%.3f", batch, step))
+    print(String(format: "step_batch=%d step_seconds=%.3f step_median_seconds=%.3f step_cpu_seconds=%.3f",
+                 batch, step, stepRuns.median, stepRuns.cpu))
     print(String(format: "peak_rss_mb=%.0f", Double(ProcessMemory.peakResidentBytes) / 1e6))
     if !sink.isFinite { print("note: non-finite output") }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The buffers of one pass over one shard of a batch.
 ///
 /// A forward pass for inference keeps one layer's activations and updates the residual stream in
@@ -40,6 +42,24 @@ final class ShardPass {
         pooled = workspace.take(batch * d)
     }
 
+    /// The backward pass's buffers, made by its first backward pass and reused by later ones.
+    private var backwardBuffers: BackwardBuffers?
+
+    /// The buffers of the backward pass (`CLIPVisionModel.backward`), from this pass's workspace:
+    /// made once, then reused; ∂class tokens, ∂stream and ∂embedded zeroed for the new pass.
+    func backward(config c: CLIPVisionConfig, inputGradient: Bool) -> BackwardBuffers {
+        let buffers = backwardBuffers ?? BackwardBuffers(workspace, shape)
+        backwardBuffers = buffers
+        let rows = shape.rows, d = shape.width
+        buffers.dClassTokens.update(repeating: 0, count: shape.batch * d)
+        buffers.dStream.update(repeating: 0, count: rows * d)
+        buffers.dEmbedded.update(repeating: 0, count: rows * d)
+        if inputGradient && buffers.dPatches == nil {
+            buffers.dPatches = workspace.take(shape.batch * c.numPatches * c.patchInputs)
+        }
+        return buffers
+    }
+
     /// Copies the class token (row 0) of every image of `final` into `classTokens`.
     func gatherClassTokens() {
         let d = shape.width
@@ -68,6 +88,52 @@ final class ShardPass {
         } else {
             embeddings.update(from: pooled, count: shape.batch * c.hiddenSize)
         }
+    }
+}
+
+/// What the backward pass over one shard writes besides the gradients (see `ShardPass.backward`).
+final class BackwardBuffers {
+    /// ∂L/∂pooled and ∂L/∂class tokens [B, D], ∂L/∂stream [rows, D].
+    let dPooled, dClassTokens, dStream: UnsafeMutablePointer<Float>
+    let scratch: EncoderScratch
+    /// ∂L/∂(pre-LayerNorm input) [rows, D].
+    let dEmbedded: UnsafeMutablePointer<Float>
+    /// ∂L/∂patches [B·G², C·P·P], made when an input gradient is first asked for.
+    var dPatches: UnsafeMutablePointer<Float>?
+
+    init(_ workspace: Workspace, _ shape: EncoderShape) {
+        let batch = shape.batch, rows = shape.rows, d = shape.width
+        dPooled = workspace.take(batch * d)
+        dClassTokens = workspace.take(batch * d)
+        dStream = workspace.take(rows * d)
+        scratch = EncoderScratch(workspace, shape, backward: true)
+        dEmbedded = workspace.take(rows * d)
+    }
+}
+
+/// The buffers of a model's training passes kept between calls (`CLIPVisionModel.accumulateGradients`,
+/// `WEMoEModel.routerGradients`), so that a trainer's steps do not allocate (and the kernel zero)
+/// every activation again: a call takes them when they were made for the same `key` (the shard
+/// sizes), else they are freed before new ones are made, and gives them back at its end.
+final class PassCache<Pass>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var kept: (key: [Int], passes: [Pass])?
+
+    func take(_ key: [Int], make: () -> [Pass]) -> [Pass] {
+        lock.lock()
+        var old = kept
+        kept = nil
+        lock.unlock()
+        if let old, old.key == key { return old.passes }
+        old = nil  // released before the new ones are made: two sets are never held at once
+        _ = old
+        return make()
+    }
+
+    func keep(_ key: [Int], _ passes: [Pass]) {
+        lock.lock()
+        kept = (key, passes)
+        lock.unlock()
     }
 }
 
@@ -133,28 +199,28 @@ extension CLIPVisionModel {
                   dPixels: UnsafeMutablePointer<Float>?) {
         let c = config, p = views, shape = pass.shape, batch = shape.batch, rows = shape.rows, d = c.hiddenSize
         precondition(pass.keepsActivations, "the backward pass needs a forward pass that kept every layer's activations")
-        let workspace = pass.workspace
-        let dPooled = workspace.take(batch * d)
+        let buffers = pass.backward(config: c, inputGradient: dPixels != nil)
+        let dPooled = buffers.dPooled
         if let projection = p.projection, let gProjection = g.projection {
             LinearLayer.backward(dPooled, gProjection, dEmbeddings, pass.pooled, projection, rows: batch)
         } else {
             dPooled.update(from: dEmbeddings, count: batch * d)
         }
-        let dClassTokens = workspace.take(batch * d, zeroed: true)
+        let dClassTokens = buffers.dClassTokens
         LayerNorm.backward(dClassTokens, g.postLayerNorm, dPooled, pass.classTokens, mean: pass.postMean, rstd: pass.postRstd,
                            p.postLayerNorm, rows: batch)
-        let dStream = workspace.take(rows * d, zeroed: true)
+        let dStream = buffers.dStream
         for b in 0..<batch {
             (dStream + b * shape.tokens * d).update(from: dClassTokens + b * d, count: d)
         }
-        let scratch = EncoderScratch(workspace, shape, backward: true)
         for l in (0..<c.numHiddenLayers).reversed() {
-            EncoderLayer.backward(dStream, g.layers[l], pass.layers[l], p.layers[l], shape, activation: c.hiddenAct, scratch: scratch)
+            EncoderLayer.backward(dStream, g.layers[l], pass.layers[l], p.layers[l], shape, activation: c.hiddenAct,
+                                  scratch: buffers.scratch)
         }
-        let dEmbedded = workspace.take(rows * d, zeroed: true)
+        let dEmbedded = buffers.dEmbedded
         LayerNorm.backward(dEmbedded, g.preLayerNorm, dStream, pass.embedded, mean: pass.preMean, rstd: pass.preRstd,
                            p.preLayerNorm, rows: rows)
-        let dPatches = dPixels == nil ? nil : workspace.take(batch * c.numPatches * c.patchInputs)
+        let dPatches = dPixels == nil ? nil : buffers.dPatches
         PatchEmbedding.backward(dPatches, g.embeddings, dEmbedded, pass.patches, p.embeddings, patchOut: pass.patchOut,
                                 batch: batch, config: c)
         if let dPixels, let dPatches {

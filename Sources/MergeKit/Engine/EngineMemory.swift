@@ -48,17 +48,23 @@ public enum EngineMemory {
     }
 
     /// The shards a pass splits `batch` images into (`EngineParallelism.images`, as
-    /// `CLIPVisionModel.shardRanges`): `CLIPVisionModel.shardCount(batch:)` near-equal shards,
-    /// whatever the thread count, as (size, how many), the larger first.
-    static func shards(batch: Int) -> [(size: Int, count: Int)] {
-        let count = CLIPVisionModel.shardCount(batch: batch)
+    /// `CLIPVisionModel.shardRanges`): `count` near-equal shards (by default
+    /// `CLIPVisionModel.shardCount(batch:)`), whatever the thread count, as (size, how many), the larger first.
+    static func shards(batch: Int, count: Int? = nil) -> [(size: Int, count: Int)] {
+        let count = count ?? CLIPVisionModel.shardCount(batch: batch)
         let (q, r) = batch.quotientAndRemainder(dividingBy: count)
         return [(q + 1, r), (q, count - r)].filter { $0.count > 0 && $0.size > 0 }
     }
 
-    /// Σ over every shard of `floats(size)`: the gradient pass keeps every shard's activations.
-    static func overShards(batch: Int, _ floats: (Int) -> Int) -> Int {
-        shards(batch: batch).reduce(0) { sum($0, product($1.count, perShard($1.size, floats))) }
+    /// Σ over every shard of a gradient pass (`CLIPVisionModel.gradientShardRanges`) of
+    /// `floats(size)`: the gradient pass keeps every shard's activations.
+    static func overShards(_ c: CLIPVisionConfig, batch: Int, _ floats: (Int) -> Int) -> Int {
+        shards(batch: batch, count: gradientShards(c, batch: batch)).reduce(0) { sum($0, product($1.count, perShard($1.size, floats))) }
+    }
+
+    /// The shards of a gradient pass of `batch` images (`CLIPVisionModel.gradientShardCount`).
+    static func gradientShards(_ c: CLIPVisionConfig, batch: Int) -> Int {
+        CLIPVisionModel.gradientShardCount(batch: batch, tokens: c.numTokens)
     }
 
     /// Σ of `floats(size)` over the shards alive at once in a pass that builds each shard's buffers
@@ -154,12 +160,12 @@ public enum EngineMemory {
         let p = CLIPVisionParameters.parameterCount(c, projection: hasProjection) ?? .max
         let e = hasProjection ? c.projectionDim : c.hiddenSize
         // The sum and one scratch set per thread at work (`ShardGradientSum`).
-        let gradientSets = 1 + min(max(1, threads), CLIPVisionModel.shardCount(batch: batch))
+        let gradientSets = 1 + min(max(1, threads), gradientShards(c, batch: batch))
         var estimate = MemoryEstimate()
         estimate.add(linearized ? "parameters (θ₀, θ, θ − θ₀ and AdamW's two moments)" : "parameters (θ and AdamW's two moments)",
                      floats: product(linearized ? 5 : 3, p))
         estimate.add("gradients (the sum and one set per thread at work, \(gradientSets) sets)", floats: product(gradientSets, p))
-        var activations = overShards(batch: batch) { gradientFloats(c, $0, inputGradient: false) }
+        var activations = overShards(c, batch: batch) { gradientFloats(c, $0, inputGradient: false) }
         if linearized { activations = max(activations, inFlight(batch: batch, threads: threads) { jvpFloats(c, $0) }) }
         estimate.add("activations of a batch of \(batch)", floats: activations)
         estimate.add("pixels, embeddings, logits and their gradients",

@@ -119,11 +119,11 @@ public struct CoefficientMerge: Sendable {
     public func memory(batch requested: Int, threads: Int) -> MemoryEstimate {
         let c = encoder.config, p = encoder.parameterCount, e = encoder.embeddingSize
         let batch = min(requested, tasks.map(\.indices.count).max() ?? 1)
-        let sets = 1 + min(max(1, threads), CLIPVisionModel.shardCount(batch: batch))
+        let sets = 1 + min(max(1, threads), EngineMemory.gradientShards(c, batch: batch))
         var estimate = MemoryEstimate()
         estimate.add(linearized ? "parameters (θ₀ and Δθ = Σλτ)" : "parameters (θ = θ₀ + Σλτ)", floats: EngineMemory.product(linearized ? 2 : 1, p))
         estimate.add("gradients (the sum and one set per thread at work, \(sets) sets)", floats: EngineMemory.product(sets, p))
-        var activations = EngineMemory.overShards(batch: batch) { EngineMemory.gradientFloats(c, $0, inputGradient: false) }
+        var activations = EngineMemory.overShards(c, batch: batch) { EngineMemory.gradientFloats(c, $0, inputGradient: false) }
         if linearized {
             activations = max(activations, EngineMemory.inFlight(batch: batch, threads: threads) { EngineMemory.jvpFloats(c, $0) })
         }

@@ -157,8 +157,8 @@ public enum FisherMerging {
             estimate.add("activations", floats: EngineMemory.product(workers, EngineMemory.gradientFloats(c, 1, inputGradient: false)))
         case .fusionbench:
             let batch = min(options.batchSize, inputs.data.map(\.count).max() ?? 1)
-            estimate.add("gradients", floats: EngineMemory.product(min(threads, CLIPVisionModel.shardCount(batch: batch)), p))
-            estimate.add("activations", floats: EngineMemory.overShards(batch: batch) { EngineMemory.gradientFloats(c, $0, inputGradient: false) })
+            estimate.add("gradients", floats: EngineMemory.product(min(threads, EngineMemory.gradientShards(c, batch: batch)), p))
+            estimate.add("activations", floats: EngineMemory.overShards(c, batch: batch) { EngineMemory.gradientFloats(c, $0, inputGradient: false) })
         }
         return estimate
     }

@@ -75,9 +75,15 @@ final class TaskVectorStream: @unchecked Sendable {
 
     var taskCount: Int { models.count }
 
-    /// Reads `entry` (a tensor of `count` elements) converted to Float into `out`.
+    /// Reads `entry` (a tensor of `count` elements) converted to Float into `out` (an F32 tensor
+    /// straight into `out`, without a copy through the raw buffer).
     private func read(_ entry: Checkpoint.Entry, into out: UnsafeMutablePointer<Float>, count: Int, scratch: Scratch) throws(MergeKitError) {
         guard count > 0 else { return }
+        if entry.info.dtype == .F32 {
+            // The bytes `Float.load` would copy (little-endian F32 is Float's own layout).
+            try TensorReader(entry).read(bytes: 0..<entry.info.byteCount, into: UnsafeMutableRawPointer(out))
+            return
+        }
         try TensorReader(entry).read(bytes: 0..<entry.info.byteCount, into: scratch.raw)
         Float.load(scratch.raw, dtype: entry.info.dtype, count: count, into: out)
     }

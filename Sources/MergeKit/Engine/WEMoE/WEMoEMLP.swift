@@ -138,8 +138,33 @@ enum WEMoEMLP {
             c[0] = 1
             (c + 1).update(from: routing + segment.image * t, count: t)
         }
+        if g == 1 {
+            combine(scratch.coefficients, rows: t + 1, stack: fc1Stack, count: n1, into: fc1)
+            combine(scratch.coefficients, rows: t + 1, stack: fc2Stack, count: n2, into: fc2)
+            return
+        }
         BLAS.gemm(m: g, n: n1, k: t + 1, a: scratch.coefficients, lda: t + 1, b: fc1Stack, ldb: n1, c: fc1, ldc: n1)
         BLAS.gemm(m: g, n: n2, k: t + 1, a: scratch.coefficients, lda: t + 1, b: fc2Stack, ldb: n2, c: fc2, ldc: n2)
+    }
+
+    /// out[j] = Σₖ c[k]·stack[k, j] (k in order) for one set of coefficients: the mix of a
+    /// batch-averaged (or fixed) routing. As a GEMM of one row this would copy (pack) the whole
+    /// stack, T + 1 times the layer's MLP, before reading it; streamed here in fixed blocks of
+    /// `innerBlock` columns, which the pass's product workers share (the same bits for any count).
+    static func combine(_ c: UnsafePointer<Float>, rows: Int, stack: UnsafePointer<Float>, count n: Int,
+                        into out: UnsafeMutablePointer<Float>) {
+        let blocks = (n + innerBlock - 1) / innerBlock
+        let shared = Shared((c, stack, out))
+        WorkQueue.run(blocks, workers: BLAS.productWorkers ?? 1) { b in
+            let (c, stack, out) = shared.value
+            let start = b * innerBlock, end = min(n, start + innerBlock)
+            let c0 = c[0]
+            for j in start..<end { out[j] = c0 * stack[j] }
+            for k in 1..<max(1, rows) {
+                let ck = c[k], row = stack + k * n
+                for j in start..<end { out[j] += ck * row[j] }
+            }
+        }
     }
 
     /// Where the mixed parameters of a pass's chunks live: the layer's kept copy when every image
@@ -155,10 +180,10 @@ enum WEMoEMLP {
     /// splits its products over threads the inner dimension (millions of values, while c has a
     /// few entries) is cut into fixed blocks of `innerBlock` values whose partial products the
     /// threads compute and that are then added in block order, so the bits do not depend on the
-    /// thread count; otherwise one GEMM.
+    /// thread count; otherwise one GEMM. One set (`rows` 1) always goes by blocks, as dot products.
     static func stackProducts(_ dW: UnsafePointer<Float>, rows: Int, count: Int, stack: UnsafePointer<Float>, columns: Int,
                               accumulate: Bool, into c: UnsafeMutablePointer<Float>) {
-        guard let workers = BLAS.productWorkers, count > innerBlock else {
+        guard rows == 1 || BLAS.productWorkers != nil, count > innerBlock else {
             BLAS.gemm(transposeB: true, m: rows, n: columns, k: count, a: dW, lda: count, b: stack, ldb: count,
                       beta: accumulate ? 1 : 0, c: c, ldc: columns)
             return
@@ -166,9 +191,15 @@ enum WEMoEMLP {
         let blocks = (count + innerBlock - 1) / innerBlock, size = rows * columns
         let partial = FloatBuffer(count: blocks * size, zeroed: false)
         let shared = Shared((dW, stack, partial.pointer))
-        WorkQueue.run(blocks, workers: workers) { b in
+        WorkQueue.run(blocks, workers: BLAS.productWorkers ?? 1) { b in
             let (dW, stack, partial) = shared.value
             let start = b * innerBlock, k = min(count, start + innerBlock) - start
+            if rows == 1 {
+                // One mixed set (batch-averaged routing): T + 1 dot products of the block, read
+                // from the cache, instead of a GEMM of one row that would pack the stack's block.
+                for j in 0..<columns { partial[b * size + j] = VectorMath.dot(dW + start, stack + j * count + start, count: k) }
+                return
+            }
             BLAS.$productWorkers.withValue(nil) {
                 BLAS.gemm(transposeB: true, m: rows, n: columns, k: k, a: dW + start, lda: count, b: stack + start, ldb: count,
                           c: partial + b * size, ldc: columns)

@@ -12,6 +12,8 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
     public let parameters: WEMoEParameters
     /// The merged (non-MLP) parameters as an ordinary model: views, sharding and thread settings.
     let base: CLIPVisionModel
+    /// The last training pass (`routerGradients`), kept for the next one of the same batch.
+    private let trainingPasses = PassCache<WEMoEShardPass>()
 
     public init(parameters: WEMoEParameters, threads: Int? = nil) {
         self.parameters = parameters
@@ -110,9 +112,11 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
     public func routerGradients(pixels: [Float], batch: Int, batchReduce: Bool,
                                 outputGradient: ([Float]) -> [Float]) -> (embeddings: [Float], gradient: [Float]) {
         precondition(batch >= 1 && pixels.count == batch * config.pixelsPerImage, "expected \(batch) preprocessed images")
-        let e = embeddingSize
-        let wp = WEMoEShardPass(parameters, batch: batch, keepActivations: true, backward: true,
-                                chunk: batchReduce ? 1 : mixingChunk)
+        let e = embeddingSize, chunk = batchReduce ? 1 : mixingChunk
+        let wp = trainingPasses.take([batch, chunk]) {
+            [WEMoEShardPass(parameters, batch: batch, keepActivations: true, backward: true, chunk: chunk)]
+        }[0]
+        defer { trainingPasses.keep([batch, chunk], [wp]) }
         var embeddings = [Float](repeating: 0, count: batch * e)
         let gradient = FloatBuffer(count: parameters.routers.count)
         base.runShards([0..<batch]) { _, _ in
@@ -151,8 +155,8 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
     func backward(_ wp: WEMoEShardPass, gradient: UnsafeMutablePointer<Float>, dEmbeddings: UnsafePointer<Float>, batchReduce: Bool) {
         let c = config, p = base.views, pass = wp.pass, shape = pass.shape, batch = shape.batch, rows = shape.rows, d = c.hiddenSize
         precondition(pass.keepsActivations, "the backward pass needs a forward pass that kept every layer's activations")
-        let workspace = pass.workspace, sink = wp.sink
-        let dPooled = workspace.take(batch * d)
+        let sink = wp.sink
+        let (dPooled, dClassTokens, dStream) = wp.backwardBuffers()
         if let projection = p.projection {
             sink.zero()
             LinearLayer.backward(dPooled, sink.linear(inputs: d, outputs: projection.outputs, bias: false), dEmbeddings,
@@ -160,10 +164,8 @@ public final class WEMoEModel: ImageEncoder, @unchecked Sendable {
         } else {
             dPooled.update(from: dEmbeddings, count: batch * d)
         }
-        let dClassTokens = workspace.take(batch * d, zeroed: true)
         LayerNorm.backward(dClassTokens, sink.layerNorm(d), dPooled, pass.classTokens, mean: pass.postMean, rstd: pass.postRstd,
                            p.postLayerNorm, rows: batch)
-        let dStream = workspace.take(rows * d, zeroed: true)
         for b in 0..<batch {
             (dStream + b * shape.tokens * d).update(from: dClassTokens + b * d, count: d)
         }
@@ -232,6 +234,19 @@ final class WEMoEShardPass {
         encoderScratch = backward ? EncoderScratch(pass.workspace, shape, backward: true) : nil
         let d = c.hiddenSize
         sink = GradientSink(pass.workspace, count: backward ? max(d * d, c.projectionDim * d) + d : 0)
+    }
+
+    private var stream: (dPooled: UnsafeMutablePointer<Float>, dClassTokens: UnsafeMutablePointer<Float>, dStream: UnsafeMutablePointer<Float>)?
+
+    /// ∂L/∂pooled and ∂L/∂class tokens [B, D] and ∂L/∂stream [rows, D] of the backward pass
+    /// (`WEMoEModel.backward`), from the pass's workspace: made once, the last two zeroed for each pass.
+    func backwardBuffers() -> (dPooled: UnsafeMutablePointer<Float>, dClassTokens: UnsafeMutablePointer<Float>, dStream: UnsafeMutablePointer<Float>) {
+        let shape = pass.shape, d = shape.width
+        let buffers = stream ?? (pass.workspace.take(shape.batch * d), pass.workspace.take(shape.batch * d), pass.workspace.take(shape.rows * d))
+        stream = buffers
+        buffers.dClassTokens.update(repeating: 0, count: shape.batch * d)
+        buffers.dStream.update(repeating: 0, count: shape.rows * d)
+        return buffers
     }
 }
 
