@@ -58,6 +58,47 @@ struct ThreadIndependenceTests {
         }
     }
 
+    @Test("Kept buffers: gradients after other batches (other sizes, with and without the input gradient) equal a fresh model's")
+    func keptBuffers() throws {
+        let head = try TaskHead(path: EngineFixtures.path("quick/head.safetensors"))
+        let fresh = try EngineFixtures.model("quick/base", threads: 2)
+        let expected = fresh.lossGradients(pixels: try Self.pixels(20), batch: 20, head: head, loss: .entropy)
+        let model = try EngineFixtures.model("quick/base", threads: 2)
+        for batch in [20, 3, 20] {
+            _ = model.lossGradients(pixels: try Self.pixels(batch).map { $0 * 0.5 }, batch: batch, head: head, loss: .entropy,
+                                    inputGradient: batch == 3)
+        }
+        let again = model.lossGradients(pixels: try Self.pixels(20), batch: 20, head: head, loss: .entropy)
+        #expect(again.parameters.flat == expected.parameters.flat && again.input == expected.input && again.loss == expected.loss)
+    }
+
+    @Test("Gradient shards: a power of two of at most 8, at least 256 rows each, from the batch and the tokens only")
+    func gradientShards() throws {
+        // ViT-B/32 (50 tokens): 16 images make 2 shards of 400 rows; 8 images (400 rows) one.
+        for (batch, tokens, expected) in [(16, 50, 2), (8, 50, 1), (12, 50, 2), (32, 50, 4), (64, 50, 8), (1000, 50, 8),
+                                          (16, 197, 8), (3, 197, 2), (0, 50, 1), (1, 5, 1), (600, 5, 8)] {
+            let count = CLIPVisionModel.gradientShardCount(batch: batch, tokens: tokens)
+            #expect(count == expected, "batch \(batch), \(tokens) tokens")
+            #expect(count == 1 || (count <= min(batch, 8) && count & (count - 1) == 0 && batch * tokens / count >= 256))
+        }
+        for threads in Self.threadCounts {
+            let model = try EngineFixtures.model("quick/base", threads: threads)
+            let c = model.config
+            for batch in [1, 5, 8, 9, 30, 200] {
+                let ranges = model.gradientShardRanges(batch: batch)
+                #expect(ranges.count == CLIPVisionModel.gradientShardCount(batch: batch, tokens: c.numTokens))
+                #expect(ranges.first?.lowerBound == 0 && ranges.last?.upperBound == batch)
+                #expect(zip(ranges, ranges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+                // The memory estimate counts the same shards.
+                let estimated = EngineMemory.shards(batch: batch, count: EngineMemory.gradientShards(c, batch: batch))
+                    .flatMap { Array(repeating: $0.size, count: $0.count) }.sorted()
+                #expect(estimated == ranges.map(\.count).sorted())
+            }
+            model.parallelism = .blas
+            #expect(model.gradientShardRanges(batch: 30) == [0..<30])
+        }
+    }
+
     @Test("An engine pass never raises OpenBLAS's process-wide thread count (a concurrent caller would see it)",
           arguments: EngineParallelism.allCases)
     func openBLASStaysSingleThreaded(_ mode: EngineParallelism) throws {
