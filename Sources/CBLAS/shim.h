@@ -1094,20 +1094,23 @@ MK_KL_INLINE size_t mk_bracket_count_body(const float *x, size_t n, uint32_t low
     return below;
 }
 
-#define MK_TRIM_KERNELS(SUFFIX, TARGET)                                                                                   \
-    TARGET static inline void mk_zero_below_##SUFFIX(float *x, size_t n, uint32_t t) { mk_zero_below_body(x, n, t); }     \
+#define MK_ZERO_BELOW_KERNEL(SUFFIX, TARGET)                                                                              \
+    TARGET static inline void mk_zero_below_##SUFFIX(float *x, size_t n, uint32_t t) { mk_zero_below_body(x, n, t); }
+#define MK_BRACKET_COUNT_KERNEL(SUFFIX, TARGET)                                                                           \
     TARGET static inline size_t mk_bracket_count_##SUFFIX(const float *x, size_t n, uint32_t low, uint32_t span, int64_t *c) { \
         return mk_bracket_count_body(x, n, low, span, c); }
 
-MK_TRIM_KERNELS(portable, )
+MK_ZERO_BELOW_KERNEL(portable, )
+MK_BRACKET_COUNT_KERNEL(portable, )
 #if MK_X86
-MK_TRIM_KERNELS(avx2, __attribute__((target("avx2"))))
-MK_TRIM_KERNELS(avx512, __attribute__((target("avx512f"))))
+MK_ZERO_BELOW_KERNEL(avx2, __attribute__((target("avx2"))))
+MK_BRACKET_COUNT_KERNEL(avx2, __attribute__((target("avx2"))))
+MK_ZERO_BELOW_KERNEL(avx512, __attribute__((target("avx512f"))))
 
-/// mk_bracket_count_body with AVX-512F's compare masks (the same counts): the mask of keys in
+/// mk_bracket_count_body for AVX-512F, with its compare masks (the same counts): the mask of keys in
 /// the bracket comes out of the compare, with no lane reduction.
 __attribute__((target("avx512f,popcnt")))
-static inline size_t mk_bracket_count_avx512_masks(const float *x, size_t n, uint32_t low, uint32_t span, int64_t *counts) {
+static inline size_t mk_bracket_count_avx512(const float *x, size_t n, uint32_t low, uint32_t span, int64_t *counts) {
     const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), vlow = _mm512_set1_epi32((int)low), vspan = _mm512_set1_epi32((int)span);
     size_t below = 0, i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -1138,7 +1141,7 @@ static inline void mk_zero_below(float *x, size_t n, uint32_t threshold, int lev
 }
 static inline size_t mk_bracket_count(const float *x, size_t n, uint32_t low, uint32_t span, int64_t *counts, int level) {
 #if MK_X86
-    if (level >= 2) return mk_bracket_count_avx512_masks(x, n, low, span, counts);
+    if (level >= 2) return mk_bracket_count_avx512(x, n, low, span, counts);
     if (level == 1) return mk_bracket_count_avx2(x, n, low, span, counts);
 #endif
     (void)level;
@@ -1147,23 +1150,20 @@ static inline size_t mk_bracket_count(const float *x, size_t n, uint32_t low, ui
 
 // ---- passthrough's scale in bfloat16 (mergekit's compute dtype) ------------------------------
 
-typedef float mk_v16f32_u __attribute__((vector_size(64), aligned(4), may_alias));
-typedef float mk_v16f32 __attribute__((vector_size(64)));
-
 /// out = bf16(s·(d + b)) − b: the product rounded to bfloat16 as mk_float_to_bf16_scalar rounds
 /// (to nearest even; NaN to the quiet NaN 0x7FC0), then the base taken off again. One pass for
 /// what would be a scale, a rounding and a subtraction.
 MK_KL_INLINE void mk_scale_round_bf16_body(const float *d, const float *b, float s, float *out, size_t n) {
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        const mk_v16f32 base = *(const mk_v16f32_u *)(b + i);
-        const mk_v16f32 sum = *(const mk_v16f32_u *)(d + i) + base;
-        const mk_v16f32 product = sum * s;
+        const mk_v16f base = *(const mk_v16f_u *)(b + i);
+        const mk_v16f sum = *(const mk_v16f_u *)(d + i) + base;
+        const mk_v16f product = sum * s;
         const mk_v16u32 u = (mk_v16u32)product;
         const mk_v16u32 rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
         const mk_v16u32 nan = (mk_v16u32)((u & 0x7FFFFFFFu) > 0x7F800000u);
         const mk_v16u32 bits = (rounded & ~nan) | (0x7FC00000u & nan);
-        *(mk_v16f32_u *)(out + i) = (mk_v16f32)bits - base;
+        *(mk_v16f_u *)(out + i) = (mk_v16f)bits - base;
     }
     for (; i < n; i++) {
         const float product = (d[i] + b[i]) * s;
@@ -1209,38 +1209,38 @@ MK_KL_INLINE int64_t mk_ties_merge_body(const float *const *d, size_t m, const f
                                         float *out, size_t n, int64_t *resolved) {
     int64_t votes = 0, ties = 0;
     size_t i = 0;
-    const mk_v16f32 zero = {0}, one = zero + 1.0f;
+    const mk_v16f zero = {0}, one = zero + 1.0f;
     while (i + 16 <= n) {
         // Lane counters: at most 2^16 blocks per round.
         mk_v16u32 plus = {0}, minus = {0}, tied = {0};
         const size_t end = i + ((n - i) / 16 < 65536 ? (n - i) / 16 : 65536) * 16;
         for (; i < end; i += 16) {
-            mk_v16f32 total = zero;
-            for (size_t j = 0; j < m; j++) total = total + *(const mk_v16f32_u *)(d[j] + i);
+            mk_v16f total = zero;
+            for (size_t j = 0; j < m; j++) total = total + *(const mk_v16f_u *)(d[j] + i);
             const mk_v16u32 positive = (mk_v16u32)(total > zero), negative = (mk_v16u32)(total < zero);
             const mk_v16u32 isZero = (mk_v16u32)(total == zero);
             const mk_v16u32 ge = (mk_v16u32)(total >= zero);
-            const mk_v16f32 strict = (mk_v16f32)(((mk_v16u32)one & ge) | ((mk_v16u32)(-one) & ~ge));
-            const mk_v16f32 sign = (mk_v16f32)(((mk_v16u32)(zero + tie) & isZero) | ((mk_v16u32)strict & ~isZero));
+            const mk_v16f strict = (mk_v16f)(((mk_v16u32)one & ge) | ((mk_v16u32)(-one) & ~ge));
+            const mk_v16f sign = (mk_v16f)(((mk_v16u32)(zero + tie) & isZero) | ((mk_v16u32)strict & ~isZero));
             plus -= positive;
             minus -= negative;
-            mk_v16f32 acc = zero, count = zero;
+            mk_v16f acc = zero, count = zero;
             for (size_t j = 0; j < m; j++) {
-                const mk_v16f32 v = *(const mk_v16f32_u *)(d[j] + i);
+                const mk_v16f v = *(const mk_v16f_u *)(d[j] + i);
                 const mk_v16u32 agree = (mk_v16u32)(v * sign > zero);
-                acc = acc + (mk_v16f32)((mk_v16u32)v & agree);
-                count = count + (mk_v16f32)((mk_v16u32)(zero + increments[j]) & agree);
+                acc = acc + (mk_v16f)((mk_v16u32)v & agree);
+                count = count + (mk_v16f)((mk_v16u32)(zero + increments[j]) & agree);
             }
             if (aggregation == 1) {
                 const mk_v16u32 big = (mk_v16u32)(count > one);
-                const mk_v16f32 divisor = (mk_v16f32)(((mk_v16u32)count & big) | ((mk_v16u32)one & ~big));
+                const mk_v16f divisor = (mk_v16f)(((mk_v16u32)count & big) | ((mk_v16u32)one & ~big));
                 acc = (acc / divisor) * 1.0f;
             } else if (aggregation == 2) {
                 const mk_v16u32 none = (mk_v16u32)(count == zero);
-                const mk_v16f32 divisor = (mk_v16f32)(((mk_v16u32)one & none) | ((mk_v16u32)count & ~none));
+                const mk_v16f divisor = (mk_v16f)(((mk_v16u32)one & none) | ((mk_v16u32)count & ~none));
                 acc = (acc / divisor) * 1.0f;
             }
-            *(mk_v16f32_u *)(out + i) = acc;
+            *(mk_v16f_u *)(out + i) = acc;
             tied -= isZero & (mk_v16u32)(acc != zero);
         }
         for (int l = 0; l < 16; l++) { votes += (int64_t)plus[l] - (int64_t)minus[l]; ties += tied[l]; }

@@ -219,7 +219,7 @@ public struct TaskVectorMerge: Sendable {
             // Float without compute-dtype rounding (the usual merge): the same steps in one pass.
             var resolved = 0
             let votes = BLAS.tiesMerge(deltas as! [UnsafeMutableBufferPointer<Float>],
-                                       increments: weights.map { aggregation == .normalized ? Float($0 as! Float) : 1 },
+                                       increments: weights.map { aggregation == .normalized ? $0 as! Float : 1 },
                                        aggregation: aggregation == .sum ? 0 : aggregation == .mean ? 1 : 2, tie: tie as! Float,
                                        into: out as! UnsafeMutableBufferPointer<Float>, resolved: &resolved)
             if consensus == .mass {
