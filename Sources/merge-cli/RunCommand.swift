@@ -43,6 +43,7 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var hub: HubOptions
     @OptionGroup var partitioning: PartitionOptions
+    @OptionGroup(title: "Scoring a sweep's points (CLIP image encoders; the recipe's eval: section)") var scoring: EvaluationOptions
 
     func validate() throws {
         try partitioning.validate(output: outputOptions.output)
@@ -54,6 +55,9 @@ struct RunCommand: ParsableCommand {
             if !unused.isEmpty {
                 throw ValidationError("\(unused.joined(separator: ", ")) \(unused.count == 1 ? "does" : "do") not apply to \(recipe), a merge from data (its method command writes the model in the base's dtype)")
             }
+        }
+        if scoring.isGiven && DataRecipe.applies(path: recipe) {
+            throw ValidationError("--eval, --keep, --select, --eval-batch-size and --png score a sweep's points; \(recipe) is a merge from data")
         }
         if keepIntermediates && workDir == nil {
             throw ValidationError("--keep-intermediates needs --work-dir DIR: the default work directory is a temporary directory, removed at the end")
@@ -80,11 +84,31 @@ struct RunCommand: ParsableCommand {
                     FileHandle.standardError.write(Data("note: \(TerminalText.escaped(note))\n".utf8))
                 }
             }
+            let recipeEvaluation = file.documents.last?.evaluation
+            let evaluation: SweepEvaluation?
+            do {
+                evaluation = try scoring.evaluation(recipe: recipeEvaluation, output: outputOptions, partitioned: partitioning.partition != nil)
+            } catch {
+                throw MergeKitError(.invalidArgument, file: recipe, "\(String(describing: error))", fix: "Correct the evaluation's flags or the recipe's eval: section")
+            }
+            if evaluation != nil && !staged.isSingle {
+                throw MergeKitError(.invalidArgument, file: recipe,
+                    "has \(staged.stages.count) stages (documents or models with adapters); only a recipe of one document scores a sweep (eval:)",
+                    fix: "Make the models the sweep reads first, then sweep them with a recipe of its own")
+            }
+            if evaluation != nil && staged.target.points.allSatisfy(\.isEmpty) {
+                throw MergeKitError(.invalidArgument, file: recipe, "has no sweep: section; --eval scores a sweep's points",
+                    fix: "Add a sweep: section (e.g. sweep: {lambda: \"0:1:0.1\"}), or score one model with merge-cli eval")
+            }
             if staged.isSingle {
                 // One merge (or one sweep), as every recipe of one document.
                 let target = staged.target
                 let sweeps = !target.points.allSatisfy(\.isEmpty)
                 let points = target.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
+                if let evaluation {
+                    try MergeRunner.run(target.plans, evaluation: evaluation, options: outputOptions, points: points)
+                    return
+                }
                 try MergeRunner.run(target.plans, options: outputOptions, points: sweeps ? points : [],
                                     sweepDirectory: sweeps ? outputOptions.output : nil, partition: partitioning)
             } else if partitioning.partition != nil {
@@ -104,7 +128,8 @@ struct RunCommand: ParsableCommand {
 /// With `partition`, one partition of it; a method the partition refuses (whole-model
 /// statistics) exits with `refusalStatus`, other failures with 1.
 func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, compute: ComputeDType?, command: String?,
-               hub: HubOptions, partition: PartitionOptions? = nil, refusalStatus: Int32 = 1) throws {
+               hub: HubOptions, partition: PartitionOptions? = nil, refusalStatus: Int32 = 1,
+               evaluation: SweepEvaluation? = nil) throws {
     var run: RecipeRun!
     try reportingErrors { () throws(MergeKitError) in
         let settings = hub.settings
@@ -126,6 +151,11 @@ func runRecipe(_ recipe: Recipe, _ options: OutputOptions, seed: UInt64?, comput
             for note in run.notes { FileHandle.standardError.write(Data("note: \(TerminalText.escaped(note))\n".utf8)) }
         }
         let points = run.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
+        if let evaluation {
+            let plans = command.map { MergeRun.withModelCards(run.plans, command: $0) } ?? run.plans
+            try MergeRunner.run(plans, evaluation: evaluation, options: options, points: points)
+            return
+        }
         try MergeRunner.run(run.plans, options: options, points: recipe.sweep.isEmpty ? [] : points,
                             sweepDirectory: recipe.sweep.isEmpty ? nil : options.output, command: command, partition: partition)
     }

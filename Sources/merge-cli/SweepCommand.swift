@@ -12,7 +12,15 @@ struct SweepCommand: ParsableCommand {
                 --scale 0:1:0.05 --emit task-vector -o sweep/
             Writes sweep/point-000 … point-020 and sweep/manifest.json (each point's parameters, \
             files, sizes and SHA-256); point names are zero-padded to the width of the point count \
-            (point-0000 … from 1001 points), so they sort. Grids are start:stop:step (inclusive) or \
+            (point-0000 … from 1001 points), so they sort. With --eval HEAD=DATA (CLIP image encoders), \
+            every point is scored on every task before any is kept: the points are built in memory when \
+            they fit (else written and read back), the --select rule chooses one, --keep says which are \
+            written (each with its scores in its model card), and the manifest gets every point's \
+            scores, scores-NAME.svg plots each task's accuracy and the average against each swept \
+            parameter with the chosen point marked. Example:
+              merge-cli sweep --method task_arithmetic --base B --model A --model C --scale 0:1:0.1 \\
+                --eval heads/a.safetensors=val/a.safetensors --eval heads/c.safetensors=val/c.safetensors -o best/
+            Grids are start:stop:step (inclusive) or \
             comma lists; --grid NAME=GRID sweeps any parameter of the method (recipe names: lambda, \
             density, ...). Every parameter takes one grid or one --param value; a grid may not repeat \
             a point (nor have a step so small that points round together), and a sweep writes at \
@@ -29,6 +37,7 @@ struct SweepCommand: ParsableCommand {
     @OptionGroup var outputOptions: OutputOptions
     @OptionGroup var compute: ComputeOptions
     @OptionGroup var partitioning: PartitionOptions
+    @OptionGroup(title: "Scoring the points (CLIP image encoders)") var scoring: EvaluationOptions
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Grid of λ (the recipe's lambda), e.g. 0:1:0.05.", valueName: "grid"))
     var scale: String?
@@ -139,6 +148,7 @@ struct SweepCommand: ParsableCommand {
             throw ValidationError(error.description)
         }
         try partitioning.validate(output: outputOptions.output)
+        _ = try scoring.evaluation(output: outputOptions, partitioned: partitioning.partition != nil)
     }
 
     func run() throws {
@@ -147,6 +157,6 @@ struct SweepCommand: ParsableCommand {
         // planned; it is an argument error here (exit 64), as on the method commands.
         try runRecipe(recipe, outputOptions, seed: seed, compute: compute.computeDType,
                       command: PartitionOptions.recordedCommand(), hub: inputs.paths.hub, partition: partitioning,
-                      refusalStatus: 64)
+                      refusalStatus: 64, evaluation: try scoring.evaluation(output: outputOptions, partitioned: partitioning.partition != nil))
     }
 }

@@ -212,7 +212,10 @@ public final class Checkpoint: @unchecked Sendable {
     /// reads it checks every name, shape, dtype and the metadata now; its bytes cannot be read
     /// (`isPlanned`), so the checks that need values wait for the written checkpoint. `path` names
     /// it in messages (the name the recipe gives it).
-    init(planned plan: MergePlan, path: String) throws(MergeKitError) {
+    ///
+    /// With `memory` (the plan's output built in memory, `MemoryOutput`), the same checkpoint
+    /// with its bytes: its tensors are read from memory.
+    init(planned plan: MergePlan, path: String, memory: MemoryOutput? = nil) throws(MergeKitError) {
         self.path = path
         if !plan.output.isDirectory {
             layout = .file
@@ -222,9 +225,9 @@ public final class Checkpoint: @unchecked Sendable {
             layout = .sharded(index: Checkpoint.indexFileName)
         }
         var files: [SafeTensorsFile] = []
-        for shard in plan.shards {
+        for (i, shard) in plan.shards.enumerated() {
             let file = plan.output.isDirectory ? FileSystem.join(path, shard.fileName) : path
-            files.append(try SafeTensorsFile(planned: shard.layout, path: file))
+            files.append(try SafeTensorsFile(planned: shard.layout, path: file, memory: memory.map { ($0, $0.file(i)) }))
         }
         self.files = files
         directory = plan.output.isDirectory ? path : nil
@@ -260,8 +263,9 @@ public final class Checkpoint: @unchecked Sendable {
         return byName
     }
 
-    /// Whether this is a planned checkpoint, not yet written (`init(planned:path:)`).
-    public var isPlanned: Bool { plannedCompanions != nil }
+    /// Whether this is a planned checkpoint, not yet written (`init(planned:path:)`) and not
+    /// built in memory either: its bytes cannot be read.
+    public var isPlanned: Bool { plannedCompanions != nil && files.allSatisfy(\.isPlanned) }
 
     /// A view of `source` presenting `entries` — tensors of its files, possibly under other names
     /// (e.g. one half of a linearized checkpoint) — with `metadata` as its `__metadata__`.

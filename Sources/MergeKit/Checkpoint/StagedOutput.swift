@@ -159,6 +159,29 @@ final class StagedOutput: @unchecked Sendable {
         finished = true
     }
 
+    /// Removes an output committed inside this temporary directory (a sweep point evaluated and
+    /// not kept: `SweepOutput.discard`), `destination` being where it would have ended up. Only
+    /// what an output consists of is removed (`OutputEntries`); what is left is returned.
+    func discard(_ inner: String) -> [String] {
+        let inner = FileSystem.trimmingTrailingSlashes(inner)
+        precondition(inner.hasPrefix(destination + "/") && !finished, "\(inner) is not inside \(destination)")
+        let path = temporaryPath + inner.dropFirst(destination.count)
+        var left: [String] = []
+        switch FileSystem.kind(of: path, followingLinks: false) {
+        case .directory:
+            left = OutputEntries.removeRecognised(in: path)
+            if left.isEmpty && rmdir(path) != 0 { left = ["."] }
+        case .missing:
+            break
+        default:
+            if unlink(path) != 0 { left = ["."] }
+        }
+        let removed = registered.filter { $0.path == path || $0.path.hasPrefix(path + "/") }.map(\.path)
+        TemporaryFiles.unregister(removed)
+        registered.removeAll { $0.path == path || $0.path.hasPrefix(path + "/") }
+        return left
+    }
+
     /// Removes the temporary (and only what MergeKit wrote in it). Safe to call more than once.
     func abort() {
         guard !finished else { return }

@@ -60,6 +60,25 @@ public enum MergeExecutor {
     public static func run(_ plans: [MergePlan], threads requested: Int? = nil, sweep: SweepOutput? = nil, memoryBudget: Int? = MemoryBudget.configuredBytes,
                            statistics: [ModelStatistics]? = nil,
                            progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [MergeResult] {
+        try run(plans, inMemory: [], threads: requested, sweep: sweep, memoryBudget: memoryBudget, statistics: statistics,
+                progress: progress).map { $0.written! }
+    }
+
+    /// One plan's output: written (its result), or built in memory.
+    public enum Output: Sendable {
+        case written(MergeResult)
+        case memory(MemoryOutput)
+
+        public var written: MergeResult? { if case .written(let result) = self { result } else { nil } }
+        public var memory: MemoryOutput? { if case .memory(let output) = self { output } else { nil } }
+    }
+
+    /// `run`, with the outputs of the plans at `inMemory` (indices into `plans`) built in memory
+    /// (`MemoryOutput`) instead of written: a sweep's points that are evaluated before it is
+    /// decided which to keep. The others are written and committed as usual.
+    public static func run(_ plans: [MergePlan], inMemory: Set<Int>, threads requested: Int? = nil, sweep: SweepOutput? = nil,
+                           memoryBudget: Int? = MemoryBudget.configuredBytes, statistics: [ModelStatistics]? = nil,
+                           progress: (@Sendable (MergeProgress) -> Void)? = nil) throws(MergeKitError) -> [Output] {
         precondition(!plans.isEmpty)
         for plan in plans.dropFirst() {
             precondition(plan.base === plans[0].base && plan.tensors.map(\.name) == plans[0].tensors.map(\.name),
@@ -73,8 +92,10 @@ public enum MergeExecutor {
         BLAS.useOneThread()
         var targets: [Target] = []
         do throws(MergeKitError) {
-            for plan in plans {
-                targets.append(Target(plan: plan, writer: try CheckpointWriter(output: plan.output, shards: plan.shards, in: sweep?.staged)))
+            for (i, plan) in plans.enumerated() {
+                let sink: any OutputSink = inMemory.contains(i) ? try MemoryOutput(plan: plan)
+                    : try CheckpointWriter(output: plan.output, shards: plan.shards, in: sweep?.staged)
+                targets.append(Target(plan: plan, sink: sink))
             }
             if let statistics {
                 precondition(statistics.count == targets.count)
@@ -84,10 +105,12 @@ public enum MergeExecutor {
             }
             try merge(targets, threads: threads, gate: gate, progress: progress)
         } catch {
-            targets.forEach { $0.writer?.abort() }
+            targets.forEach { $0.sink?.abort() }
             throw error
         }
-        return try finish(targets, start: start)
+        let results = try finish(targets.filter { $0.writer != nil }, start: start)
+        var written = results.makeIterator()
+        return targets.map { target in target.writer != nil ? .written(written.next()!) : .memory(target.sink as! MemoryOutput) }
     }
 
     /// `--check-finite`: reads every merged tensor's inputs once, before any merging, and applies
@@ -108,32 +131,36 @@ public enum MergeExecutor {
         mutating func visit<T: MergeScalar>(_ deltas: [UnsafeMutableBufferPointer<T>]) {}
     }
 
-    /// One plan being executed: its writer and whole-model statistics.
+    /// One plan being executed: where its output goes and its whole-model statistics.
     final class Target: @unchecked Sendable {
         let plan: MergePlan
-        /// nil for a target merged only to count its vote (`countVotes`): nothing is written.
-        let writer: CheckpointWriter?
-        /// Without a writer: the `plan.tensors` indices merged.
+        /// A file (`CheckpointWriter`) or memory (`MemoryOutput`); nil for a target merged only
+        /// to count its vote (`countVotes`): nothing is written.
+        let sink: (any OutputSink)?
+        /// Without a sink: the `plan.tensors` indices merged.
         private let merged: Set<Int>
         var model = ModelStatistics()
 
-        init(plan: MergePlan, writer: CheckpointWriter) {
+        init(plan: MergePlan, sink: any OutputSink) {
             self.plan = plan
-            self.writer = writer
+            self.sink = sink
             merged = []
         }
 
         /// A target that merges `tensors` without writing them (`countVotes`), with `model`.
         init(plan: MergePlan, merging tensors: Set<Int>, model: ModelStatistics) {
             self.plan = plan
-            writer = nil
+            sink = nil
             merged = tensors
             self.model = model
         }
 
+        /// The file writer, when the output is written to a file.
+        var writer: CheckpointWriter? { sink as? CheckpointWriter }
+
         /// Whether this target writes `plan.tensors[tensor]`: every tensor, except for a
         /// partition (`OutputSpec.part`), which writes only the tensors of its shards.
-        func writes(tensor: Int) -> Bool { writer?.writes(shard: plan.tensors[tensor].shard) ?? merged.contains(tensor) }
+        func writes(tensor: Int) -> Bool { sink?.writes(shard: plan.tensors[tensor].shard) ?? merged.contains(tensor) }
     }
 
     /// The merge pass for `targets`. Exact vote ties (TIES's mass vote) are merged with the

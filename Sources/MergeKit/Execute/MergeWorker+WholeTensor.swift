@@ -52,7 +52,7 @@ extension MergeWorker {
                            into: buffers.bytes.baseAddress! + (lower - group) * width)
                 lower = upper
             }
-            try targets[t].writer?.write(UnsafeRawBufferPointer(start: buffers.bytes.baseAddress!, count: (end - group) * width),
+            try targets[t].sink?.write(UnsafeRawBufferPointer(start: buffers.bytes.baseAddress!, count: (end - group) * width),
                                         dataOffset: tensor.output.begin + group * width, shard: tensor.shard)
             group = end
         }

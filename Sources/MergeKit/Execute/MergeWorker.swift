@@ -52,7 +52,7 @@ final class MergeWorker: @unchecked Sendable {
             try TensorReader(tensor.base).read(bytes: position..<(position + n), into: staging)
             for target in writing.map({ targets[$0] }) {
                 let planned = target.plan.tensors[item.tensor]
-                try target.writer?.write(UnsafeRawBufferPointer(start: staging, count: n), dataOffset: planned.output.begin + position,
+                try target.sink?.write(UnsafeRawBufferPointer(start: staging, count: n), dataOffset: planned.output.begin + position,
                                         shard: planned.shard)
             }
             position += n
@@ -150,7 +150,7 @@ final class MergeWorker: @unchecked Sendable {
     private func writeStaged<T: MergeScalar>(_ t: Int, tensor: PlannedTensor, from lower: Int, to upper: Int,
                                              _ buffers: WorkerBuffers<T>) throws(MergeKitError) {
         let width = tensor.output.dtype.byteWidth!
-        try targets[t].writer?.write(UnsafeRawBufferPointer(start: buffers.outputStaging(t), count: (upper - lower) * width),
+        try targets[t].sink?.write(UnsafeRawBufferPointer(start: buffers.outputStaging(t), count: (upper - lower) * width),
                                     dataOffset: tensor.output.begin + lower * width, shard: tensor.shard)
     }
 

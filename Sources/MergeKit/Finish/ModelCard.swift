@@ -65,6 +65,24 @@ public enum ModelCard {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// The "Evaluation" section of an evaluated sweep point's card: its score on every task and
+    /// how the sweep chose among its points.
+    public static func evaluationSection(_ evaluation: SweepEvaluation, scores: PointScores, selected: Bool) -> String {
+        var lines = ["", "## Evaluation", ""]
+        let chosen = selected ? "This point was selected" : "This point was not the one selected"
+        lines.append("\(chosen) among the sweep's points by \(evaluation.select.meaning) (`--select \(evaluation.select)`); "
+                     + "each point was scored with top-1 accuracy on these tasks:")
+        lines.append("")
+        lines.append("| task | accuracy | mean loss | images | head | data |")
+        lines.append("|---|---|---|---|---|---|")
+        for (task, result) in zip(evaluation.tasks, scores.results) {
+            lines.append("| \(task.name) | \(String(format: "%.2f %%", result.accuracy * 100)) | \(String(format: "%.4f", result.meanLoss)) "
+                         + "| \(result.images) | `\(task.head)` | `\(task.data)` |")
+        }
+        lines.append("| **average** | \(String(format: "%.2f %%", scores.averageAccuracy * 100)) | \(String(format: "%.4f", scores.averageLoss)) | | | |")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     private static func yamlString(_ s: String) -> String {
         "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }

@@ -30,16 +30,27 @@ public final class SweepOutput: @unchecked Sendable {
         return staged.temporaryPath + trimmed.dropFirst(staged.destination.count)
     }
 
-    /// Writes a small file (the manifest) at the top of the sweep.
+    /// Writes a small file (the manifest, a plot) at the top of the sweep, or, with a relative
+    /// path, inside one of its points (`point-003/README.md`, replacing the one written there).
     public func write(_ bytes: [UInt8], named name: String) throws(MergeKitError) {
         let file = FileSystem.join(staged.temporaryPath, name)
-        staged.registerFile(file)
+        if !name.contains("/") { staged.registerFile(file) }
         do {
             try FileSystem.writeFile(file, bytes)
         } catch {
             var named = error
             named.file = FileSystem.join(path, name)
             throw named
+        }
+    }
+
+    /// Removes a point written into the sweep (`path`, where it would have ended up) that is not
+    /// to be kept; fails if something other than what MergeKit wrote is found in it.
+    public func discard(_ path: String) throws(MergeKitError) {
+        let left = staged.discard(path)
+        guard left.isEmpty else {
+            throw MergeKitError(.writeFailed, file: path, "could not be removed from the sweep's temporary directory: \(OutputEntries.listed(left)) appeared in it",
+                                fix: "Do not modify the sweep's directory while it runs")
         }
     }
 

@@ -3,7 +3,7 @@ import Yams
 
 extension Recipe {
     static let topLevelKeys = ["merge_method", "base_model", "models", "slices", "modules", "parameters", "dtype", "out_dtype", "sweep", "name",
-                               "tokenizer_source", "tokenizer", "chat_template"]
+                               "tokenizer_source", "tokenizer", "chat_template", "eval"]
     /// mergekit keys MergeKit does not implement (reported as such, not as typos).
     static let unsupportedKeys = ["base_model_lora"]
     static let dtypeNames: [String: DType] = ["float32": .F32, "float16": .F16, "bfloat16": .BF16, "float64": .F64,

@@ -78,6 +78,9 @@ public struct Recipe: Sendable {
     /// The output's vocabulary and tokenizer (`tokenizer_source`, `tokenizer`, `chat_template`);
     /// nil when the recipe gives none of them.
     public internal(set) var tokenizer: TokenizerSettings?
+    /// How a sweep's points are scored (`eval:`; its paths resolved as the checkpoints' are);
+    /// nil without one.
+    public internal(set) var evaluation: SweepEvaluation?
     /// The document's `name` (mergekit-multi: other documents of the file use it as a model).
     public internal(set) var name: String?
     /// The line of `name`, and of the document's first line (0: none).

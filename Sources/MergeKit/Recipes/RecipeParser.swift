@@ -30,6 +30,7 @@ struct RecipeParser {
         var sweep: [(name: String, values: [ParameterSetting])] = []
         var name: String?, nameLine = 0
         var tokenizer = TokenizerSettings()
+        var evaluation: SweepEvaluation?, evaluationNode: Node?
         let pairs = self.pairs(mapping)
         for (keyNode, value) in pairs {
             guard let key = keyNode.string else { problem(keyNode, "keys must be strings"); continue }
@@ -72,6 +73,9 @@ struct RecipeParser {
                     guard let name = axisKey.string else { problem(axisKey, "sweep keys must be parameter names"); continue }
                     if let values = sweepValues(axisValue, name: name) { sweep.append((name, values)) }
                 }
+            case "eval":
+                evaluation = self.evaluation(value)
+                evaluationNode = keyNode
             case "tokenizer_source":
                 tokenizerSource(value, into: &tokenizer)
             case "tokenizer":
@@ -104,12 +108,23 @@ struct RecipeParser {
             problem(sources[1].key, "give tokenizer_source or tokenizer, not both (as in mergekit)",
                     fix: "Write the source under tokenizer: {source: ...}, or drop the tokenizer block")
         }
+        if let evaluationNode, sweep.isEmpty {
+            problem(evaluationNode, "eval scores a sweep's points, but the recipe has no sweep: section",
+                    fix: "Add a sweep: section (e.g. sweep: {lambda: \"0:1:0.1\"}), or score one model with merge-cli eval")
+        }
         var recipe = Recipe(path: path, text: text, method: method, methodLine: methodLine, baseModel: base, baseLine: baseLine,
                             inputs: inputs, modules: modules, parameters: parameters, parameterLines: parameterLines, dtype: dtype,
                             outDType: outDType, sweep: sweep, schemaProblems: problems.items, sites: sites)
         recipe.name = name
         recipe.nameLine = nameLine
         recipe.tokenizer = tokenizer.isEmpty ? nil : tokenizer
+        recipe.evaluation = evaluation.map { evaluation in
+            var resolved = evaluation
+            resolved.tasks = evaluation.tasks.map {
+                .init(name: $0.name, isDefaultName: $0.isDefaultName, head: recipe.resolvedPath($0.head), data: recipe.resolvedPath($0.data))
+            }
+            return resolved
+        }
         recipe.line = line(root)
         return recipe
     }

@@ -32,6 +32,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let isPlanned: Bool
 
     private let mapping: UnsafeMutableRawPointer?
+    /// What owns the memory a file built in memory is read from (`MemoryOutput`): kept alive
+    /// with the file; `mapping` then points into it and is not unmapped here.
+    private let memoryOwner: AnyObject?
     /// The descriptor of a file that cannot be reopened by its path (the unlinked scratch file of
     /// a PyTorch checkpoint's gathered views), kept open for the file's life instead of in
     /// `DescriptorCache`.
@@ -65,6 +68,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
             throw MergeKitError(.fileUnreadable, file: path, "cannot be memory-mapped (\(String(cString: strerror(errno))))")
         }
         mapping = p
+        memoryOwner = nil
         do {
             header = try SafeTensorsHeader.parse(fileBytes: UnsafeRawBufferPointer(start: p, count: size), file: path)
         } catch {
@@ -91,6 +95,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         identity = FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
         isPlanned = false
         self.mapping = mapping
+        memoryOwner = nil
         self.pinned = pinned ? fd : nil
         if !pinned { DescriptorCache.inputs.adopt(fd, for: self) }
     }
@@ -101,7 +106,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// metadata before any work. Nothing is opened; its bytes cannot be read (`bytes(of:)` and
     /// `read` must not be called) and its identity is a placeholder, so checks that need values
     /// skip it (they run again on the written file).
-    init(planned layout: SafeTensorsLayout, path: String) throws(MergeKitError) {
+    ///
+    /// With `memory` (the file's bytes, built in memory by `owner`: `MemoryOutput`), the same
+    /// file readable: `bytes(of:)` and `read` serve it from memory.
+    init(planned layout: SafeTensorsLayout, path: String,
+         memory: (owner: AnyObject, bytes: UnsafeRawBufferPointer)? = nil) throws(MergeKitError) {
         self.path = path
         var parsed: Result<SafeTensorsHeader, MergeKitError>!
         layout.prefix.withUnsafeBytes { raw in
@@ -112,13 +121,24 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
         header = try parsed.get()
         fileSize = layout.fileSize
-        identity = FileIdentity(device: .max, inode: .max)
-        mapping = nil
         pinned = nil
-        isPlanned = true
+        if let memory {
+            precondition(memory.bytes.count == layout.fileSize)
+            // A distinct identity per buffer: no file on disk has device .max.
+            identity = FileIdentity(device: .max, inode: UInt64(UInt(bitPattern: memory.bytes.baseAddress)))
+            mapping = UnsafeMutableRawPointer(mutating: memory.bytes.baseAddress)
+            memoryOwner = memory.owner
+            isPlanned = false
+        } else {
+            identity = FileIdentity(device: .max, inode: .max)
+            mapping = nil
+            memoryOwner = nil
+            isPlanned = true
+        }
     }
 
     deinit {
+        if memoryOwner != nil { return }
         if let mapping { munmap(mapping, fileSize) }
         if let pinned { close(pinned) } else { DescriptorCache.inputs.remove(self) }
     }
@@ -166,6 +186,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Reads `count` bytes at absolute file offset `offset` into `buffer` (pread, retried on short
     /// reads). Fails only if the file changed underneath (truncated) or the device failed.
     public func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int) throws(MergeKitError) {
+        if memoryOwner != nil, let mapping {
+            precondition(offset >= 0 && offset + count <= fileSize)
+            return buffer.copyMemory(from: mapping + offset, byteCount: count)
+        }
         if let pinned { return try read(pinned, into: buffer, count: count, at: offset) }
         try DescriptorCache.inputs.withDescriptor(for: self, open: reopen) { fd throws(MergeKitError) in
             try read(fd, into: buffer, count: count, at: offset)
@@ -192,7 +216,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Drops the mapped pages wholly inside `range` (absolute file offsets) from this process's
     /// resident set. The page cache keeps them; a later access faults them back in unchanged.
     public func release(_ range: Range<Int>) {
-        guard let mapping else { return }
+        // (Memory a file was built in is its only copy: never dropped.)
+        guard let mapping, memoryOwner == nil else { return }
         let page = FileSystem.pageSize
         let lower = (range.lowerBound + page - 1) / page * page
         let upper = min(range.upperBound, fileSize) / page * page

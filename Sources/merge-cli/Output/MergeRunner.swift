@@ -62,6 +62,53 @@ enum MergeRunner {
         }
     }
 
+    /// Runs a sweep whose points are scored (`MergeRun.run(_:evaluation:…)`): the merge's progress
+    /// bar, then the points scored; for people one line per point with its scores and the choice
+    /// on stderr, for scripts (--json) every point's summary with its scores and the evaluation
+    /// (tasks, rule, the point chosen, what was written, the plots) on stdout.
+    static func run(_ plans: [MergePlan], evaluation: SweepEvaluation, options: OutputOptions, points: [MergeRun.Point]) throws(MergeKitError) {
+        if options.dryRun {
+            try run(plans, options: options, points: points, sweepDirectory: options.output)
+            return
+        }
+        if options.checkFinite { try MergeExecutor.checkInputsFinite(plans[0], threads: options.threads) }
+        let bar = ProgressBar(enabled: !options.quiet && isatty(2) != 0)
+        let line = ProgressLine(enabled: !options.quiet && isatty(2) != 0)
+        let start = Date()
+        let (outcome, scored) = try MergeRun.run(plans, evaluation: evaluation, threads: options.threads, points: points,
+                                                 sweepDirectory: options.output, overwrite: options.overwrite,
+                                                 progress: { bar.update($0) }, evaluated: { done, total in
+            if done == 1 { bar.finish() }
+            line.update(done: done, total: total) { _ in "scored \(done)/\(total) points " }
+        })
+        line.finish()
+        printResults(outcome.results, plans: plans, options: options)
+        if !options.quiet {
+            for (i, scores) in scored.scores.enumerated() {
+                let point = points.indices.contains(i) ? points[i].map { "\($0.name) = \($0.value)" }.joined(separator: ", ") : ""
+                let tasks = zip(evaluation.tasks, scores.results).map { String(format: "%@ %.2f %%", $0.name, $1.accuracy * 100) }
+                let mark = i == scored.selected ? " ← selected" : ""
+                let text = String(format: "point %d (%@): average %.2f %%, loss %.4f (%@)%@", i, point, scores.averageAccuracy * 100,
+                                  scores.averageLoss, tasks.joined(separator: ", "), mark)
+                FileHandle.standardError.write(Data((TerminalText.escaped(text) + "\n").utf8))
+            }
+            let written = scored.kept.filter { $0 }.count
+            let text = "selected \(plans[scored.selected].output.path) by \(evaluation.select.meaning); wrote \(written) of \(plans.count) points"
+                + (scored.plots.isEmpty ? "" : "; plots: " + scored.plots.joined(separator: ", "))
+            FileHandle.standardError.write(Data((TerminalText.escaped(text) + "\n").utf8))
+        }
+        printNotes(outcome.notes, quiet: options.quiet)
+        if options.json {
+            print(JSONValue.object([
+                JSONMember("outputs", .array(outcome.summaries)),
+                JSONMember("evaluation", scored.json),
+                JSONMember("seconds", .double(Date().timeIntervalSince(start))),
+                JSONMember("peak_memory_bytes", .int(ProcessMemory.peakResidentBytes)),
+                JSONMember("notes", .array(outcome.notes.map(\.json))),
+            ]).serialized(indent: 2))
+        }
+    }
+
     /// Runs a recipe file of several stages (`StagedPlan`): its intermediates, then its output.
     /// People get a line per stage written and the output's; `--json` gets the output's summary
     /// with `"stages"`, each intermediate's summary with its `"stage"` (name, line, location,

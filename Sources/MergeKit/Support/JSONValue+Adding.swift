@@ -1,8 +1,6 @@
-import MergeKit
-
 extension JSONValue {
     /// This object with `key` set to `value` (replacing an existing member).
-    func adding(_ key: String, _ value: JSONValue) -> JSONValue {
+    public func adding(_ key: String, _ value: JSONValue) -> JSONValue {
         guard case .object(var members) = self else { return self }
         members.removeAll { $0.key == key }
         members.append(JSONMember(key, value))
