@@ -115,12 +115,14 @@ public struct SweepEvaluation: Sendable, Equatable {
     /// Whether the plots are also rendered as PNG (next to the SVGs).
     public var png: Bool
 
+    /// (Tasks with names made from their heads' paths are named apart: `namedApart()`.)
     public init(tasks: [Task], keep: Keep = .best, select: Selection = .average, batchSize: Int? = nil, png: Bool = false) {
         self.tasks = tasks
         self.keep = keep
         self.select = select
         self.batchSize = batchSize
         self.png = png
+        self.tasks = namedApart().tasks
     }
 
     /// What is wrong with the evaluation's arguments themselves (before any file is opened),
