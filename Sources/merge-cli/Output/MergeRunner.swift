@@ -16,19 +16,7 @@ enum MergeRunner {
             return
         }
         if options.dryRun {
-            if options.json {
-                // One document: the plan, or the sweep's points with their plans.
-                let described = plans.enumerated().map { i, plan in
-                    let point = points.indices.contains(i) ? points[i] : []
-                    return point.isEmpty ? PlanDescription.json(plan) : PlanDescription.json(plan).adding("sweep", MergeRun.pointJSON(point))
-                }
-                print((described.count == 1 ? described[0] : .object([JSONMember("points", .array(described))])).serialized(indent: 2))
-                return
-            }
-            for (i, plan) in plans.enumerated() {
-                if plans.count > 1 { print("# point \(i): " + (points.indices.contains(i) ? points[i].map { "\($0.name) = \($0.value)" }.joined(separator: ", ") : "")) }
-                print(PlanDescription.text(plan))
-            }
+            describe(plans, points: points, options: options)
             return
         }
         if let partition, let value = partition.value, let path = partition.writeStats {
@@ -62,13 +50,50 @@ enum MergeRunner {
         }
     }
 
+    /// --dry-run: the plan, or the sweep's points with their plans (with --json one document;
+    /// `evaluation` is added to it).
+    private static func describe(_ plans: [MergePlan], points: [MergeRun.Point], options: OutputOptions, evaluation: JSONValue? = nil) {
+        if options.json {
+            let described = plans.enumerated().map { i, plan in
+                let point = points.indices.contains(i) ? points[i] : []
+                return point.isEmpty ? PlanDescription.json(plan) : PlanDescription.json(plan).adding("sweep", MergeRun.pointJSON(point))
+            }
+            var document: JSONValue = described.count == 1 && evaluation == nil ? described[0] : .object([JSONMember("points", .array(described))])
+            if let evaluation { document = document.adding("evaluation", evaluation) }
+            print(document.serialized(indent: 2))
+            return
+        }
+        for (i, plan) in plans.enumerated() {
+            if plans.count > 1 { print("# point \(i): " + (points.indices.contains(i) ? points[i].map { "\($0.name) = \($0.value)" }.joined(separator: ", ") : "")) }
+            print(PlanDescription.text(plan))
+        }
+    }
+
     /// Runs a sweep whose points are scored (`MergeRun.run(_:evaluation:…)`): the merge's progress
     /// bar, then the points scored; for people one line per point with its scores and the choice
     /// on stderr, for scripts (--json) every point's summary with its scores and the evaluation
     /// (tasks, rule, the point chosen, what was written, the plots) on stdout.
     static func run(_ plans: [MergePlan], evaluation: SweepEvaluation, options: OutputOptions, points: [MergeRun.Point]) throws(MergeKitError) {
         if options.dryRun {
-            try run(plans, options: options, points: points, sweepDirectory: options.output)
+            // The evaluation is checked too (its heads and data against the points' encoder).
+            let budget = (try? MemoryBudget.configured()) ?? nil
+            let scorer = try SweepScorer(evaluation, plans: plans, threads: options.threads, budget: budget)
+            let inMemory = scorer.inMemory(plans, budget: budget)
+            let about = JSONValue.object([
+                JSONMember("tasks", .array(evaluation.tasks.map { task in
+                    .object([JSONMember("name", .string(task.name)), JSONMember("head", .string(task.head)), JSONMember("data", .string(task.data))])
+                })),
+                JSONMember("select", .string(evaluation.select.description)),
+                JSONMember("keep", .string(evaluation.keep.rawValue)),
+                JSONMember("batch_size", .int(scorer.batchSize)),
+                JSONMember("points_in_memory", .int(inMemory)),
+            ])
+            describe(plans, points: points, options: options, evaluation: about)
+            if !options.json {
+                print("# evaluation: \(evaluation.tasks.map(\.name).joined(separator: ", ")); select \(evaluation.select) "
+                      + "(\(evaluation.select.meaning)), keep \(evaluation.keep.rawValue); \(inMemory) of \(plans.count) points built in memory, "
+                      + "batches of \(scorer.batchSize) images")
+            }
             return
         }
         if options.checkFinite { try MergeExecutor.checkInputsFinite(plans[0], threads: options.threads) }

@@ -185,6 +185,31 @@ struct SweepEvaluationTests {
         #expect(Self.contents(dir).isEmpty)
     }
 
+    @Test("A sweep of linearized checkpoints is scored in the tangent space, as eval scores the written point")
+    func linearized() throws {
+        let dir = TestSupport.temporaryDirectory("sweep-eval")
+        let linearized = Self.fixtures + "/datamerging/linearized"
+        let recipe = Recipe(method: "task_arithmetic", baseModel: linearized + "/base.safetensors",
+                            inputs: [0, 1].map { Recipe.Input(kind: .model, path: linearized + "/task\($0).safetensors") },
+                            sweep: [("lambda", [.number(0.5), .number(1)])], path: "test")
+        let run = try recipe.plan(output: dir + "/lin")
+        let points = run.points.map { $0.map { (name: $0.name, value: $0.value.description) } }
+        let evaluation = SweepEvaluation(tasks: Array(Self.tasks.prefix(2)), keep: .all)
+        let (_, scored) = try MergeRun.run(run.plans, evaluation: evaluation, threads: 2, points: points, sweepDirectory: dir + "/lin")
+        #expect(scored.inMemory == 2)
+        for i in 0..<2 {
+            let path = dir + "/lin/" + OutputEntries.pointName(i, of: 2) + "/model.safetensors"
+            let encoder = try EvaluatedEncoder(model: path)
+            #expect(encoder.form == .linearized)
+            let model = try encoder.load(threads: 2)
+            for (t, task) in evaluation.tasks.enumerated() {
+                let result = try Evaluation.run(model, head: try TaskHead(path: task.head), data: try ImageDataset(path: task.data), batchSize: 32)
+                #expect(result.correct == scored.scores[i].results[t].correct)
+                #expect(abs(result.meanLoss - scored.scores[i].results[t].meanLoss) < 1e-9)
+            }
+        }
+    }
+
     @Test("Scores are the same for any thread count")
     func threadsAgree() throws {
         let dir = TestSupport.temporaryDirectory("sweep-eval")
