@@ -15,7 +15,7 @@ import Darwin
 ///   (`Checkpoint.companionFileNames`: configs, tokenizer and processor files, licenses). A merge
 ///   copies only these, so whatever MergeKit copies it may later replace;
 /// - MergeKit's own files: the model card README.md, recipe.yml, a sweep's manifest.json and a
-///   LoRA adapter's adapter_config.json;
+///   LoRA adapter's adapter_config.json, and a scored sweep's plots `scores-NAME.svg` / `.png`;
 /// - a sweep's point directories `point-NNN`, and the intermediates `stage-NNN` of a multi-document
 ///   recipe in its temporary work directory (`WorkDirectory`), holding only the above;
 /// - MergeKit's temporary outputs (`.NAME.mergekit-tmp-…`, `.NAME.mergekit-old-…`, see
@@ -49,7 +49,15 @@ enum OutputEntries {
     static func isOutputFile(_ name: String) -> Bool {
         let lower = name.lowercased()
         return lower.hasSuffix(".safetensors") || lower.hasSuffix(".safetensors.index.json") || isCompanion(name)
-            || generatedNames.contains(name) || OutputTemporaries.isTemporaryName(name)
+            || generatedNames.contains(name) || isPlotName(name) || OutputTemporaries.isTemporaryName(name)
+    }
+
+    /// Whether `name` is a scored sweep's plot: `scores-` a parameter's name `.svg` or `.png`
+    /// (`SweepPlots.fileName`).
+    static func isPlotName(_ name: String) -> Bool {
+        guard name.hasPrefix("scores-"), name.hasSuffix(".svg") || name.hasSuffix(".png") else { return false }
+        let stem = name.dropFirst("scores-".count).dropLast(4)
+        return !stem.isEmpty && stem.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }
     }
 
     /// Whether a directory named `name` is one MergeKit writes inside an output: a sweep point, a
