@@ -43,8 +43,9 @@ public struct Figure: Sendable {
                 canvas.open("panel", transform: (x, y), attributes: "data-index=\"\(index)\"")
                 for line in inner.lines { canvas.raw(line) }
                 canvas.close()
-                x += size.width
-                rowHeight = max(rowHeight, size.height)
+                // Whole pixels, as a panel alone is (`SVGCanvas.document`).
+                x += size.width.rounded(.up)
+                rowHeight = max(rowHeight, size.height.rounded(.up))
                 index += 1
             }
             width = max(width, x)

@@ -86,7 +86,7 @@ extension HeatMap: PlotPanel {
         let side = cell * Double(n)
         let barX = left + side + 28, barHeight = max(side, 180.0)
         let (lower, upper, stops) = range
-        let barScale = AxisScale(values: [lower, upper], target: 5)
+        let barScale = AxisScale(values: [lower, upper], target: 6)
         let barTicks = barScale.ticks.filter { $0 >= lower - 1e-9 && $0 <= upper + 1e-9 }
         let barLabelWidth = barTicks.map { SVGCanvas.textWidth(barScale.label($0), size: tickFont) }.max() ?? 0
         let hasUndefined = (0..<n).contains { i in (0..<n).contains { j in value(i, j).isNaN } }

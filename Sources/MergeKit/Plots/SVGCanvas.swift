@@ -143,10 +143,11 @@ struct SVGCanvas {
     /// (one it may replace) among files that are there.
     static let signature = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- A plot written by MergeKit -->\n"
 
-    /// The whole document: `width` × `height` user units (pixels at 96 dpi), a white background,
-    /// `title` as the document's title, and the elements drawn so far.
+    /// The whole document: `width` × `height` user units (pixels at 96 dpi; rounded up to whole
+    /// pixels, so a PNG of it is exactly that size), a white background, `title` as the
+    /// document's title, and the elements drawn so far.
     func document(width: Double, height: Double, title: String) -> String {
-        let w = Self.number(width), h = Self.number(height)
+        let w = Self.number(width.rounded(.up)), h = Self.number(height.rounded(.up))
         var out = Self.signature
         out += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(w)\" height=\"\(h)\" viewBox=\"0 0 \(w) \(h)\" font-family=\"sans-serif\">\n"
         out += "  <title>\(Self.escaped(title))</title>\n"
