@@ -71,7 +71,7 @@ public enum PlotFile {
             for temporary in temporaries { _ = unlink(temporary) }
             TemporaryFiles.unregister(temporaries)
         }
-        try FileSystem.writeFile(svgTemporary, Array(svg.utf8))
+        try naming(path) { () throws(MergeKitError) in try FileSystem.writeFile(svgTemporary, Array(svg.utf8)) }
         var renames = [(svgTemporary, path)]
         if png {
             let target = pngPath(for: path)
@@ -84,7 +84,7 @@ public enum PlotFile {
                 throw MergeKitError(.writeFailed, file: target, "\(rendererName) did not write a PNG image",
                     fix: "Check that `\(rendererName) --version` works; reinstall it (Debian and Ubuntu: apt-get install librsvg2-bin)")
             }
-            try FileSystem.writeFile(pngTemporary, tagged)
+            try naming(target) { () throws(MergeKitError) in try FileSystem.writeFile(pngTemporary, tagged) }
             renames.insert((pngTemporary, target), at: 0)
         }
         // What is there now may have changed since the check: look again just before replacing it.
@@ -101,6 +101,17 @@ public enum PlotFile {
         temporaries = []
         FileSystem.syncDirectory(FileSystem.parentDirectory(of: path))
         return renames.map(\.1).reversed()
+    }
+
+    /// Runs `body`, its errors naming `file` (the plot) instead of the temporary written.
+    private static func naming(_ file: String, _ body: () throws(MergeKitError) -> Void) throws(MergeKitError) {
+        do throws(MergeKitError) {
+            try body()
+        } catch {
+            var named = error
+            named.file = file
+            throw named
+        }
     }
 
     // MARK: The policy
