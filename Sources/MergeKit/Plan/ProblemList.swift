@@ -9,10 +9,11 @@ struct ProblemList {
         if items.count < MergePlan.maximumReported { items.append(problem) } else { overflow += 1 }
     }
 
-    func throwIfAny() throws(MergeKitError) {
+    /// Throws the one problem, or a summary holding them all ("3 problems found before `what`:").
+    func throwIfAny(before what: String = "merging") throws(MergeKitError) {
         guard let first = items.first else { return }
         guard items.count > 1 else { throw first }
-        var summary = MergeKitError(first.code, "\(items.count + overflow) problems found before merging:")
+        var summary = MergeKitError(first.code, "\(items.count + overflow) problems found before \(what):")
         summary.problems = items
         if overflow > 0 { summary.problems.append(MergeKitError(first.code, "… and \(overflow) more")) }
         throw summary

@@ -233,32 +233,14 @@ struct ZipArchive {
             output = Array(source)
         } else {
             let bound = min(limit, entry.uncompressedSize, max(entry.compressedSize, 1) &* maximumCompressionRatio)
-            output = []
-            output.reserveCapacity(min(entry.uncompressedSize, 1 << 26))
-            enum Stop: Error { case tooLarge, truncated }
-            do {
-                _ = try Data.decompress(size: Int64(entry.compressedSize), bufferSize: 1 << 16, skipCRC32: true,
-                    provider: { position, size in
-                        // Asked past the end: the stream never ended (zlib would wait forever).
-                        guard Int(position) < source.count else { throw Stop.truncated }
-                        // Always `size` bytes, zeros past the end: the decoder hands zlib a full
-                        // buffer's length whatever the chunk holds, and a stream that does not end
-                        // must not make it read past the chunk (zeros are an invalid stored block).
-                        let start = Int(position)
-                        var chunk = Data(UnsafeRawBufferPointer(rebasing: source[start..<min(source.count, start + size)]))
-                        if chunk.count < size { chunk.append(Data(count: size - chunk.count)) }
-                        return chunk
-                    },
-                    consumer: { chunk in
-                        guard output.count + chunk.count <= bound else { throw Stop.tooLarge }
-                        output.append(contentsOf: chunk)
-                    })
-            } catch Stop.tooLarge {
+            do throws(InflateFailure) {
+                output = try inflate(source, bound: bound, expected: entry.uncompressedSize)
+            } catch .tooLarge {
                 throw MergeKitError(.archiveTooLarge, file: file,
                     "record \(entry.name) inflates past \(bound) bytes (it declares \(entry.uncompressedSize) from \(entry.compressedSize) compressed), as a zip bomb does",
                     fix: "This is not a checkpoint torch.save wrote; re-save the state dict with torch.save")
             } catch {
-                throw MergeKitError(.archiveInvalid, file: file, "record \(entry.name) is not a valid deflate stream (\(error is Stop ? "it is truncated" : "\(error)"))",
+                throw MergeKitError(.archiveInvalid, file: file, "record \(entry.name) is not a valid deflate stream (\(error.reason))",
                     fix: "The archive is truncated or corrupt; download it again or re-save it with torch.save")
             }
         }
@@ -272,6 +254,50 @@ struct ZipArchive {
             throw MergeKitError(.archiveInvalid, file: file,
                 "record \(entry.name) fails its CRC-32 check (\(crc) instead of \(entry.crc32))",
                 fix: "The archive is corrupt; download it again or re-save it with torch.save")
+        }
+        return output
+    }
+}
+
+extension ZipArchive {
+    enum InflateFailure: Error {
+        case tooLarge, truncated, invalid(String)
+
+        var reason: String {
+            switch self {
+            case .tooLarge: "it inflates past its limit"
+            case .truncated: "it is truncated"
+            case .invalid(let what): what
+            }
+        }
+    }
+
+    /// Inflates the raw deflate stream `source` (ZIPFoundation over zlib) into at most `bound`
+    /// bytes (`expected`: the size to reserve). Never waits on a stream that does not end.
+    static func inflate(_ source: UnsafeRawBufferPointer, bound: Int, expected: Int = 0) throws(InflateFailure) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(min(max(0, expected), bound, 1 << 26))
+        do {
+            _ = try Data.decompress(size: Int64(source.count), bufferSize: 1 << 16, skipCRC32: true,
+                provider: { position, size in
+                    // Asked past the end: the stream never ended (zlib would wait forever).
+                    guard Int(position) < source.count else { throw InflateFailure.truncated }
+                    // Always `size` bytes, zeros past the end: the decoder hands zlib a full
+                    // buffer's length whatever the chunk holds, and a stream that does not end
+                    // must not make it read past the chunk (zeros are an invalid stored block).
+                    let start = Int(position)
+                    var chunk = Data(UnsafeRawBufferPointer(rebasing: source[start..<min(source.count, start + size)]))
+                    if chunk.count < size { chunk.append(Data(count: size - chunk.count)) }
+                    return chunk
+                },
+                consumer: { chunk in
+                    guard output.count + chunk.count <= bound else { throw InflateFailure.tooLarge }
+                    output.append(contentsOf: chunk)
+                })
+        } catch let failure as InflateFailure {
+            throw failure
+        } catch {
+            throw .invalid("\(error)")
         }
         return output
     }

@@ -38,6 +38,8 @@ public struct MergeKitError: Error, CustomStringConvertible, Equatable, Sendable
         // given, files of another merge, round or division (or given twice), a file that is not
         // one MergeKit wrote; statistics given before their last round
         case statisticsMissing, statisticsMismatch, statisticsCorrupt, statisticsIncomplete
+        // A program MergeKit runs that is not installed (rsvg-convert, for PNG plots)
+        case toolMissing
     }
 
     public var code: Code
