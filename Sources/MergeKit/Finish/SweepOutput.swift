@@ -44,6 +44,14 @@ public final class SweepOutput: @unchecked Sendable {
         }
     }
 
+    /// Where the file `name` at the top of the sweep is written until the commit (registered, so
+    /// that a failure removes it), for a writer that takes a path (a PNG renderer).
+    func stagedFile(named name: String) -> String {
+        let file = FileSystem.join(staged.temporaryPath, name)
+        staged.registerFile(file)
+        return file
+    }
+
     /// Removes a point written into the sweep (`path`, where it would have ended up) that is not
     /// to be kept; fails if something other than what MergeKit wrote is found in it.
     public func discard(_ path: String) throws(MergeKitError) {

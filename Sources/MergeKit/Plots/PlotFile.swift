@@ -78,13 +78,7 @@ public enum PlotFile {
             let pngTemporary = OutputTemporaries.newPath(for: target, role: .writing)
             temporaries.append(pngTemporary)
             TemporaryFiles.register(file: pngTemporary)
-            try render(svgTemporary, to: pngTemporary, for: target)
-            let rendered = try FileSystem.readFile(pngTemporary, limit: 1 << 28)
-            guard let tagged = tagged(png: rendered) else {
-                throw MergeKitError(.writeFailed, file: target, "\(rendererName) did not write a PNG image",
-                    fix: "Check that `\(rendererName) --version` works; reinstall it (Debian and Ubuntu: apt-get install librsvg2-bin)")
-            }
-            try naming(target) { () throws(MergeKitError) in try FileSystem.writeFile(pngTemporary, tagged) }
+            try renderTagged(svgTemporary, to: pngTemporary, for: target)
             renames.insert((pngTemporary, target), at: 0)
         }
         // What is there now may have changed since the check: look again just before replacing it.
@@ -101,6 +95,18 @@ public enum PlotFile {
         temporaries = []
         FileSystem.syncDirectory(FileSystem.parentDirectory(of: path))
         return renames.map(\.1).reversed()
+    }
+
+    /// Renders the SVG file `svg` as the PNG file `png` carrying MergeKit's text chunk (`tagged`);
+    /// errors name `target`, where the PNG is going.
+    static func renderTagged(_ svg: String, to png: String, for target: String) throws(MergeKitError) {
+        try render(svg, to: png, for: target)
+        let rendered = try FileSystem.readFile(png, limit: 1 << 28)
+        guard let tagged = tagged(png: rendered) else {
+            throw MergeKitError(.writeFailed, file: target, "\(rendererName) did not write a PNG image",
+                fix: "Check that `\(rendererName) --version` works; reinstall it (Debian and Ubuntu: apt-get install librsvg2-bin)")
+        }
+        try naming(target) { () throws(MergeKitError) in try FileSystem.writeFile(png, tagged) }
     }
 
     /// Runs `body`, its errors naming `file` (the plot) instead of the temporary written.

@@ -40,6 +40,9 @@ extension MergeRun {
         OutputGuard.check(output: sweepDirectory, isDirectory: true, overwrite: overwrite,
                           inputs: [plans[0].base.path] + plans[0].inputs.flatMap { [$0.path, $0.checkpoint.path] }
                               + evaluation.tasks.flatMap { [$0.head, $0.data] }, into: &problems)
+        if evaluation.png && PlotFile.renderer() == nil {
+            problems.add(PlotFile.rendererMissing(for: FileSystem.join(sweepDirectory, SweepPlots.fileName("NAME", extension: "png"))))
+        }
         try problems.throwIfAny()
         let scorer = try SweepScorer(evaluation, plans: plans, threads: threads, budget: budget)
         let inMemory = scorer.inMemory(plans, budget: budget)
@@ -84,7 +87,8 @@ extension MergeRun {
                 memory[i] = nil
             }
             written = []
-            let plots = try SweepPlots.write(evaluation, scores: scores, points: points, selected: selected, into: sweep)
+            let plots = try SweepPlots.write(evaluation, scores: scores, points: points, selected: selected,
+                                             method: plans[0].method.info.name, into: sweep)
             let about = evaluationJSON(evaluation, scorer: scorer, scores: scores, selected: selected, kept: kept, inMemory: inMemory,
                                        plots: plots, points: points, plans: plans, seconds: evaluationSeconds)
             let located = results.compactMap { $0 }.flatMap { $0.files.map(\.path) }

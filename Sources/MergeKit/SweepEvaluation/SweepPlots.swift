@@ -7,6 +7,8 @@ enum SweepPlots {
     /// accuracy and the average there, and where the selected point is.
     struct Slice: Equatable {
         let parameter: String
+        /// The other swept parameters, held at the selected point's values.
+        let held: [(name: String, value: String)]
         let x: [Double]
         /// Per task, then the average last.
         let series: [(name: String, y: [Double])]
@@ -14,7 +16,7 @@ enum SweepPlots {
         let selectedY: Double
 
         static func == (a: Slice, b: Slice) -> Bool {
-            a.parameter == b.parameter && a.x == b.x && a.selectedX == b.selectedX && a.selectedY == b.selectedY
+            a.parameter == b.parameter && a.held.map(\.name) == b.held.map(\.name) && a.held.map(\.value) == b.held.map(\.value) && a.x == b.x && a.selectedX == b.selectedX && a.selectedY == b.selectedY
                 && a.series.map(\.name) == b.series.map(\.name) && a.series.map(\.y) == b.series.map(\.y)
         }
     }
@@ -36,8 +38,14 @@ enum SweepPlots {
             let members = order.map { line[$0] }
             var series = evaluation.tasks.indices.map { t in (name: evaluation.tasks[t].name, y: members.map { scores[$0].results[t].accuracy }) }
             series.append((name: "average", y: members.map { scores[$0].averageAccuracy }))
-            slices.append(Slice(parameter: entry.name, x: order.map { xs[$0]! }, series: series,
-                                selectedX: Double(entry.value)!, selectedY: scores[selected].averageAccuracy))
+            // The mark sits on the line the rule chose by (the average for worst and loss).
+            var markedY = scores[selected].averageAccuracy
+            if case .task(let name) = evaluation.select, let t = evaluation.tasks.firstIndex(where: { $0.name == name }) {
+                markedY = scores[selected].results[t].accuracy
+            }
+            let held = chosen.indices.filter { $0 != axis }.map { chosen[$0] }
+            slices.append(Slice(parameter: entry.name, held: held, x: order.map { xs[$0]! }, series: series,
+                                selectedX: Double(entry.value)!, selectedY: markedY))
         }
         return slices
     }
@@ -48,9 +56,36 @@ enum SweepPlots {
         return "scores-\(safe).\(ext)"
     }
 
-    /// Writes every slice's plot into `sweep`; returns the names written (relative to it).
-    static func write(_ evaluation: SweepEvaluation, scores: [PointScores], points: [MergeRun.Point], selected: Int,
+    /// The chart of one slice: each task's accuracy and the average (emphasized, drawn last)
+    /// against the parameter, the selected point marked.
+    static func chart(_ slice: Slice, method: String) -> LineChart {
+        func symbol(_ name: String) -> String { name == "lambda" ? "λ" : name }
+        let series = slice.series.enumerated().map { i, line in
+            LineChart.Series(name: line.name, x: slice.x, y: line.y, emphasized: i == slice.series.count - 1)
+        }
+        let label = "selected: " + String(format: "%.1f %%", slice.selectedY * 100)
+        let axis = slice.parameter == "lambda" ? "λ (scaling coefficient)" : slice.parameter
+        let held = slice.held.isEmpty ? "" : ", at " + slice.held.map { "\(symbol($0.name)) = \($0.value)" }.joined(separator: ", ")
+        return LineChart(title: "\(method): accuracy against \(symbol(slice.parameter))\(held)", xLabel: axis, yLabel: "accuracy", series: series,
+                         mark: LineChart.Mark(x: slice.selectedX, y: slice.selectedY, label: label), yRange: 0...1)
+    }
+
+    /// Writes every slice's plot into `sweep` (and its PNG when the evaluation asks); returns
+    /// the names written (relative to it).
+    static func write(_ evaluation: SweepEvaluation, scores: [PointScores], points: [MergeRun.Point], selected: Int, method: String,
                       into sweep: SweepOutput) throws(MergeKitError) -> [String] {
-        []
+        var written: [String] = []
+        for slice in slices(evaluation, scores: scores, points: points, selected: selected) {
+            let name = fileName(slice.parameter, extension: "svg")
+            try sweep.write(Array(chart(slice, method: method).svg().utf8), named: name)
+            written.append(name)
+            if evaluation.png {
+                let png = fileName(slice.parameter, extension: "png")
+                try PlotFile.renderTagged(sweep.stagedPath(of: FileSystem.join(sweep.path, name)), to: sweep.stagedFile(named: png),
+                                          for: FileSystem.join(sweep.path, png))
+                written.append(png)
+            }
+        }
+        return written
     }
 }

@@ -101,6 +101,23 @@ struct SweepEvaluationCLITests {
                 #expect(((try? Self.json(json.stdout))?["error"]) != nil, "\(json.stdout)")
             }
         }
+        // --png without rsvg-convert: refused before any work, naming the fix.
+        let noRenderer = try CLI.run(["sweep"] + Self.merge + grid + Self.eval + ["--png", "-o", dir + "/png"], in: Self.fixtures,
+                                     environment: ["PATH": "/nonexistent"])
+        #expect(noRenderer.status == 1, "\(noRenderer.stderr)")
+        #expect(noRenderer.stderr.contains("rsvg-convert") && noRenderer.stderr.contains("librsvg2-bin"), "\(noRenderer.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/png"))
+        // --dry-run checks the evaluation and describes it; nothing is written.
+        let dry = try CLI.run(["sweep"] + Self.merge + grid + Self.eval + ["--select", "worst", "--dry-run", "--json", "-o", dir + "/dry"],
+                              in: Self.fixtures)
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let described = try Self.json(dry.stdout)
+        #expect((described["points"] as? [Any])?.count == 2)
+        #expect((described["evaluation"] as? [String: Any])?["select"] as? String == "worst")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/dry"))
+        let dryWrong = try CLI.run(["sweep"] + Self.merge + grid + ["--eval", "wemoe/task0/head.safetensors=wemoe/nope.safetensors",
+                                                                     "--dry-run", "-o", dir + "/dry"], in: Self.fixtures)
+        #expect(dryWrong.status == 1 && dryWrong.stderr.contains("wemoe/nope.safetensors"), "\(dryWrong.stderr)")
         // A recipe with eval: but no sweep:, and eval: keys that do not exist: exit 1, with lines.
         let recipe = """
             merge_method: task_arithmetic

@@ -22,10 +22,10 @@ struct SweepEvaluationTests {
     }
 
     /// A task-arithmetic sweep of the experts over `lambdas`, planned into `output`.
-    static func plan(_ lambdas: [Double], output: String, emit: EmitKind = .model) throws -> (plans: [MergePlan], points: [MergeRun.Point]) {
+    static func plan(_ lambdas: [Double], output: String, emit: EmitKind = .model, overwrite: Bool = false) throws -> (plans: [MergePlan], points: [MergeRun.Point]) {
         let recipe = Recipe(method: "task_arithmetic", baseModel: base, inputs: experts.map { Recipe.Input(kind: .model, path: $0) },
                             sweep: [("lambda", lambdas.map { ParameterSetting.number($0) })], path: "test")
-        let run = try recipe.plan(output: output, emit: emit)
+        let run = try recipe.plan(output: output, overwrite: overwrite, emit: emit)
         return (run.plans, run.points.map { $0.map { (name: $0.name, value: $0.value.description) } })
     }
 
@@ -50,7 +50,7 @@ struct SweepEvaluationTests {
         // λ = 0.3 is the best of the three on the average; only it is written (--keep best).
         #expect(scored.selected == 1)
         #expect(scored.kept == [false, true, false])
-        #expect(Self.contents(dir + "/sweep") == ["manifest.json", "point-001"])
+        #expect(Self.contents(dir + "/sweep") == ["manifest.json", "point-001", "scores-lambda.svg"])
     }
 
     @Test("Points built in memory, written and read back, or some of each: the same scores, and the kept points' bytes are a plain sweep's")
@@ -84,12 +84,12 @@ struct SweepEvaluationTests {
         #expect(runs[0] == runs[1] && runs[1] == runs[2], "scores differ between memory and disk")
     }
 
-    @Test("keep none writes the manifest only; keep best removes the streamed points it does not keep")
+    @Test("keep none writes the manifest and plots only; keep best removes the streamed points it does not keep")
     func keepPolicies() throws {
         let dir = TestSupport.temporaryDirectory("sweep-eval")
         let lambdas = [0.1, 0.3, 0.5]
         let (_, none) = try Self.run(lambdas, SweepEvaluation(tasks: Self.tasks, keep: .none), output: dir + "/none")
-        #expect(Self.contents(dir + "/none") == ["manifest.json"])
+        #expect(Self.contents(dir + "/none") == ["manifest.json", "scores-lambda.svg"])
         #expect(none.kept == [false, false, false])
         // Streamed (no memory): the points were written, and all but the chosen one removed.
         let streamed = SweepEvaluation(tasks: Self.tasks, keep: .best)
@@ -99,7 +99,7 @@ struct SweepEvaluationTests {
         let (outcome, best) = try MergeRun.run(plans, evaluation: streamed, threads: 1, points: points, sweepDirectory: dir + "/streamed",
                                                budget: tight)
         #expect(best.inMemory == 0)
-        #expect(Self.contents(dir + "/streamed") == ["manifest.json", OutputEntries.pointName(best.selected, of: 3)])
+        #expect(Self.contents(dir + "/streamed") == ["manifest.json", OutputEntries.pointName(best.selected, of: 3), "scores-lambda.svg"])
         #expect(outcome.results.count == 1)
         // Nothing of the run is left beside the sweep (no temporaries).
         #expect(Self.contents(dir) == ["none", "streamed"])
@@ -208,6 +208,54 @@ struct SweepEvaluationTests {
                 #expect(abs(result.meanLoss - scored.scores[i].results[t].meanLoss) < 1e-9)
             }
         }
+    }
+
+    @Test("Plots: one per swept parameter, through the selected point, each task and the average, the point marked")
+    func plotSlices() throws {
+        func result(_ correct: Int) -> EvaluationResult { EvaluationResult(images: 10, correct: correct, meanLoss: 1, seconds: 0) }
+        // λ ∈ {0.5, 1} × density ∈ {0.2, 0.4, 0.6}, in grid order (λ outer).
+        var points: [MergeRun.Point] = []
+        var scores: [PointScores] = []
+        for (i, lambda) in ["0.5", "1"].enumerated() {
+            for (j, density) in ["0.2", "0.4", "0.6"].enumerated() {
+                points.append([(name: "lambda", value: lambda), (name: "density", value: density)])
+                scores.append(PointScores(results: [result(i * 3 + j), result(9 - j)]))
+            }
+        }
+        let tasks = [SweepEvaluation.Task(name: "a", head: "a", data: "a"), SweepEvaluation.Task(name: "b", head: "b", data: "b")]
+        let slices = SweepPlots.slices(SweepEvaluation(tasks: tasks, select: .task("a")), scores: scores, points: points, selected: 4)
+        #expect(slices.map(\.parameter) == ["lambda", "density"])
+        // λ through density = 0.4: points 1 and 4.
+        #expect(slices[0].x == [0.5, 1] && slices[0].series.map(\.name) == ["a", "b", "average"])
+        #expect(slices[0].series[0].y == [0.1, 0.4] && slices[0].series[1].y == [0.8, 0.8])
+        #expect(slices[0].held.map(\.value) == ["0.4"])
+        // density through λ = 1: points 3, 4, 5; marked on task a's line (the rule's).
+        #expect(slices[1].x == [0.2, 0.4, 0.6] && slices[1].series[0].y == [0.3, 0.4, 0.5])
+        #expect(slices[1].series[2].y.allSatisfy { abs($0 - 0.6) < 1e-12 })
+        #expect(slices[1].selectedX == 0.4 && slices[1].selectedY == 0.4)
+        let svg = SweepPlots.chart(slices[1], method: "ties").svg()
+        for text in ["ties: accuracy against density, at λ = 1", "average", "selected: 40.0 %", "accuracy"] {
+            #expect(svg.contains(text), "\(text)")
+        }
+        #expect(SweepPlots.fileName("lambda", extension: "svg") == "scores-lambda.svg")
+        #expect(SweepPlots.fileName("a/b", extension: "png") == "scores-a_b.png" && OutputEntries.isPlotName("scores-a_b.png"))
+        #expect(!OutputEntries.isPlotName("scores-.svg") && !OutputEntries.isPlotName("notes.svg"))
+    }
+
+    @Test("A scored sweep with plots (and PNGs) is an output like any other: --overwrite replaces it whole")
+    func plotsInSweep() throws {
+        let dir = TestSupport.temporaryDirectory("sweep-eval")
+        let png = PlotFile.renderer() != nil
+        let evaluation = SweepEvaluation(tasks: Self.tasks, png: png)
+        let (_, scored) = try Self.run([0.2, 0.4], evaluation, output: dir + "/s")
+        #expect(scored.plots == [dir + "/s/scores-lambda.svg"] + (png ? [dir + "/s/scores-lambda.png"] : []))
+        let svg = try String(contentsOfFile: dir + "/s/scores-lambda.svg", encoding: .utf8)
+        #expect(svg.contains("task0/head") && svg.contains("task2/head") && svg.contains("average"))
+        #expect(try OutputEntries.unexpectedEntries(in: dir + "/s").isEmpty)
+        let (plans, points) = try Self.plan([0.2, 0.4], output: dir + "/s", overwrite: true)
+        _ = try MergeRun.run(plans, evaluation: SweepEvaluation(tasks: Self.tasks, keep: .none), threads: 2, points: points,
+                             sweepDirectory: dir + "/s", overwrite: true)
+        #expect(Self.contents(dir + "/s") == ["manifest.json", "scores-lambda.svg"])
     }
 
     @Test("Scores are the same for any thread count")
