@@ -25,7 +25,7 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: "With --plot: replace a plot MergeKit wrote before at PATH (never any other file).")
     var overwrite = false
 
-    @Flag(help: "Print the analysis as JSON (with --plot: `plots` lists the files written).")
+    @Flag(help: "Print the analysis as JSON (with --plot, `plots` lists the files written).")
     var json = false
 
     func validate() throws {
@@ -60,7 +60,7 @@ struct AnalyzeCommand: ParsableCommand {
                 return
             }
             var document = analysis.json
-            if case .object(var members) = document {
+            if plot != nil, case .object(var members) = document {
                 members.append(JSONMember("plots", .array(written.map { .string($0) })))
                 document = .object(members)
             }
