@@ -16,16 +16,16 @@ struct AnalyzeCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Worker threads.", valueName: "n"))
     var threads: Int?
 
-    @Option(help: ArgumentHelp("Also draw the cosine and sign-conflict matrices as two heat maps side by side in one SVG file at PATH (ending in .svg).", valueName: "PATH"))
+    @Option(help: ArgumentHelp("Also draw the cosine and sign-conflict matrices as two heat maps side by side in one SVG file (a path ending in .svg).", valueName: "path"))
     var plot: String?
 
-    @Flag(help: "With --plot: also write the picture as a PNG beside the SVG (PATH with .png), rendered by rsvg-convert (Debian/Ubuntu: apt-get install librsvg2-bin).")
+    @Flag(help: "With --plot: also write the picture as a PNG beside the SVG (the same path ending in .png), rendered by rsvg-convert (Debian/Ubuntu: apt-get install librsvg2-bin).")
     var png = false
 
-    @Flag(help: "With --plot: replace a plot MergeKit wrote before at PATH (never any other file).")
+    @Flag(help: "With --plot: replace a plot MergeKit wrote before at that path (never any other file).")
     var overwrite = false
 
-    @Flag(help: "Print the analysis as JSON (with --plot: `plots` lists the files written).")
+    @Flag(help: "Print the analysis as JSON (with --plot, `plots` lists the files written).")
     var json = false
 
     func validate() throws {
@@ -37,7 +37,7 @@ struct AnalyzeCommand: ParsableCommand {
                 throw ValidationError("--plot must name an .svg file (the PNG, with --png, is written beside it), not '\(plot)'")
             }
         } else if png || overwrite {
-            throw ValidationError("\(png ? "--png" : "--overwrite") applies to the picture; give --plot PATH.svg too")
+            throw ValidationError("\(png ? "--png" : "--overwrite") applies to the picture; give --plot too (a path ending in .svg)")
         }
     }
 
@@ -60,7 +60,7 @@ struct AnalyzeCommand: ParsableCommand {
                 return
             }
             var document = analysis.json
-            if case .object(var members) = document {
+            if plot != nil, case .object(var members) = document {
                 members.append(JSONMember("plots", .array(written.map { .string($0) })))
                 document = .object(members)
             }

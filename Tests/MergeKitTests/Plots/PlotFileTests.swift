@@ -17,7 +17,7 @@ struct PlotFileTests {
         let dir = TestSupport.temporaryDirectory("plot-renderer")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fake = dir + "/rsvg-convert"
-        FileManager.default.createFile(atPath: fake, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        #expect(FileManager.default.createFile(atPath: fake, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755]))
         #expect(PlotFile.renderer(environment: ["PATH": "/nonexistent::" + dir]) == fake)
     }
 
