@@ -11,7 +11,7 @@ struct EvaluationOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Which points to write: the selected one (default), all (each with its scores in its model card) or none (the manifest and plots only).", valueName: "best|all|none"))
     var keep: SweepEvaluation.Keep?
 
-    @Option(help: ArgumentHelp("How to choose the point: the highest mean accuracy (average, the default), the best worst-task accuracy (worst), the lowest mean loss (loss), or one task's accuracy (its name). Ties go to the first point.", valueName: "rule"))
+    @Option(help: ArgumentHelp("How to choose the point: the highest mean accuracy (average, the default), the best worst-task accuracy (worst), the lowest mean loss (loss), or one task's accuracy (its name). Ties go to the first point.", valueName: "name"))
     var select: String?
 
     @Option(name: .customLong("eval-batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per forward pass when scoring (default 32, fewer when 32 would not fit in the memory available).", valueName: "B"))
