@@ -2,27 +2,29 @@
 // made from the real handwritten digits in Fixtures/multitask/digits.safetensors (scikit-learn's
 // bundled `digits`, exported once by Fixtures/multitask/make_digits.py).
 //
-//   benchmark-tool multitask-data --digits FILE --out DIR [--seed 0] [--tasks 8] [--train 1000 --val 200 --test 597]
+//   benchmark-tool multitask-data --digits FILE --out DIR [--seed 0] [--tasks 8|NAME,NAME…] [--train 1000 --val 200 --test 597]
 //
 // The 1797 images are shuffled by --seed and split once into train, validation and test images;
 // every task transforms the same split, so no test image (in any form) is seen in training or
 // validation. Each task is an image transformation and a label map:
 //
-//   digits    as they are                                    the digit            10 classes
-//   mirror    mirrored left–right                            the digit            10
-//   rotate    rotated 90° counter-clockwise                  the digit            10
-//   negative  inverted (16 − x)                              the digit            10
-//   parity    upside down (rotated 180°)                     odd or even          2
-//   loops     red ink (green and blue channels dark)         closed loops 0/1/2   3
-//   noisy     Gaussian noise σ = 0.25 (of the [0, 1] range)  digit ≥ 5            2
-//   shifted   moved one pixel in a random direction          digit mod 3          3
+//   digits    as they are, white on black                          the digit            10 classes
+//   mirror    mirrored left–right, green                           the digit            10
+//   rotate    rotated 90° counter-clockwise, blue                  the digit            10
+//   negative  dark ink on white                                    the digit            10
+//   parity    upside down (rotated 180°), yellow                   odd or even          2
+//   loops     red                                                  closed loops 0/1/2   3
+//   noisy     Gaussian noise σ = 0.25 (of the [0, 1] range), magenta  digit ≥ 5         2
+//   shifted   moved one pixel in a random direction, cyan          digit mod 3          3
 //
-// and the pretext task the encoder is pretrained on (self-supervised: no digit labels): every
-// training image under each of the 8 symmetries of the square (4 rotations × mirrored or not),
-// labelled with the symmetry.
+// and the pretext task the encoder is pretrained on (self-supervised: no task labels): every task's
+// training images, each under one of the 8 symmetries of the square (4 rotations × mirrored or not)
+// drawn at random, labelled with (task style, symmetry) — 8 × tasks classes: which kind of image,
+// which way round.
 //
-// Pixels become [0, 1] (x/16), then the 3 channels (grey ink: all three equal) are normalised with
-// CLIP's mean and std, as CLIPImageProcessor does. Random transformations (noise, shifts) draw from
+// Pixels become background + (ink − background)·x/16 per channel in [0, 1] (each task draws in its
+// own colours, as real datasets differ in colour statistics), then are normalised with CLIP's mean
+// and std, as CLIPImageProcessor does. Random transformations (noise, shifts) draw from
 // a stream fixed by --seed, the task and the image. Writes DIR/tasks.tsv (name, classes,
 // description), DIR/pretext/train.safetensors and DIR/<task>/{train,val,test}.safetensors
 // (`pixel_values` [N, 3, 8, 8] F32, `labels` [N] I64).
@@ -30,12 +32,14 @@ import Foundation
 import MergeKit
 
 /// One task of the benchmark: how an 8×8 image (values 0…16, row-major) is transformed, its
-/// channels' ink (1 or 0 per channel), and its label.
+/// colours, and its label.
 struct DigitTask {
     let name: String
     let classes: Int
     let description: String
+    /// The colour of the ink (value 16) and of the background (value 0), RGB in [0, 1].
     var ink: [Float] = [1, 1, 1]
+    var background: [Float] = [0, 0, 0]
     /// The image transformed (values stay in 0…16, or beyond for noise), from the stream `random`.
     let transform: ([Float], inout Generator) -> [Float]
     let label: (Int) -> Int
@@ -63,19 +67,19 @@ func symmetric(_ image: [Float], quarterTurns: Int, mirrored: Bool) -> [Float] {
 
 let digitTasks: [DigitTask] = [
     DigitTask(name: "digits", classes: 10, description: "as they are; the digit", transform: { image, _ in image }, label: { $0 }),
-    DigitTask(name: "mirror", classes: 10, description: "mirrored left-right; the digit",
+    DigitTask(name: "mirror", classes: 10, description: "mirrored left-right, green; the digit", ink: [0, 1, 0],
               transform: { image, _ in symmetric(image, quarterTurns: 0, mirrored: true) }, label: { $0 }),
-    DigitTask(name: "rotate", classes: 10, description: "rotated 90 degrees; the digit",
+    DigitTask(name: "rotate", classes: 10, description: "rotated 90 degrees, blue; the digit", ink: [0.2, 0.4, 1],
               transform: { image, _ in symmetric(image, quarterTurns: 1, mirrored: false) }, label: { $0 }),
-    DigitTask(name: "negative", classes: 10, description: "inverted (16 - x); the digit",
-              transform: { image, _ in image.map { 16 - $0 } }, label: { $0 }),
-    DigitTask(name: "parity", classes: 2, description: "upside down; odd or even",
+    DigitTask(name: "negative", classes: 10, description: "dark ink on white; the digit", ink: [0, 0, 0], background: [1, 1, 1],
+              transform: { image, _ in image }, label: { $0 }),
+    DigitTask(name: "parity", classes: 2, description: "upside down, yellow; odd or even", ink: [1, 1, 0],
               transform: { image, _ in symmetric(image, quarterTurns: 2, mirrored: false) }, label: { $0 % 2 }),
     DigitTask(name: "loops", classes: 3, description: "red ink; closed loops (0, 1 or 2)", ink: [1, 0, 0],
               transform: { image, _ in image }, label: { [1, 0, 0, 0, 1, 0, 1, 0, 2, 1][$0] }),
-    DigitTask(name: "noisy", classes: 2, description: "Gaussian noise (sigma 0.25); digit >= 5",
+    DigitTask(name: "noisy", classes: 2, description: "Gaussian noise (sigma 0.25), magenta; digit >= 5", ink: [1, 0, 1],
               transform: { image, random in image.map { $0 + 4 * random.normal() } }, label: { $0 >= 5 ? 1 : 0 }),
-    DigitTask(name: "shifted", classes: 3, description: "moved one pixel in a random direction; digit mod 3",
+    DigitTask(name: "shifted", classes: 3, description: "moved one pixel in a random direction, cyan; digit mod 3", ink: [0, 1, 1],
               transform: { image, random in
                   let directions = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
                   let (dr, dc) = directions[Int(random.next() % 8)]
@@ -93,11 +97,13 @@ let digitTasks: [DigitTask] = [
 let clipMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
 let clipStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
 
-/// An 8×8 image of counts 0…16 as CLIP pixel values [3, 8, 8] with `ink` per channel.
-func clipPixels(_ image: [Float], ink: [Float]) -> [Float] {
+/// An 8×8 image of counts 0…16 as CLIP pixel values [3, 8, 8]: per channel, background + (ink −
+/// background)·x/16, normalised.
+func clipPixels(_ image: [Float], ink: [Float], background: [Float] = [0, 0, 0]) -> [Float] {
     var out = [Float](repeating: 0, count: 3 * 64)
     for channel in 0..<3 {
-        for i in 0..<64 { out[channel * 64 + i] = (ink[channel] * image[i] / 16 - clipMean[channel]) / clipStd[channel] }
+        let (b, range) = (background[channel], ink[channel] - background[channel])
+        for i in 0..<64 { out[channel * 64 + i] = (b + range * image[i] / 16 - clipMean[channel]) / clipStd[channel] }
     }
     return out
 }
@@ -122,8 +128,22 @@ func writeImageSet(_ path: String, pixels: [Float], labels: [Int], metadata: [St
 
 func multitaskData() {
     guard let digitsPath = option("digits"), let out = option("out") else { fail("multitask-data needs --digits FILE and --out DIR") }
-    let seed = UInt64(option("seed", 0)), taskCount = option("tasks", digitTasks.count)
-    guard (1...digitTasks.count).contains(taskCount) else { fail("--tasks must be 1…\(digitTasks.count)") }
+    let seed = UInt64(option("seed", 0))
+    // --tasks N (the first N) or a comma list of names.
+    let chosen: [DigitTask]
+    let spec = option("tasks") ?? String(digitTasks.count)
+    if let n = Int(spec) {
+        guard (1...digitTasks.count).contains(n) else { fail("--tasks must be 1…\(digitTasks.count) or a list of names") }
+        chosen = Array(digitTasks.prefix(n))
+    } else {
+        chosen = spec.split(separator: ",").map { name in
+            guard let task = digitTasks.first(where: { $0.name == name }) else {
+                fail("unknown task \(name) (one of \(digitTasks.map(\.name).joined(separator: ", ")))")
+            }
+            return task
+        }
+    }
+    let taskCount = chosen.count
     let file: SafeTensorsFile
     do { file = try SafeTensorsFile(path: digitsPath) } catch { fail("\(error)") }
     guard let imagesInfo = file.tensor(named: "images"), imagesInfo.dtype == .U8, imagesInfo.shape.count == 3,
@@ -149,7 +169,7 @@ func multitaskData() {
 
     let source = ["source": "Fixtures/multitask/digits.safetensors", "seed": String(seed)]
     var table = "# name\tclasses\tdescription\n"
-    for task in digitTasks.prefix(taskCount) {
+    for task in chosen {
         let dir = out + "/" + task.name
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         for (split, indices) in splits {
@@ -157,24 +177,32 @@ func multitaskData() {
             pixels.reserveCapacity(indices.count * 192)
             for i in indices {
                 var random = Generator(seed: seed ^ fnv1a(task.name) ^ (UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15))
-                pixels += clipPixels(task.transform(images[i], &random), ink: task.ink)
+                pixels += clipPixels(task.transform(images[i], &random), ink: task.ink, background: task.background)
             }
             writeImageSet(dir + "/\(split).safetensors", pixels: pixels, labels: indices.map { task.label(digits[$0]) },
                           metadata: source.merging(["task": task.name, "split": split]) { old, _ in old })
         }
         table += "\(task.name)\t\(task.classes)\t\(task.description)\n"
     }
-    // The pretext: each training image under the 8 symmetries of the square, labelled with the symmetry.
+    // The pretext (no task labels): every task's training images, each under one of the 8 symmetries
+    // of the square drawn at random, labelled with (task style, symmetry): 8 × tasks classes.
     try? FileManager.default.createDirectory(atPath: out + "/pretext", withIntermediateDirectories: true)
     var pixels: [Float] = [], labels: [Int] = []
-    for i in splits[0].1 {
-        for symmetry in 0..<8 {
-            pixels += clipPixels(symmetric(images[i], quarterTurns: symmetry % 4, mirrored: symmetry >= 4), ink: [1, 1, 1])
-            labels.append(symmetry)
+    for (t, task) in chosen.enumerated() {
+        for i in splits[0].1 {
+            var random = Generator(seed: seed ^ fnv1a(task.name) ^ (UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15))
+            let image = task.transform(images[i], &random)  // the same draw as the task's own training image
+            let symmetry = Int(random.next() % 8)
+            pixels += clipPixels(symmetric(image, quarterTurns: symmetry % 4, mirrored: symmetry >= 4), ink: task.ink,
+                                 background: task.background)
+            labels.append(t * 8 + symmetry)
         }
     }
-    writeImageSet(out + "/pretext/train.safetensors", pixels: pixels, labels: labels,
-                  metadata: source.merging(["task": "pretext", "split": "train"]) { old, _ in old })
+    // Shuffled (the trainer draws batches from per-epoch shuffles anyway; this keeps the file's order neutral).
+    var mixed = Array(labels.indices)
+    for i in stride(from: mixed.count - 1, to: 0, by: -1) { mixed.swapAt(i, Int(shuffle.next() % UInt64(i + 1))) }
+    writeImageSet(out + "/pretext/train.safetensors", pixels: mixed.flatMap { pixels[($0 * 192)..<($0 * 192 + 192)] },
+                  labels: mixed.map { labels[$0] }, metadata: source.merging(["task": "pretext", "split": "train"]) { old, _ in old })
     guard FileManager.default.createFile(atPath: out + "/tasks.tsv", contents: Data(table.utf8)) else { fail("cannot write \(out)/tasks.tsv") }
     FileHandle.standardError.write(Data("multitask-data: \(taskCount) tasks × \(train)/\(val)/\(test) images, pretext \(labels.count) images in \(out)\n".utf8))
 }

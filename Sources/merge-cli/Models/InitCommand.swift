@@ -164,28 +164,38 @@ struct InitEncoderCommand: ParsableCommand {
 struct InitHeadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "head",
-        abstract: "Write a task head with random weights: `weight` [classes, E], rows of length --scale in random directions.",
+        abstract: "Write a task head (`weight` [classes, E]): random rows, or the class means of a model's embeddings of labelled images (--data).",
         discussion: """
             A head for `eval`, `finetune` and the merges that learn from data: logits = weight · e/‖e‖. \
-            E comes from --model (its projection_dim, or hidden_size without a projection) or --embedding-size. \
-            Rows are N(0, I) draws scaled to length --scale (CLIP's zero-shot heads are unit text embeddings × \
-            exp(logit_scale) = 100).
+            Random: rows are N(0, I) draws scaled to length --scale; E comes from --model (its projection_dim, \
+            or hidden_size without a projection) or --embedding-size. With --data (and --model): row c is the \
+            mean of --model's normalised embeddings of the images labelled c, normalised and scaled to --scale \
+            (a nearest-class-mean head, as CLIP's zero-shot heads are unit class embeddings × exp(logit_scale) = 100).
             """)
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Number of classes.", valueName: "n"))
-    var classes: Int
+    @Option(parsing: .unconditional, help: ArgumentHelp("Number of classes (with --data: default the largest label + 1).", valueName: "n"))
+    var classes: Int?
 
-    @Option(help: ArgumentHelp("The encoder the head is for (its embedding width E).", valueName: "path"))
+    @Option(help: ArgumentHelp("The encoder the head is for (its embedding width E; with --data, the embeddings).", valueName: "path"))
     var model: String?
 
-    @Option(name: .customLong("embedding-size"), parsing: .unconditional, help: ArgumentHelp("E, instead of --model.", valueName: "E"))
+    @Option(name: .customLong("embedding-size"), parsing: .unconditional, help: ArgumentHelp("E, instead of --model (random heads).", valueName: "E"))
     var embeddingSize: Int?
+
+    @Option(help: ArgumentHelp("Labelled images (`pixel_values` [N,3,H,W], `labels` [N]): the head's rows are --model's class means of them.", valueName: "file"))
+    var data: String?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Length of every row (the logit scale).", valueName: "s"))
     var scale = 100.0
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Seed of the rows.", valueName: "n"))
-    var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seed of the random rows.", valueName: "n"))
+    var seed: UInt64?
+
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per forward pass with --data (default 32, fewer when 32 would not fit in the memory available).", valueName: "B"))
+    var batchSize: Int?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads with --data (default: every core).", valueName: "n"))
+    var threads: Int?
 
     @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Output: a .safetensors file.", valueName: "file"))
     var output: String
@@ -204,33 +214,64 @@ struct InitHeadCommand: ParsableCommand {
         if !OutputGuard.isFileOutput(output) { throw ValidationError("--output must end in .safetensors: a head is one file, not \(output).") }
         try ArgumentCheck.atLeast(classes, 1, flag: "--classes")
         try ArgumentCheck.atLeast(embeddingSize, 1, flag: "--embedding-size")
-        if classes > 1 << 20 { throw ValidationError("--classes must be at most \(1 << 20), not \(classes).") }
-        if let embeddingSize, embeddingSize > CLIPVisionConfig.limits.first(where: { $0.key == "projection_dim" })!.max {
-            throw ValidationError("--embedding-size must be at most 65536, not \(embeddingSize).")
+        try ArgumentCheck.atLeast(batchSize, 1, flag: "--batch-size")
+        try ArgumentCheck.atLeast(threads, 1, flag: "--threads")
+        if let classes, classes > 1 << 20 { throw ValidationError("--classes must be at most \(1 << 20), not \(classes).") }
+        if let embeddingSize, embeddingSize > 1 << 16 { throw ValidationError("--embedding-size must be at most 65536, not \(embeddingSize).") }
+        guard scale.isFinite && scale > 0 else { throw ValidationError("--scale must be a finite number > 0, not \(scale).") }
+        if data != nil {
+            if model == nil { throw ValidationError("--data needs --model, the encoder whose embeddings the head's rows average.") }
+            if embeddingSize != nil { throw ValidationError("--embedding-size is for random heads; with --data, E is --model's.") }
+            if seed != nil { throw ValidationError("--seed is for random heads; a head from --data is not random.") }
+            return
         }
+        if batchSize != nil || threads != nil { throw ValidationError("--batch-size and --threads are only used with --data.") }
+        if classes == nil { throw ValidationError("Give --classes, the number of rows of a random head.") }
         switch (model, embeddingSize) {
         case (nil, nil): throw ValidationError("Give --model (the encoder the head is for) or --embedding-size.")
         case (.some, .some): throw ValidationError("Give --model or --embedding-size, not both.")
         default: break
         }
-        guard scale.isFinite && scale > 0 else { throw ValidationError("--scale must be a finite number > 0, not \(scale).") }
     }
 
     func run() throws {
         try reportingErrors { () throws(MergeKitError) in
-            var dimension = embeddingSize ?? 0
-            if let model { dimension = try EncoderCheckpoint(try Checkpoint(path: model)).embeddingSize }
-            let head = RandomInitialization.head(classes: classes, dimension: dimension, seed: seed, scale: scale)
-            let record = JSONValue.object([JSONMember("seed", .string(String(seed))), JSONMember("scale", .double(scale))]).serialized()
-            let notes = try head.save(to: output, metadata: ["mergekit.init": record], overwrite: overwrite, inputs: model.map { [$0] } ?? [])
+            let head: TaskHead
+            var record: [JSONMember] = [JSONMember("scale", .double(scale))]
+            if let data, let model {
+                let chosen = try EvaluatedEncoder(model: model, linearizedAround: nil, allowUnused: false, ignored: EngineInputs.warnIgnored)
+                let dataset = try ImageDataset(path: data)
+                let threadCount = ThreadCount.resolved(threads)
+                let batch = try EngineInputs.batch(batchSize, default: 32, command: "init head", quiet: quiet) { b in
+                    EngineMemory.evaluation(config: chosen.config, hasProjection: chosen.hasProjection, form: chosen.form,
+                                            batch: min(b, dataset.count), threads: threadCount, classes: classes ?? 1)
+                }
+                try OutputGuard.check(output: output, overwrite: overwrite, inputs: [model, data])
+                let encoder = try chosen.load(threads: threads)
+                let bar = ProgressLine(enabled: !quiet && isatty(2) != 0)
+                head = try TaskHead.prototypes(of: encoder, data: dataset, classes: classes, scale: scale, batchSize: batch) { done, total in
+                    bar.update(done: done, total: total) { _ in String(format: "%d/%d images ", done, total) }
+                }
+                bar.finish()
+                record += [JSONMember("data", .string(data)), JSONMember("model", .string(model))]
+            } else {
+                var dimension = embeddingSize ?? 0
+                if let model { dimension = try EncoderCheckpoint(try Checkpoint(path: model)).embeddingSize }
+                head = RandomInitialization.head(classes: classes!, dimension: dimension, seed: seed ?? 0, scale: scale)
+                record.append(JSONMember("seed", .string(String(seed ?? 0))))
+            }
+            let notes = try head.save(to: output, metadata: ["mergekit.init": JSONValue.object(record).serialized()], overwrite: overwrite,
+                                      inputs: [model, data].compactMap { $0 })
             printNotes(notes, quiet: quiet)
+            let kind = data == nil ? "random" : "class-mean"
             if !quiet {
-                FileHandle.standardError.write(Data("wrote \(TerminalText.escaped(output)): a random head, \(classes) classes × \(dimension) (seed \(seed))\n".utf8))
+                FileHandle.standardError.write(Data("wrote \(TerminalText.escaped(output)): a \(kind) head, \(head.classes) classes × \(head.dimension)\n".utf8))
             }
             if json {
                 print(JSONValue.object([
-                    JSONMember("output", .string(output)), JSONMember("kind", .string("head")), JSONMember("classes", .int(classes)),
-                    JSONMember("embedding_size", .int(dimension)), JSONMember("scale", .double(scale)), JSONMember("seed", .string(String(seed))),
+                    JSONMember("output", .string(output)), JSONMember("kind", .string("head")), JSONMember("rows", .string(kind)),
+                    JSONMember("classes", .int(head.classes)), JSONMember("embedding_size", .int(head.dimension)),
+                    JSONMember("scale", .double(scale)), JSONMember("seed", data == nil ? .string(String(seed ?? 0)) : .null),
                 ]).serialized(indent: 2))
             }
         }
