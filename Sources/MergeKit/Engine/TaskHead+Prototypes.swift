@@ -27,12 +27,7 @@ extension TaskHead {
         }
         let e = encoder.embeddingSize
         var sums = [Double](repeating: 0, count: classes * e)
-        var done = 0
-        while done < data.count {
-            let range = done..<min(data.count, done + batchSize)
-            let pixels = data.pixels(range)
-            try data.checkFinite(pixels, first: range.lowerBound)
-            let embeddings = encoder.forward(pixels: pixels, batch: range.count)
+        try Evaluation.embeddings(of: encoder, data: data, batchSize: batchSize, progress: progress) { range, embeddings throws(MergeKitError) in
             let (normalized, norms) = TaskHead.normalize(embeddings, batch: range.count, dimension: e)
             for (i, label) in data.labels[range].enumerated() {
                 guard norms[i] > 0 && norms[i].isFinite else {
@@ -42,8 +37,6 @@ extension TaskHead {
                 }
                 for j in 0..<e { sums[label * e + j] += Double(normalized[i * e + j]) }
             }
-            done = range.upperBound
-            progress(done, data.count)
         }
         var weight = [Float](repeating: 0, count: classes * e)
         for c in 0..<classes {
