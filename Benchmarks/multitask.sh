@@ -13,7 +13,7 @@
 # labels, aTLAS learns from 16 labelled validation images per class, RegMean and Fisher read the
 # training images. The test images are read only to report the final numbers.
 #
-# Usage: Benchmarks/multitask.sh [--quick] [--seed 0] [--threads 2] [--work DIR] [--out DIR]
+# Usage: Benchmarks/multitask.sh [--quick] [--seed 0] [--threads 2] [--work DIR] [--keep] [--out DIR]
 #                                [--methods LIST] [--bin DIR] [--scratch-path .build]
 #   --quick    the reduced pipeline `swift test` runs (MultitaskEndToEndTests): 4 tasks (digits,
 #              rotate, parity, loops), 400/100/200 images, a 2-layer encoder, fewer steps (see the
@@ -21,7 +21,8 @@
 #   --seed     one seed for everything (split, initialisation, batch orders, routers)
 #   --work     where the data and models go (default: a new directory under /tmp, removed at the end
 #              unless --keep)
-#   --out      where results.md, results.csv, results.json and times.tsv go (default: the work dir)
+#   --out      where results.md (the table), results.csv, results.json, validation.tsv (every λ
+#              tried), adaptation.tsv and times.tsv go (default: a new directory under /tmp)
 #   --methods  comma list of methods (default: all):
 #              pretrained individual task_arithmetic ties tsv_m iso_c magmax metagpt adamerging
 #              atlas regmean fisher tangent wemoe wemoe_routed (the last: WEMoE's experts routed by the
@@ -85,7 +86,7 @@ if [ -z "$work" ]; then
   [ "$keep" = 1 ] || trap 'rm -rf "$work"' EXIT
 fi
 mkdir -p "$work"
-out="${out:-$work}"; mkdir -p "$out"
+out="${out:-$(mktemp -d /tmp/mergekit-multitask-results.XXXXXX)}"; mkdir -p "$out"
 data="$work/data"; models="$work/models"; mkdir -p "$models"
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -325,3 +326,4 @@ printf 'total\t%.1f\n' "$total" >> "$out/times.tsv"
 echo
 echo "# seconds per phase ($threads threads)"
 cat "$out/times.tsv"
+echo "(results in $out)"
