@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(
             name: "MergeKitTests",
             dependencies: [
-                "MergeKit", "merge-cli", "header-fuzz", "recipe-fuzz", "pickle-fuzz", "FuzzSupport",
+                "MergeKit", "merge-cli", "benchmark-tool", "header-fuzz", "recipe-fuzz", "pickle-fuzz", "FuzzSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

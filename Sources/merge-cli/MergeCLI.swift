@@ -36,6 +36,7 @@ struct MergeCLI: ParsableCommand {
                 ExtractLoRACommand.self,
             ]),
             CommandGroup(name: "Model", subcommands: [
+                InitCommand.self,
                 EvalCommand.self,
                 FinetuneCommand.self,
                 LinearizeCommand.self,

@@ -10,6 +10,8 @@
 //                         (CLIP image-encoder passes on random weights; Benchmarks/engine.sh)
 //   benchmark-tool wemoe [--experts 8 --batch 16 --eval-batch 32 --threads 2 --runs 3 --chunk 8 --layers 12 ...]
 //                         (a ViT-B/32-shaped WEMoE model: evaluation and training steps; Benchmarks/wemoe.sh)
+//   benchmark-tool multitask-data --digits FILE --out DIR [--seed 0 --tasks 8 --train 1000 --val 200 --test 597]
+//                         (the task datasets of Benchmarks/multitask.sh; Multitask.swift)
 import Dispatch
 import Foundation
 import MergeKit
@@ -24,7 +26,7 @@ import Glibc
 BLAS.reexecutingWithPreferredKernels()
 var arguments = Array(CommandLine.arguments.dropFirst())
 guard let command = arguments.first else {
-    FileHandle.standardError.write(Data("usage: benchmark-tool synth|iobound|evict|engine|wemoe ...\n".utf8))
+    FileHandle.standardError.write(Data("usage: benchmark-tool synth|iobound|evict|engine|wemoe|multitask-data ...\n".utf8))
     exit(64)
 }
 arguments.removeFirst()
@@ -446,5 +448,6 @@ case "iobound": iobound()
 case "evict": evict()
 case "engine": engine()
 case "wemoe": wemoeBenchmark()
+case "multitask-data": multitaskData()
 default: fail("unknown command \(command)")
 }

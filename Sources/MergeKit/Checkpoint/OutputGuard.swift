@@ -43,6 +43,15 @@ public enum OutputGuard {
         try problems.throwIfAny()
     }
 
+    /// `check(output:overwrite:inputs:)` for a small file written beside a checkpoint (a JSON or
+    /// YAML file: learned coefficients, a recipe), whatever its name ends in: a regular file there
+    /// is replaced with `overwrite`, a directory never.
+    public static func check(file output: String, overwrite: Bool, inputs: [String]) throws(MergeKitError) {
+        var problems = ProblemList()
+        check(output: output, isDirectory: false, overwrite: overwrite, inputs: inputs, into: &problems)
+        try problems.throwIfAny()
+    }
+
     static func check(output: String, isDirectory: Bool, overwrite: Bool, inputs: [String], into problems: inout ProblemList) {
         let path = FileSystem.trimmingTrailingSlashes(output)
         let target = FileSystem.canonicalPath(forNew: path)

@@ -88,12 +88,7 @@ public enum Evaluation {
         let start = Date()
         var correct = 0
         var lossSum = 0.0
-        var done = 0
-        while done < data.count {
-            let range = done..<min(data.count, done + batchSize)
-            let pixels = data.pixels(range)
-            try data.checkFinite(pixels, first: range.lowerBound)
-            let embeddings = encoder.forward(pixels: pixels, batch: range.count)
+        try embeddings(of: encoder, data: data, batchSize: batchSize, progress: progress) { range, embeddings throws(MergeKitError) in
             let logits = head.logits(embeddings: embeddings, batch: range.count)
             for (i, label) in data.labels[range].enumerated() {
                 let row = Array(logits[i * head.classes..<(i + 1) * head.classes])
@@ -108,10 +103,24 @@ public enum Evaluation {
                     "image \(range.lowerBound + i) gets logit \(row[bad]) for class \(bad) although its pixels are finite",
                     fix: "The model or the head holds non-finite weights, or the embedding is zero: check them with \(term: .verification)")
             }
-            done = range.upperBound
-            progress(done, data.count)
         }
         return EvaluationResult(images: data.count, correct: correct, meanLoss: lossSum / Double(data.count),
                                 seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Runs `encoder` over `data` in batches of `batchSize` images, in order, checking every batch's
+    /// pixels for NaN and ±Inf first, and hands each batch's image range and embeddings [B, E] to
+    /// `body`; `progress` hears images done, of all. What evaluation and class-mean heads share.
+    static func embeddings(of encoder: any ImageEncoder, data: ImageDataset, batchSize: Int, progress: (Int, Int) -> Void,
+                           _ body: (Range<Int>, [Float]) throws(MergeKitError) -> Void) throws(MergeKitError) {
+        var done = 0
+        while done < data.count {
+            let range = done..<min(data.count, done + batchSize)
+            let pixels = data.pixels(range)
+            try data.checkFinite(pixels, first: range.lowerBound)
+            try body(range, encoder.forward(pixels: pixels, batch: range.count))
+            done = range.upperBound
+            progress(done, data.count)
+        }
     }
 }

@@ -41,6 +41,15 @@ enum CLI {
         return try collect(process, environment: environment)
     }
 
+    /// Runs a script of the repository (`Benchmarks/…`) with bash, with the environment merge-cli
+    /// gets (`collect`): the script's merge-cli then computes as the library does here.
+    static func runScript(_ path: String, _ arguments: [String]) throws -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [TestSupport.packageRoot.appendingPathComponent(path).path] + arguments
+        return try collect(process, environment: [:])
+    }
+
     /// What every run starts from, over the test process's environment: Hugging Face ids are
     /// looked up in an empty cache, offline, and the endpoint is a closed local port, so that no
     /// test reads the machine's cache or reaches a network. Tests of the Hub set their own.

@@ -364,6 +364,16 @@ struct DataMergingCLITests {
         let again = try CLI.run(["adamerging", "--base", "clip/quick/base"] + Self.models + Self.tasks
                                 + ["--steps", "1", "-o", dir + "/ada"], in: Self.fixtures)
         #expect(again.status == 1 && again.stderr.contains("overwrite"))
+        // With --overwrite, the model and its coefficients file (a file, whatever its name) are replaced.
+        let replaced = try CLI.run(["adamerging", "--base", "clip/quick/base"] + Self.models + Self.tasks
+                                   + ["--steps", "1", "--granularity", "task-wise", "--overwrite", "-o", dir + "/ada"], in: Self.fixtures)
+        #expect(replaced.status == 0, "\(replaced.stderr)")
+        #expect(try MergingCoefficients(path: dir + "/ada.coefficients.json").values.count == 3)
+        // A directory where the coefficients file goes is never replaced.
+        try FileManager.default.createDirectory(atPath: dir + "/d.json", withIntermediateDirectories: false)
+        let directory = try CLI.run(["adamerging", "--base", "clip/quick/base"] + Self.models + Self.tasks
+                                    + ["--steps", "1", "--overwrite", "--coefficients-out", dir + "/d.json", "-o", dir + "/ada"], in: Self.fixtures)
+        #expect(directory.status == 1 && directory.stderr.contains("d.json"), "\(directory.stderr)")
     }
 
     @Test("malformed arguments exit 64 naming the flag; unmergeable inputs exit 1")

@@ -57,7 +57,7 @@ public struct CoefficientMerge: Sendable {
                                 fix: "Write the coefficients and the recipe to paths of their own")
         }
         try OutputGuard.check(output: output.path, overwrite: output.overwrite, inputs: output.inputs)
-        for path in extra { try OutputGuard.check(output: path, overwrite: output.overwrite, inputs: output.inputs) }
+        for path in extra { try OutputGuard.check(file: path, overwrite: output.overwrite, inputs: output.inputs) }
 
         let baseCheckpoint = try Checkpoint(path: base)
         try CoefficientMerge.requireKind(baseCheckpoint, linearized: linearized, role: "the base")

@@ -83,23 +83,9 @@ extension WEMoEParameters {
     @discardableResult
     public func save(to path: String, configSource: String? = nil, overwrite: Bool = false,
                      inputs: [String] = []) throws(MergeKitError) -> [OutputNote] {
-        try OutputGuard.check(output: path, overwrite: overwrite, inputs: inputs + (configSource.map { [$0] } ?? []))
-        let tensors = namedTensors()
-        let layout = SafeTensorsLayout(specs: tensors.map { TensorSpec(name: $0.name, dtype: .F32, shape: $0.shape) }, metadata: metadata)
-        let spec = OutputSpec(path: path, overwrite: overwrite)
-        let writer = try CheckpointWriter(output: spec, shards: [OutputShard(fileName: "model.safetensors", layout: layout)])
-        for (info, tensor) in zip(layout.tensors, tensors) {
-            let raw = UnsafeRawBufferPointer(start: UnsafeRawPointer(tensor.values), count: info.end - info.begin)
-            try writer.write(raw, dataOffset: info.begin, shard: 0)
-        }
-        var companions: [(source: String, name: String)] = []
-        var generated: [String: [UInt8]] = [:]
-        if spec.isDirectory {
-            if let configSource { companions.append((configSource, "config.json")) } else {
-                generated["config.json"] = Array((config.json.serialized(indent: 2) + "\n").utf8)
-            }
-        }
-        try writer.commit(companions: companions, generated: generated) { _, bytes in bytes }
-        return writer.notes
+        let companions = configSource.map { [(source: $0, name: "config.json")] } ?? []
+        let generated = configSource == nil ? ["config.json": Array((config.json.serialized(indent: 2) + "\n").utf8)] : [:]
+        return try FloatCheckpointWriter.save(namedTensors(), metadata: metadata, to: path, overwrite: overwrite, inputs: inputs,
+                                              companions: companions, generated: generated)
     }
 }
