@@ -125,9 +125,10 @@ record() {
 }
 # sweep METHOD SUBCOMMAND BASE MODELS... -- EXTRA...: tries every λ of $grid with `merge-cli SUBCOMMAND`,
 # keeps the model with the best average validation accuracy in $models/NAME, and records its test
-# accuracy. (With evaluation inside sweeps this loop is one command:
-#   merge-cli sweep --method NAME --base BASE --model ... --scale GRID --eval HEAD=VAL ... --keep best --json -o DIR
-# and the chosen point's scores are in its --json / manifest.json.)
+# accuracy. Task arithmetic (ordinary and in the tangent space) is one command, a sweep that scores
+# its points (`merge-cli sweep --eval … --keep best`), which also draws the validation accuracy of
+# every task against λ ($out/NAME-scores-lambda.svg, .png with rsvg-convert); the other methods,
+# whose commands follow the papers' presets where a sweep follows mergekit's, loop over λ.
 sweep() {
   local name="$1" command="$2" base="$3"; shift 3
   local inputs=() extra=() seen=0
@@ -136,17 +137,36 @@ sweep() {
     if [ "$seen" = 0 ]; then inputs+=(--model "$a"); else extra+=("$a"); fi
   done
   local best="" best_score=-1 lambda score
-  for lambda in $grid; do
-    "$cli" "$command" --base "$base" "${inputs[@]}" "${extra[@]}" --scale "$lambda" -o "$models/$name.try" \
-      --overwrite --quiet --threads "$threads"
-    score=$(average "$models/$name.try" val)
-    printf '%s\t%s\t%s\n' "$name" "$lambda" "$score" >> "$out/validation.tsv"
-    if awk -v a="$score" -v b="$best_score" 'BEGIN {exit !(a > b)}'; then
-      best="$lambda"; best_score="$score"; rm -rf "$models/$name"; mv "$models/$name.try" "$models/$name"
-    fi
-  done
-  rm -rf "$models/$name.try"
-  echo "$name: λ = $best chosen on validation (average $best_score %)" >&2
+  if [ "$command" = task-arithmetic ] && [ ${#extra[@]} = 0 ]; then
+    local evals=() png=() t
+    for t in $tasks; do evals+=(--eval "$models/heads/$t.safetensors=$data/$t/val.safetensors"); done
+    command -v rsvg-convert >/dev/null 2>&1 && png=(--png)
+    rm -rf "$models/$name.sweep"
+    "$cli" sweep --method task_arithmetic --base "$base" "${inputs[@]}" --scale "${grid// /,}" "${evals[@]}" "${png[@]}" \
+      --keep best --json --quiet --threads "$threads" -o "$models/$name.sweep" > "$out/$name-sweep.json"
+    # validation.tsv: every point's λ and average validation accuracy (%); the chosen point.
+    awk -v name="$name" '
+      /"lambda":/ { gsub(/[ ,]/, "", $2); l = $2 }
+      /"average_accuracy":/ && l != "" { gsub(/[ ,]/, "", $2); printf "%s\t%s\t%.6f\n", name, l, 100 * $2; l = "" }
+      /"evaluation":/ { exit }' FS=': ' "$out/$name-sweep.json" >> "$out/validation.tsv"
+    best=$(awk -F': ' '/"selected": \{/ { s = 1 } s && /"lambda":/ { gsub(/[ ,]/, "", $2); print $2; exit }' "$out/$name-sweep.json")
+    rm -rf "$models/$name"; mv "$models/$name.sweep"/point-* "$models/$name"
+    for f in "$models/$name.sweep"/scores-lambda.*; do cp "$f" "$out/$name-$(basename "$f")"; done
+    rm -rf "$models/$name.sweep"
+    echo "$name: λ = $best chosen on validation (merge-cli sweep --eval)" >&2
+  else
+    for lambda in $grid; do
+      "$cli" "$command" --base "$base" "${inputs[@]}" "${extra[@]}" --scale "$lambda" -o "$models/$name.try" \
+        --overwrite --quiet --threads "$threads"
+      score=$(average "$models/$name.try" val)
+      printf '%s\t%s\t%s\n' "$name" "$lambda" "$score" >> "$out/validation.tsv"
+      if awk -v a="$score" -v b="$best_score" 'BEGIN {exit !(a > b)}'; then
+        best="$lambda"; best_score="$score"; rm -rf "$models/$name"; mv "$models/$name.try" "$models/$name"
+      fi
+    done
+    rm -rf "$models/$name.try"
+    echo "$name: λ = $best chosen on validation (average $best_score %)" >&2
+  fi
   record "$name" "$best" "$models/$name"
 }
 
