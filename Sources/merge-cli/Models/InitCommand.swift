@@ -6,12 +6,13 @@ import MergeKit
 struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Write a CLIP image encoder or a task head with random weights from a seed (to train from scratch, or for synthetic tasks).",
+        abstract: "Write a CLIP image encoder with random weights, or a task head (random, or a model's class means of labelled images).",
         discussion: """
             `init encoder` writes a model directory (config.json + model.safetensors, F32) shaped by --config \
             and the size options, initialised as transformers initialises CLIPVisionModelWithProjection. \
-            `init head` writes a head (`weight` [classes, E]) whose rows are random directions of length --scale. \
-            The same seed and options give the same bytes.
+            `init head` writes a head (`weight` [classes, E]) whose rows are random directions of length --scale, \
+            or with --data the class means of --model's embeddings of labelled images. The same seed and options \
+            give the same bytes.
             Example: merge-cli init encoder --hidden-size 64 --num-hidden-layers 4 --num-attention-heads 4 \
             --intermediate-size 256 --image-size 8 --patch-size 2 --projection-dim 32 -o tiny-vit
             """,
