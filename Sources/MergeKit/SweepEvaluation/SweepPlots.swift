@@ -5,7 +5,7 @@
 enum SweepPlots {
     /// One plot's data: the parameter, its values through the selected point, each task's
     /// accuracy and the average there, and where the selected point is.
-    struct Slice: Equatable {
+    struct Slice {
         let parameter: String
         /// The other swept parameters, held at the selected point's values.
         let held: [(name: String, value: String)]
@@ -14,11 +14,6 @@ enum SweepPlots {
         let series: [(name: String, y: [Double])]
         let selectedX: Double
         let selectedY: Double
-
-        static func == (a: Slice, b: Slice) -> Bool {
-            a.parameter == b.parameter && a.held.map(\.name) == b.held.map(\.name) && a.held.map(\.value) == b.held.map(\.value) && a.x == b.x && a.selectedX == b.selectedX && a.selectedY == b.selectedY
-                && a.series.map(\.name) == b.series.map(\.name) && a.series.map(\.y) == b.series.map(\.y)
-        }
     }
 
     /// The slices through `selected`: one per numeric parameter that takes several values, the
