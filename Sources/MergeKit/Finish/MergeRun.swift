@@ -54,10 +54,7 @@ public enum MergeRun {
             results = try MergeExecutor.run(plans, threads: threads, sweep: sweep, progress: progress)
             if summarize || sweep != nil {
                 // A sweep's files are still in its temporary directory.
-                let files = results.flatMap { $0.files.map(\.path) }
-                let located = files.map { sweep?.stagedPath(of: $0) ?? $0 }
-                let hashed = summarize || checksums ? try FileDigest.sha256(of: located) : [:]
-                let digests = Dictionary(zip(files, located).compactMap { file, at in hashed[at].map { (file, $0) } }) { a, _ in a }
+                let digests = summarize || checksums ? try digests(of: results, in: sweep) : [:]
                 for (i, (plan, result)) in zip(plans, results).enumerated() {
                     summaries.append(summary(plan, result, point: points.indices.contains(i) ? points[i] : [], digests: digests))
                 }
@@ -76,6 +73,15 @@ public enum MergeRun {
             throw error
         }
         return Outcome(results: results, summaries: summaries, notes: (sweep?.notes ?? []) + results.flatMap(\.notes))
+    }
+
+    /// The SHA-256 of every file of `results`, by the path it has once in place (a sweep's files
+    /// are read where they are until the sweep is committed).
+    static func digests(of results: [MergeResult], in sweep: SweepOutput?) throws(MergeKitError) -> [String: String] {
+        let files = results.flatMap { $0.files.map(\.path) }
+        let located = files.map { sweep?.stagedPath(of: $0) ?? $0 }
+        let hashed = try FileDigest.sha256(of: located)
+        return Dictionary(zip(files, located).compactMap { file, at in hashed[at].map { (file, $0) } }) { a, _ in a }
     }
 
     /// One output's summary (see the type's description); `digests` are SHA-256 by file path.

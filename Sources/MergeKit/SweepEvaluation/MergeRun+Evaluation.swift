@@ -89,11 +89,9 @@ extension MergeRun {
             written = []
             let plots = try SweepPlots.write(evaluation, scores: scores, points: points, selected: selected,
                                              method: plans[0].method.info.name, into: sweep)
-            let about = evaluationJSON(evaluation, scorer: scorer, scores: scores, selected: selected, kept: kept, inMemory: inMemory,
+            let about = evaluationJSON(scorer, scores: scores, selected: selected, kept: kept, inMemory: inMemory,
                                        plots: plots, points: points, plans: plans, seconds: evaluationSeconds)
-            let located = results.compactMap { $0 }.flatMap { $0.files.map(\.path) }
-            let hashed = try FileDigest.sha256(of: located.map { sweep.stagedPath(of: $0) })
-            let digests = Dictionary(zip(located, located.map { sweep.stagedPath(of: $0) }).compactMap { file, at in hashed[at].map { (file, $0) } }) { a, _ in a }
+            let digests = try digests(of: results.compactMap { $0 }, in: sweep)
             var summaries: [JSONValue] = []
             for (i, plan) in plans.enumerated() {
                 let point = points.indices.contains(i) ? points[i] : []
@@ -179,21 +177,15 @@ extension MergeRun {
         ])
     }
 
-    /// The manifest's `evaluation` member: the tasks, the rule, what was chosen and kept.
-    static func evaluationJSON(_ evaluation: SweepEvaluation, scorer: SweepScorer, scores: [PointScores], selected: Int, kept: [Bool],
+    /// The manifest's `evaluation` member: the settings, what was chosen and kept.
+    static func evaluationJSON(_ scorer: SweepScorer, scores: [PointScores], selected: Int, kept: [Bool],
                                inMemory: Int, plots: [String], points: [Point], plans: [MergePlan], seconds: Double) -> JSONValue {
-        .object([
-            JSONMember("tasks", .array(evaluation.tasks.map { task in
-                .object([JSONMember("name", .string(task.name)), JSONMember("head", .string(task.head)), JSONMember("data", .string(task.data))])
-            })),
-            JSONMember("select", .string(evaluation.select.description)),
-            JSONMember("keep", .string(evaluation.keep.rawValue)),
-            JSONMember("batch_size", .int(scorer.batchSize)),
+        .object(scorer.settingsJSON + [
             JSONMember("selected", .object([
                 JSONMember("index", .int(selected)),
                 JSONMember("output", .string(plans[selected].output.path)),
                 JSONMember("sweep", pointJSON(points.indices.contains(selected) ? points[selected] : [])),
-                JSONMember("scores", scoresJSON(scores[selected], tasks: evaluation.tasks)),
+                JSONMember("scores", scoresJSON(scores[selected], tasks: scorer.evaluation.tasks)),
             ])),
             JSONMember("written", .array(kept.indices.filter { kept[$0] }.map { .string(plans[$0].output.path) })),
             JSONMember("points_in_memory", .int(inMemory)),

@@ -80,7 +80,7 @@ public final class SweepScorer: @unchecked Sendable {
         let threadCount = ThreadCount.resolved(threads)
         let classes = heads.map(\.classes).max()!
         let largest = datasets.map(\.count).max()!
-        let (config, hasProjection, form) = (encoder.config, encoder.hasProjection, encoder.form)
+        let (config, hasProjection, form) = (self.config, self.hasProjection, self.form)
         func estimate(_ b: Int) -> MemoryEstimate {
             EngineMemory.evaluation(config: config, hasProjection: hasProjection, form: form, batch: min(b, largest),
                                     threads: threadCount, classes: classes)
@@ -97,6 +97,19 @@ public final class SweepScorer: @unchecked Sendable {
         guard let budget else { return plans.count }
         let point = max(1, MemoryOutput.bytes(plans[0]))
         return max(0, min(plans.count, (budget.bytes / 2 - evaluationBytes) / point))
+    }
+
+    /// The evaluation's settings as reported (the manifest, `--json`, `--dry-run`): the tasks, the
+    /// rule, what is kept, the batch.
+    public var settingsJSON: [JSONMember] {
+        [
+            JSONMember("tasks", .array(evaluation.tasks.map { task in
+                .object([JSONMember("name", .string(task.name)), JSONMember("head", .string(task.head)), JSONMember("data", .string(task.data))])
+            })),
+            JSONMember("select", .string(evaluation.select.description)),
+            JSONMember("keep", .string(evaluation.keep.rawValue)),
+            JSONMember("batch_size", .int(batchSize)),
+        ]
     }
 
     /// Evaluates `checkpoint` (a point built in memory, or written) on every task, in order.

@@ -79,15 +79,7 @@ enum MergeRunner {
             let budget = (try? MemoryBudget.configured()) ?? nil
             let scorer = try SweepScorer(evaluation, plans: plans, threads: options.threads, budget: budget)
             let inMemory = scorer.inMemory(plans, budget: budget)
-            let about = JSONValue.object([
-                JSONMember("tasks", .array(evaluation.tasks.map { task in
-                    .object([JSONMember("name", .string(task.name)), JSONMember("head", .string(task.head)), JSONMember("data", .string(task.data))])
-                })),
-                JSONMember("select", .string(evaluation.select.description)),
-                JSONMember("keep", .string(evaluation.keep.rawValue)),
-                JSONMember("batch_size", .int(scorer.batchSize)),
-                JSONMember("points_in_memory", .int(inMemory)),
-            ])
+            let about = JSONValue.object(scorer.settingsJSON + [JSONMember("points_in_memory", .int(inMemory))])
             describe(plans, points: points, options: options, evaluation: about)
             if !options.json {
                 print("# evaluation: \(evaluation.tasks.map(\.name).joined(separator: ", ")); select \(evaluation.select) "
